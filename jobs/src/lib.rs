@@ -1,0 +1,32 @@
+//! # herald-jobs — the contract between producers and Herald's workers
+//!
+//! A web app that wants Herald to do something puts a job on a Redis queue.
+//! This crate is everything such a producer needs, and nothing of the worker:
+//!
+//! - [`message`]: the `send_message` job — its wire payload ([`SendMessage`]),
+//!   the validation that turns it into a [`ValidMessage`], and the enums of the
+//!   message model (status, sender kind, recipient kind).
+//! - [`ids`]: ObjectId newtypes parsed once from hex, so a value that reaches a
+//!   handler is known to be well formed.
+//! - [`queue`]: queue names and the Redis key namespace they live under.
+//! - [`producer`]: [`Producer`], a small client that validates a job and enqueues
+//!   it through apalis-redis.
+//! - [`error`]: [`ValidationError`], which always names the offending field.
+//!
+//! Producers in other languages write the same JSON; its shape is documented on
+//! [`SendMessage`] and in the repository's README.
+
+pub mod error;
+pub mod ids;
+pub mod message;
+pub mod producer;
+pub mod queue;
+
+pub use error::ValidationError;
+pub use ids::{AccountId, MessageId, UserId};
+pub use message::{
+    MessageLimits, MessageStatus, Recipient, RecipientTarget, SendMessage, Sender, SenderFrom,
+    ValidMessage, ValidRecipient, ValidSender,
+};
+pub use producer::{Producer, ProducerError};
+pub use queue::{Namespace, QueueName};

@@ -1,0 +1,540 @@
+//! The `send_message` job: a notification to store and push.
+//!
+//! The payload on the wire is [`SendMessage`]: plain strings, exactly as a
+//! producer in any language writes them. The worker never trusts it; it calls
+//! [`SendMessage::validate`], which either returns a [`ValidMessage`] built from
+//! typed parts or a [`ValidationError`] naming the field that is wrong.
+//!
+//! ```json
+//! {
+//!   "messageId": "65a1f0c2e4b0a1b2c3d4e5f6",
+//!   "accountId": "5f0c8a3e2b1d4c0012345678",
+//!   "title": "Export ready",
+//!   "content": "<b>customers.csv</b> can be downloaded",
+//!   "sender": { "id": "system", "from": "system" },
+//!   "to": { "id": "5f0c8a3e2b1d4c0012345678", "target": "account" },
+//!   "status": "success"
+//! }
+//! ```
+
+use std::{fmt, str::FromStr};
+
+use bson::oid::ObjectId;
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    error::ValidationError,
+    ids::{parse_object_id, AccountId, MessageId, UserId},
+};
+
+/// Default cap on `content`, in bytes of UTF-8: 64 KiB.
+pub const DEFAULT_MAX_CONTENT_BYTES: usize = 64 * 1024;
+/// Default cap on `title`, in bytes of UTF-8.
+pub const DEFAULT_MAX_TITLE_BYTES: usize = 1024;
+
+/// The `send_message` payload as it travels through Redis (camelCase JSON).
+///
+/// Every field is a string so that a malformed value from another language
+/// still decodes and can be rejected with an error naming it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SendMessage {
+    /// `_id` of the message document, 24-hex. Chosen by the producer so that a
+    /// retried job finds the document it already stored.
+    pub message_id: String,
+    /// The account the message belongs to, 24-hex.
+    pub account_id: String,
+    /// Short headline; must not be blank.
+    pub title: String,
+    /// Body; may hold HTML, stored as given.
+    pub content: String,
+    /// Who sent it.
+    pub sender: Sender,
+    /// Who receives it.
+    pub to: Recipient,
+    /// `warning`, `error` or `success`.
+    pub status: String,
+}
+
+/// `sender` on the wire: `{"id": "system" | HEX, "from": "system" | "user"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sender {
+    /// `"system"` or a user's 24-hex id.
+    pub id: String,
+    /// `"system"` or `"user"`.
+    pub from: String,
+}
+
+/// `to` on the wire: `{"id": HEX, "target": "account" | "user"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Recipient {
+    /// The account's or the user's 24-hex id.
+    pub id: String,
+    /// `"account"` or `"user"`.
+    pub target: String,
+}
+
+impl SendMessage {
+    /// Starts a message from the system to a whole account, with status
+    /// `success` and a freshly generated message id. Adjust it with the
+    /// builder methods below, then enqueue it with [`crate::Producer`].
+    pub fn new(account: AccountId, title: impl Into<String>, content: impl Into<String>) -> Self {
+        Self {
+            message_id: MessageId::generate().to_hex(),
+            account_id: account.to_hex(),
+            title: title.into(),
+            content: content.into(),
+            sender: Sender {
+                id: "system".to_owned(),
+                from: SenderFrom::System.as_str().to_owned(),
+            },
+            to: Recipient {
+                id: account.to_hex(),
+                target: RecipientTarget::Account.as_str().to_owned(),
+            },
+            status: MessageStatus::Success.as_str().to_owned(),
+        }
+    }
+
+    /// Sets the status shown with the message.
+    pub fn status(mut self, status: MessageStatus) -> Self {
+        self.status = status.as_str().to_owned();
+        self
+    }
+
+    /// Addresses the message to one user of the account instead of all of it.
+    pub fn to_user(mut self, user: UserId) -> Self {
+        self.to = Recipient {
+            id: user.to_hex(),
+            target: RecipientTarget::User.as_str().to_owned(),
+        };
+        self
+    }
+
+    /// Marks the message as sent by a user rather than by the system.
+    pub fn sent_by_user(mut self, user: UserId) -> Self {
+        self.sender = Sender {
+            id: user.to_hex(),
+            from: SenderFrom::User.as_str().to_owned(),
+        };
+        self
+    }
+
+    /// Uses a given message id instead of the generated one.
+    pub fn with_message_id(mut self, id: MessageId) -> Self {
+        self.message_id = id.to_hex();
+        self
+    }
+
+    /// Checks every field and returns the typed message, or the first error
+    /// found, naming its field.
+    pub fn validate(&self, limits: &MessageLimits) -> Result<ValidMessage, ValidationError> {
+        let id = parse_object_id("messageId", &self.message_id).map(MessageId::from)?;
+        let account = parse_object_id("accountId", &self.account_id).map(AccountId::from)?;
+
+        if self.title.trim().is_empty() {
+            return Err(ValidationError::new("title", "must not be empty"));
+        }
+        if self.title.len() > limits.max_title_bytes {
+            return Err(ValidationError::new(
+                "title",
+                format!(
+                    "is {} bytes, over the limit of {} bytes",
+                    self.title.len(),
+                    limits.max_title_bytes
+                ),
+            ));
+        }
+        if self.content.len() > limits.max_content_bytes {
+            return Err(ValidationError::new(
+                "content",
+                format!(
+                    "is {} bytes, over the limit of {} bytes",
+                    self.content.len(),
+                    limits.max_content_bytes
+                ),
+            ));
+        }
+
+        let status = self
+            .status
+            .parse::<MessageStatus>()
+            .map_err(|reason| ValidationError::new("status", reason))?;
+        let sender = self.sender.validate()?;
+        let to = self.to.validate(account)?;
+
+        Ok(ValidMessage {
+            id,
+            account,
+            title: self.title.clone(),
+            content: self.content.clone(),
+            sender,
+            to,
+            status,
+        })
+    }
+}
+
+impl Sender {
+    fn validate(&self) -> Result<ValidSender, ValidationError> {
+        let from = self
+            .from
+            .parse::<SenderFrom>()
+            .map_err(|reason| ValidationError::new("sender.from", reason))?;
+        match from {
+            SenderFrom::User => Ok(ValidSender::User(UserId::from(parse_object_id(
+                "sender.id",
+                &self.id,
+            )?))),
+            SenderFrom::System if self.id == "system" => Ok(ValidSender::System),
+            SenderFrom::System => {
+                // Older producers identify the system sender by an ObjectId.
+                let oid = ObjectId::parse_str(&self.id).map_err(|_| {
+                    ValidationError::new(
+                        "sender.id",
+                        format!(
+                            "'{}' must be \"system\" or a 24-character hex ObjectId when sender.from is \"system\"",
+                            self.id
+                        ),
+                    )
+                })?;
+                Ok(ValidSender::SystemWithId(oid))
+            }
+        }
+    }
+}
+
+impl Recipient {
+    fn validate(&self, account: AccountId) -> Result<ValidRecipient, ValidationError> {
+        let target = self
+            .target
+            .parse::<RecipientTarget>()
+            .map_err(|reason| ValidationError::new("to.target", reason))?;
+        let id = parse_object_id("to.id", &self.id)?;
+        match target {
+            RecipientTarget::Account if id != account.object_id() => Err(ValidationError::new(
+                "to.id",
+                format!(
+                    "'{}' must equal accountId '{}' when to.target is \"account\"",
+                    self.id, account
+                ),
+            )),
+            RecipientTarget::Account => Ok(ValidRecipient::Account(account)),
+            RecipientTarget::User => Ok(ValidRecipient::User(UserId::from(id))),
+        }
+    }
+}
+
+/// Size limits applied by [`SendMessage::validate`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MessageLimits {
+    /// Largest accepted `content`, in bytes.
+    pub max_content_bytes: usize,
+    /// Largest accepted `title`, in bytes.
+    pub max_title_bytes: usize,
+}
+
+impl Default for MessageLimits {
+    fn default() -> Self {
+        Self {
+            max_content_bytes: DEFAULT_MAX_CONTENT_BYTES,
+            max_title_bytes: DEFAULT_MAX_TITLE_BYTES,
+        }
+    }
+}
+
+/// A `send_message` payload that passed validation: every part is typed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValidMessage {
+    /// The document's `_id`.
+    pub id: MessageId,
+    /// The owning account.
+    pub account: AccountId,
+    /// Non-blank title.
+    pub title: String,
+    /// Content within the size limit.
+    pub content: String,
+    /// Who sent it.
+    pub sender: ValidSender,
+    /// Who receives it.
+    pub to: ValidRecipient,
+    /// The status shown with it.
+    pub status: MessageStatus,
+}
+
+/// A validated sender.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ValidSender {
+    /// The system, written `{"id": "system", "from": "system"}`.
+    System,
+    /// The system identified by an ObjectId, as some older producers write it.
+    SystemWithId(ObjectId),
+    /// A user of the account.
+    User(UserId),
+}
+
+impl ValidSender {
+    /// The `from` value of the model.
+    pub fn from_kind(&self) -> SenderFrom {
+        match self {
+            ValidSender::System | ValidSender::SystemWithId(_) => SenderFrom::System,
+            ValidSender::User(_) => SenderFrom::User,
+        }
+    }
+
+    /// The `id` as a string: `"system"` or the hex ObjectId.
+    pub fn id_string(&self) -> String {
+        match self {
+            ValidSender::System => "system".to_owned(),
+            ValidSender::SystemWithId(oid) => oid.to_hex(),
+            ValidSender::User(user) => user.to_hex(),
+        }
+    }
+}
+
+/// A validated recipient.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ValidRecipient {
+    /// Everyone in the account.
+    Account(AccountId),
+    /// One user.
+    User(UserId),
+}
+
+impl ValidRecipient {
+    /// The `target` value of the model.
+    pub fn target(&self) -> RecipientTarget {
+        match self {
+            ValidRecipient::Account(_) => RecipientTarget::Account,
+            ValidRecipient::User(_) => RecipientTarget::User,
+        }
+    }
+
+    /// The recipient's ObjectId.
+    pub fn object_id(&self) -> ObjectId {
+        match self {
+            ValidRecipient::Account(account) => account.object_id(),
+            ValidRecipient::User(user) => user.object_id(),
+        }
+    }
+}
+
+macro_rules! string_enum {
+    ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum $name {
+            $($(#[$vdoc])* $variant),+
+        }
+
+        impl $name {
+            /// Every accepted value.
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            /// The value as written in JSON and in MongoDB.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text),+
+                }
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = String;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                match s {
+                    $($text => Ok($name::$variant),)+
+                    other => Err(format!(
+                        "'{}' is not one of {}",
+                        other,
+                        [$(concat!("\"", $text, "\"")),+].join(", ")
+                    )),
+                }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+string_enum!(
+    /// The status a message is shown with.
+    MessageStatus {
+        /// Something needs attention.
+        Warning => "warning",
+        /// Something failed.
+        Error => "error",
+        /// Something completed.
+        Success => "success",
+    }
+);
+
+string_enum!(
+    /// Who a message comes from.
+    SenderFrom {
+        /// Herald or the product itself.
+        System => "system",
+        /// A person using the product.
+        User => "user",
+    }
+);
+
+string_enum!(
+    /// Who a message is addressed to.
+    RecipientTarget {
+        /// Every user of the account.
+        Account => "account",
+        /// One user.
+        User => "user",
+    }
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ACCOUNT: &str = "5f0c8a3e2b1d4c0012345678";
+    const USER: &str = "5f0c8a3e2b1d4c00aaaaaaaa";
+
+    fn account() -> AccountId {
+        AccountId::parse(ACCOUNT).unwrap()
+    }
+
+    fn limits() -> MessageLimits {
+        MessageLimits::default()
+    }
+
+    fn field_of(job: SendMessage) -> &'static str {
+        job.validate(&limits()).unwrap_err().field
+    }
+
+    #[test]
+    fn a_default_message_is_valid_and_addressed_to_the_account() {
+        let job = SendMessage::new(account(), "Hello", "<p>world</p>");
+        let valid = job.validate(&limits()).unwrap();
+        assert_eq!(valid.account, account());
+        assert_eq!(valid.to, ValidRecipient::Account(account()));
+        assert_eq!(valid.sender, ValidSender::System);
+        assert_eq!(valid.status, MessageStatus::Success);
+        assert_eq!(valid.id.to_hex(), job.message_id);
+    }
+
+    #[test]
+    fn builder_methods_set_user_sender_recipient_and_status() {
+        let user = UserId::parse(USER).unwrap();
+        let valid = SendMessage::new(account(), "t", "c")
+            .to_user(user)
+            .sent_by_user(user)
+            .status(MessageStatus::Warning)
+            .validate(&limits())
+            .unwrap();
+        assert_eq!(valid.to, ValidRecipient::User(user));
+        assert_eq!(valid.sender, ValidSender::User(user));
+        assert_eq!(valid.status, MessageStatus::Warning);
+    }
+
+    #[test]
+    fn malformed_ids_name_their_field() {
+        let mut job = SendMessage::new(account(), "t", "c");
+        job.account_id = "xyz".into();
+        let err = job.validate(&limits()).unwrap_err();
+        assert_eq!(err.field, "accountId");
+        assert_eq!(
+            err.to_string(),
+            "invalid job field `accountId`: 'xyz' is not a 24-character hex ObjectId"
+        );
+
+        let mut job = SendMessage::new(account(), "t", "c");
+        job.message_id = "1234".into();
+        assert_eq!(field_of(job), "messageId");
+
+        let mut job = SendMessage::new(account(), "t", "c");
+        job.sender = Sender { id: "nope".into(), from: "user".into() };
+        assert_eq!(field_of(job), "sender.id");
+
+        let mut job = SendMessage::new(account(), "t", "c").to_user(UserId::parse(USER).unwrap());
+        job.to.id = "00".into();
+        assert_eq!(field_of(job), "to.id");
+    }
+
+    #[test]
+    fn unknown_enum_values_are_refused_with_the_accepted_list() {
+        let mut job = SendMessage::new(account(), "t", "c");
+        job.status = "info".into();
+        let err = job.validate(&limits()).unwrap_err();
+        assert_eq!(err.field, "status");
+        assert!(err.reason.contains("\"warning\", \"error\", \"success\""), "{err}");
+
+        let mut job = SendMessage::new(account(), "t", "c");
+        job.sender.from = "robot".into();
+        assert_eq!(field_of(job), "sender.from");
+
+        let mut job = SendMessage::new(account(), "t", "c");
+        job.to.target = "group".into();
+        assert_eq!(field_of(job), "to.target");
+    }
+
+    #[test]
+    fn blank_titles_are_refused() {
+        for title in ["", "   ", "\n\t"] {
+            assert_eq!(field_of(SendMessage::new(account(), title, "c")), "title");
+        }
+    }
+
+    #[test]
+    fn content_at_the_limit_passes_and_one_byte_more_fails() {
+        let limits = MessageLimits { max_content_bytes: 10, ..MessageLimits::default() };
+        assert!(SendMessage::new(account(), "t", "x".repeat(10)).validate(&limits).is_ok());
+        let err = SendMessage::new(account(), "t", "x".repeat(11))
+            .validate(&limits)
+            .unwrap_err();
+        assert_eq!(err.field, "content");
+        assert!(err.reason.contains("11 bytes"), "{err}");
+    }
+
+    #[test]
+    fn the_content_limit_counts_bytes_not_characters() {
+        let limits = MessageLimits { max_content_bytes: 6, ..MessageLimits::default() };
+        // Three CJK characters are nine bytes of UTF-8.
+        assert_eq!(
+            SendMessage::new(account(), "t", "消息中").validate(&limits).unwrap_err().field,
+            "content"
+        );
+    }
+
+    #[test]
+    fn account_messages_must_target_their_own_account() {
+        let mut job = SendMessage::new(account(), "t", "c");
+        job.to.id = USER.into();
+        let err = job.validate(&limits()).unwrap_err();
+        assert_eq!(err.field, "to.id");
+        assert!(err.reason.contains("must equal accountId"), "{err}");
+    }
+
+    #[test]
+    fn system_sender_may_carry_an_object_id() {
+        let mut job = SendMessage::new(account(), "t", "c");
+        job.sender.id = USER.into();
+        let valid = job.validate(&limits()).unwrap();
+        assert!(matches!(valid.sender, ValidSender::SystemWithId(_)));
+        assert_eq!(valid.sender.id_string(), USER);
+    }
+
+    #[test]
+    fn the_wire_shape_is_camel_case() {
+        let job = SendMessage::new(account(), "t", "c");
+        let json = serde_json::to_value(&job).unwrap();
+        let mut keys: Vec<_> = json.as_object().unwrap().keys().cloned().collect();
+        keys.sort();
+        assert_eq!(
+            keys,
+            ["accountId", "content", "messageId", "sender", "status", "title", "to"]
+        );
+        assert_eq!(json["sender"], serde_json::json!({"id": "system", "from": "system"}));
+        assert_eq!(json["to"], serde_json::json!({"id": ACCOUNT, "target": "account"}));
+    }
+}

@@ -1,0 +1,136 @@
+//! Enqueueing jobs from a Rust program.
+//!
+//! [`Producer`] validates a job with the same rules the worker applies, then
+//! hands it to apalis-redis. Each message job carries the idempotency key
+//! `message:<messageId>`, so a producer that retries an enqueue after a network
+//! hiccup cannot create the job twice.
+
+use std::time::Duration;
+
+use apalis::prelude::{TaskBuilder, TaskSink};
+use apalis_redis::{Config, ConnectionManager, RedisStorage};
+
+use crate::{
+    error::ValidationError,
+    ids::MessageId,
+    message::{MessageLimits, SendMessage},
+    queue::{Namespace, QueueName},
+};
+
+/// How long the enqueue idempotency key of a message is remembered by default.
+pub const DEFAULT_ENQUEUE_DEDUP_TTL: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// Why a job could not be enqueued.
+#[derive(Debug, thiserror::Error)]
+pub enum ProducerError {
+    /// The job failed validation; nothing was enqueued.
+    #[error(transparent)]
+    Invalid(#[from] ValidationError),
+    /// Redis could not be reached or refused the connection.
+    #[error("cannot connect to Redis at {url}: {source}")]
+    Connect {
+        /// The URL tried, without credentials.
+        url: String,
+        /// The driver's error.
+        #[source]
+        source: apalis_redis::RedisError,
+    },
+    /// Redis accepted the connection but the enqueue failed.
+    #[error("enqueueing into {queue} failed: {reason}")]
+    Enqueue {
+        /// Full name of the queue.
+        queue: String,
+        /// What apalis-redis reported.
+        reason: String,
+    },
+}
+
+/// A client that puts Herald jobs on their queues.
+#[derive(Debug, Clone)]
+pub struct Producer {
+    messages: RedisStorage<SendMessage>,
+    queue: String,
+    limits: MessageLimits,
+}
+
+impl Producer {
+    /// Connects to Redis at `redis_url` and targets the queues of `namespace`.
+    pub async fn connect(redis_url: &str, namespace: &Namespace) -> Result<Self, ProducerError> {
+        let conn = apalis_redis::connect(redis_url)
+            .await
+            .map_err(|source| ProducerError::Connect {
+                url: redact_url(redis_url),
+                source,
+            })?;
+        Ok(Self::from_connection(conn, namespace))
+    }
+
+    /// Uses an existing connection manager (shared with the rest of an app).
+    pub fn from_connection(conn: ConnectionManager, namespace: &Namespace) -> Self {
+        let queue = namespace.queue(QueueName::SendMessage);
+        let config = Config::default()
+            .queue(&queue)
+            .idempotency_ttl(Some(DEFAULT_ENQUEUE_DEDUP_TTL));
+        Self {
+            messages: RedisStorage::new(conn).with_config(config),
+            queue,
+            limits: MessageLimits::default(),
+        }
+    }
+
+    /// Applies the same limits the worker is configured with, so a job the
+    /// worker would refuse is refused here, before it is enqueued.
+    pub fn with_limits(mut self, limits: MessageLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Validates `job` and enqueues it. Returns the message id, which is the
+    /// `_id` the document will have in MongoDB.
+    pub async fn enqueue_message(&mut self, job: SendMessage) -> Result<MessageId, ProducerError> {
+        let valid = job.validate(&self.limits)?;
+        let task = TaskBuilder::new(job)
+            .idempotency_key(format!("message:{}", valid.id))
+            .build();
+        self.messages
+            .push_task(task)
+            .await
+            .map_err(|e| ProducerError::Enqueue {
+                queue: self.queue.clone(),
+                reason: e.to_string(),
+            })?;
+        Ok(valid.id)
+    }
+}
+
+/// Removes a password from a URL before it is shown in an error.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let userinfo = &url[scheme_end + 3..at];
+            let user = userinfo.split(':').next().unwrap_or("");
+            let shown = if userinfo.contains(':') {
+                format!("{user}:***")
+            } else {
+                user.to_owned()
+            };
+            format!("{}{}{}", &url[..scheme_end + 3], shown, &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url;
+
+    #[test]
+    fn passwords_are_hidden_and_the_rest_kept() {
+        assert_eq!(
+            redact_url("redis://user:s3cret@cache:6379/0"),
+            "redis://user:***@cache:6379/0"
+        );
+        assert_eq!(redact_url("redis://:s3cret@cache"), "redis://:***@cache");
+        assert_eq!(redact_url("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
+    }
+}
