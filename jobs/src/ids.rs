@@ -14,10 +14,7 @@ use crate::error::ValidationError;
 /// Parses a 24-character hex ObjectId, naming `field` in the error.
 pub(crate) fn parse_object_id(field: &'static str, hex: &str) -> Result<ObjectId, ValidationError> {
     ObjectId::parse_str(hex).map_err(|_| {
-        ValidationError::new(
-            field,
-            format!("'{hex}' is not a 24-character hex ObjectId"),
-        )
+        ValidationError::new(field, format!("'{hex}' is not a 24-character hex ObjectId"))
     })
 }
 
@@ -115,7 +112,12 @@ mod tests {
 
     #[test]
     fn rejects_short_and_non_hex_strings_naming_the_field() {
-        for bad in ["", "abc", "5f0c8a3e2b1d4c001234567g", "5f0c8a3e2b1d4c00123456780"] {
+        for bad in [
+            "",
+            "abc",
+            "5f0c8a3e2b1d4c001234567g",
+            "5f0c8a3e2b1d4c00123456780",
+        ] {
             let err = AccountId::parse(bad).unwrap_err();
             assert_eq!(err.field, "accountId");
             assert!(err.reason.contains("24-character hex"), "{err}");

@@ -453,7 +453,10 @@ mod tests {
         assert_eq!(field_of(job), "messageId");
 
         let mut job = SendMessage::new(account(), "t", "c");
-        job.sender = Sender { id: "nope".into(), from: "user".into() };
+        job.sender = Sender {
+            id: "nope".into(),
+            from: "user".into(),
+        };
         assert_eq!(field_of(job), "sender.id");
 
         let mut job = SendMessage::new(account(), "t", "c").to_user(UserId::parse(USER).unwrap());
@@ -467,7 +470,10 @@ mod tests {
         job.status = "info".into();
         let err = job.validate(&limits()).unwrap_err();
         assert_eq!(err.field, "status");
-        assert!(err.reason.contains("\"warning\", \"error\", \"success\""), "{err}");
+        assert!(
+            err.reason.contains("\"warning\", \"error\", \"success\""),
+            "{err}"
+        );
 
         let mut job = SendMessage::new(account(), "t", "c");
         job.sender.from = "robot".into();
@@ -487,8 +493,13 @@ mod tests {
 
     #[test]
     fn content_at_the_limit_passes_and_one_byte_more_fails() {
-        let limits = MessageLimits { max_content_bytes: 10, ..MessageLimits::default() };
-        assert!(SendMessage::new(account(), "t", "x".repeat(10)).validate(&limits).is_ok());
+        let limits = MessageLimits {
+            max_content_bytes: 10,
+            ..MessageLimits::default()
+        };
+        assert!(SendMessage::new(account(), "t", "x".repeat(10))
+            .validate(&limits)
+            .is_ok());
         let err = SendMessage::new(account(), "t", "x".repeat(11))
             .validate(&limits)
             .unwrap_err();
@@ -498,10 +509,16 @@ mod tests {
 
     #[test]
     fn the_content_limit_counts_bytes_not_characters() {
-        let limits = MessageLimits { max_content_bytes: 6, ..MessageLimits::default() };
+        let limits = MessageLimits {
+            max_content_bytes: 6,
+            ..MessageLimits::default()
+        };
         // Three CJK characters are nine bytes of UTF-8.
         assert_eq!(
-            SendMessage::new(account(), "t", "消息中").validate(&limits).unwrap_err().field,
+            SendMessage::new(account(), "t", "消息中")
+                .validate(&limits)
+                .unwrap_err()
+                .field,
             "content"
         );
     }
@@ -532,9 +549,23 @@ mod tests {
         keys.sort();
         assert_eq!(
             keys,
-            ["accountId", "content", "messageId", "sender", "status", "title", "to"]
+            [
+                "accountId",
+                "content",
+                "messageId",
+                "sender",
+                "status",
+                "title",
+                "to"
+            ]
         );
-        assert_eq!(json["sender"], serde_json::json!({"id": "system", "from": "system"}));
-        assert_eq!(json["to"], serde_json::json!({"id": ACCOUNT, "target": "account"}));
+        assert_eq!(
+            json["sender"],
+            serde_json::json!({"id": "system", "from": "system"})
+        );
+        assert_eq!(
+            json["to"],
+            serde_json::json!({"id": ACCOUNT, "target": "account"})
+        );
     }
 }

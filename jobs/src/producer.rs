@@ -56,12 +56,13 @@ pub struct Producer {
 impl Producer {
     /// Connects to Redis at `redis_url` and targets the queues of `namespace`.
     pub async fn connect(redis_url: &str, namespace: &Namespace) -> Result<Self, ProducerError> {
-        let conn = apalis_redis::connect(redis_url)
-            .await
-            .map_err(|source| ProducerError::Connect {
-                url: redact_url(redis_url),
-                source,
-            })?;
+        let conn =
+            apalis_redis::connect(redis_url)
+                .await
+                .map_err(|source| ProducerError::Connect {
+                    url: redact_url(redis_url),
+                    source,
+                })?;
         Ok(Self::from_connection(conn, namespace))
     }
 
@@ -131,6 +132,9 @@ mod tests {
             "redis://user:***@cache:6379/0"
         );
         assert_eq!(redact_url("redis://:s3cret@cache"), "redis://:***@cache");
-        assert_eq!(redact_url("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
+        assert_eq!(
+            redact_url("redis://127.0.0.1:6379"),
+            "redis://127.0.0.1:6379"
+        );
     }
 }

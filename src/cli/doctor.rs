@@ -1,0 +1,75 @@
+//! `herald doctor`: one line per dependency, non-zero exit if any fails.
+
+use std::process::ExitCode;
+
+use herald::{
+    config::Settings,
+    push::{Event, EventPusher, TuisongbaoClient},
+    queue, store,
+};
+
+/// A channel nobody subscribes to, so the check disturbs no user.
+const DOCTOR_CHANNEL: &str = "private-herald-doctor";
+
+pub async fn run(settings: &Settings) -> ExitCode {
+    let checks = [
+        ("redis", check_redis(settings).await),
+        ("mongodb", check_mongodb(settings).await),
+        ("push", check_push(settings).await),
+    ];
+    let mut failed = false;
+    for (name, result) in &checks {
+        match result {
+            Ok(detail) => println!("{name:<8} ok    {detail}"),
+            Err(reason) => {
+                failed = true;
+                println!("{name:<8} FAIL  {reason}");
+            }
+        }
+    }
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+async fn check_redis(settings: &Settings) -> Result<String, String> {
+    queue::connect(settings).await.map_err(|e| e.to_string())?;
+    Ok(format!(
+        "{} answers PING (namespace {})",
+        herald_jobs::producer::redact_url(&settings.redis.url),
+        settings.redis.namespace
+    ))
+}
+
+async fn check_mongodb(settings: &Settings) -> Result<String, String> {
+    store::connect(&settings.mongodb)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(format!(
+        "{} answers ping (database {})",
+        herald_jobs::producer::redact_url(&settings.mongodb.url),
+        settings.mongodb.database
+    ))
+}
+
+async fn check_push(settings: &Settings) -> Result<String, String> {
+    let client = TuisongbaoClient::new(&settings.tuisongbao).map_err(|e| e.to_string())?;
+    let event = Event {
+        name: "herald_doctor".to_owned(),
+        data: serde_json::json!({ "check": "herald doctor" }),
+        channels: vec![DOCTOR_CHANNEL.to_owned()],
+    };
+    match client.send(&event).await {
+        Ok(()) => Ok(format!(
+            "{} accepted a test event (app id {})",
+            client.endpoint(),
+            settings.tuisongbao.app_id
+        )),
+        Err(e) if matches!(e.status(), Some(401 | 403)) => Err(format!(
+            "{e} (check HERALD_TUISONGBAO_APP_ID and HERALD_TUISONGBAO_SECRET)"
+        )),
+        Err(e) => Err(e.to_string()),
+    }
+}

@@ -1,0 +1,116 @@
+//! Command-line interface: argument definitions and dispatch.
+
+mod doctor;
+mod enqueue;
+
+use std::{net::IpAddr, process::ExitCode};
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use herald::{config::Settings, push::sandbox, shutdown, telemetry, worker};
+use secrecy::ExposeSecret;
+
+/// Herald: background jobs for SCRM notifications.
+///
+/// Configuration comes from config/default.toml, config/$HERALD_ENV.toml and
+/// HERALD_* environment variables (see config/default.toml for every setting).
+#[derive(Debug, Parser)]
+#[command(name = "herald", version, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the worker: consume the send_message and push queues until SIGTERM/SIGINT.
+    Worker,
+    /// Put a job on a queue (for scripts and manual tests).
+    #[command(subcommand)]
+    Enqueue(enqueue::EnqueueCommand),
+    /// Check that Redis, MongoDB and the push endpoint answer; exit 1 if any does not.
+    Doctor,
+    /// Run a local stand-in for Tuisongbao that records every event it receives.
+    PushSandbox(SandboxArgs),
+}
+
+#[derive(Debug, Args)]
+struct SandboxArgs {
+    /// Port to listen on.
+    #[arg(long, default_value_t = 7070)]
+    port: u16,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    host: IpAddr,
+    /// App id to accept (default: the configured tuisongbao.app_id).
+    #[arg(long)]
+    app_id: Option<String>,
+    /// Secret to accept (default: the configured tuisongbao.secret).
+    #[arg(long)]
+    secret: Option<String>,
+}
+
+/// Runs the parsed command; the exit code reports its outcome.
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Worker => {
+            let settings = load_settings()?;
+            telemetry::init(&settings.log);
+            worker::run(settings, shutdown::signal())
+                .await
+                .context("worker stopped with an error")?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Enqueue(command) => {
+            let settings = load_settings()?;
+            enqueue::run(command, &settings).await
+        }
+        Command::Doctor => {
+            let settings = load_settings()?;
+            Ok(doctor::run(&settings).await)
+        }
+        Command::PushSandbox(args) => run_sandbox(args).await,
+    }
+}
+
+fn load_settings() -> anyhow::Result<Settings> {
+    Settings::load().context("invalid configuration")
+}
+
+async fn run_sandbox(args: SandboxArgs) -> anyhow::Result<ExitCode> {
+    // The sandbox must start even where the worker's settings are incomplete
+    // (production files), as long as credentials are given on the command line.
+    let settings = Settings::load();
+    if let Ok(settings) = &settings {
+        telemetry::init(&settings.log);
+    }
+    let configured = settings.as_ref().ok().map(|s| {
+        (
+            s.tuisongbao.app_id.clone(),
+            s.tuisongbao.secret.expose_secret().to_owned(),
+        )
+    });
+    let app_id = args
+        .app_id
+        .or_else(|| configured.as_ref().map(|c| c.0.clone()))
+        .context("no --app-id given and tuisongbao.app_id is not configured")?;
+    let secret = args
+        .secret
+        .or_else(|| configured.as_ref().map(|c| c.1.clone()))
+        .context("no --secret given and tuisongbao.secret is not configured")?;
+
+    let addr = std::net::SocketAddr::new(args.host, args.port);
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    let bound = listener.local_addr()?;
+    println!("push sandbox listening on http://{bound} (app id {app_id}); events at http://{bound}/_sandbox/events");
+    sandbox::serve(
+        listener,
+        sandbox::SandboxCredentials { app_id, secret },
+        shutdown::signal(),
+    )
+    .await
+    .context("push sandbox failed")?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,544 @@
+//! Settings, loaded in layers and checked once at start-up.
+//!
+//! The layers are: the defaults compiled from `config/default.toml`, the same
+//! file on disk, `config/$HERALD_ENV.toml`, then one `HERALD_<SECTION>_<KEY>`
+//! environment variable per setting. [`Settings::load`] returns either settings
+//! that are known to be usable or a [`ConfigError`] that names the setting and
+//! the variable that sets it.
+
+use std::{collections::HashMap, path::PathBuf, time::Duration};
+
+use herald_jobs::{MessageLimits, Namespace};
+use secrecy::SecretString;
+use serde::Deserialize;
+
+/// The defaults, compiled in so the binary starts without a config directory.
+const DEFAULTS_TOML: &str = include_str!("../config/default.toml");
+
+/// Every setting key. Each has the environment variable
+/// `HERALD_` + the key uppercased with `.` replaced by `_`.
+pub const SETTING_KEYS: &[&str] = &[
+    "redis.url",
+    "redis.namespace",
+    "mongodb.url",
+    "mongodb.database",
+    "tuisongbao.url",
+    "tuisongbao.app_id",
+    "tuisongbao.secret",
+    "tuisongbao.connect_timeout_ms",
+    "tuisongbao.request_timeout_ms",
+    "worker.concurrency",
+    "worker.push_concurrency",
+    "worker.fetch_batch_size",
+    "worker.poll_interval_ms",
+    "worker.heartbeat_interval_secs",
+    "worker.missed_heartbeats",
+    "worker.shutdown_timeout_secs",
+    "worker.push_dedup_ttl_secs",
+    "message.max_content_bytes",
+    "message.max_title_bytes",
+    "log.format",
+    "log.level",
+];
+
+/// The environment variable that overrides setting `key`.
+pub fn env_var_for(key: &str) -> String {
+    format!("HERALD_{}", key.to_ascii_uppercase().replace('.', "_"))
+}
+
+/// Why the settings could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A configuration file exists but cannot be read or parsed, or a value
+    /// has the wrong type.
+    #[error("configuration could not be read: {0}")]
+    Load(#[from] config::ConfigError),
+    /// `HERALD_ENV` names an environment with no file.
+    #[error("HERALD_ENV is '{env}' but {path} does not exist")]
+    MissingEnvironmentFile {
+        /// The environment asked for.
+        env: String,
+        /// The file looked for.
+        path: String,
+    },
+    /// A setting is present but unusable.
+    #[error("setting `{key}` (env {var}) {reason}")]
+    Invalid {
+        /// The setting's key, e.g. `redis.url`.
+        key: &'static str,
+        /// Its environment variable, e.g. `HERALD_REDIS_URL`.
+        var: String,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+impl ConfigError {
+    fn invalid(key: &'static str, reason: impl Into<String>) -> Self {
+        ConfigError::Invalid {
+            key,
+            var: env_var_for(key),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Everything Herald's processes are configured with.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The Redis server holding the queues.
+    pub redis: RedisSettings,
+    /// The MongoDB server holding messages.
+    pub mongodb: MongoSettings,
+    /// The push provider.
+    pub tuisongbao: TuisongbaoSettings,
+    /// Worker process tuning.
+    pub worker: WorkerSettings,
+    /// Limits applied to message jobs.
+    pub message: MessageLimits,
+    /// Log output.
+    pub log: LogSettings,
+}
+
+/// Redis connection and key namespace.
+#[derive(Debug, Clone)]
+pub struct RedisSettings {
+    /// Connection URL.
+    pub url: String,
+    /// Prefix of every key.
+    pub namespace: Namespace,
+}
+
+/// MongoDB connection.
+#[derive(Debug, Clone)]
+pub struct MongoSettings {
+    /// Connection string.
+    pub url: String,
+    /// Database name.
+    pub database: String,
+}
+
+/// Tuisongbao REST endpoint and credentials.
+#[derive(Debug, Clone)]
+pub struct TuisongbaoSettings {
+    /// Base URL, without the `/v2/...` path.
+    pub url: reqwest::Url,
+    /// Application id (Basic auth user).
+    pub app_id: String,
+    /// Application secret (Basic auth password); never printed.
+    pub secret: SecretString,
+    /// Connection timeout.
+    pub connect_timeout: Duration,
+    /// Whole-request timeout.
+    pub request_timeout: Duration,
+}
+
+/// Worker process tuning.
+#[derive(Debug, Clone)]
+pub struct WorkerSettings {
+    /// Concurrent send_message jobs.
+    pub concurrency: usize,
+    /// Concurrent push jobs.
+    pub push_concurrency: usize,
+    /// Jobs fetched per Redis round trip.
+    pub fetch_batch_size: usize,
+    /// How often an idle worker looks for new jobs.
+    pub poll_interval: Duration,
+    /// Liveness heartbeat period.
+    pub heartbeat_interval: Duration,
+    /// Heartbeats missed before a worker's jobs are re-run elsewhere.
+    pub missed_heartbeats: usize,
+    /// Grace period for running jobs on shutdown.
+    pub shutdown_timeout: Duration,
+    /// How long a push's idempotency key lives.
+    pub push_dedup_ttl: Duration,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Pretty,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Log settings.
+#[derive(Debug, Clone)]
+pub struct LogSettings {
+    /// Output format.
+    pub format: LogFormat,
+    /// Default `EnvFilter` directive.
+    pub level: String,
+}
+
+/// The settings as files and variables spell them, before checking.
+#[derive(Debug, Deserialize)]
+struct RawSettings {
+    redis: RawRedis,
+    mongodb: RawMongo,
+    tuisongbao: RawTuisongbao,
+    worker: RawWorker,
+    message: RawMessage,
+    log: RawLog,
+}
+
+#[derive(Debug, Deserialize)]
+struct RawRedis {
+    url: String,
+    namespace: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct RawMongo {
+    url: String,
+    database: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct RawTuisongbao {
+    url: String,
+    app_id: String,
+    secret: String,
+    connect_timeout_ms: u64,
+    request_timeout_ms: u64,
+}
+
+#[derive(Debug, Deserialize)]
+struct RawWorker {
+    concurrency: usize,
+    push_concurrency: usize,
+    fetch_batch_size: usize,
+    poll_interval_ms: u64,
+    heartbeat_interval_secs: u64,
+    missed_heartbeats: usize,
+    shutdown_timeout_secs: u64,
+    push_dedup_ttl_secs: u64,
+}
+
+#[derive(Debug, Deserialize)]
+struct RawMessage {
+    max_content_bytes: usize,
+    max_title_bytes: usize,
+}
+
+#[derive(Debug, Deserialize)]
+struct RawLog {
+    format: String,
+    level: String,
+}
+
+impl Settings {
+    /// Loads the settings from `HERALD_CONFIG_DIR` (default `./config`),
+    /// `HERALD_ENV` (default `development`) and the process environment.
+    pub fn load() -> Result<Self, ConfigError> {
+        let vars: HashMap<String, String> = std::env::vars().collect();
+        Self::load_from(&vars)
+    }
+
+    /// Loads the settings with `vars` standing in for the process environment.
+    pub fn load_from(vars: &HashMap<String, String>) -> Result<Self, ConfigError> {
+        let dir = PathBuf::from(
+            vars.get("HERALD_CONFIG_DIR")
+                .map(String::as_str)
+                .unwrap_or("config"),
+        );
+        let explicit_env = vars.get("HERALD_ENV").filter(|v| !v.is_empty());
+        let env = explicit_env.map(String::as_str).unwrap_or("development");
+
+        let mut builder = config::Config::builder()
+            .add_source(config::File::from_str(
+                DEFAULTS_TOML,
+                config::FileFormat::Toml,
+            ))
+            .add_source(config::File::from(dir.join("default.toml")).required(false));
+
+        let env_file = dir.join(format!("{env}.toml"));
+        if explicit_env.is_some() && !env_file.exists() {
+            return Err(ConfigError::MissingEnvironmentFile {
+                env: env.to_owned(),
+                path: env_file.display().to_string(),
+            });
+        }
+        builder = builder.add_source(config::File::from(env_file.as_path()).required(false));
+
+        for key in SETTING_KEYS {
+            if let Some(value) = vars.get(&env_var_for(key)) {
+                builder = builder.set_override(*key, value.as_str())?;
+            }
+        }
+
+        let raw: RawSettings = builder.build()?.try_deserialize()?;
+        raw.check()
+    }
+}
+
+fn non_empty(key: &'static str, value: String) -> Result<String, ConfigError> {
+    if value.trim().is_empty() {
+        Err(ConfigError::invalid(key, "is empty; it must be set"))
+    } else {
+        Ok(value)
+    }
+}
+
+fn positive(key: &'static str, value: u64) -> Result<u64, ConfigError> {
+    if value == 0 {
+        Err(ConfigError::invalid(key, "must be greater than 0"))
+    } else {
+        Ok(value)
+    }
+}
+
+fn positive_usize(key: &'static str, value: usize) -> Result<usize, ConfigError> {
+    positive(key, value as u64).map(|_| value)
+}
+
+impl RawSettings {
+    fn check(self) -> Result<Settings, ConfigError> {
+        let redis_url = non_empty("redis.url", self.redis.url)?;
+        if !(redis_url.starts_with("redis://")
+            || redis_url.starts_with("rediss://")
+            || redis_url.starts_with("redis+unix://")
+            || redis_url.starts_with("unix://"))
+        {
+            return Err(ConfigError::invalid(
+                "redis.url",
+                format!("'{redis_url}' must start with redis://, rediss:// or unix://"),
+            ));
+        }
+        let namespace = Namespace::parse(&self.redis.namespace)
+            .map_err(|e| ConfigError::invalid("redis.namespace", e.reason))?;
+
+        let mongo_url = non_empty("mongodb.url", self.mongodb.url)?;
+        if !(mongo_url.starts_with("mongodb://") || mongo_url.starts_with("mongodb+srv://")) {
+            return Err(ConfigError::invalid(
+                "mongodb.url",
+                format!("'{mongo_url}' must start with mongodb:// or mongodb+srv://"),
+            ));
+        }
+        let database = non_empty("mongodb.database", self.mongodb.database)?;
+        if database.contains(['/', '\\', '.', ' ', '"', '$']) || database.len() > 63 {
+            return Err(ConfigError::invalid(
+                "mongodb.database",
+                format!("'{database}' is not a valid MongoDB database name"),
+            ));
+        }
+
+        let push_url_text = non_empty("tuisongbao.url", self.tuisongbao.url)?;
+        let push_url = reqwest::Url::parse(&push_url_text)
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+            .ok_or_else(|| {
+                ConfigError::invalid(
+                    "tuisongbao.url",
+                    format!("'{push_url_text}' is not an http:// or https:// URL"),
+                )
+            })?;
+
+        let format = match self.log.format.as_str() {
+            "pretty" => LogFormat::Pretty,
+            "json" => LogFormat::Json,
+            other => {
+                return Err(ConfigError::invalid(
+                    "log.format",
+                    format!("'{other}' must be \"pretty\" or \"json\""),
+                ))
+            }
+        };
+
+        Ok(Settings {
+            redis: RedisSettings {
+                url: redis_url,
+                namespace,
+            },
+            mongodb: MongoSettings {
+                url: mongo_url,
+                database,
+            },
+            tuisongbao: TuisongbaoSettings {
+                url: push_url,
+                app_id: non_empty("tuisongbao.app_id", self.tuisongbao.app_id)?,
+                secret: SecretString::from(non_empty("tuisongbao.secret", self.tuisongbao.secret)?),
+                connect_timeout: Duration::from_millis(positive(
+                    "tuisongbao.connect_timeout_ms",
+                    self.tuisongbao.connect_timeout_ms,
+                )?),
+                request_timeout: Duration::from_millis(positive(
+                    "tuisongbao.request_timeout_ms",
+                    self.tuisongbao.request_timeout_ms,
+                )?),
+            },
+            worker: WorkerSettings {
+                concurrency: positive_usize("worker.concurrency", self.worker.concurrency)?,
+                push_concurrency: positive_usize(
+                    "worker.push_concurrency",
+                    self.worker.push_concurrency,
+                )?,
+                fetch_batch_size: positive_usize(
+                    "worker.fetch_batch_size",
+                    self.worker.fetch_batch_size,
+                )?,
+                poll_interval: Duration::from_millis(positive(
+                    "worker.poll_interval_ms",
+                    self.worker.poll_interval_ms,
+                )?),
+                heartbeat_interval: Duration::from_secs(positive(
+                    "worker.heartbeat_interval_secs",
+                    self.worker.heartbeat_interval_secs,
+                )?),
+                missed_heartbeats: positive_usize(
+                    "worker.missed_heartbeats",
+                    self.worker.missed_heartbeats,
+                )?,
+                shutdown_timeout: Duration::from_secs(self.worker.shutdown_timeout_secs),
+                push_dedup_ttl: Duration::from_secs(positive(
+                    "worker.push_dedup_ttl_secs",
+                    self.worker.push_dedup_ttl_secs,
+                )?),
+            },
+            message: MessageLimits {
+                max_content_bytes: positive_usize(
+                    "message.max_content_bytes",
+                    self.message.max_content_bytes,
+                )?,
+                max_title_bytes: positive_usize(
+                    "message.max_title_bytes",
+                    self.message.max_title_bytes,
+                )?,
+            },
+            log: LogSettings {
+                format,
+                level: self.log.level,
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use secrecy::ExposeSecret;
+
+    fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        // Point at a directory without files so only compiled defaults apply.
+        let mut map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        map.entry("HERALD_CONFIG_DIR".into())
+            .or_insert_with(|| "/nonexistent-herald-config".into());
+        map
+    }
+
+    #[test]
+    fn compiled_defaults_load_without_any_file() {
+        let s = Settings::load_from(&vars(&[])).unwrap();
+        assert_eq!(s.redis.url, "redis://127.0.0.1:6379");
+        assert_eq!(s.redis.namespace.as_str(), "herald");
+        assert_eq!(s.mongodb.database, "herald");
+        assert_eq!(s.message.max_content_bytes, 64 * 1024);
+        assert_eq!(s.log.format, LogFormat::Pretty);
+    }
+
+    #[test]
+    fn every_named_variable_overrides_its_setting() {
+        let s = Settings::load_from(&vars(&[
+            ("HERALD_REDIS_URL", "redis://cache:6380/2"),
+            ("HERALD_MONGODB_URL", "mongodb://db1,db2/?replicaSet=rs0"),
+            ("HERALD_MONGODB_DATABASE", "scrm"),
+            ("HERALD_TUISONGBAO_URL", "https://push.example.com"),
+            ("HERALD_TUISONGBAO_APP_ID", "app-1"),
+            ("HERALD_TUISONGBAO_SECRET", "s3cret"),
+            ("HERALD_WORKER_CONCURRENCY", "3"),
+            ("HERALD_LOG_FORMAT", "json"),
+        ]))
+        .unwrap();
+        assert_eq!(s.redis.url, "redis://cache:6380/2");
+        assert_eq!(s.mongodb.url, "mongodb://db1,db2/?replicaSet=rs0");
+        assert_eq!(s.mongodb.database, "scrm");
+        assert_eq!(s.tuisongbao.url.as_str(), "https://push.example.com/");
+        assert_eq!(s.tuisongbao.app_id, "app-1");
+        assert_eq!(s.tuisongbao.secret.expose_secret(), "s3cret");
+        assert_eq!(s.worker.concurrency, 3);
+        assert_eq!(s.log.format, LogFormat::Json);
+    }
+
+    #[test]
+    fn every_key_has_a_default() {
+        // A key listed without a default would make a variable silently
+        // useless or the loader fail; load each with its variable set to a
+        // value of the right shape instead.
+        let base = Settings::load_from(&vars(&[])).unwrap();
+        assert!(base.worker.fetch_batch_size > 0);
+        for key in SETTING_KEYS {
+            assert!(env_var_for(key).starts_with("HERALD_"));
+            assert!(DEFAULTS_TOML.contains(&format!("\n{} =", key.split('.').nth(1).unwrap())));
+        }
+    }
+
+    #[test]
+    fn invalid_values_name_the_setting_and_its_variable() {
+        let cases = [
+            ("HERALD_REDIS_URL", "http://cache", "redis.url"),
+            ("HERALD_REDIS_NAMESPACE", "a:b", "redis.namespace"),
+            ("HERALD_MONGODB_URL", "", "mongodb.url"),
+            ("HERALD_MONGODB_DATABASE", "a.b", "mongodb.database"),
+            ("HERALD_TUISONGBAO_URL", "not a url", "tuisongbao.url"),
+            ("HERALD_TUISONGBAO_SECRET", "", "tuisongbao.secret"),
+            ("HERALD_WORKER_CONCURRENCY", "0", "worker.concurrency"),
+            ("HERALD_LOG_FORMAT", "xml", "log.format"),
+        ];
+        for (var, value, key) in cases {
+            let err = Settings::load_from(&vars(&[(var, value)])).unwrap_err();
+            let text = err.to_string();
+            assert!(
+                text.contains(key) && text.contains(var),
+                "{var}={value}: {text}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_non_numeric_number_is_a_load_error_naming_the_key() {
+        let err = Settings::load_from(&vars(&[("HERALD_WORKER_CONCURRENCY", "many")])).unwrap_err();
+        assert!(err.to_string().contains("concurrency"), "{err}");
+    }
+
+    #[test]
+    fn the_production_file_requires_push_credentials() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/config");
+        let err = Settings::load_from(&vars(&[
+            ("HERALD_CONFIG_DIR", dir),
+            ("HERALD_ENV", "production"),
+        ]))
+        .unwrap_err();
+        assert!(err.to_string().contains("HERALD_TUISONGBAO_URL"), "{err}");
+
+        let ok = Settings::load_from(&vars(&[
+            ("HERALD_CONFIG_DIR", dir),
+            ("HERALD_ENV", "production"),
+            ("HERALD_TUISONGBAO_URL", "https://api.example.com"),
+            ("HERALD_TUISONGBAO_APP_ID", "a"),
+            ("HERALD_TUISONGBAO_SECRET", "s"),
+        ]))
+        .unwrap();
+        assert_eq!(ok.log.format, LogFormat::Json);
+    }
+
+    #[test]
+    fn an_unknown_environment_is_refused() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/config");
+        let err = Settings::load_from(&vars(&[
+            ("HERALD_CONFIG_DIR", dir),
+            ("HERALD_ENV", "staging"),
+        ]))
+        .unwrap_err();
+        assert!(err.to_string().contains("staging.toml"), "{err}");
+    }
+
+    #[test]
+    fn the_secret_never_prints() {
+        let s = Settings::load_from(&vars(&[("HERALD_TUISONGBAO_SECRET", "hunter2")])).unwrap();
+        assert!(!format!("{s:?}").contains("hunter2"));
+    }
+}

@@ -1,0 +1,29 @@
+//! # Herald — notifications and exports worker
+//!
+//! Web apps enqueue jobs in Redis (see the `herald-jobs` crate for the
+//! contract); Herald's workers store messages in MongoDB and push realtime
+//! events to Tuisongbao so the browser updates at once.
+//!
+//! How the parts meet, following one `send_message` job:
+//!
+//! 1. [`queue`] opens Redis and configures the apalis-redis storage of each
+//!    queue under the configured namespace.
+//! 2. [`worker`] runs one apalis worker per queue. Its
+//!    [`worker::send_message`] handler validates the payload into a typed
+//!    message, stores it through [`store`] (idempotent by message id) and
+//!    schedules a [`push::job::PushJob`] on the `push` queue.
+//! 3. [`worker::push`] delivers the event with the [`push::TuisongbaoClient`];
+//!    failures are classified by [`push::PushError::is_retryable`].
+//! 4. [`push::sandbox`] is a local stand-in for Tuisongbao, for tests, demos
+//!    and development.
+//!
+//! Around them: [`config`] loads layered settings, [`telemetry`] sets up
+//! structured logs, [`shutdown`] turns SIGTERM/SIGINT into a future.
+
+pub mod config;
+pub mod push;
+pub mod queue;
+pub mod shutdown;
+pub mod store;
+pub mod telemetry;
+pub mod worker;

@@ -1,0 +1,207 @@
+//! Realtime events and the providers that deliver them.
+//!
+//! - [`Event`] is what the browser receives: a name, data and channels.
+//! - [`EventPusher`] is the seam for providers; [`TuisongbaoClient`] is the one
+//!   in use today (the Pusher Channels HTTP API is the next planned).
+//! - [`PushError`] classifies every failure as retryable or permanent, which is
+//!   what the push queue's retry decision rests on.
+//! - [`job`] defines the `push` queue's payload; [`sandbox`] is the local
+//!   stand-in for Tuisongbao used by tests, demos and development.
+
+pub mod job;
+pub mod sandbox;
+mod tuisongbao;
+
+use std::future::Future;
+
+use herald_jobs::AccountId;
+use serde::{Deserialize, Serialize};
+
+pub use tuisongbao::TuisongbaoClient;
+
+/// Prefix of an account's channel; the account id's hex follows it.
+pub const ACCOUNT_CHANNEL_PREFIX: &str = "presence-message-wm-global";
+
+/// Event sent after a message is stored.
+pub const NEW_MESSAGE_EVENT: &str = "new_message";
+
+/// The channel every user of `account` listens on.
+pub fn account_channel(account: AccountId) -> String {
+    format!("{ACCOUNT_CHANNEL_PREFIX}{account}")
+}
+
+/// One realtime event, as the provider's REST API takes it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// Event name, e.g. `new_message`.
+    pub name: String,
+    /// Free-form JSON the frontend reads.
+    pub data: serde_json::Value,
+    /// Channels to deliver to.
+    pub channels: Vec<String>,
+}
+
+/// A provider that delivers events to channels.
+pub trait EventPusher: Send + Sync + 'static {
+    /// Sends `event` once. Success means the provider accepted it.
+    fn send(&self, event: &Event) -> impl Future<Output = Result<(), PushError>> + Send;
+}
+
+/// Longest piece of a provider's answer kept in an error.
+const MAX_BODY_IN_ERROR: usize = 300;
+
+/// Why a push failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PushError {
+    /// No connection could be made (refused, DNS, TLS).
+    #[error("cannot connect to {endpoint}: {reason}")]
+    Connect {
+        /// The URL called.
+        endpoint: String,
+        /// The transport's explanation.
+        reason: String,
+    },
+    /// No complete answer in time.
+    #[error("no answer from {endpoint} within {timeout_ms} ms")]
+    Timeout {
+        /// The URL called.
+        endpoint: String,
+        /// The configured limit.
+        timeout_ms: u128,
+    },
+    /// The provider answered with a non-2xx status.
+    #[error("{endpoint} answered HTTP {status}: {body}")]
+    Status {
+        /// The URL called.
+        endpoint: String,
+        /// HTTP status code.
+        status: u16,
+        /// Start of the answer's body.
+        body: String,
+    },
+    /// The provider answered 2xx but not with the body `OK`.
+    #[error("{endpoint} answered HTTP {status} with {body:?} instead of \"OK\"")]
+    UnexpectedBody {
+        /// The URL called.
+        endpoint: String,
+        /// HTTP status code.
+        status: u16,
+        /// Start of the answer's body.
+        body: String,
+    },
+    /// The request failed in some other way (an interrupted body, say).
+    #[error("request to {endpoint} failed: {reason}")]
+    Transport {
+        /// The URL called.
+        endpoint: String,
+        /// The transport's explanation.
+        reason: String,
+    },
+}
+
+impl PushError {
+    /// Whether sending the same event again later may succeed.
+    ///
+    /// Connection errors, timeouts, 5xx, 429 (rate limited) and 408 (request
+    /// timeout) are retryable; any other 4xx means the request itself is wrong
+    /// (bad credentials, unknown app, malformed event) and is permanent. A 2xx
+    /// without `OK` is treated as retryable: something answered, but we cannot
+    /// tell whether the provider accepted the event.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            PushError::Connect { .. }
+            | PushError::Timeout { .. }
+            | PushError::Transport { .. }
+            | PushError::UnexpectedBody { .. } => true,
+            PushError::Status { status, .. } => *status >= 500 || *status == 429 || *status == 408,
+        }
+    }
+
+    /// The HTTP status, when the provider answered.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            PushError::Status { status, .. } | PushError::UnexpectedBody { status, .. } => {
+                Some(*status)
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Cuts a provider's body to a length fit for logs, on a character boundary.
+pub(crate) fn clip_body(body: &str) -> String {
+    let trimmed = body.trim();
+    if trimmed.len() <= MAX_BODY_IN_ERROR {
+        return trimmed.to_owned();
+    }
+    let mut end = MAX_BODY_IN_ERROR;
+    while !trimmed.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &trimmed[..end])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(code: u16) -> PushError {
+        PushError::Status {
+            endpoint: "http://x".into(),
+            status: code,
+            body: String::new(),
+        }
+    }
+
+    #[test]
+    fn server_errors_and_throttling_are_retryable() {
+        for code in [500, 502, 503, 504, 429, 408] {
+            assert!(status(code).is_retryable(), "{code}");
+        }
+    }
+
+    #[test]
+    fn other_client_errors_are_permanent() {
+        for code in [400, 401, 403, 404, 405, 413, 422] {
+            assert!(!status(code).is_retryable(), "{code}");
+        }
+    }
+
+    #[test]
+    fn transport_failures_are_retryable() {
+        let endpoint = "http://x".to_owned();
+        assert!(PushError::Connect {
+            endpoint: endpoint.clone(),
+            reason: "refused".into()
+        }
+        .is_retryable());
+        assert!(PushError::Timeout {
+            endpoint: endpoint.clone(),
+            timeout_ms: 5
+        }
+        .is_retryable());
+        assert!(PushError::UnexpectedBody {
+            endpoint,
+            status: 200,
+            body: "NO".into()
+        }
+        .is_retryable());
+    }
+
+    #[test]
+    fn the_account_channel_is_the_prefix_and_the_hex_id() {
+        let account = AccountId::parse("5f0c8a3e2b1d4c0012345678").unwrap();
+        assert_eq!(
+            account_channel(account),
+            "presence-message-wm-global5f0c8a3e2b1d4c0012345678"
+        );
+    }
+
+    #[test]
+    fn long_bodies_are_clipped_on_a_character_boundary() {
+        let body = "错".repeat(200);
+        let clipped = clip_body(&body);
+        assert!(clipped.len() <= MAX_BODY_IN_ERROR + "…".len());
+        assert!(clipped.ends_with('…'));
+    }
+}

@@ -1,0 +1,322 @@
+//! A local stand-in for Tuisongbao (`herald push-sandbox`).
+//!
+//! It answers the same REST call as the real service — Basic auth checked,
+//! `OK` on success — and records every request it receives, so tests, demos
+//! and a developer's own setup can see exactly what Herald sent. Failures can
+//! be scripted over HTTP for the next N requests (a status code, a delay or
+//! both), which is how tests make a push fail and then succeed.
+//!
+//! Routes:
+//! - `POST /v2/open/engine/events`: the Tuisongbao call.
+//! - `GET /_sandbox/events`: every request received, oldest first (JSON).
+//! - `DELETE /_sandbox/events`: forget them.
+//! - `POST /_sandbox/failures`: `{"status": 500, "delayMs": 0, "count": 3}`
+//!   makes the next `count` event requests wait `delayMs`, then answer
+//!   `status` (or answer normally when `status` is absent).
+//! - `DELETE /_sandbox/failures`: cancel scripted failures.
+//! - `GET /`: a page listing the events live.
+
+use std::{
+    net::SocketAddr,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use axum::{
+    extract::State,
+    http::{header, HeaderMap, StatusCode, Uri},
+    response::{Html, IntoResponse, Response},
+    routing::{get, post},
+    Json, Router,
+};
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
+
+use super::tuisongbao::{basic_auth, EVENTS_PATH};
+
+/// Credentials the sandbox accepts.
+#[derive(Debug, Clone)]
+pub struct SandboxCredentials {
+    /// Expected app id.
+    pub app_id: String,
+    /// Expected secret.
+    pub secret: String,
+}
+
+/// One request the sandbox received.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RecordedRequest {
+    /// 1 for the first request, then counting up.
+    pub seq: u64,
+    /// Milliseconds since the Unix epoch.
+    pub received_at_ms: u64,
+    /// Request path.
+    pub path: String,
+    /// The `Authorization` header as received, if any.
+    pub authorization: Option<String>,
+    /// The `Content-Type` header as received, if any.
+    pub content_type: Option<String>,
+    /// The HTTP status the sandbox answered with.
+    pub status: u16,
+    /// Event name (absent when the body did not parse).
+    pub name: Option<String>,
+    /// Channels.
+    pub channels: Vec<String>,
+    /// Event data.
+    pub data: serde_json::Value,
+    /// Optional socket to exclude.
+    pub excluded_socket_id: Option<String>,
+}
+
+/// Scripted misbehaviour for the next `count` event requests.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FailurePlan {
+    /// Status to answer with; absent means answer normally after the delay.
+    #[serde(default)]
+    pub status: Option<u16>,
+    /// Delay before answering, in milliseconds.
+    #[serde(default)]
+    pub delay_ms: u64,
+    /// How many requests it applies to.
+    pub count: u32,
+}
+
+#[derive(Debug)]
+struct SandboxState {
+    credentials: SandboxCredentials,
+    requests: Mutex<Vec<RecordedRequest>>,
+    plan: Mutex<Option<FailurePlan>>,
+}
+
+/// The event body the real API accepts.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct EventBody {
+    name: String,
+    data: serde_json::Value,
+    channels: Vec<String>,
+    #[serde(default)]
+    excluded_socket_id: Option<String>,
+}
+
+/// The sandbox's routes, ready to be served.
+pub fn router(credentials: SandboxCredentials) -> Router {
+    let state = Arc::new(SandboxState {
+        credentials,
+        requests: Mutex::new(Vec::new()),
+        plan: Mutex::new(None),
+    });
+    Router::new()
+        .route(&format!("/{EVENTS_PATH}"), post(receive_event))
+        .route("/_sandbox/events", get(list_events).delete(clear_events))
+        .route(
+            "/_sandbox/failures",
+            post(plan_failures).delete(clear_failures),
+        )
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/", get(page))
+        .with_state(state)
+}
+
+/// Serves the sandbox on `listener` until `shutdown` completes.
+pub async fn serve(
+    listener: TcpListener,
+    credentials: SandboxCredentials,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(credentials))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// Starts the sandbox on `addr` in a background task; returns the bound
+/// address (useful with port 0) and the task's handle.
+pub async fn spawn(
+    addr: SocketAddr,
+    credentials: SandboxCredentials,
+) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<std::io::Result<()>>)> {
+    let listener = TcpListener::bind(addr).await?;
+    let bound = listener.local_addr()?;
+    let handle = tokio::spawn(serve(listener, credentials, std::future::pending()));
+    Ok((bound, handle))
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic while holding the lock cannot leave these plain values half
+    // written, so a poisoned lock is still safe to use.
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Takes one use of the failure plan, if any.
+fn next_failure(state: &SandboxState) -> Option<FailurePlan> {
+    let mut plan = lock(&state.plan);
+    let current = plan.as_mut()?;
+    if current.count == 0 {
+        *plan = None;
+        return None;
+    }
+    current.count -= 1;
+    let taken = current.clone();
+    if current.count == 0 {
+        *plan = None;
+    }
+    Some(taken)
+}
+
+async fn receive_event(
+    State(state): State<Arc<SandboxState>>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let header_text = |name: header::HeaderName| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let authorization = header_text(header::AUTHORIZATION);
+    let parsed: Result<EventBody, _> = serde_json::from_slice(&body);
+
+    let failure = next_failure(&state);
+    if let Some(plan) = &failure {
+        if plan.delay_ms > 0 {
+            tokio::time::sleep(Duration::from_millis(plan.delay_ms)).await;
+        }
+    }
+
+    let expected = basic_auth(&state.credentials.app_id, &state.credentials.secret);
+    let (status, answer) = if authorization.as_deref() != Some(expected.as_str()) {
+        (
+            StatusCode::UNAUTHORIZED,
+            "invalid app credentials".to_owned(),
+        )
+    } else if let Some(code) = failure.as_ref().and_then(|p| p.status) {
+        let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        (status, format!("sandbox: scripted failure {code}"))
+    } else {
+        match &parsed {
+            Err(e) => (StatusCode::BAD_REQUEST, format!("invalid event body: {e}")),
+            Ok(event) if event.name.is_empty() => {
+                (StatusCode::BAD_REQUEST, "name must not be empty".to_owned())
+            }
+            Ok(event) if event.channels.is_empty() => (
+                StatusCode::BAD_REQUEST,
+                "channels must not be empty".to_owned(),
+            ),
+            Ok(_) => (StatusCode::OK, "OK".to_owned()),
+        }
+    };
+
+    let record = {
+        let mut requests = lock(&state.requests);
+        let (name, channels, data, excluded_socket_id) = match parsed {
+            Ok(event) => (
+                Some(event.name),
+                event.channels,
+                event.data,
+                event.excluded_socket_id,
+            ),
+            Err(_) => (None, Vec::new(), serde_json::Value::Null, None),
+        };
+        let record = RecordedRequest {
+            seq: requests.len() as u64 + 1,
+            received_at_ms: now_ms(),
+            path: uri.path().to_owned(),
+            authorization,
+            content_type: header_text(header::CONTENT_TYPE),
+            status: status.as_u16(),
+            name,
+            channels,
+            data,
+            excluded_socket_id,
+        };
+        requests.push(record.clone());
+        record
+    };
+    tracing::info!(
+        seq = record.seq,
+        status = record.status,
+        event = record.name.as_deref().unwrap_or("-"),
+        channels = ?record.channels,
+        "sandbox received an event"
+    );
+    (status, answer).into_response()
+}
+
+async fn list_events(State(state): State<Arc<SandboxState>>) -> Json<Vec<RecordedRequest>> {
+    Json(lock(&state.requests).clone())
+}
+
+async fn clear_events(State(state): State<Arc<SandboxState>>) -> StatusCode {
+    lock(&state.requests).clear();
+    StatusCode::NO_CONTENT
+}
+
+async fn plan_failures(
+    State(state): State<Arc<SandboxState>>,
+    Json(plan): Json<FailurePlan>,
+) -> Response {
+    if let Some(code) = plan.status {
+        if StatusCode::from_u16(code).is_err() || code < 200 {
+            return (
+                StatusCode::BAD_REQUEST,
+                format!("status {code} is not a valid HTTP status"),
+            )
+                .into_response();
+        }
+    }
+    *lock(&state.plan) = (plan.count > 0).then_some(plan.clone());
+    (StatusCode::OK, Json(plan)).into_response()
+}
+
+async fn clear_failures(State(state): State<Arc<SandboxState>>) -> StatusCode {
+    *lock(&state.plan) = None;
+    StatusCode::NO_CONTENT
+}
+
+async fn page() -> Html<&'static str> {
+    Html(include_str!("sandbox.html"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state_with(plan: Option<FailurePlan>) -> SandboxState {
+        SandboxState {
+            credentials: SandboxCredentials {
+                app_id: "a".into(),
+                secret: "s".into(),
+            },
+            requests: Mutex::new(Vec::new()),
+            plan: Mutex::new(plan),
+        }
+    }
+
+    #[test]
+    fn a_plan_applies_to_exactly_count_requests() {
+        let state = state_with(Some(FailurePlan {
+            status: Some(500),
+            delay_ms: 0,
+            count: 2,
+        }));
+        assert_eq!(next_failure(&state).and_then(|p| p.status), Some(500));
+        assert_eq!(next_failure(&state).and_then(|p| p.status), Some(500));
+        assert!(next_failure(&state).is_none());
+    }
+
+    #[test]
+    fn without_a_plan_nothing_fails() {
+        assert!(next_failure(&state_with(None)).is_none());
+    }
+}

@@ -1,0 +1,184 @@
+//! The Tuisongbao REST client.
+//!
+//! One `reqwest::Client` (one connection pool) is shared by every push job of
+//! a process. Each call is `POST {base}/v2/open/engine/events` with Basic auth;
+//! only a 2xx answer whose body is exactly `OK` counts as delivered.
+
+use std::time::Duration;
+
+use base64::Engine;
+use reqwest::header::{HeaderValue, AUTHORIZATION};
+use secrecy::ExposeSecret;
+
+use super::{clip_body, Event, EventPusher, PushError};
+use crate::config::TuisongbaoSettings;
+
+/// Path of the events endpoint below the base URL.
+pub const EVENTS_PATH: &str = "v2/open/engine/events";
+
+/// A pooled HTTP client for one Tuisongbao application.
+#[derive(Debug, Clone)]
+pub struct TuisongbaoClient {
+    http: reqwest::Client,
+    endpoint: reqwest::Url,
+    authorization: HeaderValue,
+    request_timeout: Duration,
+}
+
+/// The `Authorization` header value for `app_id` and `secret`.
+pub fn basic_auth(app_id: &str, secret: &str) -> String {
+    let token = base64::engine::general_purpose::STANDARD.encode(format!("{app_id}:{secret}"));
+    format!("Basic {token}")
+}
+
+impl TuisongbaoClient {
+    /// Builds the client; fails only if the TLS backend cannot initialise.
+    pub fn new(settings: &TuisongbaoSettings) -> Result<Self, reqwest::Error> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(settings.connect_timeout)
+            .timeout(settings.request_timeout)
+            .pool_idle_timeout(Duration::from_secs(90))
+            .user_agent(concat!("herald/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        let mut base = settings.url.clone();
+        if !base.path().ends_with('/') {
+            base.set_path(&format!("{}/", base.path()));
+        }
+        let endpoint = base
+            .join(EVENTS_PATH)
+            .expect("a fixed relative path joins any http(s) base URL");
+        let mut authorization = HeaderValue::from_str(&basic_auth(
+            &settings.app_id,
+            settings.secret.expose_secret(),
+        ))
+        .unwrap_or_else(|_| HeaderValue::from_static("Basic"));
+        authorization.set_sensitive(true);
+        Ok(Self {
+            http,
+            endpoint,
+            authorization,
+            request_timeout: settings.request_timeout,
+        })
+    }
+
+    /// The full URL events are posted to.
+    pub fn endpoint(&self) -> &reqwest::Url {
+        &self.endpoint
+    }
+
+    fn classify(&self, err: reqwest::Error) -> PushError {
+        let endpoint = self.endpoint.to_string();
+        if err.is_timeout() {
+            PushError::Timeout {
+                endpoint,
+                timeout_ms: self.request_timeout.as_millis(),
+            }
+        } else if err.is_connect() {
+            PushError::Connect {
+                endpoint,
+                reason: error_chain(&err),
+            }
+        } else {
+            PushError::Transport {
+                endpoint,
+                reason: error_chain(&err),
+            }
+        }
+    }
+}
+
+/// The error and its causes in one line ("error sending request: connection refused").
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+impl EventPusher for TuisongbaoClient {
+    async fn send(&self, event: &Event) -> Result<(), PushError> {
+        let response = self
+            .http
+            .post(self.endpoint.clone())
+            .header(AUTHORIZATION, self.authorization.clone())
+            .json(event)
+            .send()
+            .await
+            .map_err(|e| self.classify(e))?;
+        let status = response.status();
+        let body = response.text().await.map_err(|e| self.classify(e))?;
+        if !status.is_success() {
+            return Err(PushError::Status {
+                endpoint: self.endpoint.to_string(),
+                status: status.as_u16(),
+                body: clip_body(&body),
+            });
+        }
+        if body.trim() != "OK" {
+            return Err(PushError::UnexpectedBody {
+                endpoint: self.endpoint.to_string(),
+                status: status.as_u16(),
+                body: clip_body(&body),
+            });
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn basic_auth_encodes_app_id_and_secret() {
+        // base64("app:secret")
+        assert_eq!(basic_auth("app", "secret"), "Basic YXBwOnNlY3JldA==");
+    }
+
+    fn settings(url: &str) -> TuisongbaoSettings {
+        TuisongbaoSettings {
+            url: reqwest::Url::parse(url).unwrap(),
+            app_id: "a".into(),
+            secret: "s".to_owned().into(),
+            connect_timeout: Duration::from_millis(100),
+            request_timeout: Duration::from_millis(100),
+        }
+    }
+
+    #[test]
+    fn the_endpoint_keeps_a_base_path() {
+        let client = TuisongbaoClient::new(&settings("https://api.example.com/proxy")).unwrap();
+        assert_eq!(
+            client.endpoint().as_str(),
+            "https://api.example.com/proxy/v2/open/engine/events"
+        );
+        let client = TuisongbaoClient::new(&settings("http://127.0.0.1:7070")).unwrap();
+        assert_eq!(
+            client.endpoint().as_str(),
+            "http://127.0.0.1:7070/v2/open/engine/events"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_closed_port_is_a_retryable_connect_error() {
+        // Bind then drop a listener to get a port nobody listens on.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let client = TuisongbaoClient::new(&settings(&format!("http://127.0.0.1:{port}"))).unwrap();
+        let event = Event {
+            name: "e".into(),
+            data: serde_json::json!({}),
+            channels: vec!["c".into()],
+        };
+        let err = client.send(&event).await.unwrap_err();
+        assert!(matches!(err, PushError::Connect { .. }), "{err:?}");
+        assert!(err.is_retryable());
+    }
+}

@@ -1,0 +1,163 @@
+//! The worker process: apalis workers for each queue, and their shutdown.
+//!
+//! [`run`] connects to Redis, MongoDB and the push provider, creates the
+//! indexes, then runs one apalis worker per queue until the shutdown future
+//! completes. Shutdown stops fetching at once and gives running jobs up to
+//! `worker.shutdown_timeout` to finish; a job cut off then is still leased in
+//! Redis and is re-run elsewhere after the heartbeat timeout.
+//!
+//! - [`send_message`]: validate, store the document, schedule its push.
+//! - [`push`]: deliver one event, classifying failures for the retry decision.
+
+pub mod push;
+pub mod send_message;
+
+use std::{future::Future, sync::Arc};
+
+use std::time::Duration;
+
+use apalis::prelude::{BackendExt, Monitor, ParallelizeExt, WorkerBuilder, WorkerBuilderExt};
+use herald_jobs::QueueName;
+use tracing::info;
+
+use crate::{
+    config::Settings,
+    push::TuisongbaoClient,
+    queue::{self, QueueError},
+    store::{self, MessageStore, StoreError},
+};
+
+/// Why the worker could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    /// Redis is unusable.
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+    /// MongoDB is unusable.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The HTTP client for the push provider could not be built.
+    #[error("cannot build the push client: {0}")]
+    PushClient(#[from] reqwest::Error),
+    /// apalis reported a worker failure.
+    #[error("worker failed: {0}")]
+    Monitor(String),
+}
+
+/// A name unique to this worker process and queue: host, pid and a random
+/// suffix. apalis-redis leases jobs to a worker by name, so a restarted
+/// process must not reuse its predecessor's name (its leases would never be
+/// seen as orphaned).
+fn worker_name(queue: QueueName) -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "herald".to_owned());
+    let random = mongodb::bson::oid::ObjectId::new().to_hex();
+    format!(
+        "{host}-{}-{}-{}",
+        std::process::id(),
+        &random[random.len() - 6..],
+        queue.as_str()
+    )
+}
+
+/// Waits before a failed worker is rebuilt: 200 ms per restart so far, at
+/// most 5 s, so an outage of Redis does not become a busy loop.
+///
+/// apalis asks for the restart decision synchronously, so the pause blocks;
+/// `block_in_place` hands this thread's other tasks to the rest of the pool.
+fn pause_before_restart(restarts: usize) {
+    let pause = Duration::from_millis(200 * (restarts as u64 + 1)).min(Duration::from_secs(5));
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => {
+            tokio::task::block_in_place(|| std::thread::sleep(pause))
+        }
+        // A single-threaded runtime cannot give the thread away; restart at once.
+        _ => {}
+    }
+}
+
+/// Runs the worker until `shutdown` completes, then drains running jobs.
+pub async fn run<F>(settings: Settings, shutdown: F) -> Result<(), WorkerError>
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    let redis = queue::connect(&settings).await?;
+    let database = store::connect(&settings.mongodb).await?;
+    let messages = MessageStore::new(&database);
+    messages.ensure_indexes().await?;
+    let pusher = TuisongbaoClient::new(&settings.tuisongbao)?;
+
+    let send_deps = Arc::new(send_message::Deps {
+        store: messages,
+        push_queue: queue::storage(redis.clone(), &settings, QueueName::Push),
+        limits: settings.message,
+        queue: settings.redis.namespace.queue(QueueName::SendMessage),
+    });
+    let push_deps = Arc::new(push::Deps {
+        pusher,
+        queue: settings.redis.namespace.queue(QueueName::Push),
+    });
+
+    let send_storage =
+        queue::storage::<serde_json::Value>(redis.clone(), &settings, QueueName::SendMessage);
+    let push_storage = queue::storage::<serde_json::Value>(redis, &settings, QueueName::Push);
+    // apalis-redis only fetches again when woken; an idle worker is woken on
+    // this interval, so a new job waits at most this long to be picked up.
+    let poll_interval = settings.worker.poll_interval;
+    let send_concurrency = settings.worker.concurrency;
+    let push_concurrency = settings.worker.push_concurrency;
+    let grace = settings.worker.shutdown_timeout;
+
+    info!(
+        namespace = %settings.redis.namespace,
+        concurrency = send_concurrency,
+        push_concurrency,
+        "worker starting"
+    );
+
+    let monitor = Monitor::new()
+        .register(move |_restarts| {
+            WorkerBuilder::new(worker_name(QueueName::SendMessage))
+                .backend(send_storage.clone().poll_with_interval(poll_interval))
+                .data(send_deps.clone())
+                .concurrency(send_concurrency)
+                .parallelize(tokio::spawn)
+                .build(send_message::handle)
+        })
+        .register(move |_restarts| {
+            WorkerBuilder::new(worker_name(QueueName::Push))
+                .backend(push_storage.clone().poll_with_interval(poll_interval))
+                .data(push_deps.clone())
+                .concurrency(push_concurrency)
+                .parallelize(tokio::spawn)
+                .build(push::handle)
+        })
+        // A worker whose Redis connection failed is rebuilt, after a pause
+        // that grows with its restarts, instead of being left stopped.
+        .should_restart(|worker, error| {
+            tracing::error!(worker = worker.name(), %error, "worker failed; restarting");
+            pause_before_restart(worker.restarts());
+            true
+        })
+        // Lazy: the grace period starts when shutdown is requested, not now.
+        .with_terminator(async move { tokio::time::sleep(grace).await });
+
+    let signal = async move {
+        shutdown.await;
+        info!(
+            grace_secs = grace.as_secs(),
+            "shutdown requested: no new jobs, finishing running ones"
+        );
+        Ok(())
+    };
+    monitor
+        .run_with_signal(signal)
+        .await
+        .map_err(|e| WorkerError::Monitor(e.to_string()))?;
+    info!("worker stopped");
+    Ok(())
+}

@@ -1,0 +1,73 @@
+//! The `push` handler: deliver one event to the provider.
+//!
+//! Retryable failures (connection, timeout, 5xx, 429) return an ordinary
+//! error, so apalis schedules the job again; permanent ones (other 4xx)
+//! return [`AbortError`], which moves the job to the dead set at once with
+//! the provider's answer as its result.
+
+use std::sync::Arc;
+
+use apalis::prelude::{AbortError, Attempt, BoxDynError, Data, TaskId};
+use tracing::{error, field, info, warn, Instrument};
+
+use crate::push::{job::PushJob, EventPusher, TuisongbaoClient};
+
+/// What the handler needs, shared by every job of the worker.
+#[derive(Debug)]
+pub struct Deps {
+    /// The provider client (one connection pool per process).
+    pub pusher: TuisongbaoClient,
+    /// Full name of the queue, for logs.
+    pub queue: String,
+}
+
+/// Handles one `push` job.
+pub async fn handle(
+    payload: serde_json::Value,
+    deps: Data<Arc<Deps>>,
+    task_id: TaskId,
+    attempt: Attempt,
+) -> Result<(), BoxDynError> {
+    let span = tracing::info_span!(
+        "push",
+        job_id = %task_id,
+        queue = %deps.queue,
+        attempt = attempt.current(),
+        account_id = field::Empty,
+        event = field::Empty,
+        key = field::Empty,
+    );
+    deliver(payload, &deps.pusher).instrument(span).await
+}
+
+async fn deliver<P: EventPusher>(
+    payload: serde_json::Value,
+    pusher: &P,
+) -> Result<(), BoxDynError> {
+    let job: PushJob = match serde_json::from_value(payload) {
+        Ok(job) => job,
+        Err(e) => {
+            warn!(error = %e, "push job rejected, not retrying");
+            return Err(AbortError::new(e).into());
+        }
+    };
+    let span = tracing::Span::current();
+    span.record("account_id", job.account_id.as_str());
+    span.record("event", job.event.name.as_str());
+    span.record("key", job.idempotency_key.as_str());
+
+    match pusher.send(&job.event).await {
+        Ok(()) => {
+            info!("event delivered");
+            Ok(())
+        }
+        Err(e) if e.is_retryable() => {
+            warn!(error = %e, "push failed, will retry");
+            Err(e.into())
+        }
+        Err(e) => {
+            error!(error = %e, "push refused, not retrying");
+            Err(AbortError::new(e).into())
+        }
+    }
+}

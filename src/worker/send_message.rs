@@ -1,0 +1,111 @@
+//! The `send_message` handler: payload → [`ValidMessage`] → document → push job.
+//!
+//! Outcomes, as apalis sees them:
+//! - `Ok(())`: the document exists and its push is scheduled.
+//! - [`AbortError`]: the payload cannot be decoded or fails validation. The job
+//!   goes straight to the dead set with the error; retrying cannot help.
+//! - any other error (MongoDB or Redis unavailable): the job is retried later.
+//!   A retry is safe because the insert is idempotent by message id and the
+//!   push is enqueued under an idempotency key.
+
+use std::sync::Arc;
+
+use apalis::prelude::{AbortError, Attempt, BoxDynError, Data, TaskBuilder, TaskId, TaskSink};
+use apalis_redis::RedisStorage;
+use herald_jobs::{MessageLimits, SendMessage, ValidationError};
+use tracing::{field, info, warn, Instrument};
+
+use crate::{push::job::PushJob, store::MessageStore};
+
+/// What the handler needs, shared by every job of the worker.
+#[derive(Debug)]
+pub struct Deps {
+    /// The `message` collection.
+    pub store: MessageStore,
+    /// Where pushes are scheduled.
+    pub push_queue: RedisStorage<PushJob>,
+    /// Validation limits.
+    pub limits: MessageLimits,
+    /// Full name of the queue, for logs.
+    pub queue: String,
+}
+
+/// Why a payload was refused without retrying.
+#[derive(Debug, thiserror::Error)]
+pub enum Rejected {
+    /// The JSON does not have the `send_message` shape.
+    #[error("payload is not a send_message job: {0}")]
+    Decode(#[from] serde_json::Error),
+    /// A field is invalid.
+    #[error(transparent)]
+    Invalid(#[from] ValidationError),
+}
+
+/// Handles one `send_message` job.
+pub async fn handle(
+    payload: serde_json::Value,
+    deps: Data<Arc<Deps>>,
+    task_id: TaskId,
+    attempt: Attempt,
+) -> Result<(), BoxDynError> {
+    let span = tracing::info_span!(
+        "send_message",
+        job_id = %task_id,
+        queue = %deps.queue,
+        attempt = attempt.current(),
+        account_id = field::Empty,
+        message_id = field::Empty,
+    );
+    process(payload, &deps).instrument(span).await
+}
+
+async fn process(payload: serde_json::Value, deps: &Deps) -> Result<(), BoxDynError> {
+    let message = match decode(payload, &deps.limits) {
+        Ok(message) => message,
+        Err(rejected) => {
+            warn!(error = %rejected, "job rejected, not retrying");
+            return Err(AbortError::new(rejected).into());
+        }
+    };
+    let span = tracing::Span::current();
+    span.record("account_id", field::display(message.account));
+    span.record("message_id", field::display(message.id));
+
+    let stored = deps.store.insert(message).await?;
+    if stored.newly_inserted {
+        info!("message stored");
+    } else {
+        info!("message already stored by an earlier run");
+    }
+
+    let push = PushJob::new_message(&stored);
+    let task = TaskBuilder::new(push.clone())
+        .idempotency_key(&push.idempotency_key)
+        .build();
+    let mut queue = deps.push_queue.clone();
+    queue.push_task(task).await?;
+    info!(key = %push.idempotency_key, "push scheduled");
+    Ok(())
+}
+
+fn decode(
+    payload: serde_json::Value,
+    limits: &MessageLimits,
+) -> Result<herald_jobs::ValidMessage, Rejected> {
+    let job: SendMessage = serde_json::from_value(payload)?;
+    Ok(job.validate(limits)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payloads_of_the_wrong_shape_are_decode_rejections() {
+        let err = decode(serde_json::json!({"title": "x"}), &MessageLimits::default()).unwrap_err();
+        assert!(matches!(err, Rejected::Decode(_)));
+        assert!(err.to_string().contains("missing field"), "{err}");
+        let err = decode(serde_json::json!(42), &MessageLimits::default()).unwrap_err();
+        assert!(matches!(err, Rejected::Decode(_)));
+    }
+}
