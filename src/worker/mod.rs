@@ -71,12 +71,10 @@ fn worker_name(queue: QueueName) -> String {
 /// `block_in_place` hands this thread's other tasks to the rest of the pool.
 fn pause_before_restart(restarts: usize) {
     let pause = Duration::from_millis(200 * (restarts as u64 + 1)).min(Duration::from_secs(5));
-    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
-        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => {
-            tokio::task::block_in_place(|| std::thread::sleep(pause))
-        }
-        // A single-threaded runtime cannot give the thread away; restart at once.
-        _ => {}
+    let flavor = tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor());
+    // A single-threaded runtime cannot give the thread away; restart at once.
+    if let Ok(tokio::runtime::RuntimeFlavor::MultiThread) = flavor {
+        tokio::task::block_in_place(|| std::thread::sleep(pause));
     }
 }
 

@@ -1,0 +1,195 @@
+//! The `herald` command as an operator or a script uses it.
+
+use crate::helpers::{account, env, wait_for};
+use herald_jobs::MessageId;
+
+fn stdout(output: &std::process::Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &std::process::Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enqueue_message_prints_the_id_and_the_worker_stores_that_message() {
+    let mut env = env().await;
+    env.start_worker().await;
+    let account = account();
+    let user = mongodb::bson::oid::ObjectId::new().to_hex();
+    let output = env.run_herald(
+        &[
+            "enqueue",
+            "message",
+            "--account",
+            &account.to_hex(),
+            "--title",
+            "From the CLI",
+            "--content",
+            "<i>hi</i>",
+            "--status",
+            "error",
+            "--to-user",
+            &user,
+            "--sender-user",
+            &user,
+        ],
+        &[],
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    let id = MessageId::parse(stdout(&output).trim()).expect("stdout is the message id");
+    let stored = wait_for("the CLI's message", || env.find_message(id)).await;
+    assert_eq!(stored.get_str("status").unwrap(), "error");
+    assert_eq!(
+        stored
+            .get_document("to")
+            .unwrap()
+            .get_str("target")
+            .unwrap(),
+        "user"
+    );
+    assert_eq!(
+        stored
+            .get_document("sender")
+            .unwrap()
+            .get_str("from")
+            .unwrap(),
+        "user"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enqueue_refuses_bad_input_naming_it_and_enqueues_nothing() {
+    let env = env().await;
+    let output = env.run_herald(
+        &[
+            "enqueue",
+            "message",
+            "--account",
+            "nothex",
+            "--title",
+            "t",
+            "--content",
+            "c",
+        ],
+        &[],
+    );
+    assert!(!output.status.success());
+    assert!(stderr(&output).contains("accountId"), "{}", stderr(&output));
+
+    let output = env.run_herald(
+        &[
+            "enqueue",
+            "message",
+            "--account",
+            &account().to_hex(),
+            "--title",
+            " ",
+            "--content",
+            "c",
+        ],
+        &[],
+    );
+    assert!(!output.status.success());
+    assert!(stderr(&output).contains("`title`"), "{}", stderr(&output));
+
+    let output = env.run_herald(
+        &[
+            "enqueue",
+            "message",
+            "--account",
+            &account().to_hex(),
+            "--title",
+            "t",
+            "--content",
+            "c",
+            "--status",
+            "info",
+        ],
+        &[],
+    );
+    assert!(!output.status.success());
+    assert!(stderr(&output).contains("info"), "{}", stderr(&output));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_reports_each_service_on_one_line() {
+    let env = env().await;
+    let output = env.run_herald(&["doctor"], &[]);
+    let text = stdout(&output);
+    assert!(output.status.success(), "{text}{}", stderr(&output));
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    for (line, name) in lines.iter().zip(["redis", "mongodb", "push"]) {
+        assert!(line.starts_with(name) && line.contains(" ok "), "{line}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_fails_when_a_service_is_down_or_credentials_are_wrong() {
+    let env = env().await;
+    let output = env.run_herald(&["doctor"], &[("HERALD_REDIS_URL", "redis://127.0.0.1:9")]);
+    assert_eq!(output.status.code(), Some(1));
+    let text = stdout(&output);
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("redis") && l.contains("FAIL")),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("mongodb") && l.contains(" ok ")),
+        "{text}"
+    );
+
+    let output = env.run_herald(&["doctor"], &[("HERALD_TUISONGBAO_SECRET", "wrong")]);
+    assert_eq!(output.status.code(), Some(1));
+    let text = stdout(&output);
+    let push = text
+        .lines()
+        .find(|l| l.starts_with("push"))
+        .unwrap_or_default();
+    assert!(push.contains("FAIL") && push.contains("401"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_setting_stops_start_up_naming_it() {
+    let env = env().await;
+    let output = env.run_herald(&["worker"], &[("HERALD_WORKER_CONCURRENCY", "0")]);
+    assert!(!output.status.success());
+    let text = stderr(&output);
+    assert!(
+        text.contains("worker.concurrency") && text.contains("HERALD_WORKER_CONCURRENCY"),
+        "{text}"
+    );
+
+    let output = env.run_herald(&["worker"], &[("HERALD_MONGODB_URL", "postgres://x")]);
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("HERALD_MONGODB_URL"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn every_command_has_help() {
+    for args in [
+        vec!["--help"],
+        vec!["worker", "--help"],
+        vec!["enqueue", "--help"],
+        vec!["enqueue", "message", "--help"],
+        vec!["doctor", "--help"],
+        vec!["push-sandbox", "--help"],
+    ] {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_herald"))
+            .args(&args)
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{args:?}");
+        assert!(
+            String::from_utf8_lossy(&output.stdout).contains("Usage"),
+            "{args:?}"
+        );
+    }
+}

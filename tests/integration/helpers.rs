@@ -1,0 +1,327 @@
+//! A private world per test: namespace, database, sandbox, worker.
+
+use std::{
+    collections::HashMap,
+    future::Future,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use apalis::prelude::TaskSink;
+use herald::{
+    config::Settings,
+    push::sandbox::{self, RecordedRequest, SandboxCredentials},
+    store::MESSAGE_COLLECTION,
+    worker,
+};
+use herald_jobs::{AccountId, MessageId, Producer, QueueName, SendMessage};
+use mongodb::bson::{doc, Document};
+use serde_json::Value;
+use tokio::{sync::oneshot, task::JoinHandle};
+
+pub const APP_ID: &str = "test-app";
+pub const SECRET: &str = "test-secret";
+
+/// How long `wait_for` waits before declaring the condition never came.
+/// A deadline against hangs, not a speed requirement.
+const PATIENCE: Duration = Duration::from_secs(30);
+
+pub fn redis_url() -> String {
+    std::env::var("HERALD_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+pub fn mongodb_url() -> String {
+    std::env::var("HERALD_TEST_MONGODB_URL").unwrap_or_else(|_| "mongodb://127.0.0.1:27017".into())
+}
+
+/// A fresh random account id.
+pub fn account() -> AccountId {
+    AccountId::from(mongodb::bson::oid::ObjectId::new())
+}
+
+fn unique_suffix() -> String {
+    mongodb::bson::oid::ObjectId::new().to_hex()
+}
+
+/// A worker running in this process: its stop switch and its task.
+type RunningWorker = (
+    oneshot::Sender<()>,
+    JoinHandle<Result<(), worker::WorkerError>>,
+);
+
+/// One test's namespace, database, sandbox and (optionally) worker.
+pub struct TestEnv {
+    pub settings: Settings,
+    pub vars: HashMap<String, String>,
+    pub namespace: String,
+    pub database: mongodb::Database,
+    pub sandbox_url: String,
+    pub http: reqwest::Client,
+    redis: apalis_redis::ConnectionManager,
+    worker: Option<RunningWorker>,
+}
+
+/// Builds a test environment whose sandbox accepts `APP_ID`/`SECRET`.
+pub async fn env() -> TestEnv {
+    env_with(&[]).await
+}
+
+/// Like [`env`], with extra `HERALD_*` variables (e.g. a wrong secret).
+pub async fn env_with(extra: &[(&str, &str)]) -> TestEnv {
+    if std::env::var_os("TEST_LOG").is_some() {
+        herald::telemetry::init(&herald::config::LogSettings {
+            format: herald::config::LogFormat::Pretty,
+            level: "info,herald=debug".into(),
+        });
+    }
+    let (addr, _handle) = sandbox::spawn(
+        "127.0.0.1:0".parse().expect("literal address"),
+        SandboxCredentials {
+            app_id: APP_ID.into(),
+            secret: SECRET.into(),
+        },
+    )
+    .await
+    .expect("sandbox binds a free port");
+    let suffix = unique_suffix();
+    let namespace = format!("herald-test-{suffix}");
+    let database_name = format!("herald_test_{suffix}");
+    let sandbox_url = format!("http://{addr}");
+
+    let mut vars: HashMap<String, String> = [
+        (
+            "HERALD_CONFIG_DIR",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/config").to_owned(),
+        ),
+        ("HERALD_ENV", "test".to_owned()),
+        ("HERALD_REDIS_URL", redis_url()),
+        ("HERALD_REDIS_NAMESPACE", namespace.clone()),
+        ("HERALD_MONGODB_URL", mongodb_url()),
+        ("HERALD_MONGODB_DATABASE", database_name.clone()),
+        ("HERALD_TUISONGBAO_URL", sandbox_url.clone()),
+        ("HERALD_TUISONGBAO_APP_ID", APP_ID.to_owned()),
+        ("HERALD_TUISONGBAO_SECRET", SECRET.to_owned()),
+        ("HERALD_TUISONGBAO_REQUEST_TIMEOUT_MS", "5000".to_owned()),
+        ("HERALD_WORKER_POLL_INTERVAL_MS", "50".to_owned()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    for (k, v) in extra {
+        vars.insert((*k).to_owned(), (*v).to_owned());
+    }
+    let settings = Settings::load_from(&vars).expect("test settings are valid");
+    let redis = herald::queue::connect(&settings)
+        .await
+        .expect("Redis is running (see README: the test command starts it)");
+    let database = herald::store::connect(&settings.mongodb)
+        .await
+        .expect("the MongoDB-compatible server is running (see README)");
+    TestEnv {
+        settings,
+        vars,
+        namespace,
+        database,
+        sandbox_url,
+        http: reqwest::Client::new(),
+        redis,
+        worker: None,
+    }
+}
+
+impl TestEnv {
+    /// Starts the worker in this process, as `herald worker` would.
+    pub async fn start_worker(&mut self) {
+        assert!(self.worker.is_none(), "worker already running");
+        let (tx, rx) = oneshot::channel::<()>();
+        let handle = tokio::spawn(worker::run(self.settings.clone(), async move {
+            let _ = rx.await;
+        }));
+        self.worker = Some((tx, handle));
+    }
+
+    /// Stops the in-process worker and returns how it ended.
+    pub async fn stop_worker(&mut self) -> Result<(), worker::WorkerError> {
+        let (tx, handle) = self.worker.take().expect("worker running");
+        let _ = tx.send(());
+        handle.await.expect("worker task did not panic")
+    }
+
+    /// Whether the in-process worker task has ended (it should not, by itself).
+    pub fn worker_finished(&self) -> bool {
+        self.worker.as_ref().is_none_or(|(_, h)| h.is_finished())
+    }
+
+    /// Enqueues through the public producer client.
+    pub async fn enqueue(&self, job: SendMessage) -> MessageId {
+        let mut producer =
+            Producer::from_connection(self.redis.clone(), &self.settings.redis.namespace)
+                .with_limits(self.settings.message);
+        producer.enqueue_message(job).await.expect("enqueue")
+    }
+
+    /// Pushes any JSON onto the send_message queue, bypassing validation,
+    /// as a producer in another language (or a buggy one) could.
+    pub async fn push_raw(&self, payload: Value) {
+        let mut storage = herald::queue::storage::<Value>(
+            self.redis.clone(),
+            &self.settings,
+            QueueName::SendMessage,
+        );
+        storage.push(payload).await.expect("raw push");
+    }
+
+    pub fn messages(&self) -> mongodb::Collection<Document> {
+        self.database.collection(MESSAGE_COLLECTION)
+    }
+
+    pub async fn message_count(&self, filter: Document) -> u64 {
+        self.messages()
+            .count_documents(filter)
+            .await
+            .expect("count")
+    }
+
+    pub async fn find_message(&self, id: MessageId) -> Option<Document> {
+        self.messages()
+            .find_one(doc! { "_id": id.object_id() })
+            .await
+            .expect("find")
+    }
+
+    /// Every request the sandbox received, oldest first.
+    pub async fn sandbox_requests(&self) -> Vec<RecordedRequest> {
+        self.http
+            .get(format!("{}/_sandbox/events", self.sandbox_url))
+            .send()
+            .await
+            .expect("sandbox answers")
+            .json()
+            .await
+            .expect("sandbox JSON")
+    }
+
+    /// Accepted events called `name`.
+    pub async fn delivered(&self, name: &str) -> Vec<RecordedRequest> {
+        self.sandbox_requests()
+            .await
+            .into_iter()
+            .filter(|r| r.status == 200 && r.name.as_deref() == Some(name))
+            .collect()
+    }
+
+    /// Scripts the sandbox's next `count` answers.
+    pub async fn script_failures(&self, status: Option<u16>, delay_ms: u64, count: u32) {
+        let response = self
+            .http
+            .post(format!("{}/_sandbox/failures", self.sandbox_url))
+            .json(&serde_json::json!({ "status": status, "delayMs": delay_ms, "count": count }))
+            .send()
+            .await
+            .expect("sandbox answers");
+        assert!(
+            response.status().is_success(),
+            "{:?}",
+            response.text().await
+        );
+    }
+
+    /// Members of a queue's Redis set (`dead`, `done`, ...).
+    pub async fn queue_set(&self, queue: QueueName, set: &str) -> Vec<String> {
+        let key = format!("{}:{set}", self.settings.redis.namespace.queue(queue));
+        let mut conn = self.redis.clone();
+        redis::cmd("SMEMBERS")
+            .arg(key)
+            .query_async(&mut conn)
+            .await
+            .expect("SMEMBERS")
+    }
+
+    /// A job's metadata hash (status, attempts, result).
+    pub async fn job_meta(&self, queue: QueueName, task_id: &str) -> HashMap<String, String> {
+        let key = format!(
+            "{}:meta:{task_id}",
+            self.settings.redis.namespace.queue(queue)
+        );
+        let mut conn = self.redis.clone();
+        redis::cmd("HGETALL")
+            .arg(key)
+            .query_async(&mut conn)
+            .await
+            .expect("HGETALL")
+    }
+
+    /// Spawns the real `herald` binary with this environment's settings.
+    pub fn spawn_herald(&self, args: &[&str]) -> Child {
+        Command::new(env!("CARGO_BIN_EXE_herald"))
+            .args(args)
+            .envs(&self.vars)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("herald binary runs")
+    }
+
+    /// Runs the real `herald` binary to completion.
+    pub fn run_herald(&self, args: &[&str], extra: &[(&str, &str)]) -> std::process::Output {
+        Command::new(env!("CARGO_BIN_EXE_herald"))
+            .args(args)
+            .envs(&self.vars)
+            .envs(extra.iter().copied())
+            .output()
+            .expect("herald binary runs")
+    }
+}
+
+/// Polls `check` until it returns `Some`, or fails the test after
+/// [`PATIENCE`] naming `what` was awaited.
+pub async fn wait_for<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(start.elapsed() < PATIENCE, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+impl Drop for TestEnv {
+    /// Removes the namespace's keys and drops the database. Runs on its own
+    /// thread and runtime, since Drop cannot await.
+    fn drop(&mut self) {
+        if let Some((tx, handle)) = self.worker.take() {
+            let _ = tx.send(());
+            handle.abort();
+        }
+        let pattern = format!("{}:*", self.namespace);
+        let database = self.settings.mongodb.database.clone();
+        let cleanup = std::thread::spawn(move || {
+            if let Ok(mut conn) = redis::Client::open(redis_url()).and_then(|c| c.get_connection())
+            {
+                let keys: Vec<String> = redis::cmd("KEYS")
+                    .arg(&pattern)
+                    .query(&mut conn)
+                    .unwrap_or_default();
+                for chunk in keys.chunks(500) {
+                    let _: redis::RedisResult<()> = redis::cmd("DEL").arg(chunk).query(&mut conn);
+                }
+            }
+            if let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                runtime.block_on(async {
+                    if let Ok(client) = mongodb::Client::with_uri_str(mongodb_url()).await {
+                        let _ = client.database(&database).drop().await;
+                    }
+                });
+            }
+        });
+        let _ = cleanup.join();
+    }
+}

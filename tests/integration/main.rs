@@ -1,0 +1,15 @@
+//! Integration tests: real Redis, a real MongoDB-compatible server and the
+//! push sandbox, all over sockets. One binary (one link) for every feature;
+//! `helpers` gives each test its own Redis namespace, Mongo database and
+//! sandbox, and removes them when the test ends.
+//!
+//! Services: HERALD_TEST_REDIS_URL (default redis://127.0.0.1:6379) and
+//! HERALD_TEST_MONGODB_URL (default mongodb://127.0.0.1:27017). The README's
+//! test command starts them.
+
+mod cli;
+mod failures;
+mod helpers;
+mod message_pipeline;
+mod sandbox;
+mod shutdown;

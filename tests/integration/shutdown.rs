@@ -1,0 +1,92 @@
+//! The real binary under signals.
+
+use std::{process::Child, time::Duration};
+
+use herald_jobs::{QueueName, SendMessage};
+
+use crate::helpers::{account, env, wait_for};
+
+fn signal(child: &Child, name: &str) {
+    let status = std::process::Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(child.id().to_string())
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
+}
+
+/// Waits for the child to exit, killing it if it hangs past the deadline.
+async fn wait_exit(mut child: Child) -> (std::process::ExitStatus, String) {
+    let exit = wait_for("the worker process to exit", || {
+        let status = child.try_wait().expect("try_wait");
+        async move { status }
+    })
+    .await;
+    let mut stderr = String::new();
+    if let Some(mut pipe) = child.stderr.take() {
+        use std::io::Read;
+        let _ = pipe.read_to_string(&mut stderr);
+    }
+    (exit, stderr)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_during_a_job_lets_it_finish_and_exits_zero() {
+    let env = env().await;
+    // The push will take 2 s at the sandbox: long enough to signal mid-job.
+    env.script_failures(None, 2000, 1).await;
+    let worker = env.spawn_herald(&["worker"]);
+    let id = env
+        .enqueue(SendMessage::new(account(), "slow", "push"))
+        .await;
+    wait_for("the stored message", || env.find_message(id)).await;
+    // The push job is now in flight, waiting on the sandbox.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        env.delivered("new_message").await.is_empty(),
+        "push still running"
+    );
+
+    signal(&worker, "TERM");
+    let (status, stderr) = wait_exit(worker).await;
+    assert_eq!(status.code(), Some(0), "exit status; stderr:\n{stderr}");
+    assert_eq!(
+        env.delivered("new_message").await.len(),
+        1,
+        "the running push finished"
+    );
+    assert_eq!(
+        env.queue_set(QueueName::Push, "done").await.len(),
+        1,
+        "and was acknowledged"
+    );
+    assert!(stderr.contains("shutdown requested"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigint_stops_an_idle_worker_with_exit_zero() {
+    let env = env().await;
+    let worker = env.spawn_herald(&["worker"]);
+    // Wait until it is up: it has registered its workers in Redis.
+    wait_for("the worker to register", || async {
+        let mut conn = redis::Client::open(crate::helpers::redis_url())
+            .ok()?
+            .get_multiplexed_async_connection()
+            .await
+            .ok()?;
+        let key = format!(
+            "{}:workers",
+            env.settings.redis.namespace.queue(QueueName::Push)
+        );
+        let n: usize = redis::cmd("ZCARD")
+            .arg(key)
+            .query_async(&mut conn)
+            .await
+            .ok()?;
+        (n > 0).then_some(())
+    })
+    .await;
+    signal(&worker, "INT");
+    let (status, stderr) = wait_exit(worker).await;
+    assert_eq!(status.code(), Some(0), "stderr:\n{stderr}");
+}
