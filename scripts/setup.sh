@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# Makes sure the services Herald needs are running on this machine:
+#   - Redis on 127.0.0.1:6379 (Debian's redis-server package if missing)
+#   - a MongoDB-compatible server on 127.0.0.1:27017: SecantusDB, built from
+#     crates.io (secantusd-rs) or, if that cannot be built, from PyPI
+#     (secantusd-py).
+# A service that already answers on its port is reused, never started twice.
+# Services this script starts keep their data and logs in .herald/ (or
+# $HERALD_STATE_DIR) and run in the background until stopped.
+#
+# Options (environment):
+#   HERALD_MONGO_IMPL=rs|py   which SecantusDB to install if none runs (default rs,
+#                             falling back to py if the build fails)
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+STATE_DIR=${HERALD_STATE_DIR:-$ROOT/.herald}
+REDIS_PORT=6379
+MONGO_PORT=27017
+SECANTUS_CRATE_VERSION=0.5.3-beta.196
+MONGO_IMPL=${HERALD_MONGO_IMPL:-rs}
+export PATH="$HOME/.cargo/bin:$PATH"
+
+say() { printf '[setup] %s\n' "$*"; }
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+wait_port() { # port seconds name log
+  local i
+  for ((i = 0; i < $2 * 10; i++)); do
+    port_open "$1" && return 0
+    sleep 0.1
+  done
+  say "$3 did not open port $1 within $2 s; its log ($4):"
+  tail -n 30 "$4" >&2 || true
+  exit 1
+}
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+APT_UPDATED=0
+apt_install() {
+  if [ "$APT_UPDATED" -eq 0 ]; then
+    as_root apt-get update -qq
+    APT_UPDATED=1
+  fi
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+ensure_redis() {
+  if port_open "$REDIS_PORT"; then
+    say "Redis: reusing the server on 127.0.0.1:$REDIS_PORT"
+    return
+  fi
+  if ! command -v redis-server >/dev/null; then
+    say "Redis: installing Debian's redis-server"
+    apt_install redis-server
+  fi
+  mkdir -p "$STATE_DIR/redis"
+  say "Redis: starting on 127.0.0.1:$REDIS_PORT (log $STATE_DIR/redis.log)"
+  redis-server --daemonize yes --bind 127.0.0.1 --port "$REDIS_PORT" \
+    --save "" --appendonly no --dir "$STATE_DIR/redis" \
+    --logfile "$STATE_DIR/redis.log"
+  wait_port "$REDIS_PORT" 20 Redis "$STATE_DIR/redis.log"
+}
+
+install_secantus_rs() {
+  say "SecantusDB: building secantusd-rs $SECANTUS_CRATE_VERSION from crates.io (about 4 minutes)"
+  if ! command -v cmake >/dev/null || ! dpkg -s libclang-dev >/dev/null 2>&1; then
+    apt_install cmake libclang-dev
+  fi
+  cargo install secantus-mdb --version "$SECANTUS_CRATE_VERSION" --ignore-rust-version --quiet
+}
+
+install_secantus_py() {
+  say "SecantusDB: installing secantusd-py from PyPI"
+  python3 -m pip install --quiet --disable-pip-version-check SecantusDB
+}
+
+mongo_server_binary() {
+  if [ "$MONGO_IMPL" = rs ]; then
+    command -v secantusd-rs >/dev/null || install_secantus_rs || say "SecantusDB: the Rust build failed; falling back to PyPI"
+    if command -v secantusd-rs >/dev/null; then
+      command -v secantusd-rs
+      return
+    fi
+  fi
+  command -v secantusd-py >/dev/null || install_secantus_py
+  hash -r
+  command -v secantusd-py
+}
+
+ensure_mongo() {
+  if port_open "$MONGO_PORT"; then
+    say "MongoDB: reusing the server on 127.0.0.1:$MONGO_PORT"
+    return
+  fi
+  local bin
+  bin=$(mongo_server_binary | tail -n 1)
+  mkdir -p "$STATE_DIR/mongo"
+  say "MongoDB: starting $(basename "$bin") on 127.0.0.1:$MONGO_PORT (log $STATE_DIR/secantusd.log)"
+  nohup "$bin" --host 127.0.0.1 --port "$MONGO_PORT" --storage-path "$STATE_DIR/mongo" \
+    >"$STATE_DIR/secantusd.log" 2>&1 </dev/null &
+  wait_port "$MONGO_PORT" 60 SecantusDB "$STATE_DIR/secantusd.log"
+}
+
+mkdir -p "$STATE_DIR"
+ensure_redis
+ensure_mongo
+say "services ready: redis://127.0.0.1:$REDIS_PORT mongodb://127.0.0.1:$MONGO_PORT"
