@@ -35,6 +35,10 @@ pub const SETTING_KEYS: &[&str] = &[
     "worker.missed_heartbeats",
     "worker.shutdown_timeout_secs",
     "worker.push_dedup_ttl_secs",
+    "worker.retry_base_ms",
+    "worker.retry_cap_secs",
+    "worker.send_message_max_attempts",
+    "worker.push_max_attempts",
     "message.max_content_bytes",
     "message.max_title_bytes",
     "log.format",
@@ -152,6 +156,14 @@ pub struct WorkerSettings {
     pub shutdown_timeout: Duration,
     /// How long a push's idempotency key lives.
     pub push_dedup_ttl: Duration,
+    /// Backoff after a job's first failure (doubling after each further one).
+    pub retry_base: Duration,
+    /// Longest backoff between two runs of a job.
+    pub retry_cap: Duration,
+    /// Runs a send_message job gets before it is dead.
+    pub send_message_max_attempts: usize,
+    /// Runs a push job gets before it is dead.
+    pub push_max_attempts: usize,
 }
 
 /// Log output format.
@@ -214,6 +226,10 @@ struct RawWorker {
     missed_heartbeats: usize,
     shutdown_timeout_secs: u64,
     push_dedup_ttl_secs: u64,
+    retry_base_ms: u64,
+    retry_cap_secs: u64,
+    send_message_max_attempts: usize,
+    push_max_attempts: usize,
 }
 
 #[derive(Debug, Deserialize)]
@@ -395,6 +411,22 @@ impl RawSettings {
                     "worker.push_dedup_ttl_secs",
                     self.worker.push_dedup_ttl_secs,
                 )?),
+                retry_base: Duration::from_millis(positive(
+                    "worker.retry_base_ms",
+                    self.worker.retry_base_ms,
+                )?),
+                retry_cap: Duration::from_secs(positive(
+                    "worker.retry_cap_secs",
+                    self.worker.retry_cap_secs,
+                )?),
+                send_message_max_attempts: positive_usize(
+                    "worker.send_message_max_attempts",
+                    self.worker.send_message_max_attempts,
+                )?,
+                push_max_attempts: positive_usize(
+                    "worker.push_max_attempts",
+                    self.worker.push_max_attempts,
+                )?,
             },
             message: MessageLimits {
                 max_content_bytes: positive_usize(

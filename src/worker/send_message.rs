@@ -11,11 +11,10 @@
 use std::sync::Arc;
 
 use apalis::prelude::{AbortError, Attempt, BoxDynError, Data, TaskBuilder, TaskId, TaskSink};
-use apalis_redis::RedisStorage;
 use herald_jobs::{MessageLimits, SendMessage, ValidationError};
 use tracing::{field, info, warn, Instrument};
 
-use crate::{push::job::PushJob, store::MessageStore};
+use crate::{push::job::PushJob, queue::RedisQueue, store::MessageStore};
 
 /// What the handler needs, shared by every job of the worker.
 #[derive(Debug)]
@@ -23,7 +22,7 @@ pub struct Deps {
     /// The `message` collection.
     pub store: MessageStore,
     /// Where pushes are scheduled.
-    pub push_queue: RedisStorage<PushJob>,
+    pub push_queue: RedisQueue<PushJob>,
     /// Validation limits.
     pub limits: MessageLimits,
     /// Full name of the queue, for logs.

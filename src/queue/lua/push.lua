@@ -1,0 +1,52 @@
+-- Herald queue: enqueue jobs (the caller sends bounded chunks).
+--
+-- KEYS[1] data hash   KEYS[2] active list   KEYS[3] scheduled zset
+-- ARGV[1] now   ARGV[2] meta key prefix   ARGV[3] idempotency key prefix
+-- ARGV[4] idempotency TTL in seconds (0 = keep forever)
+-- ARGV[5..] per job: id, payload, run_at, idempotency key ("" for none),
+--           n, then n field/value pairs of metadata.
+-- A job whose idempotency key was already claimed is skipped: it exists.
+-- Due jobs go straight to the queue; future ones to the scheduled set.
+-- Returns {enqueued, scheduled, duplicates}.
+
+local data, active, scheduled = KEYS[1], KEYS[2], KEYS[3]
+local now = tonumber(ARGV[1])
+local meta_prefix, idem_prefix = ARGV[2], ARGV[3]
+local ttl = tonumber(ARGV[4])
+local enqueued, delayed, duplicates = 0, 0, 0
+
+local i = 5
+while i <= #ARGV do
+    local id, payload, run_at, idem = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2]), ARGV[i + 3]
+    local n = tonumber(ARGV[i + 4])
+    local fields_at = i + 5
+    i = fields_at + 2 * n
+
+    local claimed = true
+    if idem ~= "" then
+        local key = idem_prefix .. ":" .. idem
+        if ttl > 0 then
+            claimed = redis.call("set", key, id, "NX", "EX", ttl)
+        else
+            claimed = redis.call("set", key, id, "NX")
+        end
+    end
+
+    if claimed and redis.call("hsetnx", data, id, payload) == 1 then
+        local meta_key = meta_prefix .. ":" .. id
+        for f = fields_at, fields_at + 2 * n - 1, 2 do
+            redis.call("hset", meta_key, ARGV[f], ARGV[f + 1])
+        end
+        if run_at > now then
+            redis.call("zadd", scheduled, run_at, id)
+            delayed = delayed + 1
+        else
+            redis.call("rpush", active, id)
+            enqueued = enqueued + 1
+        end
+    else
+        duplicates = duplicates + 1
+    end
+end
+
+return {enqueued, delayed, duplicates}

@@ -1,0 +1,42 @@
+-- Herald queue: hand the jobs of workers that stopped heart-beating back to
+-- the queue, a bounded number per call.
+--
+-- KEYS[1] workers zset   KEYS[2] active list
+-- ARGV[1] deadline (a worker whose last heartbeat is older is presumed dead)
+-- ARGV[2] inflight key prefix ("<queue>:inflight")
+-- ARGV[3] meta key prefix   ARGV[4] limit of jobs moved by this call
+-- ARGV[5] name of the calling worker (never recovered from itself)
+-- A dead worker is removed from the workers set once its inflight set is
+-- empty; until then the next call continues with it.
+-- Returns {moved, more} where more = 1 if the limit stopped this call.
+
+local workers, active = KEYS[1], KEYS[2]
+local deadline = ARGV[1]
+local inflight_prefix, meta_prefix = ARGV[2], ARGV[3]
+local limit = tonumber(ARGV[4])
+local caller = ARGV[5]
+local moved = 0
+
+local dead_workers = redis.call("zrangebyscore", workers, "-inf", "(" .. deadline, "LIMIT", 0, 100)
+for _, name in ipairs(dead_workers) do
+    if name ~= caller then
+        local inflight = inflight_prefix .. ":" .. name
+        while moved < limit do
+            local id = redis.call("spop", inflight)
+            if not id then
+                break
+            end
+            redis.call("rpush", active, id)
+            local meta_key = meta_prefix .. ":" .. id
+            redis.call("hset", meta_key, "status", "Pending")
+            redis.call("hdel", meta_key, "locked_by", "locked_at")
+            moved = moved + 1
+        end
+        if moved >= limit then
+            return {moved, 1}
+        end
+        redis.call("zrem", workers, name)
+        redis.call("del", inflight_prefix .. ":" .. name)
+    end
+end
+return {moved, #dead_workers == 100 and 1 or 0}

@@ -1,0 +1,265 @@
+//! Herald's Redis queue layer: an apalis backend with bounded scripts.
+//!
+//! apalis-redis 1.0.0 wedges once about 8,000 jobs are due at once: its fetch
+//! script hands every due id to one Lua `unpack`, which fails beyond that
+//! size, and it fails the same way on every poll for as long as the backlog
+//! lasts. This module replaces its worker side with scripts in which every
+//! loop is bounded by an argument (see `lua/`), so a backlog of any size
+//! drains.
+//!
+//! - [`RedisQueue`] is the apalis backend (fetch, acknowledge, enqueue),
+//!   driven by apalis's own `Persisted` state machine, so workers keep
+//!   apalis's worker model and middleware.
+//! - [`QueueConfig`] names the keys and holds the tuning of one queue.
+//! - [`RetryPolicy`] decides when a failed job runs again.
+//!
+//! The key layout is apalis-redis's (`Q:data`, `Q:meta:<id>`, `Q:active`,
+//! `Q:scheduled`, `Q:inflight:<worker>`, `Q:workers`, `Q:done`, `Q:dead`,
+//! `Q:idempotency:<key>`), so jobs enqueued by apalis-redis producers — such
+//! as the `herald-jobs` crate — are consumed here unchanged. Herald adds
+//! `Q:history:<id>`, each run's time, status and error.
+
+mod backend;
+mod persistence;
+pub mod retry;
+
+use std::time::Duration;
+
+use herald_jobs::QueueName;
+
+pub use backend::RedisQueue;
+pub use retry::{Outcome, RetryPolicy};
+
+use crate::config::Settings;
+
+/// Most scheduled jobs promoted to the queue by one fetch.
+pub const PROMOTE_LIMIT: usize = 1_000;
+/// Most jobs of dead workers handed back by one script call.
+pub const RECOVER_LIMIT: usize = 1_000;
+/// Most jobs enqueued by one script call.
+pub const PUSH_CHUNK: usize = 500;
+/// Most acknowledgements recorded by one script call.
+pub const COMPLETE_CHUNK: usize = 500;
+/// Runs remembered in a job's history.
+pub const HISTORY_LEN: usize = 25;
+
+/// Why Redis could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    /// The server could not be reached.
+    #[error("cannot reach Redis at {url}: {source}")]
+    Connect {
+        /// The URL tried, without credentials.
+        url: String,
+        /// The driver's error.
+        #[source]
+        source: redis::RedisError,
+    },
+    /// A command or script failed.
+    #[error("Redis {operation} on {queue} failed: {source}")]
+    Command {
+        /// What was being done.
+        operation: &'static str,
+        /// Full queue name.
+        queue: String,
+        /// The driver's error.
+        #[source]
+        source: redis::RedisError,
+    },
+    /// A script answered with something this code does not understand.
+    #[error("unexpected answer from Redis for {queue}: {detail}")]
+    Protocol {
+        /// Full queue name.
+        queue: String,
+        /// What was wrong.
+        detail: String,
+    },
+}
+
+/// One queue's key names and tuning.
+#[derive(Debug, Clone)]
+pub struct QueueConfig {
+    /// Full name, `NAMESPACE:QUEUE`; every key starts with it.
+    pub name: String,
+    /// Jobs leased per fetch.
+    pub batch_size: usize,
+    /// How often a worker reports it is alive.
+    pub heartbeat_interval: Duration,
+    /// Heartbeats a worker may miss before its jobs go to others.
+    pub missed_heartbeats: u32,
+    /// How long an enqueue idempotency key is remembered (None: forever).
+    pub dedup_ttl: Option<Duration>,
+    /// When failed jobs run again.
+    pub retry: RetryPolicy,
+}
+
+impl QueueConfig {
+    /// A queue named `name` with defaults suited to tests and small setups.
+    pub fn new(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            batch_size: 20,
+            heartbeat_interval: Duration::from_secs(10),
+            missed_heartbeats: 3,
+            dedup_ttl: None,
+            retry: RetryPolicy {
+                base: Duration::from_secs(1),
+                cap: Duration::from_secs(300),
+                max_attempts: 10,
+            },
+        }
+    }
+
+    /// The configuration of `queue` from the settings.
+    pub fn from_settings(settings: &Settings, queue: QueueName) -> Self {
+        let worker = &settings.worker;
+        let max_attempts = match queue {
+            QueueName::SendMessage => worker.send_message_max_attempts,
+            QueueName::Push => worker.push_max_attempts,
+        };
+        Self {
+            name: settings.redis.namespace.queue(queue),
+            batch_size: worker.fetch_batch_size,
+            heartbeat_interval: worker.heartbeat_interval,
+            missed_heartbeats: worker.missed_heartbeats as u32,
+            dedup_ttl: (queue == QueueName::Push).then_some(worker.push_dedup_ttl),
+            retry: RetryPolicy {
+                base: worker.retry_base,
+                cap: worker.retry_cap,
+                max_attempts,
+            },
+        }
+    }
+
+    /// How long without a heartbeat before a worker is presumed dead.
+    pub fn orphan_after(&self) -> Duration {
+        self.heartbeat_interval * self.missed_heartbeats.max(1)
+    }
+
+    fn key(&self, suffix: &str) -> String {
+        format!("{}:{suffix}", self.name)
+    }
+
+    /// Hash: job id → payload.
+    pub fn data_key(&self) -> String {
+        self.key("data")
+    }
+    /// List: ids ready to run, oldest first.
+    pub fn active_key(&self) -> String {
+        self.key("active")
+    }
+    /// Sorted set: ids waiting for their time (score: Unix seconds).
+    pub fn scheduled_key(&self) -> String {
+        self.key("scheduled")
+    }
+    /// Sorted set: worker names (score: last heartbeat, Unix seconds).
+    pub fn workers_key(&self) -> String {
+        self.key("workers")
+    }
+    /// Set: ids leased to `worker`.
+    pub fn inflight_key(&self, worker: &str) -> String {
+        format!("{}:{worker}", self.inflight_prefix())
+    }
+    /// Prefix of the per-worker inflight sets.
+    pub fn inflight_prefix(&self) -> String {
+        self.key("inflight")
+    }
+    /// Prefix of the per-job metadata hashes.
+    pub fn meta_prefix(&self) -> String {
+        self.key("meta")
+    }
+    /// Metadata hash of job `id`.
+    pub fn meta_key(&self, id: &str) -> String {
+        format!("{}:{id}", self.meta_prefix())
+    }
+    /// Prefix of the per-job run histories.
+    pub fn history_prefix(&self) -> String {
+        self.key("history")
+    }
+    /// Run history (list of JSON entries) of job `id`.
+    pub fn history_key(&self, id: &str) -> String {
+        format!("{}:{id}", self.history_prefix())
+    }
+    /// Prefix of enqueue idempotency keys.
+    pub fn idempotency_prefix(&self) -> String {
+        self.key("idempotency")
+    }
+    /// Set: ids that succeeded.
+    pub fn done_key(&self) -> String {
+        self.key("done")
+    }
+    /// Set: ids that will not run again.
+    pub fn dead_key(&self) -> String {
+        self.key("dead")
+    }
+    /// Hash describing `worker`.
+    pub fn worker_meta_key(&self, worker: &str) -> String {
+        format!("{}:workers:metadata:{worker}", self.name)
+    }
+}
+
+/// Opens a managed (auto-reconnecting) connection and checks it with PING.
+pub async fn connect(settings: &Settings) -> Result<redis::aio::ConnectionManager, QueueError> {
+    let connect_error = |source| QueueError::Connect {
+        url: herald_jobs::producer::redact_url(&settings.redis.url),
+        source,
+    };
+    let client = redis::Client::open(settings.redis.url.as_str()).map_err(connect_error)?;
+    let config = redis::aio::ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(Duration::from_secs(5)))
+        .set_number_of_retries(2);
+    let mut conn = client
+        .get_connection_manager_with_config(config)
+        .await
+        .map_err(connect_error)?;
+    redis::cmd("PING")
+        .query_async::<String>(&mut conn)
+        .await
+        .map_err(connect_error)?;
+    Ok(conn)
+}
+
+/// The backend for jobs of type `T` on `queue`.
+pub fn storage<T>(
+    conn: redis::aio::ConnectionManager,
+    settings: &Settings,
+    queue: QueueName,
+) -> RedisQueue<T> {
+    RedisQueue::new(conn, QueueConfig::from_settings(settings, queue))
+}
+
+/// Seconds since the Unix epoch, with millisecond precision.
+pub(crate) fn now_secs() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| (d.as_millis() as f64) / 1000.0)
+        .unwrap_or(0.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_follow_the_apalis_redis_layout() {
+        let config = QueueConfig::new("herald:push");
+        assert_eq!(config.data_key(), "herald:push:data");
+        assert_eq!(config.active_key(), "herald:push:active");
+        assert_eq!(config.scheduled_key(), "herald:push:scheduled");
+        assert_eq!(config.inflight_key("w1"), "herald:push:inflight:w1");
+        assert_eq!(config.meta_key("01J"), "herald:push:meta:01J");
+        assert_eq!(
+            config.worker_meta_key("w1"),
+            "herald:push:workers:metadata:w1"
+        );
+        assert_eq!(config.idempotency_prefix(), "herald:push:idempotency");
+    }
+
+    #[test]
+    fn a_worker_is_orphaned_after_its_missed_heartbeats() {
+        let mut config = QueueConfig::new("q");
+        config.heartbeat_interval = Duration::from_secs(2);
+        config.missed_heartbeats = 3;
+        assert_eq!(config.orphan_after(), Duration::from_secs(6));
+    }
+}

@@ -1,0 +1,375 @@
+//! The Redis half of [`super::RedisQueue`]: apalis's `Persistence` trait,
+//! implemented with the scripts in `lua/`.
+//!
+//! apalis's `Persisted` drives these calls: `register` once, `heartbeat`
+//! on the heartbeat interval, `fetch_next` whenever the worker wants work,
+//! `handle_events` with batched acknowledgements, `reenqueue_abandoned` on
+//! shutdown for leased jobs that never started, `push_tasks` to enqueue.
+
+use std::{collections::HashMap, str::FromStr, sync::Arc, sync::LazyLock};
+
+use apalis_core::{
+    backend::persistence::{Persistence, TaskEvent},
+    task::{builder::TaskBuilder, metadata::MetadataStore, status::Status, task_id::TaskId, Task},
+    worker::context::WorkerContext,
+};
+use redis::{aio::ConnectionManager, Script};
+use serde_json::Value;
+
+use super::{
+    now_secs, retry::Outcome, QueueConfig, QueueError, COMPLETE_CHUNK, HISTORY_LEN, PROMOTE_LIMIT,
+    PUSH_CHUNK, RECOVER_LIMIT,
+};
+
+static FETCH: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/fetch.lua")));
+static COMPLETE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/complete.lua")));
+static RELEASE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/release.lua")));
+static RECOVER: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/recover.lua")));
+static PUSH: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/push.lua")));
+
+/// Most recover calls one heartbeat makes (each moves up to
+/// [`RECOVER_LIMIT`] jobs); the next heartbeat continues.
+const RECOVER_CALLS_PER_HEARTBEAT: usize = 50;
+
+/// Connection and configuration of one queue.
+#[derive(Debug, Clone)]
+pub struct QueuePersistence {
+    pub(super) conn: ConnectionManager,
+    pub(super) config: Arc<QueueConfig>,
+}
+
+impl QueuePersistence {
+    fn command_error(
+        &self,
+        operation: &'static str,
+    ) -> impl Fn(redis::RedisError) -> QueueError + '_ {
+        move |source| QueueError::Command {
+            operation,
+            queue: self.config.name.clone(),
+            source,
+        }
+    }
+
+    fn protocol_error(&self, detail: impl Into<String>) -> QueueError {
+        QueueError::Protocol {
+            queue: self.config.name.clone(),
+            detail: detail.into(),
+        }
+    }
+
+    /// Hands back the jobs of workers that stopped heart-beating, in bounded
+    /// calls. Returns how many jobs went back to the queue.
+    pub(super) async fn recover_orphans(&mut self, caller: &str) -> Result<u64, QueueError> {
+        let deadline = now_secs() - self.config.orphan_after().as_secs_f64();
+        let mut total = 0;
+        for _ in 0..RECOVER_CALLS_PER_HEARTBEAT {
+            let (moved, more): (u64, u8) = RECOVER
+                .key(self.config.workers_key())
+                .key(self.config.active_key())
+                .arg(format!("{deadline:.3}"))
+                .arg(self.config.inflight_prefix())
+                .arg(self.config.meta_prefix())
+                .arg(RECOVER_LIMIT)
+                .arg(caller)
+                .invoke_async(&mut self.conn)
+                .await
+                .map_err(self.command_error("recover orphaned jobs"))?;
+            total += moved;
+            if more == 0 {
+                break;
+            }
+        }
+        if total > 0 {
+            tracing::warn!(queue = %self.config.name, jobs = total, "re-queued jobs of workers that stopped heart-beating");
+        }
+        Ok(total)
+    }
+
+    async fn beat(&mut self, worker: &WorkerContext) -> Result<(), QueueError> {
+        redis::cmd("ZADD")
+            .arg(self.config.workers_key())
+            .arg(format!("{:.3}", now_secs()))
+            .arg(worker.name())
+            .query_async::<()>(&mut self.conn)
+            .await
+            .map_err(self.command_error("heartbeat"))
+    }
+
+    /// Turns the fetch script's answer into apalis tasks.
+    fn parse_fetched(&self, answer: Vec<redis::Value>) -> Result<Vec<Task<Vec<u8>>>, QueueError> {
+        let [ids, payloads, metas, _promoted]: [redis::Value; 4] = answer
+            .try_into()
+            .map_err(|_| self.protocol_error("fetch did not return 4 values"))?;
+        let ids: Vec<String> = redis::from_redis_value(ids)
+            .map_err(|e| self.protocol_error(format!("fetch ids: {e}")))?;
+        let payloads: Vec<Vec<u8>> = redis::from_redis_value(payloads)
+            .map_err(|e| self.protocol_error(format!("fetch payloads: {e}")))?;
+        let metas: Vec<Vec<String>> = redis::from_redis_value(metas)
+            .map_err(|e| self.protocol_error(format!("fetch metadata: {e}")))?;
+        if ids.len() != payloads.len() || ids.len() != metas.len() {
+            return Err(self.protocol_error("fetch returned lists of different lengths"));
+        }
+        let mut tasks = Vec::with_capacity(ids.len());
+        for ((id, payload), flat) in ids.into_iter().zip(payloads).zip(metas) {
+            let mut meta: HashMap<String, String> = flat
+                .chunks_exact(2)
+                .map(|pair| (pair[0].clone(), pair[1].clone()))
+                .collect();
+            let number = |meta: &mut HashMap<String, String>, field: &str| {
+                meta.remove(field)
+                    .and_then(|v| v.parse::<usize>().ok())
+                    .unwrap_or(0)
+            };
+            let attempts = number(&mut meta, "attempts");
+            let max_attempts = match number(&mut meta, "max_attempts") {
+                0 => self.config.retry.max_attempts,
+                n => n,
+            };
+            meta.remove("status");
+            let idempotency_key = meta.remove("idempotency_key").filter(|k| !k.is_empty());
+            let lock_by = meta.remove("locked_by");
+            let lock_at = meta
+                .remove("locked_at")
+                .and_then(|v| v.parse::<f64>().ok())
+                .map(|secs| secs as u64);
+            let task_id = TaskId::from_str(&id).unwrap_or_else(|_| TaskId::from_string(&id));
+            let mut builder = TaskBuilder::new(payload)
+                .task_id(task_id)
+                .attempt(attempts)
+                .max_attempts(max_attempts)
+                .status(Status::Running)
+                .lock_by(lock_by)
+                .lock_at(lock_at)
+                .with_metadata(MetadataStore::from_map(meta));
+            if let Some(key) = idempotency_key {
+                builder = builder.idempotency_key(key);
+            }
+            tasks.push(builder.build());
+        }
+        Ok(tasks)
+    }
+}
+
+/// One acknowledgement, ready for the complete script.
+struct Ack {
+    id: String,
+    outcome: Outcome,
+    status: &'static str,
+    attempts: usize,
+    result: String,
+    history: String,
+}
+
+impl QueuePersistence {
+    fn ack(&self, result: &apalis_core::backend::TaskResult<Value>, now: f64) -> Ack {
+        let succeeded = result.result.is_ok();
+        let aborted = matches!(result.status, Status::Killed);
+        let outcome =
+            self.config
+                .retry
+                .outcome(succeeded, aborted, result.attempt, fastrand::f64());
+        let status = match (outcome, aborted) {
+            (Outcome::Done, _) => "Done",
+            (Outcome::Retry(_), _) => "Pending",
+            (Outcome::Dead, true) => "Killed",
+            (Outcome::Dead, false) => "Failed",
+        };
+        let error = result.result.as_ref().err();
+        Ack {
+            id: result.task_id.to_string(),
+            outcome,
+            status,
+            attempts: result.attempt,
+            result: serde_json::to_string(&result.result).unwrap_or_else(|_| "null".into()),
+            history: serde_json::json!({
+                "attempt": result.attempt,
+                "at": now,
+                "status": status,
+                "error": error,
+            })
+            .to_string(),
+        }
+    }
+}
+
+impl Persistence for QueuePersistence {
+    type Compact = Vec<u8>;
+    type Response = Value;
+    type Error = QueueError;
+
+    async fn register(&mut self, worker: &WorkerContext) -> Result<(), QueueError> {
+        self.beat(worker).await?;
+        redis::cmd("HSET")
+            .arg(self.config.worker_meta_key(worker.name()))
+            .arg("backend")
+            .arg("herald-redis")
+            .arg("service")
+            .arg(worker.get_service())
+            .arg("started_at")
+            .arg(format!("{:.3}", now_secs()))
+            .query_async::<()>(&mut self.conn)
+            .await
+            .map_err(self.command_error("register worker"))?;
+        self.recover_orphans(worker.name()).await?;
+        Ok(())
+    }
+
+    async fn heartbeat(&mut self, worker: &WorkerContext) -> Result<(), QueueError> {
+        // ZADD also re-registers a worker that was presumed dead (a long
+        // pause): its old leases were handed out, and its late
+        // acknowledgements are ignored by the complete script.
+        self.beat(worker).await?;
+        self.recover_orphans(worker.name()).await?;
+        Ok(())
+    }
+
+    async fn fetch_next(
+        &mut self,
+        worker: &WorkerContext,
+    ) -> Result<Vec<Task<Vec<u8>>>, QueueError> {
+        let answer: Vec<redis::Value> = FETCH
+            .key(self.config.workers_key())
+            .key(self.config.active_key())
+            .key(self.config.inflight_key(worker.name()))
+            .key(self.config.data_key())
+            .key(self.config.scheduled_key())
+            .arg(format!("{:.3}", now_secs()))
+            .arg(self.config.batch_size)
+            .arg(worker.name())
+            .arg(PROMOTE_LIMIT)
+            .arg(self.config.meta_prefix())
+            .invoke_async(&mut self.conn)
+            .await
+            .map_err(self.command_error("fetch"))?;
+        self.parse_fetched(answer)
+    }
+
+    async fn reenqueue_abandoned(
+        &mut self,
+        tasks: Vec<Task<Vec<u8>>>,
+        worker: &WorkerContext,
+    ) -> Result<u64, QueueError> {
+        let ids: Vec<String> = tasks
+            .iter()
+            .filter_map(|t| t.task_id().map(|id| id.to_string()))
+            .collect();
+        let mut released = 0;
+        for chunk in ids.chunks(PUSH_CHUNK) {
+            let mut call = RELEASE.prepare_invoke();
+            call.key(self.config.inflight_key(worker.name()))
+                .key(self.config.active_key())
+                .arg(self.config.meta_prefix());
+            for id in chunk {
+                call.arg(id);
+            }
+            released += call
+                .invoke_async::<u64>(&mut self.conn)
+                .await
+                .map_err(self.command_error("release leases"))?;
+        }
+        Ok(released)
+    }
+
+    async fn handle_events(
+        &mut self,
+        events: Vec<TaskEvent<Value>>,
+        worker: &WorkerContext,
+    ) -> Result<(), QueueError> {
+        let now = now_secs();
+        let acks: Vec<Ack> = events
+            .iter()
+            .filter_map(|event| match event {
+                TaskEvent::Complete(result) => Some(self.ack(result, now)),
+                _ => None,
+            })
+            .collect();
+        for chunk in acks.chunks(COMPLETE_CHUNK) {
+            let mut call = COMPLETE.prepare_invoke();
+            call.key(self.config.inflight_key(worker.name()))
+                .key(self.config.done_key())
+                .key(self.config.dead_key())
+                .key(self.config.scheduled_key())
+                .arg(format!("{now:.3}"))
+                .arg(self.config.meta_prefix())
+                .arg(self.config.history_prefix())
+                .arg(HISTORY_LEN);
+            for ack in chunk {
+                let outcome = match ack.outcome {
+                    Outcome::Done => "done",
+                    Outcome::Retry(_) => "retry",
+                    Outcome::Dead => "dead",
+                };
+                let retry_at = match ack.outcome {
+                    Outcome::Retry(delay) => now + delay.as_secs_f64(),
+                    _ => 0.0,
+                };
+                call.arg(&ack.id)
+                    .arg(outcome)
+                    .arg(ack.status)
+                    .arg(ack.attempts)
+                    .arg(&ack.result)
+                    .arg(format!("{retry_at:.3}"))
+                    .arg(&ack.history);
+            }
+            let (_recorded, lost): (u64, u64) = call
+                .invoke_async(&mut self.conn)
+                .await
+                .map_err(self.command_error("acknowledge"))?;
+            if lost > 0 {
+                tracing::warn!(
+                    queue = %self.config.name,
+                    worker = worker.name(),
+                    jobs = lost,
+                    "results ignored: these jobs were handed to another worker while this one was presumed dead"
+                );
+            }
+        }
+        Ok(())
+    }
+
+    async fn push_tasks(&mut self, tasks: Vec<Task<Vec<u8>>>) -> Result<(), QueueError> {
+        let now = now_secs();
+        let ttl = self.config.dedup_ttl.map(|d| d.as_secs()).unwrap_or(0);
+        for chunk in tasks.chunks(PUSH_CHUNK) {
+            let mut call = PUSH.prepare_invoke();
+            call.key(self.config.data_key())
+                .key(self.config.active_key())
+                .key(self.config.scheduled_key())
+                .arg(format!("{now:.3}"))
+                .arg(self.config.meta_prefix())
+                .arg(self.config.idempotency_prefix())
+                .arg(ttl);
+            for task in chunk {
+                let id = task
+                    .task_id()
+                    .map(|id| id.to_string())
+                    .unwrap_or_else(|| ulid::Ulid::generate().to_string());
+                let run_at = task.run_at().unwrap_or(0);
+                let max_attempts = task
+                    .max_attempts()
+                    .unwrap_or(self.config.retry.max_attempts);
+                let idempotency_key = task.idempotency_key().unwrap_or("").to_owned();
+                let mut fields: Vec<(String, String)> = vec![
+                    ("attempts".into(), task.attempt().to_string()),
+                    ("max_attempts".into(), max_attempts.to_string()),
+                    ("status".into(), "Pending".into()),
+                    ("idempotency_key".into(), idempotency_key.clone()),
+                    ("enqueued_at".into(), format!("{now:.3}")),
+                ];
+                fields.extend(task.metadata().iter().map(|(k, v)| (k.clone(), v.clone())));
+                call.arg(id)
+                    .arg(&task.args)
+                    .arg(run_at)
+                    .arg(idempotency_key)
+                    .arg(fields.len());
+                for (field, value) in fields {
+                    call.arg(field).arg(value);
+                }
+            }
+            call.invoke_async::<(u64, u64, u64)>(&mut self.conn)
+                .await
+                .map_err(self.command_error("enqueue"))?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,96 @@
+//! When a failed job runs again: exponential backoff with jitter.
+//!
+//! Attempt `n` (1-based) that failed waits `base × 2^(n-1)`, capped at `cap`,
+//! then a random point in the upper half of that delay ("equal jitter"): at
+//! least half the backoff, so retries do not hammer a provider that is down,
+//! and spread out, so a burst of failures does not come back as a burst.
+
+use std::time::Duration;
+
+/// A queue's retry policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Delay after the first failure, before jitter.
+    pub base: Duration,
+    /// Longest delay, before jitter.
+    pub cap: Duration,
+    /// Runs allowed in all (the first one included); then the job is dead.
+    pub max_attempts: usize,
+}
+
+/// What becomes of a job after a run.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Outcome {
+    /// It succeeded.
+    Done,
+    /// It failed and runs again after this long.
+    Retry(Duration),
+    /// It will not run again (aborted, or out of attempts).
+    Dead,
+}
+
+impl RetryPolicy {
+    /// The delay before the run after failed attempt `attempt` (1-based),
+    /// with `unit` a random number in `[0, 1)`.
+    pub fn delay(&self, attempt: usize, unit: f64) -> Duration {
+        let exponent = attempt.saturating_sub(1).min(32) as u32;
+        let backoff = self
+            .base
+            .checked_mul(2u32.saturating_pow(exponent))
+            .unwrap_or(self.cap)
+            .min(self.cap);
+        let half = backoff / 2;
+        half + half.mul_f64(unit.clamp(0.0, 1.0))
+    }
+
+    /// Decides the fate of a job whose `attempt`-th run ended with `status`.
+    /// `aborted` means the handler said retrying cannot help.
+    pub fn outcome(&self, succeeded: bool, aborted: bool, attempt: usize, unit: f64) -> Outcome {
+        if succeeded {
+            Outcome::Done
+        } else if aborted || attempt >= self.max_attempts {
+            Outcome::Dead
+        } else {
+            Outcome::Retry(self.delay(attempt, unit))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const POLICY: RetryPolicy = RetryPolicy {
+        base: Duration::from_secs(1),
+        cap: Duration::from_secs(60),
+        max_attempts: 5,
+    };
+
+    #[test]
+    fn delays_double_per_attempt_within_the_jitter_band() {
+        for (attempt, full) in [(1, 1.0), (2, 2.0), (3, 4.0), (4, 8.0)] {
+            let low = POLICY.delay(attempt, 0.0).as_secs_f64();
+            let high = POLICY.delay(attempt, 0.999_999).as_secs_f64();
+            assert!((low - full / 2.0).abs() < 1e-6, "attempt {attempt}: {low}");
+            assert!((high - full).abs() < 1e-3, "attempt {attempt}: {high}");
+        }
+    }
+
+    #[test]
+    fn delays_stop_growing_at_the_cap() {
+        assert!(POLICY.delay(7, 0.999_999) <= Duration::from_secs(60));
+        assert!(POLICY.delay(500, 0.5) <= Duration::from_secs(60));
+        assert!(POLICY.delay(500, 0.0) >= Duration::from_secs(30));
+    }
+
+    #[test]
+    fn the_last_attempt_and_aborts_are_dead_others_retry() {
+        assert_eq!(POLICY.outcome(true, false, 5, 0.5), Outcome::Done);
+        assert!(matches!(
+            POLICY.outcome(false, false, 4, 0.5),
+            Outcome::Retry(_)
+        ));
+        assert_eq!(POLICY.outcome(false, false, 5, 0.5), Outcome::Dead);
+        assert_eq!(POLICY.outcome(false, true, 1, 0.5), Outcome::Dead);
+    }
+}
