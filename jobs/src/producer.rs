@@ -26,6 +26,14 @@ pub enum ProducerError {
     /// The job failed validation; nothing was enqueued.
     #[error(transparent)]
     Invalid(#[from] ValidationError),
+    /// One job of a bulk enqueue failed validation; nothing was enqueued.
+    #[error("job {index} of the batch: {error}")]
+    InvalidInBatch {
+        /// Position of the job in the batch, from 0.
+        index: usize,
+        /// What is wrong with it.
+        error: ValidationError,
+    },
     /// Redis could not be reached or refused the connection.
     #[error("cannot connect to Redis at {url}: {source}")]
     Connect {
@@ -101,6 +109,51 @@ impl Producer {
                 reason: e.to_string(),
             })?;
         Ok(valid.id)
+    }
+}
+
+/// Jobs sent to Redis per round trip by [`Producer::enqueue_messages`].
+pub const BULK_CHUNK: usize = 1_000;
+
+impl Producer {
+    /// Validates every job, then enqueues them all in chunks of
+    /// [`BULK_CHUNK`] (one round trip each) — the way to broadcast to many
+    /// users. If any job is invalid, nothing is enqueued. Returns the
+    /// message ids in the order of `jobs`.
+    pub async fn enqueue_messages(
+        &mut self,
+        jobs: Vec<SendMessage>,
+    ) -> Result<Vec<MessageId>, ProducerError> {
+        let mut ids = Vec::with_capacity(jobs.len());
+        for (index, job) in jobs.iter().enumerate() {
+            let valid = job
+                .validate(&self.limits)
+                .map_err(|error| ProducerError::InvalidInBatch { index, error })?;
+            ids.push(valid.id);
+        }
+        let mut jobs = jobs.into_iter().zip(&ids);
+        loop {
+            let chunk: Vec<_> = jobs
+                .by_ref()
+                .take(BULK_CHUNK)
+                .map(|(job, id)| {
+                    TaskBuilder::new(job)
+                        .idempotency_key(format!("message:{id}"))
+                        .build()
+                })
+                .collect();
+            if chunk.is_empty() {
+                break;
+            }
+            self.messages
+                .push_all(futures::stream::iter(chunk))
+                .await
+                .map_err(|e| ProducerError::Enqueue {
+                    queue: self.queue.clone(),
+                    reason: e.to_string(),
+                })?;
+        }
+        Ok(ids)
     }
 }
 

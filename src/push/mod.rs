@@ -5,9 +5,11 @@
 //!   in use today (the Pusher Channels HTTP API is the next planned).
 //! - [`PushError`] classifies every failure as retryable or permanent, which is
 //!   what the push queue's retry decision rests on.
+//! - [`delivery`] remembers which events were delivered, so none is sent twice.
 //! - [`job`] defines the `push` queue's payload; [`sandbox`] is the local
 //!   stand-in for Tuisongbao used by tests, demos and development.
 
+pub mod delivery;
 pub mod job;
 pub mod sandbox;
 mod tuisongbao;

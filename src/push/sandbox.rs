@@ -10,6 +10,7 @@
 //! - `POST /v2/open/engine/events`: the Tuisongbao call.
 //! - `GET /_sandbox/events`: every request received, oldest first (JSON).
 //! - `DELETE /_sandbox/events`: forget them.
+//! - `GET /_sandbox/stats`: how many requests were answered with each status.
 //! - `POST /_sandbox/failures`: `{"status": 500, "delayMs": 0, "count": 3}`
 //!   makes the next `count` event requests wait `delayMs`, then answer
 //!   `status` (or answer normally when `status` is absent).
@@ -111,6 +112,7 @@ pub fn router(credentials: SandboxCredentials) -> Router {
     Router::new()
         .route(&format!("/{EVENTS_PATH}"), post(receive_event))
         .route("/_sandbox/events", get(list_events).delete(clear_events))
+        .route("/_sandbox/stats", get(stats))
         .route(
             "/_sandbox/failures",
             post(plan_failures).delete(clear_failures),
@@ -255,6 +257,31 @@ async fn receive_event(
 
 async fn list_events(State(state): State<Arc<SandboxState>>) -> Json<Vec<RecordedRequest>> {
     Json(lock(&state.requests).clone())
+}
+
+/// Counts of requests received, in all and per answered status.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SandboxStats {
+    /// Requests received.
+    pub requests: u64,
+    /// Requests per answered HTTP status ("200", "401", ...).
+    pub by_status: std::collections::BTreeMap<String, u64>,
+}
+
+async fn stats(State(state): State<Arc<SandboxState>>) -> Json<SandboxStats> {
+    let requests = lock(&state.requests);
+    let mut stats = SandboxStats {
+        requests: requests.len() as u64,
+        ..SandboxStats::default()
+    };
+    for request in requests.iter() {
+        *stats
+            .by_status
+            .entry(request.status.to_string())
+            .or_default() += 1;
+    }
+    Json(stats)
 }
 
 async fn clear_events(State(state): State<Arc<SandboxState>>) -> StatusCode {

@@ -228,6 +228,11 @@ pub fn storage<T>(
     RedisQueue::new(conn, QueueConfig::from_settings(settings, queue))
 }
 
+/// [`now_secs`] as Redis stores it (three decimals).
+pub fn now_secs_string() -> String {
+    format!("{:.3}", now_secs())
+}
+
 /// Seconds since the Unix epoch, with millisecond precision.
 pub(crate) fn now_secs() -> f64 {
     std::time::SystemTime::now()

@@ -22,7 +22,7 @@ use tracing::info;
 
 use crate::{
     config::Settings,
-    push::TuisongbaoClient,
+    push::{delivery::DeliveryLog, TuisongbaoClient},
     queue::{self, QueueError},
     store::{self, MessageStore, StoreError},
 };
@@ -97,6 +97,11 @@ where
     });
     let push_deps = Arc::new(push::Deps {
         pusher,
+        delivered: DeliveryLog::new(
+            redis.clone(),
+            &settings.redis.namespace.queue(QueueName::Push),
+            settings.worker.push_dedup_ttl,
+        ),
         queue: settings.redis.namespace.queue(QueueName::Push),
     });
 

@@ -10,13 +10,15 @@ use std::sync::Arc;
 use apalis::prelude::{AbortError, Attempt, BoxDynError, Data, TaskId};
 use tracing::{error, field, info, warn, Instrument};
 
-use crate::push::{job::PushJob, EventPusher, TuisongbaoClient};
+use crate::push::{delivery::DeliveryLog, job::PushJob, EventPusher, TuisongbaoClient};
 
 /// What the handler needs, shared by every job of the worker.
 #[derive(Debug)]
 pub struct Deps {
     /// The provider client (one connection pool per process).
     pub pusher: TuisongbaoClient,
+    /// Which events were delivered already.
+    pub delivered: DeliveryLog,
     /// Full name of the queue, for logs.
     pub queue: String,
 }
@@ -37,12 +39,15 @@ pub async fn handle(
         event = field::Empty,
         key = field::Empty,
     );
-    deliver(payload, &deps.pusher).instrument(span).await
+    deliver(payload, &deps.pusher, &deps.delivered)
+        .instrument(span)
+        .await
 }
 
 async fn deliver<P: EventPusher>(
     payload: serde_json::Value,
     pusher: &P,
+    delivered: &DeliveryLog,
 ) -> Result<(), BoxDynError> {
     let job: PushJob = match serde_json::from_value(payload) {
         Ok(job) => job,
@@ -56,9 +61,19 @@ async fn deliver<P: EventPusher>(
     span.record("event", job.event.name.as_str());
     span.record("key", job.idempotency_key.as_str());
 
+    // A Redis error here fails the run (and it is retried): sending without
+    // knowing could deliver the event twice.
+    if delivered.was_delivered(&job.idempotency_key).await? {
+        info!("event already delivered by an earlier run; not sending again");
+        return Ok(());
+    }
     match pusher.send(&job.event).await {
         Ok(()) => {
             info!("event delivered");
+            if let Err(e) = delivered.record(&job.idempotency_key).await {
+                // The event is out; failing the job would send it again.
+                warn!(error = %e, "event delivered but not recorded as delivered");
+            }
             Ok(())
         }
         Err(e) if e.is_retryable() => {

@@ -201,6 +201,20 @@ impl TestEnv {
             .expect("sandbox JSON")
     }
 
+    /// Requests answered 200 so far (cheap: no event bodies).
+    pub async fn accepted_count(&self) -> u64 {
+        let stats: sandbox::SandboxStats = self
+            .http
+            .get(format!("{}/_sandbox/stats", self.sandbox_url))
+            .send()
+            .await
+            .expect("sandbox answers")
+            .json()
+            .await
+            .expect("sandbox JSON");
+        stats.by_status.get("200").copied().unwrap_or(0)
+    }
+
     /// Accepted events called `name`.
     pub async fn delivered(&self, name: &str) -> Vec<RecordedRequest> {
         self.sandbox_requests()
@@ -258,6 +272,25 @@ impl TestEnv {
             .envs(&self.vars)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
+            .spawn()
+            .expect("herald binary runs")
+    }
+
+    /// Spawns the real `herald` binary with extra variables, its standard
+    /// error going to `log` (so a chatty process never blocks on a full pipe).
+    pub fn spawn_herald_logged(
+        &self,
+        args: &[&str],
+        extra: &[(&str, &str)],
+        log: &std::path::Path,
+    ) -> Child {
+        let file = std::fs::File::create(log).expect("log file");
+        Command::new(env!("CARGO_BIN_EXE_herald"))
+            .args(args)
+            .envs(&self.vars)
+            .envs(extra.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(file))
             .spawn()
             .expect("herald binary runs")
     }

@@ -1,0 +1,209 @@
+//! The queue layer under backlogs larger than Lua's `unpack` limit (about
+//! 8,000 values), which wedges plain apalis-redis 1.0.0.
+
+use std::{collections::HashSet, path::PathBuf, time::Duration};
+
+use apalis_core::worker::context::WorkerContext;
+use herald_jobs::{Producer, QueueName, SendMessage};
+use mongodb::bson::doc;
+
+use crate::helpers::{account, env, wait_for, TestEnv};
+
+/// Jobs in each backlog: well past the ~8,000 where `unpack` fails.
+const BACKLOG: usize = 20_000;
+
+async fn enqueue_backlog(env: &TestEnv, count: usize) -> Vec<String> {
+    let account = account();
+    let jobs: Vec<SendMessage> = (0..count)
+        .map(|i| SendMessage::new(account, format!("broadcast {i}"), "to everyone"))
+        .collect();
+    let mut producer =
+        Producer::connect(&crate::helpers::redis_url(), &env.settings.redis.namespace)
+            .await
+            .expect("producer");
+    producer
+        .enqueue_messages(jobs)
+        .await
+        .expect("bulk enqueue")
+        .into_iter()
+        .map(|id| id.to_hex())
+        .collect()
+}
+
+/// Waits until every message is stored and every push accepted.
+async fn wait_drained(env: &TestEnv, count: usize) {
+    wait_for_long("every message stored", || async {
+        (env.message_count(doc! {}).await as usize == count).then_some(())
+    })
+    .await;
+    wait_for_long("every push accepted", || async {
+        (env.accepted_count().await as usize >= count).then_some(())
+    })
+    .await;
+}
+
+/// Like `wait_for`, with patience for a large backlog on a small machine.
+async fn wait_for_long<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<()>>,
+{
+    let start = std::time::Instant::now();
+    while check().await.is_none() {
+        assert!(
+            start.elapsed() < Duration::from_secs(300),
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Every expected message was pushed exactly once.
+async fn assert_pushed_once(env: &TestEnv, ids: &[String]) {
+    let events = env.delivered("new_message").await;
+    let mut seen = HashSet::new();
+    for event in &events {
+        let id = event.data["messageId"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        assert!(seen.insert(id.clone()), "message {id} pushed twice");
+    }
+    let expected: HashSet<String> = ids.iter().cloned().collect();
+    assert_eq!(seen, expected, "pushed messages differ from enqueued ones");
+}
+
+fn log_path(env: &TestEnv, name: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("{}-{name}.log", env.namespace))
+}
+
+/// Lines of a JSON log at level WARN or ERROR.
+fn complaints(log: &std::path::Path) -> Vec<String> {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .filter(|line| line.contains("\"level\":\"WARN\"") || line.contains("\"level\":\"ERROR\""))
+        .map(str::to_owned)
+        .collect()
+}
+
+const QUIET_JSON_LOGS: [(&str, &str); 2] =
+    [("HERALD_LOG_FORMAT", "json"), ("HERALD_LOG_LEVEL", "warn")];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_that_wedges_plain_apalis_redis_drains_through_herald() {
+    let env = env().await;
+    let ids = enqueue_backlog(&env, BACKLOG).await;
+
+    // The regression this guards: apalis-redis's own fetch cannot take this
+    // backlog (every job is due at once in its scheduled set).
+    let queue = env.settings.redis.namespace.queue(QueueName::SendMessage);
+    let mut conn = herald::queue::connect(&env.settings).await.unwrap();
+    redis::cmd("ZADD")
+        .arg(format!("{queue}:workers"))
+        .arg(herald::queue::now_secs_string())
+        .arg("probe")
+        .query_async::<()>(&mut conn)
+        .await
+        .unwrap();
+    let wedged = apalis_redis::queries::fetch_next(
+        &mut conn,
+        &WorkerContext::new("probe"),
+        &apalis_redis::Config::default().queue(&queue),
+    )
+    .await
+    .expect_err("plain apalis-redis fails on this backlog");
+    assert!(
+        wedged.to_string().contains("too many results to unpack"),
+        "{wedged}"
+    );
+    redis::cmd("ZREM")
+        .arg(format!("{queue}:workers"))
+        .arg("probe")
+        .query_async::<()>(&mut conn)
+        .await
+        .unwrap();
+
+    // Herald's worker, started on the same backlog, takes all of it.
+    let log = log_path(&env, "drain");
+    let mut worker = env.spawn_herald_logged(&["worker"], &QUIET_JSON_LOGS, &log);
+    wait_drained(&env, BACKLOG).await;
+    assert_pushed_once(&env, &ids).await;
+    let _ = worker.kill();
+    let _ = worker.wait();
+    let complaints = complaints(&log);
+    let _ = std::fs::remove_file(&log);
+    assert!(
+        complaints.is_empty(),
+        "the worker logged problems:\n{}",
+        complaints.join("\n")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_enqueued_while_workers_run_drains() {
+    let mut env = env().await;
+    env.start_worker().await;
+    let ids = enqueue_backlog(&env, BACKLOG).await;
+    wait_drained(&env, BACKLOG).await;
+    assert_pushed_once(&env, &ids).await;
+    assert!(!env.worker_finished());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_with_10000_leased_jobs_loses_none_and_duplicates_none() {
+    const LEASED: usize = 10_000;
+    let mut env = env().await;
+    let ids = enqueue_backlog(&env, LEASED).await;
+    // Pushes hang at the provider while the first worker lives, so none of
+    // its pushes completes: every one of them must be re-run by the second.
+    env.script_failures(None, 120_000, 1_000_000).await;
+
+    // One fetch leases the whole backlog to the first worker.
+    let batch = LEASED.to_string();
+    let mut first = env.spawn_herald_logged(
+        &["worker"],
+        &[("HERALD_WORKER_FETCH_BATCH_SIZE", batch.as_str())],
+        &log_path(&env, "killed"),
+    );
+    wait_for("the first worker to store some messages", || async {
+        (env.message_count(doc! {}).await >= 500).then_some(())
+    })
+    .await;
+    let leased = leased_jobs(&env, QueueName::SendMessage).await;
+    assert!(leased >= 1_000, "only {leased} jobs leased when killed");
+    first.kill().expect("SIGKILL");
+    first.wait().expect("reaped");
+    let _ = std::fs::remove_file(log_path(&env, "killed"));
+
+    // The provider recovers; a second worker takes over once the first
+    // one's heartbeats are overdue.
+    env.http
+        .delete(format!("{}/_sandbox/failures", env.sandbox_url))
+        .send()
+        .await
+        .unwrap();
+    env.start_worker().await;
+    wait_drained(&env, LEASED).await;
+    assert_pushed_once(&env, &ids).await;
+}
+
+/// Jobs currently leased to any worker of `queue`.
+async fn leased_jobs(env: &TestEnv, queue: QueueName) -> usize {
+    let mut conn = herald::queue::connect(&env.settings).await.unwrap();
+    let pattern = format!("{}:inflight:*", env.settings.redis.namespace.queue(queue));
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(pattern)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let mut total = 0;
+    for key in keys {
+        total += redis::cmd("SCARD")
+            .arg(key)
+            .query_async::<usize>(&mut conn)
+            .await
+            .unwrap();
+    }
+    total
+}
