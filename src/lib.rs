@@ -17,9 +17,10 @@
 //! 4. [`push::sandbox`] is a local stand-in for Tuisongbao, for tests, demos
 //!    and development.
 //!
-//! Around them: [`config`] loads layered settings, [`telemetry`] sets up
+//! Around them: [`bench`] measures throughput against baselines, [`config`] loads layered settings, [`telemetry`] sets up
 //! structured logs, [`shutdown`] turns SIGTERM/SIGINT into a future.
 
+pub mod bench;
 pub mod config;
 pub mod push;
 pub mod queue;

@@ -1,5 +1,6 @@
 //! Command-line interface: argument definitions and dispatch.
 
+mod bench;
 mod doctor;
 mod enqueue;
 
@@ -32,6 +33,9 @@ enum Command {
     Doctor,
     /// Run a local stand-in for Tuisongbao that records every event it receives.
     PushSandbox(SandboxArgs),
+    /// Measure throughput with fixed workloads, each against a baseline in the same run.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
 }
 
 #[derive(Debug, Args)]
@@ -70,6 +74,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(doctor::run(&settings).await)
         }
         Command::PushSandbox(args) => run_sandbox(args).await,
+        Command::Bench(command) => {
+            let settings = load_settings()?;
+            bench::run(command, &settings).await
+        }
     }
 }
 

@@ -96,10 +96,14 @@ impl QueuePersistence {
     }
 
     /// Turns the fetch script's answer into apalis tasks.
-    fn parse_fetched(&self, answer: Vec<redis::Value>) -> Result<Vec<Task<Vec<u8>>>, QueueError> {
-        let [ids, payloads, metas, _promoted]: [redis::Value; 4] = answer
+    fn parse_fetched(
+        &self,
+        answer: Vec<redis::Value>,
+        worker: &str,
+    ) -> Result<Vec<Task<Vec<u8>>>, QueueError> {
+        let [ids, payloads, metas]: [redis::Value; 3] = answer
             .try_into()
-            .map_err(|_| self.protocol_error("fetch did not return 4 values"))?;
+            .map_err(|_| self.protocol_error("fetch did not return 3 values"))?;
         let ids: Vec<String> = redis::from_redis_value(ids)
             .map_err(|e| self.protocol_error(format!("fetch ids: {e}")))?;
         let payloads: Vec<Vec<u8>> = redis::from_redis_value(payloads)
@@ -127,19 +131,13 @@ impl QueuePersistence {
             };
             meta.remove("status");
             let idempotency_key = meta.remove("idempotency_key").filter(|k| !k.is_empty());
-            let lock_by = meta.remove("locked_by");
-            let lock_at = meta
-                .remove("locked_at")
-                .and_then(|v| v.parse::<f64>().ok())
-                .map(|secs| secs as u64);
             let task_id = TaskId::from_str(&id).unwrap_or_else(|_| TaskId::from_string(&id));
             let mut builder = TaskBuilder::new(payload)
                 .task_id(task_id)
                 .attempt(attempts)
                 .max_attempts(max_attempts)
                 .status(Status::Running)
-                .lock_by(lock_by)
-                .lock_at(lock_at)
+                .lock_by(Some(worker.to_owned()))
                 .with_metadata(MetadataStore::from_map(meta));
             if let Some(key) = idempotency_key {
                 builder = builder.idempotency_key(key);
@@ -174,20 +172,24 @@ impl QueuePersistence {
             (Outcome::Dead, true) => "Killed",
             (Outcome::Dead, false) => "Failed",
         };
-        let error = result.result.as_ref().err();
+        // Successful first runs need no history: the metadata says it all.
+        let history = match result.result.as_ref() {
+            Ok(_) if result.attempt <= 1 => String::new(),
+            outcome => serde_json::json!({
+                "attempt": result.attempt,
+                "at": now,
+                "status": status,
+                "error": outcome.as_ref().err(),
+            })
+            .to_string(),
+        };
         Ack {
             id: result.task_id.to_string(),
             outcome,
             status,
             attempts: result.attempt,
             result: serde_json::to_string(&result.result).unwrap_or_else(|_| "null".into()),
-            history: serde_json::json!({
-                "attempt": result.attempt,
-                "at": now,
-                "status": status,
-                "error": error,
-            })
-            .to_string(),
+            history,
         }
     }
 }
@@ -241,7 +243,7 @@ impl Persistence for QueuePersistence {
             .invoke_async(&mut self.conn)
             .await
             .map_err(self.command_error("fetch"))?;
-        self.parse_fetched(answer)
+        self.parse_fetched(answer, worker.name())
     }
 
     async fn reenqueue_abandoned(

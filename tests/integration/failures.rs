@@ -35,6 +35,34 @@ async fn a_push_that_fails_with_500_is_retried_until_delivered_once() {
     // The message was stored once; the retries only re-ran the push.
     assert_eq!(env.message_count(mongodb::bson::doc! {}).await, 1);
     assert_eq!(env.queue_set(QueueName::SendMessage, "done").await.len(), 1);
+
+    // Each run of the push is in its history, with the provider's answer.
+    let push_id = wait_for("the push acknowledged", || async {
+        env.queue_set(QueueName::Push, "done").await.pop()
+    })
+    .await;
+    let history = env.job_history(QueueName::Push, &push_id).await;
+    let statuses: Vec<&str> = history
+        .iter()
+        .map(|h| h["status"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(statuses, ["Pending", "Pending", "Done"], "{history:#?}");
+    assert!(
+        history[0]["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("HTTP 500"),
+        "{history:#?}"
+    );
+    assert!(history[2]["error"].is_null());
+    let (first, second) = (
+        history[0]["at"].as_f64().unwrap(),
+        history[1]["at"].as_f64().unwrap(),
+    );
+    assert!(
+        second - first >= 0.5,
+        "the retry waited the backoff's lower bound"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -265,6 +265,26 @@ impl TestEnv {
             .expect("HGETALL")
     }
 
+    /// A job's run history, oldest first.
+    pub async fn job_history(&self, queue: QueueName, task_id: &str) -> Vec<Value> {
+        let key = format!(
+            "{}:history:{task_id}",
+            self.settings.redis.namespace.queue(queue)
+        );
+        let mut conn = self.redis.clone();
+        let entries: Vec<String> = redis::cmd("LRANGE")
+            .arg(key)
+            .arg(0)
+            .arg(-1)
+            .query_async(&mut conn)
+            .await
+            .expect("LRANGE");
+        entries
+            .iter()
+            .map(|e| serde_json::from_str(e).expect("history entries are JSON"))
+            .collect()
+    }
+
     /// Spawns the real `herald` binary with this environment's settings.
     pub fn spawn_herald(&self, args: &[&str]) -> Child {
         Command::new(env!("CARGO_BIN_EXE_herald"))

@@ -6,11 +6,12 @@
 -- ARGV[2] batch size          ARGV[3] worker name
 -- ARGV[4] promote limit       ARGV[5] meta key prefix ("<queue>:meta")
 --
--- Every loop below is bounded by an argument (promote limit, batch size), so
--- the script's work and its stack use stay small however long the queue is.
--- Nothing is passed through unpack(): Lua caps unpack near 8,000 values.
--- Returns {ids, payloads, metas, promoted} where metas[i] is a flat
--- field/value array of job i's metadata hash.
+-- Every list handled here is bounded by an argument (promote limit, batch
+-- size), and values reach variadic commands through unpack() in slices of
+-- at most 1,000: Lua cannot unpack much more than 8,000 values at once.
+-- Returns {ids, payloads, metas} where metas[i] is job i's metadata hash as
+-- a flat field/value array. A leased job is recorded only by its membership
+-- of the worker's inflight set.
 
 local workers, active, inflight = KEYS[1], KEYS[2], KEYS[3]
 local data, scheduled = KEYS[4], KEYS[5]
@@ -19,6 +20,14 @@ local batch = tonumber(ARGV[2])
 local worker = ARGV[3]
 local promote_limit = tonumber(ARGV[4])
 local meta_prefix = ARGV[5]
+local SLICE = 1000
+
+local function in_slices(command, key, values)
+    for first = 1, #values, SLICE do
+        local last = math.min(first + SLICE - 1, #values)
+        redis.call(command, key, unpack(values, first, last))
+    end
+end
 
 if not redis.call("zscore", workers, worker) then
     return redis.error_reply("HERALD_UNREGISTERED worker " .. worker .. " is not registered")
@@ -26,30 +35,33 @@ end
 
 -- 1. Move at most promote_limit due jobs from the scheduled set to the queue.
 local due = redis.call("zrangebyscore", scheduled, "-inf", now, "LIMIT", 0, promote_limit)
-for _, id in ipairs(due) do
-    redis.call("zrem", scheduled, id)
-    redis.call("rpush", active, id)
+if #due > 0 then
+    in_slices("zrem", scheduled, due)
+    in_slices("rpush", active, due)
 end
 
 -- 2. Lease at most `batch` jobs from the head of the queue.
-local ids = {}
-local payloads = {}
-local metas = {}
-for _ = 1, batch do
-    local id = redis.call("lpop", active)
-    if not id then
-        break
-    end
-    local payload = redis.call("hget", data, id)
-    if payload then
-        redis.call("sadd", inflight, id)
-        local meta_key = meta_prefix .. ":" .. id
-        redis.call("hset", meta_key, "status", "Running", "locked_by", worker, "locked_at", now)
-        ids[#ids + 1] = id
-        payloads[#payloads + 1] = payload
-        metas[#metas + 1] = redis.call("hgetall", meta_key)
-    end
-    -- An id without data was discarded by an operator: drop it silently.
+local popped = redis.call("lpop", active, batch)
+if not popped then
+    return {{}, {}, {}}
 end
 
-return {ids, payloads, metas, #due}
+local ids, payloads, metas = {}, {}, {}
+for first = 1, #popped, SLICE do
+    local last = math.min(first + SLICE - 1, #popped)
+    local slice_payloads = redis.call("hmget", data, unpack(popped, first, last))
+    for i = first, last do
+        local payload = slice_payloads[i - first + 1]
+        -- An id without data was discarded by an operator: drop it.
+        if payload then
+            ids[#ids + 1] = popped[i]
+            payloads[#payloads + 1] = payload
+            metas[#metas + 1] = redis.call("hgetall", meta_prefix .. ":" .. popped[i])
+        end
+    end
+end
+if #ids > 0 then
+    in_slices("sadd", inflight, ids)
+end
+
+return {ids, payloads, metas}

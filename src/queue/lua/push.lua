@@ -33,9 +33,8 @@ while i <= #ARGV do
     end
 
     if claimed and redis.call("hsetnx", data, id, payload) == 1 then
-        local meta_key = meta_prefix .. ":" .. id
-        for f = fields_at, fields_at + 2 * n - 1, 2 do
-            redis.call("hset", meta_key, ARGV[f], ARGV[f + 1])
+        if n > 0 then
+            redis.call("hset", meta_prefix .. ":" .. id, unpack(ARGV, fields_at, fields_at + 2 * n - 1))
         end
         if run_at > now then
             redis.call("zadd", scheduled, run_at, id)

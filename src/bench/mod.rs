@@ -1,0 +1,47 @@
+//! `herald bench`: fixed workloads measured against a baseline in the same run.
+//!
+//! Figures from different machines or runs are not comparable; ratios
+//! against a baseline measured in the same run are. Every workload uses its
+//! own Redis namespace and removes it afterwards.
+
+pub mod queue;
+
+use std::time::Duration;
+
+/// One row of a benchmark table.
+#[derive(Debug, Clone)]
+pub struct Row {
+    /// What was measured.
+    pub name: String,
+    /// Jobs (or rows) processed.
+    pub count: u64,
+    /// Time taken.
+    pub elapsed: Duration,
+}
+
+impl Row {
+    /// Items per second.
+    pub fn rate(&self) -> f64 {
+        self.count as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+}
+
+/// Prints rows as a table with each rate's ratio to the first row's.
+pub fn print_table(title: &str, rows: &[Row]) {
+    println!("{title}");
+    println!(
+        "{:<48} {:>9} {:>9} {:>11} {:>7}",
+        "workload", "jobs", "seconds", "jobs/s", "ratio"
+    );
+    let baseline = rows.first().map(Row::rate).unwrap_or(1.0);
+    for row in rows {
+        println!(
+            "{:<48} {:>9} {:>9.2} {:>11.0} {:>7.2}",
+            row.name,
+            row.count,
+            row.elapsed.as_secs_f64(),
+            row.rate(),
+            row.rate() / baseline
+        );
+    }
+}

@@ -1,0 +1,192 @@
+//! No-op job throughput: Herald's queue layer against plain apalis-redis.
+//!
+//! The workload is fixed: `jobs` no-op jobs, enqueued in rounds of `round`
+//! jobs while no worker runs; then one worker drains the round, and the clock
+//! runs from the worker's start until Redis records the round's last job as
+//! done. Rounds stay below 8,000 jobs because plain apalis-redis cannot take
+//! more jobs due at once (see `crate::queue`). Enqueueing is not timed.
+
+use std::time::{Duration, Instant};
+
+use apalis::prelude::{
+    BackendExt, BoxDynError, ParallelizeExt, TaskSink, WorkerBuilder, WorkerBuilderExt, WorkerError,
+};
+use apalis_redis::RedisStorage;
+use redis::aio::ConnectionManager;
+use serde_json::Value;
+
+use super::Row;
+use crate::queue::{QueueConfig, QueueError, RedisQueue};
+
+/// The workload's size.
+#[derive(Debug, Clone, Copy)]
+pub struct Workload {
+    /// Jobs in all.
+    pub jobs: u64,
+    /// Jobs per round (below 8,000).
+    pub round: u64,
+}
+
+/// Why a benchmark could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    /// Redis failed.
+    #[error("Redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    /// Herald's queue failed.
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+    /// Enqueueing failed.
+    #[error("enqueue failed: {0}")]
+    Enqueue(String),
+    /// A worker failed.
+    #[error("worker failed: {0}")]
+    Worker(#[from] WorkerError),
+    /// Jobs did not finish in time.
+    #[error("{0} did not finish within 10 minutes")]
+    Stuck(String),
+}
+
+async fn noop(_job: Value) -> Result<(), BoxDynError> {
+    Ok(())
+}
+
+fn namespace(label: &str) -> String {
+    format!(
+        "herald-bench-{label}-{}",
+        mongodb::bson::oid::ObjectId::new().to_hex()
+    )
+}
+
+async fn done_count(conn: &mut ConnectionManager, queue: &str) -> Result<u64, redis::RedisError> {
+    redis::cmd("SCARD")
+        .arg(format!("{queue}:done"))
+        .query_async(conn)
+        .await
+}
+
+async fn wait_done(
+    conn: &mut ConnectionManager,
+    queue: &str,
+    target: u64,
+) -> Result<(), BenchError> {
+    let start = Instant::now();
+    while done_count(conn, queue).await? < target {
+        if start.elapsed() > Duration::from_secs(600) {
+            return Err(BenchError::Stuck(queue.to_owned()));
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    Ok(())
+}
+
+async fn cleanup(conn: &mut ConnectionManager, prefix: &str) -> Result<(), redis::RedisError> {
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}*"))
+        .query_async(conn)
+        .await?;
+    for chunk in keys.chunks(1000) {
+        redis::cmd("DEL").arg(chunk).query_async::<()>(conn).await?;
+    }
+    Ok(())
+}
+
+fn payloads(n: u64) -> Vec<Value> {
+    (0..n).map(|i| serde_json::json!({ "n": i })).collect()
+}
+
+/// Plain apalis-redis with its defaults (batch `batch`; 10 is its default).
+pub async fn apalis_redis_baseline(
+    conn: ConnectionManager,
+    workload: Workload,
+    batch: usize,
+) -> Result<Row, BenchError> {
+    let ns = namespace("apalis");
+    let queue = format!("{ns}:noop");
+    let config = apalis_redis::Config::default()
+        .queue(&queue)
+        .batch_size(batch);
+    let mut control = conn.clone();
+    let mut elapsed = Duration::ZERO;
+    let mut done = 0;
+    while done < workload.jobs {
+        let n = workload.round.min(workload.jobs - done);
+        let mut producer = RedisStorage::<Value>::new(conn.clone()).with_config(config.clone());
+        for chunk in payloads(n).chunks(1000) {
+            producer
+                .push_bulk(chunk.to_vec())
+                .await
+                .map_err(|e| BenchError::Enqueue(e.to_string()))?;
+        }
+        let backend = RedisStorage::<Value>::new(conn.clone()).with_config(config.clone());
+        let worker = WorkerBuilder::new(format!("bench-apalis-{done}"))
+            .backend(backend)
+            .build(noop);
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let start = Instant::now();
+        let running = tokio::spawn(worker.run_until(async move {
+            let _ = rx.await;
+            Ok::<(), WorkerError>(())
+        }));
+        wait_done(&mut control, &queue, done + n).await?;
+        elapsed += start.elapsed();
+        let _ = tx.send(());
+        let _ = running.await;
+        done += n;
+    }
+    cleanup(&mut control, &ns).await?;
+    Ok(Row {
+        name: format!("plain apalis-redis 1.0, batch {batch}"),
+        count: done,
+        elapsed,
+    })
+}
+
+/// Herald's queue layer, with the worker setup `herald worker` uses
+/// (concurrency limit, tasks spawned on the runtime).
+pub async fn herald_queue(
+    conn: ConnectionManager,
+    workload: Workload,
+    batch: usize,
+    concurrency: usize,
+) -> Result<Row, BenchError> {
+    let ns = namespace("herald");
+    let queue = format!("{ns}:noop");
+    let mut config = QueueConfig::new(&queue);
+    config.batch_size = batch;
+    let mut control = conn.clone();
+    let mut elapsed = Duration::ZERO;
+    let mut done = 0;
+    while done < workload.jobs {
+        let n = workload.round.min(workload.jobs - done);
+        let mut producer = RedisQueue::<Value>::new(conn.clone(), config.clone());
+        producer
+            .push_bulk(payloads(n))
+            .await
+            .map_err(|e| BenchError::Enqueue(e.to_string()))?;
+        let backend = RedisQueue::<Value>::new(conn.clone(), config.clone())
+            .poll_with_interval(Duration::from_millis(100));
+        let worker = WorkerBuilder::new(format!("bench-herald-{done}"))
+            .backend(backend)
+            .concurrency(concurrency)
+            .parallelize(tokio::spawn)
+            .build(noop);
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let start = Instant::now();
+        let running = tokio::spawn(worker.run_until(async move {
+            let _ = rx.await;
+            Ok::<(), WorkerError>(())
+        }));
+        wait_done(&mut control, &queue, done + n).await?;
+        elapsed += start.elapsed();
+        let _ = tx.send(());
+        let _ = running.await;
+        done += n;
+    }
+    cleanup(&mut control, &ns).await?;
+    Ok(Row {
+        name: format!("herald queue, batch {batch}, concurrency {concurrency}"),
+        count: done,
+        elapsed,
+    })
+}
