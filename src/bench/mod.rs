@@ -4,6 +4,7 @@
 //! against a baseline measured in the same run are. Every workload uses its
 //! own Redis namespace and removes it afterwards.
 
+pub mod backlog;
 pub mod queue;
 
 use std::time::Duration;

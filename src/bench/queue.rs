@@ -80,15 +80,33 @@ async fn wait_done(
     Ok(())
 }
 
-async fn cleanup(conn: &mut ConnectionManager, prefix: &str) -> Result<(), redis::RedisError> {
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{prefix}*"))
-        .query_async(conn)
-        .await?;
-    for chunk in keys.chunks(1000) {
-        redis::cmd("DEL").arg(chunk).query_async::<()>(conn).await?;
+/// Deletes every key starting with `prefix`, scanning rather than using
+/// KEYS so a large keyspace never blocks the server.
+pub(crate) async fn cleanup(
+    conn: &mut ConnectionManager,
+    prefix: &str,
+) -> Result<(), redis::RedisError> {
+    let mut cursor: u64 = 0;
+    loop {
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(format!("{prefix}*"))
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(conn)
+            .await?;
+        if !keys.is_empty() {
+            redis::cmd("UNLINK")
+                .arg(&keys)
+                .query_async::<()>(conn)
+                .await?;
+        }
+        if next == 0 {
+            return Ok(());
+        }
+        cursor = next;
     }
-    Ok(())
 }
 
 fn payloads(n: u64) -> Vec<Value> {

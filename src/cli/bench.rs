@@ -14,6 +14,16 @@ use herald::{
 pub enum BenchCommand {
     /// No-op jobs per second: Herald's queue layer against plain apalis-redis.
     Queue(QueueArgs),
+    /// A backlog enqueued with no worker running, drained end to end
+    /// (MongoDB and a local push sandbox); checks nothing is stored or pushed twice.
+    Backlog(BacklogArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BacklogArgs {
+    /// send_message jobs in the backlog.
+    #[arg(long, default_value_t = 100_000)]
+    jobs: u64,
 }
 
 #[derive(Debug, Args)]
@@ -37,6 +47,30 @@ pub struct QueueArgs {
 
 pub async fn run(command: BenchCommand, settings: &Settings) -> anyhow::Result<ExitCode> {
     match command {
+        BenchCommand::Backlog(args) => {
+            let report = bench::backlog::run(settings, args.jobs)
+                .await
+                .context("backlog benchmark")?;
+            bench::print_table(
+                &format!(
+                    "Backlog of {} send_message jobs, one worker process",
+                    args.jobs
+                ),
+                &[report.enqueue, report.drain],
+            );
+            println!(
+                "verified: {} documents stored, {} pushes accepted for {} distinct messages",
+                report.stored, report.pushed_total, report.pushed_distinct
+            );
+            let ok = report.stored == args.jobs
+                && report.pushed_total == report.pushed_distinct
+                && report.pushed_distinct as u64 == args.jobs;
+            if !ok {
+                eprintln!("error: something was lost or duplicated");
+                return Ok(ExitCode::FAILURE);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         BenchCommand::Queue(args) => {
             anyhow::ensure!(
                 args.round > 0 && args.round < 8_000,

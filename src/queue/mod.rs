@@ -40,6 +40,8 @@ pub const RECOVER_LIMIT: usize = 1_000;
 pub const PUSH_CHUNK: usize = 500;
 /// Most acknowledgements recorded by one script call.
 pub const COMPLETE_CHUNK: usize = 500;
+/// Longest wait for a Redis answer before the call fails.
+pub const REDIS_RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Runs remembered in a job's history.
 pub const HISTORY_LEN: usize = 25;
 
@@ -205,8 +207,12 @@ pub async fn connect(settings: &Settings) -> Result<redis::aio::ConnectionManage
         source,
     };
     let client = redis::Client::open(settings.redis.url.as_str()).map_err(connect_error)?;
+    // The driver's default response timeout (500 ms) is shorter than a
+    // fetch of a large batch can take on a busy server; a timed-out fetch
+    // would stop the worker for nothing.
     let config = redis::aio::ConnectionManagerConfig::new()
         .set_connection_timeout(Some(Duration::from_secs(5)))
+        .set_response_timeout(Some(REDIS_RESPONSE_TIMEOUT))
         .set_number_of_retries(2);
     let mut conn = client
         .get_connection_manager_with_config(config)

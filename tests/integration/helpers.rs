@@ -356,12 +356,24 @@ impl Drop for TestEnv {
         let cleanup = std::thread::spawn(move || {
             if let Ok(mut conn) = redis::Client::open(redis_url()).and_then(|c| c.get_connection())
             {
-                let keys: Vec<String> = redis::cmd("KEYS")
+                // SCAN, not KEYS: other tests share the server.
+                let mut cursor: u64 = 0;
+                while let Ok((next, keys)) = redis::cmd("SCAN")
+                    .arg(cursor)
+                    .arg("MATCH")
                     .arg(&pattern)
-                    .query(&mut conn)
-                    .unwrap_or_default();
-                for chunk in keys.chunks(500) {
-                    let _: redis::RedisResult<()> = redis::cmd("DEL").arg(chunk).query(&mut conn);
+                    .arg("COUNT")
+                    .arg(1000)
+                    .query::<(u64, Vec<String>)>(&mut conn)
+                {
+                    if !keys.is_empty() {
+                        let _: redis::RedisResult<()> =
+                            redis::cmd("UNLINK").arg(&keys).query(&mut conn);
+                    }
+                    if next == 0 {
+                        break;
+                    }
+                    cursor = next;
                 }
             }
             if let Ok(runtime) = tokio::runtime::Builder::new_current_thread()

@@ -1,0 +1,160 @@
+//! A backlog drained end to end: the full `send_message` pipeline.
+//!
+//! `jobs` messages are enqueued through the `herald-jobs` producer while no
+//! worker runs (all due at once, the case that wedges plain apalis-redis);
+//! then a worker is started and the clock runs until every message is stored
+//! in MongoDB and every push accepted by a local sandbox. The run then checks
+//! that no message was stored or pushed twice. It uses its own Redis
+//! namespace and Mongo database and removes both afterwards.
+
+use std::{collections::HashSet, time::Duration, time::Instant};
+
+use herald_jobs::{AccountId, Namespace, Producer, SendMessage};
+use mongodb::bson::doc;
+use secrecy::ExposeSecret;
+
+use super::{queue::BenchError, Row};
+use crate::{
+    config::Settings,
+    push::sandbox::{self, RecordedRequest, SandboxCredentials, SandboxStats},
+    store::{self, MESSAGE_COLLECTION},
+    worker,
+};
+
+/// What a backlog run measured and verified.
+#[derive(Debug)]
+pub struct BacklogReport {
+    /// Time to enqueue the backlog.
+    pub enqueue: Row,
+    /// Time from the worker's start until all was stored and pushed.
+    pub drain: Row,
+    /// Documents in the collection at the end.
+    pub stored: u64,
+    /// Distinct message ids among accepted pushes.
+    pub pushed_distinct: usize,
+    /// Accepted pushes in all.
+    pub pushed_total: usize,
+}
+
+/// Runs the backlog workload with `settings` (Redis, MongoDB, worker tuning).
+pub async fn run(settings: &Settings, jobs: u64) -> Result<BacklogReport, BenchError> {
+    let suffix = mongodb::bson::oid::ObjectId::new().to_hex();
+    let mut settings = settings.clone();
+    settings.redis.namespace = Namespace::parse(&format!("herald-bench-{suffix}"))
+        .map_err(|e| BenchError::Enqueue(e.to_string()))?;
+    settings.mongodb.database = format!("herald_bench_{suffix}");
+
+    let (addr, sandbox_task) = sandbox::spawn(
+        "127.0.0.1:0".parse().expect("literal address"),
+        SandboxCredentials {
+            app_id: settings.tuisongbao.app_id.clone(),
+            secret: settings.tuisongbao.secret.expose_secret().to_owned(),
+        },
+    )
+    .await
+    .map_err(|e| BenchError::Enqueue(format!("sandbox: {e}")))?;
+    let sandbox_url = format!("http://{addr}");
+    settings.tuisongbao.url = reqwest::Url::parse(&sandbox_url).expect("a bound address is a URL");
+
+    let database = store::connect(&settings.mongodb)
+        .await
+        .map_err(|e| BenchError::Enqueue(e.to_string()))?;
+    let result = drain(&settings, &database, &sandbox_url, jobs).await;
+
+    let _ = database.drop().await;
+    let mut conn = crate::queue::connect(&settings).await?;
+    super::queue::cleanup(&mut conn, settings.redis.namespace.as_str()).await?;
+    sandbox_task.abort();
+    result
+}
+
+async fn drain(
+    settings: &Settings,
+    database: &mongodb::Database,
+    sandbox_url: &str,
+    jobs: u64,
+) -> Result<BacklogReport, BenchError> {
+    let account = AccountId::from(mongodb::bson::oid::ObjectId::new());
+    let messages: Vec<SendMessage> = (0..jobs)
+        .map(|i| SendMessage::new(account, format!("broadcast {i}"), "to every user"))
+        .collect();
+    let mut producer = Producer::connect(&settings.redis.url, &settings.redis.namespace)
+        .await
+        .map_err(|e| BenchError::Enqueue(e.to_string()))?;
+    let start = Instant::now();
+    producer
+        .enqueue_messages(messages)
+        .await
+        .map_err(|e| BenchError::Enqueue(e.to_string()))?;
+    let enqueue = Row {
+        name: "enqueue (herald-jobs producer, bulk)".into(),
+        count: jobs,
+        elapsed: start.elapsed(),
+    };
+
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let start = Instant::now();
+    let running = tokio::spawn(worker::run(settings.clone(), async move {
+        let _ = stopped.await;
+    }));
+    let collection = database.collection::<mongodb::bson::Document>(MESSAGE_COLLECTION);
+    let http = reqwest::Client::new();
+    loop {
+        if running.is_finished() {
+            return Err(BenchError::Stuck("the worker stopped early".into()));
+        }
+        let stored = collection.count_documents(doc! {}).await.unwrap_or(0);
+        let stats: SandboxStats = match http
+            .get(format!("{sandbox_url}/_sandbox/stats"))
+            .send()
+            .await
+        {
+            Ok(response) => response.json().await.unwrap_or_default(),
+            Err(_) => SandboxStats::default(),
+        };
+        let accepted = stats.by_status.get("200").copied().unwrap_or(0);
+        if stored >= jobs && accepted >= jobs {
+            break;
+        }
+        if start.elapsed() > Duration::from_secs(1800) {
+            return Err(BenchError::Stuck(format!(
+                "backlog ({stored} stored, {accepted} pushed)"
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let drain = Row {
+        name: "drain: stored in MongoDB and pushed".into(),
+        count: jobs,
+        elapsed: start.elapsed(),
+    };
+    // Let late duplicates, if any, arrive before counting.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let _ = stop.send(());
+    let _ = running.await;
+
+    let stored = collection.count_documents(doc! {}).await.unwrap_or(0);
+    let events: Vec<RecordedRequest> = http
+        .get(format!("{sandbox_url}/_sandbox/events"))
+        .send()
+        .await
+        .map_err(|e| BenchError::Enqueue(e.to_string()))?
+        .json()
+        .await
+        .map_err(|e| BenchError::Enqueue(e.to_string()))?;
+    let accepted: Vec<&RecordedRequest> = events
+        .iter()
+        .filter(|e| e.status == 200 && e.name.as_deref() == Some("new_message"))
+        .collect();
+    let distinct: HashSet<&str> = accepted
+        .iter()
+        .filter_map(|e| e.data["messageId"].as_str())
+        .collect();
+    Ok(BacklogReport {
+        enqueue,
+        drain,
+        stored,
+        pushed_distinct: distinct.len(),
+        pushed_total: accepted.len(),
+    })
+}
