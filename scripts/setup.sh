@@ -8,6 +8,9 @@
 # Services this script starts keep their data and logs in .herald/ (or
 # $HERALD_STATE_DIR) and run in the background until stopped.
 #
+# With --browser it also installs Debian's chromium and chromium-driver, which
+# the dashboard's browser test drives (the test command passes it).
+#
 # Options (environment):
 #   HERALD_MONGO_IMPL=rs|py   which SecantusDB to install if none runs (default rs,
 #                             falling back to py if the build fails)
@@ -106,7 +109,25 @@ ensure_mongo() {
   wait_port "$MONGO_PORT" 60 SecantusDB "$STATE_DIR/secantusd.log"
 }
 
+ensure_browser() {
+  if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then
+    say "Browser: reusing $(chromium --version 2>/dev/null | head -n 1)"
+    return
+  fi
+  say "Browser: installing Debian's chromium and chromium-driver"
+  apt_install chromium chromium-driver
+}
+
+WANT_BROWSER=0
+for arg in "$@"; do
+  case "$arg" in
+    --browser) WANT_BROWSER=1 ;;
+    *) say "unknown option $arg"; exit 2 ;;
+  esac
+done
+
 mkdir -p "$STATE_DIR"
 ensure_redis
 ensure_mongo
+[ "$WANT_BROWSER" -eq 1 ] && ensure_browser
 say "services ready: redis://127.0.0.1:$REDIS_PORT mongodb://127.0.0.1:$MONGO_PORT"

@@ -43,6 +43,8 @@ pub const SETTING_KEYS: &[&str] = &[
     "message.max_title_bytes",
     "log.format",
     "log.level",
+    "web.bind",
+    "web.token",
 ];
 
 /// The environment variable that overrides setting `key`.
@@ -102,6 +104,18 @@ pub struct Settings {
     pub message: MessageLimits,
     /// Log output.
     pub log: LogSettings,
+    /// The dashboard and API server.
+    pub web: WebSettings,
+}
+
+/// `herald web` settings.
+#[derive(Debug, Clone)]
+pub struct WebSettings {
+    /// Address to listen on.
+    pub bind: std::net::SocketAddr,
+    /// The operator token (API bearer token and dashboard login); `None`
+    /// when unset, in which case `herald web` refuses to start.
+    pub token: Option<SecretString>,
 }
 
 /// Redis connection and key namespace.
@@ -193,6 +207,13 @@ struct RawSettings {
     worker: RawWorker,
     message: RawMessage,
     log: RawLog,
+    web: RawWeb,
+}
+
+#[derive(Debug, Deserialize)]
+struct RawWeb {
+    bind: String,
+    token: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -441,6 +462,16 @@ impl RawSettings {
             log: LogSettings {
                 format,
                 level: self.log.level,
+            },
+            web: WebSettings {
+                bind: self.web.bind.parse().map_err(|_| {
+                    ConfigError::invalid(
+                        "web.bind",
+                        format!("'{}' is not an address like 127.0.0.1:8080", self.web.bind),
+                    )
+                })?,
+                token: (!self.web.token.trim().is_empty())
+                    .then(|| SecretString::from(self.web.token)),
             },
         })
     }

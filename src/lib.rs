@@ -14,7 +14,9 @@
 //!    schedules a [`push::job::PushJob`] on the `push` queue.
 //! 3. [`worker::push`] delivers the event with the [`push::TuisongbaoClient`];
 //!    failures are classified by [`push::PushError::is_retryable`].
-//! 4. [`push::sandbox`] is a local stand-in for Tuisongbao, for tests, demos
+//! 4. [`web`] is the operator's dashboard and JSON API over the queues
+//!    ([`queue::admin`]): counts, failed jobs, retry and discard.
+//! 5. [`push::sandbox`] is a local stand-in for Tuisongbao, for tests, demos
 //!    and development.
 //!
 //! Around them: [`bench`] measures throughput against baselines, [`config`] loads layered settings, [`telemetry`] sets up
@@ -27,4 +29,5 @@ pub mod queue;
 pub mod shutdown;
 pub mod store;
 pub mod telemetry;
+pub mod web;
 pub mod worker;

@@ -3,6 +3,7 @@
 mod bench;
 mod doctor;
 mod enqueue;
+mod failed;
 
 use std::{net::IpAddr, process::ExitCode};
 
@@ -29,6 +30,10 @@ enum Command {
     /// Put a job on a queue (for scripts and manual tests).
     #[command(subcommand)]
     Enqueue(enqueue::EnqueueCommand),
+    /// Serve the operator dashboard and its JSON API until SIGTERM/SIGINT.
+    Web,
+    /// List, retry or discard failed jobs (default queue: push).
+    Failed(failed::FailedArgs),
     /// Check that Redis, MongoDB and the push endpoint answer; exit 1 if any does not.
     Doctor,
     /// Run a local stand-in for Tuisongbao that records every event it receives.
@@ -69,6 +74,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let settings = load_settings()?;
             enqueue::run(command, &settings).await
         }
+        Command::Web => {
+            let settings = load_settings()?;
+            telemetry::init(&settings.log);
+            run_web(settings).await
+        }
+        Command::Failed(args) => {
+            let settings = load_settings()?;
+            failed::run(args, &settings).await
+        }
         Command::Doctor => {
             let settings = load_settings()?;
             Ok(doctor::run(&settings).await)
@@ -83,6 +97,27 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 
 fn load_settings() -> anyhow::Result<Settings> {
     Settings::load().context("invalid configuration")
+}
+
+async fn run_web(settings: Settings) -> anyhow::Result<ExitCode> {
+    let token = settings
+        .web
+        .token
+        .clone()
+        .context("setting `web.token` (env HERALD_WEB_TOKEN) is empty; it must be set")?;
+    let conn = herald::queue::connect(&settings).await?;
+    let listener = tokio::net::TcpListener::bind(settings.web.bind)
+        .await
+        .with_context(|| format!("cannot listen on {}", settings.web.bind))?;
+    tracing::info!(address = %settings.web.bind, "dashboard listening");
+    herald::web::serve(
+        listener,
+        herald::web::WebState::new(conn, &settings, token),
+        shutdown::signal(),
+    )
+    .await
+    .context("dashboard server failed")?;
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn run_sandbox(args: SandboxArgs) -> anyhow::Result<ExitCode> {

@@ -12,6 +12,8 @@
 //!   apalis's worker model and middleware.
 //! - [`QueueConfig`] names the keys and holds the tuning of one queue.
 //! - [`RetryPolicy`] decides when a failed job runs again.
+//! - [`admin::QueueAdmin`] is the operator's side: counts per state, dead
+//!   jobs, retry and discard (the dashboard, the API and `herald failed`).
 //!
 //! The key layout is apalis-redis's (`Q:data`, `Q:meta:<id>`, `Q:active`,
 //! `Q:scheduled`, `Q:inflight:<worker>`, `Q:workers`, `Q:done`, `Q:dead`,
@@ -19,6 +21,7 @@
 //! as the `herald-jobs` crate — are consumed here unchanged. Herald adds
 //! `Q:history:<id>`, each run's time, status and error.
 
+pub mod admin;
 mod backend;
 mod persistence;
 pub mod retry;
@@ -193,6 +196,10 @@ impl QueueConfig {
     /// Set: ids that will not run again.
     pub fn dead_key(&self) -> String {
         self.key("dead")
+    }
+    /// Prefix of the per-minute done/failed counters.
+    pub fn stats_prefix(&self) -> String {
+        self.key("stats")
     }
     /// Hash describing `worker`.
     pub fn worker_meta_key(&self, worker: &str) -> String {

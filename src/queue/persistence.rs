@@ -294,7 +294,8 @@ impl Persistence for QueuePersistence {
                 .arg(format!("{now:.3}"))
                 .arg(self.config.meta_prefix())
                 .arg(self.config.history_prefix())
-                .arg(HISTORY_LEN);
+                .arg(HISTORY_LEN)
+                .arg(self.config.stats_prefix());
             for ack in chunk {
                 let outcome = match ack.outcome {
                     Outcome::Done => "done",

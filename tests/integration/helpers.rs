@@ -21,6 +21,7 @@ use tokio::{sync::oneshot, task::JoinHandle};
 
 pub const APP_ID: &str = "test-app";
 pub const SECRET: &str = "test-secret";
+pub const WEB_TOKEN: &str = "test-web-token";
 
 /// How long `wait_for` waits before declaring the condition never came.
 /// A deadline against hangs, not a speed requirement.
@@ -138,6 +139,33 @@ impl TestEnv {
             let _ = rx.await;
         }));
         self.worker = Some((tx, handle));
+    }
+
+    /// Starts the worker in this process with other settings (for example
+    /// corrected credentials after a restart).
+    pub async fn start_worker_with(&mut self, settings: Settings) {
+        assert!(self.worker.is_none(), "worker already running");
+        let (tx, rx) = oneshot::channel::<()>();
+        let handle = tokio::spawn(worker::run(settings, async move {
+            let _ = rx.await;
+        }));
+        self.worker = Some((tx, handle));
+    }
+
+    /// Starts the dashboard in this process on a free port, guarded by
+    /// [`WEB_TOKEN`]; returns its base URL.
+    pub async fn start_web(&self) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("address"));
+        let state = herald::web::WebState::new(
+            self.redis.clone(),
+            &self.settings,
+            secrecy::SecretString::from(WEB_TOKEN.to_owned()),
+        );
+        tokio::spawn(herald::web::serve(listener, state, std::future::pending()));
+        url
     }
 
     /// Stops the in-process worker and returns how it ended.

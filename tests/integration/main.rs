@@ -8,7 +8,9 @@
 //! test command starts them.
 
 mod backlog;
+mod browser;
 mod cli;
+mod dashboard;
 mod failures;
 mod helpers;
 mod message_pipeline;

@@ -4,7 +4,8 @@
 -- KEYS[4] scheduled zset
 -- ARGV[1] now   ARGV[2] meta key prefix   ARGV[3] history key prefix
 -- ARGV[4] history entries kept per job
--- ARGV[5..] groups of 7: id, outcome ("done" | "retry" | "dead"), status,
+-- ARGV[5] per-minute counter key prefix ("<queue>:stats"), kept an hour
+-- ARGV[6..] groups of 7: id, outcome ("done" | "retry" | "dead"), status,
 --           attempts, result (JSON), retry_at (seconds; used when "retry"),
 --           history entry (JSON; "" records none).
 -- The caller sends at most a few hundred jobs per call.
@@ -17,9 +18,11 @@ local inflight, done, dead, scheduled = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local now = ARGV[1]
 local meta_prefix, history_prefix = ARGV[2], ARGV[3]
 local keep = tonumber(ARGV[4])
+local stats_prefix = ARGV[5]
+local minute = math.floor(tonumber(now) / 60)
 
 local ids = {}
-for i = 5, #ARGV, 7 do
+for i = 6, #ARGV, 7 do
     ids[#ids + 1] = ARGV[i]
 end
 if #ids == 0 then
@@ -28,9 +31,9 @@ end
 local held = redis.call("smismember", inflight, unpack(ids))
 redis.call("srem", inflight, unpack(ids))
 
-local finished, recorded, lost = {}, 0, 0
+local finished, recorded, lost, failed = {}, 0, 0, 0
 for n = 1, #ids do
-    local i = 5 + (n - 1) * 7
+    local i = 6 + (n - 1) * 7
     if held[n] == 0 then
         lost = lost + 1
     else
@@ -51,12 +54,21 @@ for n = 1, #ids do
         else
             redis.call("hset", meta_key, "status", status, "attempts", attempts, "result", result, "done_at", now)
             redis.call("sadd", dead, id)
+            failed = failed + 1
         end
         recorded = recorded + 1
     end
 end
 if #finished > 0 then
     redis.call("sadd", done, unpack(finished))
+    local counter = stats_prefix .. ":done:" .. minute
+    redis.call("incrby", counter, #finished)
+    redis.call("expire", counter, 3600)
+end
+if failed > 0 then
+    local counter = stats_prefix .. ":failed:" .. minute
+    redis.call("incrby", counter, failed)
+    redis.call("expire", counter, 3600)
 end
 
 return {recorded, lost}

@@ -1,0 +1,375 @@
+//! The operator's view of a queue: counts, dead jobs, retry and discard.
+//!
+//! Everything here reads or changes the keys the workers use, through
+//! scripts where a change must be atomic (a job is never both retried and
+//! discarded, nor retried twice).
+
+use std::{collections::HashMap, sync::LazyLock};
+
+use redis::{aio::ConnectionManager, Script};
+use serde::Serialize;
+use serde_json::Value;
+
+use super::{now_secs, QueueConfig, QueueError};
+
+static RETRY: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/retry.lua")));
+static DISCARD: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/discard.lua")));
+
+/// Most dead jobs one retry-all script call moves.
+const RETRY_ALL_CHUNK: usize = 1_000;
+
+/// Counts of a queue's jobs per state.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct QueueStats {
+    /// Full queue name.
+    pub queue: String,
+    /// Ready to run.
+    pub pending: u64,
+    /// Waiting for their time (retries).
+    pub scheduled: u64,
+    /// Leased to a worker (running or about to).
+    pub running: u64,
+    /// Succeeded.
+    pub done: u64,
+    /// Dead: failed for good, waiting for an operator.
+    pub failed: u64,
+    /// Jobs that succeeded in the last five minutes.
+    pub done_last_5_min: u64,
+    /// Jobs that failed for good in the last five minutes.
+    pub failed_last_5_min: u64,
+    /// Workers heart-beating on this queue.
+    pub workers: u64,
+}
+
+/// A dead job as the failed list shows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DeadJob {
+    /// Job id.
+    pub id: String,
+    /// The job's JSON payload.
+    pub payload: Value,
+    /// Runs made.
+    pub attempts: u64,
+    /// The last run's error.
+    pub last_error: Option<String>,
+    /// When it failed for good (Unix seconds).
+    pub failed_at: Option<f64>,
+    /// When it was enqueued (Unix seconds), if recorded.
+    pub enqueued_at: Option<f64>,
+    /// `Failed` (out of attempts) or `Killed` (refused as permanent).
+    pub status: String,
+}
+
+/// Everything known about one job.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct JobDetail {
+    /// Job id.
+    pub id: String,
+    /// Where it is: pending, scheduled, running, done, failed or unknown.
+    pub state: String,
+    /// The JSON payload.
+    pub payload: Value,
+    /// The metadata hash.
+    pub meta: HashMap<String, String>,
+    /// Runs after a failure, oldest first.
+    pub history: Vec<Value>,
+}
+
+/// What [`QueueAdmin::job`] reads in one pipeline: payload, metadata,
+/// history, and membership of dead, done, scheduled and the queue.
+type JobKeys = (
+    Option<Vec<u8>>,
+    HashMap<String, String>,
+    Vec<String>,
+    bool,
+    bool,
+    Option<f64>,
+    Option<u64>,
+);
+
+/// Operator access to one queue.
+#[derive(Debug, Clone)]
+pub struct QueueAdmin {
+    conn: ConnectionManager,
+    config: QueueConfig,
+}
+
+/// The `Err` text of a stored result (`{"Err": "..."}`), if any.
+fn error_of(result: Option<&String>) -> Option<String> {
+    let value: Value = serde_json::from_str(result?).ok()?;
+    value.get("Err")?.as_str().map(str::to_owned)
+}
+
+/// The next pipeline answer as a count (0 if absent).
+fn next_count(values: &mut impl Iterator<Item = redis::Value>) -> u64 {
+    values
+        .next()
+        .and_then(|v| redis::from_redis_value::<u64>(v).ok())
+        .unwrap_or(0)
+}
+
+/// The next pipeline answer (an MGET of counters) summed.
+fn next_sum(values: &mut impl Iterator<Item = redis::Value>) -> u64 {
+    values
+        .next()
+        .and_then(|v| redis::from_redis_value::<Vec<Option<u64>>>(v).ok())
+        .unwrap_or_default()
+        .into_iter()
+        .flatten()
+        .sum()
+}
+
+fn parse_payload(bytes: Option<Vec<u8>>) -> Value {
+    match bytes {
+        Some(bytes) => serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned())),
+        None => Value::Null,
+    }
+}
+
+impl QueueAdmin {
+    /// Admin access to the queue `config` describes.
+    pub fn new(conn: ConnectionManager, config: QueueConfig) -> Self {
+        Self { conn, config }
+    }
+
+    /// The queue's full name.
+    pub fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    fn error(&self, operation: &'static str) -> impl Fn(redis::RedisError) -> QueueError + '_ {
+        move |source| QueueError::Command {
+            operation,
+            queue: self.config.name.clone(),
+            source,
+        }
+    }
+
+    /// Counts per state and recent throughput.
+    pub async fn stats(&self) -> Result<QueueStats, QueueError> {
+        let mut conn = self.conn.clone();
+        let workers: Vec<String> = redis::cmd("ZRANGE")
+            .arg(self.config.workers_key())
+            .arg(0)
+            .arg(-1)
+            .query_async(&mut conn)
+            .await
+            .map_err(self.error("list workers"))?;
+        let minute = (now_secs() / 60.0).floor() as u64;
+        let mut pipe = redis::pipe();
+        pipe.llen(self.config.active_key())
+            .zcard(self.config.scheduled_key())
+            .scard(self.config.done_key())
+            .scard(self.config.dead_key());
+        for kind in ["done", "failed"] {
+            let keys: Vec<String> = (0..5)
+                .map(|back| format!("{}:{kind}:{}", self.config.stats_prefix(), minute - back))
+                .collect();
+            pipe.mget(keys);
+        }
+        for worker in &workers {
+            pipe.scard(self.config.inflight_key(worker));
+        }
+        let values: Vec<redis::Value> = pipe
+            .query_async(&mut conn)
+            .await
+            .map_err(self.error("count jobs"))?;
+        let mut values = values.into_iter();
+        let (pending, scheduled) = (next_count(&mut values), next_count(&mut values));
+        let (done, failed) = (next_count(&mut values), next_count(&mut values));
+        let done_last_5_min = next_sum(&mut values);
+        let failed_last_5_min = next_sum(&mut values);
+        let running = values
+            .map(|v| redis::from_redis_value::<u64>(v).unwrap_or(0))
+            .sum();
+        Ok(QueueStats {
+            queue: self.config.name.clone(),
+            pending,
+            scheduled,
+            running,
+            done,
+            failed,
+            done_last_5_min,
+            failed_last_5_min,
+            workers: workers.len() as u64,
+        })
+    }
+
+    /// Dead jobs, most recently failed first; `offset` and `limit` page
+    /// through them. Returns the page and the total.
+    pub async fn dead_jobs(
+        &self,
+        offset: usize,
+        limit: usize,
+    ) -> Result<(Vec<DeadJob>, usize), QueueError> {
+        let mut conn = self.conn.clone();
+        let ids: Vec<String> = redis::cmd("SMEMBERS")
+            .arg(self.config.dead_key())
+            .query_async(&mut conn)
+            .await
+            .map_err(self.error("list dead jobs"))?;
+        let total = ids.len();
+        if total == 0 || offset >= total {
+            return Ok((Vec::new(), total));
+        }
+        // Sorting needs every job's failure time; read them in one pipeline.
+        let mut pipe = redis::pipe();
+        for id in &ids {
+            pipe.hget(self.config.meta_key(id), "done_at");
+        }
+        let failed_at: Vec<Option<f64>> = pipe
+            .query_async(&mut conn)
+            .await
+            .map_err(self.error("read failure times"))?;
+        let mut order: Vec<(String, Option<f64>)> = ids.into_iter().zip(failed_at).collect();
+        order.sort_by(|a, b| b.1.unwrap_or(0.0).total_cmp(&a.1.unwrap_or(0.0)));
+        let page: Vec<(String, Option<f64>)> = order.into_iter().skip(offset).take(limit).collect();
+
+        let mut pipe = redis::pipe();
+        for (id, _) in &page {
+            pipe.hget(self.config.data_key(), id)
+                .hgetall(self.config.meta_key(id));
+        }
+        let values: Vec<redis::Value> = pipe
+            .query_async(&mut conn)
+            .await
+            .map_err(self.error("read dead jobs"))?;
+        let mut values = values.into_iter();
+        let mut jobs = Vec::with_capacity(page.len());
+        for (id, failed_at) in page {
+            let payload: Option<Vec<u8>> = values
+                .next()
+                .and_then(|v| redis::from_redis_value(v).ok())
+                .flatten();
+            let meta: HashMap<String, String> = values
+                .next()
+                .and_then(|v| redis::from_redis_value(v).ok())
+                .unwrap_or_default();
+            jobs.push(DeadJob {
+                id,
+                payload: parse_payload(payload),
+                attempts: meta
+                    .get("attempts")
+                    .and_then(|a| a.parse().ok())
+                    .unwrap_or(0),
+                last_error: error_of(meta.get("result")),
+                failed_at,
+                enqueued_at: meta.get("enqueued_at").and_then(|a| a.parse().ok()),
+                status: meta.get("status").cloned().unwrap_or_default(),
+            });
+        }
+        Ok((jobs, total))
+    }
+
+    /// One job's payload, metadata, history and state; `None` if unknown.
+    pub async fn job(&self, id: &str) -> Result<Option<JobDetail>, QueueError> {
+        let mut conn = self.conn.clone();
+        let (payload, meta, history, dead, done, scheduled, pending): JobKeys = redis::pipe()
+            .hget(self.config.data_key(), id)
+            .hgetall(self.config.meta_key(id))
+            .lrange(self.config.history_key(id), 0, -1)
+            .sismember(self.config.dead_key(), id)
+            .sismember(self.config.done_key(), id)
+            .zscore(self.config.scheduled_key(), id)
+            .cmd("LPOS")
+            .arg(self.config.active_key())
+            .arg(id)
+            .query_async(&mut conn)
+            .await
+            .map_err(self.error("read job"))?;
+        if payload.is_none() && meta.is_empty() {
+            return Ok(None);
+        }
+        let state = if dead {
+            "failed"
+        } else if done {
+            "done"
+        } else if scheduled.is_some() {
+            "scheduled"
+        } else if pending.is_some() {
+            "pending"
+        } else if meta.get("status").map(String::as_str) == Some("Running") || payload.is_some() {
+            "running"
+        } else {
+            "unknown"
+        };
+        Ok(Some(JobDetail {
+            id: id.to_owned(),
+            state: state.to_owned(),
+            payload: parse_payload(payload),
+            meta,
+            history: history
+                .iter()
+                .map(|h| serde_json::from_str(h).unwrap_or(Value::String(h.clone())))
+                .collect(),
+        }))
+    }
+
+    /// Sends the given dead jobs back to the queue. Returns the ids retried
+    /// (ids not in the dead set are skipped).
+    pub async fn retry(&self, ids: &[String]) -> Result<Vec<String>, QueueError> {
+        let mut retried = Vec::new();
+        for chunk in ids.chunks(RETRY_ALL_CHUNK) {
+            let mut call = RETRY.prepare_invoke();
+            call.key(self.config.dead_key())
+                .key(self.config.active_key())
+                .arg(self.config.meta_prefix())
+                .arg(format!("{:.3}", now_secs()))
+                .arg("ids");
+            for id in chunk {
+                call.arg(id);
+            }
+            let mut conn = self.conn.clone();
+            let done: Vec<String> = call
+                .invoke_async(&mut conn)
+                .await
+                .map_err(self.error("retry"))?;
+            retried.extend(done);
+        }
+        Ok(retried)
+    }
+
+    /// Sends every dead job back to the queue. Returns how many.
+    pub async fn retry_all(&self) -> Result<u64, QueueError> {
+        let mut total = 0;
+        loop {
+            let mut conn = self.conn.clone();
+            let done: Vec<String> = RETRY
+                .key(self.config.dead_key())
+                .key(self.config.active_key())
+                .arg(self.config.meta_prefix())
+                .arg(format!("{:.3}", now_secs()))
+                .arg("all")
+                .arg(RETRY_ALL_CHUNK)
+                .invoke_async(&mut conn)
+                .await
+                .map_err(self.error("retry all"))?;
+            total += done.len() as u64;
+            if done.len() < RETRY_ALL_CHUNK {
+                return Ok(total);
+            }
+        }
+    }
+
+    /// Deletes the given dead jobs for good. Returns how many.
+    pub async fn discard(&self, ids: &[String]) -> Result<u64, QueueError> {
+        let mut total = 0;
+        for chunk in ids.chunks(RETRY_ALL_CHUNK) {
+            let mut call = DISCARD.prepare_invoke();
+            call.key(self.config.dead_key())
+                .key(self.config.data_key())
+                .arg(self.config.meta_prefix())
+                .arg(self.config.history_prefix());
+            for id in chunk {
+                call.arg(id);
+            }
+            let mut conn = self.conn.clone();
+            total += call
+                .invoke_async::<u64>(&mut conn)
+                .await
+                .map_err(self.error("discard"))?;
+        }
+        Ok(total)
+    }
+}

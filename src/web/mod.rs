@@ -1,0 +1,129 @@
+//! `herald web`: the operator dashboard and its JSON API.
+//!
+//! - [`auth`]: the token, the session cookie and the cross-site guard.
+//! - [`api`]: JSON routes under `/api/v1` — queue counts, failed jobs, job
+//!   details, retry and discard.
+//! - pages: `/` (queues and failed pushes, refreshing itself) and
+//!   `/jobs/{queue}/{id}` (payload and run history), static HTML that calls
+//!   the API; no external CDN, so it works offline.
+
+pub mod api;
+pub mod auth;
+
+use std::{collections::BTreeMap, future::Future, sync::Arc};
+
+use axum::{
+    extract::State,
+    http::{header, StatusCode},
+    middleware,
+    response::{Html, IntoResponse, Redirect, Response},
+    routing::{get, post},
+    Form, Router,
+};
+use herald_jobs::QueueName;
+use redis::aio::ConnectionManager;
+use secrecy::SecretString;
+
+use crate::{
+    config::Settings,
+    queue::{admin::QueueAdmin, QueueConfig},
+};
+
+/// What every handler can reach.
+#[derive(Debug, Clone)]
+pub struct WebState {
+    /// Admin access per queue, by short name (`push`, `send_message`).
+    pub queues: Arc<BTreeMap<String, QueueAdmin>>,
+    /// The guard.
+    pub auth: Arc<auth::Auth>,
+}
+
+impl WebState {
+    /// State for `settings`' queues on `conn`, guarded by `token`.
+    pub fn new(conn: ConnectionManager, settings: &Settings, token: SecretString) -> Self {
+        let queues = QueueName::ALL
+            .iter()
+            .map(|queue| {
+                (
+                    queue.as_str().to_owned(),
+                    QueueAdmin::new(conn.clone(), QueueConfig::from_settings(settings, *queue)),
+                )
+            })
+            .collect();
+        Self {
+            queues: Arc::new(queues),
+            auth: Arc::new(auth::Auth::new(token)),
+        }
+    }
+}
+
+/// Every route: the guarded dashboard and API, and the open login page.
+pub fn router(state: WebState) -> Router {
+    let guarded = Router::new()
+        .route(
+            "/",
+            get(|| async { Html(include_str!("assets/dashboard.html")) }),
+        )
+        .route(
+            "/jobs/{queue}/{id}",
+            get(|| async { Html(include_str!("assets/job.html")) }),
+        )
+        .merge(api::routes())
+        .layer(middleware::from_fn_with_state(
+            state.auth.clone(),
+            auth::require,
+        ));
+    Router::new()
+        .route("/login", get(login_page).post(login))
+        .route("/logout", post(logout))
+        .route("/healthz", get(|| async { "ok" }))
+        .merge(guarded)
+        .with_state(state)
+}
+
+async fn login_page() -> Html<&'static str> {
+    Html(include_str!("assets/login.html"))
+}
+
+#[derive(serde::Deserialize)]
+struct LoginForm {
+    token: String,
+}
+
+async fn login(State(state): State<WebState>, Form(form): Form<LoginForm>) -> Response {
+    if state.auth.token_matches(form.token.trim()) {
+        (
+            [(header::SET_COOKIE, state.auth.session_cookie())],
+            Redirect::to("/"),
+        )
+            .into_response()
+    } else {
+        (
+            StatusCode::UNAUTHORIZED,
+            Html(include_str!("assets/login.html").replace(
+                "<!--error-->",
+                "<p class=\"error\">That token is not valid.</p>",
+            )),
+        )
+            .into_response()
+    }
+}
+
+async fn logout() -> Response {
+    (
+        [(header::SET_COOKIE, auth::Auth::cleared_cookie())],
+        Redirect::to("/login"),
+    )
+        .into_response()
+}
+
+/// Serves the dashboard on `listener` until `shutdown` completes.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: WebState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
