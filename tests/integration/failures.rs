@@ -7,9 +7,9 @@ use herald_jobs::{QueueName, SendMessage};
 use crate::helpers::{account, env, env_with, wait_for};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_push_that_fails_with_500_is_retried_until_delivered_once() {
-    let mut env = env().await;
-    env.script_failures(Some(500), 0, 2).await;
+async fn a_push_that_fails_with_500_three_times_is_delivered_once_on_the_fourth_attempt() {
+    let mut env = env_with(&[("HERALD_WORKER_RETRY_BASE_MS", "200")]).await;
+    env.script_failures(Some(500), 0, 3).await;
     env.start_worker().await;
     let id = env
         .enqueue(SendMessage::new(account(), "retry", "me"))
@@ -31,38 +31,113 @@ async fn a_push_that_fails_with_500_is_retried_until_delivered_once() {
         .iter()
         .map(|r| r.status)
         .collect();
-    assert_eq!(statuses, vec![500, 500, 200]);
+    assert_eq!(statuses, vec![500, 500, 500, 200]);
     // The message was stored once; the retries only re-ran the push.
     assert_eq!(env.message_count(mongodb::bson::doc! {}).await, 1);
     assert_eq!(env.queue_set(QueueName::SendMessage, "done").await.len(), 1);
 
-    // Each run of the push is in its history, with the provider's answer.
+    // Each run of the push is in its history, with the provider's answer,
+    // and the waits between runs grow.
     let push_id = wait_for("the push acknowledged", || async {
         env.queue_set(QueueName::Push, "done").await.pop()
     })
     .await;
+    let meta = env.job_meta(QueueName::Push, &push_id).await;
+    assert_eq!(meta.get("attempts").map(String::as_str), Some("4"));
     let history = env.job_history(QueueName::Push, &push_id).await;
     let statuses: Vec<&str> = history
         .iter()
         .map(|h| h["status"].as_str().unwrap_or(""))
         .collect();
-    assert_eq!(statuses, ["Pending", "Pending", "Done"], "{history:#?}");
-    assert!(
-        history[0]["error"]
-            .as_str()
-            .unwrap_or("")
-            .contains("HTTP 500"),
+    assert_eq!(
+        statuses,
+        ["Pending", "Pending", "Pending", "Done"],
         "{history:#?}"
     );
-    assert!(history[2]["error"].is_null());
-    let (first, second) = (
-        history[0]["at"].as_f64().unwrap(),
-        history[1]["at"].as_f64().unwrap(),
-    );
+    for run in &history[..3] {
+        assert!(
+            run["error"].as_str().unwrap_or("").contains("HTTP 500"),
+            "{history:#?}"
+        );
+    }
+    assert!(history[3]["error"].is_null());
+    let at: Vec<f64> = history.iter().map(|h| h["at"].as_f64().unwrap()).collect();
+    // Equal jitter: the n-th wait is at least half of 200 ms x 2^(n-1).
     assert!(
-        second - first >= 0.5,
-        "the retry waited the backoff's lower bound"
+        at[1] - at[0] >= 0.1 && at[2] - at[1] >= 0.2 && at[3] - at[2] >= 0.4,
+        "{at:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_push_out_of_attempts_rests_failed_with_every_attempt_recorded() {
+    let mut env = env_with(&[
+        ("HERALD_WORKER_RETRY_BASE_MS", "100"),
+        ("HERALD_WORKER_PUSH_MAX_ATTEMPTS", "3"),
+    ])
+    .await;
+    env.script_failures(Some(503), 0, 100).await;
+    env.start_worker().await;
+    env.enqueue(SendMessage::new(account(), "never", "delivered"))
+        .await;
+    let dead = wait_for("the push to fail for good", || async {
+        env.queue_set(QueueName::Push, "dead").await.pop()
+    })
+    .await;
+    let meta = env.job_meta(QueueName::Push, &dead).await;
+    assert_eq!(meta.get("status").map(String::as_str), Some("Failed"));
+    assert_eq!(meta.get("attempts").map(String::as_str), Some("3"));
+    let history = env.job_history(QueueName::Push, &dead).await;
+    assert_eq!(history.len(), 3, "{history:#?}");
+    assert!(history
+        .iter()
+        .all(|h| h["error"].as_str().unwrap_or("").contains("HTTP 503")));
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(env.sandbox_requests().await.len(), 3, "no fourth attempt");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivered_push_is_not_sent_again_by_a_duplicate_job() {
+    let mut env = env().await;
+    env.start_worker().await;
+    env.enqueue(SendMessage::new(account(), "once", "only"))
+        .await;
+    let push_id = wait_for("the push acknowledged", || async {
+        env.queue_set(QueueName::Push, "done").await.pop()
+    })
+    .await;
+    // The same push job again, as a redelivery or an operator's duplicate
+    // would bring it (no enqueue idempotency key to stop it).
+    let payload: serde_json::Value = {
+        let mut conn = redis::Client::open(crate::helpers::redis_url())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
+        let data: String = redis::cmd("HGET")
+            .arg(format!(
+                "{}:data",
+                env.settings.redis.namespace.queue(QueueName::Push)
+            ))
+            .arg(&push_id)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        serde_json::from_str(&data).unwrap()
+    };
+    let mut push_queue = herald::queue::storage::<serde_json::Value>(
+        herald::queue::connect(&env.settings).await.unwrap(),
+        &env.settings,
+        QueueName::Push,
+    );
+    apalis::prelude::TaskSink::push(&mut push_queue, payload)
+        .await
+        .unwrap();
+    wait_for("the duplicate to be processed", || async {
+        (env.queue_set(QueueName::Push, "done").await.len() == 2).then_some(())
+    })
+    .await;
+    assert_eq!(env.delivered("new_message").await.len(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
