@@ -39,12 +39,21 @@ pub const SETTING_KEYS: &[&str] = &[
     "worker.retry_cap_secs",
     "worker.send_message_max_attempts",
     "worker.push_max_attempts",
+    "worker.export_max_attempts",
+    "worker.export_concurrency",
     "message.max_content_bytes",
     "message.max_title_bytes",
     "log.format",
     "log.level",
     "web.bind",
     "web.token",
+    "export.dir",
+    "export.collections",
+    "export.account_field",
+    "export.time_zone",
+    "export.batch_size",
+    "export.progress_every_rows",
+    "export.progress_interval_ms",
 ];
 
 /// The environment variable that overrides setting `key`.
@@ -106,6 +115,25 @@ pub struct Settings {
     pub log: LogSettings,
     /// The dashboard and API server.
     pub web: WebSettings,
+    /// Export jobs.
+    pub export: ExportSettings,
+}
+
+/// Export job settings.
+#[derive(Debug, Clone)]
+pub struct ExportSettings {
+    /// Directory the finished files are stored in (one folder per account).
+    pub dir: PathBuf,
+    /// What exports may read and how dates are shown by default.
+    pub limits: herald_jobs::ExportLimits,
+    /// Field holding the account id in exported collections.
+    pub account_field: String,
+    /// Documents fetched per cursor batch (also the cancellation check period).
+    pub batch_size: u32,
+    /// Progress is recorded at most every this many rows...
+    pub progress_every_rows: u64,
+    /// ...or this often, whichever comes first.
+    pub progress_interval: Duration,
 }
 
 /// `herald web` settings.
@@ -178,6 +206,10 @@ pub struct WorkerSettings {
     pub send_message_max_attempts: usize,
     /// Runs a push job gets before it is dead.
     pub push_max_attempts: usize,
+    /// Runs an export job gets before it is dead.
+    pub export_max_attempts: usize,
+    /// Exports running at the same time in one worker process.
+    pub export_concurrency: usize,
 }
 
 /// Log output format.
@@ -208,6 +240,18 @@ struct RawSettings {
     message: RawMessage,
     log: RawLog,
     web: RawWeb,
+    export: RawExport,
+}
+
+#[derive(Debug, Deserialize)]
+struct RawExport {
+    dir: String,
+    collections: String,
+    account_field: String,
+    time_zone: String,
+    batch_size: u32,
+    progress_every_rows: u64,
+    progress_interval_ms: u64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -251,6 +295,8 @@ struct RawWorker {
     retry_cap_secs: u64,
     send_message_max_attempts: usize,
     push_max_attempts: usize,
+    export_max_attempts: usize,
+    export_concurrency: usize,
 }
 
 #[derive(Debug, Deserialize)]
@@ -448,6 +494,14 @@ impl RawSettings {
                     "worker.push_max_attempts",
                     self.worker.push_max_attempts,
                 )?,
+                export_max_attempts: positive_usize(
+                    "worker.export_max_attempts",
+                    self.worker.export_max_attempts,
+                )?,
+                export_concurrency: positive_usize(
+                    "worker.export_concurrency",
+                    self.worker.export_concurrency,
+                )?,
             },
             message: MessageLimits {
                 max_content_bytes: positive_usize(
@@ -472,6 +526,35 @@ impl RawSettings {
                 })?,
                 token: (!self.web.token.trim().is_empty())
                     .then(|| SecretString::from(self.web.token)),
+            },
+            export: ExportSettings {
+                dir: PathBuf::from(non_empty("export.dir", self.export.dir)?),
+                limits: herald_jobs::ExportLimits {
+                    collections: self
+                        .export
+                        .collections
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|c| !c.is_empty())
+                        .map(str::to_owned)
+                        .collect(),
+                    default_time_zone: self.export.time_zone.parse().map_err(|_| {
+                        ConfigError::invalid(
+                            "export.time_zone",
+                            format!("'{}' is not an IANA time zone", self.export.time_zone),
+                        )
+                    })?,
+                },
+                account_field: non_empty("export.account_field", self.export.account_field)?,
+                batch_size: positive("export.batch_size", self.export.batch_size as u64)? as u32,
+                progress_every_rows: positive(
+                    "export.progress_every_rows",
+                    self.export.progress_every_rows,
+                )?,
+                progress_interval: Duration::from_millis(positive(
+                    "export.progress_interval_ms",
+                    self.export.progress_interval_ms,
+                )?),
             },
         })
     }

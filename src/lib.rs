@@ -14,9 +14,11 @@
 //!    schedules a [`push::job::PushJob`] on the `push` queue.
 //! 3. [`worker::push`] delivers the event with the [`push::TuisongbaoClient`];
 //!    failures are classified by [`push::PushError::is_retryable`].
-//! 4. [`web`] is the operator's dashboard and JSON API over the queues
+//! 4. [`export`] streams an account's documents into a CSV file with live
+//!    progress, through the `export` queue.
+//! 5. [`web`] is the operator's dashboard and JSON API over the queues
 //!    ([`queue::admin`]): counts, failed jobs, retry and discard.
-//! 5. [`push::sandbox`] is a local stand-in for Tuisongbao, for tests, demos
+//! 6. [`push::sandbox`] is a local stand-in for Tuisongbao, for tests, demos
 //!    and development.
 //!
 //! Around them: [`bench`] measures throughput against baselines, [`config`] loads layered settings, [`telemetry`] sets up
@@ -24,6 +26,7 @@
 
 pub mod bench;
 pub mod config;
+pub mod export;
 pub mod push;
 pub mod queue;
 pub mod shutdown;

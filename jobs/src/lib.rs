@@ -6,6 +6,8 @@
 //! - [`message`]: the `send_message` job — its wire payload ([`SendMessage`]),
 //!   the validation that turns it into a [`ValidMessage`], and the enums of the
 //!   message model (status, sender kind, recipient kind).
+//! - [`export`]: the `export` job — a collection streamed to CSV for one
+//!   account ([`Export`], validated into a [`ValidExport`]).
 //! - [`ids`]: ObjectId newtypes parsed once from hex, so a value that reaches a
 //!   handler is known to be well formed.
 //! - [`queue`]: queue names and the Redis key namespace they live under.
@@ -17,12 +19,14 @@
 //! [`SendMessage`] and in the repository's README.
 
 pub mod error;
+pub mod export;
 pub mod ids;
 pub mod message;
 pub mod producer;
 pub mod queue;
 
 pub use error::ValidationError;
+pub use export::{Export, ExportField, ExportLimits, ExportSort, ValidExport};
 pub use ids::{AccountId, MessageId, UserId};
 pub use message::{
     MessageLimits, MessageStatus, Recipient, RecipientTarget, SendMessage, Sender, SenderFrom,

@@ -12,6 +12,7 @@ use apalis_redis::{Config, ConnectionManager, RedisStorage};
 
 use crate::{
     error::ValidationError,
+    export::{Export, ExportLimits},
     ids::MessageId,
     message::{MessageLimits, SendMessage},
     queue::{Namespace, QueueName},
@@ -57,7 +58,9 @@ pub enum ProducerError {
 #[derive(Debug, Clone)]
 pub struct Producer {
     messages: RedisStorage<SendMessage>,
+    exports: RedisStorage<Export>,
     queue: String,
+    export_queue: String,
     limits: MessageLimits,
 }
 
@@ -80,9 +83,12 @@ impl Producer {
         let config = Config::default()
             .queue(&queue)
             .idempotency_ttl(Some(DEFAULT_ENQUEUE_DEDUP_TTL));
+        let export_queue = namespace.queue(QueueName::Export);
         Self {
-            messages: RedisStorage::new(conn).with_config(config),
+            messages: RedisStorage::new(conn.clone()).with_config(config),
+            exports: RedisStorage::new(conn).with_config(Config::default().queue(&export_queue)),
             queue,
+            export_queue,
             limits: MessageLimits::default(),
         }
     }
@@ -109,6 +115,27 @@ impl Producer {
                 reason: e.to_string(),
             })?;
         Ok(valid.id)
+    }
+}
+
+impl Producer {
+    /// Validates `job` (all but the collection allow-list, which is the
+    /// worker's: an export of a collection it does not allow fails with
+    /// `export_failed`) and enqueues it. Returns the export key.
+    pub async fn enqueue_export(&mut self, job: Export) -> Result<String, ProducerError> {
+        let limits = ExportLimits {
+            collections: [job.collection.clone()].into_iter().collect(),
+            default_time_zone: chrono_tz::UTC,
+        };
+        let valid = job.validate(&limits)?;
+        self.exports
+            .push(job)
+            .await
+            .map_err(|e| ProducerError::Enqueue {
+                queue: self.export_queue.clone(),
+                reason: e.to_string(),
+            })?;
+        Ok(valid.key)
     }
 }
 

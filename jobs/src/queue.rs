@@ -61,17 +61,20 @@ pub enum QueueName {
     SendMessage,
     /// Herald's own realtime pushes, one job per event, retried on their own.
     Push,
+    /// Producers' `export` jobs: a collection streamed to a CSV file.
+    Export,
 }
 
 impl QueueName {
     /// Every queue, in a stable order (for listings and doctor output).
-    pub const ALL: [QueueName; 2] = [QueueName::SendMessage, QueueName::Push];
+    pub const ALL: [QueueName; 3] = [QueueName::SendMessage, QueueName::Push, QueueName::Export];
 
     /// The queue's short name, as it appears after the namespace.
     pub fn as_str(self) -> &'static str {
         match self {
             QueueName::SendMessage => "send_message",
             QueueName::Push => "push",
+            QueueName::Export => "export",
         }
     }
 }

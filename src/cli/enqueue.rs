@@ -11,6 +11,8 @@ use herald_jobs::{AccountId, MessageId, MessageStatus, Producer, SendMessage, Us
 pub enum EnqueueCommand {
     /// Enqueue a send_message job; prints the message id.
     Message(MessageArgs),
+    /// Enqueue an export job; prints its key (--follow shows its progress).
+    Export(super::export::EnqueueExportArgs),
 }
 
 #[derive(Debug, Args)]
@@ -44,6 +46,7 @@ fn parse_status(s: &str) -> Result<MessageStatus, String> {
 
 pub async fn run(command: EnqueueCommand, settings: &Settings) -> anyhow::Result<ExitCode> {
     match command {
+        EnqueueCommand::Export(args) => super::export::enqueue(args, settings).await,
         EnqueueCommand::Message(args) => {
             let mut job =
                 SendMessage::new(args.account, args.title, args.content).status(args.status);

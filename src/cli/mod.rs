@@ -3,6 +3,7 @@
 mod bench;
 mod doctor;
 mod enqueue;
+mod export;
 mod failed;
 
 use std::{net::IpAddr, process::ExitCode};
@@ -30,6 +31,9 @@ enum Command {
     /// Put a job on a queue (for scripts and manual tests).
     #[command(subcommand)]
     Enqueue(enqueue::EnqueueCommand),
+    /// Export status and cancellation.
+    #[command(subcommand)]
+    Export(export::ExportCommand),
     /// Serve the operator dashboard and its JSON API until SIGTERM/SIGINT.
     Web,
     /// List, retry or discard failed jobs (default queue: push).
@@ -73,6 +77,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Enqueue(command) => {
             let settings = load_settings()?;
             enqueue::run(command, &settings).await
+        }
+        Command::Export(command) => {
+            let settings = load_settings()?;
+            export::run(command, &settings).await
         }
         Command::Web => {
             let settings = load_settings()?;

@@ -24,6 +24,25 @@ pub struct PushJob {
 }
 
 impl PushJob {
+    /// An event on `account`'s channel (used by exports:
+    /// `export_progress`, `export_finish`, `export_failed`).
+    pub fn account_event(
+        account: herald_jobs::AccountId,
+        name: &str,
+        data: serde_json::Value,
+        idempotency_key: String,
+    ) -> Self {
+        Self {
+            idempotency_key,
+            account_id: account.to_hex(),
+            event: Event {
+                name: name.to_owned(),
+                data,
+                channels: vec![account_channel(account)],
+            },
+        }
+    }
+
     /// The `new_message` push for a stored message. Its data carries the
     /// message id, the sender (which the frontend reads), the recipient,
     /// title, status and creation time.

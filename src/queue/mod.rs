@@ -121,6 +121,7 @@ impl QueueConfig {
         let max_attempts = match queue {
             QueueName::SendMessage => worker.send_message_max_attempts,
             QueueName::Push => worker.push_max_attempts,
+            QueueName::Export => worker.export_max_attempts,
         };
         Self {
             name: settings.redis.namespace.queue(queue),

@@ -86,6 +86,9 @@ where
     let redis = queue::connect(&settings).await?;
     let database = store::connect(&settings.mongodb).await?;
     let messages = MessageStore::new(&database);
+    crate::export::status::ExportStatusStore::new(&database)
+        .ensure_indexes()
+        .await?;
     messages.ensure_indexes().await?;
     let pusher = TuisongbaoClient::new(&settings.tuisongbao)?;
 
@@ -96,7 +99,7 @@ where
         queue: settings.redis.namespace.queue(QueueName::SendMessage),
     });
     let push_deps = Arc::new(push::Deps {
-        pusher,
+        pusher: pusher.clone(),
         delivered: DeliveryLog::new(
             redis.clone(),
             &settings.redis.namespace.queue(QueueName::Push),
@@ -104,6 +107,20 @@ where
         ),
         queue: settings.redis.namespace.queue(QueueName::Push),
     });
+
+    let export_deps = Arc::new(crate::export::Deps {
+        database: database.clone(),
+        storage: crate::export::storage::LocalDirStorage::new(&settings.export.dir),
+        status: crate::export::status::ExportStatusStore::new(&database),
+        push_queue: queue::storage(redis.clone(), &settings, QueueName::Push),
+        pusher: pusher.clone(),
+        settings: settings.export.clone(),
+        queue: settings.redis.namespace.queue(QueueName::Export),
+        max_attempts: settings.worker.export_max_attempts,
+    });
+    let export_storage =
+        queue::storage::<serde_json::Value>(redis.clone(), &settings, QueueName::Export);
+    let export_concurrency = settings.worker.export_concurrency;
 
     let send_storage =
         queue::storage::<serde_json::Value>(redis.clone(), &settings, QueueName::SendMessage);
@@ -138,6 +155,14 @@ where
                 .concurrency(push_concurrency)
                 .parallelize(tokio::spawn)
                 .build(push::handle)
+        })
+        .register(move |_restarts| {
+            WorkerBuilder::new(worker_name(QueueName::Export))
+                .backend(export_storage.clone().poll_with_interval(poll_interval))
+                .data(export_deps.clone())
+                .concurrency(export_concurrency)
+                .parallelize(tokio::spawn)
+                .build(crate::export::handle::<crate::export::storage::LocalDirStorage>)
         })
         // A worker whose Redis connection failed is rebuilt, after a pause
         // that grows with its restarts, instead of being left stopped.

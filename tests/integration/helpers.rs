@@ -104,6 +104,14 @@ pub async fn env_with(extra: &[(&str, &str)]) -> TestEnv {
         ("HERALD_TUISONGBAO_SECRET", SECRET.to_owned()),
         ("HERALD_TUISONGBAO_REQUEST_TIMEOUT_MS", "5000".to_owned()),
         ("HERALD_WORKER_POLL_INTERVAL_MS", "50".to_owned()),
+        (
+            "HERALD_EXPORT_DIR",
+            std::env::temp_dir()
+                .join(format!("herald-test-exports-{suffix}"))
+                .display()
+                .to_string(),
+        ),
+        ("HERALD_EXPORT_COLLECTIONS", "customer,message".to_owned()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
@@ -293,6 +301,13 @@ impl TestEnv {
             .expect("HGETALL")
     }
 
+    /// Pushes any JSON onto `queue`, bypassing validation.
+    pub async fn push_raw_to(&self, queue: QueueName, payload: Value) {
+        let mut storage =
+            herald::queue::storage::<Value>(self.redis.clone(), &self.settings, queue);
+        storage.push(payload).await.expect("raw push");
+    }
+
     /// A job's run history, oldest first.
     pub async fn job_history(&self, queue: QueueName, task_id: &str) -> Vec<Value> {
         let key = format!(
@@ -379,6 +394,7 @@ impl Drop for TestEnv {
             let _ = tx.send(());
             handle.abort();
         }
+        let _ = std::fs::remove_dir_all(&self.settings.export.dir);
         let pattern = format!("{}:*", self.namespace);
         let database = self.settings.mongodb.database.clone();
         let cleanup = std::thread::spawn(move || {

@@ -11,6 +11,7 @@ mod backlog;
 mod browser;
 mod cli;
 mod dashboard;
+mod exports;
 mod failures;
 mod helpers;
 mod message_pipeline;

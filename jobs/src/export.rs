@@ -1,0 +1,337 @@
+//! The `export` job: one account's documents of a collection, as a CSV file.
+//!
+//! ```json
+//! {
+//!   "accountId": "5f0c8a3e2b1d4c0012345678",
+//!   "key": "65a1f0c2e4b0a1b2c3d4e5f6",
+//!   "collection": "customer",
+//!   "filter": { "createdAt": { "$gte": { "$date": "2026-01-01T00:00:00Z" } } },
+//!   "fields": [
+//!     { "path": "name", "title": "Name" },
+//!     { "path": "profile.city", "title": "City" }
+//!   ],
+//!   "sort": [ { "path": "createdAt", "order": "desc" } ],
+//!   "timeZone": "Asia/Shanghai"
+//! }
+//! ```
+//!
+//! `filter` is MongoDB extended JSON. Herald always narrows it to the job's
+//! account, refuses operators that run JavaScript, and only reads
+//! collections on its configured allow-list.
+
+use std::collections::BTreeSet;
+
+use bson::{Bson, Document};
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    error::ValidationError,
+    ids::{parse_object_id, AccountId},
+};
+
+/// Query operators refused anywhere in a filter: they run server-side JavaScript.
+pub const FORBIDDEN_OPERATORS: [&str; 3] = ["$where", "$function", "$accumulator"];
+
+/// The `export` payload (camelCase JSON).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Export {
+    /// The account whose documents are exported, 24-hex.
+    pub account_id: String,
+    /// The export's id: what `export_finish` carries and the file is named
+    /// by. 1 to 64 letters, digits, `-` or `_`.
+    pub key: String,
+    /// Source collection; must be on the worker's allow-list.
+    pub collection: String,
+    /// Extended-JSON filter (an object); `{}` for all the account's documents.
+    #[serde(default = "empty_object")]
+    pub filter: serde_json::Value,
+    /// Columns, in order.
+    pub fields: Vec<ExportField>,
+    /// Sort, most significant first.
+    #[serde(default)]
+    pub sort: Vec<ExportSort>,
+    /// IANA time zone for dates (default: the worker's `export.time_zone`).
+    #[serde(default)]
+    pub time_zone: Option<String>,
+}
+
+fn empty_object() -> serde_json::Value {
+    serde_json::Value::Object(Default::default())
+}
+
+/// One column: a document path and its title.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExportField {
+    /// Dotted path, e.g. `profile.name`.
+    pub path: String,
+    /// Column title in the header row.
+    pub title: String,
+}
+
+/// One sort key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExportSort {
+    /// Dotted path.
+    pub path: String,
+    /// `asc` or `desc`.
+    #[serde(default = "ascending")]
+    pub order: String,
+}
+
+fn ascending() -> String {
+    "asc".to_owned()
+}
+
+/// What the worker allows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExportLimits {
+    /// Collections that may be exported.
+    pub collections: BTreeSet<String>,
+    /// Time zone when the job names none.
+    pub default_time_zone: chrono_tz::Tz,
+}
+
+/// An `export` payload that passed validation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ValidExport {
+    /// The account.
+    pub account: AccountId,
+    /// The export's id.
+    pub key: String,
+    /// Source collection.
+    pub collection: String,
+    /// The producer's filter, as BSON (not yet narrowed to the account).
+    pub filter: Document,
+    /// Columns.
+    pub fields: Vec<ExportField>,
+    /// Sort document, in order (`{path: 1 | -1}`).
+    pub sort: Document,
+    /// Time zone for dates.
+    pub time_zone: chrono_tz::Tz,
+}
+
+fn check_path(field: &'static str, path: &str) -> Result<(), ValidationError> {
+    let ok = !path.is_empty()
+        && path.len() <= 256
+        && path
+            .split('.')
+            .all(|segment| !segment.is_empty() && !segment.starts_with('$'));
+    if ok {
+        Ok(())
+    } else {
+        Err(ValidationError::new(
+            field,
+            format!("'{path}' is not a document path like 'name' or 'profile.city'"),
+        ))
+    }
+}
+
+/// The first forbidden operator anywhere in `value`, if any.
+fn forbidden_operator(value: &Bson) -> Option<&'static str> {
+    match value {
+        Bson::Document(doc) => doc.iter().find_map(|(key, inner)| {
+            FORBIDDEN_OPERATORS
+                .iter()
+                .find(|op| key == *op)
+                .copied()
+                .or_else(|| forbidden_operator(inner))
+        }),
+        Bson::Array(items) => items.iter().find_map(forbidden_operator),
+        Bson::JavaScriptCode(_) | Bson::JavaScriptCodeWithScope(_) => Some("JavaScript code"),
+        _ => None,
+    }
+}
+
+impl Export {
+    /// Checks every field; returns the typed export or an error naming the field.
+    pub fn validate(&self, limits: &ExportLimits) -> Result<ValidExport, ValidationError> {
+        let account = parse_object_id("accountId", &self.account_id).map(AccountId::from)?;
+        let key_ok = !self.key.is_empty()
+            && self.key.len() <= 64
+            && self
+                .key
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if !key_ok {
+            return Err(ValidationError::new(
+                "key",
+                format!("'{}' must be 1-64 letters, digits, '-' or '_'", self.key),
+            ));
+        }
+        if !limits.collections.contains(&self.collection) {
+            let allowed: Vec<&str> = limits.collections.iter().map(String::as_str).collect();
+            return Err(ValidationError::new(
+                "collection",
+                format!(
+                    "'{}' is not on the export allow-list ({})",
+                    self.collection,
+                    if allowed.is_empty() {
+                        "empty".to_owned()
+                    } else {
+                        allowed.join(", ")
+                    }
+                ),
+            ));
+        }
+        let filter = match Bson::try_from(self.filter.clone()) {
+            Ok(Bson::Document(doc)) => doc,
+            Ok(_) => return Err(ValidationError::new("filter", "must be a JSON object")),
+            Err(e) => {
+                return Err(ValidationError::new(
+                    "filter",
+                    format!("is not valid extended JSON: {e}"),
+                ))
+            }
+        };
+        if let Some(op) = forbidden_operator(&Bson::Document(filter.clone())) {
+            return Err(ValidationError::new(
+                "filter",
+                format!("uses {op}, which runs JavaScript on the server and is refused"),
+            ));
+        }
+        if self.fields.is_empty() {
+            return Err(ValidationError::new(
+                "fields",
+                "must name at least one field",
+            ));
+        }
+        for field in &self.fields {
+            check_path("fields.path", &field.path)?;
+            if field.title.trim().is_empty() {
+                return Err(ValidationError::new(
+                    "fields.title",
+                    format!("the column for '{}' needs a title", field.path),
+                ));
+            }
+        }
+        let mut sort = Document::new();
+        for key in &self.sort {
+            check_path("sort.path", &key.path)?;
+            let direction = match key.order.as_str() {
+                "asc" => 1,
+                "desc" => -1,
+                other => {
+                    return Err(ValidationError::new(
+                        "sort.order",
+                        format!("'{other}' is not one of \"asc\", \"desc\""),
+                    ))
+                }
+            };
+            sort.insert(key.path.clone(), direction);
+        }
+        let time_zone = match &self.time_zone {
+            None => limits.default_time_zone,
+            Some(name) => name.parse::<chrono_tz::Tz>().map_err(|_| {
+                ValidationError::new(
+                    "timeZone",
+                    format!("'{name}' is not an IANA time zone like 'Asia/Shanghai'"),
+                )
+            })?,
+        };
+        Ok(ValidExport {
+            account,
+            key: self.key.clone(),
+            collection: self.collection.clone(),
+            filter,
+            fields: self.fields.clone(),
+            sort,
+            time_zone,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn limits() -> ExportLimits {
+        ExportLimits {
+            collections: ["customer".to_owned()].into_iter().collect(),
+            default_time_zone: chrono_tz::Asia::Shanghai,
+        }
+    }
+
+    fn export() -> Export {
+        serde_json::from_value(json!({
+            "accountId": "5f0c8a3e2b1d4c0012345678",
+            "key": "exp-1",
+            "collection": "customer",
+            "filter": { "createdAt": { "$gte": { "$date": "2026-01-01T00:00:00Z" } } },
+            "fields": [ { "path": "name", "title": "Name" }, { "path": "profile.city", "title": "City" } ],
+            "sort": [ { "path": "createdAt", "order": "desc" }, { "path": "name" } ]
+        }))
+        .unwrap()
+    }
+
+    fn field_of(job: Export) -> &'static str {
+        job.validate(&limits()).unwrap_err().field
+    }
+
+    #[test]
+    fn a_good_export_validates_with_extended_json_and_ordered_sort() {
+        let valid = export().validate(&limits()).unwrap();
+        assert!(matches!(
+            valid.filter.get_document("createdAt").unwrap().get("$gte"),
+            Some(Bson::DateTime(_))
+        ));
+        let sort: Vec<(&String, &Bson)> = valid.sort.iter().collect();
+        assert_eq!(sort[0], (&"createdAt".to_owned(), &Bson::Int32(-1)));
+        assert_eq!(sort[1], (&"name".to_owned(), &Bson::Int32(1)));
+        assert_eq!(valid.time_zone, chrono_tz::Asia::Shanghai);
+    }
+
+    #[test]
+    fn collections_off_the_allow_list_are_refused() {
+        let mut job = export();
+        job.collection = "user".into();
+        let err = job.validate(&limits()).unwrap_err();
+        assert_eq!(err.field, "collection");
+        assert!(err.reason.contains("allow-list"), "{err}");
+    }
+
+    #[test]
+    fn javascript_operators_are_refused_at_any_depth() {
+        for filter in [
+            json!({ "$where": "this.a > 1" }),
+            json!({ "$expr": { "$function": { "body": "x", "args": [], "lang": "js" } } }),
+            json!({ "$or": [ { "a": 1 }, { "$where": "1" } ] }),
+            json!({ "g": { "$accumulator": {} } }),
+        ] {
+            let mut job = export();
+            job.filter = filter.clone();
+            let err = job.validate(&limits()).unwrap_err();
+            assert_eq!(err.field, "filter", "{filter}");
+            assert!(err.reason.contains("JavaScript"), "{err}");
+        }
+    }
+
+    #[test]
+    fn bad_fields_sorts_keys_and_zones_name_their_field() {
+        let mut job = export();
+        job.fields.clear();
+        assert_eq!(field_of(job), "fields");
+        let mut job = export();
+        job.fields[0].path = "a..b".into();
+        assert_eq!(field_of(job), "fields.path");
+        let mut job = export();
+        job.fields[0].title = " ".into();
+        assert_eq!(field_of(job), "fields.title");
+        let mut job = export();
+        job.sort[0].order = "up".into();
+        assert_eq!(field_of(job), "sort.order");
+        let mut job = export();
+        job.key = "../etc".into();
+        assert_eq!(field_of(job), "key");
+        let mut job = export();
+        job.time_zone = Some("Mars/Olympus".into());
+        assert_eq!(field_of(job), "timeZone");
+        let mut job = export();
+        job.filter = json!([1, 2]);
+        assert_eq!(field_of(job), "filter");
+        let mut job = export();
+        job.account_id = "x".into();
+        assert_eq!(field_of(job), "accountId");
+    }
+}

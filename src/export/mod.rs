@@ -1,0 +1,391 @@
+//! Export jobs: one account's documents streamed into a CSV file.
+//!
+//! The [`handle`]r validates the job, narrows the query to the job's
+//! account, then walks the cursor batch by batch, writing rows as they come
+//! (memory stays flat whatever the row count). Between batches it checks for
+//! cancellation and, at most every N rows or T milliseconds, records
+//! progress and sends `export_progress`. On success the file is committed
+//! atomically and `export_finish {key}` is pushed once; on failure the
+//! record says why and `export_failed {key, error}` is pushed.
+//!
+//! Progress events are sent inline and best-effort (a lost one is
+//! superseded by the next), so they always reach the provider before the
+//! run's `export_finish`; finish and failure go through the `push` queue,
+//! retried until delivered.
+//!
+//! - [`render`]: BSON values to spreadsheet cells.
+//! - [`storage`]: where files go ([`storage::ExportStorage`]).
+//! - [`status`]: the `export` status record.
+
+pub mod render;
+pub mod status;
+pub mod storage;
+
+use std::{sync::Arc, time::Instant};
+
+use apalis::prelude::{AbortError, Attempt, BoxDynError, Data, TaskBuilder, TaskId, TaskSink};
+use futures::TryStreamExt;
+use herald_jobs::{AccountId, Export, ValidExport, ValidationError};
+use mongodb::{
+    bson::{doc, Document},
+    Database,
+};
+use serde_json::json;
+use tokio::io::AsyncWriteExt;
+use tracing::{field, info, warn, Instrument};
+
+use crate::{
+    config::ExportSettings,
+    push::{job::PushJob, EventPusher, TuisongbaoClient},
+    queue::RedisQueue,
+    store::StoreError,
+};
+use status::ExportStatusStore;
+use storage::{ExportStorage, PartialFile};
+
+/// The UTF-8 byte order mark, so spreadsheet programs read Chinese text right.
+const BOM: &[u8] = "\u{feff}".as_bytes();
+
+/// What the handler needs.
+#[derive(Debug)]
+pub struct Deps<S> {
+    /// The database holding the source collections and the status records.
+    pub database: Database,
+    /// Where files go.
+    pub storage: S,
+    /// The status records.
+    pub status: ExportStatusStore,
+    /// Where finish and failure events are scheduled.
+    pub push_queue: RedisQueue<PushJob>,
+    /// Sends progress events directly.
+    pub pusher: TuisongbaoClient,
+    /// Export settings.
+    pub settings: ExportSettings,
+    /// Full queue name, for logs.
+    pub queue: String,
+    /// Runs an export gets; the last failing one records the failure.
+    pub max_attempts: usize,
+}
+
+/// Why an export run failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    /// The job is invalid; retrying cannot help.
+    #[error(transparent)]
+    Invalid(#[from] ValidationError),
+    /// The database failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Reading the source collection failed.
+    #[error("reading {collection} failed: {source}")]
+    Read {
+        /// The collection.
+        collection: String,
+        /// The driver's error.
+        #[source]
+        source: mongodb::error::Error,
+    },
+    /// Writing the file failed.
+    #[error("writing the export file failed: {0}")]
+    Write(#[from] std::io::Error),
+    /// Encoding a CSV row failed.
+    #[error("encoding a CSV row failed: {0}")]
+    Csv(#[from] csv::Error),
+    /// Scheduling an event failed.
+    #[error("scheduling an event failed: {0}")]
+    Schedule(String),
+}
+
+/// How a run ended (when it did not fail).
+#[derive(Debug, PartialEq, Eq)]
+enum Ended {
+    Finished { rows: u64 },
+    Cancelled,
+}
+
+/// Handles one `export` job.
+pub async fn handle<S: ExportStorage>(
+    payload: serde_json::Value,
+    deps: Data<Arc<Deps<S>>>,
+    task_id: TaskId,
+    attempt: Attempt,
+) -> Result<(), BoxDynError> {
+    let span = tracing::info_span!(
+        "export",
+        job_id = %task_id,
+        queue = %deps.queue,
+        attempt = attempt.current(),
+        account_id = field::Empty,
+        key = field::Empty,
+    );
+    let run = task_id.to_string();
+    process(payload, &deps, &run, attempt.current())
+        .instrument(span)
+        .await
+}
+
+async fn process<S: ExportStorage>(
+    payload: serde_json::Value,
+    deps: &Deps<S>,
+    run: &str,
+    attempt: usize,
+) -> Result<(), BoxDynError> {
+    let job: Export = match serde_json::from_value(payload) {
+        Ok(job) => job,
+        Err(e) => {
+            warn!(error = %e, "export job rejected: not an export payload");
+            return Err(AbortError::new(e).into());
+        }
+    };
+    let span = tracing::Span::current();
+    span.record("key", job.key.as_str());
+    let account = AccountId::parse(&job.account_id).ok();
+    if let Some(account) = account {
+        span.record("account_id", field::display(account));
+    }
+
+    let valid = match job.validate(&deps.settings.limits) {
+        Ok(valid) => valid,
+        Err(e) => {
+            warn!(error = %e, "export job rejected, not retrying");
+            report_failure(deps, &job.key, account, run, &e.to_string()).await;
+            return Err(AbortError::new(e).into());
+        }
+    };
+
+    match export(&valid, deps, run).await {
+        Ok(Ended::Finished { rows }) => {
+            info!(rows, "export finished");
+            schedule(
+                deps,
+                valid.account,
+                "export_finish",
+                json!({ "key": valid.key }),
+                format!("export_finish:{}:{run}", valid.key),
+            )
+            .await?;
+            Ok(())
+        }
+        Ok(Ended::Cancelled) => {
+            info!("export cancelled; partial file removed");
+            Ok(())
+        }
+        Err(e) if attempt >= deps.max_attempts => {
+            warn!(error = %e, "export failed on its last attempt");
+            report_failure(deps, &valid.key, Some(valid.account), run, &e.to_string()).await;
+            Err(AbortError::new(e).into())
+        }
+        Err(e) => {
+            warn!(error = %e, "export failed, will retry");
+            Err(e.into())
+        }
+    }
+}
+
+/// Records the failure and pushes `export_failed` (best effort: the job's
+/// own failure is what matters; problems here are logged).
+async fn report_failure<S: ExportStorage>(
+    deps: &Deps<S>,
+    key: &str,
+    account: Option<AccountId>,
+    run: &str,
+    error: &str,
+) {
+    if let Err(e) = deps.status.fail(key, account, error).await {
+        warn!(error = %e, "could not record the export's failure");
+    }
+    if let Some(account) = account {
+        let data = json!({ "key": key, "error": error });
+        if let Err(e) = schedule(
+            deps,
+            account,
+            "export_failed",
+            data,
+            format!("export_failed:{key}:{run}"),
+        )
+        .await
+        {
+            warn!(error = %e, "could not schedule export_failed");
+        }
+    }
+}
+
+async fn schedule<S: ExportStorage>(
+    deps: &Deps<S>,
+    account: AccountId,
+    event: &str,
+    data: serde_json::Value,
+    idempotency_key: String,
+) -> Result<(), ExportError> {
+    let job = PushJob::account_event(account, event, data, idempotency_key);
+    let task = TaskBuilder::new(job.clone())
+        .idempotency_key(&job.idempotency_key)
+        .build();
+    let mut queue = deps.push_queue.clone();
+    queue
+        .push_task(task)
+        .await
+        .map_err(|e| ExportError::Schedule(e.to_string()))
+}
+
+/// The producer's filter, always narrowed to the job's account.
+pub fn narrowed_filter(valid: &ValidExport, account_field: &str) -> Document {
+    doc! { "$and": [
+        valid.filter.clone(),
+        { account_field: valid.account.object_id() },
+    ] }
+}
+
+/// Runs the export; the partial file is removed on every path but success.
+async fn export<S: ExportStorage>(
+    valid: &ValidExport,
+    deps: &Deps<S>,
+    run: &str,
+) -> Result<Ended, ExportError> {
+    let source = deps.database.collection::<Document>(&valid.collection);
+    let filter = narrowed_filter(valid, &deps.settings.account_field);
+    let read_error = |source| ExportError::Read {
+        collection: valid.collection.clone(),
+        source,
+    };
+    let total = source
+        .count_documents(filter.clone())
+        .await
+        .map_err(read_error)?;
+    if !deps
+        .status
+        .start(valid.account, &valid.key, &valid.collection, total)
+        .await?
+    {
+        return Ok(Ended::Cancelled);
+    }
+    let (mut file, partial) = deps.storage.create(valid.account, &valid.key, run).await?;
+    match write_rows(valid, deps, &source, filter, total, &mut file).await {
+        Ok(Some(rows)) => {
+            file.flush().await?;
+            drop(file);
+            let stored = deps.storage.commit(partial).await?;
+            if deps
+                .status
+                .finish(&valid.key, rows, &stored.name, stored.size)
+                .await?
+            {
+                Ok(Ended::Finished { rows })
+            } else {
+                // Cancelled in the instant before the commit: honour it.
+                let _ = tokio::fs::remove_file(&stored.location).await;
+                Ok(Ended::Cancelled)
+            }
+        }
+        Ok(None) => {
+            drop(file);
+            deps.storage.discard(partial).await?;
+            Ok(Ended::Cancelled)
+        }
+        Err(e) => {
+            drop(file);
+            discard_quietly(deps, partial).await;
+            Err(e)
+        }
+    }
+}
+
+async fn discard_quietly<S: ExportStorage>(deps: &Deps<S>, partial: PartialFile) {
+    if let Err(e) = deps.storage.discard(partial).await {
+        warn!(error = %e, "could not remove a partial export file");
+    }
+}
+
+/// Streams the rows; `Ok(None)` when the export was cancelled.
+async fn write_rows<S: ExportStorage>(
+    valid: &ValidExport,
+    deps: &Deps<S>,
+    source: &mongodb::Collection<Document>,
+    filter: Document,
+    total: u64,
+    file: &mut S::Writer,
+) -> Result<Option<u64>, ExportError> {
+    let settings = &deps.settings;
+    let mut rows = csv_writer();
+    file.write_all(BOM).await?;
+    rows.write_record(valid.fields.iter().map(|f| f.title.as_str()))?;
+
+    let mut cursor = source
+        .find(filter)
+        .sort(valid.sort.clone())
+        .batch_size(settings.batch_size)
+        .await
+        .map_err(|source| ExportError::Read {
+            collection: valid.collection.clone(),
+            source,
+        })?;
+    let mut processed: u64 = 0;
+    let mut reported: u64 = 0;
+    let mut last_report = Instant::now();
+    let mut record = Vec::with_capacity(valid.fields.len());
+    loop {
+        let next = cursor
+            .try_next()
+            .await
+            .map_err(|source| ExportError::Read {
+                collection: valid.collection.clone(),
+                source,
+            })?;
+        let Some(document) = next else { break };
+        record.clear();
+        record.extend(
+            valid
+                .fields
+                .iter()
+                .map(|f| render::cell(&render::resolve(&document, &f.path), valid.time_zone)),
+        );
+        rows.write_record(&record)?;
+        processed += 1;
+
+        if processed.is_multiple_of(u64::from(settings.batch_size)) {
+            flush_rows(&mut rows, file).await?;
+            if deps.status.is_cancelled(&valid.key).await? {
+                return Ok(None);
+            }
+        }
+        let due = processed - reported >= settings.progress_every_rows
+            || last_report.elapsed() >= settings.progress_interval;
+        if due && processed < total {
+            deps.status.progress(&valid.key, processed, total).await?;
+            let data = json!({
+                "key": valid.key, "processed": processed, "total": total,
+                "percent": status::percent(processed, total),
+            });
+            let event =
+                PushJob::account_event(valid.account, "export_progress", data, String::new()).event;
+            if let Err(e) = deps.pusher.send(&event).await {
+                warn!(error = %e, processed, "export_progress not delivered; the next one supersedes it");
+            }
+            reported = processed;
+            last_report = Instant::now();
+        }
+    }
+    flush_rows(&mut rows, file).await?;
+    if deps.status.is_cancelled(&valid.key).await? {
+        return Ok(None);
+    }
+    Ok(Some(processed))
+}
+
+/// A CSV writer into memory; rows are moved to the file a batch at a time.
+fn csv_writer() -> csv::Writer<Vec<u8>> {
+    csv::WriterBuilder::new().from_writer(Vec::with_capacity(64 * 1024))
+}
+
+/// Moves the CSV bytes written so far from memory to the file.
+async fn flush_rows<W: tokio::io::AsyncWrite + Unpin>(
+    rows: &mut csv::Writer<Vec<u8>>,
+    file: &mut W,
+) -> Result<(), ExportError> {
+    let full = std::mem::replace(rows, csv_writer());
+    let buffer = full
+        .into_inner()
+        .map_err(|e| ExportError::Write(e.into_error()))?;
+    file.write_all(&buffer).await?;
+    Ok(())
+}

@@ -1,0 +1,199 @@
+//! Turning BSON values into spreadsheet cells.
+//!
+//! - paths like `profile.name` are followed through sub-documents, and
+//!   through arrays element by element (`items.sku` lists every item's sku);
+//! - ObjectIds become hex, dates `YYYY-MM-DD HH:MM:SS` in the export's time
+//!   zone, arrays are joined with `, `, booleans and numbers are plain text,
+//!   a missing value is an empty cell;
+//! - a text cell that a spreadsheet would run as a formula (starting with
+//!   `=`, `+`, `-`, `@`, tab or carriage return) gets a leading `'`, the
+//!   neutralisation OWASP recommends against CSV injection. Numbers and
+//!   dates are never altered: `-5` stays a number.
+
+use chrono::TimeZone;
+use chrono_tz::Tz;
+use mongodb::bson::{Bson, Document};
+
+/// Characters that make a spreadsheet treat a cell as a formula.
+const FORMULA_STARTS: [char; 6] = ['=', '+', '-', '@', '\t', '\r'];
+
+/// Separator between the elements of an array in one cell.
+const ARRAY_SEPARATOR: &str = ", ";
+
+/// Every value at `path` in `doc` (several when the path crosses arrays).
+pub fn resolve<'a>(doc: &'a Document, path: &str) -> Vec<&'a Bson> {
+    let mut current: Vec<&Bson> = Vec::new();
+    let mut segments = path.split('.');
+    let Some(first) = segments.next() else {
+        return current;
+    };
+    if let Some(value) = doc.get(first) {
+        current.push(value);
+    }
+    for segment in segments {
+        let mut next = Vec::new();
+        for value in current {
+            descend(value, segment, &mut next);
+        }
+        current = next;
+    }
+    current
+}
+
+fn descend<'a>(value: &'a Bson, segment: &str, out: &mut Vec<&'a Bson>) {
+    match value {
+        Bson::Document(doc) => {
+            if let Some(inner) = doc.get(segment) {
+                out.push(inner);
+            }
+        }
+        Bson::Array(items) => {
+            if let Ok(index) = segment.parse::<usize>() {
+                if let Some(item) = items.get(index) {
+                    out.push(item);
+                }
+            } else {
+                for item in items {
+                    descend(item, segment, out);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Whether a value renders as a number or a date (never neutralised).
+fn is_plain_data(value: &Bson) -> bool {
+    match value {
+        Bson::Int32(_) | Bson::Int64(_) | Bson::Double(_) | Bson::Decimal128(_) => true,
+        Bson::DateTime(_) | Bson::Boolean(_) | Bson::ObjectId(_) | Bson::Null => true,
+        Bson::Array(items) => items.iter().all(is_plain_data),
+        _ => false,
+    }
+}
+
+/// A date as `YYYY-MM-DD HH:MM:SS` in `tz`.
+pub fn format_date(millis: i64, tz: Tz) -> String {
+    match tz.timestamp_millis_opt(millis).single() {
+        Some(local) => local.format("%Y-%m-%d %H:%M:%S").to_string(),
+        None => millis.to_string(),
+    }
+}
+
+fn render(value: &Bson, tz: Tz, out: &mut String) {
+    match value {
+        Bson::Null | Bson::Undefined => {}
+        Bson::String(s) => out.push_str(s),
+        Bson::Boolean(b) => out.push_str(if *b { "true" } else { "false" }),
+        Bson::Int32(n) => out.push_str(&n.to_string()),
+        Bson::Int64(n) => out.push_str(&n.to_string()),
+        Bson::Double(n) => out.push_str(&n.to_string()),
+        Bson::Decimal128(n) => out.push_str(&n.to_string()),
+        Bson::ObjectId(oid) => out.push_str(&oid.to_hex()),
+        Bson::DateTime(date) => out.push_str(&format_date(date.timestamp_millis(), tz)),
+        Bson::Symbol(s) => out.push_str(s),
+        Bson::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(ARRAY_SEPARATOR);
+                }
+                render(item, tz, out);
+            }
+        }
+        other => out.push_str(&other.clone().into_relaxed_extjson().to_string()),
+    }
+}
+
+/// The cell for `values` (as [`resolve`] returns them).
+pub fn cell(values: &[&Bson], tz: Tz) -> String {
+    let mut text = String::new();
+    for (i, value) in values.iter().enumerate() {
+        if i > 0 {
+            text.push_str(ARRAY_SEPARATOR);
+        }
+        render(value, tz, &mut text);
+    }
+    if values.iter().all(|v| is_plain_data(v)) {
+        text
+    } else {
+        neutralise(text)
+    }
+}
+
+/// Prefixes text a spreadsheet would run as a formula with `'`.
+pub fn neutralise(text: String) -> String {
+    if text.starts_with(FORMULA_STARTS) {
+        format!("'{text}")
+    } else {
+        text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mongodb::bson::{doc, oid::ObjectId, DateTime};
+
+    const UTC: Tz = chrono_tz::UTC;
+
+    fn at(doc: &Document, path: &str) -> String {
+        cell(&resolve(doc, path), chrono_tz::Asia::Shanghai)
+    }
+
+    #[test]
+    fn nested_paths_and_arrays_of_documents_resolve() {
+        let d = doc! {
+            "profile": { "name": "王小明", "address": { "city": "Shanghai" } },
+            "items": [ { "sku": "A1" }, { "sku": "B2" }, { "other": 1 } ],
+            "tags": ["vip", "new"],
+        };
+        assert_eq!(at(&d, "profile.name"), "王小明");
+        assert_eq!(at(&d, "profile.address.city"), "Shanghai");
+        assert_eq!(at(&d, "items.sku"), "A1, B2");
+        assert_eq!(at(&d, "items.1.sku"), "B2");
+        assert_eq!(at(&d, "tags"), "vip, new");
+        assert_eq!(at(&d, "profile.missing"), "");
+        assert_eq!(at(&d, "nothing.here"), "");
+    }
+
+    #[test]
+    fn ids_dates_numbers_and_booleans_render_as_text() {
+        let oid = ObjectId::parse_str("5f0c8a3e2b1d4c0012345678").unwrap();
+        // 2026-01-02 03:04:05 UTC is 11:04:05 in Shanghai.
+        let date = DateTime::from_millis(1_767_323_045_000);
+        let d = doc! { "id": oid, "at": date, "n": 42, "big": 9_007_199_254_740_993_i64,
+        "x": 2.5, "whole": 3.0, "yes": true, "none": null };
+        assert_eq!(at(&d, "id"), "5f0c8a3e2b1d4c0012345678");
+        assert_eq!(at(&d, "at"), "2026-01-02 11:04:05");
+        assert_eq!(cell(&resolve(&d, "at"), UTC), "2026-01-02 03:04:05");
+        assert_eq!(at(&d, "n"), "42");
+        assert_eq!(at(&d, "big"), "9007199254740993");
+        assert_eq!(at(&d, "x"), "2.5");
+        assert_eq!(at(&d, "whole"), "3");
+        assert_eq!(at(&d, "yes"), "true");
+        assert_eq!(at(&d, "none"), "");
+    }
+
+    #[test]
+    fn formula_like_text_is_neutralised_but_numbers_are_not() {
+        let d = doc! {
+            "eq": "=HYPERLINK(\"http://x\")", "plus": "+1", "minus": "-2+3", "at": "@SUM(A1)",
+            "tab": "\tx", "cr": "\rx", "safe": "a=b", "negative": -5, "list": ["=1", "b"],
+        };
+        assert_eq!(at(&d, "eq"), "'=HYPERLINK(\"http://x\")");
+        assert_eq!(at(&d, "plus"), "'+1");
+        assert_eq!(at(&d, "minus"), "'-2+3");
+        assert_eq!(at(&d, "at"), "'@SUM(A1)");
+        assert_eq!(at(&d, "tab"), "'\tx");
+        assert_eq!(at(&d, "cr"), "'\rx");
+        assert_eq!(at(&d, "safe"), "a=b");
+        assert_eq!(at(&d, "negative"), "-5");
+        assert_eq!(at(&d, "list"), "'=1, b");
+    }
+
+    #[test]
+    fn other_bson_renders_as_extended_json() {
+        let d = doc! { "sub": { "a": 1 } };
+        assert_eq!(at(&d, "sub"), "{\"a\":1}");
+    }
+}

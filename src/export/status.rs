@@ -1,0 +1,221 @@
+//! The export status record: collection `export`, one document per key.
+//!
+//! `status` moves queued → running → finished | failed | cancelled. The
+//! record also holds processed, total, percent, rows, fileName, fileSize,
+//! error and the timestamps queuedAt, startedAt, finishedAt, cancelledAt,
+//! updatedAt (BSON dates). Progress updates only apply to a running export,
+//! so a cancellation is never overwritten by a late progress write.
+
+use herald_jobs::AccountId;
+use mongodb::{
+    bson::{doc, Bson, DateTime, Document},
+    options::UpdateOptions,
+    Collection, Database,
+};
+
+use crate::store::StoreError;
+
+/// Name of the collection.
+pub const EXPORT_COLLECTION: &str = "export";
+
+/// Access to the export status records.
+#[derive(Debug, Clone)]
+pub struct ExportStatusStore {
+    collection: Collection<Document>,
+}
+
+fn command(operation: &'static str) -> impl Fn(mongodb::error::Error) -> StoreError {
+    move |source| StoreError::Command { operation, source }
+}
+
+impl ExportStatusStore {
+    /// The store in `database`.
+    pub fn new(database: &Database) -> Self {
+        Self {
+            collection: database.collection(EXPORT_COLLECTION),
+        }
+    }
+
+    /// Creates the index listing an account's exports newest first.
+    pub async fn ensure_indexes(&self) -> Result<(), StoreError> {
+        let index = mongodb::IndexModel::builder()
+            .keys(doc! { "accountId": 1, "queuedAt": -1 })
+            .build();
+        self.collection
+            .create_index(index)
+            .await
+            .map_err(command("createIndexes on export"))?;
+        Ok(())
+    }
+
+    /// Records a newly enqueued export (or a re-export of a key).
+    pub async fn queued(
+        &self,
+        account: AccountId,
+        key: &str,
+        collection: &str,
+    ) -> Result<(), StoreError> {
+        let now = DateTime::now();
+        self.collection
+            .update_one(
+                doc! { "_id": key },
+                doc! { "$set": {
+                    "accountId": account.object_id(), "collection": collection, "status": "queued",
+                    "processed": 0_i64, "total": Bson::Null, "percent": 0.0, "rows": 0_i64,
+                    "fileName": Bson::Null, "fileSize": Bson::Null, "error": Bson::Null,
+                    "queuedAt": now, "startedAt": Bson::Null, "finishedAt": Bson::Null,
+                    "cancelledAt": Bson::Null, "updatedAt": now,
+                } },
+            )
+            .with_options(UpdateOptions::builder().upsert(true).build())
+            .await
+            .map_err(command("record queued export"))?;
+        Ok(())
+    }
+
+    /// The record of `key`.
+    pub async fn get(&self, key: &str) -> Result<Option<Document>, StoreError> {
+        self.collection
+            .find_one(doc! { "_id": key })
+            .await
+            .map_err(command("read export status"))
+    }
+
+    /// Whether `key` was cancelled.
+    pub async fn is_cancelled(&self, key: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .get(key)
+            .await?
+            .is_some_and(|d| d.get_str("status") == Ok("cancelled")))
+    }
+
+    /// Marks `key` running with `total` documents to go; false if it was
+    /// cancelled before it started.
+    pub async fn start(
+        &self,
+        account: AccountId,
+        key: &str,
+        collection: &str,
+        total: u64,
+    ) -> Result<bool, StoreError> {
+        if self.is_cancelled(key).await? {
+            return Ok(false);
+        }
+        let now = DateTime::now();
+        self.collection
+            .update_one(
+                doc! { "_id": key },
+                doc! {
+                    "$set": {
+                        "accountId": account.object_id(), "collection": collection,
+                        "status": "running", "processed": 0_i64, "total": total as i64,
+                        "percent": 0.0, "rows": 0_i64, "error": Bson::Null, "startedAt": now,
+                        "finishedAt": Bson::Null, "updatedAt": now,
+                    },
+                    "$setOnInsert": { "queuedAt": now },
+                },
+            )
+            .with_options(UpdateOptions::builder().upsert(true).build())
+            .await
+            .map_err(command("record running export"))?;
+        Ok(true)
+    }
+
+    /// Records progress of a running export.
+    pub async fn progress(&self, key: &str, processed: u64, total: u64) -> Result<(), StoreError> {
+        self.collection
+            .update_one(
+                doc! { "_id": key, "status": "running" },
+                doc! { "$set": {
+                    "processed": processed as i64, "percent": percent(processed, total),
+                    "updatedAt": DateTime::now(),
+                } },
+            )
+            .await
+            .map_err(command("record export progress"))?;
+        Ok(())
+    }
+
+    /// Records success; false if the export was cancelled meanwhile.
+    pub async fn finish(
+        &self,
+        key: &str,
+        rows: u64,
+        file_name: &str,
+        file_size: u64,
+    ) -> Result<bool, StoreError> {
+        let now = DateTime::now();
+        let result = self
+            .collection
+            .update_one(
+                doc! { "_id": key, "status": "running" },
+                doc! { "$set": {
+                    "status": "finished", "processed": rows as i64, "total": rows as i64,
+                    "percent": 100.0, "rows": rows as i64, "fileName": file_name,
+                    "fileSize": file_size as i64, "finishedAt": now, "updatedAt": now,
+                } },
+            )
+            .await
+            .map_err(command("record finished export"))?;
+        Ok(result.matched_count == 1)
+    }
+
+    /// Records a failure with its error.
+    pub async fn fail(
+        &self,
+        key: &str,
+        account: Option<AccountId>,
+        error: &str,
+    ) -> Result<(), StoreError> {
+        let now = DateTime::now();
+        let mut set =
+            doc! { "status": "failed", "error": error, "finishedAt": now, "updatedAt": now };
+        if let Some(account) = account {
+            set.insert("accountId", account.object_id());
+        }
+        self.collection
+            .update_one(
+                doc! { "_id": key },
+                doc! { "$set": set, "$setOnInsert": { "queuedAt": now } },
+            )
+            .with_options(UpdateOptions::builder().upsert(true).build())
+            .await
+            .map_err(command("record failed export"))?;
+        Ok(())
+    }
+
+    /// Cancels `key` if it is queued or running; false otherwise.
+    pub async fn cancel(&self, key: &str) -> Result<bool, StoreError> {
+        let now = DateTime::now();
+        let result = self
+            .collection
+            .update_one(
+                doc! { "_id": key, "status": { "$in": ["queued", "running"] } },
+                doc! { "$set": { "status": "cancelled", "cancelledAt": now, "updatedAt": now } },
+            )
+            .await
+            .map_err(command("cancel export"))?;
+        Ok(result.matched_count == 1)
+    }
+}
+
+/// `processed` as a percentage of `total`, one decimal.
+pub fn percent(processed: u64, total: u64) -> f64 {
+    if total == 0 {
+        100.0
+    } else {
+        ((processed as f64 / total as f64) * 1000.0).round() / 10.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::percent;
+
+    #[test]
+    fn percent_rounds_to_one_decimal_and_handles_empty_exports() {
+        assert_eq!(percent(1, 3), 33.3);
+        assert_eq!(percent(3, 3), 100.0);
+        assert_eq!(percent(0, 0), 100.0);
+    }
+}

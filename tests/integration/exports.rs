@@ -1,0 +1,459 @@
+//! Export jobs end to end: MongoDB collection → CSV file, status record and
+//! events at the push sandbox.
+
+use std::{collections::HashSet, path::PathBuf, time::Duration};
+
+use herald::export::status::ExportStatusStore;
+use herald_jobs::{AccountId, Export, Producer, QueueName};
+use mongodb::bson::{doc, oid::ObjectId, DateTime, Document};
+use serde_json::json;
+
+use crate::helpers::{env_with, wait_for, TestEnv};
+
+/// Rows of account A and of account B in the seeded collection.
+const ROWS_A: usize = 12_000;
+const ROWS_B: usize = 8_000;
+
+/// 2026-01-02 03:04:05 UTC.
+const BASE_MILLIS: i64 = 1_767_323_045_000;
+
+struct Seeded {
+    a: AccountId,
+    a_ids: HashSet<String>,
+}
+
+/// Inserts 20,000 `customer` documents across two accounts.
+async fn seed(env: &TestEnv) -> Seeded {
+    let a = AccountId::from(ObjectId::new());
+    let b = AccountId::from(ObjectId::new());
+    let collection = env.database.collection::<Document>("customer");
+    let mut a_ids = HashSet::new();
+    let mut batch = Vec::new();
+    for i in 0..(ROWS_A + ROWS_B) {
+        let (account, seq) = if i < ROWS_A { (a, i) } else { (b, i - ROWS_A) };
+        let id = ObjectId::new();
+        if account == a {
+            a_ids.insert(id.to_hex());
+        }
+        let mut d = doc! {
+            "_id": id,
+            "accountId": account.object_id(),
+            "seq": seq as i32,
+            "name": format!("客户 {seq}"),
+            "profile": { "city": if seq % 2 == 0 { "上海" } else { "Beijing" } },
+            "tags": ["vip", format!("t{}", seq % 3)],
+            "createdAt": DateTime::from_millis(BASE_MILLIS + seq as i64 * 1000),
+        };
+        if seq % 100 == 7 {
+            d.insert("note", "=HYPERLINK(\"http://evil\")");
+        } else if seq % 2 == 0 {
+            d.insert("note", "plain");
+        } // odd, non-7 rows have no note: a missing value.
+        batch.push(d);
+        if batch.len() == 5_000 {
+            collection
+                .insert_many(std::mem::take(&mut batch))
+                .await
+                .unwrap();
+        }
+    }
+    if !batch.is_empty() {
+        collection.insert_many(batch).await.unwrap();
+    }
+    Seeded { a, a_ids }
+}
+
+fn export_job(account: AccountId, key: &str) -> Export {
+    serde_json::from_value(json!({
+        "accountId": account.to_hex(),
+        "key": key,
+        "collection": "customer",
+        "filter": {},
+        "fields": [
+            { "path": "seq", "title": "No." },
+            { "path": "_id", "title": "Id" },
+            { "path": "name", "title": "姓名" },
+            { "path": "profile.city", "title": "City" },
+            { "path": "tags", "title": "Tags" },
+            { "path": "createdAt", "title": "Created" },
+            { "path": "note", "title": "Note" },
+        ],
+        "sort": [ { "path": "seq", "order": "desc" } ],
+        "timeZone": "Asia/Shanghai",
+    }))
+    .unwrap()
+}
+
+async fn enqueue(env: &TestEnv, job: Export) {
+    let status = ExportStatusStore::new(&env.database);
+    status
+        .queued(
+            AccountId::parse(&job.account_id).unwrap(),
+            &job.key,
+            &job.collection,
+        )
+        .await
+        .unwrap();
+    let mut producer =
+        Producer::connect(&crate::helpers::redis_url(), &env.settings.redis.namespace)
+            .await
+            .unwrap();
+    producer.enqueue_export(job).await.unwrap();
+}
+
+async fn status_of(env: &TestEnv, key: &str) -> Document {
+    ExportStatusStore::new(&env.database)
+        .get(key)
+        .await
+        .unwrap()
+        .unwrap_or_default()
+}
+
+async fn wait_status(env: &TestEnv, key: &str, wanted: &str) -> Document {
+    wait_for(&format!("export {key} to be {wanted}"), || async {
+        let record = status_of(env, key).await;
+        (record.get_str("status") == Ok(wanted)).then_some(record)
+    })
+    .await
+}
+
+fn file_of(env: &TestEnv, account: AccountId, key: &str) -> PathBuf {
+    env.settings
+        .export
+        .dir
+        .join(account.to_hex())
+        .join(format!("{key}.csv"))
+}
+
+fn files_in(env: &TestEnv, account: AccountId) -> Vec<String> {
+    std::fs::read_dir(env.settings.export.dir.join(account.to_hex()))
+        .map(|entries| {
+            entries
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn number(record: &Document, field: &str) -> i64 {
+    record
+        .get(field)
+        .and_then(|v| v.as_i64().or_else(|| v.as_i32().map(i64::from)))
+        .unwrap_or(-1)
+}
+
+/// Reads the CSV: checks the BOM, returns the rows (header first).
+fn read_csv(path: &PathBuf) -> Vec<Vec<String>> {
+    let bytes = std::fs::read(path).unwrap();
+    assert!(
+        bytes.starts_with("\u{feff}".as_bytes()),
+        "the file starts with a UTF-8 BOM"
+    );
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .from_reader(&bytes[3..]);
+    reader
+        .records()
+        .map(|r| r.unwrap().iter().map(str::to_owned).collect())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_export_writes_exactly_the_accounts_rows_with_progress_and_one_finish() {
+    let mut env = env_with(&[("HERALD_EXPORT_PROGRESS_EVERY_ROWS", "2000")]).await;
+    let seeded = seed(&env).await;
+    env.start_worker().await;
+    enqueue(&env, export_job(seeded.a, "customers-a")).await;
+
+    // Sample the record while it runs: processed only grows.
+    let mut seen = Vec::new();
+    let start = std::time::Instant::now();
+    let finished = loop {
+        let record = status_of(&env, "customers-a").await;
+        seen.push(number(&record, "processed"));
+        if record.get_str("status") == Ok("finished") {
+            break record;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the export did not finish"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(
+        seen.windows(2).all(|w| w[0] <= w[1]),
+        "processed went backwards: {seen:?}"
+    );
+    assert_eq!(number(&finished, "processed"), ROWS_A as i64);
+    assert_eq!(number(&finished, "total"), ROWS_A as i64);
+    assert_eq!(number(&finished, "rows"), ROWS_A as i64);
+    assert_eq!(finished.get_f64("percent").unwrap(), 100.0);
+    assert_eq!(finished.get_str("fileName").unwrap(), "customers-a.csv");
+    for stamp in ["queuedAt", "startedAt", "finishedAt"] {
+        assert!(finished.get_datetime(stamp).is_ok(), "{stamp} is a date");
+    }
+
+    let path = file_of(&env, seeded.a, "customers-a");
+    assert_eq!(
+        number(&finished, "fileSize"),
+        std::fs::metadata(&path).unwrap().len() as i64
+    );
+    let rows = read_csv(&path);
+    assert_eq!(
+        rows[0],
+        ["No.", "Id", "姓名", "City", "Tags", "Created", "Note"]
+    );
+    assert_eq!(rows.len(), ROWS_A + 1);
+    // Only account A, each row once, in the requested order (seq descending).
+    let ids: HashSet<&str> = rows[1..].iter().map(|r| r[1].as_str()).collect();
+    assert_eq!(ids.len(), ROWS_A);
+    assert!(
+        ids.iter().all(|id| seeded.a_ids.contains(*id)),
+        "a row of another account"
+    );
+    let seqs: Vec<i64> = rows[1..].iter().map(|r| r[0].parse().unwrap()).collect();
+    assert!(seqs.windows(2).all(|w| w[0] > w[1]));
+    // Values rendered for spreadsheets.
+    let row = |seq: usize| &rows[ROWS_A - seq];
+    assert_eq!(row(0)[0], "0");
+    assert_eq!(row(0)[2], "客户 0");
+    assert_eq!(row(0)[3], "上海");
+    assert_eq!(row(1)[3], "Beijing");
+    assert_eq!(row(4)[4], "vip, t1");
+    assert_eq!(row(0)[5], "2026-01-02 11:04:05", "Asia/Shanghai time");
+    assert_eq!(
+        row(7)[6],
+        "'=HYPERLINK(\"http://evil\")",
+        "formula neutralised"
+    );
+    assert_eq!(row(2)[6], "plain");
+    assert_eq!(row(3)[6], "", "missing value");
+    assert_eq!(row(0)[1].len(), 24, "ObjectId as hex");
+
+    // Events: progress first, then exactly one export_finish with the key.
+    let finish = wait_for("export_finish", || async {
+        let events = env.delivered("export_finish").await;
+        (!events.is_empty()).then_some(events)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let events = env.sandbox_requests().await;
+    let finishes: Vec<_> = events
+        .iter()
+        .filter(|e| e.name.as_deref() == Some("export_finish"))
+        .collect();
+    assert_eq!(finishes.len(), 1);
+    assert_eq!(finish[0].data, json!({ "key": "customers-a" }));
+    assert_eq!(
+        finish[0].channels,
+        vec![format!("presence-message-wm-global{}", seeded.a)]
+    );
+    let progress: Vec<_> = events
+        .iter()
+        .filter(|e| e.name.as_deref() == Some("export_progress"))
+        .collect();
+    assert!(!progress.is_empty(), "progress events were sent");
+    assert!(
+        progress.iter().all(|p| p.seq < finishes[0].seq),
+        "progress comes before finish"
+    );
+    let processed: Vec<i64> = progress
+        .iter()
+        .map(|p| p.data["processed"].as_i64().unwrap())
+        .collect();
+    assert!(processed.windows(2).all(|w| w[0] < w[1]), "{processed:?}");
+    assert!(progress
+        .iter()
+        .all(|p| p.data["key"] == "customers-a" && p.data["total"] == ROWS_A));
+    assert_eq!(
+        files_in(&env, seeded.a),
+        ["customers-a.csv"],
+        "no partial file left"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_collection_or_a_where_filter_fails_with_a_recorded_error_and_export_failed() {
+    let mut env = env_with(&[]).await;
+    env.start_worker().await;
+    let account = AccountId::from(ObjectId::new());
+    let mut unknown = export_job(account, "bad-collection");
+    unknown.collection = "users".into();
+    let mut javascript = export_job(account, "bad-filter");
+    javascript.filter = json!({ "$where": "this.seq > 1" });
+    for job in [unknown, javascript] {
+        env.push_raw_to(QueueName::Export, serde_json::to_value(job).unwrap())
+            .await;
+    }
+
+    let collection_failure = wait_status(&env, "bad-collection", "failed").await;
+    assert!(collection_failure
+        .get_str("error")
+        .unwrap()
+        .contains("allow-list"));
+    let filter_failure = wait_status(&env, "bad-filter", "failed").await;
+    assert!(filter_failure.get_str("error").unwrap().contains("$where"));
+
+    let failed = wait_for("two export_failed events", || async {
+        let events = env.delivered("export_failed").await;
+        (events.len() == 2).then_some(events)
+    })
+    .await;
+    let keys: HashSet<&str> = failed
+        .iter()
+        .map(|e| e.data["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(keys, HashSet::from(["bad-collection", "bad-filter"]));
+    assert!(failed
+        .iter()
+        .all(|e| e.data["error"].as_str().is_some_and(|s| !s.is_empty())));
+    assert!(env.delivered("export_finish").await.is_empty());
+    assert_eq!(
+        env.queue_set(QueueName::Export, "dead").await.len(),
+        2,
+        "not retried"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_in_the_middle_stops_the_export_and_leaves_no_file() {
+    let mut env = env_with(&[
+        ("HERALD_EXPORT_BATCH_SIZE", "100"),
+        ("HERALD_EXPORT_PROGRESS_EVERY_ROWS", "500"),
+    ])
+    .await;
+    let seeded = seed(&env).await;
+    // Each progress event takes 300 ms at the provider: the export is slow.
+    env.script_failures(None, 300, 1000).await;
+    env.start_worker().await;
+    enqueue(&env, export_job(seeded.a, "to-cancel")).await;
+    wait_for("the export to be under way", || async {
+        let record = status_of(&env, "to-cancel").await;
+        (record.get_str("status") == Ok("running") && number(&record, "processed") >= 1000)
+            .then_some(())
+    })
+    .await;
+
+    let output = env.run_herald(&["export", "cancel", "to-cancel"], &[]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    wait_for("the export to stop", || async {
+        (env.queue_set(QueueName::Export, "done").await.len() == 1).then_some(())
+    })
+    .await;
+    let record = status_of(&env, "to-cancel").await;
+    assert_eq!(record.get_str("status").unwrap(), "cancelled");
+    assert!(
+        number(&record, "processed") < ROWS_A as i64,
+        "stopped before the end"
+    );
+    assert!(!file_of(&env, seeded.a, "to-cancel").exists());
+    assert!(files_in(&env, seeded.a).is_empty(), "partial file removed");
+    assert!(env.delivered("export_finish").await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_mid_export_is_replaced_and_the_export_finishes_with_one_correct_file() {
+    let mut env = env_with(&[
+        ("HERALD_EXPORT_BATCH_SIZE", "100"),
+        ("HERALD_EXPORT_PROGRESS_EVERY_ROWS", "500"),
+    ])
+    .await;
+    let seeded = seed(&env).await;
+    env.script_failures(None, 300, 6).await;
+    let log = std::env::temp_dir().join(format!("{}-export-kill.log", env.namespace));
+    let mut first = env.spawn_herald_logged(&["worker"], &[], &log);
+    enqueue(&env, export_job(seeded.a, "survivor")).await;
+    wait_for("the first worker to be mid-export", || async {
+        let record = status_of(&env, "survivor").await;
+        (number(&record, "processed") >= 1000).then_some(())
+    })
+    .await;
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let _ = std::fs::remove_file(&log);
+
+    env.start_worker().await;
+    let record = wait_status(&env, "survivor", "finished").await;
+    assert_eq!(number(&record, "rows"), ROWS_A as i64);
+    let rows = read_csv(&file_of(&env, seeded.a, "survivor"));
+    assert_eq!(rows.len(), ROWS_A + 1);
+    let ids: HashSet<&str> = rows[1..].iter().map(|r| r[1].as_str()).collect();
+    assert_eq!(ids.len(), ROWS_A, "each row once");
+    assert_eq!(
+        files_in(&env, seeded.a),
+        ["survivor.csv"],
+        "the crashed run's partial file is gone"
+    );
+    wait_for("export_finish", || async {
+        (env.delivered("export_finish").await.len() == 1).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_enqueues_follows_and_reports_an_export() {
+    let mut env = env_with(&[]).await;
+    let seeded = seed(&env).await;
+    env.start_worker().await;
+    let account = seeded.a.to_hex();
+    let output = env.run_herald(
+        &[
+            "enqueue",
+            "export",
+            "--account",
+            &account,
+            "--collection",
+            "customer",
+            "--field",
+            "seq=No.",
+            "--field",
+            "profile.city=City",
+            "--filter",
+            r#"{"seq": {"$lt": 10}}"#,
+            "--sort",
+            "seq:desc",
+            "--key",
+            "cli-export",
+            "--follow",
+        ],
+        &[],
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(stdout.trim(), "cli-export", "stdout is the key");
+    let rows = read_csv(&file_of(&env, seeded.a, "cli-export"));
+    assert_eq!(rows.len(), 11);
+    assert_eq!(rows[1], ["9", "Beijing"]);
+
+    let output = env.run_herald(&["export", "status", "cli-export"], &[]);
+    let record: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(record["status"], "finished");
+    assert_eq!(record["rows"], 10);
+
+    let output = env.run_herald(&["export", "status", "nope"], &[]);
+    assert!(!output.status.success());
+    let output = env.run_herald(
+        &[
+            "enqueue",
+            "export",
+            "--account",
+            &account,
+            "--collection",
+            "secrets",
+            "--field",
+            "a=A",
+        ],
+        &[],
+    );
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("allow-list"));
+}
