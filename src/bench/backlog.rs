@@ -37,7 +37,9 @@ pub struct BacklogReport {
 }
 
 /// Runs the backlog workload with `settings` (Redis, MongoDB, worker tuning).
-pub async fn run(settings: &Settings, jobs: u64) -> Result<BacklogReport, BenchError> {
+/// With `live`, the worker starts before the jobs are enqueued (jobs arrive
+/// while it runs) and the clock runs from the first enqueue.
+pub async fn run(settings: &Settings, jobs: u64, live: bool) -> Result<BacklogReport, BenchError> {
     let suffix = mongodb::bson::oid::ObjectId::new().to_hex();
     let mut settings = settings.clone();
     settings.redis.namespace = Namespace::parse(&format!("herald-bench-{suffix}"))
@@ -59,7 +61,7 @@ pub async fn run(settings: &Settings, jobs: u64) -> Result<BacklogReport, BenchE
     let database = store::connect(&settings.mongodb)
         .await
         .map_err(|e| BenchError::Enqueue(e.to_string()))?;
-    let result = drain(&settings, &database, &sandbox_url, jobs).await;
+    let result = drain(&settings, &database, &sandbox_url, jobs, live).await;
 
     let _ = database.drop().await;
     let mut conn = crate::queue::connect(&settings).await?;
@@ -68,11 +70,21 @@ pub async fn run(settings: &Settings, jobs: u64) -> Result<BacklogReport, BenchE
     result
 }
 
+fn spawn_worker(
+    settings: &Settings,
+    stopped: tokio::sync::oneshot::Receiver<()>,
+) -> tokio::task::JoinHandle<Result<(), worker::WorkerError>> {
+    tokio::spawn(worker::run(settings.clone(), async move {
+        let _ = stopped.await;
+    }))
+}
+
 async fn drain(
     settings: &Settings,
     database: &mongodb::Database,
     sandbox_url: &str,
     jobs: u64,
+    live: bool,
 ) -> Result<BacklogReport, BenchError> {
     let account = AccountId::from(mongodb::bson::oid::ObjectId::new());
     let messages: Vec<SendMessage> = (0..jobs)
@@ -81,7 +93,14 @@ async fn drain(
     let mut producer = Producer::connect(&settings.redis.url, &settings.redis.namespace)
         .await
         .map_err(|e| BenchError::Enqueue(e.to_string()))?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let mut stopped = Some(stopped);
+    let mut running = None;
+    if live {
+        running = stopped.take().map(|rx| spawn_worker(settings, rx));
+    }
     let start = Instant::now();
+    let enqueue_start = start;
     producer
         .enqueue_messages(messages)
         .await
@@ -89,14 +108,13 @@ async fn drain(
     let enqueue = Row {
         name: "enqueue (herald-jobs producer, bulk)".into(),
         count: jobs,
-        elapsed: start.elapsed(),
+        elapsed: enqueue_start.elapsed(),
     };
-
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let start = Instant::now();
-    let running = tokio::spawn(worker::run(settings.clone(), async move {
-        let _ = stopped.await;
-    }));
+    let (start, running) = match (running, stopped.take()) {
+        (Some(running), _) => (enqueue_start, running),
+        (None, Some(rx)) => (Instant::now(), spawn_worker(settings, rx)),
+        (None, None) => return Err(BenchError::Stuck("the worker could not start".into())),
+    };
     let collection = database.collection::<mongodb::bson::Document>(MESSAGE_COLLECTION);
     let http = reqwest::Client::new();
     loop {
@@ -124,7 +142,11 @@ async fn drain(
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let drain = Row {
-        name: "drain: stored in MongoDB and pushed".into(),
+        name: if live {
+            "enqueued while running: stored and pushed".into()
+        } else {
+            "drain: stored in MongoDB and pushed".into()
+        },
         count: jobs,
         elapsed: start.elapsed(),
     };

@@ -24,6 +24,9 @@ pub struct BacklogArgs {
     /// send_message jobs in the backlog.
     #[arg(long, default_value_t = 100_000)]
     jobs: u64,
+    /// Start the worker first, so the jobs arrive while it runs.
+    #[arg(long)]
+    live: bool,
 }
 
 #[derive(Debug, Args)]
@@ -48,7 +51,7 @@ pub struct QueueArgs {
 pub async fn run(command: BenchCommand, settings: &Settings) -> anyhow::Result<ExitCode> {
     match command {
         BenchCommand::Backlog(args) => {
-            let report = bench::backlog::run(settings, args.jobs)
+            let report = bench::backlog::run(settings, args.jobs, args.live)
                 .await
                 .context("backlog benchmark")?;
             bench::print_table(
