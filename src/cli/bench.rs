@@ -56,8 +56,13 @@ pub async fn run(command: BenchCommand, settings: &Settings) -> anyhow::Result<E
                 .context("backlog benchmark")?;
             bench::print_table(
                 &format!(
-                    "Backlog of {} send_message jobs, one worker process",
-                    args.jobs
+                    "{} send_message jobs enqueued {}, one worker process",
+                    args.jobs,
+                    if args.live {
+                        "while the worker runs"
+                    } else {
+                        "with no worker running"
+                    }
                 ),
                 &[report.enqueue, report.drain],
             );
