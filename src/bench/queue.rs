@@ -113,6 +113,57 @@ fn payloads(n: u64) -> Vec<Value> {
     (0..n).map(|i| serde_json::json!({ "n": i })).collect()
 }
 
+/// A worker running in the background and the switch that stops it.
+type Running = (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<Result<(), WorkerError>>,
+);
+
+/// A signal future for `run_until`, completed through the returned sender.
+fn stop_switch() -> (
+    tokio::sync::oneshot::Sender<()>,
+    impl std::future::Future<Output = Result<(), WorkerError>> + Send + 'static,
+) {
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    (tx, async move {
+        let _ = rx.await;
+        Ok(())
+    })
+}
+
+/// The fixed workload on `queue`: per round, `enqueue(n)` with no worker
+/// running, then `start(round)` a worker, timed until the round is done.
+async fn timed_rounds<E, EF, S>(
+    conn: &ConnectionManager,
+    namespace: &str,
+    queue: &str,
+    workload: Workload,
+    mut enqueue: E,
+    mut start: S,
+) -> Result<(u64, Duration), BenchError>
+where
+    E: FnMut(u64) -> EF,
+    EF: std::future::Future<Output = Result<(), BenchError>>,
+    S: FnMut(u64) -> Running,
+{
+    let mut control = conn.clone();
+    let mut elapsed = Duration::ZERO;
+    let mut done = 0;
+    while done < workload.jobs {
+        let n = workload.round.min(workload.jobs - done);
+        enqueue(n).await?;
+        let clock = Instant::now();
+        let (stop, running) = start(done);
+        wait_done(&mut control, queue, done + n).await?;
+        elapsed += clock.elapsed();
+        let _ = stop.send(());
+        let _ = running.await;
+        done += n;
+    }
+    cleanup(&mut control, namespace).await?;
+    Ok((done, elapsed))
+}
+
 /// Plain apalis-redis with its defaults (batch `batch`; 10 is its default).
 pub async fn apalis_redis_baseline(
     conn: ConnectionManager,
@@ -124,38 +175,30 @@ pub async fn apalis_redis_baseline(
     let config = apalis_redis::Config::default()
         .queue(&queue)
         .batch_size(batch);
-    let mut control = conn.clone();
-    let mut elapsed = Duration::ZERO;
-    let mut done = 0;
-    while done < workload.jobs {
-        let n = workload.round.min(workload.jobs - done);
+    let enqueue = |n: u64| {
         let mut producer = RedisStorage::<Value>::new(conn.clone()).with_config(config.clone());
-        for chunk in payloads(n).chunks(1000) {
-            producer
-                .push_bulk(chunk.to_vec())
-                .await
-                .map_err(|e| BenchError::Enqueue(e.to_string()))?;
+        async move {
+            for chunk in payloads(n).chunks(1000) {
+                producer
+                    .push_bulk(chunk.to_vec())
+                    .await
+                    .map_err(|e| BenchError::Enqueue(e.to_string()))?;
+            }
+            Ok(())
         }
+    };
+    let start = |round: u64| {
         let backend = RedisStorage::<Value>::new(conn.clone()).with_config(config.clone());
-        let worker = WorkerBuilder::new(format!("bench-apalis-{done}"))
+        let worker = WorkerBuilder::new(format!("bench-apalis-{round}"))
             .backend(backend)
             .build(noop);
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let start = Instant::now();
-        let running = tokio::spawn(worker.run_until(async move {
-            let _ = rx.await;
-            Ok::<(), WorkerError>(())
-        }));
-        wait_done(&mut control, &queue, done + n).await?;
-        elapsed += start.elapsed();
-        let _ = tx.send(());
-        let _ = running.await;
-        done += n;
-    }
-    cleanup(&mut control, &ns).await?;
+        let (stop, signal) = stop_switch();
+        (stop, tokio::spawn(worker.run_until(signal)))
+    };
+    let (count, elapsed) = timed_rounds(&conn, &ns, &queue, workload, enqueue, start).await?;
     Ok(Row {
         name: format!("plain apalis-redis 1.0, batch {batch}"),
-        count: done,
+        count,
         elapsed,
     })
 }
@@ -172,39 +215,30 @@ pub async fn herald_queue(
     let queue = format!("{ns}:noop");
     let mut config = QueueConfig::new(&queue);
     config.batch_size = batch;
-    let mut control = conn.clone();
-    let mut elapsed = Duration::ZERO;
-    let mut done = 0;
-    while done < workload.jobs {
-        let n = workload.round.min(workload.jobs - done);
+    let enqueue = |n: u64| {
         let mut producer = RedisQueue::<Value>::new(conn.clone(), config.clone());
-        producer
-            .push_bulk(payloads(n))
-            .await
-            .map_err(|e| BenchError::Enqueue(e.to_string()))?;
+        async move {
+            producer
+                .push_bulk(payloads(n))
+                .await
+                .map_err(|e| BenchError::Enqueue(e.to_string()))
+        }
+    };
+    let start = |round: u64| {
         let backend = RedisQueue::<Value>::new(conn.clone(), config.clone())
             .poll_with_interval(Duration::from_millis(100));
-        let worker = WorkerBuilder::new(format!("bench-herald-{done}"))
+        let worker = WorkerBuilder::new(format!("bench-herald-{round}"))
             .backend(backend)
             .concurrency(concurrency)
             .parallelize(tokio::spawn)
             .build(noop);
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let start = Instant::now();
-        let running = tokio::spawn(worker.run_until(async move {
-            let _ = rx.await;
-            Ok::<(), WorkerError>(())
-        }));
-        wait_done(&mut control, &queue, done + n).await?;
-        elapsed += start.elapsed();
-        let _ = tx.send(());
-        let _ = running.await;
-        done += n;
-    }
-    cleanup(&mut control, &ns).await?;
+        let (stop, signal) = stop_switch();
+        (stop, tokio::spawn(worker.run_until(signal)))
+    };
+    let (count, elapsed) = timed_rounds(&conn, &ns, &queue, workload, enqueue, start).await?;
     Ok(Row {
         name: format!("herald queue, batch {batch}, concurrency {concurrency}"),
-        count: done,
+        count,
         elapsed,
     })
 }

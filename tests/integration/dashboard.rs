@@ -34,8 +34,33 @@ async fn fix_credentials(env: &mut TestEnv) {
     env.start_worker_with(settings).await;
 }
 
-fn bearer(request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
-    request.bearer_auth(WEB_TOKEN)
+async fn api_get(env: &TestEnv, url: String) -> reqwest::Response {
+    env.http
+        .get(url)
+        .bearer_auth(WEB_TOKEN)
+        .send()
+        .await
+        .expect("dashboard answers")
+}
+
+async fn api_get_json(env: &TestEnv, url: String) -> Value {
+    api_get(env, url).await.json().await.expect("JSON")
+}
+
+async fn api_post(env: &TestEnv, url: String, body: Option<&Value>) -> reqwest::Response {
+    let mut request = env.http.post(url).bearer_auth(WEB_TOKEN);
+    if let Some(body) = body {
+        request = request.json(body);
+    }
+    request.send().await.expect("dashboard answers")
+}
+
+async fn api_post_json(env: &TestEnv, url: String, body: &Value) -> Value {
+    api_post(env, url, Some(body))
+        .await
+        .json()
+        .await
+        .expect("JSON")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -43,13 +68,7 @@ async fn a_failed_push_is_listed_retried_after_the_fix_and_delivered_once() {
     let (mut env, dead) = env_with_failed_pushes(1).await;
     let web = env.start_web().await;
 
-    let listed: Value = bearer(env.http.get(format!("{web}/api/v1/queues/push/failed")))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed: Value = api_get_json(&env, format!("{web}/api/v1/queues/push/failed")).await;
     assert_eq!(listed["total"], 1);
     let row = &listed["jobs"][0];
     assert_eq!(row["id"], json!(dead[0]));
@@ -62,28 +81,19 @@ async fn a_failed_push_is_listed_retried_after_the_fix_and_delivered_once() {
     assert!(row["last_error"].as_str().unwrap().contains("401"), "{row}");
     assert!(row["failed_at"].as_f64().is_some());
 
-    let detail: Value = bearer(
-        env.http
-            .get(format!("{web}/api/v1/queues/push/jobs/{}", dead[0])),
-    )
-    .send()
-    .await
-    .unwrap()
-    .json()
-    .await
-    .unwrap();
+    let detail: Value =
+        api_get_json(&env, format!("{web}/api/v1/queues/push/jobs/{}", dead[0])).await;
     assert_eq!(detail["state"], "failed");
     assert_eq!(detail["payload"]["event"]["name"], "new_message");
     assert_eq!(detail["history"][0]["status"], "Killed");
 
     fix_credentials(&mut env).await;
-    let retried = bearer(
-        env.http
-            .post(format!("{web}/api/v1/queues/push/failed/{}/retry", dead[0])),
+    let retried = api_post(
+        &env,
+        format!("{web}/api/v1/queues/push/failed/{}/retry", dead[0]),
+        None,
     )
-    .send()
-    .await
-    .unwrap();
+    .await;
     assert_eq!(retried.status(), StatusCode::OK);
     wait_for("the retried push", || async {
         (env.delivered("new_message").await.len() == 1).then_some(())
@@ -98,13 +108,12 @@ async fn a_failed_push_is_listed_retried_after_the_fix_and_delivered_once() {
     assert!(env.queue_set(QueueName::Push, "dead").await.is_empty());
 
     // Retrying it again is a 404: it is no longer failed.
-    let again = bearer(
-        env.http
-            .post(format!("{web}/api/v1/queues/push/failed/{}/retry", dead[0])),
+    let again = api_post(
+        &env,
+        format!("{web}/api/v1/queues/push/failed/{}/retry", dead[0]),
+        None,
     )
-    .send()
-    .await
-    .unwrap();
+    .await;
     assert_eq!(again.status(), StatusCode::NOT_FOUND);
 }
 
@@ -114,43 +123,31 @@ async fn retry_selected_and_retry_all_send_every_chosen_push() {
     let web = env.start_web().await;
     fix_credentials(&mut env).await;
 
-    let response: Value = bearer(
-        env.http
-            .post(format!("{web}/api/v1/queues/push/failed/retry")),
+    let response: Value = api_post_json(
+        &env,
+        format!("{web}/api/v1/queues/push/failed/retry"),
+        &json!({ "ids": [dead[0]] }),
     )
-    .json(&json!({ "ids": [dead[0]] }))
-    .send()
-    .await
-    .unwrap()
-    .json()
-    .await
-    .unwrap();
+    .await;
     assert_eq!(response["retried"], 1);
-    let response: Value = bearer(
-        env.http
-            .post(format!("{web}/api/v1/queues/push/failed/retry")),
+    let response: Value = api_post_json(
+        &env,
+        format!("{web}/api/v1/queues/push/failed/retry"),
+        &json!({ "all": true }),
     )
-    .json(&json!({ "all": true }))
-    .send()
-    .await
-    .unwrap()
-    .json()
-    .await
-    .unwrap();
+    .await;
     assert_eq!(response["retried"], 2);
     wait_for("every retried push", || async {
         (env.delivered("new_message").await.len() == 3).then_some(())
     })
     .await;
 
-    let bad = bearer(
-        env.http
-            .post(format!("{web}/api/v1/queues/push/failed/retry")),
+    let bad = api_post(
+        &env,
+        format!("{web}/api/v1/queues/push/failed/retry"),
+        Some(&json!({})),
     )
-    .json(&json!({}))
-    .send()
-    .await
-    .unwrap();
+    .await;
     assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
 }
 
@@ -158,32 +155,24 @@ async fn retry_selected_and_retry_all_send_every_chosen_push() {
 async fn discard_removes_a_failed_push_for_good() {
     let (env, dead) = env_with_failed_pushes(1).await;
     let web = env.start_web().await;
-    let response = bearer(env.http.post(format!(
-        "{web}/api/v1/queues/push/failed/{}/discard",
-        dead[0]
-    )))
-    .send()
-    .await
-    .unwrap();
+    let response = api_post(
+        &env,
+        format!("{web}/api/v1/queues/push/failed/{}/discard", dead[0]),
+        None,
+    )
+    .await;
     assert_eq!(response.status(), StatusCode::OK);
     assert!(env.queue_set(QueueName::Push, "dead").await.is_empty());
-    let detail = bearer(
-        env.http
-            .get(format!("{web}/api/v1/queues/push/jobs/{}", dead[0])),
-    )
-    .send()
-    .await
-    .unwrap();
+    let detail = api_get(&env, format!("{web}/api/v1/queues/push/jobs/{}", dead[0])).await;
     assert_eq!(detail.status(), StatusCode::NOT_FOUND);
     assert!(env.job_meta(QueueName::Push, &dead[0]).await.is_empty());
     // And a retry cannot bring it back.
-    let retry = bearer(
-        env.http
-            .post(format!("{web}/api/v1/queues/push/failed/{}/retry", dead[0])),
+    let retry = api_post(
+        &env,
+        format!("{web}/api/v1/queues/push/failed/{}/retry", dead[0]),
+        None,
     )
-    .send()
-    .await
-    .unwrap();
+    .await;
     assert_eq!(retry.status(), StatusCode::NOT_FOUND);
 }
 
