@@ -12,7 +12,7 @@ use herald_jobs::QueueName;
 
 #[derive(Debug, Args)]
 pub struct FailedArgs {
-    /// Queue: push or send_message.
+    /// Queue: push, send_message or export.
     #[arg(long, global = true, default_value = "push", value_parser = parse_queue)]
     queue: QueueName,
     #[command(subcommand)]
@@ -51,7 +51,7 @@ fn parse_queue(s: &str) -> Result<QueueName, String> {
         .iter()
         .copied()
         .find(|q| q.as_str() == s)
-        .ok_or_else(|| format!("'{s}' is not a queue (push, send_message)"))
+        .ok_or_else(|| format!("'{s}' is not a queue (push, send_message, export)"))
 }
 
 pub async fn run(args: FailedArgs, settings: &Settings) -> anyhow::Result<ExitCode> {

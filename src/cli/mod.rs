@@ -26,7 +26,7 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the worker: consume the send_message and push queues until SIGTERM/SIGINT.
+    /// Run the worker: consume the send_message, push and export queues until SIGTERM/SIGINT.
     Worker,
     /// Put a job on a queue (for scripts and manual tests).
     #[command(subcommand)]
