@@ -7,31 +7,32 @@ fn event() -> serde_json::Value {
     json!({ "name": "ping", "data": { "n": 1 }, "channels": ["c1"] })
 }
 
+/// POSTs `body` to the sandbox's events endpoint with `secret` (if any).
+async fn send(
+    env: &crate::helpers::TestEnv,
+    secret: Option<&str>,
+    body: &serde_json::Value,
+) -> reqwest::Response {
+    let mut request = env
+        .http
+        .post(format!("{}/v2/open/engine/events", env.sandbox_url))
+        .json(body);
+    if let Some(secret) = secret {
+        request = request.basic_auth(APP_ID, Some(secret));
+    }
+    request.send().await.expect("sandbox answers")
+}
+
 #[tokio::test]
 async fn it_accepts_the_right_credentials_rejects_wrong_ones_and_records_both() {
     let env = env().await;
-    let url = format!("{}/v2/open/engine/events", env.sandbox_url);
-    let ok = env
-        .http
-        .post(&url)
-        .basic_auth(APP_ID, Some(SECRET))
-        .json(&event())
-        .send()
-        .await
-        .unwrap();
+    let ok = send(&env, Some(SECRET), &event()).await;
     assert_eq!(ok.status(), 200);
     assert_eq!(ok.text().await.unwrap(), "OK");
 
-    let denied = env
-        .http
-        .post(&url)
-        .basic_auth(APP_ID, Some("nope"))
-        .json(&event())
-        .send()
-        .await
-        .unwrap();
+    let denied = send(&env, Some("nope"), &event()).await;
     assert_eq!(denied.status(), 401);
-    let anonymous = env.http.post(&url).json(&event()).send().await.unwrap();
+    let anonymous = send(&env, None, &event()).await;
     assert_eq!(anonymous.status(), 401);
 
     let recorded = env.sandbox_requests().await;
@@ -46,20 +47,12 @@ async fn it_accepts_the_right_credentials_rejects_wrong_ones_and_records_both() 
 #[tokio::test]
 async fn malformed_events_get_400() {
     let env = env().await;
-    let url = format!("{}/v2/open/engine/events", env.sandbox_url);
     for body in [
         json!({"name": "x"}),
         json!({"name": "", "data": {}, "channels": ["c"]}),
         json!({"name": "x", "data": {}, "channels": []}),
     ] {
-        let response = env
-            .http
-            .post(&url)
-            .basic_auth(APP_ID, Some(SECRET))
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
+        let response = send(&env, Some(SECRET), &body).await;
         assert_eq!(response.status(), 400, "{body}");
     }
 }
@@ -68,17 +61,9 @@ async fn malformed_events_get_400() {
 async fn scripted_failures_apply_to_the_next_n_requests_then_stop() {
     let env = env().await;
     env.script_failures(Some(503), 0, 2).await;
-    let url = format!("{}/v2/open/engine/events", env.sandbox_url);
     let mut statuses = Vec::new();
     for _ in 0..3 {
-        let response = env
-            .http
-            .post(&url)
-            .basic_auth(APP_ID, Some(SECRET))
-            .json(&event())
-            .send()
-            .await
-            .unwrap();
+        let response = send(&env, Some(SECRET), &event()).await;
         statuses.push(response.status().as_u16());
     }
     assert_eq!(statuses, vec![503, 503, 200]);
@@ -86,14 +71,7 @@ async fn scripted_failures_apply_to_the_next_n_requests_then_stop() {
     // A delay without a status answers normally, late.
     env.script_failures(None, 300, 1).await;
     let start = std::time::Instant::now();
-    let response = env
-        .http
-        .post(&url)
-        .basic_auth(APP_ID, Some(SECRET))
-        .json(&event())
-        .send()
-        .await
-        .unwrap();
+    let response = send(&env, Some(SECRET), &event()).await;
     assert_eq!(response.status(), 200);
     assert!(start.elapsed() >= std::time::Duration::from_millis(300));
 }
@@ -105,13 +83,7 @@ async fn the_page_and_the_clear_endpoint_work() {
     assert_eq!(page.status(), 200);
     assert!(page.text().await.unwrap().contains("Herald push sandbox"));
 
-    env.http
-        .post(format!("{}/v2/open/engine/events", env.sandbox_url))
-        .basic_auth(APP_ID, Some(SECRET))
-        .json(&event())
-        .send()
-        .await
-        .unwrap();
+    send(&env, Some(SECRET), &event()).await;
     assert_eq!(env.sandbox_requests().await.len(), 1);
     let cleared = env
         .http
