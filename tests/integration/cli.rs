@@ -61,55 +61,30 @@ async fn enqueue_message_prints_the_id_and_the_worker_stores_that_message() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn enqueue_refuses_bad_input_naming_it_and_enqueues_nothing() {
     let env = env().await;
-    let output = env.run_herald(
-        &[
+    let good = account().to_hex();
+    // (account, title, status) and what the error must mention.
+    let cases = [
+        ("nothex", "t", "success", "accountId"),
+        (good.as_str(), " ", "success", "`title`"),
+        (good.as_str(), "t", "info", "info"),
+    ];
+    for (account, title, status, expected) in cases {
+        let args = [
             "enqueue",
             "message",
             "--account",
-            "nothex",
+            account,
             "--title",
-            "t",
-            "--content",
-            "c",
-        ],
-        &[],
-    );
-    assert!(!output.status.success());
-    assert!(stderr(&output).contains("accountId"), "{}", stderr(&output));
-
-    let output = env.run_herald(
-        &[
-            "enqueue",
-            "message",
-            "--account",
-            &account().to_hex(),
-            "--title",
-            " ",
-            "--content",
-            "c",
-        ],
-        &[],
-    );
-    assert!(!output.status.success());
-    assert!(stderr(&output).contains("`title`"), "{}", stderr(&output));
-
-    let output = env.run_herald(
-        &[
-            "enqueue",
-            "message",
-            "--account",
-            &account().to_hex(),
-            "--title",
-            "t",
+            title,
             "--content",
             "c",
             "--status",
-            "info",
-        ],
-        &[],
-    );
-    assert!(!output.status.success());
-    assert!(stderr(&output).contains("info"), "{}", stderr(&output));
+            status,
+        ];
+        let output = env.run_herald(&args, &[]);
+        assert!(!output.status.success(), "{args:?} was accepted");
+        assert!(stderr(&output).contains(expected), "{}", stderr(&output));
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
