@@ -47,6 +47,7 @@ pub const SETTING_KEYS: &[&str] = &[
     "log.level",
     "web.bind",
     "web.token",
+    "web.max_body_bytes",
     "export.dir",
     "export.collections",
     "export.account_field",
@@ -144,6 +145,8 @@ pub struct WebSettings {
     /// The operator token (API bearer token and dashboard login); `None`
     /// when unset, in which case `herald web` refuses to start.
     pub token: Option<SecretString>,
+    /// Largest request body the API accepts, in bytes; larger ones get 413.
+    pub max_body_bytes: usize,
 }
 
 /// Redis connection and key namespace.
@@ -258,6 +261,7 @@ struct RawExport {
 struct RawWeb {
     bind: String,
     token: String,
+    max_body_bytes: usize,
 }
 
 #[derive(Debug, Deserialize)]
@@ -526,6 +530,7 @@ impl RawSettings {
                 })?,
                 token: (!self.web.token.trim().is_empty())
                     .then(|| SecretString::from(self.web.token)),
+                max_body_bytes: positive_usize("web.max_body_bytes", self.web.max_body_bytes)?,
             },
             export: ExportSettings {
                 dir: PathBuf::from(non_empty("export.dir", self.export.dir)?),

@@ -27,6 +27,7 @@ use serde::{Deserialize, Serialize};
 use crate::{
     error::ValidationError,
     ids::{parse_object_id, AccountId},
+    message::keep,
 };
 
 /// Query operators refused anywhere in a filter: they run server-side JavaScript.
@@ -144,101 +145,145 @@ fn forbidden_operator(value: &Bson) -> Option<&'static str> {
 }
 
 impl Export {
-    /// Checks every field; returns the typed export or an error naming the field.
+    /// Checks every field; returns the typed export or the first error,
+    /// naming its field.
     pub fn validate(&self, limits: &ExportLimits) -> Result<ValidExport, ValidationError> {
-        let account = parse_object_id("accountId", &self.account_id).map(AccountId::from)?;
-        let key_ok = !self.key.is_empty()
-            && self.key.len() <= 64
-            && self
-                .key
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-        if !key_ok {
+        self.validate_all(limits)
+            .map_err(|mut errors| errors.remove(0))
+    }
+
+    /// Checks every field; returns the typed export or every error found
+    /// (at least one), each naming its field.
+    pub fn validate_all(&self, limits: &ExportLimits) -> Result<ValidExport, Vec<ValidationError>> {
+        let mut errors = Vec::new();
+        let account = keep(
+            &mut errors,
+            parse_object_id("accountId", &self.account_id).map(AccountId::from),
+        );
+        keep(&mut errors, check_key(&self.key));
+        keep(&mut errors, check_collection(&self.collection, limits));
+        let filter = keep(&mut errors, check_filter(&self.filter));
+        keep(&mut errors, check_fields(&self.fields));
+        let sort = keep(&mut errors, sort_document(&self.sort));
+        let time_zone = keep(
+            &mut errors,
+            match &self.time_zone {
+                None => Ok(limits.default_time_zone),
+                Some(name) => name.parse::<chrono_tz::Tz>().map_err(|_| {
+                    ValidationError::new(
+                        "timeZone",
+                        format!("'{name}' is not an IANA time zone like 'Asia/Shanghai'"),
+                    )
+                }),
+            },
+        );
+        match (account, filter, sort, time_zone) {
+            (Some(account), Some(filter), Some(sort), Some(time_zone)) if errors.is_empty() => {
+                Ok(ValidExport {
+                    account,
+                    key: self.key.clone(),
+                    collection: self.collection.clone(),
+                    filter,
+                    fields: self.fields.clone(),
+                    sort,
+                    time_zone,
+                })
+            }
+            _ => Err(errors),
+        }
+    }
+}
+
+fn check_key(key: &str) -> Result<(), ValidationError> {
+    let ok = !key.is_empty()
+        && key.len() <= 64
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if ok {
+        Ok(())
+    } else {
+        Err(ValidationError::new(
+            "key",
+            format!("'{key}' must be 1-64 letters, digits, '-' or '_'"),
+        ))
+    }
+}
+
+fn check_collection(collection: &str, limits: &ExportLimits) -> Result<(), ValidationError> {
+    if limits.collections.contains(collection) {
+        return Ok(());
+    }
+    let allowed: Vec<&str> = limits.collections.iter().map(String::as_str).collect();
+    Err(ValidationError::new(
+        "collection",
+        format!(
+            "'{collection}' is not on the export allow-list ({})",
+            if allowed.is_empty() {
+                "empty".to_owned()
+            } else {
+                allowed.join(", ")
+            }
+        ),
+    ))
+}
+
+fn check_filter(filter: &serde_json::Value) -> Result<Document, ValidationError> {
+    let filter = match Bson::try_from(filter.clone()) {
+        Ok(Bson::Document(doc)) => doc,
+        Ok(_) => return Err(ValidationError::new("filter", "must be a JSON object")),
+        Err(e) => {
             return Err(ValidationError::new(
-                "key",
-                format!("'{}' must be 1-64 letters, digits, '-' or '_'", self.key),
+                "filter",
+                format!("is not valid extended JSON: {e}"),
+            ))
+        }
+    };
+    if let Some(op) = forbidden_operator(&Bson::Document(filter.clone())) {
+        return Err(ValidationError::new(
+            "filter",
+            format!("uses {op}, which runs JavaScript on the server and is refused"),
+        ));
+    }
+    Ok(filter)
+}
+
+fn check_fields(fields: &[ExportField]) -> Result<(), ValidationError> {
+    if fields.is_empty() {
+        return Err(ValidationError::new(
+            "fields",
+            "must name at least one field",
+        ));
+    }
+    for field in fields {
+        check_path("fields.path", &field.path)?;
+        if field.title.trim().is_empty() {
+            return Err(ValidationError::new(
+                "fields.title",
+                format!("the column for '{}' needs a title", field.path),
             ));
         }
-        if !limits.collections.contains(&self.collection) {
-            let allowed: Vec<&str> = limits.collections.iter().map(String::as_str).collect();
-            return Err(ValidationError::new(
-                "collection",
-                format!(
-                    "'{}' is not on the export allow-list ({})",
-                    self.collection,
-                    if allowed.is_empty() {
-                        "empty".to_owned()
-                    } else {
-                        allowed.join(", ")
-                    }
-                ),
-            ));
-        }
-        let filter = match Bson::try_from(self.filter.clone()) {
-            Ok(Bson::Document(doc)) => doc,
-            Ok(_) => return Err(ValidationError::new("filter", "must be a JSON object")),
-            Err(e) => {
+    }
+    Ok(())
+}
+
+fn sort_document(keys: &[ExportSort]) -> Result<Document, ValidationError> {
+    let mut sort = Document::new();
+    for key in keys {
+        check_path("sort.path", &key.path)?;
+        let direction = match key.order.as_str() {
+            "asc" => 1,
+            "desc" => -1,
+            other => {
                 return Err(ValidationError::new(
-                    "filter",
-                    format!("is not valid extended JSON: {e}"),
+                    "sort.order",
+                    format!("'{other}' is not one of \"asc\", \"desc\""),
                 ))
             }
         };
-        if let Some(op) = forbidden_operator(&Bson::Document(filter.clone())) {
-            return Err(ValidationError::new(
-                "filter",
-                format!("uses {op}, which runs JavaScript on the server and is refused"),
-            ));
-        }
-        if self.fields.is_empty() {
-            return Err(ValidationError::new(
-                "fields",
-                "must name at least one field",
-            ));
-        }
-        for field in &self.fields {
-            check_path("fields.path", &field.path)?;
-            if field.title.trim().is_empty() {
-                return Err(ValidationError::new(
-                    "fields.title",
-                    format!("the column for '{}' needs a title", field.path),
-                ));
-            }
-        }
-        let mut sort = Document::new();
-        for key in &self.sort {
-            check_path("sort.path", &key.path)?;
-            let direction = match key.order.as_str() {
-                "asc" => 1,
-                "desc" => -1,
-                other => {
-                    return Err(ValidationError::new(
-                        "sort.order",
-                        format!("'{other}' is not one of \"asc\", \"desc\""),
-                    ))
-                }
-            };
-            sort.insert(key.path.clone(), direction);
-        }
-        let time_zone = match &self.time_zone {
-            None => limits.default_time_zone,
-            Some(name) => name.parse::<chrono_tz::Tz>().map_err(|_| {
-                ValidationError::new(
-                    "timeZone",
-                    format!("'{name}' is not an IANA time zone like 'Asia/Shanghai'"),
-                )
-            })?,
-        };
-        Ok(ValidExport {
-            account,
-            key: self.key.clone(),
-            collection: self.collection.clone(),
-            filter,
-            fields: self.fields.clone(),
-            sort,
-            time_zone,
-        })
+        sort.insert(key.path.clone(), direction);
     }
+    Ok(sort)
 }
 
 #[cfg(test)]

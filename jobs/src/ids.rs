@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::ValidationError;
 
 /// Parses a 24-character hex ObjectId, naming `field` in the error.
-pub(crate) fn parse_object_id(field: &'static str, hex: &str) -> Result<ObjectId, ValidationError> {
+pub fn parse_object_id(field: &'static str, hex: &str) -> Result<ObjectId, ValidationError> {
     ObjectId::parse_str(hex).map_err(|_| {
         ValidationError::new(field, format!("'{hex}' is not a 24-character hex ObjectId"))
     })

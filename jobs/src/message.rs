@@ -129,50 +129,84 @@ impl SendMessage {
     /// Checks every field and returns the typed message, or the first error
     /// found, naming its field.
     pub fn validate(&self, limits: &MessageLimits) -> Result<ValidMessage, ValidationError> {
-        let id = parse_object_id("messageId", &self.message_id).map(MessageId::from)?;
-        let account = parse_object_id("accountId", &self.account_id).map(AccountId::from)?;
-
-        if self.title.trim().is_empty() {
-            return Err(ValidationError::new("title", "must not be empty"));
-        }
-        if self.title.len() > limits.max_title_bytes {
-            return Err(ValidationError::new(
-                "title",
-                format!(
-                    "is {} bytes, over the limit of {} bytes",
-                    self.title.len(),
-                    limits.max_title_bytes
-                ),
-            ));
-        }
-        if self.content.len() > limits.max_content_bytes {
-            return Err(ValidationError::new(
-                "content",
-                format!(
-                    "is {} bytes, over the limit of {} bytes",
-                    self.content.len(),
-                    limits.max_content_bytes
-                ),
-            ));
-        }
-
-        let status = self
-            .status
-            .parse::<MessageStatus>()
-            .map_err(|reason| ValidationError::new("status", reason))?;
-        let sender = self.sender.validate()?;
-        let to = self.to.validate(account)?;
-
-        Ok(ValidMessage {
-            id,
-            account,
-            title: self.title.clone(),
-            content: self.content.clone(),
-            sender,
-            to,
-            status,
-        })
+        self.validate_all(limits)
+            .map_err(|mut errors| errors.remove(0))
     }
+
+    /// Checks every field and returns the typed message, or every error
+    /// found (at least one), each naming its field: what an API answers a
+    /// producer with, so that one round trip shows all that is wrong.
+    pub fn validate_all(
+        &self,
+        limits: &MessageLimits,
+    ) -> Result<ValidMessage, Vec<ValidationError>> {
+        let mut errors = Vec::new();
+        let id = keep(
+            &mut errors,
+            parse_object_id("messageId", &self.message_id).map(MessageId::from),
+        );
+        let account = keep(
+            &mut errors,
+            parse_object_id("accountId", &self.account_id).map(AccountId::from),
+        );
+        let title = keep(&mut errors, check_title(&self.title, limits));
+        let content = keep(
+            &mut errors,
+            check_size("content", &self.content, limits.max_content_bytes),
+        );
+        let status = keep(
+            &mut errors,
+            self.status
+                .parse::<MessageStatus>()
+                .map_err(|reason| ValidationError::new("status", reason)),
+        );
+        let sender = keep(&mut errors, self.sender.validate());
+        let to = keep(&mut errors, self.to.validate(account));
+        match (id, account, title, content, status, sender, to) {
+            (Some(id), Some(account), Some(()), Some(()), Some(status), Some(sender), Some(to))
+                if errors.is_empty() =>
+            {
+                Ok(ValidMessage {
+                    id,
+                    account,
+                    title: self.title.clone(),
+                    content: self.content.clone(),
+                    sender,
+                    to,
+                    status,
+                })
+            }
+            _ => Err(errors),
+        }
+    }
+}
+
+/// The value of `result`, or `None` with its error added to `errors`.
+pub(crate) fn keep<T>(
+    errors: &mut Vec<ValidationError>,
+    result: Result<T, ValidationError>,
+) -> Option<T> {
+    result.map_err(|e| errors.push(e)).ok()
+}
+
+fn check_title(title: &str, limits: &MessageLimits) -> Result<(), ValidationError> {
+    if title.trim().is_empty() {
+        return Err(ValidationError::new("title", "must not be empty"));
+    }
+    check_size("title", title, limits.max_title_bytes)
+}
+
+fn check_size(field: &'static str, value: &str, max_bytes: usize) -> Result<(), ValidationError> {
+    if value.len() > max_bytes {
+        return Err(ValidationError::new(
+            field,
+            format!(
+                "is {} bytes, over the limit of {max_bytes} bytes",
+                value.len()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 impl Sender {
@@ -205,21 +239,26 @@ impl Sender {
 }
 
 impl Recipient {
-    fn validate(&self, account: AccountId) -> Result<ValidRecipient, ValidationError> {
+    /// The typed recipient; `account` is `None` when the payload's own
+    /// account id was invalid (then only the shape of `to` is checked).
+    fn validate(&self, account: Option<AccountId>) -> Result<ValidRecipient, ValidationError> {
         let target = self
             .target
             .parse::<RecipientTarget>()
             .map_err(|reason| ValidationError::new("to.target", reason))?;
         let id = parse_object_id("to.id", &self.id)?;
         match target {
-            RecipientTarget::Account if id != account.object_id() => Err(ValidationError::new(
-                "to.id",
-                format!(
-                    "'{}' must equal accountId '{}' when to.target is \"account\"",
-                    self.id, account
-                ),
-            )),
-            RecipientTarget::Account => Ok(ValidRecipient::Account(account)),
+            RecipientTarget::Account => match account {
+                Some(account) if id == account.object_id() => Ok(ValidRecipient::Account(account)),
+                Some(account) => Err(ValidationError::new(
+                    "to.id",
+                    format!(
+                        "'{}' must equal accountId '{}' when to.target is \"account\"",
+                        self.id, account
+                    ),
+                )),
+                None => Ok(ValidRecipient::Account(AccountId::from(id))),
+            },
             RecipientTarget::User => Ok(ValidRecipient::User(UserId::from(id))),
         }
     }
@@ -567,5 +606,26 @@ mod tests {
             json["to"],
             serde_json::json!({"id": ACCOUNT, "target": "account"})
         );
+    }
+
+    #[test]
+    fn validate_all_names_every_wrong_field_at_once() {
+        let mut job = SendMessage::new(account(), " ", "c");
+        job.account_id = "nope".into();
+        job.status = "fine".into();
+        job.sender.from = "robot".into();
+        job.to.target = "group".into();
+        let fields: Vec<&str> = job
+            .validate_all(&limits())
+            .unwrap_err()
+            .iter()
+            .map(|e| e.field)
+            .collect();
+        assert_eq!(
+            fields,
+            ["accountId", "title", "status", "sender.from", "to.target"]
+        );
+        // The first of them is what `validate` reports.
+        assert_eq!(field_of(job), "accountId");
     }
 }

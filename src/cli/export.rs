@@ -4,7 +4,11 @@ use std::{process::ExitCode, time::Duration};
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use herald::{config::Settings, export::status::ExportStatusStore, store};
+use herald::{
+    config::Settings,
+    export::{status::ExportStatusStore, submit::submit},
+    store,
+};
 use herald_jobs::{AccountId, Export, ExportField, ExportSort, Producer};
 use indicatif::{ProgressBar, ProgressStyle};
 use mongodb::bson::Document;
@@ -88,14 +92,10 @@ pub async fn enqueue(args: EnqueueExportArgs, settings: &Settings) -> anyhow::Re
         sort: args.sort,
         time_zone: args.time_zone,
     };
-    job.validate(&settings.export.limits)
-        .context("export not enqueued")?;
     let database = store::connect(&settings.mongodb).await?;
     let status = ExportStatusStore::new(&database);
-    status.queued(args.account, &key, &args.collection).await?;
     let mut producer = Producer::connect(&settings.redis.url, &settings.redis.namespace).await?;
-    producer
-        .enqueue_export(job)
+    submit(job, &settings.export.limits, &status, &mut producer)
         .await
         .context("export not enqueued")?;
     println!("{key}");

@@ -5,6 +5,7 @@ mod doctor;
 mod enqueue;
 mod export;
 mod failed;
+mod token;
 
 use std::{net::IpAddr, process::ExitCode};
 
@@ -34,8 +35,11 @@ enum Command {
     /// Export status and cancellation.
     #[command(subcommand)]
     Export(export::ExportCommand),
-    /// Serve the operator dashboard and its JSON API until SIGTERM/SIGINT.
+    /// Serve the dashboard, the operator API and the producers' API (/v1) until SIGTERM/SIGINT.
     Web,
+    /// Create, list or revoke the producers' API tokens.
+    #[command(subcommand)]
+    Token(token::TokenCommand),
     /// List, retry or discard failed jobs (default queue: push).
     Failed(failed::FailedArgs),
     /// Check that Redis, MongoDB and the push endpoint answer; exit 1 if any does not.
@@ -82,6 +86,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let settings = load_settings()?;
             export::run(command, &settings).await
         }
+        Command::Token(command) => {
+            let settings = load_settings()?;
+            token::run(command, &settings).await
+        }
         Command::Web => {
             let settings = load_settings()?;
             telemetry::init(&settings.log);
@@ -114,13 +122,17 @@ async fn run_web(settings: Settings) -> anyhow::Result<ExitCode> {
         .clone()
         .context("setting `web.token` (env HERALD_WEB_TOKEN) is empty; it must be set")?;
     let conn = herald::queue::connect(&settings).await?;
+    let database = herald::store::connect(&settings.mongodb).await?;
+    herald::store::ApiTokenStore::new(&database)
+        .ensure_indexes()
+        .await?;
     let listener = tokio::net::TcpListener::bind(settings.web.bind)
         .await
         .with_context(|| format!("cannot listen on {}", settings.web.bind))?;
     tracing::info!(address = %settings.web.bind, "dashboard listening");
     herald::web::serve(
         listener,
-        herald::web::WebState::new(conn, &settings, token),
+        herald::web::WebState::new(conn, &database, &settings, token),
         shutdown::signal(),
     )
     .await

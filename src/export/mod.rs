@@ -20,6 +20,7 @@
 pub mod render;
 pub mod status;
 pub mod storage;
+pub mod submit;
 
 use std::{sync::Arc, time::Instant};
 

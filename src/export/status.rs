@@ -18,6 +18,17 @@ use crate::store::StoreError;
 /// Name of the collection.
 pub const EXPORT_COLLECTION: &str = "export";
 
+/// What [`ExportStatusStore::claim`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
+    /// The key was free (or this account's ended export): now queued.
+    Queued,
+    /// This account's export of the key is still queued or running.
+    InProgress,
+    /// Another account's export has the key.
+    OtherAccount,
+}
+
 /// Access to the export status records.
 #[derive(Debug, Clone)]
 pub struct ExportStatusStore {
@@ -71,6 +82,55 @@ impl ExportStatusStore {
             .await
             .map_err(command("record queued export"))?;
         Ok(())
+    }
+
+    /// Records `key` as queued for `account`, unless the key is taken: by
+    /// another account's export, or by an export still queued or running.
+    /// Atomic: of two claims racing for one key, one wins.
+    pub async fn claim(
+        &self,
+        account: AccountId,
+        key: &str,
+        collection: &str,
+    ) -> Result<Claim, StoreError> {
+        let now = DateTime::now();
+        // Matches only a free key of this account; when the key exists but
+        // does not match, the upsert's insert collides on `_id`.
+        let result = self
+            .collection
+            .update_one(
+                doc! {
+                    "_id": key, "accountId": account.object_id(),
+                    "status": { "$nin": ["queued", "running"] },
+                },
+                doc! { "$set": {
+                    "accountId": account.object_id(), "collection": collection, "status": "queued",
+                    "processed": 0_i64, "total": Bson::Null, "percent": 0.0, "rows": 0_i64,
+                    "fileName": Bson::Null, "fileSize": Bson::Null, "error": Bson::Null,
+                    "queuedAt": now, "startedAt": Bson::Null, "finishedAt": Bson::Null,
+                    "cancelledAt": Bson::Null, "updatedAt": now,
+                } },
+            )
+            .with_options(UpdateOptions::builder().upsert(true).build())
+            .await;
+        match result {
+            Ok(_) => Ok(Claim::Queued),
+            Err(err) if crate::store::is_duplicate_key(&err) => {
+                let owner = self
+                    .get(key)
+                    .await?
+                    .and_then(|d| d.get_object_id("accountId").ok());
+                if owner == Some(account.object_id()) {
+                    Ok(Claim::InProgress)
+                } else {
+                    Ok(Claim::OtherAccount)
+                }
+            }
+            Err(source) => Err(StoreError::Command {
+                operation: "record queued export",
+                source,
+            }),
+        }
     }
 
     /// The record of `key`.

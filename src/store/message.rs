@@ -138,7 +138,8 @@ pub(crate) fn to_document(message: &ValidMessage, created_at: DateTime) -> Docum
     }
 }
 
-fn is_duplicate_key(err: &mongodb::error::Error) -> bool {
+/// Whether `err` is MongoDB's duplicate-key error.
+pub(crate) fn is_duplicate_key(err: &mongodb::error::Error) -> bool {
     match err.kind.as_ref() {
         ErrorKind::Write(WriteFailure::WriteError(e)) => e.code == DUPLICATE_KEY,
         ErrorKind::Command(e) => e.code == DUPLICATE_KEY,

@@ -1,15 +1,22 @@
 //! MongoDB: connecting, and the collections Herald writes.
 //!
 //! [`connect`] opens the client and proves the server answers before a worker
-//! starts taking jobs. [`MessageStore`] owns the `message` collection.
+//! starts taking jobs. [`MessageStore`] writes the `message` collection,
+//! [`Inbox`] reads it for the frontend, [`ApiTokenStore`] keeps the
+//! producers' API tokens.
 
+pub mod inbox;
 mod message;
+pub mod tokens;
 
 use std::time::Duration;
 
 use mongodb::{bson::doc, options::ClientOptions, Client, Database};
 
+pub use inbox::Inbox;
+pub(crate) use message::is_duplicate_key;
 pub use message::{MessageStore, StoredMessage, MESSAGE_COLLECTION};
+pub use tokens::ApiTokenStore;
 
 use crate::config::MongoSettings;
 
@@ -34,6 +41,9 @@ pub enum StoreError {
         #[source]
         source: mongodb::error::Error,
     },
+    /// The operating system's random source failed (creating a token).
+    #[error("cannot read random bytes: {0}")]
+    Random(String),
 }
 
 /// How long the driver looks for a usable server before giving up. Short, so

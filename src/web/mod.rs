@@ -6,9 +6,12 @@
 //! - pages: `/` (queues and failed pushes, refreshing itself) and
 //!   `/jobs/{queue}/{id}` (payload and run history), static HTML that calls
 //!   the API; no external CDN, so it works offline.
+//! - [`v1`]: the producers' API under `/v1` (its own tokens, see
+//!   [`v1::caller`]) and its OpenAPI document at `/openapi.json`.
 
 pub mod api;
 pub mod auth;
+pub mod v1;
 
 use std::{collections::BTreeMap, future::Future, sync::Arc};
 
@@ -26,7 +29,9 @@ use secrecy::SecretString;
 
 use crate::{
     config::Settings,
+    export::{status::ExportStatusStore, storage::LocalDirStorage},
     queue::{admin::QueueAdmin, QueueConfig},
+    store::{ApiTokenStore, Inbox},
 };
 
 /// What every handler can reach.
@@ -36,11 +41,21 @@ pub struct WebState {
     pub queues: Arc<BTreeMap<String, QueueAdmin>>,
     /// The guard.
     pub auth: Arc<auth::Auth>,
+    /// What the producers' API needs.
+    pub api: Arc<v1::ApiState>,
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
 }
 
 impl WebState {
-    /// State for `settings`' queues on `conn`, guarded by `token`.
-    pub fn new(conn: ConnectionManager, settings: &Settings, token: SecretString) -> Self {
+    /// State for `settings`' queues on `conn` and data in `database`,
+    /// guarded by `token`.
+    pub fn new(
+        conn: ConnectionManager,
+        database: &mongodb::Database,
+        settings: &Settings,
+        token: SecretString,
+    ) -> Self {
         let queues = QueueName::ALL
             .iter()
             .map(|queue| {
@@ -50,15 +65,30 @@ impl WebState {
                 )
             })
             .collect();
+        let api = v1::ApiState {
+            producer: herald_jobs::Producer::from_connection(conn, &settings.redis.namespace)
+                .with_limits(settings.message),
+            inbox: Inbox::new(database),
+            tokens: ApiTokenStore::new(database),
+            exports: ExportStatusStore::new(database),
+            storage: LocalDirStorage::new(&settings.export.dir),
+            message_limits: settings.message,
+            export_limits: settings.export.limits.clone(),
+        };
         Self {
             queues: Arc::new(queues),
             auth: Arc::new(auth::Auth::new(token)),
+            api: Arc::new(api),
+            max_body_bytes: settings.web.max_body_bytes,
         }
     }
 }
 
-/// Every route: the guarded dashboard and API, and the open login page.
+/// Every route: the guarded dashboard and its API, the producers' API (which
+/// checks its own tokens), the OpenAPI document and the open login page.
 pub fn router(state: WebState) -> Router {
+    let (producers, openapi) = v1::routes(state.max_body_bytes);
+    let openapi = Arc::new(openapi);
     let guarded = Router::new()
         .route(
             "/",
@@ -77,6 +107,14 @@ pub fn router(state: WebState) -> Router {
         .route("/login", get(login_page).post(login))
         .route("/logout", post(logout))
         .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/openapi.json",
+            get(move || {
+                let openapi = openapi.clone();
+                async move { axum::Json(openapi.as_ref().clone()) }
+            }),
+        )
+        .merge(producers)
         .merge(guarded)
         .with_state(state)
 }

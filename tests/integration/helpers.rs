@@ -169,6 +169,7 @@ impl TestEnv {
         let url = format!("http://{}", listener.local_addr().expect("address"));
         let state = herald::web::WebState::new(
             self.redis.clone(),
+            &self.database,
             &self.settings,
             secrecy::SecretString::from(WEB_TOKEN.to_owned()),
         );

@@ -7,6 +7,7 @@
 //! HERALD_TEST_MONGODB_URL (default mongodb://127.0.0.1:27017). The README's
 //! test command starts them.
 
+mod api;
 mod backlog;
 mod browser;
 mod cli;

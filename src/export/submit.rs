@@ -1,0 +1,55 @@
+//! Submitting an export: validate, claim its key, enqueue.
+//!
+//! Shared by `herald enqueue export` and `POST /v1/exports`, so both refuse
+//! the same jobs for the same reasons.
+
+use herald_jobs::{Export, ExportLimits, Producer, ProducerError, ValidExport, ValidationError};
+
+use super::status::{Claim, ExportStatusStore};
+use crate::store::StoreError;
+
+/// Why an export was not submitted.
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    /// The job is invalid; one error per wrong field.
+    #[error("invalid export: {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Invalid(Vec<ValidationError>),
+    /// An export with this key is still queued or running.
+    #[error("export '{0}' is already queued or running")]
+    InProgress(String),
+    /// Another account's export has this key.
+    #[error("export key '{0}' belongs to another account")]
+    OtherAccount(String),
+    /// MongoDB failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Redis refused the job; the status record says so.
+    #[error(transparent)]
+    Enqueue(#[from] ProducerError),
+}
+
+/// Validates `job` against `limits`, records it as queued and enqueues it.
+pub async fn submit(
+    job: Export,
+    limits: &ExportLimits,
+    status: &ExportStatusStore,
+    producer: &mut Producer,
+) -> Result<ValidExport, SubmitError> {
+    let valid = job.validate_all(limits).map_err(SubmitError::Invalid)?;
+    match status
+        .claim(valid.account, &valid.key, &valid.collection)
+        .await?
+    {
+        Claim::Queued => {}
+        Claim::InProgress => return Err(SubmitError::InProgress(valid.key)),
+        Claim::OtherAccount => return Err(SubmitError::OtherAccount(valid.key)),
+    }
+    if let Err(error) = producer.enqueue_export(job).await {
+        // Leave no record claiming a job that is not on the queue.
+        status
+            .fail(&valid.key, Some(valid.account), &error.to_string())
+            .await?;
+        return Err(error.into());
+    }
+    Ok(valid)
+}

@@ -1,0 +1,195 @@
+//! API tokens for producers: collection `api_token`.
+//!
+//! A token is a random secret shown once, when it is created
+//! (`herald token create`). The collection keeps only its SHA-256 digest,
+//! so a copy of the database does not hand out working tokens. A token is
+//! either bound to one account — it then reaches only that account's
+//! messages and exports — or unbound, for a trusted backend that writes for
+//! every account.
+
+use futures::TryStreamExt;
+use herald_jobs::AccountId;
+use mongodb::{
+    bson::{doc, oid::ObjectId, Bson, DateTime, Document},
+    options::IndexOptions,
+    Collection, Database, IndexModel,
+};
+use sha2::{Digest, Sha256};
+
+use super::StoreError;
+
+/// Name of the collection.
+pub const TOKEN_COLLECTION: &str = "api_token";
+/// Every token starts with this, so a leaked one is easy to recognise in
+/// logs and secret scanners.
+pub const TOKEN_PREFIX: &str = "hrd_";
+
+/// A token's record (never the secret itself).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiToken {
+    /// The token's id, used to revoke it.
+    pub id: ObjectId,
+    /// What it is for, e.g. `php-shop`.
+    pub name: String,
+    /// The one account it may reach; `None` for every account.
+    pub account: Option<AccountId>,
+    /// When it was created.
+    pub created_at: DateTime,
+}
+
+/// The SHA-256 digest of `secret`, hex: what the collection stores.
+pub fn digest(secret: &str) -> String {
+    Sha256::digest(secret.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// A new secret: the prefix and 32 random bytes from the OS, hex.
+fn new_secret() -> Result<String, getrandom::Error> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes)?;
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    Ok(format!("{TOKEN_PREFIX}{hex}"))
+}
+
+fn command(operation: &'static str) -> impl Fn(mongodb::error::Error) -> StoreError {
+    move |source| StoreError::Command { operation, source }
+}
+
+impl TryFrom<&Document> for ApiToken {
+    type Error = ();
+
+    fn try_from(document: &Document) -> Result<Self, ()> {
+        Ok(Self {
+            id: document.get_object_id("_id").map_err(|_| ())?,
+            name: document.get_str("name").unwrap_or_default().to_owned(),
+            account: document
+                .get_object_id("accountId")
+                .ok()
+                .map(AccountId::from),
+            created_at: document
+                .get_datetime("createdAt")
+                .copied()
+                .unwrap_or(DateTime::MIN),
+        })
+    }
+}
+
+/// Creates, finds, lists and revokes API tokens.
+#[derive(Debug, Clone)]
+pub struct ApiTokenStore {
+    collection: Collection<Document>,
+}
+
+impl ApiTokenStore {
+    /// The store in `database`.
+    pub fn new(database: &Database) -> Self {
+        Self {
+            collection: database.collection(TOKEN_COLLECTION),
+        }
+    }
+
+    /// Creates the unique index on the digest tokens are looked up by.
+    pub async fn ensure_indexes(&self) -> Result<(), StoreError> {
+        let index = IndexModel::builder()
+            .keys(doc! { "digest": 1 })
+            .options(
+                IndexOptions::builder()
+                    .unique(true)
+                    .name("digest_1".to_owned())
+                    .build(),
+            )
+            .build();
+        self.collection
+            .create_index(index)
+            .await
+            .map_err(command("createIndexes on api_token"))?;
+        Ok(())
+    }
+
+    /// Creates a token named `name`, bound to `account` if given. Returns
+    /// its record and the secret, which is not stored and cannot be shown
+    /// again.
+    pub async fn create(
+        &self,
+        name: &str,
+        account: Option<AccountId>,
+    ) -> Result<(ApiToken, String), StoreError> {
+        let secret = new_secret().map_err(|e| StoreError::Random(e.to_string()))?;
+        let token = ApiToken {
+            id: ObjectId::new(),
+            name: name.to_owned(),
+            account,
+            created_at: DateTime::now(),
+        };
+        self.collection
+            .insert_one(doc! {
+                "_id": token.id,
+                "name": name,
+                "digest": digest(&secret),
+                "accountId": account.map_or(Bson::Null, |a| Bson::ObjectId(a.object_id())),
+                "createdAt": token.created_at,
+            })
+            .await
+            .map_err(command("insert into api_token"))?;
+        Ok((token, secret))
+    }
+
+    /// The token whose secret is `secret`, if it exists.
+    pub async fn find(&self, secret: &str) -> Result<Option<ApiToken>, StoreError> {
+        let document = self
+            .collection
+            .find_one(doc! { "digest": digest(secret) })
+            .await
+            .map_err(command("find in api_token"))?;
+        Ok(document.as_ref().and_then(|d| ApiToken::try_from(d).ok()))
+    }
+
+    /// Every token, oldest first.
+    pub async fn list(&self) -> Result<Vec<ApiToken>, StoreError> {
+        let documents: Vec<Document> = self
+            .collection
+            .find(doc! {})
+            .sort(doc! { "createdAt": 1, "_id": 1 })
+            .await
+            .map_err(command("list api_token"))?
+            .try_collect()
+            .await
+            .map_err(command("list api_token"))?;
+        Ok(documents
+            .iter()
+            .filter_map(|d| ApiToken::try_from(d).ok())
+            .collect())
+    }
+
+    /// Deletes token `id`; false if there was none.
+    pub async fn revoke(&self, id: ObjectId) -> Result<bool, StoreError> {
+        let result = self
+            .collection
+            .delete_one(doc! { "_id": id })
+            .await
+            .map_err(command("delete from api_token"))?;
+        Ok(result.deleted_count == 1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_prefixed_random_and_stored_only_as_digests() {
+        let a = new_secret().unwrap();
+        let b = new_secret().unwrap();
+        assert!(a.starts_with(TOKEN_PREFIX));
+        assert_eq!(a.len(), TOKEN_PREFIX.len() + 64);
+        assert_ne!(a, b);
+        assert_eq!(digest(&a).len(), 64);
+        assert_ne!(digest(&a), digest(&b));
+        assert_eq!(
+            digest("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+}

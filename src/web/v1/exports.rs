@@ -1,0 +1,371 @@
+//! Exports over HTTP.
+//!
+//! | route | what |
+//! |---|---|
+//! | `POST /v1/exports` | enqueue; 202 with the key |
+//! | `GET /v1/exports/{key}` | the status record |
+//! | `GET /v1/exports/{key}/file` | the finished CSV, streamed |
+//! | `DELETE /v1/exports/{key}` | cancel a queued or running export |
+//!
+//! An export another account owns answers 404 to a token bound to a
+//! different account, exactly as one that does not exist: keys are not
+//! secrets, but their existence is not told across accounts.
+
+use axum::{
+    body::Body,
+    extract::{Path, State},
+    http::{header, StatusCode},
+    response::{IntoResponse, Response},
+    Json,
+};
+use herald_jobs::{AccountId, Export, ExportField, ExportSort};
+use mongodb::bson::{Bson, Document};
+use serde::{Deserialize, Serialize};
+use tokio_util::io::ReaderStream;
+
+use super::{
+    caller::Caller,
+    messages::named_account,
+    problem::{ApiJson, Problem, ProblemBody},
+};
+use crate::{
+    export::{
+        storage::ExportStorage,
+        submit::{submit, SubmitError},
+    },
+    store::inbox::rfc3339,
+    web::WebState,
+};
+
+/// An export to run.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ExportRequest {
+    /// The export's id (1-64 letters, digits, `-`, `_`); generated when absent.
+    #[serde(default)]
+    pub key: Option<String>,
+    /// The account, 24-hex; may be left out with an account-bound token.
+    #[serde(default)]
+    pub account_id: Option<String>,
+    /// Source collection; must be on `export.collections`.
+    pub collection: String,
+    /// MongoDB extended-JSON filter; always narrowed to the account.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub filter: Option<serde_json::Value>,
+    /// Columns in order.
+    pub fields: Vec<FieldBody>,
+    /// Sort keys, most significant first.
+    #[serde(default)]
+    pub sort: Vec<SortBody>,
+    /// IANA time zone for dates (default `export.time_zone`).
+    #[serde(default)]
+    pub time_zone: Option<String>,
+}
+
+/// One column.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FieldBody {
+    /// Dotted document path.
+    pub path: String,
+    /// Column title.
+    pub title: String,
+}
+
+/// One sort key.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SortBody {
+    /// Dotted document path.
+    pub path: String,
+    /// `asc` (default) or `desc`.
+    #[serde(default)]
+    pub order: Option<String>,
+}
+
+/// The answer to an accepted export.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ExportAccepted {
+    /// The export's key: what `export_finish` carries.
+    pub key: String,
+}
+
+/// An export's status record.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ExportRecord {
+    /// The key.
+    pub key: String,
+    /// The account, 24-hex.
+    pub account_id: String,
+    /// Source collection.
+    pub collection: String,
+    /// `queued`, `running`, `finished`, `failed` or `cancelled`.
+    pub status: String,
+    /// Documents written so far.
+    pub processed: i64,
+    /// Documents to write, once known.
+    pub total: Option<i64>,
+    /// processed / total, in percent.
+    pub percent: f64,
+    /// Rows in the finished file.
+    pub rows: i64,
+    /// The file's name when finished.
+    pub file_name: Option<String>,
+    /// The file's size in bytes when finished.
+    pub file_size: Option<i64>,
+    /// Why it failed.
+    pub error: Option<String>,
+    /// RFC 3339 times; null until they happen.
+    pub queued_at: Option<String>,
+    /// When a worker started it.
+    pub started_at: Option<String>,
+    /// When it finished or failed.
+    pub finished_at: Option<String>,
+    /// When it was cancelled.
+    pub cancelled_at: Option<String>,
+    /// Last change.
+    pub updated_at: Option<String>,
+}
+
+fn integer(document: &Document, name: &str) -> Option<i64> {
+    match document.get(name) {
+        Some(Bson::Int64(n)) => Some(*n),
+        Some(Bson::Int32(n)) => Some(i64::from(*n)),
+        Some(Bson::Double(n)) => Some(*n as i64),
+        _ => None,
+    }
+}
+
+impl From<&Document> for ExportRecord {
+    fn from(d: &Document) -> Self {
+        let text = |name: &str| d.get_str(name).ok().map(str::to_owned);
+        let time = |name: &str| d.get_datetime(name).ok().and_then(|t| rfc3339(*t));
+        Self {
+            key: text("_id").unwrap_or_default(),
+            account_id: d
+                .get_object_id("accountId")
+                .map(|o| o.to_hex())
+                .unwrap_or_default(),
+            collection: text("collection").unwrap_or_default(),
+            status: text("status").unwrap_or_default(),
+            processed: integer(d, "processed").unwrap_or(0),
+            total: integer(d, "total"),
+            percent: d.get_f64("percent").unwrap_or(0.0),
+            rows: integer(d, "rows").unwrap_or(0),
+            file_name: text("fileName"),
+            file_size: integer(d, "fileSize"),
+            error: text("error"),
+            queued_at: time("queuedAt"),
+            started_at: time("startedAt"),
+            finished_at: time("finishedAt"),
+            cancelled_at: time("cancelledAt"),
+            updated_at: time("updatedAt"),
+        }
+    }
+}
+
+/// The record of `key` if the caller may see it.
+async fn record_for(
+    state: &WebState,
+    caller: &Caller,
+    key: &str,
+) -> Result<(AccountId, Document), Problem> {
+    let missing = || Problem::not_found(format!("no export with key '{key}'"));
+    let record = state.api.exports.get(key).await?.ok_or_else(missing)?;
+    let account = record
+        .get_object_id("accountId")
+        .map(AccountId::from)
+        .map_err(|_| missing())?;
+    if !caller.may_reach(account) {
+        return Err(missing());
+    }
+    Ok((account, record))
+}
+
+/// Enqueue an export.
+#[utoipa::path(
+    post,
+    path = "/v1/exports",
+    tag = "exports",
+    request_body = ExportRequest,
+    responses(
+        (status = 202, description = "Enqueued", body = ExportAccepted),
+        (status = 400, description = "Invalid fields", body = ProblemBody),
+        (status = 401, description = "No valid token", body = ProblemBody),
+        (status = 403, description = "The token may not reach this account", body = ProblemBody),
+        (status = 409, description = "The key is in use", body = ProblemBody),
+        (status = 413, description = "Body too large", body = ProblemBody),
+        (status = 415, description = "Body is not JSON", body = ProblemBody),
+    ),
+    security(("token" = []))
+)]
+pub async fn enqueue(
+    State(state): State<WebState>,
+    caller: Caller,
+    ApiJson(request): ApiJson<ExportRequest>,
+) -> Result<(StatusCode, Json<ExportAccepted>), Problem> {
+    let account = caller.account_for(named_account("accountId", request.account_id.as_deref())?)?;
+    let job = Export {
+        account_id: account.to_hex(),
+        key: request
+            .key
+            .unwrap_or_else(|| mongodb::bson::oid::ObjectId::new().to_hex()),
+        collection: request.collection,
+        filter: request
+            .filter
+            .unwrap_or_else(|| serde_json::Value::Object(Default::default())),
+        fields: request
+            .fields
+            .into_iter()
+            .map(|f| ExportField {
+                path: f.path,
+                title: f.title,
+            })
+            .collect(),
+        sort: request
+            .sort
+            .into_iter()
+            .map(|s| ExportSort {
+                path: s.path,
+                order: s.order.unwrap_or_else(|| "asc".to_owned()),
+            })
+            .collect(),
+        time_zone: request.time_zone,
+    };
+    let mut producer = state.api.producer.clone();
+    let valid = submit(
+        job,
+        &state.api.export_limits,
+        &state.api.exports,
+        &mut producer,
+    )
+    .await
+    .map_err(|error| match error {
+        SubmitError::Invalid(errors) => Problem::from_validation(errors),
+        // Another account's key is told as taken, without saying whose.
+        SubmitError::InProgress(_) | SubmitError::OtherAccount(_) => Problem::new(
+            StatusCode::CONFLICT,
+            "an export with this key is queued or running, or the key is taken",
+        ),
+        SubmitError::Store(e) => Problem::unavailable(&e),
+        SubmitError::Enqueue(e) => Problem::unavailable(&e),
+    })?;
+    tracing::info!(
+        key = %valid.key,
+        account_id = %valid.account,
+        queue = "export",
+        "export enqueued over HTTP"
+    );
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(ExportAccepted { key: valid.key }),
+    ))
+}
+
+/// An export's status record.
+#[utoipa::path(
+    get,
+    path = "/v1/exports/{key}",
+    tag = "exports",
+    params(("key" = String, Path, description = "The export key")),
+    responses(
+        (status = 200, description = "The record", body = ExportRecord),
+        (status = 401, description = "No valid token", body = ProblemBody),
+        (status = 404, description = "No such export for this token", body = ProblemBody),
+    ),
+    security(("token" = []))
+)]
+pub async fn status(
+    State(state): State<WebState>,
+    caller: Caller,
+    Path(key): Path<String>,
+) -> Result<Json<ExportRecord>, Problem> {
+    let (_, record) = record_for(&state, &caller, &key).await?;
+    Ok(Json(ExportRecord::from(&record)))
+}
+
+/// Download the finished file.
+#[utoipa::path(
+    get,
+    path = "/v1/exports/{key}/file",
+    tag = "exports",
+    params(("key" = String, Path, description = "The export key")),
+    responses(
+        (status = 200, description = "The CSV (UTF-8 with BOM)", content_type = "text/csv"),
+        (status = 401, description = "No valid token", body = ProblemBody),
+        (status = 404, description = "No such export for this token, or its file is gone", body = ProblemBody),
+        (status = 409, description = "The export has not finished", body = ProblemBody),
+    ),
+    security(("token" = []))
+)]
+pub async fn file(
+    State(state): State<WebState>,
+    caller: Caller,
+    Path(key): Path<String>,
+) -> Result<Response, Problem> {
+    let (account, record) = record_for(&state, &caller, &key).await?;
+    let status = record.get_str("status").unwrap_or_default();
+    if status != "finished" {
+        return Err(Problem::new(
+            StatusCode::CONFLICT,
+            format!("export '{key}' is {status}, not finished"),
+        ));
+    }
+    let stored = state
+        .api
+        .storage
+        .locate(account, &key)
+        .await
+        .map_err(|e| Problem::unavailable(&e))?
+        .ok_or_else(|| Problem::not_found(format!("the file of export '{key}' is gone")))?;
+    let file = tokio::fs::File::open(&stored.location)
+        .await
+        .map_err(|e| Problem::unavailable(&e))?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
+            (header::CONTENT_LENGTH, stored.size.to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{}\"", stored.name),
+            ),
+        ],
+        Body::from_stream(ReaderStream::new(file)),
+    )
+        .into_response())
+}
+
+/// Cancel a queued or running export; its partial file is removed.
+#[utoipa::path(
+    delete,
+    path = "/v1/exports/{key}",
+    tag = "exports",
+    params(("key" = String, Path, description = "The export key")),
+    responses(
+        (status = 200, description = "Cancelled; the record", body = ExportRecord),
+        (status = 401, description = "No valid token", body = ProblemBody),
+        (status = 404, description = "No such export for this token", body = ProblemBody),
+        (status = 409, description = "The export already ended", body = ProblemBody),
+    ),
+    security(("token" = []))
+)]
+pub async fn cancel(
+    State(state): State<WebState>,
+    caller: Caller,
+    Path(key): Path<String>,
+) -> Result<Json<ExportRecord>, Problem> {
+    let (_, record) = record_for(&state, &caller, &key).await?;
+    if !state.api.exports.cancel(&key).await? {
+        return Err(Problem::new(
+            StatusCode::CONFLICT,
+            format!(
+                "export '{key}' is {}; only a queued or running export can be cancelled",
+                record.get_str("status").unwrap_or("ended")
+            ),
+        ));
+    }
+    let (_, record) = record_for(&state, &caller, &key).await?;
+    Ok(Json(ExportRecord::from(&record)))
+}

@@ -1,0 +1,166 @@
+//! `POST /v1/messages`: enqueue a `send_message` job over HTTP.
+//!
+//! The body is the job contract with conveniences for callers: `messageId`
+//! is generated when absent, `sender` defaults to the system, `to` to the
+//! whole account, `status` to `success`, and `accountId` to the account of
+//! an account-bound token. The answer is 202 with the message id, the `_id`
+//! the document will have.
+
+use axum::{extract::State, http::StatusCode, Json};
+use herald_jobs::{
+    ids::parse_object_id, AccountId, MessageId, Recipient, RecipientTarget, SendMessage, Sender,
+    SenderFrom,
+};
+use serde::{Deserialize, Serialize};
+
+use super::{
+    caller::Caller,
+    problem::{ApiJson, Problem, ProblemBody},
+};
+use crate::web::WebState;
+
+/// A message to store and push.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MessageRequest {
+    /// `_id` for the document, 24-hex; generated when absent. Sending the
+    /// same id again does not create a second message.
+    #[serde(default)]
+    pub message_id: Option<String>,
+    /// The account, 24-hex; may be left out with an account-bound token.
+    #[serde(default)]
+    pub account_id: Option<String>,
+    /// Headline; must not be blank.
+    pub title: String,
+    /// Body; may hold HTML.
+    pub content: String,
+    /// Who sent it (default: the system).
+    #[serde(default)]
+    pub sender: Option<SenderBody>,
+    /// Who receives it (default: the whole account).
+    #[serde(default)]
+    pub to: Option<RecipientBody>,
+    /// `warning`, `error` or `success` (default).
+    #[serde(default)]
+    pub status: Option<String>,
+}
+
+/// `sender`: `{"id": "system" | HEX, "from": "system" | "user"}`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SenderBody {
+    /// `"system"` or a user's 24-hex id.
+    pub id: String,
+    /// `system` or `user`.
+    pub from: String,
+}
+
+/// `to`: `{"id": HEX, "target": "account" | "user"}`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RecipientBody {
+    /// The account's or the user's 24-hex id.
+    pub id: String,
+    /// `account` or `user`.
+    pub target: String,
+}
+
+/// The answer to an accepted message.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MessageAccepted {
+    /// The message's id: `_id` of its document.
+    pub message_id: String,
+}
+
+/// The job for `request`, for `account`.
+fn job(request: MessageRequest, account: AccountId) -> SendMessage {
+    let account_hex = account.to_hex();
+    SendMessage {
+        message_id: request
+            .message_id
+            .unwrap_or_else(|| MessageId::generate().to_hex()),
+        account_id: account_hex.clone(),
+        title: request.title,
+        content: request.content,
+        sender: request.sender.map_or_else(
+            || Sender {
+                id: "system".to_owned(),
+                from: SenderFrom::System.as_str().to_owned(),
+            },
+            |s| Sender {
+                id: s.id,
+                from: s.from,
+            },
+        ),
+        to: request.to.map_or_else(
+            || Recipient {
+                id: account_hex,
+                target: RecipientTarget::Account.as_str().to_owned(),
+            },
+            |r| Recipient {
+                id: r.id,
+                target: r.target,
+            },
+        ),
+        status: request.status.unwrap_or_else(|| "success".to_owned()),
+    }
+}
+
+/// The account a request names, parsed; `Ok(None)` when it names none.
+pub(super) fn named_account(
+    field: &'static str,
+    text: Option<&str>,
+) -> Result<Option<AccountId>, Problem> {
+    text.map(|t| {
+        parse_object_id(field, t)
+            .map(AccountId::from)
+            .map_err(|e| Problem::from_validation(vec![e]))
+    })
+    .transpose()
+}
+
+/// Enqueue a message.
+#[utoipa::path(
+    post,
+    path = "/v1/messages",
+    tag = "messages",
+    request_body = MessageRequest,
+    responses(
+        (status = 202, description = "Enqueued", body = MessageAccepted),
+        (status = 400, description = "Invalid fields", body = ProblemBody),
+        (status = 401, description = "No valid token", body = ProblemBody),
+        (status = 403, description = "The token may not reach this account", body = ProblemBody),
+        (status = 413, description = "Body too large", body = ProblemBody),
+        (status = 415, description = "Body is not JSON", body = ProblemBody),
+    ),
+    security(("token" = []))
+)]
+pub async fn enqueue(
+    State(state): State<WebState>,
+    caller: Caller,
+    ApiJson(request): ApiJson<MessageRequest>,
+) -> Result<(StatusCode, Json<MessageAccepted>), Problem> {
+    let account = caller.account_for(named_account("accountId", request.account_id.as_deref())?)?;
+    let job = job(request, account);
+    let valid = job
+        .validate_all(&state.api.message_limits)
+        .map_err(Problem::from_validation)?;
+    let mut producer = state.api.producer.clone();
+    producer
+        .enqueue_message(job)
+        .await
+        .map_err(|e| Problem::unavailable(&e))?;
+    tracing::info!(
+        message_id = %valid.id,
+        account_id = %valid.account,
+        queue = "send_message",
+        "message enqueued over HTTP"
+    );
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(MessageAccepted {
+            message_id: valid.id.to_hex(),
+        }),
+    ))
+}

@@ -1,0 +1,104 @@
+//! The producers' API under `/v1`: JSON over HTTP for web apps in any
+//! language (the first producers are PHP).
+//!
+//! - [`messages`]: `POST /v1/messages` enqueues a message.
+//! - [`exports`]: enqueue, follow, download and cancel exports.
+//! - [`inbox`]: the read side the frontend lists messages and marks them read with.
+//! - [`caller`]: bearer tokens, and the account a token may reach.
+//! - [`problem`]: error answers naming the wrong fields; the JSON extractor.
+//!
+//! The routes are registered through `utoipa-axum`, so the OpenAPI document
+//! served at `/openapi.json` is built from the same list that routes the
+//! requests and cannot drift from it.
+
+pub mod caller;
+pub mod exports;
+pub mod inbox;
+pub mod messages;
+pub mod problem;
+
+use axum::{extract::DefaultBodyLimit, routing::any, Router};
+use herald_jobs::{ExportLimits, MessageLimits, Producer};
+use utoipa::{
+    openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
+    Modify, OpenApi,
+};
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use super::WebState;
+use crate::{
+    export::{status::ExportStatusStore, storage::LocalDirStorage},
+    store::{ApiTokenStore, Inbox},
+};
+
+/// What the `/v1` handlers need.
+#[derive(Debug, Clone)]
+pub struct ApiState {
+    /// Enqueues jobs.
+    pub producer: Producer,
+    /// Reads messages and marks them read.
+    pub inbox: Inbox,
+    /// Finds API tokens.
+    pub tokens: ApiTokenStore,
+    /// Export status records.
+    pub exports: ExportStatusStore,
+    /// Where finished export files are.
+    pub storage: LocalDirStorage,
+    /// The worker's message limits, applied before enqueueing.
+    pub message_limits: MessageLimits,
+    /// The worker's export allow-list and default time zone.
+    pub export_limits: ExportLimits,
+}
+
+/// The document's frame: title, version and the bearer scheme.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Herald producers' API",
+        description = "Enqueue messages and exports, read and mark messages. \
+                       Authenticate with `Authorization: Bearer TOKEN`."
+    ),
+    modifiers(&BearerScheme),
+    tags(
+        (name = "messages", description = "Enqueue messages"),
+        (name = "inbox", description = "The read side of messages"),
+        (name = "exports", description = "CSV exports"),
+    )
+)]
+struct ApiDoc;
+
+struct BearerScheme;
+
+impl Modify for BearerScheme {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        openapi
+            .components
+            .get_or_insert_with(Default::default)
+            .add_security_scheme(
+                "token",
+                SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+            );
+    }
+}
+
+/// The `/v1` routes, bodies limited to `max_body_bytes`, and their OpenAPI
+/// document.
+pub fn routes(max_body_bytes: usize) -> (Router<WebState>, utoipa::openapi::OpenApi) {
+    let (router, api) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(messages::enqueue))
+        .routes(routes!(exports::enqueue))
+        .routes(routes!(exports::status, exports::cancel))
+        .routes(routes!(exports::file))
+        .routes(routes!(inbox::list))
+        .routes(routes!(inbox::unread_count))
+        .routes(routes!(inbox::mark_read))
+        .routes(routes!(inbox::mark_all_read))
+        .split_for_parts();
+    let router = router
+        .route(
+            "/v1/{*rest}",
+            any(|| async { problem::Problem::not_found("no such route under /v1") }),
+        )
+        .layer(DefaultBodyLimit::max(max_body_bytes));
+    (router, api)
+}
