@@ -156,6 +156,12 @@ fn every_command_has_help() {
         vec!["enqueue", "message", "--help"],
         vec!["doctor", "--help"],
         vec!["push-sandbox", "--help"],
+        vec!["web", "--help"],
+        vec!["token", "--help"],
+        vec!["token", "create", "--help"],
+        vec!["export", "--help"],
+        vec!["failed", "--help"],
+        vec!["bench", "--help"],
     ] {
         let output = std::process::Command::new(env!("CARGO_BIN_EXE_herald"))
             .args(&args)
