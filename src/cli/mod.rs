@@ -125,6 +125,7 @@ async fn run_web(settings: Settings) -> anyhow::Result<ExitCode> {
     )
     .await
     .context("dashboard server failed")?;
+    tracing::info!("dashboard stopped");
     Ok(ExitCode::SUCCESS)
 }
 

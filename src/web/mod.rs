@@ -6,6 +6,7 @@
 //! - pages: `/` (queues and failed pushes, refreshing itself) and
 //!   `/jobs/{queue}/{id}` (payload and run history), static HTML that calls
 //!   the API; no external CDN, so it works offline.
+//! - `/healthz`, `/readyz`, `/metrics`: [`crate::ops`], open like `/login`.
 
 pub mod api;
 pub mod auth;
@@ -36,6 +37,8 @@ pub struct WebState {
     pub queues: Arc<BTreeMap<String, QueueAdmin>>,
     /// The guard.
     pub auth: Arc<auth::Auth>,
+    /// `/healthz`, `/readyz` and `/metrics` (open, like the login page).
+    pub ops: crate::ops::OpsState,
 }
 
 impl WebState {
@@ -53,6 +56,7 @@ impl WebState {
         Self {
             queues: Arc::new(queues),
             auth: Arc::new(auth::Auth::new(token)),
+            ops: crate::ops::OpsState::new(crate::ops::Metrics::new(), conn, settings, None),
         }
     }
 }
@@ -76,7 +80,7 @@ pub fn router(state: WebState) -> Router {
     Router::new()
         .route("/login", get(login_page).post(login))
         .route("/logout", post(logout))
-        .route("/healthz", get(|| async { "ok" }))
+        .merge(crate::ops::router(state.ops.clone()))
         .merge(guarded)
         .with_state(state)
 }
