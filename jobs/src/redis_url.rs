@@ -20,7 +20,8 @@
 use redis::{
     aio::{ConnectionManager, ConnectionManagerConfig},
     sentinel::{Sentinel, SentinelNodeConnectionInfo},
-    Client, ConnectionAddr, ErrorKind, IntoConnectionInfo, RedisConnectionInfo, RedisError, RedisResult,
+    Client, ConnectionAddr, ErrorKind, IntoConnectionInfo, RedisConnectionInfo, RedisError,
+    RedisResult,
 };
 
 /// The scheme of Sentinel URLs.
@@ -137,10 +138,7 @@ impl SentinelUrl {
                     None => (info, None),
                 };
                 let user = (!user.is_empty()).then(|| decode(user)).transpose()?;
-                let password = password
-                    .filter(|p| !p.is_empty())
-                    .map(decode)
-                    .transpose()?;
+                let password = password.filter(|p| !p.is_empty()).map(decode).transpose()?;
                 (user, password)
             }
         };

@@ -23,6 +23,8 @@ use prometheus_client::{
     registry::{Registry, Unit},
 };
 
+use herald_jobs::QueueName;
+
 use crate::queue::admin::QueueStats;
 
 /// Content type of [`Metrics::encode`]'s output.
@@ -160,6 +162,25 @@ impl Metrics {
             "Worker processes heart-beating on a queue, read from Redis at scrape time",
             queue_workers.clone(),
         );
+        // Every series exists from the start, at zero, so that rates and
+        // alerts see a value before the first job rather than nothing.
+        for queue in QueueName::ALL {
+            let labels = QueueLabels {
+                queue: queue.as_str(),
+            };
+            let _ = jobs_done.get_or_create(&labels);
+            let _ = jobs_failed.get_or_create(&labels);
+            let _ = job_duration.get_or_create(&labels);
+        }
+        for outcome in [
+            PushOutcome::Ok,
+            PushOutcome::Retryable,
+            PushOutcome::Permanent,
+        ] {
+            let _ = push_duration.get_or_create(&PushLabels {
+                outcome: outcome.as_str(),
+            });
+        }
         Self {
             inner: Arc::new(Inner {
                 registry,
@@ -265,6 +286,8 @@ mod tests {
             "herald_job_duration_seconds_count{queue=\"push\"} 3",
             "herald_push_duration_seconds_count{outcome=\"retryable\"} 1",
             "herald_export_rows_total 42",
+            "herald_jobs_done_total{queue=\"send_message\"} 0",
+            "herald_push_duration_seconds_count{outcome=\"ok\"} 0",
             "herald_queue_jobs{queue=\"export\",state=\"pending\"} 7",
             "herald_queue_workers{queue=\"export\"} 2",
             "# EOF",

@@ -124,7 +124,9 @@ async fn metrics(State(state): State<OpsState>) -> Response {
 
 /// Why the operations listener could not start.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot listen on {addr} (setting `worker.ops_bind`, env HERALD_WORKER_OPS_BIND): {source}")]
+#[error(
+    "cannot listen on {addr} (setting `worker.ops_bind`, env HERALD_WORKER_OPS_BIND): {source}"
+)]
 pub struct OpsBindError {
     /// The address asked for.
     pub addr: SocketAddr,

@@ -158,8 +158,7 @@ where
     let send_concurrency = settings.worker.concurrency;
     let push_concurrency = settings.worker.push_concurrency;
     let grace = settings.worker.shutdown_timeout;
-    let (send_metrics, push_metrics, export_metrics) =
-        (metrics.clone(), metrics.clone(), metrics);
+    let (send_metrics, push_metrics, export_metrics) = (metrics.clone(), metrics.clone(), metrics);
 
     info!(
         namespace = %settings.redis.namespace,

@@ -161,7 +161,11 @@ async fn the_worker_serves_health_readiness_and_job_metrics() {
         ("herald_queue_jobs", "gauge"),
         ("herald_queue_workers", "gauge"),
     ] {
-        assert_eq!(types.get(family).map(String::as_str), Some(kind), "{family}");
+        assert_eq!(
+            types.get(family).map(String::as_str),
+            Some(kind),
+            "{family}"
+        );
     }
     assert_eq!(
         value(&before, "herald_jobs_done_total", &[("queue", "push")]),
@@ -188,11 +192,21 @@ async fn the_worker_serves_health_readiness_and_job_metrics() {
     })
     .await;
     let q = |queue: &'static str| [("queue", queue)];
-    assert_eq!(value(&samples, "herald_jobs_done_total", &q("send_message")), 3.0);
-    assert_eq!(value(&samples, "herald_jobs_failed_total", &q("send_message")), 1.0);
+    assert_eq!(
+        value(&samples, "herald_jobs_done_total", &q("send_message")),
+        3.0
+    );
+    assert_eq!(
+        value(&samples, "herald_jobs_failed_total", &q("send_message")),
+        1.0
+    );
     assert_eq!(value(&samples, "herald_jobs_failed_total", &q("push")), 0.0);
     assert_eq!(
-        value(&samples, "herald_job_duration_seconds_count", &q("send_message")),
+        value(
+            &samples,
+            "herald_job_duration_seconds_count",
+            &q("send_message")
+        ),
         4.0
     );
     assert_eq!(
@@ -282,7 +296,9 @@ async fn web_is_not_ready_without_mongodb_and_stops_gracefully_on_sigterm() {
     assert_eq!(body["status"], "not ready");
     assert_eq!(body["redis"], json!({"status": "up"}));
     assert_eq!(body["mongodb"]["status"], "down");
-    assert!(body["mongodb"]["error"].as_str().is_some_and(|e| !e.is_empty()));
+    assert!(body["mongodb"]["error"]
+        .as_str()
+        .is_some_and(|e| !e.is_empty()));
 
     // /metrics needs no token and shows the queues; the API still does.
     env.push_raw(json!({"accountId": "nope"})).await;

@@ -163,6 +163,7 @@ async fn two_worker_processes_share_2000_messages_each_stored_and_pushed_once() 
     for log in &logs {
         let _ = std::fs::remove_file(log);
     }
+    eprintln!("pushes delivered per worker process: {per_worker:?}");
     assert_eq!(per_worker.iter().sum::<usize>(), JOBS, "{per_worker:?}");
     assert!(
         per_worker.iter().all(|n| *n > 0),
@@ -220,6 +221,10 @@ async fn a_worker_killed_mid_jobs_has_them_rerun_by_the_other_nothing_lost_or_do
     killed.wait().expect("reaped");
     let leased_at_kill = leased_by(&env, QueueName::Push, killed.id()).await;
     assert!(!leased_at_kill.is_empty(), "leased when killed: {leased:?}");
+    eprintln!(
+        "push jobs leased by the killed worker: {}",
+        leased_at_kill.len()
+    );
 
     // The provider recovers. The survivor re-runs the dead worker's jobs
     // once its heartbeats are overdue (2 s x 2 in config/test.toml).
