@@ -3,10 +3,11 @@
 
 use std::{collections::HashMap, process::Child, time::Duration};
 
-use herald_jobs::{QueueName, SendMessage};
+use herald::export::status::ExportStatusStore;
+use herald_jobs::{Export, Producer, QueueName, SendMessage};
 use serde_json::{json, Value};
 
-use crate::helpers::{account, env_with, wait_for, TestEnv, WEB_TOKEN};
+use crate::helpers::{account, env_with, redis_url, wait_for, TestEnv, WEB_TOKEN};
 
 /// A port nobody listens on right now (bound, then released).
 pub fn free_port() -> u16 {
@@ -184,11 +185,34 @@ async fn the_worker_serves_health_readiness_and_job_metrics() {
         (env.delivered("new_message").await.len() == 3 && dead == 1).then_some(())
     })
     .await;
+    // And an export of those three messages.
+    let key = mongodb::bson::oid::ObjectId::new().to_hex();
+    ExportStatusStore::new(&env.database)
+        .queued(account, &key, "message")
+        .await
+        .expect("status record");
+    let export: Export = serde_json::from_value(json!({
+        "accountId": account.to_hex(),
+        "key": key,
+        "collection": "message",
+        "fields": [{ "path": "title", "title": "Title" }],
+    }))
+    .expect("export job");
+    Producer::connect(&redis_url(), &env.settings.redis.namespace)
+        .await
+        .expect("producer")
+        .enqueue_export(export)
+        .await
+        .expect("enqueue export");
+    wait_for("export_finish", || async {
+        (env.delivered("export_finish").await.len() == 1).then_some(())
+    })
+    .await;
 
     let samples = wait_for("the counters to include every run", || async {
         let (_, samples) = scrape(&env, &base).await;
         let pushed = value(&samples, "herald_jobs_done_total", &[("queue", "push")]);
-        (pushed == 3.0).then_some(samples)
+        (pushed == 4.0).then_some(samples)
     })
     .await;
     let q = |queue: &'static str| [("queue", queue)];
@@ -211,15 +235,17 @@ async fn the_worker_serves_health_readiness_and_job_metrics() {
     );
     assert_eq!(
         value(&samples, "herald_job_duration_seconds_count", &q("push")),
-        3.0
+        4.0
     );
+    assert_eq!(value(&samples, "herald_jobs_done_total", &q("export")), 1.0);
+    assert_eq!(value(&samples, "herald_export_rows_total", &[]), 3.0);
     assert_eq!(
         value(
             &samples,
             "herald_push_duration_seconds_count",
             &[("outcome", "ok")]
         ),
-        3.0
+        4.0
     );
     assert_eq!(
         value(
