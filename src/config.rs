@@ -41,6 +41,7 @@ pub const SETTING_KEYS: &[&str] = &[
     "worker.push_max_attempts",
     "worker.export_max_attempts",
     "worker.export_concurrency",
+    "worker.ops_bind",
     "message.max_content_bytes",
     "message.max_title_bytes",
     "log.format",
@@ -213,6 +214,9 @@ pub struct WorkerSettings {
     pub export_max_attempts: usize,
     /// Exports running at the same time in one worker process.
     pub export_concurrency: usize,
+    /// Where the worker serves `/healthz`, `/readyz` and `/metrics`;
+    /// `None` when the setting is empty (no listener).
+    pub ops_bind: Option<std::net::SocketAddr>,
 }
 
 /// Log output format.
@@ -301,6 +305,7 @@ struct RawWorker {
     push_max_attempts: usize,
     export_max_attempts: usize,
     export_concurrency: usize,
+    ops_bind: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -376,6 +381,23 @@ fn positive(key: &'static str, value: u64) -> Result<u64, ConfigError> {
     }
 }
 
+/// An address like `127.0.0.1:9090`, or `None` for an empty value.
+fn optional_address(
+    key: &'static str,
+    value: &str,
+) -> Result<Option<std::net::SocketAddr>, ConfigError> {
+    let value = value.trim();
+    if value.is_empty() {
+        return Ok(None);
+    }
+    value.parse().map(Some).map_err(|_| {
+        ConfigError::invalid(
+            key,
+            format!("'{value}' is not an address like 127.0.0.1:9090 (or empty to disable)"),
+        )
+    })
+}
+
 fn positive_usize(key: &'static str, value: usize) -> Result<usize, ConfigError> {
     positive(key, value as u64).map(|_| value)
 }
@@ -383,14 +405,24 @@ fn positive_usize(key: &'static str, value: usize) -> Result<usize, ConfigError>
 impl RawSettings {
     fn check(self) -> Result<Settings, ConfigError> {
         let redis_url = non_empty("redis.url", self.redis.url)?;
-        if !(redis_url.starts_with("redis://")
+        if herald_jobs::redis_url::is_sentinel_url(&redis_url) {
+            herald_jobs::redis_url::SentinelUrl::parse(&redis_url).map_err(|reason| {
+                ConfigError::invalid(
+                    "redis.url",
+                    format!(
+                        "'{}' {reason}",
+                        herald_jobs::producer::redact_url(&redis_url)
+                    ),
+                )
+            })?;
+        } else if !(redis_url.starts_with("redis://")
             || redis_url.starts_with("rediss://")
             || redis_url.starts_with("redis+unix://")
             || redis_url.starts_with("unix://"))
         {
             return Err(ConfigError::invalid(
                 "redis.url",
-                format!("'{redis_url}' must start with redis://, rediss:// or unix://"),
+                format!("'{redis_url}' must start with redis://, rediss://, unix:// or redis+sentinel://"),
             ));
         }
         let namespace = Namespace::parse(&self.redis.namespace)
@@ -506,6 +538,7 @@ impl RawSettings {
                     "worker.export_concurrency",
                     self.worker.export_concurrency,
                 )?,
+                ops_bind: optional_address("worker.ops_bind", &self.worker.ops_bind)?,
             },
             message: MessageLimits {
                 max_content_bytes: positive_usize(
@@ -638,6 +671,7 @@ mod tests {
             ("HERALD_TUISONGBAO_SECRET", "", "tuisongbao.secret"),
             ("HERALD_WORKER_CONCURRENCY", "0", "worker.concurrency"),
             ("HERALD_LOG_FORMAT", "xml", "log.format"),
+            ("HERALD_WORKER_OPS_BIND", "localhost", "worker.ops_bind"),
         ];
         for (var, value, key) in cases {
             let err = Settings::load_from(&vars(&[(var, value)])).unwrap_err();
@@ -685,6 +719,44 @@ mod tests {
         ]))
         .unwrap_err();
         assert!(err.to_string().contains("staging.toml"), "{err}");
+    }
+
+    #[test]
+    fn the_ops_listener_is_on_by_default_and_empty_disables_it() {
+        let s = Settings::load_from(&vars(&[])).unwrap();
+        assert_eq!(s.worker.ops_bind, Some("127.0.0.1:9090".parse().unwrap()));
+        let s = Settings::load_from(&vars(&[("HERALD_WORKER_OPS_BIND", "")])).unwrap();
+        assert_eq!(s.worker.ops_bind, None);
+        let s = Settings::load_from(&vars(&[("HERALD_WORKER_OPS_BIND", "0.0.0.0:0")])).unwrap();
+        assert_eq!(s.worker.ops_bind, Some("0.0.0.0:0".parse().unwrap()));
+    }
+
+    #[test]
+    fn sentinel_urls_are_accepted_and_checked() {
+        let url = "redis+sentinel://:pw@s1:26379,s2:26379/mymaster/0";
+        let s = Settings::load_from(&vars(&[("HERALD_REDIS_URL", url)])).unwrap();
+        assert_eq!(s.redis.url, url);
+        let err = Settings::load_from(&vars(&[(
+            "HERALD_REDIS_URL",
+            "redis+sentinel://:pw@s1:26379",
+        )]))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("HERALD_REDIS_URL") && err.contains("names no service"),
+            "{err}"
+        );
+        assert!(!err.contains(":pw@"), "the password is not shown: {err}");
+    }
+
+    #[test]
+    fn replica_set_urls_are_accepted() {
+        let url = "mongodb://user:pw@db-a:27017,db-b:27017,db-c:27017/?replicaSet=rs0&readPreference=primary";
+        let s = Settings::load_from(&vars(&[("HERALD_MONGODB_URL", url)])).unwrap();
+        assert_eq!(s.mongodb.url, url);
+        let srv = "mongodb+srv://cluster0.example.net/?replicaSet=rs0";
+        let s = Settings::load_from(&vars(&[("HERALD_MONGODB_URL", srv)])).unwrap();
+        assert_eq!(s.mongodb.url, srv);
     }
 
     #[test]

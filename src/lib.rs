@@ -22,11 +22,13 @@
 //!    and development.
 //!
 //! Around them: [`bench`] measures throughput against baselines, [`config`] loads layered settings, [`telemetry`] sets up
-//! structured logs, [`shutdown`] turns SIGTERM/SIGINT into a future.
+//! structured logs, [`shutdown`] turns SIGTERM/SIGINT into a future,
+//! [`ops`] serves `/healthz`, `/readyz` and `/metrics` for both processes.
 
 pub mod bench;
 pub mod config;
 pub mod export;
+pub mod ops;
 pub mod push;
 pub mod queue;
 pub mod shutdown;

@@ -14,6 +14,7 @@
 //! - [`producer`]: [`Producer`], a small client that validates a job and enqueues
 //!   it through apalis-redis.
 //! - [`error`]: [`ValidationError`], which always names the offending field.
+//! - [`redis_url`]: opening Redis from a URL, including `redis+sentinel://`.
 //!
 //! Producers in other languages write the same JSON; its shape is documented on
 //! [`SendMessage`] and in the repository's README.
@@ -24,6 +25,7 @@ pub mod ids;
 pub mod message;
 pub mod producer;
 pub mod queue;
+pub mod redis_url;
 
 pub use error::ValidationError;
 pub use export::{Export, ExportField, ExportLimits, ExportSort, ValidExport};

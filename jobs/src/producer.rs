@@ -65,15 +65,17 @@ pub struct Producer {
 }
 
 impl Producer {
-    /// Connects to Redis at `redis_url` and targets the queues of `namespace`.
+    /// Connects to Redis at `redis_url` (any `redis` crate URL, or
+    /// `redis+sentinel://`, see [`crate::redis_url`]) and targets the queues
+    /// of `namespace`.
     pub async fn connect(redis_url: &str, namespace: &Namespace) -> Result<Self, ProducerError> {
-        let conn =
-            apalis_redis::connect(redis_url)
-                .await
-                .map_err(|source| ProducerError::Connect {
-                    url: redact_url(redis_url),
-                    source,
-                })?;
+        // Also resolves `redis+sentinel://` URLs to the current master.
+        let conn = crate::redis_url::connection_manager(redis_url, None)
+            .await
+            .map_err(|source| ProducerError::Connect {
+                url: redact_url(redis_url),
+                source,
+            })?;
         Ok(Self::from_connection(conn, namespace))
     }
 

@@ -74,7 +74,9 @@ fn spawn_worker(
     settings: &Settings,
     stopped: tokio::sync::oneshot::Receiver<()>,
 ) -> tokio::task::JoinHandle<Result<(), worker::WorkerError>> {
-    tokio::spawn(worker::run(settings.clone(), async move {
+    let mut settings = settings.clone();
+    settings.worker.ops_bind = None; // the benchmark's in-process worker needs no probes
+    tokio::spawn(worker::run(settings, async move {
         let _ = stopped.await;
     }))
 }

@@ -122,10 +122,15 @@ async fn run_web(settings: Settings) -> anyhow::Result<ExitCode> {
         .clone()
         .context("setting `web.token` (env HERALD_WEB_TOKEN) is empty; it must be set")?;
     let conn = herald::queue::connect(&settings).await?;
-    let database = herald::store::connect(&settings.mongodb).await?;
-    herald::store::ApiTokenStore::new(&database)
+    // Not pinged: the dashboard starts while MongoDB is down, and /readyz
+    // says so; the token index is created when MongoDB answers.
+    let database = herald::store::open(&settings.mongodb).await?;
+    if let Err(error) = herald::store::ApiTokenStore::new(&database)
         .ensure_indexes()
-        .await?;
+        .await
+    {
+        tracing::warn!(%error, "cannot create the api_token index now; `herald token create` creates it");
+    }
     let listener = tokio::net::TcpListener::bind(settings.web.bind)
         .await
         .with_context(|| format!("cannot listen on {}", settings.web.bind))?;
@@ -137,6 +142,7 @@ async fn run_web(settings: Settings) -> anyhow::Result<ExitCode> {
     )
     .await
     .context("dashboard server failed")?;
+    tracing::info!("dashboard stopped");
     Ok(ExitCode::SUCCESS)
 }
 

@@ -66,6 +66,8 @@ pub struct Deps<S> {
     pub queue: String,
     /// Runs an export gets; the last failing one records the failure.
     pub max_attempts: usize,
+    /// Where finished exports' rows are counted.
+    pub metrics: crate::ops::Metrics,
 }
 
 /// Why an export run failed.
@@ -157,6 +159,7 @@ async fn process<S: ExportStorage>(
     match export(&valid, deps, run).await {
         Ok(Ended::Finished { rows }) => {
             info!(rows, "export finished");
+            deps.metrics.export_rows(rows);
             schedule(
                 deps,
                 valid.account,

@@ -23,6 +23,7 @@ pub struct TuisongbaoClient {
     endpoint: reqwest::Url,
     authorization: HeaderValue,
     request_timeout: Duration,
+    metrics: Option<crate::ops::Metrics>,
 }
 
 /// The `Authorization` header value for `app_id` and `secret`.
@@ -58,7 +59,14 @@ impl TuisongbaoClient {
             endpoint,
             authorization,
             request_timeout: settings.request_timeout,
+            metrics: None,
         })
+    }
+
+    /// Times every call into `herald_push_duration_seconds`.
+    pub fn with_metrics(mut self, metrics: crate::ops::Metrics) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// The full URL events are posted to.
@@ -101,6 +109,23 @@ fn error_chain(err: &dyn std::error::Error) -> String {
 
 impl EventPusher for TuisongbaoClient {
     async fn send(&self, event: &Event) -> Result<(), PushError> {
+        let start = std::time::Instant::now();
+        let result = self.post(event).await;
+        if let Some(metrics) = &self.metrics {
+            let outcome = match &result {
+                Ok(()) => crate::ops::PushOutcome::Ok,
+                Err(e) if e.is_retryable() => crate::ops::PushOutcome::Retryable,
+                Err(_) => crate::ops::PushOutcome::Permanent,
+            };
+            metrics.push_sent(outcome, start.elapsed());
+        }
+        result
+    }
+}
+
+impl TuisongbaoClient {
+    /// One `POST` of `event`, its answer checked.
+    async fn post(&self, event: &Event) -> Result<(), PushError> {
         let response = self
             .http
             .post(self.endpoint.clone())

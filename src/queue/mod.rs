@@ -14,6 +14,7 @@
 //! - [`RetryPolicy`] decides when a failed job runs again.
 //! - [`admin::QueueAdmin`] is the operator's side: counts per state, dead
 //!   jobs, retry and discard (the dashboard, the API and `herald failed`).
+//! - [`failover`] notices when Sentinel names a new master.
 //!
 //! The key layout is apalis-redis's (`Q:data`, `Q:meta:<id>`, `Q:active`,
 //! `Q:scheduled`, `Q:inflight:<worker>`, `Q:workers`, `Q:done`, `Q:dead`,
@@ -23,6 +24,7 @@
 
 pub mod admin;
 mod backend;
+pub mod failover;
 mod persistence;
 pub mod retry;
 
@@ -214,7 +216,6 @@ pub async fn connect(settings: &Settings) -> Result<redis::aio::ConnectionManage
         url: herald_jobs::producer::redact_url(&settings.redis.url),
         source,
     };
-    let client = redis::Client::open(settings.redis.url.as_str()).map_err(connect_error)?;
     // The driver's default response timeout (500 ms) is shorter than a
     // fetch of a large batch can take on a busy server; a timed-out fetch
     // would stop the worker for nothing.
@@ -222,8 +223,8 @@ pub async fn connect(settings: &Settings) -> Result<redis::aio::ConnectionManage
         .set_connection_timeout(Some(Duration::from_secs(5)))
         .set_response_timeout(Some(REDIS_RESPONSE_TIMEOUT))
         .set_number_of_retries(2);
-    let mut conn = client
-        .get_connection_manager_with_config(config)
+    // A `redis+sentinel://` URL is resolved to the current master here.
+    let mut conn = herald_jobs::redis_url::connection_manager(&settings.redis.url, Some(config))
         .await
         .map_err(connect_error)?;
     redis::cmd("PING")

@@ -50,8 +50,10 @@ pub enum StoreError {
 /// a down database is reported in seconds rather than after the driver's 30 s.
 const SERVER_SELECTION_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Connects to MongoDB and pings the configured database.
-pub async fn connect(settings: &MongoSettings) -> Result<Database, StoreError> {
+/// A handle on the configured database whose client connects on first use:
+/// nothing is sent to the server yet (a `mongodb+srv` URL is resolved). For processes that must start while
+/// MongoDB is down (`herald web` reports it on `/readyz`).
+pub async fn open(settings: &MongoSettings) -> Result<Database, StoreError> {
     let redacted = herald_jobs::producer::redact_url(&settings.url);
     let connect_error = |source| StoreError::Connect {
         url: redacted.clone(),
@@ -68,10 +70,18 @@ pub async fn connect(settings: &MongoSettings) -> Result<Database, StoreError> {
         .connect_timeout
         .get_or_insert(SERVER_SELECTION_TIMEOUT);
     let client = Client::with_options(options).map_err(connect_error)?;
-    let database = client.database(&settings.database);
+    Ok(client.database(&settings.database))
+}
+
+/// Connects to MongoDB and pings the configured database.
+pub async fn connect(settings: &MongoSettings) -> Result<Database, StoreError> {
+    let database = open(settings).await?;
     database
         .run_command(doc! { "ping": 1 })
         .await
-        .map_err(connect_error)?;
+        .map_err(|source| StoreError::Connect {
+            url: herald_jobs::producer::redact_url(&settings.url),
+            source,
+        })?;
     Ok(database)
 }

@@ -8,6 +8,7 @@
 //!   the API; no external CDN, so it works offline.
 //! - [`v1`]: the producers' API under `/v1` (its own tokens, see
 //!   [`v1::caller`]) and its OpenAPI document at `/openapi.json`.
+//! - `/healthz`, `/readyz`, `/metrics`: [`crate::ops`], open like `/login`.
 
 pub mod api;
 pub mod auth;
@@ -45,6 +46,8 @@ pub struct WebState {
     pub api: Arc<v1::ApiState>,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
+    /// `/healthz`, `/readyz` and `/metrics` (open, like the login page).
+    pub ops: crate::ops::OpsState,
 }
 
 impl WebState {
@@ -66,8 +69,11 @@ impl WebState {
             })
             .collect();
         let api = v1::ApiState {
-            producer: herald_jobs::Producer::from_connection(conn, &settings.redis.namespace)
-                .with_limits(settings.message),
+            producer: herald_jobs::Producer::from_connection(
+                conn.clone(),
+                &settings.redis.namespace,
+            )
+            .with_limits(settings.message),
             inbox: Inbox::new(database),
             tokens: ApiTokenStore::new(database),
             exports: ExportStatusStore::new(database),
@@ -80,6 +86,12 @@ impl WebState {
             auth: Arc::new(auth::Auth::new(token)),
             api: Arc::new(api),
             max_body_bytes: settings.web.max_body_bytes,
+            ops: crate::ops::OpsState::new(
+                crate::ops::Metrics::new(),
+                conn.clone(),
+                settings,
+                Some(database.clone()),
+            ),
         }
     }
 }
@@ -106,7 +118,6 @@ pub fn router(state: WebState) -> Router {
     Router::new()
         .route("/login", get(login_page).post(login))
         .route("/logout", post(logout))
-        .route("/healthz", get(|| async { "ok" }))
         .route(
             "/openapi.json",
             get(move || {
@@ -115,6 +126,7 @@ pub fn router(state: WebState) -> Router {
             }),
         )
         .merge(producers)
+        .merge(crate::ops::router(state.ops.clone()))
         .merge(guarded)
         .with_state(state)
 }

@@ -42,6 +42,13 @@ pub enum WorkerError {
     /// apalis reported a worker failure.
     #[error("worker failed: {0}")]
     Monitor(String),
+    /// The operations listener (`worker.ops_bind`) could not start.
+    #[error(transparent)]
+    Ops(#[from] crate::ops::OpsBindError),
+    /// Sentinel named a new Redis master; the worker drained its jobs and
+    /// stopped so that its supervisor restarts it on the new master.
+    #[error("{0}; stopped to reconnect (restart the worker)")]
+    MasterMoved(String),
 }
 
 /// A name unique to this worker process and queue: host, pid and a random
@@ -90,7 +97,26 @@ where
         .ensure_indexes()
         .await?;
     messages.ensure_indexes().await?;
-    let pusher = TuisongbaoClient::new(&settings.tuisongbao)?;
+    let metrics = crate::ops::Metrics::new();
+    let pusher = TuisongbaoClient::new(&settings.tuisongbao)?.with_metrics(metrics.clone());
+    let (stop_ops, ops_stopped) = tokio::sync::oneshot::channel::<()>();
+    let ops_task = match settings.worker.ops_bind {
+        Some(addr) => {
+            let state = crate::ops::OpsState::new(
+                metrics.clone(),
+                redis.clone(),
+                &settings,
+                Some(database.clone()),
+            );
+            let (bound, task) = crate::ops::spawn(addr, state, async move {
+                let _ = ops_stopped.await;
+            })
+            .await?;
+            info!(address = %bound, "operations endpoints listening (/healthz, /readyz, /metrics)");
+            Some(task)
+        }
+        None => None,
+    };
 
     let send_deps = Arc::new(send_message::Deps {
         store: messages,
@@ -117,6 +143,7 @@ where
         settings: settings.export.clone(),
         queue: settings.redis.namespace.queue(QueueName::Export),
         max_attempts: settings.worker.export_max_attempts,
+        metrics: metrics.clone(),
     });
     let export_storage =
         queue::storage::<serde_json::Value>(redis.clone(), &settings, QueueName::Export);
@@ -131,6 +158,7 @@ where
     let send_concurrency = settings.worker.concurrency;
     let push_concurrency = settings.worker.push_concurrency;
     let grace = settings.worker.shutdown_timeout;
+    let (send_metrics, push_metrics, export_metrics) = (metrics.clone(), metrics.clone(), metrics);
 
     info!(
         namespace = %settings.redis.namespace,
@@ -145,6 +173,10 @@ where
                 .backend(send_storage.clone().poll_with_interval(poll_interval))
                 .data(send_deps.clone())
                 .concurrency(send_concurrency)
+                .layer(crate::ops::JobMetricsLayer::new(
+                    send_metrics.clone(),
+                    QueueName::SendMessage.as_str(),
+                ))
                 .parallelize(tokio::spawn)
                 .build(send_message::handle)
         })
@@ -153,6 +185,10 @@ where
                 .backend(push_storage.clone().poll_with_interval(poll_interval))
                 .data(push_deps.clone())
                 .concurrency(push_concurrency)
+                .layer(crate::ops::JobMetricsLayer::new(
+                    push_metrics.clone(),
+                    QueueName::Push.as_str(),
+                ))
                 .parallelize(tokio::spawn)
                 .build(push::handle)
         })
@@ -161,6 +197,10 @@ where
                 .backend(export_storage.clone().poll_with_interval(poll_interval))
                 .data(export_deps.clone())
                 .concurrency(export_concurrency)
+                .layer(crate::ops::JobMetricsLayer::new(
+                    export_metrics.clone(),
+                    QueueName::Export.as_str(),
+                ))
                 .parallelize(tokio::spawn)
                 .build(crate::export::handle::<crate::export::storage::LocalDirStorage>)
         })
@@ -174,18 +214,34 @@ where
         // Lazy: the grace period starts when shutdown is requested, not now.
         .with_terminator(async move { tokio::time::sleep(grace).await });
 
+    let failover = crate::queue::failover::master_changed(
+        settings.redis.url.clone(),
+        settings.worker.heartbeat_interval,
+    );
+    let (moved_tx, mut moved_rx) = tokio::sync::oneshot::channel::<String>();
     let signal = async move {
-        shutdown.await;
-        info!(
-            grace_secs = grace.as_secs(),
-            "shutdown requested: no new jobs, finishing running ones"
-        );
+        tokio::select! {
+            _ = shutdown => info!(
+                grace_secs = grace.as_secs(),
+                "shutdown requested: no new jobs, finishing running ones"
+            ),
+            moved = failover => {
+                tracing::error!(reason = %moved, "Redis failover: no new jobs, finishing running ones, then exiting");
+                let _ = moved_tx.send(moved);
+            }
+        }
         Ok(())
     };
-    monitor
-        .run_with_signal(signal)
-        .await
-        .map_err(|e| WorkerError::Monitor(e.to_string()))?;
+    let outcome = monitor.run_with_signal(signal).await;
+    // The probes answer until the jobs are drained, then stop with the worker.
+    let _ = stop_ops.send(());
+    if let Some(task) = ops_task {
+        let _ = task.await;
+    }
+    outcome.map_err(|e| WorkerError::Monitor(e.to_string()))?;
+    if let Ok(moved) = moved_rx.try_recv() {
+        return Err(WorkerError::MasterMoved(moved));
+    }
     info!("worker stopped");
     Ok(())
 }

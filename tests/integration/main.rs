@@ -16,5 +16,7 @@ mod exports;
 mod failures;
 mod helpers;
 mod message_pipeline;
+mod ops;
 mod sandbox;
+mod scaling;
 mod shutdown;

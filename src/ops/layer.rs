@@ -1,0 +1,100 @@
+//! [`JobMetricsLayer`]: counts and times every job run of a worker.
+//!
+//! A tower layer stacked on each apalis worker, so handlers stay free of
+//! metrics code. It sits inside the concurrency limit: the time measured is
+//! the handler's, not the wait for a free slot.
+
+use std::{
+    future::Future,
+    pin::Pin,
+    task::{Context, Poll},
+    time::Instant,
+};
+
+use apalis_core::task::Task;
+use tower::{Layer, Service};
+
+use super::metrics::Metrics;
+
+/// Records `herald_jobs_done_total`, `herald_jobs_failed_total` and
+/// `herald_job_duration_seconds` for one queue.
+#[derive(Debug, Clone)]
+pub struct JobMetricsLayer {
+    metrics: Metrics,
+    queue: &'static str,
+}
+
+impl JobMetricsLayer {
+    /// A layer recording into `metrics` under the label `queue`.
+    pub fn new(metrics: Metrics, queue: &'static str) -> Self {
+        Self { metrics, queue }
+    }
+}
+
+impl<S> Layer<S> for JobMetricsLayer {
+    type Service = JobMetricsService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        JobMetricsService {
+            inner,
+            metrics: self.metrics.clone(),
+            queue: self.queue,
+        }
+    }
+}
+
+/// The service [`JobMetricsLayer`] wraps a worker's handler in.
+#[derive(Debug, Clone)]
+pub struct JobMetricsService<S> {
+    inner: S,
+    metrics: Metrics,
+    queue: &'static str,
+}
+
+impl<S, Args> Service<Task<Args>> for JobMetricsService<S>
+where
+    S: Service<Task<Args>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Timed<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, task: Task<Args>) -> Self::Future {
+        Timed {
+            inner: self.inner.call(task),
+            start: Instant::now(),
+            metrics: self.metrics.clone(),
+            queue: self.queue,
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A job run's future that records its outcome and duration when it ends.
+    pub struct Timed<F> {
+        #[pin]
+        inner: F,
+        start: Instant,
+        metrics: Metrics,
+        queue: &'static str,
+    }
+}
+
+impl<F, T, E> Future for Timed<F>
+where
+    F: Future<Output = Result<T, E>>,
+{
+    type Output = Result<T, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let result = std::task::ready!(this.inner.poll(cx));
+        this.metrics
+            .job_finished(this.queue, result.is_ok(), this.start.elapsed());
+        Poll::Ready(result)
+    }
+}

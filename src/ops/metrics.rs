@@ -1,0 +1,298 @@
+//! The Prometheus registry of one process and the metrics in it.
+//!
+//! Built on `prometheus-client` (the Prometheus project's Rust client):
+//! the registry is a value owned by the process, not a global recorder, so
+//! two workers started in one test process keep separate figures, and the
+//! text it writes is OpenMetrics, which Prometheus scrapes natively.
+//!
+//! Counters and histograms are updated where the work happens (the job
+//! layer, the push client, the export handler); the queue gauges are read
+//! from Redis when `/metrics` is scraped, so every process reports the same
+//! shared depth whichever one is asked.
+
+use std::{sync::Arc, time::Duration};
+
+use prometheus_client::{
+    encoding::EncodeLabelSet,
+    metrics::{
+        counter::Counter,
+        family::Family,
+        gauge::Gauge,
+        histogram::{exponential_buckets, Histogram},
+    },
+    registry::{Registry, Unit},
+};
+
+use herald_jobs::QueueName;
+
+use crate::queue::admin::QueueStats;
+
+/// Content type of [`Metrics::encode`]'s output.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Labels of per-queue metrics.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct QueueLabels {
+    /// Short queue name: `send_message`, `push` or `export`.
+    queue: &'static str,
+}
+
+/// Labels of the queue depth gauge.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DepthLabels {
+    queue: &'static str,
+    state: &'static str,
+}
+
+/// How one call to the push provider ended.
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
+pub enum PushOutcome {
+    /// Accepted (`2xx` with body `OK`).
+    Ok,
+    /// Failed in a way that is retried (connection, timeout, 5xx, 429).
+    Retryable,
+    /// Refused for good (other 4xx).
+    Permanent,
+}
+
+impl PushOutcome {
+    /// The `outcome` label value: `ok`, `retryable` or `permanent`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PushOutcome::Ok => "ok",
+            PushOutcome::Retryable => "retryable",
+            PushOutcome::Permanent => "permanent",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PushLabels {
+    outcome: &'static str,
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+fn job_histogram() -> Histogram {
+    // 5 ms to about 80 s.
+    Histogram::new(exponential_buckets(0.005, 2.0, 15))
+}
+
+fn push_histogram() -> Histogram {
+    // 5 ms to about 10 s (the default request timeout).
+    Histogram::new(exponential_buckets(0.005, 2.0, 12))
+}
+
+struct Inner {
+    registry: Registry,
+    jobs_done: Family<QueueLabels, Counter>,
+    jobs_failed: Family<QueueLabels, Counter>,
+    job_duration: HistogramFamily<QueueLabels>,
+    push_duration: HistogramFamily<PushLabels>,
+    export_rows: Counter,
+    queue_jobs: Family<DepthLabels, Gauge>,
+    queue_workers: Family<QueueLabels, Gauge>,
+}
+
+/// The metrics of one Herald process. Clones share the same figures.
+#[derive(Clone)]
+pub struct Metrics {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// A registry holding every Herald metric, all at zero.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("herald");
+        let jobs_done = Family::<QueueLabels, Counter>::default();
+        registry.register(
+            "jobs_done",
+            "Job runs that succeeded, per queue",
+            jobs_done.clone(),
+        );
+        let jobs_failed = Family::<QueueLabels, Counter>::default();
+        registry.register(
+            "jobs_failed",
+            "Job runs that failed (retried later or dead), per queue",
+            jobs_failed.clone(),
+        );
+        let job_duration: HistogramFamily<QueueLabels> =
+            Family::new_with_constructor(job_histogram);
+        registry.register_with_unit(
+            "job_duration",
+            "Time a job run took in its handler, per queue",
+            Unit::Seconds,
+            job_duration.clone(),
+        );
+        let push_duration: HistogramFamily<PushLabels> =
+            Family::new_with_constructor(push_histogram);
+        registry.register_with_unit(
+            "push_duration",
+            "Time of one HTTP call to the push provider, by outcome",
+            Unit::Seconds,
+            push_duration.clone(),
+        );
+        let export_rows = Counter::default();
+        registry.register(
+            "export_rows",
+            "Rows written to finished export files",
+            export_rows.clone(),
+        );
+        let queue_jobs = Family::<DepthLabels, Gauge>::default();
+        registry.register(
+            "queue_jobs",
+            "Jobs in a queue per state (pending, scheduled, running, failed), read from Redis at scrape time",
+            queue_jobs.clone(),
+        );
+        let queue_workers = Family::<QueueLabels, Gauge>::default();
+        registry.register(
+            "queue_workers",
+            "Worker processes heart-beating on a queue, read from Redis at scrape time",
+            queue_workers.clone(),
+        );
+        // Every series exists from the start, at zero, so that rates and
+        // alerts see a value before the first job rather than nothing.
+        for queue in QueueName::ALL {
+            let labels = QueueLabels {
+                queue: queue.as_str(),
+            };
+            let _ = jobs_done.get_or_create(&labels);
+            let _ = jobs_failed.get_or_create(&labels);
+            let _ = job_duration.get_or_create(&labels);
+        }
+        for outcome in [
+            PushOutcome::Ok,
+            PushOutcome::Retryable,
+            PushOutcome::Permanent,
+        ] {
+            let _ = push_duration.get_or_create(&PushLabels {
+                outcome: outcome.as_str(),
+            });
+        }
+        Self {
+            inner: Arc::new(Inner {
+                registry,
+                jobs_done,
+                jobs_failed,
+                job_duration,
+                push_duration,
+                export_rows,
+                queue_jobs,
+                queue_workers,
+            }),
+        }
+    }
+
+    /// Records one job run of `queue` that took `elapsed`.
+    pub fn job_finished(&self, queue: &'static str, succeeded: bool, elapsed: Duration) {
+        let labels = QueueLabels { queue };
+        let counter = if succeeded {
+            &self.inner.jobs_done
+        } else {
+            &self.inner.jobs_failed
+        };
+        counter.get_or_create(&labels).inc();
+        self.inner
+            .job_duration
+            .get_or_create(&labels)
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// Records one call to the push provider.
+    pub fn push_sent(&self, outcome: PushOutcome, elapsed: Duration) {
+        self.inner
+            .push_duration
+            .get_or_create(&PushLabels {
+                outcome: outcome.as_str(),
+            })
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// Adds the rows of a finished export.
+    pub fn export_rows(&self, rows: u64) {
+        self.inner.export_rows.inc_by(rows);
+    }
+
+    /// Sets the depth gauges of `queue` from a fresh reading.
+    pub fn set_queue_stats(&self, queue: &'static str, stats: &QueueStats) {
+        let states = [
+            ("pending", stats.pending),
+            ("scheduled", stats.scheduled),
+            ("running", stats.running),
+            ("failed", stats.failed),
+        ];
+        for (state, count) in states {
+            self.inner
+                .queue_jobs
+                .get_or_create(&DepthLabels { queue, state })
+                .set(i64::try_from(count).unwrap_or(i64::MAX));
+        }
+        self.inner
+            .queue_workers
+            .get_or_create(&QueueLabels { queue })
+            .set(i64::try_from(stats.workers).unwrap_or(i64::MAX));
+    }
+
+    /// The whole registry in the OpenMetrics text format ([`CONTENT_TYPE`]).
+    pub fn encode(&self) -> String {
+        let mut text = String::new();
+        // Writing into a String cannot fail; an error could only come from
+        // a metric's own encoder, and then the partial text is still useful.
+        if let Err(e) = prometheus_client::encoding::text::encode(&mut text, &self.inner.registry) {
+            tracing::warn!(error = %e, "metrics could not be fully encoded");
+        }
+        text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recorded_values_appear_in_the_text() {
+        let metrics = Metrics::new();
+        metrics.job_finished("push", true, Duration::from_millis(20));
+        metrics.job_finished("push", false, Duration::from_millis(20));
+        metrics.job_finished("push", true, Duration::from_millis(20));
+        metrics.push_sent(PushOutcome::Retryable, Duration::from_millis(3));
+        metrics.export_rows(42);
+        metrics.set_queue_stats(
+            "export",
+            &QueueStats {
+                pending: 7,
+                workers: 2,
+                ..QueueStats::default()
+            },
+        );
+        let text = metrics.encode();
+        for line in [
+            "# TYPE herald_jobs_done counter",
+            "herald_jobs_done_total{queue=\"push\"} 2",
+            "herald_jobs_failed_total{queue=\"push\"} 1",
+            "# TYPE herald_job_duration_seconds histogram",
+            "herald_job_duration_seconds_count{queue=\"push\"} 3",
+            "herald_push_duration_seconds_count{outcome=\"retryable\"} 1",
+            "herald_export_rows_total 42",
+            "herald_jobs_done_total{queue=\"send_message\"} 0",
+            "herald_push_duration_seconds_count{outcome=\"ok\"} 0",
+            "herald_queue_jobs{queue=\"export\",state=\"pending\"} 7",
+            "herald_queue_workers{queue=\"export\"} 2",
+            "# EOF",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} missing in\n{text}");
+        }
+    }
+}
