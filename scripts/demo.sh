@@ -2,9 +2,11 @@
 # Herald's main job end to end, on this machine:
 #   1. sets up Redis and SecantusDB if they are not running (scripts/setup.sh)
 #   2. builds Herald and starts the push sandbox and a worker
-#   3. enqueues three messages with `herald enqueue message`
+#   3. enqueues three messages with `herald enqueue message` and a fourth over
+#      the producers' HTTP API (`herald web`, POST /v1/messages)
 #   4. waits until the sandbox has received their new_message events, then
-#      prints the events and the stored documents, and stops what it started.
+#      prints the events and the stored documents as the read side serves
+#      them (GET /v1/accounts/ID/messages), and stops what it started.
 # Pass --keep to leave the sandbox and worker running (the sandbox page shows
 # events live at the printed URL).
 set -euo pipefail
@@ -22,8 +24,11 @@ STATE_DIR=${HERALD_STATE_DIR:-$ROOT/.herald}
 mkdir -p "$STATE_DIR"
 
 # A sandbox port that is free, and settings that point the worker at it.
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+PORT=$(free_port)
+WEB_PORT=$(free_port)
 export HERALD_TUISONGBAO_URL="http://127.0.0.1:$PORT"
+export HERALD_WEB_BIND="127.0.0.1:$WEB_PORT"
 export HERALD_REDIS_NAMESPACE=herald-demo
 export HERALD_MONGODB_DATABASE=herald_demo
 
@@ -40,7 +45,11 @@ trap cleanup EXIT
 PIDS+=($!)
 "$HERALD" worker >"$STATE_DIR/demo-worker.log" 2>&1 &
 PIDS+=($!)
-for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break; sleep 0.1; done
+"$HERALD" web >"$STATE_DIR/demo-web.log" 2>&1 &
+PIDS+=($!)
+for port in "$PORT" "$WEB_PORT"; do
+  for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
+done
 
 echo "[demo] checking the services"
 "$HERALD" doctor
@@ -52,6 +61,19 @@ IDS=()
 IDS+=("$("$HERALD" enqueue message --account "$ACCOUNT" --title "Export ready" --content "<b>customers.csv</b> is ready")")
 IDS+=("$("$HERALD" enqueue message --account "$ACCOUNT" --title "Quota at 90%" --content "Upgrade soon" --status warning)")
 IDS+=("$("$HERALD" enqueue message --account "$ACCOUNT" --title "Mention" --content "Li Lei mentioned you" --to-user "$USER" --sender-user "$USER")")
+echo "[demo] creating an API token bound to the account, and enqueueing a fourth message over HTTP"
+TOKEN=$("$HERALD" token create --name demo --account "$ACCOUNT" 2>/dev/null)
+IDS+=("$(python3 - "$WEB_PORT" "$TOKEN" <<'PY'
+import json, sys, urllib.request
+port, token = sys.argv[1], sys.argv[2]
+body = json.dumps({"title": "Sent over HTTP", "content": "POST /v1/messages", "status": "success"}).encode()
+request = urllib.request.Request(f"http://127.0.0.1:{port}/v1/messages", data=body, method="POST",
+                                 headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+with urllib.request.urlopen(request) as r:
+    assert r.status == 202, r.status
+    print(json.load(r)["messageId"])
+PY
+)")
 printf '[demo]   message id %s\n' "${IDS[@]}"
 
 echo "[demo] waiting for the pushes to reach the sandbox"
@@ -75,20 +97,21 @@ for e in got:
     print(f"      id {d['messageId']}  title {d['title']!r}  status {d['status']}  sender {json.dumps(d['sender'])}")
 PY
 
-echo "[demo] the stored documents (herald_demo.message):"
-python3 - "${IDS[@]}" <<'PY' || echo "  (pymongo not installed: skipped; the worker log shows each message stored)"
-import sys
-from bson import ObjectId
-import pymongo
-coll = pymongo.MongoClient("mongodb://127.0.0.1:27017", serverSelectionTimeoutMS=3000).herald_demo.message
-for oid in sys.argv[1:]:
-    doc = coll.find_one({"_id": ObjectId(oid)})
-    print("  " + ", ".join(f"{k}={v!r}" for k, v in doc.items()))
+echo "[demo] the stored documents, as GET /v1/accounts/$ACCOUNT/messages serves them:"
+python3 - "$WEB_PORT" "$TOKEN" "$ACCOUNT" <<'PY'
+import json, sys, urllib.request
+port, token, account = sys.argv[1:4]
+request = urllib.request.Request(f"http://127.0.0.1:{port}/v1/accounts/{account}/messages?limit=10",
+                                 headers={"Authorization": f"Bearer {token}"})
+with urllib.request.urlopen(request) as r:
+    page = json.load(r)
+for m in page["messages"]:
+    print(f"  {m['id']} {m['createdAt']} {m['status']:7} isRead={m['isRead']} to={m['to']['target']} {m['title']!r}")
 PY
 
 if [ "$KEEP" -eq 1 ]; then
-  echo "[demo] still running: sandbox page http://127.0.0.1:$PORT/ ; worker log $STATE_DIR/demo-worker.log"
+  echo "[demo] still running: sandbox page http://127.0.0.1:$PORT/ ; dashboard http://127.0.0.1:$WEB_PORT/ ; worker log $STATE_DIR/demo-worker.log"
   echo "[demo] stop them with: kill ${PIDS[*]}"
 else
-  echo "[demo] stopping the worker (SIGTERM) and the sandbox"
+  echo "[demo] stopping the worker and the web server (SIGTERM) and the sandbox"
 fi
