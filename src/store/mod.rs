@@ -3,12 +3,17 @@
 //! [`connect`] opens the client and proves the server answers before a worker
 //! starts taking jobs. [`MessageStore`] owns the `message` collection.
 
+mod batch;
 mod message;
 
 use std::time::Duration;
 
 use mongodb::{bson::doc, options::ClientOptions, Client, Database};
 
+pub use batch::{MessageBatcher, MAX_BATCH as MAX_INSERT_BATCH};
+/// The `message` document for a message (the contract's shape), for
+/// benchmarks that insert the same documents without Herald.
+pub use message::to_document as message_document;
 pub use message::{MessageStore, StoredMessage, MESSAGE_COLLECTION};
 
 use crate::config::MongoSettings;
@@ -34,6 +39,10 @@ pub enum StoreError {
         #[source]
         source: mongodb::error::Error,
     },
+    /// The task that batches message inserts has stopped (the worker is
+    /// shutting down); the job runs again later.
+    #[error("the message inserter has stopped")]
+    Stopped,
 }
 
 /// How long the driver looks for a usable server before giving up. Short, so

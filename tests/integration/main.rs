@@ -8,6 +8,7 @@
 //! test command starts them.
 
 mod backlog;
+mod bench;
 mod browser;
 mod cli;
 mod dashboard;
