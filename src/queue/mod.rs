@@ -23,6 +23,7 @@
 
 pub mod admin;
 mod backend;
+pub mod batch;
 mod persistence;
 pub mod retry;
 
@@ -31,6 +32,7 @@ use std::time::Duration;
 use herald_jobs::QueueName;
 
 pub use backend::RedisQueue;
+pub use batch::BatchedSink;
 pub use retry::{Outcome, RetryPolicy};
 
 use crate::config::Settings;
