@@ -344,14 +344,14 @@ async fn write_rows<S: ExportStorage>(
 
     let mut processed: u64 = 0;
     let mut cell = String::new();
+    let paths = render::RowPaths::new(valid.fields.iter().map(|f| f.path.as_str()));
     while let Some(batch) = batches.recv().await {
         let batch = batch.map_err(read_error)?;
-        let mut values = Vec::new();
+        let mut columns = vec![Vec::new(); paths.len()];
         for document in &batch {
-            for field in &valid.fields {
-                values.clear();
-                render::resolve_raw(document, &field.path, &mut values);
-                render::write_cell_raw(&values, valid.time_zone, &mut cell);
+            paths.resolve(document, &mut columns);
+            for values in &columns {
+                render::write_cell_raw(values, valid.time_zone, &mut cell);
                 rows.write_field(&cell)?;
             }
             rows.write_record(None::<&[u8]>)?;
