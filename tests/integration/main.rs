@@ -18,3 +18,4 @@ mod helpers;
 mod message_pipeline;
 mod sandbox;
 mod shutdown;
+mod store_batch;
