@@ -3,9 +3,18 @@
 //! Figures from different machines or runs are not comparable; ratios
 //! against a baseline measured in the same run are. Every workload uses its
 //! own Redis namespace and removes it afterwards.
+//!
+//! - [`queue`]: no-op jobs, Herald's queue layer against plain apalis-redis.
+//! - [`pipeline`]: messages end to end against raw MongoDB and raw pushes.
+//! - [`export`]: CSV exports against a raw cursor scan, with peak memory.
+//! - [`backlog`]: a large backlog drained end to end.
+//! - [`report`]: `herald bench all`'s one table and the targets it checks.
 
 pub mod backlog;
+pub mod export;
+pub mod pipeline;
 pub mod queue;
+pub mod report;
 
 use std::time::Duration;
 

@@ -45,6 +45,18 @@ pub enum BenchError {
     /// Jobs did not finish in time.
     #[error("{0} did not finish within 10 minutes")]
     Stuck(String),
+    /// MongoDB could not be reached or set up.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    /// A MongoDB command failed.
+    #[error("MongoDB: {0}")]
+    Mongo(#[from] mongodb::error::Error),
+    /// A socket, file or child process failed.
+    #[error("I/O: {0}")]
+    Io(#[from] std::io::Error),
+    /// A measurement's result is wrong (lost, duplicated or unreadable).
+    #[error("{0}")]
+    Invalid(String),
 }
 
 async fn noop(_job: Value) -> Result<(), BoxDynError> {

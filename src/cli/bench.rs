@@ -5,18 +5,87 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use herald::{
-    bench::{self, queue::Workload},
+    bench::{self, queue::Workload, report::Report},
     config::Settings,
     queue,
 };
 
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
+    /// The fixed workload: no-op jobs, messages end to end and exports, each
+    /// against its baseline in the same run; one table and the targets.
+    All(AllArgs),
+    /// Messages end to end at several concurrencies, against the raw MongoDB
+    /// insert rate and the raw push stand-in rate.
+    Pipeline(PipelineArgs),
+    /// Export rows per second and peak memory against a raw cursor scan.
+    Export(ExportArgs),
+    /// (internal) The export benchmark's baseline: scan one export's query
+    /// in this process and print rows, seconds and peak memory as JSON.
+    #[command(hide = true)]
+    ExportScan {
+        /// The export job, as JSON.
+        #[arg(long)]
+        job: String,
+    },
     /// No-op jobs per second: Herald's queue layer against plain apalis-redis.
     Queue(QueueArgs),
     /// A backlog enqueued with no worker running, drained end to end
     /// (MongoDB and a local push sandbox); checks nothing is stored or pushed twice.
     Backlog(BacklogArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PipelineArgs {
+    /// Messages per measurement (and raw operations per raw limit).
+    #[arg(long, default_value_t = 20_000)]
+    jobs: u64,
+    /// Concurrencies to measure, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "1,8,32")]
+    concurrency: Vec<usize>,
+    /// Most messages outstanding (enqueued, not yet received) at once.
+    #[arg(long, default_value_t = 1_000)]
+    window: u64,
+}
+
+impl PipelineArgs {
+    fn workload(&self) -> anyhow::Result<bench::pipeline::Workload> {
+        anyhow::ensure!(self.jobs > 0, "--jobs must be positive");
+        anyhow::ensure!(
+            !self.concurrency.is_empty() && self.concurrency.iter().all(|&c| c > 0),
+            "--concurrency must list positive numbers"
+        );
+        Ok(bench::pipeline::Workload {
+            jobs: self.jobs,
+            concurrencies: self.concurrency.clone(),
+            window: self.window,
+        })
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// Source documents per export, comma-separated (smallest first).
+    #[arg(long, value_delimiter = ',', default_value = "100000,1000000")]
+    rows: Vec<u64>,
+}
+
+#[derive(Debug, Args)]
+pub struct AllArgs {
+    /// No-op jobs per workload.
+    #[arg(long, default_value_t = 50_000)]
+    noop_jobs: u64,
+    #[command(flatten)]
+    pipeline: PipelineArgs,
+    #[command(flatten)]
+    export: ExportArgs,
+    /// A tiny workload (seconds, not minutes) that exercises every part:
+    /// for checking the command works, not for figures.
+    #[arg(long)]
+    smoke: bool,
+    /// Exit with status 2 when a target is missed.
+    #[arg(long)]
+    check: bool,
 }
 
 #[derive(Debug, Args)]
@@ -50,6 +119,33 @@ pub struct QueueArgs {
 
 pub async fn run(command: BenchCommand, settings: &Settings) -> anyhow::Result<ExitCode> {
     match command {
+        BenchCommand::All(args) => run_all(args, settings).await,
+        BenchCommand::Pipeline(args) => {
+            let workload = args.workload()?;
+            let report = Report {
+                pipeline: run_pipeline(settings, &workload).await?,
+                ..Report::default()
+            };
+            print!("{}", report.render());
+            Ok(verified(&report, workload.jobs))
+        }
+        BenchCommand::Export(args) => {
+            let report = Report {
+                export: run_export(settings, &args.rows).await?,
+                ..Report::default()
+            };
+            print!("{}", report.render());
+            Ok(ExitCode::SUCCESS)
+        }
+        BenchCommand::ExportScan { job } => {
+            let job: herald_jobs::Export =
+                serde_json::from_str(&job).context("--job is not an export job")?;
+            let report = bench::export::scan(settings, &job)
+                .await
+                .context("export scan")?;
+            println!("{}", serde_json::to_string(&report)?);
+            Ok(ExitCode::SUCCESS)
+        }
         BenchCommand::Backlog(args) => {
             let report = bench::backlog::run(settings, args.jobs, args.live)
                 .await
@@ -122,4 +218,95 @@ pub async fn run(command: BenchCommand, settings: &Settings) -> anyhow::Result<E
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+async fn run_pipeline(
+    settings: &Settings,
+    workload: &bench::pipeline::Workload,
+) -> anyhow::Result<Vec<bench::pipeline::Measured>> {
+    eprintln!(
+        "messages end to end: {} per measurement at concurrency {:?}",
+        workload.jobs, workload.concurrencies
+    );
+    bench::pipeline::run(settings, workload)
+        .await
+        .context("end-to-end benchmark")
+}
+
+async fn run_export(
+    settings: &Settings,
+    rows: &[u64],
+) -> anyhow::Result<Vec<bench::export::Measured>> {
+    anyhow::ensure!(
+        !rows.is_empty() && rows.iter().all(|&n| n > 0),
+        "--rows must list positive numbers"
+    );
+    eprintln!("exports: seeding {rows:?} documents");
+    bench::export::run(settings, rows)
+        .await
+        .context("export benchmark")
+}
+
+/// Exit status after the end-to-end part: failure if anything was lost or
+/// delivered twice.
+fn verified(report: &Report, jobs: u64) -> ExitCode {
+    for m in &report.pipeline {
+        if !m.verified(jobs) {
+            eprintln!(
+                "error: concurrency {}: {} stored, {} pushes for {} distinct messages (expected {jobs} each)",
+                m.concurrency, m.stored, m.pushed, m.pushed_distinct
+            );
+            return ExitCode::FAILURE;
+        }
+    }
+    println!(
+        "verified: every message stored once and pushed once at every concurrency ({jobs} each)"
+    );
+    ExitCode::SUCCESS
+}
+
+async fn run_all(mut args: AllArgs, settings: &Settings) -> anyhow::Result<ExitCode> {
+    let mut round = 5_000;
+    if args.smoke {
+        args.noop_jobs = 1_000;
+        round = 500;
+        args.pipeline.jobs = 200;
+        args.pipeline.concurrency = vec![1, 8];
+        args.pipeline.window = 100;
+        args.export.rows = vec![1_000, 5_000];
+    }
+    let workload = args.pipeline.workload()?;
+    let conn = queue::connect(settings).await?;
+    let noop = Workload {
+        jobs: args.noop_jobs,
+        round,
+    };
+    eprintln!("no-op jobs: {} per workload", noop.jobs);
+    let mut report = Report {
+        noop: vec![
+            bench::queue::apalis_redis_baseline(conn.clone(), noop, 10)
+                .await
+                .context("apalis-redis baseline")?,
+            bench::queue::herald_queue(
+                conn,
+                noop,
+                settings.worker.fetch_batch_size,
+                settings.worker.concurrency,
+            )
+            .await
+            .context("herald queue")?,
+        ],
+        ..Report::default()
+    };
+    report.pipeline = run_pipeline(settings, &workload).await?;
+    report.export = run_export(settings, &args.export.rows).await?;
+    print!("{}", report.render());
+    let status = verified(&report, workload.jobs);
+    if status != ExitCode::SUCCESS {
+        return Ok(status);
+    }
+    if args.check && report.targets().iter().any(|t| !t.met()) {
+        return Ok(ExitCode::from(2));
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -28,7 +28,7 @@ use apalis::prelude::{AbortError, Attempt, BoxDynError, Data, TaskBuilder, TaskI
 use futures::TryStreamExt;
 use herald_jobs::{AccountId, Export, ValidExport, ValidationError};
 use mongodb::{
-    bson::{doc, Document},
+    bson::{doc, Document, RawDocumentBuf},
     Database,
 };
 use serde_json::json;
@@ -300,7 +300,19 @@ async fn discard_quietly<S: ExportStorage>(deps: &Deps<S>, partial: PartialFile)
     }
 }
 
+/// Batches the cursor reader may run ahead of the CSV writer.
+const READ_AHEAD_BATCHES: usize = 2;
+
 /// Streams the rows; `Ok(None)` when the export was cancelled.
+///
+/// Three things overlap so that the export runs close to the speed of the
+/// cursor itself: a reader task fetches the next batch of raw documents
+/// while this loop renders the current one (at most [`READ_AHEAD_BATCHES`]
+/// ahead, so memory stays flat); the cancellation check of one batch runs
+/// while the next is written; and progress is recorded and pushed by a
+/// [`ProgressReporter`] task, which always finishes before this returns —
+/// so every `export_progress` still reaches the provider before the run's
+/// `export_finish`.
 async fn write_rows<S: ExportStorage>(
     valid: &ValidExport,
     deps: &Deps<S>,
@@ -310,70 +322,190 @@ async fn write_rows<S: ExportStorage>(
     file: &mut S::Writer,
 ) -> Result<Option<u64>, ExportError> {
     let settings = &deps.settings;
+    let read_error = |source| ExportError::Read {
+        collection: valid.collection.clone(),
+        source,
+    };
     let mut rows = csv_writer();
     file.write_all(BOM).await?;
     rows.write_record(valid.fields.iter().map(|f| f.title.as_str()))?;
 
-    let mut cursor = source
+    let cursor = source
+        .clone_with_type::<RawDocumentBuf>()
         .find(filter)
         .sort(valid.sort.clone())
         .batch_size(settings.batch_size)
         .await
-        .map_err(|source| ExportError::Read {
-            collection: valid.collection.clone(),
-            source,
-        })?;
-    let mut processed: u64 = 0;
-    let mut reported: u64 = 0;
-    let mut last_report = Instant::now();
-    let mut record = Vec::with_capacity(valid.fields.len());
-    loop {
-        let next = cursor
-            .try_next()
-            .await
-            .map_err(|source| ExportError::Read {
-                collection: valid.collection.clone(),
-                source,
-            })?;
-        let Some(document) = next else { break };
-        record.clear();
-        record.extend(
-            valid
-                .fields
-                .iter()
-                .map(|f| render::cell(&render::resolve(&document, &f.path), valid.time_zone)),
-        );
-        rows.write_record(&record)?;
-        processed += 1;
+        .map_err(read_error)?;
+    let (ahead, mut batches) = tokio::sync::mpsc::channel(READ_AHEAD_BATCHES);
+    let _reader = AbortOnDrop(tokio::spawn(read_ahead(
+        cursor,
+        settings.batch_size.max(1) as usize,
+        ahead,
+    )));
+    let mut progress = ProgressReporter::spawn(valid, deps, total);
+    let mut cancel_check: Option<AbortOnDrop<Result<bool, StoreError>>> = None;
 
-        if processed.is_multiple_of(u64::from(settings.batch_size)) {
-            flush_rows(&mut rows, file).await?;
-            if deps.status.is_cancelled(&valid.key).await? {
+    let mut processed: u64 = 0;
+    let mut cell = String::new();
+    let paths = render::RowPaths::new(valid.fields.iter().map(|f| f.path.as_str()));
+    while let Some(batch) = batches.recv().await {
+        let batch = batch.map_err(read_error)?;
+        let mut columns = vec![Vec::new(); paths.len()];
+        for document in &batch {
+            paths.resolve(document, &mut columns);
+            for values in &columns {
+                render::write_cell_raw(values, valid.time_zone, &mut cell);
+                rows.write_field(&cell)?;
+            }
+            rows.write_record(None::<&[u8]>)?;
+            processed += 1;
+            progress.update(processed);
+        }
+        flush_rows(&mut rows, file).await?;
+        if let Some(check) = cancel_check.take_if(|c| c.0.is_finished()) {
+            if check.finish().await?? {
                 return Ok(None);
             }
         }
-        let due = processed - reported >= settings.progress_every_rows
-            || last_report.elapsed() >= settings.progress_interval;
-        if due && processed < total {
-            deps.status.progress(&valid.key, processed, total).await?;
-            let data = json!({
-                "key": valid.key, "processed": processed, "total": total,
-                "percent": status::percent(processed, total),
-            });
-            let event =
-                PushJob::account_event(valid.account, "export_progress", data, String::new()).event;
-            if let Err(e) = deps.pusher.send(&event).await {
-                warn!(error = %e, processed, "export_progress not delivered; the next one supersedes it");
-            }
-            reported = processed;
-            last_report = Instant::now();
+        if cancel_check.is_none() {
+            let status = deps.status.clone();
+            let key = valid.key.clone();
+            cancel_check = Some(AbortOnDrop(tokio::spawn(async move {
+                status.is_cancelled(&key).await
+            })));
         }
     }
     flush_rows(&mut rows, file).await?;
+    progress.finish().await;
     if deps.status.is_cancelled(&valid.key).await? {
         return Ok(None);
     }
     Ok(Some(processed))
+}
+
+/// A spawned task that is aborted when its handle is dropped (an export
+/// that ends early must not leave its helpers running).
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> AbortOnDrop<T> {
+    /// Waits for the task's result.
+    async fn finish(mut self) -> Result<T, ExportError> {
+        (&mut self.0)
+            .await
+            .map_err(|e| ExportError::Write(std::io::Error::other(e)))
+    }
+}
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Reads the cursor into batches of `size` documents and sends them on,
+/// until the cursor ends, fails (the error is sent) or nobody listens.
+async fn read_ahead(
+    mut cursor: mongodb::Cursor<RawDocumentBuf>,
+    size: usize,
+    ahead: tokio::sync::mpsc::Sender<Result<Vec<RawDocumentBuf>, mongodb::error::Error>>,
+) {
+    loop {
+        let mut batch = Vec::with_capacity(size);
+        let ended = loop {
+            match cursor.try_next().await {
+                Ok(Some(document)) => {
+                    batch.push(document);
+                    if batch.len() == size {
+                        break false;
+                    }
+                }
+                Ok(None) => break true,
+                Err(e) => {
+                    let _ = ahead.send(Err(e)).await;
+                    return;
+                }
+            }
+        };
+        if !batch.is_empty() && ahead.send(Ok(batch)).await.is_err() {
+            return;
+        }
+        if ended {
+            return;
+        }
+    }
+}
+
+/// Records progress and sends `export_progress` from its own task, at most
+/// every `progress_every_rows` rows or `progress_interval`. If the task is
+/// still busy with one report when the next is due, only the newest waits
+/// (each report supersedes the one before).
+struct ProgressReporter {
+    latest: tokio::sync::watch::Sender<u64>,
+    task: tokio::task::JoinHandle<()>,
+    total: u64,
+    every_rows: u64,
+    interval: std::time::Duration,
+    reported: u64,
+    last_report: Instant,
+}
+
+impl ProgressReporter {
+    fn spawn<S: ExportStorage>(valid: &ValidExport, deps: &Deps<S>, total: u64) -> Self {
+        let (latest, mut due) = tokio::sync::watch::channel(0_u64);
+        let status = deps.status.clone();
+        let pusher = deps.pusher.clone();
+        let key = valid.key.clone();
+        let account = valid.account;
+        let task = tokio::spawn(
+            async move {
+                while due.changed().await.is_ok() {
+                    let processed = *due.borrow_and_update();
+                    if let Err(e) = status.progress(&key, processed, total).await {
+                        warn!(error = %e, processed, "export progress not recorded; the next report supersedes it");
+                    }
+                    let data = json!({
+                        "key": key, "processed": processed, "total": total,
+                        "percent": status::percent(processed, total),
+                    });
+                    let event =
+                        PushJob::account_event(account, "export_progress", data, String::new())
+                            .event;
+                    if let Err(e) = pusher.send(&event).await {
+                        warn!(error = %e, processed, "export_progress not delivered; the next one supersedes it");
+                    }
+                }
+            }
+            .in_current_span(),
+        );
+        Self {
+            latest,
+            task,
+            total,
+            every_rows: deps.settings.progress_every_rows,
+            interval: deps.settings.progress_interval,
+            reported: 0,
+            last_report: Instant::now(),
+        }
+    }
+
+    /// Notes that `processed` rows are written; hands a report to the task
+    /// when one is due.
+    fn update(&mut self, processed: u64) {
+        let due = processed - self.reported >= self.every_rows
+            || self.last_report.elapsed() >= self.interval;
+        if due && processed < self.total {
+            self.latest.send_replace(processed);
+            self.reported = processed;
+            self.last_report = Instant::now();
+        }
+    }
+
+    /// Waits until the task has sent every report handed to it.
+    async fn finish(self) {
+        drop(self.latest);
+        let _ = self.task.await;
+    }
 }
 
 /// A CSV writer into memory; rows are moved to the file a batch at a time.

@@ -10,9 +10,11 @@
 //!   neutralisation OWASP recommends against CSV injection. Numbers and
 //!   dates are never altered: `-5` stays a number.
 
-use chrono::TimeZone;
+use std::fmt::Write as _;
+
+use chrono::{Datelike, TimeZone, Timelike};
 use chrono_tz::Tz;
-use mongodb::bson::{Bson, Document};
+use mongodb::bson::{Bson, Document, RawArray, RawBsonRef, RawDocument};
 
 /// Characters that make a spreadsheet treat a cell as a formula.
 const FORMULA_STARTS: [char; 6] = ['=', '+', '-', '@', '\t', '\r'];
@@ -74,9 +76,35 @@ fn is_plain_data(value: &Bson) -> bool {
 
 /// A date as `YYYY-MM-DD HH:MM:SS` in `tz`.
 pub fn format_date(millis: i64, tz: Tz) -> String {
+    let mut out = String::with_capacity(19);
+    push_date(millis, tz, &mut out);
+    out
+}
+
+/// Appends [`format_date`]'s text to `out`. Four-digit years are written
+/// field by field (an export writes one per date cell, and parsing a
+/// strftime pattern each time was a measurable share of its time); other
+/// years go through chrono's `%Y`, which signs them.
+fn push_date(millis: i64, tz: Tz, out: &mut String) {
     match tz.timestamp_millis_opt(millis).single() {
-        Some(local) => local.format("%Y-%m-%d %H:%M:%S").to_string(),
-        None => millis.to_string(),
+        Some(local) if (0..=9999).contains(&local.year()) => {
+            let _ = write!(
+                out,
+                "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
+                local.year(),
+                local.month(),
+                local.day(),
+                local.hour(),
+                local.minute(),
+                local.second()
+            );
+        }
+        Some(local) => {
+            let _ = write!(out, "{}", local.format("%Y-%m-%d %H:%M:%S"));
+        }
+        None => {
+            let _ = write!(out, "{millis}");
+        }
     }
 }
 
@@ -85,12 +113,12 @@ fn render(value: &Bson, tz: Tz, out: &mut String) {
         Bson::Null | Bson::Undefined => {}
         Bson::String(s) => out.push_str(s),
         Bson::Boolean(b) => out.push_str(if *b { "true" } else { "false" }),
-        Bson::Int32(n) => out.push_str(&n.to_string()),
-        Bson::Int64(n) => out.push_str(&n.to_string()),
-        Bson::Double(n) => out.push_str(&n.to_string()),
-        Bson::Decimal128(n) => out.push_str(&n.to_string()),
+        Bson::Int32(n) => push_display(out, n),
+        Bson::Int64(n) => push_display(out, n),
+        Bson::Double(n) => push_display(out, n),
+        Bson::Decimal128(n) => push_display(out, n),
         Bson::ObjectId(oid) => out.push_str(&oid.to_hex()),
-        Bson::DateTime(date) => out.push_str(&format_date(date.timestamp_millis(), tz)),
+        Bson::DateTime(date) => push_date(date.timestamp_millis(), tz, out),
         Bson::Symbol(s) => out.push_str(s),
         Bson::Array(items) => {
             for (i, item) in items.iter().enumerate() {
@@ -117,6 +145,180 @@ pub fn cell(values: &[&Bson], tz: Tz) -> String {
         text
     } else {
         neutralise(text)
+    }
+}
+
+fn push_display(out: &mut String, value: impl std::fmt::Display) {
+    let _ = write!(out, "{value}");
+}
+
+/// Every value at `path` in a raw document, as [`resolve`] finds them in a
+/// decoded one, appended to `out`. The export reads documents raw: only the
+/// exported fields are looked at, and nothing is decoded or copied to find
+/// them. A malformed element (which a server does not send) counts as
+/// missing.
+pub fn resolve_raw<'a>(doc: &'a RawDocument, path: &str, out: &mut Vec<RawBsonRef<'a>>) {
+    let mut segments = path.split('.');
+    let Some(first) = segments.next() else {
+        return;
+    };
+    let start = out.len();
+    if let Ok(Some(value)) = doc.get(first) {
+        out.push(value);
+    }
+    let mut next = Vec::new();
+    for segment in segments {
+        next.clear();
+        for value in out.drain(start..) {
+            descend_raw(value, segment, &mut next);
+        }
+        out.append(&mut next);
+    }
+}
+
+/// The columns' paths, split once, for resolving a whole row in one pass
+/// over a raw document (looking each path up on its own walks the document
+/// once per column, checking every key's UTF-8 each time).
+#[derive(Debug, Clone)]
+pub struct RowPaths {
+    columns: Vec<(String, Vec<String>)>,
+}
+
+impl RowPaths {
+    /// The paths of the columns, in column order.
+    pub fn new<'p>(paths: impl IntoIterator<Item = &'p str>) -> Self {
+        let columns = paths
+            .into_iter()
+            .map(|path| {
+                let mut segments = path.split('.').map(str::to_owned);
+                let first = segments.next().unwrap_or_default();
+                (first, segments.collect())
+            })
+            .collect();
+        Self { columns }
+    }
+
+    /// Number of columns.
+    pub fn len(&self) -> usize {
+        self.columns.len()
+    }
+
+    /// Whether there are no columns.
+    pub fn is_empty(&self) -> bool {
+        self.columns.is_empty()
+    }
+
+    /// Puts each column's values into `out[column]` (as [`resolve_raw`]
+    /// finds them); `out` must have [`Self::len`] entries.
+    pub fn resolve<'a>(&self, doc: &'a RawDocument, out: &mut [Vec<RawBsonRef<'a>>]) {
+        for values in out.iter_mut() {
+            values.clear();
+        }
+        let mut missing = self.columns.len();
+        for element in doc {
+            let Ok((key, value)) = element else { break };
+            for ((first, _), values) in self.columns.iter().zip(out.iter_mut()) {
+                // The first occurrence of a key wins, as with a lookup.
+                if values.is_empty() && first == key {
+                    values.push(value);
+                    missing -= 1;
+                }
+            }
+            if missing == 0 {
+                break;
+            }
+        }
+        let mut next = Vec::new();
+        for ((_, rest), values) in self.columns.iter().zip(out.iter_mut()) {
+            for segment in rest {
+                next.clear();
+                for value in values.drain(..) {
+                    descend_raw(value, segment, &mut next);
+                }
+                values.append(&mut next);
+            }
+        }
+    }
+}
+
+fn descend_raw<'a>(value: RawBsonRef<'a>, segment: &str, out: &mut Vec<RawBsonRef<'a>>) {
+    match value {
+        RawBsonRef::Document(doc) => {
+            if let Ok(Some(inner)) = doc.get(segment) {
+                out.push(inner);
+            }
+        }
+        RawBsonRef::Array(items) => {
+            if let Ok(index) = segment.parse::<usize>() {
+                if let Ok(Some(item)) = items.get(index) {
+                    out.push(item);
+                }
+            } else {
+                for item in items.into_iter().flatten() {
+                    descend_raw(item, segment, out);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// [`is_plain_data`] for a raw value.
+fn is_plain_raw(value: RawBsonRef<'_>) -> bool {
+    match value {
+        RawBsonRef::Int32(_) | RawBsonRef::Int64(_) | RawBsonRef::Double(_) => true,
+        RawBsonRef::Decimal128(_) | RawBsonRef::DateTime(_) | RawBsonRef::Boolean(_) => true,
+        RawBsonRef::ObjectId(_) | RawBsonRef::Null => true,
+        RawBsonRef::Array(items) => items.into_iter().all(|i| i.is_ok_and(is_plain_raw)),
+        _ => false,
+    }
+}
+
+fn render_raw_array(items: &RawArray, tz: Tz, out: &mut String) {
+    for (i, item) in items.into_iter().enumerate() {
+        if i > 0 {
+            out.push_str(ARRAY_SEPARATOR);
+        }
+        if let Ok(item) = item {
+            render_raw(item, tz, out);
+        }
+    }
+}
+
+/// [`render`] for a raw value: the same text, without decoding first.
+fn render_raw(value: RawBsonRef<'_>, tz: Tz, out: &mut String) {
+    match value {
+        RawBsonRef::Null | RawBsonRef::Undefined => {}
+        RawBsonRef::String(s) | RawBsonRef::Symbol(s) => out.push_str(s),
+        RawBsonRef::Boolean(b) => out.push_str(if b { "true" } else { "false" }),
+        RawBsonRef::Int32(n) => push_display(out, n),
+        RawBsonRef::Int64(n) => push_display(out, n),
+        RawBsonRef::Double(n) => push_display(out, n),
+        RawBsonRef::Decimal128(n) => push_display(out, n),
+        RawBsonRef::ObjectId(oid) => out.push_str(&oid.to_hex()),
+        RawBsonRef::DateTime(date) => push_date(date.timestamp_millis(), tz, out),
+        RawBsonRef::Array(items) => render_raw_array(items, tz, out),
+        // Rare in exports: decode and render as the decoded path does.
+        other => {
+            if let Ok(decoded) = Bson::try_from(other) {
+                render(&decoded, tz, out);
+            }
+        }
+    }
+}
+
+/// The cell for `values` (as [`resolve_raw`] finds them), written into
+/// `out` (cleared first): the same text [`cell`] gives.
+pub fn write_cell_raw(values: &[RawBsonRef<'_>], tz: Tz, out: &mut String) {
+    out.clear();
+    for (i, value) in values.iter().enumerate() {
+        if i > 0 {
+            out.push_str(ARRAY_SEPARATOR);
+        }
+        render_raw(*value, tz, out);
+    }
+    if !values.iter().all(|v| is_plain_raw(*v)) && out.starts_with(FORMULA_STARTS) {
+        out.insert(0, '\'');
     }
 }
 
@@ -189,6 +391,64 @@ mod tests {
         assert_eq!(at(&d, "safe"), "a=b");
         assert_eq!(at(&d, "negative"), "-5");
         assert_eq!(at(&d, "list"), "'=1, b");
+    }
+
+    /// The raw path gives the decoded path's text for every test document.
+    fn same_as_decoded(d: &Document, paths: &[&str]) {
+        let raw = mongodb::bson::RawDocumentBuf::from_document(d).unwrap();
+        let mut values = Vec::new();
+        let mut text = String::new();
+        for path in paths {
+            values.clear();
+            resolve_raw(&raw, path, &mut values);
+            write_cell_raw(&values, chrono_tz::Asia::Shanghai, &mut text);
+            assert_eq!(text, at(d, path), "{path}");
+        }
+        let row = RowPaths::new(paths.iter().copied());
+        let mut columns = vec![Vec::new(); row.len()];
+        row.resolve(&raw, &mut columns);
+        for (path, values) in paths.iter().zip(&columns) {
+            write_cell_raw(values, chrono_tz::Asia::Shanghai, &mut text);
+            assert_eq!(text, at(d, path), "row {path}");
+        }
+    }
+
+    #[test]
+    fn raw_documents_render_like_decoded_ones() {
+        let oid = ObjectId::parse_str("5f0c8a3e2b1d4c0012345678").unwrap();
+        same_as_decoded(
+            &doc! {
+                "profile": { "name": "王小明", "address": { "city": "Shanghai" } },
+                "items": [ { "sku": "A1" }, { "sku": "=B2" }, { "other": 1 } ],
+                "tags": ["vip", "new"], "id": oid, "at": DateTime::from_millis(1_767_323_045_000),
+                "n": 42, "big": 9_007_199_254_740_993_i64, "x": 2.5, "whole": 3.0, "yes": true,
+                "none": null, "eq": "=1+2", "negative": -5, "list": ["=1", "b"], "sub": { "a": 1 },
+                "old": DateTime::from_millis(-70_000_000_000_000),
+            },
+            &[
+                "profile.name",
+                "profile.address.city",
+                "items.sku",
+                "items.1.sku",
+                "tags",
+                "profile.missing",
+                "nothing.here",
+                "id",
+                "at",
+                "n",
+                "big",
+                "x",
+                "whole",
+                "yes",
+                "none",
+                "eq",
+                "negative",
+                "list",
+                "sub",
+                "old",
+                "items",
+            ],
+        );
     }
 
     #[test]

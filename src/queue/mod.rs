@@ -24,6 +24,7 @@
 
 pub mod admin;
 mod backend;
+pub mod batch;
 pub mod failover;
 mod persistence;
 pub mod retry;
@@ -33,6 +34,7 @@ use std::time::Duration;
 use herald_jobs::QueueName;
 
 pub use backend::RedisQueue;
+pub use batch::BatchedSink;
 pub use retry::{Outcome, RetryPolicy};
 
 use crate::config::Settings;

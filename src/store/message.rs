@@ -118,7 +118,7 @@ impl MessageStore {
 }
 
 /// The document for `message`, created at `created_at`.
-pub(crate) fn to_document(message: &ValidMessage, created_at: DateTime) -> Document {
+pub fn to_document(message: &ValidMessage, created_at: DateTime) -> Document {
     let sender_id = match message.sender {
         ValidSender::System => Bson::String("system".to_owned()),
         ValidSender::SystemWithId(oid) => Bson::ObjectId(oid),

@@ -5,6 +5,7 @@
 //! [`Inbox`] reads it for the frontend, [`ApiTokenStore`] keeps the
 //! producers' API tokens.
 
+mod batch;
 pub mod inbox;
 mod message;
 pub mod tokens;
@@ -13,8 +14,12 @@ use std::time::Duration;
 
 use mongodb::{bson::doc, options::ClientOptions, Client, Database};
 
+pub use batch::{MessageBatcher, MAX_BATCH as MAX_INSERT_BATCH};
 pub use inbox::Inbox;
 pub(crate) use message::is_duplicate_key;
+/// The `message` document for a message (the contract's shape), for
+/// benchmarks that insert the same documents without Herald.
+pub use message::to_document as message_document;
 pub use message::{MessageStore, StoredMessage, MESSAGE_COLLECTION};
 pub use tokens::ApiTokenStore;
 
@@ -44,6 +49,10 @@ pub enum StoreError {
     /// The operating system's random source failed (creating a token).
     #[error("cannot read random bytes: {0}")]
     Random(String),
+    /// The task that batches message inserts has stopped (the worker is
+    /// shutting down); the job runs again later.
+    #[error("the message inserter has stopped")]
+    Stopped,
 }
 
 /// How long the driver looks for a usable server before giving up. Short, so

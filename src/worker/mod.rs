@@ -24,7 +24,7 @@ use crate::{
     config::Settings,
     push::{delivery::DeliveryLog, TuisongbaoClient},
     queue::{self, QueueError},
-    store::{self, MessageStore, StoreError},
+    store::{self, MessageBatcher, MessageStore, StoreError},
 };
 
 /// Why the worker could not start or stopped with an error.
@@ -119,8 +119,12 @@ where
     };
 
     let send_deps = Arc::new(send_message::Deps {
-        store: messages,
-        push_queue: queue::storage(redis.clone(), &settings, QueueName::Push),
+        store: MessageBatcher::spawn(&database),
+        push_queue: queue::BatchedSink::spawn(queue::storage(
+            redis.clone(),
+            &settings,
+            QueueName::Push,
+        )),
         limits: settings.message,
         queue: settings.redis.namespace.queue(QueueName::SendMessage),
     });

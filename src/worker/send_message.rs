@@ -10,19 +10,19 @@
 
 use std::sync::Arc;
 
-use apalis::prelude::{AbortError, Attempt, BoxDynError, Data, TaskBuilder, TaskId, TaskSink};
+use apalis::prelude::{AbortError, Attempt, BoxDynError, Data, TaskBuilder, TaskId};
 use herald_jobs::{MessageLimits, SendMessage, ValidationError};
 use tracing::{field, info, warn, Instrument};
 
-use crate::{push::job::PushJob, queue::RedisQueue, store::MessageStore};
+use crate::{push::job::PushJob, queue::BatchedSink, store::MessageBatcher};
 
 /// What the handler needs, shared by every job of the worker.
 #[derive(Debug)]
 pub struct Deps {
-    /// The `message` collection.
-    pub store: MessageStore,
-    /// Where pushes are scheduled.
-    pub push_queue: RedisQueue<PushJob>,
+    /// The `message` collection, written in batches shared by running jobs.
+    pub store: MessageBatcher,
+    /// Where pushes are scheduled, in calls shared by running jobs.
+    pub push_queue: BatchedSink<PushJob>,
     /// Validation limits.
     pub limits: MessageLimits,
     /// Full name of the queue, for logs.
@@ -81,8 +81,7 @@ async fn process(payload: serde_json::Value, deps: &Deps) -> Result<(), BoxDynEr
     let task = TaskBuilder::new(push.clone())
         .idempotency_key(&push.idempotency_key)
         .build();
-    let mut queue = deps.push_queue.clone();
-    queue.push_task(task).await?;
+    deps.push_queue.push_task(task).await?;
     info!(key = %push.idempotency_key, "push scheduled");
     Ok(())
 }

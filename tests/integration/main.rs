@@ -9,6 +9,7 @@
 
 mod api;
 mod backlog;
+mod bench;
 mod browser;
 mod cli;
 mod dashboard;
@@ -20,3 +21,4 @@ mod ops;
 mod sandbox;
 mod scaling;
 mod shutdown;
+mod store_batch;

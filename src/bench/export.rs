@@ -1,0 +1,407 @@
+//! Export rows per second and peak memory, against a raw cursor scan.
+//!
+//! One collection (`customer`) is seeded with one account per size, each
+//! with that many documents (number, text, nested path, array, date), and
+//! an index on `{accountId: 1, seq: 1}`. Then, for each size:
+//!
+//! - the baseline: a child process (`herald bench export-scan`) runs the
+//!   export's own query — the same narrowed filter, sort and batch size —
+//!   and walks the cursor without rendering anything;
+//! - the export: a child `herald worker` process runs the real export job
+//!   (rendering, CSV file, status record, progress events to a sandbox).
+//!   Its time is the status record's `startedAt` → `finishedAt`.
+//!
+//! Before the first measurement every account's documents are read once,
+//! untimed. Each child's peak resident memory (`VmHWM` in `/proc/<pid>/status`) is
+//! its own, so the figure is the export's and the scan's, not the
+//! benchmark's. The run uses its own database, namespace and directory and
+//! removes them afterwards.
+
+use std::{
+    path::PathBuf,
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use futures::TryStreamExt;
+use herald_jobs::{AccountId, Export, ExportField, ExportSort, Producer};
+use mongodb::{
+    bson::{doc, oid::ObjectId, DateTime, Document, RawDocumentBuf},
+    Database, IndexModel,
+};
+use secrecy::ExposeSecret;
+use serde::{Deserialize, Serialize};
+
+use super::{pipeline::unique_suffix, queue::BenchError, Row};
+use crate::{config::Settings, export::status::ExportStatusStore, push::sandbox, store};
+
+/// The seeded collection.
+pub const SOURCE_COLLECTION: &str = "customer";
+
+/// Documents per `insert_many` while seeding.
+const SEED_BATCH: usize = 10_000;
+
+/// What one size measured.
+#[derive(Debug, Clone)]
+pub struct Measured {
+    /// Documents of the account.
+    pub rows: u64,
+    /// The raw cursor scan.
+    pub scan: Row,
+    /// The scan process's peak resident memory, KiB.
+    pub scan_peak_kib: u64,
+    /// The export.
+    pub export: Row,
+    /// The worker process's peak resident memory, KiB.
+    pub export_peak_kib: u64,
+    /// Size of the CSV file, bytes.
+    pub file_bytes: u64,
+}
+
+/// What `herald bench export-scan` prints (one JSON line).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ScanReport {
+    /// Documents read.
+    pub rows: u64,
+    /// Seconds from opening the cursor to its end.
+    pub seconds: f64,
+    /// This process's peak resident memory, KiB.
+    pub peak_kib: u64,
+}
+
+/// The export job measured for `account` (also what the scan runs).
+pub fn job(account: AccountId, key: &str) -> Export {
+    let field = |path: &str, title: &str| ExportField {
+        path: path.to_owned(),
+        title: title.to_owned(),
+    };
+    Export {
+        account_id: account.to_hex(),
+        key: key.to_owned(),
+        collection: SOURCE_COLLECTION.to_owned(),
+        filter: serde_json::json!({}),
+        fields: vec![
+            field("seq", "No"),
+            field("name", "Name"),
+            field("profile.city", "City"),
+            field("tags", "Tags"),
+            field("createdAt", "Created"),
+        ],
+        sort: vec![ExportSort {
+            path: "seq".to_owned(),
+            order: "asc".to_owned(),
+        }],
+        time_zone: None,
+    }
+}
+
+/// Runs each size in `sizes` with the services of `settings`.
+pub async fn run(settings: &Settings, sizes: &[u64]) -> Result<Vec<Measured>, BenchError> {
+    let suffix = unique_suffix();
+    let mut settings = settings.clone();
+    settings.redis.namespace =
+        herald_jobs::Namespace::parse(&format!("herald-bench-export-{suffix}"))
+            .map_err(|e| BenchError::Enqueue(e.to_string()))?;
+    settings.mongodb.database = format!("herald_bench_export_{suffix}");
+    settings.export.dir = std::env::temp_dir().join(format!("herald-bench-export-{suffix}"));
+
+    let (addr, sandbox_task) = sandbox::spawn(
+        ([127, 0, 0, 1], 0).into(),
+        sandbox::SandboxCredentials {
+            app_id: settings.tuisongbao.app_id.clone(),
+            secret: settings.tuisongbao.secret.expose_secret().to_owned(),
+        },
+    )
+    .await?;
+    settings.tuisongbao.url = reqwest::Url::parse(&format!("http://{addr}"))
+        .map_err(|e| BenchError::Enqueue(e.to_string()))?;
+
+    let database = store::connect(&settings.mongodb).await?;
+    let result = async {
+        let accounts = seed(&database, sizes).await?;
+        for (account, _) in &accounts {
+            warm_up(&database, *account).await?;
+        }
+        let mut results = Vec::new();
+        for (account, rows) in accounts {
+            results.push(measure(&settings, &database, account, rows).await?);
+        }
+        Ok(results)
+    }
+    .await;
+    sandbox_task.abort();
+    let _ = database.drop().await;
+    let _ = std::fs::remove_dir_all(&settings.export.dir);
+    let mut conn = crate::queue::connect(&settings).await?;
+    super::queue::cleanup(&mut conn, settings.redis.namespace.as_str()).await?;
+    result
+}
+
+/// Seeds one account per size; returns each account and its row count.
+async fn seed(database: &Database, sizes: &[u64]) -> Result<Vec<(AccountId, u64)>, BenchError> {
+    let collection = database.collection::<Document>(SOURCE_COLLECTION);
+    let start = DateTime::parse_rfc3339_str("2026-01-01T00:00:00Z")
+        .map_err(|e| BenchError::Invalid(e.to_string()))?
+        .timestamp_millis();
+    let mut accounts = Vec::new();
+    for &size in sizes {
+        let account = ObjectId::new();
+        let mut batch = Vec::with_capacity(SEED_BATCH);
+        for i in 0..size {
+            batch.push(doc! {
+                "accountId": account,
+                "seq": i as i64,
+                "name": format!("客户 {i}"),
+                "profile": { "city": "上海" },
+                "tags": ["vip", "new"],
+                "createdAt": DateTime::from_millis(start + i as i64 * 1000),
+            });
+            if batch.len() == SEED_BATCH {
+                collection.insert_many(std::mem::take(&mut batch)).await?;
+            }
+        }
+        if !batch.is_empty() {
+            collection.insert_many(batch).await?;
+        }
+        accounts.push((AccountId::from(account), size));
+    }
+    collection
+        .create_index(
+            IndexModel::builder()
+                .keys(doc! { "accountId": 1, "seq": 1 })
+                .build(),
+        )
+        .await?;
+    Ok(accounts)
+}
+
+/// Reads an account's documents once, untimed, so the first measurement
+/// does not pay for the server settling after the seeding (on SecantusDB the
+/// first scan after a million inserts took up to three times as long).
+async fn warm_up(database: &Database, account: AccountId) -> Result<(), BenchError> {
+    let mut cursor = database
+        .collection::<RawDocumentBuf>(SOURCE_COLLECTION)
+        .find(doc! { "accountId": account.object_id() })
+        .sort(doc! { "seq": 1 })
+        .await?;
+    while cursor.try_next().await?.is_some() {}
+    Ok(())
+}
+
+/// Variables that point a child `herald` at this run's services.
+fn child_env(settings: &Settings) -> Vec<(&'static str, String)> {
+    vec![
+        ("HERALD_REDIS_URL", settings.redis.url.clone()),
+        (
+            "HERALD_REDIS_NAMESPACE",
+            settings.redis.namespace.as_str().to_owned(),
+        ),
+        ("HERALD_MONGODB_URL", settings.mongodb.url.clone()),
+        ("HERALD_MONGODB_DATABASE", settings.mongodb.database.clone()),
+        ("HERALD_TUISONGBAO_URL", settings.tuisongbao.url.to_string()),
+        (
+            "HERALD_TUISONGBAO_APP_ID",
+            settings.tuisongbao.app_id.clone(),
+        ),
+        (
+            "HERALD_TUISONGBAO_SECRET",
+            settings.tuisongbao.secret.expose_secret().to_owned(),
+        ),
+        (
+            "HERALD_EXPORT_DIR",
+            settings.export.dir.display().to_string(),
+        ),
+        ("HERALD_EXPORT_COLLECTIONS", SOURCE_COLLECTION.to_owned()),
+        (
+            "HERALD_EXPORT_BATCH_SIZE",
+            settings.export.batch_size.to_string(),
+        ),
+        ("HERALD_LOG_LEVEL", "warn".to_owned()),
+    ]
+}
+
+fn herald_binary() -> Result<PathBuf, BenchError> {
+    Ok(std::env::current_exe()?)
+}
+
+async fn measure(
+    settings: &Settings,
+    database: &Database,
+    account: AccountId,
+    rows: u64,
+) -> Result<Measured, BenchError> {
+    let scan = run_scan(settings, account).await?;
+    if scan.rows != rows {
+        return Err(BenchError::Invalid(format!(
+            "the scan read {} of {rows} documents",
+            scan.rows
+        )));
+    }
+    let (export, peak, file_bytes) = run_export(settings, database, account, rows).await?;
+    Ok(Measured {
+        rows,
+        scan: Row {
+            name: format!("raw cursor scan, {rows} documents"),
+            count: scan.rows,
+            elapsed: Duration::from_secs_f64(scan.seconds),
+        },
+        scan_peak_kib: scan.peak_kib,
+        export,
+        export_peak_kib: peak,
+        file_bytes,
+    })
+}
+
+/// Runs `herald bench export-scan` for `account` and reads its report.
+async fn run_scan(settings: &Settings, account: AccountId) -> Result<ScanReport, BenchError> {
+    let job = serde_json::to_string(&job(account, "scan"))
+        .map_err(|e| BenchError::Invalid(e.to_string()))?;
+    let binary = herald_binary()?;
+    let envs = child_env(settings);
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new(binary)
+            .args(["bench", "export-scan", "--job", &job])
+            .envs(envs)
+            .stdin(Stdio::null())
+            .output()
+    })
+    .await
+    .map_err(|e| BenchError::Invalid(format!("scan child: {e}")))??;
+    if !output.status.success() {
+        return Err(BenchError::Invalid(format!(
+            "the scan process failed: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        )));
+    }
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let line = stdout.lines().last().unwrap_or_default();
+    serde_json::from_str(line)
+        .map_err(|e| BenchError::Invalid(format!("scan report {line:?}: {e}")))
+}
+
+/// Runs the export in a child worker; returns its row, peak memory and file size.
+async fn run_export(
+    settings: &Settings,
+    database: &Database,
+    account: AccountId,
+    rows: u64,
+) -> Result<(Row, u64, u64), BenchError> {
+    let key = format!("bench-{rows}-{}", unique_suffix());
+    let mut child = Command::new(herald_binary()?)
+        .arg("worker")
+        .envs(child_env(settings))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()?;
+    let result = async {
+        let status = ExportStatusStore::new(database);
+        status.queued(account, &key, SOURCE_COLLECTION).await?;
+        let mut producer = Producer::connect(&settings.redis.url, &settings.redis.namespace)
+            .await
+            .map_err(|e| BenchError::Enqueue(e.to_string()))?;
+        producer
+            .enqueue_export(job(account, &key))
+            .await
+            .map_err(|e| BenchError::Enqueue(e.to_string()))?;
+        let begun = Instant::now();
+        let record = loop {
+            if let Some(exit) = child.try_wait()? {
+                return Err(BenchError::Invalid(format!("the worker exited: {exit}")));
+            }
+            let record = status.get(&key).await?.unwrap_or_default();
+            match record.get_str("status").unwrap_or("queued") {
+                "finished" => break record,
+                "failed" | "cancelled" => {
+                    return Err(BenchError::Invalid(format!("export ended: {record}")))
+                }
+                _ if begun.elapsed() > Duration::from_secs(1800) => {
+                    return Err(BenchError::Stuck(format!("export of {rows} rows")))
+                }
+                _ => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        };
+        let peak = peak_rss_kib(child.id())
+            .ok_or_else(|| BenchError::Invalid("cannot read the worker's VmHWM".into()))?;
+        let millis = |field: &str| record.get_datetime(field).map(|d| d.timestamp_millis());
+        let (started, finished) = match (millis("startedAt"), millis("finishedAt")) {
+            (Ok(s), Ok(f)) => (s, f),
+            _ => return Err(BenchError::Invalid(format!("export record: {record}"))),
+        };
+        let exported = number(&record, "rows");
+        if exported != rows {
+            return Err(BenchError::Invalid(format!(
+                "the export wrote {exported} of {rows} rows"
+            )));
+        }
+        Ok((
+            Row {
+                name: format!("Herald export to CSV, {rows} documents"),
+                count: rows,
+                elapsed: Duration::from_millis((finished - started).max(1) as u64),
+            },
+            peak,
+            number(&record, "fileSize"),
+        ))
+    }
+    .await;
+    let _ = child.kill();
+    let _ = child.wait();
+    result
+}
+
+fn number(record: &Document, field: &str) -> u64 {
+    record
+        .get(field)
+        .and_then(|v| v.as_i64().or_else(|| v.as_i32().map(i64::from)))
+        .unwrap_or(0)
+        .max(0) as u64
+}
+
+/// Peak resident memory of process `pid` in KiB (`VmHWM`), on Linux.
+pub fn peak_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+/// The baseline, run in its own process: the export's query walked with a
+/// cursor of raw documents, nothing rendered or written.
+pub async fn scan(settings: &Settings, job: &Export) -> Result<ScanReport, BenchError> {
+    let valid = job
+        .validate(&settings.export.limits)
+        .map_err(|e| BenchError::Invalid(e.to_string()))?;
+    let database = store::connect(&settings.mongodb).await?;
+    let filter = crate::export::narrowed_filter(&valid, &settings.export.account_field);
+    let start = Instant::now();
+    let mut cursor = database
+        .collection::<RawDocumentBuf>(&valid.collection)
+        .find(filter)
+        .sort(valid.sort.clone())
+        .batch_size(settings.export.batch_size)
+        .await?;
+    let mut rows = 0;
+    while cursor.try_next().await?.is_some() {
+        rows += 1;
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    Ok(ScanReport {
+        rows,
+        seconds,
+        peak_kib: peak_rss_kib(std::process::id()).unwrap_or(0),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn this_process_has_a_peak_resident_size() {
+        let kib = peak_rss_kib(std::process::id()).expect("Linux /proc");
+        assert!(kib > 0);
+    }
+}

@@ -1,0 +1,541 @@
+//! End-to-end message throughput against the limits of its two services.
+//!
+//! For each concurrency `c` the run measures, in this order and with the
+//! same machine busy only with the measurement at hand:
+//!
+//! 1. the raw MongoDB insert rate: `c` tasks inserting `jobs` documents of
+//!    the `message` shape with `insert_one`, through the same driver, into a
+//!    collection with the same indexes;
+//! 2. the raw stand-in rate: `c` tasks posting `jobs` `new_message` events
+//!    through Herald's own Tuisongbao client to a fresh push sandbox;
+//! 3. Herald end to end: a worker (in this process, `herald worker`'s code,
+//!    `worker.concurrency` and `worker.push_concurrency` set to `c`) while a
+//!    producer enqueues `jobs` messages, keeping at most `window` of them
+//!    outstanding (enqueued but not yet received by the sandbox). The clock
+//!    runs from the first enqueue until the sandbox has received the last
+//!    event; each message's latency runs from just before its enqueue call
+//!    to the moment its event reaches the sandbox.
+//!
+//! The run then checks that every message was stored once and pushed once.
+//! Each measurement uses its own Redis namespace, Mongo database and sandbox,
+//! and removes them afterwards.
+
+use std::{
+    collections::{HashMap, HashSet},
+    net::SocketAddr,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, Mutex,
+    },
+    time::{Duration, Instant},
+};
+
+use axum::{
+    body::Body,
+    extract::{Request, State},
+    middleware::Next,
+    response::Response,
+};
+use herald_jobs::{AccountId, Namespace, Producer, SendMessage, ValidMessage};
+use mongodb::bson::{doc, DateTime, Document};
+use secrecy::ExposeSecret;
+use serde::Deserialize;
+use tokio::sync::Notify;
+
+use super::{queue::BenchError, Row};
+use crate::{
+    config::Settings,
+    push::{job::PushJob, sandbox, EventPusher, TuisongbaoClient},
+    store::{self, MessageStore, StoredMessage, MESSAGE_COLLECTION},
+    worker,
+};
+
+/// The workload's size.
+#[derive(Debug, Clone)]
+pub struct Workload {
+    /// Messages (and raw operations) per measurement.
+    pub jobs: u64,
+    /// Concurrencies to measure, each a full set of three measurements.
+    pub concurrencies: Vec<usize>,
+    /// Most messages outstanding (enqueued, not yet received) at once.
+    pub window: u64,
+}
+
+/// The three measurements at one concurrency.
+#[derive(Debug, Clone)]
+pub struct Measured {
+    /// The concurrency.
+    pub concurrency: usize,
+    /// Raw MongoDB `insert_one` rate.
+    pub raw_insert: Row,
+    /// Raw sandbox POST rate.
+    pub raw_post: Row,
+    /// Herald end to end.
+    pub herald: Row,
+    /// Median latency from enqueue to the sandbox receiving the event.
+    pub p50: Duration,
+    /// 99th percentile of the same.
+    pub p99: Duration,
+    /// Documents stored at the end.
+    pub stored: u64,
+    /// Accepted `new_message` events in all.
+    pub pushed: u64,
+    /// Distinct messages among them.
+    pub pushed_distinct: u64,
+}
+
+impl Measured {
+    /// The lower of the two raw rates: what end to end cannot exceed
+    /// without batching.
+    pub fn limit(&self) -> f64 {
+        self.raw_insert.rate().min(self.raw_post.rate())
+    }
+
+    /// Whether every message was stored and pushed exactly once.
+    pub fn verified(&self, jobs: u64) -> bool {
+        self.stored == jobs && self.pushed == jobs && self.pushed_distinct == jobs
+    }
+}
+
+/// Runs every concurrency of `workload` against the services of `settings`.
+pub async fn run(settings: &Settings, workload: &Workload) -> Result<Vec<Measured>, BenchError> {
+    let mut results = Vec::new();
+    for &concurrency in &workload.concurrencies {
+        let raw_insert = raw_insert(settings, workload.jobs, concurrency).await?;
+        let raw_post = raw_post(settings, workload.jobs, concurrency).await?;
+        let e2e = end_to_end(settings, workload, concurrency).await?;
+        results.push(Measured {
+            concurrency,
+            raw_insert,
+            raw_post,
+            herald: e2e.row,
+            p50: e2e.p50,
+            p99: e2e.p99,
+            stored: e2e.stored,
+            pushed: e2e.pushed,
+            pushed_distinct: e2e.pushed_distinct,
+        });
+    }
+    Ok(results)
+}
+
+/// A unique suffix for namespaces and database names.
+pub(crate) fn unique_suffix() -> String {
+    mongodb::bson::oid::ObjectId::new().to_hex()
+}
+
+/// `settings` with a private namespace and database.
+fn private_settings(settings: &Settings, label: &str) -> Result<Settings, BenchError> {
+    let suffix = unique_suffix();
+    let mut settings = settings.clone();
+    settings.redis.namespace = Namespace::parse(&format!("herald-bench-{label}-{suffix}"))
+        .map_err(|e| BenchError::Enqueue(e.to_string()))?;
+    settings.mongodb.database = format!("herald_bench_{label}_{suffix}");
+    Ok(settings)
+}
+
+/// `jobs` valid messages for one fresh account, ids fixed.
+fn messages(settings: &Settings, jobs: u64) -> Result<Vec<SendMessage>, BenchError> {
+    let account = AccountId::from(mongodb::bson::oid::ObjectId::new());
+    (0..jobs)
+        .map(|i| {
+            let job = SendMessage::new(account, format!("broadcast {i}"), "to every user");
+            job.validate(&settings.message)
+                .map(|_| job)
+                .map_err(|e| BenchError::Enqueue(e.to_string()))
+        })
+        .collect()
+}
+
+fn validated(settings: &Settings, jobs: &[SendMessage]) -> Result<Vec<ValidMessage>, BenchError> {
+    jobs.iter()
+        .map(|job| {
+            job.validate(&settings.message)
+                .map_err(|e| BenchError::Enqueue(e.to_string()))
+        })
+        .collect()
+}
+
+/// Runs `op(i)` for every `i` in `0..count`, `concurrency` at a time, each
+/// task taking the next index when its previous operation is done.
+async fn closed_loop<F, Fut, E>(count: u64, concurrency: usize, op: F) -> Result<Duration, E>
+where
+    F: Fn(u64) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<(), E>> + Send,
+    E: Send + 'static,
+{
+    let op = Arc::new(op);
+    let next = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..concurrency.max(1))
+        .map(|_| {
+            let op = op.clone();
+            let next = next.clone();
+            tokio::spawn(async move {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= count {
+                        return Ok(());
+                    }
+                    op(i).await?;
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        match task.await {
+            Ok(result) => result?,
+            Err(join) => std::panic::resume_unwind(join.into_panic()),
+        }
+    }
+    Ok(start.elapsed())
+}
+
+/// `c` tasks inserting the message documents one by one.
+async fn raw_insert(settings: &Settings, jobs: u64, concurrency: usize) -> Result<Row, BenchError> {
+    let settings = private_settings(settings, "insert")?;
+    let database = store::connect(&settings.mongodb).await?;
+    let result = async {
+        MessageStore::new(&database).ensure_indexes().await?;
+        let created_at = DateTime::now();
+        let documents: Arc<Vec<Document>> = Arc::new(
+            validated(&settings, &messages(&settings, jobs)?)?
+                .iter()
+                .map(|m| store::message_document(m, created_at))
+                .collect(),
+        );
+        let collection = database.collection::<Document>(MESSAGE_COLLECTION);
+        let elapsed = closed_loop(jobs, concurrency, move |i| {
+            let collection = collection.clone();
+            let documents = documents.clone();
+            async move {
+                collection
+                    .insert_one(&documents[i as usize])
+                    .await
+                    .map(|_| ())
+            }
+        })
+        .await?;
+        let stored = database
+            .collection::<Document>(MESSAGE_COLLECTION)
+            .count_documents(doc! {})
+            .await?;
+        if stored != jobs {
+            return Err(BenchError::Invalid(format!(
+                "raw insert stored {stored} of {jobs}"
+            )));
+        }
+        Ok(Row {
+            name: format!("raw MongoDB insert_one, {concurrency} at a time"),
+            count: jobs,
+            elapsed,
+        })
+    }
+    .await;
+    let _ = database.drop().await;
+    result
+}
+
+/// `c` tasks posting `new_message` events to a fresh sandbox.
+async fn raw_post(settings: &Settings, jobs: u64, concurrency: usize) -> Result<Row, BenchError> {
+    let mut settings = settings.clone();
+    let sandbox = Recorder::spawn(&settings).await?;
+    settings.tuisongbao.url = sandbox.url()?;
+    let client = TuisongbaoClient::new(&settings.tuisongbao)
+        .map_err(|e| BenchError::Enqueue(format!("push client: {e}")))?;
+    let created_at = DateTime::now();
+    let events: Arc<Vec<_>> = Arc::new(
+        validated(&settings, &messages(&settings, jobs)?)?
+            .into_iter()
+            .map(|message| {
+                PushJob::new_message(&StoredMessage {
+                    message,
+                    created_at,
+                    newly_inserted: true,
+                })
+                .event
+            })
+            .collect(),
+    );
+    let elapsed = closed_loop(jobs, concurrency, move |i| {
+        let client = client.clone();
+        let events = events.clone();
+        async move {
+            client
+                .send(&events[i as usize])
+                .await
+                .map_err(|e| BenchError::Enqueue(format!("raw push: {e}")))
+        }
+    })
+    .await;
+    let received = sandbox.receipts.count.load(Ordering::Relaxed);
+    sandbox.stop();
+    let elapsed = elapsed?;
+    if received != jobs {
+        return Err(BenchError::Invalid(format!(
+            "the sandbox accepted {received} of {jobs} raw posts"
+        )));
+    }
+    Ok(Row {
+        name: format!("raw stand-in POST, {concurrency} at a time"),
+        count: jobs,
+        elapsed,
+    })
+}
+
+/// What one end-to-end run measured.
+struct EndToEnd {
+    row: Row,
+    p50: Duration,
+    p99: Duration,
+    stored: u64,
+    pushed: u64,
+    pushed_distinct: u64,
+}
+
+async fn end_to_end(
+    settings: &Settings,
+    workload: &Workload,
+    concurrency: usize,
+) -> Result<EndToEnd, BenchError> {
+    let mut settings = private_settings(settings, "e2e")?;
+    settings.worker.concurrency = concurrency;
+    settings.worker.push_concurrency = concurrency;
+    let sandbox = Recorder::spawn(&settings).await?;
+    settings.tuisongbao.url = sandbox.url()?;
+    let database = store::connect(&settings.mongodb).await?;
+    let result = drive(&settings, workload, &sandbox, &database, concurrency).await;
+    sandbox.stop();
+    let _ = database.drop().await;
+    let mut conn = crate::queue::connect(&settings).await?;
+    super::queue::cleanup(&mut conn, settings.redis.namespace.as_str()).await?;
+    result
+}
+
+async fn drive(
+    settings: &Settings,
+    workload: &Workload,
+    sandbox: &Recorder,
+    database: &mongodb::Database,
+    concurrency: usize,
+) -> Result<EndToEnd, BenchError> {
+    let jobs = workload.jobs;
+    let messages = messages(settings, jobs)?;
+    let conn = crate::queue::connect(settings).await?;
+    let mut producer =
+        Producer::from_connection(conn, &settings.redis.namespace).with_limits(settings.message);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(worker::run(settings.clone(), async move {
+        let _ = stopped.await;
+    }));
+
+    let receipts = &sandbox.receipts;
+    let window = workload.window.max(1);
+    let mut enqueued_at: HashMap<String, Instant> = HashMap::with_capacity(jobs as usize);
+    let mut pending = messages.into_iter();
+    let mut sent: u64 = 0;
+    let start = Instant::now();
+    let deadline = Duration::from_secs(600);
+    while sent < jobs {
+        let outstanding = sent - receipts.count.load(Ordering::Acquire).min(sent);
+        if outstanding >= window {
+            wait_for_receipt(receipts, start, deadline, &running).await?;
+            continue;
+        }
+        let n = (window - outstanding).min(jobs - sent).min(ENQUEUE_CHUNK);
+        let chunk: Vec<SendMessage> = pending.by_ref().take(n as usize).collect();
+        let at = Instant::now();
+        let ids = producer
+            .enqueue_messages(chunk)
+            .await
+            .map_err(|e| BenchError::Enqueue(e.to_string()))?;
+        for id in ids {
+            enqueued_at.insert(id.to_hex(), at);
+        }
+        sent += n;
+    }
+    while receipts.count.load(Ordering::Acquire) < jobs {
+        wait_for_receipt(receipts, start, deadline, &running).await?;
+    }
+    let times = receipts.take();
+    let last = times.iter().map(|(_, at)| *at).max().unwrap_or(start);
+    let elapsed = last.saturating_duration_since(start);
+
+    // Late duplicates, if any, would arrive now.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let _ = stop.send(());
+    let _ = running.await;
+
+    let mut late = receipts.take();
+    let mut all = times;
+    all.append(&mut late);
+    let distinct: HashSet<&str> = all.iter().map(|(id, _)| id.as_str()).collect();
+    let mut latencies: Vec<Duration> = all
+        .iter()
+        .filter_map(|(id, at)| {
+            enqueued_at
+                .get(id)
+                .map(|t| at.saturating_duration_since(*t))
+        })
+        .collect();
+    latencies.sort_unstable();
+    let stored = database
+        .collection::<Document>(MESSAGE_COLLECTION)
+        .count_documents(doc! {})
+        .await?;
+    Ok(EndToEnd {
+        row: Row {
+            name: format!("Herald end to end, concurrency {concurrency}"),
+            count: jobs,
+            elapsed,
+        },
+        p50: percentile(&latencies, 0.50),
+        p99: percentile(&latencies, 0.99),
+        stored,
+        pushed: all.len() as u64,
+        pushed_distinct: distinct.len() as u64,
+    })
+}
+
+/// Messages enqueued per producer round trip (at most).
+const ENQUEUE_CHUNK: u64 = 100;
+
+async fn wait_for_receipt(
+    receipts: &Receipts,
+    start: Instant,
+    deadline: Duration,
+    running: &tokio::task::JoinHandle<Result<(), worker::WorkerError>>,
+) -> Result<(), BenchError> {
+    if running.is_finished() {
+        return Err(BenchError::Stuck("the worker stopped early".into()));
+    }
+    if start.elapsed() > deadline {
+        return Err(BenchError::Stuck(format!(
+            "end to end ({} received)",
+            receipts.count.load(Ordering::Relaxed)
+        )));
+    }
+    // Bounded, so a missed notification costs a millisecond, not the run.
+    let _ = tokio::time::timeout(Duration::from_millis(5), receipts.arrived.notified()).await;
+    Ok(())
+}
+
+/// The value below which `q` of the sorted `values` fall (nearest rank).
+pub fn percentile(sorted: &[Duration], q: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1]
+}
+
+/// What the recording layer saw: accepted events and when they arrived.
+#[derive(Debug, Default)]
+struct Receipts {
+    count: AtomicU64,
+    times: Mutex<Vec<(String, Instant)>>,
+    arrived: Notify,
+}
+
+impl Receipts {
+    fn take(&self) -> Vec<(String, Instant)> {
+        std::mem::take(&mut *self.times.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+/// The push sandbox behind a layer that timestamps each accepted event.
+struct Recorder {
+    addr: SocketAddr,
+    receipts: Arc<Receipts>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+#[derive(Deserialize)]
+struct Probe {
+    #[serde(default)]
+    data: ProbeData,
+}
+
+#[derive(Default, Deserialize)]
+struct ProbeData {
+    #[serde(rename = "messageId", default)]
+    message_id: Option<String>,
+}
+
+impl Recorder {
+    async fn spawn(settings: &Settings) -> Result<Self, BenchError> {
+        let receipts = Arc::new(Receipts::default());
+        let router = sandbox::router(sandbox::SandboxCredentials {
+            app_id: settings.tuisongbao.app_id.clone(),
+            secret: settings.tuisongbao.secret.expose_secret().to_owned(),
+        })
+        .layer(axum::middleware::from_fn_with_state(
+            receipts.clone(),
+            record,
+        ));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let task = tokio::spawn(async move { axum::serve(listener, router).await });
+        Ok(Self {
+            addr,
+            receipts,
+            task,
+        })
+    }
+
+    fn url(&self) -> Result<reqwest::Url, BenchError> {
+        reqwest::Url::parse(&format!("http://{}", self.addr))
+            .map_err(|e| BenchError::Enqueue(e.to_string()))
+    }
+
+    fn stop(&self) {
+        self.task.abort();
+    }
+}
+
+/// The sandbox's Tuisongbao route.
+const EVENTS_ROUTE: &str = "/v2/open/engine/events";
+
+/// Notes the arrival time and message id of every event the sandbox accepts.
+async fn record(State(receipts): State<Arc<Receipts>>, request: Request, next: Next) -> Response {
+    let at = Instant::now();
+    if request.uri().path() != EVENTS_ROUTE {
+        return next.run(request).await;
+    }
+    let (parts, body) = request.into_parts();
+    let bytes = match axum::body::to_bytes(body, usize::MAX).await {
+        Ok(bytes) => bytes,
+        Err(_) => return next.run(Request::from_parts(parts, Body::empty())).await,
+    };
+    let id = serde_json::from_slice::<Probe>(&bytes)
+        .ok()
+        .and_then(|p| p.data.message_id)
+        .unwrap_or_default();
+    let response = next
+        .run(Request::from_parts(parts, Body::from(bytes)))
+        .await;
+    if response.status().is_success() {
+        receipts
+            .times
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((id, at));
+        receipts.count.fetch_add(1, Ordering::Release);
+        receipts.arrived.notify_one();
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_use_the_nearest_rank() {
+        let values: Vec<Duration> = (1..=100).map(Duration::from_millis).collect();
+        assert_eq!(percentile(&values, 0.50), Duration::from_millis(50));
+        assert_eq!(percentile(&values, 0.99), Duration::from_millis(99));
+        assert_eq!(percentile(&values[..1], 0.99), Duration::from_millis(1));
+        assert_eq!(percentile(&[], 0.5), Duration::ZERO);
+    }
+}

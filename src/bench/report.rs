@@ -1,0 +1,215 @@
+//! `herald bench all`'s table and the product's targets checked against it.
+//!
+//! Every ratio divides by a baseline measured in the same run: plain
+//! apalis-redis for no-op jobs, the lower of the raw MongoDB insert rate and
+//! the raw stand-in rate for end-to-end messages, the raw cursor scan for
+//! exports.
+
+use std::{fmt::Write as _, time::Duration};
+
+use super::{export, pipeline, Row};
+
+/// One line of the table.
+#[derive(Debug, Clone)]
+struct Line {
+    name: String,
+    count: u64,
+    elapsed: Duration,
+    ratio: Option<f64>,
+    p50: Option<Duration>,
+    p99: Option<Duration>,
+    peak_kib: Option<u64>,
+}
+
+impl Line {
+    fn from_row(row: &Row, ratio: Option<f64>) -> Self {
+        Self {
+            name: row.name.clone(),
+            count: row.count,
+            elapsed: row.elapsed,
+            ratio,
+            p50: None,
+            p99: None,
+            peak_kib: None,
+        }
+    }
+}
+
+/// A target of the product owner's, and whether this run met it.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// What is required.
+    pub what: String,
+    /// The measured ratio.
+    pub ratio: f64,
+    /// The ratio required (at least, or at most for memory).
+    pub required: f64,
+    /// Whether the requirement is a ceiling rather than a floor.
+    pub at_most: bool,
+}
+
+impl Target {
+    /// Whether the run met it.
+    pub fn met(&self) -> bool {
+        if self.at_most {
+            self.ratio <= self.required
+        } else {
+            self.ratio >= self.required
+        }
+    }
+}
+
+/// The measurements of one `herald bench all` run.
+#[derive(Debug, Default)]
+pub struct Report {
+    /// No-op jobs: the baseline first, then Herald's rows.
+    pub noop: Vec<Row>,
+    /// End to end, per concurrency.
+    pub pipeline: Vec<pipeline::Measured>,
+    /// Exports, per size (smallest first).
+    pub export: Vec<export::Measured>,
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1}", d.as_secs_f64() * 1000.0)
+}
+
+impl Report {
+    /// The product's targets, evaluated on this run.
+    pub fn targets(&self) -> Vec<Target> {
+        let mut targets = Vec::new();
+        if let (Some(base), Some(herald)) = (self.noop.first(), self.noop.get(1)) {
+            targets.push(Target {
+                what: format!("no-op: {} >= plain apalis-redis", herald.name),
+                ratio: herald.rate() / base.rate().max(1e-9),
+                required: 1.0,
+                at_most: false,
+            });
+        }
+        for m in &self.pipeline {
+            targets.push(Target {
+                what: format!(
+                    "end to end, concurrency {}: >= 60% of the lower raw limit",
+                    m.concurrency
+                ),
+                ratio: m.herald.rate() / m.limit().max(1e-9),
+                required: 0.6,
+                at_most: false,
+            });
+        }
+        for m in &self.export {
+            targets.push(Target {
+                what: format!("export, {} rows: >= 80% of the raw scan's rows/s", m.rows),
+                ratio: m.export.rate() / m.scan.rate().max(1e-9),
+                required: 0.8,
+                at_most: false,
+            });
+        }
+        if let (Some(small), Some(large)) = (self.export.first(), self.export.last()) {
+            if large.rows > small.rows {
+                targets.push(Target {
+                    what: format!(
+                        "export peak memory, {} rows <= 1.2 x {} rows",
+                        large.rows, small.rows
+                    ),
+                    ratio: large.export_peak_kib as f64 / small.export_peak_kib.max(1) as f64,
+                    required: 1.2,
+                    at_most: true,
+                });
+            }
+        }
+        targets
+    }
+
+    fn sections(&self) -> Vec<(String, Vec<Line>)> {
+        let mut sections = Vec::new();
+        if let Some(base) = self.noop.first() {
+            let lines = self
+                .noop
+                .iter()
+                .map(|row| Line::from_row(row, Some(row.rate() / base.rate().max(1e-9))))
+                .collect();
+            sections.push((
+                "No-op jobs, one worker (ratio: to plain apalis-redis, its defaults)".to_owned(),
+                lines,
+            ));
+        }
+        for m in &self.pipeline {
+            let limit = m.limit().max(1e-9);
+            let mut herald = Line::from_row(&m.herald, Some(m.herald.rate() / limit));
+            herald.p50 = Some(m.p50);
+            herald.p99 = Some(m.p99);
+            sections.push((
+                format!(
+                    "Messages end to end, concurrency {} (ratio: to the lower raw limit)",
+                    m.concurrency
+                ),
+                vec![
+                    Line::from_row(&m.raw_insert, Some(m.raw_insert.rate() / limit)),
+                    Line::from_row(&m.raw_post, Some(m.raw_post.rate() / limit)),
+                    herald,
+                ],
+            ));
+        }
+        for m in &self.export {
+            let base = m.scan.rate().max(1e-9);
+            let mut scan = Line::from_row(&m.scan, Some(1.0));
+            scan.peak_kib = Some(m.scan_peak_kib);
+            let mut export = Line::from_row(&m.export, Some(m.export.rate() / base));
+            export.peak_kib = Some(m.export_peak_kib);
+            sections.push((
+                format!(
+                    "Export, {} documents, {:.1} MB file (ratio: to the raw scan)",
+                    m.rows,
+                    m.file_bytes as f64 / 1e6
+                ),
+                vec![scan, export],
+            ));
+        }
+        sections
+    }
+
+    /// The table and the targets, as printed.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "{:<52} {:>9} {:>8} {:>10} {:>6} {:>8} {:>8} {:>9}",
+            "workload", "count", "seconds", "per second", "ratio", "p50 ms", "p99 ms", "peak MiB"
+        );
+        for (title, lines) in self.sections() {
+            let _ = writeln!(out, "-- {title}");
+            for line in lines {
+                let opt = |v: Option<String>| v.unwrap_or_else(|| "-".to_owned());
+                let _ = writeln!(
+                    out,
+                    "{:<52} {:>9} {:>8.2} {:>10.0} {:>6} {:>8} {:>8} {:>9}",
+                    line.name,
+                    line.count,
+                    line.elapsed.as_secs_f64(),
+                    line.count as f64 / line.elapsed.as_secs_f64().max(1e-9),
+                    opt(line.ratio.map(|r| format!("{r:.2}"))),
+                    opt(line.p50.map(ms)),
+                    opt(line.p99.map(ms)),
+                    opt(line.peak_kib.map(|k| format!("{:.1}", k as f64 / 1024.0))),
+                );
+            }
+        }
+        let targets = self.targets();
+        if !targets.is_empty() {
+            let _ = writeln!(out, "-- Targets");
+            for t in targets {
+                let _ = writeln!(
+                    out,
+                    "{:<7} {} (measured {:.2}, required {} {:.2})",
+                    if t.met() { "met" } else { "MISSED" },
+                    t.what,
+                    t.ratio,
+                    if t.at_most { "<=" } else { ">=" },
+                    t.required
+                );
+            }
+        }
+        out
+    }
+}

@@ -1,0 +1,212 @@
+//! Group commit for message inserts: concurrent jobs share `insert_many` calls.
+//!
+//! Each running `send_message` job hands its message to the
+//! [`MessageBatcher`] and waits for its own answer. One task takes every
+//! message that arrived while its previous call was in flight (at most
+//! [`MAX_BATCH`]) and stores them with one unordered `insert_many`. There is
+//! no timer: a lone job is inserted at once, and under load a batch grows by
+//! itself with the number of jobs waiting, so MongoDB sees one round trip
+//! per batch instead of one per message.
+//!
+//! Idempotency stays per message: a duplicate-key error on one document
+//! means that message was stored by an earlier run, and its answer says so
+//! (with the first run's `createdAt`), while the rest of the batch is
+//! stored as usual. Any other failure is reported to the jobs it concerns,
+//! which apalis retries; re-running them is safe for the same reason.
+//! `createdAt` is set when a job hands its message over, as before, so
+//! batching does not change the times or the order documents carry.
+
+use std::collections::HashMap;
+
+use herald_jobs::ValidMessage;
+use mongodb::{
+    bson::{doc, oid::ObjectId, Bson, DateTime, Document},
+    error::{ErrorKind, InsertManyError},
+    Collection, Database,
+};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{message::to_document, StoreError, StoredMessage, MESSAGE_COLLECTION};
+
+/// Most documents in one `insert_many`.
+pub const MAX_BATCH: usize = 256;
+
+/// MongoDB's duplicate-key error code.
+const DUPLICATE_KEY: i32 = 11000;
+
+/// One job waiting for its message to be stored.
+struct Pending {
+    message: ValidMessage,
+    created_at: DateTime,
+    reply: oneshot::Sender<Result<StoredMessage, StoreError>>,
+}
+
+/// Stores messages in batches; cheap to clone, shared by a worker's jobs.
+///
+/// The batching task ends when the last clone is dropped, after storing
+/// what it was given.
+#[derive(Debug, Clone)]
+pub struct MessageBatcher {
+    queue: mpsc::Sender<Pending>,
+}
+
+impl MessageBatcher {
+    /// Starts the batching task for `database`'s `message` collection on
+    /// the current Tokio runtime.
+    pub fn spawn(database: &Database) -> Self {
+        let (queue, pending) = mpsc::channel(MAX_BATCH * 4);
+        tokio::spawn(run(database.collection(MESSAGE_COLLECTION), pending));
+        Self { queue }
+    }
+
+    /// Stores `message` unless a document with its id exists already, like
+    /// [`super::MessageStore::insert`], sharing the round trip with other
+    /// messages handed over meanwhile.
+    pub async fn insert(&self, message: ValidMessage) -> Result<StoredMessage, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        let pending = Pending {
+            message,
+            created_at: DateTime::now(),
+            reply,
+        };
+        self.queue
+            .send(pending)
+            .await
+            .map_err(|_| StoreError::Stopped)?;
+        answer.await.map_err(|_| StoreError::Stopped)?
+    }
+}
+
+async fn run(collection: Collection<Document>, mut pending: mpsc::Receiver<Pending>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while pending.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        store(&collection, std::mem::take(&mut batch)).await;
+    }
+}
+
+/// What became of each document of a batch.
+enum Fate {
+    Inserted,
+    Duplicate,
+    Failed(mongodb::error::Error),
+}
+
+/// Inserts `batch` and answers every job in it.
+async fn store(collection: &Collection<Document>, batch: Vec<Pending>) {
+    let documents: Vec<Document> = batch
+        .iter()
+        .map(|p| to_document(&p.message, p.created_at))
+        .collect();
+    let fates: Vec<Fate> = match collection.insert_many(documents).ordered(false).await {
+        Ok(_) => batch.iter().map(|_| Fate::Inserted).collect(),
+        Err(err) => fates_of(&err, batch.len()),
+    };
+    let duplicates: Vec<ObjectId> = batch
+        .iter()
+        .zip(&fates)
+        .filter(|(_, fate)| matches!(fate, Fate::Duplicate))
+        .map(|(p, _)| p.message.id.object_id())
+        .collect();
+    let existing = match created_at_of(collection, &duplicates).await {
+        Ok(existing) => existing,
+        Err(source) => {
+            // Without the first run's createdAt the answer would be wrong;
+            // fail those jobs so they run again.
+            for (p, fate) in batch.into_iter().zip(fates) {
+                let answer = match fate {
+                    Fate::Inserted => Ok(stored(p.message, p.created_at, true)),
+                    Fate::Duplicate => Err(StoreError::Command {
+                        operation: "find in message",
+                        source: source.clone(),
+                    }),
+                    Fate::Failed(source) => Err(insert_error(source)),
+                };
+                let _ = p.reply.send(answer);
+            }
+            return;
+        }
+    };
+    for (p, fate) in batch.into_iter().zip(fates) {
+        let answer = match fate {
+            Fate::Inserted => Ok(stored(p.message, p.created_at, true)),
+            Fate::Duplicate => {
+                let created_at = existing
+                    .get(&p.message.id.object_id())
+                    .copied()
+                    .unwrap_or(p.created_at);
+                Ok(stored(p.message, created_at, false))
+            }
+            Fate::Failed(source) => Err(insert_error(source)),
+        };
+        // A job that stopped waiting (its run was cut off) needs no answer.
+        let _ = p.reply.send(answer);
+    }
+}
+
+fn stored(message: ValidMessage, created_at: DateTime, newly_inserted: bool) -> StoredMessage {
+    StoredMessage {
+        message,
+        created_at,
+        newly_inserted,
+    }
+}
+
+fn insert_error(source: mongodb::error::Error) -> StoreError {
+    StoreError::Command {
+        operation: "insert into message",
+        source,
+    }
+}
+
+/// Each document's fate after a failed unordered `insert_many` of `len`.
+fn fates_of(err: &mongodb::error::Error, len: usize) -> Vec<Fate> {
+    match err.kind.as_ref() {
+        ErrorKind::InsertMany(InsertManyError {
+            write_errors: Some(errors),
+            write_concern_error: None,
+            ..
+        }) => {
+            let mut fates: Vec<Fate> = (0..len).map(|_| Fate::Inserted).collect();
+            for e in errors {
+                if let Some(fate) = fates.get_mut(e.index) {
+                    *fate = if e.code == DUPLICATE_KEY {
+                        Fate::Duplicate
+                    } else {
+                        Fate::Failed(err.clone())
+                    };
+                }
+            }
+            fates
+        }
+        // The command as a whole failed (or its durability is unknown):
+        // nothing can be promised for any document.
+        _ => (0..len).map(|_| Fate::Failed(err.clone())).collect(),
+    }
+}
+
+/// `createdAt` of the existing documents among `ids`.
+async fn created_at_of(
+    collection: &Collection<Document>,
+    ids: &[ObjectId],
+) -> Result<HashMap<ObjectId, DateTime>, mongodb::error::Error> {
+    let mut found = HashMap::new();
+    if ids.is_empty() {
+        return Ok(found);
+    }
+    let mut cursor = collection
+        .find(
+            doc! { "_id": { "$in": ids.iter().map(|id| Bson::ObjectId(*id)).collect::<Vec<_>>() } },
+        )
+        .projection(doc! { "createdAt": 1 })
+        .await?;
+    while cursor.advance().await? {
+        let document = cursor.deserialize_current()?;
+        if let (Ok(id), Ok(created_at)) = (
+            document.get_object_id("_id"),
+            document.get_datetime("createdAt"),
+        ) {
+            found.insert(id, *created_at);
+        }
+    }
+    Ok(found)
+}

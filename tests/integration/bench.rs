@@ -1,0 +1,65 @@
+//! `herald bench all --smoke`: the benchmark command still runs end to end.
+//!
+//! A tiny workload through every part (no-op jobs, messages end to end,
+//! exports with their child processes), so the command cannot rot. Timing
+//! targets are the benchmark's business, not the test suite's: only the
+//! table's shape and its counts are checked here.
+
+use crate::helpers::env;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_all_smoke_prints_one_table_with_every_part_and_verified_counts() {
+    let env = env().await;
+    let output = env.run_herald(
+        &["bench", "all", "--smoke"],
+        &[("HERALD_LOG_LEVEL", "warn")],
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "stdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+
+    for section in [
+        "-- No-op jobs, one worker",
+        "-- Messages end to end, concurrency 1 ",
+        "-- Messages end to end, concurrency 8 ",
+        "-- Export, 1000 documents",
+        "-- Export, 5000 documents",
+        "-- Targets",
+    ] {
+        assert!(stdout.contains(section), "no {section:?} in:\n{stdout}");
+    }
+    let count_of = |prefix: &str| -> Vec<u64> {
+        stdout
+            .lines()
+            .filter(|l| l.starts_with(prefix))
+            .map(|l| {
+                l[prefix.len()..]
+                    .split_whitespace()
+                    .rev()
+                    .nth(6)
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or_else(|| panic!("no count in {l:?}"))
+            })
+            .collect()
+    };
+    assert_eq!(count_of("plain apalis-redis"), [1_000]);
+    assert_eq!(count_of("herald queue"), [1_000]);
+    assert_eq!(count_of("raw MongoDB insert_one"), [200, 200]);
+    assert_eq!(count_of("raw stand-in POST"), [200, 200]);
+    assert_eq!(count_of("Herald end to end"), [200, 200]);
+    assert_eq!(count_of("raw cursor scan"), [1_000, 5_000]);
+    assert_eq!(count_of("Herald export to CSV"), [1_000, 5_000]);
+    assert!(
+        stdout.contains("verified: every message stored once and pushed once"),
+        "{stdout}"
+    );
+    // Each target line names its measured ratio.
+    let targets = stdout
+        .lines()
+        .filter(|l| l.starts_with("met ") || l.starts_with("MISSED "))
+        .count();
+    assert_eq!(targets, 1 + 2 + 2 + 1, "{stdout}");
+}
