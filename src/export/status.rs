@@ -18,6 +18,18 @@ use crate::store::StoreError;
 /// Name of the collection.
 pub const EXPORT_COLLECTION: &str = "export";
 
+/// The fields of a record freshly queued at `now`: every counter reset,
+/// every later time cleared.
+fn queued_record(account: AccountId, collection: &str, now: DateTime) -> Document {
+    doc! {
+        "accountId": account.object_id(), "collection": collection, "status": "queued",
+        "processed": 0_i64, "total": Bson::Null, "percent": 0.0, "rows": 0_i64,
+        "fileName": Bson::Null, "fileSize": Bson::Null, "error": Bson::Null,
+        "queuedAt": now, "startedAt": Bson::Null, "finishedAt": Bson::Null,
+        "cancelledAt": Bson::Null, "updatedAt": now,
+    }
+}
+
 /// What [`ExportStatusStore::claim`] found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Claim {
@@ -66,17 +78,10 @@ impl ExportStatusStore {
         key: &str,
         collection: &str,
     ) -> Result<(), StoreError> {
-        let now = DateTime::now();
         self.collection
             .update_one(
                 doc! { "_id": key },
-                doc! { "$set": {
-                    "accountId": account.object_id(), "collection": collection, "status": "queued",
-                    "processed": 0_i64, "total": Bson::Null, "percent": 0.0, "rows": 0_i64,
-                    "fileName": Bson::Null, "fileSize": Bson::Null, "error": Bson::Null,
-                    "queuedAt": now, "startedAt": Bson::Null, "finishedAt": Bson::Null,
-                    "cancelledAt": Bson::Null, "updatedAt": now,
-                } },
+                doc! { "$set": queued_record(account, collection, DateTime::now()) },
             )
             .with_options(UpdateOptions::builder().upsert(true).build())
             .await
@@ -93,7 +98,6 @@ impl ExportStatusStore {
         key: &str,
         collection: &str,
     ) -> Result<Claim, StoreError> {
-        let now = DateTime::now();
         // Matches only a free key of this account; when the key exists but
         // does not match, the upsert's insert collides on `_id`.
         let result = self
@@ -103,13 +107,7 @@ impl ExportStatusStore {
                     "_id": key, "accountId": account.object_id(),
                     "status": { "$nin": ["queued", "running"] },
                 },
-                doc! { "$set": {
-                    "accountId": account.object_id(), "collection": collection, "status": "queued",
-                    "processed": 0_i64, "total": Bson::Null, "percent": 0.0, "rows": 0_i64,
-                    "fileName": Bson::Null, "fileSize": Bson::Null, "error": Bson::Null,
-                    "queuedAt": now, "startedAt": Bson::Null, "finishedAt": Bson::Null,
-                    "cancelledAt": Bson::Null, "updatedAt": now,
-                } },
+                doc! { "$set": queued_record(account, collection, DateTime::now()) },
             )
             .with_options(UpdateOptions::builder().upsert(true).build())
             .await;
