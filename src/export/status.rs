@@ -147,14 +147,13 @@ impl ExportStatusStore {
             .is_some_and(|d| d.get_str("status") == Ok("cancelled")))
     }
 
-    /// Marks `key` running with `total` documents to go; false if it was
-    /// cancelled before it started.
+    /// Marks `key` running; false if it was cancelled before it started.
+    /// `total` stays null until the rows are counted ([`Self::progress`]).
     pub async fn start(
         &self,
         account: AccountId,
         key: &str,
         collection: &str,
-        total: u64,
     ) -> Result<bool, StoreError> {
         if self.is_cancelled(key).await? {
             return Ok(false);
@@ -166,7 +165,7 @@ impl ExportStatusStore {
                 doc! {
                     "$set": {
                         "accountId": account.object_id(), "collection": collection,
-                        "status": "running", "processed": 0_i64, "total": total as i64,
+                        "status": "running", "processed": 0_i64, "total": Bson::Null,
                         "percent": 0.0, "rows": 0_i64, "error": Bson::Null, "startedAt": now,
                         "finishedAt": Bson::Null, "updatedAt": now,
                     },
@@ -179,13 +178,14 @@ impl ExportStatusStore {
         Ok(true)
     }
 
-    /// Records progress of a running export.
+    /// Records progress of a running export (and its total, once counted).
     pub async fn progress(&self, key: &str, processed: u64, total: u64) -> Result<(), StoreError> {
         self.collection
             .update_one(
                 doc! { "_id": key, "status": "running" },
                 doc! { "$set": {
-                    "processed": processed as i64, "percent": percent(processed, total),
+                    "processed": processed as i64, "total": total as i64,
+                    "percent": percent(processed, total),
                     "updatedAt": DateTime::now(),
                 } },
             )

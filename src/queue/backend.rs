@@ -62,8 +62,41 @@ impl<Args> RedisQueue<Args> {
             persist: Persisted::new(QueuePersistence {
                 conn,
                 config: Arc::new(config),
+                doorbell: super::Doorbell::default(),
+                downstream: None,
             }),
             codec: JsonCodec::default(),
+            deregister: None,
+            _args: PhantomData,
+        }
+    }
+
+    /// This queue with `downstream` as the queue its jobs hand their
+    /// successors to: a job that returns a [`super::Handoff`] has those
+    /// jobs enqueued there by its acknowledgement, before it is recorded
+    /// done, and `downstream`'s worker in this process is woken. Without
+    /// it, a job that hands off fails.
+    pub fn handing_off_to<D>(self, downstream: &RedisQueue<D>) -> Self {
+        let mut persistence = (*self.persist).clone();
+        persistence.downstream = Some((
+            downstream.persist.config.clone(),
+            downstream.persist.doorbell.clone(),
+        ));
+        Self {
+            persist: Persisted::new(persistence),
+            codec: self.codec,
+            deregister: None,
+            _args: PhantomData,
+        }
+    }
+
+    /// A handle on the same queue for jobs of type `T` (same connection,
+    /// configuration and doorbell), e.g. to enqueue typed jobs onto the
+    /// queue a worker consumes as JSON.
+    pub fn for_args<T>(&self) -> RedisQueue<T> {
+        RedisQueue {
+            persist: self.persist.clone(),
+            codec: self.codec.clone(),
             deregister: None,
             _args: PhantomData,
         }
@@ -100,6 +133,8 @@ impl<Args> Backend for RedisQueue<Args> {
         cx: &mut Context<'_>,
         worker: &WorkerContext,
     ) -> Poll<Option<Result<Self::Task, Self::Error>>> {
+        // An enqueue from this process rings this worker awake.
+        self.persist.doorbell.register(cx.waker());
         self.persist.poll_next(cx, worker)
     }
 

@@ -12,6 +12,10 @@
 //!   apalis's worker model and middleware.
 //! - [`QueueConfig`] names the keys and holds the tuning of one queue.
 //! - [`RetryPolicy`] decides when a failed job runs again.
+//! - [`Handoff`]: a finished job's successors, enqueued by its
+//!   acknowledgement.
+//! - [`Doorbell`]: an enqueue from this process wakes this process's worker
+//!   of that queue at once.
 //! - [`admin::QueueAdmin`] is the operator's side: counts per state, dead
 //!   jobs, retry and discard (the dashboard, the API and `herald failed`).
 //! - [`failover`] notices when Sentinel names a new master.
@@ -24,8 +28,9 @@
 
 pub mod admin;
 mod backend;
-pub mod batch;
+pub mod doorbell;
 pub mod failover;
+pub mod handoff;
 mod persistence;
 pub mod retry;
 
@@ -34,7 +39,8 @@ use std::time::Duration;
 use herald_jobs::QueueName;
 
 pub use backend::RedisQueue;
-pub use batch::BatchedSink;
+pub use doorbell::Doorbell;
+pub use handoff::{Handoff, HandoffJob};
 pub use retry::{Outcome, RetryPolicy};
 
 use crate::config::Settings;
@@ -51,6 +57,14 @@ pub const COMPLETE_CHUNK: usize = 500;
 pub const REDIS_RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Runs remembered in a job's history.
 pub const HISTORY_LEN: usize = 25;
+/// Metadata field a fetched job carries when its idempotency key has a
+/// delivery receipt (queues with [`QueueConfig::receipts`]): when it was
+/// delivered, Unix seconds.
+pub const DELIVERED_AT: &str = "delivered_at";
+/// Metadata field naming the idempotency key whose receipt the fetch
+/// looked up (queues with [`QueueConfig::receipts`]); absent when the job
+/// was enqueued without a key.
+pub const RECEIPT_KEY: &str = "receipt_key";
 
 /// Why Redis could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -98,6 +112,10 @@ pub struct QueueConfig {
     pub missed_heartbeats: u32,
     /// How long an enqueue idempotency key is remembered (None: forever).
     pub dedup_ttl: Option<Duration>,
+    /// Whether fetched jobs report whether their idempotency key was
+    /// recorded delivered (metadata fields [`RECEIPT_KEY`] and
+    /// [`DELIVERED_AT`], see [`crate::push::delivery`]).
+    pub receipts: bool,
     /// When failed jobs run again.
     pub retry: RetryPolicy,
 }
@@ -111,6 +129,7 @@ impl QueueConfig {
             heartbeat_interval: Duration::from_secs(10),
             missed_heartbeats: 3,
             dedup_ttl: None,
+            receipts: false,
             retry: RetryPolicy {
                 base: Duration::from_secs(1),
                 cap: Duration::from_secs(300),
@@ -133,6 +152,7 @@ impl QueueConfig {
             heartbeat_interval: worker.heartbeat_interval,
             missed_heartbeats: worker.missed_heartbeats as u32,
             dedup_ttl: (queue == QueueName::Push).then_some(worker.push_dedup_ttl),
+            receipts: queue == QueueName::Push,
             retry: RetryPolicy {
                 base: worker.retry_base,
                 cap: worker.retry_cap,
@@ -193,6 +213,11 @@ impl QueueConfig {
     /// Prefix of enqueue idempotency keys.
     pub fn idempotency_prefix(&self) -> String {
         self.key("idempotency")
+    }
+    /// Prefix of the delivery receipts: `<prefix>:<idempotency key>` holds
+    /// when the job's effect was delivered.
+    pub fn delivered_prefix(&self) -> String {
+        self.key("delivered")
     }
     /// Set: ids that succeeded.
     pub fn done_key(&self) -> String {

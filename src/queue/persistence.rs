@@ -3,7 +3,8 @@
 //!
 //! apalis's `Persisted` drives these calls: `register` once, `heartbeat`
 //! on the heartbeat interval, `fetch_next` whenever the worker wants work,
-//! `handle_events` with batched acknowledgements, `reenqueue_abandoned` on
+//! `handle_events` with batched acknowledgements (and the [`Handoff`]s they
+//! carry), `reenqueue_abandoned` on
 //! shutdown for leased jobs that never started, `push_tasks` to enqueue.
 
 use std::{collections::HashMap, str::FromStr, sync::Arc, sync::LazyLock};
@@ -17,8 +18,8 @@ use redis::{aio::ConnectionManager, Script};
 use serde_json::Value;
 
 use super::{
-    now_secs, retry::Outcome, QueueConfig, QueueError, COMPLETE_CHUNK, HISTORY_LEN, PROMOTE_LIMIT,
-    PUSH_CHUNK, RECOVER_LIMIT,
+    doorbell::Doorbell, handoff::Handoff, now_secs, retry::Outcome, QueueConfig, QueueError,
+    COMPLETE_CHUNK, HISTORY_LEN, PROMOTE_LIMIT, PUSH_CHUNK, RECOVER_LIMIT,
 };
 
 static FETCH: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/fetch.lua")));
@@ -36,6 +37,77 @@ const RECOVER_CALLS_PER_HEARTBEAT: usize = 50;
 pub struct QueuePersistence {
     pub(super) conn: ConnectionManager,
     pub(super) config: Arc<QueueConfig>,
+    /// Rung after every enqueue onto this queue.
+    pub(super) doorbell: Doorbell,
+    /// Where this queue's jobs hand their successors ([`Handoff`]), and
+    /// that queue's doorbell.
+    pub(super) downstream: Option<(Arc<QueueConfig>, Doorbell)>,
+}
+
+/// One job for the enqueue script.
+struct NewJob {
+    id: String,
+    payload: Vec<u8>,
+    /// Unix seconds; 0 (or any time not after now) means due at once.
+    run_at: u64,
+    idempotency_key: String,
+    metadata: Vec<(String, String)>,
+}
+
+impl NewJob {
+    /// The fields every job's metadata hash starts with.
+    fn metadata(
+        attempts: usize,
+        max_attempts: usize,
+        idempotency_key: &str,
+        now: f64,
+    ) -> Vec<(String, String)> {
+        vec![
+            ("attempts".into(), attempts.to_string()),
+            ("max_attempts".into(), max_attempts.to_string()),
+            ("status".into(), "Pending".into()),
+            ("idempotency_key".into(), idempotency_key.to_owned()),
+            ("enqueued_at".into(), format!("{now:.3}")),
+        ]
+    }
+}
+
+/// Enqueues `jobs` on the queue `config` describes, in bounded script calls.
+async fn enqueue(
+    conn: &mut ConnectionManager,
+    config: &QueueConfig,
+    jobs: &[NewJob],
+    now: f64,
+) -> Result<(), QueueError> {
+    let ttl = config.dedup_ttl.map(|d| d.as_secs()).unwrap_or(0);
+    for chunk in jobs.chunks(PUSH_CHUNK) {
+        let mut call = PUSH.prepare_invoke();
+        call.key(config.data_key())
+            .key(config.active_key())
+            .key(config.scheduled_key())
+            .arg(format!("{now:.3}"))
+            .arg(config.meta_prefix())
+            .arg(config.idempotency_prefix())
+            .arg(ttl);
+        for job in chunk {
+            call.arg(&job.id)
+                .arg(&job.payload)
+                .arg(job.run_at)
+                .arg(&job.idempotency_key)
+                .arg(job.metadata.len());
+            for (field, value) in &job.metadata {
+                call.arg(field).arg(value);
+            }
+        }
+        call.invoke_async::<(u64, u64, u64)>(conn)
+            .await
+            .map_err(|source| QueueError::Command {
+                operation: "enqueue",
+                queue: config.name.clone(),
+                source,
+            })?;
+    }
+    Ok(())
 }
 
 impl QueuePersistence {
@@ -159,8 +231,22 @@ struct Ack {
 }
 
 impl QueuePersistence {
-    fn ack(&self, result: &apalis_core::backend::TaskResult<Value>, now: f64) -> Ack {
-        let succeeded = result.result.is_ok();
+    /// The acknowledgement of `result`. A successful result that hands jobs
+    /// off has them appended to `handed_off` and records only their ids; a
+    /// hand-off that cannot be honoured fails the job instead, so its
+    /// successor is never dropped silently.
+    fn ack(
+        &self,
+        result: &apalis_core::backend::TaskResult<Value>,
+        now: f64,
+        handed_off: &mut Vec<NewJob>,
+    ) -> Ack {
+        let recorded = match &result.result {
+            Ok(value) => self.take_handoff(value, now, handed_off),
+            Err(_) => None,
+        };
+        let recorded = recorded.as_ref().unwrap_or(&result.result);
+        let succeeded = recorded.is_ok();
         let aborted = matches!(result.status, Status::Killed);
         let outcome =
             self.config
@@ -173,7 +259,7 @@ impl QueuePersistence {
             (Outcome::Dead, false) => "Failed",
         };
         // Successful first runs need no history: the metadata says it all.
-        let history = match result.result.as_ref() {
+        let history = match recorded.as_ref() {
             Ok(_) if result.attempt <= 1 => String::new(),
             outcome => serde_json::json!({
                 "attempt": result.attempt,
@@ -188,9 +274,49 @@ impl QueuePersistence {
             outcome,
             status,
             attempts: result.attempt,
-            result: serde_json::to_string(&result.result).unwrap_or_else(|_| "null".into()),
+            result: serde_json::to_string(recorded).unwrap_or_else(|_| "null".into()),
             history,
         }
+    }
+
+    /// Moves the jobs `value` hands off into `handed_off`; returns what to
+    /// record instead of `value`, or `None` when it hands nothing off.
+    fn take_handoff(
+        &self,
+        value: &Value,
+        now: f64,
+        handed_off: &mut Vec<NewJob>,
+    ) -> Option<Result<Value, String>> {
+        let handoff = match Handoff::in_result(value)? {
+            Ok(handoff) => handoff,
+            Err(e) => return Some(Err(format!("the job's hand-off is malformed: {e}"))),
+        };
+        let Some((downstream, _)) = &self.downstream else {
+            return Some(Err(format!(
+                "the job handed off {} job(s) but {} has no downstream queue",
+                handoff.handoff.len(),
+                self.config.name
+            )));
+        };
+        for job in &handoff.handoff {
+            let payload = match serde_json::to_vec(&job.payload) {
+                Ok(payload) => payload,
+                Err(e) => return Some(Err(format!("the job's hand-off is malformed: {e}"))),
+            };
+            handed_off.push(NewJob {
+                id: job.id.clone(),
+                payload,
+                run_at: 0,
+                idempotency_key: job.idempotency_key.clone(),
+                metadata: NewJob::metadata(
+                    0,
+                    downstream.retry.max_attempts,
+                    &job.idempotency_key,
+                    now,
+                ),
+            });
+        }
+        Some(Ok(handoff.summary(&downstream.name)))
     }
 }
 
@@ -240,6 +366,11 @@ impl Persistence for QueuePersistence {
             .arg(worker.name())
             .arg(PROMOTE_LIMIT)
             .arg(self.config.meta_prefix())
+            .arg(if self.config.receipts {
+                self.config.delivered_prefix()
+            } else {
+                String::new()
+            })
             .invoke_async(&mut self.conn)
             .await
             .map_err(self.command_error("fetch"))?;
@@ -278,13 +409,19 @@ impl Persistence for QueuePersistence {
         worker: &WorkerContext,
     ) -> Result<(), QueueError> {
         let now = now_secs();
+        let mut handed_off = Vec::new();
         let acks: Vec<Ack> = events
             .iter()
             .filter_map(|event| match event {
-                TaskEvent::Complete(result) => Some(self.ack(result, now)),
+                TaskEvent::Complete(result) => Some(self.ack(result, now, &mut handed_off)),
                 _ => None,
             })
             .collect();
+        // Successors first: a job is recorded done only once they are queued.
+        if let (Some((downstream, doorbell)), false) = (&self.downstream, handed_off.is_empty()) {
+            enqueue(&mut self.conn, downstream, &handed_off, now).await?;
+            doorbell.ring();
+        }
         for chunk in acks.chunks(COMPLETE_CHUNK) {
             let mut call = COMPLETE.prepare_invoke();
             call.key(self.config.inflight_key(worker.name()))
@@ -332,47 +469,30 @@ impl Persistence for QueuePersistence {
 
     async fn push_tasks(&mut self, tasks: Vec<Task<Vec<u8>>>) -> Result<(), QueueError> {
         let now = now_secs();
-        let ttl = self.config.dedup_ttl.map(|d| d.as_secs()).unwrap_or(0);
-        for chunk in tasks.chunks(PUSH_CHUNK) {
-            let mut call = PUSH.prepare_invoke();
-            call.key(self.config.data_key())
-                .key(self.config.active_key())
-                .key(self.config.scheduled_key())
-                .arg(format!("{now:.3}"))
-                .arg(self.config.meta_prefix())
-                .arg(self.config.idempotency_prefix())
-                .arg(ttl);
-            for task in chunk {
-                let id = task
-                    .task_id()
-                    .map(|id| id.to_string())
-                    .unwrap_or_else(|| ulid::Ulid::generate().to_string());
-                let run_at = task.run_at().unwrap_or(0);
+        let jobs: Vec<NewJob> = tasks
+            .into_iter()
+            .map(|task| {
+                let idempotency_key = task.idempotency_key().unwrap_or("").to_owned();
                 let max_attempts = task
                     .max_attempts()
                     .unwrap_or(self.config.retry.max_attempts);
-                let idempotency_key = task.idempotency_key().unwrap_or("").to_owned();
-                let mut fields: Vec<(String, String)> = vec![
-                    ("attempts".into(), task.attempt().to_string()),
-                    ("max_attempts".into(), max_attempts.to_string()),
-                    ("status".into(), "Pending".into()),
-                    ("idempotency_key".into(), idempotency_key.clone()),
-                    ("enqueued_at".into(), format!("{now:.3}")),
-                ];
-                fields.extend(task.metadata().iter().map(|(k, v)| (k.clone(), v.clone())));
-                call.arg(id)
-                    .arg(&task.args)
-                    .arg(run_at)
-                    .arg(idempotency_key)
-                    .arg(fields.len());
-                for (field, value) in fields {
-                    call.arg(field).arg(value);
+                let mut metadata =
+                    NewJob::metadata(task.attempt(), max_attempts, &idempotency_key, now);
+                metadata.extend(task.metadata().iter().map(|(k, v)| (k.clone(), v.clone())));
+                NewJob {
+                    id: task
+                        .task_id()
+                        .map(|id| id.to_string())
+                        .unwrap_or_else(|| ulid::Ulid::generate().to_string()),
+                    run_at: task.run_at().unwrap_or(0),
+                    payload: task.args,
+                    idempotency_key,
+                    metadata,
                 }
-            }
-            call.invoke_async::<(u64, u64, u64)>(&mut self.conn)
-                .await
-                .map_err(self.command_error("enqueue"))?;
-        }
+            })
+            .collect();
+        enqueue(&mut self.conn, &self.config, &jobs, now).await?;
+        self.doorbell.ring();
         Ok(())
     }
 }

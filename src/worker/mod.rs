@@ -6,7 +6,7 @@
 //! `worker.shutdown_timeout` to finish; a job cut off then is still leased in
 //! Redis and is re-run elsewhere after the heartbeat timeout.
 //!
-//! - [`send_message`]: validate, store the document, schedule its push.
+//! - [`send_message`]: validate, store the document, hand its push on.
 //! - [`push`]: deliver one event, classifying failures for the retry decision.
 
 pub mod push;
@@ -118,13 +118,13 @@ where
         None => None,
     };
 
+    // One push queue handle for the push worker, the hand-offs of
+    // send_message and the exports' events: an enqueue through any of them
+    // wakes the push worker at once (see `queue::doorbell`).
+    let push_storage =
+        queue::storage::<serde_json::Value>(redis.clone(), &settings, QueueName::Push);
     let send_deps = Arc::new(send_message::Deps {
         store: MessageBatcher::spawn(&database),
-        push_queue: queue::BatchedSink::spawn(queue::storage(
-            redis.clone(),
-            &settings,
-            QueueName::Push,
-        )),
         limits: settings.message,
         queue: settings.redis.namespace.queue(QueueName::SendMessage),
     });
@@ -132,17 +132,19 @@ where
         pusher: pusher.clone(),
         delivered: DeliveryLog::new(
             redis.clone(),
-            &settings.redis.namespace.queue(QueueName::Push),
+            &queue::QueueConfig::from_settings(&settings, QueueName::Push),
             settings.worker.push_dedup_ttl,
         ),
         queue: settings.redis.namespace.queue(QueueName::Push),
     });
 
+    let receipts = push_deps.delivered.clone();
+
     let export_deps = Arc::new(crate::export::Deps {
         database: database.clone(),
         storage: crate::export::storage::LocalDirStorage::new(&settings.export.dir),
         status: crate::export::status::ExportStatusStore::new(&database),
-        push_queue: queue::storage(redis.clone(), &settings, QueueName::Push),
+        push_queue: push_storage.for_args(),
         pusher: pusher.clone(),
         settings: settings.export.clone(),
         queue: settings.redis.namespace.queue(QueueName::Export),
@@ -153,9 +155,10 @@ where
         queue::storage::<serde_json::Value>(redis.clone(), &settings, QueueName::Export);
     let export_concurrency = settings.worker.export_concurrency;
 
+    // A stored message's push is enqueued by its job's acknowledgement.
     let send_storage =
-        queue::storage::<serde_json::Value>(redis.clone(), &settings, QueueName::SendMessage);
-    let push_storage = queue::storage::<serde_json::Value>(redis, &settings, QueueName::Push);
+        queue::storage::<serde_json::Value>(redis.clone(), &settings, QueueName::SendMessage)
+            .handing_off_to(&push_storage);
     // apalis-redis only fetches again when woken; an idle worker is woken on
     // this interval, so a new job waits at most this long to be picked up.
     let poll_interval = settings.worker.poll_interval;
@@ -237,6 +240,8 @@ where
         Ok(())
     };
     let outcome = monitor.run_with_signal(signal).await;
+    // Receipts of the last deliveries are still on their way to Redis.
+    receipts.flush().await;
     // The probes answer until the jobs are drained, then stop with the worker.
     let _ = stop_ops.send(());
     if let Some(task) = ops_task {

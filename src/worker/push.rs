@@ -1,5 +1,8 @@
 //! The `push` handler: deliver one event to the provider.
 //!
+//! A job whose idempotency key has a delivery receipt (its fetch said so,
+//! see [`crate::push::delivery`]) succeeds without sending again.
+//!
 //! Retryable failures (connection, timeout, 5xx, 429) return an ordinary
 //! error, so apalis schedules the job again; permanent ones (other 4xx)
 //! return [`AbortError`], which moves the job to the dead set at once with
@@ -8,6 +11,7 @@
 use std::sync::Arc;
 
 use apalis::prelude::{AbortError, Attempt, BoxDynError, Data, TaskId};
+use apalis_core::task::metadata::MetadataStore;
 use tracing::{error, field, info, warn, Instrument};
 
 use crate::push::{delivery::DeliveryLog, job::PushJob, EventPusher, TuisongbaoClient};
@@ -17,7 +21,7 @@ use crate::push::{delivery::DeliveryLog, job::PushJob, EventPusher, TuisongbaoCl
 pub struct Deps {
     /// The provider client (one connection pool per process).
     pub pusher: TuisongbaoClient,
-    /// Which events were delivered already.
+    /// Where delivery receipts are written.
     pub delivered: DeliveryLog,
     /// Full name of the queue, for logs.
     pub queue: String,
@@ -29,6 +33,7 @@ pub async fn handle(
     deps: Data<Arc<Deps>>,
     task_id: TaskId,
     attempt: Attempt,
+    metadata: MetadataStore,
 ) -> Result<(), BoxDynError> {
     let span = tracing::info_span!(
         "push",
@@ -39,7 +44,7 @@ pub async fn handle(
         event = field::Empty,
         key = field::Empty,
     );
-    deliver(payload, &deps.pusher, &deps.delivered)
+    deliver(payload, &deps.pusher, &deps.delivered, &metadata)
         .instrument(span)
         .await
 }
@@ -48,6 +53,7 @@ async fn deliver<P: EventPusher>(
     payload: serde_json::Value,
     pusher: &P,
     delivered: &DeliveryLog,
+    metadata: &MetadataStore,
 ) -> Result<(), BoxDynError> {
     let job: PushJob = match serde_json::from_value(payload) {
         Ok(job) => job,
@@ -61,19 +67,20 @@ async fn deliver<P: EventPusher>(
     span.record("event", job.event.name.as_str());
     span.record("key", job.idempotency_key.as_str());
 
-    // A Redis error here fails the run (and it is retried): sending without
-    // knowing could deliver the event twice.
-    if delivered.was_delivered(&job.idempotency_key).await? {
-        info!("event already delivered by an earlier run; not sending again");
+    if let Some(at) = delivered
+        .delivered_at(metadata, &job.idempotency_key)
+        .await?
+    {
+        info!(
+            delivered_at = %at,
+            "event already delivered by an earlier run; not sending again"
+        );
         return Ok(());
     }
     match pusher.send(&job.event).await {
         Ok(()) => {
             info!("event delivered");
-            if let Err(e) = delivered.record(&job.idempotency_key).await {
-                // The event is out; failing the job would send it again.
-                warn!(error = %e, "event delivered but not recorded as delivered");
-            }
+            delivered.record(&job.idempotency_key);
             Ok(())
         }
         Err(e) if e.is_retryable() => {

@@ -1,28 +1,31 @@
 //! The `send_message` handler: payload → [`ValidMessage`] → document → push job.
 //!
 //! Outcomes, as apalis sees them:
-//! - `Ok(())`: the document exists and its push is scheduled.
+//! - `Ok(`[`Handoff`]`)`: the document exists; the returned push job is
+//!   enqueued on the `push` queue by this job's acknowledgement, before the
+//!   job is recorded done (see [`crate::queue::handoff`]), so the push never
+//!   precedes the stored message and costs no round trip of its own.
 //! - [`AbortError`]: the payload cannot be decoded or fails validation. The job
 //!   goes straight to the dead set with the error; retrying cannot help.
-//! - any other error (MongoDB or Redis unavailable): the job is retried later.
+//! - any other error (MongoDB unavailable): the job is retried later.
 //!   A retry is safe because the insert is idempotent by message id and the
 //!   push is enqueued under an idempotency key.
+//!
+//! [`ValidMessage`]: herald_jobs::ValidMessage
 
 use std::sync::Arc;
 
-use apalis::prelude::{AbortError, Attempt, BoxDynError, Data, TaskBuilder, TaskId};
+use apalis::prelude::{AbortError, Attempt, BoxDynError, Data, TaskId};
 use herald_jobs::{MessageLimits, SendMessage, ValidationError};
 use tracing::{field, info, warn, Instrument};
 
-use crate::{push::job::PushJob, queue::BatchedSink, store::MessageBatcher};
+use crate::{push::job::PushJob, queue::Handoff, store::MessageBatcher};
 
 /// What the handler needs, shared by every job of the worker.
 #[derive(Debug)]
 pub struct Deps {
     /// The `message` collection, written in batches shared by running jobs.
     pub store: MessageBatcher,
-    /// Where pushes are scheduled, in calls shared by running jobs.
-    pub push_queue: BatchedSink<PushJob>,
     /// Validation limits.
     pub limits: MessageLimits,
     /// Full name of the queue, for logs.
@@ -46,7 +49,7 @@ pub async fn handle(
     deps: Data<Arc<Deps>>,
     task_id: TaskId,
     attempt: Attempt,
-) -> Result<(), BoxDynError> {
+) -> Result<Handoff, BoxDynError> {
     let span = tracing::info_span!(
         "send_message",
         job_id = %task_id,
@@ -58,7 +61,7 @@ pub async fn handle(
     process(payload, &deps).instrument(span).await
 }
 
-async fn process(payload: serde_json::Value, deps: &Deps) -> Result<(), BoxDynError> {
+async fn process(payload: serde_json::Value, deps: &Deps) -> Result<Handoff, BoxDynError> {
     let message = match decode(payload, &deps.limits) {
         Ok(message) => message,
         Err(rejected) => {
@@ -78,12 +81,9 @@ async fn process(payload: serde_json::Value, deps: &Deps) -> Result<(), BoxDynEr
     }
 
     let push = PushJob::new_message(&stored);
-    let task = TaskBuilder::new(push.clone())
-        .idempotency_key(&push.idempotency_key)
-        .build();
-    deps.push_queue.push_task(task).await?;
-    info!(key = %push.idempotency_key, "push scheduled");
-    Ok(())
+    let handoff = Handoff::one(&push, &push.idempotency_key)?;
+    info!(key = %push.idempotency_key, "push handed to the push queue");
+    Ok(handoff)
 }
 
 fn decode(

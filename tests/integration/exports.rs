@@ -308,11 +308,11 @@ async fn an_unknown_collection_or_a_where_filter_fails_with_a_recorded_error_and
         .iter()
         .all(|e| e.data["error"].as_str().is_some_and(|s| !s.is_empty())));
     assert!(env.delivered("export_finish").await.is_empty());
-    assert_eq!(
-        env.queue_set(QueueName::Export, "dead").await.len(),
-        2,
-        "not retried"
-    );
+    // The events can arrive before the jobs' acknowledgements are recorded.
+    wait_for("both export jobs dead, not retried", || async {
+        (env.queue_set(QueueName::Export, "dead").await.len() == 2).then_some(())
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -323,7 +323,9 @@ async fn a_cancel_in_the_middle_stops_the_export_and_leaves_no_file() {
     ])
     .await;
     let seeded = seed(&env).await;
-    // Each progress event takes 300 ms at the provider: the export is slow.
+    // Each progress event takes 300 ms at the provider, and a run waits for
+    // its last progress report before it commits: the cancel lands while
+    // the run is still going (its rows may all be written by then).
     env.script_failures(None, 300, 1000).await;
     env.start_worker().await;
     enqueue(&env, export_job(seeded.a, "to-cancel")).await;
@@ -347,10 +349,7 @@ async fn a_cancel_in_the_middle_stops_the_export_and_leaves_no_file() {
     .await;
     let record = status_of(&env, "to-cancel").await;
     assert_eq!(record.get_str("status").unwrap(), "cancelled");
-    assert!(
-        number(&record, "processed") < ROWS_A as i64,
-        "stopped before the end"
-    );
+    assert_eq!(number(&record, "rows"), 0, "no rows committed");
     assert!(!file_of(&env, seeded.a, "to-cancel").exists());
     assert!(files_in(&env, seeded.a).is_empty(), "partial file removed");
     assert!(env.delivered("export_finish").await.is_empty());

@@ -325,3 +325,48 @@ async fn the_read_side_indexes_exist_once_the_worker_started() {
         "{names:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_acknowledgement_hands_the_push_off_and_wakes_the_push_worker() {
+    // With a one-minute poll interval an idle push worker would sit on the
+    // push for up to a minute: only the hand-off's wake-up gets it out
+    // within the test's patience.
+    let mut env = crate::helpers::env_with(&[("HERALD_WORKER_POLL_INTERVAL_MS", "60000")]).await;
+    let id = env
+        .enqueue(SendMessage::new(account(), "handed", "off"))
+        .await;
+    env.start_worker().await;
+    let events = wait_for("the push", || async {
+        let events = env.delivered("new_message").await;
+        (!events.is_empty()).then_some(events)
+    })
+    .await;
+    assert_eq!(events[0].data["messageId"], json!(id.to_hex()));
+
+    // The send_message job's record names the push it handed off (not its
+    // payload), and that push is the one that ran.
+    let send_id = wait_for("the send_message job recorded done", || async {
+        env.queue_set(QueueName::SendMessage, "done").await.pop()
+    })
+    .await;
+    let meta = env.job_meta(QueueName::SendMessage, &send_id).await;
+    let result: serde_json::Value = serde_json::from_str(&meta["result"]).unwrap();
+    let handed_off = result["Ok"]["handedOff"].as_array().expect("handedOff ids");
+    assert_eq!(handed_off.len(), 1, "{result}");
+    let push_queue = env.settings.redis.namespace.queue(QueueName::Push);
+    let push_id = handed_off[0]
+        .as_str()
+        .and_then(|h| h.strip_prefix(&format!("{push_queue}:")))
+        .expect("a push queue job id")
+        .to_owned();
+    assert!(
+        !meta["result"].contains("channels"),
+        "payload not kept: {result}"
+    );
+    let push_done = wait_for("the push job recorded done", || async {
+        let done = env.queue_set(QueueName::Push, "done").await;
+        (!done.is_empty()).then_some(done)
+    })
+    .await;
+    assert_eq!(push_done, vec![push_id]);
+}
