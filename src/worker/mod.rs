@@ -159,8 +159,9 @@ where
     let send_storage =
         queue::storage::<serde_json::Value>(redis.clone(), &settings, QueueName::SendMessage)
             .handing_off_to(&push_storage);
-    // apalis-redis only fetches again when woken; an idle worker is woken on
-    // this interval, so a new job waits at most this long to be picked up.
+    // An idle worker fetches again only when woken: on this interval, so a
+    // job another process enqueues waits at most this long to be picked up,
+    // or at once when this process enqueued it (the queue's doorbell).
     let poll_interval = settings.worker.poll_interval;
     let send_concurrency = settings.worker.concurrency;
     let push_concurrency = settings.worker.push_concurrency;
