@@ -298,12 +298,14 @@ impl QueuePersistence {
                 self.config.name
             )));
         };
+        // All of the job's hand-offs or none of them.
+        let mut jobs = Vec::with_capacity(handoff.handoff.len());
         for job in &handoff.handoff {
             let payload = match serde_json::to_vec(&job.payload) {
                 Ok(payload) => payload,
                 Err(e) => return Some(Err(format!("the job's hand-off is malformed: {e}"))),
             };
-            handed_off.push(NewJob {
+            jobs.push(NewJob {
                 id: job.id.clone(),
                 payload,
                 run_at: 0,
@@ -316,6 +318,7 @@ impl QueuePersistence {
                 ),
             });
         }
+        handed_off.extend(jobs);
         Some(Ok(handoff.summary(&downstream.name)))
     }
 }
