@@ -42,6 +42,14 @@ pub struct InboxFilter {
 }
 
 impl InboxFilter {
+    /// This filter narrowed to unread messages (whatever `is_read` said).
+    fn unread_only(&self) -> Self {
+        Self {
+            is_read: Some(false),
+            ..self.clone()
+        }
+    }
+
     /// The query for `account`'s messages matching this filter.
     fn query(&self, account: AccountId) -> Document {
         let mut query = doc! { "accountId": account.object_id() };
@@ -295,10 +303,7 @@ impl Inbox {
         account: AccountId,
         filter: &InboxFilter,
     ) -> Result<u64, StoreError> {
-        let filter = InboxFilter {
-            is_read: Some(false),
-            ..filter.clone()
-        };
+        let filter = filter.unread_only();
         self.collection
             .count_documents(filter.query(account))
             .await
@@ -337,10 +342,7 @@ impl Inbox {
         account: AccountId,
         filter: &InboxFilter,
     ) -> Result<u64, StoreError> {
-        let filter = InboxFilter {
-            is_read: Some(false),
-            ..filter.clone()
-        };
+        let filter = filter.unread_only();
         let result = self
             .collection
             .update_many(

@@ -372,7 +372,23 @@ impl TestEnv {
 
 /// Polls `check` until it returns `Some`, or fails the test after
 /// [`PATIENCE`] naming `what` was awaited.
-pub async fn wait_for<T, F, Fut>(what: &str, mut check: F) -> T
+pub async fn wait_for<T, F, Fut>(what: &str, check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    wait_within(what, PATIENCE, Duration::from_millis(50), check).await
+}
+
+/// Polls `check` every `every` until it returns `Some`, or fails the test
+/// after `patience` naming `what` was awaited. A deadline against hangs,
+/// not a speed requirement.
+pub async fn wait_within<T, F, Fut>(
+    what: &str,
+    patience: Duration,
+    every: Duration,
+    mut check: F,
+) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
@@ -382,9 +398,19 @@ where
         if let Some(value) = check().await {
             return value;
         }
-        assert!(start.elapsed() < PATIENCE, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(start.elapsed() < patience, "timed out waiting for {what}");
+        tokio::time::sleep(every).await;
     }
+}
+
+/// Sends signal `name` (e.g. `TERM`) to `child` with kill(1).
+pub fn signal(child: &Child, name: &str) {
+    let status = Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(child.id().to_string())
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
 }
 
 impl Drop for TestEnv {

@@ -1,13 +1,13 @@
 //! Operations endpoints: /healthz, /readyz and /metrics on the worker and
 //! on `herald web`, and `herald web` under SIGTERM.
 
-use std::{collections::HashMap, process::Child, time::Duration};
+use std::{collections::HashMap, time::Duration};
 
 use herald::export::status::ExportStatusStore;
 use herald_jobs::{Export, Producer, QueueName, SendMessage};
 use serde_json::{json, Value};
 
-use crate::helpers::{account, env_with, redis_url, wait_for, TestEnv, WEB_TOKEN};
+use crate::helpers::{account, env_with, redis_url, signal, wait_for, TestEnv, WEB_TOKEN};
 
 /// A port nobody listens on right now (bound, then released).
 pub fn free_port() -> u16 {
@@ -288,16 +288,6 @@ async fn a_worker_whose_ops_address_is_taken_refuses_to_start() {
         text.contains(&bind) && text.contains("HERALD_WORKER_OPS_BIND"),
         "{text}"
     );
-}
-
-/// Sends `signal` to `child` with kill(1).
-fn signal(child: &Child, name: &str) {
-    let status = std::process::Command::new("kill")
-        .arg(format!("-{name}"))
-        .arg(child.id().to_string())
-        .status()
-        .expect("kill runs");
-    assert!(status.success());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,14 +6,14 @@ use std::{
     future::Future,
     path::PathBuf,
     process::{Child, Command, Stdio},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use herald_jobs::{MessageId, Producer, QueueName, SendMessage};
 use mongodb::bson::doc;
 
 use crate::{
-    helpers::{account, env, env_with, redis_url, wait_for, TestEnv},
+    helpers::{account, env, env_with, redis_url, signal, wait_for, wait_within, TestEnv},
     ops::free_port,
 };
 
@@ -22,22 +22,18 @@ const JOBS: usize = 2_000;
 
 /// Like `wait_for`, with patience for thousands of jobs on a busy machine.
 /// A deadline against hangs, not a speed requirement.
-async fn wait_long<T, F, Fut>(what: &str, mut check: F) -> T
+async fn wait_long<T, F, Fut>(what: &str, check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
 {
-    let start = Instant::now();
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(240),
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_within(
+        what,
+        Duration::from_secs(240),
+        Duration::from_millis(200),
+        check,
+    )
+    .await
 }
 
 fn log_path(env: &TestEnv, name: &str) -> PathBuf {
@@ -100,15 +96,6 @@ async fn assert_each_stored_and_pushed_once(env: &TestEnv, ids: &[MessageId]) {
         ids.len()
     );
     assert!(env.queue_set(QueueName::Push, "dead").await.is_empty());
-}
-
-fn signal(child: &Child, name: &str) {
-    let status = Command::new("kill")
-        .arg(format!("-{name}"))
-        .arg(child.id().to_string())
-        .status()
-        .expect("kill runs");
-    assert!(status.success());
 }
 
 async fn wait_exit(child: &mut Child) -> std::process::ExitStatus {

@@ -4,16 +4,7 @@ use std::{process::Child, time::Duration};
 
 use herald_jobs::{QueueName, SendMessage};
 
-use crate::helpers::{account, env, wait_for};
-
-fn signal(child: &Child, name: &str) {
-    let status = std::process::Command::new("kill")
-        .arg(format!("-{name}"))
-        .arg(child.id().to_string())
-        .status()
-        .expect("kill runs");
-    assert!(status.success());
-}
+use crate::helpers::{account, env, signal, wait_for};
 
 /// Waits for the child to exit, killing it if it hangs past the deadline.
 async fn wait_exit(mut child: Child) -> (std::process::ExitStatus, String) {
