@@ -2,6 +2,12 @@
 
 mod cli;
 
+/// mimalloc instead of glibc's malloc: the worker allocates and frees many
+/// small buffers per job from several threads, and glibc's allocator took
+/// about a third of the benchmark process's CPU (see BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::process::ExitCode;
 
 use clap::Parser;

@@ -139,10 +139,13 @@ impl Report {
             let mut herald = Line::from_row(&m.herald, Some(m.herald.rate() / limit));
             herald.p50 = Some(m.p50);
             herald.p99 = Some(m.p99);
+            let trials: Vec<String> = m.trial_ratios.iter().map(|r| format!("{r:.2}")).collect();
             sections.push((
                 format!(
-                    "Messages end to end, concurrency {} (ratio: to the lower raw limit)",
-                    m.concurrency
+                    "Messages end to end, concurrency {} (ratio: to the lower raw limit; median of {} trial(s), each trial's ratio: {})",
+                    m.concurrency,
+                    m.trial_ratios.len(),
+                    trials.join(" ")
                 ),
                 vec![
                     Line::from_row(&m.raw_insert, Some(m.raw_insert.rate() / limit)),

@@ -38,7 +38,7 @@ pub enum BenchCommand {
 #[derive(Debug, Args)]
 pub struct PipelineArgs {
     /// Messages per measurement (and raw operations per raw limit).
-    #[arg(long, default_value_t = 20_000)]
+    #[arg(long, default_value_t = 10_000)]
     jobs: u64,
     /// Concurrencies to measure, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "1,8,32")]
@@ -46,11 +46,16 @@ pub struct PipelineArgs {
     /// Most messages outstanding (enqueued, not yet received) at once.
     #[arg(long, default_value_t = 1_000)]
     window: u64,
+    /// Trials per concurrency; the table shows the median of each
+    /// measurement and lists every trial's ratio.
+    #[arg(long, default_value_t = 3)]
+    trials: usize,
 }
 
 impl PipelineArgs {
     fn workload(&self) -> anyhow::Result<bench::pipeline::Workload> {
         anyhow::ensure!(self.jobs > 0, "--jobs must be positive");
+        anyhow::ensure!(self.trials > 0, "--trials must be positive");
         anyhow::ensure!(
             !self.concurrency.is_empty() && self.concurrency.iter().all(|&c| c > 0),
             "--concurrency must list positive numbers"
@@ -59,6 +64,7 @@ impl PipelineArgs {
             jobs: self.jobs,
             concurrencies: self.concurrency.clone(),
             window: self.window,
+            trials: self.trials,
         })
     }
 }
@@ -225,8 +231,8 @@ async fn run_pipeline(
     workload: &bench::pipeline::Workload,
 ) -> anyhow::Result<Vec<bench::pipeline::Measured>> {
     eprintln!(
-        "messages end to end: {} per measurement at concurrency {:?}",
-        workload.jobs, workload.concurrencies
+        "messages end to end: {} per measurement at concurrency {:?}, {} trial(s) each",
+        workload.jobs, workload.concurrencies, workload.trials
     );
     bench::pipeline::run(settings, workload)
         .await
@@ -273,6 +279,7 @@ async fn run_all(mut args: AllArgs, settings: &Settings) -> anyhow::Result<ExitC
         args.pipeline.jobs = 200;
         args.pipeline.concurrency = vec![1, 8];
         args.pipeline.window = 100;
+        args.pipeline.trials = 1;
         args.export.rows = vec![1_000, 5_000];
     }
     let workload = args.pipeline.workload()?;

@@ -10,27 +10,28 @@ use std::{
 use apalis_codec::json::JsonCodec;
 use apalis_core::{
     backend::{
-        finalize::Durable,
-        future::BoxSyncFuture,
-        persistence::{Persisted, TaskPersistLayer},
-        Backend, BackendConfig, WireFormatBackend,
+        finalize::Durable, future::BoxSyncFuture, persistence::Persistence, Backend, BackendConfig,
+        WireFormatBackend,
     },
     task::Task,
     worker::context::WorkerContext,
 };
 use futures::{FutureExt, Sink};
 use redis::aio::ConnectionManager;
-use serde_json::Value;
 
-use super::{persistence::QueuePersistence, QueueConfig, QueueError};
+use super::{
+    ack::AckLayer, driver::WorkerDriver, persistence::QueuePersistence, QueueConfig, QueueError,
+};
 
 /// A Redis-backed apalis backend for jobs of type `Args` (JSON on the wire).
 ///
-/// Give it to `WorkerBuilder::backend` to consume the queue, or use it as a
-/// `TaskSink` to enqueue. Clones share the connection; each clone used as a
-/// worker backend keeps its own fetch state.
+/// Give it to `WorkerBuilder::backend` to consume the queue (its
+/// [`WorkerDriver`] fetches ahead and acknowledges behind the jobs), or
+/// use it as a `TaskSink` to enqueue. Clones share the connection; each
+/// clone used as a worker backend keeps its own fetch state.
 pub struct RedisQueue<Args> {
-    persist: Persisted<QueuePersistence>,
+    driver: WorkerDriver,
+    sink: Enqueuer,
     codec: JsonCodec<Vec<u8>>,
     deregister: Option<BoxSyncFuture<Result<(), QueueError>>>,
     _args: PhantomData<fn() -> Args>,
@@ -39,36 +40,40 @@ pub struct RedisQueue<Args> {
 impl<Args> std::fmt::Debug for RedisQueue<Args> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisQueue")
-            .field("queue", &self.persist.config.name)
+            .field("queue", &self.persistence().config.name)
             .finish()
     }
 }
 
 impl<Args> Clone for RedisQueue<Args> {
     fn clone(&self) -> Self {
-        Self {
-            persist: self.persist.clone(),
-            codec: self.codec.clone(),
-            deregister: None,
-            _args: PhantomData,
-        }
+        Self::with_persistence(self.persistence().clone())
     }
 }
 
 impl<Args> RedisQueue<Args> {
     /// A queue on `conn` configured by `config`.
     pub fn new(conn: ConnectionManager, config: QueueConfig) -> Self {
+        Self::with_persistence(QueuePersistence {
+            conn,
+            config: Arc::new(config),
+            doorbell: super::Doorbell::default(),
+            downstream: None,
+        })
+    }
+
+    fn with_persistence(persistence: QueuePersistence) -> Self {
         Self {
-            persist: Persisted::new(QueuePersistence {
-                conn,
-                config: Arc::new(config),
-                doorbell: super::Doorbell::default(),
-                downstream: None,
-            }),
+            driver: WorkerDriver::new(persistence.clone()),
+            sink: Enqueuer::new(persistence),
             codec: JsonCodec::default(),
             deregister: None,
             _args: PhantomData,
         }
+    }
+
+    fn persistence(&self) -> &QueuePersistence {
+        self.driver.persistence()
     }
 
     /// This queue with `downstream` as the queue its jobs hand their
@@ -77,40 +82,28 @@ impl<Args> RedisQueue<Args> {
     /// done, and `downstream`'s worker in this process is woken. Without
     /// it, a job that hands off fails.
     pub fn handing_off_to<D>(self, downstream: &RedisQueue<D>) -> Self {
-        let mut persistence = (*self.persist).clone();
-        persistence.downstream = Some((
-            downstream.persist.config.clone(),
-            downstream.persist.doorbell.clone(),
-        ));
-        Self {
-            persist: Persisted::new(persistence),
-            codec: self.codec,
-            deregister: None,
-            _args: PhantomData,
-        }
+        let mut persistence = self.persistence().clone();
+        let downstream = downstream.persistence();
+        persistence.downstream = Some((downstream.config.clone(), downstream.doorbell.clone()));
+        Self::with_persistence(persistence)
     }
 
     /// A handle on the same queue for jobs of type `T` (same connection,
     /// configuration and doorbell), e.g. to enqueue typed jobs onto the
     /// queue a worker consumes as JSON.
     pub fn for_args<T>(&self) -> RedisQueue<T> {
-        RedisQueue {
-            persist: self.persist.clone(),
-            codec: self.codec.clone(),
-            deregister: None,
-            _args: PhantomData,
-        }
+        RedisQueue::with_persistence(self.persistence().clone())
     }
 
     /// The queue's configuration.
     pub fn queue_config(&self) -> &QueueConfig {
-        &self.persist.config
+        &self.persistence().config
     }
 
     /// Hands back the jobs of workers that stopped heart-beating. Workers do
     /// this on every heartbeat; operators and tests can call it directly.
     pub async fn recover_orphans(&mut self) -> Result<u64, QueueError> {
-        let mut persistence = (*self.persist).clone();
+        let mut persistence = self.persistence().clone();
         persistence.recover_orphans("").await
     }
 }
@@ -124,8 +117,7 @@ impl<Args> Backend for RedisQueue<Args> {
         cx: &mut Context<'_>,
         worker: &WorkerContext,
     ) -> Poll<Result<(), Self::Error>> {
-        let interval = self.persist.config.heartbeat_interval;
-        self.persist.poll_ready(cx, worker, interval)
+        self.driver.poll_ready(cx, worker)
     }
 
     fn poll_next(
@@ -134,8 +126,8 @@ impl<Args> Backend for RedisQueue<Args> {
         worker: &WorkerContext,
     ) -> Poll<Option<Result<Self::Task, Self::Error>>> {
         // An enqueue from this process rings this worker awake.
-        self.persist.doorbell.register(cx.waker());
-        self.persist.poll_next(cx, worker)
+        self.persistence().doorbell.register(cx.waker());
+        self.driver.poll_next(cx, worker)
     }
 
     fn poll_close(
@@ -144,10 +136,10 @@ impl<Args> Backend for RedisQueue<Args> {
         worker: &WorkerContext,
     ) -> Poll<Result<(), Self::Error>> {
         if self.deregister.is_none() {
-            // Give back unstarted jobs and flush acknowledgements first.
-            ready!(self.persist.poll_close(cx, worker))?;
-            let mut conn = self.persist.conn.clone();
-            let config = self.persist.config.clone();
+            // Give back unstarted jobs and record finished ones first.
+            ready!(self.driver.poll_close(cx, worker))?;
+            let mut conn = self.persistence().conn.clone();
+            let config = self.persistence().config.clone();
             let name = worker.name().to_owned();
             self.deregister = Some(
                 async move {
@@ -178,22 +170,16 @@ impl<Args> BackendConfig for RedisQueue<Args> {
     type Id = ulid::Ulid;
     type Kind = Durable;
     type Config = QueueConfig;
-    type Layer = TaskPersistLayer<JsonCodec<Value>, Value>;
+    type Layer = AckLayer;
 
     fn config(&self) -> &Self::Config {
-        &self.persist.config
+        &self.persistence().config
     }
 
     fn middleware(&mut self, _worker: &mut WorkerContext) -> Self::Layer {
         // Leases are taken by the fetch script itself, so no per-job lock
-        // round trip; results are acknowledged in batches.
-        self.persist
-            .layer(
-                JsonCodec::<Value>::default(),
-                self.persist.config.batch_size,
-            )
-            .persist_results(true)
-            .lock_tasks(false)
+        // round trip; finished jobs are acknowledged in batches.
+        self.driver.ack_layer()
     }
 }
 
@@ -209,19 +195,57 @@ impl<Args> WireFormatBackend for RedisQueue<Args> {
 impl<Args> Sink<Task<Vec<u8>>> for RedisQueue<Args> {
     type Error = QueueError;
 
-    fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        Sink::poll_ready(Pin::new(&mut self.get_mut().persist), cx)
+    fn poll_ready(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
     }
 
     fn start_send(self: Pin<&mut Self>, item: Task<Vec<u8>>) -> Result<(), Self::Error> {
-        Sink::start_send(Pin::new(&mut self.get_mut().persist), item)
+        self.get_mut().sink.buffered.push(item);
+        Ok(())
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        Sink::poll_flush(Pin::new(&mut self.get_mut().persist), cx)
+        self.get_mut().sink.poll_flush(cx)
     }
 
     fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        Sink::poll_close(Pin::new(&mut self.get_mut().persist), cx)
+        self.get_mut().sink.poll_flush(cx)
+    }
+}
+
+/// The enqueue side: jobs sent to the sink wait here until a flush
+/// enqueues them all with one script call per [`super::PUSH_CHUNK`].
+struct Enqueuer {
+    persistence: QueuePersistence,
+    buffered: Vec<Task<Vec<u8>>>,
+    flush: Option<BoxSyncFuture<Result<(), QueueError>>>,
+}
+
+impl Enqueuer {
+    fn new(persistence: QueuePersistence) -> Self {
+        Self {
+            persistence,
+            buffered: Vec::new(),
+            flush: None,
+        }
+    }
+
+    fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), QueueError>> {
+        loop {
+            if let Some(fut) = &mut self.flush {
+                ready!(fut.poll_unpin(cx))?;
+                self.flush = None;
+            }
+            if self.buffered.is_empty() {
+                return Poll::Ready(Ok(()));
+            }
+            let mut persistence = self.persistence.clone();
+            let jobs = std::mem::take(&mut self.buffered);
+            self.flush = Some(
+                async move { persistence.push_tasks(jobs).await }
+                    .boxed()
+                    .into(),
+            );
+        }
     }
 }

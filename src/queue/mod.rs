@@ -7,9 +7,11 @@
 //! loop is bounded by an argument (see `lua/`), so a backlog of any size
 //! drains.
 //!
-//! - [`RedisQueue`] is the apalis backend (fetch, acknowledge, enqueue),
-//!   driven by apalis's own `Persisted` state machine, so workers keep
-//!   apalis's worker model and middleware.
+//! - [`RedisQueue`] is the apalis backend (fetch, acknowledge, enqueue), so
+//!   workers keep apalis's worker model and middleware. Its worker side
+//!   (`driver`) fetches the next batch while the last jobs of one run and
+//!   acknowledges finished jobs in the background, in batches.
+//! - [`AckLayer`] reports each finished job to its worker's backend.
 //! - [`QueueConfig`] names the keys and holds the tuning of one queue.
 //! - [`RetryPolicy`] decides when a failed job runs again.
 //! - [`Handoff`]: a finished job's successors, enqueued by its
@@ -26,9 +28,11 @@
 //! as the `herald-jobs` crate — are consumed here unchanged. Herald adds
 //! `Q:history:<id>`, each run's time, status and error.
 
+pub mod ack;
 pub mod admin;
 mod backend;
 pub mod doorbell;
+mod driver;
 pub mod failover;
 pub mod handoff;
 mod persistence;
@@ -38,6 +42,7 @@ use std::time::Duration;
 
 use herald_jobs::QueueName;
 
+pub use ack::AckLayer;
 pub use backend::RedisQueue;
 pub use doorbell::Doorbell;
 pub use handoff::{Handoff, HandoffJob};
@@ -260,6 +265,12 @@ pub async fn connect(settings: &Settings) -> Result<redis::aio::ConnectionManage
         .map_err(connect_error)?;
     Ok(conn)
 }
+
+/// A job's arguments as they arrived, checked to be JSON but not decoded:
+/// a handler decodes them itself, so a payload of the wrong shape is
+/// rejected for good instead of retried, without building a JSON tree
+/// first.
+pub type RawArgs = Box<serde_json::value::RawValue>;
 
 /// The backend for jobs of type `T` on `queue`.
 pub fn storage<T>(

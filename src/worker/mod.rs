@@ -121,8 +121,7 @@ where
     // One push queue handle for the push worker, the hand-offs of
     // send_message and the exports' events: an enqueue through any of them
     // wakes the push worker at once (see `queue::doorbell`).
-    let push_storage =
-        queue::storage::<serde_json::Value>(redis.clone(), &settings, QueueName::Push);
+    let push_storage = queue::storage::<queue::RawArgs>(redis.clone(), &settings, QueueName::Push);
     let send_deps = Arc::new(send_message::Deps {
         store: MessageBatcher::spawn(&database),
         limits: settings.message,
@@ -157,7 +156,7 @@ where
 
     // A stored message's push is enqueued by its job's acknowledgement.
     let send_storage =
-        queue::storage::<serde_json::Value>(redis.clone(), &settings, QueueName::SendMessage)
+        queue::storage::<queue::RawArgs>(redis.clone(), &settings, QueueName::SendMessage)
             .handing_off_to(&push_storage);
     // An idle worker fetches again only when woken: on this interval, so a
     // job another process enqueues waits at most this long to be picked up,

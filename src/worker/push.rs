@@ -14,7 +14,10 @@ use apalis::prelude::{AbortError, Attempt, BoxDynError, Data, TaskId};
 use apalis_core::task::metadata::MetadataStore;
 use tracing::{error, field, info, warn, Instrument};
 
-use crate::push::{delivery::DeliveryLog, job::PushJob, EventPusher, TuisongbaoClient};
+use crate::{
+    push::{delivery::DeliveryLog, job::PushJob, EventPusher, TuisongbaoClient},
+    queue::RawArgs,
+};
 
 /// What the handler needs, shared by every job of the worker.
 #[derive(Debug)]
@@ -29,7 +32,7 @@ pub struct Deps {
 
 /// Handles one `push` job.
 pub async fn handle(
-    payload: serde_json::Value,
+    payload: RawArgs,
     deps: Data<Arc<Deps>>,
     task_id: TaskId,
     attempt: Attempt,
@@ -50,12 +53,12 @@ pub async fn handle(
 }
 
 async fn deliver<P: EventPusher>(
-    payload: serde_json::Value,
+    payload: RawArgs,
     pusher: &P,
     delivered: &DeliveryLog,
     metadata: &MetadataStore,
 ) -> Result<(), BoxDynError> {
-    let job: PushJob = match serde_json::from_value(payload) {
+    let job: PushJob = match serde_json::from_str(payload.get()) {
         Ok(job) => job,
         Err(e) => {
             warn!(error = %e, "push job rejected, not retrying");

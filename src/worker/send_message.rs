@@ -19,7 +19,11 @@ use apalis::prelude::{AbortError, Attempt, BoxDynError, Data, TaskId};
 use herald_jobs::{MessageLimits, SendMessage, ValidationError};
 use tracing::{field, info, warn, Instrument};
 
-use crate::{push::job::PushJob, queue::Handoff, store::MessageBatcher};
+use crate::{
+    push::job::PushJob,
+    queue::{Handoff, RawArgs},
+    store::MessageBatcher,
+};
 
 /// What the handler needs, shared by every job of the worker.
 #[derive(Debug)]
@@ -45,7 +49,7 @@ pub enum Rejected {
 
 /// Handles one `send_message` job.
 pub async fn handle(
-    payload: serde_json::Value,
+    payload: RawArgs,
     deps: Data<Arc<Deps>>,
     task_id: TaskId,
     attempt: Attempt,
@@ -61,8 +65,8 @@ pub async fn handle(
     process(payload, &deps).instrument(span).await
 }
 
-async fn process(payload: serde_json::Value, deps: &Deps) -> Result<Handoff, BoxDynError> {
-    let message = match decode(payload, &deps.limits) {
+async fn process(payload: RawArgs, deps: &Deps) -> Result<Handoff, BoxDynError> {
+    let message = match decode(payload.get(), &deps.limits) {
         Ok(message) => message,
         Err(rejected) => {
             warn!(error = %rejected, "job rejected, not retrying");
@@ -86,11 +90,8 @@ async fn process(payload: serde_json::Value, deps: &Deps) -> Result<Handoff, Box
     Ok(handoff)
 }
 
-fn decode(
-    payload: serde_json::Value,
-    limits: &MessageLimits,
-) -> Result<herald_jobs::ValidMessage, Rejected> {
-    let job: SendMessage = serde_json::from_value(payload)?;
+fn decode(payload: &str, limits: &MessageLimits) -> Result<herald_jobs::ValidMessage, Rejected> {
+    let job: SendMessage = serde_json::from_str(payload)?;
     Ok(job.validate(limits)?)
 }
 
@@ -100,10 +101,10 @@ mod tests {
 
     #[test]
     fn payloads_of_the_wrong_shape_are_decode_rejections() {
-        let err = decode(serde_json::json!({"title": "x"}), &MessageLimits::default()).unwrap_err();
+        let err = decode(r#"{"title": "x"}"#, &MessageLimits::default()).unwrap_err();
         assert!(matches!(err, Rejected::Decode(_)));
         assert!(err.to_string().contains("missing field"), "{err}");
-        let err = decode(serde_json::json!(42), &MessageLimits::default()).unwrap_err();
+        let err = decode("42", &MessageLimits::default()).unwrap_err();
         assert!(matches!(err, Rejected::Decode(_)));
     }
 }

@@ -166,12 +166,19 @@ async fn a_worker_killed_with_10000_leased_jobs_loses_none_and_duplicates_none()
         &[("HERALD_WORKER_FETCH_BATCH_SIZE", batch.as_str())],
         &log_path(&env, "killed"),
     );
-    wait_for("the first worker to store some messages", || async {
-        (env.message_count(doc! {}).await >= 500).then_some(())
-    })
+    // Finished send_message jobs are acknowledged as the worker goes, so
+    // the jobs it holds are the send_message jobs it has not run yet plus
+    // the pushes it leased, all hanging at the provider.
+    wait_for(
+        "the first worker to store some messages and hold 1,000 jobs",
+        || async {
+            let stored = env.message_count(doc! {}).await;
+            let leased = leased_jobs(&env, QueueName::SendMessage).await
+                + leased_jobs(&env, QueueName::Push).await;
+            (stored >= 500 && leased >= 1_000).then_some(())
+        },
+    )
     .await;
-    let leased = leased_jobs(&env, QueueName::SendMessage).await;
-    assert!(leased >= 1_000, "only {leased} jobs leased when killed");
     first.kill().expect("SIGKILL");
     first.wait().expect("reaped");
     let _ = std::fs::remove_file(log_path(&env, "killed"));
@@ -206,4 +213,62 @@ async fn leased_jobs(env: &TestEnv, queue: QueueName) -> usize {
             .unwrap();
     }
     total
+}
+
+/// Counts per state of one of `env`'s queues.
+async fn stats(env: &TestEnv, queue: QueueName) -> herald::queue::admin::QueueStats {
+    let conn = herald::queue::connect(&env.settings).await.unwrap();
+    let config = herald::queue::QueueConfig::from_settings(&env.settings, queue);
+    herald::queue::admin::QueueAdmin::new(conn, config)
+        .stats()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_stopped_mid_backlog_gives_back_what_it_fetched_ahead_and_records_what_it_finished(
+) {
+    const JOBS: usize = 3_000;
+    // One job at a time, so most of every batch is still waiting to start
+    // (and the next one fetched ahead) when the stop comes.
+    let mut env = crate::helpers::env_with(&[
+        ("HERALD_WORKER_CONCURRENCY", "1"),
+        ("HERALD_WORKER_FETCH_BATCH_SIZE", "200"),
+    ])
+    .await;
+    let ids = enqueue_backlog(&env, JOBS).await;
+    env.start_worker().await;
+    wait_for("the worker to store some messages", || async {
+        (env.message_count(doc! {}).await >= 300).then_some(())
+    })
+    .await;
+    env.stop_worker().await.expect("the worker stops cleanly");
+
+    // Nothing is left leased to the stopped worker, and no worker is left
+    // registered.
+    let sends = stats(&env, QueueName::SendMessage).await;
+    assert_eq!((sends.running, sends.workers), (0, 0), "{sends:?}");
+    assert_eq!(leased_jobs(&env, QueueName::SendMessage).await, 0);
+    // Every job that ran is recorded done, with its push handed off; every
+    // other job is back in the queue. None is lost or counted twice.
+    let stored = env.message_count(doc! {}).await;
+    assert!(
+        stored < JOBS as u64,
+        "the stop came too late: {stored} stored"
+    );
+    assert_eq!(sends.done, stored, "{sends:?}");
+    assert_eq!(sends.done + sends.pending, JOBS as u64, "{sends:?}");
+    let pushes = stats(&env, QueueName::Push).await;
+    assert_eq!(pushes.running, 0, "{pushes:?}");
+    assert_eq!(
+        pushes.done + pushes.pending + pushes.scheduled,
+        stored,
+        "{pushes:?}"
+    );
+
+    // A new worker takes the rest; each message is stored and pushed once.
+    env.start_worker().await;
+    wait_drained(&env, JOBS).await;
+    assert_pushed_once(&env, &ids).await;
+    assert_eq!(stats(&env, QueueName::SendMessage).await.done, JOBS as u64);
 }
