@@ -60,7 +60,8 @@ pub struct Workload {
     /// Most messages outstanding (enqueued, not yet received) at once.
     pub window: u64,
     /// Trials per concurrency; each runs the three measurements back to
-    /// back, and the table keeps the median of each (see [`Measured`]).
+    /// back, and the table keeps the trial with the median ratio (see
+    /// [`run`]).
     pub trials: usize,
 }
 
@@ -107,10 +108,10 @@ impl Measured {
 /// Each concurrency gets `workload.trials` trials, one after another, each
 /// measuring the raw insert rate, the raw POST rate and Herald back to
 /// back, so a slow spell of the machine lands on both sides of a ratio
-/// rather than on one. The result keeps, for each of the three, the trial
-/// with the median rate (Herald's latencies come with its median trial),
-/// and every trial's own ratio. The stored/pushed counts are those of a
-/// trial that lost or doubled something, if any did.
+/// rather than on one. Each trial's ratio pairs measurements taken
+/// together; the result keeps the trial with the median ratio (its three
+/// rows and Herald's latencies) and every trial's ratio. The stored/pushed
+/// counts are those of a trial that lost or doubled something, if any did.
 pub async fn run(settings: &Settings, workload: &Workload) -> Result<Vec<Measured>, BenchError> {
     let mut results = Vec::new();
     for &concurrency in &workload.concurrencies {
@@ -122,12 +123,13 @@ pub async fn run(settings: &Settings, workload: &Workload) -> Result<Vec<Measure
             posts.push(raw_post(settings, workload.jobs, concurrency).await?);
             runs.push(end_to_end(settings, workload, concurrency).await?);
         }
-        let trial_ratios = inserts
+        let trial_ratios: Vec<f64> = inserts
             .iter()
             .zip(&posts)
             .zip(&runs)
             .map(|((insert, post), run)| run.row.rate() / insert.rate().min(post.rate()).max(1e-9))
             .collect();
+        let median = median_index(&trial_ratios, |ratio| *ratio);
         let checked = runs
             .iter()
             .position(|run| {
@@ -135,17 +137,17 @@ pub async fn run(settings: &Settings, workload: &Workload) -> Result<Vec<Measure
                     && run.pushed == workload.jobs
                     && run.pushed_distinct == workload.jobs)
             })
-            .unwrap_or_else(|| median_index(&runs, |run| run.row.rate()));
+            .unwrap_or(median);
         let counts = (
             runs[checked].stored,
             runs[checked].pushed,
             runs[checked].pushed_distinct,
         );
-        let herald = runs.swap_remove(median_index(&runs, |run| run.row.rate()));
+        let herald = runs.swap_remove(median);
         results.push(Measured {
             concurrency,
-            raw_insert: inserts.swap_remove(median_index(&inserts, Row::rate)),
-            raw_post: posts.swap_remove(median_index(&posts, Row::rate)),
+            raw_insert: inserts.swap_remove(median),
+            raw_post: posts.swap_remove(median),
             herald: herald.row,
             p50: herald.p50,
             p99: herald.p99,

@@ -142,7 +142,7 @@ impl Report {
             let trials: Vec<String> = m.trial_ratios.iter().map(|r| format!("{r:.2}")).collect();
             sections.push((
                 format!(
-                    "Messages end to end, concurrency {} (ratio: to the lower raw limit; median of {} trial(s), each trial's ratio: {})",
+                    "Messages end to end, concurrency {} (ratio: to the lower raw limit; the median of {} trial(s), whose ratios were {})",
                     m.concurrency,
                     m.trial_ratios.len(),
                     trials.join(" ")

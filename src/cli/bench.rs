@@ -46,8 +46,8 @@ pub struct PipelineArgs {
     /// Most messages outstanding (enqueued, not yet received) at once.
     #[arg(long, default_value_t = 1_000)]
     window: u64,
-    /// Trials per concurrency; the table shows the median of each
-    /// measurement and lists every trial's ratio.
+    /// Trials per concurrency; the table shows the trial with the median
+    /// ratio and lists every trial's ratio.
     #[arg(long, default_value_t = 3)]
     trials: usize,
 }
