@@ -71,6 +71,17 @@ fn boxed<T>(fut: impl Future<Output = T> + Send + 'static) -> BoxSyncFuture<T> {
     fut.boxed().into()
 }
 
+/// Polls the call in `slot`, if any, emptying the slot once it is done:
+/// `Pending` while it runs, `Ready(None)` when there is none.
+fn poll_slot<T>(slot: &mut Option<BoxSyncFuture<T>>, cx: &mut Context<'_>) -> Poll<Option<T>> {
+    let Some(fut) = slot else {
+        return Poll::Ready(None);
+    };
+    let output = std::task::ready!(fut.poll_unpin(cx));
+    *slot = None;
+    Poll::Ready(Some(output))
+}
+
 /// Where the worker is in its life.
 enum Registration {
     /// Not yet announced to Redis.
@@ -248,14 +259,8 @@ impl WorkerDriver {
                 Poll::Ready(_) => self.registration = Registration::Registered,
             }
         }
-        if let Some(fut) = &mut self.fetch {
-            match fut.poll_unpin(cx) {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(fetched) => {
-                    self.fetch = None;
-                    self.leased.extend(fetched?);
-                }
-            }
+        if let Some(fetched) = std::task::ready!(poll_slot(&mut self.fetch, cx)) {
+            self.leased.extend(fetched?);
         }
         if self.release.is_none() && !self.leased.is_empty() {
             let mut persistence = self.persistence.clone();
@@ -265,24 +270,12 @@ impl WorkerDriver {
                 persistence.reenqueue_abandoned(tasks, &worker).await
             }));
         }
-        if let Some(fut) = &mut self.release {
-            match fut.poll_unpin(cx) {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(released) => {
-                    self.release = None;
-                    released?;
-                }
-            }
+        if let Some(released) = std::task::ready!(poll_slot(&mut self.release, cx)) {
+            released?;
         }
         loop {
-            if let Some(fut) = &mut self.ack {
-                match fut.poll_unpin(cx) {
-                    Poll::Pending => return Poll::Pending,
-                    Poll::Ready(acked) => {
-                        self.ack = None;
-                        acked?;
-                    }
-                }
+            if let Some(acked) = std::task::ready!(poll_slot(&mut self.ack, cx)) {
+                acked?;
             }
             self.take_finished();
             if self.unacked.is_empty() {
@@ -302,17 +295,6 @@ impl WorkerDriver {
         cx: &mut Context<'_>,
         worker: &WorkerContext,
     ) -> Result<(), QueueError> {
-        if let Some(fut) = &mut self.heartbeat {
-            match fut.poll_unpin(cx) {
-                Poll::Pending => return Ok(()),
-                Poll::Ready(beat) => {
-                    self.heartbeat = None;
-                    beat?;
-                    worker.heartbeat(cx);
-                    self.arm_heartbeat();
-                }
-            }
-        }
         let due = match &mut self.heartbeat_due {
             Some(sleep) => sleep.as_mut().poll(cx).is_ready(),
             None => false,
@@ -320,16 +302,13 @@ impl WorkerDriver {
         if due {
             self.heartbeat_due = None;
             let mut persistence = self.persistence.clone();
-            let worker_ctx = worker.clone();
-            let mut fut = boxed(async move { persistence.heartbeat(&worker_ctx).await });
-            match fut.poll_unpin(cx) {
-                Poll::Pending => self.heartbeat = Some(fut),
-                Poll::Ready(beat) => {
-                    beat?;
-                    worker.heartbeat(cx);
-                    self.arm_heartbeat();
-                }
-            }
+            let worker = worker.clone();
+            self.heartbeat = Some(boxed(async move { persistence.heartbeat(&worker).await }));
+        }
+        if let Poll::Ready(Some(beat)) = poll_slot(&mut self.heartbeat, cx) {
+            beat?;
+            worker.heartbeat(cx);
+            self.arm_heartbeat();
         }
         Ok(())
     }
@@ -354,14 +333,11 @@ impl WorkerDriver {
 
     /// Polls the fetch in flight; its jobs join the leased ones.
     fn drive_fetch(&mut self, cx: &mut Context<'_>) -> Result<(), QueueError> {
-        if let Some(fut) = &mut self.fetch {
-            if let Poll::Ready(fetched) = fut.poll_unpin(cx) {
-                self.fetch = None;
-                let fetched = fetched?;
-                self.drained = fetched.len() < self.batch_size();
-                self.queue_empty = fetched.is_empty();
-                self.leased.extend(fetched);
-            }
+        if let Poll::Ready(Some(fetched)) = poll_slot(&mut self.fetch, cx) {
+            let fetched = fetched?;
+            self.drained = fetched.len() < self.batch_size();
+            self.queue_empty = fetched.is_empty();
+            self.leased.extend(fetched);
         }
         Ok(())
     }
@@ -393,14 +369,10 @@ impl WorkerDriver {
         idle: bool,
     ) -> Result<(), QueueError> {
         loop {
-            if let Some(fut) = &mut self.ack {
-                match fut.poll_unpin(cx) {
-                    Poll::Pending => return Ok(()),
-                    Poll::Ready(acked) => {
-                        self.ack = None;
-                        acked?;
-                    }
-                }
+            match poll_slot(&mut self.ack, cx) {
+                Poll::Pending => return Ok(()),
+                Poll::Ready(Some(acked)) => acked?,
+                Poll::Ready(None) => {}
             }
             self.take_finished();
             if self.unacked.is_empty() {
