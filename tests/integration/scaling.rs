@@ -355,19 +355,27 @@ async fn a_worker_and_a_producer_reach_redis_through_sentinel() {
     env.stop_worker().await.expect("clean stop");
 }
 
-/// A private `redis-server` on a free port (optionally a replica), stopped on drop.
+/// A private `redis-server` on a free port (optionally a replica), stopped and
+/// its directory removed on drop. The directory matters for a replica: it
+/// writes the snapshot it receives from its master to disk, and without `--dir`
+/// that file would land in the crate's directory.
 struct RedisProcess {
     child: Child,
+    dir: PathBuf,
     port: u16,
 }
 
 impl RedisProcess {
     async fn start(replica_of: Option<u16>) -> Self {
         let port = free_port();
+        let dir = std::env::temp_dir().join(format!("herald-redis-{port}"));
+        std::fs::create_dir_all(&dir).expect("private Redis dir");
         let mut command = Command::new("redis-server");
         command
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"]);
+            .args(["--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(&dir);
         if let Some(master) = replica_of {
             command.args(["--replicaof", "127.0.0.1", &master.to_string()]);
         }
@@ -376,7 +384,7 @@ impl RedisProcess {
             .stderr(Stdio::null())
             .spawn()
             .expect("redis-server runs");
-        let server = Self { child, port };
+        let server = Self { child, dir, port };
         let url = format!("redis://127.0.0.1:{port}");
         wait_for("the private Redis to answer", || {
             let url = url.clone();
@@ -404,6 +412,7 @@ impl Drop for RedisProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
