@@ -54,7 +54,6 @@ pub const SETTING_KEYS: &[&str] = &[
     "export.account_field",
     "export.time_zone",
     "export.batch_size",
-    "export.progress_every_rows",
     "export.progress_interval_ms",
 ];
 
@@ -130,11 +129,9 @@ pub struct ExportSettings {
     pub limits: herald_jobs::ExportLimits,
     /// Field holding the account id in exported collections.
     pub account_field: String,
-    /// Documents fetched per cursor batch (also the cancellation check period).
+    /// Documents fetched per cursor batch.
     pub batch_size: u32,
-    /// Progress is recorded at most every this many rows...
-    pub progress_every_rows: u64,
-    /// ...or this often, whichever comes first.
+    /// Progress is recorded and pushed at most this often.
     pub progress_interval: Duration,
 }
 
@@ -257,7 +254,6 @@ struct RawExport {
     account_field: String,
     time_zone: String,
     batch_size: u32,
-    progress_every_rows: u64,
     progress_interval_ms: u64,
 }
 
@@ -585,10 +581,6 @@ impl RawSettings {
                 },
                 account_field: non_empty("export.account_field", self.export.account_field)?,
                 batch_size: positive("export.batch_size", self.export.batch_size as u64)? as u32,
-                progress_every_rows: positive(
-                    "export.progress_every_rows",
-                    self.export.progress_every_rows,
-                )?,
                 progress_interval: Duration::from_millis(positive(
                     "export.progress_interval_ms",
                     self.export.progress_interval_ms,

@@ -36,6 +36,17 @@ impl Row {
     }
 }
 
+/// Index of the item with the median `rate` (the lower middle one of an
+/// even count); 0 for an empty slice.
+pub(crate) fn median_index<T>(items: &[T], rate: impl Fn(&T) -> f64) -> usize {
+    let mut order: Vec<usize> = (0..items.len()).collect();
+    order.sort_by(|&a, &b| rate(&items[a]).total_cmp(&rate(&items[b])));
+    order
+        .get(items.len().saturating_sub(1) / 2)
+        .copied()
+        .unwrap_or(0)
+}
+
 /// Prints rows as a table with each rate's ratio to the first row's.
 pub fn print_table(title: &str, rows: &[Row]) {
     println!("{title}");
@@ -53,5 +64,18 @@ pub fn print_table(title: &str, rows: &[Row]) {
             row.rate(),
             row.rate() / baseline
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_median_is_the_middle_rate_whatever_the_order() {
+        assert_eq!(median_index(&[5.0, 1.0, 3.0], |r| *r), 2);
+        assert_eq!(median_index(&[1.0, 9.0, 4.0, 2.0], |r| *r), 3);
+        assert_eq!(median_index(&[7.0], |r| *r), 0);
+        assert_eq!(median_index::<f64>(&[], |r| *r), 0);
     }
 }

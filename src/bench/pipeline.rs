@@ -129,7 +129,7 @@ pub async fn run(settings: &Settings, workload: &Workload) -> Result<Vec<Measure
             .zip(&runs)
             .map(|((insert, post), run)| run.row.rate() / insert.rate().min(post.rate()).max(1e-9))
             .collect();
-        let median = median_index(&trial_ratios, |ratio| *ratio);
+        let median = super::median_index(&trial_ratios, |ratio| *ratio);
         let checked = runs
             .iter()
             .position(|run| {
@@ -158,17 +158,6 @@ pub async fn run(settings: &Settings, workload: &Workload) -> Result<Vec<Measure
         });
     }
     Ok(results)
-}
-
-/// Index of the item with the median `rate` (the lower middle one of an
-/// even count); 0 for an empty slice.
-fn median_index<T>(items: &[T], rate: impl Fn(&T) -> f64) -> usize {
-    let mut order: Vec<usize> = (0..items.len()).collect();
-    order.sort_by(|&a, &b| rate(&items[a]).total_cmp(&rate(&items[b])));
-    order
-        .get(items.len().saturating_sub(1) / 2)
-        .copied()
-        .unwrap_or(0)
 }
 
 /// A unique suffix for namespaces and database names.
@@ -589,13 +578,5 @@ mod tests {
         assert_eq!(percentile(&values, 0.99), Duration::from_millis(99));
         assert_eq!(percentile(&values[..1], 0.99), Duration::from_millis(1));
         assert_eq!(percentile(&[], 0.5), Duration::ZERO);
-    }
-
-    #[test]
-    fn the_median_is_the_middle_rate_whatever_the_order() {
-        assert_eq!(median_index(&[5.0, 1.0, 3.0], |r| *r), 2);
-        assert_eq!(median_index(&[1.0, 9.0, 4.0, 2.0], |r| *r), 3);
-        assert_eq!(median_index(&[7.0], |r| *r), 0);
-        assert_eq!(median_index::<f64>(&[], |r| *r), 0);
     }
 }

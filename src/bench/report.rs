@@ -160,11 +160,14 @@ impl Report {
             scan.peak_kib = Some(m.scan_peak_kib);
             let mut export = Line::from_row(&m.export, Some(m.export.rate() / base));
             export.peak_kib = Some(m.export_peak_kib);
+            let trials: Vec<String> = m.trial_ratios.iter().map(|r| format!("{r:.2}")).collect();
             sections.push((
                 format!(
-                    "Export, {} documents, {:.1} MB file (ratio: to the raw scan)",
+                    "Export, {} documents, {:.1} MB file (ratio: to the raw scan; the median of {} trial(s), whose ratios were {}; peak memory: the highest of any trial)",
                     m.rows,
-                    m.file_bytes as f64 / 1e6
+                    m.file_bytes as f64 / 1e6,
+                    m.trial_ratios.len(),
+                    trials.join(" ")
                 ),
                 vec![scan, export],
             ));

@@ -74,6 +74,10 @@ pub struct ExportArgs {
     /// Source documents per export, comma-separated (smallest first).
     #[arg(long, value_delimiter = ',', default_value = "100000,1000000")]
     rows: Vec<u64>,
+    /// Trials per size, each a scan and an export back to back; the table
+    /// shows the trial with the median ratio.
+    #[arg(long, default_value_t = 3)]
+    export_trials: usize,
 }
 
 #[derive(Debug, Args)]
@@ -137,7 +141,7 @@ pub async fn run(command: BenchCommand, settings: &Settings) -> anyhow::Result<E
         }
         BenchCommand::Export(args) => {
             let report = Report {
-                export: run_export(settings, &args.rows).await?,
+                export: run_export(settings, &args).await?,
                 ..Report::default()
             };
             print!("{}", report.render());
@@ -241,14 +245,19 @@ async fn run_pipeline(
 
 async fn run_export(
     settings: &Settings,
-    rows: &[u64],
+    args: &ExportArgs,
 ) -> anyhow::Result<Vec<bench::export::Measured>> {
+    let rows = &args.rows;
     anyhow::ensure!(
         !rows.is_empty() && rows.iter().all(|&n| n > 0),
         "--rows must list positive numbers"
     );
-    eprintln!("exports: seeding {rows:?} documents");
-    bench::export::run(settings, rows)
+    anyhow::ensure!(args.export_trials > 0, "--export-trials must be positive");
+    eprintln!(
+        "exports: seeding {rows:?} documents, {} trial(s) each",
+        args.export_trials
+    );
+    bench::export::run(settings, rows, args.export_trials)
         .await
         .context("export benchmark")
 }
@@ -281,6 +290,7 @@ async fn run_all(mut args: AllArgs, settings: &Settings) -> anyhow::Result<ExitC
         args.pipeline.window = 100;
         args.pipeline.trials = 1;
         args.export.rows = vec![1_000, 5_000];
+        args.export.export_trials = 1;
     }
     let workload = args.pipeline.workload()?;
     let conn = queue::connect(settings).await?;
@@ -306,7 +316,7 @@ async fn run_all(mut args: AllArgs, settings: &Settings) -> anyhow::Result<ExitC
         ..Report::default()
     };
     report.pipeline = run_pipeline(settings, &workload).await?;
-    report.export = run_export(settings, &args.export.rows).await?;
+    report.export = run_export(settings, &args.export).await?;
     print!("{}", report.render());
     let status = verified(&report, workload.jobs);
     if status != ExitCode::SUCCESS {

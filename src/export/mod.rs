@@ -2,9 +2,9 @@
 //!
 //! The [`handle`]r validates the job, narrows the query to the job's
 //! account, then walks the cursor batch by batch, writing rows as they come
-//! (memory stays flat whatever the row count). Between batches it checks for
-//! cancellation and, at most every N rows or T milliseconds, records
-//! progress and sends `export_progress`. On success the file is committed
+//! (memory stays flat whatever the row count). Every few hundred
+//! milliseconds it checks for cancellation, and at most every
+//! `progress_interval` it records progress and sends `export_progress`. On success the file is committed
 //! atomically and `export_finish {key}` is pushed once; on failure the
 //! record says why and `export_failed {key, error}` is pushed.
 //!
@@ -13,26 +13,31 @@
 //! run's `export_finish`; finish and failure go through the `push` queue,
 //! retried until delivered.
 //!
+//! - [`reader`]: the cursor, read a batch ahead of the writer.
 //! - [`render`]: BSON values to spreadsheet cells.
 //! - [`storage`]: where files go ([`storage::ExportStorage`]).
 //! - [`status`]: the `export` status record.
 
+pub mod reader;
 pub mod render;
 pub mod status;
 pub mod storage;
 pub mod submit;
 
-use std::{sync::Arc, time::Instant};
+use std::{
+    collections::VecDeque,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use apalis::prelude::{AbortError, Attempt, BoxDynError, Data, TaskBuilder, TaskId, TaskSink};
-use futures::TryStreamExt;
 use herald_jobs::{AccountId, Export, ValidExport, ValidationError};
 use mongodb::{
     bson::{doc, Document, RawDocumentBuf},
     Database,
 };
 use serde_json::json;
-use tokio::io::AsyncWriteExt;
+use tokio::{io::AsyncWriteExt, sync::mpsc::error::TryRecvError};
 use tracing::{field, info, warn, Instrument};
 
 use crate::{
@@ -302,20 +307,32 @@ async fn discard_quietly<S: ExportStorage>(deps: &Deps<S>, partial: PartialFile)
     }
 }
 
-/// Batches the cursor reader may run ahead of the CSV writer.
+/// Batches the cursor reader may run ahead of the renderers.
 const READ_AHEAD_BATCHES: usize = 2;
+
+/// Batches rendered at once, each by its own task, so rendering uses every
+/// core the runtime has while the file is written in order. (Rendering one
+/// batch after another took twice as long as reading them from the
+/// server.)
+const RENDER_AHEAD_BATCHES: usize = 3;
+
+/// Least time between two checks of whether a running export was
+/// cancelled. Each check is a query on the status record; checking once a
+/// batch meant thousands of them for a large export, competing with the
+/// export's own cursor for the database.
+const CANCEL_CHECK_INTERVAL: Duration = Duration::from_millis(200);
 
 /// Streams the rows; `Ok(None)` when the export was cancelled.
 ///
-/// Four things overlap so that the export runs close to the speed of the
-/// cursor itself: the rows are counted (for progress) by their own query
-/// while the first ones are already written; a reader task fetches the
-/// next batch of raw documents while this loop renders the current one (at
-/// most [`READ_AHEAD_BATCHES`] ahead, so memory stays flat); the
-/// cancellation check of one batch runs while the next is written; and
-/// progress is recorded and pushed by a [`ProgressReporter`] task, which
-/// always finishes before this returns — so every `export_progress` still
-/// reaches the provider before the run's `export_finish`.
+/// Several things overlap so that the export runs close to the speed of
+/// the cursor itself: a reader task fetches the next batch of raw
+/// documents while this loop renders the current one (at most
+/// [`READ_AHEAD_BATCHES`] ahead, so memory stays flat); the cancellation
+/// check (at most every [`CANCEL_CHECK_INTERVAL`]) runs while the next
+/// batches are written; and progress, with the count that gives its total,
+/// is handled by a [`ProgressReporter`] task, which always finishes before
+/// this returns — so every `export_progress` still reaches the provider
+/// before the run's `export_finish`.
 async fn write_rows<S: ExportStorage>(
     valid: &ValidExport,
     deps: &Deps<S>,
@@ -328,9 +345,10 @@ async fn write_rows<S: ExportStorage>(
         collection: valid.collection.clone(),
         source,
     };
-    let mut rows = csv_writer();
+    let mut header = csv_writer();
+    header.write_record(valid.fields.iter().map(|f| f.title.as_str()))?;
     file.write_all(BOM).await?;
-    rows.write_record(valid.fields.iter().map(|f| f.title.as_str()))?;
+    flush_rows(&mut header, file).await?;
 
     let count = count_rows(deps.database.clone(), &valid.collection, filter.clone());
     let mut progress = ProgressReporter::spawn(valid, deps, count);
@@ -342,36 +360,59 @@ async fn write_rows<S: ExportStorage>(
         .await
         .map_err(read_error)?;
     let (ahead, mut batches) = tokio::sync::mpsc::channel(READ_AHEAD_BATCHES);
-    let _reader = AbortOnDrop(tokio::spawn(read_ahead(
+    let _reader = AbortOnDrop(tokio::spawn(reader::read_ahead(
         cursor,
-        settings.batch_size.max(1) as usize,
+        settings.batch_size as usize,
         ahead,
     )));
     let mut cancel_check: Option<AbortOnDrop<Result<bool, StoreError>>> = None;
+    let mut next_cancel_check = Instant::now() + CANCEL_CHECK_INTERVAL;
 
+    let layout = Arc::new(render::RowLayout::new(
+        valid.fields.iter().map(|f| f.path.as_str()),
+        valid.time_zone,
+    ));
+    let mut rendering: VecDeque<AbortOnDrop<Result<RenderedBatch, csv::Error>>> = VecDeque::new();
+    let mut read_all = false;
     let mut processed: u64 = 0;
-    let mut cell = String::new();
-    let paths = render::RowPaths::new(valid.fields.iter().map(|f| f.path.as_str()));
-    while let Some(batch) = batches.recv().await {
-        let batch = batch.map_err(read_error)?;
-        let mut columns = vec![Vec::new(); paths.len()];
-        for document in &batch {
-            paths.resolve(document, &mut columns);
-            for values in &columns {
-                render::write_cell_raw(values, valid.time_zone, &mut cell);
-                rows.write_field(&cell)?;
+    loop {
+        // Hand every batch the reader has ready to a renderer (waiting for
+        // the reader only when nothing is being rendered).
+        while rendering.len() < RENDER_AHEAD_BATCHES && !read_all {
+            let next = if rendering.is_empty() {
+                batches.recv().await
+            } else {
+                match batches.try_recv() {
+                    Ok(batch) => Some(batch),
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => None,
+                }
+            };
+            match next {
+                Some(batch) => {
+                    let batch = batch.map_err(read_error)?;
+                    rendering.push_back(AbortOnDrop(tokio::spawn(render_batch(
+                        batch,
+                        layout.clone(),
+                    ))));
+                }
+                None => read_all = true,
             }
-            rows.write_record(None::<&[u8]>)?;
-            processed += 1;
-            progress.update(processed);
         }
-        flush_rows(&mut rows, file).await?;
+        let Some(oldest) = rendering.pop_front() else {
+            break;
+        };
+        let rendered = oldest.finish().await??;
+        file.write_all(&rendered.csv).await?;
+        processed += rendered.rows;
+        progress.update(processed);
         if let Some(check) = cancel_check.take_if(|c| c.0.is_finished()) {
             if check.finish().await?? {
                 return Ok(None);
             }
         }
-        if cancel_check.is_none() {
+        if cancel_check.is_none() && Instant::now() >= next_cancel_check {
+            next_cancel_check = Instant::now() + CANCEL_CHECK_INTERVAL;
             let status = deps.status.clone();
             let key = valid.key.clone();
             cancel_check = Some(AbortOnDrop(tokio::spawn(async move {
@@ -379,12 +420,34 @@ async fn write_rows<S: ExportStorage>(
             })));
         }
     }
-    flush_rows(&mut rows, file).await?;
-    progress.finish().await;
+    progress.finish(processed).await;
     if deps.status.is_cancelled(&valid.key).await? {
         return Ok(None);
     }
     Ok(Some(processed))
+}
+
+/// A batch of documents as CSV rows.
+struct RenderedBatch {
+    /// Rows in it.
+    rows: u64,
+    /// Their CSV text.
+    csv: Vec<u8>,
+}
+
+/// Renders one batch (run as its own task, so batches render in parallel).
+async fn render_batch(
+    batch: reader::DocumentBatch,
+    layout: Arc<render::RowLayout>,
+) -> Result<RenderedBatch, csv::Error> {
+    let mut rows = csv::WriterBuilder::new().from_writer(Vec::with_capacity(64 * 1024));
+    layout.write_rows(batch.iter(), &mut rows)?;
+    Ok(RenderedBatch {
+        rows: batch.len() as u64,
+        csv: rows
+            .into_inner()
+            .map_err(|e| csv::Error::from(e.into_error()))?,
+    })
 }
 
 /// A spawned task that is aborted when its handle is dropped (an export
@@ -406,55 +469,35 @@ impl<T> Drop for AbortOnDrop<T> {
     }
 }
 
-/// Reads the cursor into batches of `size` documents and sends them on,
-/// until the cursor ends, fails (the error is sent) or nobody listens.
-async fn read_ahead(
-    mut cursor: mongodb::Cursor<RawDocumentBuf>,
-    size: usize,
-    ahead: tokio::sync::mpsc::Sender<Result<Vec<RawDocumentBuf>, mongodb::error::Error>>,
-) {
-    loop {
-        let mut batch = Vec::with_capacity(size);
-        let ended = loop {
-            match cursor.try_next().await {
-                Ok(Some(document)) => {
-                    batch.push(document);
-                    if batch.len() == size {
-                        break false;
-                    }
-                }
-                Ok(None) => break true,
-                Err(e) => {
-                    let _ = ahead.send(Err(e)).await;
-                    return;
-                }
-            }
-        };
-        if !batch.is_empty() && ahead.send(Ok(batch)).await.is_err() {
-            return;
-        }
-        if ended {
-            return;
-        }
-    }
+/// One hand-over from the export loop to its [`ProgressReporter`] task.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Written {
+    /// Rows written so far.
+    rows: u64,
+    /// Whether these are all the rows (the export's last report).
+    all: bool,
 }
 
 /// Records progress and sends `export_progress` from its own task, at most
-/// every `progress_every_rows` rows or `progress_interval`. If the task is
-/// still busy with one report when the next is due, only the newest waits
-/// (each report supersedes the one before).
+/// every `progress_interval` while rows are written and once more when the
+/// last one is. If the task is still busy with one report when the next is
+/// due, only the newest waits (each report supersedes the one before).
 ///
-/// The total comes from a count that runs alongside the export: the task
-/// reports nothing until it is known, then records it with the newest
-/// number of written rows at once (which can be all of them: a fast export
-/// then reports 100% just before it finishes). An export whose count fails
-/// is exported without progress.
+/// The limit is time, not rows: a progress bar needs a few updates a
+/// second, and a provider bills and rate-limits each event. (Reporting
+/// every thousand rows sent hundreds of events a second for a fast export,
+/// and their status updates competed with its cursor.)
+///
+/// The total comes from a count that starts when the export has run for
+/// one interval: an export that ends sooner never counts (its total is the
+/// rows it wrote), which spares the database a second query over the same
+/// rows for the many small exports. Reports wait for the count; the last
+/// one does not (its total is the rows written). An export whose count
+/// fails reports only its end.
 struct ProgressReporter {
-    latest: tokio::sync::watch::Sender<u64>,
+    latest: tokio::sync::watch::Sender<Written>,
     task: tokio::task::JoinHandle<()>,
-    every_rows: u64,
-    interval: std::time::Duration,
-    reported: u64,
+    interval: Duration,
     last_report: Instant,
 }
 
@@ -464,55 +507,133 @@ impl ProgressReporter {
         S: ExportStorage,
         C: std::future::Future<Output = mongodb::error::Result<u64>> + Send + 'static,
     {
-        let (latest, mut due) = tokio::sync::watch::channel(0_u64);
-        let status = deps.status.clone();
-        let pusher = deps.pusher.clone();
-        let key = valid.key.clone();
-        let account = valid.account;
-        let task = tokio::spawn(
-            async move {
-                let Some(total) = await_total(AbortOnDrop(tokio::spawn(count))).await else {
-                    return;
-                };
-                // The newest count of written rows first (it may already be
-                // all of them), then each newer one.
-                let mut processed = *due.borrow_and_update();
-                loop {
-                    report(&status, &pusher, account, &key, processed, total).await;
-                    if due.changed().await.is_err() {
-                        return;
-                    }
-                    processed = *due.borrow_and_update();
-                }
-            }
-            .in_current_span(),
-        );
+        let (latest, due) = tokio::sync::watch::channel(Written::default());
+        let sink = ProgressSink {
+            status: deps.status.clone(),
+            pusher: deps.pusher.clone(),
+            account: valid.account,
+            key: valid.key.clone(),
+            sent: None,
+        };
+        let interval = deps.settings.progress_interval;
+        let task = tokio::spawn(sink.run(due, count, interval).in_current_span());
         Self {
             latest,
             task,
-            every_rows: deps.settings.progress_every_rows,
-            interval: deps.settings.progress_interval,
-            reported: 0,
+            interval,
             last_report: Instant::now(),
         }
     }
 
-    /// Notes that `processed` rows are written; hands a report to the task
-    /// when one is due.
-    fn update(&mut self, processed: u64) {
-        let due = processed - self.reported >= self.every_rows
-            || self.last_report.elapsed() >= self.interval;
-        if due {
-            self.latest.send_replace(processed);
-            self.reported = processed;
+    /// Notes that `rows` rows are written; hands a report to the task when
+    /// one is due.
+    fn update(&mut self, rows: u64) {
+        if self.last_report.elapsed() >= self.interval {
+            self.latest.send_replace(Written { rows, all: false });
             self.last_report = Instant::now();
         }
     }
 
-    /// Waits until the task has sent every report handed to it.
-    async fn finish(self) {
+    /// Hands over the final count of written rows and waits until the task
+    /// has sent every report.
+    async fn finish(self, rows: u64) {
+        self.latest.send_replace(Written { rows, all: true });
         drop(self.latest);
         let _ = self.task.await;
+    }
+}
+
+/// Where a [`ProgressReporter`]'s reports go: the status record and the
+/// provider.
+struct ProgressSink {
+    status: ExportStatusStore,
+    pusher: TuisongbaoClient,
+    account: AccountId,
+    key: String,
+    /// The last report made, to skip a repeat of it.
+    sent: Option<(u64, u64)>,
+}
+
+impl ProgressSink {
+    /// Reports what `due` hands over until the export's last report or
+    /// until the export is dropped (cancelled, failed).
+    async fn run<C>(
+        mut self,
+        mut due: tokio::sync::watch::Receiver<Written>,
+        count: C,
+        count_after: Duration,
+    ) where
+        C: std::future::Future<Output = mongodb::error::Result<u64>> + Send + 'static,
+    {
+        let ended_early = tokio::select! {
+            _ = tokio::time::sleep(count_after) => None,
+            last = wait_for_all(&mut due) => Some(last),
+        };
+        if let Some(last) = ended_early {
+            if let Some(rows) = last {
+                self.report(rows, rows).await;
+            }
+            return;
+        }
+        let mut counting = AbortOnDrop(tokio::spawn(count));
+        let total = tokio::select! {
+            total = await_total(&mut counting) => total,
+            last = wait_for_all(&mut due) => {
+                if let Some(rows) = last {
+                    self.report(rows, rows).await;
+                }
+                return;
+            }
+        };
+        let mut written = *due.borrow_and_update();
+        loop {
+            match total {
+                _ if written.all => return self.report(written.rows, written.rows).await,
+                Some(total) => self.report(written.rows, total).await,
+                None => {}
+            }
+            if due.changed().await.is_err() {
+                return;
+            }
+            written = *due.borrow_and_update();
+        }
+    }
+
+    /// Records `processed` of `total` and sends `export_progress` (only once
+    /// rows are written, and not twice the same); failures are logged, the
+    /// next report supersedes them.
+    async fn report(&mut self, processed: u64, total: u64) {
+        if self.sent == Some((processed, total)) {
+            return;
+        }
+        self.sent = Some((processed, total));
+        if let Err(e) = self.status.progress(&self.key, processed, total).await {
+            warn!(error = %e, processed, "export progress not recorded; the next report supersedes it");
+        }
+        if processed == 0 {
+            return;
+        }
+        let data = json!({
+            "key": self.key, "processed": processed, "total": total,
+            "percent": status::percent(processed, total),
+        });
+        let event =
+            PushJob::account_event(self.account, "export_progress", data, String::new()).event;
+        if let Err(e) = self.pusher.send(&event).await {
+            warn!(error = %e, processed, "export_progress not delivered; the next one supersedes it");
+        }
+    }
+}
+
+/// Waits for the export's last report; its rows, or `None` if the export
+/// was dropped without one.
+async fn wait_for_all(due: &mut tokio::sync::watch::Receiver<Written>) -> Option<u64> {
+    loop {
+        due.changed().await.ok()?;
+        let written = *due.borrow_and_update();
+        if written.all {
+            return Some(written.rows);
+        }
     }
 }
 
@@ -545,44 +666,18 @@ fn count_rows(
 }
 
 /// The count's result, or `None` if it failed (logged; the export goes on
-/// without progress).
-async fn await_total(mut counting: AbortOnDrop<mongodb::error::Result<u64>>) -> Option<u64> {
+/// and reports only its end).
+async fn await_total(counting: &mut AbortOnDrop<mongodb::error::Result<u64>>) -> Option<u64> {
     match (&mut counting.0).await {
         Ok(Ok(total)) => Some(total),
         Ok(Err(e)) => {
-            warn!(error = %e, "counting the export's rows failed; exporting without progress");
+            warn!(error = %e, "counting the export's rows failed; only the end will be reported");
             None
         }
         Err(e) => {
-            warn!(error = %e, "the export's count stopped; exporting without progress");
+            warn!(error = %e, "the export's count stopped; only the end will be reported");
             None
         }
-    }
-}
-
-/// Records `processed` of `total` and sends `export_progress` (only once
-/// rows are written); failures are logged, the next report supersedes them.
-async fn report(
-    status: &ExportStatusStore,
-    pusher: &TuisongbaoClient,
-    account: AccountId,
-    key: &str,
-    processed: u64,
-    total: u64,
-) {
-    if let Err(e) = status.progress(key, processed, total).await {
-        warn!(error = %e, processed, "export progress not recorded; the next report supersedes it");
-    }
-    if processed == 0 {
-        return;
-    }
-    let data = json!({
-        "key": key, "processed": processed, "total": total,
-        "percent": status::percent(processed, total),
-    });
-    let event = PushJob::account_event(account, "export_progress", data, String::new()).event;
-    if let Err(e) = pusher.send(&event).await {
-        warn!(error = %e, processed, "export_progress not delivered; the next one supersedes it");
     }
 }
 

@@ -160,7 +160,8 @@ fn read_csv(path: &PathBuf) -> Vec<Vec<String>> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_export_writes_exactly_the_accounts_rows_with_progress_and_one_finish() {
-    let mut env = env_with(&[("HERALD_EXPORT_PROGRESS_EVERY_ROWS", "2000")]).await;
+    // Progress as often as the rows allow, so the run reports several times.
+    let mut env = env_with(&[("HERALD_EXPORT_PROGRESS_INTERVAL_MS", "1")]).await;
     let seeded = seed(&env).await;
     env.start_worker().await;
     enqueue(&env, export_job(seeded.a, "customers-a")).await;
@@ -273,6 +274,35 @@ async fn an_export_writes_exactly_the_accounts_rows_with_progress_and_one_finish
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_export_shorter_than_the_progress_interval_reports_once_at_its_end() {
+    let mut env = env_with(&[("HERALD_EXPORT_PROGRESS_INTERVAL_MS", "600000")]).await;
+    let seeded = seed(&env).await;
+    env.start_worker().await;
+    enqueue(&env, export_job(seeded.a, "quick")).await;
+    let record = wait_status(&env, "quick", "finished").await;
+    assert_eq!(number(&record, "rows"), ROWS_A as i64);
+    wait_for("export_finish", || async {
+        (env.delivered("export_finish").await.len() == 1).then_some(())
+    })
+    .await;
+    let events = env.sandbox_requests().await;
+    let progress: Vec<_> = events
+        .iter()
+        .filter(|e| e.name.as_deref() == Some("export_progress"))
+        .collect();
+    assert_eq!(progress.len(), 1, "one report, at the end: {progress:?}");
+    assert_eq!(
+        progress[0].data,
+        json!({ "key": "quick", "processed": ROWS_A, "total": ROWS_A, "percent": 100.0 })
+    );
+    let finish = events
+        .iter()
+        .find(|e| e.name.as_deref() == Some("export_finish"))
+        .expect("the finish among the requests");
+    assert!(progress[0].seq < finish.seq, "progress comes before finish");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unknown_collection_or_a_where_filter_fails_with_a_recorded_error_and_export_failed() {
     let mut env = env_with(&[]).await;
     env.start_worker().await;
@@ -319,7 +349,7 @@ async fn an_unknown_collection_or_a_where_filter_fails_with_a_recorded_error_and
 async fn a_cancel_in_the_middle_stops_the_export_and_leaves_no_file() {
     let mut env = env_with(&[
         ("HERALD_EXPORT_BATCH_SIZE", "100"),
-        ("HERALD_EXPORT_PROGRESS_EVERY_ROWS", "500"),
+        ("HERALD_EXPORT_PROGRESS_INTERVAL_MS", "1"),
     ])
     .await;
     let seeded = seed(&env).await;
@@ -359,7 +389,7 @@ async fn a_cancel_in_the_middle_stops_the_export_and_leaves_no_file() {
 async fn a_worker_killed_mid_export_is_replaced_and_the_export_finishes_with_one_correct_file() {
     let mut env = env_with(&[
         ("HERALD_EXPORT_BATCH_SIZE", "100"),
-        ("HERALD_EXPORT_PROGRESS_EVERY_ROWS", "500"),
+        ("HERALD_EXPORT_PROGRESS_INTERVAL_MS", "1"),
     ])
     .await;
     let seeded = seed(&env).await;
