@@ -56,3 +56,25 @@ async fn a_batch_mixing_new_and_stored_messages_stores_each_once_and_keeps_first
         1
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lone_job_stores_its_own_message_once_and_a_rerun_gets_the_first_time() {
+    let env = env().await;
+    let message = SendMessage::new(account(), "alone", "x")
+        .validate(&Default::default())
+        .expect("valid");
+    let batcher = MessageBatcher::spawn(&env.database);
+    let first = batcher.insert(message.clone()).await.expect("stored");
+    assert!(first.newly_inserted);
+    let again = batcher.insert(message.clone()).await.expect("answered");
+    assert!(!again.newly_inserted, "stored by the first run");
+    assert_eq!(again.created_at, first.created_at, "the first run's createdAt");
+    // One after another, then many at once: each stored once.
+    for i in 0..3 {
+        let m = SendMessage::new(account(), format!("seq{i}"), "x")
+            .validate(&Default::default())
+            .expect("valid");
+        assert!(batcher.insert(m).await.expect("stored").newly_inserted);
+    }
+    assert_eq!(env.message_count(doc! {}).await, 4);
+}
