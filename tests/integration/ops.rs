@@ -239,13 +239,18 @@ async fn the_worker_serves_health_readiness_and_job_metrics() {
     );
     assert_eq!(value(&samples, "herald_jobs_done_total", &q("export")), 1.0);
     assert_eq!(value(&samples, "herald_export_rows_total", &[]), 3.0);
+    // Every call to the provider: three new_message and the export_finish
+    // through the push queue, and the export's one progress report (a run
+    // shorter than the progress interval reports once, at its end), sent
+    // inline.
+    assert_eq!(env.delivered("export_progress").await.len(), 1);
     assert_eq!(
         value(
             &samples,
             "herald_push_duration_seconds_count",
             &[("outcome", "ok")]
         ),
-        4.0
+        5.0
     );
     assert_eq!(
         value(

@@ -68,7 +68,10 @@ async fn a_lone_job_stores_its_own_message_once_and_a_rerun_gets_the_first_time(
     assert!(first.newly_inserted);
     let again = batcher.insert(message.clone()).await.expect("answered");
     assert!(!again.newly_inserted, "stored by the first run");
-    assert_eq!(again.created_at, first.created_at, "the first run's createdAt");
+    assert_eq!(
+        again.created_at, first.created_at,
+        "the first run's createdAt"
+    );
     // One after another, then many at once: each stored once.
     for i in 0..3 {
         let m = SendMessage::new(account(), format!("seq{i}"), "x")
