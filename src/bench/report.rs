@@ -207,7 +207,7 @@ impl Report {
             for t in targets {
                 let _ = writeln!(
                     out,
-                    "{:<7} {} (measured {:.2}, required {} {:.2})",
+                    "{:<7} {} (measured {:.3}, required {} {:.2})",
                     if t.met() { "met" } else { "MISSED" },
                     t.what,
                     t.ratio,

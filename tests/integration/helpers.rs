@@ -330,14 +330,16 @@ impl TestEnv {
     }
 
     /// Spawns the real `herald` binary with this environment's settings.
-    pub fn spawn_herald(&self, args: &[&str]) -> Child {
-        Command::new(env!("CARGO_BIN_EXE_herald"))
-            .args(args)
-            .envs(&self.vars)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("herald binary runs")
+    pub fn spawn_herald(&self, args: &[&str]) -> HeraldProcess {
+        HeraldProcess(
+            Command::new(env!("CARGO_BIN_EXE_herald"))
+                .args(args)
+                .envs(&self.vars)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("herald binary runs"),
+        )
     }
 
     /// Spawns the real `herald` binary with extra variables, its standard
@@ -347,16 +349,18 @@ impl TestEnv {
         args: &[&str],
         extra: &[(&str, &str)],
         log: &std::path::Path,
-    ) -> Child {
+    ) -> HeraldProcess {
         let file = std::fs::File::create(log).expect("log file");
-        Command::new(env!("CARGO_BIN_EXE_herald"))
-            .args(args)
-            .envs(&self.vars)
-            .envs(extra.iter().copied())
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(file))
-            .spawn()
-            .expect("herald binary runs")
+        HeraldProcess(
+            Command::new(env!("CARGO_BIN_EXE_herald"))
+                .args(args)
+                .envs(&self.vars)
+                .envs(extra.iter().copied())
+                .stdout(Stdio::null())
+                .stderr(Stdio::from(file))
+                .spawn()
+                .expect("herald binary runs"),
+        )
     }
 
     /// Runs the real `herald` binary to completion.
@@ -400,6 +404,34 @@ where
         }
         assert!(start.elapsed() < patience, "timed out waiting for {what}");
         tokio::time::sleep(every).await;
+    }
+}
+
+/// A `herald` child process, killed when dropped if it is still running,
+/// so a test that fails half-way leaves no worker behind (one left running
+/// would compete with every later test and benchmark for the machine).
+pub struct HeraldProcess(Child);
+
+impl std::ops::Deref for HeraldProcess {
+    type Target = Child;
+
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for HeraldProcess {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for HeraldProcess {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
     }
 }
 

@@ -13,7 +13,9 @@ use herald_jobs::{MessageId, Producer, QueueName, SendMessage};
 use mongodb::bson::doc;
 
 use crate::{
-    helpers::{account, env, env_with, redis_url, signal, wait_for, wait_within, TestEnv},
+    helpers::{
+        account, env, env_with, redis_url, signal, wait_for, wait_within, HeraldProcess, TestEnv,
+    },
     ops::free_port,
 };
 
@@ -121,7 +123,7 @@ const SMALL_BATCHES: [(&str, &str); 1] = [("HERALD_WORKER_FETCH_BATCH_SIZE", "20
 async fn two_worker_processes_share_2000_messages_each_stored_and_pushed_once() {
     let env = env().await;
     let logs = [log_path(&env, "first"), log_path(&env, "second")];
-    let mut workers: Vec<Child> = logs
+    let mut workers: Vec<HeraldProcess> = logs
         .iter()
         .map(|log| env.spawn_herald_logged(&["worker"], &SMALL_BATCHES, log))
         .collect();

@@ -1,13 +1,14 @@
 //! The real binary under signals.
 
-use std::{process::Child, time::Duration};
+use std::time::Duration;
 
 use herald_jobs::{QueueName, SendMessage};
 
-use crate::helpers::{account, env, signal, wait_for};
+use crate::helpers::{account, env, signal, wait_for, HeraldProcess};
 
-/// Waits for the child to exit, killing it if it hangs past the deadline.
-async fn wait_exit(mut child: Child) -> (std::process::ExitStatus, String) {
+/// Waits for the child to exit (it is killed if it hangs past the
+/// deadline, when the failed wait drops it).
+async fn wait_exit(mut child: HeraldProcess) -> (std::process::ExitStatus, String) {
     let exit = wait_for("the worker process to exit", || {
         let status = child.try_wait().expect("try_wait");
         async move { status }
@@ -80,4 +81,17 @@ async fn sigint_stops_an_idle_worker_with_exit_zero() {
     signal(&worker, "INT");
     let (status, stderr) = wait_exit(worker).await;
     assert_eq!(status.code(), Some(0), "stderr:\n{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_process_a_test_lets_go_of_is_killed_not_left_running() {
+    let env = env().await;
+    let worker = env.spawn_herald(&["worker"]);
+    let pid = worker.id();
+    assert!(std::path::Path::new(&format!("/proc/{pid}")).exists());
+    drop(worker);
+    assert!(
+        !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+        "process {pid} still exists"
+    );
 }
