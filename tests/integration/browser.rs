@@ -12,13 +12,18 @@ use hyper_util::client::legacy::connect::HttpConnector;
 
 use crate::helpers::{account, env_with, wait_for, SECRET, WEB_TOKEN};
 
-/// A chromedriver process, killed when dropped.
-struct ChromeDriver(Child);
+/// A chromedriver process and the browser profile it uses: the process is
+/// killed and the profile directory removed when dropped.
+struct ChromeDriver {
+    process: Child,
+    profile: std::path::PathBuf,
+}
 
 impl Drop for ChromeDriver {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+        let _ = std::fs::remove_dir_all(&self.profile);
     }
 }
 
@@ -31,12 +36,16 @@ fn free_port() -> u16 {
 
 async fn browser() -> (ChromeDriver, Client) {
     let port = free_port();
+    let profile = std::env::temp_dir().join(format!("herald-chromium-{port}"));
     let driver = Command::new("chromedriver")
         .arg(format!("--port={port}"))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .map(ChromeDriver)
+        .map(|process| ChromeDriver {
+            process,
+            profile: profile.clone(),
+        })
         .expect("chromedriver runs: install Debian's chromium and chromium-driver (bash scripts/setup.sh --browser)");
     let start = Instant::now();
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
@@ -46,7 +55,6 @@ async fn browser() -> (ChromeDriver, Client) {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let profile = std::env::temp_dir().join(format!("herald-chromium-{port}"));
     let options = serde_json::json!({
         "binary": "/usr/bin/chromium",
         "args": [
