@@ -348,7 +348,7 @@ async fn write_rows<S: ExportStorage>(
     let mut header = csv_writer();
     header.write_record(valid.fields.iter().map(|f| f.title.as_str()))?;
     file.write_all(BOM).await?;
-    flush_rows(&mut header, file).await?;
+    file.write_all(&csv_bytes(header)?).await?;
 
     let count = count_rows(deps.database.clone(), &valid.collection, filter.clone());
     let mut progress = ProgressReporter::spawn(valid, deps, count);
@@ -365,8 +365,7 @@ async fn write_rows<S: ExportStorage>(
         settings.batch_size as usize,
         ahead,
     )));
-    let mut cancel_check: Option<AbortOnDrop<Result<bool, StoreError>>> = None;
-    let mut next_cancel_check = Instant::now() + CANCEL_CHECK_INTERVAL;
+    let mut cancellation = CancelWatch::new(deps.status.clone(), valid.key.clone());
 
     let layout = Arc::new(render::RowLayout::new(
         valid.fields.iter().map(|f| f.path.as_str()),
@@ -406,18 +405,8 @@ async fn write_rows<S: ExportStorage>(
         file.write_all(&rendered.csv).await?;
         processed += rendered.rows;
         progress.update(processed);
-        if let Some(check) = cancel_check.take_if(|c| c.0.is_finished()) {
-            if check.finish().await?? {
-                return Ok(None);
-            }
-        }
-        if cancel_check.is_none() && Instant::now() >= next_cancel_check {
-            next_cancel_check = Instant::now() + CANCEL_CHECK_INTERVAL;
-            let status = deps.status.clone();
-            let key = valid.key.clone();
-            cancel_check = Some(AbortOnDrop(tokio::spawn(async move {
-                status.is_cancelled(&key).await
-            })));
+        if cancellation.seen().await? {
+            return Ok(None);
         }
     }
     progress.finish(processed).await;
@@ -440,14 +429,52 @@ async fn render_batch(
     batch: reader::DocumentBatch,
     layout: Arc<render::RowLayout>,
 ) -> Result<RenderedBatch, csv::Error> {
-    let mut rows = csv::WriterBuilder::new().from_writer(Vec::with_capacity(64 * 1024));
+    let mut rows = csv_writer();
     layout.write_rows(batch.iter(), &mut rows)?;
     Ok(RenderedBatch {
         rows: batch.len() as u64,
-        csv: rows
-            .into_inner()
-            .map_err(|e| csv::Error::from(e.into_error()))?,
+        csv: csv_bytes(rows)?,
     })
+}
+
+/// Watches a running export's status record for a cancellation, with one
+/// query in flight at most and at most one every [`CANCEL_CHECK_INTERVAL`];
+/// the query runs in the background while rows are written.
+struct CancelWatch {
+    status: ExportStatusStore,
+    key: String,
+    running: Option<AbortOnDrop<Result<bool, StoreError>>>,
+    next: Instant,
+}
+
+impl CancelWatch {
+    fn new(status: ExportStatusStore, key: String) -> Self {
+        Self {
+            status,
+            key,
+            running: None,
+            next: Instant::now() + CANCEL_CHECK_INTERVAL,
+        }
+    }
+
+    /// Whether a finished check found the export cancelled; starts the next
+    /// check when one is due.
+    async fn seen(&mut self) -> Result<bool, ExportError> {
+        if let Some(check) = self.running.take_if(|c| c.0.is_finished()) {
+            if check.finish().await?? {
+                return Ok(true);
+            }
+        }
+        if self.running.is_none() && Instant::now() >= self.next {
+            self.next = Instant::now() + CANCEL_CHECK_INTERVAL;
+            let status = self.status.clone();
+            let key = self.key.clone();
+            self.running = Some(AbortOnDrop(tokio::spawn(async move {
+                status.is_cancelled(&key).await
+            })));
+        }
+        Ok(false)
+    }
 }
 
 /// A spawned task that is aborted when its handle is dropped (an export
@@ -681,22 +708,16 @@ async fn await_total(counting: &mut AbortOnDrop<mongodb::error::Result<u64>>) ->
     }
 }
 
-/// A CSV writer into memory; rows are moved to the file a batch at a time.
+/// A CSV writer into memory (a batch's rows, or the header).
 fn csv_writer() -> csv::Writer<Vec<u8>> {
     csv::WriterBuilder::new().from_writer(Vec::with_capacity(64 * 1024))
 }
 
-/// Moves the CSV bytes written so far from memory to the file.
-async fn flush_rows<W: tokio::io::AsyncWrite + Unpin>(
-    rows: &mut csv::Writer<Vec<u8>>,
-    file: &mut W,
-) -> Result<(), ExportError> {
-    let full = std::mem::replace(rows, csv_writer());
-    let buffer = full
+/// The bytes a [`csv_writer`] holds.
+fn csv_bytes(writer: csv::Writer<Vec<u8>>) -> Result<Vec<u8>, csv::Error> {
+    writer
         .into_inner()
-        .map_err(|e| ExportError::Write(e.into_error()))?;
-    file.write_all(&buffer).await?;
-    Ok(())
+        .map_err(|e| csv::Error::from(e.into_error()))
 }
 
 #[cfg(test)]

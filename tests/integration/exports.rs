@@ -3,12 +3,20 @@
 
 use std::{collections::HashSet, path::PathBuf, time::Duration};
 
-use herald::export::status::ExportStatusStore;
+use herald::{export::status::ExportStatusStore, push::sandbox::RecordedRequest};
 use herald_jobs::{AccountId, Export, Producer, QueueName};
 use mongodb::bson::{doc, oid::ObjectId, DateTime, Document};
 use serde_json::json;
 
 use crate::helpers::{env_with, wait_for, TestEnv};
+
+/// The requests among `events` that carried event `name`, in order.
+fn named<'a>(events: &'a [RecordedRequest], name: &str) -> Vec<&'a RecordedRequest> {
+    events
+        .iter()
+        .filter(|e| e.name.as_deref() == Some(name))
+        .collect()
+}
 
 /// Rows of account A and of account B in the seeded collection.
 const ROWS_A: usize = 12_000;
@@ -239,20 +247,14 @@ async fn an_export_writes_exactly_the_accounts_rows_with_progress_and_one_finish
     .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let events = env.sandbox_requests().await;
-    let finishes: Vec<_> = events
-        .iter()
-        .filter(|e| e.name.as_deref() == Some("export_finish"))
-        .collect();
+    let finishes: Vec<_> = named(&events, "export_finish");
     assert_eq!(finishes.len(), 1);
     assert_eq!(finish[0].data, json!({ "key": "customers-a" }));
     assert_eq!(
         finish[0].channels,
         vec![format!("presence-message-wm-global{}", seeded.a)]
     );
-    let progress: Vec<_> = events
-        .iter()
-        .filter(|e| e.name.as_deref() == Some("export_progress"))
-        .collect();
+    let progress: Vec<_> = named(&events, "export_progress");
     assert!(!progress.is_empty(), "progress events were sent");
     assert!(
         progress.iter().all(|p| p.seq < finishes[0].seq),
@@ -286,18 +288,14 @@ async fn an_export_shorter_than_the_progress_interval_reports_once_at_its_end() 
     })
     .await;
     let events = env.sandbox_requests().await;
-    let progress: Vec<_> = events
-        .iter()
-        .filter(|e| e.name.as_deref() == Some("export_progress"))
-        .collect();
+    let progress: Vec<_> = named(&events, "export_progress");
     assert_eq!(progress.len(), 1, "one report, at the end: {progress:?}");
     assert_eq!(
         progress[0].data,
         json!({ "key": "quick", "processed": ROWS_A, "total": ROWS_A, "percent": 100.0 })
     );
-    let finish = events
-        .iter()
-        .find(|e| e.name.as_deref() == Some("export_finish"))
+    let finish = *named(&events, "export_finish")
+        .first()
         .expect("the finish among the requests");
     assert!(progress[0].seq < finish.seq, "progress comes before finish");
 }
