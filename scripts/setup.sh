@@ -4,7 +4,9 @@
 #   - a MongoDB-compatible server on 127.0.0.1:27017: SecantusDB, built from
 #     crates.io (secantusd-rs) or, if that cannot be built, from PyPI
 #     (secantusd-py).
-# A service that already answers on its port is reused, never started twice.
+# A service that already answers on its port is reused, never started twice;
+# a port held by something that does not answer as Redis (PING) or MongoDB
+# (ping) stops the script with a message instead of being reused.
 # Services this script starts keep their data and logs in .herald/ (or
 # $HERALD_STATE_DIR) and run in the background until stopped.
 #
@@ -39,6 +41,55 @@ wait_port() { # port seconds name log
   exit 1
 }
 
+# Whether what listens on 127.0.0.1:$1 answers Redis's PING (a server that
+# wants a password answers NOAUTH, which is still Redis).
+redis_answers() {
+  local reply=""
+  exec 3<>"/dev/tcp/127.0.0.1/$1" || return 1
+  printf 'PING\r\n' >&3
+  IFS= read -r -t 3 reply <&3 || true
+  exec 3<&- 3>&-
+  case "$reply" in +PONG* | -NOAUTH*) return 0 ;; *) return 1 ;; esac
+}
+
+# Whether what listens on 127.0.0.1:$1 answers a MongoDB ping (OP_MSG) with
+# ok: 1. Plain python3, no driver needed.
+mongo_answers() {
+  python3 - "$1" <<'PY'
+import socket, struct, sys
+
+def bson_ping():
+    body = b"\x10ping\x00" + struct.pack("<i", 1)
+    body += b"\x02$db\x00" + struct.pack("<i", 6) + b"admin\x00"
+    return struct.pack("<i", len(body) + 5) + body + b"\x00"
+
+doc = bson_ping()
+payload = struct.pack("<I", 0) + b"\x00" + doc
+message = struct.pack("<iiii", 16 + len(payload), 1, 0, 2013) + payload
+try:
+    with socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=3) as s:
+        s.sendall(message)
+        header = b""
+        while len(header) < 16:
+            chunk = s.recv(16 - len(header))
+            if not chunk:
+                sys.exit(1)
+            header += chunk
+        length, _, _, opcode = struct.unpack("<iiii", header)
+        rest = b""
+        while len(rest) < length - 16:
+            chunk = s.recv(length - 16 - len(rest))
+            if not chunk:
+                sys.exit(1)
+            rest += chunk
+except (OSError, struct.error):
+    sys.exit(1)
+# The reply's document must carry ok: 1 (a double or an int32).
+ok = b"\x01ok\x00" + struct.pack("<d", 1.0) in rest or b"\x10ok\x00" + struct.pack("<i", 1) in rest
+sys.exit(0 if opcode == 2013 and ok else 1)
+PY
+}
+
 as_root() {
   if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
 }
@@ -54,6 +105,10 @@ apt_install() {
 
 ensure_redis() {
   if port_open "$REDIS_PORT"; then
+    if ! redis_answers "$REDIS_PORT"; then
+      say "Redis: something listens on 127.0.0.1:$REDIS_PORT but does not answer PING; stop it (or fix it) and run this again"
+      exit 1
+    fi
     say "Redis: reusing the server on 127.0.0.1:$REDIS_PORT"
     return
   fi
@@ -97,6 +152,10 @@ mongo_server_binary() {
 
 ensure_mongo() {
   if port_open "$MONGO_PORT"; then
+    if ! mongo_answers "$MONGO_PORT"; then
+      say "MongoDB: something listens on 127.0.0.1:$MONGO_PORT but does not answer a MongoDB ping; stop it (a SecantusDB this script started runs from $STATE_DIR/mongo, log $STATE_DIR/secantusd.log) and run this again"
+      exit 1
+    fi
     say "MongoDB: reusing the server on 127.0.0.1:$MONGO_PORT"
     return
   fi
