@@ -23,9 +23,10 @@ const RETRY_ALL_CHUNK: usize = 1_000;
 pub struct QueueStats {
     /// Full queue name.
     pub queue: String,
-    /// Ready to run.
+    /// Ready to run: in the queue list, or in the scheduled set with their
+    /// time come (see [`QueueAdmin::stats`]).
     pub pending: u64,
-    /// Waiting for their time (retries).
+    /// Waiting for a time still ahead (retries, delayed jobs).
     pub scheduled: u64,
     /// Leased to a worker (running or about to).
     pub running: u64,
@@ -147,6 +148,11 @@ impl QueueAdmin {
     }
 
     /// Counts per state and recent throughput.
+    ///
+    /// `pending` is every job ready to run: those in the queue list and
+    /// those in the scheduled set whose time has come (where apalis-redis
+    /// producers put every job); `scheduled` only those whose time is still
+    /// ahead.
     pub async fn stats(&self) -> Result<QueueStats, QueueError> {
         let mut conn = self.conn.clone();
         let workers: Vec<String> = redis::cmd("ZRANGE")
@@ -156,10 +162,18 @@ impl QueueAdmin {
             .query_async(&mut conn)
             .await
             .map_err(self.error("list workers"))?;
-        let minute = (now_secs() / 60.0).floor() as u64;
+        let now = now_secs();
+        let minute = (now / 60.0).floor() as u64;
         let mut pipe = redis::pipe();
+        // Producers that speak apalis-redis (the `herald-jobs` crate among
+        // them) enqueue every job into the scheduled set with its time set
+        // to now; it moves to the queue list only when a worker fetches.
+        // Counted as scheduled, a backlog with no worker would show as
+        // "scheduled" and an alert on pending jobs would never fire.
+        let now = format!("{now:.3}");
         pipe.llen(self.config.active_key())
-            .zcard(self.config.scheduled_key())
+            .zcount(self.config.scheduled_key(), "-inf", &now)
+            .zcount(self.config.scheduled_key(), format!("({now}"), "+inf")
             .scard(self.config.done_key())
             .scard(self.config.dead_key());
         for kind in ["done", "failed"] {
@@ -176,7 +190,9 @@ impl QueueAdmin {
             .await
             .map_err(self.error("count jobs"))?;
         let mut values = values.into_iter();
-        let (pending, scheduled) = (next_count(&mut values), next_count(&mut values));
+        let queued = next_count(&mut values);
+        let (due, scheduled) = (next_count(&mut values), next_count(&mut values));
+        let pending = queued + due;
         let (done, failed) = (next_count(&mut values), next_count(&mut values));
         let done_last_5_min = next_sum(&mut values);
         let failed_last_5_min = next_sum(&mut values);
@@ -285,8 +301,13 @@ impl QueueAdmin {
             "failed"
         } else if done {
             "done"
-        } else if scheduled.is_some() {
-            "scheduled"
+        } else if let Some(run_at) = scheduled {
+            // Due (see `stats`): waiting for a worker, not for its time.
+            if run_at <= now_secs() {
+                "pending"
+            } else {
+                "scheduled"
+            }
         } else if pending.is_some() {
             "pending"
         } else if meta.get("status").map(String::as_str) == Some("Running") || payload.is_some() {

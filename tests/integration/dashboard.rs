@@ -327,3 +327,69 @@ async fn the_failed_cli_lists_retries_and_discards() {
     let text = String::from_utf8_lossy(&output.stdout);
     assert!(text.contains("0 failed job(s)"), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_with_no_worker_is_pending_and_only_a_future_job_is_scheduled() {
+    // No worker runs: what producers enqueue waits where they put it.
+    let env = env_with(&[]).await;
+    let account = account();
+    for i in 0..3 {
+        env.enqueue(SendMessage::new(
+            account,
+            format!("waiting {i}"),
+            "no worker yet",
+        ))
+        .await;
+    }
+    // A job whose time is an hour ahead, as a retry's backoff leaves it.
+    let config = herald::queue::QueueConfig::from_settings(&env.settings, QueueName::SendMessage);
+    let mut conn = herald::queue::connect(&env.settings).await.expect("redis");
+    let later = herald::queue::now_secs_string()
+        .parse::<f64>()
+        .expect("seconds")
+        + 3600.0;
+    redis::pipe()
+        .hset(config.data_key(), "later-probe", "{}")
+        .zadd(config.scheduled_key(), "later-probe", later)
+        .query_async::<()>(&mut conn)
+        .await
+        .expect("schedule a job");
+
+    let web = env.start_web().await;
+    let all = api_get_json(&env, format!("{web}/api/v1/queues")).await;
+    let sends = all["queues"]
+        .as_array()
+        .and_then(|queues| {
+            queues.iter().find(|q| {
+                q["queue"]
+                    .as_str()
+                    .is_some_and(|name| name.ends_with(":send_message"))
+            })
+        })
+        .cloned()
+        .unwrap_or_else(|| panic!("no send_message queue in {all}"));
+    assert_eq!(sends["pending"], 3, "{sends}");
+    assert_eq!(sends["scheduled"], 1, "{sends}");
+
+    // One job at a time says the same.
+    let due: Vec<String> = redis::cmd("ZRANGEBYSCORE")
+        .arg(config.scheduled_key())
+        .arg("-inf")
+        .arg(herald::queue::now_secs_string())
+        .query_async(&mut conn)
+        .await
+        .expect("due jobs");
+    assert_eq!(due.len(), 3, "{due:?}");
+    let detail = api_get_json(
+        &env,
+        format!("{web}/api/v1/queues/send_message/jobs/{}", due[0]),
+    )
+    .await;
+    assert_eq!(detail["state"], "pending", "{detail}");
+    let detail = api_get_json(
+        &env,
+        format!("{web}/api/v1/queues/send_message/jobs/later-probe"),
+    )
+    .await;
+    assert_eq!(detail["state"], "scheduled", "{detail}");
+}
