@@ -170,10 +170,10 @@ impl QueueAdmin {
         // to now; it moves to the queue list only when a worker fetches.
         // Counted as scheduled, a backlog with no worker would show as
         // "scheduled" and an alert on pending jobs would never fire.
-        let now = format!("{now:.3}");
+        let now_arg = format!("{now:.3}");
         pipe.llen(self.config.active_key())
-            .zcount(self.config.scheduled_key(), "-inf", &now)
-            .zcount(self.config.scheduled_key(), format!("({now}"), "+inf")
+            .zcount(self.config.scheduled_key(), "-inf", &now_arg)
+            .zcount(self.config.scheduled_key(), format!("({now_arg}"), "+inf")
             .scard(self.config.done_key())
             .scard(self.config.dead_key());
         for kind in ["done", "failed"] {
