@@ -63,25 +63,22 @@ def bson_ping():
     body += b"\x02$db\x00" + struct.pack("<i", 6) + b"admin\x00"
     return struct.pack("<i", len(body) + 5) + body + b"\x00"
 
-doc = bson_ping()
-payload = struct.pack("<I", 0) + b"\x00" + doc
+def recv_exactly(s, n):
+    data = b""
+    while len(data) < n:
+        chunk = s.recv(n - len(data))
+        if not chunk:
+            sys.exit(1)
+        data += chunk
+    return data
+
+payload = struct.pack("<I", 0) + b"\x00" + bson_ping()
 message = struct.pack("<iiii", 16 + len(payload), 1, 0, 2013) + payload
 try:
     with socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=3) as s:
         s.sendall(message)
-        header = b""
-        while len(header) < 16:
-            chunk = s.recv(16 - len(header))
-            if not chunk:
-                sys.exit(1)
-            header += chunk
-        length, _, _, opcode = struct.unpack("<iiii", header)
-        rest = b""
-        while len(rest) < length - 16:
-            chunk = s.recv(length - 16 - len(rest))
-            if not chunk:
-                sys.exit(1)
-            rest += chunk
+        length, _, _, opcode = struct.unpack("<iiii", recv_exactly(s, 16))
+        rest = recv_exactly(s, length - 16)
 except (OSError, struct.error):
     sys.exit(1)
 # The reply's document must carry ok: 1 (a double or an int32).
