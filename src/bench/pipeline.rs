@@ -1,20 +1,28 @@
 //! End-to-end message throughput against the limits of its two services.
 //!
-//! For each concurrency `c` the run measures, in this order and with the
-//! same machine busy only with the measurement at hand:
+//! "Concurrency `c`" means what it means for the raw limits: at most `c`
+//! requests in flight to each service. For each `c` the run measures, in
+//! this order and with the same machine busy only with the measurement at
+//! hand:
 //!
 //! 1. the raw MongoDB insert rate: `c` tasks inserting `jobs` documents of
 //!    the `message` shape with `insert_one`, through the same driver, into a
 //!    collection with the same indexes;
 //! 2. the raw stand-in rate: `c` tasks posting `jobs` `new_message` events
 //!    through Herald's own Tuisongbao client to a fresh push sandbox;
-//! 3. Herald end to end: a worker (in this process, `herald worker`'s code,
-//!    `worker.concurrency` and `worker.push_concurrency` set to `c`) while a
-//!    producer enqueues `jobs` messages, keeping at most `window` of them
-//!    outstanding (enqueued but not yet received by the sandbox). The clock
-//!    runs from the first enqueue until the sandbox has received the last
-//!    event; each message's latency runs from just before its enqueue call
-//!    to the moment its event reaches the sandbox.
+//! 3. Herald end to end: a worker (in this process, `herald worker`'s code)
+//!    with `worker.push_concurrency` set to `c`, so at most `c` pushes are in
+//!    flight, and `worker.concurrency` at its configured value (or `c` if
+//!    higher). MongoDB never sees more than one request of Herald's at a
+//!    time: the jobs in flight share one `insert_many` (see
+//!    [`crate::store::batch`]). A producer enqueues `jobs` messages, keeping
+//!    at most `window` of them outstanding (enqueued but not yet received by
+//!    the sandbox). The clock runs from the first enqueue until the sandbox
+//!    has received the last event; each message's latency runs from just
+//!    before its enqueue call to the moment its event reaches the sandbox;
+//! 4. at `c` = 1 only, for information: Herald taking one job at a time
+//!    (`worker.concurrency` 1 as well), so Redis, MongoDB and the push
+//!    take turns for each message. No target applies to it.
 //!
 //! The run then checks that every message was stored once and pushed once.
 //! Each measurement uses its own Redis namespace, Mongo database and sandbox,
@@ -74,12 +82,16 @@ pub struct Measured {
     pub raw_insert: Row,
     /// Raw sandbox POST rate.
     pub raw_post: Row,
-    /// Herald end to end.
+    /// Herald end to end, at most `concurrency` requests in flight to each
+    /// service.
     pub herald: Row,
     /// Median latency from enqueue to the sandbox receiving the event.
     pub p50: Duration,
     /// 99th percentile of the same.
     pub p99: Duration,
+    /// At concurrency 1 only: Herald taking one job at a time, from the
+    /// same trial as the other rows. For information; no target applies.
+    pub one_job_at_a_time: Option<Timed>,
     /// Documents stored at the end.
     pub stored: u64,
     /// Accepted `new_message` events in all.
@@ -88,6 +100,17 @@ pub struct Measured {
     pub pushed_distinct: u64,
     /// Each trial's own ratio of Herald to its lower raw limit, in order.
     pub trial_ratios: Vec<f64>,
+}
+
+/// A Herald row with its latencies from enqueue to the sandbox.
+#[derive(Debug, Clone)]
+pub struct Timed {
+    /// Messages and time taken.
+    pub row: Row,
+    /// Median latency.
+    pub p50: Duration,
+    /// 99th percentile latency.
+    pub p99: Duration,
 }
 
 impl Measured {
@@ -118,10 +141,15 @@ pub async fn run(settings: &Settings, workload: &Workload) -> Result<Vec<Measure
         let mut inserts = Vec::new();
         let mut posts = Vec::new();
         let mut runs = Vec::new();
+        let mut serial_runs = Vec::new();
+        let jobs_in_flight = settings.worker.concurrency.max(concurrency);
         for _ in 0..workload.trials.max(1) {
             inserts.push(raw_insert(settings, workload.jobs, concurrency).await?);
             posts.push(raw_post(settings, workload.jobs, concurrency).await?);
-            runs.push(end_to_end(settings, workload, concurrency).await?);
+            runs.push(end_to_end(settings, workload, jobs_in_flight, concurrency).await?);
+            if concurrency == 1 {
+                serial_runs.push(end_to_end(settings, workload, 1, 1).await?);
+            }
         }
         let trial_ratios: Vec<f64> = inserts
             .iter()
@@ -130,20 +158,15 @@ pub async fn run(settings: &Settings, workload: &Workload) -> Result<Vec<Measure
             .map(|((insert, post), run)| run.row.rate() / insert.rate().min(post.rate()).max(1e-9))
             .collect();
         let median = super::median_index(&trial_ratios, |ratio| *ratio);
-        let checked = runs
+        let counts = runs
             .iter()
-            .position(|run| {
-                !(run.stored == workload.jobs
-                    && run.pushed == workload.jobs
-                    && run.pushed_distinct == workload.jobs)
-            })
-            .unwrap_or(median);
-        let counts = (
-            runs[checked].stored,
-            runs[checked].pushed,
-            runs[checked].pushed_distinct,
-        );
-        let herald = runs.swap_remove(median);
+            .chain(&serial_runs)
+            .find(|run| !run.verified(workload.jobs))
+            .unwrap_or(&runs[median])
+            .counts();
+        let one_job_at_a_time =
+            (median < serial_runs.len()).then(|| serial_runs.swap_remove(median).timed());
+        let herald = runs.swap_remove(median).timed();
         results.push(Measured {
             concurrency,
             raw_insert: inserts.swap_remove(median),
@@ -151,6 +174,7 @@ pub async fn run(settings: &Settings, workload: &Workload) -> Result<Vec<Measure
             herald: herald.row,
             p50: herald.p50,
             p99: herald.p99,
+            one_job_at_a_time,
             stored: counts.0,
             pushed: counts.1,
             pushed_distinct: counts.2,
@@ -334,18 +358,44 @@ struct EndToEnd {
     pushed_distinct: u64,
 }
 
+impl EndToEnd {
+    fn verified(&self, jobs: u64) -> bool {
+        self.stored == jobs && self.pushed == jobs && self.pushed_distinct == jobs
+    }
+
+    fn counts(&self) -> (u64, u64, u64) {
+        (self.stored, self.pushed, self.pushed_distinct)
+    }
+
+    fn timed(self) -> Timed {
+        Timed {
+            row: self.row,
+            p50: self.p50,
+            p99: self.p99,
+        }
+    }
+}
+
+/// One end-to-end run with `jobs_in_flight` as `worker.concurrency` and
+/// `pushes_in_flight` as `worker.push_concurrency`.
 async fn end_to_end(
     settings: &Settings,
     workload: &Workload,
-    concurrency: usize,
+    jobs_in_flight: usize,
+    pushes_in_flight: usize,
 ) -> Result<EndToEnd, BenchError> {
     let mut settings = private_settings(settings, "e2e")?;
-    settings.worker.concurrency = concurrency;
-    settings.worker.push_concurrency = concurrency;
+    settings.worker.concurrency = jobs_in_flight;
+    settings.worker.push_concurrency = pushes_in_flight;
     let sandbox = Recorder::spawn(&settings).await?;
     settings.tuisongbao.url = sandbox.url()?;
     let database = store::connect(&settings.mongodb).await?;
-    let result = drive(&settings, workload, &sandbox, &database, concurrency).await;
+    let name = if jobs_in_flight == 1 {
+        "Herald end to end, one job at a time (info)".to_owned()
+    } else {
+        format!("Herald end to end, {jobs_in_flight} jobs, pushes {pushes_in_flight} at a time")
+    };
+    let result = drive(&settings, workload, &sandbox, &database, name).await;
     sandbox.stop();
     let _ = database.drop().await;
     let mut conn = crate::queue::connect(&settings).await?;
@@ -358,7 +408,7 @@ async fn drive(
     workload: &Workload,
     sandbox: &Recorder,
     database: &mongodb::Database,
-    concurrency: usize,
+    name: String,
 ) -> Result<EndToEnd, BenchError> {
     let jobs = workload.jobs;
     let messages = messages(settings, jobs)?;
@@ -426,7 +476,7 @@ async fn drive(
         .await?;
     Ok(EndToEnd {
         row: Row {
-            name: format!("Herald end to end, concurrency {concurrency}"),
+            name,
             count: jobs,
             elapsed,
         },

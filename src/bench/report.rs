@@ -140,18 +140,26 @@ impl Report {
             herald.p50 = Some(m.p50);
             herald.p99 = Some(m.p99);
             let trials: Vec<String> = m.trial_ratios.iter().map(|r| format!("{r:.2}")).collect();
+            let mut lines = vec![
+                Line::from_row(&m.raw_insert, Some(m.raw_insert.rate() / limit)),
+                Line::from_row(&m.raw_post, Some(m.raw_post.rate() / limit)),
+                herald,
+            ];
+            if let Some(serial) = &m.one_job_at_a_time {
+                let mut line = Line::from_row(&serial.row, Some(serial.row.rate() / limit));
+                line.p50 = Some(serial.p50);
+                line.p99 = Some(serial.p99);
+                lines.push(line);
+            }
             sections.push((
                 format!(
-                    "Messages end to end, concurrency {} (ratio: to the lower raw limit; the median of {} trial(s), whose ratios were {})",
+                    "Messages end to end, concurrency {} (at most {} request(s) in flight to each service; ratio: to the lower raw limit; the median of {} trial(s), whose ratios were {})",
+                    m.concurrency,
                     m.concurrency,
                     m.trial_ratios.len(),
                     trials.join(" ")
                 ),
-                vec![
-                    Line::from_row(&m.raw_insert, Some(m.raw_insert.rate() / limit)),
-                    Line::from_row(&m.raw_post, Some(m.raw_post.rate() / limit)),
-                    herald,
-                ],
+                lines,
             ));
         }
         for m in &self.export {
