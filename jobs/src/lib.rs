@@ -15,6 +15,8 @@
 //!   it through apalis-redis.
 //! - [`error`]: [`ValidationError`], which always names the offending field.
 //! - [`redis_url`]: opening Redis from a URL, including `redis+sentinel://`.
+//! - [`task_order`]: task ids that keep one process's jobs in the order it
+//!   enqueued them.
 //!
 //! Producers in other languages write the same JSON; its shape is documented on
 //! [`SendMessage`] and in the repository's README.
@@ -26,6 +28,7 @@ pub mod message;
 pub mod producer;
 pub mod queue;
 pub mod redis_url;
+pub mod task_order;
 
 pub use error::ValidationError;
 pub use export::{Export, ExportField, ExportLimits, ExportSort, ValidExport};

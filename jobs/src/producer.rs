@@ -16,6 +16,7 @@ use crate::{
     ids::MessageId,
     message::{MessageLimits, SendMessage},
     queue::{Namespace, QueueName},
+    task_order::next_task_id,
 };
 
 /// How long the enqueue idempotency key of a message is remembered by default.
@@ -107,6 +108,7 @@ impl Producer {
     pub async fn enqueue_message(&mut self, job: SendMessage) -> Result<MessageId, ProducerError> {
         let valid = job.validate(&self.limits)?;
         let task = TaskBuilder::new(job)
+            .task_id(next_task_id())
             .idempotency_key(format!("message:{}", valid.id))
             .build();
         self.messages
@@ -130,8 +132,9 @@ impl Producer {
             default_time_zone: chrono_tz::UTC,
         };
         let valid = job.validate(&limits)?;
+        let task = TaskBuilder::new(job).task_id(next_task_id()).build();
         self.exports
-            .push(job)
+            .push_task(task)
             .await
             .map_err(|e| ProducerError::Enqueue {
                 queue: self.export_queue.clone(),
@@ -167,6 +170,7 @@ impl Producer {
                 .take(BULK_CHUNK)
                 .map(|(job, id)| {
                     TaskBuilder::new(job)
+                        .task_id(next_task_id())
                         .idempotency_key(format!("message:{id}"))
                         .build()
                 })

@@ -197,6 +197,14 @@ impl TestEnv {
         producer.enqueue_message(job).await.expect("enqueue")
     }
 
+    /// Enqueues `jobs` with one bulk call of the public producer client.
+    pub async fn enqueue_bulk(&self, jobs: Vec<SendMessage>) -> Vec<MessageId> {
+        let mut producer =
+            Producer::from_connection(self.redis.clone(), &self.settings.redis.namespace)
+                .with_limits(self.settings.message);
+        producer.enqueue_messages(jobs).await.expect("bulk enqueue")
+    }
+
     /// Pushes any JSON onto the send_message queue, bypassing validation,
     /// as a producer in another language (or a buggy one) could.
     pub async fn push_raw(&self, payload: Value) {

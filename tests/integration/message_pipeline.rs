@@ -5,7 +5,7 @@ use herald_jobs::{MessageStatus, QueueName, SendMessage, UserId};
 use mongodb::bson::{doc, Bson, Document};
 use serde_json::json;
 
-use crate::helpers::{account, env, wait_for, APP_ID, SECRET};
+use crate::helpers::{account, env, env_with, wait_for, APP_ID, SECRET};
 
 fn user() -> UserId {
     UserId::from(mongodb::bson::oid::ObjectId::new())
@@ -369,4 +369,43 @@ async fn the_acknowledgement_hands_the_push_off_and_wakes_the_push_worker() {
     })
     .await;
     assert_eq!(push_done, vec![push_id]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_job_at_a_time_pushes_an_accounts_messages_in_the_order_they_were_enqueued() {
+    // A bulk enqueue lands within a millisecond or two; before task ids
+    // were ordered, the queue took such jobs in a shuffled order.
+    let mut env = env_with(&[
+        ("HERALD_WORKER_CONCURRENCY", "1"),
+        ("HERALD_WORKER_PUSH_CONCURRENCY", "1"),
+    ])
+    .await;
+    let account = account();
+    let mut enqueued = env
+        .enqueue_bulk(
+            (0..150)
+                .map(|i| SendMessage::new(account, format!("bulk {i}"), "in order"))
+                .collect(),
+        )
+        .await;
+    // Single enqueues after the bulk, in the same second.
+    for i in 0..50 {
+        enqueued.push(
+            env.enqueue(SendMessage::new(account, format!("single {i}"), "in order"))
+                .await,
+        );
+    }
+    env.start_worker().await;
+
+    let events = wait_for("every new_message event", || async {
+        let events = env.delivered("new_message").await;
+        (events.len() >= enqueued.len()).then_some(events)
+    })
+    .await;
+    let pushed: Vec<String> = events
+        .iter()
+        .map(|e| e.data["messageId"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    let expected: Vec<String> = enqueued.iter().map(|id| id.to_hex()).collect();
+    assert_eq!(pushed, expected);
 }
