@@ -84,11 +84,7 @@ pub struct Measured {
     pub raw_post: Row,
     /// Herald end to end, at most `concurrency` requests in flight to each
     /// service.
-    pub herald: Row,
-    /// Median latency from enqueue to the sandbox receiving the event.
-    pub p50: Duration,
-    /// 99th percentile of the same.
-    pub p99: Duration,
+    pub herald: Timed,
     /// At concurrency 1 only: Herald taking one job at a time, from the
     /// same trial as the other rows. For information; no target applies.
     pub one_job_at_a_time: Option<Timed>,
@@ -102,7 +98,8 @@ pub struct Measured {
     pub trial_ratios: Vec<f64>,
 }
 
-/// A Herald row with its latencies from enqueue to the sandbox.
+/// A Herald row with its latencies from enqueue to the sandbox and the
+/// order in which its events arrived.
 #[derive(Debug, Clone)]
 pub struct Timed {
     /// Messages and time taken.
@@ -111,6 +108,10 @@ pub struct Timed {
     pub p50: Duration,
     /// 99th percentile latency.
     pub p99: Duration,
+    /// Events that reached the sandbox after the event of a message
+    /// enqueued later (all of a run's messages belong to one account); 0
+    /// when every event arrived in enqueue order. See [`arrived_late`].
+    pub out_of_order: u64,
 }
 
 impl Measured {
@@ -166,14 +167,11 @@ pub async fn run(settings: &Settings, workload: &Workload) -> Result<Vec<Measure
             .counts();
         let one_job_at_a_time =
             (median < serial_runs.len()).then(|| serial_runs.swap_remove(median).timed());
-        let herald = runs.swap_remove(median).timed();
         results.push(Measured {
             concurrency,
             raw_insert: inserts.swap_remove(median),
             raw_post: posts.swap_remove(median),
-            herald: herald.row,
-            p50: herald.p50,
-            p99: herald.p99,
+            herald: runs.swap_remove(median).timed(),
             one_job_at_a_time,
             stored: counts.0,
             pushed: counts.1,
@@ -353,6 +351,7 @@ struct EndToEnd {
     row: Row,
     p50: Duration,
     p99: Duration,
+    out_of_order: u64,
     stored: u64,
     pushed: u64,
     pushed_distinct: u64,
@@ -372,6 +371,7 @@ impl EndToEnd {
             row: self.row,
             p50: self.p50,
             p99: self.p99,
+            out_of_order: self.out_of_order,
         }
     }
 }
@@ -422,7 +422,8 @@ async fn drive(
 
     let receipts = &sandbox.receipts;
     let window = workload.window.max(1);
-    let mut enqueued_at: HashMap<String, Instant> = HashMap::with_capacity(jobs as usize);
+    // Each message's enqueue time and its place in the enqueue order.
+    let mut enqueued: HashMap<String, (Instant, u64)> = HashMap::with_capacity(jobs as usize);
     let mut pending = messages.into_iter();
     let mut sent: u64 = 0;
     let start = Instant::now();
@@ -441,7 +442,8 @@ async fn drive(
             .await
             .map_err(|e| BenchError::Enqueue(e.to_string()))?;
         for id in ids {
-            enqueued_at.insert(id.to_hex(), at);
+            let place = enqueued.len() as u64;
+            enqueued.insert(id.to_hex(), (at, place));
         }
         sent += n;
     }
@@ -460,16 +462,22 @@ async fn drive(
     let mut late = receipts.take();
     let mut all = times;
     all.append(&mut late);
+    // In the order the events reached the sandbox.
+    all.sort_by_key(|(_, at)| *at);
     let distinct: HashSet<&str> = all.iter().map(|(id, _)| id.as_str()).collect();
     let mut latencies: Vec<Duration> = all
         .iter()
         .filter_map(|(id, at)| {
-            enqueued_at
+            enqueued
                 .get(id)
-                .map(|t| at.saturating_duration_since(*t))
+                .map(|(t, _)| at.saturating_duration_since(*t))
         })
         .collect();
     latencies.sort_unstable();
+    let places: Vec<u64> = all
+        .iter()
+        .filter_map(|(id, _)| enqueued.get(id).map(|(_, place)| *place))
+        .collect();
     let stored = database
         .collection::<Document>(MESSAGE_COLLECTION)
         .count_documents(doc! {})
@@ -482,6 +490,7 @@ async fn drive(
         },
         p50: percentile(&latencies, 0.50),
         p99: percentile(&latencies, 0.99),
+        out_of_order: arrived_late(&places),
         stored,
         pushed: all.len() as u64,
         pushed_distinct: distinct.len() as u64,
@@ -518,6 +527,21 @@ pub fn percentile(sorted: &[Duration], q: f64) -> Duration {
     }
     let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
     sorted[rank - 1]
+}
+
+/// How many of `places` (each event's place in the enqueue order, in the
+/// order the events arrived) come after a higher one: events that arrived
+/// after the event of a message enqueued later.
+pub fn arrived_late(places: &[u64]) -> u64 {
+    let mut highest = None;
+    let mut late = 0;
+    for &place in places {
+        match highest {
+            Some(h) if place < h => late += 1,
+            _ => highest = Some(place),
+        }
+    }
+    late
 }
 
 /// What the recording layer saw: accepted events and when they arrived.
@@ -628,5 +652,17 @@ mod tests {
         assert_eq!(percentile(&values, 0.99), Duration::from_millis(99));
         assert_eq!(percentile(&values[..1], 0.99), Duration::from_millis(1));
         assert_eq!(percentile(&[], 0.5), Duration::ZERO);
+    }
+
+    #[test]
+    fn events_count_as_late_when_a_later_message_arrived_before_them() {
+        assert_eq!(arrived_late(&[0, 1, 2, 3]), 0);
+        assert_eq!(arrived_late(&[]), 0);
+        // 1 and 2 both arrive after 3.
+        assert_eq!(arrived_late(&[0, 3, 1, 2, 4]), 2);
+        // Everything after the first arrival, in reverse.
+        assert_eq!(arrived_late(&[3, 2, 1, 0]), 3);
+        // A repeat of an earlier message's event is late too.
+        assert_eq!(arrived_late(&[0, 1, 0]), 1);
     }
 }

@@ -92,7 +92,7 @@ impl Report {
                     "end to end, concurrency {}: >= 60% of the lower raw limit",
                     m.concurrency
                 ),
-                ratio: m.herald.rate() / m.limit().max(1e-9),
+                ratio: m.herald.row.rate() / m.limit().max(1e-9),
                 required: 0.6,
                 at_most: false,
             });
@@ -136,19 +136,15 @@ impl Report {
         }
         for m in &self.pipeline {
             let limit = m.limit().max(1e-9);
-            let mut herald = Line::from_row(&m.herald, Some(m.herald.rate() / limit));
-            herald.p50 = Some(m.p50);
-            herald.p99 = Some(m.p99);
             let trials: Vec<String> = m.trial_ratios.iter().map(|r| format!("{r:.2}")).collect();
             let mut lines = vec![
                 Line::from_row(&m.raw_insert, Some(m.raw_insert.rate() / limit)),
                 Line::from_row(&m.raw_post, Some(m.raw_post.rate() / limit)),
-                herald,
             ];
-            if let Some(serial) = &m.one_job_at_a_time {
-                let mut line = Line::from_row(&serial.row, Some(serial.row.rate() / limit));
-                line.p50 = Some(serial.p50);
-                line.p99 = Some(serial.p99);
+            for timed in std::iter::once(&m.herald).chain(&m.one_job_at_a_time) {
+                let mut line = Line::from_row(&timed.row, Some(timed.row.rate() / limit));
+                line.p50 = Some(timed.p50);
+                line.p99 = Some(timed.p99);
                 lines.push(line);
             }
             sections.push((
@@ -207,6 +203,21 @@ impl Report {
                     opt(line.p99.map(ms)),
                     opt(line.peak_kib.map(|k| format!("{:.1}", k as f64 / 1024.0))),
                 );
+            }
+        }
+        if !self.pipeline.is_empty() {
+            let _ = writeln!(
+                out,
+                "-- Order: events that reached the stand-in after the event of a message enqueued later (each run's messages belong to one account)"
+            );
+            for m in &self.pipeline {
+                for timed in std::iter::once(&m.herald).chain(&m.one_job_at_a_time) {
+                    let _ = writeln!(
+                        out,
+                        "  {:<50} {:>9} of {}",
+                        timed.row.name, timed.out_of_order, timed.row.count
+                    );
+                }
             }
         }
         let targets = self.targets();

@@ -25,6 +25,7 @@ async fn bench_all_smoke_prints_one_table_with_every_part_and_verified_counts() 
         "-- No-op jobs, one worker",
         "-- Messages end to end, concurrency 1 ",
         "-- Messages end to end, concurrency 8 ",
+        "-- Order: events that reached the stand-in after",
         "-- Export, 1000 documents",
         "-- Export, 5000 documents",
         "-- Targets",
@@ -54,6 +55,21 @@ async fn bench_all_smoke_prints_one_table_with_every_part_and_verified_counts() 
     assert_eq!(count_of("Herald end to end, one job at a time"), [200]);
     assert_eq!(count_of("raw cursor scan"), [1_000, 5_000]);
     assert_eq!(count_of("Herald export to CSV"), [1_000, 5_000]);
+    // The order section names every Herald row, indented:
+    // "  <row>  <late> of <count>".
+    let order: Vec<&str> = stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("-- Order"))
+        .skip(1)
+        .take_while(|l| !l.starts_with("--"))
+        .collect();
+    assert_eq!(order.len(), 3, "{stdout}");
+    assert!(
+        order
+            .iter()
+            .all(|l| l.starts_with("  Herald end to end") && l.ends_with(" of 200")),
+        "{stdout}"
+    );
     assert!(
         stdout.contains("verified: every message stored once and pushed once"),
         "{stdout}"
