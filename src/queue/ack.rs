@@ -9,8 +9,19 @@
 //!
 //! The event is sent before the job's future resolves, so by the time the
 //! worker sees a job finish, its event is already waiting to be drained.
+//!
+//! A queue whose jobs hand off successors (see [`super::handoff`]) reports
+//! them *in the order the worker started them*, which is the queue's order:
+//! a job that finishes before an earlier one waits for the earlier one's
+//! event to be sent before sending its own. Its work is not held up, only
+//! its acknowledgement, so the successors reach the downstream queue in the
+//! order of their predecessors. A job that fails and is retried later loses
+//! its place, like any retry.
 
-use std::task::{Context, Poll};
+use std::{
+    sync::{Arc, Mutex},
+    task::{Context, Poll},
+};
 
 use apalis_core::{
     backend::{persistence::TaskEvent, TaskResult},
@@ -20,7 +31,7 @@ use apalis_core::{
 use futures::{future::BoxFuture, FutureExt};
 use serde::Serialize;
 use serde_json::Value;
-use tokio::sync::mpsc::UnboundedSender;
+use tokio::sync::{mpsc::UnboundedSender, oneshot};
 use tower::{Layer, Service};
 
 /// Where finished jobs are reported.
@@ -30,11 +41,56 @@ pub(super) type FinishedSender = UnboundedSender<TaskEvent<Value>>;
 #[derive(Debug, Clone)]
 pub struct AckLayer {
     finished: FinishedSender,
+    order: Option<StartOrder>,
 }
 
 impl AckLayer {
-    pub(super) fn new(finished: FinishedSender) -> Self {
-        Self { finished }
+    /// Reports finished jobs to `finished`; with `in_start_order`, in the
+    /// order they were started (see the module docs).
+    pub(super) fn new(finished: FinishedSender, in_start_order: bool) -> Self {
+        Self {
+            finished,
+            order: in_start_order.then(StartOrder::default),
+        }
+    }
+}
+
+/// The queue of turns that keeps reports in start order: each started job
+/// takes the next turn and reports once the turn before it has ended.
+/// Shared by every clone of a worker's service.
+#[derive(Debug, Clone, Default)]
+struct StartOrder {
+    /// Ends when the most recently started job has reported.
+    last: Arc<Mutex<Option<oneshot::Receiver<()>>>>,
+}
+
+impl StartOrder {
+    /// The next turn. Must be taken when the job starts (in `call`), which
+    /// apalis does in the order the backend yields jobs.
+    fn take_turn(&self) -> Turn {
+        let (ended, this) = oneshot::channel();
+        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        Turn {
+            previous: last.replace(this),
+            _ended: ended,
+        }
+    }
+}
+
+/// A job's place in [`StartOrder`]; dropping it ends the turn, whether the
+/// job reported or its future was dropped.
+struct Turn {
+    previous: Option<oneshot::Receiver<()>>,
+    _ended: oneshot::Sender<()>,
+}
+
+impl Turn {
+    /// Waits until the previous job's turn has ended.
+    async fn wait_for_previous(&mut self) {
+        if let Some(previous) = self.previous.take() {
+            // An error means the sender was dropped: the turn ended.
+            let _ = previous.await;
+        }
     }
 }
 
@@ -45,6 +101,7 @@ impl<S> Layer<S> for AckLayer {
         AckService {
             inner,
             finished: self.finished.clone(),
+            order: self.order.clone(),
         }
     }
 }
@@ -54,6 +111,7 @@ impl<S> Layer<S> for AckLayer {
 pub struct AckService<S> {
     inner: S,
     finished: FinishedSender,
+    order: Option<StartOrder>,
 }
 
 impl<S, Args> Service<Task<Args>> for AckService<S>
@@ -74,10 +132,14 @@ where
 
     fn call(&mut self, task: Task<Args>) -> Self::Future {
         let ctx = task.ctx().clone();
+        let mut turn = self.order.as_ref().map(StartOrder::take_turn);
         let job = self.inner.call(task);
         let finished = self.finished.clone();
         async move {
             let outcome = job.await.map_err(Into::into);
+            if let Some(turn) = turn.as_mut() {
+                turn.wait_for_previous().await;
+            }
             match ctx.task_id() {
                 Some(task_id) => {
                     let result = match &outcome {
@@ -98,6 +160,8 @@ where
                 }
                 None => tracing::error!("a job without an id finished; it cannot be acknowledged"),
             }
+            // The next job may report now.
+            drop(turn);
             outcome
         }
         .boxed()
@@ -112,6 +176,34 @@ fn encode<T: Serialize>(response: &T) -> Result<Value, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_turn_waits_for_the_one_before_it_and_no_longer() {
+        let order = StartOrder::default();
+        let first = order.take_turn();
+        let mut second = order.take_turn();
+        let mut third = order.take_turn();
+
+        let waiting = tokio::spawn(async move {
+            second.wait_for_previous().await;
+            second
+        });
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished(), "the second turn did not wait");
+        drop(first);
+        let second = waiting.await.expect("no panic");
+
+        let waiting = tokio::spawn(async move { third.wait_for_previous().await });
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished(), "the third turn did not wait");
+        // A turn whose job was dropped unfinished ends all the same.
+        drop(second);
+        waiting.await.expect("no panic");
+
+        // The first turn of all has nothing to wait for.
+        let mut alone = StartOrder::default().take_turn();
+        alone.wait_for_previous().await;
+    }
 
     #[test]
     fn results_are_recorded_as_json_and_unencodable_ones_as_errors() {

@@ -147,7 +147,8 @@ impl WorkerDriver {
     pub(super) fn ack_layer(&mut self) -> AckLayer {
         let (sender, receiver) = mpsc::unbounded_channel();
         self.finished = Some(receiver);
-        AckLayer::new(sender)
+        // Hand-offs keep their predecessors' order (see `AckLayer`).
+        AckLayer::new(sender, self.persistence.downstream.is_some())
     }
 
     fn batch_size(&self) -> usize {

@@ -409,3 +409,36 @@ async fn one_job_at_a_time_pushes_an_accounts_messages_in_the_order_they_were_en
     let expected: Vec<String> = enqueued.iter().map(|id| id.to_hex()).collect();
     assert_eq!(pushed, expected);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_side_by_side_still_push_in_enqueue_order_one_push_at_a_time() {
+    // 16 send_message jobs at once finish in any order; their pushes are
+    // handed off in the order the jobs started, so one push at a time
+    // delivers them in enqueue order.
+    let mut env = env_with(&[
+        ("HERALD_WORKER_CONCURRENCY", "16"),
+        ("HERALD_WORKER_PUSH_CONCURRENCY", "1"),
+    ])
+    .await;
+    let account = account();
+    let enqueued = env
+        .enqueue_bulk(
+            (0..300)
+                .map(|i| SendMessage::new(account, format!("side by side {i}"), "in order"))
+                .collect(),
+        )
+        .await;
+    env.start_worker().await;
+
+    let events = wait_for("every new_message event", || async {
+        let events = env.delivered("new_message").await;
+        (events.len() >= enqueued.len()).then_some(events)
+    })
+    .await;
+    let pushed: Vec<String> = events
+        .iter()
+        .map(|e| e.data["messageId"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    let expected: Vec<String> = enqueued.iter().map(|id| id.to_hex()).collect();
+    assert_eq!(pushed, expected);
+}
