@@ -147,9 +147,16 @@ pub async fn run(settings: &Settings, workload: &Workload) -> Result<Vec<Measure
         for _ in 0..workload.trials.max(1) {
             inserts.push(raw_insert(settings, workload.jobs, concurrency).await?);
             posts.push(raw_post(settings, workload.jobs, concurrency).await?);
-            runs.push(end_to_end(settings, workload, jobs_in_flight, concurrency).await?);
+            runs.push(
+                end_to_end(
+                    settings,
+                    workload,
+                    Lanes::PerService(jobs_in_flight, concurrency),
+                )
+                .await?,
+            );
             if concurrency == 1 {
-                serial_runs.push(end_to_end(settings, workload, 1, 1).await?);
+                serial_runs.push(end_to_end(settings, workload, Lanes::OneJobAtATime).await?);
             }
         }
         let trial_ratios: Vec<f64> = inserts
@@ -376,24 +383,36 @@ impl EndToEnd {
     }
 }
 
-/// One end-to-end run with `jobs_in_flight` as `worker.concurrency` and
-/// `pushes_in_flight` as `worker.push_concurrency`.
+/// How many jobs and pushes an end-to-end run keeps in flight.
+#[derive(Debug, Clone, Copy)]
+enum Lanes {
+    /// `worker.concurrency` and `worker.push_concurrency`, in that order.
+    PerService(usize, usize),
+    /// Both 1: the informational row.
+    OneJobAtATime,
+}
+
+/// One end-to-end run with the worker settings of `lanes`.
 async fn end_to_end(
     settings: &Settings,
     workload: &Workload,
-    jobs_in_flight: usize,
-    pushes_in_flight: usize,
+    lanes: Lanes,
 ) -> Result<EndToEnd, BenchError> {
     let mut settings = private_settings(settings, "e2e")?;
+    let (jobs_in_flight, pushes_in_flight) = match lanes {
+        Lanes::PerService(jobs, pushes) => (jobs, pushes),
+        Lanes::OneJobAtATime => (1, 1),
+    };
     settings.worker.concurrency = jobs_in_flight;
     settings.worker.push_concurrency = pushes_in_flight;
     let sandbox = Recorder::spawn(&settings).await?;
     settings.tuisongbao.url = sandbox.url()?;
     let database = store::connect(&settings.mongodb).await?;
-    let name = if jobs_in_flight == 1 {
-        "Herald end to end, one job at a time (info)".to_owned()
-    } else {
-        format!("Herald end to end, {jobs_in_flight} jobs, pushes {pushes_in_flight} at a time")
+    let name = match lanes {
+        Lanes::OneJobAtATime => "Herald end to end, one job at a time (info)".to_owned(),
+        Lanes::PerService(..) => {
+            format!("Herald end to end, {jobs_in_flight} jobs, pushes {pushes_in_flight} at a time")
+        }
     };
     let result = drive(&settings, workload, &sandbox, &database, name).await;
     sandbox.stop();
