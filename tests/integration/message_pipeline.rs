@@ -1,11 +1,11 @@
 //! send_message end to end: enqueue → document in MongoDB → event at the sandbox.
 
 use herald::store::MessageStore;
-use herald_jobs::{MessageStatus, QueueName, SendMessage, UserId};
+use herald_jobs::{MessageId, MessageStatus, QueueName, SendMessage, UserId};
 use mongodb::bson::{doc, Bson, Document};
 use serde_json::json;
 
-use crate::helpers::{account, env, env_with, wait_for, APP_ID, SECRET};
+use crate::helpers::{account, env, env_with, wait_for, TestEnv, APP_ID, SECRET};
 
 fn user() -> UserId {
     UserId::from(mongodb::bson::oid::ObjectId::new())
@@ -397,17 +397,7 @@ async fn one_job_at_a_time_pushes_an_accounts_messages_in_the_order_they_were_en
     }
     env.start_worker().await;
 
-    let events = wait_for("every new_message event", || async {
-        let events = env.delivered("new_message").await;
-        (events.len() >= enqueued.len()).then_some(events)
-    })
-    .await;
-    let pushed: Vec<String> = events
-        .iter()
-        .map(|e| e.data["messageId"].as_str().unwrap_or_default().to_owned())
-        .collect();
-    let expected: Vec<String> = enqueued.iter().map(|id| id.to_hex()).collect();
-    assert_eq!(pushed, expected);
+    assert_pushed_in_order(&env, &enqueued).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -430,6 +420,12 @@ async fn jobs_side_by_side_still_push_in_enqueue_order_one_push_at_a_time() {
         .await;
     env.start_worker().await;
 
+    assert_pushed_in_order(&env, &enqueued).await;
+}
+
+/// Waits for a `new_message` event per message of `enqueued`, then checks
+/// they arrived in exactly that order.
+async fn assert_pushed_in_order(env: &TestEnv, enqueued: &[MessageId]) {
     let events = wait_for("every new_message event", || async {
         let events = env.delivered("new_message").await;
         (events.len() >= enqueued.len()).then_some(events)
