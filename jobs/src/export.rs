@@ -35,7 +35,7 @@ pub const FORBIDDEN_OPERATORS: [&str; 3] = ["$where", "$function", "$accumulator
 
 /// The `export` payload (camelCase JSON).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(remote = "Self", rename_all = "camelCase")]
 pub struct Export {
     /// The account whose documents are exported, 24-hex.
     pub account_id: String,
@@ -57,12 +57,17 @@ pub struct Export {
     pub time_zone: Option<String>,
 }
 
+crate::object_only!(Export, "an export job (a JSON object)");
+crate::object_only!(ExportField, "a field object {\"path\", \"title\"}");
+crate::object_only!(ExportSort, "a sort object {\"path\", \"order\"}");
+
 fn empty_object() -> serde_json::Value {
     serde_json::Value::Object(Default::default())
 }
 
 /// One column: a document path and its title.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ExportField {
     /// Dotted path, e.g. `profile.name`.
     pub path: String,
@@ -72,6 +77,7 @@ pub struct ExportField {
 
 /// One sort key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ExportSort {
     /// Dotted path.
     pub path: String,

@@ -14,6 +14,8 @@
 //! - [`producer`]: [`Producer`], a small client that validates a job and enqueues
 //!   it through apalis-redis.
 //! - [`error`]: [`ValidationError`], which always names the offending field.
+//! - [`object`]: [`object_only!`], which makes a payload type accept a JSON
+//!   object and nothing else.
 //! - [`redis_url`]: opening Redis from a URL, including `redis+sentinel://`.
 //! - [`task_order`]: task ids that keep one process's jobs in the order it
 //!   enqueued them.
@@ -25,6 +27,7 @@ pub mod error;
 pub mod export;
 pub mod ids;
 pub mod message;
+pub mod object;
 pub mod producer;
 pub mod queue;
 pub mod redis_url;

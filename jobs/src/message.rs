@@ -37,7 +37,7 @@ pub const DEFAULT_MAX_TITLE_BYTES: usize = 1024;
 /// Every field is a string so that a malformed value from another language
 /// still decodes and can be rejected with an error naming it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(remote = "Self", rename_all = "camelCase")]
 pub struct SendMessage {
     /// `_id` of the message document, 24-hex. Chosen by the producer so that a
     /// retried job finds the document it already stored.
@@ -58,6 +58,7 @@ pub struct SendMessage {
 
 /// `sender` on the wire: `{"id": "system" | HEX, "from": "system" | "user"}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct Sender {
     /// `"system"` or a user's 24-hex id.
     pub id: String,
@@ -67,12 +68,17 @@ pub struct Sender {
 
 /// `to` on the wire: `{"id": HEX, "target": "account" | "user"}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct Recipient {
     /// The account's or the user's 24-hex id.
     pub id: String,
     /// `"account"` or `"user"`.
     pub target: String,
 }
+
+crate::object_only!(SendMessage, "a send_message job (a JSON object)");
+crate::object_only!(Sender, "a sender object {\"id\", \"from\"}");
+crate::object_only!(Recipient, "a recipient object {\"id\", \"target\"}");
 
 impl SendMessage {
     /// Starts a message from the system to a whole account, with status

@@ -34,6 +34,7 @@ pub fn account_channel(account: AccountId) -> String {
 
 /// One realtime event, as the provider's REST API takes it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct Event {
     /// Event name, e.g. `new_message`.
     pub name: String,
@@ -42,6 +43,8 @@ pub struct Event {
     /// Channels to deliver to.
     pub channels: Vec<String>,
 }
+
+herald_jobs::object_only!(Event, "an event object {\"name\", \"data\", \"channels\"}");
 
 /// A provider that delivers events to channels.
 pub trait EventPusher: Send + Sync + 'static {
