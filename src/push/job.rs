@@ -9,11 +9,11 @@
 use serde::{Deserialize, Serialize};
 
 use super::{account_channel, Event, NEW_MESSAGE_EVENT};
-use crate::store::StoredMessage;
+use crate::store::{inbox::rfc3339, StoredMessage};
 
 /// One event to deliver, as stored on the `push` queue (camelCase JSON).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(remote = "Self", rename_all = "camelCase")]
 pub struct PushJob {
     /// `EVENT:ID`, e.g. `new_message:65a1f0c2e4b0a1b2c3d4e5f6`.
     pub idempotency_key: String,
@@ -22,6 +22,8 @@ pub struct PushJob {
     /// What to send.
     pub event: Event,
 }
+
+herald_jobs::object_only!(PushJob, "a push job (a JSON object)");
 
 impl PushJob {
     /// An event on `account`'s channel (used by exports:
@@ -62,7 +64,8 @@ impl PushJob {
                 "id": message.to.object_id().to_hex(),
                 "target": message.to.target().as_str(),
             },
-            "createdAt": stored.created_at.try_to_rfc3339_string().unwrap_or_default(),
+            // Exactly three fractional digits, as the read API shows it.
+            "createdAt": rfc3339(stored.created_at).unwrap_or_default(),
         });
         Self {
             idempotency_key: format!("{NEW_MESSAGE_EVENT}:{}", message.id),
@@ -72,6 +75,47 @@ impl PushJob {
                 data,
                 channels: vec![account_channel(message.account)],
             },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use herald_jobs::{MessageLimits, SendMessage};
+    use mongodb::bson::DateTime;
+
+    fn stored_at(millis: i64) -> StoredMessage {
+        let account = herald_jobs::AccountId::from(mongodb::bson::oid::ObjectId::new());
+        StoredMessage {
+            message: SendMessage::new(account, "t", "c")
+                .validate(&MessageLimits::default())
+                .expect("valid"),
+            created_at: DateTime::from_millis(millis),
+            newly_inserted: true,
+        }
+    }
+
+    #[test]
+    fn created_at_has_exactly_three_fractional_digits_like_the_read_api() {
+        let base = 1_780_000_000_000_i64; // 2026-05-28T...
+                                          // Every millisecond residue, including those whose shortest form
+                                          // would drop trailing zeros (.000, .500, .530), and whole seconds.
+        for millis in (0..1_000).map(|ms| base + ms).chain([0, 1_000, 86_400_000]) {
+            let job = PushJob::new_message(&stored_at(millis));
+            let created = job.event.data["createdAt"].as_str().expect("a string");
+            assert_eq!(created.len(), "2026-05-28T20:26:40.000Z".len(), "{created}");
+            let fraction = &created[created.len() - 5..];
+            assert!(
+                fraction.starts_with('.')
+                    && fraction[1..4].bytes().all(|b| b.is_ascii_digit())
+                    && fraction.ends_with('Z'),
+                "{created}"
+            );
+            assert_eq!(
+                Some(created.to_owned()),
+                rfc3339(DateTime::from_millis(millis))
+            );
         }
     }
 }
