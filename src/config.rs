@@ -22,6 +22,8 @@ pub const SETTING_KEYS: &[&str] = &[
     "redis.namespace",
     "mongodb.url",
     "mongodb.database",
+    "mongodb.write_concern",
+    "mongodb.write_journal",
     "tuisongbao.url",
     "tuisongbao.app_id",
     "tuisongbao.secret",
@@ -42,6 +44,7 @@ pub const SETTING_KEYS: &[&str] = &[
     "worker.export_max_attempts",
     "worker.export_concurrency",
     "worker.ops_bind",
+    "worker.max_payload_bytes",
     "message.max_content_bytes",
     "message.max_title_bytes",
     "log.format",
@@ -163,6 +166,39 @@ pub struct MongoSettings {
     pub url: String,
     /// Database name.
     pub database: String,
+    /// How many members must have a write before it counts as done.
+    pub write_concern: WriteAcknowledgment,
+    /// Whether a write counts as done only once it is in the journal.
+    pub write_journal: bool,
+}
+
+/// `mongodb.write_concern`: which members must acknowledge a write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteAcknowledgment {
+    /// A majority of the replica set's voting members (`"majority"`).
+    Majority,
+    /// This many members (`"1"`, `"2"`, ...).
+    Members(u32),
+    /// A custom write concern defined by the replica set's tags.
+    Tag(String),
+}
+
+impl WriteAcknowledgment {
+    /// Parses the setting's text. `"0"` (no acknowledgment) is refused:
+    /// Herald pushes a message only once it knows the message is stored.
+    fn parse(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        match text {
+            "" => Err("must not be empty".to_owned()),
+            "majority" => Ok(Self::Majority),
+            "0" => Err("'0' would not wait for any acknowledgment; Herald pushes a message only after the database has it (use \"majority\" or 1 and up)".to_owned()),
+            number if number.bytes().all(|b| b.is_ascii_digit()) => number
+                .parse()
+                .map(Self::Members)
+                .map_err(|_| format!("'{number}' is not a usable member count")),
+            tag => Ok(Self::Tag(tag.to_owned())),
+        }
+    }
 }
 
 /// Tuisongbao REST endpoint and credentials.
@@ -214,6 +250,9 @@ pub struct WorkerSettings {
     /// Where the worker serves `/healthz`, `/readyz` and `/metrics`;
     /// `None` when the setting is empty (no listener).
     pub ops_bind: Option<std::net::SocketAddr>,
+    /// Largest job payload a worker decodes, in bytes; a larger one is
+    /// recorded dead unread.
+    pub max_payload_bytes: usize,
 }
 
 /// Log output format.
@@ -274,6 +313,8 @@ struct RawRedis {
 struct RawMongo {
     url: String,
     database: String,
+    write_concern: String,
+    write_journal: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -302,6 +343,7 @@ struct RawWorker {
     export_max_attempts: usize,
     export_concurrency: usize,
     ops_bind: String,
+    max_payload_bytes: usize,
 }
 
 #[derive(Debug, Deserialize)]
@@ -469,6 +511,9 @@ impl RawSettings {
             mongodb: MongoSettings {
                 url: mongo_url,
                 database,
+                write_concern: WriteAcknowledgment::parse(&self.mongodb.write_concern)
+                    .map_err(|reason| ConfigError::invalid("mongodb.write_concern", reason))?,
+                write_journal: self.mongodb.write_journal,
             },
             tuisongbao: TuisongbaoSettings {
                 url: push_url,
@@ -535,6 +580,10 @@ impl RawSettings {
                     self.worker.export_concurrency,
                 )?,
                 ops_bind: optional_address("worker.ops_bind", &self.worker.ops_bind)?,
+                max_payload_bytes: positive_usize(
+                    "worker.max_payload_bytes",
+                    self.worker.max_payload_bytes,
+                )?,
             },
             message: MessageLimits {
                 max_content_bytes: positive_usize(

@@ -14,22 +14,47 @@
 //!   comes at least a heartbeat timeout after the run that sent, and a
 //!   retry after its backoff, so the receipt is there by then. A job whose
 //!   metadata has no key (enqueued by hand) is checked with its own GET.
-//! - **Writing**: [`DeliveryLog::record`] sends the receipt at once but does
-//!   not make the job wait for Redis's answer; [`DeliveryLog::flush`] waits
-//!   for every receipt still on its way (the worker calls it on shutdown).
+//! - **Writing**: [`DeliveryLog::record`] hands the receipt to one writer
+//!   task per process and returns at once. The writer sends every receipt
+//!   waiting, in one pipelined round trip; when Redis does not answer
+//!   (restarting, a broken connection) it keeps them and tries again until
+//!   it does, so a receipt is never dropped while the process lives.
+//!   [`DeliveryLog::flush`] waits until every receipt recorded so far is
+//!   written (the worker calls it on shutdown).
 //!
-//! What remains is the instant between the provider accepting an event and
-//! the receipt reaching Redis: a crash exactly there sends the event again
-//! on redelivery. Closing that gap would need the provider to deduplicate,
-//! which Tuisongbao's API does not offer.
+//! What remains is the time between the provider accepting an event and
+//! its receipt reaching Redis: a process that dies exactly then, or whose
+//! job is redelivered before its receipt could be written, sends the event
+//! again. Closing that gap would need the provider to deduplicate, which
+//! Tuisongbao's API does not offer. A worker that stays alive through a
+//! Redis outage also holds back the job's acknowledgement until Redis
+//! answers, so its own jobs are not redelivered meanwhile.
 
-use std::time::Duration;
+use std::{collections::VecDeque, time::Duration};
 
 use redis::aio::ConnectionManager;
-use tokio_util::task::TaskTracker;
-use tracing::{warn, Instrument};
+use tokio::sync::{mpsc, oneshot};
+use tracing::{error, info, warn};
 
 use crate::queue::QueueConfig;
+
+/// Most receipts kept while Redis is away (about 100 bytes each). Past
+/// this the oldest are dropped, with an error in the log: the process
+/// would otherwise grow without bound in an outage that never ends.
+pub const MAX_PENDING_RECEIPTS: usize = 100_000;
+
+/// Pause before the writer tries Redis again; doubles per failure up to
+/// one second.
+const FIRST_PAUSE: Duration = Duration::from_millis(50);
+const LONGEST_PAUSE: Duration = Duration::from_secs(1);
+
+/// What the writer task is asked to do.
+enum Command {
+    /// Write `key` = `value`.
+    Record { key: String, value: String },
+    /// Answer once everything asked before is written.
+    Flush(oneshot::Sender<()>),
+}
 
 /// Delivered-event receipts in Redis, `NAMESPACE:push:delivered:<key>`,
 /// holding the delivery time (Unix seconds).
@@ -37,18 +62,20 @@ use crate::queue::QueueConfig;
 pub struct DeliveryLog {
     conn: ConnectionManager,
     prefix: String,
-    ttl: Duration,
-    writes: TaskTracker,
+    writer: mpsc::UnboundedSender<Command>,
 }
 
 impl DeliveryLog {
-    /// The receipts of `queue` (the push queue), each kept `ttl`.
+    /// The receipts of `queue` (the push queue), each kept `ttl`. Starts
+    /// the writer task, which ends when the last clone is dropped (after
+    /// writing what it holds) — so it must be called inside a runtime.
     pub fn new(conn: ConnectionManager, queue: &QueueConfig, ttl: Duration) -> Self {
+        let (writer, commands) = mpsc::unbounded_channel();
+        tokio::spawn(write_receipts(conn.clone(), ttl.as_secs().max(1), commands));
         Self {
             conn,
             prefix: queue.delivered_prefix(),
-            ttl,
-            writes: TaskTracker::new(),
+            writer,
         }
     }
 
@@ -74,34 +101,119 @@ impl DeliveryLog {
             .await
     }
 
-    /// Records that the event with `idempotency_key` was delivered. The
-    /// write is sent now and finishes in the background; a failure is
-    /// logged (the event is out, so failing the job would send it again).
+    /// Records that the event with `idempotency_key` was delivered, now.
+    /// Returns at once; the writer task writes it (see the module docs).
     pub fn record(&self, idempotency_key: &str) {
-        let mut conn = self.conn.clone();
-        let key = format!("{}:{idempotency_key}", self.prefix);
-        let ttl = self.ttl.as_secs().max(1);
-        self.writes.spawn(
-            async move {
-                let written = redis::cmd("SET")
-                    .arg(&key)
-                    .arg(crate::queue::now_secs_string())
-                    .arg("EX")
-                    .arg(ttl)
-                    .query_async::<()>(&mut conn)
-                    .await;
-                if let Err(e) = written {
-                    warn!(error = %e, receipt = %key, "event delivered but its receipt was not written; a redelivery would send it again");
-                }
-            }
-            .in_current_span(),
-        );
+        let command = Command::Record {
+            key: format!("{}:{idempotency_key}", self.prefix),
+            value: crate::queue::now_secs_string(),
+        };
+        if self.writer.send(command).is_err() {
+            error!(
+                key = idempotency_key,
+                "receipt writer stopped; this receipt is lost"
+            );
+        }
     }
 
-    /// Waits until every receipt recorded so far is written (or failed).
-    pub async fn flush(&self) {
-        self.writes.close();
-        self.writes.wait().await;
-        self.writes.reopen();
+    /// Waits until every receipt recorded so far is written, at most
+    /// `patience`; returns whether they all were.
+    pub async fn flush(&self, patience: Duration) -> bool {
+        let (done, written) = oneshot::channel();
+        if self.writer.send(Command::Flush(done)).is_err() {
+            return false;
+        }
+        let flushed = matches!(tokio::time::timeout(patience, written).await, Ok(Ok(())));
+        if !flushed {
+            error!(
+                patience_secs = patience.as_secs(),
+                "delivery receipts not written before shutdown; a redelivery of those jobs would send their events again"
+            );
+        }
+        flushed
+    }
+}
+
+/// Adds `command` to what the writer holds.
+fn absorb(
+    command: Command,
+    pending: &mut VecDeque<(String, String)>,
+    flushes: &mut Vec<oneshot::Sender<()>>,
+) {
+    match command {
+        Command::Record { key, value } => {
+            if pending.len() >= MAX_PENDING_RECEIPTS {
+                if let Some((dropped, _)) = pending.pop_front() {
+                    error!(receipt = %dropped, "too many receipts waiting for Redis; dropped the oldest");
+                }
+            }
+            pending.push_back((key, value));
+        }
+        Command::Flush(done) => flushes.push(done),
+    }
+}
+
+/// The writer task: see the module docs.
+async fn write_receipts(
+    mut conn: ConnectionManager,
+    ttl_secs: u64,
+    mut commands: mpsc::UnboundedReceiver<Command>,
+) {
+    let mut pending: VecDeque<(String, String)> = VecDeque::new();
+    let mut flushes: Vec<oneshot::Sender<()>> = Vec::new();
+    let mut failures: u32 = 0;
+    loop {
+        if pending.is_empty() {
+            for done in flushes.drain(..) {
+                let _ = done.send(());
+            }
+            match commands.recv().await {
+                Some(command) => absorb(command, &mut pending, &mut flushes),
+                // Every handle is gone and nothing is left to write.
+                None => return,
+            }
+        }
+        while let Ok(command) = commands.try_recv() {
+            absorb(command, &mut pending, &mut flushes);
+        }
+        if pending.is_empty() {
+            continue;
+        }
+        let mut pipe = redis::pipe();
+        for (key, value) in &pending {
+            pipe.cmd("SET")
+                .arg(key)
+                .arg(value)
+                .arg("EX")
+                .arg(ttl_secs)
+                .ignore();
+        }
+        match pipe.query_async::<()>(&mut conn).await {
+            Ok(()) => {
+                if failures > 0 {
+                    info!(
+                        receipts = pending.len(),
+                        tries = failures + 1,
+                        "delivery receipts written now that Redis answers"
+                    );
+                }
+                failures = 0;
+                pending.clear();
+            }
+            Err(e) => {
+                if failures == 0 {
+                    warn!(
+                        error = %e,
+                        receipts = pending.len(),
+                        "delivery receipts not written; keeping them and trying again until Redis answers"
+                    );
+                }
+                let pause = FIRST_PAUSE
+                    .saturating_mul(1 << failures.min(16))
+                    .min(LONGEST_PAUSE);
+                failures = failures.saturating_add(1);
+                tokio::time::sleep(pause).await;
+            }
+        }
     }
 }

@@ -7,20 +7,21 @@ use std::{
     task::{ready, Context, Poll},
 };
 
-use apalis_codec::json::JsonCodec;
 use apalis_core::{
     backend::{
-        finalize::Durable, future::BoxSyncFuture, persistence::Persistence, Backend, BackendConfig,
-        WireFormatBackend,
+        finalize::Ephemeral, future::BoxSyncFuture, persistence::Persistence, Backend,
+        BackendConfig,
     },
     task::Task,
     worker::context::WorkerContext,
 };
 use futures::{FutureExt, Sink};
 use redis::aio::ConnectionManager;
+use serde::{de::DeserializeOwned, Serialize};
 
 use super::{
-    ack::AckLayer, driver::WorkerDriver, persistence::QueuePersistence, QueueConfig, QueueError,
+    ack::AckLayer, decode::decode, driver::WorkerDriver, persistence::QueuePersistence,
+    QueueConfig, QueueError,
 };
 
 /// A Redis-backed apalis backend for jobs of type `Args` (JSON on the wire).
@@ -29,10 +30,14 @@ use super::{
 /// [`WorkerDriver`] fetches ahead and acknowledges behind the jobs), or
 /// use it as a `TaskSink` to enqueue. Clones share the connection; each
 /// clone used as a worker backend keeps its own fetch state.
+///
+/// The backend decodes each payload itself ([`super::decode`]): a job
+/// whose bytes are not an `Args` never reaches apalis (where a decoding
+/// error would stop the worker's fetch loop); it is recorded dead with the
+/// reason, and the jobs leased beside it run.
 pub struct RedisQueue<Args> {
     driver: WorkerDriver,
     sink: Enqueuer,
-    codec: JsonCodec<Vec<u8>>,
     deregister: Option<BoxSyncFuture<Result<(), QueueError>>>,
     _args: PhantomData<fn() -> Args>,
 }
@@ -66,7 +71,6 @@ impl<Args> RedisQueue<Args> {
         Self {
             driver: WorkerDriver::new(persistence.clone()),
             sink: Enqueuer::new(persistence),
-            codec: JsonCodec::default(),
             deregister: None,
             _args: PhantomData,
         }
@@ -108,8 +112,8 @@ impl<Args> RedisQueue<Args> {
     }
 }
 
-impl<Args> Backend for RedisQueue<Args> {
-    type Task = Task<Vec<u8>>;
+impl<Args: DeserializeOwned> Backend for RedisQueue<Args> {
+    type Task = Task<Args>;
     type Error = QueueError;
 
     fn poll_ready(
@@ -127,7 +131,18 @@ impl<Args> Backend for RedisQueue<Args> {
     ) -> Poll<Option<Result<Self::Task, Self::Error>>> {
         // An enqueue from this process rings this worker awake.
         self.persistence().doorbell.register(cx.waker());
-        self.driver.poll_next(cx, worker)
+        loop {
+            let task = match ready!(self.driver.poll_next(cx, worker)) {
+                Some(Ok(task)) => task,
+                Some(Err(e)) => return Poll::Ready(Some(Err(e))),
+                None => return Poll::Ready(None),
+            };
+            let limit = self.persistence().config.max_payload_bytes;
+            match decode::<Args>(&task.args, limit) {
+                Ok(args) => return Poll::Ready(Some(Ok(task.map_args(|_| args)))),
+                Err(reason) => self.driver.reject(task, reason),
+            }
+        }
     }
 
     fn poll_close(
@@ -165,10 +180,11 @@ impl<Args> Backend for RedisQueue<Args> {
     }
 }
 
-impl<Args> BackendConfig for RedisQueue<Args> {
+impl<Args: DeserializeOwned> BackendConfig for RedisQueue<Args> {
     type Args = Args;
     type Id = ulid::Ulid;
-    type Kind = Durable;
+    // Decoded here, not by apalis (see the type's docs).
+    type Kind = Ephemeral;
     type Config = QueueConfig;
     type Layer = AckLayer;
 
@@ -183,24 +199,20 @@ impl<Args> BackendConfig for RedisQueue<Args> {
     }
 }
 
-impl<Args> WireFormatBackend for RedisQueue<Args> {
-    type Codec = JsonCodec<Vec<u8>>;
-    type Compact = Vec<u8>;
-
-    fn codec(&self) -> &Self::Codec {
-        &self.codec
-    }
-}
-
-impl<Args> Sink<Task<Vec<u8>>> for RedisQueue<Args> {
+impl<Args: Serialize> Sink<Task<Args>> for RedisQueue<Args> {
     type Error = QueueError;
 
     fn poll_ready(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         Poll::Ready(Ok(()))
     }
 
-    fn start_send(self: Pin<&mut Self>, item: Task<Vec<u8>>) -> Result<(), Self::Error> {
-        self.get_mut().sink.buffered.push(item);
+    fn start_send(self: Pin<&mut Self>, item: Task<Args>) -> Result<(), Self::Error> {
+        let this = self.get_mut();
+        let payload = serde_json::to_vec(&item.args).map_err(|source| QueueError::Encode {
+            queue: this.persistence().config.name.clone(),
+            source,
+        })?;
+        this.sink.buffered.push(item.map_args(|_| payload));
         Ok(())
     }
 

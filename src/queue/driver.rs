@@ -26,26 +26,47 @@
 //! finished jobs wait to be recorded, so a Redis that accepts fetches but
 //! not acknowledgements cannot make a worker lease without bound.
 //!
-//! A failed Redis call stops the worker with the error (apalis then
-//! rebuilds it under a new name; its leases go back to the queue after the
-//! heartbeat timeout, as with a crash). Shutdown ([`WorkerDriver::poll_close`])
-//! releases the leased jobs that never started and records every finished
-//! one before it returns.
+//! **Redis going away stops nothing.** A failed call (Redis restarting, a
+//! broken connection, `LOADING` while it reads its AOF) is tried again
+//! after a short pause that grows to [`RETRY_MAX`], for as long as it takes,
+//! by the same worker under the same name, so its leases stay its own:
+//!
+//! - finished jobs' acknowledgements are kept, in order, and sent again
+//!   (their hand-offs carry idempotency keys, and a job an earlier try did
+//!   record is simply not recorded twice), before this worker could ever
+//!   see one of them again;
+//! - leased jobs that have not started yet start as usual, running ones
+//!   finish as usual; only fetching more waits for Redis;
+//! - a fetch that failed may have leased jobs whose answer never arrived:
+//!   before the next fetch, every id leased to this worker that it does not
+//!   know is handed back to the head of the queue ([`reconcile`]);
+//! - a worker that was presumed dead meanwhile (its registration is gone)
+//!   registers again.
+//!
+//! The first failure is logged at `warn` with what was being done, and the
+//! recovery at `info` with how long Redis was away.
+//!
+//! Shutdown ([`WorkerDriver::poll_close`]) releases the leased jobs that
+//! never started and records every finished one before it returns, trying
+//! until Redis answers (the worker's shutdown timeout bounds the wait).
+//!
+//! [`reconcile`]: super::persistence::QueuePersistence::reconcile
 
 use std::{
-    collections::VecDeque,
+    collections::{HashSet, VecDeque},
     future::Future,
     pin::Pin,
     task::{Context, Poll},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use apalis_core::{
     backend::{
         future::BoxSyncFuture,
         persistence::{Persistence, TaskEvent},
+        TaskResult,
     },
-    task::Task,
+    task::{status::Status, Task},
     worker::context::WorkerContext,
 };
 use futures::FutureExt;
@@ -55,7 +76,7 @@ use tokio::{
     time::Sleep,
 };
 
-use super::{ack::AckLayer, persistence::QueuePersistence, QueueError};
+use super::{ack::AckLayer, decode::UndecodablePayload, persistence::QueuePersistence, QueueError};
 
 /// Longest a finished job waits to be acknowledged while the worker is
 /// busy with others (an idle worker acknowledges at once).
@@ -65,7 +86,16 @@ pub const ACK_DELAY: Duration = Duration::from_millis(20);
 /// the worker stops fetching more.
 pub const MAX_UNACKED_BATCHES: usize = 4;
 
+/// Pause before a failed Redis call is tried the first time again; it
+/// doubles with each failure in a row, up to [`RETRY_MAX`].
+pub const RETRY_FIRST: Duration = Duration::from_millis(50);
+
+/// Longest pause between two tries of a failed Redis call: also the
+/// longest a worker waits to notice that Redis is back.
+pub const RETRY_MAX: Duration = Duration::from_secs(1);
+
 type Fetched = Vec<Task<Vec<u8>>>;
+type Events = Vec<TaskEvent<Value>>;
 
 fn boxed<T>(fut: impl Future<Output = T> + Send + 'static) -> BoxSyncFuture<T> {
     fut.boxed().into()
@@ -82,16 +112,92 @@ fn poll_slot<T>(slot: &mut Option<BoxSyncFuture<T>>, cx: &mut Context<'_>) -> Po
     Poll::Ready(Some(output))
 }
 
+/// When one kind of Redis call that failed may be tried again.
+#[derive(Default)]
+struct Backoff {
+    failures: u32,
+    wait: Option<Pin<Box<Sleep>>>,
+}
+
+impl Backoff {
+    /// The pause after `failures` failures in a row.
+    fn pause(failures: u32) -> Duration {
+        RETRY_FIRST
+            .saturating_mul(1 << failures.min(16))
+            .min(RETRY_MAX)
+    }
+
+    /// Records a failure and starts the pause before the next try.
+    fn failed(&mut self, cx: &mut Context<'_>) {
+        let pause = Self::pause(self.failures);
+        self.failures = self.failures.saturating_add(1);
+        self.wait = Some(Box::pin(tokio::time::sleep(pause)));
+        // Polled once so that the end of the pause wakes the worker.
+        let _ = self.ready(cx);
+    }
+
+    fn succeeded(&mut self) {
+        self.failures = 0;
+        self.wait = None;
+    }
+
+    /// Whether the call may be tried now; if not, the end of the pause
+    /// wakes the worker.
+    fn ready(&mut self, cx: &mut Context<'_>) -> bool {
+        let Some(sleep) = &mut self.wait else {
+            return true;
+        };
+        if sleep.as_mut().poll(cx).is_pending() {
+            return false;
+        }
+        self.wait = None;
+        true
+    }
+}
+
+/// Whether Redis is answering this worker, for the logs: one `warn` when
+/// calls start failing, one `info` when they succeed again.
+#[derive(Default)]
+struct RedisHealth {
+    failing_since: Option<Instant>,
+}
+
+impl RedisHealth {
+    fn failed(&mut self, queue: &str, worker: &str, operation: &'static str, error: &QueueError) {
+        if self.failing_since.is_none() {
+            self.failing_since = Some(Instant::now());
+            tracing::warn!(
+                queue,
+                worker,
+                operation,
+                %error,
+                "Redis call failed; trying again until Redis answers (leased and finished jobs are kept)"
+            );
+        } else {
+            tracing::debug!(queue, worker, operation, %error, "Redis call failed again");
+        }
+    }
+
+    fn answered(&mut self, queue: &str, worker: &str) {
+        if let Some(since) = self.failing_since.take() {
+            tracing::info!(
+                queue,
+                worker,
+                unavailable_ms = since.elapsed().as_millis() as u64,
+                "Redis answers again; resuming"
+            );
+        }
+    }
+}
+
 /// Where the worker is in its life.
 enum Registration {
-    /// Not yet announced to Redis.
+    /// Not announced to Redis (yet, or again after Redis forgot it).
     Pending,
     /// The register call is in flight.
     Registering(BoxSyncFuture<Result<(), QueueError>>),
     /// Registered; jobs may be fetched.
     Registered,
-    /// A call failed; the worker is stopping.
-    Dead,
 }
 
 /// The worker side of a [`super::RedisQueue`]; see the module docs.
@@ -100,22 +206,37 @@ pub(super) struct WorkerDriver {
     /// Finished jobs, from the [`AckLayer`] this driver handed out.
     finished: Option<UnboundedReceiver<TaskEvent<Value>>>,
     registration: Registration,
+    register_backoff: Backoff,
     heartbeat_due: Option<Pin<Box<Sleep>>>,
     heartbeat: Option<BoxSyncFuture<Result<(), QueueError>>>,
+    heartbeat_backoff: Backoff,
     /// Leased jobs not yet started, oldest first.
     leased: VecDeque<Task<Vec<u8>>>,
+    /// Ids leased to this worker and not yet acknowledged (leased, running
+    /// or finished): what [`QueuePersistence::reconcile`] must not hand back.
+    held: HashSet<String>,
     fetch: Option<BoxSyncFuture<Result<Fetched, QueueError>>>,
+    fetch_backoff: Backoff,
+    /// A fetch failed: its jobs may be leased to this worker without this
+    /// worker knowing them. Reconcile before fetching again.
+    must_reconcile: bool,
+    reconcile: Option<BoxSyncFuture<Result<u64, QueueError>>>,
     /// The last fetch came back short: fetch again only once `leased` is
     /// empty.
     drained: bool,
     /// The last fetch came back empty: fetch again on the next wake-up,
     /// not on the poll that noticed it.
     queue_empty: bool,
-    /// Finished jobs not yet sent to Redis.
-    unacked: Vec<TaskEvent<Value>>,
-    ack: Option<BoxSyncFuture<Result<(), QueueError>>>,
+    /// Finished jobs not yet recorded in Redis, oldest first.
+    unacked: Events,
+    ack: Option<BoxSyncFuture<(Events, Result<(), QueueError>)>>,
     ack_due: Option<Pin<Box<Sleep>>>,
+    ack_backoff: Backoff,
+    /// The acknowledgement in flight is a retry of one that failed.
+    ack_retrying: bool,
     release: Option<BoxSyncFuture<Result<u64, QueueError>>>,
+    release_backoff: Backoff,
+    health: RedisHealth,
 }
 
 impl WorkerDriver {
@@ -125,16 +246,26 @@ impl WorkerDriver {
             persistence,
             finished: None,
             registration: Registration::Pending,
+            register_backoff: Backoff::default(),
             heartbeat_due: None,
             heartbeat: None,
+            heartbeat_backoff: Backoff::default(),
             leased: VecDeque::new(),
+            held: HashSet::new(),
             fetch: None,
+            fetch_backoff: Backoff::default(),
+            must_reconcile: false,
+            reconcile: None,
             drained: false,
             queue_empty: false,
             unacked: Vec::new(),
             ack: None,
             ack_due: None,
+            ack_backoff: Backoff::default(),
+            ack_retrying: false,
             release: None,
+            release_backoff: Backoff::default(),
+            health: RedisHealth::default(),
         }
     }
 
@@ -155,17 +286,76 @@ impl WorkerDriver {
         self.persistence.config.batch_size.max(1)
     }
 
+    fn queue_name(&self) -> &str {
+        &self.persistence.config.name
+    }
+
+    fn redis_failed(
+        &mut self,
+        worker: &WorkerContext,
+        operation: &'static str,
+        error: &QueueError,
+    ) {
+        let queue = self.persistence.config.name.clone();
+        self.health.failed(&queue, worker.name(), operation, error);
+    }
+
+    fn redis_answered(&mut self, worker: &WorkerContext) {
+        let queue = self.persistence.config.name.clone();
+        self.health.answered(&queue, worker.name());
+    }
+
+    /// Records `task` dead without running it: its payload cannot become
+    /// the worker's arguments. The record goes out with the next
+    /// acknowledgement batch, like any finished job's.
+    pub(super) fn reject(&mut self, task: Task<Vec<u8>>, reason: UndecodablePayload) {
+        let Some(task_id) = task.task_id().cloned() else {
+            return;
+        };
+        let attempt = task.attempt() + 1;
+        tracing::warn!(
+            job_id = %task_id,
+            queue = self.queue_name(),
+            attempt,
+            error = %reason,
+            "job rejected before it ran: its payload cannot be decoded; recorded dead"
+        );
+        self.unacked.push(TaskEvent::Complete(TaskResult {
+            task_id,
+            attempt,
+            status: Status::Killed,
+            result: Err(reason.to_string()),
+        }));
+    }
+
     /// Registers the worker first; afterwards keeps the heartbeat, the
-    /// acknowledgements and a fetch ahead moving. Ready unless registering
-    /// or a call failed.
+    /// acknowledgements and a fetch ahead moving. Ready once registered;
+    /// never an error (failed calls are tried again, see the module docs).
     pub(super) fn poll_ready(
         &mut self,
         cx: &mut Context<'_>,
         worker: &WorkerContext,
     ) -> Poll<Result<(), QueueError>> {
+        if self.poll_registration(cx, worker).is_pending() {
+            // Jobs already leased keep being acknowledged meanwhile.
+            self.drive_acks(cx, worker, false);
+            return Poll::Pending;
+        }
+        self.drive_heartbeat(cx, worker);
+        self.drive_fetch(cx, worker);
+        self.drive_acks(cx, worker, false);
+        Poll::Ready(Ok(()))
+    }
+
+    /// Drives the registration; ready once registered.
+    fn poll_registration(&mut self, cx: &mut Context<'_>, worker: &WorkerContext) -> Poll<()> {
         loop {
             match &mut self.registration {
+                Registration::Registered => return Poll::Ready(()),
                 Registration::Pending => {
+                    if !self.register_backoff.ready(cx) {
+                        return Poll::Pending;
+                    }
                     let mut persistence = self.persistence.clone();
                     let worker = worker.clone();
                     self.registration = Registration::Registering(boxed(async move {
@@ -175,66 +365,49 @@ impl WorkerDriver {
                 Registration::Registering(fut) => match fut.poll_unpin(cx) {
                     Poll::Pending => return Poll::Pending,
                     Poll::Ready(Err(e)) => {
-                        self.registration = Registration::Dead;
-                        return Poll::Ready(Err(e));
+                        self.registration = Registration::Pending;
+                        self.redis_failed(worker, "register worker", &e);
+                        self.register_backoff.failed(cx);
                     }
                     Poll::Ready(Ok(())) => {
+                        self.register_backoff.succeeded();
+                        self.redis_answered(worker);
                         worker.heartbeat(cx);
                         self.registration = Registration::Registered;
-                        self.arm_heartbeat();
+                        self.arm_heartbeat(self.persistence.config.heartbeat_interval);
                     }
                 },
-                Registration::Registered => break,
-                Registration::Dead => return Poll::Ready(Ok(())),
-            }
-        }
-        let driven = self
-            .drive_heartbeat(cx, worker)
-            .and_then(|()| self.drive_fetch(cx))
-            .and_then(|()| self.drive_acks(cx, worker, false));
-        match driven {
-            Ok(()) => Poll::Ready(Ok(())),
-            Err(e) => {
-                self.registration = Registration::Dead;
-                Poll::Ready(Err(e))
             }
         }
     }
 
     /// The next leased job; fetches when none is left (and ahead of time
-    /// after a full batch). Pending while the queue is empty.
+    /// after a full batch). Pending while the queue is empty or Redis is
+    /// away; never an error.
     pub(super) fn poll_next(
         &mut self,
         cx: &mut Context<'_>,
         worker: &WorkerContext,
     ) -> Poll<Option<Result<Task<Vec<u8>>, QueueError>>> {
         if !matches!(self.registration, Registration::Registered) {
-            return match self.registration {
-                Registration::Dead => Poll::Ready(None),
-                // poll_ready registers first; until then there is nothing.
-                _ => Poll::Pending,
-            };
+            // poll_ready registers first; until then there is nothing.
+            return Poll::Pending;
         }
         loop {
-            if let Err(e) = self.drive_fetch(cx) {
-                self.registration = Registration::Dead;
-                return Poll::Ready(Some(Err(e)));
-            }
+            self.drive_fetch(cx, worker);
             if let Some(task) = self.leased.pop_front() {
-                self.fetch_ahead(worker);
-                if let Err(e) = self.drive_fetch(cx) {
-                    self.registration = Registration::Dead;
-                    return Poll::Ready(Some(Err(e)));
-                }
+                self.fetch_ahead(cx, worker);
+                self.drive_fetch(cx, worker);
                 return Poll::Ready(Some(Ok(task)));
             }
             // Nothing leased. Record what finished before waiting.
-            if let Err(e) = self.drive_acks(cx, worker, true) {
-                self.registration = Registration::Dead;
-                return Poll::Ready(Some(Err(e)));
-            }
-            if self.fetch.is_some() {
+            self.drive_acks(cx, worker, true);
+            if self.fetch.is_some() || self.reconcile.is_some() {
                 // In flight; its answer wakes this worker.
+                return Poll::Pending;
+            }
+            if !matches!(self.registration, Registration::Registered) {
+                // Redis forgot this worker; poll_ready registers it again.
                 return Poll::Pending;
             }
             if std::mem::take(&mut self.queue_empty) || self.too_many_unacked() {
@@ -243,12 +416,16 @@ impl WorkerDriver {
                 // or an acknowledgement finishing).
                 return Poll::Pending;
             }
+            if !self.fetch_backoff.ready(cx) {
+                return Poll::Pending;
+            }
             self.start_fetch(worker);
         }
     }
 
     /// Waits for the fetch in flight, releases every leased job that never
-    /// started, and records every finished job.
+    /// started, and records every finished job, trying again while Redis
+    /// is away.
     pub(super) fn poll_close(
         &mut self,
         cx: &mut Context<'_>,
@@ -260,42 +437,67 @@ impl WorkerDriver {
                 Poll::Ready(_) => self.registration = Registration::Registered,
             }
         }
-        if let Some(fetched) = std::task::ready!(poll_slot(&mut self.fetch, cx)) {
-            self.leased.extend(fetched?);
-        }
-        if self.release.is_none() && !self.leased.is_empty() {
-            let mut persistence = self.persistence.clone();
-            let worker = worker.clone();
-            let tasks: Vec<_> = self.leased.drain(..).collect();
-            self.release = Some(boxed(async move {
-                persistence.reenqueue_abandoned(tasks, &worker).await
-            }));
-        }
-        if let Some(released) = std::task::ready!(poll_slot(&mut self.release, cx)) {
-            released?;
+        if self.fetch.is_some() || self.reconcile.is_some() {
+            self.drive_fetch(cx, worker);
+            if self.fetch.is_some() || self.reconcile.is_some() {
+                return Poll::Pending;
+            }
         }
         loop {
-            if let Some(acked) = std::task::ready!(poll_slot(&mut self.ack, cx)) {
-                acked?;
+            if let Some(released) = std::task::ready!(poll_slot(&mut self.release, cx)) {
+                match released {
+                    Ok(_) => {
+                        self.release_backoff.succeeded();
+                        self.redis_answered(worker);
+                        for task in self.leased.drain(..) {
+                            if let Some(id) = task.task_id() {
+                                self.held.remove(&id.to_string());
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        self.redis_failed(worker, "release unstarted jobs", &e);
+                        self.release_backoff.failed(cx);
+                    }
+                }
+            }
+            if self.leased.is_empty() {
+                break;
+            }
+            if !self.release_backoff.ready(cx) {
+                return Poll::Pending;
+            }
+            let mut persistence = self.persistence.clone();
+            let owner = worker.clone();
+            let ids: Vec<String> = self
+                .leased
+                .iter()
+                .filter_map(|t| t.task_id().map(|id| id.to_string()))
+                .collect();
+            self.release = Some(boxed(
+                async move { persistence.release_ids(&ids, &owner).await },
+            ));
+        }
+        loop {
+            self.drive_acks(cx, worker, true);
+            if self.ack.is_some() {
+                return Poll::Pending;
             }
             self.take_finished();
             if self.unacked.is_empty() {
                 return Poll::Ready(Ok(()));
             }
-            self.start_ack(worker);
+            if !self.ack_backoff.ready(cx) {
+                return Poll::Pending;
+            }
         }
     }
 
-    fn arm_heartbeat(&mut self) {
-        let interval = self.persistence.config.heartbeat_interval;
-        self.heartbeat_due = Some(Box::pin(tokio::time::sleep(interval)));
+    fn arm_heartbeat(&mut self, after: Duration) {
+        self.heartbeat_due = Some(Box::pin(tokio::time::sleep(after)));
     }
 
-    fn drive_heartbeat(
-        &mut self,
-        cx: &mut Context<'_>,
-        worker: &WorkerContext,
-    ) -> Result<(), QueueError> {
+    fn drive_heartbeat(&mut self, cx: &mut Context<'_>, worker: &WorkerContext) {
         let due = match &mut self.heartbeat_due {
             Some(sleep) => sleep.as_mut().poll(cx).is_ready(),
             None => false,
@@ -306,41 +508,108 @@ impl WorkerDriver {
             let worker = worker.clone();
             self.heartbeat = Some(boxed(async move { persistence.heartbeat(&worker).await }));
         }
-        if let Poll::Ready(Some(beat)) = poll_slot(&mut self.heartbeat, cx) {
-            beat?;
-            worker.heartbeat(cx);
-            self.arm_heartbeat();
+        match poll_slot(&mut self.heartbeat, cx) {
+            Poll::Ready(Some(Ok(()))) => {
+                self.heartbeat_backoff.succeeded();
+                self.redis_answered(worker);
+                worker.heartbeat(cx);
+                self.arm_heartbeat(self.persistence.config.heartbeat_interval);
+            }
+            Poll::Ready(Some(Err(e))) => {
+                self.redis_failed(worker, "heartbeat", &e);
+                // Beat again soon: a long gap would make this worker look dead.
+                let pause = Backoff::pause(self.heartbeat_backoff.failures);
+                self.heartbeat_backoff.failures = self.heartbeat_backoff.failures.saturating_add(1);
+                self.arm_heartbeat(pause);
+                self.drive_heartbeat(cx, worker);
+            }
+            Poll::Ready(None) | Poll::Pending => {}
         }
-        Ok(())
     }
 
     fn too_many_unacked(&self) -> bool {
         self.unacked.len() >= MAX_UNACKED_BATCHES * self.batch_size()
     }
 
+    /// Starts the next fetch, or first the reconciliation a failed fetch
+    /// calls for.
     fn start_fetch(&mut self, worker: &WorkerContext) {
         let mut persistence = self.persistence.clone();
         let worker = worker.clone();
-        self.fetch = Some(boxed(async move { persistence.fetch_next(&worker).await }));
+        if self.must_reconcile {
+            let held = self.held.clone();
+            self.reconcile = Some(boxed(
+                async move { persistence.reconcile(&held, &worker).await },
+            ));
+        } else {
+            self.fetch = Some(boxed(async move { persistence.fetch_next(&worker).await }));
+        }
     }
 
     /// Starts the next fetch while leased jobs remain, after a full batch.
-    fn fetch_ahead(&mut self, worker: &WorkerContext) {
+    fn fetch_ahead(&mut self, cx: &mut Context<'_>, worker: &WorkerContext) {
         let low = self.leased.len() < self.batch_size().div_ceil(2);
-        if low && !self.drained && self.fetch.is_none() && !self.too_many_unacked() {
+        let idle = self.fetch.is_none() && self.reconcile.is_none();
+        if low && !self.drained && idle && !self.too_many_unacked() && self.fetch_backoff.ready(cx)
+        {
             self.start_fetch(worker);
         }
     }
 
-    /// Polls the fetch in flight; its jobs join the leased ones.
-    fn drive_fetch(&mut self, cx: &mut Context<'_>) -> Result<(), QueueError> {
-        if let Poll::Ready(Some(fetched)) = poll_slot(&mut self.fetch, cx) {
-            let fetched = fetched?;
-            self.drained = fetched.len() < self.batch_size();
-            self.queue_empty = fetched.is_empty();
-            self.leased.extend(fetched);
+    /// Polls the fetch (or reconciliation) in flight; fetched jobs join the
+    /// leased ones.
+    fn drive_fetch(&mut self, cx: &mut Context<'_>, worker: &WorkerContext) {
+        match poll_slot(&mut self.reconcile, cx) {
+            Poll::Ready(Some(Ok(returned))) => {
+                self.must_reconcile = false;
+                self.fetch_backoff.succeeded();
+                self.redis_answered(worker);
+                if returned > 0 {
+                    tracing::info!(
+                        queue = self.queue_name(),
+                        worker = worker.name(),
+                        jobs = returned,
+                        "handed back jobs a failed fetch had leased to this worker"
+                    );
+                }
+            }
+            Poll::Ready(Some(Err(e))) => {
+                self.redis_failed(worker, "reconcile leases", &e);
+                self.fetch_backoff.failed(cx);
+            }
+            Poll::Ready(None) | Poll::Pending => {}
         }
-        Ok(())
+        match poll_slot(&mut self.fetch, cx) {
+            Poll::Ready(Some(Ok(fetched))) => {
+                self.fetch_backoff.succeeded();
+                self.redis_answered(worker);
+                self.drained = fetched.len() < self.batch_size();
+                self.queue_empty = fetched.is_empty();
+                self.held.extend(
+                    fetched
+                        .iter()
+                        .filter_map(|t| t.task_id().map(|id| id.to_string())),
+                );
+                self.leased.extend(fetched);
+            }
+            Poll::Ready(Some(Err(e))) => {
+                if e.is_unregistered() {
+                    // Presumed dead while Redis was away (or paused): this
+                    // worker's leases went to others. Register again.
+                    tracing::warn!(
+                        queue = self.queue_name(),
+                        worker = worker.name(),
+                        "this worker was presumed dead and forgotten; registering again"
+                    );
+                    self.registration = Registration::Pending;
+                } else {
+                    self.redis_failed(worker, "fetch", &e);
+                    self.must_reconcile = true;
+                }
+                self.fetch_backoff.failed(cx);
+            }
+            Poll::Ready(None) | Poll::Pending => {}
+        }
     }
 
     fn take_finished(&mut self) {
@@ -354,31 +623,48 @@ impl WorkerDriver {
     fn start_ack(&mut self, worker: &WorkerContext) {
         let events = std::mem::take(&mut self.unacked);
         let mut persistence = self.persistence.clone();
-        let worker = worker.clone();
+        let owner = worker.clone();
+        let retrying = self.ack_retrying;
         self.ack_due = None;
         self.ack = Some(boxed(async move {
-            persistence.handle_events(events, &worker).await
+            let recorded = persistence.acknowledge(&events, &owner, retrying).await;
+            (events, recorded)
         }));
     }
 
     /// Polls the acknowledgement in flight and starts the next one when
     /// it is due; `idle` says the worker has nothing left to start.
-    fn drive_acks(
-        &mut self,
-        cx: &mut Context<'_>,
-        worker: &WorkerContext,
-        idle: bool,
-    ) -> Result<(), QueueError> {
+    fn drive_acks(&mut self, cx: &mut Context<'_>, worker: &WorkerContext, idle: bool) {
         loop {
             match poll_slot(&mut self.ack, cx) {
-                Poll::Pending => return Ok(()),
-                Poll::Ready(Some(acked)) => acked?,
+                Poll::Pending => return,
+                Poll::Ready(Some((events, Ok(())))) => {
+                    self.ack_backoff.succeeded();
+                    self.ack_retrying = false;
+                    self.redis_answered(worker);
+                    for event in &events {
+                        if let TaskEvent::Complete(result) = event {
+                            self.held.remove(&result.task_id.to_string());
+                        }
+                    }
+                }
+                Poll::Ready(Some((mut events, Err(e)))) => {
+                    self.redis_failed(worker, "acknowledge", &e);
+                    // Kept, ahead of the jobs that finished since.
+                    events.append(&mut self.unacked);
+                    self.unacked = events;
+                    self.ack_retrying = true;
+                    self.ack_backoff.failed(cx);
+                }
                 Poll::Ready(None) => {}
             }
             self.take_finished();
             if self.unacked.is_empty() {
                 self.ack_due = None;
-                return Ok(());
+                return;
+            }
+            if !self.ack_backoff.ready(cx) {
+                return;
             }
             let idle = idle || self.leased.is_empty();
             let full = self.unacked.len() >= self.batch_size();
@@ -388,8 +674,8 @@ impl WorkerDriver {
                 .as_mut()
                 .poll(cx)
                 .is_ready();
-            if !(idle || full || due) {
-                return Ok(());
+            if !(idle || full || due || self.ack_retrying) {
+                return;
             }
             self.start_ack(worker);
         }

@@ -31,6 +31,7 @@
 pub mod ack;
 pub mod admin;
 mod backend;
+pub mod decode;
 pub mod doorbell;
 mod driver;
 pub mod failover;
@@ -94,6 +95,15 @@ pub enum QueueError {
         #[source]
         source: redis::RedisError,
     },
+    /// A job's arguments could not be encoded as JSON (enqueue).
+    #[error("cannot encode a job for {queue}: {source}")]
+    Encode {
+        /// Full queue name.
+        queue: String,
+        /// The encoder's error.
+        #[source]
+        source: serde_json::Error,
+    },
     /// A script answered with something this code does not understand.
     #[error("unexpected answer from Redis for {queue}: {detail}")]
     Protocol {
@@ -102,6 +112,14 @@ pub enum QueueError {
         /// What was wrong.
         detail: String,
     },
+}
+
+impl QueueError {
+    /// Whether the fetch script refused because this worker is not
+    /// registered (it was presumed dead and removed).
+    pub fn is_unregistered(&self) -> bool {
+        matches!(self, QueueError::Command { source, .. } if source.code() == Some("HERALD_UNREGISTERED"))
+    }
 }
 
 /// One queue's key names and tuning.
@@ -123,6 +141,8 @@ pub struct QueueConfig {
     pub receipts: bool,
     /// When failed jobs run again.
     pub retry: RetryPolicy,
+    /// Largest payload a worker decodes; a larger job is recorded dead.
+    pub max_payload_bytes: usize,
 }
 
 impl QueueConfig {
@@ -140,6 +160,7 @@ impl QueueConfig {
                 cap: Duration::from_secs(300),
                 max_attempts: 10,
             },
+            max_payload_bytes: 1 << 20,
         }
     }
 
@@ -163,6 +184,7 @@ impl QueueConfig {
                 cap: worker.retry_cap,
                 max_attempts,
             },
+            max_payload_bytes: worker.max_payload_bytes,
         }
     }
 
@@ -266,10 +288,10 @@ pub async fn connect(settings: &Settings) -> Result<redis::aio::ConnectionManage
     Ok(conn)
 }
 
-/// A job's arguments as they arrived, checked to be JSON but not decoded:
-/// a handler decodes them itself, so a payload of the wrong shape is
-/// rejected for good instead of retried, without building a JSON tree
-/// first.
+/// A job's arguments as they arrived, checked to be one JSON document
+/// (see [`decode`]) but not decoded further: a handler decodes them into
+/// its job type itself, so it can log and count a payload of the wrong
+/// shape in its own terms, without building a JSON tree first.
 pub type RawArgs = Box<serde_json::value::RawValue>;
 
 /// The backend for jobs of type `T` on `queue`.

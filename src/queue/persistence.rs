@@ -7,7 +7,12 @@
 //! carry), `reenqueue_abandoned` on
 //! shutdown for leased jobs that never started, `push_tasks` to enqueue.
 
-use std::{collections::HashMap, str::FromStr, sync::Arc, sync::LazyLock};
+use std::{
+    collections::{HashMap, HashSet},
+    str::FromStr,
+    sync::{Arc, LazyLock},
+    time::Duration,
+};
 
 use apalis_core::{
     backend::persistence::{Persistence, TaskEvent},
@@ -131,7 +136,17 @@ impl QueuePersistence {
 
     /// Hands back the jobs of workers that stopped heart-beating, in bounded
     /// calls. Returns how many jobs went back to the queue.
+    ///
+    /// Nothing is recovered while Redis has been up for less than the
+    /// heartbeat timeout: after a restart every worker's last heartbeat is
+    /// as old as the outage, and live workers need one timeout to beat
+    /// again before their jobs could be taken for orphans.
     pub(super) async fn recover_orphans(&mut self, caller: &str) -> Result<u64, QueueError> {
+        let uptime = self.uptime().await?;
+        if uptime < self.config.orphan_after() {
+            tracing::debug!(queue = %self.config.name, uptime_secs = uptime.as_secs(), "Redis restarted recently; not recovering orphans yet");
+            return Ok(0);
+        }
         let deadline = now_secs() - self.config.orphan_after().as_secs_f64();
         let mut total = 0;
         for _ in 0..RECOVER_CALLS_PER_HEARTBEAT {
@@ -155,6 +170,20 @@ impl QueuePersistence {
             tracing::warn!(queue = %self.config.name, jobs = total, "re-queued jobs of workers that stopped heart-beating");
         }
         Ok(total)
+    }
+
+    /// How long the Redis server has been running (`INFO server`).
+    async fn uptime(&mut self) -> Result<Duration, QueueError> {
+        let info: String = redis::cmd("INFO")
+            .arg("server")
+            .query_async(&mut self.conn)
+            .await
+            .map_err(self.command_error("read server uptime"))?;
+        info.lines()
+            .find_map(|line| line.strip_prefix("uptime_in_seconds:"))
+            .and_then(|value| value.trim().parse().ok())
+            .map(Duration::from_secs)
+            .ok_or_else(|| self.protocol_error("INFO server has no uptime_in_seconds"))
     }
 
     async fn beat(&mut self, worker: &WorkerContext) -> Result<(), QueueError> {
@@ -321,6 +350,126 @@ impl QueuePersistence {
         handed_off.extend(jobs);
         Some(Ok(handoff.summary(&downstream.name)))
     }
+
+    /// Gives the jobs `ids`, leased to `worker` but never started, back to
+    /// the head of the queue in their order. Returns how many went back.
+    pub(super) async fn release_ids(
+        &mut self,
+        ids: &[String],
+        worker: &WorkerContext,
+    ) -> Result<u64, QueueError> {
+        let mut released = 0;
+        for chunk in ids.chunks(PUSH_CHUNK) {
+            let mut call = RELEASE.prepare_invoke();
+            call.key(self.config.inflight_key(worker.name()))
+                .key(self.config.active_key())
+                .arg(self.config.meta_prefix());
+            for id in chunk {
+                call.arg(id);
+            }
+            released += call
+                .invoke_async::<u64>(&mut self.conn)
+                .await
+                .map_err(self.command_error("release leases"))?;
+        }
+        Ok(released)
+    }
+
+    /// Hands back every job leased to `worker` in Redis that `held` does
+    /// not list: jobs a fetch leased whose answer was lost with the
+    /// connection. Returns how many went back.
+    pub(super) async fn reconcile(
+        &mut self,
+        held: &HashSet<String>,
+        worker: &WorkerContext,
+    ) -> Result<u64, QueueError> {
+        let leased: Vec<String> = redis::cmd("SMEMBERS")
+            .arg(self.config.inflight_key(worker.name()))
+            .query_async(&mut self.conn)
+            .await
+            .map_err(self.command_error("read leases"))?;
+        let unknown: Vec<String> = leased.into_iter().filter(|id| !held.contains(id)).collect();
+        if unknown.is_empty() {
+            return Ok(0);
+        }
+        self.release_ids(&unknown, worker).await
+    }
+
+    /// Records finished jobs: enqueues their hand-offs, then their outcomes,
+    /// in bounded calls. Safe to call again with the same events after a
+    /// failure (`retrying`): hand-offs are enqueued under idempotency keys,
+    /// and a job an earlier try already recorded is not recorded twice.
+    pub(super) async fn acknowledge(
+        &mut self,
+        events: &[TaskEvent<Value>],
+        worker: &WorkerContext,
+        retrying: bool,
+    ) -> Result<(), QueueError> {
+        let now = now_secs();
+        let mut handed_off = Vec::new();
+        let acks: Vec<Ack> = events
+            .iter()
+            .filter_map(|event| match event {
+                TaskEvent::Complete(result) => Some(self.ack(result, now, &mut handed_off)),
+                _ => None,
+            })
+            .collect();
+        // Successors first: a job is recorded done only once they are queued.
+        if let (Some((downstream, doorbell)), false) = (&self.downstream, handed_off.is_empty()) {
+            enqueue(&mut self.conn, downstream, &handed_off, now).await?;
+            doorbell.ring();
+        }
+        for chunk in acks.chunks(COMPLETE_CHUNK) {
+            let mut call = COMPLETE.prepare_invoke();
+            call.key(self.config.inflight_key(worker.name()))
+                .key(self.config.done_key())
+                .key(self.config.dead_key())
+                .key(self.config.scheduled_key())
+                .arg(format!("{now:.3}"))
+                .arg(self.config.meta_prefix())
+                .arg(self.config.history_prefix())
+                .arg(HISTORY_LEN)
+                .arg(self.config.stats_prefix());
+            for ack in chunk {
+                let outcome = match ack.outcome {
+                    Outcome::Done => "done",
+                    Outcome::Retry(_) => "retry",
+                    Outcome::Dead => "dead",
+                };
+                let retry_at = match ack.outcome {
+                    Outcome::Retry(delay) => now + delay.as_secs_f64(),
+                    _ => 0.0,
+                };
+                call.arg(&ack.id)
+                    .arg(outcome)
+                    .arg(ack.status)
+                    .arg(ack.attempts)
+                    .arg(&ack.result)
+                    .arg(format!("{retry_at:.3}"))
+                    .arg(&ack.history);
+            }
+            let (_recorded, lost): (u64, u64) = call
+                .invoke_async(&mut self.conn)
+                .await
+                .map_err(self.command_error("acknowledge"))?;
+            if lost > 0 && retrying {
+                tracing::info!(
+                    queue = %self.config.name,
+                    worker = worker.name(),
+                    jobs = lost,
+                    "already recorded by the try whose answer was lost (or handed to another worker meanwhile)"
+                );
+            } else if lost > 0 {
+                tracing::warn!(
+                    queue = %self.config.name,
+                    worker = worker.name(),
+                    jobs = lost,
+                    "results ignored: these jobs were handed to another worker while this one was presumed dead"
+                );
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Persistence for QueuePersistence {
@@ -389,21 +538,7 @@ impl Persistence for QueuePersistence {
             .iter()
             .filter_map(|t| t.task_id().map(|id| id.to_string()))
             .collect();
-        let mut released = 0;
-        for chunk in ids.chunks(PUSH_CHUNK) {
-            let mut call = RELEASE.prepare_invoke();
-            call.key(self.config.inflight_key(worker.name()))
-                .key(self.config.active_key())
-                .arg(self.config.meta_prefix());
-            for id in chunk {
-                call.arg(id);
-            }
-            released += call
-                .invoke_async::<u64>(&mut self.conn)
-                .await
-                .map_err(self.command_error("release leases"))?;
-        }
-        Ok(released)
+        self.release_ids(&ids, worker).await
     }
 
     async fn handle_events(
@@ -411,63 +546,7 @@ impl Persistence for QueuePersistence {
         events: Vec<TaskEvent<Value>>,
         worker: &WorkerContext,
     ) -> Result<(), QueueError> {
-        let now = now_secs();
-        let mut handed_off = Vec::new();
-        let acks: Vec<Ack> = events
-            .iter()
-            .filter_map(|event| match event {
-                TaskEvent::Complete(result) => Some(self.ack(result, now, &mut handed_off)),
-                _ => None,
-            })
-            .collect();
-        // Successors first: a job is recorded done only once they are queued.
-        if let (Some((downstream, doorbell)), false) = (&self.downstream, handed_off.is_empty()) {
-            enqueue(&mut self.conn, downstream, &handed_off, now).await?;
-            doorbell.ring();
-        }
-        for chunk in acks.chunks(COMPLETE_CHUNK) {
-            let mut call = COMPLETE.prepare_invoke();
-            call.key(self.config.inflight_key(worker.name()))
-                .key(self.config.done_key())
-                .key(self.config.dead_key())
-                .key(self.config.scheduled_key())
-                .arg(format!("{now:.3}"))
-                .arg(self.config.meta_prefix())
-                .arg(self.config.history_prefix())
-                .arg(HISTORY_LEN)
-                .arg(self.config.stats_prefix());
-            for ack in chunk {
-                let outcome = match ack.outcome {
-                    Outcome::Done => "done",
-                    Outcome::Retry(_) => "retry",
-                    Outcome::Dead => "dead",
-                };
-                let retry_at = match ack.outcome {
-                    Outcome::Retry(delay) => now + delay.as_secs_f64(),
-                    _ => 0.0,
-                };
-                call.arg(&ack.id)
-                    .arg(outcome)
-                    .arg(ack.status)
-                    .arg(ack.attempts)
-                    .arg(&ack.result)
-                    .arg(format!("{retry_at:.3}"))
-                    .arg(&ack.history);
-            }
-            let (_recorded, lost): (u64, u64) = call
-                .invoke_async(&mut self.conn)
-                .await
-                .map_err(self.command_error("acknowledge"))?;
-            if lost > 0 {
-                tracing::warn!(
-                    queue = %self.config.name,
-                    worker = worker.name(),
-                    jobs = lost,
-                    "results ignored: these jobs were handed to another worker while this one was presumed dead"
-                );
-            }
-        }
-        Ok(())
+        self.acknowledge(&events, worker, false).await
     }
 
     async fn push_tasks(&mut self, tasks: Vec<Task<Vec<u8>>>) -> Result<(), QueueError> {

@@ -12,7 +12,11 @@ pub mod tokens;
 
 use std::time::Duration;
 
-use mongodb::{bson::doc, options::ClientOptions, Client, Database};
+use mongodb::{
+    bson::doc,
+    options::{Acknowledgment, ClientOptions, WriteConcern},
+    Client, Database,
+};
 
 pub use batch::{MessageBatcher, MAX_BATCH as MAX_INSERT_BATCH};
 pub use inbox::Inbox;
@@ -23,7 +27,7 @@ pub use message::to_document as message_document;
 pub use message::{MessageStore, StoredMessage, MESSAGE_COLLECTION};
 pub use tokens::ApiTokenStore;
 
-use crate::config::MongoSettings;
+use crate::config::{MongoSettings, WriteAcknowledgment};
 
 /// Why a MongoDB operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -78,8 +82,29 @@ pub async fn open(settings: &MongoSettings) -> Result<Database, StoreError> {
     options
         .connect_timeout
         .get_or_insert(SERVER_SELECTION_TIMEOUT);
+    options.write_concern = Some(write_concern(settings));
     let client = Client::with_options(options).map_err(connect_error)?;
     Ok(client.database(&settings.database))
+}
+
+/// How long a write waits for the members its write concern names before
+/// it fails (and its job runs again later), so a replica set that lost its
+/// majority stalls no worker for good.
+pub const WRITE_CONCERN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The write concern every write Herald makes is held to (settings
+/// `mongodb.write_concern` and `mongodb.write_journal`).
+pub fn write_concern(settings: &MongoSettings) -> WriteConcern {
+    let w = match &settings.write_concern {
+        WriteAcknowledgment::Majority => Acknowledgment::Majority,
+        WriteAcknowledgment::Members(n) => Acknowledgment::Nodes(*n),
+        WriteAcknowledgment::Tag(tag) => Acknowledgment::Custom(tag.clone()),
+    };
+    WriteConcern::builder()
+        .w(w)
+        .journal(settings.write_journal)
+        .w_timeout(WRITE_CONCERN_TIMEOUT)
+        .build()
 }
 
 /// Connects to MongoDB and pings the configured database.
@@ -93,4 +118,24 @@ pub async fn connect(settings: &MongoSettings) -> Result<Database, StoreError> {
             source,
         })?;
     Ok(database)
+}
+
+/// How long [`close`] waits for open cursors and sessions to end before it
+/// closes the connections regardless.
+const CLOSE_PATIENCE: Duration = Duration::from_secs(5);
+
+/// Shuts the client behind `database` down in order: its background tasks
+/// stop and its connections close while the runtime is still running.
+/// Dropping a client instead leaves that work to the runtime's own
+/// shutdown, where the driver's tasks can panic; every process calls this
+/// before it exits.
+pub async fn close(database: &Database) {
+    let client = database.client().clone();
+    if tokio::time::timeout(CLOSE_PATIENCE, client.clone().shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("MongoDB cursors still open after 5 s; closing the connections anyway");
+        client.shutdown().immediate(true).await;
+    }
 }

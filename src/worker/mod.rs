@@ -240,13 +240,14 @@ where
         Ok(())
     };
     let outcome = monitor.run_with_signal(signal).await;
-    // Receipts of the last deliveries are still on their way to Redis.
-    receipts.flush().await;
+    // Receipts of the last deliveries may still be on their way to Redis.
+    receipts.flush(grace).await;
     // The probes answer until the jobs are drained, then stop with the worker.
     let _ = stop_ops.send(());
     if let Some(task) = ops_task {
         let _ = task.await;
     }
+    store::close(&database).await;
     outcome.map_err(|e| WorkerError::Monitor(e.to_string()))?;
     if let Ok(moved) = moved_rx.try_recv() {
         return Err(WorkerError::MasterMoved(moved));

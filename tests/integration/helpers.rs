@@ -317,6 +317,32 @@ impl TestEnv {
         storage.push(payload).await.expect("raw push");
     }
 
+    /// Puts `payload` — any bytes at all — on `queue` as one job, the way a
+    /// producer writing the queue's Redis layout itself (or a bug, or an
+    /// operator's hand) would; returns its id.
+    pub async fn push_bytes(&self, queue: QueueName, payload: &[u8]) -> String {
+        let name = self.settings.redis.namespace.queue(queue);
+        let id = ulid::Ulid::generate().to_string();
+        let mut conn = self.redis.clone();
+        redis::pipe()
+            .atomic()
+            .hset(format!("{name}:data"), &id, payload)
+            .hset_multiple(
+                format!("{name}:meta:{id}"),
+                &[
+                    ("attempts", "0"),
+                    ("max_attempts", "10"),
+                    ("status", "Pending"),
+                    ("idempotency_key", ""),
+                ],
+            )
+            .rpush(format!("{name}:active"), &id)
+            .query_async::<()>(&mut conn)
+            .await
+            .expect("raw job written");
+        id
+    }
+
     /// A job's run history, oldest first.
     pub async fn job_history(&self, queue: QueueName, task_id: &str) -> Vec<Value> {
         let key = format!(

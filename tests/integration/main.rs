@@ -18,6 +18,8 @@ mod failures;
 mod helpers;
 mod message_pipeline;
 mod ops;
+mod poison_jobs;
+mod redis_restart;
 mod sandbox;
 mod scaling;
 mod shutdown;
