@@ -3,7 +3,7 @@
 #   - Redis on 127.0.0.1:6379 (Debian's redis-server package if missing)
 #   - a MongoDB-compatible server on 127.0.0.1:27017: SecantusDB, built from
 #     crates.io (secantusd-rs) or, if that cannot be built, from PyPI
-#     (secantusd-py).
+#     (secantusd-py), in its durable mode (--sync-on-commit).
 # A service that already answers on its port is reused, never started twice;
 # a port held by something that does not answer as Redis (PING) or MongoDB
 # (ping) stops the script with a message instead of being reused.
@@ -160,8 +160,11 @@ ensure_mongo() {
   bin=$(mongo_server_binary | tail -n 1)
   mkdir -p "$STATE_DIR/mongo"
   say "MongoDB: starting $(basename "$bin") on 127.0.0.1:$MONGO_PORT (log $STATE_DIR/secantusd.log)"
+  # --sync-on-commit: a write acknowledged with j: true is on disk (fsync of
+  # the WiredTiger log per commit), as mongod's journal makes it; without it
+  # a killed server loses its last acknowledged writes.
   nohup "$bin" --host 127.0.0.1 --port "$MONGO_PORT" --storage-path "$STATE_DIR/mongo" \
-    >"$STATE_DIR/secantusd.log" 2>&1 </dev/null &
+    --sync-on-commit >"$STATE_DIR/secantusd.log" 2>&1 </dev/null &
   wait_port "$MONGO_PORT" 60 SecantusDB "$STATE_DIR/secantusd.log"
 }
 

@@ -31,5 +31,32 @@ pub fn init(settings: &LogSettings) {
             .try_init(),
     };
     // Already initialised (a test harness or an earlier call): keep that one.
-    let _ = result;
+    if result.is_ok() {
+        log_panics();
+    }
+}
+
+/// Sends panics through the log, in its format (a JSON line in
+/// production), instead of as plain text on standard error: one `error`
+/// event with the panic's message, where it happened and, when
+/// `RUST_BACKTRACE` asks for one, the backtrace.
+fn log_panics() {
+    std::panic::set_hook(Box::new(|info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "(a panic whose payload is not text)".to_owned());
+        let location = info
+            .location()
+            .map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column()))
+            .unwrap_or_default();
+        let backtrace = std::backtrace::Backtrace::capture();
+        if backtrace.status() == std::backtrace::BacktraceStatus::Captured {
+            tracing::error!(panic = %message, %location, %backtrace, "panicked");
+        } else {
+            tracing::error!(panic = %message, %location, "panicked");
+        }
+    }));
 }

@@ -142,6 +142,7 @@ async fn run_web(settings: Settings) -> anyhow::Result<ExitCode> {
     )
     .await
     .context("dashboard server failed")?;
+    herald::store::close(&database).await;
     tracing::info!("dashboard stopped");
     Ok(ExitCode::SUCCESS)
 }

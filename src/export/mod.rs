@@ -165,15 +165,18 @@ async fn process<S: ExportStorage>(
         Ok(Ended::Finished { rows }) => {
             info!(rows, "export finished");
             deps.metrics.export_rows(rows);
-            schedule(
+            let scheduled = schedule(
                 deps,
                 valid.account,
                 "export_finish",
                 json!({ "key": valid.key }),
                 format!("export_finish:{}:{run}", valid.key),
             )
-            .await?;
-            Ok(())
+            .await;
+            if let Err(e) = &scheduled {
+                warn!(error = %e, "export_finish not scheduled; the export will run again");
+            }
+            Ok(scheduled?)
         }
         Ok(Ended::Cancelled) => {
             info!("export cancelled; partial file removed");

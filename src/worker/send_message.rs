@@ -77,7 +77,13 @@ async fn process(payload: RawArgs, deps: &Deps) -> Result<Handoff, BoxDynError> 
     span.record("account_id", field::display(message.account));
     span.record("message_id", field::display(message.id));
 
-    let stored = deps.store.insert(message).await?;
+    let stored = match deps.store.insert(message).await {
+        Ok(stored) => stored,
+        Err(e) => {
+            warn!(error = %e, "message not stored; the job will run again");
+            return Err(e.into());
+        }
+    };
     if stored.newly_inserted {
         info!("message stored");
     } else {
