@@ -408,6 +408,32 @@ impl TestEnv {
     }
 }
 
+/// Enqueues `jobs` through the public producer in chunks of 20, 20 ms
+/// apart, so that messages keep flowing while a test breaks something; a
+/// chunk is tried again while Redis is away (the producer's enqueue
+/// idempotency keys make a retried chunk a no-op for the messages that made
+/// it in).
+pub async fn enqueue_through_outage(settings: Settings, jobs: Vec<SendMessage>) -> Vec<MessageId> {
+    let mut producer = Producer::connect(&settings.redis.url, &settings.redis.namespace)
+        .await
+        .expect("producer")
+        .with_limits(settings.message);
+    let mut ids = Vec::with_capacity(jobs.len());
+    for chunk in jobs.chunks(20) {
+        loop {
+            match producer.enqueue_messages(chunk.to_vec()).await {
+                Ok(chunk_ids) => {
+                    ids.extend(chunk_ids);
+                    break;
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    ids
+}
+
 /// Polls `check` until it returns `Some`, or fails the test after
 /// [`PATIENCE`] naming `what` was awaited.
 pub async fn wait_for<T, F, Fut>(what: &str, check: F) -> T

@@ -13,6 +13,7 @@ mod bench;
 mod browser;
 mod cli;
 mod dashboard;
+mod database_restart;
 mod exports;
 mod failures;
 mod helpers;

@@ -9,12 +9,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use herald::config::Settings;
-use herald_jobs::{MessageId, Producer, QueueName, SendMessage};
+use herald_jobs::{QueueName, SendMessage};
 use mongodb::bson::doc;
 
 use crate::{
-    helpers::{account, env_with, signal, wait_within},
+    helpers::{account, enqueue_through_outage, env_with, signal, wait_within},
     ops::free_port,
 };
 
@@ -126,30 +125,6 @@ async fn set_size(url: &str, key: &str) -> Option<usize> {
         .query_async(&mut conn)
         .await
         .ok()
-}
-
-/// Enqueues `jobs` in chunks, trying a chunk again while Redis is away (the
-/// producer's enqueue idempotency keys make a retried chunk a no-op for the
-/// messages that made it in).
-async fn enqueue_through_outage(settings: Settings, jobs: Vec<SendMessage>) -> Vec<MessageId> {
-    let mut producer = Producer::connect(&settings.redis.url, &settings.redis.namespace)
-        .await
-        .expect("producer")
-        .with_limits(settings.message);
-    let mut ids = Vec::with_capacity(jobs.len());
-    for chunk in jobs.chunks(20) {
-        loop {
-            match producer.enqueue_messages(chunk.to_vec()).await {
-                Ok(chunk_ids) => {
-                    ids.extend(chunk_ids);
-                    break;
-                }
-                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    ids
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

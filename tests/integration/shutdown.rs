@@ -95,3 +95,52 @@ async fn a_worker_process_a_test_lets_go_of_is_killed_not_left_running() {
         "process {pid} still exists"
     );
 }
+
+/// SIGTERMs sent to `herald web` in a row; about one in fifty of them panicked
+/// in the MongoDB driver before the client was shut down in order.
+const WEB_SHUTDOWNS: usize = 60;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn herald_web_exits_zero_and_quietly_on_every_sigterm() {
+    let env = crate::helpers::env_with(&[
+        ("HERALD_WEB_TOKEN", crate::helpers::WEB_TOKEN),
+        ("HERALD_LOG_FORMAT", "json"),
+    ])
+    .await;
+    for round in 0..WEB_SHUTDOWNS {
+        let bind = format!("127.0.0.1:{}", crate::ops::free_port());
+        let log = std::env::temp_dir().join(format!("{}-web-{round}.log", env.namespace));
+        let mut web = env.spawn_herald_logged(&["web"], &[("HERALD_WEB_BIND", &bind)], &log);
+        // Ready means MongoDB answered: the driver's pool and monitors run.
+        wait_for("herald web to be ready", || async {
+            let response = env
+                .http
+                .get(format!("http://{bind}/readyz"))
+                .send()
+                .await
+                .ok()?;
+            (response.status() == 200).then_some(())
+        })
+        .await;
+        signal(&web, "TERM");
+        let status = wait_for("herald web to exit", || {
+            let status = web.try_wait().expect("try_wait");
+            async move { status }
+        })
+        .await;
+        let stderr = std::fs::read_to_string(&log).unwrap_or_default();
+        let _ = std::fs::remove_file(&log);
+        assert_eq!(status.code(), Some(0), "shutdown {round}:\n{stderr}");
+        // Every line is a JSON log record (a panic's text would not be),
+        // and none is an error.
+        for line in stderr.lines() {
+            let record: serde_json::Value = serde_json::from_str(line)
+                .unwrap_or_else(|_| panic!("shutdown {round}: not a log record: {line}"));
+            assert_ne!(record["level"], "ERROR", "shutdown {round}: {line}");
+        }
+        assert!(
+            stderr.contains("dashboard stopped"),
+            "shutdown {round}:\n{stderr}"
+        );
+    }
+}
