@@ -8,6 +8,7 @@
 //! - [`pipeline`]: messages end to end against raw MongoDB and raw pushes.
 //! - [`export`]: CSV exports against a raw cursor scan, with peak memory.
 //! - [`backlog`]: a large backlog drained end to end.
+//! - [`write_concern`]: what the MongoDB write concern costs.
 //! - [`report`]: `herald bench all`'s one table and the targets it checks.
 
 pub mod backlog;
@@ -15,6 +16,7 @@ pub mod export;
 pub mod pipeline;
 pub mod queue;
 pub mod report;
+pub mod write_concern;
 
 use std::time::Duration;
 

@@ -189,6 +189,26 @@ pub async fn run(settings: &Settings, workload: &Workload) -> Result<Vec<Measure
     Ok(results)
 }
 
+/// The raw insert rate and Herald end to end at `concurrency`, measured
+/// back to back with `settings` (for comparing settings, such as the write
+/// concern); the flag says every message was stored once and pushed once.
+pub(crate) async fn insert_and_end_to_end(
+    settings: &Settings,
+    workload: &Workload,
+    concurrency: usize,
+) -> Result<(Row, Timed, bool), BenchError> {
+    let insert = raw_insert(settings, workload.jobs, concurrency).await?;
+    let jobs_in_flight = settings.worker.concurrency.max(concurrency);
+    let run = end_to_end(
+        settings,
+        workload,
+        Lanes::PerService(jobs_in_flight, concurrency),
+    )
+    .await?;
+    let verified = run.verified(workload.jobs);
+    Ok((insert, run.timed(), verified))
+}
+
 /// A unique suffix for namespaces and database names.
 pub(crate) fn unique_suffix() -> String {
     mongodb::bson::oid::ObjectId::new().to_hex()

@@ -7,7 +7,7 @@
 
 use std::{fmt::Write as _, time::Duration};
 
-use super::{export, pipeline, Row};
+use super::{export, pipeline, write_concern, Row};
 
 /// One line of the table.
 #[derive(Debug, Clone)]
@@ -68,6 +68,8 @@ pub struct Report {
     pub pipeline: Vec<pipeline::Measured>,
     /// Exports, per size (smallest first).
     pub export: Vec<export::Measured>,
+    /// The write concern's cost, per concurrency (no target: information).
+    pub write_concern: Vec<write_concern::Measured>,
 }
 
 fn ms(d: Duration) -> String {
@@ -156,6 +158,41 @@ impl Report {
                     trials.join(" ")
                 ),
                 lines,
+            ));
+        }
+        for m in &self.write_concern {
+            let insert_base = m.insert.rate().max(1e-9);
+            let herald_base = m.herald.row.rate().max(1e-9);
+            let named = |row: &Row, name: String| Row {
+                name,
+                ..row.clone()
+            };
+            let timed_line = |timed: &pipeline::Timed, name: String| {
+                let mut line = Line::from_row(
+                    &named(&timed.row, name),
+                    Some(timed.row.rate() / herald_base),
+                );
+                line.p50 = Some(timed.p50);
+                line.p99 = Some(timed.p99);
+                line
+            };
+            sections.push((
+                format!(
+                    "Write concern, concurrency {} (same server, alternating; ratio: to the configured write concern, {}; for information)",
+                    m.concurrency, m.configured
+                ),
+                vec![
+                    Line::from_row(
+                        &named(&m.insert, format!("insert_one, {}", m.configured)),
+                        Some(1.0),
+                    ),
+                    Line::from_row(
+                        &named(&m.insert_relaxed, "insert_one, w:1, no journal".to_owned()),
+                        Some(m.insert_relaxed.rate() / insert_base),
+                    ),
+                    timed_line(&m.herald, format!("Herald, {}", m.configured)),
+                    timed_line(&m.herald_relaxed, "Herald, w:1, no journal".to_owned()),
+                ],
             ));
         }
         for m in &self.export {

@@ -30,6 +30,10 @@ pub enum BenchCommand {
     },
     /// No-op jobs per second: Herald's queue layer against plain apalis-redis.
     Queue(QueueArgs),
+    /// What the MongoDB write concern costs: raw inserts and Herald end to
+    /// end with the configured write concern and with w:1 without the
+    /// journal, alternating.
+    WriteConcern(WriteConcernArgs),
     /// A backlog enqueued with no worker running, drained end to end
     /// (MongoDB and a local push sandbox); checks nothing is stored or pushed twice.
     Backlog(BacklogArgs),
@@ -70,6 +74,35 @@ impl PipelineArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct WriteConcernArgs {
+    /// Messages per measurement (and raw inserts).
+    #[arg(long = "write-concern-jobs", default_value_t = 5_000)]
+    jobs: u64,
+    /// Concurrencies to measure, comma-separated.
+    #[arg(
+        long = "write-concern-concurrency",
+        value_delimiter = ',',
+        default_value = "1,8"
+    )]
+    concurrency: Vec<usize>,
+    /// Trials per concurrency and write concern; the table shows the median.
+    #[arg(long = "write-concern-trials", default_value_t = 3)]
+    trials: usize,
+}
+
+impl WriteConcernArgs {
+    fn workload(&self) -> anyhow::Result<bench::pipeline::Workload> {
+        PipelineArgs {
+            jobs: self.jobs,
+            concurrency: self.concurrency.clone(),
+            window: 1_000,
+            trials: self.trials,
+        }
+        .workload()
+    }
+}
+
+#[derive(Debug, Args)]
 pub struct ExportArgs {
     /// Source documents per export, comma-separated (smallest first).
     #[arg(long, value_delimiter = ',', default_value = "100000,1000000")]
@@ -89,6 +122,8 @@ pub struct AllArgs {
     pipeline: PipelineArgs,
     #[command(flatten)]
     export: ExportArgs,
+    #[command(flatten)]
+    write_concern: WriteConcernArgs,
     /// A tiny workload (seconds, not minutes) that exercises every part:
     /// for checking the command works, not for figures.
     #[arg(long)]
@@ -146,6 +181,15 @@ pub async fn run(command: BenchCommand, settings: &Settings) -> anyhow::Result<E
             };
             print!("{}", report.render());
             Ok(ExitCode::SUCCESS)
+        }
+        BenchCommand::WriteConcern(args) => {
+            let workload = args.workload()?;
+            let report = Report {
+                write_concern: run_write_concern(settings, &workload).await?,
+                ..Report::default()
+            };
+            print!("{}", report.render());
+            Ok(verified(&report, workload.jobs))
         }
         BenchCommand::ExportScan { job } => {
             let job: herald_jobs::Export =
@@ -243,6 +287,22 @@ async fn run_pipeline(
         .context("end-to-end benchmark")
 }
 
+async fn run_write_concern(
+    settings: &Settings,
+    workload: &bench::pipeline::Workload,
+) -> anyhow::Result<Vec<bench::write_concern::Measured>> {
+    eprintln!(
+        "write concern: {} against w:1 without the journal, {} messages per measurement at concurrency {:?}, {} trial(s) each",
+        bench::write_concern::describe(settings),
+        workload.jobs,
+        workload.concurrencies,
+        workload.trials
+    );
+    bench::write_concern::run(settings, workload)
+        .await
+        .context("write concern benchmark")
+}
+
 async fn run_export(
     settings: &Settings,
     args: &ExportArgs,
@@ -262,9 +322,18 @@ async fn run_export(
         .context("export benchmark")
 }
 
-/// Exit status after the end-to-end part: failure if anything was lost or
+/// Exit status after the end-to-end parts: failure if anything was lost or
 /// delivered twice.
 fn verified(report: &Report, jobs: u64) -> ExitCode {
+    for m in &report.write_concern {
+        if !m.verified {
+            eprintln!(
+                "error: write concern, concurrency {}: a message was lost or delivered twice",
+                m.concurrency
+            );
+            return ExitCode::FAILURE;
+        }
+    }
     for m in &report.pipeline {
         if !m.verified(jobs) {
             eprintln!(
@@ -291,6 +360,8 @@ async fn run_all(mut args: AllArgs, settings: &Settings) -> anyhow::Result<ExitC
         args.pipeline.trials = 1;
         args.export.rows = vec![1_000, 5_000];
         args.export.export_trials = 1;
+        args.write_concern.jobs = 200;
+        args.write_concern.trials = 1;
     }
     let workload = args.pipeline.workload()?;
     let conn = queue::connect(settings).await?;
@@ -317,6 +388,7 @@ async fn run_all(mut args: AllArgs, settings: &Settings) -> anyhow::Result<ExitC
     };
     report.pipeline = run_pipeline(settings, &workload).await?;
     report.export = run_export(settings, &args.export).await?;
+    report.write_concern = run_write_concern(settings, &args.write_concern.workload()?).await?;
     print!("{}", report.render());
     let status = verified(&report, workload.jobs);
     if status != ExitCode::SUCCESS {

@@ -13,7 +13,9 @@
 //! - `GET /_sandbox/stats`: how many requests were answered with each status.
 //! - `POST /_sandbox/failures`: `{"status": 500, "delayMs": 0, "count": 3}`
 //!   makes the next `count` event requests wait `delayMs`, then answer
-//!   `status` (or answer normally when `status` is absent).
+//!   `status` (or answer normally when `status` is absent). With
+//!   `"hang": true` they are recorded on arrival (status 0) and never
+//!   answered: a provider that took the event and went silent.
 //! - `DELETE /_sandbox/failures`: cancel scripted failures.
 //! - `GET /`: a page listing the events live.
 
@@ -82,6 +84,9 @@ pub struct FailurePlan {
     pub delay_ms: u64,
     /// How many requests it applies to.
     pub count: u32,
+    /// Record each request (with status 0) and never answer it.
+    #[serde(default)]
+    pub hang: bool,
 }
 
 #[derive(Debug)]
@@ -191,6 +196,19 @@ async fn receive_event(
 
     let failure = next_failure(&state);
     if let Some(plan) = &failure {
+        if plan.hang {
+            record(
+                &state,
+                &uri,
+                authorization,
+                header_text(header::CONTENT_TYPE),
+                0,
+                parsed,
+            );
+            // The client gives up (its timeout) and drops the connection,
+            // which drops this future.
+            return std::future::pending().await;
+        }
         if plan.delay_ms > 0 {
             tokio::time::sleep(Duration::from_millis(plan.delay_ms)).await;
         }
@@ -219,6 +237,26 @@ async fn receive_event(
         }
     };
 
+    record(
+        &state,
+        &uri,
+        authorization,
+        header_text(header::CONTENT_TYPE),
+        status.as_u16(),
+        parsed,
+    );
+    (status, answer).into_response()
+}
+
+/// Records one received request, answered with `status` (0: not answered).
+fn record(
+    state: &SandboxState,
+    uri: &Uri,
+    authorization: Option<String>,
+    content_type: Option<String>,
+    status: u16,
+    parsed: Result<EventBody, serde_json::Error>,
+) {
     let record = {
         let mut requests = lock(&state.requests);
         let (name, channels, data, excluded_socket_id) = match parsed {
@@ -235,8 +273,8 @@ async fn receive_event(
             received_at_ms: now_ms(),
             path: uri.path().to_owned(),
             authorization,
-            content_type: header_text(header::CONTENT_TYPE),
-            status: status.as_u16(),
+            content_type,
+            status,
             name,
             channels,
             data,
@@ -252,7 +290,6 @@ async fn receive_event(
         channels = ?record.channels,
         "sandbox received an event"
     );
-    (status, answer).into_response()
 }
 
 async fn list_events(State(state): State<Arc<SandboxState>>) -> Json<Vec<RecordedRequest>> {
@@ -336,6 +373,7 @@ mod tests {
             status: Some(500),
             delay_ms: 0,
             count: 2,
+            hang: false,
         }));
         assert_eq!(next_failure(&state).and_then(|p| p.status), Some(500));
         assert_eq!(next_failure(&state).and_then(|p| p.status), Some(500));

@@ -72,7 +72,7 @@ fn worker_name(queue: QueueName) -> String {
 }
 
 /// Waits before a failed worker is rebuilt: 200 ms per restart so far, at
-/// most 5 s, so an outage of Redis does not become a busy loop.
+/// most 5 s, so a failure that repeats does not become a busy loop.
 ///
 /// apalis asks for the restart decision synchronously, so the pause blocks;
 /// `block_in_place` hands this thread's other tasks to the rest of the pool.
@@ -211,8 +211,10 @@ where
                 .parallelize(tokio::spawn)
                 .build(crate::export::handle::<crate::export::storage::LocalDirStorage>)
         })
-        // A worker whose Redis connection failed is rebuilt, after a pause
-        // that grows with its restarts, instead of being left stopped.
+        // Redis failures do not stop a worker (its backend tries again until
+        // Redis answers, see `queue::driver`); anything that still does is
+        // rebuilt, after a pause that grows with its restarts, instead of
+        // being left stopped.
         .should_restart(|worker, error| {
             tracing::error!(worker = worker.name(), %error, "worker failed; restarting");
             pause_before_restart(worker.restarts());

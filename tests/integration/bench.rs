@@ -28,6 +28,8 @@ async fn bench_all_smoke_prints_one_table_with_every_part_and_verified_counts() 
         "-- Order: events that reached the stand-in after",
         "-- Export, 1000 documents",
         "-- Export, 5000 documents",
+        "-- Write concern, concurrency 1 ",
+        "-- Write concern, concurrency 8 ",
         "-- Targets",
     ] {
         assert!(stdout.contains(section), "no {section:?} in:\n{stdout}");
@@ -55,6 +57,9 @@ async fn bench_all_smoke_prints_one_table_with_every_part_and_verified_counts() 
     assert_eq!(count_of("Herald end to end, one job at a time"), [200]);
     assert_eq!(count_of("raw cursor scan"), [1_000, 5_000]);
     assert_eq!(count_of("Herald export to CSV"), [1_000, 5_000]);
+    // Each write concern section: two insert rows and two Herald rows.
+    assert_eq!(count_of("insert_one, "), [200; 4]);
+    assert_eq!(count_of("Herald, "), [200; 4]);
     // The order section names every Herald row, indented:
     // "  <row>  <late> of <count>".
     let order: Vec<&str> = stdout

@@ -285,6 +285,22 @@ impl TestEnv {
         );
     }
 
+    /// Makes the sandbox take the next `count` events and never answer.
+    pub async fn script_hangs(&self, count: u32) {
+        let response = self
+            .http
+            .post(format!("{}/_sandbox/failures", self.sandbox_url))
+            .json(&serde_json::json!({ "hang": true, "count": count }))
+            .send()
+            .await
+            .expect("sandbox answers");
+        assert!(
+            response.status().is_success(),
+            "{:?}",
+            response.text().await
+        );
+    }
+
     /// Members of a queue's Redis set (`dead`, `done`, ...).
     pub async fn queue_set(&self, queue: QueueName, set: &str) -> Vec<String> {
         let key = format!("{}:{set}", self.settings.redis.namespace.queue(queue));

@@ -96,8 +96,8 @@ async fn a_worker_process_a_test_lets_go_of_is_killed_not_left_running() {
     );
 }
 
-/// SIGTERMs sent to `herald web` in a row; about one in fifty of them panicked
-/// in the MongoDB driver before the client was shut down in order.
+/// SIGTERMs sent to `herald web` in a row. Before the MongoDB client was
+/// shut down in order, a few in a hundred panicked inside the driver.
 const WEB_SHUTDOWNS: usize = 60;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
