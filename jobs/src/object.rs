@@ -17,7 +17,9 @@
 
 /// Implements `Serialize` and an objects-only `Deserialize` for a struct
 /// that derives both with `#[serde(remote = "Self")]`; `$expecting`
-/// completes "invalid type: ..., expected `$expecting`".
+/// completes "invalid type: ..., expected `$expecting`". With `deserialize`
+/// first, for a struct that derives only `Deserialize`, it implements only
+/// that.
 #[macro_export]
 macro_rules! object_only {
     ($type:ty, $expecting:literal) => {
@@ -28,6 +30,9 @@ macro_rules! object_only {
             }
         }
 
+        $crate::object_only!(deserialize $type, $expecting);
+    };
+    (deserialize $type:ty, $expecting:literal) => {
         impl<'de> ::serde::Deserialize<'de> for $type {
             fn deserialize<D: ::serde::Deserializer<'de>>(
                 deserializer: D,

@@ -76,17 +76,29 @@ impl PipelineArgs {
 #[derive(Debug, Args)]
 pub struct WriteConcernArgs {
     /// Messages per measurement (and raw inserts).
-    #[arg(long = "write-concern-jobs", default_value_t = 5_000)]
+    #[arg(
+        id = "write_concern_jobs",
+        long = "write-concern-jobs",
+        value_name = "JOBS",
+        default_value_t = 5_000
+    )]
     jobs: u64,
     /// Concurrencies to measure, comma-separated.
     #[arg(
+        id = "write_concern_concurrency",
         long = "write-concern-concurrency",
+        value_name = "LIST",
         value_delimiter = ',',
         default_value = "1,8"
     )]
     concurrency: Vec<usize>,
     /// Trials per concurrency and write concern; the table shows the median.
-    #[arg(long = "write-concern-trials", default_value_t = 3)]
+    #[arg(
+        id = "write_concern_trials",
+        long = "write-concern-trials",
+        value_name = "TRIALS",
+        default_value_t = 3
+    )]
     trials: usize,
 }
 

@@ -216,6 +216,12 @@ async fn bad_message_bodies_are_refused_naming_each_field_and_nothing_is_enqueue
             vec!["messageId", "sender.id", "status", "title", "to.target"],
         ),
         ("not a JSON object", json!([1, 2]), vec!["body"]),
+        // serde's array form of the fields, in order: still not an object.
+        (
+            "the fields as an array",
+            json!([null, "t", "c", null, null, null]),
+            vec!["body"],
+        ),
     ];
     for (what, body, fields) in cases {
         let (status, answer) = api.post("/v1/messages", &token, body).await;

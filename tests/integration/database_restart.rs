@@ -2,124 +2,22 @@
 //! pushed is stored (writes wait for the journal before the push is
 //! handed on), and none is stored or pushed twice.
 
-use std::{
-    collections::HashMap,
-    path::PathBuf,
-    process::{Child, Command, Stdio},
-    time::Duration,
-};
+use std::time::Duration;
 
-use herald_jobs::{QueueName, SendMessage};
+use herald_jobs::QueueName;
 use mongodb::bson::doc;
 
 use crate::{
-    helpers::{account, enqueue_through_outage, env_with, signal, wait_within},
-    ops::free_port,
+    helpers::{env_with, stop_logged, wait_within},
+    servers::{Kind, PrivateServer},
 };
 
 /// Messages sent through the crash.
 const MESSAGES: usize = 2_000;
 
-/// The MongoDB-compatible server the setup installs: `secantusd-rs` (or,
-/// where it could not be built, `secantusd-py`).
-fn server_binary() -> PathBuf {
-    let home = std::env::var_os("HOME")
-        .map(PathBuf::from)
-        .unwrap_or_default();
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    let dirs: Vec<PathBuf> = std::env::split_paths(&path)
-        .chain([home.join(".cargo/bin")])
-        .collect();
-    for name in ["secantusd-rs", "secantusd-py"] {
-        if let Some(found) = dirs.iter().map(|d| d.join(name)).find(|p| p.is_file()) {
-            return found;
-        }
-    }
-    panic!("no secantusd-rs or secantusd-py found; scripts/setup.sh installs one")
-}
-
-/// A private SecantusDB on a free port, in its durable mode, that can be
-/// killed (SIGKILL: no chance to flush anything) and started again on the
-/// same files. Killed and removed on drop.
-struct Database {
-    port: u16,
-    dir: PathBuf,
-    child: Option<Child>,
-}
-
-impl Database {
-    async fn start() -> Self {
-        let port = free_port();
-        let dir = std::env::temp_dir().join(format!("herald-secantus-{port}"));
-        std::fs::create_dir_all(&dir).expect("private database dir");
-        let mut database = Self {
-            port,
-            dir,
-            child: None,
-        };
-        database.restart().await;
-        database
-    }
-
-    fn url(&self) -> String {
-        format!("mongodb://127.0.0.1:{}", self.port)
-    }
-
-    async fn restart(&mut self) {
-        let child = Command::new(server_binary())
-            .args(["--host", "127.0.0.1", "--port", &self.port.to_string()])
-            .arg("--storage-path")
-            .arg(&self.dir)
-            .arg("--sync-on-commit")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("the database server runs");
-        self.child = Some(child);
-        let url = self.url();
-        wait_within(
-            "the private database to answer",
-            Duration::from_secs(60),
-            Duration::from_millis(50),
-            || {
-                let url = url.clone();
-                async move {
-                    let client = mongodb::Client::with_uri_str(&url).await.ok()?;
-                    let pinged = client
-                        .database("admin")
-                        .run_command(doc! { "ping": 1 })
-                        .await
-                        .ok()
-                        .map(|_| ());
-                    client.shutdown().immediate(true).await;
-                    pinged
-                }
-            },
-        )
-        .await;
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            signal(&child, "KILL");
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for Database {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_killed_under_load_keeps_every_message_that_was_pushed() {
-    let mut database = Database::start().await;
+    let mut database = PrivateServer::start(Kind::DurableSecantus).await;
     let url = database.url();
     let env = env_with(&[
         ("HERALD_MONGODB_URL", &url),
@@ -130,23 +28,8 @@ async fn a_database_killed_under_load_keeps_every_message_that_was_pushed() {
         ("HERALD_WORKER_OPS_BIND", ""),
     ])
     .await;
-    let log = std::env::temp_dir().join(format!("{}-database-restart.log", env.namespace));
-    let mut worker = env.spawn_herald_logged(&["worker"], &[], &log);
-
-    let account = account();
-    let jobs: Vec<SendMessage> = (0..MESSAGES)
-        .map(|i| SendMessage::new(account, format!("through the crash {i}"), "kept"))
-        .collect();
-    let producing = tokio::spawn(enqueue_through_outage(env.settings.clone(), jobs));
-
-    wait_within(
-        "the first pushes",
-        Duration::from_secs(60),
-        Duration::from_millis(20),
-        || async { (env.accepted_count().await >= 300).then_some(()) },
-    )
-    .await;
-    database.kill();
+    let (mut worker, log, producing) = env.messages_flowing("database-crash", MESSAGES, 300).await;
+    database.stop("KILL");
     let pushed_at_crash = env.accepted_count().await;
     // Longer than the driver's server selection timeout (5 s), so inserts
     // fail and their jobs run again, not only wait.
@@ -164,14 +47,7 @@ async fn a_database_killed_under_load_keeps_every_message_that_was_pushed() {
 
     // Every message pushed is in the database: in particular those pushed
     // just before the crash.
-    let mut pushes: HashMap<String, usize> = HashMap::new();
-    for event in env.delivered("new_message").await {
-        let id = event.data["messageId"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned();
-        *pushes.entry(id).or_default() += 1;
-    }
+    let pushes = env.pushes_per_message().await;
     let twice: Vec<_> = pushes.iter().filter(|(_, n)| **n > 1).collect();
     assert!(twice.is_empty(), "pushed more than once: {twice:?}");
     let pushed_ids: Vec<_> = pushes
@@ -196,10 +72,7 @@ async fn a_database_killed_under_load_keeps_every_message_that_was_pushed() {
         .await
         .is_empty());
 
-    signal(&worker, "TERM");
-    let status = worker.wait().expect("worker exits");
-    let lines = std::fs::read_to_string(&log).unwrap_or_default();
-    let _ = std::fs::remove_file(&log);
+    let (status, lines) = stop_logged(&mut worker, &log);
     assert!(status.success(), "{status:?}");
     // The failed inserts were said at warn, each with its job.
     assert!(

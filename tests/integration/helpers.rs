@@ -269,12 +269,36 @@ impl TestEnv {
             .collect()
     }
 
+    /// How many times the sandbox accepted each message's `new_message`,
+    /// by message id.
+    pub async fn pushes_per_message(&self) -> HashMap<String, usize> {
+        let mut pushes: HashMap<String, usize> = HashMap::new();
+        for event in self.delivered("new_message").await {
+            let id = event.data["messageId"].as_str().unwrap_or_default();
+            *pushes.entry(id.to_owned()).or_default() += 1;
+        }
+        pushes
+    }
+
     /// Scripts the sandbox's next `count` answers.
     pub async fn script_failures(&self, status: Option<u16>, delay_ms: u64, count: u32) {
+        self.script_sandbox(
+            serde_json::json!({ "status": status, "delayMs": delay_ms, "count": count }),
+        )
+        .await;
+    }
+
+    /// Makes the sandbox take the next `count` events and never answer.
+    pub async fn script_hangs(&self, count: u32) {
+        self.script_sandbox(serde_json::json!({ "hang": true, "count": count }))
+            .await;
+    }
+
+    async fn script_sandbox(&self, plan: Value) {
         let response = self
             .http
             .post(format!("{}/_sandbox/failures", self.sandbox_url))
-            .json(&serde_json::json!({ "status": status, "delayMs": delay_ms, "count": count }))
+            .json(&plan)
             .send()
             .await
             .expect("sandbox answers");
@@ -285,20 +309,36 @@ impl TestEnv {
         );
     }
 
-    /// Makes the sandbox take the next `count` events and never answer.
-    pub async fn script_hangs(&self, count: u32) {
-        let response = self
-            .http
-            .post(format!("{}/_sandbox/failures", self.sandbox_url))
-            .json(&serde_json::json!({ "hang": true, "count": count }))
-            .send()
-            .await
-            .expect("sandbox answers");
-        assert!(
-            response.status().is_success(),
-            "{:?}",
-            response.text().await
-        );
+    /// The moment a fault test breaks something: a `herald worker` process
+    /// (standard error in a log file named after `label`) working through
+    /// `count` messages of one account that are still being enqueued
+    /// ([`enqueue_through_outage`]), `first` of them pushed already.
+    /// Returns the worker, its log and the producer's task.
+    pub async fn messages_flowing(
+        &self,
+        label: &str,
+        count: usize,
+        first: u64,
+    ) -> (
+        HeraldProcess,
+        std::path::PathBuf,
+        JoinHandle<Vec<MessageId>>,
+    ) {
+        let log = std::env::temp_dir().join(format!("{}-{label}.log", self.namespace));
+        let worker = self.spawn_herald_logged(&["worker"], &[], &log);
+        let account = account();
+        let jobs: Vec<SendMessage> = (0..count)
+            .map(|i| SendMessage::new(account, format!("{label} {i}"), "through a fault"))
+            .collect();
+        let producing = tokio::spawn(enqueue_through_outage(self.settings.clone(), jobs));
+        wait_within(
+            "the first pushes",
+            Duration::from_secs(60),
+            Duration::from_millis(20),
+            || async { (self.accepted_count().await >= first).then_some(()) },
+        )
+        .await;
+        (worker, log, producing)
     }
 
     /// Members of a queue's Redis set (`dead`, `done`, ...).
@@ -509,6 +549,25 @@ impl Drop for HeraldProcess {
             let _ = self.0.wait();
         }
     }
+}
+
+/// Stops a `herald` process started with its standard error in `log`
+/// (SIGTERM), and returns how it exited and what it logged; the log file
+/// is removed.
+pub fn stop_logged(
+    process: &mut HeraldProcess,
+    log: &std::path::Path,
+) -> (std::process::ExitStatus, String) {
+    assert!(
+        process.try_wait().expect("try_wait").is_none(),
+        "the process had exited by itself:\n{}",
+        std::fs::read_to_string(log).unwrap_or_default()
+    );
+    signal(process, "TERM");
+    let status = process.wait().expect("the process exits");
+    let lines = std::fs::read_to_string(log).unwrap_or_default();
+    let _ = std::fs::remove_file(log);
+    (status, lines)
 }
 
 /// Sends signal `name` (e.g. `TERM`) to `child` with kill(1).

@@ -23,5 +23,6 @@ mod poison_jobs;
 mod redis_restart;
 mod sandbox;
 mod scaling;
+mod servers;
 mod shutdown;
 mod store_batch;

@@ -7,7 +7,7 @@ use herald_jobs::{QueueName, SendMessage};
 use mongodb::bson::doc;
 use serde_json::json;
 
-use crate::helpers::{account, env_with, signal, wait_within};
+use crate::helpers::{account, env_with, stop_logged, wait_within};
 
 /// Valid jobs around the poison ones.
 const VALID: usize = 300;
@@ -105,14 +105,7 @@ async fn undecodable_jobs_go_dead_with_their_reason_while_their_batches_run_on_w
     )
     .await;
     assert_eq!(env.message_count(doc! {}).await as usize, VALID);
-    let mut pushes: HashMap<String, usize> = HashMap::new();
-    for event in env.delivered("new_message").await {
-        let id = event.data["messageId"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned();
-        *pushes.entry(id).or_default() += 1;
-    }
+    let pushes = env.pushes_per_message().await;
     assert_eq!(pushes.len(), VALID, "each valid message pushed");
     assert!(pushes.values().all(|&n| n == 1), "none pushed twice");
     for id in &valid_ids {
@@ -175,14 +168,7 @@ async fn undecodable_jobs_go_dead_with_their_reason_while_their_batches_run_on_w
     }
 
     // The worker kept running as it was: no restart, nothing at ERROR.
-    assert!(
-        worker.try_wait().expect("try_wait").is_none(),
-        "worker exited"
-    );
-    signal(&worker, "TERM");
-    let status = worker.wait().expect("worker exits");
-    let lines = std::fs::read_to_string(&log).unwrap_or_default();
-    let _ = std::fs::remove_file(&log);
+    let (status, lines) = stop_logged(&mut worker, &log);
     assert!(status.success(), "{status:?}\n{lines}");
     let errors: Vec<&str> = lines
         .lines()

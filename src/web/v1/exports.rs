@@ -39,7 +39,7 @@ use crate::{
 
 /// An export to run.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(remote = "Self", rename_all = "camelCase", deny_unknown_fields)]
 pub struct ExportRequest {
     /// The export's id (1-64 letters, digits, `-`, `_`); generated when absent.
     #[serde(default)]
@@ -63,9 +63,11 @@ pub struct ExportRequest {
     pub time_zone: Option<String>,
 }
 
+herald_jobs::object_only!(deserialize ExportRequest, "an export object");
+
 /// One column.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(remote = "Self", deny_unknown_fields)]
 pub struct FieldBody {
     /// Dotted document path.
     pub path: String,
@@ -73,9 +75,11 @@ pub struct FieldBody {
     pub title: String,
 }
 
+herald_jobs::object_only!(deserialize FieldBody, "a field object {\"path\", \"title\"}");
+
 /// One sort key.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(remote = "Self", deny_unknown_fields)]
 pub struct SortBody {
     /// Dotted document path.
     pub path: String,
@@ -83,6 +87,8 @@ pub struct SortBody {
     #[serde(default)]
     pub order: Option<String>,
 }
+
+herald_jobs::object_only!(deserialize SortBody, "a sort object {\"path\", \"order\"}");
 
 /// The answer to an accepted export.
 #[derive(Debug, Serialize, utoipa::ToSchema)]

@@ -21,7 +21,7 @@ use crate::web::WebState;
 
 /// A message to store and push.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(remote = "Self", rename_all = "camelCase", deny_unknown_fields)]
 pub struct MessageRequest {
     /// `_id` for the document, 24-hex; generated when absent. Sending the
     /// same id again does not create a second message.
@@ -45,9 +45,11 @@ pub struct MessageRequest {
     pub status: Option<String>,
 }
 
+herald_jobs::object_only!(deserialize MessageRequest, "a message object");
+
 /// `sender`: `{"id": "system" | HEX, "from": "system" | "user"}`.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(remote = "Self", deny_unknown_fields)]
 pub struct SenderBody {
     /// `"system"` or a user's 24-hex id.
     pub id: String,
@@ -55,15 +57,19 @@ pub struct SenderBody {
     pub from: String,
 }
 
+herald_jobs::object_only!(deserialize SenderBody, "a sender object {\"id\", \"from\"}");
+
 /// `to`: `{"id": HEX, "target": "account" | "user"}`.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(remote = "Self", deny_unknown_fields)]
 pub struct RecipientBody {
     /// The account's or the user's 24-hex id.
     pub id: String,
     /// `account` or `user`.
     pub target: String,
 }
+
+herald_jobs::object_only!(deserialize RecipientBody, "a recipient object {\"id\", \"target\"}");
 
 /// The answer to an accepted message.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
