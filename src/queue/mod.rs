@@ -10,7 +10,10 @@
 //! - [`RedisQueue`] is the apalis backend (fetch, acknowledge, enqueue), so
 //!   workers keep apalis's worker model and middleware. Its worker side
 //!   (`driver`) fetches the next batch while the last jobs of one run and
-//!   acknowledges finished jobs in the background, in batches.
+//!   acknowledges finished jobs in the background, in batches; a Redis
+//!   outage pauses it without stopping it.
+//! - [`decode`] turns a job's stored bytes into its arguments, or says why
+//!   they cannot be (the job is then recorded dead; its batch runs on).
 //! - [`AckLayer`] reports each finished job to its worker's backend.
 //! - [`QueueConfig`] names the keys and holds the tuning of one queue.
 //! - [`RetryPolicy`] decides when a failed job runs again.
