@@ -51,6 +51,12 @@ pub enum WorkerError {
     MasterMoved(String),
 }
 
+/// How long a stopping worker waits for its last delivery receipts to
+/// reach Redis once its jobs have drained. Short: the drain itself already
+/// waited up to `worker.shutdown_timeout` for Redis, and the supervisor's
+/// stop timeout must cover both (README: "Running under a supervisor").
+const RECEIPT_FLUSH_PATIENCE: Duration = Duration::from_secs(5);
+
 /// A name unique to this worker process and queue: host, pid and a random
 /// suffix. apalis-redis leases jobs to a worker by name, so a restarted
 /// process must not reuse its predecessor's name (its leases would never be
@@ -243,7 +249,7 @@ where
     };
     let outcome = monitor.run_with_signal(signal).await;
     // Receipts of the last deliveries may still be on their way to Redis.
-    receipts.flush(grace).await;
+    receipts.flush(RECEIPT_FLUSH_PATIENCE).await;
     // The probes answer until the jobs are drained, then stop with the worker.
     let _ = stop_ops.send(());
     if let Some(task) = ops_task {
