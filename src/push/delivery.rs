@@ -43,11 +43,6 @@ use crate::queue::QueueConfig;
 /// would otherwise grow without bound in an outage that never ends.
 pub const MAX_PENDING_RECEIPTS: usize = 100_000;
 
-/// Pause before the writer tries Redis again; doubles per failure up to
-/// one second.
-const FIRST_PAUSE: Duration = Duration::from_millis(50);
-const LONGEST_PAUSE: Duration = Duration::from_secs(1);
-
 /// What the writer task is asked to do.
 enum Command {
     /// Write `key` = `value`.
@@ -208,11 +203,8 @@ async fn write_receipts(
                         "delivery receipts not written; keeping them and trying again until Redis answers"
                     );
                 }
-                let pause = FIRST_PAUSE
-                    .saturating_mul(1 << failures.min(16))
-                    .min(LONGEST_PAUSE);
+                tokio::time::sleep(crate::queue::retry_pause(failures)).await;
                 failures = failures.saturating_add(1);
-                tokio::time::sleep(pause).await;
             }
         }
     }

@@ -112,6 +112,16 @@ fn poll_slot<T>(slot: &mut Option<BoxSyncFuture<T>>, cx: &mut Context<'_>) -> Po
     Poll::Ready(Some(output))
 }
 
+/// The pause before a Redis call that failed `failures` times in a row is
+/// tried again: [`RETRY_FIRST`], doubling, at most [`RETRY_MAX`]. Every
+/// retry of a Redis call in the worker uses it (this driver, the delivery
+/// receipts' writer).
+pub fn retry_pause(failures: u32) -> Duration {
+    RETRY_FIRST
+        .saturating_mul(1 << failures.min(16))
+        .min(RETRY_MAX)
+}
+
 /// When one kind of Redis call that failed may be tried again.
 #[derive(Default)]
 struct Backoff {
@@ -120,17 +130,16 @@ struct Backoff {
 }
 
 impl Backoff {
-    /// The pause after `failures` failures in a row.
-    fn pause(failures: u32) -> Duration {
-        RETRY_FIRST
-            .saturating_mul(1 << failures.min(16))
-            .min(RETRY_MAX)
+    /// Records a failure and returns the pause before the next try.
+    fn next_pause(&mut self) -> Duration {
+        let pause = retry_pause(self.failures);
+        self.failures = self.failures.saturating_add(1);
+        pause
     }
 
     /// Records a failure and starts the pause before the next try.
     fn failed(&mut self, cx: &mut Context<'_>) {
-        let pause = Self::pause(self.failures);
-        self.failures = self.failures.saturating_add(1);
+        let pause = self.next_pause();
         self.wait = Some(Box::pin(tokio::time::sleep(pause)));
         // Polled once so that the end of the pause wakes the worker.
         let _ = self.ready(cx);
@@ -518,8 +527,7 @@ impl WorkerDriver {
             Poll::Ready(Some(Err(e))) => {
                 self.redis_failed(worker, "heartbeat", &e);
                 // Beat again soon: a long gap would make this worker look dead.
-                let pause = Backoff::pause(self.heartbeat_backoff.failures);
-                self.heartbeat_backoff.failures = self.heartbeat_backoff.failures.saturating_add(1);
+                let pause = self.heartbeat_backoff.next_pause();
                 self.arm_heartbeat(pause);
                 self.drive_heartbeat(cx, worker);
             }
@@ -679,5 +687,17 @@ impl WorkerDriver {
             }
             self.start_ack(worker);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_redis_call_waits_longer_each_time_up_to_a_second() {
+        let pauses: Vec<u128> = (0..8).map(|n| retry_pause(n).as_millis()).collect();
+        assert_eq!(pauses, [50, 100, 200, 400, 800, 1000, 1000, 1000]);
+        assert_eq!(retry_pause(u32::MAX), RETRY_MAX);
     }
 }

@@ -49,6 +49,7 @@ use herald_jobs::QueueName;
 pub use ack::AckLayer;
 pub use backend::RedisQueue;
 pub use doorbell::Doorbell;
+pub use driver::retry_pause;
 pub use handoff::{Handoff, HandoffJob};
 pub use retry::{Outcome, RetryPolicy};
 
