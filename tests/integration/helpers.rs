@@ -570,6 +570,16 @@ pub fn stop_logged(
     (status, lines)
 }
 
+/// Waits for `child` to exit and returns how it did; fails the test if it
+/// has not within the usual patience (a deadline against hangs).
+pub async fn exited(child: &mut Child) -> std::process::ExitStatus {
+    wait_for("a process to exit", || {
+        let status = child.try_wait().expect("try_wait");
+        async move { status }
+    })
+    .await
+}
+
 /// Sends signal `name` (e.g. `TERM`) to `child` with kill(1).
 pub fn signal(child: &Child, name: &str) {
     let status = Command::new("kill")

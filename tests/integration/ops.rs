@@ -7,7 +7,7 @@ use herald::export::status::ExportStatusStore;
 use herald_jobs::{Export, Producer, QueueName, SendMessage};
 use serde_json::{json, Value};
 
-use crate::helpers::{account, env_with, redis_url, signal, wait_for, TestEnv, WEB_TOKEN};
+use crate::helpers::{account, env_with, exited, redis_url, signal, wait_for, TestEnv, WEB_TOKEN};
 
 /// A port nobody listens on right now (bound, then released).
 pub fn free_port() -> u16 {
@@ -345,11 +345,7 @@ async fn web_is_not_ready_without_mongodb_and_stops_gracefully_on_sigterm() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     signal(&web, "TERM");
     assert_eq!(in_flight.await.unwrap().expect("answered"), 503);
-    let status = wait_for("herald web to exit", || {
-        let status = web.try_wait().expect("try_wait");
-        async move { status }
-    })
-    .await;
+    let status = exited(&mut web).await;
     let stderr = std::fs::read_to_string(&log).unwrap_or_default();
     let _ = std::fs::remove_file(&log);
     assert_eq!(status.code(), Some(0), "stderr:\n{stderr}");

@@ -14,7 +14,8 @@ use mongodb::bson::doc;
 
 use crate::{
     helpers::{
-        account, env, env_with, redis_url, signal, wait_for, wait_within, HeraldProcess, TestEnv,
+        account, env, env_with, exited, redis_url, signal, wait_for, wait_within, HeraldProcess,
+        TestEnv,
     },
     ops::free_port,
 };
@@ -100,14 +101,6 @@ async fn assert_each_stored_and_pushed_once(env: &TestEnv, ids: &[MessageId]) {
     assert!(env.queue_set(QueueName::Push, "dead").await.is_empty());
 }
 
-async fn wait_exit(child: &mut Child) -> std::process::ExitStatus {
-    wait_for("a worker process to exit", || {
-        let status = child.try_wait().expect("try_wait");
-        async move { status }
-    })
-    .await
-}
-
 /// Pushes a worker log reports as delivered.
 fn deliveries_in(log: &PathBuf) -> usize {
     std::fs::read_to_string(log)
@@ -144,7 +137,7 @@ async fn two_worker_processes_share_2000_messages_each_stored_and_pushed_once() 
         signal(worker, "TERM");
     }
     for worker in &mut workers {
-        assert_eq!(wait_exit(worker).await.code(), Some(0));
+        assert_eq!(exited(worker).await.code(), Some(0));
     }
     assert_each_stored_and_pushed_once(&env, &ids).await;
 
@@ -250,7 +243,7 @@ async fn a_worker_killed_mid_jobs_has_them_rerun_by_the_other_nothing_lost_or_do
     );
 
     signal(&survivor, "TERM");
-    assert_eq!(wait_exit(&mut survivor).await.code(), Some(0));
+    assert_eq!(exited(&mut survivor).await.code(), Some(0));
     assert_each_stored_and_pushed_once(&env, &ids).await;
     for log in &logs {
         let _ = std::fs::remove_file(log);
@@ -481,7 +474,7 @@ async fn after_a_sentinel_failover_the_worker_drains_and_exits_to_be_restarted()
     })
     .await;
 
-    let status = wait_exit(&mut worker).await;
+    let status = exited(&mut worker).await;
     let stderr = std::fs::read_to_string(&log).unwrap_or_default();
     let _ = std::fs::remove_file(&log);
     assert_eq!(status.code(), Some(1), "a failure exit, for the supervisor");

@@ -4,16 +4,12 @@ use std::time::Duration;
 
 use herald_jobs::{QueueName, SendMessage};
 
-use crate::helpers::{account, env, signal, wait_for, HeraldProcess};
+use crate::helpers::{account, env, exited, signal, wait_for, HeraldProcess};
 
 /// Waits for the child to exit (it is killed if it hangs past the
 /// deadline, when the failed wait drops it).
 async fn wait_exit(mut child: HeraldProcess) -> (std::process::ExitStatus, String) {
-    let exit = wait_for("the worker process to exit", || {
-        let status = child.try_wait().expect("try_wait");
-        async move { status }
-    })
-    .await;
+    let exit = exited(&mut child).await;
     let mut stderr = String::new();
     if let Some(mut pipe) = child.stderr.take() {
         use std::io::Read;
@@ -123,11 +119,7 @@ async fn herald_web_exits_zero_and_quietly_on_every_sigterm() {
         })
         .await;
         signal(&web, "TERM");
-        let status = wait_for("herald web to exit", || {
-            let status = web.try_wait().expect("try_wait");
-            async move { status }
-        })
-        .await;
+        let status = exited(&mut web).await;
         let stderr = std::fs::read_to_string(&log).unwrap_or_default();
         let _ = std::fs::remove_file(&log);
         assert_eq!(status.code(), Some(0), "shutdown {round}:\n{stderr}");
