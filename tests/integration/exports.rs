@@ -8,7 +8,7 @@ use herald_jobs::{AccountId, Export, Producer, QueueName};
 use mongodb::bson::{doc, oid::ObjectId, DateTime, Document};
 use serde_json::json;
 
-use crate::helpers::{env_with, wait_for, TestEnv};
+use crate::helpers::{env_with, wait_for, wait_within, TestEnv};
 
 /// The requests among `events` that carried event `name`, in order.
 fn named<'a>(events: &'a [RecordedRequest], name: &str) -> Vec<&'a RecordedRequest> {
@@ -117,11 +117,21 @@ async fn status_of(env: &TestEnv, key: &str) -> Document {
         .unwrap_or_default()
 }
 
+/// Waits for export `key`'s record to reach `wanted`. Patient: an export
+/// writes its progress often, each write synced to disk before it counts
+/// (the journaled write concern on a `--sync-on-commit` server), and the
+/// fault tests running beside it sync thousands of writes of their own.
+/// A deadline against hangs, not a speed requirement.
 async fn wait_status(env: &TestEnv, key: &str, wanted: &str) -> Document {
-    wait_for(&format!("export {key} to be {wanted}"), || async {
-        let record = status_of(env, key).await;
-        (record.get_str("status") == Ok(wanted)).then_some(record)
-    })
+    wait_within(
+        &format!("export {key} to be {wanted}"),
+        Duration::from_secs(120),
+        Duration::from_millis(50),
+        || async {
+            let record = status_of(env, key).await;
+            (record.get_str("status") == Ok(wanted)).then_some(record)
+        },
+    )
     .await
 }
 
