@@ -447,10 +447,7 @@ impl RawSettings {
             herald_jobs::redis_url::SentinelUrl::parse(&redis_url).map_err(|reason| {
                 ConfigError::invalid(
                     "redis.url",
-                    format!(
-                        "'{}' {reason}",
-                        herald_jobs::producer::redact_url(&redis_url)
-                    ),
+                    format!("'{}' {reason}", herald_jobs::redact_url(&redis_url)),
                 )
             })?;
         } else if !(redis_url.starts_with("redis://")

@@ -31,6 +31,7 @@ pub mod export;
 pub mod ops;
 pub mod push;
 pub mod queue;
+pub mod queues;
 pub mod shutdown;
 pub mod store;
 pub mod telemetry;

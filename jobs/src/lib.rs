@@ -30,6 +30,7 @@ pub mod message;
 pub mod object;
 pub mod producer;
 pub mod queue;
+pub mod redact;
 pub mod redis_url;
 pub mod task_order;
 
@@ -42,3 +43,4 @@ pub use message::{
 };
 pub use producer::{Producer, ProducerError};
 pub use queue::{Namespace, QueueName};
+pub use redact::redact_url;

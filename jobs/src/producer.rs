@@ -16,6 +16,7 @@ use crate::{
     ids::MessageId,
     message::{MessageLimits, SendMessage},
     queue::{Namespace, QueueName},
+    redact::redact_url,
     task_order::next_task_id,
 };
 
@@ -187,40 +188,5 @@ impl Producer {
                 })?;
         }
         Ok(ids)
-    }
-}
-
-/// Removes a password from a URL before it is shown in an error.
-pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme_end), Some(at)) if at > scheme_end => {
-            let userinfo = &url[scheme_end + 3..at];
-            let user = userinfo.split(':').next().unwrap_or("");
-            let shown = if userinfo.contains(':') {
-                format!("{user}:***")
-            } else {
-                user.to_owned()
-            };
-            format!("{}{}{}", &url[..scheme_end + 3], shown, &url[at..])
-        }
-        _ => url.to_owned(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::redact_url;
-
-    #[test]
-    fn passwords_are_hidden_and_the_rest_kept() {
-        assert_eq!(
-            redact_url("redis://user:s3cret@cache:6379/0"),
-            "redis://user:***@cache:6379/0"
-        );
-        assert_eq!(redact_url("redis://:s3cret@cache"), "redis://:***@cache");
-        assert_eq!(
-            redact_url("redis://127.0.0.1:6379"),
-            "redis://127.0.0.1:6379"
-        );
     }
 }

@@ -38,7 +38,7 @@ async fn check_redis(settings: &Settings) -> Result<String, String> {
     queue::connect(settings).await.map_err(|e| e.to_string())?;
     Ok(format!(
         "{} answers PING (namespace {})",
-        herald_jobs::producer::redact_url(&settings.redis.url),
+        herald_jobs::redact_url(&settings.redis.url),
         settings.redis.namespace
     ))
 }
@@ -49,7 +49,7 @@ async fn check_mongodb(settings: &Settings) -> Result<String, String> {
         .map_err(|e| e.to_string())?;
     Ok(format!(
         "{} answers ping (database {})",
-        herald_jobs::producer::redact_url(&settings.mongodb.url),
+        herald_jobs::redact_url(&settings.mongodb.url),
         settings.mongodb.database
     ))
 }

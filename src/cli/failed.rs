@@ -6,7 +6,7 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 use herald::{
     config::Settings,
-    queue::{self, admin::QueueAdmin, QueueConfig},
+    queue::{self, admin::QueueAdmin},
 };
 use herald_jobs::QueueName;
 
@@ -56,7 +56,7 @@ fn parse_queue(s: &str) -> Result<QueueName, String> {
 
 pub async fn run(args: FailedArgs, settings: &Settings) -> anyhow::Result<ExitCode> {
     let conn = queue::connect(settings).await?;
-    let admin = QueueAdmin::new(conn, QueueConfig::from_settings(settings, args.queue));
+    let admin = QueueAdmin::new(conn, herald::queues::config(settings, args.queue));
     match args.command {
         FailedCommand::List { json, limit } => {
             let (jobs, total) = admin.dead_jobs(0, limit).await?;

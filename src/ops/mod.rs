@@ -33,10 +33,7 @@ use redis::aio::ConnectionManager;
 pub use layer::JobMetricsLayer;
 pub use metrics::{Metrics, PushOutcome};
 
-use crate::{
-    config::Settings,
-    queue::{admin::QueueAdmin, QueueConfig},
-};
+use crate::{config::Settings, queue::admin::QueueAdmin};
 use health::ReadinessProbe;
 
 /// What the operations routes read.
@@ -61,7 +58,7 @@ impl OpsState {
             .map(|queue| {
                 (
                     queue.as_str(),
-                    QueueAdmin::new(redis.clone(), QueueConfig::from_settings(settings, *queue)),
+                    QueueAdmin::new(redis.clone(), crate::queues::config(settings, *queue)),
                 )
             })
             .collect();

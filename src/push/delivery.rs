@@ -8,9 +8,11 @@
 //!
 //! Both halves stay off the job's critical path:
 //!
-//! - **Reading**: the push queue's fetch script looks the receipt up while
-//!   it leases the job, and hands it over in the job's metadata
-//!   ([`crate::queue::DELIVERED_AT`]); no round trip of its own. A rerun
+//! - **Reading**: the push queue is configured with the receipts as its
+//!   fetch-time lookup ([`DeliveryLog::fetch_lookup`]), so the fetch script
+//!   looks the receipt up while it leases the job and hands it over in the
+//!   job's metadata ([`crate::queue::LOOKUP_VALUE`]); no round trip of its
+//!   own. A rerun
 //!   comes at least a heartbeat timeout after the run that sent, and a
 //!   retry after its backoff, so the receipt is there by then. A job whose
 //!   metadata has no key (enqueued by hand) is checked with its own GET.
@@ -61,6 +63,13 @@ pub struct DeliveryLog {
 }
 
 impl DeliveryLog {
+    /// Where the receipts of `queue` (the push queue) are kept: the prefix
+    /// of `<queue>:delivered:<idempotency key>`. The push queue's
+    /// [`QueueConfig::fetch_lookup`].
+    pub fn fetch_lookup(queue: &QueueConfig) -> String {
+        queue.key("delivered")
+    }
+
     /// The receipts of `queue` (the push queue), each kept `ttl`. Starts
     /// the writer task, which ends when the last clone is dropped (after
     /// writing what it holds) — so it must be called inside a runtime.
@@ -69,7 +78,7 @@ impl DeliveryLog {
         tokio::spawn(write_receipts(conn.clone(), ttl.as_secs().max(1), commands));
         Self {
             conn,
-            prefix: queue.delivered_prefix(),
+            prefix: Self::fetch_lookup(queue),
             writer,
         }
     }
@@ -86,8 +95,8 @@ impl DeliveryLog {
         metadata: &apalis_core::task::metadata::MetadataStore,
         idempotency_key: &str,
     ) -> Result<Option<String>, redis::RedisError> {
-        if metadata.get(crate::queue::RECEIPT_KEY) == Some(idempotency_key) {
-            return Ok(metadata.get(crate::queue::DELIVERED_AT).map(str::to_owned));
+        if metadata.get(crate::queue::LOOKUP_KEY) == Some(idempotency_key) {
+            return Ok(metadata.get(crate::queue::LOOKUP_VALUE).map(str::to_owned));
         }
         let mut conn = self.conn.clone();
         redis::cmd("GET")

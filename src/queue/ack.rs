@@ -1,10 +1,10 @@
 //! [`AckLayer`]: tells a worker's backend that a job finished, and how.
 //!
 //! The layer wraps the job's service. When a job's future completes, the
-//! layer sends one [`TaskEvent::Complete`] (its id, attempt, final status
-//! and JSON-encoded result or error text) to the [`super::driver`] of the
-//! worker that leased it, which records it in Redis with the next
-//! acknowledgement batch. Sending never waits: the channel is unbounded,
+//! layer sends one [`Finished`] (its id, attempt, final status, its result
+//! as JSON or its error text, and its typed [`Handoff`], see
+//! [`JobOutput`]) to the [`super::driver`] of the worker that leased it,
+//! which records it in Redis with the next acknowledgement batch. Sending never waits: the channel is unbounded,
 //! and what bounds it is the number of jobs the worker has leased.
 //!
 //! The event is sent before the job's future resolves, so by the time the
@@ -13,10 +13,10 @@
 //! A queue whose jobs hand off successors (see [`super::handoff`]) reports
 //! them *in the order the worker started them*, which is the queue's order:
 //! a job that finishes before an earlier one waits for the earlier one's
-//! event to be sent before sending its own. Its work is not held up, only
-//! its acknowledgement, so the successors reach the downstream queue in the
-//! order of their predecessors. A job that fails and is retried later loses
-//! its place, like any retry.
+//! report to be sent before sending its own ([`StartOrder`]). Its work is
+//! not held up, only its acknowledgement, so the successors reach the
+//! downstream queue in the order of their predecessors (README, "Delivery
+//! guarantees").
 
 use std::{
     sync::{Arc, Mutex},
@@ -24,18 +24,33 @@ use std::{
 };
 
 use apalis_core::{
-    backend::{persistence::TaskEvent, TaskResult},
     error::BoxDynError,
-    task::Task,
+    task::{status::Status, task_id::TaskId, Task},
 };
 use futures::{future::BoxFuture, FutureExt};
-use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::{mpsc::UnboundedSender, oneshot};
 use tower::{Layer, Service};
 
+use super::handoff::{Handoff, JobOutput};
+
+/// A finished job, as its acknowledgement records it.
+#[derive(Debug)]
+pub(super) struct Finished {
+    /// The job.
+    pub task_id: TaskId,
+    /// The run that finished (1 for the first).
+    pub attempt: usize,
+    /// apalis's verdict: `Killed` for an [`apalis::prelude::AbortError`].
+    pub status: Status,
+    /// What to record: the job's result, or its error text.
+    pub result: Result<Value, String>,
+    /// The successors a successful job hands off.
+    pub handoff: Option<Handoff>,
+}
+
 /// Where finished jobs are reported.
-pub(super) type FinishedSender = UnboundedSender<TaskEvent<Value>>;
+pub(super) type FinishedSender = UnboundedSender<Finished>;
 
 /// Reports every finished job to the worker's backend; see the module docs.
 #[derive(Debug, Clone)]
@@ -119,10 +134,10 @@ where
     S: Service<Task<Args>> + Send + 'static,
     S::Future: Send + 'static,
     S::Error: Into<BoxDynError>,
-    S::Response: Serialize + Send,
+    S::Response: JobOutput,
     Args: Send + 'static,
 {
-    type Response = S::Response;
+    type Response = ();
     type Error = BoxDynError;
     type Future = BoxFuture<'static, Result<Self::Response, Self::Error>>;
 
@@ -136,22 +151,31 @@ where
         let job = self.inner.call(task);
         let finished = self.finished.clone();
         async move {
-            let outcome = job.await.map_err(Into::into);
+            let outcome: Result<S::Response, BoxDynError> = job.await.map_err(Into::into);
             if let Some(turn) = turn.as_mut() {
                 turn.wait_for_previous().await;
             }
+            // apalis hands the response on to nothing that reads it; its
+            // value is what the acknowledgement records.
+            let (outcome, result, handoff) = match outcome {
+                Ok(response) => {
+                    let (value, handoff) = response.into_ack();
+                    (Ok(()), Ok(value), handoff)
+                }
+                Err(error) => {
+                    let text = error.to_string();
+                    (Err(error), Err(text), None)
+                }
+            };
             match ctx.task_id() {
                 Some(task_id) => {
-                    let result = match &outcome {
-                        Ok(response) => encode(response),
-                        Err(error) => Err(error.to_string()),
-                    };
-                    let event = TaskEvent::Complete(TaskResult {
+                    let event = Finished {
                         task_id: task_id.clone(),
                         attempt: ctx.attempt(),
                         status: ctx.status(),
                         result,
-                    });
+                        handoff,
+                    };
                     // A closed channel means the worker stopped; its lease
                     // runs out and the job runs again elsewhere.
                     if finished.send(event).is_err() {
@@ -166,11 +190,6 @@ where
         }
         .boxed()
     }
-}
-
-/// The job's response as recorded, or why it could not be encoded.
-fn encode<T: Serialize>(response: &T) -> Result<Value, String> {
-    serde_json::to_value(response).map_err(|e| format!("the job's result is not JSON: {e}"))
 }
 
 #[cfg(test)]
@@ -203,17 +222,5 @@ mod tests {
         // The first turn of all has nothing to wait for.
         let mut alone = StartOrder::default().take_turn();
         alone.wait_for_previous().await;
-    }
-
-    #[test]
-    fn results_are_recorded_as_json_and_unencodable_ones_as_errors() {
-        assert_eq!(
-            encode(&serde_json::json!({"a": 1})),
-            Ok(serde_json::json!({"a": 1}))
-        );
-        let mut not_json = std::collections::HashMap::new();
-        not_json.insert((1, 2), "tuple keys are not JSON object keys");
-        let err = encode(&not_json).unwrap_err();
-        assert!(err.starts_with("the job's result is not JSON"), "{err}");
     }
 }

@@ -8,10 +8,7 @@ use std::{
 };
 
 use apalis_core::{
-    backend::{
-        finalize::Ephemeral, future::BoxSyncFuture, persistence::Persistence, Backend,
-        BackendConfig,
-    },
+    backend::{finalize::Ephemeral, future::BoxSyncFuture, Backend, BackendConfig},
     task::Task,
     worker::context::WorkerContext,
 };

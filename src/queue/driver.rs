@@ -28,8 +28,9 @@
 //!
 //! **Redis going away stops nothing.** A failed call (Redis restarting, a
 //! broken connection, `LOADING` while it reads its AOF) is tried again
-//! after a short pause that grows to [`RETRY_MAX`], for as long as it takes,
-//! by the same worker under the same name, so its leases stay its own:
+//! after a short pause that grows to [`super::redis_retry::RETRY_MAX`],
+//! for as long as it takes, by the same worker under the same name, so its
+//! leases stay its own:
 //!
 //! - finished jobs' acknowledgements are kept, in order, and sent again
 //!   (their hand-offs carry idempotency keys, and a job an earlier try did
@@ -57,26 +58,27 @@ use std::{
     future::Future,
     pin::Pin,
     task::{Context, Poll},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use apalis_core::{
-    backend::{
-        future::BoxSyncFuture,
-        persistence::{Persistence, TaskEvent},
-        TaskResult,
-    },
+    backend::future::BoxSyncFuture,
     task::{status::Status, Task},
     worker::context::WorkerContext,
 };
 use futures::FutureExt;
-use serde_json::Value;
 use tokio::{
     sync::mpsc::{self, UnboundedReceiver},
     time::Sleep,
 };
 
-use super::{ack::AckLayer, decode::UndecodablePayload, persistence::QueuePersistence, QueueError};
+use super::{
+    ack::{AckLayer, Finished},
+    decode::UndecodablePayload,
+    persistence::QueuePersistence,
+    redis_retry::{Backoff, RedisHealth},
+    QueueError,
+};
 
 /// Longest a finished job waits to be acknowledged while the worker is
 /// busy with others (an idle worker acknowledges at once).
@@ -86,16 +88,8 @@ pub const ACK_DELAY: Duration = Duration::from_millis(20);
 /// the worker stops fetching more.
 pub const MAX_UNACKED_BATCHES: usize = 4;
 
-/// Pause before a failed Redis call is tried the first time again; it
-/// doubles with each failure in a row, up to [`RETRY_MAX`].
-pub const RETRY_FIRST: Duration = Duration::from_millis(50);
-
-/// Longest pause between two tries of a failed Redis call: also the
-/// longest a worker waits to notice that Redis is back.
-pub const RETRY_MAX: Duration = Duration::from_secs(1);
-
 type Fetched = Vec<Task<Vec<u8>>>;
-type Events = Vec<TaskEvent<Value>>;
+type Events = Vec<Finished>;
 
 fn boxed<T>(fut: impl Future<Output = T> + Send + 'static) -> BoxSyncFuture<T> {
     fut.boxed().into()
@@ -112,93 +106,6 @@ fn poll_slot<T>(slot: &mut Option<BoxSyncFuture<T>>, cx: &mut Context<'_>) -> Po
     Poll::Ready(Some(output))
 }
 
-/// The pause before a Redis call that failed `failures` times in a row is
-/// tried again: [`RETRY_FIRST`], doubling, at most [`RETRY_MAX`]. Every
-/// retry of a Redis call in the worker uses it (this driver, the delivery
-/// receipts' writer).
-pub fn retry_pause(failures: u32) -> Duration {
-    RETRY_FIRST
-        .saturating_mul(1 << failures.min(16))
-        .min(RETRY_MAX)
-}
-
-/// When one kind of Redis call that failed may be tried again.
-#[derive(Default)]
-struct Backoff {
-    failures: u32,
-    wait: Option<Pin<Box<Sleep>>>,
-}
-
-impl Backoff {
-    /// Records a failure and returns the pause before the next try.
-    fn next_pause(&mut self) -> Duration {
-        let pause = retry_pause(self.failures);
-        self.failures = self.failures.saturating_add(1);
-        pause
-    }
-
-    /// Records a failure and starts the pause before the next try.
-    fn failed(&mut self, cx: &mut Context<'_>) {
-        let pause = self.next_pause();
-        self.wait = Some(Box::pin(tokio::time::sleep(pause)));
-        // Polled once so that the end of the pause wakes the worker.
-        let _ = self.ready(cx);
-    }
-
-    fn succeeded(&mut self) {
-        self.failures = 0;
-        self.wait = None;
-    }
-
-    /// Whether the call may be tried now; if not, the end of the pause
-    /// wakes the worker.
-    fn ready(&mut self, cx: &mut Context<'_>) -> bool {
-        let Some(sleep) = &mut self.wait else {
-            return true;
-        };
-        if sleep.as_mut().poll(cx).is_pending() {
-            return false;
-        }
-        self.wait = None;
-        true
-    }
-}
-
-/// Whether Redis is answering this worker, for the logs: one `warn` when
-/// calls start failing, one `info` when they succeed again.
-#[derive(Default)]
-struct RedisHealth {
-    failing_since: Option<Instant>,
-}
-
-impl RedisHealth {
-    fn failed(&mut self, queue: &str, worker: &str, operation: &'static str, error: &QueueError) {
-        if self.failing_since.is_none() {
-            self.failing_since = Some(Instant::now());
-            tracing::warn!(
-                queue,
-                worker,
-                operation,
-                %error,
-                "Redis call failed; trying again until Redis answers (leased and finished jobs are kept)"
-            );
-        } else {
-            tracing::debug!(queue, worker, operation, %error, "Redis call failed again");
-        }
-    }
-
-    fn answered(&mut self, queue: &str, worker: &str) {
-        if let Some(since) = self.failing_since.take() {
-            tracing::info!(
-                queue,
-                worker,
-                unavailable_ms = since.elapsed().as_millis() as u64,
-                "Redis answers again; resuming"
-            );
-        }
-    }
-}
-
 /// Where the worker is in its life.
 enum Registration {
     /// Not announced to Redis (yet, or again after Redis forgot it).
@@ -213,7 +120,7 @@ enum Registration {
 pub(super) struct WorkerDriver {
     persistence: QueuePersistence,
     /// Finished jobs, from the [`AckLayer`] this driver handed out.
-    finished: Option<UnboundedReceiver<TaskEvent<Value>>>,
+    finished: Option<UnboundedReceiver<Finished>>,
     registration: Registration,
     register_backoff: Backoff,
     heartbeat_due: Option<Pin<Box<Sleep>>>,
@@ -329,12 +236,13 @@ impl WorkerDriver {
             error = %reason,
             "job rejected before it ran: its payload cannot be decoded; recorded dead"
         );
-        self.unacked.push(TaskEvent::Complete(TaskResult {
+        self.unacked.push(Finished {
             task_id,
             attempt,
             status: Status::Killed,
             result: Err(reason.to_string()),
-        }));
+            handoff: None,
+        });
     }
 
     /// Registers the worker first; afterwards keeps the heartbeat, the
@@ -650,10 +558,8 @@ impl WorkerDriver {
                     self.ack_backoff.succeeded();
                     self.ack_retrying = false;
                     self.redis_answered(worker);
-                    for event in &events {
-                        if let TaskEvent::Complete(result) = event {
-                            self.held.remove(&result.task_id.to_string());
-                        }
+                    for finished in &events {
+                        self.held.remove(&finished.task_id.to_string());
                     }
                 }
                 Poll::Ready(Some((mut events, Err(e)))) => {
@@ -687,17 +593,5 @@ impl WorkerDriver {
             }
             self.start_ack(worker);
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_failed_redis_call_waits_longer_each_time_up_to_a_second() {
-        let pauses: Vec<u128> = (0..8).map(|n| retry_pause(n).as_millis()).collect();
-        assert_eq!(pauses, [50, 100, 200, 400, 800, 1000, 1000, 1000]);
-        assert_eq!(retry_pause(u32::MAX), RETRY_MAX);
     }
 }

@@ -7,18 +7,23 @@
 //! loop is bounded by an argument (see `lua/`), so a backlog of any size
 //! drains.
 //!
-//! - [`RedisQueue`] is the apalis backend (fetch, acknowledge, enqueue), so
-//!   workers keep apalis's worker model and middleware. Its worker side
-//!   (`driver`) fetches the next batch while the last jobs of one run and
-//!   acknowledges finished jobs in the background, in batches; a Redis
-//!   outage pauses it without stopping it.
+//! The layer knows queues, jobs as bytes, idempotency keys and hand-offs,
+//! never what a job does: which queues exist, how the settings tune each
+//! and what a fetch lookup means belong to the caller ([`crate::queues`]).
+//!
+//! - [`RedisQueue`] is the apalis backend, so workers keep apalis's worker
+//!   model and middleware. Its worker side (`driver`) fetches the next
+//!   batch while the last jobs of one run and acknowledges finished jobs in
+//!   the background, in batches; a Redis outage pauses it without stopping
+//!   it (`redis_retry`). `persistence` holds the worker-side script calls,
+//!   `enqueue` and `acknowledge` the writing ones.
 //! - [`decode`] turns a job's stored bytes into its arguments, or says why
 //!   they cannot be (the job is then recorded dead; its batch runs on).
-//! - [`AckLayer`] reports each finished job to its worker's backend.
-//! - [`QueueConfig`] names the keys and holds the tuning of one queue.
+//! - [`AckLayer`] reports each finished job, with its typed [`Handoff`]
+//!   ([`JobOutput`]), to its worker's backend.
+//! - [`QueueConfig`] names the keys and holds the tuning of one queue,
+//!   including its optional fetch-time lookup.
 //! - [`RetryPolicy`] decides when a failed job runs again.
-//! - [`Handoff`]: a finished job's successors, enqueued by its
-//!   acknowledgement.
 //! - [`Doorbell`]: an enqueue from this process wakes this process's worker
 //!   of that queue at once.
 //! - [`admin::QueueAdmin`] is the operator's side: counts per state, dead
@@ -29,28 +34,31 @@
 //! `Q:scheduled`, `Q:inflight:<worker>`, `Q:workers`, `Q:done`, `Q:dead`,
 //! `Q:idempotency:<key>`), so jobs enqueued by apalis-redis producers — such
 //! as the `herald-jobs` crate — are consumed here unchanged. Herald adds
-//! `Q:history:<id>`, each run's time, status and error.
+//! `Q:history:<id>`, each run's time, status and error, and `Q:stats:*`,
+//! the per-minute counters. `docs/ARCHITECTURE.md` describes every key and
+//! script; README's "Delivery guarantees" states what they guarantee.
 
 pub mod ack;
+mod acknowledge;
 pub mod admin;
 mod backend;
 pub mod decode;
 pub mod doorbell;
 mod driver;
+mod enqueue;
 pub mod failover;
 pub mod handoff;
 mod persistence;
+mod redis_retry;
 pub mod retry;
 
 use std::time::Duration;
 
-use herald_jobs::QueueName;
-
 pub use ack::AckLayer;
 pub use backend::RedisQueue;
 pub use doorbell::Doorbell;
-pub use driver::retry_pause;
-pub use handoff::{Handoff, HandoffJob};
+pub use handoff::{Handoff, HandoffJob, JobOutput};
+pub use redis_retry::retry_pause;
 pub use retry::{Outcome, RetryPolicy};
 
 use crate::config::Settings;
@@ -67,14 +75,14 @@ pub const COMPLETE_CHUNK: usize = 500;
 pub const REDIS_RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Runs remembered in a job's history.
 pub const HISTORY_LEN: usize = 25;
-/// Metadata field a fetched job carries when its idempotency key has a
-/// delivery receipt (queues with [`QueueConfig::receipts`]): when it was
-/// delivered, Unix seconds.
-pub const DELIVERED_AT: &str = "delivered_at";
-/// Metadata field naming the idempotency key whose receipt the fetch
-/// looked up (queues with [`QueueConfig::receipts`]); absent when the job
-/// was enqueued without a key.
-pub const RECEIPT_KEY: &str = "receipt_key";
+/// Metadata field of a fetched job naming the idempotency key the fetch
+/// looked up (queues with a [`QueueConfig::fetch_lookup`]); absent when the
+/// job was enqueued without a key.
+pub const LOOKUP_KEY: &str = "lookup_key";
+/// Metadata field of a fetched job holding the value found under its
+/// idempotency key (queues with a [`QueueConfig::fetch_lookup`]); absent
+/// when there was none.
+pub const LOOKUP_VALUE: &str = "lookup_value";
 
 /// Why Redis could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -139,10 +147,13 @@ pub struct QueueConfig {
     pub missed_heartbeats: u32,
     /// How long an enqueue idempotency key is remembered (None: forever).
     pub dedup_ttl: Option<Duration>,
-    /// Whether fetched jobs report whether their idempotency key was
-    /// recorded delivered (metadata fields [`RECEIPT_KEY`] and
-    /// [`DELIVERED_AT`], see [`crate::push::delivery`]).
-    pub receipts: bool,
+    /// The fetch-time lookup: a key prefix under which the fetch script
+    /// looks up each fetched job's idempotency key (`<prefix>:<key>`) and
+    /// hands the job what it found (metadata [`LOOKUP_KEY`] and
+    /// [`LOOKUP_VALUE`]), in the same round trip. The queue attaches no
+    /// meaning to the value; the push worker uses it for its delivery
+    /// receipts ([`crate::push::delivery`]).
+    pub fetch_lookup: Option<String>,
     /// When failed jobs run again.
     pub retry: RetryPolicy,
     /// Largest payload a worker decodes; a larger job is recorded dead.
@@ -158,7 +169,7 @@ impl QueueConfig {
             heartbeat_interval: Duration::from_secs(10),
             missed_heartbeats: 3,
             dedup_ttl: None,
-            receipts: false,
+            fetch_lookup: None,
             retry: RetryPolicy {
                 base: Duration::from_secs(1),
                 cap: Duration::from_secs(300),
@@ -168,36 +179,14 @@ impl QueueConfig {
         }
     }
 
-    /// The configuration of `queue` from the settings.
-    pub fn from_settings(settings: &Settings, queue: QueueName) -> Self {
-        let worker = &settings.worker;
-        let max_attempts = match queue {
-            QueueName::SendMessage => worker.send_message_max_attempts,
-            QueueName::Push => worker.push_max_attempts,
-            QueueName::Export => worker.export_max_attempts,
-        };
-        Self {
-            name: settings.redis.namespace.queue(queue),
-            batch_size: worker.fetch_batch_size,
-            heartbeat_interval: worker.heartbeat_interval,
-            missed_heartbeats: worker.missed_heartbeats as u32,
-            dedup_ttl: (queue == QueueName::Push).then_some(worker.push_dedup_ttl),
-            receipts: queue == QueueName::Push,
-            retry: RetryPolicy {
-                base: worker.retry_base,
-                cap: worker.retry_cap,
-                max_attempts,
-            },
-            max_payload_bytes: worker.max_payload_bytes,
-        }
-    }
-
     /// How long without a heartbeat before a worker is presumed dead.
     pub fn orphan_after(&self) -> Duration {
         self.heartbeat_interval * self.missed_heartbeats.max(1)
     }
 
-    fn key(&self, suffix: &str) -> String {
+    /// The key `<name>:<suffix>`: every key of the queue is one, and so
+    /// are keys its users keep beside it (such as a fetch lookup's prefix).
+    pub fn key(&self, suffix: &str) -> String {
         format!("{}:{suffix}", self.name)
     }
 
@@ -245,11 +234,6 @@ impl QueueConfig {
     pub fn idempotency_prefix(&self) -> String {
         self.key("idempotency")
     }
-    /// Prefix of the delivery receipts: `<prefix>:<idempotency key>` holds
-    /// when the job's effect was delivered.
-    pub fn delivered_prefix(&self) -> String {
-        self.key("delivered")
-    }
     /// Set: ids that succeeded.
     pub fn done_key(&self) -> String {
         self.key("done")
@@ -268,10 +252,13 @@ impl QueueConfig {
     }
 }
 
-/// Opens a managed (auto-reconnecting) connection and checks it with PING.
+/// Opens a managed (auto-reconnecting) connection to the Redis the
+/// settings name (`redis://`, `rediss://` or `redis+sentinel://`) and
+/// checks it with PING.
 pub async fn connect(settings: &Settings) -> Result<redis::aio::ConnectionManager, QueueError> {
+    let url = settings.redis.url.as_str();
     let connect_error = |source| QueueError::Connect {
-        url: herald_jobs::producer::redact_url(&settings.redis.url),
+        url: herald_jobs::redact_url(url),
         source,
     };
     // The driver's default response timeout (500 ms) is shorter than a
@@ -282,7 +269,7 @@ pub async fn connect(settings: &Settings) -> Result<redis::aio::ConnectionManage
         .set_response_timeout(Some(REDIS_RESPONSE_TIMEOUT))
         .set_number_of_retries(2);
     // A `redis+sentinel://` URL is resolved to the current master here.
-    let mut conn = herald_jobs::redis_url::connection_manager(&settings.redis.url, Some(config))
+    let mut conn = herald_jobs::redis_url::connection_manager(url, Some(config))
         .await
         .map_err(connect_error)?;
     redis::cmd("PING")
@@ -297,15 +284,6 @@ pub async fn connect(settings: &Settings) -> Result<redis::aio::ConnectionManage
 /// its job type itself, so it can log and count a payload of the wrong
 /// shape in its own terms, without building a JSON tree first.
 pub type RawArgs = Box<serde_json::value::RawValue>;
-
-/// The backend for jobs of type `T` on `queue`.
-pub fn storage<T>(
-    conn: redis::aio::ConnectionManager,
-    settings: &Settings,
-    queue: QueueName,
-) -> RedisQueue<T> {
-    RedisQueue::new(conn, QueueConfig::from_settings(settings, queue))
-}
 
 /// [`now_secs`] as Redis stores it (three decimals).
 pub fn now_secs_string() -> String {

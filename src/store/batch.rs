@@ -13,8 +13,8 @@
 //! (with the first run's `createdAt`), while the rest of the batch is
 //! stored as usual. Any other failure is reported to the jobs it concerns,
 //! which apalis retries; re-running them is safe for the same reason.
-//! `createdAt` is set when a job hands its message over, as before, so
-//! batching does not change the times or the order documents carry.
+//! `createdAt` is set when a job hands its message over, so batching does
+//! not change the times or the order documents carry.
 
 use std::collections::HashMap;
 
@@ -26,13 +26,13 @@ use mongodb::{
 };
 use tokio::sync::{mpsc, oneshot};
 
-use super::{message::to_document, StoreError, StoredMessage, MESSAGE_COLLECTION};
+use super::{
+    message::{to_document, DUPLICATE_KEY},
+    StoreError, StoredMessage, MESSAGE_COLLECTION,
+};
 
 /// Most documents in one `insert_many`.
 pub const MAX_BATCH: usize = 256;
-
-/// MongoDB's duplicate-key error code.
-const DUPLICATE_KEY: i32 = 11000;
 
 /// One job waiting for its message to be stored.
 struct Pending {
@@ -59,9 +59,8 @@ impl MessageBatcher {
         Self { queue }
     }
 
-    /// Stores `message` unless a document with its id exists already, like
-    /// [`super::MessageStore::insert`], sharing the round trip with other
-    /// messages handed over meanwhile.
+    /// Stores `message` unless a document with its id exists already,
+    /// sharing the round trip with other messages handed over meanwhile.
     pub async fn insert(&self, message: ValidMessage) -> Result<StoredMessage, StoreError> {
         let (reply, answer) = oneshot::channel();
         let pending = Pending {

@@ -1,9 +1,10 @@
 //! The `message` collection: the notification documents the web app reads.
 //!
 //! The document shape is the product's contract (DESIGN.md 2.1): camelCase
-//! names, ObjectIds for ids, BSON dates for times. Inserts are idempotent by
-//! `_id`: the id is fixed when the job is created, so a job that runs twice (a
-//! crash after the insert, a redelivery) finds its document already there.
+//! names, ObjectIds for ids, BSON dates for times. Inserts go through
+//! [`super::MessageBatcher`] and are idempotent by `_id`: the id is fixed
+//! when the job is created, so a job that runs twice (a crash after the
+//! insert, a redelivery) finds its document already there.
 
 use herald_jobs::{ValidMessage, ValidSender};
 use mongodb::{
@@ -19,15 +20,16 @@ use super::StoreError;
 pub const MESSAGE_COLLECTION: &str = "message";
 
 /// MongoDB's duplicate-key error code.
-const DUPLICATE_KEY: i32 = 11000;
+pub(crate) const DUPLICATE_KEY: i32 = 11000;
 
-/// Access to the `message` collection.
+/// The `message` collection's indexes (documents are written by
+/// [`super::MessageBatcher`]).
 #[derive(Debug, Clone)]
 pub struct MessageStore {
     collection: Collection<Document>,
 }
 
-/// A message as it is in the database after [`MessageStore::insert`].
+/// A message as it is in the database after [`super::MessageBatcher::insert`].
 #[derive(Debug, Clone)]
 pub struct StoredMessage {
     /// The message the job described.
@@ -75,45 +77,6 @@ impl MessageStore {
                 source,
             })?;
         Ok(())
-    }
-
-    /// Stores `message` unless a document with its id exists already.
-    pub async fn insert(&self, message: ValidMessage) -> Result<StoredMessage, StoreError> {
-        let created_at = DateTime::now();
-        let document = to_document(&message, created_at);
-        match self.collection.insert_one(document).await {
-            Ok(_) => Ok(StoredMessage {
-                message,
-                created_at,
-                newly_inserted: true,
-            }),
-            Err(err) if is_duplicate_key(&err) => {
-                let created_at = self.created_at_of(&message).await?.unwrap_or(created_at);
-                Ok(StoredMessage {
-                    message,
-                    created_at,
-                    newly_inserted: false,
-                })
-            }
-            Err(source) => Err(StoreError::Command {
-                operation: "insert into message",
-                source,
-            }),
-        }
-    }
-
-    /// `createdAt` of the existing document with `message`'s id.
-    async fn created_at_of(&self, message: &ValidMessage) -> Result<Option<DateTime>, StoreError> {
-        let existing = self
-            .collection
-            .find_one(doc! { "_id": message.id.object_id() })
-            .projection(doc! { "createdAt": 1 })
-            .await
-            .map_err(|source| StoreError::Command {
-                operation: "find in message",
-                source,
-            })?;
-        Ok(existing.and_then(|d| d.get_datetime("createdAt").ok().copied()))
     }
 }
 

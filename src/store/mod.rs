@@ -67,7 +67,7 @@ const SERVER_SELECTION_TIMEOUT: Duration = Duration::from_secs(5);
 /// nothing is sent to the server yet (a `mongodb+srv` URL is resolved). For processes that must start while
 /// MongoDB is down (`herald web` reports it on `/readyz`).
 pub async fn open(settings: &MongoSettings) -> Result<Database, StoreError> {
-    let redacted = herald_jobs::producer::redact_url(&settings.url);
+    let redacted = herald_jobs::redact_url(&settings.url);
     let connect_error = |source| StoreError::Connect {
         url: redacted.clone(),
         source,
@@ -114,7 +114,7 @@ pub async fn connect(settings: &MongoSettings) -> Result<Database, StoreError> {
         .run_command(doc! { "ping": 1 })
         .await
         .map_err(|source| StoreError::Connect {
-            url: herald_jobs::producer::redact_url(&settings.url),
+            url: herald_jobs::redact_url(&settings.url),
             source,
         })?;
     Ok(database)

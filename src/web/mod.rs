@@ -31,7 +31,7 @@ use secrecy::SecretString;
 use crate::{
     config::Settings,
     export::{status::ExportStatusStore, storage::LocalDirStorage},
-    queue::{admin::QueueAdmin, QueueConfig},
+    queue::admin::QueueAdmin,
     store::{ApiTokenStore, Inbox},
 };
 
@@ -64,7 +64,7 @@ impl WebState {
             .map(|queue| {
                 (
                     queue.as_str().to_owned(),
-                    QueueAdmin::new(conn.clone(), QueueConfig::from_settings(settings, *queue)),
+                    QueueAdmin::new(conn.clone(), crate::queues::config(settings, *queue)),
                 )
             })
             .collect();

@@ -1,29 +1,35 @@
 //! The worker process: apalis workers for each queue, and their shutdown.
 //!
-//! [`run`] connects to Redis, MongoDB and the push provider, creates the
-//! indexes, then runs one apalis worker per queue until the shutdown future
+//! Two steps, so that a caller (the CLI, a test) can tell "could not
+//! start" from "stopped": [`Worker::build`] connects to Redis, MongoDB and
+//! the push provider, creates the indexes, starts the operations listener
+//! and builds one apalis worker per queue ([`monitor`]);
+//! [`Worker::run_until_stopped`] runs them until the shutdown future
 //! completes. Shutdown stops fetching at once and gives running jobs up to
 //! `worker.shutdown_timeout` to finish; a job cut off then is still leased in
 //! Redis and is re-run elsewhere after the heartbeat timeout.
 //!
 //! - [`send_message`]: validate, store the document, hand its push on.
 //! - [`push`]: deliver one event, classifying failures for the retry decision.
+//! - [`monitor`]: the three apalis workers and their restart policy.
 
+pub mod monitor;
 pub mod push;
 pub mod send_message;
 
-use std::{future::Future, sync::Arc};
+use std::{future::Future, sync::Arc, time::Duration};
 
-use std::time::Duration;
-
-use apalis::prelude::{BackendExt, Monitor, ParallelizeExt, WorkerBuilder, WorkerBuilderExt};
+use apalis::prelude::Monitor;
 use herald_jobs::QueueName;
+use mongodb::Database;
+use tokio::{sync::oneshot, task::JoinHandle};
 use tracing::info;
 
 use crate::{
     config::Settings,
     push::{delivery::DeliveryLog, TuisongbaoClient},
     queue::{self, QueueError},
+    queues,
     store::{self, MessageBatcher, MessageStore, StoreError},
 };
 
@@ -57,209 +63,177 @@ pub enum WorkerError {
 /// stop timeout must cover both (README: "Running under a supervisor").
 const RECEIPT_FLUSH_PATIENCE: Duration = Duration::from_secs(5);
 
-/// A name unique to this worker process and queue: host, pid and a random
-/// suffix. apalis-redis leases jobs to a worker by name, so a restarted
-/// process must not reuse its predecessor's name (its leases would never be
-/// seen as orphaned).
-fn worker_name(queue: QueueName) -> String {
-    let host = std::fs::read_to_string("/etc/hostname")
-        .ok()
-        .map(|h| h.trim().to_owned())
-        .filter(|h| !h.is_empty())
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .unwrap_or_else(|| "herald".to_owned());
-    let random = mongodb::bson::oid::ObjectId::new().to_hex();
-    format!(
-        "{host}-{}-{}-{}",
-        std::process::id(),
-        &random[random.len() - 6..],
-        queue.as_str()
-    )
+/// A worker process, built and ready to run.
+pub struct Worker {
+    monitor: Monitor,
+    /// How long running jobs get once shutdown is asked for.
+    grace: Duration,
+    /// Watched for a Sentinel failover.
+    redis_url: String,
+    heartbeat_interval: Duration,
+    /// Flushed once the jobs have drained.
+    receipts: DeliveryLog,
+    /// The operations listener, stopped after the drain.
+    ops: Option<(oneshot::Sender<()>, JoinHandle<()>)>,
+    database: Database,
 }
 
-/// Waits before a failed worker is rebuilt: 200 ms per restart so far, at
-/// most 5 s, so a failure that repeats does not become a busy loop.
-///
-/// apalis asks for the restart decision synchronously, so the pause blocks;
-/// `block_in_place` hands this thread's other tasks to the rest of the pool.
-fn pause_before_restart(restarts: usize) {
-    let pause = Duration::from_millis(200 * (restarts as u64 + 1)).min(Duration::from_secs(5));
-    let flavor = tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor());
-    // A single-threaded runtime cannot give the thread away; restart at once.
-    if let Ok(tokio::runtime::RuntimeFlavor::MultiThread) = flavor {
-        tokio::task::block_in_place(|| std::thread::sleep(pause));
+impl std::fmt::Debug for Worker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Worker")
+            .field("grace", &self.grace)
+            .finish_non_exhaustive()
     }
 }
 
-/// Runs the worker until `shutdown` completes, then drains running jobs.
+/// Runs the worker until `shutdown` completes, then drains running jobs:
+/// [`Worker::build`] then [`Worker::run_until_stopped`].
 pub async fn run<F>(settings: Settings, shutdown: F) -> Result<(), WorkerError>
 where
     F: Future<Output = ()> + Send + 'static,
 {
-    let redis = queue::connect(&settings).await?;
-    let database = store::connect(&settings.mongodb).await?;
-    let messages = MessageStore::new(&database);
-    crate::export::status::ExportStatusStore::new(&database)
-        .ensure_indexes()
-        .await?;
-    messages.ensure_indexes().await?;
-    let metrics = crate::ops::Metrics::new();
-    let pusher = TuisongbaoClient::new(&settings.tuisongbao)?.with_metrics(metrics.clone());
-    let (stop_ops, ops_stopped) = tokio::sync::oneshot::channel::<()>();
-    let ops_task = match settings.worker.ops_bind {
-        Some(addr) => {
-            let state = crate::ops::OpsState::new(
-                metrics.clone(),
-                redis.clone(),
-                &settings,
-                Some(database.clone()),
-            );
-            let (bound, task) = crate::ops::spawn(addr, state, async move {
-                let _ = ops_stopped.await;
-            })
+    Worker::build(settings)
+        .await?
+        .run_until_stopped(shutdown)
+        .await
+}
+
+impl Worker {
+    /// Connects to every service, prepares the database and builds the
+    /// queues' workers; nothing is fetched until
+    /// [`Worker::run_until_stopped`].
+    pub async fn build(settings: Settings) -> Result<Self, WorkerError> {
+        let redis = queue::connect(&settings).await?;
+        let database = store::connect(&settings.mongodb).await?;
+        let messages = MessageStore::new(&database);
+        crate::export::status::ExportStatusStore::new(&database)
+            .ensure_indexes()
             .await?;
-            info!(address = %bound, "operations endpoints listening (/healthz, /readyz, /metrics)");
-            Some(task)
-        }
-        None => None,
-    };
-
-    // One push queue handle for the push worker, the hand-offs of
-    // send_message and the exports' events: an enqueue through any of them
-    // wakes the push worker at once (see `queue::doorbell`).
-    let push_storage = queue::storage::<queue::RawArgs>(redis.clone(), &settings, QueueName::Push);
-    let send_deps = Arc::new(send_message::Deps {
-        store: MessageBatcher::spawn(&database),
-        limits: settings.message,
-        queue: settings.redis.namespace.queue(QueueName::SendMessage),
-    });
-    let push_deps = Arc::new(push::Deps {
-        pusher: pusher.clone(),
-        delivered: DeliveryLog::new(
-            redis.clone(),
-            &queue::QueueConfig::from_settings(&settings, QueueName::Push),
-            settings.worker.push_dedup_ttl,
-        ),
-        queue: settings.redis.namespace.queue(QueueName::Push),
-    });
-
-    let receipts = push_deps.delivered.clone();
-
-    let export_deps = Arc::new(crate::export::Deps {
-        database: database.clone(),
-        storage: crate::export::storage::LocalDirStorage::new(&settings.export.dir),
-        status: crate::export::status::ExportStatusStore::new(&database),
-        push_queue: push_storage.for_args(),
-        pusher: pusher.clone(),
-        settings: settings.export.clone(),
-        queue: settings.redis.namespace.queue(QueueName::Export),
-        max_attempts: settings.worker.export_max_attempts,
-        metrics: metrics.clone(),
-    });
-    let export_storage =
-        queue::storage::<serde_json::Value>(redis.clone(), &settings, QueueName::Export);
-    let export_concurrency = settings.worker.export_concurrency;
-
-    // A stored message's push is enqueued by its job's acknowledgement.
-    let send_storage =
-        queue::storage::<queue::RawArgs>(redis.clone(), &settings, QueueName::SendMessage)
-            .handing_off_to(&push_storage);
-    // An idle worker fetches again only when woken: on this interval, so a
-    // job another process enqueues waits at most this long to be picked up,
-    // or at once when this process enqueued it (the queue's doorbell).
-    let poll_interval = settings.worker.poll_interval;
-    let send_concurrency = settings.worker.concurrency;
-    let push_concurrency = settings.worker.push_concurrency;
-    let grace = settings.worker.shutdown_timeout;
-    let (send_metrics, push_metrics, export_metrics) = (metrics.clone(), metrics.clone(), metrics);
-
-    info!(
-        namespace = %settings.redis.namespace,
-        concurrency = send_concurrency,
-        push_concurrency,
-        "worker starting"
-    );
-
-    let monitor = Monitor::new()
-        .register(move |_restarts| {
-            WorkerBuilder::new(worker_name(QueueName::SendMessage))
-                .backend(send_storage.clone().poll_with_interval(poll_interval))
-                .data(send_deps.clone())
-                .concurrency(send_concurrency)
-                .layer(crate::ops::JobMetricsLayer::new(
-                    send_metrics.clone(),
-                    QueueName::SendMessage.as_str(),
-                ))
-                .parallelize(tokio::spawn)
-                .build(send_message::handle)
-        })
-        .register(move |_restarts| {
-            WorkerBuilder::new(worker_name(QueueName::Push))
-                .backend(push_storage.clone().poll_with_interval(poll_interval))
-                .data(push_deps.clone())
-                .concurrency(push_concurrency)
-                .layer(crate::ops::JobMetricsLayer::new(
-                    push_metrics.clone(),
-                    QueueName::Push.as_str(),
-                ))
-                .parallelize(tokio::spawn)
-                .build(push::handle)
-        })
-        .register(move |_restarts| {
-            WorkerBuilder::new(worker_name(QueueName::Export))
-                .backend(export_storage.clone().poll_with_interval(poll_interval))
-                .data(export_deps.clone())
-                .concurrency(export_concurrency)
-                .layer(crate::ops::JobMetricsLayer::new(
-                    export_metrics.clone(),
-                    QueueName::Export.as_str(),
-                ))
-                .parallelize(tokio::spawn)
-                .build(crate::export::handle::<crate::export::storage::LocalDirStorage>)
-        })
-        // Redis failures do not stop a worker (its backend tries again until
-        // Redis answers, see `queue::driver`); anything that still does is
-        // rebuilt, after a pause that grows with its restarts, instead of
-        // being left stopped.
-        .should_restart(|worker, error| {
-            tracing::error!(worker = worker.name(), %error, "worker failed; restarting");
-            pause_before_restart(worker.restarts());
-            true
-        })
-        // Lazy: the grace period starts when shutdown is requested, not now.
-        .with_terminator(async move { tokio::time::sleep(grace).await });
-
-    let failover = crate::queue::failover::master_changed(
-        settings.redis.url.clone(),
-        settings.worker.heartbeat_interval,
-    );
-    let (moved_tx, mut moved_rx) = tokio::sync::oneshot::channel::<String>();
-    let signal = async move {
-        tokio::select! {
-            _ = shutdown => info!(
-                grace_secs = grace.as_secs(),
-                "shutdown requested: no new jobs, finishing running ones"
-            ),
-            moved = failover => {
-                tracing::error!(reason = %moved, "Redis failover: no new jobs, finishing running ones, then exiting");
-                let _ = moved_tx.send(moved);
+        messages.ensure_indexes().await?;
+        let metrics = crate::ops::Metrics::new();
+        let pusher = TuisongbaoClient::new(&settings.tuisongbao)?.with_metrics(metrics.clone());
+        let ops = match settings.worker.ops_bind {
+            Some(addr) => {
+                let state = crate::ops::OpsState::new(
+                    metrics.clone(),
+                    redis.clone(),
+                    &settings,
+                    Some(database.clone()),
+                );
+                let (stop, stopped) = oneshot::channel::<()>();
+                let (bound, task) = crate::ops::spawn(addr, state, async move {
+                    let _ = stopped.await;
+                })
+                .await?;
+                info!(address = %bound, "operations endpoints listening (/healthz, /readyz, /metrics)");
+                Some((stop, task))
             }
+            None => None,
+        };
+
+        // One push queue handle for the push worker, the hand-offs of
+        // send_message and the exports' events: an enqueue through any of
+        // them wakes the push worker at once (see `queue::doorbell`).
+        let push_queue =
+            queues::storage::<queue::RawArgs>(redis.clone(), &settings, QueueName::Push);
+        let receipts = DeliveryLog::new(
+            redis.clone(),
+            push_queue.queue_config(),
+            settings.worker.push_dedup_ttl,
+        );
+        let send_message = Arc::new(send_message::Deps {
+            store: MessageBatcher::spawn(&database),
+            limits: settings.message,
+            queue: settings.redis.namespace.queue(QueueName::SendMessage),
+        });
+        let push = Arc::new(push::Deps {
+            pusher: pusher.clone(),
+            delivered: receipts.clone(),
+            queue: settings.redis.namespace.queue(QueueName::Push),
+        });
+        let export = Arc::new(crate::export::Deps {
+            database: database.clone(),
+            storage: crate::export::storage::LocalDirStorage::new(&settings.export.dir),
+            status: crate::export::status::ExportStatusStore::new(&database),
+            push_queue: push_queue.for_args(),
+            pusher,
+            settings: settings.export.clone(),
+            queue: settings.redis.namespace.queue(QueueName::Export),
+            max_attempts: settings.worker.export_max_attempts,
+            metrics: metrics.clone(),
+        });
+        let backends = monitor::Backends {
+            // A stored message's push is enqueued by its job's acknowledgement.
+            send_message: queues::storage(redis.clone(), &settings, QueueName::SendMessage)
+                .handing_off_to(&push_queue),
+            push: push_queue,
+            export: queues::storage(redis, &settings, QueueName::Export),
+        };
+        let monitor = monitor::build(
+            backends,
+            monitor::Handlers {
+                send_message,
+                push,
+                export,
+            },
+            &settings,
+            metrics,
+        );
+        info!(
+            namespace = %settings.redis.namespace,
+            concurrency = settings.worker.concurrency,
+            push_concurrency = settings.worker.push_concurrency,
+            "worker starting"
+        );
+        Ok(Self {
+            monitor,
+            grace: settings.worker.shutdown_timeout,
+            redis_url: settings.redis.url.clone(),
+            heartbeat_interval: settings.worker.heartbeat_interval,
+            receipts,
+            ops,
+            database,
+        })
+    }
+
+    /// Runs the queues' workers until `shutdown` completes (or Sentinel
+    /// names a new Redis master), then drains running jobs, flushes the
+    /// last delivery receipts and closes the connections.
+    pub async fn run_until_stopped<F>(self, shutdown: F) -> Result<(), WorkerError>
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let grace = self.grace;
+        let failover =
+            crate::queue::failover::master_changed(self.redis_url, self.heartbeat_interval);
+        let (moved_tx, mut moved_rx) = oneshot::channel::<String>();
+        let signal = async move {
+            tokio::select! {
+                _ = shutdown => info!(
+                    grace_secs = grace.as_secs(),
+                    "shutdown requested: no new jobs, finishing running ones"
+                ),
+                moved = failover => {
+                    tracing::error!(reason = %moved, "Redis failover: no new jobs, finishing running ones, then exiting");
+                    let _ = moved_tx.send(moved);
+                }
+            }
+            Ok(())
+        };
+        let outcome = self.monitor.run_with_signal(signal).await;
+        // Receipts of the last deliveries may still be on their way to Redis.
+        self.receipts.flush(RECEIPT_FLUSH_PATIENCE).await;
+        // The probes answer until the jobs are drained, then stop with the worker.
+        if let Some((stop, task)) = self.ops {
+            let _ = stop.send(());
+            let _ = task.await;
         }
+        store::close(&self.database).await;
+        outcome.map_err(|e| WorkerError::Monitor(e.to_string()))?;
+        if let Ok(moved) = moved_rx.try_recv() {
+            return Err(WorkerError::MasterMoved(moved));
+        }
+        info!("worker stopped");
         Ok(())
-    };
-    let outcome = monitor.run_with_signal(signal).await;
-    // Receipts of the last deliveries may still be on their way to Redis.
-    receipts.flush(RECEIPT_FLUSH_PATIENCE).await;
-    // The probes answer until the jobs are drained, then stop with the worker.
-    let _ = stop_ops.send(());
-    if let Some(task) = ops_task {
-        let _ = task.await;
     }
-    store::close(&database).await;
-    outcome.map_err(|e| WorkerError::Monitor(e.to_string()))?;
-    if let Ok(moved) = moved_rx.try_recv() {
-        return Err(WorkerError::MasterMoved(moved));
-    }
-    info!("worker stopped");
-    Ok(())
 }

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 
-use herald::store::{ApiTokenStore, MessageStore};
+use herald::store::{ApiTokenStore, MessageBatcher};
 use herald_jobs::{AccountId, MessageId, QueueName, SendMessage, UserId};
 use mongodb::bson::{doc, oid::ObjectId};
 use reqwest::{Method, StatusCode};
@@ -98,7 +98,7 @@ impl Api {
             .expect("redis");
         let admin = herald::queue::admin::QueueAdmin::new(
             conn,
-            herald::queue::QueueConfig::from_settings(&self.env.settings, queue),
+            herald::queues::config(&self.env.settings, queue),
         );
         let stats = admin.stats().await.expect("stats");
         stats.pending + stats.scheduled
@@ -363,7 +363,7 @@ async fn store_messages(
     user: UserId,
     count: usize,
 ) -> Vec<String> {
-    let store = MessageStore::new(&env.database);
+    let store = MessageBatcher::spawn(&env.database);
     let mut ids = Vec::new();
     for i in 0..count {
         let mut job = SendMessage::new(account, format!("message {i}"), "c");

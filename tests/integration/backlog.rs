@@ -218,7 +218,7 @@ async fn leased_jobs(env: &TestEnv, queue: QueueName) -> usize {
 /// Counts per state of one of `env`'s queues.
 async fn stats(env: &TestEnv, queue: QueueName) -> herald::queue::admin::QueueStats {
     let conn = herald::queue::connect(&env.settings).await.unwrap();
-    let config = herald::queue::QueueConfig::from_settings(&env.settings, queue);
+    let config = herald::queues::config(&env.settings, queue);
     herald::queue::admin::QueueAdmin::new(conn, config)
         .stats()
         .await

@@ -175,7 +175,7 @@ async fn a_delivered_push_is_not_sent_again_by_a_duplicate_job() {
             .unwrap();
         serde_json::from_str(&data).unwrap()
     };
-    let mut push_queue = herald::queue::storage::<serde_json::Value>(
+    let mut push_queue = herald::queues::storage::<serde_json::Value>(
         herald::queue::connect(&env.settings).await.unwrap(),
         &env.settings,
         QueueName::Push,

@@ -208,7 +208,7 @@ impl TestEnv {
     /// Pushes any JSON onto the send_message queue, bypassing validation,
     /// as a producer in another language (or a buggy one) could.
     pub async fn push_raw(&self, payload: Value) {
-        let mut storage = herald::queue::storage::<Value>(
+        let mut storage = herald::queues::storage::<Value>(
             self.redis.clone(),
             &self.settings,
             QueueName::SendMessage,
@@ -369,7 +369,7 @@ impl TestEnv {
     /// Pushes any JSON onto `queue`, bypassing validation.
     pub async fn push_raw_to(&self, queue: QueueName, payload: Value) {
         let mut storage =
-            herald::queue::storage::<Value>(self.redis.clone(), &self.settings, queue);
+            herald::queues::storage::<Value>(self.redis.clone(), &self.settings, queue);
         storage.push(payload).await.expect("raw push");
     }
 

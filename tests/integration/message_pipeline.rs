@@ -1,6 +1,6 @@
 //! send_message end to end: enqueue → document in MongoDB → event at the sandbox.
 
-use herald::store::MessageStore;
+use herald::store::MessageBatcher;
 use herald_jobs::{MessageId, MessageStatus, QueueName, SendMessage, UserId};
 use mongodb::bson::{doc, Bson, Document};
 use serde_json::json;
@@ -283,7 +283,7 @@ async fn a_job_rerun_after_its_insert_keeps_the_first_document_and_still_pushes(
     let mut env = env().await;
     let job = SendMessage::new(account(), "crash", "after insert");
     let valid = job.validate(&Default::default()).unwrap();
-    let first = MessageStore::new(&env.database)
+    let first = MessageBatcher::spawn(&env.database)
         .insert(valid)
         .await
         .unwrap();

@@ -1,7 +1,7 @@
 //! Message inserts shared by concurrent jobs: one `insert_many` per batch,
 //! still idempotent per message.
 
-use herald::store::{MessageBatcher, MessageStore};
+use herald::store::MessageBatcher;
 use herald_jobs::SendMessage;
 use mongodb::bson::doc;
 
@@ -19,7 +19,7 @@ async fn a_batch_mixing_new_and_stored_messages_stores_each_once_and_keeps_first
         })
         .collect();
     // Every fourth message was stored by an earlier run.
-    let store = MessageStore::new(&env.database);
+    let store = MessageBatcher::spawn(&env.database);
     let mut first_times = std::collections::HashMap::new();
     for message in messages.iter().step_by(4) {
         let stored = store.insert(message.clone()).await.expect("insert");

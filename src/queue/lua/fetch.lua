@@ -5,10 +5,10 @@
 -- ARGV[1] now (seconds, may be fractional)
 -- ARGV[2] batch size          ARGV[3] worker name
 -- ARGV[4] promote limit       ARGV[5] meta key prefix ("<queue>:meta")
--- ARGV[6] delivery receipt prefix ("<queue>:delivered"), "" for none: a job
---         with an idempotency key gets "receipt_key" (the key looked up)
---         and, if that key has a receipt, "delivered_at" (the receipt's
---         value) added to its returned metadata.
+-- ARGV[6] fetch lookup prefix, "" for none: a job with an idempotency key K
+--         gets "lookup_key" = K and, if the key "<prefix>:K" exists,
+--         "lookup_value" = its value added to its returned metadata (what
+--         the value means is the caller's business).
 --
 -- Every list handled here is bounded by an argument (promote limit, batch
 -- size), and values reach variadic commands through unpack() in slices of
@@ -24,23 +24,23 @@ local batch = tonumber(ARGV[2])
 local worker = ARGV[3]
 local promote_limit = tonumber(ARGV[4])
 local meta_prefix = ARGV[5]
-local receipt_prefix = ARGV[6] or ""
+local lookup_prefix = ARGV[6] or ""
 local SLICE = 1000
 
--- Job metadata (flat field/value array) with its receipt, if it has one.
-local function with_receipt(meta)
-    if receipt_prefix == "" then
+-- Job metadata (flat field/value array) with what the lookup found.
+local function with_lookup(meta)
+    if lookup_prefix == "" then
         return meta
     end
     for f = 1, #meta, 2 do
         if meta[f] == "idempotency_key" then
             if meta[f + 1] ~= "" then
-                local at = redis.call("get", receipt_prefix .. ":" .. meta[f + 1])
-                meta[#meta + 1] = "receipt_key"
+                local found = redis.call("get", lookup_prefix .. ":" .. meta[f + 1])
+                meta[#meta + 1] = "lookup_key"
                 meta[#meta + 1] = meta[f + 1]
-                if at then
-                    meta[#meta + 1] = "delivered_at"
-                    meta[#meta + 1] = at
+                if found then
+                    meta[#meta + 1] = "lookup_value"
+                    meta[#meta + 1] = found
                 end
             end
             break
@@ -83,7 +83,7 @@ for first = 1, #popped, SLICE do
         if payload then
             ids[#ids + 1] = popped[i]
             payloads[#payloads + 1] = payload
-            metas[#metas + 1] = with_receipt(redis.call("hgetall", meta_prefix .. ":" .. popped[i]))
+            metas[#metas + 1] = with_lookup(redis.call("hgetall", meta_prefix .. ":" .. popped[i]))
         end
     end
 end

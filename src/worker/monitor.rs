@@ -1,0 +1,151 @@
+//! The worker process's apalis workers: one per queue, each with its
+//! backend, its handler's dependencies, its concurrency and the job
+//! metrics layer, under one [`Monitor`] that restarts a failed worker and
+//! bounds the drain at shutdown.
+
+use std::{sync::Arc, time::Duration};
+
+use apalis::prelude::{BackendExt, Monitor, ParallelizeExt, WorkerBuilder, WorkerBuilderExt};
+use herald_jobs::QueueName;
+
+use super::{push, send_message};
+use crate::{
+    config::Settings,
+    export::storage::LocalDirStorage,
+    ops::{JobMetricsLayer, Metrics},
+    queue::{RawArgs, RedisQueue},
+};
+
+/// The backend of each queue.
+#[derive(Debug)]
+pub struct Backends {
+    /// `send_message`, handing off to `push`.
+    pub send_message: RedisQueue<RawArgs>,
+    /// `push`.
+    pub push: RedisQueue<RawArgs>,
+    /// `export`.
+    pub export: RedisQueue<serde_json::Value>,
+}
+
+/// What each queue's handler needs.
+#[derive(Debug)]
+pub struct Handlers {
+    /// For [`send_message::handle`].
+    pub send_message: Arc<send_message::Deps>,
+    /// For [`push::handle`].
+    pub push: Arc<push::Deps>,
+    /// For [`crate::export::handle`].
+    pub export: Arc<crate::export::Deps<LocalDirStorage>>,
+}
+
+/// Registers one queue's worker: `$backend` polled on the settings'
+/// interval, `$deps` as its data, `$concurrency` jobs at once, counted by
+/// the job metrics layer, each job spawned on the runtime.
+macro_rules! queue_worker {
+    ($monitor:expr, $queue:expr, $backend:expr, $deps:expr, $concurrency:expr, $metrics:expr, $poll:expr, $handler:expr) => {{
+        let (backend, deps, metrics) = ($backend, $deps, $metrics.clone());
+        let (concurrency, poll) = ($concurrency, $poll);
+        $monitor.register(move |_restarts| {
+            WorkerBuilder::new(worker_name($queue))
+                .backend(backend.clone().poll_with_interval(poll))
+                .data(deps.clone())
+                .concurrency(concurrency)
+                .layer(JobMetricsLayer::new(metrics.clone(), $queue.as_str()))
+                .parallelize(tokio::spawn)
+                .build($handler)
+        })
+    }};
+}
+
+/// The monitor running one worker per queue.
+///
+/// An idle worker fetches again only when woken: on `worker.poll_interval`,
+/// so a job another process enqueues waits at most that long to be picked
+/// up, or at once when this process enqueued it (the queue's doorbell).
+pub fn build(
+    backends: Backends,
+    handlers: Handlers,
+    settings: &Settings,
+    metrics: Metrics,
+) -> Monitor {
+    let worker = &settings.worker;
+    let poll = worker.poll_interval;
+    let grace = worker.shutdown_timeout;
+    let monitor = Monitor::new();
+    let monitor = queue_worker!(
+        monitor,
+        QueueName::SendMessage,
+        backends.send_message,
+        handlers.send_message,
+        worker.concurrency,
+        metrics,
+        poll,
+        send_message::handle
+    );
+    let monitor = queue_worker!(
+        monitor,
+        QueueName::Push,
+        backends.push,
+        handlers.push,
+        worker.push_concurrency,
+        metrics,
+        poll,
+        push::handle
+    );
+    let monitor = queue_worker!(
+        monitor,
+        QueueName::Export,
+        backends.export,
+        handlers.export,
+        worker.export_concurrency,
+        metrics,
+        poll,
+        crate::export::handle::<LocalDirStorage>
+    );
+    monitor
+        // Redis failures do not stop a worker (its backend tries again until
+        // Redis answers, see `queue::driver`); anything that still does is
+        // rebuilt, after a pause that grows with its restarts, instead of
+        // being left stopped.
+        .should_restart(|worker, error| {
+            tracing::error!(worker = worker.name(), %error, "worker failed; restarting");
+            pause_before_restart(worker.restarts());
+            true
+        })
+        // Lazy: the grace period starts when shutdown is requested, not now.
+        .with_terminator(async move { tokio::time::sleep(grace).await })
+}
+
+/// A name unique to this worker process and queue: host, pid and a random
+/// suffix. apalis-redis leases jobs to a worker by name, so a restarted
+/// process must not reuse its predecessor's name (its leases would never be
+/// seen as orphaned).
+fn worker_name(queue: QueueName) -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "herald".to_owned());
+    let random = mongodb::bson::oid::ObjectId::new().to_hex();
+    format!(
+        "{host}-{}-{}-{}",
+        std::process::id(),
+        &random[random.len() - 6..],
+        queue.as_str()
+    )
+}
+
+/// Waits before a failed worker is rebuilt: 200 ms per restart so far, at
+/// most 5 s, so a failure that repeats does not become a busy loop.
+///
+/// apalis asks for the restart decision synchronously, so the pause blocks;
+/// `block_in_place` hands this thread's other tasks to the rest of the pool.
+fn pause_before_restart(restarts: usize) {
+    let pause = Duration::from_millis(200 * (restarts as u64 + 1)).min(Duration::from_secs(5));
+    let flavor = tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor());
+    // A single-threaded runtime cannot give the thread away; restart at once.
+    if let Ok(tokio::runtime::RuntimeFlavor::MultiThread) = flavor {
+        tokio::task::block_in_place(|| std::thread::sleep(pause));
+    }
+}
