@@ -1,0 +1,185 @@
+//! Settings, loaded in layers and checked once at start-up.
+//!
+//! The layers are: the defaults compiled from `config/default.toml`, the same
+//! file on disk, `config/$HERALD_ENV.toml`, then one `HERALD_<SECTION>_<KEY>`
+//! environment variable per setting. [`Settings::load`] returns either settings
+//! that are known to be usable or a [`ConfigError`] that names the setting and
+//! the variable that sets it.
+//!
+//! Each TOML section has its own module (`redis`, `mongodb`, `tuisongbao`,
+//! `worker`, `message`, `log`, `web`, `export`) holding the section's
+//! settings, declared once each with `define_settings!` (key, default,
+//! meaning), its typed struct, and the `read` function that checks the
+//! values and builds that struct. [`all_settings`] lists every setting from
+//! those declarations; the loader takes the environment variables from it,
+//! and the tests hold `config/default.toml` and README's table of variables
+//! to it.
+//!
+//! Adding a setting: a line in its section's `define_settings!`, a field in
+//! the section's struct filled in its `read`, the key with its comment in
+//! `config/default.toml`, and a row in README's table of variables. The tests
+//! in `tests.rs` fail until the last two agree with the first.
+
+mod export;
+mod log;
+mod message;
+mod mongodb;
+mod redis;
+mod setting;
+#[cfg(test)]
+mod tests;
+mod tuisongbao;
+mod web;
+mod worker;
+
+use std::{collections::HashMap, path::PathBuf};
+
+use herald_jobs::MessageLimits;
+
+use self::setting::Values;
+pub use self::{
+    export::ExportSettings,
+    log::{LogFormat, LogSettings},
+    mongodb::{MongoSettings, WriteAcknowledgment},
+    redis::RedisSettings,
+    setting::{env_var_for, Setting},
+    tuisongbao::TuisongbaoSettings,
+    web::WebSettings,
+    worker::WorkerSettings,
+};
+
+/// The defaults, compiled in so the binary starts without a config directory.
+const DEFAULTS_TOML: &str = include_str!("../../config/default.toml");
+
+/// Every section's settings, in the order of `config/default.toml`.
+const SECTIONS: &[&[Setting]] = &[
+    redis::SETTINGS,
+    mongodb::SETTINGS,
+    tuisongbao::SETTINGS,
+    worker::SETTINGS,
+    message::SETTINGS,
+    log::SETTINGS,
+    web::SETTINGS,
+    export::SETTINGS,
+];
+
+/// Every setting Herald reads, section by section.
+pub fn all_settings() -> impl Iterator<Item = &'static Setting> {
+    SECTIONS.iter().flat_map(|section| section.iter())
+}
+
+/// Why the settings could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A configuration file exists but cannot be read or parsed, or a value
+    /// has the wrong type.
+    #[error("configuration could not be read: {0}")]
+    Load(#[from] config::ConfigError),
+    /// `HERALD_ENV` names an environment with no file.
+    #[error("HERALD_ENV is '{env}' but {path} does not exist")]
+    MissingEnvironmentFile {
+        /// The environment asked for.
+        env: String,
+        /// The file looked for.
+        path: String,
+    },
+    /// A setting is present but unusable.
+    #[error("setting `{key}` (env {var}) {reason}")]
+    Invalid {
+        /// The setting's key, e.g. `redis.url`.
+        key: &'static str,
+        /// Its environment variable, e.g. `HERALD_REDIS_URL`.
+        var: String,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+impl ConfigError {
+    fn invalid(setting: &Setting, reason: impl Into<String>) -> Self {
+        ConfigError::Invalid {
+            key: setting.key,
+            var: setting.env_var(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Everything Herald's processes are configured with.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The Redis server holding the queues.
+    pub redis: RedisSettings,
+    /// The MongoDB server holding messages.
+    pub mongodb: MongoSettings,
+    /// The push provider.
+    pub tuisongbao: TuisongbaoSettings,
+    /// Worker process tuning.
+    pub worker: WorkerSettings,
+    /// Limits applied to message jobs.
+    pub message: MessageLimits,
+    /// Log output.
+    pub log: LogSettings,
+    /// The dashboard and API server.
+    pub web: WebSettings,
+    /// Export jobs.
+    pub export: ExportSettings,
+}
+
+impl Settings {
+    /// Loads the settings from `HERALD_CONFIG_DIR` (default `./config`),
+    /// `HERALD_ENV` (default `development`) and the process environment.
+    pub fn load() -> Result<Self, ConfigError> {
+        let vars: HashMap<String, String> = std::env::vars().collect();
+        Self::load_from(&vars)
+    }
+
+    /// Loads the settings with `vars` standing in for the process environment.
+    pub fn load_from(vars: &HashMap<String, String>) -> Result<Self, ConfigError> {
+        let dir = PathBuf::from(
+            vars.get("HERALD_CONFIG_DIR")
+                .map(String::as_str)
+                .unwrap_or("config"),
+        );
+        let explicit_env = vars.get("HERALD_ENV").filter(|v| !v.is_empty());
+        let env = explicit_env.map(String::as_str).unwrap_or("development");
+
+        let mut builder = config::Config::builder()
+            .add_source(config::File::from_str(
+                DEFAULTS_TOML,
+                config::FileFormat::Toml,
+            ))
+            .add_source(config::File::from(dir.join("default.toml")).required(false));
+
+        let env_file = dir.join(format!("{env}.toml"));
+        if explicit_env.is_some() && !env_file.exists() {
+            return Err(ConfigError::MissingEnvironmentFile {
+                env: env.to_owned(),
+                path: env_file.display().to_string(),
+            });
+        }
+        builder = builder.add_source(config::File::from(env_file.as_path()).required(false));
+
+        for setting in all_settings() {
+            if let Some(value) = vars.get(&setting.env_var()) {
+                builder = builder.set_override(setting.key, value.as_str())?;
+            }
+        }
+
+        Self::read(&Values::new(builder.build()?))
+    }
+
+    /// Checks every section; the first unusable setting is the error.
+    fn read(values: &Values) -> Result<Self, ConfigError> {
+        Ok(Settings {
+            redis: redis::read(values)?,
+            mongodb: mongodb::read(values)?,
+            tuisongbao: tuisongbao::read(values)?,
+            log: log::read(values)?,
+            worker: worker::read(values)?,
+            message: message::read(values)?,
+            web: web::read(values)?,
+            export: export::read(values)?,
+        })
+    }
+}

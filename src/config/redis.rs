@@ -1,0 +1,74 @@
+//! `[redis]`: the Redis server holding the queues.
+
+use herald_jobs::{
+    producer::redact_url,
+    redis_url::{is_sentinel_url, SentinelUrl},
+    Namespace,
+};
+
+use super::setting::{define_settings, non_empty, Values};
+use super::ConfigError;
+
+define_settings! {
+    section "redis";
+    URL: "url" = "redis://127.0.0.1:6379",
+        "queues (`redis+sentinel://` works, see Operations)";
+    NAMESPACE: "namespace" = "herald", "prefix of every Redis key";
+}
+
+/// Redis connection and key namespace.
+#[derive(Debug, Clone)]
+pub struct RedisSettings {
+    /// Connection URL.
+    pub url: String,
+    /// Prefix of every key.
+    pub namespace: Namespace,
+}
+
+/// Reads and checks `[redis]`.
+pub(super) fn read(values: &Values) -> Result<RedisSettings, ConfigError> {
+    Ok(RedisSettings {
+        url: values.checked(&URL, |url| non_empty(url).and_then(redis_url))?,
+        namespace: values.checked(&NAMESPACE, |text: String| {
+            Namespace::parse(&text).map_err(|e| e.reason)
+        })?,
+    })
+}
+
+/// A URL the `redis` crate connects to, or a Sentinel URL naming a service.
+fn redis_url(url: String) -> Result<String, String> {
+    if is_sentinel_url(&url) {
+        SentinelUrl::parse(&url).map_err(|reason| format!("'{}' {reason}", redact_url(&url)))?;
+    } else if !["redis://", "rediss://", "redis+unix://", "unix://"]
+        .iter()
+        .any(|scheme| url.starts_with(scheme))
+    {
+        return Err(format!(
+            "'{url}' must start with redis://, rediss://, unix:// or redis+sentinel://"
+        ));
+    }
+    Ok(url)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{tests::vars, Settings};
+
+    #[test]
+    fn sentinel_urls_are_accepted_and_checked() {
+        let url = "redis+sentinel://:pw@s1:26379,s2:26379/mymaster/0";
+        let s = Settings::load_from(&vars(&[("HERALD_REDIS_URL", url)])).unwrap();
+        assert_eq!(s.redis.url, url);
+        let err = Settings::load_from(&vars(&[(
+            "HERALD_REDIS_URL",
+            "redis+sentinel://:pw@s1:26379",
+        )]))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("HERALD_REDIS_URL") && err.contains("names no service"),
+            "{err}"
+        );
+        assert!(!err.contains(":pw@"), "the password is not shown: {err}");
+    }
+}

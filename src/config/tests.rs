@@ -1,0 +1,276 @@
+//! Loading tests, and the tests that hold `config/default.toml` and README's
+//! table of variables to the settings' declarations.
+
+use std::collections::{BTreeMap, HashMap};
+
+use secrecy::ExposeSecret;
+
+use super::*;
+
+/// `pairs` as the process environment, with a configuration directory that
+/// does not exist unless `pairs` names one, so only compiled defaults apply.
+pub(super) fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+    let mut map: HashMap<String, String> = pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    map.entry("HERALD_CONFIG_DIR".into())
+        .or_insert_with(|| "/nonexistent-herald-config".into());
+    map
+}
+
+#[test]
+fn compiled_defaults_load_without_any_file() {
+    let s = Settings::load_from(&vars(&[])).unwrap();
+    assert_eq!(s.redis.url, "redis://127.0.0.1:6379");
+    assert_eq!(s.redis.namespace.as_str(), "herald");
+    assert_eq!(s.mongodb.database, "herald");
+    assert_eq!(s.message.max_content_bytes, 64 * 1024);
+    assert_eq!(s.log.format, LogFormat::Pretty);
+}
+
+#[test]
+fn every_named_variable_overrides_its_setting() {
+    let s = Settings::load_from(&vars(&[
+        ("HERALD_REDIS_URL", "redis://cache:6380/2"),
+        ("HERALD_MONGODB_URL", "mongodb://db1,db2/?replicaSet=rs0"),
+        ("HERALD_MONGODB_DATABASE", "scrm"),
+        ("HERALD_TUISONGBAO_URL", "https://push.example.com"),
+        ("HERALD_TUISONGBAO_APP_ID", "app-1"),
+        ("HERALD_TUISONGBAO_SECRET", "s3cret"),
+        ("HERALD_WORKER_CONCURRENCY", "3"),
+        ("HERALD_LOG_FORMAT", "json"),
+    ]))
+    .unwrap();
+    assert_eq!(s.redis.url, "redis://cache:6380/2");
+    assert_eq!(s.mongodb.url, "mongodb://db1,db2/?replicaSet=rs0");
+    assert_eq!(s.mongodb.database, "scrm");
+    assert_eq!(s.tuisongbao.url.as_str(), "https://push.example.com/");
+    assert_eq!(s.tuisongbao.app_id, "app-1");
+    assert_eq!(s.tuisongbao.secret.expose_secret(), "s3cret");
+    assert_eq!(s.worker.concurrency, 3);
+    assert_eq!(s.log.format, LogFormat::Json);
+}
+
+#[test]
+fn every_declared_setting_is_read_through_its_variable() {
+    // A declared setting that its section's `read` ignores would take a
+    // variable and do nothing with it. Set each to a value that either is
+    // refused or changes what loads: "x" for numbers and booleans, empty
+    // for text.
+    let base = format!("{:?}", Settings::load_from(&vars(&[])).unwrap());
+    for setting in all_settings() {
+        let typed =
+            setting.default.parse::<f64>().is_ok() || setting.default.parse::<bool>().is_ok();
+        let value = if typed { "x" } else { "" };
+        let var = setting.env_var();
+        match Settings::load_from(&vars(&[(&var, value)])) {
+            Err(e) => assert!(e.to_string().contains(setting.key), "{var}={value:?}: {e}"),
+            // The secret does not print, so its change is seen through it.
+            Ok(s) if setting.key == "tuisongbao.secret" => {
+                assert_eq!(s.tuisongbao.secret.expose_secret(), value)
+            }
+            Ok(s) => assert_ne!(format!("{s:?}"), base, "{var}={value:?} changed nothing"),
+        }
+    }
+}
+
+#[test]
+fn variables_are_derived_from_keys_and_distinct() {
+    let mut seen = HashMap::new();
+    for setting in all_settings() {
+        let (section, key) = setting.key.split_once('.').unwrap();
+        let var = setting.env_var();
+        assert_eq!(
+            var,
+            format!("HERALD_{}_{}", section.to_uppercase(), key.to_uppercase())
+        );
+        if let Some(other) = seen.insert(var.clone(), setting.key) {
+            panic!("{} and {other} share {var}", setting.key);
+        }
+    }
+    assert_eq!(env_var_for("redis.url"), "HERALD_REDIS_URL");
+}
+
+#[test]
+fn invalid_values_name_the_setting_and_its_variable() {
+    let cases = [
+        ("HERALD_REDIS_URL", "http://cache", "redis.url"),
+        ("HERALD_REDIS_NAMESPACE", "a:b", "redis.namespace"),
+        ("HERALD_MONGODB_URL", "", "mongodb.url"),
+        ("HERALD_MONGODB_DATABASE", "a.b", "mongodb.database"),
+        ("HERALD_TUISONGBAO_URL", "not a url", "tuisongbao.url"),
+        ("HERALD_TUISONGBAO_SECRET", "", "tuisongbao.secret"),
+        ("HERALD_WORKER_CONCURRENCY", "0", "worker.concurrency"),
+        ("HERALD_LOG_FORMAT", "xml", "log.format"),
+        ("HERALD_WORKER_OPS_BIND", "localhost", "worker.ops_bind"),
+    ];
+    for (var, value, key) in cases {
+        let err = Settings::load_from(&vars(&[(var, value)])).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains(key) && text.contains(var),
+            "{var}={value}: {text}"
+        );
+    }
+}
+
+#[test]
+fn a_non_numeric_number_is_a_load_error_naming_the_key() {
+    let err = Settings::load_from(&vars(&[("HERALD_WORKER_CONCURRENCY", "many")])).unwrap_err();
+    assert!(err.to_string().contains("concurrency"), "{err}");
+}
+
+#[test]
+fn the_production_file_requires_push_credentials() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/config");
+    let err = Settings::load_from(&vars(&[
+        ("HERALD_CONFIG_DIR", dir),
+        ("HERALD_ENV", "production"),
+    ]))
+    .unwrap_err();
+    assert!(err.to_string().contains("HERALD_TUISONGBAO_URL"), "{err}");
+
+    let ok = Settings::load_from(&vars(&[
+        ("HERALD_CONFIG_DIR", dir),
+        ("HERALD_ENV", "production"),
+        ("HERALD_TUISONGBAO_URL", "https://api.example.com"),
+        ("HERALD_TUISONGBAO_APP_ID", "a"),
+        ("HERALD_TUISONGBAO_SECRET", "s"),
+    ]))
+    .unwrap();
+    assert_eq!(ok.log.format, LogFormat::Json);
+}
+
+#[test]
+fn an_unknown_environment_is_refused() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/config");
+    let err = Settings::load_from(&vars(&[
+        ("HERALD_CONFIG_DIR", dir),
+        ("HERALD_ENV", "staging"),
+    ]))
+    .unwrap_err();
+    assert!(err.to_string().contains("staging.toml"), "{err}");
+}
+
+/// Where `found` (a file's view of the settings) disagrees with `declared`,
+/// one line each: a declared entry it lacks or spells otherwise (shown as
+/// `expected` prints it), or an entry of its own that names no setting.
+fn disagreements<V: PartialEq>(
+    declared: &BTreeMap<String, V>,
+    found: &BTreeMap<String, V>,
+    expected: impl Fn(&str, &V) -> String,
+) -> String {
+    let wrong = declared
+        .iter()
+        .filter(|(name, value)| found.get(*name) != Some(value))
+        .map(|(name, value)| expected(name, value));
+    let unknown = found
+        .keys()
+        .filter(|name| !declared.contains_key(*name))
+        .map(|name| format!("names no setting: {name}"));
+    wrong.chain(unknown).collect::<Vec<_>>().join("\n")
+}
+
+#[test]
+fn default_toml_gives_every_declared_setting_its_declared_default() {
+    // The compiled-in text is config/default.toml itself.
+    let file: BTreeMap<String, BTreeMap<String, config::Value>> = config::Config::builder()
+        .add_source(config::File::from_str(
+            DEFAULTS_TOML,
+            config::FileFormat::Toml,
+        ))
+        .build()
+        .unwrap()
+        .try_deserialize()
+        .unwrap();
+    let in_file: BTreeMap<String, String> = file
+        .into_iter()
+        .flat_map(|(section, keys)| {
+            keys.into_iter().map(move |(key, value)| {
+                let text = value.into_string().unwrap();
+                (format!("{section}.{key}"), text)
+            })
+        })
+        .collect();
+    let declared: BTreeMap<String, String> = all_settings()
+        .map(|s| (s.key.to_owned(), s.default.to_owned()))
+        .collect();
+    let wrong = disagreements(&declared, &in_file, |key, default| {
+        format!("should give {key} = {default:?}")
+    });
+    assert!(
+        wrong.is_empty(),
+        "config/default.toml and the declarations differ:\n{wrong}"
+    );
+}
+
+/// `HERALD_` variables README names that are not settings, and why.
+const README_NON_SETTINGS: &[(&str, &str)] = &[
+    ("HERALD_ENV", "chooses the environment file"),
+    ("HERALD_CONFIG_DIR", "chooses the configuration directory"),
+    (
+        "HERALD_TOKEN",
+        "a producer's own variable in the PHP example",
+    ),
+    ("HERALD_TEST_REDIS_URL", "the integration tests' Redis"),
+    ("HERALD_TEST_MONGODB_URL", "the integration tests' MongoDB"),
+    (
+        "HERALD_MONGO_IMPL",
+        "which SecantusDB scripts/setup.sh installs",
+    ),
+];
+
+const README: &str = include_str!("../../README.md");
+
+#[test]
+fn readme_table_lists_every_setting_with_its_default_and_meaning() {
+    let table: BTreeMap<String, (String, String)> = README
+        .lines()
+        .filter(|line| line.starts_with("| `HERALD_"))
+        .map(|line| {
+            let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+            let unquote = |cell: &str| cell.trim_matches('`').to_owned();
+            (unquote(cells[1]), (unquote(cells[2]), cells[3].to_owned()))
+        })
+        .collect();
+    let declared: BTreeMap<String, (String, String)> = all_settings()
+        .map(|s| (s.env_var(), (s.default.to_owned(), s.doc.to_owned())))
+        .collect();
+    let wrong = disagreements(&declared, &table, |var, (default, doc)| {
+        format!("should read: | `{var}` | `{default}` | {doc} |")
+    });
+    assert!(
+        wrong.is_empty(),
+        "README's table of variables and the declarations differ:\n{wrong}"
+    );
+}
+
+#[test]
+fn readme_names_no_herald_variable_that_is_not_a_setting_or_listed() {
+    let settings: Vec<String> = all_settings().map(Setting::env_var).collect();
+    let mut unknown = Vec::new();
+    for (start, _) in README.match_indices("HERALD_") {
+        let name: String = README[start..]
+            .chars()
+            .take_while(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == '_')
+            .collect();
+        // `HERALD_<SECTION>_<KEY>` describes the pattern.
+        let known = name == "HERALD_"
+            || settings.contains(&name)
+            || README_NON_SETTINGS.iter().any(|(var, _)| *var == name);
+        if !known {
+            unknown.push(name);
+        }
+    }
+    assert!(
+        unknown.is_empty(),
+        "README names unknown variables: {unknown:?}"
+    );
+    for (var, _) in README_NON_SETTINGS {
+        assert!(
+            README.contains(var),
+            "{var} is listed but README does not name it"
+        );
+    }
+}
