@@ -70,10 +70,7 @@ impl MessageStore {
         self.collection
             .create_indexes(indexes)
             .await
-            .map_err(|source| StoreError::Command {
-                operation: "createIndexes on message",
-                source,
-            })?;
+            .map_err(StoreError::command("createIndexes on message"))?;
         Ok(())
     }
 
@@ -95,10 +92,7 @@ impl MessageStore {
                     newly_inserted: false,
                 })
             }
-            Err(source) => Err(StoreError::Command {
-                operation: "insert into message",
-                source,
-            }),
+            Err(source) => Err(StoreError::command("insert into message")(source)),
         }
     }
 
@@ -109,10 +103,7 @@ impl MessageStore {
             .find_one(doc! { "_id": message.id.object_id() })
             .projection(doc! { "createdAt": 1 })
             .await
-            .map_err(|source| StoreError::Command {
-                operation: "find in message",
-                source,
-            })?;
+            .map_err(StoreError::command("find in message"))?;
         Ok(existing.and_then(|d| d.get_datetime("createdAt").ok().copied()))
     }
 }
