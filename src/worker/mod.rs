@@ -215,7 +215,12 @@ where
                     QueueName::Export.as_str(),
                 ))
                 .parallelize(tokio::spawn)
-                .build(crate::export::handle::<crate::export::storage::LocalDirStorage>)
+                .build(
+                    crate::export::handle::<
+                        crate::export::storage::LocalDirStorage,
+                        TuisongbaoClient,
+                    >,
+                )
         })
         // Redis failures do not stop a worker (its backend tries again until
         // Redis answers, see `queue::driver`); anything that still does is

@@ -31,7 +31,6 @@ use super::{
 use crate::{
     export::{
         status::ExportStatus,
-        storage::ExportStorage,
         submit::{submit, SubmitError},
     },
     store::inbox::rfc3339,
@@ -324,26 +323,23 @@ pub async fn file(
             ),
         ));
     }
-    let stored = state
+    let opened = state
         .api
         .storage
-        .locate(account, &key)
+        .open_file(account, &key)
         .await
         .map_err(|e| Problem::unavailable(&e))?
         .ok_or_else(|| Problem::not_found(format!("the file of export '{key}' is gone")))?;
-    let file = tokio::fs::File::open(&stored.location)
-        .await
-        .map_err(|e| Problem::unavailable(&e))?;
     Ok((
         [
             (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
-            (header::CONTENT_LENGTH, stored.size.to_string()),
+            (header::CONTENT_LENGTH, opened.file.size.to_string()),
             (
                 header::CONTENT_DISPOSITION,
-                format!("attachment; filename=\"{}\"", stored.name),
+                format!("attachment; filename=\"{}\"", opened.file.name),
             ),
         ],
-        Body::from_stream(ReaderStream::new(file)),
+        Body::from_stream(ReaderStream::new(opened.reader)),
     )
         .into_response())
 }
