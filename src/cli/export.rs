@@ -6,7 +6,10 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 use herald::{
     config::Settings,
-    export::{status::ExportStatusStore, submit::submit},
+    export::{
+        status::{ExportStatus, ExportStatusStore},
+        submit::submit,
+    },
     store,
 };
 use herald_jobs::{AccountId, Export, ExportField, ExportSort, Producer};
@@ -114,7 +117,7 @@ async fn follow(status: &ExportStatusStore, key: &str) -> anyhow::Result<ExitCod
     );
     loop {
         let record = status.get(key).await?.unwrap_or_default();
-        let state = record.get_str("status").unwrap_or("queued").to_owned();
+        let state = ExportStatus::of(&record).unwrap_or(ExportStatus::Queued);
         let number = |d: &Document, field: &str| {
             d.get(field)
                 .and_then(|v| v.as_i64().or_else(|| v.as_i32().map(i64::from)))
@@ -123,10 +126,10 @@ async fn follow(status: &ExportStatusStore, key: &str) -> anyhow::Result<ExitCod
         };
         bar.set_length(number(&record, "total"));
         bar.set_position(number(&record, "processed"));
-        bar.set_message(state.clone());
-        match state.as_str() {
-            "finished" => {
-                bar.finish_with_message("finished");
+        bar.set_message(state.as_str());
+        match state {
+            ExportStatus::Finished => {
+                bar.finish_with_message(state.as_str());
                 eprintln!(
                     "{} rows in {} ({} bytes)",
                     number(&record, "rows"),
@@ -135,14 +138,16 @@ async fn follow(status: &ExportStatusStore, key: &str) -> anyhow::Result<ExitCod
                 );
                 return Ok(ExitCode::SUCCESS);
             }
-            "failed" | "cancelled" => {
-                bar.abandon_with_message(state.clone());
+            ExportStatus::Failed | ExportStatus::Cancelled => {
+                bar.abandon_with_message(state.as_str());
                 if let Ok(error) = record.get_str("error") {
                     eprintln!("error: {error}");
                 }
                 return Ok(ExitCode::FAILURE);
             }
-            _ => tokio::time::sleep(Duration::from_millis(200)).await,
+            ExportStatus::Queued | ExportStatus::Running => {
+                tokio::time::sleep(Duration::from_millis(200)).await
+            }
         }
     }
 }

@@ -14,65 +14,13 @@ use std::fmt::Write as _;
 
 use chrono::{Datelike, TimeZone, Timelike};
 use chrono_tz::Tz;
-use mongodb::bson::{Bson, Document, RawArray, RawBsonRef, RawDocument};
+use mongodb::bson::{Bson, RawArray, RawBsonRef, RawDocument};
 
 /// Characters that make a spreadsheet treat a cell as a formula.
 const FORMULA_STARTS: [char; 6] = ['=', '+', '-', '@', '\t', '\r'];
 
 /// Separator between the elements of an array in one cell.
 const ARRAY_SEPARATOR: &str = ", ";
-
-/// Every value at `path` in `doc` (several when the path crosses arrays).
-pub fn resolve<'a>(doc: &'a Document, path: &str) -> Vec<&'a Bson> {
-    let mut current: Vec<&Bson> = Vec::new();
-    let mut segments = path.split('.');
-    let Some(first) = segments.next() else {
-        return current;
-    };
-    if let Some(value) = doc.get(first) {
-        current.push(value);
-    }
-    for segment in segments {
-        let mut next = Vec::new();
-        for value in current {
-            descend(value, segment, &mut next);
-        }
-        current = next;
-    }
-    current
-}
-
-fn descend<'a>(value: &'a Bson, segment: &str, out: &mut Vec<&'a Bson>) {
-    match value {
-        Bson::Document(doc) => {
-            if let Some(inner) = doc.get(segment) {
-                out.push(inner);
-            }
-        }
-        Bson::Array(items) => {
-            if let Ok(index) = segment.parse::<usize>() {
-                if let Some(item) = items.get(index) {
-                    out.push(item);
-                }
-            } else {
-                for item in items {
-                    descend(item, segment, out);
-                }
-            }
-        }
-        _ => {}
-    }
-}
-
-/// Whether a value renders as a number or a date (never neutralised).
-fn is_plain_data(value: &Bson) -> bool {
-    match value {
-        Bson::Int32(_) | Bson::Int64(_) | Bson::Double(_) | Bson::Decimal128(_) => true,
-        Bson::DateTime(_) | Bson::Boolean(_) | Bson::ObjectId(_) | Bson::Null => true,
-        Bson::Array(items) => items.iter().all(is_plain_data),
-        _ => false,
-    }
-}
 
 /// A date as `YYYY-MM-DD HH:MM:SS` in `tz`.
 pub fn format_date(millis: i64, tz: Tz) -> String {
@@ -117,85 +65,27 @@ fn push_digits(out: &mut String, n: u32) {
     out.push(char::from(b'0' + (n % 10) as u8));
 }
 
-fn render(value: &Bson, tz: Tz, out: &mut String) {
-    match value {
-        Bson::Null | Bson::Undefined => {}
-        Bson::String(s) => out.push_str(s),
-        Bson::Boolean(b) => out.push_str(if *b { "true" } else { "false" }),
-        Bson::Int32(n) => push_display(out, n),
-        Bson::Int64(n) => push_display(out, n),
-        Bson::Double(n) => push_display(out, n),
-        Bson::Decimal128(n) => push_display(out, n),
-        Bson::ObjectId(oid) => out.push_str(&oid.to_hex()),
-        Bson::DateTime(date) => push_date(date.timestamp_millis(), tz, out),
-        Bson::Symbol(s) => out.push_str(s),
-        Bson::Array(items) => {
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push_str(ARRAY_SEPARATOR);
-                }
-                render(item, tz, out);
-            }
-        }
-        other => out.push_str(&other.clone().into_relaxed_extjson().to_string()),
-    }
-}
-
-/// The cell for `values` (as [`resolve`] returns them).
-pub fn cell(values: &[&Bson], tz: Tz) -> String {
-    let mut text = String::new();
-    for (i, value) in values.iter().enumerate() {
-        if i > 0 {
-            text.push_str(ARRAY_SEPARATOR);
-        }
-        render(value, tz, &mut text);
-    }
-    if values.iter().all(|v| is_plain_data(v)) {
-        text
-    } else {
-        neutralise(text)
-    }
-}
-
 fn push_display(out: &mut String, value: impl std::fmt::Display) {
     let _ = write!(out, "{value}");
 }
 
-/// Every value at `path` in a raw document, as [`resolve`] finds them in a
-/// decoded one, appended to `out`. The export reads documents raw: only the
-/// exported fields are looked at, and nothing is decoded or copied to find
-/// them. A malformed element (which a server does not send) counts as
-/// missing.
-pub fn resolve_raw<'a>(doc: &'a RawDocument, path: &str, out: &mut Vec<RawBsonRef<'a>>) {
-    let mut segments = path.split('.');
-    let Some(first) = segments.next() else {
-        return;
-    };
-    let start = out.len();
-    if let Ok(Some(value)) = doc.get(first) {
-        out.push(value);
-    }
-    let mut next = Vec::new();
-    for segment in segments {
-        next.clear();
-        for value in out.drain(start..) {
-            descend_raw(value, segment, &mut next);
-        }
-        out.append(&mut next);
-    }
-}
-
-/// The columns' paths, split once, for resolving a whole row in one pass
-/// over a raw document (looking each path up on its own walks the document
-/// once per column, checking every key's UTF-8 each time).
+/// The columns' paths, each split once into its segments: the one place
+/// a dotted path is resolved in a document.
+///
+/// A row is resolved in one pass over the raw document: its top-level
+/// elements are walked once for every column together (looking each path
+/// up on its own walks the document once per column, checking every key's
+/// UTF-8 each time), then each column follows the rest of its path. Only
+/// the elements a column wants are decoded, and nothing is copied.
 #[derive(Debug, Clone)]
-pub struct RowPaths {
+struct RowPaths {
+    /// Per column: the first segment and the ones after it.
     columns: Vec<(String, Vec<String>)>,
 }
 
 impl RowPaths {
     /// The paths of the columns, in column order.
-    pub fn new<'p>(paths: impl IntoIterator<Item = &'p str>) -> Self {
+    fn new<'p>(paths: impl IntoIterator<Item = &'p str>) -> Self {
         let columns = paths
             .into_iter()
             .map(|path| {
@@ -208,23 +98,19 @@ impl RowPaths {
     }
 
     /// Number of columns.
-    pub fn len(&self) -> usize {
+    fn len(&self) -> usize {
         self.columns.len()
     }
 
-    /// Whether there are no columns.
-    pub fn is_empty(&self) -> bool {
-        self.columns.is_empty()
-    }
-
-    /// Puts each column's values into `out[column]` (as [`resolve_raw`]
-    /// finds them); `out` must have [`Self::len`] entries.
-    pub fn resolve<'a>(&self, doc: &'a RawDocument, out: &mut [Vec<RawBsonRef<'a>>]) {
+    /// Puts every value at each column's path into `out[column]` (several
+    /// when the path crosses arrays, none when it is missing); `out` must
+    /// have [`Self::len`] entries. A malformed element (which a server does
+    /// not send) counts as missing.
+    fn resolve<'a>(&self, doc: &'a RawDocument, out: &mut [Vec<RawBsonRef<'a>>]) {
         for values in out.iter_mut() {
             values.clear();
         }
         let mut missing = self.columns.len();
-        // Elements are decoded only when a column wants them.
         for element in doc.iter_elements() {
             let Ok(element) = element else { break };
             let key = element.key();
@@ -246,12 +132,49 @@ impl RowPaths {
             for segment in rest {
                 next.clear();
                 for value in values.drain(..) {
-                    descend_raw(value, segment, &mut next);
+                    descend(value, segment, &mut next);
                 }
                 values.append(&mut next);
             }
         }
     }
+}
+
+/// Follows one path segment from `value`: into a sub-document by key, into
+/// an array by index (`items.1`) or, for any other segment, into each of
+/// its elements (`items.sku` is every item's sku).
+fn descend<'a>(value: RawBsonRef<'a>, segment: &str, out: &mut Vec<RawBsonRef<'a>>) {
+    match value {
+        RawBsonRef::Document(doc) => {
+            if let Some(inner) = first_value(doc, segment) {
+                out.push(inner);
+            }
+        }
+        RawBsonRef::Array(items) => {
+            if let Ok(index) = segment.parse::<usize>() {
+                if let Ok(Some(item)) = items.get(index) {
+                    out.push(item);
+                }
+            } else {
+                for item in items.into_iter().flatten() {
+                    descend(item, segment, out);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The first value under `key` in `doc`, decoding no other element (a
+/// lookup with [`RawDocument::get`] decodes every element it passes).
+fn first_value<'a>(doc: &'a RawDocument, key: &str) -> Option<RawBsonRef<'a>> {
+    for element in doc.iter_elements() {
+        let element = element.ok()?;
+        if element.key() == key {
+            return element.value().ok();
+        }
+    }
+    None
 }
 
 /// How documents become CSV rows: the columns' paths and the time zone
@@ -282,7 +205,7 @@ impl RowLayout {
         for document in documents {
             self.paths.resolve(document, &mut columns);
             for values in &columns {
-                write_cell_raw(values, self.time_zone, &mut cell);
+                write_cell(values, self.time_zone, &mut cell);
                 out.write_field(&cell)?;
             }
             out.write_record(None::<&[u8]>)?;
@@ -291,64 +214,30 @@ impl RowLayout {
     }
 }
 
-/// The first value under `key` in `doc`, decoding no other element (a
-/// lookup with [`RawDocument::get`] decodes every element it passes).
-fn get_raw<'a>(doc: &'a RawDocument, key: &str) -> Option<RawBsonRef<'a>> {
-    for element in doc.iter_elements() {
-        let element = element.ok()?;
-        if element.key() == key {
-            return element.value().ok();
-        }
-    }
-    None
-}
-
-fn descend_raw<'a>(value: RawBsonRef<'a>, segment: &str, out: &mut Vec<RawBsonRef<'a>>) {
-    match value {
-        RawBsonRef::Document(doc) => {
-            if let Some(inner) = get_raw(doc, segment) {
-                out.push(inner);
-            }
-        }
-        RawBsonRef::Array(items) => {
-            if let Ok(index) = segment.parse::<usize>() {
-                if let Ok(Some(item)) = items.get(index) {
-                    out.push(item);
-                }
-            } else {
-                for item in items.into_iter().flatten() {
-                    descend_raw(item, segment, out);
-                }
-            }
-        }
-        _ => {}
-    }
-}
-
-/// [`is_plain_data`] for a raw value.
-fn is_plain_raw(value: RawBsonRef<'_>) -> bool {
+/// Whether a value renders as a number or a date (never neutralised).
+fn is_plain(value: RawBsonRef<'_>) -> bool {
     match value {
         RawBsonRef::Int32(_) | RawBsonRef::Int64(_) | RawBsonRef::Double(_) => true,
         RawBsonRef::Decimal128(_) | RawBsonRef::DateTime(_) | RawBsonRef::Boolean(_) => true,
         RawBsonRef::ObjectId(_) | RawBsonRef::Null => true,
-        RawBsonRef::Array(items) => items.into_iter().all(|i| i.is_ok_and(is_plain_raw)),
+        RawBsonRef::Array(items) => items.into_iter().all(|i| i.is_ok_and(is_plain)),
         _ => false,
     }
 }
 
-fn render_raw_array(items: &RawArray, tz: Tz, out: &mut String) {
+fn render_array(items: &RawArray, tz: Tz, out: &mut String) {
     for (i, item) in items.into_iter().enumerate() {
         if i > 0 {
             out.push_str(ARRAY_SEPARATOR);
         }
         if let Ok(item) = item {
-            render_raw(item, tz, out);
+            render(item, tz, out);
         }
     }
 }
 
-/// [`render`] for a raw value: the same text, without decoding first.
-fn render_raw(value: RawBsonRef<'_>, tz: Tz, out: &mut String) {
+/// Appends the text of `value` to `out`, decoding nothing it need not.
+fn render(value: RawBsonRef<'_>, tz: Tz, out: &mut String) {
     match value {
         RawBsonRef::Null | RawBsonRef::Undefined => {}
         RawBsonRef::String(s) | RawBsonRef::Symbol(s) => out.push_str(s),
@@ -359,49 +248,59 @@ fn render_raw(value: RawBsonRef<'_>, tz: Tz, out: &mut String) {
         RawBsonRef::Decimal128(n) => push_display(out, n),
         RawBsonRef::ObjectId(oid) => out.push_str(&oid.to_hex()),
         RawBsonRef::DateTime(date) => push_date(date.timestamp_millis(), tz, out),
-        RawBsonRef::Array(items) => render_raw_array(items, tz, out),
-        // Rare in exports: decode and render as the decoded path does.
+        RawBsonRef::Array(items) => render_array(items, tz, out),
+        // Sub-documents and the rare types (binary, regex, timestamp, ...)
+        // as relaxed extended JSON.
         other => {
             if let Ok(decoded) = Bson::try_from(other) {
-                render(&decoded, tz, out);
+                push_display(out, decoded.into_relaxed_extjson());
             }
         }
     }
 }
 
-/// The cell for `values` (as [`resolve_raw`] finds them), written into
-/// `out` (cleared first): the same text [`cell`] gives.
-pub fn write_cell_raw(values: &[RawBsonRef<'_>], tz: Tz, out: &mut String) {
+/// The cell for `values` (as [`RowPaths::resolve`] finds them for one
+/// column), written into `out` (cleared first). Text that a spreadsheet
+/// would run as a formula gets a leading `'`.
+fn write_cell(values: &[RawBsonRef<'_>], tz: Tz, out: &mut String) {
     out.clear();
     for (i, value) in values.iter().enumerate() {
         if i > 0 {
             out.push_str(ARRAY_SEPARATOR);
         }
-        render_raw(*value, tz, out);
+        render(*value, tz, out);
     }
-    if !values.iter().all(|v| is_plain_raw(*v)) && out.starts_with(FORMULA_STARTS) {
+    if !values.iter().all(|v| is_plain(*v)) && out.starts_with(FORMULA_STARTS) {
         out.insert(0, '\'');
-    }
-}
-
-/// Prefixes text a spreadsheet would run as a formula with `'`.
-pub fn neutralise(text: String) -> String {
-    if text.starts_with(FORMULA_STARTS) {
-        format!("'{text}")
-    } else {
-        text
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mongodb::bson::{doc, oid::ObjectId, DateTime};
+    use mongodb::bson::{doc, oid::ObjectId, DateTime, Document, RawDocumentBuf};
 
     const UTC: Tz = chrono_tz::UTC;
+    const SHANGHAI: Tz = chrono_tz::Asia::Shanghai;
 
-    fn at(doc: &Document, path: &str) -> String {
-        cell(&resolve(doc, path), chrono_tz::Asia::Shanghai)
+    /// The cells of `d`'s row for columns at `paths`, as the CSV holds them.
+    fn row(d: &Document, paths: &[&str], tz: Tz) -> Vec<String> {
+        let raw = RawDocumentBuf::from_document(d).unwrap();
+        let mut csv_rows = csv::Writer::from_writer(Vec::new());
+        RowLayout::new(paths.iter().copied(), tz)
+            .write_rows([&*raw].into_iter(), &mut csv_rows)
+            .unwrap();
+        let bytes = csv_rows.into_inner().unwrap();
+        let mut reader = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .from_reader(&bytes[..]);
+        let record = reader.records().next().unwrap().unwrap();
+        record.iter().map(str::to_owned).collect()
+    }
+
+    /// The cell of `d` for the column at `path`, dates in Shanghai time.
+    fn at(d: &Document, path: &str) -> String {
+        row(d, &[path], SHANGHAI).remove(0)
     }
 
     #[test]
@@ -429,7 +328,7 @@ mod tests {
         "x": 2.5, "whole": 3.0, "yes": true, "none": null };
         assert_eq!(at(&d, "id"), "5f0c8a3e2b1d4c0012345678");
         assert_eq!(at(&d, "at"), "2026-01-02 11:04:05");
-        assert_eq!(cell(&resolve(&d, "at"), UTC), "2026-01-02 03:04:05");
+        assert_eq!(row(&d, &["at"], UTC), ["2026-01-02 03:04:05"]);
         assert_eq!(at(&d, "n"), "42");
         assert_eq!(at(&d, "big"), "9007199254740993");
         assert_eq!(at(&d, "x"), "2.5");
@@ -443,6 +342,7 @@ mod tests {
         let d = doc! {
             "eq": "=HYPERLINK(\"http://x\")", "plus": "+1", "minus": "-2+3", "at": "@SUM(A1)",
             "tab": "\tx", "cr": "\rx", "safe": "a=b", "negative": -5, "list": ["=1", "b"],
+            "items": [ { "sku": "A1" }, { "sku": "=B2" } ],
         };
         assert_eq!(at(&d, "eq"), "'=HYPERLINK(\"http://x\")");
         assert_eq!(at(&d, "plus"), "'+1");
@@ -453,98 +353,51 @@ mod tests {
         assert_eq!(at(&d, "safe"), "a=b");
         assert_eq!(at(&d, "negative"), "-5");
         assert_eq!(at(&d, "list"), "'=1, b");
-    }
-
-    /// The raw path gives the decoded path's text for every test document.
-    fn same_as_decoded(d: &Document, paths: &[&str]) {
-        let raw = mongodb::bson::RawDocumentBuf::from_document(d).unwrap();
-        let mut values = Vec::new();
-        let mut text = String::new();
-        for path in paths {
-            values.clear();
-            resolve_raw(&raw, path, &mut values);
-            write_cell_raw(&values, chrono_tz::Asia::Shanghai, &mut text);
-            assert_eq!(text, at(d, path), "{path}");
-        }
-        let row = RowPaths::new(paths.iter().copied());
-        let mut columns = vec![Vec::new(); row.len()];
-        row.resolve(&raw, &mut columns);
-        for (path, values) in paths.iter().zip(&columns) {
-            write_cell_raw(values, chrono_tz::Asia::Shanghai, &mut text);
-            assert_eq!(text, at(d, path), "row {path}");
-        }
-        let layout = RowLayout::new(paths.iter().copied(), chrono_tz::Asia::Shanghai);
-        let mut csv_rows = csv::Writer::from_writer(Vec::new());
-        layout
-            .write_rows([&*raw, &*raw].into_iter(), &mut csv_rows)
-            .unwrap();
-        let mut expected = csv::Writer::from_writer(Vec::new());
-        for _ in 0..2 {
-            expected
-                .write_record(paths.iter().map(|path| at(d, path)))
-                .unwrap();
-        }
-        assert_eq!(
-            csv_rows.into_inner().unwrap(),
-            expected.into_inner().unwrap(),
-            "rows written by the layout"
-        );
+        assert_eq!(at(&d, "items.1.sku"), "'=B2");
     }
 
     #[test]
-    fn every_date_field_is_zero_padded() {
+    fn every_date_field_is_zero_padded_and_other_years_are_signed() {
         // 2026-03-03 21:06:07 UTC is 05:06:07 on the 4th in Shanghai.
         let millis = DateTime::parse_rfc3339_str("2026-03-03T21:06:07Z")
             .unwrap()
             .timestamp_millis();
+        assert_eq!(format_date(millis, SHANGHAI), "2026-03-04 05:06:07");
+        assert_eq!(format_date(0, UTC), "1970-01-01 00:00:00");
         assert_eq!(
-            format_date(millis, chrono_tz::Asia::Shanghai),
-            "2026-03-04 05:06:07"
-        );
-        assert_eq!(format_date(0, chrono_tz::UTC), "1970-01-01 00:00:00");
-    }
-
-    #[test]
-    fn raw_documents_render_like_decoded_ones() {
-        let oid = ObjectId::parse_str("5f0c8a3e2b1d4c0012345678").unwrap();
-        same_as_decoded(
-            &doc! {
-                "profile": { "name": "王小明", "address": { "city": "Shanghai" } },
-                "items": [ { "sku": "A1" }, { "sku": "=B2" }, { "other": 1 } ],
-                "tags": ["vip", "new"], "id": oid, "at": DateTime::from_millis(1_767_323_045_000),
-                "n": 42, "big": 9_007_199_254_740_993_i64, "x": 2.5, "whole": 3.0, "yes": true,
-                "none": null, "eq": "=1+2", "negative": -5, "list": ["=1", "b"], "sub": { "a": 1 },
-                "old": DateTime::from_millis(-70_000_000_000_000),
-            },
-            &[
-                "profile.name",
-                "profile.address.city",
-                "items.sku",
-                "items.1.sku",
-                "tags",
-                "profile.missing",
-                "nothing.here",
-                "id",
-                "at",
-                "n",
-                "big",
-                "x",
-                "whole",
-                "yes",
-                "none",
-                "eq",
-                "negative",
-                "list",
-                "sub",
-                "old",
-                "items",
-            ],
+            format_date(-70_000_000_000_000, UTC),
+            "-0249-10-15 19:33:20"
         );
     }
 
     #[test]
-    fn other_bson_renders_as_extended_json() {
-        let d = doc! { "sub": { "a": 1 } };
+    fn sub_documents_and_other_bson_render_as_extended_json() {
+        let d = doc! { "sub": { "a": 1 }, "items": [ { "sku": "A1" }, 2 ] };
         assert_eq!(at(&d, "sub"), "{\"a\":1}");
+        assert_eq!(at(&d, "items"), "{\"sku\":\"A1\"}, 2");
+    }
+
+    #[test]
+    fn a_row_resolved_at_once_equals_each_column_resolved_alone() {
+        let d = doc! {
+            "profile": { "name": "王小明", "address": { "city": "Shanghai" } },
+            "items": [ { "sku": "A1" }, { "sku": "=B2" }, { "other": 1 } ],
+            "tags": ["vip", "new"], "n": 42, "eq": "=1+2", "sub": { "a": 1 },
+        };
+        // Repeated columns and columns sharing a first segment included.
+        let paths = [
+            "profile.name",
+            "items.sku",
+            "n",
+            "profile.address.city",
+            "missing",
+            "items.1.sku",
+            "n",
+            "eq",
+            "sub",
+            "tags",
+        ];
+        let alone: Vec<String> = paths.iter().map(|path| at(&d, path)).collect();
+        assert_eq!(row(&d, &paths, SHANGHAI), alone);
     }
 }

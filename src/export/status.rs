@@ -18,11 +18,76 @@ use crate::store::StoreError;
 /// Name of the collection.
 pub const EXPORT_COLLECTION: &str = "export";
 
+/// Where an export is in its life: the record's `status` field, and the
+/// API's. Stored and served as its lowercase name (`"queued"`, ...).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExportStatus {
+    /// Enqueued; no worker has started it.
+    Queued,
+    /// A worker is writing its file.
+    Running,
+    /// Its file is complete and committed.
+    Finished,
+    /// It stopped with an error (the record's `error`).
+    Failed,
+    /// Cancelled while queued or running; no file is kept.
+    Cancelled,
+}
+
+impl ExportStatus {
+    /// Every status, in life order.
+    pub const ALL: [ExportStatus; 5] = [
+        Self::Queued,
+        Self::Running,
+        Self::Finished,
+        Self::Failed,
+        Self::Cancelled,
+    ];
+
+    /// The name stored in the record.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Running => "running",
+            Self::Finished => "finished",
+            Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
+        }
+    }
+
+    /// The status named `name`, if it is one.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == name)
+    }
+
+    /// The status of a record; `None` when the record has no known one
+    /// (Herald writes a status into every record it creates).
+    pub fn of(record: &Document) -> Option<Self> {
+        record.get_str("status").ok().and_then(Self::parse)
+    }
+}
+
+impl std::fmt::Display for ExportStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl From<ExportStatus> for Bson {
+    fn from(status: ExportStatus) -> Self {
+        Bson::String(status.as_str().to_owned())
+    }
+}
+
+/// The statuses of an export that has not ended, for a `$in` / `$nin`.
+const ACTIVE: [ExportStatus; 2] = [ExportStatus::Queued, ExportStatus::Running];
+
 /// The fields of a record freshly queued at `now`: every counter reset,
 /// every later time cleared.
 fn queued_record(account: AccountId, collection: &str, now: DateTime) -> Document {
     doc! {
-        "accountId": account.object_id(), "collection": collection, "status": "queued",
+        "accountId": account.object_id(), "collection": collection, "status": ExportStatus::Queued,
         "processed": 0_i64, "total": Bson::Null, "percent": 0.0, "rows": 0_i64,
         "fileName": Bson::Null, "fileSize": Bson::Null, "error": Bson::Null,
         "queuedAt": now, "startedAt": Bson::Null, "finishedAt": Bson::Null,
@@ -47,10 +112,6 @@ pub struct ExportStatusStore {
     collection: Collection<Document>,
 }
 
-fn command(operation: &'static str) -> impl Fn(mongodb::error::Error) -> StoreError {
-    move |source| StoreError::Command { operation, source }
-}
-
 impl ExportStatusStore {
     /// The store in `database`.
     pub fn new(database: &Database) -> Self {
@@ -67,7 +128,7 @@ impl ExportStatusStore {
         self.collection
             .create_index(index)
             .await
-            .map_err(command("createIndexes on export"))?;
+            .map_err(StoreError::command("createIndexes on export"))?;
         Ok(())
     }
 
@@ -85,7 +146,7 @@ impl ExportStatusStore {
             )
             .with_options(UpdateOptions::builder().upsert(true).build())
             .await
-            .map_err(command("record queued export"))?;
+            .map_err(StoreError::command("record queued export"))?;
         Ok(())
     }
 
@@ -105,7 +166,7 @@ impl ExportStatusStore {
             .update_one(
                 doc! {
                     "_id": key, "accountId": account.object_id(),
-                    "status": { "$nin": ["queued", "running"] },
+                    "status": { "$nin": ACTIVE.as_slice() },
                 },
                 doc! { "$set": queued_record(account, collection, DateTime::now()) },
             )
@@ -124,10 +185,7 @@ impl ExportStatusStore {
                     Ok(Claim::OtherAccount)
                 }
             }
-            Err(source) => Err(StoreError::Command {
-                operation: "record queued export",
-                source,
-            }),
+            Err(source) => Err(StoreError::command("record queued export")(source)),
         }
     }
 
@@ -136,7 +194,7 @@ impl ExportStatusStore {
         self.collection
             .find_one(doc! { "_id": key })
             .await
-            .map_err(command("read export status"))
+            .map_err(StoreError::command("read export status"))
     }
 
     /// Whether `key` was cancelled.
@@ -144,7 +202,7 @@ impl ExportStatusStore {
         Ok(self
             .get(key)
             .await?
-            .is_some_and(|d| d.get_str("status") == Ok("cancelled")))
+            .is_some_and(|d| ExportStatus::of(&d) == Some(ExportStatus::Cancelled)))
     }
 
     /// Marks `key` running; false if it was cancelled before it started.
@@ -165,7 +223,7 @@ impl ExportStatusStore {
                 doc! {
                     "$set": {
                         "accountId": account.object_id(), "collection": collection,
-                        "status": "running", "processed": 0_i64, "total": Bson::Null,
+                        "status": ExportStatus::Running, "processed": 0_i64, "total": Bson::Null,
                         "percent": 0.0, "rows": 0_i64, "error": Bson::Null, "startedAt": now,
                         "finishedAt": Bson::Null, "updatedAt": now,
                     },
@@ -174,7 +232,7 @@ impl ExportStatusStore {
             )
             .with_options(UpdateOptions::builder().upsert(true).build())
             .await
-            .map_err(command("record running export"))?;
+            .map_err(StoreError::command("record running export"))?;
         Ok(true)
     }
 
@@ -182,7 +240,7 @@ impl ExportStatusStore {
     pub async fn progress(&self, key: &str, processed: u64, total: u64) -> Result<(), StoreError> {
         self.collection
             .update_one(
-                doc! { "_id": key, "status": "running" },
+                doc! { "_id": key, "status": ExportStatus::Running },
                 doc! { "$set": {
                     "processed": processed as i64, "total": total as i64,
                     "percent": percent(processed, total),
@@ -190,7 +248,7 @@ impl ExportStatusStore {
                 } },
             )
             .await
-            .map_err(command("record export progress"))?;
+            .map_err(StoreError::command("record export progress"))?;
         Ok(())
     }
 
@@ -206,15 +264,15 @@ impl ExportStatusStore {
         let result = self
             .collection
             .update_one(
-                doc! { "_id": key, "status": "running" },
+                doc! { "_id": key, "status": ExportStatus::Running },
                 doc! { "$set": {
-                    "status": "finished", "processed": rows as i64, "total": rows as i64,
+                    "status": ExportStatus::Finished, "processed": rows as i64, "total": rows as i64,
                     "percent": 100.0, "rows": rows as i64, "fileName": file_name,
                     "fileSize": file_size as i64, "finishedAt": now, "updatedAt": now,
                 } },
             )
             .await
-            .map_err(command("record finished export"))?;
+            .map_err(StoreError::command("record finished export"))?;
         Ok(result.matched_count == 1)
     }
 
@@ -226,8 +284,7 @@ impl ExportStatusStore {
         error: &str,
     ) -> Result<(), StoreError> {
         let now = DateTime::now();
-        let mut set =
-            doc! { "status": "failed", "error": error, "finishedAt": now, "updatedAt": now };
+        let mut set = doc! { "status": ExportStatus::Failed, "error": error, "finishedAt": now, "updatedAt": now };
         if let Some(account) = account {
             set.insert("accountId", account.object_id());
         }
@@ -238,7 +295,7 @@ impl ExportStatusStore {
             )
             .with_options(UpdateOptions::builder().upsert(true).build())
             .await
-            .map_err(command("record failed export"))?;
+            .map_err(StoreError::command("record failed export"))?;
         Ok(())
     }
 
@@ -248,11 +305,11 @@ impl ExportStatusStore {
         let result = self
             .collection
             .update_one(
-                doc! { "_id": key, "status": { "$in": ["queued", "running"] } },
-                doc! { "$set": { "status": "cancelled", "cancelledAt": now, "updatedAt": now } },
+                doc! { "_id": key, "status": { "$in": ACTIVE.as_slice() } },
+                doc! { "$set": { "status": ExportStatus::Cancelled, "cancelledAt": now, "updatedAt": now } },
             )
             .await
-            .map_err(command("cancel export"))?;
+            .map_err(StoreError::command("cancel export"))?;
         Ok(result.matched_count == 1)
     }
 }
@@ -268,7 +325,21 @@ pub fn percent(processed: u64, total: u64) -> f64 {
 
 #[cfg(test)]
 mod tests {
-    use super::percent;
+    use super::*;
+
+    #[test]
+    fn a_status_is_stored_and_served_as_its_lowercase_name() {
+        for status in ExportStatus::ALL {
+            let json = serde_json::to_value(status).unwrap();
+            assert_eq!(json, serde_json::json!(status.as_str()));
+            assert_eq!(Bson::from(status), Bson::String(status.to_string()));
+            assert_eq!(ExportStatus::parse(status.as_str()), Some(status));
+            let record = doc! { "status": status };
+            assert_eq!(ExportStatus::of(&record), Some(status));
+        }
+        assert_eq!(ExportStatus::parse("Finished"), None);
+        assert_eq!(ExportStatus::of(&Document::new()), None);
+    }
 
     #[test]
     fn percent_rounds_to_one_decimal_and_handles_empty_exports() {

@@ -238,10 +238,6 @@ pub struct Inbox {
     collection: Collection<Document>,
 }
 
-fn command(operation: &'static str) -> impl Fn(mongodb::error::Error) -> StoreError {
-    move |source| StoreError::Command { operation, source }
-}
-
 impl Inbox {
     /// The inbox over `database`'s `message` collection.
     pub fn new(database: &Database) -> Self {
@@ -271,10 +267,10 @@ impl Inbox {
             .sort(doc! { "createdAt": -1, "_id": -1 })
             .limit(i64::from(limit) + 1)
             .await
-            .map_err(command("list messages"))?
+            .map_err(StoreError::command("list messages"))?
             .try_collect()
             .await
-            .map_err(command("list messages"))?;
+            .map_err(StoreError::command("list messages"))?;
         let more = documents.len() > limit as usize;
         documents.truncate(limit as usize);
         let next_cursor = match documents.last() {
@@ -307,7 +303,7 @@ impl Inbox {
         self.collection
             .count_documents(filter.query(account))
             .await
-            .map_err(command("count unread messages"))
+            .map_err(StoreError::command("count unread messages"))
     }
 
     /// Marks `account`'s message `id` read, keeping the first `readAt` if
@@ -326,12 +322,12 @@ impl Inbox {
                 doc! { "$set": { "isRead": true, "readAt": DateTime::now() } },
             )
             .await
-            .map_err(command("mark a message read"))?;
+            .map_err(StoreError::command("mark a message read"))?;
         let document = self
             .collection
             .find_one(mine)
             .await
-            .map_err(command("read a message"))?;
+            .map_err(StoreError::command("read a message"))?;
         Ok(document.as_ref().map(InboxMessage::from))
     }
 
@@ -350,7 +346,7 @@ impl Inbox {
                 doc! { "$set": { "isRead": true, "readAt": DateTime::now() } },
             )
             .await
-            .map_err(command("mark messages read"))?;
+            .map_err(StoreError::command("mark messages read"))?;
         Ok(result.modified_count)
     }
 }

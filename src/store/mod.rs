@@ -59,6 +59,14 @@ pub enum StoreError {
     Stopped,
 }
 
+impl StoreError {
+    /// The mapping of a failed driver call to [`StoreError::Command`]
+    /// naming `operation`, for `map_err`.
+    pub fn command(operation: &'static str) -> impl Fn(mongodb::error::Error) -> StoreError {
+        move |source| StoreError::Command { operation, source }
+    }
+}
+
 /// How long the driver looks for a usable server before giving up. Short, so
 /// a down database is reported in seconds rather than after the driver's 30 s.
 const SERVER_SELECTION_TIMEOUT: Duration = Duration::from_secs(5);

@@ -53,10 +53,6 @@ fn new_secret() -> Result<String, getrandom::Error> {
     Ok(format!("{TOKEN_PREFIX}{hex}"))
 }
 
-fn command(operation: &'static str) -> impl Fn(mongodb::error::Error) -> StoreError {
-    move |source| StoreError::Command { operation, source }
-}
-
 impl TryFrom<&Document> for ApiToken {
     type Error = ();
 
@@ -104,7 +100,7 @@ impl ApiTokenStore {
         self.collection
             .create_index(index)
             .await
-            .map_err(command("createIndexes on api_token"))?;
+            .map_err(StoreError::command("createIndexes on api_token"))?;
         Ok(())
     }
 
@@ -132,7 +128,7 @@ impl ApiTokenStore {
                 "createdAt": token.created_at,
             })
             .await
-            .map_err(command("insert into api_token"))?;
+            .map_err(StoreError::command("insert into api_token"))?;
         Ok((token, secret))
     }
 
@@ -142,7 +138,7 @@ impl ApiTokenStore {
             .collection
             .find_one(doc! { "digest": digest(secret) })
             .await
-            .map_err(command("find in api_token"))?;
+            .map_err(StoreError::command("find in api_token"))?;
         Ok(document.as_ref().and_then(|d| ApiToken::try_from(d).ok()))
     }
 
@@ -153,10 +149,10 @@ impl ApiTokenStore {
             .find(doc! {})
             .sort(doc! { "createdAt": 1, "_id": 1 })
             .await
-            .map_err(command("list api_token"))?
+            .map_err(StoreError::command("list api_token"))?
             .try_collect()
             .await
-            .map_err(command("list api_token"))?;
+            .map_err(StoreError::command("list api_token"))?;
         Ok(documents
             .iter()
             .filter_map(|d| ApiToken::try_from(d).ok())
@@ -169,7 +165,7 @@ impl ApiTokenStore {
             .collection
             .delete_one(doc! { "_id": id })
             .await
-            .map_err(command("delete from api_token"))?;
+            .map_err(StoreError::command("delete from api_token"))?;
         Ok(result.deleted_count == 1)
     }
 }

@@ -77,7 +77,7 @@ impl WebState {
             inbox: Inbox::new(database),
             tokens: ApiTokenStore::new(database),
             exports: ExportStatusStore::new(database),
-            storage: LocalDirStorage::new(&settings.export.dir),
+            storage: Arc::new(LocalDirStorage::new(&settings.export.dir)),
             message_limits: settings.message,
             export_limits: settings.export.limits.clone(),
         };

@@ -12,6 +12,7 @@ use super::{push, send_message};
 use crate::{
     config::Settings,
     export::storage::LocalDirStorage,
+    push::TuisongbaoClient,
     ops::{JobMetricsLayer, Metrics},
     queue::{RawArgs, RedisQueue},
 };
@@ -35,7 +36,7 @@ pub struct Handlers {
     /// For [`push::handle`].
     pub push: Arc<push::Deps>,
     /// For [`crate::export::handle`].
-    pub export: Arc<crate::export::Deps<LocalDirStorage>>,
+    pub export: Arc<crate::export::Deps<LocalDirStorage, TuisongbaoClient>>,
 }
 
 /// Registers one queue's worker: `$backend` polled on the settings'
@@ -100,7 +101,7 @@ pub fn build(
         worker.export_concurrency,
         metrics,
         poll,
-        crate::export::handle::<LocalDirStorage>
+        crate::export::handle::<LocalDirStorage, TuisongbaoClient>
     );
     monitor
         // Redis failures do not stop a worker (its backend tries again until

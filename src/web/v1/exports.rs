@@ -30,7 +30,7 @@ use super::{
 };
 use crate::{
     export::{
-        storage::ExportStorage,
+        status::ExportStatus,
         submit::{submit, SubmitError},
     },
     store::inbox::rfc3339,
@@ -108,7 +108,8 @@ pub struct ExportRecord {
     /// Source collection.
     pub collection: String,
     /// `queued`, `running`, `finished`, `failed` or `cancelled`.
-    pub status: String,
+    #[schema(value_type = String)]
+    pub status: Option<ExportStatus>,
     /// Documents written so far.
     pub processed: i64,
     /// Documents to write, once known.
@@ -155,7 +156,7 @@ impl From<&Document> for ExportRecord {
                 .map(|o| o.to_hex())
                 .unwrap_or_default(),
             collection: text("collection").unwrap_or_default(),
-            status: text("status").unwrap_or_default(),
+            status: ExportStatus::of(d),
             processed: integer(d, "processed").unwrap_or(0),
             total: integer(d, "total"),
             percent: d.get_f64("percent").unwrap_or(0.0),
@@ -312,33 +313,33 @@ pub async fn file(
     Path(key): Path<String>,
 ) -> Result<Response, Problem> {
     let (account, record) = record_for(&state, &caller, &key).await?;
-    let status = record.get_str("status").unwrap_or_default();
-    if status != "finished" {
+    let status = ExportStatus::of(&record);
+    if status != Some(ExportStatus::Finished) {
         return Err(Problem::new(
             StatusCode::CONFLICT,
-            format!("export '{key}' is {status}, not finished"),
+            format!(
+                "export '{key}' is {}, not finished",
+                status.map_or("", ExportStatus::as_str)
+            ),
         ));
     }
-    let stored = state
+    let opened = state
         .api
         .storage
-        .locate(account, &key)
+        .open_file(account, &key)
         .await
         .map_err(|e| Problem::unavailable(&e))?
         .ok_or_else(|| Problem::not_found(format!("the file of export '{key}' is gone")))?;
-    let file = tokio::fs::File::open(&stored.location)
-        .await
-        .map_err(|e| Problem::unavailable(&e))?;
     Ok((
         [
             (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
-            (header::CONTENT_LENGTH, stored.size.to_string()),
+            (header::CONTENT_LENGTH, opened.file.size.to_string()),
             (
                 header::CONTENT_DISPOSITION,
-                format!("attachment; filename=\"{}\"", stored.name),
+                format!("attachment; filename=\"{}\"", opened.file.name),
             ),
         ],
-        Body::from_stream(ReaderStream::new(file)),
+        Body::from_stream(ReaderStream::new(opened.reader)),
     )
         .into_response())
 }
@@ -368,7 +369,7 @@ pub async fn cancel(
             StatusCode::CONFLICT,
             format!(
                 "export '{key}' is {}; only a queued or running export can be cancelled",
-                record.get_str("status").unwrap_or("ended")
+                ExportStatus::of(&record).map_or("ended", ExportStatus::as_str)
             ),
         ));
     }

@@ -17,6 +17,8 @@ pub mod inbox;
 pub mod messages;
 pub mod problem;
 
+use std::sync::Arc;
+
 use axum::{extract::DefaultBodyLimit, routing::any, Router};
 use herald_jobs::{ExportLimits, MessageLimits, Producer};
 use utoipa::{
@@ -27,7 +29,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::WebState;
 use crate::{
-    export::{status::ExportStatusStore, storage::LocalDirStorage},
+    export::{status::ExportStatusStore, storage::ExportFiles},
     store::{ApiTokenStore, Inbox},
 };
 
@@ -42,8 +44,8 @@ pub struct ApiState {
     pub tokens: ApiTokenStore,
     /// Export status records.
     pub exports: ExportStatusStore,
-    /// Where finished export files are.
-    pub storage: LocalDirStorage,
+    /// Where finished export files are, whichever storage holds them.
+    pub storage: Arc<dyn ExportFiles>,
     /// The worker's message limits, applied before enqueueing.
     pub message_limits: MessageLimits,
     /// The worker's export allow-list and default time zone.
