@@ -1,4 +1,6 @@
-//! How the producers' API says no, and the JSON body extractor that says it.
+//! How `herald web` says no over JSON, and the JSON body extractor that
+//! says it: one error body for the producers' API (`/v1`), the dashboard's
+//! API (`/api/v1`) and its guard.
 //!
 //! Every error is a JSON object: `{"error": "what went wrong"}`, plus, for a
 //! body or query that failed validation, `"fields": {"<path>": "<reason>"}`
@@ -8,7 +10,7 @@ use std::collections::BTreeMap;
 
 use axum::{
     body::Bytes,
-    extract::{FromRequest, Request},
+    extract::{rejection::QueryRejection, FromRequest, Request},
     http::{header, StatusCode},
     response::{IntoResponse, Response},
     Json,
@@ -95,6 +97,18 @@ impl Problem {
 impl IntoResponse for Problem {
     fn into_response(self) -> Response {
         (self.status, Json(self.body)).into_response()
+    }
+}
+
+/// 400 for a query string that does not decode, naming `query`.
+impl From<QueryRejection> for Problem {
+    fn from(rejection: QueryRejection) -> Self {
+        let text = rejection.body_text();
+        let reason = text
+            .strip_prefix("Failed to deserialize query string: ")
+            .unwrap_or(&text)
+            .to_owned();
+        Self::invalid([("query".to_owned(), reason)])
     }
 }
 
