@@ -9,22 +9,27 @@
 //! (a `maxLength` counts characters, so it is set to the byte limit over 4,
 //! which no UTF-8 string of that many characters exceeds), and `to.id`
 //! equal to `accountId` when `to.target` is `account`.
+//!
+//! The bodies' schemas are in [`message`] and [`export`]; here are the
+//! pieces they share, the parameters' rules and [`Rules`].
+
+mod export;
+mod message;
 
 use herald_jobs::{
-    export::{
-        key_pattern, EXTENDED_JSON_KEYS, FORBIDDEN_OPERATORS, KEY_MAX_LEN, PATH_MAX_BYTES,
-        PATH_PATTERN,
-    },
+    export::{key_pattern, KEY_MAX_LEN},
     ids::OBJECT_ID_PATTERN,
-    message::SYSTEM_SENDER_ID,
-    ExportLimits, MessageLimits, MessageStatus, RecipientTarget, SenderFrom, SortOrder,
+    ExportLimits, MessageLimits, MessageStatus,
 };
 use utoipa::openapi::{
     path::{Operation, Parameter},
     response::ResponseBuilder,
-    schema::{AdditionalProperties, AnyOfBuilder, ArrayBuilder, ObjectBuilder, OneOfBuilder, Type},
+    schema::{AdditionalProperties, ObjectBuilder, OneOfBuilder, Type},
     ContentBuilder, OpenApi, Ref, RefOr, Schema,
 };
+
+use export::{export_request, filter_schemas};
+use message::message_request;
 
 use crate::store::inbox::MAX_PAGE_SIZE;
 
@@ -35,35 +40,6 @@ const MAX_UTF8_BYTES: usize = 4;
 /// A string with at least one character that is not white space: what
 /// "must not be blank" means (`str::trim` leaves something).
 const NOT_BLANK_PATTERN: &str = r"\S";
-
-/// Query operators a filter may name; any other key starting with `$` is
-/// left out of the document (extended-JSON type keys and the JavaScript
-/// operators are refused or read as typed values, see [`EXTENDED_JSON_KEYS`]
-/// and [`FORBIDDEN_OPERATORS`]).
-const FILTER_OPERATORS: [&str; 22] = [
-    "and",
-    "or",
-    "nor",
-    "not",
-    "eq",
-    "ne",
-    "gt",
-    "gte",
-    "lt",
-    "lte",
-    "in",
-    "nin",
-    "exists",
-    "type",
-    "regex",
-    "options",
-    "elemMatch",
-    "size",
-    "all",
-    "mod",
-    "expr",
-    "comment",
-];
 
 /// The settings-dependent rules of the API.
 #[derive(Debug, Clone)]
@@ -121,190 +97,6 @@ fn account_in_body() -> Schema {
         "The account, 24-hex. Required with a token that is not bound to an account; \
          with a bound token it may be left out and, when given, must be the token's account.",
     )
-}
-
-fn message_request(limits: &MessageLimits) -> Schema {
-    let senders = SenderFrom::ALL.iter().map(|from| {
-        let id = match from {
-            SenderFrom::System => string("`system`, or an ObjectId some producers use for it")
-                .pattern(Some(format!(
-                    "^({SYSTEM_SENDER_ID}|{})$",
-                    OBJECT_ID_PATTERN
-                        .trim_start_matches('^')
-                        .trim_end_matches('$')
-                )))
-                .into(),
-            SenderFrom::User => object_id("The user, 24-hex"),
-        };
-        object()
-            .property("id", id)
-            .property("from", one_of([from.as_str()], "Who sent it"))
-            .required("id")
-            .required("from")
-    });
-    let recipients = RecipientTarget::ALL.iter().map(|target| {
-        let id = match target {
-            RecipientTarget::Account => object_id("The account: must equal `accountId`"),
-            RecipientTarget::User => object_id("The user, 24-hex"),
-        };
-        object()
-            .property("id", id)
-            .property("target", one_of([target.as_str()], "Who receives it"))
-            .required("id")
-            .required("target")
-    });
-    object()
-        .description(Some("A message to store and push."))
-        .property(
-            "messageId",
-            object_id("`_id` of the document, 24-hex; generated when absent"),
-        )
-        .property("accountId", account_in_body())
-        .property(
-            "title",
-            bytes_limited(
-                not_blank(&format!(
-                    "Headline; not blank, at most {} bytes of UTF-8",
-                    limits.max_title_bytes
-                )),
-                limits.max_title_bytes,
-            ),
-        )
-        .property(
-            "content",
-            bytes_limited(
-                string(&format!(
-                    "Body, may hold HTML; at most {} bytes of UTF-8",
-                    limits.max_content_bytes
-                )),
-                limits.max_content_bytes,
-            ),
-        )
-        .property(
-            "sender",
-            choice(senders, "Who sent it (default: the system)"),
-        )
-        .property(
-            "to",
-            choice(
-                recipients,
-                "Who receives it (default: the whole account); `to.id` must equal \
-                 `accountId` when `to.target` is `account`",
-            ),
-        )
-        .property(
-            "status",
-            one_of(
-                MessageStatus::ALL.iter().map(|s| s.as_str()),
-                "Shown with the message (default `success`)",
-            ),
-        )
-        .required("accountId")
-        .required("title")
-        .required("content")
-        .into()
-}
-
-fn document_path(description: &str) -> Schema {
-    string(&format!(
-        "{description}: dot-separated segments, none empty or starting with `$`; \
-         at most {PATH_MAX_BYTES} bytes of UTF-8"
-    ))
-    .pattern(Some(PATH_PATTERN))
-    .max_length(Some(PATH_MAX_BYTES / MAX_UTF8_BYTES))
-    .into()
-}
-
-fn filter_key_pattern() -> String {
-    format!("^([^$].*|\\$({}))$", FILTER_OPERATORS.join("|"))
-}
-
-/// `Filter` (an object) and `FilterValue` (what its keys hold), which
-/// refer to each other.
-fn filter_schemas() -> [(&'static str, Schema); 2] {
-    let filter = ObjectBuilder::new()
-        .schema_type(Type::Object)
-        .description(Some(format!(
-            "MongoDB extended JSON, narrowed to the account. Refused anywhere in it: {}; \
-             the keys {} are read as typed values and must be in their exact form.",
-            FORBIDDEN_OPERATORS.join(", "),
-            EXTENDED_JSON_KEYS.join(", ")
-        )))
-        .property_names(Some(
-            ObjectBuilder::new()
-                .schema_type(Type::String)
-                .pattern(Some(filter_key_pattern())),
-        ))
-        .additional_properties(Some(RefOr::Ref(Ref::from_schema_name("FilterValue"))));
-    let value = AnyOfBuilder::new()
-        .item(ObjectBuilder::new().schema_type(Type::String))
-        .item(ObjectBuilder::new().schema_type(Type::Number))
-        .item(ObjectBuilder::new().schema_type(Type::Boolean))
-        .item(ObjectBuilder::new().schema_type(Type::Null))
-        .item(ArrayBuilder::new().items(RefOr::Ref(Ref::from_schema_name("FilterValue"))))
-        .item(RefOr::Ref(Ref::from_schema_name("Filter")));
-    [("Filter", filter.into()), ("FilterValue", value.into())]
-}
-
-fn export_request(limits: &ExportLimits) -> Schema {
-    let field = object()
-        .property("path", document_path("Document path"))
-        .property("title", not_blank("Column title; not blank"))
-        .required("path")
-        .required("title");
-    let sort = object()
-        .property("path", document_path("Document path"))
-        .property(
-            "order",
-            one_of(
-                SortOrder::ALL.iter().map(|o| o.as_str()),
-                "Direction (default `asc`)",
-            ),
-        )
-        .required("path");
-    let collections: Vec<String> = limits.collections.iter().cloned().collect();
-    object()
-        .description(Some("An export to run."))
-        .property(
-            "key",
-            string(&format!(
-                "The export's id: 1 to {KEY_MAX_LEN} letters, digits, `-` or `_`; generated when absent"
-            ))
-            .pattern(Some(key_pattern()))
-            .max_length(Some(KEY_MAX_LEN)),
-        )
-        .property("accountId", account_in_body())
-        .property(
-            "collection",
-            string("Source collection, on the allow-list `export.collections`")
-                .enum_values(Some(collections)),
-        )
-        .property(
-            "filter",
-            RefOr::Ref(Ref::from_schema_name("Filter")),
-        )
-        .property(
-            "fields",
-            ArrayBuilder::new()
-                .items(field)
-                .min_items(Some(1))
-                .description(Some("Columns in order; at least one")),
-        )
-        .property(
-            "sort",
-            ArrayBuilder::new()
-                .items(sort)
-                .description(Some("Sort keys, most significant first")),
-        )
-        .property(
-            "timeZone",
-            string("IANA time zone for dates (default `export.time_zone`)")
-                .enum_values(Some(chrono_tz::TZ_VARIANTS.iter().map(|tz| tz.name()))),
-        )
-        .required("accountId")
-        .required("collection")
-        .required("fields")
-        .into()
 }
 
 /// The schema of a path or query parameter named `name`, or `None` for a
