@@ -192,8 +192,12 @@ ensure_schemathesis() {
     apt_install python3-venv
   fi
   say "schemathesis: installing $SCHEMATHESIS_VERSION from PyPI into $venv"
-  python3 -m venv "$venv"
-  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
+  # Only the OpenAPI fuzz test needs it: a failed install is told, not fatal
+  # (that test then fails naming the missing program).
+  if ! { python3 -m venv "$venv" &&
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"; }; then
+    say "schemathesis: the install failed; tests/integration/openapi_fuzz.rs will fail until it succeeds"
+  fi
 }
 
 WANT_BROWSER=0
