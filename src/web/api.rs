@@ -23,10 +23,7 @@ use super::{
     problem::{ApiJson, Problem},
     WebState,
 };
-use crate::queue::{
-    admin::{DeadJob, QueueAdmin},
-    QueueError,
-};
+use crate::queue::admin::{DeadJob, QueueAdmin};
 
 /// The API's routes (guarded by the caller).
 pub fn routes() -> Router<WebState> {
@@ -41,11 +38,6 @@ pub fn routes() -> Router<WebState> {
             post(discard_one),
         )
         .route("/api/v1/queues/{queue}/failed/discard", post(discard_many))
-}
-
-/// Redis failed: 503, told in general terms and logged.
-fn unavailable(error: QueueError) -> Problem {
-    Problem::unavailable(&error)
 }
 
 /// 400 with `message`.
@@ -63,7 +55,7 @@ fn admin<'a>(state: &'a WebState, queue: &str) -> Result<&'a QueueAdmin, Problem
 async fn queues(State(state): State<WebState>) -> Result<Json<Value>, Problem> {
     let mut all = Vec::new();
     for (name, admin) in state.queues.iter() {
-        let stats = admin.stats().await.map_err(unavailable)?;
+        let stats = admin.stats().await?;
         let mut value = serde_json::to_value(stats).unwrap_or_default();
         value["name"] = json!(name);
         all.push(value);
@@ -120,8 +112,7 @@ async fn failed(
     }
     let (jobs, total) = admin(&state, &queue)?
         .dead_jobs(page.offset, page.limit)
-        .await
-        .map_err(unavailable)?;
+        .await?;
     let rows: Vec<FailedRow> = jobs.into_iter().map(FailedRow::from).collect();
     Ok(Json(
         json!({ "queue": queue, "total": total, "jobs": rows }),
@@ -132,7 +123,7 @@ async fn job(
     State(state): State<WebState>,
     Path((queue, id)): Path<(String, String)>,
 ) -> Result<Json<Value>, Problem> {
-    match admin(&state, &queue)?.job(&id).await.map_err(unavailable)? {
+    match admin(&state, &queue)?.job(&id).await? {
         Some(detail) => Ok(Json(serde_json::to_value(detail).unwrap_or_default())),
         None => Err(Problem::not_found(format!(
             "no job '{id}' in queue '{queue}'"
@@ -146,8 +137,7 @@ async fn retry_one(
 ) -> Result<Json<Value>, Problem> {
     let retried = admin(&state, &queue)?
         .retry(std::slice::from_ref(&id))
-        .await
-        .map_err(unavailable)?;
+        .await?;
     if retried.is_empty() {
         return Err(Problem::not_found(format!(
             "no failed job '{id}' in queue '{queue}'"
@@ -173,12 +163,8 @@ async fn retry_many(
 ) -> Result<Json<Value>, Problem> {
     let admin = admin(&state, &queue)?;
     let retried = match (selection.all, selection.ids.is_empty()) {
-        (true, true) => admin.retry_all().await.map_err(unavailable)?,
-        (false, false) => admin
-            .retry(&selection.ids)
-            .await
-            .map_err(unavailable)?
-            .len() as u64,
+        (true, true) => admin.retry_all().await?,
+        (false, false) => admin.retry(&selection.ids).await?.len() as u64,
         _ => {
             return Err(bad_request(
                 "send either {\"ids\": [...]} or {\"all\": true}",
@@ -194,8 +180,7 @@ async fn discard_one(
 ) -> Result<Json<Value>, Problem> {
     let discarded = admin(&state, &queue)?
         .discard(std::slice::from_ref(&id))
-        .await
-        .map_err(unavailable)?;
+        .await?;
     if discarded == 0 {
         return Err(Problem::not_found(format!(
             "no failed job '{id}' in queue '{queue}'"
@@ -214,9 +199,6 @@ async fn discard_many(
             "send {\"ids\": [...]}; discarding all is not offered",
         ));
     }
-    let discarded = admin(&state, &queue)?
-        .discard(&selection.ids)
-        .await
-        .map_err(unavailable)?;
+    let discarded = admin(&state, &queue)?.discard(&selection.ids).await?;
     Ok(Json(json!({ "discarded": discarded })))
 }

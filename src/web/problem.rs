@@ -118,6 +118,12 @@ impl From<crate::store::StoreError> for Problem {
     }
 }
 
+impl From<crate::queue::QueueError> for Problem {
+    fn from(error: crate::queue::QueueError) -> Self {
+        Self::unavailable(&error)
+    }
+}
+
 /// The field a serde error at the body's root is about: the name in
 /// ``missing field `x` `` or ``unknown field `x` ``.
 fn root_field(message: &str) -> Option<String> {
