@@ -13,6 +13,9 @@
 # With --browser it also installs Debian's chromium and chromium-driver, which
 # the dashboard's browser test drives (the test command passes it).
 #
+# It installs schemathesis (PyPI, pinned) into a virtualenv in .herald/venv
+# for the OpenAPI fuzz test, once: a venv that has it is reused.
+#
 # Options (environment):
 #   HERALD_MONGO_IMPL=rs|py   which SecantusDB to install if none runs (default rs,
 #                             falling back to py if the build fails)
@@ -23,6 +26,7 @@ STATE_DIR=${HERALD_STATE_DIR:-$ROOT/.herald}
 REDIS_PORT=6379
 MONGO_PORT=27017
 SECANTUS_CRATE_VERSION=0.5.3-beta.196
+SCHEMATHESIS_VERSION=4.32.5
 MONGO_IMPL=${HERALD_MONGO_IMPL:-rs}
 export PATH="$HOME/.cargo/bin:$PATH"
 
@@ -177,6 +181,25 @@ ensure_browser() {
   apt_install chromium chromium-driver
 }
 
+ensure_schemathesis() {
+  local venv="$STATE_DIR/venv"
+  if "$venv/bin/schemathesis" --version 2>/dev/null | grep -q "$SCHEMATHESIS_VERSION"; then
+    say "schemathesis: reusing $SCHEMATHESIS_VERSION in $venv"
+    return
+  fi
+  if ! python3 -m venv --help >/dev/null 2>&1 || ! python3 -c 'import ensurepip' 2>/dev/null; then
+    say "schemathesis: installing Debian's python3-venv"
+    apt_install python3-venv
+  fi
+  say "schemathesis: installing $SCHEMATHESIS_VERSION from PyPI into $venv"
+  # Only the OpenAPI fuzz test needs it: a failed install is told, not fatal
+  # (that test then fails naming the missing program).
+  if ! { python3 -m venv "$venv" &&
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"; }; then
+    say "schemathesis: the install failed; tests/integration/openapi_fuzz.rs will fail until it succeeds"
+  fi
+}
+
 WANT_BROWSER=0
 for arg in "$@"; do
   case "$arg" in
@@ -188,5 +211,6 @@ done
 mkdir -p "$STATE_DIR"
 ensure_redis
 ensure_mongo
+ensure_schemathesis
 [ "$WANT_BROWSER" -eq 1 ] && ensure_browser
 say "services ready: redis://127.0.0.1:$REDIS_PORT mongodb://127.0.0.1:$MONGO_PORT"

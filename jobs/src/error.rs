@@ -22,3 +22,12 @@ impl ValidationError {
         }
     }
 }
+
+/// The value of `result`, or `None` with its error added to `errors`: how a
+/// validation collects every wrong field in one pass.
+pub(crate) fn keep<T>(
+    errors: &mut Vec<ValidationError>,
+    result: Result<T, ValidationError>,
+) -> Option<T> {
+    result.map_err(|e| errors.push(e)).ok()
+}

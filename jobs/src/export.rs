@@ -25,13 +25,69 @@ use bson::{Bson, Document};
 use serde::{Deserialize, Serialize};
 
 use crate::{
+    error::keep,
     error::ValidationError,
     ids::{parse_object_id, AccountId},
-    message::keep,
+    string_enum::string_enum,
 };
 
 /// Query operators refused anywhere in a filter: they run server-side JavaScript.
 pub const FORBIDDEN_OPERATORS: [&str; 3] = ["$where", "$function", "$accumulator"];
+
+/// Keys that MongoDB extended JSON reads as one typed value (`{"$date":
+/// ...}`, `{"$oid": ...}`): an object in a filter holding one of them must
+/// be that value's exact form, and `$code` (JavaScript) is refused.
+pub const EXTENDED_JSON_KEYS: [&str; 16] = [
+    "$oid",
+    "$symbol",
+    "$regularExpression",
+    "$numberInt",
+    "$numberLong",
+    "$numberDouble",
+    "$numberDecimal",
+    "$binary",
+    "$uuid",
+    "$code",
+    "$timestamp",
+    "$date",
+    "$minKey",
+    "$maxKey",
+    "$dbPointer",
+    "$undefined",
+];
+
+/// Longest export key, in characters (all ASCII).
+pub const KEY_MAX_LEN: usize = 64;
+
+/// Longest document path (`fields.path`, `sort.path`), in bytes of UTF-8.
+pub const PATH_MAX_BYTES: usize = 256;
+
+/// Whether `c` may appear in an export key: an ASCII letter or digit, `-`
+/// or `_` (the key names a file).
+pub fn is_key_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c == '-' || c == '_'
+}
+
+/// What a key may be, as a regular expression: [`is_key_char`] characters,
+/// 1 to [`KEY_MAX_LEN`] of them.
+pub fn key_pattern() -> String {
+    format!("^[A-Za-z0-9_-]{{1,{KEY_MAX_LEN}}}$")
+}
+
+/// What a document path may be, as a regular expression: dot-separated
+/// segments, none empty and none starting with `$` (at most
+/// [`PATH_MAX_BYTES`] bytes, which the pattern does not count).
+pub const PATH_PATTERN: &str = r"^[^.$][^.]*(\.[^.$][^.]*)*$";
+
+string_enum!(
+    /// The direction of a sort key.
+    SortOrder {
+        /// Smallest first.
+        Asc => "asc",
+        /// Largest first.
+        Desc => "desc",
+    }
+);
 
 /// The `export` payload (camelCase JSON).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -87,7 +143,7 @@ pub struct ExportSort {
 }
 
 fn ascending() -> String {
-    "asc".to_owned()
+    SortOrder::Asc.as_str().to_owned()
 }
 
 /// What the worker allows.
@@ -120,7 +176,7 @@ pub struct ValidExport {
 
 fn check_path(field: &'static str, path: &str) -> Result<(), ValidationError> {
     let ok = !path.is_empty()
-        && path.len() <= 256
+        && path.len() <= PATH_MAX_BYTES
         && path
             .split('.')
             .all(|segment| !segment.is_empty() && !segment.starts_with('$'));
@@ -201,11 +257,7 @@ impl Export {
 }
 
 fn check_key(key: &str) -> Result<(), ValidationError> {
-    let ok = !key.is_empty()
-        && key.len() <= 64
-        && key
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    let ok = !key.is_empty() && key.len() <= KEY_MAX_LEN && key.chars().all(is_key_char);
     if ok {
         Ok(())
     } else {
@@ -277,15 +329,10 @@ fn sort_document(keys: &[ExportSort]) -> Result<Document, ValidationError> {
     let mut sort = Document::new();
     for key in keys {
         check_path("sort.path", &key.path)?;
-        let direction = match key.order.as_str() {
-            "asc" => 1,
-            "desc" => -1,
-            other => {
-                return Err(ValidationError::new(
-                    "sort.order",
-                    format!("'{other}' is not one of \"asc\", \"desc\""),
-                ))
-            }
+        let direction = match key.order.parse::<SortOrder>() {
+            Ok(SortOrder::Asc) => 1,
+            Ok(SortOrder::Desc) => -1,
+            Err(reason) => return Err(ValidationError::new("sort.order", reason)),
         };
         sort.insert(key.path.clone(), direction);
     }

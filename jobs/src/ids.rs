@@ -11,6 +11,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::ValidationError;
 
+/// What [`parse_object_id`] accepts, as a regular expression: 24 hex
+/// digits in either case. The OpenAPI document states it on every id.
+pub const OBJECT_ID_PATTERN: &str = "^[0-9a-fA-F]{24}$";
+
 /// Parses a 24-character hex ObjectId, naming `field` in the error.
 pub fn parse_object_id(field: &'static str, hex: &str) -> Result<ObjectId, ValidationError> {
     ObjectId::parse_str(hex).map_err(|_| {

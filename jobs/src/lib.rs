@@ -32,10 +32,11 @@ pub mod producer;
 pub mod queue;
 pub mod redact;
 pub mod redis_url;
+mod string_enum;
 pub mod task_order;
 
 pub use error::ValidationError;
-pub use export::{Export, ExportField, ExportLimits, ExportSort, ValidExport};
+pub use export::{Export, ExportField, ExportLimits, ExportSort, SortOrder, ValidExport};
 pub use ids::{AccountId, MessageId, UserId};
 pub use message::{
     MessageLimits, MessageStatus, Recipient, RecipientTarget, SendMessage, Sender, SenderFrom,

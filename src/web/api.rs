@@ -11,20 +11,19 @@
 //! | `POST /api/v1/queues/{queue}/failed/discard` | `{"ids": [...]}` |
 
 use axum::{
-    extract::{Path, Query, State},
+    extract::{rejection::QueryRejection, Path, Query, State},
     http::StatusCode,
-    response::{IntoResponse, Response},
     routing::{get, post},
     Json, Router,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::WebState;
-use crate::queue::{
-    admin::{DeadJob, QueueAdmin},
-    QueueError,
+use super::{
+    problem::{ApiJson, Problem},
+    WebState,
 };
+use crate::queue::admin::{DeadJob, QueueAdmin};
 
 /// The API's routes (guarded by the caller).
 pub fn routes() -> Router<WebState> {
@@ -41,45 +40,19 @@ pub fn routes() -> Router<WebState> {
         .route("/api/v1/queues/{queue}/failed/discard", post(discard_many))
 }
 
-/// An API failure, rendered as `{"error": "..."}` with its status.
-#[derive(Debug)]
-pub enum ApiError {
-    /// No such queue or job.
-    NotFound(String),
-    /// The request is malformed.
-    BadRequest(String),
-    /// Redis failed.
-    Queue(QueueError),
+/// 400 with `message`.
+fn bad_request(message: &str) -> Problem {
+    Problem::new(StatusCode::BAD_REQUEST, message)
 }
 
-impl From<QueueError> for ApiError {
-    fn from(e: QueueError) -> Self {
-        ApiError::Queue(e)
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let (status, message) = match self {
-            ApiError::NotFound(m) => (StatusCode::NOT_FOUND, m),
-            ApiError::BadRequest(m) => (StatusCode::BAD_REQUEST, m),
-            ApiError::Queue(e) => {
-                tracing::error!(error = %e, "dashboard request failed");
-                (StatusCode::SERVICE_UNAVAILABLE, e.to_string())
-            }
-        };
-        (status, Json(json!({ "error": message }))).into_response()
-    }
-}
-
-fn admin<'a>(state: &'a WebState, queue: &str) -> Result<&'a QueueAdmin, ApiError> {
+fn admin<'a>(state: &'a WebState, queue: &str) -> Result<&'a QueueAdmin, Problem> {
     state.queues.get(queue).ok_or_else(|| {
         let known: Vec<&str> = state.queues.keys().map(String::as_str).collect();
-        ApiError::NotFound(format!("no queue '{queue}' (queues: {})", known.join(", ")))
+        Problem::not_found(format!("no queue '{queue}' (queues: {})", known.join(", ")))
     })
 }
 
-async fn queues(State(state): State<WebState>) -> Result<Json<Value>, ApiError> {
+async fn queues(State(state): State<WebState>) -> Result<Json<Value>, Problem> {
     let mut all = Vec::new();
     for (name, admin) in state.queues.iter() {
         let stats = admin.stats().await?;
@@ -131,10 +104,11 @@ impl From<DeadJob> for FailedRow {
 async fn failed(
     State(state): State<WebState>,
     Path(queue): Path<String>,
-    Query(page): Query<Page>,
-) -> Result<Json<Value>, ApiError> {
+    page: Result<Query<Page>, QueryRejection>,
+) -> Result<Json<Value>, Problem> {
+    let Query(page) = page?;
     if page.limit == 0 || page.limit > 1000 {
-        return Err(ApiError::BadRequest("limit must be 1..1000".into()));
+        return Err(bad_request("limit must be 1..1000"));
     }
     let (jobs, total) = admin(&state, &queue)?
         .dead_jobs(page.offset, page.limit)
@@ -148,10 +122,10 @@ async fn failed(
 async fn job(
     State(state): State<WebState>,
     Path((queue, id)): Path<(String, String)>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Value>, Problem> {
     match admin(&state, &queue)?.job(&id).await? {
         Some(detail) => Ok(Json(serde_json::to_value(detail).unwrap_or_default())),
-        None => Err(ApiError::NotFound(format!(
+        None => Err(Problem::not_found(format!(
             "no job '{id}' in queue '{queue}'"
         ))),
     }
@@ -160,12 +134,12 @@ async fn job(
 async fn retry_one(
     State(state): State<WebState>,
     Path((queue, id)): Path<(String, String)>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Value>, Problem> {
     let retried = admin(&state, &queue)?
         .retry(std::slice::from_ref(&id))
         .await?;
     if retried.is_empty() {
-        return Err(ApiError::NotFound(format!(
+        return Err(Problem::not_found(format!(
             "no failed job '{id}' in queue '{queue}'"
         )));
     }
@@ -185,15 +159,15 @@ struct Selection {
 async fn retry_many(
     State(state): State<WebState>,
     Path(queue): Path<String>,
-    Json(selection): Json<Selection>,
-) -> Result<Json<Value>, ApiError> {
+    ApiJson(selection): ApiJson<Selection>,
+) -> Result<Json<Value>, Problem> {
     let admin = admin(&state, &queue)?;
     let retried = match (selection.all, selection.ids.is_empty()) {
         (true, true) => admin.retry_all().await?,
         (false, false) => admin.retry(&selection.ids).await?.len() as u64,
         _ => {
-            return Err(ApiError::BadRequest(
-                "send either {\"ids\": [...]} or {\"all\": true}".into(),
+            return Err(bad_request(
+                "send either {\"ids\": [...]} or {\"all\": true}",
             ))
         }
     };
@@ -203,12 +177,12 @@ async fn retry_many(
 async fn discard_one(
     State(state): State<WebState>,
     Path((queue, id)): Path<(String, String)>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Value>, Problem> {
     let discarded = admin(&state, &queue)?
         .discard(std::slice::from_ref(&id))
         .await?;
     if discarded == 0 {
-        return Err(ApiError::NotFound(format!(
+        return Err(Problem::not_found(format!(
             "no failed job '{id}' in queue '{queue}'"
         )));
     }
@@ -218,11 +192,11 @@ async fn discard_one(
 async fn discard_many(
     State(state): State<WebState>,
     Path(queue): Path<String>,
-    Json(selection): Json<Selection>,
-) -> Result<Json<Value>, ApiError> {
+    ApiJson(selection): ApiJson<Selection>,
+) -> Result<Json<Value>, Problem> {
     if selection.all || selection.ids.is_empty() {
-        return Err(ApiError::BadRequest(
-            "send {\"ids\": [...]}; discarding all is not offered".into(),
+        return Err(bad_request(
+            "send {\"ids\": [...]}; discarding all is not offered",
         ));
     }
     let discarded = admin(&state, &queue)?.discard(&selection.ids).await?;

@@ -18,10 +18,11 @@ use axum::{
     http::{header, HeaderMap, Method, StatusCode},
     middleware::Next,
     response::{IntoResponse, Redirect, Response},
-    Json,
 };
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
+
+use super::problem::Problem;
 
 /// Name of the session cookie.
 pub const SESSION_COOKIE: &str = "herald_session";
@@ -125,7 +126,7 @@ fn same_site(headers: &HeaderMap) -> bool {
 
 fn refuse(api: bool, status: StatusCode, message: &str) -> Response {
     if api {
-        (status, Json(serde_json::json!({ "error": message }))).into_response()
+        Problem::new(status, message).into_response()
     } else if status == StatusCode::UNAUTHORIZED {
         Redirect::to("/login").into_response()
     } else {

@@ -1,6 +1,7 @@
 //! `herald web`: the operator dashboard and its JSON API.
 //!
 //! - [`auth`]: the token, the session cookie and the cross-site guard.
+//! - [`problem`]: the one JSON error body of every API route.
 //! - [`api`]: JSON routes under `/api/v1` — queue counts, failed jobs, job
 //!   details, retry and discard.
 //! - pages: `/` (queues and failed pushes, refreshing itself) and
@@ -12,6 +13,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod problem;
 pub mod v1;
 
 use std::{collections::BTreeMap, future::Future, sync::Arc};
@@ -99,7 +101,7 @@ impl WebState {
 /// Every route: the guarded dashboard and its API, the producers' API (which
 /// checks its own tokens), the OpenAPI document and the open login page.
 pub fn router(state: WebState) -> Router {
-    let (producers, openapi) = v1::routes(state.max_body_bytes);
+    let (producers, openapi) = v1::routes(state.max_body_bytes, &state.api);
     let openapi = Arc::new(openapi);
     let guarded = Router::new()
         .route(

@@ -149,6 +149,18 @@ async fn retry_selected_and_retry_all_send_every_chosen_push() {
     )
     .await;
     assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+    let body: Value = bad.json().await.unwrap();
+    assert!(body["error"].is_string(), "{body}");
+    // The producers' API's error body: an unknown field is named.
+    let unknown = api_post(
+        &env,
+        format!("{web}/api/v1/queues/push/failed/retry"),
+        Some(&json!({ "colour": 1 })),
+    )
+    .await;
+    assert_eq!(unknown.status(), StatusCode::BAD_REQUEST);
+    let body: Value = unknown.json().await.unwrap();
+    assert!(body["fields"]["colour"].is_string(), "{body}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

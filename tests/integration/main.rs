@@ -18,6 +18,7 @@ mod exports;
 mod failures;
 mod helpers;
 mod message_pipeline;
+mod openapi_fuzz;
 mod ops;
 mod poison_jobs;
 mod redis_restart;

@@ -38,7 +38,10 @@ use crate::{
 };
 
 /// An export to run.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
+///
+/// Its schema in the OpenAPI document is built from the rules the server
+/// checks ([`super::schema`]).
+#[derive(Debug, Deserialize)]
 #[serde(remote = "Self", rename_all = "camelCase", deny_unknown_fields)]
 pub struct ExportRequest {
     /// The export's id (1-64 letters, digits, `-`, `_`); generated when absent.
@@ -51,7 +54,6 @@ pub struct ExportRequest {
     pub collection: String,
     /// MongoDB extended-JSON filter; always narrowed to the account.
     #[serde(default)]
-    #[schema(value_type = Object)]
     pub filter: Option<serde_json::Value>,
     /// Columns in order.
     pub fields: Vec<FieldBody>,
@@ -66,7 +68,7 @@ pub struct ExportRequest {
 herald_jobs::object_only!(deserialize ExportRequest, "an export object");
 
 /// One column.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Deserialize)]
 #[serde(remote = "Self", deny_unknown_fields)]
 pub struct FieldBody {
     /// Dotted document path.
@@ -78,7 +80,7 @@ pub struct FieldBody {
 herald_jobs::object_only!(deserialize FieldBody, "a field object {\"path\", \"title\"}");
 
 /// One sort key.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Deserialize)]
 #[serde(remote = "Self", deny_unknown_fields)]
 pub struct SortBody {
     /// Dotted document path.

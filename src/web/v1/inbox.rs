@@ -13,7 +13,7 @@
 //! that user).
 
 use axum::{
-    extract::{Path, Query, State},
+    extract::{rejection::QueryRejection, Path, Query, State},
     http::StatusCode,
     Json,
 };
@@ -148,17 +148,8 @@ fn account_in_path(caller: &Caller, text: &str) -> Result<AccountId, Problem> {
 }
 
 /// Query parameters, with unknown ones refused as a field error.
-fn query_of(
-    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<ListQuery, Problem> {
-    query.map(|Query(q)| q).map_err(|rejection| {
-        let text = rejection.body_text();
-        let reason = text
-            .strip_prefix("Failed to deserialize query string: ")
-            .unwrap_or(&text)
-            .to_owned();
-        Problem::invalid([("query".to_owned(), reason)])
-    })
+fn query_of(query: Result<Query<ListQuery>, QueryRejection>) -> Result<ListQuery, Problem> {
+    Ok(query?.0)
 }
 
 /// List an account's messages, newest first.
@@ -179,7 +170,7 @@ pub async fn list(
     State(state): State<WebState>,
     caller: Caller,
     Path(account): Path<String>,
-    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+    query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Json<MessagePage>, Problem> {
     let account = account_in_path(&caller, &account)?;
     let query = parse_query(query_of(query)?)?;
@@ -212,7 +203,7 @@ pub async fn unread_count(
     State(state): State<WebState>,
     caller: Caller,
     Path(account): Path<String>,
-    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+    query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Json<UnreadCount>, Problem> {
     let account = account_in_path(&caller, &account)?;
     let query = parse_query(query_of(query)?)?;
@@ -272,7 +263,7 @@ pub async fn mark_all_read(
     State(state): State<WebState>,
     caller: Caller,
     Path(account): Path<String>,
-    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+    query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<(StatusCode, Json<MarkedRead>), Problem> {
     let account = account_in_path(&caller, &account)?;
     let query = parse_query(query_of(query)?)?;

@@ -20,7 +20,10 @@ use super::{
 use crate::web::WebState;
 
 /// A message to store and push.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
+///
+/// Its schema in the OpenAPI document is built from the rules the server
+/// checks ([`super::schema`]).
+#[derive(Debug, Deserialize)]
 #[serde(remote = "Self", rename_all = "camelCase", deny_unknown_fields)]
 pub struct MessageRequest {
     /// `_id` for the document, 24-hex; generated when absent. Sending the
@@ -48,7 +51,7 @@ pub struct MessageRequest {
 herald_jobs::object_only!(deserialize MessageRequest, "a message object");
 
 /// `sender`: `{"id": "system" | HEX, "from": "system" | "user"}`.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Deserialize)]
 #[serde(remote = "Self", deny_unknown_fields)]
 pub struct SenderBody {
     /// `"system"` or a user's 24-hex id.
@@ -60,7 +63,7 @@ pub struct SenderBody {
 herald_jobs::object_only!(deserialize SenderBody, "a sender object {\"id\", \"from\"}");
 
 /// `to`: `{"id": HEX, "target": "account" | "user"}`.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Deserialize)]
 #[serde(remote = "Self", deny_unknown_fields)]
 pub struct RecipientBody {
     /// The account's or the user's 24-hex id.

@@ -5,17 +5,22 @@
 //! - [`exports`]: enqueue, follow, download and cancel exports.
 //! - [`inbox`]: the read side the frontend lists messages and marks them read with.
 //! - [`caller`]: bearer tokens, and the account a token may reach.
-//! - [`problem`]: error answers naming the wrong fields; the JSON extractor.
+//! - [`problem`]: error answers naming the wrong fields; the JSON extractor
+//!   (shared with the dashboard's API).
+//! - [`schema`]: the rules the server checks, as the document's schemas.
 //!
 //! The routes are registered through `utoipa-axum`, so the OpenAPI document
 //! served at `/openapi.json` is built from the same list that routes the
-//! requests and cannot drift from it.
+//! requests and cannot drift from it; [`schema::Rules`] writes the request
+//! rules in from the running settings.
 
 pub mod caller;
 pub mod exports;
 pub mod inbox;
 pub mod messages;
-pub mod problem;
+pub mod schema;
+
+pub use super::problem;
 
 use std::sync::Arc;
 
@@ -83,10 +88,9 @@ impl Modify for BearerScheme {
     }
 }
 
-/// The `/v1` routes, bodies limited to `max_body_bytes`, and their OpenAPI
-/// document.
-pub fn routes(max_body_bytes: usize) -> (Router<WebState>, utoipa::openapi::OpenApi) {
-    let (router, api) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+/// The `/v1` routes with their documentation, before the settings' rules.
+fn documented_routes() -> OpenApiRouter<WebState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(messages::enqueue))
         .routes(routes!(exports::enqueue))
         .routes(routes!(exports::status, exports::cancel))
@@ -95,7 +99,20 @@ pub fn routes(max_body_bytes: usize) -> (Router<WebState>, utoipa::openapi::Open
         .routes(routes!(inbox::unread_count))
         .routes(routes!(inbox::mark_read))
         .routes(routes!(inbox::mark_all_read))
-        .split_for_parts();
+}
+
+/// The `/v1` routes, bodies limited to `max_body_bytes`, and their OpenAPI
+/// document stating the rules `state` enforces.
+pub fn routes(
+    max_body_bytes: usize,
+    state: &ApiState,
+) -> (Router<WebState>, utoipa::openapi::OpenApi) {
+    let (router, mut api) = documented_routes().split_for_parts();
+    schema::Rules {
+        message: &state.message_limits,
+        export: &state.export_limits,
+    }
+    .apply(&mut api);
     let router = router
         .route(
             "/v1/{*rest}",
@@ -103,4 +120,12 @@ pub fn routes(max_body_bytes: usize) -> (Router<WebState>, utoipa::openapi::Open
         )
         .layer(DefaultBodyLimit::max(max_body_bytes));
     (router, api)
+}
+
+/// The document `routes` serves for `rules`.
+#[cfg(test)]
+pub(crate) fn document(rules: &schema::Rules<'_>) -> utoipa::openapi::OpenApi {
+    let (_, mut api) = documented_routes().split_for_parts();
+    rules.apply(&mut api);
+    api
 }

@@ -16,16 +16,25 @@
 //!   "status": "success"
 //! }
 //! ```
+//!
+//! The enums of the model are in `kinds`, the typed result in `valid`.
 
-use std::{fmt, str::FromStr};
+mod kinds;
+mod valid;
 
 use bson::oid::ObjectId;
 use serde::{Deserialize, Serialize};
 
+pub use kinds::{MessageStatus, RecipientTarget, SenderFrom};
+pub use valid::{ValidMessage, ValidRecipient, ValidSender};
+
 use crate::{
-    error::ValidationError,
+    error::{keep, ValidationError},
     ids::{parse_object_id, AccountId, MessageId, UserId},
 };
+
+/// `sender.id` of a message from the system (beside the `from` value `system`).
+pub const SYSTEM_SENDER_ID: &str = "system";
 
 /// Default cap on `content`, in bytes of UTF-8: 64 KiB.
 pub const DEFAULT_MAX_CONTENT_BYTES: usize = 64 * 1024;
@@ -91,7 +100,7 @@ impl SendMessage {
             title: title.into(),
             content: content.into(),
             sender: Sender {
-                id: "system".to_owned(),
+                id: SYSTEM_SENDER_ID.to_owned(),
                 from: SenderFrom::System.as_str().to_owned(),
             },
             to: Recipient {
@@ -187,14 +196,6 @@ impl SendMessage {
     }
 }
 
-/// The value of `result`, or `None` with its error added to `errors`.
-pub(crate) fn keep<T>(
-    errors: &mut Vec<ValidationError>,
-    result: Result<T, ValidationError>,
-) -> Option<T> {
-    result.map_err(|e| errors.push(e)).ok()
-}
-
 fn check_title(title: &str, limits: &MessageLimits) -> Result<(), ValidationError> {
     if title.trim().is_empty() {
         return Err(ValidationError::new("title", "must not be empty"));
@@ -226,7 +227,7 @@ impl Sender {
                 "sender.id",
                 &self.id,
             )?))),
-            SenderFrom::System if self.id == "system" => Ok(ValidSender::System),
+            SenderFrom::System if self.id == SYSTEM_SENDER_ID => Ok(ValidSender::System),
             SenderFrom::System => {
                 // Older producers identify the system sender by an ObjectId.
                 let oid = ObjectId::parse_str(&self.id).map_err(|_| {
@@ -287,156 +288,6 @@ impl Default for MessageLimits {
         }
     }
 }
-
-/// A `send_message` payload that passed validation: every part is typed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ValidMessage {
-    /// The document's `_id`.
-    pub id: MessageId,
-    /// The owning account.
-    pub account: AccountId,
-    /// Non-blank title.
-    pub title: String,
-    /// Content within the size limit.
-    pub content: String,
-    /// Who sent it.
-    pub sender: ValidSender,
-    /// Who receives it.
-    pub to: ValidRecipient,
-    /// The status shown with it.
-    pub status: MessageStatus,
-}
-
-/// A validated sender.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ValidSender {
-    /// The system, written `{"id": "system", "from": "system"}`.
-    System,
-    /// The system identified by an ObjectId, as some older producers write it.
-    SystemWithId(ObjectId),
-    /// A user of the account.
-    User(UserId),
-}
-
-impl ValidSender {
-    /// The `from` value of the model.
-    pub fn from_kind(&self) -> SenderFrom {
-        match self {
-            ValidSender::System | ValidSender::SystemWithId(_) => SenderFrom::System,
-            ValidSender::User(_) => SenderFrom::User,
-        }
-    }
-
-    /// The `id` as a string: `"system"` or the hex ObjectId.
-    pub fn id_string(&self) -> String {
-        match self {
-            ValidSender::System => "system".to_owned(),
-            ValidSender::SystemWithId(oid) => oid.to_hex(),
-            ValidSender::User(user) => user.to_hex(),
-        }
-    }
-}
-
-/// A validated recipient.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ValidRecipient {
-    /// Everyone in the account.
-    Account(AccountId),
-    /// One user.
-    User(UserId),
-}
-
-impl ValidRecipient {
-    /// The `target` value of the model.
-    pub fn target(&self) -> RecipientTarget {
-        match self {
-            ValidRecipient::Account(_) => RecipientTarget::Account,
-            ValidRecipient::User(_) => RecipientTarget::User,
-        }
-    }
-
-    /// The recipient's ObjectId.
-    pub fn object_id(&self) -> ObjectId {
-        match self {
-            ValidRecipient::Account(account) => account.object_id(),
-            ValidRecipient::User(user) => user.object_id(),
-        }
-    }
-}
-
-macro_rules! string_enum {
-    ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident => $text:literal),+ $(,)? }) => {
-        $(#[$doc])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-        pub enum $name {
-            $($(#[$vdoc])* $variant),+
-        }
-
-        impl $name {
-            /// Every accepted value.
-            pub const ALL: &'static [$name] = &[$($name::$variant),+];
-
-            /// The value as written in JSON and in MongoDB.
-            pub fn as_str(self) -> &'static str {
-                match self {
-                    $($name::$variant => $text),+
-                }
-            }
-        }
-
-        impl FromStr for $name {
-            type Err = String;
-            fn from_str(s: &str) -> Result<Self, Self::Err> {
-                match s {
-                    $($text => Ok($name::$variant),)+
-                    other => Err(format!(
-                        "'{}' is not one of {}",
-                        other,
-                        [$(concat!("\"", $text, "\"")),+].join(", ")
-                    )),
-                }
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-    };
-}
-
-string_enum!(
-    /// The status a message is shown with.
-    MessageStatus {
-        /// Something needs attention.
-        Warning => "warning",
-        /// Something failed.
-        Error => "error",
-        /// Something completed.
-        Success => "success",
-    }
-);
-
-string_enum!(
-    /// Who a message comes from.
-    SenderFrom {
-        /// Herald or the product itself.
-        System => "system",
-        /// A person using the product.
-        User => "user",
-    }
-);
-
-string_enum!(
-    /// Who a message is addressed to.
-    RecipientTarget {
-        /// Every user of the account.
-        Account => "account",
-        /// One user.
-        User => "user",
-    }
-);
 
 #[cfg(test)]
 mod tests {

@@ -1,4 +1,6 @@
-//! How the producers' API says no, and the JSON body extractor that says it.
+//! How `herald web` says no over JSON, and the JSON body extractor that
+//! says it: one error body for the producers' API (`/v1`), the dashboard's
+//! API (`/api/v1`) and its guard.
 //!
 //! Every error is a JSON object: `{"error": "what went wrong"}`, plus, for a
 //! body or query that failed validation, `"fields": {"<path>": "<reason>"}`
@@ -8,7 +10,7 @@ use std::collections::BTreeMap;
 
 use axum::{
     body::Bytes,
-    extract::{FromRequest, Request},
+    extract::{rejection::QueryRejection, FromRequest, Request},
     http::{header, StatusCode},
     response::{IntoResponse, Response},
     Json,
@@ -98,8 +100,26 @@ impl IntoResponse for Problem {
     }
 }
 
+/// 400 for a query string that does not decode, naming `query`.
+impl From<QueryRejection> for Problem {
+    fn from(rejection: QueryRejection) -> Self {
+        let text = rejection.body_text();
+        let reason = text
+            .strip_prefix("Failed to deserialize query string: ")
+            .unwrap_or(&text)
+            .to_owned();
+        Self::invalid([("query".to_owned(), reason)])
+    }
+}
+
 impl From<crate::store::StoreError> for Problem {
     fn from(error: crate::store::StoreError) -> Self {
+        Self::unavailable(&error)
+    }
+}
+
+impl From<crate::queue::QueueError> for Problem {
+    fn from(error: crate::queue::QueueError) -> Self {
         Self::unavailable(&error)
     }
 }

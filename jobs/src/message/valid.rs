@@ -1,0 +1,82 @@
+//! A `send_message` payload that passed validation, in typed parts.
+
+use bson::oid::ObjectId;
+
+use super::{MessageStatus, RecipientTarget, SenderFrom};
+use crate::ids::{AccountId, MessageId, UserId};
+
+/// A `send_message` payload that passed validation: every part is typed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValidMessage {
+    /// The document's `_id`.
+    pub id: MessageId,
+    /// The owning account.
+    pub account: AccountId,
+    /// Non-blank title.
+    pub title: String,
+    /// Content within the size limit.
+    pub content: String,
+    /// Who sent it.
+    pub sender: ValidSender,
+    /// Who receives it.
+    pub to: ValidRecipient,
+    /// The status shown with it.
+    pub status: MessageStatus,
+}
+
+/// A validated sender.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ValidSender {
+    /// The system, written `{"id": "system", "from": "system"}`.
+    System,
+    /// The system identified by an ObjectId, as some older producers write it.
+    SystemWithId(ObjectId),
+    /// A user of the account.
+    User(UserId),
+}
+
+impl ValidSender {
+    /// The `from` value of the model.
+    pub fn from_kind(&self) -> SenderFrom {
+        match self {
+            ValidSender::System | ValidSender::SystemWithId(_) => SenderFrom::System,
+            ValidSender::User(_) => SenderFrom::User,
+        }
+    }
+
+    /// The `id` as a string: `"system"` or the hex ObjectId.
+    pub fn id_string(&self) -> String {
+        match self {
+            ValidSender::System => super::SYSTEM_SENDER_ID.to_owned(),
+            ValidSender::SystemWithId(oid) => oid.to_hex(),
+            ValidSender::User(user) => user.to_hex(),
+        }
+    }
+}
+
+/// A validated recipient.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ValidRecipient {
+    /// Everyone in the account.
+    Account(AccountId),
+    /// One user.
+    User(UserId),
+}
+
+impl ValidRecipient {
+    /// The `target` value of the model.
+    pub fn target(&self) -> RecipientTarget {
+        match self {
+            ValidRecipient::Account(_) => RecipientTarget::Account,
+            ValidRecipient::User(_) => RecipientTarget::User,
+        }
+    }
+
+    /// The recipient's ObjectId.
+    pub fn object_id(&self) -> ObjectId {
+        match self {
+            ValidRecipient::Account(account) => account.object_id(),
+            ValidRecipient::User(user) => user.object_id(),
+        }
+    }
+}

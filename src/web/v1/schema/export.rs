@@ -1,0 +1,146 @@
+//! The schema of `POST /v1/exports`' body, and of its extended-JSON filter.
+
+use herald_jobs::{
+    export::{
+        key_pattern, EXTENDED_JSON_KEYS, FORBIDDEN_OPERATORS, KEY_MAX_LEN, PATH_MAX_BYTES,
+        PATH_PATTERN,
+    },
+    ExportLimits, SortOrder,
+};
+use utoipa::openapi::{
+    schema::{AnyOfBuilder, ArrayBuilder, ObjectBuilder, Type},
+    Ref, RefOr, Schema,
+};
+
+use super::{account_in_body, not_blank, object, one_of, string, MAX_UTF8_BYTES};
+
+/// Query operators a filter may name; any other key starting with `$` is
+/// left out of the document (extended-JSON type keys and the JavaScript
+/// operators are refused or read as typed values, see [`EXTENDED_JSON_KEYS`]
+/// and [`FORBIDDEN_OPERATORS`]).
+const FILTER_OPERATORS: [&str; 22] = [
+    "and",
+    "or",
+    "nor",
+    "not",
+    "eq",
+    "ne",
+    "gt",
+    "gte",
+    "lt",
+    "lte",
+    "in",
+    "nin",
+    "exists",
+    "type",
+    "regex",
+    "options",
+    "elemMatch",
+    "size",
+    "all",
+    "mod",
+    "expr",
+    "comment",
+];
+
+fn document_path(description: &str) -> Schema {
+    string(&format!(
+        "{description}: dot-separated segments, none empty or starting with `$`; \
+         at most {PATH_MAX_BYTES} bytes of UTF-8"
+    ))
+    .pattern(Some(PATH_PATTERN))
+    .max_length(Some(PATH_MAX_BYTES / MAX_UTF8_BYTES))
+    .into()
+}
+
+fn filter_key_pattern() -> String {
+    format!("^([^$].*|\\$({}))$", FILTER_OPERATORS.join("|"))
+}
+
+/// `Filter` (an object) and `FilterValue` (what its keys hold), which
+/// refer to each other.
+pub(super) fn filter_schemas() -> [(&'static str, Schema); 2] {
+    let filter = ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .description(Some(format!(
+            "MongoDB extended JSON, narrowed to the account. Refused anywhere in it: {}; \
+             the keys {} are read as typed values and must be in their exact form.",
+            FORBIDDEN_OPERATORS.join(", "),
+            EXTENDED_JSON_KEYS.join(", ")
+        )))
+        .property_names(Some(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some(filter_key_pattern())),
+        ))
+        .additional_properties(Some(RefOr::Ref(Ref::from_schema_name("FilterValue"))));
+    let value = AnyOfBuilder::new()
+        .item(ObjectBuilder::new().schema_type(Type::String))
+        .item(ObjectBuilder::new().schema_type(Type::Number))
+        .item(ObjectBuilder::new().schema_type(Type::Boolean))
+        .item(ObjectBuilder::new().schema_type(Type::Null))
+        .item(ArrayBuilder::new().items(RefOr::Ref(Ref::from_schema_name("FilterValue"))))
+        .item(RefOr::Ref(Ref::from_schema_name("Filter")));
+    [("Filter", filter.into()), ("FilterValue", value.into())]
+}
+
+pub(super) fn export_request(limits: &ExportLimits) -> Schema {
+    let field = object()
+        .property("path", document_path("Document path"))
+        .property("title", not_blank("Column title; not blank"))
+        .required("path")
+        .required("title");
+    let sort = object()
+        .property("path", document_path("Document path"))
+        .property(
+            "order",
+            one_of(
+                SortOrder::ALL.iter().map(|o| o.as_str()),
+                "Direction (default `asc`)",
+            ),
+        )
+        .required("path");
+    let collections: Vec<String> = limits.collections.iter().cloned().collect();
+    object()
+        .description(Some("An export to run."))
+        .property(
+            "key",
+            string(&format!(
+                "The export's id: 1 to {KEY_MAX_LEN} letters, digits, `-` or `_`; generated when absent"
+            ))
+            .pattern(Some(key_pattern()))
+            .max_length(Some(KEY_MAX_LEN)),
+        )
+        .property("accountId", account_in_body())
+        .property(
+            "collection",
+            string("Source collection, on the allow-list `export.collections`")
+                .enum_values(Some(collections)),
+        )
+        .property(
+            "filter",
+            RefOr::Ref(Ref::from_schema_name("Filter")),
+        )
+        .property(
+            "fields",
+            ArrayBuilder::new()
+                .items(field)
+                .min_items(Some(1))
+                .description(Some("Columns in order; at least one")),
+        )
+        .property(
+            "sort",
+            ArrayBuilder::new()
+                .items(sort)
+                .description(Some("Sort keys, most significant first")),
+        )
+        .property(
+            "timeZone",
+            string("IANA time zone for dates (default `export.time_zone`)")
+                .enum_values(Some(chrono_tz::TZ_VARIANTS.iter().map(|tz| tz.name()))),
+        )
+        .required("accountId")
+        .required("collection")
+        .required("fields")
+        .into()
+}

@@ -1,0 +1,91 @@
+//! The schema of `POST /v1/messages`' body.
+
+use herald_jobs::{
+    ids::OBJECT_ID_PATTERN, message::SYSTEM_SENDER_ID, MessageLimits, MessageStatus,
+    RecipientTarget, SenderFrom,
+};
+use utoipa::openapi::Schema;
+
+use super::{account_in_body, bytes_limited, choice, not_blank, object, object_id, one_of, string};
+
+pub(super) fn message_request(limits: &MessageLimits) -> Schema {
+    let senders = SenderFrom::ALL.iter().map(|from| {
+        let id = match from {
+            SenderFrom::System => string("`system`, or an ObjectId some producers use for it")
+                .pattern(Some(format!(
+                    "^({SYSTEM_SENDER_ID}|{})$",
+                    OBJECT_ID_PATTERN
+                        .trim_start_matches('^')
+                        .trim_end_matches('$')
+                )))
+                .into(),
+            SenderFrom::User => object_id("The user, 24-hex"),
+        };
+        object()
+            .property("id", id)
+            .property("from", one_of([from.as_str()], "Who sent it"))
+            .required("id")
+            .required("from")
+    });
+    let recipients = RecipientTarget::ALL.iter().map(|target| {
+        let id = match target {
+            RecipientTarget::Account => object_id("The account: must equal `accountId`"),
+            RecipientTarget::User => object_id("The user, 24-hex"),
+        };
+        object()
+            .property("id", id)
+            .property("target", one_of([target.as_str()], "Who receives it"))
+            .required("id")
+            .required("target")
+    });
+    object()
+        .description(Some("A message to store and push."))
+        .property(
+            "messageId",
+            object_id("`_id` of the document, 24-hex; generated when absent"),
+        )
+        .property("accountId", account_in_body())
+        .property(
+            "title",
+            bytes_limited(
+                not_blank(&format!(
+                    "Headline; not blank, at most {} bytes of UTF-8",
+                    limits.max_title_bytes
+                )),
+                limits.max_title_bytes,
+            ),
+        )
+        .property(
+            "content",
+            bytes_limited(
+                string(&format!(
+                    "Body, may hold HTML; at most {} bytes of UTF-8",
+                    limits.max_content_bytes
+                )),
+                limits.max_content_bytes,
+            ),
+        )
+        .property(
+            "sender",
+            choice(senders, "Who sent it (default: the system)"),
+        )
+        .property(
+            "to",
+            choice(
+                recipients,
+                "Who receives it (default: the whole account); `to.id` must equal \
+                 `accountId` when `to.target` is `account`",
+            ),
+        )
+        .property(
+            "status",
+            one_of(
+                MessageStatus::ALL.iter().map(|s| s.as_str()),
+                "Shown with the message (default `success`)",
+            ),
+        )
+        .required("accountId")
+        .required("title")
+        .required("content")
+        .into()
+}

@@ -1,0 +1,292 @@
+//! The rules of the producers' API as JSON Schema, built from what the
+//! server checks: the ObjectId pattern, key and path rules and the export
+//! keys of `herald_jobs`, the enums' lists of values, and the settings
+//! (`message.max_*_bytes`, `export.collections`). [`Rules`] writes them
+//! into the OpenAPI document at start-up, so the document states exactly
+//! the rules the running server enforces.
+//!
+//! Two rules JSON Schema cannot state are in descriptions only: byte limits
+//! (a `maxLength` counts characters, so it is set to the byte limit over 4,
+//! which no UTF-8 string of that many characters exceeds), and `to.id`
+//! equal to `accountId` when `to.target` is `account`.
+//!
+//! The bodies' schemas are in [`message`] and [`export`]; here are the
+//! pieces they share, the parameters' rules and [`Rules`].
+
+mod export;
+mod message;
+
+use herald_jobs::{
+    export::{key_pattern, KEY_MAX_LEN},
+    ids::OBJECT_ID_PATTERN,
+    ExportLimits, MessageLimits, MessageStatus,
+};
+use utoipa::openapi::{
+    path::{Operation, Parameter},
+    response::ResponseBuilder,
+    schema::{AdditionalProperties, ObjectBuilder, OneOfBuilder, Type},
+    ContentBuilder, OpenApi, Ref, RefOr, Schema,
+};
+
+use export::{export_request, filter_schemas};
+use message::message_request;
+
+use crate::store::inbox::MAX_PAGE_SIZE;
+
+/// Bytes of UTF-8 one character may take: a byte limit over this is a
+/// character limit no string under it can break.
+const MAX_UTF8_BYTES: usize = 4;
+
+/// A string with at least one character that is not white space: what
+/// "must not be blank" means (`str::trim` leaves something).
+const NOT_BLANK_PATTERN: &str = r"\S";
+
+/// The settings-dependent rules of the API.
+#[derive(Debug, Clone)]
+pub struct Rules<'a> {
+    /// Message size limits.
+    pub message: &'a MessageLimits,
+    /// Export allow-list.
+    pub export: &'a ExportLimits,
+}
+
+fn object() -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .additional_properties(Some(AdditionalProperties::<Schema>::FreeForm(false)))
+}
+
+fn string(description: &str) -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .description(Some(description))
+}
+
+fn object_id(description: &str) -> Schema {
+    string(description)
+        .pattern(Some(OBJECT_ID_PATTERN))
+        .examples(["5f0c8a3e2b1d4c0012345678"])
+        .into()
+}
+
+fn one_of(values: impl IntoIterator<Item = &'static str>, description: &str) -> Schema {
+    string(description).enum_values(Some(values)).into()
+}
+
+fn not_blank(description: &str) -> ObjectBuilder {
+    string(description)
+        .min_length(Some(1))
+        .pattern(Some(NOT_BLANK_PATTERN))
+}
+
+/// A string of at most `max_bytes` bytes of UTF-8, stated as characters.
+fn bytes_limited(builder: ObjectBuilder, max_bytes: usize) -> Schema {
+    builder.max_length(Some(max_bytes / MAX_UTF8_BYTES)).into()
+}
+
+/// Exactly one of `options`.
+fn choice(options: impl Iterator<Item = ObjectBuilder>, description: &str) -> Schema {
+    options
+        .fold(OneOfBuilder::new(), OneOfBuilder::item)
+        .description(Some(description))
+        .into()
+}
+
+fn account_in_body() -> Schema {
+    object_id(
+        "The account, 24-hex. Required with a token that is not bound to an account; \
+         with a bound token it may be left out and, when given, must be the token's account.",
+    )
+}
+
+/// The schema of a path or query parameter named `name`, or `None` for a
+/// parameter without a rule of its own (`cursor`: whatever a page returned).
+fn parameter_schema(name: &str) -> Option<Schema> {
+    Some(match name {
+        "accountId" => object_id("The account, 24-hex"),
+        "messageId" => object_id("The message, 24-hex"),
+        "to" => object_id("Only messages whose `to.id` is this id"),
+        "forUser" => object_id("Only what this user sees: messages to the account and to them"),
+        "key" => string("The export key")
+            .pattern(Some(key_pattern()))
+            .max_length(Some(KEY_MAX_LEN))
+            .into(),
+        "isRead" => one_of(
+            ["true", "false"],
+            "`true` for read messages only, `false` for unread only",
+        ),
+        "status" => one_of(
+            MessageStatus::ALL.iter().map(|s| s.as_str()),
+            "Only messages with this status",
+        ),
+        "limit" => ObjectBuilder::new()
+            .schema_type(Type::Integer)
+            .minimum(Some(1))
+            .maximum(Some(MAX_PAGE_SIZE))
+            .description(Some("Messages per page (default 20)"))
+            .into(),
+        _ => return None,
+    })
+}
+
+fn apply_to_operation(operation: &mut Operation) {
+    for parameter in operation.parameters.iter_mut().flatten() {
+        apply_to_parameter(parameter);
+    }
+    // Every route answers 503 when Redis or MongoDB fails (Problem::unavailable).
+    operation.responses.responses.insert(
+        "503".to_owned(),
+        RefOr::T(
+            ResponseBuilder::new()
+                .description("A service Herald needs (Redis, MongoDB) failed; try again")
+                .content(
+                    "application/json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("ProblemBody")))
+                        .build(),
+                )
+                .build(),
+        ),
+    );
+}
+
+fn apply_to_parameter(parameter: &mut Parameter) {
+    if let Some(schema) = parameter_schema(&parameter.name) {
+        parameter.schema = Some(RefOr::T(schema));
+    }
+}
+
+impl Rules<'_> {
+    /// Writes the rules into `openapi`: the request bodies' schemas and
+    /// every parameter's.
+    pub fn apply(&self, openapi: &mut OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        let schemas = [
+            ("MessageRequest", message_request(self.message)),
+            ("ExportRequest", export_request(self.export)),
+        ]
+        .into_iter()
+        .chain(filter_schemas());
+        for (name, schema) in schemas {
+            components.schemas.insert(name.to_owned(), RefOr::T(schema));
+        }
+        for item in openapi.paths.paths.values_mut() {
+            for operation in [
+                &mut item.get,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.put,
+                &mut item.patch,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                apply_to_operation(operation);
+            }
+        }
+    }
+}
+
+/// Schema of the request types with the default settings, for the paths
+/// that name them; [`Rules::apply`] puts the running settings' in.
+macro_rules! request_schema {
+    ($type:ty, $schema:expr) => {
+        impl utoipa::PartialSchema for $type {
+            fn schema() -> RefOr<Schema> {
+                RefOr::T($schema)
+            }
+        }
+
+        impl utoipa::ToSchema for $type {
+            fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+                schemas.extend(
+                    filter_schemas()
+                        .into_iter()
+                        .map(|(name, schema)| (name.to_owned(), RefOr::T(schema))),
+                );
+            }
+        }
+    };
+}
+
+request_schema!(
+    super::messages::MessageRequest,
+    message_request(&MessageLimits::default())
+);
+request_schema!(
+    super::exports::ExportRequest,
+    export_request(&ExportLimits {
+        collections: Default::default(),
+        default_time_zone: chrono_tz::UTC,
+    })
+);
+
+#[cfg(test)]
+mod tests {
+    use serde_json::Value;
+
+    use super::*;
+
+    fn document() -> Value {
+        let message = MessageLimits::default();
+        let export = ExportLimits {
+            collections: ["message".to_owned(), "customer".to_owned()]
+                .into_iter()
+                .collect(),
+            default_time_zone: chrono_tz::UTC,
+        };
+        let api = super::super::document(&Rules {
+            message: &message,
+            export: &export,
+        });
+        serde_json::to_value(api).expect("the document is JSON")
+    }
+
+    #[test]
+    fn every_parameter_but_the_cursor_states_its_rule() {
+        let document = document();
+        if std::env::var_os("HERALD_PRINT_OPENAPI").is_some() {
+            println!("{document:#}");
+        }
+        for (path, item) in document["paths"].as_object().expect("paths") {
+            for (method, operation) in item.as_object().expect("operations") {
+                for parameter in operation["parameters"].as_array().into_iter().flatten() {
+                    let name = parameter["name"].as_str().expect("a name");
+                    let schema = &parameter["schema"];
+                    let stated = ["pattern", "enum", "maximum"]
+                        .iter()
+                        .any(|rule| !schema[rule].is_null());
+                    assert!(
+                        stated || name == "cursor",
+                        "{method} {path}: {name} has no rule: {schema}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_settings_are_in_the_request_schemas() {
+        let document = document();
+        let schemas = &document["components"]["schemas"];
+        let export = &schemas["ExportRequest"]["properties"];
+        assert_eq!(
+            export["collection"]["enum"],
+            serde_json::json!(["customer", "message"])
+        );
+        assert_eq!(export["fields"]["minItems"], 1);
+        assert_eq!(export["key"]["maxLength"], KEY_MAX_LEN);
+        let message = &schemas["MessageRequest"]["properties"];
+        assert_eq!(
+            message["content"]["maxLength"],
+            herald_jobs::message::DEFAULT_MAX_CONTENT_BYTES / MAX_UTF8_BYTES
+        );
+        assert_eq!(
+            message["status"]["enum"],
+            serde_json::json!(["warning", "error", "success"])
+        );
+        for name in ["SenderBody", "RecipientBody", "FieldBody", "SortBody"] {
+            assert!(schemas[name].is_null(), "{name} is inlined");
+        }
+    }
+}
