@@ -732,8 +732,13 @@ mod tests {
             collections: ["customer".to_owned()].into(),
             default_time_zone: chrono_tz::Asia::Shanghai,
         };
-        let mut job =
-            crate::bench::export::job(AccountId::parse("5f0c8a3e2b1d4c0012345678").unwrap(), "k");
+        let mut job: Export = serde_json::from_value(serde_json::json!({
+            "accountId": "5f0c8a3e2b1d4c0012345678",
+            "key": "k",
+            "collection": "customer",
+            "fields": [{ "path": "seq", "title": "No" }],
+        }))
+        .unwrap();
         job.filter = filter;
         job.validate(&limits).unwrap()
     }
