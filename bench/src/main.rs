@@ -20,15 +20,14 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = args::Cli::parse();
-    let outcome = match herald::config::Settings::load().context("invalid configuration") {
-        Ok(settings) => cli::run(args.command, &settings).await,
-        Err(err) => Err(err),
-    };
-    match outcome {
-        Ok(code) => code,
-        Err(err) => {
-            eprintln!("error: {err:#}");
-            ExitCode::FAILURE
-        }
-    }
+    run(args).await.unwrap_or_else(|err| {
+        eprintln!("error: {err:#}");
+        ExitCode::FAILURE
+    })
+}
+
+/// Loads the settings and runs the command; the exit code reports its outcome.
+async fn run(args: args::Cli) -> anyhow::Result<ExitCode> {
+    let settings = herald::config::Settings::load().context("invalid configuration")?;
+    cli::run(args.command, &settings).await
 }
