@@ -21,11 +21,12 @@
 //! 6. [`push::sandbox`] is a local stand-in for Tuisongbao, for tests, demos
 //!    and development.
 //!
-//! Around them: [`bench`] measures throughput against baselines, [`config`] loads layered settings, [`telemetry`] sets up
+//! Around them: [`config`] loads layered settings, [`telemetry`] sets up
 //! structured logs, [`shutdown`] turns SIGTERM/SIGINT into a future,
 //! [`ops`] serves `/healthz`, `/readyz` and `/metrics` for both processes.
+//! The `herald-bench` crate (`bench/`) measures throughput against
+//! baselines through this library's public API.
 
-pub mod bench;
 pub mod config;
 pub mod export;
 pub mod ops;

@@ -1,6 +1,5 @@
 //! Command-line interface: argument definitions and dispatch.
 
-mod bench;
 mod doctor;
 mod enqueue;
 mod export;
@@ -46,9 +45,6 @@ enum Command {
     Doctor,
     /// Run a local stand-in for Tuisongbao that records every event it receives.
     PushSandbox(SandboxArgs),
-    /// Measure throughput with fixed workloads, each against a baseline in the same run.
-    #[command(subcommand)]
-    Bench(bench::BenchCommand),
 }
 
 #[derive(Debug, Args)]
@@ -104,10 +100,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(doctor::run(&settings).await)
         }
         Command::PushSandbox(args) => run_sandbox(args).await,
-        Command::Bench(command) => {
-            let settings = load_settings()?;
-            bench::run(command, &settings).await
-        }
     }
 }
 

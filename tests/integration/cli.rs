@@ -161,7 +161,6 @@ fn every_command_has_help() {
         vec!["token", "create", "--help"],
         vec!["export", "--help"],
         vec!["failed", "--help"],
-        vec!["bench", "--help"],
     ] {
         let output = std::process::Command::new(env!("CARGO_BIN_EXE_herald"))
             .args(&args)
@@ -173,30 +172,4 @@ fn every_command_has_help() {
             "{args:?}"
         );
     }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_queue_benchmark_runs_a_small_workload() {
-    let env = env().await;
-    let output = env.run_herald(&["bench", "queue", "--jobs", "300", "--round", "100"], &[]);
-    let text = stdout(&output);
-    assert!(output.status.success(), "{text}{}", stderr(&output));
-    assert!(
-        text.contains("plain apalis-redis 1.0, batch 10") && text.contains("herald queue"),
-        "{text}"
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_backlog_benchmark_verifies_a_small_backlog() {
-    let env = env().await;
-    let output = env.run_herald(&["bench", "backlog", "--jobs", "200"], &[]);
-    let text = stdout(&output);
-    assert!(output.status.success(), "{text}{}", stderr(&output));
-    assert!(
-        text.contains(
-            "verified: 200 documents stored, 200 pushes accepted for 200 distinct messages"
-        ),
-        "{text}"
-    );
 }

@@ -9,7 +9,6 @@
 
 mod api;
 mod backlog;
-mod bench;
 mod browser;
 mod cli;
 mod dashboard;

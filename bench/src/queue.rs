@@ -4,7 +4,7 @@
 //! jobs while no worker runs; then one worker drains the round, and the clock
 //! runs from the worker's start until Redis records the round's last job as
 //! done. Rounds stay below 8,000 jobs because plain apalis-redis cannot take
-//! more jobs due at once (see `crate::queue`). Enqueueing is not timed.
+//! more jobs due at once (see `herald::queue`). Enqueueing is not timed.
 
 use std::time::{Duration, Instant};
 
@@ -12,11 +12,11 @@ use apalis::prelude::{
     BackendExt, BoxDynError, ParallelizeExt, TaskSink, WorkerBuilder, WorkerBuilderExt, WorkerError,
 };
 use apalis_redis::RedisStorage;
+use herald::queue::{QueueConfig, QueueError, RedisQueue};
 use redis::aio::ConnectionManager;
 use serde_json::Value;
 
-use super::Row;
-use crate::queue::{QueueConfig, QueueError, RedisQueue};
+use crate::Row;
 
 /// The workload's size.
 #[derive(Debug, Clone, Copy)]
@@ -47,7 +47,7 @@ pub enum BenchError {
     Stuck(String),
     /// MongoDB could not be reached or set up.
     #[error(transparent)]
-    Store(#[from] crate::store::StoreError),
+    Store(#[from] herald::store::StoreError),
     /// A MongoDB command failed.
     #[error("MongoDB: {0}")]
     Mongo(#[from] mongodb::error::Error),

@@ -1,4 +1,6 @@
-//! `herald bench`: fixed workloads measured against a baseline in the same run.
+//! Herald's benchmark: fixed workloads measured against a baseline in the
+//! same run, through the `herald` library's public API. The `herald-bench`
+//! binary runs them.
 //!
 //! Figures from different machines or runs are not comparable; ratios
 //! against a baseline measured in the same run are. Every workload uses its
@@ -9,7 +11,7 @@
 //! - [`export`]: CSV exports against a raw cursor scan, with peak memory.
 //! - [`backlog`]: a large backlog drained end to end.
 //! - [`write_concern`]: what the MongoDB write concern costs.
-//! - [`report`]: `herald bench all`'s one table and the targets it checks.
+//! - [`report`]: `herald-bench all`'s one table and the targets it checks.
 
 pub mod backlog;
 pub mod export;

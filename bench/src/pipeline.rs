@@ -15,7 +15,7 @@
 //!    flight, and `worker.concurrency` at its configured value (or `c` if
 //!    higher). MongoDB never sees more than one request of Herald's at a
 //!    time: the jobs in flight share one `insert_many` (see
-//!    [`crate::store::batch`]). A producer enqueues `jobs` messages, keeping
+//!    [`herald::store::MessageBatcher`]). A producer enqueues `jobs` messages, keeping
 //!    at most `window` of them outstanding (enqueued but not yet received by
 //!    the sandbox). The clock runs from the first enqueue until the sandbox
 //!    has received the last event; each message's latency runs from just
@@ -44,19 +44,19 @@ use axum::{
     middleware::Next,
     response::Response,
 };
+use herald::{
+    config::Settings,
+    push::{job::PushJob, sandbox, EventPusher, TuisongbaoClient},
+    store::{self, MessageStore, StoredMessage, MESSAGE_COLLECTION},
+    worker,
+};
 use herald_jobs::{AccountId, Namespace, Producer, SendMessage, ValidMessage};
 use mongodb::bson::{doc, DateTime, Document};
 use secrecy::ExposeSecret;
 use serde::Deserialize;
 use tokio::sync::Notify;
 
-use super::{queue::BenchError, Row};
-use crate::{
-    config::Settings,
-    push::{job::PushJob, sandbox, EventPusher, TuisongbaoClient},
-    store::{self, MessageStore, StoredMessage, MESSAGE_COLLECTION},
-    worker,
-};
+use crate::{queue::BenchError, Row};
 
 /// The workload's size.
 #[derive(Debug, Clone)]
@@ -437,7 +437,7 @@ async fn end_to_end(
     let result = drive(&settings, workload, &sandbox, &database, name).await;
     sandbox.stop();
     let _ = database.drop().await;
-    let mut conn = crate::queue::connect(&settings).await?;
+    let mut conn = herald::queue::connect(&settings).await?;
     super::queue::cleanup(&mut conn, settings.redis.namespace.as_str()).await?;
     result
 }
@@ -451,7 +451,7 @@ async fn drive(
 ) -> Result<EndToEnd, BenchError> {
     let jobs = workload.jobs;
     let messages = messages(settings, jobs)?;
-    let conn = crate::queue::connect(settings).await?;
+    let conn = herald::queue::connect(settings).await?;
     let mut producer =
         Producer::from_connection(conn, &settings.redis.namespace).with_limits(settings.message);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

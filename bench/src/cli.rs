@@ -1,180 +1,16 @@
-//! `herald bench ...`: benchmark commands.
+//! `herald-bench`'s commands: each runs its workloads and prints their
+//! table; `all` also checks the targets.
 
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::{Args, Subcommand};
-use herald::{
-    bench::{self, queue::Workload, report::Report},
-    config::Settings,
-    queue,
-};
+use herald::{config::Settings, queue, shutdown, telemetry, worker};
+use herald_bench::{self as bench, queue::Workload, report::Report};
 
-#[derive(Debug, Subcommand)]
-pub enum BenchCommand {
-    /// The fixed workload: no-op jobs, messages end to end and exports, each
-    /// against its baseline in the same run; one table and the targets.
-    All(AllArgs),
-    /// Messages end to end at several concurrencies, against the raw MongoDB
-    /// insert rate and the raw push stand-in rate.
-    Pipeline(PipelineArgs),
-    /// Export rows per second and peak memory against a raw cursor scan.
-    Export(ExportArgs),
-    /// (internal) The export benchmark's baseline: scan one export's query
-    /// in this process and print rows, seconds and peak memory as JSON.
-    #[command(hide = true)]
-    ExportScan {
-        /// The export job, as JSON.
-        #[arg(long)]
-        job: String,
-    },
-    /// No-op jobs per second: Herald's queue layer against plain apalis-redis.
-    Queue(QueueArgs),
-    /// What the MongoDB write concern costs: raw inserts and Herald end to
-    /// end with the configured write concern and with w:1 without the
-    /// journal, alternating.
-    WriteConcern(WriteConcernArgs),
-    /// A backlog enqueued with no worker running, drained end to end
-    /// (MongoDB and a local push sandbox); checks nothing is stored or pushed twice.
-    Backlog(BacklogArgs),
-}
+use crate::args::{AllArgs, BenchCommand, ExportArgs};
 
-#[derive(Debug, Args)]
-pub struct PipelineArgs {
-    /// Messages per measurement (and raw operations per raw limit).
-    #[arg(long, default_value_t = 10_000)]
-    jobs: u64,
-    /// Concurrencies to measure, comma-separated.
-    #[arg(long, value_delimiter = ',', default_value = "1,8,32")]
-    concurrency: Vec<usize>,
-    /// Most messages outstanding (enqueued, not yet received) at once.
-    #[arg(long, default_value_t = 1_000)]
-    window: u64,
-    /// Trials per concurrency; the table shows the trial with the median
-    /// ratio and lists every trial's ratio.
-    #[arg(long, default_value_t = 3)]
-    trials: usize,
-}
-
-impl PipelineArgs {
-    fn workload(&self) -> anyhow::Result<bench::pipeline::Workload> {
-        anyhow::ensure!(self.jobs > 0, "--jobs must be positive");
-        anyhow::ensure!(self.trials > 0, "--trials must be positive");
-        anyhow::ensure!(
-            !self.concurrency.is_empty() && self.concurrency.iter().all(|&c| c > 0),
-            "--concurrency must list positive numbers"
-        );
-        Ok(bench::pipeline::Workload {
-            jobs: self.jobs,
-            concurrencies: self.concurrency.clone(),
-            window: self.window,
-            trials: self.trials,
-        })
-    }
-}
-
-#[derive(Debug, Args)]
-pub struct WriteConcernArgs {
-    /// Messages per measurement (and raw inserts).
-    #[arg(
-        id = "write_concern_jobs",
-        long = "write-concern-jobs",
-        value_name = "JOBS",
-        default_value_t = 5_000
-    )]
-    jobs: u64,
-    /// Concurrencies to measure, comma-separated.
-    #[arg(
-        id = "write_concern_concurrency",
-        long = "write-concern-concurrency",
-        value_name = "LIST",
-        value_delimiter = ',',
-        default_value = "1,8"
-    )]
-    concurrency: Vec<usize>,
-    /// Trials per concurrency and write concern; the table shows the median.
-    #[arg(
-        id = "write_concern_trials",
-        long = "write-concern-trials",
-        value_name = "TRIALS",
-        default_value_t = 3
-    )]
-    trials: usize,
-}
-
-impl WriteConcernArgs {
-    fn workload(&self) -> anyhow::Result<bench::pipeline::Workload> {
-        PipelineArgs {
-            jobs: self.jobs,
-            concurrency: self.concurrency.clone(),
-            window: 1_000,
-            trials: self.trials,
-        }
-        .workload()
-    }
-}
-
-#[derive(Debug, Args)]
-pub struct ExportArgs {
-    /// Source documents per export, comma-separated (smallest first).
-    #[arg(long, value_delimiter = ',', default_value = "100000,1000000")]
-    rows: Vec<u64>,
-    /// Trials per size, each a scan and an export back to back; the table
-    /// shows the trial with the median ratio.
-    #[arg(long, default_value_t = 3)]
-    export_trials: usize,
-}
-
-#[derive(Debug, Args)]
-pub struct AllArgs {
-    /// No-op jobs per workload.
-    #[arg(long, default_value_t = 50_000)]
-    noop_jobs: u64,
-    #[command(flatten)]
-    pipeline: PipelineArgs,
-    #[command(flatten)]
-    export: ExportArgs,
-    #[command(flatten)]
-    write_concern: WriteConcernArgs,
-    /// A tiny workload (seconds, not minutes) that exercises every part:
-    /// for checking the command works, not for figures.
-    #[arg(long)]
-    smoke: bool,
-    /// Exit with status 2 when a target is missed.
-    #[arg(long)]
-    check: bool,
-}
-
-#[derive(Debug, Args)]
-pub struct BacklogArgs {
-    /// send_message jobs in the backlog.
-    #[arg(long, default_value_t = 100_000)]
-    jobs: u64,
-    /// Start the worker first, so the jobs arrive while it runs.
-    #[arg(long)]
-    live: bool,
-}
-
-#[derive(Debug, Args)]
-pub struct QueueArgs {
-    /// No-op jobs per workload.
-    #[arg(long, default_value_t = 50_000)]
-    jobs: u64,
-    /// Jobs enqueued per round (kept below 8,000, where apalis-redis wedges).
-    #[arg(long, default_value_t = 5_000)]
-    round: u64,
-    /// Herald's fetch batch size (default: worker.fetch_batch_size).
-    #[arg(long)]
-    batch: Option<usize>,
-    /// Herald's concurrency (default: worker.concurrency).
-    #[arg(long)]
-    concurrency: Option<usize>,
-    /// Measure only Herald's queue (for profiling; no baseline, no ratio).
-    #[arg(long)]
-    herald_only: bool,
-}
-
-pub async fn run(command: BenchCommand, settings: &Settings) -> anyhow::Result<ExitCode> {
+/// Runs `command` with `settings`; the exit code reports its outcome.
+pub(crate) async fn run(command: BenchCommand, settings: &Settings) -> anyhow::Result<ExitCode> {
     match command {
         BenchCommand::All(args) => run_all(args, settings).await,
         BenchCommand::Pipeline(args) => {
@@ -210,6 +46,13 @@ pub async fn run(command: BenchCommand, settings: &Settings) -> anyhow::Result<E
                 .await
                 .context("export scan")?;
             println!("{}", serde_json::to_string(&report)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        BenchCommand::Worker => {
+            telemetry::init(&settings.log);
+            worker::run(settings.clone(), shutdown::signal())
+                .await
+                .context("worker stopped with an error")?;
             Ok(ExitCode::SUCCESS)
         }
         BenchCommand::Backlog(args) => {

@@ -1,4 +1,4 @@
-//! `herald bench all`'s table and the product's targets checked against it.
+//! `herald-bench all`'s table and the product's targets checked against it.
 //!
 //! Every ratio divides by a baseline measured in the same run: plain
 //! apalis-redis for no-op jobs, the lower of the raw MongoDB insert rate and
@@ -7,7 +7,7 @@
 
 use std::{fmt::Write as _, time::Duration};
 
-use super::{export, pipeline, write_concern, Row};
+use crate::{export, pipeline, write_concern, Row};
 
 /// One line of the table.
 #[derive(Debug, Clone)]
@@ -59,7 +59,7 @@ impl Target {
     }
 }
 
-/// The measurements of one `herald bench all` run.
+/// The measurements of one `herald-bench all` run.
 #[derive(Debug, Default)]
 pub struct Report {
     /// No-op jobs: the baseline first, then Herald's rows.

@@ -12,12 +12,13 @@
 //! asks, so the cost of durability shows between that server and one
 //! started without the flag (BENCHMARKS.md).
 
-use super::{
+use herald::config::{Settings, WriteAcknowledgment};
+
+use crate::{
     pipeline::{self, Timed, Workload},
     queue::BenchError,
     Row,
 };
-use crate::config::{Settings, WriteAcknowledgment};
 
 /// One concurrency's measurements, each the median of its trials.
 #[derive(Debug, Clone)]

@@ -4,12 +4,13 @@
 //! with that many documents (number, text, nested path, array, date), and
 //! an index on `{accountId: 1, seq: 1}`. Then, for each size:
 //!
-//! - the baseline: a child process (`herald bench export-scan`) runs the
+//! - the baseline: a child process (`herald-bench export-scan`) runs the
 //!   export's own query — the same narrowed filter, sort and batch size —
 //!   and walks the cursor without rendering anything;
-//! - the export: a child `herald worker` process runs the real export job
-//!   (rendering, CSV file, status record, progress events to a sandbox).
-//!   Its time is the status record's `startedAt` → `finishedAt`.
+//! - the export: a child process (`herald-bench worker`, which runs what
+//!   `herald worker` runs, with the same allocator) runs the real export
+//!   job (rendering, CSV file, status record, progress events to a
+//!   sandbox). Its time is the status record's `startedAt` → `finishedAt`.
 //!
 //! Each size runs `trials` trials, each a scan and an export back to back
 //! (a slow spell of the machine then lands on both sides of a ratio); the
@@ -27,6 +28,7 @@ use std::{
 };
 
 use futures::TryStreamExt;
+use herald::{config::Settings, export::status::ExportStatusStore, push::sandbox, store};
 use herald_jobs::{AccountId, Export, ExportField, ExportSort, Producer};
 use mongodb::{
     bson::{doc, oid::ObjectId, DateTime, Document, RawDocumentBuf},
@@ -35,8 +37,7 @@ use mongodb::{
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 
-use super::{pipeline::unique_suffix, queue::BenchError, Row};
-use crate::{config::Settings, export::status::ExportStatusStore, push::sandbox, store};
+use crate::{pipeline::unique_suffix, queue::BenchError, Row};
 
 /// The seeded collection.
 pub const SOURCE_COLLECTION: &str = "customer";
@@ -63,7 +64,7 @@ pub struct Measured {
     pub trial_ratios: Vec<f64>,
 }
 
-/// What `herald bench export-scan` prints (one JSON line).
+/// What `herald-bench export-scan` prints (one JSON line).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ScanReport {
@@ -146,7 +147,7 @@ pub async fn run(
     sandbox_task.abort();
     let _ = database.drop().await;
     let _ = std::fs::remove_dir_all(&settings.export.dir);
-    let mut conn = crate::queue::connect(&settings).await?;
+    let mut conn = herald::queue::connect(&settings).await?;
     super::queue::cleanup(&mut conn, settings.redis.namespace.as_str()).await?;
     result
 }
@@ -202,7 +203,7 @@ async fn warm_up(database: &Database, account: AccountId) -> Result<(), BenchErr
     Ok(())
 }
 
-/// Variables that point a child `herald` at this run's services.
+/// Variables that point a child process at this run's services.
 fn child_env(settings: &Settings) -> Vec<(&'static str, String)> {
     vec![
         ("HERALD_REDIS_URL", settings.redis.url.clone()),
@@ -234,7 +235,9 @@ fn child_env(settings: &Settings) -> Vec<(&'static str, String)> {
     ]
 }
 
-fn herald_binary() -> Result<PathBuf, BenchError> {
+/// This benchmark's own binary, which runs both child processes: the scan
+/// (`export-scan`) and the export's worker (`worker`).
+fn bench_binary() -> Result<PathBuf, BenchError> {
     Ok(std::env::current_exe()?)
 }
 
@@ -285,15 +288,15 @@ fn median_trial(mut trials: Vec<Measured>) -> Measured {
     chosen
 }
 
-/// Runs `herald bench export-scan` for `account` and reads its report.
+/// Runs `herald-bench export-scan` for `account` and reads its report.
 async fn run_scan(settings: &Settings, account: AccountId) -> Result<ScanReport, BenchError> {
     let job = serde_json::to_string(&job(account, "scan"))
         .map_err(|e| BenchError::Invalid(e.to_string()))?;
-    let binary = herald_binary()?;
+    let binary = bench_binary()?;
     let envs = child_env(settings);
     let output = tokio::task::spawn_blocking(move || {
         Command::new(binary)
-            .args(["bench", "export-scan", "--job", &job])
+            .args(["export-scan", "--job", &job])
             .envs(envs)
             .stdin(Stdio::null())
             .output()
@@ -320,7 +323,7 @@ async fn run_export(
     rows: u64,
 ) -> Result<(Row, u64, u64), BenchError> {
     let key = format!("bench-{rows}-{}", unique_suffix());
-    let mut child = Command::new(herald_binary()?)
+    let mut child = Command::new(bench_binary()?)
         .arg("worker")
         .envs(child_env(settings))
         .stdin(Stdio::null())
@@ -408,7 +411,7 @@ pub async fn scan(settings: &Settings, job: &Export) -> Result<ScanReport, Bench
         .validate(&settings.export.limits)
         .map_err(|e| BenchError::Invalid(e.to_string()))?;
     let database = store::connect(&settings.mongodb).await?;
-    let filter = crate::export::narrowed_filter(&valid, &settings.export.account_field);
+    let filter = herald::export::narrowed_filter(&valid, &settings.export.account_field);
     let start = Instant::now();
     let mut cursor = database
         .collection::<RawDocumentBuf>(&valid.collection)

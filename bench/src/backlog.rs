@@ -9,17 +9,17 @@
 
 use std::{collections::HashSet, time::Duration, time::Instant};
 
-use herald_jobs::{AccountId, Namespace, Producer, SendMessage};
-use mongodb::bson::doc;
-use secrecy::ExposeSecret;
-
-use super::{queue::BenchError, Row};
-use crate::{
+use herald::{
     config::Settings,
     push::sandbox::{self, RecordedRequest, SandboxCredentials, SandboxStats},
     store::{self, MESSAGE_COLLECTION},
     worker,
 };
+use herald_jobs::{AccountId, Namespace, Producer, SendMessage};
+use mongodb::bson::doc;
+use secrecy::ExposeSecret;
+
+use crate::{queue::BenchError, Row};
 
 /// What a backlog run measured and verified.
 #[derive(Debug)]
@@ -64,7 +64,7 @@ pub async fn run(settings: &Settings, jobs: u64, live: bool) -> Result<BacklogRe
     let result = drain(&settings, &database, &sandbox_url, jobs, live).await;
 
     let _ = database.drop().await;
-    let mut conn = crate::queue::connect(&settings).await?;
+    let mut conn = herald::queue::connect(&settings).await?;
     super::queue::cleanup(&mut conn, settings.redis.namespace.as_str()).await?;
     sandbox_task.abort();
     result

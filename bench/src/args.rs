@@ -1,0 +1,186 @@
+//! `herald-bench`'s arguments: one subcommand per workload, with the
+//! options and defaults of each.
+
+use clap::{Args, Parser, Subcommand};
+use herald_bench::pipeline;
+
+/// Herald's benchmark: fixed workloads, each measured against a baseline in
+/// the same run.
+///
+/// Configuration comes from config/default.toml, config/$HERALD_ENV.toml and
+/// HERALD_* environment variables, as for `herald`.
+#[derive(Debug, Parser)]
+#[command(name = "herald-bench", version, propagate_version = true)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    pub(crate) command: BenchCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum BenchCommand {
+    /// The fixed workload: no-op jobs, messages end to end and exports, each
+    /// against its baseline in the same run; one table and the targets.
+    All(AllArgs),
+    /// Messages end to end at several concurrencies, against the raw MongoDB
+    /// insert rate and the raw push stand-in rate.
+    Pipeline(PipelineArgs),
+    /// Export rows per second and peak memory against a raw cursor scan.
+    Export(ExportArgs),
+    /// (internal) The export benchmark's baseline: scan one export's query
+    /// in this process and print rows, seconds and peak memory as JSON.
+    #[command(hide = true)]
+    ExportScan {
+        /// The export job, as JSON.
+        #[arg(long)]
+        job: String,
+    },
+    /// (internal) The export benchmark's worker: what `herald worker` runs
+    /// (`herald::worker::run` until SIGTERM/SIGINT, logs as configured), in
+    /// a process of this binary, so it allocates as `herald` does.
+    #[command(hide = true)]
+    Worker,
+    /// No-op jobs per second: Herald's queue layer against plain apalis-redis.
+    Queue(QueueArgs),
+    /// What the MongoDB write concern costs: raw inserts and Herald end to
+    /// end with the configured write concern and with w:1 without the
+    /// journal, alternating.
+    WriteConcern(WriteConcernArgs),
+    /// A backlog enqueued with no worker running, drained end to end
+    /// (MongoDB and a local push sandbox); checks nothing is stored or pushed twice.
+    Backlog(BacklogArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct PipelineArgs {
+    /// Messages per measurement (and raw operations per raw limit).
+    #[arg(long, default_value_t = 10_000)]
+    pub(crate) jobs: u64,
+    /// Concurrencies to measure, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "1,8,32")]
+    pub(crate) concurrency: Vec<usize>,
+    /// Most messages outstanding (enqueued, not yet received) at once.
+    #[arg(long, default_value_t = 1_000)]
+    pub(crate) window: u64,
+    /// Trials per concurrency; the table shows the trial with the median
+    /// ratio and lists every trial's ratio.
+    #[arg(long, default_value_t = 3)]
+    pub(crate) trials: usize,
+}
+
+impl PipelineArgs {
+    pub(crate) fn workload(&self) -> anyhow::Result<pipeline::Workload> {
+        anyhow::ensure!(self.jobs > 0, "--jobs must be positive");
+        anyhow::ensure!(self.trials > 0, "--trials must be positive");
+        anyhow::ensure!(
+            !self.concurrency.is_empty() && self.concurrency.iter().all(|&c| c > 0),
+            "--concurrency must list positive numbers"
+        );
+        Ok(pipeline::Workload {
+            jobs: self.jobs,
+            concurrencies: self.concurrency.clone(),
+            window: self.window,
+            trials: self.trials,
+        })
+    }
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct WriteConcernArgs {
+    /// Messages per measurement (and raw inserts).
+    #[arg(
+        id = "write_concern_jobs",
+        long = "write-concern-jobs",
+        value_name = "JOBS",
+        default_value_t = 5_000
+    )]
+    pub(crate) jobs: u64,
+    /// Concurrencies to measure, comma-separated.
+    #[arg(
+        id = "write_concern_concurrency",
+        long = "write-concern-concurrency",
+        value_name = "LIST",
+        value_delimiter = ',',
+        default_value = "1,8"
+    )]
+    pub(crate) concurrency: Vec<usize>,
+    /// Trials per concurrency and write concern; the table shows the median.
+    #[arg(
+        id = "write_concern_trials",
+        long = "write-concern-trials",
+        value_name = "TRIALS",
+        default_value_t = 3
+    )]
+    pub(crate) trials: usize,
+}
+
+impl WriteConcernArgs {
+    pub(crate) fn workload(&self) -> anyhow::Result<pipeline::Workload> {
+        PipelineArgs {
+            jobs: self.jobs,
+            concurrency: self.concurrency.clone(),
+            window: 1_000,
+            trials: self.trials,
+        }
+        .workload()
+    }
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ExportArgs {
+    /// Source documents per export, comma-separated (smallest first).
+    #[arg(long, value_delimiter = ',', default_value = "100000,1000000")]
+    pub(crate) rows: Vec<u64>,
+    /// Trials per size, each a scan and an export back to back; the table
+    /// shows the trial with the median ratio.
+    #[arg(long, default_value_t = 3)]
+    pub(crate) export_trials: usize,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct AllArgs {
+    /// No-op jobs per workload.
+    #[arg(long, default_value_t = 50_000)]
+    pub(crate) noop_jobs: u64,
+    #[command(flatten)]
+    pub(crate) pipeline: PipelineArgs,
+    #[command(flatten)]
+    pub(crate) export: ExportArgs,
+    #[command(flatten)]
+    pub(crate) write_concern: WriteConcernArgs,
+    /// A tiny workload (seconds, not minutes) that exercises every part:
+    /// for checking the command works, not for figures.
+    #[arg(long)]
+    pub(crate) smoke: bool,
+    /// Exit with status 2 when a target is missed.
+    #[arg(long)]
+    pub(crate) check: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct BacklogArgs {
+    /// send_message jobs in the backlog.
+    #[arg(long, default_value_t = 100_000)]
+    pub(crate) jobs: u64,
+    /// Start the worker first, so the jobs arrive while it runs.
+    #[arg(long)]
+    pub(crate) live: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct QueueArgs {
+    /// No-op jobs per workload.
+    #[arg(long, default_value_t = 50_000)]
+    pub(crate) jobs: u64,
+    /// Jobs enqueued per round (kept below 8,000, where apalis-redis wedges).
+    #[arg(long, default_value_t = 5_000)]
+    pub(crate) round: u64,
+    /// Herald's fetch batch size (default: worker.fetch_batch_size).
+    #[arg(long)]
+    pub(crate) batch: Option<usize>,
+    /// Herald's concurrency (default: worker.concurrency).
+    #[arg(long)]
+    pub(crate) concurrency: Option<usize>,
+    /// Measure only Herald's queue (for profiling; no baseline, no ratio).
+    #[arg(long)]
+    pub(crate) herald_only: bool,
+}

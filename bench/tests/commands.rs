@@ -1,0 +1,170 @@
+//! The `herald-bench` command still runs end to end, against the real
+//! services: tiny workloads through every part (no-op jobs, messages end to
+//! end, exports with their child processes, a backlog), so the command
+//! cannot rot. Timing targets are the benchmark's business, not the test
+//! suite's: only the tables' shapes and their counts are checked here.
+//!
+//! Services: HERALD_TEST_REDIS_URL (default redis://127.0.0.1:6379) and
+//! HERALD_TEST_MONGODB_URL (default mongodb://127.0.0.1:27017), as for the
+//! `herald` package's integration tests. Every workload makes its own Redis
+//! namespace, Mongo database, push sandbox and export directory and removes
+//! them afterwards, so these tests need no environment of their own.
+
+use std::process::{Command, Output};
+
+/// The service at `variable`, or `default`.
+fn service(variable: &str, default: &str) -> String {
+    std::env::var(variable).unwrap_or_else(|_| default.to_owned())
+}
+
+/// Runs the real `herald-bench` binary to completion against the test
+/// services, with the workspace's configuration files (`HERALD_ENV=test`).
+fn run_bench(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_herald-bench"))
+        .args(args)
+        .env(
+            "HERALD_CONFIG_DIR",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/../config"),
+        )
+        .env("HERALD_ENV", "test")
+        .env(
+            "HERALD_REDIS_URL",
+            service("HERALD_TEST_REDIS_URL", "redis://127.0.0.1:6379"),
+        )
+        .env(
+            "HERALD_MONGODB_URL",
+            service("HERALD_TEST_MONGODB_URL", "mongodb://127.0.0.1:27017"),
+        )
+        .env("HERALD_WORKER_POLL_INTERVAL_MS", "50")
+        .env("HERALD_LOG_LEVEL", "warn")
+        .output()
+        .expect("herald-bench runs")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn bench_all_smoke_prints_one_table_with_every_part_and_verified_counts() {
+    let output = run_bench(&["all", "--smoke"]);
+    let stdout = stdout(&output);
+    assert!(
+        output.status.success(),
+        "stdout:\n{stdout}\nstderr:\n{}",
+        stderr(&output)
+    );
+
+    for section in [
+        "-- No-op jobs, one worker",
+        "-- Messages end to end, concurrency 1 ",
+        "-- Messages end to end, concurrency 8 ",
+        "-- Order: events that reached the stand-in after",
+        "-- Export, 1000 documents",
+        "-- Export, 5000 documents",
+        "-- Write concern, concurrency 1 ",
+        "-- Write concern, concurrency 8 ",
+        "-- Targets",
+    ] {
+        assert!(stdout.contains(section), "no {section:?} in:\n{stdout}");
+    }
+    let count_of = |prefix: &str| -> Vec<u64> {
+        stdout
+            .lines()
+            .filter(|l| l.starts_with(prefix))
+            .map(|l| {
+                l[prefix.len()..]
+                    .split_whitespace()
+                    .rev()
+                    .nth(6)
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or_else(|| panic!("no count in {l:?}"))
+            })
+            .collect()
+    };
+    assert_eq!(count_of("plain apalis-redis"), [1_000]);
+    assert_eq!(count_of("herald queue"), [1_000]);
+    assert_eq!(count_of("raw MongoDB insert_one"), [200, 200]);
+    assert_eq!(count_of("raw stand-in POST"), [200, 200]);
+    // Concurrency 1 has a second Herald row: one job at a time.
+    assert_eq!(count_of("Herald end to end"), [200, 200, 200]);
+    assert_eq!(count_of("Herald end to end, one job at a time"), [200]);
+    assert_eq!(count_of("raw cursor scan"), [1_000, 5_000]);
+    assert_eq!(count_of("Herald export to CSV"), [1_000, 5_000]);
+    // Each write concern section: two insert rows and two Herald rows.
+    assert_eq!(count_of("insert_one, "), [200; 4]);
+    assert_eq!(count_of("Herald, "), [200; 4]);
+    // The order section names every Herald row, indented:
+    // "  <row>  <late> of <count>".
+    let order: Vec<&str> = stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("-- Order"))
+        .skip(1)
+        .take_while(|l| !l.starts_with("--"))
+        .collect();
+    assert_eq!(order.len(), 3, "{stdout}");
+    assert!(
+        order
+            .iter()
+            .all(|l| l.starts_with("  Herald end to end") && l.ends_with(" of 200")),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("verified: every message stored once and pushed once"),
+        "{stdout}"
+    );
+    // Each target line names its measured ratio.
+    let targets = stdout
+        .lines()
+        .filter(|l| l.starts_with("met ") || l.starts_with("MISSED "))
+        .count();
+    assert_eq!(targets, 1 + 2 + 2 + 1, "{stdout}");
+}
+
+#[test]
+fn the_queue_benchmark_runs_a_small_workload() {
+    let output = run_bench(&["queue", "--jobs", "300", "--round", "100"]);
+    let text = stdout(&output);
+    assert!(output.status.success(), "{text}{}", stderr(&output));
+    assert!(
+        text.contains("plain apalis-redis 1.0, batch 10") && text.contains("herald queue"),
+        "{text}"
+    );
+}
+
+#[test]
+fn the_backlog_benchmark_verifies_a_small_backlog() {
+    let output = run_bench(&["backlog", "--jobs", "200"]);
+    let text = stdout(&output);
+    assert!(output.status.success(), "{text}{}", stderr(&output));
+    assert!(
+        text.contains(
+            "verified: 200 documents stored, 200 pushes accepted for 200 distinct messages"
+        ),
+        "{text}"
+    );
+}
+
+#[test]
+fn every_command_has_help() {
+    for args in [
+        vec!["--help"],
+        vec!["all", "--help"],
+        vec!["pipeline", "--help"],
+        vec!["export", "--help"],
+        vec!["queue", "--help"],
+        vec!["write-concern", "--help"],
+        vec!["backlog", "--help"],
+    ] {
+        let output = Command::new(env!("CARGO_BIN_EXE_herald-bench"))
+            .args(&args)
+            .output()
+            .expect("herald-bench runs");
+        assert!(output.status.success(), "{args:?}");
+        assert!(stdout(&output).contains("Usage"), "{args:?}");
+    }
+}
