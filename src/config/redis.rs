@@ -1,7 +1,7 @@
 //! `[redis]`: the Redis server holding the queues.
 
 use herald_jobs::{
-    producer::redact_url,
+    redact_url,
     redis_url::{is_sentinel_url, SentinelUrl},
     Namespace,
 };

@@ -12,8 +12,8 @@ use super::{push, send_message};
 use crate::{
     config::Settings,
     export::storage::LocalDirStorage,
-    push::TuisongbaoClient,
     ops::{JobMetricsLayer, Metrics},
+    push::TuisongbaoClient,
     queue::{RawArgs, RedisQueue},
 };
 
