@@ -1,0 +1,159 @@
+//! [`Acknowledger`]: records finished jobs in Redis behind the jobs, in
+//! batches, one call in flight at a time.
+//!
+//! A batch goes once a batch's worth has finished, once nothing is left
+//! to start, or [`ACK_DELAY`] after the first of them finished, whichever
+//! comes first. A failed call keeps its jobs, ahead of those that finished
+//! since, and sends them again after a pause: their hand-offs carry
+//! idempotency keys, and a job an earlier try did record is not recorded
+//! twice.
+
+use std::{
+    future::Future,
+    pin::Pin,
+    task::{Context, Poll},
+    time::Duration,
+};
+
+use apalis_core::backend::future::BoxSyncFuture;
+use tokio::{sync::mpsc::UnboundedReceiver, time::Sleep};
+
+use super::{poll_slot, shared::Shared};
+use crate::queue::{ack::Finished, redis_retry::Backoff, QueueError};
+
+/// Longest a finished job waits to be acknowledged while the worker is
+/// busy with others (an idle worker acknowledges at once).
+pub const ACK_DELAY: Duration = Duration::from_millis(20);
+
+/// Batches of finished jobs that may wait for their acknowledgement before
+/// the worker stops fetching more.
+pub const MAX_UNACKED_BATCHES: usize = 4;
+
+type Events = Vec<Finished>;
+
+/// The finished jobs of one worker on their way to Redis.
+pub(super) struct Acknowledger {
+    /// Finished jobs, from the [`crate::queue::AckLayer`] the driver
+    /// handed out.
+    finished: Option<UnboundedReceiver<Finished>>,
+    /// Finished jobs not yet recorded in Redis, oldest first.
+    unacked: Events,
+    in_flight: Option<BoxSyncFuture<(Events, Result<(), QueueError>)>>,
+    due: Option<Pin<Box<Sleep>>>,
+    backoff: Backoff,
+    /// The call in flight is a retry of one that failed.
+    retrying: bool,
+}
+
+impl Acknowledger {
+    /// Nothing finished yet.
+    pub fn new() -> Self {
+        Self {
+            finished: None,
+            unacked: Vec::new(),
+            in_flight: None,
+            due: None,
+            backoff: Backoff::default(),
+            retrying: false,
+        }
+    }
+
+    /// Receives finished jobs from `receiver` (the other end of the
+    /// worker's ack layer).
+    pub fn listen(&mut self, receiver: UnboundedReceiver<Finished>) {
+        self.finished = Some(receiver);
+    }
+
+    /// Queues a finished job that did not come through the ack layer.
+    pub fn push(&mut self, finished: Finished) {
+        self.unacked.push(finished);
+    }
+
+    /// Whether so many finished jobs wait to be recorded that the worker
+    /// should stop fetching more.
+    pub fn lagging(&self, batch_size: usize) -> bool {
+        self.unacked.len() >= MAX_UNACKED_BATCHES * batch_size
+    }
+
+    fn take_finished(&mut self) {
+        if let Some(finished) = &mut self.finished {
+            while let Ok(event) = finished.try_recv() {
+                self.unacked.push(event);
+            }
+        }
+    }
+
+    fn start(&mut self, shared: &Shared<'_>) {
+        let events = std::mem::take(&mut self.unacked);
+        let retrying = self.retrying;
+        self.due = None;
+        self.in_flight = Some(shared.start(move |mut p, owner| async move {
+            let recorded = p.acknowledge(&events, &owner, retrying).await;
+            (events, recorded)
+        }));
+    }
+
+    /// Polls the call in flight and starts the next one when it is due;
+    /// `idle` says the worker has nothing left to start.
+    pub fn drive(&mut self, cx: &mut Context<'_>, shared: &mut Shared<'_>, idle: bool) {
+        loop {
+            match poll_slot(&mut self.in_flight, cx) {
+                Poll::Pending => return,
+                Poll::Ready(Some((events, Ok(())))) => {
+                    self.backoff.succeeded();
+                    self.retrying = false;
+                    shared.answered();
+                    for finished in &events {
+                        shared.held.remove(&finished.task_id.to_string());
+                    }
+                }
+                Poll::Ready(Some((mut events, Err(e)))) => {
+                    shared.failed("acknowledge", &e);
+                    // Kept, ahead of the jobs that finished since.
+                    events.append(&mut self.unacked);
+                    self.unacked = events;
+                    self.retrying = true;
+                    self.backoff.failed(cx);
+                }
+                Poll::Ready(None) => {}
+            }
+            self.take_finished();
+            if self.unacked.is_empty() {
+                self.due = None;
+                return;
+            }
+            if !self.backoff.ready(cx) {
+                return;
+            }
+            let full = self.unacked.len() >= shared.batch_size();
+            let due = self
+                .due
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep(ACK_DELAY)))
+                .as_mut()
+                .poll(cx)
+                .is_ready();
+            if !(idle || full || due || self.retrying) {
+                return;
+            }
+            self.start(shared);
+        }
+    }
+
+    /// On shutdown: records every finished job, trying until Redis
+    /// answers.
+    pub fn poll_flushed(&mut self, cx: &mut Context<'_>, shared: &mut Shared<'_>) -> Poll<()> {
+        loop {
+            self.drive(cx, shared, true);
+            if self.in_flight.is_some() {
+                return Poll::Pending;
+            }
+            self.take_finished();
+            if self.unacked.is_empty() {
+                return Poll::Ready(());
+            }
+            if !self.backoff.ready(cx) {
+                return Poll::Pending;
+            }
+        }
+    }
+}
