@@ -28,34 +28,27 @@
 //! Each measurement uses its own Redis namespace, Mongo database and sandbox,
 //! and removes them afterwards.
 
+mod baseline;
+mod recorder;
+
 use std::{
     collections::{HashMap, HashSet},
-    net::SocketAddr,
-    sync::{
-        atomic::{AtomicU64, Ordering},
-        Arc, Mutex,
-    },
+    sync::atomic::Ordering,
     time::{Duration, Instant},
 };
 
-use axum::{
-    body::Body,
-    extract::{Request, State},
-    middleware::Next,
-    response::Response,
-};
 use herald::{
     config::Settings,
-    push::{job::PushJob, sandbox, EventPusher, TuisongbaoClient},
-    store::{self, MessageStore, StoredMessage, MESSAGE_COLLECTION},
+    store::{self, MESSAGE_COLLECTION},
     worker,
 };
 use herald_jobs::{AccountId, Namespace, Producer, SendMessage, ValidMessage};
-use mongodb::bson::{doc, DateTime, Document};
-use secrecy::ExposeSecret;
-use serde::Deserialize;
-use tokio::sync::Notify;
+use mongodb::bson::{doc, Document};
 
+use self::{
+    baseline::{raw_insert, raw_post},
+    recorder::{Receipts, Recorder},
+};
 use crate::{queue::BenchError, Row};
 
 /// The workload's size.
@@ -244,133 +237,6 @@ fn validated(settings: &Settings, jobs: &[SendMessage]) -> Result<Vec<ValidMessa
                 .map_err(|e| BenchError::Enqueue(e.to_string()))
         })
         .collect()
-}
-
-/// Runs `op(i)` for every `i` in `0..count`, `concurrency` at a time, each
-/// task taking the next index when its previous operation is done.
-async fn closed_loop<F, Fut, E>(count: u64, concurrency: usize, op: F) -> Result<Duration, E>
-where
-    F: Fn(u64) -> Fut + Send + Sync + 'static,
-    Fut: std::future::Future<Output = Result<(), E>> + Send,
-    E: Send + 'static,
-{
-    let op = Arc::new(op);
-    let next = Arc::new(AtomicU64::new(0));
-    let start = Instant::now();
-    let tasks: Vec<_> = (0..concurrency.max(1))
-        .map(|_| {
-            let op = op.clone();
-            let next = next.clone();
-            tokio::spawn(async move {
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    if i >= count {
-                        return Ok(());
-                    }
-                    op(i).await?;
-                }
-            })
-        })
-        .collect();
-    for task in tasks {
-        match task.await {
-            Ok(result) => result?,
-            Err(join) => std::panic::resume_unwind(join.into_panic()),
-        }
-    }
-    Ok(start.elapsed())
-}
-
-/// `c` tasks inserting the message documents one by one.
-async fn raw_insert(settings: &Settings, jobs: u64, concurrency: usize) -> Result<Row, BenchError> {
-    let settings = private_settings(settings, "insert")?;
-    let database = store::connect(&settings.mongodb).await?;
-    let result = async {
-        MessageStore::new(&database).ensure_indexes().await?;
-        let created_at = DateTime::now();
-        let documents: Arc<Vec<Document>> = Arc::new(
-            validated(&settings, &messages(&settings, jobs)?)?
-                .iter()
-                .map(|m| store::message_document(m, created_at))
-                .collect(),
-        );
-        let collection = database.collection::<Document>(MESSAGE_COLLECTION);
-        let elapsed = closed_loop(jobs, concurrency, move |i| {
-            let collection = collection.clone();
-            let documents = documents.clone();
-            async move {
-                collection
-                    .insert_one(&documents[i as usize])
-                    .await
-                    .map(|_| ())
-            }
-        })
-        .await?;
-        let stored = database
-            .collection::<Document>(MESSAGE_COLLECTION)
-            .count_documents(doc! {})
-            .await?;
-        if stored != jobs {
-            return Err(BenchError::Invalid(format!(
-                "raw insert stored {stored} of {jobs}"
-            )));
-        }
-        Ok(Row {
-            name: format!("raw MongoDB insert_one, {concurrency} at a time"),
-            count: jobs,
-            elapsed,
-        })
-    }
-    .await;
-    let _ = database.drop().await;
-    result
-}
-
-/// `c` tasks posting `new_message` events to a fresh sandbox.
-async fn raw_post(settings: &Settings, jobs: u64, concurrency: usize) -> Result<Row, BenchError> {
-    let mut settings = settings.clone();
-    let sandbox = Recorder::spawn(&settings).await?;
-    settings.tuisongbao.url = sandbox.url()?;
-    let client = TuisongbaoClient::new(&settings.tuisongbao)
-        .map_err(|e| BenchError::Enqueue(format!("push client: {e}")))?;
-    let created_at = DateTime::now();
-    let events: Arc<Vec<_>> = Arc::new(
-        validated(&settings, &messages(&settings, jobs)?)?
-            .into_iter()
-            .map(|message| {
-                PushJob::new_message(&StoredMessage {
-                    message,
-                    created_at,
-                    newly_inserted: true,
-                })
-                .event
-            })
-            .collect(),
-    );
-    let elapsed = closed_loop(jobs, concurrency, move |i| {
-        let client = client.clone();
-        let events = events.clone();
-        async move {
-            client
-                .send(&events[i as usize])
-                .await
-                .map_err(|e| BenchError::Enqueue(format!("raw push: {e}")))
-        }
-    })
-    .await;
-    let received = sandbox.receipts.count.load(Ordering::Relaxed);
-    sandbox.stop();
-    let elapsed = elapsed?;
-    if received != jobs {
-        return Err(BenchError::Invalid(format!(
-            "the sandbox accepted {received} of {jobs} raw posts"
-        )));
-    }
-    Ok(Row {
-        name: format!("raw stand-in POST, {concurrency} at a time"),
-        count: jobs,
-        elapsed,
-    })
 }
 
 /// What one end-to-end run measured.
@@ -581,103 +447,6 @@ pub fn arrived_late(places: &[u64]) -> u64 {
         }
     }
     late
-}
-
-/// What the recording layer saw: accepted events and when they arrived.
-#[derive(Debug, Default)]
-struct Receipts {
-    count: AtomicU64,
-    times: Mutex<Vec<(String, Instant)>>,
-    arrived: Notify,
-}
-
-impl Receipts {
-    fn take(&self) -> Vec<(String, Instant)> {
-        std::mem::take(&mut *self.times.lock().unwrap_or_else(|p| p.into_inner()))
-    }
-}
-
-/// The push sandbox behind a layer that timestamps each accepted event.
-struct Recorder {
-    addr: SocketAddr,
-    receipts: Arc<Receipts>,
-    task: tokio::task::JoinHandle<std::io::Result<()>>,
-}
-
-#[derive(Deserialize)]
-struct Probe {
-    #[serde(default)]
-    data: ProbeData,
-}
-
-#[derive(Default, Deserialize)]
-struct ProbeData {
-    #[serde(rename = "messageId", default)]
-    message_id: Option<String>,
-}
-
-impl Recorder {
-    async fn spawn(settings: &Settings) -> Result<Self, BenchError> {
-        let receipts = Arc::new(Receipts::default());
-        let router = sandbox::router(sandbox::SandboxCredentials {
-            app_id: settings.tuisongbao.app_id.clone(),
-            secret: settings.tuisongbao.secret.expose_secret().to_owned(),
-        })
-        .layer(axum::middleware::from_fn_with_state(
-            receipts.clone(),
-            record,
-        ));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
-        let task = tokio::spawn(async move { axum::serve(listener, router).await });
-        Ok(Self {
-            addr,
-            receipts,
-            task,
-        })
-    }
-
-    fn url(&self) -> Result<reqwest::Url, BenchError> {
-        reqwest::Url::parse(&format!("http://{}", self.addr))
-            .map_err(|e| BenchError::Enqueue(e.to_string()))
-    }
-
-    fn stop(&self) {
-        self.task.abort();
-    }
-}
-
-/// The sandbox's Tuisongbao route.
-const EVENTS_ROUTE: &str = "/v2/open/engine/events";
-
-/// Notes the arrival time and message id of every event the sandbox accepts.
-async fn record(State(receipts): State<Arc<Receipts>>, request: Request, next: Next) -> Response {
-    let at = Instant::now();
-    if request.uri().path() != EVENTS_ROUTE {
-        return next.run(request).await;
-    }
-    let (parts, body) = request.into_parts();
-    let bytes = match axum::body::to_bytes(body, usize::MAX).await {
-        Ok(bytes) => bytes,
-        Err(_) => return next.run(Request::from_parts(parts, Body::empty())).await,
-    };
-    let id = serde_json::from_slice::<Probe>(&bytes)
-        .ok()
-        .and_then(|p| p.data.message_id)
-        .unwrap_or_default();
-    let response = next
-        .run(Request::from_parts(parts, Body::from(bytes)))
-        .await;
-    if response.status().is_success() {
-        receipts
-            .times
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push((id, at));
-        receipts.count.fetch_add(1, Ordering::Release);
-        receipts.arrived.notify_one();
-    }
-    response
 }
 
 #[cfg(test)]

@@ -1,0 +1,157 @@
+//! The raw limits the end-to-end run is measured against: `c` tasks
+//! inserting message documents with `insert_one`, and `c` tasks posting
+//! `new_message` events to a fresh push sandbox, with nothing of Herald's
+//! queue in between.
+
+use std::{
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
+    time::{Duration, Instant},
+};
+
+use herald::{
+    config::Settings,
+    push::{job::PushJob, EventPusher, TuisongbaoClient},
+    store::{self, MessageStore, StoredMessage, MESSAGE_COLLECTION},
+};
+use mongodb::bson::{doc, DateTime, Document};
+
+use super::{messages, private_settings, recorder::Recorder, validated};
+use crate::{queue::BenchError, Row};
+
+/// Runs `op(i)` for every `i` in `0..count`, `concurrency` at a time, each
+/// task taking the next index when its previous operation is done.
+async fn closed_loop<F, Fut, E>(count: u64, concurrency: usize, op: F) -> Result<Duration, E>
+where
+    F: Fn(u64) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<(), E>> + Send,
+    E: Send + 'static,
+{
+    let op = Arc::new(op);
+    let next = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..concurrency.max(1))
+        .map(|_| {
+            let op = op.clone();
+            let next = next.clone();
+            tokio::spawn(async move {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= count {
+                        return Ok(());
+                    }
+                    op(i).await?;
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        match task.await {
+            Ok(result) => result?,
+            Err(join) => std::panic::resume_unwind(join.into_panic()),
+        }
+    }
+    Ok(start.elapsed())
+}
+
+/// `c` tasks inserting the message documents one by one.
+pub(super) async fn raw_insert(
+    settings: &Settings,
+    jobs: u64,
+    concurrency: usize,
+) -> Result<Row, BenchError> {
+    let settings = private_settings(settings, "insert")?;
+    let database = store::connect(&settings.mongodb).await?;
+    let result = async {
+        MessageStore::new(&database).ensure_indexes().await?;
+        let created_at = DateTime::now();
+        let documents: Arc<Vec<Document>> = Arc::new(
+            validated(&settings, &messages(&settings, jobs)?)?
+                .iter()
+                .map(|m| store::message_document(m, created_at))
+                .collect(),
+        );
+        let collection = database.collection::<Document>(MESSAGE_COLLECTION);
+        let elapsed = closed_loop(jobs, concurrency, move |i| {
+            let collection = collection.clone();
+            let documents = documents.clone();
+            async move {
+                collection
+                    .insert_one(&documents[i as usize])
+                    .await
+                    .map(|_| ())
+            }
+        })
+        .await?;
+        let stored = database
+            .collection::<Document>(MESSAGE_COLLECTION)
+            .count_documents(doc! {})
+            .await?;
+        if stored != jobs {
+            return Err(BenchError::Invalid(format!(
+                "raw insert stored {stored} of {jobs}"
+            )));
+        }
+        Ok(Row {
+            name: format!("raw MongoDB insert_one, {concurrency} at a time"),
+            count: jobs,
+            elapsed,
+        })
+    }
+    .await;
+    let _ = database.drop().await;
+    result
+}
+
+/// `c` tasks posting `new_message` events to a fresh sandbox.
+pub(super) async fn raw_post(
+    settings: &Settings,
+    jobs: u64,
+    concurrency: usize,
+) -> Result<Row, BenchError> {
+    let mut settings = settings.clone();
+    let sandbox = Recorder::spawn(&settings).await?;
+    settings.tuisongbao.url = sandbox.url()?;
+    let client = TuisongbaoClient::new(&settings.tuisongbao)
+        .map_err(|e| BenchError::Enqueue(format!("push client: {e}")))?;
+    let created_at = DateTime::now();
+    let events: Arc<Vec<_>> = Arc::new(
+        validated(&settings, &messages(&settings, jobs)?)?
+            .into_iter()
+            .map(|message| {
+                PushJob::new_message(&StoredMessage {
+                    message,
+                    created_at,
+                    newly_inserted: true,
+                })
+                .event
+            })
+            .collect(),
+    );
+    let elapsed = closed_loop(jobs, concurrency, move |i| {
+        let client = client.clone();
+        let events = events.clone();
+        async move {
+            client
+                .send(&events[i as usize])
+                .await
+                .map_err(|e| BenchError::Enqueue(format!("raw push: {e}")))
+        }
+    })
+    .await;
+    let received = sandbox.receipts.count.load(Ordering::Relaxed);
+    sandbox.stop();
+    let elapsed = elapsed?;
+    if received != jobs {
+        return Err(BenchError::Invalid(format!(
+            "the sandbox accepted {received} of {jobs} raw posts"
+        )));
+    }
+    Ok(Row {
+        name: format!("raw stand-in POST, {concurrency} at a time"),
+        count: jobs,
+        elapsed,
+    })
+}
