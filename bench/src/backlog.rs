@@ -64,7 +64,7 @@ pub async fn run(settings: &Settings, jobs: u64, live: bool) -> Result<BacklogRe
     let result = drain(&settings, &database, &sandbox_url, jobs, live).await;
 
     let _ = database.drop().await;
-    let mut conn = herald::queue::connect(&settings).await?;
+    let mut conn = herald::queue::connect(settings.redis.url.as_str()).await?;
     super::queue::cleanup(&mut conn, settings.redis.namespace.as_str()).await?;
     sandbox_task.abort();
     result

@@ -89,7 +89,7 @@ pub(crate) async fn run(command: BenchCommand, settings: &Settings) -> anyhow::R
                 args.round > 0 && args.round < 8_000,
                 "--round must be 1..7999"
             );
-            let conn = queue::connect(settings).await?;
+            let conn = queue::connect(settings.redis.url.as_str()).await?;
             let workload = Workload {
                 jobs: args.jobs,
                 round: args.round,
@@ -219,7 +219,7 @@ async fn run_all(mut args: AllArgs, settings: &Settings) -> anyhow::Result<ExitC
         args.write_concern.trials = 1;
     }
     let workload = args.pipeline.workload()?;
-    let conn = queue::connect(settings).await?;
+    let conn = queue::connect(settings.redis.url.as_str()).await?;
     let noop = Workload {
         jobs: args.noop_jobs,
         round,

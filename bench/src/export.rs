@@ -147,7 +147,7 @@ pub async fn run(
     sandbox_task.abort();
     let _ = database.drop().await;
     let _ = std::fs::remove_dir_all(&settings.export.dir);
-    let mut conn = herald::queue::connect(&settings).await?;
+    let mut conn = herald::queue::connect(settings.redis.url.as_str()).await?;
     super::queue::cleanup(&mut conn, settings.redis.namespace.as_str()).await?;
     result
 }

@@ -35,7 +35,9 @@ pub async fn run(settings: &Settings) -> ExitCode {
 }
 
 async fn check_redis(settings: &Settings) -> Result<String, String> {
-    queue::connect(settings).await.map_err(|e| e.to_string())?;
+    queue::connect(settings.redis.url.as_str())
+        .await
+        .map_err(|e| e.to_string())?;
     Ok(format!(
         "{} answers PING (namespace {})",
         herald_jobs::redact_url(&settings.redis.url),

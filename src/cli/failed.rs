@@ -55,7 +55,7 @@ fn parse_queue(s: &str) -> Result<QueueName, String> {
 }
 
 pub async fn run(args: FailedArgs, settings: &Settings) -> anyhow::Result<ExitCode> {
-    let conn = queue::connect(settings).await?;
+    let conn = queue::connect(settings.redis.url.as_str()).await?;
     let admin = QueueAdmin::new(conn, herald::queues::config(settings, args.queue));
     match args.command {
         FailedCommand::List { json, limit } => {

@@ -113,7 +113,7 @@ async fn run_web(settings: Settings) -> anyhow::Result<ExitCode> {
         .token
         .clone()
         .context("setting `web.token` (env HERALD_WEB_TOKEN) is empty; it must be set")?;
-    let conn = herald::queue::connect(&settings).await?;
+    let conn = herald::queue::connect(settings.redis.url.as_str()).await?;
     // Not pinged: the dashboard starts while MongoDB is down, and /readyz
     // says so; the token index is created when MongoDB answers.
     let database = herald::store::open(&settings.mongodb).await?;

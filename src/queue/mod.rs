@@ -61,8 +61,6 @@ pub use handoff::{Handoff, HandoffJob, JobOutput};
 pub use redis_retry::retry_pause;
 pub use retry::{Outcome, RetryPolicy};
 
-use crate::config::Settings;
-
 /// Most scheduled jobs promoted to the queue by one fetch.
 pub const PROMOTE_LIMIT: usize = 1_000;
 /// Most jobs of dead workers handed back by one script call.
@@ -252,11 +250,10 @@ impl QueueConfig {
     }
 }
 
-/// Opens a managed (auto-reconnecting) connection to the Redis the
-/// settings name (`redis://`, `rediss://` or `redis+sentinel://`) and
-/// checks it with PING.
-pub async fn connect(settings: &Settings) -> Result<redis::aio::ConnectionManager, QueueError> {
-    let url = settings.redis.url.as_str();
+/// Opens a managed (auto-reconnecting) connection to the Redis at `url`
+/// (`redis://`, `rediss://` or `redis+sentinel://`) and checks it with
+/// PING.
+pub async fn connect(url: &str) -> Result<redis::aio::ConnectionManager, QueueError> {
     let connect_error = |source| QueueError::Connect {
         url: herald_jobs::redact_url(url),
         source,

@@ -103,7 +103,7 @@ impl Worker {
     /// queues' workers; nothing is fetched until
     /// [`Worker::run_until_stopped`].
     pub async fn build(settings: Settings) -> Result<Self, WorkerError> {
-        let redis = queue::connect(&settings).await?;
+        let redis = queue::connect(settings.redis.url.as_str()).await?;
         let database = store::connect(&settings.mongodb).await?;
         let messages = MessageStore::new(&database);
         crate::export::status::ExportStatusStore::new(&database)

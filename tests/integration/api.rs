@@ -93,7 +93,7 @@ impl Api {
 
     /// Jobs waiting on `queue` (pending or scheduled), as the dashboard counts them.
     async fn queued_jobs(&self, queue: QueueName) -> u64 {
-        let conn = herald::queue::connect(&self.env.settings)
+        let conn = herald::queue::connect(self.env.settings.redis.url.as_str())
             .await
             .expect("redis");
         let admin = herald::queue::admin::QueueAdmin::new(

@@ -98,7 +98,9 @@ async fn a_backlog_that_wedges_plain_apalis_redis_drains_through_herald() {
     // The regression this guards: apalis-redis's own fetch cannot take this
     // backlog (every job is due at once in its scheduled set).
     let queue = env.settings.redis.namespace.queue(QueueName::SendMessage);
-    let mut conn = herald::queue::connect(&env.settings).await.unwrap();
+    let mut conn = herald::queue::connect(env.settings.redis.url.as_str())
+        .await
+        .unwrap();
     redis::cmd("ZADD")
         .arg(format!("{queue}:workers"))
         .arg(herald::queue::now_secs_string())
@@ -197,7 +199,9 @@ async fn a_worker_killed_with_10000_leased_jobs_loses_none_and_duplicates_none()
 
 /// Jobs currently leased to any worker of `queue`.
 async fn leased_jobs(env: &TestEnv, queue: QueueName) -> usize {
-    let mut conn = herald::queue::connect(&env.settings).await.unwrap();
+    let mut conn = herald::queue::connect(env.settings.redis.url.as_str())
+        .await
+        .unwrap();
     let pattern = format!("{}:inflight:*", env.settings.redis.namespace.queue(queue));
     let keys: Vec<String> = redis::cmd("KEYS")
         .arg(pattern)
@@ -217,7 +221,9 @@ async fn leased_jobs(env: &TestEnv, queue: QueueName) -> usize {
 
 /// Counts per state of one of `env`'s queues.
 async fn stats(env: &TestEnv, queue: QueueName) -> herald::queue::admin::QueueStats {
-    let conn = herald::queue::connect(&env.settings).await.unwrap();
+    let conn = herald::queue::connect(env.settings.redis.url.as_str())
+        .await
+        .unwrap();
     let config = herald::queues::config(&env.settings, queue);
     herald::queue::admin::QueueAdmin::new(conn, config)
         .stats()

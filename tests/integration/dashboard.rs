@@ -355,7 +355,9 @@ async fn a_backlog_with_no_worker_is_pending_and_only_a_future_job_is_scheduled(
     }
     // A job whose time is an hour ahead, as a retry's backoff leaves it.
     let config = herald::queues::config(&env.settings, QueueName::SendMessage);
-    let mut conn = herald::queue::connect(&env.settings).await.expect("redis");
+    let mut conn = herald::queue::connect(env.settings.redis.url.as_str())
+        .await
+        .expect("redis");
     let later = herald::queue::now_secs_string()
         .parse::<f64>()
         .expect("seconds")

@@ -176,7 +176,9 @@ async fn a_delivered_push_is_not_sent_again_by_a_duplicate_job() {
         serde_json::from_str(&data).unwrap()
     };
     let mut push_queue = herald::queues::storage::<serde_json::Value>(
-        herald::queue::connect(&env.settings).await.unwrap(),
+        herald::queue::connect(env.settings.redis.url.as_str())
+            .await
+            .unwrap(),
         &env.settings,
         QueueName::Push,
     );

@@ -120,7 +120,7 @@ pub async fn env_with(extra: &[(&str, &str)]) -> TestEnv {
         vars.insert((*k).to_owned(), (*v).to_owned());
     }
     let settings = Settings::load_from(&vars).expect("test settings are valid");
-    let redis = herald::queue::connect(&settings)
+    let redis = herald::queue::connect(settings.redis.url.as_str())
         .await
         .expect("Redis is running (see README: the test command starts it)");
     let database = herald::store::connect(&settings.mongodb)

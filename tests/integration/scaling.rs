@@ -44,7 +44,9 @@ fn log_path(env: &TestEnv, name: &str) -> PathBuf {
 }
 
 async fn redis(env: &TestEnv) -> redis::aio::ConnectionManager {
-    herald::queue::connect(&env.settings).await.expect("Redis")
+    herald::queue::connect(env.settings.redis.url.as_str())
+        .await
+        .expect("Redis")
 }
 
 /// Workers heart-beating on `queue`.

@@ -303,7 +303,7 @@ async fn end_to_end(
     let result = drive(&settings, workload, &sandbox, &database, name).await;
     sandbox.stop();
     let _ = database.drop().await;
-    let mut conn = herald::queue::connect(&settings).await?;
+    let mut conn = herald::queue::connect(settings.redis.url.as_str()).await?;
     super::queue::cleanup(&mut conn, settings.redis.namespace.as_str()).await?;
     result
 }
@@ -317,7 +317,7 @@ async fn drive(
 ) -> Result<EndToEnd, BenchError> {
     let jobs = workload.jobs;
     let messages = messages(settings, jobs)?;
-    let conn = herald::queue::connect(settings).await?;
+    let conn = herald::queue::connect(settings.redis.url.as_str()).await?;
     let mut producer =
         Producer::from_connection(conn, &settings.redis.namespace).with_limits(settings.message);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
