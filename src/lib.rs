@@ -6,12 +6,14 @@
 //!
 //! How the parts meet, following one `send_message` job:
 //!
-//! 1. [`queue`] opens Redis and configures the apalis-redis storage of each
-//!    queue under the configured namespace.
+//! 1. [`queue`] is a Redis job queue as an apalis backend, with no
+//!    knowledge of Herald's jobs; [`queues`] configures Herald's three
+//!    queues on it from the settings.
 //! 2. [`worker`] runs one apalis worker per queue. Its
 //!    [`worker::send_message`] handler validates the payload into a typed
 //!    message, stores it through [`store`] (idempotent by message id) and
-//!    schedules a [`push::job::PushJob`] on the `push` queue.
+//!    returns a [`push::job::PushJob`] as a [`queue::Handoff`], which the
+//!    job's acknowledgement enqueues on the `push` queue.
 //! 3. [`worker::push`] delivers the event with the [`push::TuisongbaoClient`];
 //!    failures are classified by [`push::PushError::is_retryable`].
 //! 4. [`export`] streams an account's documents into a CSV file with live
@@ -25,7 +27,8 @@
 //! structured logs, [`shutdown`] turns SIGTERM/SIGINT into a future,
 //! [`ops`] serves `/healthz`, `/readyz` and `/metrics` for both processes.
 //! The `herald-bench` crate (`bench/`) measures throughput against
-//! baselines through this library's public API.
+//! baselines through this library's public API. `docs/ARCHITECTURE.md`
+//! describes the layers and the queue's keys and scripts.
 
 pub mod config;
 pub mod export;

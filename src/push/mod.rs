@@ -1,8 +1,8 @@
 //! Realtime events and the providers that deliver them.
 //!
 //! - [`Event`] is what the browser receives: a name, data and channels.
-//! - [`EventPusher`] is the seam for providers; [`TuisongbaoClient`] is the one
-//!   in use today (the Pusher Channels HTTP API is the next planned).
+//! - [`EventPusher`] is the seam for providers; [`TuisongbaoClient`] speaks
+//!   Tuisongbao's REST API.
 //! - [`PushError`] classifies every failure as retryable or permanent, which is
 //!   what the push queue's retry decision rests on.
 //! - [`delivery`] remembers which events were delivered, so none is sent twice.
