@@ -35,6 +35,30 @@ pub struct ProblemBody {
     pub fields: BTreeMap<String, String>,
 }
 
+/// The OpenAPI answers every authenticated `/v1` route shares: no valid
+/// token (401).
+#[derive(utoipa::IntoResponses)]
+#[response(status = 401, description = "No valid token")]
+pub struct Unauthorized(pub ProblemBody);
+
+/// The OpenAPI answer of a `/v1` route that names an account: the token
+/// may not reach it (403).
+#[derive(utoipa::IntoResponses)]
+#[response(status = 403, description = "The token may not reach this account")]
+pub struct NotThisAccount(pub ProblemBody);
+
+/// The OpenAPI answers of a `/v1` route with a JSON body ([`ApiJson`]):
+/// too large (413) or not JSON (415).
+#[derive(utoipa::IntoResponses)]
+pub enum BodyRefused {
+    /// The body is larger than the route accepts.
+    #[response(status = 413, description = "Body too large")]
+    TooLarge(ProblemBody),
+    /// The body is not JSON.
+    #[response(status = 415, description = "Body is not JSON")]
+    NotJson(ProblemBody),
+}
+
 impl Problem {
     /// An answer with `status` and `message`.
     pub fn new(status: StatusCode, message: impl Into<String>) -> Self {

@@ -26,7 +26,7 @@ use tokio_util::io::ReaderStream;
 use super::{
     caller::Caller,
     messages::named_account,
-    problem::{ApiJson, Problem, ProblemBody},
+    problem::{ApiJson, BodyRefused, NotThisAccount, Problem, ProblemBody, Unauthorized},
 };
 use crate::{
     export::{
@@ -202,11 +202,10 @@ async fn record_for(
     responses(
         (status = 202, description = "Enqueued", body = ExportAccepted),
         (status = 400, description = "Invalid fields", body = ProblemBody),
-        (status = 401, description = "No valid token", body = ProblemBody),
-        (status = 403, description = "The token may not reach this account", body = ProblemBody),
+        Unauthorized,
+        NotThisAccount,
         (status = 409, description = "The key is in use", body = ProblemBody),
-        (status = 413, description = "Body too large", body = ProblemBody),
-        (status = 415, description = "Body is not JSON", body = ProblemBody),
+        BodyRefused,
     ),
     security(("token" = []))
 )]
@@ -281,7 +280,7 @@ pub async fn enqueue(
     params(("key" = String, Path, description = "The export key")),
     responses(
         (status = 200, description = "The record", body = ExportRecord),
-        (status = 401, description = "No valid token", body = ProblemBody),
+        Unauthorized,
         (status = 404, description = "No such export for this token", body = ProblemBody),
     ),
     security(("token" = []))
@@ -303,7 +302,7 @@ pub async fn status(
     params(("key" = String, Path, description = "The export key")),
     responses(
         (status = 200, description = "The CSV (UTF-8 with BOM)", content_type = "text/csv"),
-        (status = 401, description = "No valid token", body = ProblemBody),
+        Unauthorized,
         (status = 404, description = "No such export for this token, or its file is gone", body = ProblemBody),
         (status = 409, description = "The export has not finished", body = ProblemBody),
     ),
@@ -354,7 +353,7 @@ pub async fn file(
     params(("key" = String, Path, description = "The export key")),
     responses(
         (status = 200, description = "Cancelled; the record", body = ExportRecord),
-        (status = 401, description = "No valid token", body = ProblemBody),
+        Unauthorized,
         (status = 404, description = "No such export for this token", body = ProblemBody),
         (status = 409, description = "The export already ended", body = ProblemBody),
     ),

@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     caller::Caller,
-    problem::{Problem, ProblemBody},
+    problem::{NotThisAccount, Problem, ProblemBody, Unauthorized},
 };
 use crate::{
     store::inbox::{InboxFilter, InboxMessage, PageCursor, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE},
@@ -161,8 +161,8 @@ fn query_of(query: Result<Query<ListQuery>, QueryRejection>) -> Result<ListQuery
     responses(
         (status = 200, description = "A page", body = MessagePage),
         (status = 400, description = "Invalid parameters", body = ProblemBody),
-        (status = 401, description = "No valid token", body = ProblemBody),
-        (status = 403, description = "The token may not reach this account", body = ProblemBody),
+        Unauthorized,
+        NotThisAccount,
     ),
     security(("token" = []))
 )]
@@ -194,8 +194,8 @@ pub async fn list(
     responses(
         (status = 200, description = "The count", body = UnreadCount),
         (status = 400, description = "Invalid parameters", body = ProblemBody),
-        (status = 401, description = "No valid token", body = ProblemBody),
-        (status = 403, description = "The token may not reach this account", body = ProblemBody),
+        Unauthorized,
+        NotThisAccount,
     ),
     security(("token" = []))
 )]
@@ -223,8 +223,8 @@ pub async fn unread_count(
     responses(
         (status = 200, description = "The message, now read", body = InboxMessage),
         (status = 400, description = "Invalid id", body = ProblemBody),
-        (status = 401, description = "No valid token", body = ProblemBody),
-        (status = 403, description = "The token may not reach this account", body = ProblemBody),
+        Unauthorized,
+        NotThisAccount,
         (status = 404, description = "The account has no such message", body = ProblemBody),
     ),
     security(("token" = []))
@@ -254,8 +254,8 @@ pub async fn mark_read(
     responses(
         (status = 200, description = "How many changed", body = MarkedRead),
         (status = 400, description = "Invalid parameters", body = ProblemBody),
-        (status = 401, description = "No valid token", body = ProblemBody),
-        (status = 403, description = "The token may not reach this account", body = ProblemBody),
+        Unauthorized,
+        NotThisAccount,
     ),
     security(("token" = []))
 )]

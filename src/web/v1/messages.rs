@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     caller::Caller,
-    problem::{ApiJson, Problem, ProblemBody},
+    problem::{ApiJson, BodyRefused, NotThisAccount, Problem, ProblemBody, Unauthorized},
 };
 use crate::web::WebState;
 
@@ -138,10 +138,9 @@ pub(super) fn named_account(
     responses(
         (status = 202, description = "Enqueued", body = MessageAccepted),
         (status = 400, description = "Invalid fields", body = ProblemBody),
-        (status = 401, description = "No valid token", body = ProblemBody),
-        (status = 403, description = "The token may not reach this account", body = ProblemBody),
-        (status = 413, description = "Body too large", body = ProblemBody),
-        (status = 415, description = "Body is not JSON", body = ProblemBody),
+        Unauthorized,
+        NotThisAccount,
+        BodyRefused,
     ),
     security(("token" = []))
 )]
