@@ -310,13 +310,17 @@ mod tests {
             "items": [ { "sku": "A1" }, { "sku": "B2" }, { "other": 1 } ],
             "tags": ["vip", "new"],
         };
-        assert_eq!(at(&d, "profile.name"), "王小明");
-        assert_eq!(at(&d, "profile.address.city"), "Shanghai");
-        assert_eq!(at(&d, "items.sku"), "A1, B2");
-        assert_eq!(at(&d, "items.1.sku"), "B2");
-        assert_eq!(at(&d, "tags"), "vip, new");
-        assert_eq!(at(&d, "profile.missing"), "");
-        assert_eq!(at(&d, "nothing.here"), "");
+        for (path, cell) in [
+            ("profile.name", "王小明"),
+            ("profile.address.city", "Shanghai"),
+            ("items.sku", "A1, B2"),
+            ("items.1.sku", "B2"),
+            ("tags", "vip, new"),
+            ("profile.missing", ""),
+            ("nothing.here", ""),
+        ] {
+            assert_eq!(at(&d, path), cell, "{path}");
+        }
     }
 
     #[test]
@@ -329,12 +333,16 @@ mod tests {
         assert_eq!(at(&d, "id"), "5f0c8a3e2b1d4c0012345678");
         assert_eq!(at(&d, "at"), "2026-01-02 11:04:05");
         assert_eq!(row(&d, &["at"], UTC), ["2026-01-02 03:04:05"]);
-        assert_eq!(at(&d, "n"), "42");
-        assert_eq!(at(&d, "big"), "9007199254740993");
-        assert_eq!(at(&d, "x"), "2.5");
-        assert_eq!(at(&d, "whole"), "3");
-        assert_eq!(at(&d, "yes"), "true");
-        assert_eq!(at(&d, "none"), "");
+        for (path, cell) in [
+            ("n", "42"),
+            ("big", "9007199254740993"),
+            ("x", "2.5"),
+            ("whole", "3"),
+            ("yes", "true"),
+            ("none", ""),
+        ] {
+            assert_eq!(at(&d, path), cell, "{path}");
+        }
     }
 
     #[test]
@@ -344,16 +352,20 @@ mod tests {
             "tab": "\tx", "cr": "\rx", "safe": "a=b", "negative": -5, "list": ["=1", "b"],
             "items": [ { "sku": "A1" }, { "sku": "=B2" } ],
         };
-        assert_eq!(at(&d, "eq"), "'=HYPERLINK(\"http://x\")");
-        assert_eq!(at(&d, "plus"), "'+1");
-        assert_eq!(at(&d, "minus"), "'-2+3");
-        assert_eq!(at(&d, "at"), "'@SUM(A1)");
-        assert_eq!(at(&d, "tab"), "'\tx");
-        assert_eq!(at(&d, "cr"), "'\rx");
-        assert_eq!(at(&d, "safe"), "a=b");
-        assert_eq!(at(&d, "negative"), "-5");
-        assert_eq!(at(&d, "list"), "'=1, b");
-        assert_eq!(at(&d, "items.1.sku"), "'=B2");
+        for (path, cell) in [
+            ("eq", "'=HYPERLINK(\"http://x\")"),
+            ("plus", "'+1"),
+            ("minus", "'-2+3"),
+            ("at", "'@SUM(A1)"),
+            ("tab", "'\tx"),
+            ("cr", "'\rx"),
+            ("safe", "a=b"),
+            ("negative", "-5"),
+            ("list", "'=1, b"),
+            ("items.1.sku", "'=B2"),
+        ] {
+            assert_eq!(at(&d, path), cell, "{path}");
+        }
     }
 
     #[test]

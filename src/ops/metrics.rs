@@ -20,7 +20,7 @@ use prometheus_client::{
         gauge::Gauge,
         histogram::{exponential_buckets, Histogram},
     },
-    registry::{Registry, Unit},
+    registry::{Metric, Registry, Unit},
 };
 
 use herald_jobs::QueueName;
@@ -112,55 +112,63 @@ impl Default for Metrics {
     }
 }
 
+/// Registers `metric` under `name` and gives it back, for recording.
+fn registered<M: Metric + Clone>(registry: &mut Registry, name: &str, help: &str, metric: M) -> M {
+    registry.register(name, help, metric.clone());
+    metric
+}
+
+/// [`registered`], for a metric measured in seconds.
+fn registered_seconds<M: Metric + Clone>(
+    registry: &mut Registry,
+    name: &str,
+    help: &str,
+    metric: M,
+) -> M {
+    registry.register_with_unit(name, help, Unit::Seconds, metric.clone());
+    metric
+}
+
 impl Metrics {
     /// A registry holding every Herald metric, all at zero.
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("herald");
-        let jobs_done = Family::<QueueLabels, Counter>::default();
-        registry.register(
+        let jobs_done = registered(
+            &mut registry,
             "jobs_done",
             "Job runs that succeeded, per queue",
-            jobs_done.clone(),
+            Family::<QueueLabels, Counter>::default(),
         );
-        let jobs_failed = Family::<QueueLabels, Counter>::default();
-        registry.register(
+        let jobs_failed = registered(
+            &mut registry,
             "jobs_failed",
             "Job runs that failed (retried later or dead), per queue",
-            jobs_failed.clone(),
+            Family::<QueueLabels, Counter>::default(),
         );
-        let job_duration: HistogramFamily<QueueLabels> =
-            Family::new_with_constructor(job_histogram);
-        registry.register_with_unit(
+        let job_duration: HistogramFamily<QueueLabels> = registered_seconds(
+            &mut registry,
             "job_duration",
             "Time a job run took in its handler, per queue",
-            Unit::Seconds,
-            job_duration.clone(),
+            Family::new_with_constructor(job_histogram),
         );
-        let push_duration: HistogramFamily<PushLabels> =
-            Family::new_with_constructor(push_histogram);
-        registry.register_with_unit(
+        let push_duration: HistogramFamily<PushLabels> = registered_seconds(
+            &mut registry,
             "push_duration",
             "Time of one HTTP call to the push provider, by outcome",
-            Unit::Seconds,
-            push_duration.clone(),
+            Family::new_with_constructor(push_histogram),
         );
-        let export_rows = Counter::default();
-        registry.register(
+        let export_rows = registered(
+            &mut registry,
             "export_rows",
             "Rows written to finished export files",
-            export_rows.clone(),
+            Counter::default(),
         );
-        let queue_jobs = Family::<DepthLabels, Gauge>::default();
-        registry.register(
-            "queue_jobs",
-            "Jobs in a queue per state (pending, scheduled, running, failed), read from Redis at scrape time",
-            queue_jobs.clone(),
-        );
-        let queue_workers = Family::<QueueLabels, Gauge>::default();
-        registry.register(
+        let queue_jobs = registered(&mut registry, "queue_jobs", "Jobs in a queue per state (pending, scheduled, running, failed), read from Redis at scrape time", Family::<DepthLabels, Gauge>::default());
+        let queue_workers = registered(
+            &mut registry,
             "queue_workers",
             "Worker processes heart-beating on a queue, read from Redis at scrape time",
-            queue_workers.clone(),
+            Family::<QueueLabels, Gauge>::default(),
         );
         // Every series exists from the start, at zero, so that rates and
         // alerts see a value before the first job rather than nothing.

@@ -314,26 +314,13 @@ async fn missing_wrong_revoked_and_foreign_tokens_are_refused() {
     let foreign = json!({"title": "t", "content": "c", "accountId": other.to_hex()});
     let (status, _) = api.post("/v1/messages", &api.bound, foreign.clone()).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
+    let inbox = format!("/v1/accounts/{}/messages", other.to_hex());
+    for path in [inbox.clone(), format!("{inbox}/unread-count")] {
+        let (status, _) = api.get(&path, &api.bound).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "GET {path}");
+    }
     let (status, _) = api
-        .get(
-            &format!("/v1/accounts/{}/messages", other.to_hex()),
-            &api.bound,
-        )
-        .await;
-    assert_eq!(status, StatusCode::FORBIDDEN);
-    let (status, _) = api
-        .get(
-            &format!("/v1/accounts/{}/messages/unread-count", other.to_hex()),
-            &api.bound,
-        )
-        .await;
-    assert_eq!(status, StatusCode::FORBIDDEN);
-    let (status, _) = api
-        .post(
-            &format!("/v1/accounts/{}/messages/read-all", other.to_hex()),
-            &api.bound,
-            json!({}),
-        )
+        .post(&format!("{inbox}/read-all"), &api.bound, json!({}))
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     // An unbound API token reaches any account.

@@ -265,19 +265,26 @@ async fn a_push_endpoint_that_is_down_is_retried_until_it_comes_up() {
     assert_eq!(events[0].status, 200);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_worker_refuses_to_start_when_mongodb_is_down_and_names_it() {
-    let env = env().await;
-    let mut settings = env.settings.clone();
-    settings.mongodb.url = "mongodb://127.0.0.1:9".into();
+/// Starts a worker with `settings` (one service at 127.0.0.1:9, where
+/// nothing listens) and checks that it fails naming `service` and the
+/// address.
+async fn refuses_to_start_naming(settings: herald::config::Settings, service: &str) {
     let err = herald::worker::run(settings, std::future::pending())
         .await
         .unwrap_err();
     let text = err.to_string();
     assert!(
-        text.contains("MongoDB") && text.contains("127.0.0.1:9"),
+        text.contains(service) && text.contains("127.0.0.1:9"),
         "{text}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_worker_refuses_to_start_when_mongodb_is_down_and_names_it() {
+    let env = env().await;
+    let mut settings = env.settings.clone();
+    settings.mongodb.url = "mongodb://127.0.0.1:9".into();
+    refuses_to_start_naming(settings, "MongoDB").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -285,14 +292,7 @@ async fn the_worker_refuses_to_start_when_redis_is_down_and_names_it() {
     let mut env = env().await;
     let mut settings = env.settings.clone();
     settings.redis.url = "redis://127.0.0.1:9".into();
-    let err = herald::worker::run(settings, std::future::pending())
-        .await
-        .unwrap_err();
-    let text = err.to_string();
-    assert!(
-        text.contains("Redis") && text.contains("127.0.0.1:9"),
-        "{text}"
-    );
+    refuses_to_start_naming(settings, "Redis").await;
     env.start_worker().await; // the environment itself is fine
     assert!(env.stop_worker().await.is_ok());
 }

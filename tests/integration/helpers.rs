@@ -490,6 +490,29 @@ pub async fn enqueue_through_outage(settings: Settings, jobs: Vec<SendMessage>) 
     ids
 }
 
+/// Waits until a worker of `env`'s namespace has registered on the push
+/// queue of the Redis at `redis_url` (a worker process is up).
+pub async fn wait_for_registered_worker(env: &TestEnv, redis_url: &str) {
+    let key = format!(
+        "{}:workers",
+        env.settings.redis.namespace.queue(QueueName::Push)
+    );
+    wait_for("a worker to register", || async {
+        let mut conn = redis::Client::open(redis_url)
+            .ok()?
+            .get_multiplexed_async_connection()
+            .await
+            .ok()?;
+        let n: usize = redis::cmd("ZCARD")
+            .arg(&key)
+            .query_async(&mut conn)
+            .await
+            .ok()?;
+        (n > 0).then_some(())
+    })
+    .await;
+}
+
 /// Polls `check` until it returns `Some`, or fails the test after
 /// [`PATIENCE`] naming `what` was awaited.
 pub async fn wait_for<T, F, Fut>(what: &str, check: F) -> T

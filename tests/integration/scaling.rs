@@ -14,8 +14,8 @@ use mongodb::bson::doc;
 
 use crate::{
     helpers::{
-        account, env, env_with, exited, redis_url, signal, wait_for, wait_within, HeraldProcess,
-        TestEnv,
+        account, env, env_with, exited, redis_url, signal, wait_for, wait_for_registered_worker,
+        wait_within, HeraldProcess, TestEnv,
     },
     ops::free_port,
 };
@@ -424,24 +424,7 @@ async fn after_a_sentinel_failover_the_worker_drains_and_exits_to_be_restarted()
     let log = log_path(&env, "failover");
     let mut worker = env.spawn_herald_logged(&["worker"], &[], &log);
     // Up and registered on the first master.
-    wait_for("the worker to register on the master", || async {
-        let mut conn = redis::Client::open(format!("redis://127.0.0.1:{}", master.port))
-            .ok()?
-            .get_multiplexed_async_connection()
-            .await
-            .ok()?;
-        let key = format!(
-            "{}:workers",
-            env.settings.redis.namespace.queue(QueueName::Push)
-        );
-        let n: usize = redis::cmd("ZCARD")
-            .arg(key)
-            .query_async(&mut conn)
-            .await
-            .ok()?;
-        (n > 0).then_some(())
-    })
-    .await;
+    wait_for_registered_worker(&env, &format!("redis://127.0.0.1:{}", master.port)).await;
 
     let conn = redis::Client::open(format!("redis://127.0.0.1:{}", sentinel.port))
         .unwrap()

@@ -4,7 +4,9 @@ use std::time::Duration;
 
 use herald_jobs::{QueueName, SendMessage};
 
-use crate::helpers::{account, env, exited, signal, wait_for, HeraldProcess};
+use crate::helpers::{
+    account, env, exited, signal, wait_for, wait_for_registered_worker, HeraldProcess,
+};
 
 /// Waits for the child to exit (it is killed if it hangs past the
 /// deadline, when the failed wait drops it).
@@ -56,24 +58,7 @@ async fn sigint_stops_an_idle_worker_with_exit_zero() {
     let env = env().await;
     let worker = env.spawn_herald(&["worker"]);
     // Wait until it is up: it has registered its workers in Redis.
-    wait_for("the worker to register", || async {
-        let mut conn = redis::Client::open(crate::helpers::redis_url())
-            .ok()?
-            .get_multiplexed_async_connection()
-            .await
-            .ok()?;
-        let key = format!(
-            "{}:workers",
-            env.settings.redis.namespace.queue(QueueName::Push)
-        );
-        let n: usize = redis::cmd("ZCARD")
-            .arg(key)
-            .query_async(&mut conn)
-            .await
-            .ok()?;
-        (n > 0).then_some(())
-    })
-    .await;
+    wait_for_registered_worker(&env, &crate::helpers::redis_url()).await;
     signal(&worker, "INT");
     let (status, stderr) = wait_exit(worker).await;
     assert_eq!(status.code(), Some(0), "stderr:\n{stderr}");

@@ -56,6 +56,26 @@ where
     Ok(start.elapsed())
 }
 
+/// The row of a baseline that did `jobs` operations in `elapsed`, if the
+/// service on the other side counted all of them (`counted`).
+fn counted_row(
+    name: String,
+    jobs: u64,
+    counted: u64,
+    elapsed: Duration,
+) -> Result<Row, BenchError> {
+    if counted != jobs {
+        return Err(BenchError::Invalid(format!(
+            "{name}: the service counted {counted} of {jobs}"
+        )));
+    }
+    Ok(Row {
+        name,
+        count: jobs,
+        elapsed,
+    })
+}
+
 /// `c` tasks inserting the message documents one by one.
 pub(super) async fn raw_insert(
     settings: &Settings,
@@ -75,8 +95,7 @@ pub(super) async fn raw_insert(
         );
         let collection = database.collection::<Document>(MESSAGE_COLLECTION);
         let elapsed = closed_loop(jobs, concurrency, move |i| {
-            let collection = collection.clone();
-            let documents = documents.clone();
+            let (collection, documents) = (collection.clone(), documents.clone());
             async move {
                 collection
                     .insert_one(&documents[i as usize])
@@ -89,16 +108,12 @@ pub(super) async fn raw_insert(
             .collection::<Document>(MESSAGE_COLLECTION)
             .count_documents(doc! {})
             .await?;
-        if stored != jobs {
-            return Err(BenchError::Invalid(format!(
-                "raw insert stored {stored} of {jobs}"
-            )));
-        }
-        Ok(Row {
-            name: format!("raw MongoDB insert_one, {concurrency} at a time"),
-            count: jobs,
+        counted_row(
+            format!("raw MongoDB insert_one, {concurrency} at a time"),
+            jobs,
+            stored,
             elapsed,
-        })
+        )
     }
     .await;
     let _ = database.drop().await;
@@ -131,8 +146,7 @@ pub(super) async fn raw_post(
             .collect(),
     );
     let elapsed = closed_loop(jobs, concurrency, move |i| {
-        let client = client.clone();
-        let events = events.clone();
+        let (client, events) = (client.clone(), events.clone());
         async move {
             client
                 .send(&events[i as usize])
@@ -144,14 +158,10 @@ pub(super) async fn raw_post(
     let received = sandbox.receipts.count.load(Ordering::Relaxed);
     sandbox.stop();
     let elapsed = elapsed?;
-    if received != jobs {
-        return Err(BenchError::Invalid(format!(
-            "the sandbox accepted {received} of {jobs} raw posts"
-        )));
-    }
-    Ok(Row {
-        name: format!("raw stand-in POST, {concurrency} at a time"),
-        count: jobs,
+    counted_row(
+        format!("raw stand-in POST, {concurrency} at a time"),
+        jobs,
+        received,
         elapsed,
-    })
+    )
 }
