@@ -60,3 +60,22 @@ fn log_panics() {
         }
     }));
 }
+
+/// The span a job handler runs in: `name`, with the fields every job's
+/// logs carry (`job_id`, `queue`, `attempt`, and `account_id` once the
+/// payload is read), plus the handler's own fields, empty until recorded.
+///
+/// `job_span!("push", task_id, deps.queue, attempt; event, key)`
+macro_rules! job_span {
+    ($name:literal, $task_id:expr, $queue:expr, $attempt:expr; $($field:ident),*) => {
+        tracing::info_span!(
+            $name,
+            job_id = %$task_id,
+            queue = %$queue,
+            attempt = $attempt.current(),
+            account_id = tracing::field::Empty,
+            $($field = tracing::field::Empty),*
+        )
+    };
+}
+pub(crate) use job_span;

@@ -56,6 +56,15 @@ pub enum ProducerError {
     },
 }
 
+impl ProducerError {
+    fn enqueue(queue: &str, error: impl std::fmt::Display) -> Self {
+        Self::Enqueue {
+            queue: queue.to_owned(),
+            reason: error.to_string(),
+        }
+    }
+}
+
 /// A client that puts Herald jobs on their queues.
 #[derive(Debug, Clone)]
 pub struct Producer {
@@ -115,10 +124,7 @@ impl Producer {
         self.messages
             .push_task(task)
             .await
-            .map_err(|e| ProducerError::Enqueue {
-                queue: self.queue.clone(),
-                reason: e.to_string(),
-            })?;
+            .map_err(|e| ProducerError::enqueue(&self.queue, e))?;
         Ok(valid.id)
     }
 }
@@ -137,10 +143,7 @@ impl Producer {
         self.exports
             .push_task(task)
             .await
-            .map_err(|e| ProducerError::Enqueue {
-                queue: self.export_queue.clone(),
-                reason: e.to_string(),
-            })?;
+            .map_err(|e| ProducerError::enqueue(&self.export_queue, e))?;
         Ok(valid.key)
     }
 }
@@ -182,10 +185,7 @@ impl Producer {
             self.messages
                 .push_all(futures::stream::iter(chunk))
                 .await
-                .map_err(|e| ProducerError::Enqueue {
-                    queue: self.queue.clone(),
-                    reason: e.to_string(),
-                })?;
+                .map_err(|e| ProducerError::enqueue(&self.queue, e))?;
         }
         Ok(ids)
     }

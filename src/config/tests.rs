@@ -121,35 +121,35 @@ fn a_non_numeric_number_is_a_load_error_naming_the_key() {
     assert!(err.to_string().contains("concurrency"), "{err}");
 }
 
+/// The repository's `config/` folder with `HERALD_ENV=environment`, plus
+/// `extra` variables.
+fn load_environment(environment: &str, extra: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/config");
+    let mut all = vec![("HERALD_CONFIG_DIR", dir), ("HERALD_ENV", environment)];
+    all.extend_from_slice(extra);
+    Settings::load_from(&vars(&all))
+}
+
 #[test]
 fn the_production_file_requires_push_credentials() {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/config");
-    let err = Settings::load_from(&vars(&[
-        ("HERALD_CONFIG_DIR", dir),
-        ("HERALD_ENV", "production"),
-    ]))
-    .unwrap_err();
+    let err = load_environment("production", &[]).unwrap_err();
     assert!(err.to_string().contains("HERALD_TUISONGBAO_URL"), "{err}");
 
-    let ok = Settings::load_from(&vars(&[
-        ("HERALD_CONFIG_DIR", dir),
-        ("HERALD_ENV", "production"),
-        ("HERALD_TUISONGBAO_URL", "https://api.example.com"),
-        ("HERALD_TUISONGBAO_APP_ID", "a"),
-        ("HERALD_TUISONGBAO_SECRET", "s"),
-    ]))
+    let ok = load_environment(
+        "production",
+        &[
+            ("HERALD_TUISONGBAO_URL", "https://api.example.com"),
+            ("HERALD_TUISONGBAO_APP_ID", "a"),
+            ("HERALD_TUISONGBAO_SECRET", "s"),
+        ],
+    )
     .unwrap();
     assert_eq!(ok.log.format, LogFormat::Json);
 }
 
 #[test]
 fn an_unknown_environment_is_refused() {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/config");
-    let err = Settings::load_from(&vars(&[
-        ("HERALD_CONFIG_DIR", dir),
-        ("HERALD_ENV", "staging"),
-    ]))
-    .unwrap_err();
+    let err = load_environment("staging", &[]).unwrap_err();
     assert!(err.to_string().contains("staging.toml"), "{err}");
 }
 

@@ -41,14 +41,7 @@ where
     S: ExportStorage,
     P: EventPusher + Clone,
 {
-    let span = tracing::info_span!(
-        "export",
-        job_id = %task_id,
-        queue = %deps.queue,
-        attempt = attempt.current(),
-        account_id = field::Empty,
-        key = field::Empty,
-    );
+    let span = crate::telemetry::job_span!("export", task_id, deps.queue, attempt; key);
     let run = task_id.to_string();
     process(payload, &deps, &run, attempt.current())
         .instrument(span)

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use apalis::prelude::{AbortError, Attempt, BoxDynError, Data, TaskId};
 use apalis_core::task::metadata::MetadataStore;
-use tracing::{error, field, info, warn, Instrument};
+use tracing::{error, info, warn, Instrument};
 
 use crate::{
     push::{delivery::DeliveryLog, job::PushJob, EventPusher, TuisongbaoClient},
@@ -38,15 +38,7 @@ pub async fn handle(
     attempt: Attempt,
     metadata: MetadataStore,
 ) -> Result<(), BoxDynError> {
-    let span = tracing::info_span!(
-        "push",
-        job_id = %task_id,
-        queue = %deps.queue,
-        attempt = attempt.current(),
-        account_id = field::Empty,
-        event = field::Empty,
-        key = field::Empty,
-    );
+    let span = crate::telemetry::job_span!("push", task_id, deps.queue, attempt; event, key);
     deliver(payload, &deps.pusher, &deps.delivered, &metadata)
         .instrument(span)
         .await

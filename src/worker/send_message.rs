@@ -54,14 +54,8 @@ pub async fn handle(
     task_id: TaskId,
     attempt: Attempt,
 ) -> Result<Handoff, BoxDynError> {
-    let span = tracing::info_span!(
-        "send_message",
-        job_id = %task_id,
-        queue = %deps.queue,
-        attempt = attempt.current(),
-        account_id = field::Empty,
-        message_id = field::Empty,
-    );
+    let span =
+        crate::telemetry::job_span!("send_message", task_id, deps.queue, attempt; message_id);
     process(payload, &deps).instrument(span).await
 }
 

@@ -423,31 +423,19 @@ async fn the_read_side_pages_filters_counts_and_marks_read() {
 
     // Filters.
     let count = |v: &Value| v["messages"].as_array().unwrap().len();
-    let (_, errors) = api
-        .get(&format!("{base}?status=error&limit=100"), &api.bound)
-        .await;
-    assert_eq!(count(&errors), 9);
-    let (_, to_user) = api
-        .get(
-            &format!("{base}?to={}&limit=100", user.to_hex()),
-            &api.bound,
-        )
-        .await;
-    assert_eq!(count(&to_user), 9);
-    let (_, for_user) = api
-        .get(
-            &format!("{base}?forUser={}&limit=100", user.to_hex()),
-            &api.bound,
-        )
-        .await;
-    assert_eq!(count(&for_user), 25);
-    let (_, for_stranger) = api
-        .get(
-            &format!("{base}?forUser={}&limit=100", ObjectId::new().to_hex()),
-            &api.bound,
-        )
-        .await;
-    assert_eq!(count(&for_stranger), 16);
+    let user_hex = user.to_hex();
+    let stranger = ObjectId::new().to_hex();
+    for (filter, expected) in [
+        ("status=error".to_owned(), 9),
+        (format!("to={user_hex}"), 9),
+        (format!("forUser={user_hex}"), 25),
+        (format!("forUser={stranger}"), 16),
+    ] {
+        let (_, page) = api
+            .get(&format!("{base}?{filter}&limit=100"), &api.bound)
+            .await;
+        assert_eq!(count(&page), expected, "{filter}");
+    }
 
     // Unread count, mark one read, mark all.
     let (_, unread) = api.get(&format!("{base}/unread-count"), &api.bound).await;

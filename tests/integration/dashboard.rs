@@ -55,6 +55,12 @@ async fn api_post(env: &TestEnv, url: String, body: Option<&Value>) -> reqwest::
     request.send().await.expect("dashboard answers")
 }
 
+/// Posts `action` (`retry` or `discard`) for the failed push `id`.
+async fn act_on_failed(env: &TestEnv, web: &str, action: &str, id: &str) -> reqwest::Response {
+    let url = format!("{web}/api/v1/queues/push/failed/{id}/{action}");
+    api_post(env, url, None).await
+}
+
 async fn api_post_json(env: &TestEnv, url: String, body: &Value) -> Value {
     api_post(env, url, Some(body))
         .await
@@ -88,12 +94,7 @@ async fn a_failed_push_is_listed_retried_after_the_fix_and_delivered_once() {
     assert_eq!(detail["history"][0]["status"], "Killed");
 
     fix_credentials(&mut env).await;
-    let retried = api_post(
-        &env,
-        format!("{web}/api/v1/queues/push/failed/{}/retry", dead[0]),
-        None,
-    )
-    .await;
+    let retried = act_on_failed(&env, &web, "retry", &dead[0]).await;
     assert_eq!(retried.status(), StatusCode::OK);
     wait_for("the retried push", || async {
         (env.delivered("new_message").await.len() == 1).then_some(())
@@ -108,12 +109,7 @@ async fn a_failed_push_is_listed_retried_after_the_fix_and_delivered_once() {
     assert!(env.queue_set(QueueName::Push, "dead").await.is_empty());
 
     // Retrying it again is a 404: it is no longer failed.
-    let again = api_post(
-        &env,
-        format!("{web}/api/v1/queues/push/failed/{}/retry", dead[0]),
-        None,
-    )
-    .await;
+    let again = act_on_failed(&env, &web, "retry", &dead[0]).await;
     assert_eq!(again.status(), StatusCode::NOT_FOUND);
 }
 
@@ -167,24 +163,14 @@ async fn retry_selected_and_retry_all_send_every_chosen_push() {
 async fn discard_removes_a_failed_push_for_good() {
     let (env, dead) = env_with_failed_pushes(1).await;
     let web = env.start_web().await;
-    let response = api_post(
-        &env,
-        format!("{web}/api/v1/queues/push/failed/{}/discard", dead[0]),
-        None,
-    )
-    .await;
+    let response = act_on_failed(&env, &web, "discard", &dead[0]).await;
     assert_eq!(response.status(), StatusCode::OK);
     assert!(env.queue_set(QueueName::Push, "dead").await.is_empty());
     let detail = api_get(&env, format!("{web}/api/v1/queues/push/jobs/{}", dead[0])).await;
     assert_eq!(detail.status(), StatusCode::NOT_FOUND);
     assert!(env.job_meta(QueueName::Push, &dead[0]).await.is_empty());
     // And a retry cannot bring it back.
-    let retry = api_post(
-        &env,
-        format!("{web}/api/v1/queues/push/failed/{}/retry", dead[0]),
-        None,
-    )
-    .await;
+    let retry = act_on_failed(&env, &web, "retry", &dead[0]).await;
     assert_eq!(retry.status(), StatusCode::NOT_FOUND);
 }
 
