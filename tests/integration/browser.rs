@@ -2,7 +2,7 @@
 //! WebDriver by chromedriver. The README's test command installs both.
 
 use std::{
-    process::{Child, Command, Stdio},
+    process::Command,
     time::{Duration, Instant},
 };
 
@@ -10,43 +10,22 @@ use fantoccini::{Client, ClientBuilder, Locator};
 use herald_jobs::{QueueName, SendMessage};
 use hyper_util::client::legacy::connect::HttpConnector;
 
-use crate::helpers::{account, env_with, wait_for, SECRET, WEB_TOKEN};
+use crate::{
+    helpers::{account, env_with, wait_for, ScratchProcess, SECRET, WEB_TOKEN},
+    ops::free_port,
+};
 
-/// A chromedriver process and the browser profile it uses: the process is
-/// killed and the profile directory removed when dropped.
-struct ChromeDriver {
-    process: Child,
-    profile: std::path::PathBuf,
-}
-
-impl Drop for ChromeDriver {
-    fn drop(&mut self) {
-        let _ = self.process.kill();
-        let _ = self.process.wait();
-        let _ = std::fs::remove_dir_all(&self.profile);
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
+/// A chromedriver process and the browser profile it uses.
+type ChromeDriver = ScratchProcess;
 
 async fn browser() -> (ChromeDriver, Client) {
     let port = free_port();
     let profile = std::env::temp_dir().join(format!("herald-chromium-{port}"));
-    let driver = Command::new("chromedriver")
-        .arg(format!("--port={port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .map(|process| ChromeDriver {
-            process,
-            profile: profile.clone(),
-        })
-        .expect("chromedriver runs: install Debian's chromium and chromium-driver (bash scripts/setup.sh --browser)");
+    let driver = ScratchProcess::spawn(
+        Command::new("chromedriver").arg(format!("--port={port}")),
+        profile.clone(),
+        "chromedriver (install Debian's chromium and chromium-driver: bash scripts/setup.sh --browser)",
+    );
     let start = Instant::now();
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(

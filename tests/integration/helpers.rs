@@ -3,6 +3,7 @@
 use std::{
     collections::HashMap,
     future::Future,
+    path::PathBuf,
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
@@ -234,29 +235,21 @@ impl TestEnv {
             .expect("find")
     }
 
+    /// The sandbox's JSON answer to `GET /_sandbox/{what}`.
+    async fn sandbox_json<T: serde::de::DeserializeOwned>(&self, what: &str) -> T {
+        let url = format!("{}/_sandbox/{what}", self.sandbox_url);
+        let answer = self.http.get(url).send().await.expect("sandbox answers");
+        answer.json().await.expect("sandbox JSON")
+    }
+
     /// Every request the sandbox received, oldest first.
     pub async fn sandbox_requests(&self) -> Vec<RecordedRequest> {
-        self.http
-            .get(format!("{}/_sandbox/events", self.sandbox_url))
-            .send()
-            .await
-            .expect("sandbox answers")
-            .json()
-            .await
-            .expect("sandbox JSON")
+        self.sandbox_json("events").await
     }
 
     /// Requests answered 200 so far (cheap: no event bodies).
     pub async fn accepted_count(&self) -> u64 {
-        let stats: sandbox::SandboxStats = self
-            .http
-            .get(format!("{}/_sandbox/stats", self.sandbox_url))
-            .send()
-            .await
-            .expect("sandbox answers")
-            .json()
-            .await
-            .expect("sandbox JSON");
+        let stats: sandbox::SandboxStats = self.sandbox_json("stats").await;
         stats.by_status.get("200").copied().unwrap_or(0)
     }
 
@@ -490,6 +483,41 @@ pub async fn enqueue_through_outage(settings: Settings, jobs: Vec<SendMessage>) 
     ids
 }
 
+/// A child process and its scratch directory: the process is killed and
+/// the directory removed when dropped.
+pub struct ScratchProcess {
+    child: Child,
+    dir: PathBuf,
+}
+
+impl ScratchProcess {
+    /// Runs `command` with its output discarded, owning `dir`; `what`
+    /// names the program in the failure message (with how to install it).
+    pub fn spawn(command: &mut Command, dir: PathBuf, what: &str) -> Self {
+        let child = command
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{what} runs: {e}"));
+        Self { child, dir }
+    }
+}
+
+impl Drop for ScratchProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A connection to the Redis at `url`, or `None` while it does not answer
+/// (for polling a server that is starting or restarting).
+pub async fn try_redis(url: &str) -> Option<redis::aio::MultiplexedConnection> {
+    let client = redis::Client::open(url).ok()?;
+    client.get_multiplexed_async_connection().await.ok()
+}
+
 /// Waits until a worker of `env`'s namespace has registered on the push
 /// queue of the Redis at `redis_url` (a worker process is up).
 pub async fn wait_for_registered_worker(env: &TestEnv, redis_url: &str) {
@@ -498,11 +526,7 @@ pub async fn wait_for_registered_worker(env: &TestEnv, redis_url: &str) {
         env.settings.redis.namespace.queue(QueueName::Push)
     );
     wait_for("a worker to register", || async {
-        let mut conn = redis::Client::open(redis_url)
-            .ok()?
-            .get_multiplexed_async_connection()
-            .await
-            .ok()?;
+        let mut conn = try_redis(redis_url).await?;
         let n: usize = redis::cmd("ZCARD")
             .arg(&key)
             .query_async(&mut conn)

@@ -20,11 +20,7 @@ const OUTAGE: Duration = Duration::from_secs(5);
 /// Members of the set `key`, read on a connection of its own (`None` if
 /// Redis does not answer).
 async fn set_size(url: &str, key: &str) -> Option<usize> {
-    let mut conn = redis::Client::open(url)
-        .ok()?
-        .get_multiplexed_async_connection()
-        .await
-        .ok()?;
+    let mut conn = crate::helpers::try_redis(url).await?;
     redis::cmd("SCARD")
         .arg(key)
         .query_async(&mut conn)

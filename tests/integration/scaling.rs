@@ -5,7 +5,7 @@ use std::{
     collections::{HashMap, HashSet},
     future::Future,
     path::PathBuf,
-    process::{Child, Command, Stdio},
+    process::Command,
     time::Duration,
 };
 
@@ -15,7 +15,7 @@ use mongodb::bson::doc;
 use crate::{
     helpers::{
         account, env, env_with, exited, redis_url, signal, wait_for, wait_for_registered_worker,
-        wait_within, HeraldProcess, TestEnv,
+        wait_within, HeraldProcess, ScratchProcess, TestEnv,
     },
     ops::free_port,
 };
@@ -254,8 +254,7 @@ async fn a_worker_killed_mid_jobs_has_them_rerun_by_the_other_nothing_lost_or_do
 
 /// A `redis-server --sentinel` on a free port, stopped and removed on drop.
 struct SentinelProcess {
-    child: Child,
-    dir: PathBuf,
+    _process: ScratchProcess,
     port: u16,
 }
 
@@ -277,24 +276,22 @@ impl SentinelProcess {
             ),
         )
         .expect("sentinel config");
-        let child = Command::new("redis-server")
-            .arg(&config)
-            .arg("--sentinel")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server --sentinel runs (Debian: redis-server or redis-sentinel)");
-        let sentinel = Self { child, dir, port };
+        let mut command = Command::new("redis-server");
+        command.arg(&config).arg("--sentinel");
+        let sentinel = Self {
+            _process: ScratchProcess::spawn(
+                &mut command,
+                dir,
+                "redis-server --sentinel (Debian: redis-server or redis-sentinel)",
+            ),
+            port,
+        };
         let url = format!("redis://127.0.0.1:{port}");
         let service = service.to_owned();
         wait_for("the sentinel to know its master", || {
             let (url, service) = (url.clone(), service.clone());
             async move {
-                let mut conn = redis::Client::open(url)
-                    .ok()?
-                    .get_multiplexed_async_connection()
-                    .await
-                    .ok()?;
+                let mut conn = crate::helpers::try_redis(&url).await?;
                 let addr: Option<(String, u16)> = redis::cmd("SENTINEL")
                     .arg("get-master-addr-by-name")
                     .arg(&service)
@@ -310,14 +307,6 @@ impl SentinelProcess {
 
     fn url(&self, service: &str) -> String {
         format!("redis+sentinel://127.0.0.1:{}/{service}", self.port)
-    }
-}
-
-impl Drop for SentinelProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -357,8 +346,7 @@ async fn a_worker_and_a_producer_reach_redis_through_sentinel() {
 /// writes the snapshot it receives from its master to disk, and without `--dir`
 /// that file would land in the crate's directory.
 struct RedisProcess {
-    child: Child,
-    dir: PathBuf,
+    _process: ScratchProcess,
     port: u16,
 }
 
@@ -376,21 +364,15 @@ impl RedisProcess {
         if let Some(master) = replica_of {
             command.args(["--replicaof", "127.0.0.1", &master.to_string()]);
         }
-        let child = command
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server runs");
-        let server = Self { child, dir, port };
+        let server = Self {
+            _process: ScratchProcess::spawn(&mut command, dir, "redis-server"),
+            port,
+        };
         let url = format!("redis://127.0.0.1:{port}");
         wait_for("the private Redis to answer", || {
             let url = url.clone();
             async move {
-                let mut conn = redis::Client::open(url)
-                    .ok()?
-                    .get_multiplexed_async_connection()
-                    .await
-                    .ok()?;
+                let mut conn = crate::helpers::try_redis(&url).await?;
                 let info: String = redis::cmd("INFO")
                     .arg("replication")
                     .query_async(&mut conn)
@@ -402,14 +384,6 @@ impl RedisProcess {
         })
         .await;
         server
-    }
-}
-
-impl Drop for RedisProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

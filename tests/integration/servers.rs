@@ -128,11 +128,7 @@ impl Drop for PrivateServer {
 async fn answers(kind: Kind, url: String) -> Option<()> {
     match kind {
         Kind::RedisWithAof => {
-            let mut conn = redis::Client::open(url)
-                .ok()?
-                .get_multiplexed_async_connection()
-                .await
-                .ok()?;
+            let mut conn = crate::helpers::try_redis(&url).await?;
             redis::cmd("PING")
                 .query_async::<String>(&mut conn)
                 .await
