@@ -125,11 +125,7 @@ impl ExportStatusStore {
         let index = mongodb::IndexModel::builder()
             .keys(doc! { "accountId": 1, "queuedAt": -1 })
             .build();
-        self.collection
-            .create_index(index)
-            .await
-            .map_err(StoreError::command("createIndexes on export"))?;
-        Ok(())
+        crate::store::ensure_indexes(&self.collection, vec![index], "createIndexes on export").await
     }
 
     /// Records a newly enqueued export (or a re-export of a key).

@@ -69,14 +69,7 @@ impl MessageStore {
                 )
                 .build(),
         ];
-        self.collection
-            .create_indexes(indexes)
-            .await
-            .map_err(|source| StoreError::Command {
-                operation: "createIndexes on message",
-                source,
-            })?;
-        Ok(())
+        super::ensure_indexes(&self.collection, indexes, "createIndexes on message").await
     }
 }
 

@@ -67,6 +67,20 @@ impl StoreError {
     }
 }
 
+/// Creates `indexes` on `collection` (those that exist already are left as
+/// they are); `operation` names the call in an error.
+pub async fn ensure_indexes<T: Send + Sync>(
+    collection: &mongodb::Collection<T>,
+    indexes: impl IntoIterator<Item = mongodb::IndexModel>,
+    operation: &'static str,
+) -> Result<(), StoreError> {
+    collection
+        .create_indexes(indexes)
+        .await
+        .map_err(StoreError::command(operation))?;
+    Ok(())
+}
+
 /// How long the driver looks for a usable server before giving up. Short, so
 /// a down database is reported in seconds rather than after the driver's 30 s.
 const SERVER_SELECTION_TIMEOUT: Duration = Duration::from_secs(5);

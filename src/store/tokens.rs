@@ -97,11 +97,7 @@ impl ApiTokenStore {
                     .build(),
             )
             .build();
-        self.collection
-            .create_index(index)
-            .await
-            .map_err(StoreError::command("createIndexes on api_token"))?;
-        Ok(())
+        super::ensure_indexes(&self.collection, vec![index], "createIndexes on api_token").await
     }
 
     /// Creates a token named `name`, bound to `account` if given. Returns

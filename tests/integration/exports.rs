@@ -353,14 +353,21 @@ async fn an_unknown_collection_or_a_where_filter_fails_with_a_recorded_error_and
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_cancel_in_the_middle_stops_the_export_and_leaves_no_file() {
-    let mut env = env_with(&[
+/// A seeded environment whose exports read 100 documents per batch and
+/// report progress after every one, so a run is observable mid-way.
+async fn seeded_with_frequent_progress() -> (TestEnv, Seeded) {
+    let env = env_with(&[
         ("HERALD_EXPORT_BATCH_SIZE", "100"),
         ("HERALD_EXPORT_PROGRESS_INTERVAL_MS", "1"),
     ])
     .await;
     let seeded = seed(&env).await;
+    (env, seeded)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_in_the_middle_stops_the_export_and_leaves_no_file() {
+    let (mut env, seeded) = seeded_with_frequent_progress().await;
     // Each progress event takes 300 ms at the provider, and a run waits for
     // its last progress report before it commits: the cancel lands while
     // the run is still going (its rows may all be written by then).
@@ -395,12 +402,7 @@ async fn a_cancel_in_the_middle_stops_the_export_and_leaves_no_file() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_killed_mid_export_is_replaced_and_the_export_finishes_with_one_correct_file() {
-    let mut env = env_with(&[
-        ("HERALD_EXPORT_BATCH_SIZE", "100"),
-        ("HERALD_EXPORT_PROGRESS_INTERVAL_MS", "1"),
-    ])
-    .await;
-    let seeded = seed(&env).await;
+    let (mut env, seeded) = seeded_with_frequent_progress().await;
     env.script_failures(None, 300, 6).await;
     let log = std::env::temp_dir().join(format!("{}-export-kill.log", env.namespace));
     let mut first = env.spawn_herald_logged(&["worker"], &[], &log);

@@ -374,8 +374,8 @@ async fn the_acknowledgement_hands_the_push_off_and_wakes_the_push_worker() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_job_at_a_time_pushes_an_accounts_messages_in_the_order_they_were_enqueued() {
-    // A bulk enqueue lands within a millisecond or two; before task ids
-    // were ordered, the queue took such jobs in a shuffled order.
+    // A bulk enqueue lands within a millisecond or two: only task ids that
+    // increase within the process keep such jobs in their order.
     let mut env = env_with(&[
         ("HERALD_WORKER_CONCURRENCY", "1"),
         ("HERALD_WORKER_PUSH_CONCURRENCY", "1"),

@@ -131,6 +131,15 @@ async fn scrape(env: &TestEnv, base: &str) -> (HashMap<String, String>, Vec<Samp
     parse_metrics(&response.text().await.unwrap())
 }
 
+/// Waits until `{base}/healthz` answers 200.
+async fn wait_healthy(env: &TestEnv, base: &str, what: &str) {
+    wait_for(what, || async {
+        let response = env.http.get(format!("{base}/healthz")).send().await.ok()?;
+        (response.status() == 200).then_some(())
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_worker_serves_health_readiness_and_job_metrics() {
     let port = free_port().to_string();
@@ -138,11 +147,7 @@ async fn the_worker_serves_health_readiness_and_job_metrics() {
     let mut env = env_with(&[("HERALD_WORKER_OPS_BIND", &bind)]).await;
     let base = format!("http://{bind}");
     env.start_worker().await;
-    wait_for("the ops listener", || async {
-        let response = env.http.get(format!("{base}/healthz")).send().await.ok()?;
-        (response.status() == 200).then_some(())
-    })
-    .await;
+    wait_healthy(&env, &base, "the ops listener").await;
 
     let (status, body) = get(&env, &format!("{base}/readyz")).await;
     assert_eq!(status, 200, "{body}");
@@ -305,11 +310,7 @@ async fn web_is_not_ready_without_mongodb_and_stops_gracefully_on_sigterm() {
     let log = std::env::temp_dir().join(format!("{}-web.log", env.namespace));
     let mut web = env.spawn_herald_logged(&["web"], &[("HERALD_MONGODB_URL", &mongo)], &log);
     let base = format!("http://{bind}");
-    wait_for("herald web to listen", || async {
-        let response = env.http.get(format!("{base}/healthz")).send().await.ok()?;
-        (response.status() == 200).then_some(())
-    })
-    .await;
+    wait_healthy(&env, &base, "herald web to listen").await;
 
     let (status, body) = get(&env, &format!("{base}/readyz")).await;
     assert_eq!(status, 503, "{body}");
