@@ -7,41 +7,78 @@
 //! from the same configuration, so every process agrees on each queue's
 //! keys, retry policy and limits.
 
+use std::time::Duration;
+
 use herald_jobs::QueueName;
 use redis::aio::ConnectionManager;
 
 use crate::{
     config::Settings,
     push::delivery::DeliveryLog,
-    queue::{QueueConfig, RedisQueue, RetryPolicy},
+    queue::{QueueConfig, RedisQueue, Retention, RetryPolicy},
 };
+
+/// What [`rerun_window`] allows for the time a job that must run again
+/// waits in its queue (behind a backlog, or for a worker to start).
+pub const QUEUE_WAIT_MARGIN: Duration = Duration::from_secs(3600);
+
+/// When failed jobs of `queue` run again.
+fn retry_policy(settings: &Settings, queue: QueueName) -> RetryPolicy {
+    let worker = &settings.worker;
+    RetryPolicy {
+        base: worker.retry_base,
+        cap: worker.retry_cap,
+        max_attempts: match queue {
+            QueueName::SendMessage => worker.send_message_max_attempts,
+            QueueName::Push => worker.push_max_attempts,
+            QueueName::Export => worker.export_max_attempts,
+        },
+    }
+}
+
+/// How long after a message's first run one of its jobs can still run
+/// again: the `send_message` job (whose re-run would hand the push off
+/// again) and then its push (whose re-run would send it again). That is
+/// both retry schedules at their longest, one heartbeat timeout for every
+/// run (a worker that died mid-run is noticed that late), and
+/// [`QUEUE_WAIT_MARGIN`]. The push queue's idempotency keys and delivery
+/// receipts are kept exactly this long: they matter only while a re-run
+/// can come. With the default settings it is 1 hour 38 minutes.
+pub fn rerun_window(settings: &Settings) -> Duration {
+    let worker = &settings.worker;
+    let send = retry_policy(settings, QueueName::SendMessage);
+    let push = retry_policy(settings, QueueName::Push);
+    let runs = (send.max_attempts + push.max_attempts) as u32;
+    let heartbeat_timeout = worker.heartbeat_interval * (worker.missed_heartbeats.max(1) as u32);
+    send.longest_retry_span()
+        + push.longest_retry_span()
+        + heartbeat_timeout * runs
+        + QUEUE_WAIT_MARGIN
+}
 
 /// The configuration of `queue` from the settings.
 ///
 /// What sets the queues apart: each has its own attempt limit; the push
-/// queue alone remembers enqueue idempotency keys for
-/// `worker.push_dedup_ttl` (the other queues' keys are the producers'
-/// business and kept as long as the job), and looks up each fetched job's
-/// delivery receipt ([`DeliveryLog::fetch_lookup`]).
+/// queue alone remembers enqueue idempotency keys, for the
+/// [`rerun_window`] (the other queues' keys are the producers' business),
+/// and looks up each fetched job's delivery receipt
+/// ([`DeliveryLog::fetch_lookup`]). Every queue keeps finished jobs as
+/// `[retention]` says.
 pub fn config(settings: &Settings, queue: QueueName) -> QueueConfig {
     let worker = &settings.worker;
-    let max_attempts = match queue {
-        QueueName::SendMessage => worker.send_message_max_attempts,
-        QueueName::Push => worker.push_max_attempts,
-        QueueName::Export => worker.export_max_attempts,
-    };
     let mut config = QueueConfig::new(settings.redis.namespace.queue(queue));
     config.batch_size = worker.fetch_batch_size;
     config.heartbeat_interval = worker.heartbeat_interval;
     config.missed_heartbeats = worker.missed_heartbeats as u32;
-    config.retry = RetryPolicy {
-        base: worker.retry_base,
-        cap: worker.retry_cap,
-        max_attempts,
-    };
+    config.retry = retry_policy(settings, queue);
     config.max_payload_bytes = worker.max_payload_bytes;
+    config.retention = Retention {
+        done: settings.retention.done,
+        dead: settings.retention.dead,
+        dead_max: settings.retention.dead_max,
+    };
     if queue == QueueName::Push {
-        config.dedup_ttl = Some(worker.push_dedup_ttl);
+        config.dedup_ttl = Some(rerun_window(settings));
         config.fetch_lookup = Some(DeliveryLog::fetch_lookup(&config));
     }
     config
@@ -63,7 +100,7 @@ mod tests {
         let settings = Settings::load_from(&HashMap::new()).expect("defaults load");
         let push = config(&settings, QueueName::Push);
         assert_eq!(push.fetch_lookup.as_deref(), Some("herald:push:delivered"));
-        assert_eq!(push.dedup_ttl, Some(settings.worker.push_dedup_ttl));
+        assert_eq!(push.dedup_ttl, Some(rerun_window(&settings)));
         for queue in [QueueName::SendMessage, QueueName::Export] {
             let other = config(&settings, queue);
             assert_eq!(other.fetch_lookup, None);
@@ -72,6 +109,19 @@ mod tests {
         assert_eq!(
             config(&settings, QueueName::Export).retry.max_attempts,
             settings.worker.export_max_attempts
+        );
+        assert_eq!(push.retention.dead_max, settings.retention.dead_max);
+    }
+
+    #[test]
+    fn the_rerun_window_covers_both_retry_schedules_and_a_heartbeat_timeout_per_run() {
+        let settings = Settings::load_from(&HashMap::new()).expect("defaults load");
+        // send_message: 1 + 2 + ... + 256 s before runs 2 to 10 (511 s);
+        // push: the same, then 300 s twice, capped (1,111 s); 22 runs of
+        // 30 s heartbeat timeout (660 s); an hour in queues.
+        assert_eq!(
+            rerun_window(&settings),
+            Duration::from_secs(511 + 1_111 + 660 + 3_600)
         );
     }
 }

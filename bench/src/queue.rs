@@ -70,11 +70,13 @@ fn namespace(label: &str) -> String {
     )
 }
 
+/// Jobs in `queue`'s done set: a sorted set in Herald's layout, a plain
+/// set in apalis-redis's.
 async fn done_count(conn: &mut ConnectionManager, queue: &str) -> Result<u64, redis::RedisError> {
-    redis::cmd("SCARD")
-        .arg(format!("{queue}:done"))
-        .query_async(conn)
-        .await
+    let key = format!("{queue}:done");
+    let kind: String = redis::cmd("TYPE").arg(&key).query_async(conn).await?;
+    let count = if kind == "zset" { "ZCARD" } else { "SCARD" };
+    redis::cmd(count).arg(&key).query_async(conn).await
 }
 
 async fn wait_done(

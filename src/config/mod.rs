@@ -7,7 +7,7 @@
 //! the variable that sets it.
 //!
 //! Each TOML section has its own module (`redis`, `mongodb`, `tuisongbao`,
-//! `worker`, `message`, `log`, `web`, `export`) holding the section's
+//! `worker`, `retention`, `message`, `log`, `web`, `export`) holding the section's
 //! settings, declared once each with `define_settings!` (key, default,
 //! meaning), its typed struct, and the `read` function that checks the
 //! values and builds that struct. [`all_settings`] lists every setting from
@@ -25,6 +25,7 @@ mod log;
 mod message;
 mod mongodb;
 mod redis;
+mod retention;
 mod setting;
 #[cfg(test)]
 mod tests;
@@ -42,6 +43,7 @@ pub use self::{
     log::{LogFormat, LogSettings},
     mongodb::{MongoSettings, WriteAcknowledgment},
     redis::RedisSettings,
+    retention::RetentionSettings,
     setting::{env_var_for, Setting},
     tuisongbao::TuisongbaoSettings,
     web::WebSettings,
@@ -57,6 +59,7 @@ const SECTIONS: &[&[Setting]] = &[
     mongodb::SETTINGS,
     tuisongbao::SETTINGS,
     worker::SETTINGS,
+    retention::SETTINGS,
     message::SETTINGS,
     log::SETTINGS,
     web::SETTINGS,
@@ -116,6 +119,8 @@ pub struct Settings {
     pub tuisongbao: TuisongbaoSettings,
     /// Worker process tuning.
     pub worker: WorkerSettings,
+    /// What the queues keep of finished jobs.
+    pub retention: RetentionSettings,
     /// Limits applied to message jobs.
     pub message: MessageLimits,
     /// Log output.
@@ -177,6 +182,7 @@ impl Settings {
             tuisongbao: tuisongbao::read(values)?,
             log: log::read(values)?,
             worker: worker::read(values)?,
+            retention: retention::read(values)?,
             message: message::read(values)?,
             web: web::read(values)?,
             export: export::read(values)?,

@@ -18,8 +18,6 @@ define_settings! {
         "missed beats before a worker's jobs are re-run elsewhere";
     SHUTDOWN_TIMEOUT_SECS: "shutdown_timeout_secs" = "30",
         "grace period for running jobs on shutdown";
-    PUSH_DEDUP_TTL_SECS: "push_dedup_ttl_secs" = "604800",
-        "how long a push's idempotency and delivered keys are kept";
     RETRY_BASE_MS: "retry_base_ms" = "1000", "backoff after a job's first failure";
     RETRY_CAP_SECS: "retry_cap_secs" = "300", "longest backoff";
     SEND_MESSAGE_MAX_ATTEMPTS: "send_message_max_attempts" = "10",
@@ -50,8 +48,6 @@ pub struct WorkerSettings {
     pub missed_heartbeats: usize,
     /// Grace period for running jobs on shutdown.
     pub shutdown_timeout: Duration,
-    /// How long a push's idempotency key lives.
-    pub push_dedup_ttl: Duration,
     /// Backoff after a job's first failure (doubling after each further one).
     pub retry_base: Duration,
     /// Longest backoff between two runs of a job.
@@ -83,7 +79,6 @@ pub(super) fn read(values: &Values) -> Result<WorkerSettings, ConfigError> {
         missed_heartbeats: values.checked(&MISSED_HEARTBEATS, positive)?,
         // 0 is allowed: no grace period.
         shutdown_timeout: Duration::from_secs(values.get(&SHUTDOWN_TIMEOUT_SECS)?),
-        push_dedup_ttl: values.checked(&PUSH_DEDUP_TTL_SECS, secs)?,
         retry_base: values.checked(&RETRY_BASE_MS, millis)?,
         retry_cap: values.checked(&RETRY_CAP_SECS, secs)?,
         send_message_max_attempts: values.checked(&SEND_MESSAGE_MAX_ATTEMPTS, positive)?,

@@ -25,7 +25,7 @@ use prometheus_client::{
 
 use herald_jobs::QueueName;
 
-use crate::queue::admin::QueueStats;
+use crate::queue::{admin::QueueStats, TrimReason};
 
 /// Content type of [`Metrics::encode`]'s output.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -42,6 +42,15 @@ struct QueueLabels {
 struct DepthLabels {
     queue: &'static str,
     state: &'static str,
+}
+
+/// Labels of the trimmed dead jobs counter.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TrimLabels {
+    queue: &'static str,
+    /// `age` (past `retention.dead_days`) or `cap` (beyond
+    /// `retention.dead_max`).
+    reason: &'static str,
 }
 
 /// How one call to the push provider ended.
@@ -92,6 +101,7 @@ struct Inner {
     export_rows: Counter,
     queue_jobs: Family<DepthLabels, Gauge>,
     queue_workers: Family<QueueLabels, Gauge>,
+    jobs_trimmed: Family<TrimLabels, Counter>,
 }
 
 /// The metrics of one Herald process. Clones share the same figures.
@@ -170,6 +180,12 @@ impl Metrics {
             "Worker processes heart-beating on a queue, read from Redis at scrape time",
             Family::<QueueLabels, Gauge>::default(),
         );
+        let jobs_trimmed = registered(
+            &mut registry,
+            "jobs_trimmed",
+            "Dead jobs removed by the retention, per queue and reason (age, cap), read from Redis at scrape time",
+            Family::<TrimLabels, Counter>::default(),
+        );
         // Every series exists from the start, at zero, so that rates and
         // alerts see a value before the first job rather than nothing.
         for queue in QueueName::ALL {
@@ -179,6 +195,12 @@ impl Metrics {
             let _ = jobs_done.get_or_create(&labels);
             let _ = jobs_failed.get_or_create(&labels);
             let _ = job_duration.get_or_create(&labels);
+            for reason in TrimReason::ALL {
+                let _ = jobs_trimmed.get_or_create(&TrimLabels {
+                    queue: queue.as_str(),
+                    reason: reason.as_str(),
+                });
+            }
         }
         for outcome in [
             PushOutcome::Ok,
@@ -199,6 +221,7 @@ impl Metrics {
                 export_rows,
                 queue_jobs,
                 queue_workers,
+                jobs_trimmed,
             }),
         }
     }
@@ -251,6 +274,21 @@ impl Metrics {
             .queue_workers
             .get_or_create(&QueueLabels { queue })
             .set(i64::try_from(stats.workers).unwrap_or(i64::MAX));
+        // The counts live in Redis, shared by every process; each process's
+        // counter catches up with them (a counter only grows).
+        for (reason, total) in [
+            (TrimReason::Age, stats.trimmed_by_age),
+            (TrimReason::Cap, stats.trimmed_by_cap),
+        ] {
+            let counter = self.inner.jobs_trimmed.get_or_create(&TrimLabels {
+                queue,
+                reason: reason.as_str(),
+            });
+            let seen = counter.get();
+            if total > seen {
+                counter.inc_by(total - seen);
+            }
+        }
     }
 
     /// The whole registry in the OpenMetrics text format ([`CONTENT_TYPE`]).
@@ -282,6 +320,17 @@ mod tests {
             &QueueStats {
                 pending: 7,
                 workers: 2,
+                trimmed_by_cap: 5,
+                ..QueueStats::default()
+            },
+        );
+        // A second reading of the same Redis counts adds nothing.
+        metrics.set_queue_stats(
+            "export",
+            &QueueStats {
+                pending: 7,
+                workers: 2,
+                trimmed_by_cap: 5,
                 ..QueueStats::default()
             },
         );
@@ -290,6 +339,8 @@ mod tests {
             "# TYPE herald_jobs_done counter",
             "herald_jobs_done_total{queue=\"push\"} 2",
             "herald_jobs_failed_total{queue=\"push\"} 1",
+            "herald_jobs_trimmed_total{queue=\"export\",reason=\"cap\"} 5",
+            "herald_jobs_trimmed_total{queue=\"export\",reason=\"age\"} 0",
             "# TYPE herald_job_duration_seconds histogram",
             "herald_job_duration_seconds_count{queue=\"push\"} 3",
             "herald_push_duration_seconds_count{outcome=\"retryable\"} 1",

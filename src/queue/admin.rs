@@ -10,7 +10,7 @@ use redis::{aio::ConnectionManager, Script};
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{now_secs, QueueConfig, QueueError};
+use super::{now_secs, QueueConfig, QueueError, TrimReason};
 
 static RETRY: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/retry.lua")));
 static DISCARD: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/discard.lua")));
@@ -30,10 +30,17 @@ pub struct QueueStats {
     pub scheduled: u64,
     /// Leased to a worker (running or about to).
     pub running: u64,
-    /// Succeeded.
+    /// Jobs that ever succeeded (a counter: finished jobs themselves are
+    /// removed after `retention.done_secs`).
     pub done: u64,
     /// Dead: failed for good, waiting for an operator.
     pub failed: u64,
+    /// Dead jobs removed because they were older than
+    /// `retention.dead_days`, for good.
+    pub trimmed_by_age: u64,
+    /// Dead jobs removed because the dead set held more than
+    /// `retention.dead_max`, for good.
+    pub trimmed_by_cap: u64,
     /// Jobs that succeeded in the last five minutes.
     pub done_last_5_min: u64,
     /// Jobs that failed for good in the last five minutes.
@@ -82,8 +89,8 @@ type JobKeys = (
     Option<Vec<u8>>,
     HashMap<String, String>,
     Vec<String>,
-    bool,
-    bool,
+    Option<f64>,
+    Option<f64>,
     Option<f64>,
     Option<u64>,
 );
@@ -174,8 +181,10 @@ impl QueueAdmin {
         pipe.llen(self.config.active_key())
             .zcount(self.config.scheduled_key(), "-inf", &now_arg)
             .zcount(self.config.scheduled_key(), format!("({now_arg}"), "+inf")
-            .scard(self.config.done_key())
-            .scard(self.config.dead_key());
+            .get(self.config.done_total_key())
+            .zcard(self.config.dead_key())
+            .get(self.config.trimmed_key(TrimReason::Age))
+            .get(self.config.trimmed_key(TrimReason::Cap));
         for kind in ["done", "failed"] {
             let keys: Vec<String> = (0..5)
                 .map(|back| format!("{}:{kind}:{}", self.config.stats_prefix(), minute - back))
@@ -194,6 +203,8 @@ impl QueueAdmin {
         let (due, scheduled) = (next_count(&mut values), next_count(&mut values));
         let pending = queued + due;
         let (done, failed) = (next_count(&mut values), next_count(&mut values));
+        let trimmed_by_age = next_count(&mut values);
+        let trimmed_by_cap = next_count(&mut values);
         let done_last_5_min = next_sum(&mut values);
         let failed_last_5_min = next_sum(&mut values);
         let running = values
@@ -206,6 +217,8 @@ impl QueueAdmin {
             running,
             done,
             failed,
+            trimmed_by_age,
+            trimmed_by_cap,
             done_last_5_min,
             failed_last_5_min,
             workers: workers.len() as u64,
@@ -220,27 +233,19 @@ impl QueueAdmin {
         limit: usize,
     ) -> Result<(Vec<DeadJob>, usize), QueueError> {
         let mut conn = self.conn.clone();
-        let ids: Vec<String> = redis::cmd("SMEMBERS")
-            .arg(self.config.dead_key())
+        // The dead set is ordered by failure time: a page is one range.
+        let last = offset.saturating_add(limit.max(1)) - 1;
+        let (page, total): (Vec<(String, f64)>, usize) = redis::pipe()
+            .zrevrange_withscores(self.config.dead_key(), offset as isize, last as isize)
+            .zcard(self.config.dead_key())
             .query_async(&mut conn)
             .await
             .map_err(self.error("list dead jobs"))?;
-        let total = ids.len();
-        if total == 0 || offset >= total {
+        if page.is_empty() || limit == 0 {
             return Ok((Vec::new(), total));
         }
-        // Sorting needs every job's failure time; read them in one pipeline.
-        let mut pipe = redis::pipe();
-        for id in &ids {
-            pipe.hget(self.config.meta_key(id), "done_at");
-        }
-        let failed_at: Vec<Option<f64>> = pipe
-            .query_async(&mut conn)
-            .await
-            .map_err(self.error("read failure times"))?;
-        let mut order: Vec<(String, Option<f64>)> = ids.into_iter().zip(failed_at).collect();
-        order.sort_by(|a, b| b.1.unwrap_or(0.0).total_cmp(&a.1.unwrap_or(0.0)));
-        let page: Vec<(String, Option<f64>)> = order.into_iter().skip(offset).take(limit).collect();
+        let page: Vec<(String, Option<f64>)> =
+            page.into_iter().map(|(id, at)| (id, Some(at))).collect();
 
         let mut pipe = redis::pipe();
         for (id, _) in &page {
@@ -285,8 +290,8 @@ impl QueueAdmin {
             .hget(self.config.data_key(), id)
             .hgetall(self.config.meta_key(id))
             .lrange(self.config.history_key(id), 0, -1)
-            .sismember(self.config.dead_key(), id)
-            .sismember(self.config.done_key(), id)
+            .zscore(self.config.dead_key(), id)
+            .zscore(self.config.done_key(), id)
             .zscore(self.config.scheduled_key(), id)
             .cmd("LPOS")
             .arg(self.config.active_key())
@@ -297,9 +302,9 @@ impl QueueAdmin {
         if payload.is_none() && meta.is_empty() {
             return Ok(None);
         }
-        let state = if dead {
+        let state = if dead.is_some() {
             "failed"
-        } else if done {
+        } else if done.is_some() {
             "done"
         } else if let Some(run_at) = scheduled {
             // Due (see `stats`): waiting for a worker, not for its time.
@@ -351,8 +356,11 @@ impl QueueAdmin {
         Ok(retried)
     }
 
-    /// Sends every dead job back to the queue. Returns how many.
+    /// Sends every job that was dead when the call began back to the
+    /// queue, oldest first, in chunks. Returns how many. A retried job
+    /// that fails again meanwhile is not retried twice.
     pub async fn retry_all(&self) -> Result<u64, QueueError> {
+        let began = format!("{:.3}", now_secs());
         let mut total = 0;
         loop {
             let mut conn = self.conn.clone();
@@ -363,6 +371,7 @@ impl QueueAdmin {
                 .arg(format!("{:.3}", now_secs()))
                 .arg("all")
                 .arg(RETRY_ALL_CHUNK)
+                .arg(&began)
                 .invoke_async(&mut conn)
                 .await
                 .map_err(self.error("retry all"))?;

@@ -50,6 +50,7 @@ pub mod failover;
 pub mod handoff;
 mod persistence;
 mod redis_retry;
+mod retention;
 pub mod retry;
 
 use std::time::Duration;
@@ -132,6 +133,51 @@ impl QueueError {
     }
 }
 
+/// What a queue keeps of its finished jobs, and for how long. Removing a
+/// job removes its payload, metadata, history and set membership; the
+/// counters the dashboard shows are kept apart and survive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// How long a job that succeeded is kept after it finished.
+    pub done: Duration,
+    /// How long a dead job is kept after it failed for good.
+    pub dead: Duration,
+    /// Most dead jobs kept; beyond it the oldest are trimmed.
+    pub dead_max: u64,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Self {
+            done: Duration::from_secs(3600),
+            dead: Duration::from_secs(30 * 24 * 3600),
+            dead_max: 100_000,
+        }
+    }
+}
+
+/// Why a dead job was removed without an operator asking.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrimReason {
+    /// It was older than [`Retention::dead`].
+    Age,
+    /// The dead set held more than [`Retention::dead_max`] jobs.
+    Cap,
+}
+
+impl TrimReason {
+    /// Every reason, for metrics and counts.
+    pub const ALL: [TrimReason; 2] = [TrimReason::Age, TrimReason::Cap];
+
+    /// The reason as metrics and counters name it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TrimReason::Age => "age",
+            TrimReason::Cap => "cap",
+        }
+    }
+}
+
 /// One queue's key names and tuning.
 #[derive(Debug, Clone)]
 pub struct QueueConfig {
@@ -156,6 +202,8 @@ pub struct QueueConfig {
     pub retry: RetryPolicy,
     /// Largest payload a worker decodes; a larger job is recorded dead.
     pub max_payload_bytes: usize,
+    /// What the queue keeps of finished jobs, and for how long.
+    pub retention: Retention,
 }
 
 impl QueueConfig {
@@ -174,6 +222,7 @@ impl QueueConfig {
                 max_attempts: 10,
             },
             max_payload_bytes: 1 << 20,
+            retention: Retention::default(),
         }
     }
 
@@ -232,17 +281,34 @@ impl QueueConfig {
     pub fn idempotency_prefix(&self) -> String {
         self.key("idempotency")
     }
-    /// Set: ids that succeeded.
+    /// Sorted set: ids that succeeded (score: when, Unix seconds), kept
+    /// [`Retention::done`].
     pub fn done_key(&self) -> String {
         self.key("done")
     }
-    /// Set: ids that will not run again.
+    /// Sorted set: ids that will not run again (score: when they failed,
+    /// Unix seconds), kept [`Retention::dead`], at most
+    /// [`Retention::dead_max`].
     pub fn dead_key(&self) -> String {
         self.key("dead")
     }
-    /// Prefix of the per-minute done/failed counters.
+    /// Prefix of the counters: per minute (`:done:<minute>`,
+    /// `:failed:<minute>`, kept an hour) and for good (`:total:done`,
+    /// `:trimmed:age`, `:trimmed:cap`).
     pub fn stats_prefix(&self) -> String {
         self.key("stats")
+    }
+    /// Counter: jobs that ever succeeded.
+    pub fn done_total_key(&self) -> String {
+        self.key("stats:total:done")
+    }
+    /// Counter: dead jobs trimmed for `reason` (see [`TrimReason`]).
+    pub fn trimmed_key(&self, reason: TrimReason) -> String {
+        format!("{}:trimmed:{}", self.stats_prefix(), reason.as_str())
+    }
+    /// The lock that makes one worker at a time run the retention.
+    pub fn retention_lock_key(&self) -> String {
+        self.key("retention")
     }
     /// Hash describing `worker`.
     pub fn worker_meta_key(&self, worker: &str) -> String {

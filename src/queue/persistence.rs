@@ -1,8 +1,10 @@
 //! The Redis half of [`super::RedisQueue`]: one queue's connection and
 //! configuration, and the worker-side calls over the scripts in `lua/`.
 //!
-//! The [`super::driver`] makes these calls: `register` once, `heartbeat`
-//! on the heartbeat interval (it carries the orphan recovery), `fetch_next`
+//! The [`super::driver`] makes these calls: `register` once (it upgrades the
+//! key layout of an earlier version), `heartbeat`
+//! on the heartbeat interval (it carries the orphan recovery and the
+//! retention), `fetch_next`
 //! whenever the worker wants work, `release_ids` for leased jobs that never
 //! started, `reconcile` after a fetch whose answer was lost. Enqueuing is in
 //! [`super::enqueue`], acknowledging in [`super::acknowledge`].
@@ -130,17 +132,20 @@ impl QueuePersistence {
             .query_async::<()>(&mut self.conn)
             .await
             .map_err(self.command_error("register worker"))?;
+        self.upgrade_layout().await?;
         self.recover_orphans(worker.name()).await?;
         Ok(())
     }
 
-    /// Reports `worker` alive, then hands back orphaned jobs.
+    /// Reports `worker` alive, then hands back orphaned jobs and applies
+    /// the retention ([`super::retention`]).
     pub(super) async fn heartbeat(&mut self, worker: &WorkerContext) -> Result<(), QueueError> {
         // ZADD also re-registers a worker that was presumed dead (a long
         // pause): its old leases were handed out, and its late
         // acknowledgements are ignored by the complete script.
         self.beat(worker).await?;
         self.recover_orphans(worker.name()).await?;
+        self.apply_retention(worker.name()).await?;
         Ok(())
     }
 

@@ -43,6 +43,12 @@ impl RetryPolicy {
         half + half.mul_f64(unit.clamp(0.0, 1.0))
     }
 
+    /// The longest a job can wait between its runs in all: every delay
+    /// its attempts allow, each at its upper bound.
+    pub fn longest_retry_span(&self) -> Duration {
+        (1..self.max_attempts).map(|n| self.delay(n, 1.0)).sum()
+    }
+
     /// Decides the fate of a job whose `attempt`-th run ended with `status`.
     /// `aborted` means the handler said retrying cannot help.
     pub fn outcome(&self, succeeded: bool, aborted: bool, attempt: usize, unit: f64) -> Outcome {
@@ -74,6 +80,12 @@ mod tests {
             assert!((low - full / 2.0).abs() < 1e-6, "attempt {attempt}: {low}");
             assert!((high - full).abs() < 1e-3, "attempt {attempt}: {high}");
         }
+    }
+
+    #[test]
+    fn the_retry_span_adds_every_delay_at_its_upper_bound() {
+        // 1 + 2 + 4 + 8 seconds before runs 2 to 5.
+        assert_eq!(POLICY.longest_retry_span(), Duration::from_secs(15));
     }
 
     #[test]

@@ -139,7 +139,7 @@ impl Worker {
         let receipts = DeliveryLog::new(
             redis.clone(),
             push_queue.queue_config(),
-            settings.worker.push_dedup_ttl,
+            queues::rerun_window(&settings),
         );
         let send_message = Arc::new(send_message::Deps {
             store: MessageBatcher::spawn(&database),

@@ -338,11 +338,13 @@ impl TestEnv {
     pub async fn queue_set(&self, queue: QueueName, set: &str) -> Vec<String> {
         let key = format!("{}:{set}", self.settings.redis.namespace.queue(queue));
         let mut conn = self.redis.clone();
-        redis::cmd("SMEMBERS")
-            .arg(key)
-            .query_async(&mut conn)
-            .await
-            .expect("SMEMBERS")
+        // done and dead are sorted sets (by finish time), inflight sets plain.
+        let read = if set == "done" || set == "dead" {
+            redis::cmd("ZRANGE").arg(&key).arg(0).arg(-1).clone()
+        } else {
+            redis::cmd("SMEMBERS").arg(&key).clone()
+        };
+        read.query_async(&mut conn).await.expect("members")
     }
 
     /// A job's metadata hash (status, attempts, result).

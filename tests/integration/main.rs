@@ -21,6 +21,7 @@ mod openapi_fuzz;
 mod ops;
 mod poison_jobs;
 mod redis_restart;
+mod retention;
 mod sandbox;
 mod scaling;
 mod servers;

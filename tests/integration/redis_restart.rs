@@ -17,11 +17,11 @@ const MESSAGES: usize = 2_000;
 /// How long Redis stays down.
 const OUTAGE: Duration = Duration::from_secs(5);
 
-/// Members of the set `key`, read on a connection of its own (`None` if
-/// Redis does not answer).
+/// Members of the sorted set `key` (a queue's done or dead jobs), read on
+/// a connection of its own (`None` if Redis does not answer).
 async fn set_size(url: &str, key: &str) -> Option<usize> {
     let mut conn = crate::helpers::try_redis(url).await?;
-    redis::cmd("SCARD")
+    redis::cmd("ZCARD")
         .arg(key)
         .query_async(&mut conn)
         .await

@@ -1,10 +1,11 @@
 -- Herald queue: record the outcome of finished jobs and release their leases.
 --
--- KEYS[1] this worker's inflight set   KEYS[2] done set   KEYS[3] dead set
+-- KEYS[1] this worker's inflight set   KEYS[2] done zset   KEYS[3] dead zset
 -- KEYS[4] scheduled zset
 -- ARGV[1] now   ARGV[2] meta key prefix   ARGV[3] history key prefix
 -- ARGV[4] history entries kept per job
--- ARGV[5] per-minute counter key prefix ("<queue>:stats"), kept an hour
+-- ARGV[5] counter key prefix ("<queue>:stats"): per-minute counters, kept
+--         an hour, and "<stats>:total:done", kept for good
 -- ARGV[6..] groups of 7: id, outcome ("done" | "retry" | "dead"), status,
 --           attempts, result (JSON), retry_at (seconds; used when "retry"),
 --           history entry (JSON; "" records none).
@@ -53,14 +54,20 @@ for n = 1, #ids do
             redis.call("zadd", scheduled, retry_at, id)
         else
             redis.call("hset", meta_key, "status", status, "attempts", attempts, "result", result, "done_at", now)
-            redis.call("sadd", dead, id)
+            redis.call("zadd", dead, now, id)
             failed = failed + 1
         end
         recorded = recorded + 1
     end
 end
 if #finished > 0 then
-    redis.call("sadd", done, unpack(finished))
+    local scored = {}
+    for _, id in ipairs(finished) do
+        scored[#scored + 1] = now
+        scored[#scored + 1] = id
+    end
+    redis.call("zadd", done, unpack(scored))
+    redis.call("incrby", stats_prefix .. ":total:done", #finished)
     local counter = stats_prefix .. ":done:" .. minute
     redis.call("incrby", counter, #finished)
     redis.call("expire", counter, 3600)
