@@ -48,6 +48,9 @@ pub(crate) enum BenchCommand {
     /// A backlog enqueued with no worker running, drained end to end
     /// (MongoDB and a local push sandbox); checks nothing is stored or pushed twice.
     Backlog(BacklogArgs),
+    /// Redis memory over a long run: used_memory sampled every second, and
+    /// the bytes per message left once retention has run.
+    Soak(SoakArgs),
 }
 
 #[derive(Debug, Args)]
@@ -164,6 +167,21 @@ pub(crate) struct BacklogArgs {
     /// Start the worker first, so the jobs arrive while it runs.
     #[arg(long)]
     pub(crate) live: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct SoakArgs {
+    /// Messages enqueued, end to end.
+    #[arg(long, default_value_t = 200_000)]
+    pub(crate) messages: u64,
+    /// `retention.done_secs` for the run (short, so retention happens
+    /// within it).
+    #[arg(long, default_value_t = 5)]
+    pub(crate) done_secs: u64,
+    /// Exit with status 2 when a target is missed (at most 200 bytes per
+    /// message kept for the re-run window, none of anything else).
+    #[arg(long)]
+    pub(crate) check: bool,
 }
 
 #[derive(Debug, Args)]

@@ -18,6 +18,7 @@ pub mod export;
 pub mod pipeline;
 pub mod queue;
 pub mod report;
+pub mod soak;
 pub mod write_concern;
 
 use std::time::Duration;

@@ -1,0 +1,349 @@
+//! Redis memory over a long run: what Herald leaves behind per message.
+//!
+//! A worker (in this process, `herald worker`'s code) runs with a short
+//! `retention.done_secs` and a one-second heartbeat, so retention happens
+//! within the run. `messages` messages are enqueued through the
+//! `herald-jobs` producer in rounds of [`ROUND`], each round waiting until
+//! the worker has caught up to within one round, as a steady producer
+//! would. Every second the run samples Redis's `used_memory` (the whole
+//! server: other users of the same Redis show up in it) and the bytes held
+//! under the run's own namespace (`MEMORY USAGE` of each key: exact, and
+//! only Herald's). Once every message is stored and pushed, it waits for
+//! the retention to forget the finished jobs and reports what is left per
+//! message, by kind of key: what the re-run window keeps (idempotency keys
+//! and delivery receipts, which expire with it) and anything else (which
+//! would grow without bound). The run uses its own namespace, database and
+//! sandbox and removes them afterwards.
+
+use std::{
+    collections::BTreeMap,
+    time::{Duration, Instant},
+};
+
+use herald::{
+    config::Settings,
+    push::sandbox::{self, SandboxCredentials, SandboxStats},
+    store::{self, MESSAGE_COLLECTION},
+    worker,
+};
+use herald_jobs::{AccountId, Namespace, Producer, SendMessage};
+use mongodb::bson::doc;
+use redis::aio::ConnectionManager;
+use secrecy::ExposeSecret;
+
+use crate::queue::BenchError;
+
+/// Messages enqueued per round.
+pub const ROUND: u64 = 10_000;
+
+/// The soak's workload.
+#[derive(Debug, Clone, Copy)]
+pub struct SoakWorkload {
+    /// Messages in all.
+    pub messages: u64,
+    /// `retention.done_secs` for the run.
+    pub done_secs: u64,
+}
+
+/// One memory sample.
+#[derive(Debug, Clone, Copy)]
+pub struct Sample {
+    /// Seconds since the first enqueue.
+    pub at: f64,
+    /// Messages pushed so far.
+    pub pushed: u64,
+    /// Redis `used_memory`, the whole server.
+    pub used_memory: u64,
+    /// Bytes under the run's namespace.
+    pub namespace_bytes: u64,
+    /// Keys under the run's namespace.
+    pub namespace_keys: u64,
+}
+
+/// What the soak measured.
+#[derive(Debug, Clone)]
+pub struct SoakReport {
+    /// The workload run.
+    pub workload: SoakWorkload,
+    /// Samples, one a second.
+    pub samples: Vec<Sample>,
+    /// Seconds from the first enqueue until everything was pushed.
+    pub drained_secs: f64,
+    /// Seconds from then until retention had forgotten the finished jobs.
+    pub retention_secs: f64,
+    /// What is left under the namespace after retention: kind of key →
+    /// (keys, bytes).
+    pub left: BTreeMap<String, (u64, u64)>,
+    /// Redis `used_memory` before the run and after retention.
+    pub used_memory_before: u64,
+    /// See `used_memory_before`.
+    pub used_memory_after: u64,
+    /// Documents stored (one per message expected).
+    pub stored: u64,
+    /// Pushes accepted (one per message expected).
+    pub pushed: u64,
+}
+
+impl SoakReport {
+    /// Bytes left per message of the kinds the re-run window keeps.
+    pub fn window_bytes_per_message(&self) -> f64 {
+        self.bytes_of(|kind| is_window_kind(kind)) as f64 / self.workload.messages.max(1) as f64
+    }
+
+    /// Bytes left per message of every other kind (finished jobs' keys;
+    /// should be none).
+    pub fn other_bytes_per_message(&self) -> f64 {
+        self.bytes_of(|kind| !is_window_kind(kind)) as f64 / self.workload.messages.max(1) as f64
+    }
+
+    fn bytes_of(&self, keep: impl Fn(&str) -> bool) -> u64 {
+        self.left
+            .iter()
+            .filter(|(kind, _)| keep(kind))
+            .map(|(_, (_, bytes))| bytes)
+            .sum()
+    }
+}
+
+/// Kinds of keys that live for the re-run window only.
+fn is_window_kind(kind: &str) -> bool {
+    kind.ends_with(":idempotency") || kind.ends_with(":delivered")
+}
+
+/// The kind of a key under `prefix`: the queue and what it is, with ids
+/// and minutes dropped (`push:idempotency`, `send_message:stats`).
+fn kind_of(key: &str, prefix: &str) -> String {
+    let rest = key.strip_prefix(prefix).unwrap_or(key);
+    let mut parts = rest.split(':');
+    let queue = parts.next().unwrap_or_default();
+    match parts.next() {
+        Some(what) => format!("{queue}:{what}"),
+        None => queue.to_owned(),
+    }
+}
+
+/// Runs the soak with `settings` (Redis, MongoDB, worker tuning).
+pub async fn run(settings: &Settings, workload: SoakWorkload) -> Result<SoakReport, BenchError> {
+    let suffix = mongodb::bson::oid::ObjectId::new().to_hex();
+    let mut settings = settings.clone();
+    settings.redis.namespace = Namespace::parse(&format!("herald-soak-{suffix}"))
+        .map_err(|e| BenchError::Enqueue(e.to_string()))?;
+    settings.mongodb.database = format!("herald_soak_{suffix}");
+    settings.retention.done = Duration::from_secs(workload.done_secs.max(1));
+    settings.worker.heartbeat_interval = Duration::from_secs(1);
+    settings.worker.ops_bind = None;
+
+    let (addr, sandbox_task) = sandbox::spawn(
+        "127.0.0.1:0".parse().expect("literal address"),
+        SandboxCredentials {
+            app_id: settings.tuisongbao.app_id.clone(),
+            secret: settings.tuisongbao.secret.expose_secret().to_owned(),
+        },
+    )
+    .await
+    .map_err(|e| BenchError::Enqueue(format!("sandbox: {e}")))?;
+    let sandbox_url = format!("http://{addr}");
+    settings.tuisongbao.url = reqwest::Url::parse(&sandbox_url).expect("a bound address is a URL");
+
+    let database = store::connect(&settings.mongodb).await?;
+    let mut conn = herald::queue::connect(settings.redis.url.as_str()).await?;
+    let result = soak(&settings, &database, &mut conn, &sandbox_url, workload).await;
+
+    let _ = database.drop().await;
+    super::queue::cleanup(&mut conn, settings.redis.namespace.as_str()).await?;
+    sandbox_task.abort();
+    result
+}
+
+async fn soak(
+    settings: &Settings,
+    database: &mongodb::Database,
+    conn: &mut ConnectionManager,
+    sandbox_url: &str,
+    workload: SoakWorkload,
+) -> Result<SoakReport, BenchError> {
+    let prefix = format!("{}:", settings.redis.namespace.as_str());
+    let used_memory_before = used_memory(conn).await?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(worker::run(settings.clone(), async move {
+        let _ = stopped.await;
+    }));
+    let mut producer = Producer::connect(&settings.redis.url, &settings.redis.namespace)
+        .await
+        .map_err(|e| BenchError::Enqueue(e.to_string()))?;
+    let account = AccountId::from(mongodb::bson::oid::ObjectId::new());
+    let http = reqwest::Client::new();
+    let start = Instant::now();
+    let mut samples = Vec::new();
+    let mut next_sample = Instant::now();
+    let mut enqueued = 0;
+    let pushed = loop {
+        if running.is_finished() {
+            return Err(BenchError::Stuck("the soak's worker stopped early".into()));
+        }
+        let pushed = accepted(&http, sandbox_url).await;
+        if enqueued < workload.messages && pushed + ROUND >= enqueued {
+            let round = ROUND.min(workload.messages - enqueued);
+            let jobs: Vec<SendMessage> = (enqueued..enqueued + round)
+                .map(|i| SendMessage::new(account, format!("soak {i}"), "x".repeat(200)))
+                .collect();
+            producer
+                .enqueue_messages(jobs)
+                .await
+                .map_err(|e| BenchError::Enqueue(e.to_string()))?;
+            enqueued += round;
+        }
+        if Instant::now() >= next_sample {
+            samples.push(sample(conn, &prefix, start, pushed).await?);
+            next_sample += Duration::from_secs(1);
+        }
+        if pushed >= workload.messages {
+            break pushed;
+        }
+        if start.elapsed() > Duration::from_secs(3600) {
+            return Err(BenchError::Stuck(format!(
+                "the soak ({pushed} of {} pushed)",
+                workload.messages
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let drained_secs = start.elapsed().as_secs_f64();
+
+    // Retention forgets the finished jobs `done_secs` after they finished,
+    // on a heartbeat; wait until no job key is left.
+    let settled = Instant::now();
+    loop {
+        let by_kind = namespace_usage(conn, &prefix).await?;
+        let jobs_left = by_kind
+            .iter()
+            .any(|(kind, _)| kind.ends_with(":data") || kind.ends_with(":done"));
+        if Instant::now() >= next_sample {
+            samples.push(sample(conn, &prefix, start, pushed).await?);
+            next_sample += Duration::from_secs(1);
+        }
+        if !jobs_left {
+            break;
+        }
+        if settled.elapsed() > Duration::from_secs(workload.done_secs + 600) {
+            return Err(BenchError::Stuck("the retention".into()));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let retention_secs = settled.elapsed().as_secs_f64();
+    let _ = stop.send(());
+    let _ = running.await;
+    let left = namespace_usage(conn, &prefix).await?;
+    let used_memory_after = used_memory(conn).await?;
+    let stored = database
+        .collection::<mongodb::bson::Document>(MESSAGE_COLLECTION)
+        .count_documents(doc! {})
+        .await?;
+    Ok(SoakReport {
+        workload,
+        samples,
+        drained_secs,
+        retention_secs,
+        left,
+        used_memory_before,
+        used_memory_after,
+        stored,
+        pushed,
+    })
+}
+
+async fn accepted(http: &reqwest::Client, sandbox_url: &str) -> u64 {
+    let stats: SandboxStats = match http
+        .get(format!("{sandbox_url}/_sandbox/stats"))
+        .send()
+        .await
+    {
+        Ok(response) => response.json().await.unwrap_or_default(),
+        Err(_) => SandboxStats::default(),
+    };
+    stats.by_status.get("200").copied().unwrap_or(0)
+}
+
+async fn sample(
+    conn: &mut ConnectionManager,
+    prefix: &str,
+    start: Instant,
+    pushed: u64,
+) -> Result<Sample, BenchError> {
+    let usage = namespace_usage(conn, prefix).await?;
+    Ok(Sample {
+        at: start.elapsed().as_secs_f64(),
+        pushed,
+        used_memory: used_memory(conn).await?,
+        namespace_keys: usage.values().map(|(keys, _)| keys).sum(),
+        namespace_bytes: usage.values().map(|(_, bytes)| bytes).sum(),
+    })
+}
+
+/// Redis's `used_memory`.
+async fn used_memory(conn: &mut ConnectionManager) -> Result<u64, BenchError> {
+    let info: String = redis::cmd("INFO").arg("memory").query_async(conn).await?;
+    info.lines()
+        .find_map(|line| line.strip_prefix("used_memory:"))
+        .and_then(|value| value.trim().parse().ok())
+        .ok_or_else(|| BenchError::Invalid("INFO memory has no used_memory".into()))
+}
+
+/// Keys and bytes under `prefix`, by kind of key.
+async fn namespace_usage(
+    conn: &mut ConnectionManager,
+    prefix: &str,
+) -> Result<BTreeMap<String, (u64, u64)>, BenchError> {
+    let mut by_kind: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+    let mut cursor: u64 = 0;
+    loop {
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(format!("{prefix}*"))
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(conn)
+            .await?;
+        if !keys.is_empty() {
+            let mut pipe = redis::pipe();
+            for key in &keys {
+                pipe.cmd("MEMORY")
+                    .arg("USAGE")
+                    .arg(key)
+                    .arg("SAMPLES")
+                    .arg(0);
+            }
+            let sizes: Vec<Option<u64>> = pipe.query_async(conn).await?;
+            for (key, size) in keys.iter().zip(sizes) {
+                let entry = by_kind.entry(kind_of(key, prefix)).or_default();
+                entry.0 += 1;
+                entry.1 += size.unwrap_or(0);
+            }
+        }
+        if next == 0 {
+            return Ok(by_kind);
+        }
+        cursor = next;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_grouped_by_queue_and_kind() {
+        let prefix = "herald-soak-1:";
+        assert_eq!(
+            kind_of("herald-soak-1:push:idempotency:new_message:65a1", prefix),
+            "push:idempotency"
+        );
+        assert_eq!(
+            kind_of("herald-soak-1:send_message:stats:done:29000000", prefix),
+            "send_message:stats"
+        );
+        assert!(is_window_kind("push:delivered"));
+        assert!(!is_window_kind("push:meta"));
+    }
+}
