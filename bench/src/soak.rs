@@ -87,7 +87,7 @@ pub struct SoakReport {
 impl SoakReport {
     /// Bytes left per message of the kinds the re-run window keeps.
     pub fn window_bytes_per_message(&self) -> f64 {
-        self.bytes_of(|kind| is_window_kind(kind)) as f64 / self.workload.messages.max(1) as f64
+        self.bytes_of(is_window_kind) as f64 / self.workload.messages.max(1) as f64
     }
 
     /// Bytes left per message of every other kind (finished jobs' keys;
