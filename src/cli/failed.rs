@@ -46,7 +46,8 @@ enum FailedCommand {
     },
 }
 
-fn parse_queue(s: &str) -> Result<QueueName, String> {
+/// A queue named on the command line.
+pub(super) fn parse_queue(s: &str) -> Result<QueueName, String> {
     QueueName::ALL
         .iter()
         .copied()

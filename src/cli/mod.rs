@@ -4,6 +4,7 @@ mod doctor;
 mod enqueue;
 mod export;
 mod failed;
+mod queue;
 mod token;
 
 use std::{net::IpAddr, process::ExitCode};
@@ -41,6 +42,9 @@ enum Command {
     Token(token::TokenCommand),
     /// List, retry or discard failed jobs (default queue: push).
     Failed(failed::FailedArgs),
+    /// Pause or resume a queue, or show every queue's state.
+    #[command(subcommand)]
+    Queue(queue::QueueCommand),
     /// Check that Redis, MongoDB and the push endpoint answer; exit 1 if any does not.
     Doctor,
     /// Run a local stand-in for Tuisongbao that records every event it receives.
@@ -94,6 +98,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Failed(args) => {
             let settings = load_settings()?;
             failed::run(args, &settings).await
+        }
+        Command::Queue(command) => {
+            let settings = load_settings()?;
+            queue::run(command, &settings).await
         }
         Command::Doctor => {
             let settings = load_settings()?;

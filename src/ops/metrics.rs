@@ -102,6 +102,7 @@ struct Inner {
     queue_jobs: Family<DepthLabels, Gauge>,
     queue_workers: Family<QueueLabels, Gauge>,
     jobs_trimmed: Family<TrimLabels, Counter>,
+    queue_paused: Family<QueueLabels, Gauge>,
 }
 
 /// The metrics of one Herald process. Clones share the same figures.
@@ -186,6 +187,12 @@ impl Metrics {
             "Dead jobs removed by the retention, per queue and reason (age, cap), read from Redis at scrape time",
             Family::<TrimLabels, Counter>::default(),
         );
+        let queue_paused = registered(
+            &mut registry,
+            "queue_paused",
+            "1 while an operator has paused the queue, read from Redis at scrape time",
+            Family::<QueueLabels, Gauge>::default(),
+        );
         // Every series exists from the start, at zero, so that rates and
         // alerts see a value before the first job rather than nothing.
         for queue in QueueName::ALL {
@@ -222,6 +229,7 @@ impl Metrics {
                 queue_jobs,
                 queue_workers,
                 jobs_trimmed,
+                queue_paused,
             }),
         }
     }
@@ -274,6 +282,10 @@ impl Metrics {
             .queue_workers
             .get_or_create(&QueueLabels { queue })
             .set(i64::try_from(stats.workers).unwrap_or(i64::MAX));
+        self.inner
+            .queue_paused
+            .get_or_create(&QueueLabels { queue })
+            .set(i64::from(stats.paused));
         // The counts live in Redis, shared by every process; each process's
         // counter catches up with them (a counter only grows).
         for (reason, total) in [
@@ -321,6 +333,7 @@ mod tests {
                 pending: 7,
                 workers: 2,
                 trimmed_by_cap: 5,
+                paused: true,
                 ..QueueStats::default()
             },
         );
@@ -341,6 +354,7 @@ mod tests {
             "herald_jobs_failed_total{queue=\"push\"} 1",
             "herald_jobs_trimmed_total{queue=\"export\",reason=\"cap\"} 5",
             "herald_jobs_trimmed_total{queue=\"export\",reason=\"age\"} 0",
+            "herald_queue_paused{queue=\"export\"} 0",
             "# TYPE herald_job_duration_seconds histogram",
             "herald_job_duration_seconds_count{queue=\"push\"} 3",
             "herald_push_duration_seconds_count{outcome=\"retryable\"} 1",

@@ -47,6 +47,8 @@ pub struct QueueStats {
     pub failed_last_5_min: u64,
     /// Workers heart-beating on this queue.
     pub workers: u64,
+    /// Paused by an operator: workers lease none of its jobs.
+    pub paused: bool,
 }
 
 /// A dead job as the failed list shows it.
@@ -184,7 +186,8 @@ impl QueueAdmin {
             .get(self.config.done_total_key())
             .zcard(self.config.dead_key())
             .get(self.config.trimmed_key(TrimReason::Age))
-            .get(self.config.trimmed_key(TrimReason::Cap));
+            .get(self.config.trimmed_key(TrimReason::Cap))
+            .exists(self.config.paused_key());
         for kind in ["done", "failed"] {
             let keys: Vec<String> = (0..5)
                 .map(|back| format!("{}:{kind}:{}", self.config.stats_prefix(), minute - back))
@@ -205,6 +208,7 @@ impl QueueAdmin {
         let (done, failed) = (next_count(&mut values), next_count(&mut values));
         let trimmed_by_age = next_count(&mut values);
         let trimmed_by_cap = next_count(&mut values);
+        let paused = next_count(&mut values) > 0;
         let done_last_5_min = next_sum(&mut values);
         let failed_last_5_min = next_sum(&mut values);
         let running = values
@@ -222,6 +226,7 @@ impl QueueAdmin {
             done_last_5_min,
             failed_last_5_min,
             workers: workers.len() as u64,
+            paused,
         })
     }
 
@@ -330,6 +335,40 @@ impl QueueAdmin {
                 .map(|h| serde_json::from_str(h).unwrap_or(Value::String(h.clone())))
                 .collect(),
         }))
+    }
+
+    /// Pauses the queue: workers (of every process) lease none of its jobs
+    /// until [`QueueAdmin::resume`]; jobs running now finish. The state is
+    /// kept in Redis, so it survives worker restarts. Returns whether the
+    /// queue was running before.
+    pub async fn pause(&self) -> Result<bool, QueueError> {
+        let mut conn = self.conn.clone();
+        let set: bool = redis::cmd("SET")
+            .arg(self.config.paused_key())
+            .arg(format!("{:.3}", now_secs()))
+            .arg("NX")
+            .query_async::<Option<String>>(&mut conn)
+            .await
+            .map_err(self.error("pause"))?
+            .is_some();
+        if set {
+            tracing::warn!(queue = %self.config.name, "queue paused by an operator");
+        }
+        Ok(set)
+    }
+
+    /// Resumes a paused queue. Returns whether it was paused.
+    pub async fn resume(&self) -> Result<bool, QueueError> {
+        let mut conn = self.conn.clone();
+        let removed: u64 = redis::cmd("DEL")
+            .arg(self.config.paused_key())
+            .query_async(&mut conn)
+            .await
+            .map_err(self.error("resume"))?;
+        if removed > 0 {
+            tracing::warn!(queue = %self.config.name, "queue resumed by an operator");
+        }
+        Ok(removed > 0)
     }
 
     /// Sends the given dead jobs back to the queue. Returns the ids retried

@@ -306,6 +306,10 @@ impl QueueConfig {
     pub fn trimmed_key(&self, reason: TrimReason) -> String {
         format!("{}:trimmed:{}", self.stats_prefix(), reason.as_str())
     }
+    /// Present while the queue is paused: workers lease none of its jobs.
+    pub fn paused_key(&self) -> String {
+        self.key("paused")
+    }
     /// The lock that makes one worker at a time run the retention.
     pub fn retention_lock_key(&self) -> String {
         self.key("retention")

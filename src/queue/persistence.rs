@@ -162,6 +162,7 @@ impl QueuePersistence {
             .key(self.config.inflight_key(worker.name()))
             .key(self.config.data_key())
             .key(self.config.scheduled_key())
+            .key(self.config.paused_key())
             .arg(format!("{:.3}", now_secs()))
             .arg(self.config.batch_size)
             .arg(worker.name())

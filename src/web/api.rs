@@ -38,6 +38,26 @@ pub fn routes() -> Router<WebState> {
             post(discard_one),
         )
         .route("/api/v1/queues/{queue}/failed/discard", post(discard_many))
+        .route("/api/v1/queues/{queue}/pause", post(pause))
+        .route("/api/v1/queues/{queue}/resume", post(resume))
+}
+
+/// Pauses a queue: `{"paused": true, "changed": <was it running>}`.
+async fn pause(
+    State(state): State<WebState>,
+    Path(queue): Path<String>,
+) -> Result<Json<Value>, Problem> {
+    let changed = admin(&state, &queue)?.pause().await?;
+    Ok(Json(json!({ "paused": true, "changed": changed })))
+}
+
+/// Resumes a queue: `{"paused": false, "changed": <was it paused>}`.
+async fn resume(
+    State(state): State<WebState>,
+    Path(queue): Path<String>,
+) -> Result<Json<Value>, Problem> {
+    let changed = admin(&state, &queue)?.resume().await?;
+    Ok(Json(json!({ "paused": false, "changed": changed })))
 }
 
 /// 400 with `message`.

@@ -161,6 +161,8 @@ fn every_command_has_help() {
         vec!["token", "create", "--help"],
         vec!["export", "--help"],
         vec!["failed", "--help"],
+        vec!["queue", "--help"],
+        vec!["queue", "pause", "--help"],
     ] {
         let output = std::process::Command::new(env!("CARGO_BIN_EXE_herald"))
             .args(&args)

@@ -19,6 +19,7 @@ mod helpers;
 mod message_pipeline;
 mod openapi_fuzz;
 mod ops;
+mod pause;
 mod poison_jobs;
 mod redis_restart;
 mod retention;

@@ -1,7 +1,7 @@
 -- Herald queue: lease the next batch of jobs to one worker.
 --
 -- KEYS[1] workers zset        KEYS[2] active list     KEYS[3] this worker's inflight set
--- KEYS[4] data hash           KEYS[5] scheduled zset
+-- KEYS[4] data hash           KEYS[5] scheduled zset  KEYS[6] paused flag
 -- ARGV[1] now (seconds, may be fractional)
 -- ARGV[2] batch size          ARGV[3] worker name
 -- ARGV[4] promote limit       ARGV[5] meta key prefix ("<queue>:meta")
@@ -18,7 +18,7 @@
 -- of the worker's inflight set.
 
 local workers, active, inflight = KEYS[1], KEYS[2], KEYS[3]
-local data, scheduled = KEYS[4], KEYS[5]
+local data, scheduled, paused = KEYS[4], KEYS[5], KEYS[6]
 local now = ARGV[1]
 local batch = tonumber(ARGV[2])
 local worker = ARGV[3]
@@ -58,6 +58,12 @@ end
 
 if not redis.call("zscore", workers, worker) then
     return redis.error_reply("HERALD_UNREGISTERED worker " .. worker .. " is not registered")
+end
+
+-- A paused queue leases nothing: its jobs wait where they are, no attempt
+-- spent, until an operator resumes it.
+if redis.call("exists", paused) == 1 then
+    return {{}, {}, {}}
 end
 
 -- 1. Move at most promote_limit due jobs from the scheduled set to the queue.
