@@ -27,15 +27,19 @@
 //! - [`Doorbell`]: an enqueue from this process wakes this process's worker
 //!   of that queue at once.
 //! - [`admin::QueueAdmin`] is the operator's side: counts per state, dead
-//!   jobs, retry and discard (the dashboard, the API and `herald failed`).
+//!   jobs, retry and discard, pause and resume (the dashboard, the API,
+//!   `herald failed` and `herald queue`).
+//! - `retention` forgets finished jobs after [`Retention`] says, on the
+//!   heartbeat, one worker at a time.
 //! - [`failover`] notices when Sentinel names a new master.
 //!
-//! The key layout is apalis-redis's (`Q:data`, `Q:meta:<id>`, `Q:active`,
-//! `Q:scheduled`, `Q:inflight:<worker>`, `Q:workers`, `Q:done`, `Q:dead`,
-//! `Q:idempotency:<key>`), so jobs enqueued by apalis-redis producers — such
-//! as the `herald-jobs` crate — are consumed here unchanged. Herald adds
-//! `Q:history:<id>`, each run's time, status and error, and `Q:stats:*`,
-//! the per-minute counters. `docs/ARCHITECTURE.md` describes every key and
+//! The keys producers write are apalis-redis's (`Q:data`, `Q:meta:<id>`,
+//! `Q:active`, `Q:scheduled`, `Q:idempotency:<key>`), so jobs enqueued by
+//! apalis-redis producers — such as the `herald-jobs` crate — are consumed
+//! here unchanged. The rest is Herald's own: `Q:inflight:<worker>`,
+//! `Q:workers`, `Q:done` and `Q:dead` (sorted by finish time),
+//! `Q:history:<id>` (each run's time, status and error), `Q:stats:*`
+//! (counters), `Q:paused` and `Q:retention`. `docs/ARCHITECTURE.md` describes every key and
 //! script; README's "Delivery guarantees" states what they guarantee.
 
 pub mod ack;
