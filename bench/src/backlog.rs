@@ -46,17 +46,7 @@ pub async fn run(settings: &Settings, jobs: u64, live: bool) -> Result<BacklogRe
         .map_err(|e| BenchError::Enqueue(e.to_string()))?;
     settings.mongodb.database = format!("herald_bench_{suffix}");
 
-    let (addr, sandbox_task) = sandbox::spawn(
-        "127.0.0.1:0".parse().expect("literal address"),
-        SandboxCredentials {
-            app_id: settings.tuisongbao.app_id.clone(),
-            secret: settings.tuisongbao.secret.expose_secret().to_owned(),
-        },
-    )
-    .await
-    .map_err(|e| BenchError::Enqueue(format!("sandbox: {e}")))?;
-    let sandbox_url = format!("http://{addr}");
-    settings.tuisongbao.url = reqwest::Url::parse(&sandbox_url).expect("a bound address is a URL");
+    let (sandbox_url, sandbox_task) = private_sandbox(&mut settings).await?;
 
     let database = store::connect(&settings.mongodb)
         .await
@@ -68,6 +58,25 @@ pub async fn run(settings: &Settings, jobs: u64, live: bool) -> Result<BacklogRe
     super::queue::cleanup(&mut conn, settings.redis.namespace.as_str()).await?;
     sandbox_task.abort();
     result
+}
+
+/// Starts a push sandbox of its own on a free loopback port and points
+/// `settings` at it. Returns its URL and its task (abort it when done).
+pub(crate) async fn private_sandbox(
+    settings: &mut Settings,
+) -> Result<(String, tokio::task::JoinHandle<std::io::Result<()>>), BenchError> {
+    let (addr, task) = sandbox::spawn(
+        "127.0.0.1:0".parse().expect("literal address"),
+        SandboxCredentials {
+            app_id: settings.tuisongbao.app_id.clone(),
+            secret: settings.tuisongbao.secret.expose_secret().to_owned(),
+        },
+    )
+    .await
+    .map_err(|e| BenchError::Enqueue(format!("sandbox: {e}")))?;
+    let url = format!("http://{addr}");
+    settings.tuisongbao.url = reqwest::Url::parse(&url).expect("a bound address is a URL");
+    Ok((url, task))
 }
 
 fn spawn_worker(

@@ -96,20 +96,30 @@ async fn wait_done(
 
 /// Deletes every key starting with `prefix`, scanning rather than using
 /// KEYS so a large keyspace never blocks the server.
+/// One `SCAN` step over the keys starting with `prefix`: the next cursor
+/// (0 when done) and up to about a thousand keys.
+pub(crate) async fn scan_page(
+    conn: &mut ConnectionManager,
+    cursor: u64,
+    prefix: &str,
+) -> Result<(u64, Vec<String>), redis::RedisError> {
+    redis::cmd("SCAN")
+        .arg(cursor)
+        .arg("MATCH")
+        .arg(format!("{prefix}*"))
+        .arg("COUNT")
+        .arg(1000)
+        .query_async(conn)
+        .await
+}
+
 pub(crate) async fn cleanup(
     conn: &mut ConnectionManager,
     prefix: &str,
 ) -> Result<(), redis::RedisError> {
     let mut cursor: u64 = 0;
     loop {
-        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(format!("{prefix}*"))
-            .arg("COUNT")
-            .arg(1000)
-            .query_async(conn)
-            .await?;
+        let (next, keys) = scan_page(conn, cursor, prefix).await?;
         if !keys.is_empty() {
             redis::cmd("UNLINK")
                 .arg(&keys)

@@ -22,14 +22,13 @@ use std::{
 
 use herald::{
     config::Settings,
-    push::sandbox::{self, SandboxCredentials, SandboxStats},
+    push::sandbox::SandboxStats,
     store::{self, MESSAGE_COLLECTION},
     worker,
 };
 use herald_jobs::{AccountId, Namespace, Producer, SendMessage};
 use mongodb::bson::doc;
 use redis::aio::ConnectionManager;
-use secrecy::ExposeSecret;
 
 use crate::queue::BenchError;
 
@@ -133,17 +132,7 @@ pub async fn run(settings: &Settings, workload: SoakWorkload) -> Result<SoakRepo
     settings.worker.heartbeat_interval = Duration::from_secs(1);
     settings.worker.ops_bind = None;
 
-    let (addr, sandbox_task) = sandbox::spawn(
-        "127.0.0.1:0".parse().expect("literal address"),
-        SandboxCredentials {
-            app_id: settings.tuisongbao.app_id.clone(),
-            secret: settings.tuisongbao.secret.expose_secret().to_owned(),
-        },
-    )
-    .await
-    .map_err(|e| BenchError::Enqueue(format!("sandbox: {e}")))?;
-    let sandbox_url = format!("http://{addr}");
-    settings.tuisongbao.url = reqwest::Url::parse(&sandbox_url).expect("a bound address is a URL");
+    let (sandbox_url, sandbox_task) = super::backlog::private_sandbox(&mut settings).await?;
 
     let database = store::connect(&settings.mongodb).await?;
     let mut conn = herald::queue::connect(settings.redis.url.as_str()).await?;
@@ -297,14 +286,7 @@ async fn namespace_usage(
     let mut by_kind: BTreeMap<String, (u64, u64)> = BTreeMap::new();
     let mut cursor: u64 = 0;
     loop {
-        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(format!("{prefix}*"))
-            .arg("COUNT")
-            .arg(1000)
-            .query_async(conn)
-            .await?;
+        let (next, keys) = super::queue::scan_page(conn, cursor, prefix).await?;
         if !keys.is_empty() {
             let mut pipe = redis::pipe();
             for key in &keys {
