@@ -79,6 +79,20 @@ pub(crate) async fn private_sandbox(
     Ok((url, task))
 }
 
+/// Events the sandbox at `sandbox_url` accepted so far (0 while it does
+/// not answer).
+pub(crate) async fn accepted_pushes(http: &reqwest::Client, sandbox_url: &str) -> u64 {
+    let stats: SandboxStats = match http
+        .get(format!("{sandbox_url}/_sandbox/stats"))
+        .send()
+        .await
+    {
+        Ok(response) => response.json().await.unwrap_or_default(),
+        Err(_) => SandboxStats::default(),
+    };
+    stats.by_status.get("200").copied().unwrap_or(0)
+}
+
 fn spawn_worker(
     settings: &Settings,
     stopped: tokio::sync::oneshot::Receiver<()>,
@@ -133,15 +147,7 @@ async fn drain(
             return Err(BenchError::Stuck("the worker stopped early".into()));
         }
         let stored = collection.count_documents(doc! {}).await.unwrap_or(0);
-        let stats: SandboxStats = match http
-            .get(format!("{sandbox_url}/_sandbox/stats"))
-            .send()
-            .await
-        {
-            Ok(response) => response.json().await.unwrap_or_default(),
-            Err(_) => SandboxStats::default(),
-        };
-        let accepted = stats.by_status.get("200").copied().unwrap_or(0);
+        let accepted = accepted_pushes(&http, sandbox_url).await;
         if stored >= jobs && accepted >= jobs {
             break;
         }

@@ -22,7 +22,6 @@ use std::{
 
 use herald::{
     config::Settings,
-    push::sandbox::SandboxStats,
     store::{self, MESSAGE_COLLECTION},
     worker,
 };
@@ -170,7 +169,7 @@ async fn soak(
         if running.is_finished() {
             return Err(BenchError::Stuck("the soak's worker stopped early".into()));
         }
-        let pushed = accepted(&http, sandbox_url).await;
+        let pushed = super::backlog::accepted_pushes(&http, sandbox_url).await;
         if enqueued < workload.messages && pushed + ROUND >= enqueued {
             let round = ROUND.min(workload.messages - enqueued);
             let jobs: Vec<SendMessage> = (enqueued..enqueued + round)
@@ -239,18 +238,6 @@ async fn soak(
         stored,
         pushed,
     })
-}
-
-async fn accepted(http: &reqwest::Client, sandbox_url: &str) -> u64 {
-    let stats: SandboxStats = match http
-        .get(format!("{sandbox_url}/_sandbox/stats"))
-        .send()
-        .await
-    {
-        Ok(response) => response.json().await.unwrap_or_default(),
-        Err(_) => SandboxStats::default(),
-    };
-    stats.by_status.get("200").copied().unwrap_or(0)
 }
 
 async fn sample(
