@@ -1,22 +1,20 @@
-//! The operator's view of a queue: counts, dead jobs, retry and discard.
+//! The operator's view of a queue: counts, dead jobs and one job's record
+//! here; what an operator changes (retry, discard, pause, resume) in
+//! `act.rs`.
 //!
-//! Everything here reads or changes the keys the workers use, through
-//! scripts where a change must be atomic (a job is never both retried and
+//! Everything reads or changes the keys the workers use, through scripts
+//! where a change must be atomic (a job is never both retried and
 //! discarded, nor retried twice).
 
-use std::{collections::HashMap, sync::LazyLock};
+mod act;
 
-use redis::{aio::ConnectionManager, Script};
+use std::collections::HashMap;
+
+use redis::aio::ConnectionManager;
 use serde::Serialize;
 use serde_json::Value;
 
 use super::{now_secs, QueueConfig, QueueError, TrimReason};
-
-static RETRY: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/retry.lua")));
-static DISCARD: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/discard.lua")));
-
-/// Most dead jobs one retry-all script call moves.
-const RETRY_ALL_CHUNK: usize = 1_000;
 
 /// Counts of a queue's jobs per state.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -335,110 +333,5 @@ impl QueueAdmin {
                 .map(|h| serde_json::from_str(h).unwrap_or(Value::String(h.clone())))
                 .collect(),
         }))
-    }
-
-    /// Pauses the queue: workers (of every process) lease none of its jobs
-    /// until [`QueueAdmin::resume`]; jobs running now finish. The state is
-    /// kept in Redis, so it survives worker restarts. Returns whether the
-    /// queue was running before.
-    pub async fn pause(&self) -> Result<bool, QueueError> {
-        let mut conn = self.conn.clone();
-        let set: bool = redis::cmd("SET")
-            .arg(self.config.paused_key())
-            .arg(format!("{:.3}", now_secs()))
-            .arg("NX")
-            .query_async::<Option<String>>(&mut conn)
-            .await
-            .map_err(self.error("pause"))?
-            .is_some();
-        if set {
-            tracing::warn!(queue = %self.config.name, "queue paused by an operator");
-        }
-        Ok(set)
-    }
-
-    /// Resumes a paused queue. Returns whether it was paused.
-    pub async fn resume(&self) -> Result<bool, QueueError> {
-        let mut conn = self.conn.clone();
-        let removed: u64 = redis::cmd("DEL")
-            .arg(self.config.paused_key())
-            .query_async(&mut conn)
-            .await
-            .map_err(self.error("resume"))?;
-        if removed > 0 {
-            tracing::warn!(queue = %self.config.name, "queue resumed by an operator");
-        }
-        Ok(removed > 0)
-    }
-
-    /// Sends the given dead jobs back to the queue. Returns the ids retried
-    /// (ids not in the dead set are skipped).
-    pub async fn retry(&self, ids: &[String]) -> Result<Vec<String>, QueueError> {
-        let mut retried = Vec::new();
-        for chunk in ids.chunks(RETRY_ALL_CHUNK) {
-            let mut call = RETRY.prepare_invoke();
-            call.key(self.config.dead_key())
-                .key(self.config.active_key())
-                .arg(self.config.meta_prefix())
-                .arg(format!("{:.3}", now_secs()))
-                .arg("ids");
-            for id in chunk {
-                call.arg(id);
-            }
-            let mut conn = self.conn.clone();
-            let done: Vec<String> = call
-                .invoke_async(&mut conn)
-                .await
-                .map_err(self.error("retry"))?;
-            retried.extend(done);
-        }
-        Ok(retried)
-    }
-
-    /// Sends every job that was dead when the call began back to the
-    /// queue, oldest first, in chunks. Returns how many. A retried job
-    /// that fails again meanwhile is not retried twice.
-    pub async fn retry_all(&self) -> Result<u64, QueueError> {
-        let began = format!("{:.3}", now_secs());
-        let mut total = 0;
-        loop {
-            let mut conn = self.conn.clone();
-            let done: Vec<String> = RETRY
-                .key(self.config.dead_key())
-                .key(self.config.active_key())
-                .arg(self.config.meta_prefix())
-                .arg(format!("{:.3}", now_secs()))
-                .arg("all")
-                .arg(RETRY_ALL_CHUNK)
-                .arg(&began)
-                .invoke_async(&mut conn)
-                .await
-                .map_err(self.error("retry all"))?;
-            total += done.len() as u64;
-            if done.len() < RETRY_ALL_CHUNK {
-                return Ok(total);
-            }
-        }
-    }
-
-    /// Deletes the given dead jobs for good. Returns how many.
-    pub async fn discard(&self, ids: &[String]) -> Result<u64, QueueError> {
-        let mut total = 0;
-        for chunk in ids.chunks(RETRY_ALL_CHUNK) {
-            let mut call = DISCARD.prepare_invoke();
-            call.key(self.config.dead_key())
-                .key(self.config.data_key())
-                .arg(self.config.meta_prefix())
-                .arg(self.config.history_prefix());
-            for id in chunk {
-                call.arg(id);
-            }
-            let mut conn = self.conn.clone();
-            total += call
-                .invoke_async::<u64>(&mut conn)
-                .await
-                .map_err(self.error("discard"))?;
-        }
-        Ok(total)
     }
 }

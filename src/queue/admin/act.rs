@@ -1,0 +1,123 @@
+//! What an operator changes: retry and discard dead jobs, pause and
+//! resume the queue.
+
+use std::sync::LazyLock;
+
+use redis::Script;
+
+use super::QueueAdmin;
+use crate::queue::{now_secs, QueueError};
+
+static RETRY: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../lua/retry.lua")));
+static DISCARD: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("../lua/discard.lua")));
+
+/// Most dead jobs one retry-all script call moves.
+const RETRY_ALL_CHUNK: usize = 1_000;
+
+impl QueueAdmin {
+    /// Pauses the queue: workers (of every process) lease none of its jobs
+    /// until [`QueueAdmin::resume`]; jobs running now finish. The state is
+    /// kept in Redis, so it survives worker restarts. Returns whether the
+    /// queue was running before.
+    pub async fn pause(&self) -> Result<bool, QueueError> {
+        let mut conn = self.conn.clone();
+        let set: bool = redis::cmd("SET")
+            .arg(self.config.paused_key())
+            .arg(format!("{:.3}", now_secs()))
+            .arg("NX")
+            .query_async::<Option<String>>(&mut conn)
+            .await
+            .map_err(self.error("pause"))?
+            .is_some();
+        if set {
+            tracing::warn!(queue = %self.config.name, "queue paused by an operator");
+        }
+        Ok(set)
+    }
+
+    /// Resumes a paused queue. Returns whether it was paused.
+    pub async fn resume(&self) -> Result<bool, QueueError> {
+        let mut conn = self.conn.clone();
+        let removed: u64 = redis::cmd("DEL")
+            .arg(self.config.paused_key())
+            .query_async(&mut conn)
+            .await
+            .map_err(self.error("resume"))?;
+        if removed > 0 {
+            tracing::warn!(queue = %self.config.name, "queue resumed by an operator");
+        }
+        Ok(removed > 0)
+    }
+
+    /// Sends the given dead jobs back to the queue. Returns the ids retried
+    /// (ids not in the dead set are skipped).
+    pub async fn retry(&self, ids: &[String]) -> Result<Vec<String>, QueueError> {
+        let mut retried = Vec::new();
+        for chunk in ids.chunks(RETRY_ALL_CHUNK) {
+            let mut call = RETRY.prepare_invoke();
+            call.key(self.config.dead_key())
+                .key(self.config.active_key())
+                .arg(self.config.meta_prefix())
+                .arg(format!("{:.3}", now_secs()))
+                .arg("ids");
+            for id in chunk {
+                call.arg(id);
+            }
+            let mut conn = self.conn.clone();
+            let done: Vec<String> = call
+                .invoke_async(&mut conn)
+                .await
+                .map_err(self.error("retry"))?;
+            retried.extend(done);
+        }
+        Ok(retried)
+    }
+
+    /// Sends every job that was dead when the call began back to the
+    /// queue, oldest first, in chunks. Returns how many. A retried job
+    /// that fails again meanwhile is not retried twice.
+    pub async fn retry_all(&self) -> Result<u64, QueueError> {
+        let began = format!("{:.3}", now_secs());
+        let mut total = 0;
+        loop {
+            let mut conn = self.conn.clone();
+            let done: Vec<String> = RETRY
+                .key(self.config.dead_key())
+                .key(self.config.active_key())
+                .arg(self.config.meta_prefix())
+                .arg(format!("{:.3}", now_secs()))
+                .arg("all")
+                .arg(RETRY_ALL_CHUNK)
+                .arg(&began)
+                .invoke_async(&mut conn)
+                .await
+                .map_err(self.error("retry all"))?;
+            total += done.len() as u64;
+            if done.len() < RETRY_ALL_CHUNK {
+                return Ok(total);
+            }
+        }
+    }
+
+    /// Deletes the given dead jobs for good. Returns how many.
+    pub async fn discard(&self, ids: &[String]) -> Result<u64, QueueError> {
+        let mut total = 0;
+        for chunk in ids.chunks(RETRY_ALL_CHUNK) {
+            let mut call = DISCARD.prepare_invoke();
+            call.key(self.config.dead_key())
+                .key(self.config.data_key())
+                .arg(self.config.meta_prefix())
+                .arg(self.config.history_prefix());
+            for id in chunk {
+                call.arg(id);
+            }
+            let mut conn = self.conn.clone();
+            total += call
+                .invoke_async::<u64>(&mut conn)
+                .await
+                .map_err(self.error("discard"))?;
+        }
+        Ok(total)
+    }
+}
