@@ -69,8 +69,11 @@ async fn check_push(settings: &Settings) -> Result<String, String> {
             client.endpoint(),
             settings.tuisongbao.app_id
         )),
-        Err(e) if matches!(e.status(), Some(401 | 403)) => Err(format!(
+        Err(e) if e.status() == Some(401) => Err(format!(
             "{e} (check HERALD_TUISONGBAO_APP_ID and HERALD_TUISONGBAO_SECRET)"
+        )),
+        Err(e) if e.status() == Some(403) => Err(format!(
+            "{e} (the app is over its call limit; pushes are retried until it is not)"
         )),
         Err(e) => Err(e.to_string()),
     }

@@ -15,7 +15,14 @@
 //!   makes the next `count` event requests wait `delayMs`, then answer
 //!   `status` (or answer normally when `status` is absent). With
 //!   `"hang": true` they are recorded on arrival (status 0) and never
-//!   answered: a provider that took the event and went silent.
+//!   answered: a provider that took the event and went silent. With
+//!   `"skip": N` the first N requests are answered normally before the plan
+//!   applies; with `"retryAfterSecs": S` a scripted status carries
+//!   `Retry-After: S`. A scripted 403 is Tuisongbao's "over the call limit".
+//!
+//! Like the real service, it enforces the documented limits of an event
+//! (see [`super::tuisongbao::LIMITS`]): more than 10 channels, a channel
+//! name that breaks the rules, or `data` over 10 KB is answered 400.
 //! - `DELETE /_sandbox/failures`: cancel scripted failures.
 //! - `GET /`: a page listing the events live.
 
@@ -87,6 +94,12 @@ pub struct FailurePlan {
     /// Record each request (with status 0) and never answer it.
     #[serde(default)]
     pub hang: bool,
+    /// Requests answered normally before the plan applies.
+    #[serde(default)]
+    pub skip: u32,
+    /// `Retry-After` seconds sent with a scripted status.
+    #[serde(default)]
+    pub retry_after_secs: Option<u64>,
 }
 
 #[derive(Debug)]
@@ -167,6 +180,10 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 fn next_failure(state: &SandboxState) -> Option<FailurePlan> {
     let mut plan = lock(&state.plan);
     let current = plan.as_mut()?;
+    if current.skip > 0 {
+        current.skip -= 1;
+        return None;
+    }
     if current.count == 0 {
         *plan = None;
         return None;
@@ -215,6 +232,7 @@ async fn receive_event(
     }
 
     let expected = basic_auth(&state.credentials.app_id, &state.credentials.secret);
+    let mut retry_after = None;
     let (status, answer) = if authorization.as_deref() != Some(expected.as_str()) {
         (
             StatusCode::UNAUTHORIZED,
@@ -222,6 +240,7 @@ async fn receive_event(
         )
     } else if let Some(code) = failure.as_ref().and_then(|p| p.status) {
         let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        retry_after = failure.as_ref().and_then(|p| p.retry_after_secs);
         (status, format!("sandbox: scripted failure {code}"))
     } else {
         match &parsed {
@@ -229,11 +248,10 @@ async fn receive_event(
             Ok(event) if event.name.is_empty() => {
                 (StatusCode::BAD_REQUEST, "name must not be empty".to_owned())
             }
-            Ok(event) if event.channels.is_empty() => (
-                StatusCode::BAD_REQUEST,
-                "channels must not be empty".to_owned(),
-            ),
-            Ok(_) => (StatusCode::OK, "OK".to_owned()),
+            Ok(event) => match tuisongbao_limits_broken(event) {
+                Some(reason) => (StatusCode::BAD_REQUEST, reason),
+                None => (StatusCode::OK, "OK".to_owned()),
+            },
         }
     };
 
@@ -245,7 +263,42 @@ async fn receive_event(
         status.as_u16(),
         parsed,
     );
-    (status, answer).into_response()
+    let mut response = (status, answer).into_response();
+    if let Some(secs) = retry_after {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, header::HeaderValue::from(secs));
+    }
+    response
+}
+
+/// Which documented limit `event` breaks, as the real service would say.
+fn tuisongbao_limits_broken(event: &EventBody) -> Option<String> {
+    let limits = super::tuisongbao::LIMITS;
+    if event.channels.is_empty() {
+        return Some("channels must not be empty".to_owned());
+    }
+    if event.channels.len() > limits.max_channels {
+        return Some(format!(
+            "at most {} channels per event, got {}",
+            limits.max_channels,
+            event.channels.len()
+        ));
+    }
+    if let Some(reason) = event
+        .channels
+        .iter()
+        .find_map(|c| limits.check_channel(c).err())
+    {
+        return Some(reason);
+    }
+    let bytes = super::limits::data_bytes(&event.data);
+    (bytes > limits.max_data_bytes).then(|| {
+        format!(
+            "data is {bytes} bytes, at most {} allowed",
+            limits.max_data_bytes
+        )
+    })
 }
 
 /// Records one received request, answered with `status` (0: not answered).
@@ -373,11 +426,49 @@ mod tests {
             status: Some(500),
             delay_ms: 0,
             count: 2,
-            hang: false,
+            ..FailurePlan::default()
         }));
         assert_eq!(next_failure(&state).and_then(|p| p.status), Some(500));
         assert_eq!(next_failure(&state).and_then(|p| p.status), Some(500));
         assert!(next_failure(&state).is_none());
+    }
+
+    #[test]
+    fn a_plan_with_skip_lets_that_many_requests_through_first() {
+        let state = state_with(Some(FailurePlan {
+            status: Some(500),
+            count: 1,
+            skip: 2,
+            ..FailurePlan::default()
+        }));
+        assert!(next_failure(&state).is_none());
+        assert!(next_failure(&state).is_none());
+        assert_eq!(next_failure(&state).and_then(|p| p.status), Some(500));
+        assert!(next_failure(&state).is_none());
+    }
+
+    fn body(channels: usize, data: serde_json::Value) -> EventBody {
+        EventBody {
+            name: "e".into(),
+            data,
+            channels: (0..channels).map(|i| format!("c{i}")).collect(),
+            excluded_socket_id: None,
+        }
+    }
+
+    #[test]
+    fn the_documented_limits_are_enforced_like_the_real_service() {
+        assert_eq!(
+            tuisongbao_limits_broken(&body(10, serde_json::json!({}))),
+            None
+        );
+        assert!(tuisongbao_limits_broken(&body(11, serde_json::json!({}))).is_some());
+        assert!(tuisongbao_limits_broken(&body(0, serde_json::json!({}))).is_some());
+        let big = serde_json::Value::String("x".repeat(10 * 1024));
+        assert!(tuisongbao_limits_broken(&body(1, big)).is_some());
+        let mut bad = body(1, serde_json::json!({}));
+        bad.channels = vec!["a b".into()];
+        assert!(tuisongbao_limits_broken(&bad).is_some());
     }
 
     #[test]

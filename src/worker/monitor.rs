@@ -34,7 +34,7 @@ pub struct Handlers {
     /// For [`send_message::handle`].
     pub send_message: Arc<send_message::Deps>,
     /// For [`push::handle`].
-    pub push: Arc<push::Deps>,
+    pub push: Arc<push::Deps<TuisongbaoClient>>,
     /// For [`crate::export::handle`].
     pub export: Arc<crate::export::Deps<LocalDirStorage, TuisongbaoClient>>,
 }
@@ -91,7 +91,7 @@ pub fn build(
         worker.push_concurrency,
         metrics,
         poll,
-        push::handle
+        push::handle::<TuisongbaoClient>
     );
     let monitor = queue_worker!(
         monitor,

@@ -294,7 +294,9 @@ impl TestEnv {
             .await;
     }
 
-    async fn script_sandbox(&self, plan: Value) {
+    /// Scripts the sandbox with a whole plan (see `herald::push::sandbox`:
+    /// `status`, `delayMs`, `count`, `skip`, `retryAfterSecs`, `hang`).
+    pub async fn script_sandbox(&self, plan: Value) {
         let response = self
             .http
             .post(format!("{}/_sandbox/failures", self.sandbox_url))

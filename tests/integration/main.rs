@@ -20,6 +20,7 @@ mod message_pipeline;
 mod openapi_fuzz;
 mod ops;
 mod poison_jobs;
+mod providers;
 mod redis_restart;
 mod sandbox;
 mod scaling;

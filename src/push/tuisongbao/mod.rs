@@ -2,15 +2,19 @@
 //!
 //! One `reqwest::Client` (one connection pool) is shared by every push job of
 //! a process. Each call is `POST {base}/v2/open/engine/events` with Basic auth;
-//! only a 2xx answer whose body is exactly `OK` counts as delivered.
+//! only a 2xx answer whose body is exactly `OK` counts as delivered. Events
+//! are checked against [`LIMITS`] before any call.
 
-use std::time::Duration;
+pub mod limits;
+
+use std::time::{Duration, SystemTime};
 
 use base64::Engine;
 use reqwest::header::{HeaderValue, AUTHORIZATION};
 use secrecy::ExposeSecret;
 
-use super::{clip_body, Event, EventPusher, PushError};
+pub use self::limits::LIMITS;
+use super::{clip_body, limits::ProviderLimits, Event, EventPusher, PushError};
 use crate::config::TuisongbaoSettings;
 
 /// Path of the events endpoint below the base URL.
@@ -108,7 +112,31 @@ fn error_chain(err: &dyn std::error::Error) -> String {
 }
 
 impl EventPusher for TuisongbaoClient {
+    fn limits(&self) -> ProviderLimits {
+        LIMITS
+    }
+
     async fn send(&self, event: &Event) -> Result<(), PushError> {
+        LIMITS.check(event)?;
+        for channels in LIMITS.channel_chunks(&event.channels) {
+            if channels.len() == event.channels.len() {
+                self.timed_post(event).await?;
+            } else {
+                let chunk = Event {
+                    name: event.name.clone(),
+                    data: event.data.clone(),
+                    channels: channels.to_vec(),
+                };
+                self.timed_post(&chunk).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl TuisongbaoClient {
+    /// One `POST`, timed into the metrics.
+    async fn timed_post(&self, event: &Event) -> Result<(), PushError> {
         let start = std::time::Instant::now();
         let result = self.post(event).await;
         if let Some(metrics) = &self.metrics {
@@ -135,12 +163,14 @@ impl TuisongbaoClient {
             .await
             .map_err(|e| self.classify(e))?;
         let status = response.status();
+        let retry_after = super::retry_after::parse(response.headers(), SystemTime::now());
         let body = response.text().await.map_err(|e| self.classify(e))?;
         if !status.is_success() {
             return Err(PushError::Status {
                 endpoint: self.endpoint.to_string(),
                 status: status.as_u16(),
                 body: clip_body(&body),
+                retry_after,
             });
         }
         if body.trim() != "OK" {
