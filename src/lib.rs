@@ -12,7 +12,7 @@
 //!    [`worker::send_message`] handler validates the payload into a typed
 //!    message, stores it through [`store`] (idempotent by message id) and
 //!    schedules a [`push::job::PushJob`] on the `push` queue.
-//! 3. [`worker::push`] delivers the event with the [`push::TuisongbaoClient`];
+//! 3. [`worker::push`] delivers the event with the configured [`push::Provider`];
 //!    failures are classified by [`push::PushError::is_retryable`].
 //! 4. [`export`] streams an account's documents into a CSV file with live
 //!    progress, through the `export` queue.

@@ -15,6 +15,8 @@
 pub mod delivery;
 pub mod job;
 pub mod limits;
+mod provider;
+pub mod pusher;
 pub mod retry_after;
 pub mod sandbox;
 mod tuisongbao;
@@ -24,6 +26,8 @@ use std::{future::Future, time::Duration};
 use herald_jobs::AccountId;
 use serde::{Deserialize, Serialize};
 
+pub use provider::Provider;
+pub use pusher::PusherClient;
 pub use tuisongbao::TuisongbaoClient;
 
 /// Prefix of an account's channel; the account id's hex follows it.
@@ -190,6 +194,18 @@ impl PushError {
             _ => None,
         }
     }
+}
+
+/// The error and its causes in one line ("error sending request: connection refused").
+pub(crate) fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 /// Cuts a provider's body to a length fit for logs, on a character boundary.

@@ -103,6 +103,11 @@ pub async fn env_with(extra: &[(&str, &str)]) -> TestEnv {
         ("HERALD_TUISONGBAO_APP_ID", APP_ID.to_owned()),
         ("HERALD_TUISONGBAO_SECRET", SECRET.to_owned()),
         ("HERALD_TUISONGBAO_REQUEST_TIMEOUT_MS", "5000".to_owned()),
+        ("HERALD_PUSHER_URL", sandbox_url.clone()),
+        ("HERALD_PUSHER_APP_ID", APP_ID.to_owned()),
+        ("HERALD_PUSHER_KEY", sandbox::DEFAULT_PUSHER_KEY.to_owned()),
+        ("HERALD_PUSHER_SECRET", SECRET.to_owned()),
+        ("HERALD_PUSHER_REQUEST_TIMEOUT_MS", "5000".to_owned()),
         ("HERALD_WORKER_POLL_INTERVAL_MS", "50".to_owned()),
         (
             "HERALD_EXPORT_DIR",

@@ -203,3 +203,163 @@ async fn a_channel_name_against_the_rules_fails_for_good_before_sending() {
     .await;
     assert!(env.sandbox_requests().await.is_empty());
 }
+
+// The Pusher-protocol provider, against the sandbox verifying signatures.
+
+/// Settings for the Pusher provider on top of `extra`.
+fn pusher(extra: &[(&'static str, &'static str)]) -> Vec<(&'static str, &'static str)> {
+    let mut vars = vec![("HERALD_PUSH_PROVIDER", "pusher")];
+    vars.extend_from_slice(extra);
+    vars
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_pusher_provider_a_message_arrives_signed_on_the_account_channel() {
+    let mut env = env_with(&pusher(&[])).await;
+    env.start_worker().await;
+    let account = account();
+    let id = env
+        .enqueue(SendMessage::new(account, "hello", "pusher"))
+        .await;
+
+    let delivered = wait_for("the new_message event", || async {
+        let events = env.delivered("new_message").await;
+        (!events.is_empty()).then_some(events)
+    })
+    .await;
+    assert_eq!(delivered.len(), 1);
+    let event = &delivered[0];
+    assert_eq!(
+        event.path,
+        format!("/apps/{}/events", crate::helpers::APP_ID)
+    );
+    assert_eq!(
+        event.channels,
+        [format!("presence-message-wm-global{}", account.to_hex())]
+    );
+    // `data` went as a JSON string; the sandbox parsed it back.
+    assert_eq!(event.data["messageId"], json!(id.to_hex()));
+    assert_eq!(event.data["sender"]["from"], json!("system"));
+    push_in(&env, "done").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_pusher_secret_fails_the_signature_and_the_push_for_good() {
+    let mut env = env_with(&pusher(&[("HERALD_PUSHER_SECRET", "not-the-secret")])).await;
+    env.start_worker().await;
+    env.enqueue(SendMessage::new(account(), "bad", "signature"))
+        .await;
+    let id = push_in(&env, "dead").await;
+    let history = env.job_history(QueueName::Push, &id).await;
+    let error = history[0]["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("HTTP 401") && error.contains("auth_signature"),
+        "{error}"
+    );
+    let requests = env.sandbox_requests().await;
+    assert_eq!(requests.len(), 1);
+    assert_eq!(requests[0].status, 401);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pusher_403_and_retry_after_are_handled_like_tuisongbao() {
+    let mut env = env_with(&pusher(&[("HERALD_WORKER_RETRY_BASE_MS", "100")])).await;
+    env.script_sandbox(json!({ "status": 403, "count": 1 }))
+        .await;
+    env.start_worker().await;
+    env.enqueue(SendMessage::new(account(), "over", "quota"))
+        .await;
+    push_in(&env, "done").await;
+    let statuses: Vec<u16> = env
+        .sandbox_requests()
+        .await
+        .iter()
+        .map(|r| r.status)
+        .collect();
+    assert_eq!(statuses, [403, 200]);
+
+    env.script_sandbox(json!({ "status": 429, "count": 1, "retryAfterSecs": 2 }))
+        .await;
+    env.enqueue(SendMessage::new(account(), "slow", "down"))
+        .await;
+    wait_for("the second push done", || async {
+        (env.queue_set(QueueName::Push, "done").await.len() == 2).then_some(())
+    })
+    .await;
+    let requests = env.sandbox_requests().await;
+    assert_eq!(requests.len(), 4);
+    assert_eq!((requests[2].status, requests[3].status), (429, 200));
+    let gap = requests[3].received_at_ms - requests[2].received_at_ms;
+    assert!(gap >= 2_000, "sent again after {gap} ms");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_for_150_channels_is_two_pusher_requests_of_100_and_50() {
+    let mut env = env_with(&pusher(&[])).await;
+    env.start_worker().await;
+    let channels: Vec<String> = (0..150).map(|i| format!("presence-wide{i}")).collect();
+    env.push_raw_to(
+        QueueName::Push,
+        push_job("broadcast:150", &channels, json!({"n": 150})),
+    )
+    .await;
+    push_in(&env, "done").await;
+    let requests = env.sandbox_requests().await;
+    let shape: Vec<(u16, usize)> = requests
+        .iter()
+        .map(|r| (r.status, r.channels.len()))
+        .collect();
+    assert_eq!(shape, [(200, 100), (200, 50)]);
+    let accepted = accepted_per_channel(&env).await;
+    assert_eq!(accepted.len(), 150);
+    assert!(accepted.values().all(|&n| n == 1));
+}
+
+/// Messages enqueued while the server is slow to answer.
+const BATCHED: usize = 60;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_due_together_go_out_in_batch_events_of_at_most_10_each_delivered_once() {
+    let mut env = env_with(&pusher(&[])).await;
+    // The first requests take 300 ms, so the events due meanwhile wait
+    // for a free request slot and leave together.
+    env.script_sandbox(json!({ "delayMs": 300, "count": 8 }))
+        .await;
+    env.start_worker().await;
+    let account = account();
+    let jobs = (0..BATCHED)
+        .map(|i| SendMessage::new(account, format!("m{i}"), "batched"))
+        .collect();
+    let ids = env.enqueue_bulk(jobs).await;
+
+    wait_for("every push done", || async {
+        (env.queue_set(QueueName::Push, "done").await.len() == BATCHED).then_some(())
+    })
+    .await;
+    let requests = env.sandbox_requests().await;
+    assert!(requests.iter().all(|r| r.status == 200));
+    // Zero lost, zero doubled.
+    let pushes = env.pushes_per_message().await;
+    assert_eq!(pushes.len(), BATCHED, "{pushes:?}");
+    assert!(pushes.values().all(|&n| n == 1), "{pushes:?}");
+    for id in ids {
+        assert_eq!(pushes.get(&id.to_hex()), Some(&1));
+    }
+    // Grouped by HTTP request: batches of 2 to 10 through batch_events,
+    // lone events through events.
+    let mut per_request: HashMap<u64, (usize, String)> = HashMap::new();
+    for r in &requests {
+        let entry = per_request.entry(r.request).or_insert((0, r.path.clone()));
+        entry.0 += 1;
+    }
+    let batches = per_request
+        .values()
+        .filter(|(_, path)| path.ends_with("/batch_events"))
+        .count();
+    assert!(batches > 0, "no batch_events call: {per_request:?}");
+    for (events, path) in per_request.values() {
+        assert!(*events <= 10, "{events} events in one call");
+        assert_eq!(path.ends_with("/batch_events"), *events > 1, "{path}");
+    }
+    assert!(per_request.len() < BATCHED, "one call per event");
+}

@@ -88,27 +88,15 @@ impl TuisongbaoClient {
         } else if err.is_connect() {
             PushError::Connect {
                 endpoint,
-                reason: error_chain(&err),
+                reason: super::error_chain(&err),
             }
         } else {
             PushError::Transport {
                 endpoint,
-                reason: error_chain(&err),
+                reason: super::error_chain(&err),
             }
         }
     }
-}
-
-/// The error and its causes in one line ("error sending request: connection refused").
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 impl EventPusher for TuisongbaoClient {

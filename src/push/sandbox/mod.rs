@@ -1,13 +1,19 @@
-//! A local stand-in for Tuisongbao (`herald push-sandbox`).
+//! A local stand-in for Tuisongbao and for a Pusher-protocol server
+//! (`herald push-sandbox`).
 //!
-//! It answers the same REST call as the real service — Basic auth checked,
-//! `OK` on success — and records every request it receives, so tests, demos
+//! It answers the same REST calls as the real services — Tuisongbao's with
+//! Basic auth checked and `OK` on success; the Pusher HTTP API's with the
+//! request signature verified like a real server ([`pusher`]) — and
+//! records every event it receives, so tests, demos
 //! and a developer's own setup can see exactly what Herald sent. Failures can
 //! be scripted over HTTP for the next N requests (a status code, a delay or
 //! both), which is how tests make a push fail and then succeed.
 //!
 //! Routes:
 //! - `POST /v2/open/engine/events`: the Tuisongbao call.
+//! - `POST /apps/{app_id}/events`, `POST /apps/{app_id}/batch_events`: the
+//!   Pusher calls (same app id and secret, key [`DEFAULT_PUSHER_KEY`]
+//!   unless given).
 //! - `GET /_sandbox/events`: every request received, oldest first (JSON).
 //! - `DELETE /_sandbox/events`: forget them.
 //! - `GET /_sandbox/stats`: how many requests were answered with each status.
@@ -44,6 +50,12 @@ use tokio::net::TcpListener;
 
 use super::tuisongbao::{basic_auth, EVENTS_PATH};
 
+mod pusher;
+
+/// The Pusher app key the sandbox accepts unless told another (the
+/// default `pusher.key`).
+pub const DEFAULT_PUSHER_KEY: &str = "herald-dev-key";
+
 /// Credentials the sandbox accepts.
 #[derive(Debug, Clone)]
 pub struct SandboxCredentials {
@@ -77,6 +89,10 @@ pub struct RecordedRequest {
     pub data: serde_json::Value,
     /// Optional socket to exclude.
     pub excluded_socket_id: Option<String>,
+    /// Number of the HTTP request that carried the event: the events of
+    /// one Pusher `batch_events` call share it.
+    #[serde(default)]
+    pub request: u64,
 }
 
 /// Scripted misbehaviour for the next `count` event requests.
@@ -105,8 +121,19 @@ pub struct FailurePlan {
 #[derive(Debug)]
 struct SandboxState {
     credentials: SandboxCredentials,
+    pusher_key: String,
     requests: Mutex<Vec<RecordedRequest>>,
     plan: Mutex<Option<FailurePlan>>,
+    http_requests: std::sync::atomic::AtomicU64,
+}
+
+impl SandboxState {
+    /// Numbers an HTTP request (1 for the first).
+    fn next_request(&self) -> u64 {
+        self.http_requests
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            + 1
+    }
 }
 
 /// The event body the real API accepts.
@@ -120,15 +147,25 @@ struct EventBody {
     excluded_socket_id: Option<String>,
 }
 
-/// The sandbox's routes, ready to be served.
+/// The sandbox's routes, ready to be served, accepting the Pusher key
+/// [`DEFAULT_PUSHER_KEY`].
 pub fn router(credentials: SandboxCredentials) -> Router {
+    router_with_key(credentials, DEFAULT_PUSHER_KEY.to_owned())
+}
+
+/// The sandbox's routes, accepting `pusher_key` as the Pusher app key.
+pub fn router_with_key(credentials: SandboxCredentials, pusher_key: String) -> Router {
     let state = Arc::new(SandboxState {
         credentials,
+        pusher_key,
         requests: Mutex::new(Vec::new()),
         plan: Mutex::new(None),
+        http_requests: Default::default(),
     });
     Router::new()
         .route(&format!("/{EVENTS_PATH}"), post(receive_event))
+        .route("/apps/{app_id}/events", post(pusher::receive_events))
+        .route("/apps/{app_id}/batch_events", post(pusher::receive_batch))
         .route("/_sandbox/events", get(list_events).delete(clear_events))
         .route("/_sandbox/stats", get(stats))
         .route(
@@ -146,7 +183,23 @@ pub async fn serve(
     credentials: SandboxCredentials,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(credentials))
+    serve_with_key(
+        listener,
+        credentials,
+        DEFAULT_PUSHER_KEY.to_owned(),
+        shutdown,
+    )
+    .await
+}
+
+/// Like [`serve`], accepting `pusher_key` as the Pusher app key.
+pub async fn serve_with_key(
+    listener: TcpListener,
+    credentials: SandboxCredentials,
+    pusher_key: String,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router_with_key(credentials, pusher_key))
         .with_graceful_shutdown(shutdown)
         .await
 }
@@ -310,6 +363,28 @@ fn record(
     status: u16,
     parsed: Result<EventBody, serde_json::Error>,
 ) {
+    let request = state.next_request();
+    record_event(
+        state,
+        uri,
+        authorization,
+        content_type,
+        status,
+        parsed,
+        request,
+    );
+}
+
+/// Records one event of HTTP request number `request`.
+fn record_event(
+    state: &SandboxState,
+    uri: &Uri,
+    authorization: Option<String>,
+    content_type: Option<String>,
+    status: u16,
+    parsed: Result<EventBody, serde_json::Error>,
+    request: u64,
+) {
     let record = {
         let mut requests = lock(&state.requests);
         let (name, channels, data, excluded_socket_id) = match parsed {
@@ -332,6 +407,7 @@ fn record(
             channels,
             data,
             excluded_socket_id,
+            request,
         };
         requests.push(record.clone());
         record
@@ -402,7 +478,7 @@ async fn clear_failures(State(state): State<Arc<SandboxState>>) -> StatusCode {
 }
 
 async fn page() -> Html<&'static str> {
-    Html(include_str!("sandbox.html"))
+    Html(include_str!("page.html"))
 }
 
 #[cfg(test)]
@@ -415,8 +491,10 @@ mod tests {
                 app_id: "a".into(),
                 secret: "s".into(),
             },
+            pusher_key: DEFAULT_PUSHER_KEY.into(),
             requests: Mutex::new(Vec::new()),
             plan: Mutex::new(plan),
+            http_requests: Default::default(),
         }
     }
 
