@@ -12,6 +12,7 @@
 //! - [`job`] defines the `push` queue's payload; [`sandbox`] is the local
 //!   stand-in for Tuisongbao used by tests, demos and development.
 
+pub mod auth;
 pub mod delivery;
 pub mod job;
 pub mod limits;

@@ -21,6 +21,7 @@ mod openapi_fuzz;
 mod ops;
 mod poison_jobs;
 mod providers;
+mod push_auth;
 mod redis_restart;
 mod sandbox;
 mod scaling;
