@@ -197,6 +197,52 @@ impl PushError {
     }
 }
 
+impl PushError {
+    /// The error for a request to `endpoint` that got no usable answer.
+    pub(crate) fn from_transport(
+        endpoint: &str,
+        request_timeout: Duration,
+        err: &reqwest::Error,
+    ) -> Self {
+        let endpoint = endpoint.to_owned();
+        if err.is_timeout() {
+            PushError::Timeout {
+                endpoint,
+                timeout_ms: request_timeout.as_millis(),
+            }
+        } else if err.is_connect() {
+            PushError::Connect {
+                endpoint,
+                reason: error_chain(err),
+            }
+        } else {
+            PushError::Transport {
+                endpoint,
+                reason: error_chain(err),
+            }
+        }
+    }
+}
+
+/// Runs one provider call, timing it into `herald_push_duration_seconds`
+/// with its outcome when `metrics` is given.
+pub(crate) async fn timed(
+    metrics: Option<&crate::ops::Metrics>,
+    call: impl Future<Output = Result<(), PushError>>,
+) -> Result<(), PushError> {
+    let start = std::time::Instant::now();
+    let result = call.await;
+    if let Some(metrics) = metrics {
+        let outcome = match &result {
+            Ok(()) => crate::ops::PushOutcome::Ok,
+            Err(e) if e.is_retryable() => crate::ops::PushOutcome::Retryable,
+            Err(_) => crate::ops::PushOutcome::Permanent,
+        };
+        metrics.push_sent(outcome, start.elapsed());
+    }
+    result
+}
+
 /// The error and its causes in one line ("error sending request: connection refused").
 pub(crate) fn error_chain(err: &dyn std::error::Error) -> String {
     let mut text = err.to_string();

@@ -24,7 +24,9 @@ use apalis_core::task::metadata::MetadataStore;
 use tracing::{error, field, info, warn, Instrument};
 
 use crate::{
-    push::{delivery::DeliveryLog, job::PushJob, Event, EventPusher, PushError},
+    push::{
+        delivery::DeliveryLog, job::PushJob, limits::ProviderLimits, Event, EventPusher, PushError,
+    },
     queue::{retry::NotBefore, RawArgs},
 };
 
@@ -107,7 +109,7 @@ async fn deliver<P: EventPusher>(
     let result = if chunks == 1 {
         pusher.send(&job.event).await
     } else {
-        send_in_slices(&job, pusher, delivered, limits.max_channels).await?
+        send_in_slices(&job, pusher, delivered, &limits).await?
     };
     match result {
         Ok(()) => {
@@ -126,12 +128,16 @@ async fn send_in_slices<P: EventPusher>(
     job: &PushJob,
     pusher: &P,
     delivered: &DeliveryLog,
-    per_request: usize,
+    limits: &ProviderLimits,
 ) -> Result<Result<(), PushError>, BoxDynError> {
     let channels = &job.event.channels;
-    let ranges: Vec<(usize, usize)> = (0..channels.len())
-        .step_by(per_request.max(1))
-        .map(|start| (start, (start + per_request.max(1)).min(channels.len())))
+    let ranges: Vec<(usize, usize)> = limits
+        .channel_chunks(channels)
+        .scan(0, |start, chunk| {
+            let range = (*start, *start + chunk.len());
+            *start = range.1;
+            Some(range)
+        })
         .collect();
     let keys: Vec<String> = ranges
         .iter()

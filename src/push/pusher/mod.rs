@@ -277,17 +277,7 @@ impl Http {
     }
 
     async fn timed_post(&self, resource: &str, body: &impl Serialize) -> Result<(), PushError> {
-        let start = std::time::Instant::now();
-        let result = self.post(resource, body).await;
-        if let Some(metrics) = &self.metrics {
-            let outcome = match &result {
-                Ok(()) => crate::ops::PushOutcome::Ok,
-                Err(e) if e.is_retryable() => crate::ops::PushOutcome::Retryable,
-                Err(_) => crate::ops::PushOutcome::Permanent,
-            };
-            metrics.push_sent(outcome, start.elapsed());
-        }
-        result
+        super::timed(self.metrics.as_ref(), self.post(resource, body)).await
     }
 
     /// One signed `POST` of `body` to `resource`, its answer checked.
@@ -317,13 +307,13 @@ impl Http {
             .body(body)
             .send()
             .await
-            .map_err(|e| self.classify(&endpoint, e))?;
+            .map_err(|e| PushError::from_transport(&endpoint, self.request_timeout, &e))?;
         let status = response.status();
         let retry_after = super::retry_after::parse(response.headers(), SystemTime::now());
         let text = response
             .text()
             .await
-            .map_err(|e| self.classify(&endpoint, e))?;
+            .map_err(|e| PushError::from_transport(&endpoint, self.request_timeout, &e))?;
         if status.is_success() {
             return Ok(());
         }
@@ -333,26 +323,6 @@ impl Http {
             body: clip_body(&text),
             retry_after,
         })
-    }
-
-    fn classify(&self, endpoint: &str, err: reqwest::Error) -> PushError {
-        let endpoint = endpoint.to_owned();
-        if err.is_timeout() {
-            PushError::Timeout {
-                endpoint,
-                timeout_ms: self.request_timeout.as_millis(),
-            }
-        } else if err.is_connect() {
-            PushError::Connect {
-                endpoint,
-                reason: super::error_chain(&err),
-            }
-        } else {
-            PushError::Transport {
-                endpoint,
-                reason: super::error_chain(&err),
-            }
-        }
     }
 }
 

@@ -77,26 +77,6 @@ impl TuisongbaoClient {
     pub fn endpoint(&self) -> &reqwest::Url {
         &self.endpoint
     }
-
-    fn classify(&self, err: reqwest::Error) -> PushError {
-        let endpoint = self.endpoint.to_string();
-        if err.is_timeout() {
-            PushError::Timeout {
-                endpoint,
-                timeout_ms: self.request_timeout.as_millis(),
-            }
-        } else if err.is_connect() {
-            PushError::Connect {
-                endpoint,
-                reason: super::error_chain(&err),
-            }
-        } else {
-            PushError::Transport {
-                endpoint,
-                reason: super::error_chain(&err),
-            }
-        }
-    }
 }
 
 impl EventPusher for TuisongbaoClient {
@@ -108,34 +88,17 @@ impl EventPusher for TuisongbaoClient {
         LIMITS.check(event)?;
         for channels in LIMITS.channel_chunks(&event.channels) {
             if channels.len() == event.channels.len() {
-                self.timed_post(event).await?;
+                super::timed(self.metrics.as_ref(), self.post(event)).await?;
             } else {
                 let chunk = Event {
                     name: event.name.clone(),
                     data: event.data.clone(),
                     channels: channels.to_vec(),
                 };
-                self.timed_post(&chunk).await?;
+                super::timed(self.metrics.as_ref(), self.post(&chunk)).await?;
             }
         }
         Ok(())
-    }
-}
-
-impl TuisongbaoClient {
-    /// One `POST`, timed into the metrics.
-    async fn timed_post(&self, event: &Event) -> Result<(), PushError> {
-        let start = std::time::Instant::now();
-        let result = self.post(event).await;
-        if let Some(metrics) = &self.metrics {
-            let outcome = match &result {
-                Ok(()) => crate::ops::PushOutcome::Ok,
-                Err(e) if e.is_retryable() => crate::ops::PushOutcome::Retryable,
-                Err(_) => crate::ops::PushOutcome::Permanent,
-            };
-            metrics.push_sent(outcome, start.elapsed());
-        }
-        result
     }
 }
 
@@ -149,10 +112,14 @@ impl TuisongbaoClient {
             .json(event)
             .send()
             .await
-            .map_err(|e| self.classify(e))?;
+            .map_err(|e| {
+                PushError::from_transport(self.endpoint.as_str(), self.request_timeout, &e)
+            })?;
         let status = response.status();
         let retry_after = super::retry_after::parse(response.headers(), SystemTime::now());
-        let body = response.text().await.map_err(|e| self.classify(e))?;
+        let body = response.text().await.map_err(|e| {
+            PushError::from_transport(self.endpoint.as_str(), self.request_timeout, &e)
+        })?;
         if !status.is_success() {
             return Err(PushError::Status {
                 endpoint: self.endpoint.to_string(),
