@@ -110,6 +110,15 @@ async fn a_token_gets_its_own_accounts_channel_signed_and_no_other() {
     .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
     assert!(answer["fields"]["userId"].is_string(), "{answer}");
+    let (status, answer) = ask(
+        &env.http,
+        &url,
+        Some(&bound),
+        json!({"socketId": "1.2", "channelName": channel, "userId": "  "}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    assert!(answer["fields"]["userId"].is_string(), "{answer}");
 
     // No token: 401.
     let (status, _) = ask(

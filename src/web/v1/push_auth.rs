@@ -24,12 +24,16 @@ use crate::{
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PushAuthRequest {
     /// The browser's socket id, as its client library gives it (`123.456`).
+    #[schema(pattern = r"^[0-9]{1,20}\.[0-9]{1,20}$")]
     pub socket_id: String,
-    /// The channel to join: `presence-message-wm-global<accountId>`.
+    /// The channel to join: `presence-message-wm-global<accountId>`, the
+    /// account a 24-hex id.
+    #[schema(pattern = "^presence-message-wm-global[0-9a-f]{24}$")]
     pub channel_name: String,
-    /// The signed-in user, who appears as the presence member.
-    #[serde(default)]
-    pub user_id: Option<String>,
+    /// The signed-in user, who appears as the presence member (1 to 128
+    /// characters, not all blank).
+    #[schema(min_length = 1, max_length = 128, pattern = r"\S")]
+    pub user_id: String,
     /// Optional details other members see (`user_info`).
     #[serde(default)]
     pub user_info: Option<serde_json::Value>,
@@ -72,7 +76,7 @@ pub async fn authorize(
         .authorize(
             &request.socket_id,
             &request.channel_name,
-            request.user_id.as_deref(),
+            Some(&request.user_id),
             request.user_info.as_ref(),
         )
         .map_err(|e| match e {
@@ -85,7 +89,7 @@ pub async fn authorize(
     tracing::info!(
         account_id = %account,
         channel = %request.channel_name,
-        user_id = request.user_id.as_deref().unwrap_or("-"),
+        user_id = %request.user_id,
         "channel subscription signed"
     );
     Ok(Json(answer))
