@@ -243,6 +243,28 @@ pub(crate) async fn timed(
     result
 }
 
+/// The pooled HTTP client of a provider: its timeouts, Herald's user agent.
+pub(crate) fn http_client(
+    connect_timeout: Duration,
+    request_timeout: Duration,
+) -> Result<reqwest::Client, reqwest::Error> {
+    reqwest::Client::builder()
+        .connect_timeout(connect_timeout)
+        .timeout(request_timeout)
+        .pool_idle_timeout(Duration::from_secs(90))
+        .user_agent(concat!("herald/", env!("CARGO_PKG_VERSION")))
+        .build()
+}
+
+/// `url` with a path ending in `/`, so relative paths join below it.
+pub(crate) fn as_base(url: &reqwest::Url) -> reqwest::Url {
+    let mut base = url.clone();
+    if !base.path().ends_with('/') {
+        base.set_path(&format!("{}/", base.path()));
+    }
+    base
+}
+
 /// The error and its causes in one line ("error sending request: connection refused").
 pub(crate) fn error_chain(err: &dyn std::error::Error) -> String {
     let mut text = err.to_string();

@@ -112,16 +112,8 @@ impl PusherClient {
         settings: &PusherSettings,
         metrics: Option<crate::ops::Metrics>,
     ) -> Result<Self, reqwest::Error> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(settings.connect_timeout)
-            .timeout(settings.request_timeout)
-            .pool_idle_timeout(Duration::from_secs(90))
-            .user_agent(concat!("herald/", env!("CARGO_PKG_VERSION")))
-            .build()?;
-        let mut base = settings.url.clone();
-        if !base.path().ends_with('/') {
-            base.set_path(&format!("{}/", base.path()));
-        }
+        let http = super::http_client(settings.connect_timeout, settings.request_timeout)?;
+        let base = super::as_base(&settings.url);
         let http = Arc::new(Http {
             http,
             base,

@@ -301,10 +301,9 @@ async fn receive_event(
             Ok(event) if event.name.is_empty() => {
                 (StatusCode::BAD_REQUEST, "name must not be empty".to_owned())
             }
-            Ok(event) => match tuisongbao_limits_broken(event) {
-                Some(reason) => (StatusCode::BAD_REQUEST, reason),
-                None => (StatusCode::OK, "OK".to_owned()),
-            },
+            Ok(event) => {
+                tuisongbao_limits_broken(event).unwrap_or((StatusCode::OK, "OK".to_owned()))
+            }
         }
     };
 
@@ -326,30 +325,39 @@ async fn receive_event(
 }
 
 /// Which documented limit `event` breaks, as the real service would say.
-fn tuisongbao_limits_broken(event: &EventBody) -> Option<String> {
-    let limits = super::tuisongbao::LIMITS;
-    if event.channels.is_empty() {
-        return Some("channels must not be empty".to_owned());
+fn tuisongbao_limits_broken(event: &EventBody) -> Option<(StatusCode, String)> {
+    let bytes = super::limits::data_bytes(&event.data);
+    limits_broken(&super::tuisongbao::LIMITS, &event.channels, bytes)
+}
+
+/// Which of `limits` an event for `channels` with `data_bytes` of data
+/// breaks: the status (413 for data, else 400) and the reason.
+fn limits_broken(
+    limits: &super::limits::ProviderLimits,
+    channels: &[String],
+    data_bytes: usize,
+) -> Option<(StatusCode, String)> {
+    let refuse = |reason: String| Some((StatusCode::BAD_REQUEST, reason));
+    if channels.is_empty() {
+        return refuse("channels must not be empty".to_owned());
     }
-    if event.channels.len() > limits.max_channels {
-        return Some(format!(
+    if channels.len() > limits.max_channels {
+        return refuse(format!(
             "at most {} channels per event, got {}",
             limits.max_channels,
-            event.channels.len()
+            channels.len()
         ));
     }
-    if let Some(reason) = event
-        .channels
-        .iter()
-        .find_map(|c| limits.check_channel(c).err())
-    {
-        return Some(reason);
+    if let Some(reason) = channels.iter().find_map(|c| limits.check_channel(c).err()) {
+        return refuse(reason);
     }
-    let bytes = super::limits::data_bytes(&event.data);
-    (bytes > limits.max_data_bytes).then(|| {
-        format!(
-            "data is {bytes} bytes, at most {} allowed",
-            limits.max_data_bytes
+    (data_bytes > limits.max_data_bytes).then(|| {
+        (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "data is {data_bytes} bytes, at most {} allowed",
+                limits.max_data_bytes
+            ),
         )
     })
 }

@@ -69,11 +69,14 @@ pub(super) async fn receive_events(
     let parsed = serde_json::from_slice::<EventsBody>(&body).map(|event| {
         let mut channels = event.channels;
         channels.extend(event.channel);
-        vec![EventBody {
-            name: event.name,
-            data: parse_data(event.data),
-            channels,
-            excluded_socket_id: event.socket_id,
+        vec![Received {
+            data_bytes: event.data.len(),
+            event: EventBody {
+                name: event.name,
+                data: parse_data(event.data),
+                channels,
+                excluded_socket_id: event.socket_id,
+            },
         }]
     });
     receive(state, app_id, query, uri, headers, body, parsed).await
@@ -92,15 +95,24 @@ pub(super) async fn receive_batch(
         batch
             .batch
             .into_iter()
-            .map(|item| EventBody {
-                name: item.name,
-                data: parse_data(item.data),
-                channels: vec![item.channel],
-                excluded_socket_id: item.socket_id,
+            .map(|item| Received {
+                data_bytes: item.data.len(),
+                event: EventBody {
+                    name: item.name,
+                    data: parse_data(item.data),
+                    channels: vec![item.channel],
+                    excluded_socket_id: item.socket_id,
+                },
             })
             .collect()
     });
     receive(state, app_id, query, uri, headers, body, parsed).await
+}
+
+/// One event as received, with the size of its `data` string.
+struct Received {
+    event: EventBody,
+    data_bytes: usize,
 }
 
 /// The event's `data` string as JSON (a string that is not JSON stays a
@@ -117,17 +129,17 @@ async fn receive(
     uri: Uri,
     headers: HeaderMap,
     body: axum::body::Bytes,
-    parsed: Result<Vec<EventBody>, serde_json::Error>,
+    parsed: Result<Vec<Received>, serde_json::Error>,
 ) -> Response {
     let request = state.next_request();
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    let record_all = |status: u16, events: &Result<Vec<EventBody>, serde_json::Error>| {
+    let record_all = |status: u16, events: &Result<Vec<Received>, serde_json::Error>| {
         match events {
             Ok(events) => {
-                for event in events {
+                for Received { event, .. } in events {
                     let copy = EventBody {
                         name: event.name.clone(),
                         data: event.data.clone(),
@@ -243,50 +255,16 @@ fn authenticate(
 }
 
 /// The answer a Pusher server gives to events over its limits.
-fn limits_broken(events: &[EventBody]) -> Option<(StatusCode, String)> {
+fn limits_broken(events: &[Received]) -> Option<(StatusCode, String)> {
     if events.len() > MAX_BATCH {
         return Some((
             StatusCode::BAD_REQUEST,
             format!("at most {MAX_BATCH} events per batch, got {}", events.len()),
         ));
     }
-    for event in events {
-        if event.channels.is_empty() {
-            return Some((StatusCode::BAD_REQUEST, "no channel given".to_owned()));
-        }
-        if event.channels.len() > LIMITS.max_channels {
-            return Some((
-                StatusCode::BAD_REQUEST,
-                format!(
-                    "at most {} channels per event, got {}",
-                    LIMITS.max_channels,
-                    event.channels.len()
-                ),
-            ));
-        }
-        if let Some(reason) = event
-            .channels
-            .iter()
-            .find_map(|c| LIMITS.check_channel(c).err())
-        {
-            return Some((StatusCode::BAD_REQUEST, reason));
-        }
-        // `data` arrives as a string; its size is that string's.
-        let bytes = match &event.data {
-            serde_json::Value::String(text) => text.len(),
-            other => other.to_string().len(),
-        };
-        if bytes > LIMITS.max_data_bytes {
-            return Some((
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!(
-                    "data is {bytes} bytes, at most {} allowed",
-                    LIMITS.max_data_bytes
-                ),
-            ));
-        }
-    }
-    None
+    events
+        .iter()
+        .find_map(|r| super::limits_broken(&LIMITS, &r.event.channels, r.data_bytes))
 }
 
 #[cfg(test)]
@@ -350,12 +328,15 @@ mod tests {
         assert!(authenticate(&state, "7", path, Some(&stale), body).is_err());
     }
 
-    fn event(channels: usize, data: &str) -> EventBody {
-        EventBody {
-            name: "e".into(),
-            data: serde_json::Value::String(data.into()),
-            channels: (0..channels).map(|i| format!("c{i}")).collect(),
-            excluded_socket_id: None,
+    fn event(channels: usize, data: &str) -> Received {
+        Received {
+            data_bytes: data.len(),
+            event: EventBody {
+                name: "e".into(),
+                data: parse_data(data.to_owned()),
+                channels: (0..channels).map(|i| format!("c{i}")).collect(),
+                excluded_socket_id: None,
+            },
         }
     }
 
@@ -368,11 +349,11 @@ mod tests {
             limits_broken(&[event(1, &big)]).map(|r| r.0),
             Some(StatusCode::PAYLOAD_TOO_LARGE)
         );
-        let batch: Vec<EventBody> = (0..11).map(|_| event(1, "{}")).collect();
+        let batch: Vec<Received> = (0..11).map(|_| event(1, "{}")).collect();
         assert!(limits_broken(&batch).is_some());
         assert_eq!(limits_broken(&batch[..10]), None);
         let mut bad = event(1, "{}");
-        bad.channels = vec!["a".repeat(165)];
+        bad.event.channels = vec!["a".repeat(165)];
         assert!(limits_broken(&[bad]).is_some());
     }
 }

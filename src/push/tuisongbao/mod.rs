@@ -39,16 +39,8 @@ pub fn basic_auth(app_id: &str, secret: &str) -> String {
 impl TuisongbaoClient {
     /// Builds the client; fails only if the TLS backend cannot initialise.
     pub fn new(settings: &TuisongbaoSettings) -> Result<Self, reqwest::Error> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(settings.connect_timeout)
-            .timeout(settings.request_timeout)
-            .pool_idle_timeout(Duration::from_secs(90))
-            .user_agent(concat!("herald/", env!("CARGO_PKG_VERSION")))
-            .build()?;
-        let mut base = settings.url.clone();
-        if !base.path().ends_with('/') {
-            base.set_path(&format!("{}/", base.path()));
-        }
+        let http = super::http_client(settings.connect_timeout, settings.request_timeout)?;
+        let base = super::as_base(&settings.url);
         let endpoint = base
             .join(EVENTS_PATH)
             .expect("a fixed relative path joins any http(s) base URL");
