@@ -173,6 +173,17 @@ impl PushError {
         }
     }
 
+    /// Whether the event broke the provider's documented limits and was
+    /// never sent.
+    pub fn is_refused_before_sending(&self) -> bool {
+        matches!(
+            self,
+            PushError::DataTooLarge { .. }
+                | PushError::InvalidChannel { .. }
+                | PushError::InvalidEvent { .. }
+        )
+    }
+
     /// The shortest wait before sending again, from the provider's
     /// `Retry-After` on a 429 or 503 answer.
     pub fn retry_after(&self) -> Option<Duration> {

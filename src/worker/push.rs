@@ -101,14 +101,16 @@ async fn deliver<P: EventPusher>(
         return Ok(());
     }
     let limits = pusher.limits();
-    if let Err(e) = limits.check(&job.event) {
-        error!(error = %e, "event refused before sending, not retrying");
-        return Err(AbortError::new(e).into());
-    }
     let chunks = limits.channel_chunks(&job.event.channels).len();
     let result = if chunks == 1 {
+        // `send` checks the event first; a refusal is permanent.
         pusher.send(&job.event).await
     } else {
+        // All of it is checked before the first slice goes, so that a bad
+        // channel in the last slice does not leave the first ones sent.
+        if let Err(e) = limits.check(&job.event) {
+            return Err(failure(e));
+        }
         send_in_slices(&job, pusher, delivered, &limits).await?
     };
     match result {
@@ -173,6 +175,10 @@ async fn send_in_slices<P: EventPusher>(
 /// The job's error for a provider's failure: retryable ones as they are
 /// (with the provider's `Retry-After` as a [`NotBefore`]), others aborted.
 fn failure(e: PushError) -> BoxDynError {
+    if e.is_refused_before_sending() {
+        error!(error = %e, "event refused before sending, not retrying");
+        return AbortError::new(e).into();
+    }
     if !e.is_retryable() {
         error!(error = %e, "push refused, not retrying");
         return AbortError::new(e).into();
