@@ -3,7 +3,7 @@
 //!
 //! It answers the same REST calls as the real services — Tuisongbao's with
 //! Basic auth checked and `OK` on success; the Pusher HTTP API's with the
-//! request signature verified like a real server ([`pusher`]) — and
+//! request signature verified like a real server (module `pusher`) — and
 //! records every event it receives, so tests, demos
 //! and a developer's own setup can see exactly what Herald sent. Failures can
 //! be scripted over HTTP for the next N requests (a status code, a delay or
@@ -27,7 +27,7 @@
 //!   `Retry-After: S`. A scripted 403 is Tuisongbao's "over the call limit".
 //!
 //! Like the real service, it enforces the documented limits of an event
-//! (see [`super::tuisongbao::LIMITS`]): more than 10 channels, a channel
+//! (Tuisongbao's `LIMITS`): more than 10 channels, a channel
 //! name that breaks the rules, or `data` over 10 KB is answered 400.
 //! - `DELETE /_sandbox/failures`: cancel scripted failures.
 //! - `GET /`: a page listing the events live.
