@@ -2,7 +2,8 @@
 //!
 //! Web apps enqueue jobs in Redis (see the `herald-jobs` crate for the
 //! contract); Herald's workers store messages in MongoDB and push realtime
-//! events to Tuisongbao so the browser updates at once.
+//! events to Tuisongbao or a Pusher-protocol server so the browser updates
+//! at once.
 //!
 //! How the parts meet, following one `send_message` job:
 //!
@@ -14,14 +15,18 @@
 //!    message, stores it through [`store`] (idempotent by message id) and
 //!    returns a [`push::job::PushJob`] as a [`queue::Handoff`], which the
 //!    job's acknowledgement enqueues on the `push` queue.
-//! 3. [`worker::push`] delivers the event with the [`push::TuisongbaoClient`];
-//!    failures are classified by [`push::PushError::is_retryable`].
+//! 3. [`worker::push`] delivers the event with the configured
+//!    [`push::Provider`] (Tuisongbao or the Pusher protocol), within the
+//!    provider's [`push::limits`]; failures are classified by
+//!    [`push::PushError::is_retryable`].
 //! 4. [`export`] streams an account's documents into a CSV file with live
 //!    progress, through the `export` queue.
 //! 5. [`web`] is the operator's dashboard and JSON API over the queues
-//!    ([`queue::admin`]): counts, failed jobs, retry and discard.
-//! 6. [`push::sandbox`] is a local stand-in for Tuisongbao, for tests, demos
-//!    and development.
+//!    ([`queue::admin`]): counts, failed jobs, retry and discard; and the
+//!    producers' API, which also signs browsers' channel subscriptions
+//!    ([`push::auth`]).
+//! 6. [`push::sandbox`] is a local stand-in for Tuisongbao and the Pusher
+//!    HTTP API, for tests, demos and development.
 //!
 //! Around them: [`config`] loads layered settings, [`telemetry`] sets up
 //! structured logs, [`shutdown`] turns SIGTERM/SIGINT into a future,

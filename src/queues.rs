@@ -39,21 +39,23 @@ fn retry_policy(settings: &Settings, queue: QueueName) -> RetryPolicy {
 /// How long after a message's first run one of its jobs can still run
 /// again: the `send_message` job (whose re-run would hand the push off
 /// again) and then its push (whose re-run would send it again). That is
-/// both retry schedules at their longest, one heartbeat timeout for every
-/// run (a worker that died mid-run is noticed that late), and
+/// both retry schedules at their longest (a push's retries each at the cap,
+/// which a provider's `Retry-After` may ask for), one heartbeat timeout for
+/// every run (a worker that died mid-run is noticed that late), and
 /// [`QUEUE_WAIT_MARGIN`]. The push queue's idempotency keys and delivery
 /// receipts are kept exactly this long: they matter only while a re-run
-/// can come. With the default settings it is 1 hour 38 minutes.
+/// can come. With the default settings it is 2 hours 14 minutes.
 pub fn rerun_window(settings: &Settings) -> Duration {
     let worker = &settings.worker;
     let send = retry_policy(settings, QueueName::SendMessage);
     let push = retry_policy(settings, QueueName::Push);
     let runs = (send.max_attempts + push.max_attempts) as u32;
     let heartbeat_timeout = worker.heartbeat_interval * (worker.missed_heartbeats.max(1) as u32);
-    send.longest_retry_span()
-        + push.longest_retry_span()
-        + heartbeat_timeout * runs
-        + QUEUE_WAIT_MARGIN
+    // A provider may ask a push to wait up to the cap before any retry
+    // (`Retry-After`, see `queue::retry::NotBefore`), so every push retry
+    // counts at the cap.
+    let push_span = push.cap * (push.max_attempts.saturating_sub(1) as u32);
+    send.longest_retry_span() + push_span + heartbeat_timeout * runs + QUEUE_WAIT_MARGIN
 }
 
 /// The configuration of `queue` from the settings.
@@ -117,11 +119,11 @@ mod tests {
     fn the_rerun_window_covers_both_retry_schedules_and_a_heartbeat_timeout_per_run() {
         let settings = Settings::load_from(&HashMap::new()).expect("defaults load");
         // send_message: 1 + 2 + ... + 256 s before runs 2 to 10 (511 s);
-        // push: the same, then 300 s twice, capped (1,111 s); 22 runs of
-        // 30 s heartbeat timeout (660 s); an hour in queues.
+        // push: 300 s (the cap) before each of runs 2 to 12 (3,300 s); 22
+        // runs of 30 s heartbeat timeout (660 s); an hour in queues.
         assert_eq!(
             rerun_window(&settings),
-            Duration::from_secs(511 + 1_111 + 660 + 3_600)
+            Duration::from_secs(511 + 3_300 + 660 + 3_600)
         );
     }
 }

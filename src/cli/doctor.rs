@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use herald::{
     config::Settings,
-    push::{Event, EventPusher, TuisongbaoClient},
+    push::{Event, EventPusher, Provider},
     queue, store,
 };
 
@@ -57,7 +57,17 @@ async fn check_mongodb(settings: &Settings) -> Result<String, String> {
 }
 
 async fn check_push(settings: &Settings) -> Result<String, String> {
-    let client = TuisongbaoClient::new(&settings.tuisongbao).map_err(|e| e.to_string())?;
+    let client = Provider::from_settings(settings, None).map_err(|e| e.to_string())?;
+    let (app_id, credentials) = match &client {
+        Provider::Tuisongbao(_) => (
+            &settings.tuisongbao.app_id,
+            "HERALD_TUISONGBAO_APP_ID and HERALD_TUISONGBAO_SECRET",
+        ),
+        Provider::Pusher(_) => (
+            &settings.pusher.app_id,
+            "HERALD_PUSHER_APP_ID, HERALD_PUSHER_KEY and HERALD_PUSHER_SECRET",
+        ),
+    };
     let event = Event {
         name: "herald_doctor".to_owned(),
         data: serde_json::json!({ "check": "herald doctor" }),
@@ -67,10 +77,13 @@ async fn check_push(settings: &Settings) -> Result<String, String> {
         Ok(()) => Ok(format!(
             "{} accepted a test event (app id {})",
             client.endpoint(),
-            settings.tuisongbao.app_id
+            app_id
         )),
-        Err(e) if matches!(e.status(), Some(401 | 403)) => Err(format!(
-            "{e} (check HERALD_TUISONGBAO_APP_ID and HERALD_TUISONGBAO_SECRET)"
+        Err(e) if matches!(e.status(), Some(401 | 404)) => {
+            Err(format!("{e} (check {credentials})"))
+        }
+        Err(e) if e.status() == Some(403) => Err(format!(
+            "{e} (the app is over its call limit or quota; pushes are retried until it is not)"
         )),
         Err(e) => Err(e.to_string()),
     }

@@ -11,7 +11,11 @@ use std::{net::IpAddr, process::ExitCode};
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use herald::{config::Settings, push::sandbox, shutdown, telemetry, worker};
+use herald::{
+    config::{ProviderKind, Settings},
+    push::sandbox,
+    shutdown, telemetry, worker,
+};
 use secrecy::ExposeSecret;
 
 /// Herald: background jobs for SCRM notifications.
@@ -47,7 +51,7 @@ enum Command {
     Queue(queue::QueueCommand),
     /// Check that Redis, MongoDB and the push endpoint answer; exit 1 if any does not.
     Doctor,
-    /// Run a local stand-in for Tuisongbao that records every event it receives.
+    /// Run a local stand-in for Tuisongbao and the Pusher HTTP API that records every event it receives.
     PushSandbox(SandboxArgs),
 }
 
@@ -59,12 +63,15 @@ struct SandboxArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1")]
     host: IpAddr,
-    /// App id to accept (default: the configured tuisongbao.app_id).
+    /// App id to accept (default: the configured app id of push.provider).
     #[arg(long)]
     app_id: Option<String>,
-    /// Secret to accept (default: the configured tuisongbao.secret).
+    /// Secret to accept (default: the configured secret of push.provider).
     #[arg(long)]
     secret: Option<String>,
+    /// Pusher app key to accept (default: the configured pusher.key).
+    #[arg(long)]
+    key: Option<String>,
 }
 
 /// Runs the parsed command; the exit code reports its outcome.
@@ -154,30 +161,41 @@ async fn run_sandbox(args: SandboxArgs) -> anyhow::Result<ExitCode> {
     if let Ok(settings) = &settings {
         telemetry::init(&settings.log);
     }
-    let configured = settings.as_ref().ok().map(|s| {
-        (
+    let configured = settings.as_ref().ok().map(|s| match s.push.provider {
+        ProviderKind::Tuisongbao => (
             s.tuisongbao.app_id.clone(),
             s.tuisongbao.secret.expose_secret().to_owned(),
-        )
+            s.pusher.key.clone(),
+        ),
+        ProviderKind::Pusher => (
+            s.pusher.app_id.clone(),
+            s.pusher.secret.expose_secret().to_owned(),
+            s.pusher.key.clone(),
+        ),
     });
     let app_id = args
         .app_id
         .or_else(|| configured.as_ref().map(|c| c.0.clone()))
-        .context("no --app-id given and tuisongbao.app_id is not configured")?;
+        .context("no --app-id given and the provider's app_id is not configured")?;
     let secret = args
         .secret
         .or_else(|| configured.as_ref().map(|c| c.1.clone()))
-        .context("no --secret given and tuisongbao.secret is not configured")?;
+        .context("no --secret given and the provider's secret is not configured")?;
+    let key = args
+        .key
+        .or_else(|| configured.as_ref().map(|c| c.2.clone()))
+        .unwrap_or_else(|| sandbox::DEFAULT_PUSHER_KEY.to_owned());
 
     let addr = std::net::SocketAddr::new(args.host, args.port);
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
     let bound = listener.local_addr()?;
-    println!("push sandbox listening on http://{bound} (app id {app_id}); events at http://{bound}/_sandbox/events");
-    sandbox::serve(
+    println!("push sandbox listening on http://{bound} (app id {app_id}, Pusher key {key}); events at http://{bound}/_sandbox/events");
+    sandbox::serve_with_key(
         listener,
         sandbox::SandboxCredentials { app_id, secret },
+        key,
         shutdown::signal(),
     )
     .await

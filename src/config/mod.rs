@@ -6,8 +6,9 @@
 //! that are known to be usable or a [`ConfigError`] that names the setting and
 //! the variable that sets it.
 //!
-//! Each TOML section has its own module (`redis`, `mongodb`, `tuisongbao`,
-//! `worker`, `retention`, `message`, `log`, `web`, `export`) holding the section's
+//! Each TOML section has its own module (`redis`, `mongodb`, `push`,
+//! `tuisongbao`, `pusher`, `worker`, `retention`, `message`, `log`, `web`,
+//! `export`) holding the section's
 //! settings, declared once each with `define_settings!` (key, default,
 //! meaning), its typed struct, and the `read` function that checks the
 //! values and builds that struct. [`all_settings`] lists every setting from
@@ -24,6 +25,8 @@ mod export;
 mod log;
 mod message;
 mod mongodb;
+mod push;
+mod pusher;
 mod redis;
 mod retention;
 mod setting;
@@ -42,6 +45,8 @@ pub use self::{
     export::ExportSettings,
     log::{LogFormat, LogSettings},
     mongodb::{MongoSettings, WriteAcknowledgment},
+    push::{ProviderKind, PushSettings},
+    pusher::PusherSettings,
     redis::RedisSettings,
     retention::RetentionSettings,
     setting::{env_var_for, Setting},
@@ -57,7 +62,9 @@ const DEFAULTS_TOML: &str = include_str!("../../config/default.toml");
 const SECTIONS: &[&[Setting]] = &[
     redis::SETTINGS,
     mongodb::SETTINGS,
+    push::SETTINGS,
     tuisongbao::SETTINGS,
+    pusher::SETTINGS,
     worker::SETTINGS,
     retention::SETTINGS,
     message::SETTINGS,
@@ -115,8 +122,12 @@ pub struct Settings {
     pub redis: RedisSettings,
     /// The MongoDB server holding messages.
     pub mongodb: MongoSettings,
-    /// The push provider.
+    /// Which push provider is used.
+    pub push: PushSettings,
+    /// The Tuisongbao provider.
     pub tuisongbao: TuisongbaoSettings,
+    /// The Pusher-protocol provider.
+    pub pusher: PusherSettings,
     /// Worker process tuning.
     pub worker: WorkerSettings,
     /// What the queues keep of finished jobs.
@@ -175,11 +186,27 @@ impl Settings {
     }
 
     /// Checks every section; the first unusable setting is the error.
+    /// Only the chosen provider's section must be usable: the other one,
+    /// if it is not (production leaves both blank), takes the compiled
+    /// defaults, which nothing sends to.
     fn read(values: &Values) -> Result<Self, ConfigError> {
+        let push = push::read(values)?;
+        let tuisongbao = match tuisongbao::read(values) {
+            Err(_) if push.provider != ProviderKind::Tuisongbao => {
+                tuisongbao::read(&Values::defaults()?)?
+            }
+            read => read?,
+        };
+        let pusher = match pusher::read(values) {
+            Err(_) if push.provider != ProviderKind::Pusher => pusher::read(&Values::defaults()?)?,
+            read => read?,
+        };
         Ok(Settings {
             redis: redis::read(values)?,
             mongodb: mongodb::read(values)?,
-            tuisongbao: tuisongbao::read(values)?,
+            push,
+            tuisongbao,
+            pusher,
             log: log::read(values)?,
             worker: worker::read(values)?,
             retention: retention::read(values)?,

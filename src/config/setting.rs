@@ -75,6 +75,17 @@ impl Values {
         Self { layers }
     }
 
+    /// The compiled defaults alone (`config/default.toml`).
+    pub(super) fn defaults() -> Result<Self, ConfigError> {
+        let layers = config::Config::builder()
+            .add_source(config::File::from_str(
+                super::DEFAULTS_TOML,
+                config::FileFormat::Toml,
+            ))
+            .build()?;
+        Ok(Self::new(layers))
+    }
+
     /// The setting's value as a `T`; a value of another type is a
     /// [`ConfigError::Load`] naming the key.
     pub(super) fn get<T: DeserializeOwned>(&self, setting: &Setting) -> Result<T, ConfigError> {

@@ -64,11 +64,32 @@ fn every_declared_setting_is_read_through_its_variable() {
             setting.default.parse::<f64>().is_ok() || setting.default.parse::<bool>().is_ok();
         let value = if typed { "x" } else { "" };
         let var = setting.env_var();
-        match Settings::load_from(&vars(&[(&var, value)])) {
+        // A provider's section counts only when it is the chosen one.
+        let provider = if setting.key.starts_with("pusher.") {
+            "pusher"
+        } else {
+            "tuisongbao"
+        };
+        let base = if provider == "pusher" {
+            format!(
+                "{:?}",
+                Settings::load_from(&vars(&[("HERALD_PUSH_PROVIDER", provider)])).unwrap()
+            )
+        } else {
+            base.clone()
+        };
+        let mut pairs = vec![(var.as_str(), value)];
+        if setting.key != "push.provider" {
+            pairs.push(("HERALD_PUSH_PROVIDER", provider));
+        }
+        match Settings::load_from(&vars(&pairs)) {
             Err(e) => assert!(e.to_string().contains(setting.key), "{var}={value:?}: {e}"),
             // The secret does not print, so its change is seen through it.
             Ok(s) if setting.key == "tuisongbao.secret" => {
                 assert_eq!(s.tuisongbao.secret.expose_secret(), value)
+            }
+            Ok(s) if setting.key == "pusher.secret" => {
+                assert_eq!(s.pusher.secret.expose_secret(), value)
             }
             Ok(s) => assert_ne!(format!("{s:?}"), base, "{var}={value:?} changed nothing"),
         }
@@ -145,6 +166,22 @@ fn the_production_file_requires_push_credentials() {
     )
     .unwrap();
     assert_eq!(ok.log.format, LogFormat::Json);
+
+    // With the Pusher provider, its settings are the ones required.
+    let err = load_environment("production", &[("HERALD_PUSH_PROVIDER", "pusher")]).unwrap_err();
+    assert!(err.to_string().contains("HERALD_PUSHER_URL"), "{err}");
+    let ok = load_environment(
+        "production",
+        &[
+            ("HERALD_PUSH_PROVIDER", "pusher"),
+            ("HERALD_PUSHER_URL", "https://api-eu.pusher.com"),
+            ("HERALD_PUSHER_APP_ID", "1"),
+            ("HERALD_PUSHER_KEY", "k"),
+            ("HERALD_PUSHER_SECRET", "s"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(ok.pusher.url.as_str(), "https://api-eu.pusher.com/");
 }
 
 #[test]

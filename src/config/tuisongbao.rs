@@ -42,7 +42,7 @@ pub(super) fn read(values: &Values) -> Result<TuisongbaoSettings, ConfigError> {
     })
 }
 
-fn http_url(text: &str) -> Result<reqwest::Url, String> {
+pub(super) fn http_url(text: &str) -> Result<reqwest::Url, String> {
     reqwest::Url::parse(text)
         .ok()
         .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())

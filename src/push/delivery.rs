@@ -105,6 +105,21 @@ impl DeliveryLog {
             .await
     }
 
+    /// Which of `keys` have a receipt, in one round trip (the receipts of
+    /// an event's channel slices, see [`crate::worker::push`]).
+    pub async fn delivered_keys(&self, keys: &[String]) -> Result<Vec<bool>, redis::RedisError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.conn.clone();
+        let mut mget = redis::cmd("MGET");
+        for key in keys {
+            mget.arg(format!("{}:{key}", self.prefix));
+        }
+        let found: Vec<Option<String>> = mget.query_async(&mut conn).await?;
+        Ok(found.iter().map(Option::is_some).collect())
+    }
+
     /// Records that the event with `idempotency_key` was delivered, now.
     /// Returns at once; the writer task writes it (see the module docs).
     pub fn record(&self, idempotency_key: &str) {

@@ -47,6 +47,8 @@ pub(super) struct Finished {
     pub result: Result<Value, String>,
     /// The successors a successful job hands off.
     pub handoff: Option<Handoff>,
+    /// The shortest wait its error asked for ([`super::retry::NotBefore`]).
+    pub not_before: Option<std::time::Duration>,
 }
 
 /// Where finished jobs are reported.
@@ -157,14 +159,15 @@ where
             }
             // apalis hands the response on to nothing that reads it; its
             // value is what the acknowledgement records.
-            let (outcome, result, handoff) = match outcome {
+            let (outcome, result, handoff, not_before) = match outcome {
                 Ok(response) => {
                     let (value, handoff) = response.into_ack();
-                    (Ok(()), Ok(value), handoff)
+                    (Ok(()), Ok(value), handoff, None)
                 }
                 Err(error) => {
                     let text = error.to_string();
-                    (Err(error), Err(text), None)
+                    let not_before = super::retry::NotBefore::find(error.as_ref());
+                    (Err(error), Err(text), None, not_before)
                 }
             };
             match ctx.task_id() {
@@ -175,6 +178,7 @@ where
                         status: ctx.status(),
                         result,
                         handoff,
+                        not_before,
                     };
                     // A closed channel means the worker stopped; its lease
                     // runs out and the job runs again elsewhere.

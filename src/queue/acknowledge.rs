@@ -46,10 +46,11 @@ impl QueuePersistence {
         let recorded = handed.as_ref().unwrap_or(&finished.result);
         let succeeded = recorded.is_ok();
         let aborted = matches!(finished.status, Status::Killed);
-        let outcome =
-            self.config
-                .retry
-                .outcome(succeeded, aborted, finished.attempt, fastrand::f64());
+        let retry = &self.config.retry;
+        let outcome = retry.not_sooner(
+            retry.outcome(succeeded, aborted, finished.attempt, fastrand::f64()),
+            finished.not_before,
+        );
         let status = match (outcome, aborted) {
             (Outcome::Done, _) => "Done",
             (Outcome::Retry(_), _) => "Pending",

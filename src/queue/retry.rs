@@ -4,8 +4,39 @@
 //! then a random point in the upper half of that delay ("equal jitter"): at
 //! least half the backoff, so retries do not hammer a provider that is down,
 //! and spread out, so a burst of failures does not come back as a burst.
+//!
+//! A job's error may ask for a later run than that ([`NotBefore`], e.g. a
+//! provider's `Retry-After`): the later of the two counts, capped by `cap`.
 
 use std::time::Duration;
+
+use apalis_core::error::BoxDynError;
+
+/// A job's error that asks for its next run no sooner than `delay` from
+/// now. Displays as the error it wraps, so the job's history records that.
+#[derive(Debug, thiserror::Error)]
+#[error("{source}")]
+pub struct NotBefore {
+    /// Shortest wait before the next run (the policy's cap still applies).
+    pub delay: Duration,
+    /// The job's error.
+    #[source]
+    pub source: BoxDynError,
+}
+
+impl NotBefore {
+    /// The shortest wait `error`, or an error in its source chain, asks for.
+    pub fn find(error: &(dyn std::error::Error + 'static)) -> Option<Duration> {
+        let mut current = Some(error);
+        while let Some(e) = current {
+            if let Some(not_before) = e.downcast_ref::<NotBefore>() {
+                return Some(not_before.delay);
+            }
+            current = e.source();
+        }
+        None
+    }
+}
 
 /// A queue's retry policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,6 +91,14 @@ impl RetryPolicy {
             Outcome::Retry(self.delay(attempt, unit))
         }
     }
+
+    /// `outcome`, its retry put off to at least `not_before` (capped by `cap`).
+    pub fn not_sooner(&self, outcome: Outcome, not_before: Option<Duration>) -> Outcome {
+        match (outcome, not_before) {
+            (Outcome::Retry(delay), Some(wait)) => Outcome::Retry(delay.max(wait.min(self.cap))),
+            (outcome, _) => outcome,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -104,5 +143,38 @@ mod tests {
         ));
         assert_eq!(POLICY.outcome(false, false, 5, 0.5), Outcome::Dead);
         assert_eq!(POLICY.outcome(false, true, 1, 0.5), Outcome::Dead);
+    }
+
+    #[test]
+    fn a_not_before_delays_a_retry_within_the_cap_and_nothing_else() {
+        let retry = Outcome::Retry(Duration::from_secs(1));
+        let secs = |s| Some(Duration::from_secs(s));
+        assert_eq!(
+            POLICY.not_sooner(retry, secs(7)),
+            Outcome::Retry(Duration::from_secs(7))
+        );
+        assert_eq!(POLICY.not_sooner(retry, secs(0)), retry);
+        assert_eq!(POLICY.not_sooner(retry, None), retry);
+        assert_eq!(
+            POLICY.not_sooner(retry, secs(3600)),
+            Outcome::Retry(POLICY.cap)
+        );
+        assert_eq!(POLICY.not_sooner(Outcome::Dead, secs(7)), Outcome::Dead);
+        assert_eq!(POLICY.not_sooner(Outcome::Done, secs(7)), Outcome::Done);
+    }
+
+    #[test]
+    fn a_not_before_is_found_through_the_source_chain() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("outer")]
+        struct Outer(#[source] NotBefore);
+        let inner = NotBefore {
+            delay: Duration::from_secs(5),
+            source: "HTTP 429".into(),
+        };
+        assert_eq!(inner.to_string(), "HTTP 429");
+        assert_eq!(NotBefore::find(&Outer(inner)), Some(Duration::from_secs(5)));
+        let plain: BoxDynError = "plain".into();
+        assert_eq!(NotBefore::find(plain.as_ref()), None);
     }
 }

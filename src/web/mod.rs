@@ -82,6 +82,7 @@ impl WebState {
             storage: Arc::new(LocalDirStorage::new(&settings.export.dir)),
             message_limits: settings.message,
             export_limits: settings.export.limits.clone(),
+            channels: crate::push::auth::ChannelAuthorizer::from_settings(settings),
         };
         Self {
             queues: Arc::new(queues),

@@ -27,7 +27,7 @@ use tracing::info;
 
 use crate::{
     config::Settings,
-    push::{delivery::DeliveryLog, TuisongbaoClient},
+    push::{delivery::DeliveryLog, Provider},
     queue::{self, QueueError},
     queues,
     store::{self, MessageBatcher, MessageStore, StoreError},
@@ -111,7 +111,7 @@ impl Worker {
             .await?;
         messages.ensure_indexes().await?;
         let metrics = crate::ops::Metrics::new();
-        let pusher = TuisongbaoClient::new(&settings.tuisongbao)?.with_metrics(metrics.clone());
+        let pusher = Provider::from_settings(&settings, Some(metrics.clone()))?;
         let ops = match settings.worker.ops_bind {
             Some(addr) => {
                 let state = crate::ops::OpsState::new(

@@ -13,7 +13,7 @@ use crate::{
     config::Settings,
     export::storage::LocalDirStorage,
     ops::{JobMetricsLayer, Metrics},
-    push::TuisongbaoClient,
+    push::Provider,
     queue::{RawArgs, RedisQueue},
 };
 
@@ -34,9 +34,9 @@ pub struct Handlers {
     /// For [`send_message::handle`].
     pub send_message: Arc<send_message::Deps>,
     /// For [`push::handle`].
-    pub push: Arc<push::Deps>,
+    pub push: Arc<push::Deps<Provider>>,
     /// For [`crate::export::handle`].
-    pub export: Arc<crate::export::Deps<LocalDirStorage, TuisongbaoClient>>,
+    pub export: Arc<crate::export::Deps<LocalDirStorage, Provider>>,
 }
 
 /// Registers one queue's worker: `$backend` polled on the settings'
@@ -91,7 +91,7 @@ pub fn build(
         worker.push_concurrency,
         metrics,
         poll,
-        push::handle
+        push::handle::<Provider>
     );
     let monitor = queue_worker!(
         monitor,
@@ -101,7 +101,7 @@ pub fn build(
         worker.export_concurrency,
         metrics,
         poll,
-        crate::export::handle::<LocalDirStorage, TuisongbaoClient>
+        crate::export::handle::<LocalDirStorage, Provider>
     );
     monitor
         // Redis failures do not stop a worker (its backend tries again until

@@ -708,6 +708,7 @@ async fn the_openapi_document_matches_the_routes() {
         "GET /v1/accounts/{accountId}/messages/unread-count",
         "POST /v1/accounts/{accountId}/messages/{messageId}/read",
         "POST /v1/accounts/{accountId}/messages/read-all",
+        "POST /v1/push/auth",
     ]
     .into_iter()
     .map(str::to_owned)

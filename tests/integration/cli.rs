@@ -128,6 +128,38 @@ async fn doctor_fails_when_a_service_is_down_or_credentials_are_wrong() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_checks_the_pusher_provider_when_it_is_chosen() {
+    let env = env().await;
+    let pusher = [("HERALD_PUSH_PROVIDER", "pusher")];
+    let output = env.run_herald(&["doctor"], &pusher);
+    let text = stdout(&output);
+    assert!(output.status.success(), "{text}{}", stderr(&output));
+    let push = text
+        .lines()
+        .find(|l| l.starts_with("push"))
+        .unwrap_or_default();
+    assert!(push.contains(" ok ") && push.contains("/apps/"), "{text}");
+
+    let output = env.run_herald(
+        &["doctor"],
+        &[
+            ("HERALD_PUSH_PROVIDER", "pusher"),
+            ("HERALD_PUSHER_SECRET", "wrong"),
+        ],
+    );
+    assert_eq!(output.status.code(), Some(1));
+    let text = stdout(&output);
+    let push = text
+        .lines()
+        .find(|l| l.starts_with("push"))
+        .unwrap_or_default();
+    assert!(
+        push.contains("401") && push.contains("HERALD_PUSHER_SECRET"),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_invalid_setting_stops_start_up_naming_it() {
     let env = env().await;
     let output = env.run_herald(&["worker"], &[("HERALD_WORKER_CONCURRENCY", "0")]);

@@ -104,6 +104,11 @@ pub async fn env_with(extra: &[(&str, &str)]) -> TestEnv {
         ("HERALD_TUISONGBAO_APP_ID", APP_ID.to_owned()),
         ("HERALD_TUISONGBAO_SECRET", SECRET.to_owned()),
         ("HERALD_TUISONGBAO_REQUEST_TIMEOUT_MS", "5000".to_owned()),
+        ("HERALD_PUSHER_URL", sandbox_url.clone()),
+        ("HERALD_PUSHER_APP_ID", APP_ID.to_owned()),
+        ("HERALD_PUSHER_KEY", sandbox::DEFAULT_PUSHER_KEY.to_owned()),
+        ("HERALD_PUSHER_SECRET", SECRET.to_owned()),
+        ("HERALD_PUSHER_REQUEST_TIMEOUT_MS", "5000".to_owned()),
         ("HERALD_WORKER_POLL_INTERVAL_MS", "50".to_owned()),
         (
             "HERALD_EXPORT_DIR",
@@ -287,7 +292,9 @@ impl TestEnv {
             .await;
     }
 
-    async fn script_sandbox(&self, plan: Value) {
+    /// Scripts the sandbox with a whole plan (see `herald::push::sandbox`:
+    /// `status`, `delayMs`, `count`, `skip`, `retryAfterSecs`, `hang`).
+    pub async fn script_sandbox(&self, plan: Value) {
         let response = self
             .http
             .post(format!("{}/_sandbox/failures", self.sandbox_url))

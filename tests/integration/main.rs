@@ -21,6 +21,8 @@ mod openapi_fuzz;
 mod ops;
 mod pause;
 mod poison_jobs;
+mod providers;
+mod push_auth;
 mod redis_restart;
 mod retention;
 mod sandbox;

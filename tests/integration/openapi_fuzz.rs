@@ -46,7 +46,14 @@ async fn requests_valid_by_the_document_are_served_as_it_says() {
         runner.display()
     );
     let bind = format!("127.0.0.1:{}", free_port());
-    let env = env_with(&[("HERALD_WEB_BIND", &bind), ("HERALD_WEB_TOKEN", WEB_TOKEN)]).await;
+    // The Pusher provider, so that `/v1/push/auth` signs what the document
+    // calls valid (with Tuisongbao it answers 501).
+    let env = env_with(&[
+        ("HERALD_WEB_BIND", &bind),
+        ("HERALD_WEB_TOKEN", WEB_TOKEN),
+        ("HERALD_PUSH_PROVIDER", "pusher"),
+    ])
+    .await;
     let log = std::env::temp_dir().join(format!("{}-web.log", env.namespace));
     let mut web = env.spawn_herald_logged(&["web"], &[], &log);
     let base = format!("http://{bind}");

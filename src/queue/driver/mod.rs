@@ -177,6 +177,7 @@ impl WorkerDriver {
             status: Status::Killed,
             result: Err(reason.to_string()),
             handoff: None,
+            not_before: None,
         });
     }
 

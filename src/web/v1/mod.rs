@@ -4,6 +4,7 @@
 //! - [`messages`]: `POST /v1/messages` enqueues a message.
 //! - [`exports`]: enqueue, follow, download and cancel exports.
 //! - [`inbox`]: the read side the frontend lists messages and marks them read with.
+//! - [`push_auth`]: signs a browser's subscription to its account's channel.
 //! - [`caller`]: bearer tokens, and the account a token may reach.
 //! - [`problem`]: error answers naming the wrong fields; the JSON extractor
 //!   (shared with the dashboard's API).
@@ -18,6 +19,7 @@ pub mod caller;
 pub mod exports;
 pub mod inbox;
 pub mod messages;
+pub mod push_auth;
 pub mod schema;
 
 pub use super::problem;
@@ -55,6 +57,8 @@ pub struct ApiState {
     pub message_limits: MessageLimits,
     /// The worker's export allow-list and default time zone.
     pub export_limits: ExportLimits,
+    /// Signs browsers' channel subscriptions for the configured provider.
+    pub channels: crate::push::auth::ChannelAuthorizer,
 }
 
 /// The document's frame: title, version and the bearer scheme.
@@ -70,6 +74,7 @@ pub struct ApiState {
         (name = "messages", description = "Enqueue messages"),
         (name = "inbox", description = "The read side of messages"),
         (name = "exports", description = "CSV exports"),
+        (name = "push", description = "Realtime channel authorization"),
     )
 )]
 struct ApiDoc;
@@ -99,6 +104,7 @@ fn documented_routes() -> OpenApiRouter<WebState> {
         .routes(routes!(inbox::unread_count))
         .routes(routes!(inbox::mark_read))
         .routes(routes!(inbox::mark_all_read))
+        .routes(routes!(push_auth::authorize))
 }
 
 /// The `/v1` routes, bodies limited to `max_body_bytes`, and their OpenAPI

@@ -1,13 +1,19 @@
-//! A local stand-in for Tuisongbao (`herald push-sandbox`).
+//! A local stand-in for Tuisongbao and for a Pusher-protocol server
+//! (`herald push-sandbox`).
 //!
-//! It answers the same REST call as the real service — Basic auth checked,
-//! `OK` on success — and records every request it receives, so tests, demos
+//! It answers the same REST calls as the real services — Tuisongbao's with
+//! Basic auth checked and `OK` on success; the Pusher HTTP API's with the
+//! request signature verified like a real server (module `pusher`) — and
+//! records every event it receives, so tests, demos
 //! and a developer's own setup can see exactly what Herald sent. Failures can
 //! be scripted over HTTP for the next N requests (a status code, a delay or
 //! both), which is how tests make a push fail and then succeed.
 //!
 //! Routes:
 //! - `POST /v2/open/engine/events`: the Tuisongbao call.
+//! - `POST /apps/{app_id}/events`, `POST /apps/{app_id}/batch_events`: the
+//!   Pusher calls (same app id and secret, key [`DEFAULT_PUSHER_KEY`]
+//!   unless given).
 //! - `GET /_sandbox/events`: every request received, oldest first (JSON).
 //! - `DELETE /_sandbox/events`: forget them.
 //! - `GET /_sandbox/stats`: how many requests were answered with each status.
@@ -15,7 +21,14 @@
 //!   makes the next `count` event requests wait `delayMs`, then answer
 //!   `status` (or answer normally when `status` is absent). With
 //!   `"hang": true` they are recorded on arrival (status 0) and never
-//!   answered: a provider that took the event and went silent.
+//!   answered: a provider that took the event and went silent. With
+//!   `"skip": N` the first N requests are answered normally before the plan
+//!   applies; with `"retryAfterSecs": S` a scripted status carries
+//!   `Retry-After: S`. A scripted 403 is Tuisongbao's "over the call limit".
+//!
+//! Like the real service, it enforces the documented limits of an event
+//! (Tuisongbao's `LIMITS`): more than 10 channels, a channel
+//! name that breaks the rules, or `data` over 10 KB is answered 400.
 //! - `DELETE /_sandbox/failures`: cancel scripted failures.
 //! - `GET /`: a page listing the events live.
 
@@ -36,6 +49,12 @@ use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 
 use super::tuisongbao::{basic_auth, EVENTS_PATH};
+
+mod pusher;
+
+/// The Pusher app key the sandbox accepts unless told another (the
+/// default `pusher.key`).
+pub const DEFAULT_PUSHER_KEY: &str = "herald-dev-key";
 
 /// Credentials the sandbox accepts.
 #[derive(Debug, Clone)]
@@ -70,6 +89,10 @@ pub struct RecordedRequest {
     pub data: serde_json::Value,
     /// Optional socket to exclude.
     pub excluded_socket_id: Option<String>,
+    /// Number of the HTTP request that carried the event: the events of
+    /// one Pusher `batch_events` call share it.
+    #[serde(default)]
+    pub request: u64,
 }
 
 /// Scripted misbehaviour for the next `count` event requests.
@@ -87,13 +110,30 @@ pub struct FailurePlan {
     /// Record each request (with status 0) and never answer it.
     #[serde(default)]
     pub hang: bool,
+    /// Requests answered normally before the plan applies.
+    #[serde(default)]
+    pub skip: u32,
+    /// `Retry-After` seconds sent with a scripted status.
+    #[serde(default)]
+    pub retry_after_secs: Option<u64>,
 }
 
 #[derive(Debug)]
 struct SandboxState {
     credentials: SandboxCredentials,
+    pusher_key: String,
     requests: Mutex<Vec<RecordedRequest>>,
     plan: Mutex<Option<FailurePlan>>,
+    http_requests: std::sync::atomic::AtomicU64,
+}
+
+impl SandboxState {
+    /// Numbers an HTTP request (1 for the first).
+    fn next_request(&self) -> u64 {
+        self.http_requests
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            + 1
+    }
 }
 
 /// The event body the real API accepts.
@@ -107,15 +147,25 @@ struct EventBody {
     excluded_socket_id: Option<String>,
 }
 
-/// The sandbox's routes, ready to be served.
+/// The sandbox's routes, ready to be served, accepting the Pusher key
+/// [`DEFAULT_PUSHER_KEY`].
 pub fn router(credentials: SandboxCredentials) -> Router {
+    router_with_key(credentials, DEFAULT_PUSHER_KEY.to_owned())
+}
+
+/// The sandbox's routes, accepting `pusher_key` as the Pusher app key.
+pub fn router_with_key(credentials: SandboxCredentials, pusher_key: String) -> Router {
     let state = Arc::new(SandboxState {
         credentials,
+        pusher_key,
         requests: Mutex::new(Vec::new()),
         plan: Mutex::new(None),
+        http_requests: Default::default(),
     });
     Router::new()
         .route(&format!("/{EVENTS_PATH}"), post(receive_event))
+        .route("/apps/{app_id}/events", post(pusher::receive_events))
+        .route("/apps/{app_id}/batch_events", post(pusher::receive_batch))
         .route("/_sandbox/events", get(list_events).delete(clear_events))
         .route("/_sandbox/stats", get(stats))
         .route(
@@ -133,7 +183,23 @@ pub async fn serve(
     credentials: SandboxCredentials,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(credentials))
+    serve_with_key(
+        listener,
+        credentials,
+        DEFAULT_PUSHER_KEY.to_owned(),
+        shutdown,
+    )
+    .await
+}
+
+/// Like [`serve`], accepting `pusher_key` as the Pusher app key.
+pub async fn serve_with_key(
+    listener: TcpListener,
+    credentials: SandboxCredentials,
+    pusher_key: String,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router_with_key(credentials, pusher_key))
         .with_graceful_shutdown(shutdown)
         .await
 }
@@ -167,6 +233,10 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 fn next_failure(state: &SandboxState) -> Option<FailurePlan> {
     let mut plan = lock(&state.plan);
     let current = plan.as_mut()?;
+    if current.skip > 0 {
+        current.skip -= 1;
+        return None;
+    }
     if current.count == 0 {
         *plan = None;
         return None;
@@ -215,6 +285,7 @@ async fn receive_event(
     }
 
     let expected = basic_auth(&state.credentials.app_id, &state.credentials.secret);
+    let mut retry_after = None;
     let (status, answer) = if authorization.as_deref() != Some(expected.as_str()) {
         (
             StatusCode::UNAUTHORIZED,
@@ -222,6 +293,7 @@ async fn receive_event(
         )
     } else if let Some(code) = failure.as_ref().and_then(|p| p.status) {
         let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        retry_after = failure.as_ref().and_then(|p| p.retry_after_secs);
         (status, format!("sandbox: scripted failure {code}"))
     } else {
         match &parsed {
@@ -229,11 +301,9 @@ async fn receive_event(
             Ok(event) if event.name.is_empty() => {
                 (StatusCode::BAD_REQUEST, "name must not be empty".to_owned())
             }
-            Ok(event) if event.channels.is_empty() => (
-                StatusCode::BAD_REQUEST,
-                "channels must not be empty".to_owned(),
-            ),
-            Ok(_) => (StatusCode::OK, "OK".to_owned()),
+            Ok(event) => {
+                tuisongbao_limits_broken(event).unwrap_or((StatusCode::OK, "OK".to_owned()))
+            }
         }
     };
 
@@ -245,7 +315,51 @@ async fn receive_event(
         status.as_u16(),
         parsed,
     );
-    (status, answer).into_response()
+    let mut response = (status, answer).into_response();
+    if let Some(secs) = retry_after {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, header::HeaderValue::from(secs));
+    }
+    response
+}
+
+/// Which documented limit `event` breaks, as the real service would say.
+fn tuisongbao_limits_broken(event: &EventBody) -> Option<(StatusCode, String)> {
+    let bytes = super::limits::data_bytes(&event.data);
+    limits_broken(&super::tuisongbao::LIMITS, &event.channels, bytes)
+}
+
+/// Which of `limits` an event for `channels` with `data_bytes` of data
+/// breaks: the status (413 for data, else 400) and the reason.
+fn limits_broken(
+    limits: &super::limits::ProviderLimits,
+    channels: &[String],
+    data_bytes: usize,
+) -> Option<(StatusCode, String)> {
+    let refuse = |reason: String| Some((StatusCode::BAD_REQUEST, reason));
+    if channels.is_empty() {
+        return refuse("channels must not be empty".to_owned());
+    }
+    if channels.len() > limits.max_channels {
+        return refuse(format!(
+            "at most {} channels per event, got {}",
+            limits.max_channels,
+            channels.len()
+        ));
+    }
+    if let Some(reason) = channels.iter().find_map(|c| limits.check_channel(c).err()) {
+        return refuse(reason);
+    }
+    (data_bytes > limits.max_data_bytes).then(|| {
+        (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "data is {data_bytes} bytes, at most {} allowed",
+                limits.max_data_bytes
+            ),
+        )
+    })
 }
 
 /// Records one received request, answered with `status` (0: not answered).
@@ -256,6 +370,28 @@ fn record(
     content_type: Option<String>,
     status: u16,
     parsed: Result<EventBody, serde_json::Error>,
+) {
+    let request = state.next_request();
+    record_event(
+        state,
+        uri,
+        authorization,
+        content_type,
+        status,
+        parsed,
+        request,
+    );
+}
+
+/// Records one event of HTTP request number `request`.
+fn record_event(
+    state: &SandboxState,
+    uri: &Uri,
+    authorization: Option<String>,
+    content_type: Option<String>,
+    status: u16,
+    parsed: Result<EventBody, serde_json::Error>,
+    request: u64,
 ) {
     let record = {
         let mut requests = lock(&state.requests);
@@ -279,6 +415,7 @@ fn record(
             channels,
             data,
             excluded_socket_id,
+            request,
         };
         requests.push(record.clone());
         record
@@ -349,7 +486,7 @@ async fn clear_failures(State(state): State<Arc<SandboxState>>) -> StatusCode {
 }
 
 async fn page() -> Html<&'static str> {
-    Html(include_str!("sandbox.html"))
+    Html(include_str!("page.html"))
 }
 
 #[cfg(test)]
@@ -362,8 +499,10 @@ mod tests {
                 app_id: "a".into(),
                 secret: "s".into(),
             },
+            pusher_key: DEFAULT_PUSHER_KEY.into(),
             requests: Mutex::new(Vec::new()),
             plan: Mutex::new(plan),
+            http_requests: Default::default(),
         }
     }
 
@@ -373,11 +512,49 @@ mod tests {
             status: Some(500),
             delay_ms: 0,
             count: 2,
-            hang: false,
+            ..FailurePlan::default()
         }));
         assert_eq!(next_failure(&state).and_then(|p| p.status), Some(500));
         assert_eq!(next_failure(&state).and_then(|p| p.status), Some(500));
         assert!(next_failure(&state).is_none());
+    }
+
+    #[test]
+    fn a_plan_with_skip_lets_that_many_requests_through_first() {
+        let state = state_with(Some(FailurePlan {
+            status: Some(500),
+            count: 1,
+            skip: 2,
+            ..FailurePlan::default()
+        }));
+        assert!(next_failure(&state).is_none());
+        assert!(next_failure(&state).is_none());
+        assert_eq!(next_failure(&state).and_then(|p| p.status), Some(500));
+        assert!(next_failure(&state).is_none());
+    }
+
+    fn body(channels: usize, data: serde_json::Value) -> EventBody {
+        EventBody {
+            name: "e".into(),
+            data,
+            channels: (0..channels).map(|i| format!("c{i}")).collect(),
+            excluded_socket_id: None,
+        }
+    }
+
+    #[test]
+    fn the_documented_limits_are_enforced_like_the_real_service() {
+        assert_eq!(
+            tuisongbao_limits_broken(&body(10, serde_json::json!({}))),
+            None
+        );
+        assert!(tuisongbao_limits_broken(&body(11, serde_json::json!({}))).is_some());
+        assert!(tuisongbao_limits_broken(&body(0, serde_json::json!({}))).is_some());
+        let big = serde_json::Value::String("x".repeat(10 * 1024));
+        assert!(tuisongbao_limits_broken(&body(1, big)).is_some());
+        let mut bad = body(1, serde_json::json!({}));
+        bad.channels = vec!["a b".into()];
+        assert!(tuisongbao_limits_broken(&bad).is_some());
     }
 
     #[test]

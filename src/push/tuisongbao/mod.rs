@@ -2,15 +2,19 @@
 //!
 //! One `reqwest::Client` (one connection pool) is shared by every push job of
 //! a process. Each call is `POST {base}/v2/open/engine/events` with Basic auth;
-//! only a 2xx answer whose body is exactly `OK` counts as delivered.
+//! only a 2xx answer whose body is exactly `OK` counts as delivered. Events
+//! are checked against [`LIMITS`] before any call.
 
-use std::time::Duration;
+pub mod limits;
+
+use std::time::{Duration, SystemTime};
 
 use base64::Engine;
 use reqwest::header::{HeaderValue, AUTHORIZATION};
 use secrecy::ExposeSecret;
 
-use super::{clip_body, Event, EventPusher, PushError};
+pub use self::limits::LIMITS;
+use super::{clip_body, limits::ProviderLimits, Event, EventPusher, PushError};
 use crate::config::TuisongbaoSettings;
 
 /// Path of the events endpoint below the base URL.
@@ -35,16 +39,8 @@ pub fn basic_auth(app_id: &str, secret: &str) -> String {
 impl TuisongbaoClient {
     /// Builds the client; fails only if the TLS backend cannot initialise.
     pub fn new(settings: &TuisongbaoSettings) -> Result<Self, reqwest::Error> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(settings.connect_timeout)
-            .timeout(settings.request_timeout)
-            .pool_idle_timeout(Duration::from_secs(90))
-            .user_agent(concat!("herald/", env!("CARGO_PKG_VERSION")))
-            .build()?;
-        let mut base = settings.url.clone();
-        if !base.path().ends_with('/') {
-            base.set_path(&format!("{}/", base.path()));
-        }
+        let http = super::http_client(settings.connect_timeout, settings.request_timeout)?;
+        let base = super::as_base(&settings.url);
         let endpoint = base
             .join(EVENTS_PATH)
             .expect("a fixed relative path joins any http(s) base URL");
@@ -73,53 +69,28 @@ impl TuisongbaoClient {
     pub fn endpoint(&self) -> &reqwest::Url {
         &self.endpoint
     }
-
-    fn classify(&self, err: reqwest::Error) -> PushError {
-        let endpoint = self.endpoint.to_string();
-        if err.is_timeout() {
-            PushError::Timeout {
-                endpoint,
-                timeout_ms: self.request_timeout.as_millis(),
-            }
-        } else if err.is_connect() {
-            PushError::Connect {
-                endpoint,
-                reason: error_chain(&err),
-            }
-        } else {
-            PushError::Transport {
-                endpoint,
-                reason: error_chain(&err),
-            }
-        }
-    }
-}
-
-/// The error and its causes in one line ("error sending request: connection refused").
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 impl EventPusher for TuisongbaoClient {
+    fn limits(&self) -> ProviderLimits {
+        LIMITS
+    }
+
     async fn send(&self, event: &Event) -> Result<(), PushError> {
-        let start = std::time::Instant::now();
-        let result = self.post(event).await;
-        if let Some(metrics) = &self.metrics {
-            let outcome = match &result {
-                Ok(()) => crate::ops::PushOutcome::Ok,
-                Err(e) if e.is_retryable() => crate::ops::PushOutcome::Retryable,
-                Err(_) => crate::ops::PushOutcome::Permanent,
-            };
-            metrics.push_sent(outcome, start.elapsed());
+        LIMITS.check(event)?;
+        for channels in LIMITS.channel_chunks(&event.channels) {
+            if channels.len() == event.channels.len() {
+                super::timed(self.metrics.as_ref(), self.post(event)).await?;
+            } else {
+                let chunk = Event {
+                    name: event.name.clone(),
+                    data: event.data.clone(),
+                    channels: channels.to_vec(),
+                };
+                super::timed(self.metrics.as_ref(), self.post(&chunk)).await?;
+            }
         }
-        result
+        Ok(())
     }
 }
 
@@ -133,14 +104,20 @@ impl TuisongbaoClient {
             .json(event)
             .send()
             .await
-            .map_err(|e| self.classify(e))?;
+            .map_err(|e| {
+                PushError::from_transport(self.endpoint.as_str(), self.request_timeout, &e)
+            })?;
         let status = response.status();
-        let body = response.text().await.map_err(|e| self.classify(e))?;
+        let retry_after = super::retry_after::parse(response.headers(), SystemTime::now());
+        let body = response.text().await.map_err(|e| {
+            PushError::from_transport(self.endpoint.as_str(), self.request_timeout, &e)
+        })?;
         if !status.is_success() {
             return Err(PushError::Status {
                 endpoint: self.endpoint.to_string(),
                 status: status.as_u16(),
                 body: clip_body(&body),
+                retry_after,
             });
         }
         if body.trim() != "OK" {
