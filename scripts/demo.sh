@@ -23,12 +23,15 @@ HERALD="$ROOT/target/release/herald"
 STATE_DIR=${HERALD_STATE_DIR:-$ROOT/.herald}
 mkdir -p "$STATE_DIR"
 
-# A sandbox port that is free, and settings that point the worker at it.
+# Free ports for the sandbox, the dashboard and the worker's probes (so a
+# worker already running here keeps its own), and settings that use them.
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 PORT=$(free_port)
 WEB_PORT=$(free_port)
+OPS_PORT=$(free_port)
 export HERALD_TUISONGBAO_URL="http://127.0.0.1:$PORT"
 export HERALD_WEB_BIND="127.0.0.1:$WEB_PORT"
+export HERALD_WORKER_OPS_BIND="127.0.0.1:$OPS_PORT"
 export HERALD_REDIS_NAMESPACE=herald-demo
 export HERALD_MONGODB_DATABASE=herald_demo
 
