@@ -172,7 +172,8 @@ impl TestEnv {
             &self.database,
             &self.settings,
             secrecy::SecretString::from(WEB_TOKEN.to_owned()),
-        );
+        )
+        .expect("export storage");
         tokio::spawn(herald::web::serve(listener, state, std::future::pending()));
         url
     }
