@@ -119,7 +119,11 @@ pub fn spawn<S: ExportStorage>(
                 }
             }
             match sweep(&status, &storage, keep).await {
-                Ok(removed) => info!(removed, keep_days = keep.as_secs() / 86_400, "export retention swept"),
+                Ok(removed) => info!(
+                    removed,
+                    keep_days = keep.as_secs() / 86_400,
+                    "export retention swept"
+                ),
                 Err(error) => warn!(%error, "export retention stopped; the next sweep goes on"),
             }
         }

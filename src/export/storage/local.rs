@@ -232,7 +232,10 @@ mod tests {
         assert_eq!(stored.size, 7);
         assert_eq!(
             stored.location,
-            root.join(account().to_hex()).join("k.csv").display().to_string()
+            root.join(account().to_hex())
+                .join("k.csv")
+                .display()
+                .to_string()
         );
         assert_eq!(text, "second!");
         assert_eq!(names_in(&root.join(account().to_hex())), ["k.csv"]);

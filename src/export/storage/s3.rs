@@ -192,7 +192,10 @@ impl S3Storage {
             .map_err(|e| failed("listing of upload markers", &location, e))?;
         for marker in stale {
             let upload = match self.store.get(&marker).await {
-                Ok(found) => found.bytes().await.map_err(|e| failed("read", &location, e))?,
+                Ok(found) => found
+                    .bytes()
+                    .await
+                    .map_err(|e| failed("read", &location, e))?,
                 Err(object_store::Error::NotFound { .. }) => continue,
                 Err(e) => return Err(failed("read", &location, e)),
             };
