@@ -22,7 +22,7 @@ define_settings! {
     S3_PREFIX: "s3_prefix" = "exports",
         "key prefix of the files in the bucket: PREFIX/<accountId>/<key>.csv (empty: the bucket's root)";
     S3_VIRTUAL_HOSTED_STYLE: "s3_virtual_hosted_style" = "false",
-        "`true`: requests go to BUCKET.host (the endpoint then names the bucket); `false`: host/BUCKET (path style)";
+        "`true`: requests go to BUCKET.endpoint-host (virtual-hosted style); `false`: endpoint-host/BUCKET (path style)";
     PRESIGN_SECS: "presign_secs" = "0",
         "storage `s3`: downloads answer 307 to a presigned URL valid this long; 0 streams through `herald web`";
     KEEP_DAYS: "keep_days" = "0",

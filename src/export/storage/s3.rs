@@ -134,7 +134,7 @@ impl S3Storage {
             );
         if let Some(endpoint) = &settings.endpoint {
             builder = builder
-                .with_endpoint(endpoint.as_str().trim_end_matches('/'))
+                .with_endpoint(bucket_endpoint(endpoint, settings))
                 .with_allow_http(endpoint.scheme() == "http");
         }
         Ok(Self {
@@ -211,6 +211,20 @@ impl S3Storage {
                 .map_err(|e| failed("removal of an upload marker", &location, e))?;
         }
         Ok(())
+    }
+}
+
+/// The endpoint requests go to: the configured one, and with virtual-hosted
+/// style the bucket in front of its host (unless it is there already), as
+/// the client expects.
+fn bucket_endpoint(endpoint: &reqwest::Url, settings: &S3Settings) -> String {
+    let text = endpoint.as_str().trim_end_matches('/').to_owned();
+    let bucket_host = format!("{}.", settings.bucket);
+    match endpoint.host_str() {
+        Some(host) if settings.virtual_hosted_style && !host.starts_with(&bucket_host) => {
+            text.replacen(host, &format!("{bucket_host}{host}"), 1)
+        }
+        _ => text,
     }
 }
 
@@ -446,5 +460,54 @@ impl AsyncWrite for S3Partial {
 
     fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Poll::Ready(Ok(()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use secrecy::SecretString;
+
+    use super::*;
+
+    fn settings(endpoint: &str, virtual_hosted_style: bool) -> S3Settings {
+        S3Settings {
+            endpoint: Some(reqwest::Url::parse(endpoint).unwrap()),
+            bucket: "exports".into(),
+            region: "cn-hangzhou".into(),
+            access_key_id: "id".into(),
+            secret_access_key: SecretString::from("hunter2"),
+            prefix: String::new(),
+            virtual_hosted_style,
+        }
+    }
+
+    #[test]
+    fn virtual_hosted_style_puts_the_bucket_in_front_of_the_host_once() {
+        for (endpoint, virtual_hosted, expected) in [
+            (
+                "https://s3.oss-cn-hangzhou.aliyuncs.com",
+                true,
+                "https://exports.s3.oss-cn-hangzhou.aliyuncs.com",
+            ),
+            (
+                "https://exports.s3.oss-cn-hangzhou.aliyuncs.com/",
+                true,
+                "https://exports.s3.oss-cn-hangzhou.aliyuncs.com",
+            ),
+            ("http://127.0.0.1:9000", false, "http://127.0.0.1:9000"),
+        ] {
+            let s = settings(endpoint, virtual_hosted);
+            assert_eq!(bucket_endpoint(s.endpoint.as_ref().unwrap(), &s), expected);
+        }
+    }
+
+    #[test]
+    fn the_storage_never_prints_its_secret() {
+        let storage = S3Storage::new(&settings("http://127.0.0.1:9000", false)).unwrap();
+        let printed = format!("{storage:?}");
+        assert!(
+            printed.contains("exports") && !printed.contains("hunter2"),
+            "{printed}"
+        );
     }
 }
