@@ -223,6 +223,7 @@ const README_NON_SETTINGS: &[(&str, &str)] = &[
     ),
     ("HERALD_TEST_REDIS_URL", "the integration tests' Redis"),
     ("HERALD_TEST_MONGODB_URL", "the integration tests' MongoDB"),
+    ("HERALD_TEST_S3S_FS", "the integration tests' s3s-fs binary"),
     (
         "HERALD_MONGO_IMPL",
         "which SecantusDB scripts/setup.sh installs",
