@@ -16,6 +16,11 @@
 # It installs schemathesis (PyPI, pinned) into a virtualenv in .herald/venv
 # for the OpenAPI fuzz test, once: a venv that has it is reused.
 #
+# It installs s3s-fs (crates.io, pinned, with its `binary` feature) into
+# ~/.cargo/bin, once: the S3 server the object-storage export tests start on
+# loopback (tests/integration/s3_server.rs). An installed s3s-fs of that
+# version is reused; the build takes about 6 minutes on one core.
+#
 # Options (environment):
 #   HERALD_MONGO_IMPL=rs|py   which SecantusDB to install if none runs (default rs,
 #                             falling back to py if the build fails)
@@ -27,6 +32,8 @@ REDIS_PORT=6379
 MONGO_PORT=27017
 SECANTUS_CRATE_VERSION=0.5.3-beta.196
 SCHEMATHESIS_VERSION=4.32.5
+# The s3s-fs cargo chooses for Rust 1.95 (0.17, the newest, wants 1.96).
+S3S_FS_VERSION=0.14.1
 MONGO_IMPL=${HERALD_MONGO_IMPL:-rs}
 export PATH="$HOME/.cargo/bin:$PATH"
 
@@ -200,6 +207,19 @@ ensure_schemathesis() {
   fi
 }
 
+ensure_s3s_fs() {
+  if s3s-fs --version 2>/dev/null | grep -q "$S3S_FS_VERSION"; then
+    say "s3s-fs: reusing $S3S_FS_VERSION ($(command -v s3s-fs))"
+    return
+  fi
+  say "s3s-fs: building $S3S_FS_VERSION from crates.io (about 6 minutes on one core)"
+  # Only the S3 export tests need it: a failed build is told, not fatal
+  # (those tests then fail naming the missing program).
+  if ! cargo install s3s-fs --version "$S3S_FS_VERSION" --features binary --locked --quiet; then
+    say "s3s-fs: the build failed; tests/integration/exports_s3.rs will fail until it succeeds"
+  fi
+}
+
 WANT_BROWSER=0
 for arg in "$@"; do
   case "$arg" in
@@ -212,5 +232,6 @@ mkdir -p "$STATE_DIR"
 ensure_redis
 ensure_mongo
 ensure_schemathesis
+ensure_s3s_fs
 [ "$WANT_BROWSER" -eq 1 ] && ensure_browser
 say "services ready: redis://127.0.0.1:$REDIS_PORT mongodb://127.0.0.1:$MONGO_PORT"

@@ -137,6 +137,11 @@ pub(crate) struct ExportArgs {
     /// shows the trial with the median ratio.
     #[arg(long, default_value_t = 3)]
     pub(crate) export_trials: usize,
+    /// Where the exports write, comma-separated: `local` (a file, always
+    /// measured) and `s3` (a multipart upload to s3s-fs on loopback, which
+    /// `scripts/setup.sh` installs).
+    #[arg(long, value_delimiter = ',', default_value = "local,s3")]
+    pub(crate) export_storage: Vec<String>,
 }
 
 #[derive(Debug, Args)]

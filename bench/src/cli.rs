@@ -169,11 +169,18 @@ async fn run_export(
         "--rows must list positive numbers"
     );
     anyhow::ensure!(args.export_trials > 0, "--export-trials must be positive");
+    anyhow::ensure!(
+        args.export_storage
+            .iter()
+            .all(|s| s == "local" || s == "s3"),
+        "--export-storage lists `local` and `s3` only"
+    );
+    let s3 = args.export_storage.iter().any(|s| s == "s3");
     eprintln!(
         "exports: seeding {rows:?} documents, {} trial(s) each",
         args.export_trials
     );
-    bench::export::run(settings, rows, args.export_trials)
+    bench::export::run(settings, rows, args.export_trials, s3)
         .await
         .context("export benchmark")
 }

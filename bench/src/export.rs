@@ -10,7 +10,10 @@
 //! - the export: a child process (`herald-bench worker`, which runs what
 //!   `herald worker` runs, with the same allocator) runs the real export
 //!   job (rendering, CSV file, status record, progress events to a
-//!   sandbox). Its time is the status record's `startedAt` → `finishedAt`.
+//!   sandbox). Its time is the status record's `startedAt` → `finishedAt`;
+//! - with storage `s3` as well: the same export by a worker whose
+//!   `export.storage` is `s3`, streaming a multipart upload to s3s-fs on
+//!   loopback ([`crate::s3`]), so the two peaks stand side by side.
 //!
 //! Each size runs `trials` trials, each a scan and an export back to back
 //! (a slow spell of the machine then lands on both sides of a ratio); the
@@ -62,6 +65,9 @@ pub struct Measured {
     pub file_bytes: u64,
     /// Each trial's export rate over its scan rate.
     pub trial_ratios: Vec<f64>,
+    /// The same export to S3, when measured: its row and its worker's
+    /// peak resident memory, KiB.
+    pub s3: Option<(Row, u64)>,
 }
 
 /// What `herald-bench export-scan` prints (one JSON line).
@@ -103,10 +109,12 @@ pub fn job(account: AccountId, key: &str) -> Export {
 }
 
 /// Runs each size in `sizes`, `trials` times, with the services of `settings`.
+/// With `s3`, each trial also exports to an S3 server started for the run.
 pub async fn run(
     settings: &Settings,
     sizes: &[u64],
     trials: usize,
+    s3: bool,
 ) -> Result<Vec<Measured>, BenchError> {
     let suffix = unique_suffix();
     let mut settings = settings.clone();
@@ -129,6 +137,10 @@ pub async fn run(
 
     let database = store::connect(&settings.mongodb).await?;
     let result = async {
+        let s3 = match s3 {
+            true => Some(crate::s3::S3Server::start().await?),
+            false => None,
+        };
         let accounts = seed(&database, sizes).await?;
         for (account, _) in &accounts {
             warm_up(&database, *account).await?;
@@ -137,7 +149,7 @@ pub async fn run(
         for (account, rows) in accounts {
             let mut measured = Vec::new();
             for _ in 0..trials.max(1) {
-                measured.push(measure(&settings, &database, account, rows).await?);
+                measured.push(measure(&settings, &database, account, rows, s3.as_ref()).await?);
             }
             results.push(median_trial(measured));
         }
@@ -246,6 +258,7 @@ async fn measure(
     database: &Database,
     account: AccountId,
     rows: u64,
+    s3: Option<&crate::s3::S3Server>,
 ) -> Result<Measured, BenchError> {
     let scan = run_scan(settings, account).await?;
     if scan.rows != rows {
@@ -254,7 +267,17 @@ async fn measure(
             scan.rows
         )));
     }
-    let (export, peak, file_bytes) = run_export(settings, database, account, rows).await?;
+    let (export, peak, file_bytes) =
+        run_export(settings, database, account, rows, Vec::new()).await?;
+    let s3 = match s3 {
+        Some(server) => {
+            let (mut row, peak, _) =
+                run_export(settings, database, account, rows, server.child_env()).await?;
+            row.name = format!("Herald export to S3 (multipart), {rows} documents");
+            Some((row, peak))
+        }
+        None => None,
+    };
     Ok(Measured {
         rows,
         scan: Row {
@@ -267,6 +290,7 @@ async fn measure(
         export_peak_kib: peak,
         file_bytes,
         trial_ratios: Vec::new(),
+        s3,
     })
 }
 
@@ -280,11 +304,18 @@ fn median_trial(mut trials: Vec<Measured>) -> Measured {
         .collect();
     let scan_peak_kib = trials.iter().map(|t| t.scan_peak_kib).max().unwrap_or(0);
     let export_peak_kib = trials.iter().map(|t| t.export_peak_kib).max().unwrap_or(0);
+    let s3_peak_kib = trials
+        .iter()
+        .filter_map(|t| t.s3.as_ref().map(|(_, peak)| *peak))
+        .max();
     let median = super::median_index(&ratios, |r| *r);
     let mut chosen = trials.swap_remove(median);
     chosen.trial_ratios = ratios;
     chosen.scan_peak_kib = scan_peak_kib;
     chosen.export_peak_kib = export_peak_kib;
+    if let (Some((_, peak)), Some(highest)) = (chosen.s3.as_mut(), s3_peak_kib) {
+        *peak = highest;
+    }
     chosen
 }
 
@@ -315,17 +346,20 @@ async fn run_scan(settings: &Settings, account: AccountId) -> Result<ScanReport,
         .map_err(|e| BenchError::Invalid(format!("scan report {line:?}: {e}")))
 }
 
-/// Runs the export in a child worker; returns its row, peak memory and file size.
+/// Runs the export in a child worker (with `storage_env` on top of the
+/// run's variables); returns its row, peak memory and file size.
 async fn run_export(
     settings: &Settings,
     database: &Database,
     account: AccountId,
     rows: u64,
+    storage_env: Vec<(&'static str, String)>,
 ) -> Result<(Row, u64, u64), BenchError> {
     let key = format!("bench-{rows}-{}", unique_suffix());
     let mut child = Command::new(bench_binary()?)
         .arg("worker")
         .envs(child_env(settings))
+        .envs(storage_env)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())

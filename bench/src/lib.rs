@@ -8,7 +8,8 @@
 //!
 //! - [`queue`]: no-op jobs, Herald's queue layer against plain apalis-redis.
 //! - [`pipeline`]: messages end to end against raw MongoDB and raw pushes.
-//! - [`export`]: CSV exports against a raw cursor scan, with peak memory.
+//! - [`export`]: CSV exports against a raw cursor scan, with peak memory,
+//!   to a local file and to an S3 server ([`s3`]) side by side.
 //! - [`backlog`]: a large backlog drained end to end.
 //! - [`write_concern`]: what the MongoDB write concern costs.
 //! - [`report`]: `herald-bench all`'s one table and the targets it checks.
@@ -18,6 +19,7 @@ pub mod export;
 pub mod pipeline;
 pub mod queue;
 pub mod report;
+pub mod s3;
 pub mod soak;
 pub mod write_concern;
 

@@ -201,6 +201,12 @@ impl Report {
             scan.peak_kib = Some(m.scan_peak_kib);
             let mut export = Line::from_row(&m.export, Some(m.export.rate() / base));
             export.peak_kib = Some(m.export_peak_kib);
+            let mut lines = vec![scan, export];
+            if let Some((row, peak)) = &m.s3 {
+                let mut s3 = Line::from_row(row, Some(row.rate() / base));
+                s3.peak_kib = Some(*peak);
+                lines.push(s3);
+            }
             let trials: Vec<String> = m.trial_ratios.iter().map(|r| format!("{r:.2}")).collect();
             sections.push((
                 format!(
@@ -210,7 +216,7 @@ impl Report {
                     m.trial_ratios.len(),
                     trials.join(" ")
                 ),
-                vec![scan, export],
+                lines,
             ));
         }
         sections

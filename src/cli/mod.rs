@@ -144,7 +144,7 @@ async fn run_web(settings: Settings) -> anyhow::Result<ExitCode> {
     tracing::info!(address = %settings.web.bind, "dashboard listening");
     herald::web::serve(
         listener,
-        herald::web::WebState::new(conn, &database, &settings, token),
+        herald::web::WebState::new(conn, &database, &settings, token)?,
         shutdown::signal(),
     )
     .await

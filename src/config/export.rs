@@ -1,15 +1,32 @@
-//! `[export]`: export jobs.
+//! `[export]`: export jobs, and where their files are kept.
 
 use std::{path::PathBuf, time::Duration};
 
 use herald_jobs::ExportLimits;
+use secrecy::SecretString;
 
 use super::setting::{define_settings, millis, non_empty, positive, Values};
 use super::ConfigError;
 
 define_settings! {
     section "export";
-    DIR: "dir" = ".herald/exports", "where export files are stored";
+    DIR: "dir" = ".herald/exports", "where export files are stored (storage `local`)";
+    STORAGE: "storage" = "local",
+        "where export files go: `local` (`export.dir`) or `s3` (the `export.s3_*` settings)";
+    S3_ENDPOINT: "s3_endpoint" = "",
+        "S3 API endpoint URL; empty for AWS S3 in `s3_region` (see \"Export files on object storage\")";
+    S3_BUCKET: "s3_bucket" = "", "bucket holding the export files (storage `s3`)";
+    S3_REGION: "s3_region" = "us-east-1", "region the S3 requests are signed for";
+    S3_ACCESS_KEY_ID: "s3_access_key_id" = "", "S3 access key id";
+    S3_SECRET_ACCESS_KEY: "s3_secret_access_key" = "", "S3 secret access key (never logged)";
+    S3_PREFIX: "s3_prefix" = "exports",
+        "key prefix of the files in the bucket: PREFIX/<accountId>/<key>.csv (empty: the bucket's root)";
+    S3_VIRTUAL_HOSTED_STYLE: "s3_virtual_hosted_style" = "false",
+        "`true`: requests go to BUCKET.endpoint-host (virtual-hosted style); `false`: endpoint-host/BUCKET (path style)";
+    PRESIGN_SECS: "presign_secs" = "0",
+        "storage `s3`: downloads answer 307 to a presigned URL valid this long; 0 streams through `herald web`";
+    KEEP_DAYS: "keep_days" = "0",
+        "finished, failed and cancelled exports older than this lose their file and record (hourly, one worker at a time); 0 keeps them";
     COLLECTIONS: "collections" = "message", "collections exports may read, comma-separated";
     ACCOUNT_FIELD: "account_field" = "accountId",
         "field holding the account id in those collections";
@@ -19,11 +36,49 @@ define_settings! {
         "progress (status record and `export_progress`) at most this often, plus once at the end; the row count for `total` starts after one interval";
 }
 
+/// Which storage keeps the export files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StorageKind {
+    /// A directory on the worker's disk (`export.dir`).
+    Local,
+    /// An S3-compatible object store (`export.s3_*`).
+    S3,
+}
+
+/// Where and how to reach an S3-compatible object store.
+#[derive(Debug, Clone)]
+pub struct S3Settings {
+    /// The API endpoint; `None` for AWS S3 in [`Self::region`].
+    pub endpoint: Option<reqwest::Url>,
+    /// The bucket.
+    pub bucket: String,
+    /// The region requests are signed for.
+    pub region: String,
+    /// The access key id.
+    pub access_key_id: String,
+    /// The secret access key; never printed.
+    pub secret_access_key: SecretString,
+    /// Key prefix of the files, without leading or trailing `/`.
+    pub prefix: String,
+    /// Virtual-hosted style (`BUCKET.host`) rather than path style.
+    pub virtual_hosted_style: bool,
+}
+
 /// Export job settings.
 #[derive(Debug, Clone)]
 pub struct ExportSettings {
-    /// Directory the finished files are stored in (one folder per account).
+    /// Directory the finished files are stored in (one folder per account)
+    /// when [`Self::storage`] is [`StorageKind::Local`].
     pub dir: PathBuf,
+    /// Which storage keeps the files.
+    pub storage: StorageKind,
+    /// The object store, used when [`Self::storage`] is [`StorageKind::S3`].
+    pub s3: S3Settings,
+    /// How long a presigned download URL is valid; `None`: downloads
+    /// stream through `herald web`.
+    pub presign: Option<Duration>,
+    /// How long ended exports are kept; `None`: forever.
+    pub keep: Option<Duration>,
     /// What exports may read and how dates are shown by default.
     pub limits: ExportLimits,
     /// Field holding the account id in exported collections.
@@ -37,8 +92,22 @@ pub struct ExportSettings {
 /// Reads and checks `[export]`.
 pub(super) fn read(values: &Values) -> Result<ExportSettings, ConfigError> {
     let collections: String = values.get(&COLLECTIONS)?;
+    let storage = values.checked(&STORAGE, |kind: String| match kind.trim() {
+        "local" => Ok(StorageKind::Local),
+        "s3" => Ok(StorageKind::S3),
+        other => Err(format!("is '{other}'; it must be `local` or `s3`")),
+    })?;
+    let s3 = read_s3(values, storage)?;
     Ok(ExportSettings {
         dir: PathBuf::from(values.checked(&DIR, non_empty)?),
+        storage,
+        s3,
+        presign: values
+            .get::<u64>(&PRESIGN_SECS)
+            .map(|secs| (secs > 0).then(|| Duration::from_secs(secs)))?,
+        keep: values
+            .get::<u64>(&KEEP_DAYS)
+            .map(|days| (days > 0).then(|| Duration::from_secs(days * 24 * 60 * 60)))?,
         limits: ExportLimits {
             collections: collections
                 .split(',')
@@ -55,4 +124,69 @@ pub(super) fn read(values: &Values) -> Result<ExportSettings, ConfigError> {
         batch_size: values.checked(&BATCH_SIZE, positive)?,
         progress_interval: values.checked(&PROGRESS_INTERVAL_MS, millis)?,
     })
+}
+
+/// Reads the `s3_*` settings; with storage `s3`, the bucket and both keys
+/// must be set.
+fn read_s3(values: &Values, storage: StorageKind) -> Result<S3Settings, ConfigError> {
+    let required = |value: String| {
+        if storage == StorageKind::S3 {
+            non_empty(value).map_err(|reason| format!("{reason} when export.storage is `s3`"))
+        } else {
+            Ok(value)
+        }
+    };
+    Ok(S3Settings {
+        endpoint: values.checked(&S3_ENDPOINT, |text: String| {
+            let text = text.trim();
+            if text.is_empty() {
+                return Ok(None);
+            }
+            reqwest::Url::parse(text)
+                .ok()
+                .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+                .map(Some)
+                .ok_or_else(|| format!("'{text}' is not an http:// or https:// URL"))
+        })?,
+        bucket: values.checked(&S3_BUCKET, required)?,
+        region: values.checked(&S3_REGION, non_empty)?,
+        access_key_id: values.checked(&S3_ACCESS_KEY_ID, required)?,
+        secret_access_key: SecretString::from(values.checked(&S3_SECRET_ACCESS_KEY, required)?),
+        prefix: values
+            .get::<String>(&S3_PREFIX)?
+            .trim_matches('/')
+            .to_owned(),
+        virtual_hosted_style: values.get(&S3_VIRTUAL_HOSTED_STYLE)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use secrecy::ExposeSecret;
+
+    use super::StorageKind;
+    use crate::config::{tests::vars, Settings};
+
+    #[test]
+    fn s3_storage_needs_a_bucket_and_keys_and_never_prints_the_secret() {
+        let err = Settings::load_from(&vars(&[("HERALD_EXPORT_STORAGE", "s3")])).unwrap_err();
+        assert!(err.to_string().contains("HERALD_EXPORT_S3_BUCKET"), "{err}");
+        let s = Settings::load_from(&vars(&[
+            ("HERALD_EXPORT_STORAGE", "s3"),
+            ("HERALD_EXPORT_S3_ENDPOINT", "http://127.0.0.1:9000"),
+            ("HERALD_EXPORT_S3_BUCKET", "exports"),
+            ("HERALD_EXPORT_S3_ACCESS_KEY_ID", "AKID"),
+            ("HERALD_EXPORT_S3_SECRET_ACCESS_KEY", "hunter2"),
+            ("HERALD_EXPORT_S3_PREFIX", "/herald/exports/"),
+            ("HERALD_EXPORT_PRESIGN_SECS", "300"),
+        ]))
+        .unwrap();
+        assert_eq!(s.export.storage, StorageKind::S3);
+        assert_eq!(s.export.s3.prefix, "herald/exports");
+        assert_eq!(s.export.s3.secret_access_key.expose_secret(), "hunter2");
+        assert_eq!(s.export.presign.map(|d| d.as_secs()), Some(300));
+        assert!(!format!("{s:?}").contains("hunter2"));
+        let err = Settings::load_from(&vars(&[("HERALD_EXPORT_STORAGE", "gcs")])).unwrap_err();
+        assert!(err.to_string().contains("HERALD_EXPORT_STORAGE"), "{err}");
+    }
 }

@@ -42,7 +42,7 @@ use herald_jobs::MessageLimits;
 
 use self::setting::Values;
 pub use self::{
-    export::ExportSettings,
+    export::{ExportSettings, S3Settings, StorageKind},
     log::{LogFormat, LogSettings},
     mongodb::{MongoSettings, WriteAcknowledgment},
     push::{ProviderKind, PushSettings},

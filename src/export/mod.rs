@@ -19,7 +19,9 @@
 //!    reaches the provider before the run's `export_finish`; finish and
 //!    failure go through the `push` queue, retried until delivered.
 //!
-//! Also: [`storage`] (where files go, [`storage::ExportStorage`]),
+//! Also: [`storage`] (where files go, [`storage::ExportStorage`]: a local
+//! directory or an S3-compatible object store), [`retention`] (removing
+//! old exports' files and records),
 //! [`status`] (the `export` status record), [`submit`] (what the CLI and
 //! the API share to enqueue one) and `task` (the helper tasks' guard).
 
@@ -31,6 +33,7 @@ mod progress;
 mod query;
 pub mod reader;
 pub mod render;
+pub mod retention;
 mod run;
 pub mod status;
 pub mod storage;

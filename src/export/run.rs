@@ -55,7 +55,13 @@ where
             let stored = deps.storage.commit(file).await?;
             if deps
                 .status
-                .finish(&valid.key, rows, &stored.name, stored.size)
+                .finish(
+                    &valid.key,
+                    rows,
+                    &stored.name,
+                    stored.size,
+                    &stored.location,
+                )
                 .await?
             {
                 Ok(Ended::Finished { rows })

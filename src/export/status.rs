@@ -2,7 +2,7 @@
 //!
 //! `status` moves queued → running → finished | failed | cancelled. The
 //! record also holds processed, total, percent, rows, fileName, fileSize,
-//! error and the timestamps queuedAt, startedAt, finishedAt, cancelledAt,
+//! fileLocation (a path or `s3://bucket/key`, never credentials), error and the timestamps queuedAt, startedAt, finishedAt, cancelledAt,
 //! updatedAt (BSON dates). Progress updates only apply to a running export,
 //! so a cancellation is never overwritten by a late progress write.
 
@@ -89,7 +89,7 @@ fn queued_record(account: AccountId, collection: &str, now: DateTime) -> Documen
     doc! {
         "accountId": account.object_id(), "collection": collection, "status": ExportStatus::Queued,
         "processed": 0_i64, "total": Bson::Null, "percent": 0.0, "rows": 0_i64,
-        "fileName": Bson::Null, "fileSize": Bson::Null, "error": Bson::Null,
+        "fileName": Bson::Null, "fileSize": Bson::Null, "fileLocation": Bson::Null, "error": Bson::Null,
         "queuedAt": now, "startedAt": Bson::Null, "finishedAt": Bson::Null,
         "cancelledAt": Bson::Null, "updatedAt": now,
     }
@@ -255,6 +255,7 @@ impl ExportStatusStore {
         rows: u64,
         file_name: &str,
         file_size: u64,
+        file_location: &str,
     ) -> Result<bool, StoreError> {
         let now = DateTime::now();
         let result = self
@@ -264,7 +265,7 @@ impl ExportStatusStore {
                 doc! { "$set": {
                     "status": ExportStatus::Finished, "processed": rows as i64, "total": rows as i64,
                     "percent": 100.0, "rows": rows as i64, "fileName": file_name,
-                    "fileSize": file_size as i64, "finishedAt": now, "updatedAt": now,
+                    "fileSize": file_size as i64, "fileLocation": file_location, "finishedAt": now, "updatedAt": now,
                 } },
             )
             .await
@@ -293,6 +294,53 @@ impl ExportStatusStore {
             .await
             .map_err(StoreError::command("record failed export"))?;
         Ok(())
+    }
+
+    /// Up to `limit` exports that ended (finished, failed, cancelled) before
+    /// `cutoff`, oldest first: their keys and accounts.
+    pub async fn ended_before(
+        &self,
+        cutoff: DateTime,
+        limit: i64,
+    ) -> Result<Vec<(String, Option<AccountId>)>, StoreError> {
+        use futures::TryStreamExt;
+        let records: Vec<Document> = self
+            .collection
+            .find(doc! {
+                "status": { "$nin": ACTIVE.as_slice() },
+                "updatedAt": { "$lt": cutoff },
+            })
+            .sort(doc! { "updatedAt": 1 })
+            .limit(limit)
+            .projection(doc! { "_id": 1, "accountId": 1 })
+            .await
+            .map_err(StoreError::command("find ended exports"))?
+            .try_collect()
+            .await
+            .map_err(StoreError::command("find ended exports"))?;
+        Ok(records
+            .iter()
+            .filter_map(|d| {
+                let key = d.get_str("_id").ok()?.to_owned();
+                let account = d.get_object_id("accountId").ok().map(AccountId::from);
+                Some((key, account))
+            })
+            .collect())
+    }
+
+    /// Deletes the record of `key` if it still ended before `cutoff` (a key
+    /// queued again meanwhile keeps its record); whether it was deleted.
+    pub async fn remove_ended(&self, key: &str, cutoff: DateTime) -> Result<bool, StoreError> {
+        let result = self
+            .collection
+            .delete_one(doc! {
+                "_id": key,
+                "status": { "$nin": ACTIVE.as_slice() },
+                "updatedAt": { "$lt": cutoff },
+            })
+            .await
+            .map_err(StoreError::command("delete an ended export"))?;
+        Ok(result.deleted_count == 1)
     }
 
     /// Cancels `key` if it is queued or running; false otherwise.

@@ -32,7 +32,10 @@ use secrecy::SecretString;
 
 use crate::{
     config::Settings,
-    export::{status::ExportStatusStore, storage::LocalDirStorage},
+    export::{
+        status::ExportStatusStore,
+        storage::{ConfiguredStorage, StorageError},
+    },
     queue::admin::QueueAdmin,
     store::{ApiTokenStore, Inbox},
 };
@@ -54,13 +57,13 @@ pub struct WebState {
 
 impl WebState {
     /// State for `settings`' queues on `conn` and data in `database`,
-    /// guarded by `token`.
+    /// guarded by `token`; fails when the export storage cannot be set up.
     pub fn new(
         conn: ConnectionManager,
         database: &mongodb::Database,
         settings: &Settings,
         token: SecretString,
-    ) -> Self {
+    ) -> Result<Self, StorageError> {
         let queues = QueueName::ALL
             .iter()
             .map(|queue| {
@@ -79,12 +82,13 @@ impl WebState {
             inbox: Inbox::new(database),
             tokens: ApiTokenStore::new(database),
             exports: ExportStatusStore::new(database),
-            storage: Arc::new(LocalDirStorage::new(&settings.export.dir)),
+            storage: Arc::new(ConfiguredStorage::from_settings(&settings.export)?),
+            presign: settings.export.presign,
             message_limits: settings.message,
             export_limits: settings.export.limits.clone(),
             channels: crate::push::auth::ChannelAuthorizer::from_settings(settings),
         };
-        Self {
+        Ok(Self {
             queues: Arc::new(queues),
             auth: Arc::new(auth::Auth::new(token)),
             api: Arc::new(api),
@@ -95,7 +99,7 @@ impl WebState {
                 settings,
                 Some(database.clone()),
             ),
-        }
+        })
     }
 }
 

@@ -12,6 +12,9 @@
 //! - [`send_message`]: validate, store the document, hand its push on.
 //! - [`push`]: deliver one event, classifying failures for the retry decision.
 //! - [`monitor`]: the three apalis workers and their restart policy.
+//!
+//! With `export.keep_days` set, the worker also runs the export retention
+//! task ([`crate::export::retention`]).
 
 pub mod monitor;
 pub mod push;
@@ -51,6 +54,9 @@ pub enum WorkerError {
     /// The operations listener (`worker.ops_bind`) could not start.
     #[error(transparent)]
     Ops(#[from] crate::ops::OpsBindError),
+    /// The export storage (`export.storage`) cannot be set up.
+    #[error(transparent)]
+    Storage(#[from] crate::export::storage::StorageError),
     /// Sentinel named a new Redis master; the worker drained its jobs and
     /// stopped so that its supervisor restarts it on the new master.
     #[error("{0}; stopped to reconnect (restart the worker)")]
@@ -75,6 +81,8 @@ pub struct Worker {
     receipts: DeliveryLog,
     /// The operations listener, stopped after the drain.
     ops: Option<(oneshot::Sender<()>, JoinHandle<()>)>,
+    /// The export retention task (`export.keep_days`), stopped after the drain.
+    retention: Option<JoinHandle<()>>,
     database: Database,
 }
 
@@ -151,9 +159,19 @@ impl Worker {
             delivered: receipts.clone(),
             queue: settings.redis.namespace.queue(QueueName::Push),
         });
+        let storage = crate::export::storage::ConfiguredStorage::from_settings(&settings.export)?;
+        let retention = settings.export.keep.map(|keep| {
+            crate::export::retention::spawn(
+                crate::export::status::ExportStatusStore::new(&database),
+                storage.clone(),
+                keep,
+                redis.clone(),
+                format!("{}:retention:export", settings.redis.namespace),
+            )
+        });
         let export = Arc::new(crate::export::Deps {
             database: database.clone(),
-            storage: crate::export::storage::LocalDirStorage::new(&settings.export.dir),
+            storage,
             status: crate::export::status::ExportStatusStore::new(&database),
             push_queue: push_queue.for_args(),
             pusher,
@@ -192,6 +210,7 @@ impl Worker {
             heartbeat_interval: settings.worker.heartbeat_interval,
             receipts,
             ops,
+            retention,
             database,
         })
     }
@@ -227,6 +246,9 @@ impl Worker {
         if let Some((stop, task)) = self.ops {
             let _ = stop.send(());
             let _ = task.await;
+        }
+        if let Some(retention) = self.retention {
+            retention.abort();
         }
         store::close(&self.database).await;
         outcome.map_err(|e| WorkerError::Monitor(e.to_string()))?;

@@ -11,7 +11,7 @@ use herald_jobs::QueueName;
 use super::{push, send_message};
 use crate::{
     config::Settings,
-    export::storage::LocalDirStorage,
+    export::storage::ConfiguredStorage,
     ops::{JobMetricsLayer, Metrics},
     push::Provider,
     queue::{RawArgs, RedisQueue},
@@ -36,7 +36,7 @@ pub struct Handlers {
     /// For [`push::handle`].
     pub push: Arc<push::Deps<Provider>>,
     /// For [`crate::export::handle`].
-    pub export: Arc<crate::export::Deps<LocalDirStorage, Provider>>,
+    pub export: Arc<crate::export::Deps<ConfiguredStorage, Provider>>,
 }
 
 /// Registers one queue's worker: `$backend` polled on the settings'
@@ -101,7 +101,7 @@ pub fn build(
         worker.export_concurrency,
         metrics,
         poll,
-        crate::export::handle::<LocalDirStorage, Provider>
+        crate::export::handle::<ConfiguredStorage, Provider>
     );
     monitor
         // Redis failures do not stop a worker (its backend tries again until

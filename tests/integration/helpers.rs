@@ -169,6 +169,12 @@ impl TestEnv {
     /// Starts the dashboard in this process on a free port, guarded by
     /// [`WEB_TOKEN`]; returns its base URL.
     pub async fn start_web(&self) -> String {
+        self.start_web_with(&self.settings).await
+    }
+
+    /// Like [`Self::start_web`], with other settings (for example presigned
+    /// downloads).
+    pub async fn start_web_with(&self, settings: &Settings) -> String {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -176,9 +182,10 @@ impl TestEnv {
         let state = herald::web::WebState::new(
             self.redis.clone(),
             &self.database,
-            &self.settings,
+            settings,
             secrecy::SecretString::from(WEB_TOKEN.to_owned()),
-        );
+        )
+        .expect("export storage");
         tokio::spawn(herald::web::serve(listener, state, std::future::pending()));
         url
     }

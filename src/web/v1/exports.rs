@@ -4,7 +4,7 @@
 //! |---|---|
 //! | `POST /v1/exports` | enqueue; 202 with the key |
 //! | `GET /v1/exports/{key}` | the status record |
-//! | `GET /v1/exports/{key}/file` | the finished CSV, streamed |
+//! | `GET /v1/exports/{key}/file` | the finished CSV, streamed, or a redirect to a presigned URL |
 //! | `DELETE /v1/exports/{key}` | cancel a queued or running export |
 //!
 //! An export another account owns answers 404 to a token bound to a
@@ -124,6 +124,9 @@ pub struct ExportRecord {
     pub file_name: Option<String>,
     /// The file's size in bytes when finished.
     pub file_size: Option<i64>,
+    /// Where the file is kept when finished: a path on the worker's disk,
+    /// or `s3://bucket/key`. Never credentials.
+    pub file_location: Option<String>,
     /// Why it failed.
     pub error: Option<String>,
     /// RFC 3339 times; null until they happen.
@@ -165,6 +168,7 @@ impl From<&Document> for ExportRecord {
             rows: integer(d, "rows").unwrap_or(0),
             file_name: text("fileName"),
             file_size: integer(d, "fileSize"),
+            file_location: text("fileLocation"),
             error: text("error"),
             queued_at: time("queuedAt"),
             started_at: time("startedAt"),
@@ -294,7 +298,9 @@ pub async fn status(
     Ok(Json(ExportRecord::from(&record)))
 }
 
-/// Download the finished file.
+/// Download the finished file: streamed from the storage, or (with
+/// `export.presign_secs` and a storage that presigns) a 307 to a URL the
+/// client downloads from directly.
 #[utoipa::path(
     get,
     path = "/v1/exports/{key}/file",
@@ -302,6 +308,7 @@ pub async fn status(
     params(("key" = String, Path, description = "The export key")),
     responses(
         (status = 200, description = "The CSV (UTF-8 with BOM)", content_type = "text/csv"),
+        (status = 307, description = "With `export.presign_secs` and storage `s3`: download from the presigned URL in `Location`"),
         Unauthorized,
         (status = 404, description = "No such export for this token, or its file is gone", body = ProblemBody),
         (status = 409, description = "The export has not finished", body = ProblemBody),
@@ -323,6 +330,17 @@ pub async fn file(
                 status.map_or("", ExportStatus::as_str)
             ),
         ));
+    }
+    if let Some(valid_for) = state.api.presign {
+        let url = state
+            .api
+            .storage
+            .download_url(account, &key, valid_for)
+            .await
+            .map_err(|e| Problem::unavailable(&e))?;
+        if let Some(url) = url {
+            return Ok((StatusCode::TEMPORARY_REDIRECT, [(header::LOCATION, url)]).into_response());
+        }
     }
     let opened = state
         .api

@@ -53,6 +53,9 @@ pub struct ApiState {
     pub exports: ExportStatusStore,
     /// Where finished export files are, whichever storage holds them.
     pub storage: Arc<dyn ExportFiles>,
+    /// How long a presigned download URL is valid (`export.presign_secs`);
+    /// `None`: downloads stream through this server.
+    pub presign: Option<std::time::Duration>,
     /// The worker's message limits, applied before enqueueing.
     pub message_limits: MessageLimits,
     /// The worker's export allow-list and default time zone.

@@ -1,122 +1,16 @@
-//! Where export files go, behind a seam that names no file system.
-//!
-//! An export's file has two lives. While it is written it is a *partial*
-//! ([`ExportStorage::Partial`]): a writer the export streams its rows into,
-//! invisible to readers. [`ExportStorage::commit`] makes it the export's
-//! file in one atomic step (a reader sees either the previous file or the
-//! whole new one, and a re-run of the same key replaces the earlier file);
-//! [`ExportStorage::discard`] drops it instead. A committed file is found
-//! again by its account and key only: [`ExportStorage::open`] reads it,
-//! [`ExportStorage::delete`] removes it.
-//!
-//! Callers hold nothing but these handles, so a backend is free in how it
-//! keeps the bytes: [`LocalDirStorage`] writes a hidden file and renames it,
-//! an object store would run a multipart upload and complete it on commit.
-//!
-//! The export job uses the trait with static dispatch (its rows go straight
-//! into the backend's writer). `herald web` only opens finished files, and
-//! holds any storage as [`ExportFiles`], a trait object.
+//! Export files in a local directory.
 
 use std::{
-    fmt,
-    future::Future,
     io,
     path::{Path, PathBuf},
     pin::Pin,
     task::{Context, Poll},
 };
 
-use futures::future::BoxFuture;
 use herald_jobs::AccountId;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 
-/// A committed file, as the status record and a download describe it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoredFile {
-    /// Its name (`<key>.csv`).
-    pub name: String,
-    /// Its size in bytes.
-    pub size: u64,
-}
-
-/// A committed file opened for reading.
-#[derive(Debug)]
-pub struct OpenedFile<R> {
-    /// Its name and size.
-    pub file: StoredFile,
-    /// Its bytes, from the first.
-    pub reader: R,
-}
-
-/// Storage for export files.
-pub trait ExportStorage: Send + Sync + 'static {
-    /// A file being written: the export writes its bytes into it, then
-    /// hands it to [`Self::commit`] or [`Self::discard`].
-    type Partial: AsyncWrite + Unpin + Send;
-    /// The bytes of a committed file.
-    type Reader: AsyncRead + Unpin + Send + 'static;
-
-    /// Starts the file of export `key` for `account`; `run` tells runs
-    /// apart. Also drops partial files that crashed runs of the same key
-    /// left behind.
-    fn create(
-        &self,
-        account: AccountId,
-        key: &str,
-        run: &str,
-    ) -> impl Future<Output = io::Result<Self::Partial>> + Send;
-
-    /// Makes `partial` the export's file, replacing an earlier one. Writes
-    /// out what `partial` still buffers; the file is durable when this
-    /// returns.
-    fn commit(&self, partial: Self::Partial)
-        -> impl Future<Output = io::Result<StoredFile>> + Send;
-
-    /// Drops `partial` (a cancelled or failed export).
-    fn discard(&self, partial: Self::Partial) -> impl Future<Output = io::Result<()>> + Send;
-
-    /// The committed file of `key`, opened for reading, if it exists.
-    fn open(
-        &self,
-        account: AccountId,
-        key: &str,
-    ) -> impl Future<Output = io::Result<Option<OpenedFile<Self::Reader>>>> + Send;
-
-    /// Deletes the committed file of `key`; a file that is not there is no
-    /// error.
-    fn delete(&self, account: AccountId, key: &str) -> impl Future<Output = io::Result<()>> + Send;
-}
-
-/// The bytes of a committed file from any storage.
-pub type FileReader = Pin<Box<dyn AsyncRead + Send>>;
-
-/// The reading side of an [`ExportStorage`] as a trait object: what
-/// `herald web` holds to serve downloads, whichever storage the worker
-/// writes to. Every storage is one.
-pub trait ExportFiles: fmt::Debug + Send + Sync {
-    /// [`ExportStorage::open`], boxed.
-    fn open_file<'a>(
-        &'a self,
-        account: AccountId,
-        key: &'a str,
-    ) -> BoxFuture<'a, io::Result<Option<OpenedFile<FileReader>>>>;
-}
-
-impl<S: ExportStorage + fmt::Debug> ExportFiles for S {
-    fn open_file<'a>(
-        &'a self,
-        account: AccountId,
-        key: &'a str,
-    ) -> BoxFuture<'a, io::Result<Option<OpenedFile<FileReader>>>> {
-        Box::pin(async move {
-            let opened = self.open(account, key).await?;
-            Ok(opened.map(|o| OpenedFile {
-                file: o.file,
-                reader: Box::pin(o.reader) as FileReader,
-            }))
-        })
-    }
-}
+use super::{ExportStorage, OpenedFile, StoredFile};
 
 /// Files in a local directory: `ROOT/<accountId>/<key>.csv`, written as
 /// `ROOT/<accountId>/.<key>.<run>.partial` until committed.
@@ -215,7 +109,11 @@ impl ExportStorage for LocalDirStorage {
             tokio::fs::File::open(folder).await?.sync_all().await?;
         }
         let size = tokio::fs::metadata(&final_path).await?.len();
-        Ok(StoredFile { name, size })
+        Ok(StoredFile {
+            name,
+            size,
+            location: final_path.display().to_string(),
+        })
     }
 
     async fn discard(&self, partial: LocalPartial) -> io::Result<()> {
@@ -239,6 +137,7 @@ impl ExportStorage for LocalDirStorage {
             file: StoredFile {
                 name: Self::file_name(key),
                 size,
+                location: self.committed_path(account, key).display().to_string(),
             },
             reader: file,
         }))
@@ -283,6 +182,7 @@ impl AsyncWrite for LocalPartial {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::export::storage::ExportFiles;
     use tokio::io::AsyncReadExt;
 
     fn account() -> AccountId {
@@ -328,12 +228,14 @@ mod tests {
             assert_eq!(stored.size, body.len() as u64);
         }
         let (stored, text) = read_all(&storage, "k").await.unwrap();
+        assert_eq!(stored.name, "k.csv");
+        assert_eq!(stored.size, 7);
         assert_eq!(
-            stored,
-            StoredFile {
-                name: "k.csv".into(),
-                size: 7
-            }
+            stored.location,
+            root.join(account().to_hex())
+                .join("k.csv")
+                .display()
+                .to_string()
         );
         assert_eq!(text, "second!");
         assert_eq!(names_in(&root.join(account().to_hex())), ["k.csv"]);

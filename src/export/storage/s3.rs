@@ -1,0 +1,513 @@
+//! Export files in an S3-compatible object store.
+//!
+//! Layout in the bucket, under `export.s3_prefix`:
+//!
+//! - `PREFIX/<accountId>/<key>.csv`: a committed file;
+//! - `PREFIX/.uploads/<accountId>/<key>.<run>`: the multipart upload a run
+//!   is writing, its body the upload id. It is what lets the next run of the
+//!   key abort the upload of a run that was killed (a killed worker cannot
+//!   abort its own), so no parts are left behind.
+//!
+//! A partial is a multipart upload fed as the rows arrive: bytes collect in
+//! a buffer of [`PART_SIZE`]; a full buffer becomes a part uploaded by its
+//! own task, at most [`PARTS_IN_FLIGHT`] at once (a write waits for one to
+//! finish), so memory stays under `PART_SIZE * (PARTS_IN_FLIGHT + 1)`
+//! whatever the row count. The object is visible only once the upload is
+//! completed on commit; completing replaces an earlier object of the key.
+//! Discarding, and every failure on the way, aborts the upload.
+
+use std::{
+    fmt, io, mem,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+    time::Duration,
+};
+
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
+use herald_jobs::AccountId;
+use object_store::{
+    aws::{AmazonS3, AmazonS3Builder},
+    multipart::{MultipartStore, PartId},
+    path::Path,
+    signer::Signer,
+    BackoffConfig, ClientOptions, MultipartId, ObjectStore, ObjectStoreExt, PutPayload,
+    RetryConfig,
+};
+use secrecy::ExposeSecret;
+use tokio::{io::AsyncWrite, task::JoinSet};
+use tokio_util::io::StreamReader;
+use tracing::warn;
+
+use super::{ExportStorage, OpenedFile, StoredFile};
+use crate::config::S3Settings;
+
+/// Bytes per uploaded part (S3 wants at least 5 MiB for all but the last).
+pub const PART_SIZE: usize = 8 * 1024 * 1024;
+
+/// Parts uploading at once per export.
+pub const PARTS_IN_FLIGHT: usize = 2;
+
+/// Retries of one failed S3 request, and how long they may take in all:
+/// enough to ride out a blip, short enough that a store that is gone fails
+/// the export within seconds rather than minutes.
+const RETRIES: usize = 3;
+const RETRY_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Export files in a bucket of an S3-compatible store.
+#[derive(Clone)]
+pub struct S3Storage {
+    store: Arc<AmazonS3>,
+    bucket: String,
+    prefix: String,
+}
+
+/// Shows where the files go; never the credentials.
+impl fmt::Debug for S3Storage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("S3Storage")
+            .field("bucket", &self.bucket)
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An [`S3Storage`] file being written: a multipart upload in progress.
+pub struct S3Partial {
+    store: Arc<AmazonS3>,
+    /// Where the object goes on commit.
+    path: Path,
+    /// The run's upload marker.
+    marker: Path,
+    upload: MultipartId,
+    /// Bytes not yet handed to a part.
+    buffer: Vec<u8>,
+    /// Parts handed out so far.
+    parts_started: usize,
+    /// Uploaded parts' ids by index.
+    parts: Vec<Option<PartId>>,
+    uploading: JoinSet<Result<(usize, PartId), object_store::Error>>,
+    /// Bytes written in all.
+    size: u64,
+    /// `s3://bucket/key`, for messages and the status record.
+    location: String,
+}
+
+impl fmt::Debug for S3Partial {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("S3Partial")
+            .field("location", &self.location)
+            .field("upload", &self.upload)
+            .field("size", &self.size)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An object store error as an I/O error that says what was being done where.
+fn failed(what: &str, location: &str, error: object_store::Error) -> io::Error {
+    let kind = match &error {
+        object_store::Error::NotFound { .. } => io::ErrorKind::NotFound,
+        _ => io::ErrorKind::Other,
+    };
+    io::Error::new(kind, format!("S3 {what} of {location} failed: {error}"))
+}
+
+impl S3Storage {
+    /// A client for the store `settings` describe. Makes no request.
+    pub fn new(settings: &S3Settings) -> Result<Self, object_store::Error> {
+        let mut builder = AmazonS3Builder::new()
+            .with_bucket_name(&settings.bucket)
+            .with_region(&settings.region)
+            .with_access_key_id(&settings.access_key_id)
+            .with_secret_access_key(settings.secret_access_key.expose_secret())
+            .with_virtual_hosted_style_request(settings.virtual_hosted_style)
+            .with_retry(RetryConfig {
+                backoff: BackoffConfig::default(),
+                max_retries: RETRIES,
+                retry_timeout: RETRY_TIMEOUT,
+            })
+            .with_client_options(
+                ClientOptions::new()
+                    .with_connect_timeout(Duration::from_secs(5))
+                    .with_timeout(Duration::from_secs(60)),
+            );
+        if let Some(endpoint) = &settings.endpoint {
+            builder = builder
+                .with_endpoint(bucket_endpoint(endpoint, settings))
+                .with_allow_http(endpoint.scheme() == "http");
+        }
+        Ok(Self {
+            store: Arc::new(builder.build()?),
+            bucket: settings.bucket.clone(),
+            prefix: settings.prefix.clone(),
+        })
+    }
+
+    /// `PREFIX/<parts...>` as an object path.
+    fn path<'a>(&'a self, parts: impl IntoIterator<Item = &'a str>) -> Path {
+        Path::from_iter(
+            self.prefix
+                .split('/')
+                .chain(parts)
+                .filter(|part| !part.is_empty()),
+        )
+    }
+
+    /// The committed object of `key`.
+    fn object(&self, account: AccountId, key: &str) -> Path {
+        let hex = account.to_hex();
+        let name = file_name(key);
+        self.path([hex.as_str(), name.as_str()])
+    }
+
+    /// Where the upload markers of `account` are.
+    fn markers(&self, account: AccountId) -> Path {
+        let hex = account.to_hex();
+        self.path([".uploads", hex.as_str()])
+    }
+
+    fn location(&self, path: &Path) -> String {
+        format!("s3://{}/{path}", self.bucket)
+    }
+
+    /// Aborts the uploads that earlier runs of `key` left behind (a killed
+    /// worker's) and removes their markers.
+    async fn abort_stale_uploads(&self, account: AccountId, key: &str) -> io::Result<()> {
+        let markers = self.markers(account);
+        let object = self.object(account, key);
+        let location = self.location(&object);
+        let stale: Vec<Path> = self
+            .store
+            .list(Some(&markers))
+            .map_ok(|meta| meta.location)
+            .try_filter(|path| {
+                let ours = path
+                    .filename()
+                    .is_some_and(|name| name.starts_with(&format!("{key}.")));
+                futures::future::ready(ours)
+            })
+            .try_collect()
+            .await
+            .map_err(|e| failed("listing of upload markers", &location, e))?;
+        for marker in stale {
+            let upload = match self.store.get(&marker).await {
+                Ok(found) => found
+                    .bytes()
+                    .await
+                    .map_err(|e| failed("read", &location, e))?,
+                Err(object_store::Error::NotFound { .. }) => continue,
+                Err(e) => return Err(failed("read", &location, e)),
+            };
+            let upload = String::from_utf8_lossy(&upload).trim().to_owned();
+            if let Err(error) = self.store.abort_multipart(&object, &upload).await {
+                // Already completed or aborted, most likely: the marker is
+                // all that is left.
+                warn!(%error, upload = %upload, location = %location, "could not abort a stale upload");
+            }
+            self.store
+                .delete(&marker)
+                .await
+                .map_err(|e| failed("removal of an upload marker", &location, e))?;
+        }
+        Ok(())
+    }
+}
+
+/// The endpoint requests go to: the configured one, and with virtual-hosted
+/// style the bucket in front of its host (unless it is there already), as
+/// the client expects.
+fn bucket_endpoint(endpoint: &reqwest::Url, settings: &S3Settings) -> String {
+    let text = endpoint.as_str().trim_end_matches('/').to_owned();
+    let bucket_host = format!("{}.", settings.bucket);
+    match endpoint.host_str() {
+        Some(host) if settings.virtual_hosted_style && !host.starts_with(&bucket_host) => {
+            text.replacen(host, &format!("{bucket_host}{host}"), 1)
+        }
+        _ => text,
+    }
+}
+
+/// The committed file's name.
+fn file_name(key: &str) -> String {
+    format!("{key}.csv")
+}
+
+impl S3Partial {
+    /// Hands the buffer to a new part upload.
+    fn start_part(&mut self) {
+        let data = PutPayload::from(Bytes::from(mem::take(&mut self.buffer)));
+        let index = self.parts_started;
+        self.parts_started += 1;
+        self.parts.push(None);
+        let (store, path, upload) = (self.store.clone(), self.path.clone(), self.upload.clone());
+        self.uploading.spawn(async move {
+            let id = store.put_part(&path, &upload, index, data).await?;
+            Ok((index, id))
+        });
+    }
+
+    /// Records a finished part upload; its failure is the write's.
+    fn finished_part(
+        &mut self,
+        joined: Result<Result<(usize, PartId), object_store::Error>, tokio::task::JoinError>,
+    ) -> io::Result<()> {
+        match joined {
+            Ok(Ok((index, id))) => {
+                self.parts[index] = Some(id);
+                Ok(())
+            }
+            Ok(Err(e)) => Err(failed("part upload", &self.location, e)),
+            Err(e) => Err(io::Error::other(format!(
+                "S3 part upload of {} stopped: {e}",
+                self.location
+            ))),
+        }
+    }
+
+    /// Uploads what is buffered and completes the upload.
+    async fn complete(&mut self) -> io::Result<()> {
+        // S3 needs at least one part; an empty one is allowed as the last.
+        if !self.buffer.is_empty() || self.parts_started == 0 {
+            self.start_part();
+        }
+        while let Some(joined) = self.uploading.join_next().await {
+            self.finished_part(joined)?;
+        }
+        let parts = mem::take(&mut self.parts)
+            .into_iter()
+            .collect::<Option<Vec<PartId>>>()
+            .ok_or_else(|| io::Error::other("a part upload did not report its id"))?;
+        self.store
+            .complete_multipart(&self.path, &self.upload, parts)
+            .await
+            .map_err(|e| failed("completion of the upload", &self.location, e))?;
+        Ok(())
+    }
+
+    /// Stops the part uploads, aborts the upload and removes its marker.
+    async fn abort(mut self) -> io::Result<()> {
+        self.uploading.shutdown().await;
+        let aborted = self
+            .store
+            .abort_multipart(&self.path, &self.upload)
+            .await
+            .map_err(|e| failed("abort of the upload", &self.location, e));
+        self.remove_marker().await;
+        aborted
+    }
+
+    /// Removes the run's upload marker; a marker left behind is removed by
+    /// the key's next run.
+    async fn remove_marker(&self) {
+        if let Err(error) = self.store.delete(&self.marker).await {
+            warn!(%error, location = %self.location, "could not remove an upload marker");
+        }
+    }
+}
+
+impl ExportStorage for S3Storage {
+    type Partial = S3Partial;
+    type Reader = StreamReader<futures::stream::BoxStream<'static, io::Result<Bytes>>, Bytes>;
+
+    async fn create(&self, account: AccountId, key: &str, run: &str) -> io::Result<S3Partial> {
+        self.abort_stale_uploads(account, key).await?;
+        let path = self.object(account, key);
+        let location = self.location(&path);
+        let marker = {
+            let hex = account.to_hex();
+            let name = format!("{key}.{run}");
+            self.path([".uploads", hex.as_str(), name.as_str()])
+        };
+        let upload = self
+            .store
+            .create_multipart(&path)
+            .await
+            .map_err(|e| failed("start of an upload", &location, e))?;
+        let partial = S3Partial {
+            store: self.store.clone(),
+            path,
+            marker,
+            upload,
+            buffer: Vec::with_capacity(PART_SIZE),
+            parts_started: 0,
+            parts: Vec::new(),
+            uploading: JoinSet::new(),
+            size: 0,
+            location,
+        };
+        let recorded = self
+            .store
+            .put(&partial.marker, PutPayload::from(partial.upload.clone()))
+            .await;
+        if let Err(e) = recorded {
+            let error = failed("record of an upload", &partial.location, e);
+            if let Err(abort) = partial.abort().await {
+                warn!(error = %abort, "could not abort an upload whose marker was not written");
+            }
+            return Err(error);
+        }
+        Ok(partial)
+    }
+
+    async fn commit(&self, mut partial: S3Partial) -> io::Result<StoredFile> {
+        if let Err(error) = partial.complete().await {
+            if let Err(abort) = partial.abort().await {
+                warn!(error = %abort, "could not abort a failed upload");
+            }
+            return Err(error);
+        }
+        partial.remove_marker().await;
+        Ok(StoredFile {
+            name: partial
+                .path
+                .filename()
+                .map(str::to_owned)
+                .unwrap_or_default(),
+            size: partial.size,
+            location: partial.location,
+        })
+    }
+
+    async fn discard(&self, partial: S3Partial) -> io::Result<()> {
+        partial.abort().await
+    }
+
+    async fn open(
+        &self,
+        account: AccountId,
+        key: &str,
+    ) -> io::Result<Option<OpenedFile<Self::Reader>>> {
+        let path = self.object(account, key);
+        let location = self.location(&path);
+        let found = match self.store.get(&path).await {
+            Ok(found) => found,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(failed("download", &location, e)),
+        };
+        let size = found.meta.size;
+        let stream_location = location.clone();
+        let bytes = found
+            .into_stream()
+            .map_err(move |e| failed("download", &stream_location, e))
+            .boxed();
+        Ok(Some(OpenedFile {
+            file: StoredFile {
+                name: file_name(key),
+                size,
+                location,
+            },
+            reader: StreamReader::new(bytes),
+        }))
+    }
+
+    async fn delete(&self, account: AccountId, key: &str) -> io::Result<()> {
+        let path = self.object(account, key);
+        match self.store.delete(&path).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(failed("removal", &self.location(&path), e)),
+        }
+    }
+
+    async fn presigned_url(
+        &self,
+        account: AccountId,
+        key: &str,
+        valid_for: Duration,
+    ) -> io::Result<Option<String>> {
+        let path = self.object(account, key);
+        let url = self
+            .store
+            .signed_url(reqwest::Method::GET, &path, valid_for)
+            .await
+            .map_err(|e| failed("presigning", &self.location(&path), e))?;
+        Ok(Some(url.to_string()))
+    }
+}
+
+/// Writes fill the buffer; a full buffer starts a part upload, and a write
+/// waits while [`PARTS_IN_FLIGHT`] parts are uploading. A failed part fails
+/// the next write. Flushing uploads nothing (parts below 5 MiB are only
+/// allowed last): the rest goes on commit.
+impl AsyncWrite for S3Partial {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        loop {
+            match this.uploading.poll_join_next(cx) {
+                Poll::Ready(Some(joined)) => this.finished_part(joined)?,
+                Poll::Ready(None) => break,
+                Poll::Pending if this.uploading.len() >= PARTS_IN_FLIGHT => return Poll::Pending,
+                Poll::Pending => break,
+            }
+        }
+        let take = buf.len().min(PART_SIZE - this.buffer.len());
+        this.buffer.extend_from_slice(&buf[..take]);
+        this.size += take as u64;
+        if this.buffer.len() == PART_SIZE {
+            this.start_part();
+            this.buffer = Vec::with_capacity(PART_SIZE);
+        }
+        Poll::Ready(Ok(take))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use secrecy::SecretString;
+
+    use super::*;
+
+    fn settings(endpoint: &str, virtual_hosted_style: bool) -> S3Settings {
+        S3Settings {
+            endpoint: Some(reqwest::Url::parse(endpoint).unwrap()),
+            bucket: "exports".into(),
+            region: "cn-hangzhou".into(),
+            access_key_id: "id".into(),
+            secret_access_key: SecretString::from("hunter2"),
+            prefix: String::new(),
+            virtual_hosted_style,
+        }
+    }
+
+    #[test]
+    fn virtual_hosted_style_puts_the_bucket_in_front_of_the_host_once() {
+        for (endpoint, virtual_hosted, expected) in [
+            (
+                "https://s3.oss-cn-hangzhou.aliyuncs.com",
+                true,
+                "https://exports.s3.oss-cn-hangzhou.aliyuncs.com",
+            ),
+            (
+                "https://exports.s3.oss-cn-hangzhou.aliyuncs.com/",
+                true,
+                "https://exports.s3.oss-cn-hangzhou.aliyuncs.com",
+            ),
+            ("http://127.0.0.1:9000", false, "http://127.0.0.1:9000"),
+        ] {
+            let s = settings(endpoint, virtual_hosted);
+            assert_eq!(bucket_endpoint(s.endpoint.as_ref().unwrap(), &s), expected);
+        }
+    }
+
+    #[test]
+    fn the_storage_never_prints_its_secret() {
+        let storage = S3Storage::new(&settings("http://127.0.0.1:9000", false)).unwrap();
+        let printed = format!("{storage:?}");
+        assert!(
+            printed.contains("exports") && !printed.contains("hunter2"),
+            "{printed}"
+        );
+    }
+}
