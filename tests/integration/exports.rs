@@ -3,12 +3,15 @@
 
 use std::{collections::HashSet, path::PathBuf, time::Duration};
 
-use herald::{export::status::ExportStatusStore, push::sandbox::RecordedRequest};
-use herald_jobs::{AccountId, Export, Producer, QueueName};
+use herald::push::sandbox::RecordedRequest;
+use herald_jobs::{AccountId, Export, QueueName};
 use mongodb::bson::{doc, oid::ObjectId, DateTime, Document};
 use serde_json::json;
 
-use crate::helpers::{env_with, wait_for, wait_within, TestEnv};
+use crate::{
+    export_helpers::{enqueue, number, status_of, wait_status},
+    helpers::{env_with, wait_for, TestEnv},
+};
 
 /// The requests among `events` that carried event `name`, in order.
 fn named<'a>(events: &'a [RecordedRequest], name: &str) -> Vec<&'a RecordedRequest> {
@@ -92,49 +95,6 @@ fn export_job(account: AccountId, key: &str) -> Export {
     .unwrap()
 }
 
-async fn enqueue(env: &TestEnv, job: Export) {
-    let status = ExportStatusStore::new(&env.database);
-    status
-        .queued(
-            AccountId::parse(&job.account_id).unwrap(),
-            &job.key,
-            &job.collection,
-        )
-        .await
-        .unwrap();
-    let mut producer =
-        Producer::connect(&crate::helpers::redis_url(), &env.settings.redis.namespace)
-            .await
-            .unwrap();
-    producer.enqueue_export(job).await.unwrap();
-}
-
-async fn status_of(env: &TestEnv, key: &str) -> Document {
-    ExportStatusStore::new(&env.database)
-        .get(key)
-        .await
-        .unwrap()
-        .unwrap_or_default()
-}
-
-/// Waits for export `key`'s record to reach `wanted`. Patient: an export
-/// writes its progress often, each write synced to disk before it counts
-/// (the journaled write concern on a `--sync-on-commit` server), and the
-/// fault tests running beside it sync thousands of writes of their own.
-/// A deadline against hangs, not a speed requirement.
-async fn wait_status(env: &TestEnv, key: &str, wanted: &str) -> Document {
-    wait_within(
-        &format!("export {key} to be {wanted}"),
-        Duration::from_secs(120),
-        Duration::from_millis(50),
-        || async {
-            let record = status_of(env, key).await;
-            (record.get_str("status") == Ok(wanted)).then_some(record)
-        },
-    )
-    .await
-}
-
 fn file_of(env: &TestEnv, account: AccountId, key: &str) -> PathBuf {
     env.settings
         .export
@@ -151,13 +111,6 @@ fn files_in(env: &TestEnv, account: AccountId) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
-}
-
-fn number(record: &Document, field: &str) -> i64 {
-    record
-        .get(field)
-        .and_then(|v| v.as_i64().or_else(|| v.as_i32().map(i64::from)))
-        .unwrap_or(-1)
 }
 
 /// Reads the CSV: checks the BOM, returns the rows (header first).

@@ -15,11 +15,12 @@ use herald::{
     },
     store::ApiTokenStore,
 };
-use herald_jobs::{AccountId, Export, Producer};
+use herald_jobs::{AccountId, Export};
 use mongodb::bson::{doc, oid::ObjectId, DateTime, Document};
 use serde_json::json;
 
 use crate::{
+    export_helpers::{enqueue, number, status_of as record, wait_status},
     helpers::{env_with, wait_for, wait_within, TestEnv},
     s3_server::{S3Server, BUCKET, PREFIX, SECRET_KEY},
 };
@@ -77,50 +78,6 @@ fn job(account: AccountId, key: &str, below: usize) -> Export {
         "sort": [ { "path": "seq", "order": "asc" } ],
     }))
     .unwrap()
-}
-
-async fn enqueue(env: &TestEnv, job: Export) {
-    ExportStatusStore::new(&env.database)
-        .queued(
-            AccountId::parse(&job.account_id).unwrap(),
-            &job.key,
-            &job.collection,
-        )
-        .await
-        .unwrap();
-    let mut producer =
-        Producer::connect(&crate::helpers::redis_url(), &env.settings.redis.namespace)
-            .await
-            .unwrap();
-    producer.enqueue_export(job).await.unwrap();
-}
-
-async fn record(env: &TestEnv, key: &str) -> Document {
-    ExportStatusStore::new(&env.database)
-        .get(key)
-        .await
-        .unwrap()
-        .unwrap_or_default()
-}
-
-async fn wait_status(env: &TestEnv, key: &str, wanted: &str) -> Document {
-    wait_within(
-        &format!("export {key} to be {wanted}"),
-        Duration::from_secs(120),
-        Duration::from_millis(50),
-        || async {
-            let found = record(env, key).await;
-            (found.get_str("status") == Ok(wanted)).then_some(found)
-        },
-    )
-    .await
-}
-
-fn number(record: &Document, field: &str) -> i64 {
-    record
-        .get(field)
-        .and_then(|v| v.as_i64().or_else(|| v.as_i32().map(i64::from)))
-        .unwrap_or(-1)
 }
 
 fn object_key(account: AccountId, key: &str) -> String {

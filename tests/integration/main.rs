@@ -13,6 +13,7 @@ mod browser;
 mod cli;
 mod dashboard;
 mod database_restart;
+mod export_helpers;
 mod exports;
 mod exports_s3;
 mod failures;
