@@ -15,6 +15,11 @@
 //! whatever the row count. The object is visible only once the upload is
 //! completed on commit; completing replaces an earlier object of the key.
 //! Discarding, and every failure on the way, aborts the upload.
+//!
+//! Why one module of about 460 lines: the storage and its partial writer
+//! are two halves of one protocol, a multipart upload from its creation to
+//! its completion or abort, and they share the upload's private state;
+//! split across files, each half would reach into the other.
 
 use std::{
     fmt, io, mem,

@@ -31,6 +31,11 @@
 //! name that breaks the rules, or `data` over 10 KB is answered 400.
 //! - `DELETE /_sandbox/failures`: cancel scripted failures.
 //! - `GET /`: a page listing the events live.
+//!
+//! Why one module of about 490 lines: it stands in for a whole service
+//! (routes, authentication, scripted failures, the documented limits, the
+//! recording of what arrived) whose parts share one state; the Pusher
+//! protocol's half is `pusher.rs`.
 
 use std::{
     net::SocketAddr,
