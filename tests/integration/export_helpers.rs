@@ -1,0 +1,63 @@
+//! What the export tests share: enqueueing an export as the API does,
+//! reading and awaiting its status record.
+
+use std::time::Duration;
+
+use herald::export::status::ExportStatusStore;
+use herald_jobs::{AccountId, Export, Producer};
+use mongodb::bson::Document;
+
+use crate::helpers::{wait_within, TestEnv};
+
+/// Records export `job` as queued and enqueues it, as the API does.
+pub async fn enqueue(env: &TestEnv, job: Export) {
+    let status = ExportStatusStore::new(&env.database);
+    status
+        .queued(
+            AccountId::parse(&job.account_id).unwrap(),
+            &job.key,
+            &job.collection,
+        )
+        .await
+        .unwrap();
+    let mut producer =
+        Producer::connect(&crate::helpers::redis_url(), &env.settings.redis.namespace)
+            .await
+            .unwrap();
+    producer.enqueue_export(job).await.unwrap();
+}
+
+/// Export `key`'s status record (empty if none).
+pub async fn status_of(env: &TestEnv, key: &str) -> Document {
+    ExportStatusStore::new(&env.database)
+        .get(key)
+        .await
+        .unwrap()
+        .unwrap_or_default()
+}
+
+/// Waits for export `key`'s record to reach `wanted`. Patient: an export
+/// writes its progress often, each write synced to disk before it counts
+/// (the journaled write concern on a `--sync-on-commit` server), and the
+/// fault tests running beside it sync thousands of writes of their own.
+/// A deadline against hangs, not a speed requirement.
+pub async fn wait_status(env: &TestEnv, key: &str, wanted: &str) -> Document {
+    wait_within(
+        &format!("export {key} to be {wanted}"),
+        Duration::from_secs(120),
+        Duration::from_millis(50),
+        || async {
+            let record = status_of(env, key).await;
+            (record.get_str("status") == Ok(wanted)).then_some(record)
+        },
+    )
+    .await
+}
+
+/// A numeric field of a status record (-1 if absent).
+pub fn number(record: &Document, field: &str) -> i64 {
+    record
+        .get(field)
+        .and_then(|v| v.as_i64().or_else(|| v.as_i32().map(i64::from)))
+        .unwrap_or(-1)
+}
