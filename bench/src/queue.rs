@@ -75,7 +75,13 @@ fn namespace(label: &str) -> String {
 async fn done_count(conn: &mut ConnectionManager, queue: &str) -> Result<u64, redis::RedisError> {
     let key = format!("{queue}:done");
     let kind: String = redis::cmd("TYPE").arg(&key).query_async(conn).await?;
-    let count = if kind == "zset" { "ZCARD" } else { "SCARD" };
+    // "none" until the first job is done: count nothing then, since the key
+    // may be created (as either type) before a second command could run.
+    let count = match kind.as_str() {
+        "zset" => "ZCARD",
+        "set" => "SCARD",
+        _ => return Ok(0),
+    };
     redis::cmd(count).arg(&key).query_async(conn).await
 }
 
