@@ -15,7 +15,7 @@ use redis::aio::ConnectionManager;
 use crate::{
     config::Settings,
     push::delivery::DeliveryLog,
-    queue::{QueueConfig, RedisQueue, Retention, RetryPolicy},
+    queue::{DeadLabel, QueueConfig, RedisQueue, Retention, RetryPolicy},
 };
 
 /// What [`rerun_window`] allows for the time a job that must run again
@@ -58,6 +58,16 @@ pub fn rerun_window(settings: &Settings) -> Duration {
     send.longest_retry_span() + push_span + heartbeat_timeout * runs + QUEUE_WAIT_MARGIN
 }
 
+/// What the failed list of `queue` filters by: every job names its account
+/// (`accountId`), and a push job its event (`event.name`).
+pub fn dead_labels(queue: QueueName) -> Vec<DeadLabel> {
+    let account = DeadLabel::new("account", "/accountId");
+    match queue {
+        QueueName::Push => vec![DeadLabel::new("event", "/event/name"), account],
+        QueueName::SendMessage | QueueName::Export => vec![account],
+    }
+}
+
 /// The configuration of `queue` from the settings.
 ///
 /// What sets the queues apart: each has its own attempt limit; the push
@@ -79,6 +89,7 @@ pub fn config(settings: &Settings, queue: QueueName) -> QueueConfig {
         dead: settings.retention.dead,
         dead_max: settings.retention.dead_max,
     };
+    config.dead_labels = dead_labels(queue);
     if queue == QueueName::Push {
         config.dedup_ttl = Some(rerun_window(settings));
         config.fetch_lookup = Some(DeliveryLog::fetch_lookup(&config));

@@ -6,7 +6,10 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 use herald::{
     config::Settings,
-    queue::{self, admin::QueueAdmin},
+    queue::{
+        self,
+        admin::{BulkAction, BulkProgress, DeadFilter, QueueAdmin},
+    },
 };
 use herald_jobs::QueueName;
 
@@ -19,6 +22,36 @@ pub struct FailedArgs {
     command: FailedCommand,
 }
 
+/// Which failed jobs: filters on what the failed list indexes.
+#[derive(Debug, Args, Default)]
+struct FilterArgs {
+    /// Only jobs of this event (push queue).
+    #[arg(long)]
+    event: Option<String>,
+    /// Only jobs of this account (24-hex id).
+    #[arg(long)]
+    account: Option<String>,
+    /// Only jobs of this error group (its id, from `herald failed groups`).
+    #[arg(long)]
+    error: Option<String>,
+}
+
+impl FilterArgs {
+    fn filter(self) -> DeadFilter {
+        let mut labels = Vec::new();
+        if let Some(event) = self.event {
+            labels.push(("event".to_owned(), event));
+        }
+        if let Some(account) = self.account {
+            labels.push(("account".to_owned(), account));
+        }
+        DeadFilter {
+            labels,
+            error: self.error,
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 enum FailedCommand {
     /// List failed jobs, most recent failure first.
@@ -29,20 +62,39 @@ enum FailedCommand {
         /// Most jobs to list.
         #[arg(long, default_value_t = 50)]
         limit: usize,
+        #[command(flatten)]
+        filter: FilterArgs,
+    },
+    /// Failed jobs grouped by error, largest group first.
+    Groups {
+        /// Print JSON (one object per line) instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Most groups to list.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
     },
     /// Send failed jobs back to the queue with a fresh attempt budget.
     Retry {
         /// Job ids.
         ids: Vec<String>,
-        /// Retry every failed job of the queue.
+        /// Retry every failed job of the queue (or every one the filter
+        /// selects), in slices, printing the progress.
         #[arg(long, conflicts_with = "ids")]
         all: bool,
+        #[command(flatten)]
+        filter: FilterArgs,
     },
     /// Delete failed jobs for good.
     Discard {
         /// Job ids.
-        #[arg(required = true)]
         ids: Vec<String>,
+        /// Discard every failed job of the queue (or every one the filter
+        /// selects), in slices, printing the progress.
+        #[arg(long, conflicts_with = "ids")]
+        all: bool,
+        #[command(flatten)]
+        filter: FilterArgs,
     },
 }
 
@@ -59,8 +111,12 @@ pub async fn run(args: FailedArgs, settings: &Settings) -> anyhow::Result<ExitCo
     let conn = queue::connect(settings.redis.url.as_str()).await?;
     let admin = QueueAdmin::new(conn, herald::queues::config(settings, args.queue));
     match args.command {
-        FailedCommand::List { json, limit } => {
-            let (jobs, total) = admin.dead_jobs(0, limit).await?;
+        FailedCommand::List {
+            json,
+            limit,
+            filter,
+        } => {
+            let (jobs, total) = admin.dead_jobs(&filter.filter(), 0, limit).await?;
             if json {
                 for job in &jobs {
                     println!("{}", serde_json::to_string(job)?);
@@ -80,21 +136,43 @@ pub async fn run(args: FailedArgs, settings: &Settings) -> anyhow::Result<ExitCo
             }
             Ok(ExitCode::SUCCESS)
         }
-        FailedCommand::Retry { ids, all } => {
-            let count = if all {
-                admin.retry_all().await?
-            } else {
-                anyhow::ensure!(!ids.is_empty(), "give job ids, or --all");
-                let retried = admin.retry(&ids).await?;
-                for id in ids.iter().filter(|id| !retried.contains(id)) {
-                    eprintln!("not a failed job of {}: {id}", admin.name());
+        FailedCommand::Groups { json, limit } => {
+            let (groups, total) = admin.error_groups(limit).await?;
+            if json {
+                for group in &groups {
+                    println!("{}", serde_json::to_string(group)?);
                 }
-                retried.len() as u64
-            };
-            println!("retried {count}");
+                return Ok(ExitCode::SUCCESS);
+            }
+            println!("{total} error group(s) in {}", admin.name());
+            for group in &groups {
+                println!("{}  {:>7}  {}", group.id, group.count, group.error);
+            }
             Ok(ExitCode::SUCCESS)
         }
-        FailedCommand::Discard { ids } => {
+        FailedCommand::Retry { ids, all, filter } => {
+            let filter = filter.filter();
+            if all || !filter.is_empty() {
+                let progress = bulk(&admin, BulkAction::Retry, filter).await?;
+                println!("retried {}", progress.done);
+                return Ok(ExitCode::SUCCESS);
+            }
+            anyhow::ensure!(!ids.is_empty(), "give job ids, --all, or a filter");
+            let retried = admin.retry(&ids).await?;
+            for id in ids.iter().filter(|id| !retried.contains(id)) {
+                eprintln!("not a failed job of {}: {id}", admin.name());
+            }
+            println!("retried {}", retried.len());
+            Ok(ExitCode::SUCCESS)
+        }
+        FailedCommand::Discard { ids, all, filter } => {
+            let filter = filter.filter();
+            if all || !filter.is_empty() {
+                let progress = bulk(&admin, BulkAction::Discard, filter).await?;
+                println!("discarded {}", progress.done);
+                return Ok(ExitCode::SUCCESS);
+            }
+            anyhow::ensure!(!ids.is_empty(), "give job ids, --all, or a filter");
             let count = admin.discard(&ids).await.context("discard")?;
             println!("discarded {count}");
             Ok(if count as usize == ids.len() {
@@ -103,6 +181,34 @@ pub async fn run(args: FailedArgs, settings: &Settings) -> anyhow::Result<ExitCo
                 eprintln!("{} id(s) were not failed jobs", ids.len() - count as usize);
                 ExitCode::FAILURE
             })
+        }
+    }
+}
+
+/// Runs a bulk operation, printing its progress to stderr every second.
+async fn bulk(
+    admin: &QueueAdmin,
+    action: BulkAction,
+    filter: DeadFilter,
+) -> anyhow::Result<BulkProgress> {
+    let progress = admin.begin_bulk(action, filter).await?;
+    eprintln!(
+        "operation {}: {} failed job(s) selected",
+        progress.id, progress.total
+    );
+    let id = progress.id.clone();
+    let run = admin.run_bulk(progress);
+    tokio::pin!(run);
+    let mut ticks = tokio::time::interval(std::time::Duration::from_secs(1));
+    ticks.tick().await;
+    loop {
+        tokio::select! {
+            finished = &mut run => return Ok(finished?),
+            _ = ticks.tick() => {
+                if let Ok(Some(now)) = admin.bulk(&id).await {
+                    eprintln!("operation {id}: {} of {}", now.done, now.total);
+                }
+            }
         }
     }
 }

@@ -296,6 +296,27 @@ impl ExportStatusStore {
         Ok(())
     }
 
+    /// The `limit` most recently queued exports of every account, newest
+    /// first; only queued and running ones when `active_only` (the
+    /// dashboard's list).
+    pub async fn recent(&self, active_only: bool, limit: i64) -> Result<Vec<Document>, StoreError> {
+        use futures::TryStreamExt;
+        let filter = if active_only {
+            doc! { "status": { "$in": ACTIVE.as_slice() } }
+        } else {
+            doc! {}
+        };
+        self.collection
+            .find(filter)
+            .sort(doc! { "queuedAt": -1 })
+            .limit(limit)
+            .await
+            .map_err(StoreError::command("list exports"))?
+            .try_collect()
+            .await
+            .map_err(StoreError::command("list exports"))
+    }
+
     /// Up to `limit` exports that ended (finished, failed, cancelled) before
     /// `cutoff`, oldest first: their keys and accounts.
     pub async fn ended_before(

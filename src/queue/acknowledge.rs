@@ -14,6 +14,7 @@ use serde_json::Value;
 
 use super::{
     ack::Finished,
+    dead_index::{encode_labels, error_group, with_dead_index},
     enqueue::{enqueue, NewJob},
     now_secs,
     persistence::QueuePersistence,
@@ -21,7 +22,8 @@ use super::{
     QueueError, COMPLETE_CHUNK, HISTORY_LEN,
 };
 
-static COMPLETE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/complete.lua")));
+static COMPLETE: LazyLock<Script> =
+    LazyLock::new(|| with_dead_index(include_str!("lua/complete.lua")));
 
 /// One acknowledgement, ready for the complete script.
 struct Ack {
@@ -31,6 +33,8 @@ struct Ack {
     attempts: usize,
     result: String,
     history: String,
+    /// The error group of a job that is dead ("" otherwise).
+    error_group: String,
 }
 
 impl QueuePersistence {
@@ -68,7 +72,12 @@ impl QueuePersistence {
             })
             .to_string(),
         };
+        let error_group = match (outcome, recorded) {
+            (Outcome::Dead, Err(error)) => error_group(error),
+            _ => String::new(),
+        };
         Ack {
+            error_group,
             id: finished.task_id.to_string(),
             outcome,
             status,
@@ -124,17 +133,20 @@ impl QueuePersistence {
             enqueue(&mut self.conn, downstream, &handed_off, now).await?;
             doorbell.ring();
         }
+        let labels = encode_labels(&self.config.dead_labels);
         for chunk in acks.chunks(COMPLETE_CHUNK) {
             let mut call = COMPLETE.prepare_invoke();
             call.key(self.config.inflight_key(worker.name()))
                 .key(self.config.done_key())
                 .key(self.config.dead_key())
                 .key(self.config.scheduled_key())
+                .key(self.config.data_key())
                 .arg(format!("{now:.3}"))
                 .arg(self.config.meta_prefix())
                 .arg(self.config.history_prefix())
                 .arg(HISTORY_LEN)
-                .arg(self.config.stats_prefix());
+                .arg(self.config.stats_prefix())
+                .arg(&labels);
             for ack in chunk {
                 let outcome = match ack.outcome {
                     Outcome::Done => "done",
@@ -151,7 +163,8 @@ impl QueuePersistence {
                     .arg(ack.attempts)
                     .arg(&ack.result)
                     .arg(format!("{retry_at:.3}"))
-                    .arg(&ack.history);
+                    .arg(&ack.history)
+                    .arg(&ack.error_group);
             }
             let (_recorded, lost): (u64, u64) = call
                 .invoke_async(&mut self.conn)

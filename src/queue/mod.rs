@@ -46,6 +46,7 @@ pub mod ack;
 mod acknowledge;
 pub mod admin;
 mod backend;
+pub mod dead_index;
 pub mod decode;
 pub mod doorbell;
 mod driver;
@@ -56,11 +57,13 @@ mod persistence;
 mod redis_retry;
 mod retention;
 pub mod retry;
+pub mod seed;
 
 use std::time::Duration;
 
 pub use ack::AckLayer;
 pub use backend::RedisQueue;
+pub use dead_index::DeadLabel;
 pub use doorbell::Doorbell;
 pub use handoff::{Handoff, HandoffJob, JobOutput};
 pub use redis_retry::retry_pause;
@@ -118,6 +121,15 @@ pub enum QueueError {
         /// The encoder's error.
         #[source]
         source: serde_json::Error,
+    },
+    /// A filter of dead jobs names what the queue does not index, or asks
+    /// for more than an operation supports.
+    #[error("bad filter for {queue}: {detail}")]
+    Filter {
+        /// Full queue name.
+        queue: String,
+        /// What was wrong.
+        detail: String,
     },
     /// A script answered with something this code does not understand.
     #[error("unexpected answer from Redis for {queue}: {detail}")]
@@ -208,6 +220,9 @@ pub struct QueueConfig {
     pub max_payload_bytes: usize,
     /// What the queue keeps of finished jobs, and for how long.
     pub retention: Retention,
+    /// The labels dead jobs are indexed by, for the failed list's filters
+    /// (see [`dead_index`]); none by default.
+    pub dead_labels: Vec<DeadLabel>,
 }
 
 impl QueueConfig {
@@ -227,6 +242,7 @@ impl QueueConfig {
             },
             max_payload_bytes: 1 << 20,
             retention: Retention::default(),
+            dead_labels: Vec::new(),
         }
     }
 
@@ -309,6 +325,14 @@ impl QueueConfig {
     /// Counter: dead jobs trimmed for `reason` (see [`TrimReason`]).
     pub fn trimmed_key(&self, reason: TrimReason) -> String {
         format!("{}:trimmed:{}", self.stats_prefix(), reason.as_str())
+    }
+    /// JSON record of the operator's bulk operation `id` on dead jobs.
+    pub fn bulk_key(&self, id: &str) -> String {
+        format!("{}:bulk:{id}", self.name)
+    }
+    /// List: the latest bulk operations' ids, newest first.
+    pub fn bulks_key(&self) -> String {
+        self.key("bulks")
     }
     /// Present while the queue is paused: workers lease none of its jobs.
     pub fn paused_key(&self) -> String {

@@ -27,10 +27,10 @@ use std::sync::LazyLock;
 
 use redis::Script;
 
-use super::{now_secs, persistence::QueuePersistence, QueueError};
+use super::{dead_index::with_dead_index, now_secs, persistence::QueuePersistence, QueueError};
 
 static RETENTION: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("lua/retention.lua")));
+    LazyLock::new(|| with_dead_index(include_str!("lua/retention.lua")));
 static UPGRADE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/upgrade.lua")));
 
 /// Most jobs of each kind (done, dead by age, dead by cap) one retention

@@ -3,12 +3,18 @@
 //! | route | what |
 //! |---|---|
 //! | `GET /api/v1/queues` | counts per state for every queue |
-//! | `GET /api/v1/queues/{queue}/failed?offset=0&limit=50` | dead jobs, newest failure first |
+//! | `GET /api/v1/queues/{queue}/failed?offset=0&limit=50&event=&account=&error=` | dead jobs, newest failure first, filtered by label values and error group |
+//! | `GET /api/v1/queues/{queue}/failed/groups?limit=50` | error groups, largest first |
+//! | `GET /api/v1/queues/{queue}/jobs?state=pending&offset=0&limit=50` | pending, scheduled or running jobs, a page |
 //! | `GET /api/v1/queues/{queue}/jobs/{id}` | one job: payload, metadata, history |
+//! | `GET /api/v1/queues/{queue}/history?minutes=60` | done, failed and latency per minute |
 //! | `POST /api/v1/queues/{queue}/failed/{id}/retry` | retry one |
-//! | `POST /api/v1/queues/{queue}/failed/retry` | `{"ids": [...]}` or `{"all": true}` |
+//! | `POST /api/v1/queues/{queue}/failed/retry` | `{"ids": [...]}` now; `{"all": true}` or `{"filter": {...}}` as a bulk operation (202) |
 //! | `POST /api/v1/queues/{queue}/failed/{id}/discard` | discard one |
-//! | `POST /api/v1/queues/{queue}/failed/discard` | `{"ids": [...]}` |
+//! | `POST /api/v1/queues/{queue}/failed/discard` | the same bodies as retry |
+//! | `GET /api/v1/queues/{queue}/operations` | the latest bulk operations and their progress |
+//! | `GET /api/v1/queues/{queue}/operations/{id}` | one bulk operation |
+//! | `POST /api/v1/queues/{queue}/pause`, `/resume` | pause or resume the queue |
 
 use axum::{
     extract::{rejection::QueryRejection, Path, Query, State},
@@ -16,6 +22,8 @@ use axum::{
     routing::{get, post},
     Json, Router,
 };
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
@@ -23,14 +31,19 @@ use super::{
     problem::{ApiJson, Problem},
     WebState,
 };
-use crate::queue::admin::{DeadJob, QueueAdmin};
+use crate::queue::admin::{BulkAction, DeadFilter, DeadJob, JobState, QueueAdmin, HISTORY_MINUTES};
 
 /// The API's routes (guarded by the caller).
 pub fn routes() -> Router<WebState> {
     Router::new()
         .route("/api/v1/queues", get(queues))
         .route("/api/v1/queues/{queue}/failed", get(failed))
+        .route("/api/v1/queues/{queue}/failed/groups", get(error_groups))
+        .route("/api/v1/queues/{queue}/operations", get(operations))
+        .route("/api/v1/queues/{queue}/operations/{id}", get(operation))
+        .route("/api/v1/queues/{queue}/jobs", get(jobs))
         .route("/api/v1/queues/{queue}/jobs/{id}", get(job))
+        .route("/api/v1/queues/{queue}/history", get(history))
         .route("/api/v1/queues/{queue}/failed/{id}/retry", post(retry_one))
         .route("/api/v1/queues/{queue}/failed/retry", post(retry_many))
         .route(
@@ -83,16 +96,46 @@ async fn queues(State(state): State<WebState>) -> Result<Json<Value>, Problem> {
     Ok(Json(json!({ "queues": all })))
 }
 
-#[derive(Debug, Deserialize)]
-struct Page {
-    #[serde(default)]
+/// Query of the failed list: paging, an error group, and label values
+/// (every other parameter, such as `event` or `account`).
+#[derive(Debug)]
+struct FailedQuery {
     offset: usize,
-    #[serde(default = "default_limit")]
     limit: usize,
+    filter: DeadFilter,
+}
+
+impl FailedQuery {
+    /// Read from the parameters as sent (a flattened serde struct would
+    /// see the numbers as text).
+    fn parse(mut params: BTreeMap<String, String>) -> Result<Self, Problem> {
+        let mut number = |name: &str, default: usize| match params.remove(name) {
+            None => Ok(default),
+            Some(text) => text
+                .parse()
+                .map_err(|_| bad_request(&format!("{name} must be a whole number, not '{text}'"))),
+        };
+        let offset = number("offset", 0)?;
+        let limit = number("limit", default_limit())?;
+        let error = params.remove("error");
+        Ok(Self {
+            offset,
+            limit,
+            filter: filter_of(params, error),
+        })
+    }
 }
 
 fn default_limit() -> usize {
     50
+}
+
+/// The filter of a query or body: labels with a value, and the group.
+fn filter_of(labels: BTreeMap<String, String>, error: Option<String>) -> DeadFilter {
+    DeadFilter {
+        labels: labels.into_iter().filter(|(_, v)| !v.is_empty()).collect(),
+        error: error.filter(|e| !e.is_empty()),
+    }
 }
 
 /// A dead job with the fields an operator scans for, read from a push
@@ -124,19 +167,117 @@ impl From<DeadJob> for FailedRow {
 async fn failed(
     State(state): State<WebState>,
     Path(queue): Path<String>,
-    page: Result<Query<Page>, QueryRejection>,
+    query: Result<Query<BTreeMap<String, String>>, QueryRejection>,
 ) -> Result<Json<Value>, Problem> {
-    let Query(page) = page?;
-    if page.limit == 0 || page.limit > 1000 {
+    let Query(params) = query?;
+    let query = FailedQuery::parse(params)?;
+    if query.limit == 0 || query.limit > 1000 {
         return Err(bad_request("limit must be 1..1000"));
     }
     let (jobs, total) = admin(&state, &queue)?
-        .dead_jobs(page.offset, page.limit)
+        .dead_jobs(&query.filter, query.offset, query.limit)
         .await?;
     let rows: Vec<FailedRow> = jobs.into_iter().map(FailedRow::from).collect();
     Ok(Json(
-        json!({ "queue": queue, "total": total, "jobs": rows }),
+        json!({ "queue": queue, "total": total, "offset": query.offset, "jobs": rows }),
     ))
+}
+
+#[derive(Debug, Deserialize)]
+struct GroupsQuery {
+    #[serde(default = "default_limit")]
+    limit: usize,
+}
+
+/// Error groups of the dead jobs, largest first.
+async fn error_groups(
+    State(state): State<WebState>,
+    Path(queue): Path<String>,
+    query: Result<Query<GroupsQuery>, QueryRejection>,
+) -> Result<Json<Value>, Problem> {
+    let Query(query) = query?;
+    if query.limit == 0 || query.limit > 1000 {
+        return Err(bad_request("limit must be 1..1000"));
+    }
+    let (groups, total) = admin(&state, &queue)?.error_groups(query.limit).await?;
+    Ok(Json(
+        json!({ "queue": queue, "total": total, "groups": groups }),
+    ))
+}
+
+/// The latest bulk operations, newest first.
+async fn operations(
+    State(state): State<WebState>,
+    Path(queue): Path<String>,
+) -> Result<Json<Value>, Problem> {
+    let operations = admin(&state, &queue)?.bulks().await?;
+    Ok(Json(json!({ "queue": queue, "operations": operations })))
+}
+
+/// One bulk operation.
+async fn operation(
+    State(state): State<WebState>,
+    Path((queue, id)): Path<(String, String)>,
+) -> Result<Json<Value>, Problem> {
+    match admin(&state, &queue)?.bulk(&id).await? {
+        Some(progress) => Ok(Json(json!({ "operation": progress }))),
+        None => Err(Problem::not_found(format!(
+            "no operation '{id}' in queue '{queue}' (records are kept a day)"
+        ))),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct JobsQuery {
+    state: JobState,
+    #[serde(default)]
+    offset: usize,
+    #[serde(default = "default_limit")]
+    limit: usize,
+}
+
+/// A page of the queue's jobs in one state.
+async fn jobs(
+    State(state): State<WebState>,
+    Path(queue): Path<String>,
+    query: Result<Query<JobsQuery>, QueryRejection>,
+) -> Result<Json<Value>, Problem> {
+    let Query(query) = query?;
+    if query.limit == 0 || query.limit > 1000 {
+        return Err(bad_request("limit must be 1..1000"));
+    }
+    let (jobs, total) = admin(&state, &queue)?
+        .jobs_in(query.state, query.offset, query.limit)
+        .await?;
+    Ok(Json(json!({
+        "queue": queue, "state": query.state, "total": total, "offset": query.offset, "jobs": jobs,
+    })))
+}
+
+#[derive(Debug, Deserialize)]
+struct HistoryQuery {
+    #[serde(default = "default_minutes")]
+    minutes: usize,
+}
+
+fn default_minutes() -> usize {
+    HISTORY_MINUTES
+}
+
+/// The queue's last hour, minute by minute.
+async fn history(
+    State(state): State<WebState>,
+    Path(queue): Path<String>,
+    query: Result<Query<HistoryQuery>, QueryRejection>,
+) -> Result<Json<Value>, Problem> {
+    let Query(query) = query?;
+    if query.minutes == 0 || query.minutes > HISTORY_MINUTES {
+        return Err(bad_request(&format!(
+            "minutes must be 1..{HISTORY_MINUTES}"
+        )));
+    }
+    let minutes = admin(&state, &queue)?.history(query.minutes).await?;
+    Ok(Json(json!({ "queue": queue, "minutes": minutes })))
 }
 
 async fn job(
@@ -166,7 +307,8 @@ async fn retry_one(
     Ok(Json(json!({ "retried": retried.len() })))
 }
 
-/// Body of the bulk routes.
+/// Body of the bulk routes: ids (handled at once), or every dead job
+/// (`all`), or those a filter selects, as a bulk operation.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Selection {
@@ -174,24 +316,75 @@ struct Selection {
     ids: Vec<String>,
     #[serde(default)]
     all: bool,
+    #[serde(default)]
+    filter: Option<FilterBody>,
+}
+
+/// A filter in a body: `{"labels": {"event": "new_message"}, "error": "<group id>"}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FilterBody {
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
+    #[serde(default)]
+    error: Option<String>,
+}
+
+/// What a selection asks for.
+enum Chosen {
+    Ids(Vec<String>),
+    Bulk(DeadFilter),
+}
+
+impl Selection {
+    fn chosen(self) -> Result<Chosen, Problem> {
+        let usage = "send one of {\"ids\": [...]}, {\"all\": true} or {\"filter\": {\"labels\": {...}, \"error\": \"...\"}}";
+        match (self.ids.is_empty(), self.all, self.filter) {
+            (false, false, None) => Ok(Chosen::Ids(self.ids)),
+            (true, true, None) => Ok(Chosen::Bulk(DeadFilter::all())),
+            (true, false, Some(body)) => {
+                let filter = filter_of(body.labels, body.error);
+                if filter.is_empty() {
+                    return Err(bad_request("the filter selects nothing: name a label value or an error group (or send {\"all\": true})"));
+                }
+                Ok(Chosen::Bulk(filter))
+            }
+            _ => Err(bad_request(usage)),
+        }
+    }
+}
+
+/// Begins a bulk operation and runs it in the background; answers 202
+/// with its record, which `GET .../operations/{id}` follows.
+async fn begin_bulk(
+    admin: &QueueAdmin,
+    action: BulkAction,
+    filter: DeadFilter,
+) -> Result<(StatusCode, Json<Value>), Problem> {
+    let progress = admin.begin_bulk(action, filter).await?;
+    let runner = admin.clone();
+    let started = progress.clone();
+    tokio::spawn(async move {
+        if let Err(e) = runner.run_bulk(started).await {
+            tracing::error!(queue = %runner.name(), error = %e, "bulk operation on dead jobs failed");
+        }
+    });
+    Ok((StatusCode::ACCEPTED, Json(json!({ "operation": progress }))))
 }
 
 async fn retry_many(
     State(state): State<WebState>,
     Path(queue): Path<String>,
     ApiJson(selection): ApiJson<Selection>,
-) -> Result<Json<Value>, Problem> {
+) -> Result<(StatusCode, Json<Value>), Problem> {
     let admin = admin(&state, &queue)?;
-    let retried = match (selection.all, selection.ids.is_empty()) {
-        (true, true) => admin.retry_all().await?,
-        (false, false) => admin.retry(&selection.ids).await?.len() as u64,
-        _ => {
-            return Err(bad_request(
-                "send either {\"ids\": [...]} or {\"all\": true}",
-            ))
+    match selection.chosen()? {
+        Chosen::Ids(ids) => {
+            let retried = admin.retry(&ids).await?.len();
+            Ok((StatusCode::OK, Json(json!({ "retried": retried }))))
         }
-    };
-    Ok(Json(json!({ "retried": retried })))
+        Chosen::Bulk(filter) => begin_bulk(admin, BulkAction::Retry, filter).await,
+    }
 }
 
 async fn discard_one(
@@ -213,12 +406,13 @@ async fn discard_many(
     State(state): State<WebState>,
     Path(queue): Path<String>,
     ApiJson(selection): ApiJson<Selection>,
-) -> Result<Json<Value>, Problem> {
-    if selection.all || selection.ids.is_empty() {
-        return Err(bad_request(
-            "send {\"ids\": [...]}; discarding all is not offered",
-        ));
+) -> Result<(StatusCode, Json<Value>), Problem> {
+    let admin = admin(&state, &queue)?;
+    match selection.chosen()? {
+        Chosen::Ids(ids) => {
+            let discarded = admin.discard(&ids).await?;
+            Ok((StatusCode::OK, Json(json!({ "discarded": discarded }))))
+        }
+        Chosen::Bulk(filter) => begin_bulk(admin, BulkAction::Discard, filter).await,
     }
-    let discarded = admin(&state, &queue)?.discard(&selection.ids).await?;
-    Ok(Json(json!({ "discarded": discarded })))
 }

@@ -13,6 +13,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod exports_admin;
 pub mod problem;
 pub mod v1;
 
@@ -118,6 +119,7 @@ pub fn router(state: WebState) -> Router {
             get(|| async { Html(include_str!("assets/job.html")) }),
         )
         .merge(api::routes())
+        .merge(exports_admin::routes())
         .layer(middleware::from_fn_with_state(
             state.auth.clone(),
             auth::require,

@@ -144,7 +144,12 @@ impl From<crate::store::StoreError> for Problem {
 
 impl From<crate::queue::QueueError> for Problem {
     fn from(error: crate::queue::QueueError) -> Self {
-        Self::unavailable(&error)
+        match error {
+            crate::queue::QueueError::Filter { .. } => {
+                Self::new(StatusCode::BAD_REQUEST, error.to_string())
+            }
+            error => Self::unavailable(&error),
+        }
     }
 }
 

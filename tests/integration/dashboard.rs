@@ -10,7 +10,7 @@ use crate::helpers::{account, env_with, wait_for, TestEnv, SECRET, WEB_TOKEN};
 
 /// An environment whose worker pushes with a wrong secret, so every push
 /// fails with 401 and lands in the push queue's dead set.
-async fn env_with_failed_pushes(count: usize) -> (TestEnv, Vec<String>) {
+pub(crate) async fn env_with_failed_pushes(count: usize) -> (TestEnv, Vec<String>) {
     let mut env = env_with(&[("HERALD_TUISONGBAO_SECRET", "wrong")]).await;
     env.start_worker().await;
     for i in 0..count {
@@ -27,14 +27,14 @@ async fn env_with_failed_pushes(count: usize) -> (TestEnv, Vec<String>) {
 
 /// Restarts the worker with the right secret, as an operator would after
 /// fixing the configuration.
-async fn fix_credentials(env: &mut TestEnv) {
+pub(crate) async fn fix_credentials(env: &mut TestEnv) {
     env.stop_worker().await.expect("worker stops cleanly");
     let mut settings = env.settings.clone();
     settings.tuisongbao.secret = secrecy::SecretString::from(SECRET.to_owned());
     env.start_worker_with(settings).await;
 }
 
-async fn api_get(env: &TestEnv, url: String) -> reqwest::Response {
+pub(crate) async fn api_get(env: &TestEnv, url: String) -> reqwest::Response {
     env.http
         .get(url)
         .bearer_auth(WEB_TOKEN)
@@ -43,11 +43,15 @@ async fn api_get(env: &TestEnv, url: String) -> reqwest::Response {
         .expect("dashboard answers")
 }
 
-async fn api_get_json(env: &TestEnv, url: String) -> Value {
+pub(crate) async fn api_get_json(env: &TestEnv, url: String) -> Value {
     api_get(env, url).await.json().await.expect("JSON")
 }
 
-async fn api_post(env: &TestEnv, url: String, body: Option<&Value>) -> reqwest::Response {
+pub(crate) async fn api_post(
+    env: &TestEnv,
+    url: String,
+    body: Option<&Value>,
+) -> reqwest::Response {
     let mut request = env.http.post(url).bearer_auth(WEB_TOKEN);
     if let Some(body) = body {
         request = request.json(body);
@@ -61,7 +65,7 @@ async fn act_on_failed(env: &TestEnv, web: &str, action: &str, id: &str) -> reqw
     api_post(env, url, None).await
 }
 
-async fn api_post_json(env: &TestEnv, url: String, body: &Value) -> Value {
+pub(crate) async fn api_post_json(env: &TestEnv, url: String, body: &Value) -> Value {
     api_post(env, url, Some(body))
         .await
         .json()
@@ -126,13 +130,28 @@ async fn retry_selected_and_retry_all_send_every_chosen_push() {
     )
     .await;
     assert_eq!(response["retried"], 1);
-    let response: Value = api_post_json(
+    // Every failed job: a bulk operation, answered 202 with its record,
+    // whose progress the operations route follows to the end.
+    let response = api_post(
         &env,
         format!("{web}/api/v1/queues/push/failed/retry"),
-        &json!({ "all": true }),
+        Some(&json!({ "all": true })),
     )
     .await;
-    assert_eq!(response["retried"], 2);
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let response: Value = response.json().await.expect("JSON");
+    assert_eq!(response["operation"]["total"], 2, "{response}");
+    let id = response["operation"]["id"]
+        .as_str()
+        .expect("an id")
+        .to_owned();
+    let finished = wait_for("the retry-all to finish", || async {
+        let now: Value =
+            api_get_json(&env, format!("{web}/api/v1/queues/push/operations/{id}")).await;
+        (now["operation"]["state"] == "finished").then_some(now)
+    })
+    .await;
+    assert_eq!(finished["operation"]["done"], 2, "{finished}");
     wait_for("every retried push", || async {
         (env.delivered("new_message").await.len() == 3).then_some(())
     })

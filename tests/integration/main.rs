@@ -16,6 +16,7 @@ mod database_restart;
 mod export_helpers;
 mod exports;
 mod exports_s3;
+mod failed_list;
 mod failures;
 mod helpers;
 mod message_pipeline;

@@ -118,7 +118,7 @@ async fn the_dead_cap_trims_the_oldest_dead_jobs_and_counts_them() {
     assert_eq!(counts.trimmed_by_age, 0);
     // The three kept are the most recent failures.
     let (page, total) = admin(&conn, &env, QueueName::Push)
-        .dead_jobs(0, 10)
+        .dead_jobs(&herald::queue::admin::DeadFilter::all(), 0, 10)
         .await
         .expect("dead jobs");
     assert_eq!(total, 3);

@@ -1,19 +1,21 @@
-//! What an operator changes: retry and discard dead jobs, pause and
-//! resume the queue.
+//! What an operator changes: retry and discard chosen dead jobs, pause and
+//! resume the queue. Retrying or discarding every job a filter selects is
+//! a bulk operation (`bulk.rs`).
 
 use std::sync::LazyLock;
 
 use redis::Script;
 
 use super::QueueAdmin;
-use crate::queue::{now_secs, QueueError};
+use crate::queue::{dead_index::with_dead_index, now_secs, QueueError};
 
-static RETRY: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../lua/retry.lua")));
-static DISCARD: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("../lua/discard.lua")));
+pub(super) static RETRY: LazyLock<Script> =
+    LazyLock::new(|| with_dead_index(include_str!("../lua/retry.lua")));
+pub(super) static DISCARD: LazyLock<Script> =
+    LazyLock::new(|| with_dead_index(include_str!("../lua/discard.lua")));
 
-/// Most dead jobs one retry-all script call moves.
-const RETRY_ALL_CHUNK: usize = 1_000;
+/// Most dead jobs one retry or discard script call moves.
+pub(super) const CHUNK: usize = 1_000;
 
 impl QueueAdmin {
     /// Pauses the queue: workers (of every process) lease none of its jobs
@@ -54,10 +56,11 @@ impl QueueAdmin {
     /// (ids not in the dead set are skipped).
     pub async fn retry(&self, ids: &[String]) -> Result<Vec<String>, QueueError> {
         let mut retried = Vec::new();
-        for chunk in ids.chunks(RETRY_ALL_CHUNK) {
+        for chunk in ids.chunks(CHUNK) {
             let mut call = RETRY.prepare_invoke();
             call.key(self.config.dead_key())
                 .key(self.config.active_key())
+                .key(self.config.dead_key())
                 .arg(self.config.meta_prefix())
                 .arg(format!("{:.3}", now_secs()))
                 .arg("ids");
@@ -74,41 +77,17 @@ impl QueueAdmin {
         Ok(retried)
     }
 
-    /// Sends every job that was dead when the call began back to the
-    /// queue, oldest first, in chunks. Returns how many. A retried job
-    /// that fails again meanwhile is not retried twice.
-    pub async fn retry_all(&self) -> Result<u64, QueueError> {
-        let began = format!("{:.3}", now_secs());
-        let mut total = 0;
-        loop {
-            let mut conn = self.conn.clone();
-            let done: Vec<String> = RETRY
-                .key(self.config.dead_key())
-                .key(self.config.active_key())
-                .arg(self.config.meta_prefix())
-                .arg(format!("{:.3}", now_secs()))
-                .arg("all")
-                .arg(RETRY_ALL_CHUNK)
-                .arg(&began)
-                .invoke_async(&mut conn)
-                .await
-                .map_err(self.error("retry all"))?;
-            total += done.len() as u64;
-            if done.len() < RETRY_ALL_CHUNK {
-                return Ok(total);
-            }
-        }
-    }
-
     /// Deletes the given dead jobs for good. Returns how many.
     pub async fn discard(&self, ids: &[String]) -> Result<u64, QueueError> {
         let mut total = 0;
-        for chunk in ids.chunks(RETRY_ALL_CHUNK) {
+        for chunk in ids.chunks(CHUNK) {
             let mut call = DISCARD.prepare_invoke();
             call.key(self.config.dead_key())
                 .key(self.config.data_key())
+                .key(self.config.dead_key())
                 .arg(self.config.meta_prefix())
-                .arg(self.config.history_prefix());
+                .arg(self.config.history_prefix())
+                .arg("ids");
             for id in chunk {
                 call.arg(id);
             }

@@ -1,12 +1,22 @@
-//! The operator's view of a queue: counts, dead jobs and one job's record
-//! here; what an operator changes (retry, discard, pause, resume) in
-//! `act.rs`.
+//! The operator's view of a queue: counts and one job's record here; dead
+//! jobs, their filters and error groups in `dead.rs`; what an operator
+//! changes (retry, discard, pause, resume) in `act.rs`, and the bulk
+//! retries and discards that report progress in `bulk.rs`.
 //!
 //! Everything reads or changes the keys the workers use, through scripts
 //! where a change must be atomic (a job is never both retried and
 //! discarded, nor retried twice).
 
 mod act;
+mod bulk;
+mod dead;
+mod history;
+mod listing;
+
+pub use bulk::{BulkAction, BulkProgress, BulkState};
+pub use dead::{DeadFilter, ErrorGroup};
+pub use history::{Minute, HISTORY_MINUTES, LATENCY_BOUNDS_MS};
+pub use listing::{JobState, ListedJob};
 
 use std::collections::HashMap;
 
@@ -60,6 +70,8 @@ pub struct DeadJob {
     pub attempts: u64,
     /// The last run's error.
     pub last_error: Option<String>,
+    /// The id of its error group ([`ErrorGroup::id`]), if it has one.
+    pub error_group: Option<String>,
     /// When it failed for good (Unix seconds).
     pub failed_at: Option<f64>,
     /// When it was enqueued (Unix seconds), if recorded.
@@ -226,64 +238,6 @@ impl QueueAdmin {
             workers: workers.len() as u64,
             paused,
         })
-    }
-
-    /// Dead jobs, most recently failed first; `offset` and `limit` page
-    /// through them. Returns the page and the total.
-    pub async fn dead_jobs(
-        &self,
-        offset: usize,
-        limit: usize,
-    ) -> Result<(Vec<DeadJob>, usize), QueueError> {
-        let mut conn = self.conn.clone();
-        // The dead set is ordered by failure time: a page is one range.
-        let last = offset.saturating_add(limit.max(1)) - 1;
-        let (page, total): (Vec<(String, f64)>, usize) = redis::pipe()
-            .zrevrange_withscores(self.config.dead_key(), offset as isize, last as isize)
-            .zcard(self.config.dead_key())
-            .query_async(&mut conn)
-            .await
-            .map_err(self.error("list dead jobs"))?;
-        if page.is_empty() || limit == 0 {
-            return Ok((Vec::new(), total));
-        }
-        let page: Vec<(String, Option<f64>)> =
-            page.into_iter().map(|(id, at)| (id, Some(at))).collect();
-
-        let mut pipe = redis::pipe();
-        for (id, _) in &page {
-            pipe.hget(self.config.data_key(), id)
-                .hgetall(self.config.meta_key(id));
-        }
-        let values: Vec<redis::Value> = pipe
-            .query_async(&mut conn)
-            .await
-            .map_err(self.error("read dead jobs"))?;
-        let mut values = values.into_iter();
-        let mut jobs = Vec::with_capacity(page.len());
-        for (id, failed_at) in page {
-            let payload: Option<Vec<u8>> = values
-                .next()
-                .and_then(|v| redis::from_redis_value(v).ok())
-                .flatten();
-            let meta: HashMap<String, String> = values
-                .next()
-                .and_then(|v| redis::from_redis_value(v).ok())
-                .unwrap_or_default();
-            jobs.push(DeadJob {
-                id,
-                payload: parse_payload(payload),
-                attempts: meta
-                    .get("attempts")
-                    .and_then(|a| a.parse().ok())
-                    .unwrap_or(0),
-                last_error: error_of(meta.get("result")),
-                failed_at,
-                enqueued_at: meta.get("enqueued_at").and_then(|a| a.parse().ok()),
-                status: meta.get("status").cloned().unwrap_or_default(),
-            });
-        }
-        Ok((jobs, total))
     }
 
     /// One job's payload, metadata, history and state; `None` if unknown.

@@ -1,5 +1,5 @@
 -- Herald queue: forget finished jobs past their retention, a bounded slice
--- per call, by one worker at a time.
+-- per call, by one worker at a time. Begins with dead_index.lua.
 --
 -- KEYS[1] retention lock   KEYS[2] done zset   KEYS[3] dead zset   KEYS[4] data hash
 -- ARGV[1] calling worker   ARGV[2] lock time (ms; the heartbeat interval)
@@ -40,6 +40,9 @@ local function forget(set, ids)
     redis.call("hdel", data, unpack(ids))
     local keys = {}
     for _, id in ipairs(ids) do
+        if set == dead then
+            dead_unindex(dead, meta_prefix .. ":" .. id, id)
+        end
         keys[#keys + 1] = meta_prefix .. ":" .. id
         keys[#keys + 1] = history_prefix .. ":" .. id
     end

@@ -1,35 +1,44 @@
 -- Herald queue: send dead jobs back to the queue (an operator's retry).
+-- Begins with dead_index.lua.
 --
 -- KEYS[1] dead zset   KEYS[2] active list
+-- KEYS[3] the set to take from in "all" mode: the dead zset itself, or one
+--         of its indexes (a label value or an error group)
 -- ARGV[1] meta key prefix   ARGV[2] now
--- ARGV[3] "all" to retry up to ARGV[4] of the dead jobs that failed at or
---         before ARGV[5] (seconds), oldest first; or "ids" with the ids
---         from ARGV[4]
+-- ARGV[3] "all" to retry up to ARGV[4] of the jobs in KEYS[3] that failed
+--         at or before ARGV[5] (seconds), oldest first; or "ids" with the
+--         ids from ARGV[4]
 -- The bound in "all" is the moment the operator asked: a retried job that
 -- fails again meanwhile is dead with a later time and is not taken again,
 -- so a retry-all walks the dead set once. A retried job gets a fresh
 -- attempt budget; its run history is kept. Returns the ids retried.
 
-local dead, active = KEYS[1], KEYS[2]
+local dead, active, source = KEYS[1], KEYS[2], KEYS[3]
 local meta_prefix, now, mode = ARGV[1], ARGV[2], ARGV[3]
 
-local ids
+local ids = {}
+local candidates
+local first = 4
 if mode == "all" then
-    ids = redis.call("zrangebyscore", dead, "-inf", ARGV[5], "LIMIT", 0, tonumber(ARGV[4]))
-    if #ids > 0 then
-        redis.call("zrem", dead, unpack(ids))
-    end
+    candidates = redis.call("zrangebyscore", source, "-inf", ARGV[5], "LIMIT", 0, tonumber(ARGV[4]))
+    first = 1
 else
-    ids = {}
-    for i = 4, #ARGV do
-        if redis.call("zrem", dead, ARGV[i]) == 1 then
-            ids[#ids + 1] = ARGV[i]
-        end
+    candidates = ARGV
+end
+for i = first, #candidates do
+    local id = candidates[i]
+    if redis.call("zrem", dead, id) == 1 then
+        ids[#ids + 1] = id
+    elseif source ~= dead then
+        -- Not dead: an index entry left behind; drop it so it is not taken again.
+        redis.call("zrem", source, id)
     end
 end
 
 for _, id in ipairs(ids) do
-    redis.call("hset", meta_prefix .. ":" .. id, "status", "Pending", "attempts", 0, "retried_at", now)
+    local meta_key = meta_prefix .. ":" .. id
+    dead_unindex(dead, meta_key, id)
+    redis.call("hset", meta_key, "status", "Pending", "attempts", 0, "retried_at", now)
     redis.call("rpush", active, id)
 end
 return ids

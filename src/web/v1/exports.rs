@@ -321,7 +321,18 @@ pub async fn file(
     Path(key): Path<String>,
 ) -> Result<Response, Problem> {
     let (account, record) = record_for(&state, &caller, &key).await?;
-    let status = ExportStatus::of(&record);
+    download(&state, account, &key, &record).await
+}
+
+/// The file of the export `key` of `account`, whose record is `record`:
+/// streamed, or a redirect to a presigned URL. Shared with the dashboard.
+pub(crate) async fn download(
+    state: &WebState,
+    account: AccountId,
+    key: &str,
+    record: &Document,
+) -> Result<Response, Problem> {
+    let status = ExportStatus::of(record);
     if status != Some(ExportStatus::Finished) {
         return Err(Problem::new(
             StatusCode::CONFLICT,
@@ -335,7 +346,7 @@ pub async fn file(
         let url = state
             .api
             .storage
-            .download_url(account, &key, valid_for)
+            .download_url(account, key, valid_for)
             .await
             .map_err(|e| Problem::unavailable(&e))?;
         if let Some(url) = url {
@@ -345,7 +356,7 @@ pub async fn file(
     let opened = state
         .api
         .storage
-        .open_file(account, &key)
+        .open_file(account, key)
         .await
         .map_err(|e| Problem::unavailable(&e))?
         .ok_or_else(|| Problem::not_found(format!("the file of export '{key}' is gone")))?;
@@ -383,15 +394,26 @@ pub async fn cancel(
     Path(key): Path<String>,
 ) -> Result<Json<ExportRecord>, Problem> {
     let (_, record) = record_for(&state, &caller, &key).await?;
-    if !state.api.exports.cancel(&key).await? {
+    cancel_export(&state, &key, &record).await?;
+    let (_, record) = record_for(&state, &caller, &key).await?;
+    Ok(Json(ExportRecord::from(&record)))
+}
+
+/// Cancels the export `key` (record `record`); 409 if it already ended.
+/// Shared with the dashboard.
+pub(crate) async fn cancel_export(
+    state: &WebState,
+    key: &str,
+    record: &Document,
+) -> Result<(), Problem> {
+    if !state.api.exports.cancel(key).await? {
         return Err(Problem::new(
             StatusCode::CONFLICT,
             format!(
                 "export '{key}' is {}; only a queued or running export can be cancelled",
-                ExportStatus::of(&record).map_or("ended", ExportStatus::as_str)
+                ExportStatus::of(record).map_or("ended", ExportStatus::as_str)
             ),
         ));
     }
-    let (_, record) = record_for(&state, &caller, &key).await?;
-    Ok(Json(ExportRecord::from(&record)))
+    Ok(())
 }

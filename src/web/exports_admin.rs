@@ -1,0 +1,89 @@
+//! The dashboard's view of exports, across accounts: the latest (or only
+//! the queued and running ones, with their live progress), cancel, and
+//! download. Guarded like the rest of `/api/v1`; the producers' API has
+//! the per-account routes.
+//!
+//! | route | what |
+//! |---|---|
+//! | `GET /api/v1/exports?active=true&limit=50` | the latest exports, newest first |
+//! | `POST /api/v1/exports/{key}/cancel` | cancel a queued or running export |
+//! | `GET /api/v1/exports/{key}/file` | download a finished export's file |
+
+use axum::{
+    extract::{rejection::QueryRejection, Path, Query, State},
+    response::Response,
+    routing::{get, post},
+    Json, Router,
+};
+use herald_jobs::AccountId;
+use mongodb::bson::Document;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::{
+    problem::Problem,
+    v1::exports::{cancel_export, download, ExportRecord},
+    WebState,
+};
+
+/// The routes (guarded by the caller).
+pub fn routes() -> Router<WebState> {
+    Router::new()
+        .route("/api/v1/exports", get(list))
+        .route("/api/v1/exports/{key}/cancel", post(cancel))
+        .route("/api/v1/exports/{key}/file", get(file))
+}
+
+#[derive(Debug, Deserialize)]
+struct ListQuery {
+    #[serde(default)]
+    active: bool,
+    #[serde(default = "default_limit")]
+    limit: i64,
+}
+
+fn default_limit() -> i64 {
+    50
+}
+
+async fn list(
+    State(state): State<WebState>,
+    query: Result<Query<ListQuery>, QueryRejection>,
+) -> Result<Json<Value>, Problem> {
+    let Query(query) = query?;
+    if !(1..=500).contains(&query.limit) {
+        return Err(Problem::new(
+            axum::http::StatusCode::BAD_REQUEST,
+            "limit must be 1..500",
+        ));
+    }
+    let records = state.api.exports.recent(query.active, query.limit).await?;
+    let exports: Vec<ExportRecord> = records.iter().map(ExportRecord::from).collect();
+    Ok(Json(json!({ "exports": exports })))
+}
+
+/// The record of `key` and its account.
+async fn record(state: &WebState, key: &str) -> Result<(AccountId, Document), Problem> {
+    let missing = || Problem::not_found(format!("no export with key '{key}'"));
+    let record = state.api.exports.get(key).await?.ok_or_else(missing)?;
+    let account = record
+        .get_object_id("accountId")
+        .map(AccountId::from)
+        .map_err(|_| missing())?;
+    Ok((account, record))
+}
+
+async fn cancel(
+    State(state): State<WebState>,
+    Path(key): Path<String>,
+) -> Result<Json<Value>, Problem> {
+    let (_, before) = record(&state, &key).await?;
+    cancel_export(&state, &key, &before).await?;
+    let (_, after) = record(&state, &key).await?;
+    Ok(Json(json!({ "export": ExportRecord::from(&after) })))
+}
+
+async fn file(State(state): State<WebState>, Path(key): Path<String>) -> Result<Response, Problem> {
+    let (account, record) = record(&state, &key).await?;
+    download(&state, account, &key, &record).await
+}
