@@ -112,7 +112,10 @@ mod tests {
     fn only_the_push_queue_dedups_and_looks_receipts_up() {
         let settings = Settings::load_from(&HashMap::new()).expect("defaults load");
         let push = config(&settings, QueueName::Push);
-        assert_eq!(push.fetch_lookup.as_deref(), Some("herald:push:delivered"));
+        assert_eq!(
+            push.fetch_lookup.as_deref(),
+            Some("herald:push:idempotency")
+        );
         assert_eq!(push.dedup_ttl, Some(rerun_window(&settings)));
         for queue in [QueueName::SendMessage, QueueName::Export] {
             let other = config(&settings, queue);

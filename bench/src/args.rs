@@ -51,6 +51,19 @@ pub(crate) enum BenchCommand {
     /// Redis memory over a long run: used_memory sampled every second, and
     /// the bytes per message left once retention has run.
     Soak(SoakArgs),
+    /// The failed list's API with 100,000 dead jobs: page, filter and group
+    /// times against `/healthz` in the same run.
+    FailedList(FailedListArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct FailedListArgs {
+    /// Dead jobs seeded.
+    #[arg(long, default_value_t = 100_000)]
+    pub(crate) dead_jobs: usize,
+    /// Exit with status 2 when a route's p99 is 100 ms or more.
+    #[arg(long)]
+    pub(crate) check: bool,
 }
 
 #[derive(Debug, Args)]

@@ -7,7 +7,7 @@ use anyhow::Context;
 use herald::{config::Settings, queue, shutdown, telemetry, worker};
 use herald_bench::{self as bench, queue::Workload, report::Report};
 
-use crate::args::{AllArgs, BenchCommand, ExportArgs, SoakArgs};
+use crate::args::{AllArgs, BenchCommand, ExportArgs, FailedListArgs, SoakArgs};
 
 /// Runs `command` with `settings`; the exit code reports its outcome.
 pub(crate) async fn run(command: BenchCommand, settings: &Settings) -> anyhow::Result<ExitCode> {
@@ -56,6 +56,7 @@ pub(crate) async fn run(command: BenchCommand, settings: &Settings) -> anyhow::R
             Ok(ExitCode::SUCCESS)
         }
         BenchCommand::Soak(args) => run_soak(settings, &args).await,
+        BenchCommand::FailedList(args) => run_failed_list(settings, &args).await,
         BenchCommand::Backlog(args) => {
             let report = bench::backlog::run(settings, args.jobs, args.live)
                 .await
@@ -258,6 +259,19 @@ async fn run_all(mut args: AllArgs, settings: &Settings) -> anyhow::Result<ExitC
         return Ok(status);
     }
     if args.check && report.targets().iter().any(|t| !t.met()) {
+        return Ok(ExitCode::from(2));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs the failed-list benchmark and prints its table.
+async fn run_failed_list(settings: &Settings, args: &FailedListArgs) -> anyhow::Result<ExitCode> {
+    let report = bench::failed_list::run(settings, args.dead_jobs)
+        .await
+        .context("failed-list benchmark")?;
+    print!("{}", report.render());
+    if args.check && !report.met() {
+        eprintln!("a route's p99 is over the target");
         return Ok(ExitCode::from(2));
     }
     Ok(ExitCode::SUCCESS)

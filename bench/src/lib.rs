@@ -16,6 +16,7 @@
 
 pub mod backlog;
 pub mod export;
+pub mod failed_list;
 pub mod pipeline;
 pub mod queue;
 pub mod report;

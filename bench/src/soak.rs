@@ -105,7 +105,7 @@ impl SoakReport {
 
 /// Kinds of keys that live for the re-run window only.
 fn is_window_kind(kind: &str) -> bool {
-    kind.ends_with(":idempotency") || kind.ends_with(":delivered")
+    kind.ends_with(":idempotency")
 }
 
 /// The kind of a key under `prefix`: the queue and what it is, with ids
@@ -312,7 +312,7 @@ mod tests {
             kind_of("herald-soak-1:send_message:stats:done:29000000", prefix),
             "send_message:stats"
         );
-        assert!(is_window_kind("push:delivered"));
+        assert!(is_window_kind("push:idempotency"));
         assert!(!is_window_kind("push:meta"));
     }
 }

@@ -1,9 +1,18 @@
 //! Enqueueing jobs from a Rust program.
 //!
 //! [`Producer`] validates a job with the same rules the worker applies, then
-//! hands it to apalis-redis. Each message job carries the idempotency key
-//! `message:<messageId>`, so a producer that retries an enqueue after a network
-//! hiccup cannot create the job twice.
+//! hands it to apalis-redis.
+//!
+//! A producer that retries an enqueue after a network hiccup may put the
+//! same message (the same `messageId`) on the queue twice. That is safe:
+//! the worker stores a message once by its `_id` and pushes its event once
+//! (the push queue's idempotency key `new_message:<messageId>`, kept for
+//! the re-run window), so the second job finds both done and does nothing
+//! new. Nothing is kept in Redis per message for this, which is what keeps
+//! Redis's memory bounded under millions of messages a day.
+//! [`Producer::with_enqueue_dedup`] adds an enqueue idempotency key per
+//! message (`message:<messageId>`, about 180 bytes of Redis each for its
+//! lifetime) for producers that would rather not create the second job.
 
 use std::time::Duration;
 
@@ -20,7 +29,7 @@ use crate::{
     task_order::next_task_id,
 };
 
-/// How long the enqueue idempotency key of a message is remembered by default.
+/// A lifetime for [`Producer::with_enqueue_dedup`]: a day.
 pub const DEFAULT_ENQUEUE_DEDUP_TTL: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// Why a job could not be enqueued.
@@ -70,9 +79,12 @@ impl ProducerError {
 pub struct Producer {
     messages: RedisStorage<SendMessage>,
     exports: RedisStorage<Export>,
+    conn: ConnectionManager,
     queue: String,
     export_queue: String,
     limits: MessageLimits,
+    /// Whether message jobs carry an enqueue idempotency key.
+    dedup: bool,
 }
 
 impl Producer {
@@ -93,16 +105,40 @@ impl Producer {
     /// Uses an existing connection manager (shared with the rest of an app).
     pub fn from_connection(conn: ConnectionManager, namespace: &Namespace) -> Self {
         let queue = namespace.queue(QueueName::SendMessage);
-        let config = Config::default()
-            .queue(&queue)
-            .idempotency_ttl(Some(DEFAULT_ENQUEUE_DEDUP_TTL));
         let export_queue = namespace.queue(QueueName::Export);
         Self {
-            messages: RedisStorage::new(conn.clone()).with_config(config),
-            exports: RedisStorage::new(conn).with_config(Config::default().queue(&export_queue)),
+            messages: RedisStorage::new(conn.clone()).with_config(Config::default().queue(&queue)),
+            exports: RedisStorage::new(conn.clone())
+                .with_config(Config::default().queue(&export_queue)),
+            conn,
             queue,
             export_queue,
             limits: MessageLimits::default(),
+            dedup: false,
+        }
+    }
+
+    /// Enqueues each message under the idempotency key `message:<messageId>`,
+    /// remembered `ttl`: an enqueue of a message id already enqueued within
+    /// that time adds no job. Costs about 180 bytes of Redis per message
+    /// for `ttl` (see the module docs for why it is off by default).
+    pub fn with_enqueue_dedup(mut self, ttl: Duration) -> Self {
+        let config = Config::default()
+            .queue(&self.queue)
+            .idempotency_ttl(Some(ttl));
+        self.messages = RedisStorage::new(self.conn.clone()).with_config(config);
+        self.dedup = true;
+        self
+    }
+
+    /// The task for message `id`, with its idempotency key when enqueue
+    /// deduplication is on.
+    fn message_task(&self, job: SendMessage, id: MessageId) -> apalis::prelude::Task<SendMessage> {
+        let builder = TaskBuilder::new(job).task_id(next_task_id());
+        if self.dedup {
+            builder.idempotency_key(format!("message:{id}")).build()
+        } else {
+            builder.build()
         }
     }
 
@@ -117,10 +153,7 @@ impl Producer {
     /// `_id` the document will have in MongoDB.
     pub async fn enqueue_message(&mut self, job: SendMessage) -> Result<MessageId, ProducerError> {
         let valid = job.validate(&self.limits)?;
-        let task = TaskBuilder::new(job)
-            .task_id(next_task_id())
-            .idempotency_key(format!("message:{}", valid.id))
-            .build();
+        let task = self.message_task(job, valid.id);
         self.messages
             .push_task(task)
             .await
@@ -172,12 +205,7 @@ impl Producer {
             let chunk: Vec<_> = jobs
                 .by_ref()
                 .take(BULK_CHUNK)
-                .map(|(job, id)| {
-                    TaskBuilder::new(job)
-                        .task_id(next_task_id())
-                        .idempotency_key(format!("message:{id}"))
-                        .build()
-                })
+                .map(|(job, id)| self.message_task(job, *id))
                 .collect();
             if chunk.is_empty() {
                 break;

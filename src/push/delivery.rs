@@ -6,6 +6,13 @@
 //! (`EVENT:ID`); a later job with that key is told so and does not send
 //! again.
 //!
+//! The receipt is the push queue's own enqueue claim of that key
+//! (`<queue>:idempotency:<key>`), overwritten: the claim holds the job id
+//! while the event waits to be sent, and [`RECEIPT_PREFIX`] and the
+//! delivery time once it was. One key per event, for the re-run window,
+//! whatever happened to it: a hand-off of a delivered event is still a
+//! duplicate, and Redis keeps one small string per message, not two.
+//!
 //! Both halves stay off the job's critical path:
 //!
 //! - **Reading**: the push queue is configured with the receipts as its
@@ -40,6 +47,16 @@ use tracing::{error, info, warn};
 
 use crate::queue::QueueConfig;
 
+/// How a receipt's value begins (then the delivery time, Unix seconds);
+/// an enqueue claim holds a job id, which never begins so.
+pub const RECEIPT_PREFIX: &str = "delivered@";
+
+/// The delivery time a key's value records, if it is a receipt (and not
+/// the enqueue claim of a job still to send).
+pub fn receipt_time(value: &str) -> Option<&str> {
+    value.strip_prefix(RECEIPT_PREFIX)
+}
+
 /// Most receipts kept while Redis is away (about 100 bytes each). Past
 /// this the oldest are dropped, with an error in the log: the process
 /// would otherwise grow without bound in an outage that never ends.
@@ -53,8 +70,8 @@ enum Command {
     Flush(oneshot::Sender<()>),
 }
 
-/// Delivered-event receipts in Redis, `NAMESPACE:push:delivered:<key>`,
-/// holding the delivery time (Unix seconds).
+/// Delivered-event receipts in Redis, `NAMESPACE:push:idempotency:<key>`
+/// holding [`RECEIPT_PREFIX`] and the delivery time (Unix seconds).
 #[derive(Debug, Clone)]
 pub struct DeliveryLog {
     conn: ConnectionManager,
@@ -63,11 +80,11 @@ pub struct DeliveryLog {
 }
 
 impl DeliveryLog {
-    /// Where the receipts of `queue` (the push queue) are kept: the prefix
-    /// of `<queue>:delivered:<idempotency key>`. The push queue's
-    /// [`QueueConfig::fetch_lookup`].
+    /// Where the receipts of `queue` (the push queue) are kept: its
+    /// enqueue claims, `<queue>:idempotency:<idempotency key>`. The push
+    /// queue's [`QueueConfig::fetch_lookup`].
     pub fn fetch_lookup(queue: &QueueConfig) -> String {
-        queue.key("delivered")
+        queue.idempotency_prefix()
     }
 
     /// The receipts of `queue` (the push queue), each kept `ttl`. Starts
@@ -96,13 +113,17 @@ impl DeliveryLog {
         idempotency_key: &str,
     ) -> Result<Option<String>, redis::RedisError> {
         if metadata.get(crate::queue::LOOKUP_KEY) == Some(idempotency_key) {
-            return Ok(metadata.get(crate::queue::LOOKUP_VALUE).map(str::to_owned));
+            return Ok(metadata
+                .get(crate::queue::LOOKUP_VALUE)
+                .and_then(receipt_time)
+                .map(str::to_owned));
         }
         let mut conn = self.conn.clone();
-        redis::cmd("GET")
+        let value: Option<String> = redis::cmd("GET")
             .arg(format!("{}:{idempotency_key}", self.prefix))
-            .query_async::<Option<String>>(&mut conn)
-            .await
+            .query_async(&mut conn)
+            .await?;
+        Ok(value.as_deref().and_then(receipt_time).map(str::to_owned))
     }
 
     /// Which of `keys` have a receipt, in one round trip (the receipts of
@@ -117,7 +138,10 @@ impl DeliveryLog {
             mget.arg(format!("{}:{key}", self.prefix));
         }
         let found: Vec<Option<String>> = mget.query_async(&mut conn).await?;
-        Ok(found.iter().map(Option::is_some).collect())
+        Ok(found
+            .iter()
+            .map(|value| value.as_deref().and_then(receipt_time).is_some())
+            .collect())
     }
 
     /// Records that the event with `idempotency_key` was delivered, now.
@@ -125,7 +149,7 @@ impl DeliveryLog {
     pub fn record(&self, idempotency_key: &str) {
         let command = Command::Record {
             key: format!("{}:{idempotency_key}", self.prefix),
-            value: crate::queue::now_secs_string(),
+            value: format!("{RECEIPT_PREFIX}{}", crate::queue::now_secs_string()),
         };
         if self.writer.send(command).is_err() {
             error!(
@@ -231,5 +255,21 @@ async fn write_receipts(
                 failures = failures.saturating_add(1);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_receipt_is_told_from_the_enqueue_claim_it_overwrites() {
+        assert_eq!(
+            receipt_time("delivered@1796104259.952"),
+            Some("1796104259.952")
+        );
+        // The claim holds the job's id.
+        assert_eq!(receipt_time("01JDQ3V8Y5K7Z9M2N4P6R8T0W2"), None);
+        assert_eq!(receipt_time(""), None);
     }
 }

@@ -2,9 +2,13 @@
 //!
 //! - [`auth`]: the token, the session cookie and the cross-site guard.
 //! - [`problem`]: the one JSON error body of every API route.
-//! - [`api`]: JSON routes under `/api/v1` — queue counts, failed jobs, job
-//!   details, retry and discard.
-//! - pages: `/` (queues and failed pushes, refreshing itself) and
+//! - [`api`]: JSON routes under `/api/v1` — queue counts and history, job
+//!   pages, the failed list with its filters and error groups, retry and
+//!   discard (one, chosen, or in bulk with progress), pause and resume.
+//! - [`exports_admin`]: every account's exports for the dashboard — list,
+//!   cancel, download.
+//! - pages: `/` (queues, the last hour's charts, failed jobs and their
+//!   groups, queue pages, exports; refreshing itself) and
 //!   `/jobs/{queue}/{id}` (payload and run history), static HTML that calls
 //!   the API; no external CDN, so it works offline.
 //! - [`v1`]: the producers' API under `/v1` (its own tokens, see

@@ -78,17 +78,25 @@ async fn sign_in(client: &Client, web: &str) {
         .unwrap();
 }
 
-/// Clicks the element `css` finds (waiting for it up to 20 s).
+/// Clicks the element `css` finds, waiting for it up to 20 s. The page
+/// redraws its tables every two seconds, so an element found just before
+/// a redraw is stale by the click: it is found again and clicked again.
 async fn click(client: &Client, css: &str) {
-    client
-        .wait()
-        .at_most(Duration::from_secs(20))
-        .for_element(Locator::Css(css))
-        .await
-        .unwrap_or_else(|e| panic!("{css} never appeared: {e}"))
-        .click()
-        .await
-        .unwrap_or_else(|e| panic!("{css} cannot be clicked: {e}"));
+    let start = Instant::now();
+    loop {
+        let error = match client.find(Locator::Css(css)).await {
+            Ok(element) => match element.click().await {
+                Ok(()) => return,
+                Err(e) => e.to_string(),
+            },
+            Err(e) => e.to_string(),
+        };
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "{css} cannot be clicked: {error}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// Waits until the text of `css` satisfies `check`; returns it.
@@ -156,13 +164,7 @@ async fn an_operator_signs_in_sees_the_failed_push_and_retries_it() {
     let mut settings = env.settings.clone();
     settings.tuisongbao.secret = secrecy::SecretString::from(SECRET.to_owned());
     env.start_worker_with(settings).await;
-    client
-        .find(Locator::Css(&format!("{row_selector} button.retry")))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&client, &format!("{row_selector} button.retry")).await;
 
     // The row leaves the list without a reload, and the event arrives.
     let start = Instant::now();

@@ -439,3 +439,51 @@ async fn assert_pushed_in_order(env: &TestEnv, enqueued: &[MessageId]) {
     let expected: Vec<String> = enqueued.iter().map(|id| id.to_hex()).collect();
     assert_eq!(pushed, expected);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_producer_retrying_an_enqueue_leaves_one_message_and_one_push() {
+    // A producer that did not see the answer to its enqueue sends the same
+    // message (the same messageId) again: two jobs, one document, one push.
+    let mut env = env().await;
+    env.start_worker().await;
+    let job = SendMessage::new(account(), "retried", "enqueue");
+    let id = env.enqueue(job.clone()).await;
+    assert_eq!(env.enqueue(job).await, id);
+    wait_for("both jobs done", || async {
+        (env.queue_set(QueueName::SendMessage, "done").await.len() == 2).then_some(())
+    })
+    .await;
+    wait_for("the push", || async {
+        (env.delivered("new_message").await.len() == 1).then_some(())
+    })
+    .await;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(env.message_count(doc! { "_id": id.object_id() }).await, 1);
+    assert_eq!(env.delivered("new_message").await.len(), 1, "pushed once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_producer_with_enqueue_dedup_adds_no_second_job() {
+    let env = env().await;
+    let mut producer =
+        herald_jobs::Producer::connect(&env.settings.redis.url, &env.settings.redis.namespace)
+            .await
+            .expect("producer")
+            .with_enqueue_dedup(std::time::Duration::from_secs(60));
+    let job = SendMessage::new(account(), "deduplicated", "enqueue");
+    producer.enqueue_message(job.clone()).await.expect("first");
+    producer
+        .enqueue_message(job)
+        .await
+        .expect("second, absorbed");
+    let mut conn = herald::queue::connect(env.settings.redis.url.as_str())
+        .await
+        .unwrap();
+    let queue = env.settings.redis.namespace.queue(QueueName::SendMessage);
+    let jobs: u64 = redis::cmd("HLEN")
+        .arg(format!("{queue}:data"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(jobs, 1, "one job for the two enqueues");
+}

@@ -12,7 +12,10 @@
 //! a buffer of [`PART_SIZE`]; a full buffer becomes a part uploaded by its
 //! own task, at most [`PARTS_IN_FLIGHT`] at once (a write waits for one to
 //! finish), so memory stays under `PART_SIZE * (PARTS_IN_FLIGHT + 1)`
-//! whatever the row count. The object is visible only once the upload is
+//! whatever the row count. A part's buffer comes back once its upload is
+//! done and is filled again, so an export of any size allocates those few
+//! buffers once instead of one per part (freed on one thread and allocated
+//! on another, 8 MiB blocks otherwise pile up in the allocator's caches). The object is visible only once the upload is
 //! completed on commit; completing replaces an earlier object of the key.
 //! Discarding, and every failure on the way, aborts the upload.
 //!
@@ -88,16 +91,22 @@ pub struct S3Partial {
     upload: MultipartId,
     /// Bytes not yet handed to a part.
     buffer: Vec<u8>,
+    /// Buffers of finished parts, to fill again.
+    spare: Vec<Vec<u8>>,
     /// Parts handed out so far.
     parts_started: usize,
     /// Uploaded parts' ids by index.
     parts: Vec<Option<PartId>>,
-    uploading: JoinSet<Result<(usize, PartId), object_store::Error>>,
+    uploading: JoinSet<Result<UploadedPart, object_store::Error>>,
     /// Bytes written in all.
     size: u64,
     /// `s3://bucket/key`, for messages and the status record.
     location: String,
 }
+
+/// A part's upload that finished: its index, its id, and its buffer when
+/// nothing else holds it any more.
+type UploadedPart = (usize, PartId, Option<Vec<u8>>);
 
 impl fmt::Debug for S3Partial {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -241,25 +250,39 @@ fn file_name(key: &str) -> String {
 impl S3Partial {
     /// Hands the buffer to a new part upload.
     fn start_part(&mut self) {
-        let data = PutPayload::from(Bytes::from(mem::take(&mut self.buffer)));
+        let next = self.spare.pop().unwrap_or_else(|| Vec::with_capacity(PART_SIZE));
+        let bytes = Bytes::from(mem::replace(&mut self.buffer, next));
+        let kept = bytes.clone();
+        let data = PutPayload::from(bytes);
         let index = self.parts_started;
         self.parts_started += 1;
         self.parts.push(None);
         let (store, path, upload) = (self.store.clone(), self.path.clone(), self.upload.clone());
         self.uploading.spawn(async move {
             let id = store.put_part(&path, &upload, index, data).await?;
-            Ok((index, id))
+            // The request is done with the bytes: take the buffer back.
+            let buffer = kept.try_into_mut().ok().map(|b| {
+                let mut buffer = Vec::from(b);
+                buffer.clear();
+                buffer
+            });
+            Ok((index, id, buffer))
         });
     }
 
     /// Records a finished part upload; its failure is the write's.
     fn finished_part(
         &mut self,
-        joined: Result<Result<(usize, PartId), object_store::Error>, tokio::task::JoinError>,
+        joined: Result<Result<UploadedPart, object_store::Error>, tokio::task::JoinError>,
     ) -> io::Result<()> {
         match joined {
-            Ok(Ok((index, id))) => {
+            Ok(Ok((index, id, buffer))) => {
                 self.parts[index] = Some(id);
+                if let Some(buffer) = buffer.filter(|b| b.capacity() >= PART_SIZE) {
+                    if self.spare.len() < PARTS_IN_FLIGHT {
+                        self.spare.push(buffer);
+                    }
+                }
                 Ok(())
             }
             Ok(Err(e)) => Err(failed("part upload", &self.location, e)),
@@ -335,6 +358,7 @@ impl ExportStorage for S3Storage {
             marker,
             upload,
             buffer: Vec::with_capacity(PART_SIZE),
+            spare: Vec::new(),
             parts_started: 0,
             parts: Vec::new(),
             uploading: JoinSet::new(),
@@ -454,7 +478,6 @@ impl AsyncWrite for S3Partial {
         this.size += take as u64;
         if this.buffer.len() == PART_SIZE {
             this.start_part();
-            this.buffer = Vec::with_capacity(PART_SIZE);
         }
         Poll::Ready(Ok(take))
     }
