@@ -250,7 +250,10 @@ fn file_name(key: &str) -> String {
 impl S3Partial {
     /// Hands the buffer to a new part upload.
     fn start_part(&mut self) {
-        let next = self.spare.pop().unwrap_or_else(|| Vec::with_capacity(PART_SIZE));
+        let next = self
+            .spare
+            .pop()
+            .unwrap_or_else(|| Vec::with_capacity(PART_SIZE));
         let bytes = Bytes::from(mem::replace(&mut self.buffer, next));
         let kept = bytes.clone();
         let data = PutPayload::from(bytes);
