@@ -157,6 +157,41 @@ async fn the_inbox_page_shows_a_new_message_live_and_an_export_with_progress_and
         .expect("herald web answers");
     assert!(file.status().is_success(), "{}", file.status());
 
+    // Two more arrive: counted, and listed newest first.
+    let mut newest = String::new();
+    for (title, status) in [("Import failed", "error"), ("Export ready", "success")] {
+        newest = run_ok(
+            &env,
+            &[
+                "enqueue",
+                "message",
+                "--account",
+                &account.to_hex(),
+                "--title",
+                title,
+                "--content",
+                "customers.csv",
+                "--status",
+                status,
+            ],
+        );
+        check
+            .attr(
+                &format!("#messages li[data-id='{newest}']"),
+                "data-read",
+                |r| r == "false",
+            )
+            .await;
+    }
+    check
+        .attr("#unread-count", "data-count", |c| c == "2")
+        .await;
+    check
+        .attr("#messages li:first-child", "data-id", |first| {
+            first == newest
+        })
+        .await;
+
     // docs/inbox.png is this screen: HERALD_INBOX_SCREENSHOT=PATH writes it.
     if let Some(path) = std::env::var_os("HERALD_INBOX_SCREENSHOT") {
         let png = client.screenshot().await.expect("a screenshot");
