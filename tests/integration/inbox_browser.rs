@@ -140,9 +140,10 @@ async fn the_inbox_page_shows_a_new_message_live_and_an_export_with_progress_and
         )
         .await
         .expect("the page's download runs");
+    // (Blob.text() decodes UTF-8 and drops the byte order mark.)
     let csv = csv.as_str().unwrap_or_default();
     assert!(
-        csv.starts_with("\u{feff}Created,Title,Status,Read"),
+        csv.starts_with("Created,Title,Status,Read\n"),
         "{:?}",
         &csv[..csv.len().min(200)]
     );
@@ -156,6 +157,11 @@ async fn the_inbox_page_shows_a_new_message_live_and_an_export_with_progress_and
         .await
         .expect("herald web answers");
     assert!(file.status().is_success(), "{}", file.status());
+    let bytes = file.bytes().await.expect("the file's bytes");
+    assert!(
+        bytes.starts_with("\u{feff}Created,".as_bytes()),
+        "UTF-8 with a BOM"
+    );
 
     // Two more arrive: counted, and listed newest first.
     let mut newest = String::new();
