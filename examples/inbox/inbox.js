@@ -187,7 +187,8 @@
       const of = total == null ? '' : ` of ${total}`;
       showProgress(percent ?? 0, `${processed}${of} rows`);
     } else if (state.kind === 'finish') {
-      showProgress(100, 'Finished.');
+      const rows = state.rows == null ? '' : `: ${state.rows.toLocaleString()} rows`;
+      showProgress(100, `Finished${rows}.`);
       ui.exportDownload.href = `${config.api}/exports/${encodeURIComponent(key)}/file`;
       ui.exportDownload.dataset.key = key;
       ui.exportDownload.hidden = false;
@@ -203,7 +204,9 @@
       const previous = seen.get(data.key);
       // A late progress event never takes a finished export back.
       if (previous && previous.kind !== 'progress' && kind === 'progress') return;
-      seen.set(data.key, { kind, data });
+      // The finish carries only the key: keep the row count progress gave.
+      const rows = kind === 'progress' ? data.processed : previous && previous.rows;
+      seen.set(data.key, { kind, data, rows });
       showExport(data.key);
     };
   }
