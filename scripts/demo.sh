@@ -77,7 +77,8 @@ if [ "$INBOX" -eq 1 ]; then
   (cd "$STATE_DIR/sockudo" && exec env HOST=127.0.0.1 PORT="$PORT" \
     SOCKUDO_DEFAULT_APP_ID=herald-demo SOCKUDO_DEFAULT_APP_KEY="$APP_KEY" \
     SOCKUDO_DEFAULT_APP_SECRET=herald-demo-secret METRICS_ENABLED=false \
-    QUEUE_DRIVER=memory RATE_LIMITER_ENABLED=false sockudo) >"$STATE_DIR/demo-sockudo.log" 2>&1 &
+    QUEUE_DRIVER=memory RATE_LIMITER_ENABLED=false SHUTDOWN_GRACE_PERIOD=1 sockudo) \
+    >"$STATE_DIR/demo-sockudo.log" 2>&1 &
   PIDS+=($!)
   export HERALD_PUSH_PROVIDER=pusher HERALD_PUSHER_URL="http://127.0.0.1:$PORT" \
     HERALD_PUSHER_APP_ID=herald-demo HERALD_PUSHER_KEY="$APP_KEY" HERALD_PUSHER_SECRET=herald-demo-secret \
@@ -100,6 +101,8 @@ if [ "$INBOX" -eq 1 ]; then
   echo "[demo] (an SSH tunnel reaches it from your machine: ssh -L $WEB_PORT:127.0.0.1:$WEB_PORT -L $PORT:127.0.0.1:$PORT HOST)"
   echo "[demo] press Ctrl-C to stop"
   KEEP=0
+  # Ctrl-C (or SIGTERM) ends the wait; the EXIT trap stops what was started.
+  trap 'exit 130' INT TERM
   wait
   exit 0
 fi
