@@ -18,8 +18,9 @@
 # ~/.cargo/bin, once: a Pusher-protocol server this project did not write,
 # which the inbox example's test (tests/integration/inbox_browser.rs) and
 # `scripts/demo.sh --inbox` start on loopback. Its build needs Debian's
-# protobuf-compiler (installed if `protoc` is missing) and takes about 9
-# minutes on one core; an installed sockudo of that version is reused.
+# protobuf-compiler (installed if `protoc` is missing: a dependency's build
+# script compiles a .proto) and takes about 14 minutes of one core; an
+# installed sockudo of that version is reused.
 #
 # It installs schemathesis (PyPI, pinned) into a virtualenv in .herald/venv
 # for the OpenAPI fuzz test, once: a venv that has it is reused.
@@ -42,8 +43,12 @@ SECANTUS_CRATE_VERSION=0.5.3-beta.196
 SCHEMATHESIS_VERSION=4.32.5
 # The s3s-fs cargo chooses for Rust 1.95 (0.17, the newest, wants 1.96).
 S3S_FS_VERSION=0.14.1
-# The newest Sockudo; it declares Rust 1.95.
+# The newest Sockudo; it declares Rust 1.95. Built with only its `local`
+# feature: Herald needs the Pusher protocol on one node, not Sockudo's
+# default OpenTelemetry export and v2 protocol extensions, which cost 15%
+# more build time (16 instead of 14 minutes of one core, measured).
 SOCKUDO_VERSION=5.2.0
+SOCKUDO_FEATURES=local
 MONGO_IMPL=${HERALD_MONGO_IMPL:-rs}
 export PATH="$HOME/.cargo/bin:$PATH"
 
@@ -239,10 +244,11 @@ ensure_sockudo() {
     say "Sockudo: installing Debian's protobuf-compiler"
     apt_install protobuf-compiler
   fi
-  say "Sockudo: building $SOCKUDO_VERSION from crates.io (about 9 minutes on one core)"
+  say "Sockudo: building $SOCKUDO_VERSION from crates.io (about 14 minutes of one core)"
   # Only the inbox example needs it: a failed build is told, not fatal (its
   # test then fails naming the missing program, and demo.sh --inbox stops).
-  if ! cargo install sockudo --version "$SOCKUDO_VERSION" --locked --quiet; then
+  if ! cargo install sockudo --version "$SOCKUDO_VERSION" --locked --quiet \
+    --no-default-features --features "$SOCKUDO_FEATURES"; then
     say "Sockudo: the build failed; tests/integration/inbox_browser.rs will fail until it succeeds"
   fi
 }

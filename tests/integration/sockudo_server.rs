@@ -47,7 +47,7 @@ fn binary() -> PathBuf {
             panic!(
                 "sockudo is not installed (nor named by HERALD_TEST_SOCKUDO): \
                  run `bash scripts/setup.sh --browser`, which installs it with cargo install \
-                 (Debian's protobuf-compiler, about 9 minutes once)"
+                 (with Debian's protobuf-compiler; about 14 minutes of one core, once)"
             )
         })
 }
