@@ -9,13 +9,26 @@
 #      them (GET /v1/accounts/ID/messages), and stops what it started.
 # Pass --keep to leave the sandbox and worker running (the sandbox page shows
 # events live at the printed URL).
+#
+# Pass --inbox for the browser's side instead: it starts Sockudo (a
+# Pusher-protocol server, installed by `scripts/setup.sh --sockudo`), a
+# worker and `herald web` pushing to it, enqueues a few messages, and prints
+# the URL of the inbox example page (examples/inbox): the bell, the list,
+# Mark read, and an export with a live progress bar. It runs until Ctrl-C.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 KEEP=0
-[ "${1:-}" = "--keep" ] && KEEP=1
+INBOX=0
+for arg in "$@"; do
+  case "$arg" in
+    --keep) KEEP=1 ;;
+    --inbox) INBOX=1 ;;
+    *) echo "[demo] unknown option $arg (known: --keep, --inbox)" >&2; exit 2 ;;
+  esac
+done
 
-bash scripts/setup.sh
+if [ "$INBOX" -eq 1 ]; then bash scripts/setup.sh --sockudo; else bash scripts/setup.sh; fi
 export PATH="$HOME/.cargo/bin:$PATH"
 echo "[demo] building herald"
 cargo build --release --locked --quiet
@@ -44,21 +57,67 @@ cleanup() {
 }
 trap cleanup EXIT
 
+wait_ports() {
+  local port
+  for port in "$@"; do
+    for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
+  done
+}
+
+ACCOUNT=5f0c8a3e2b1d4c0012345678
+USER=5f0c8a3e2b1d4c00aaaaaaaa
+
+if [ "$INBOX" -eq 1 ]; then
+  # Sockudo with one app, configured through its environment only, run from
+  # its own folder (it would read a config/config.toml of its working
+  # directory); no metrics listener, no Redis, no API rate limit.
+  command -v sockudo >/dev/null || { echo "[demo] sockudo is missing: run bash scripts/setup.sh --sockudo" >&2; exit 1; }
+  APP_KEY=herald-demo-key
+  mkdir -p "$STATE_DIR/sockudo"
+  (cd "$STATE_DIR/sockudo" && exec env HOST=127.0.0.1 PORT="$PORT" \
+    SOCKUDO_DEFAULT_APP_ID=herald-demo SOCKUDO_DEFAULT_APP_KEY="$APP_KEY" \
+    SOCKUDO_DEFAULT_APP_SECRET=herald-demo-secret METRICS_ENABLED=false \
+    QUEUE_DRIVER=memory RATE_LIMITER_ENABLED=false SHUTDOWN_GRACE_PERIOD=1 sockudo) \
+    >"$STATE_DIR/demo-sockudo.log" 2>&1 &
+  PIDS+=($!)
+  export HERALD_PUSH_PROVIDER=pusher HERALD_PUSHER_URL="http://127.0.0.1:$PORT" \
+    HERALD_PUSHER_APP_ID=herald-demo HERALD_PUSHER_KEY="$APP_KEY" HERALD_PUSHER_SECRET=herald-demo-secret \
+    HERALD_WEB_EXAMPLES=true
+  wait_ports "$PORT"
+  "$HERALD" worker >"$STATE_DIR/demo-worker.log" 2>&1 &
+  PIDS+=($!)
+  "$HERALD" web >"$STATE_DIR/demo-web.log" 2>&1 &
+  PIDS+=($!)
+  wait_ports "$WEB_PORT"
+  TOKEN=$("$HERALD" token create --name inbox-demo --account "$ACCOUNT" 2>/dev/null)
+  "$HERALD" enqueue message --account "$ACCOUNT" --title "Welcome to Acme" --content "Your workspace is ready" >/dev/null
+  "$HERALD" enqueue message --account "$ACCOUNT" --title "Quota at 90%" --content "Upgrade before the end of the month" --status warning >/dev/null
+  "$HERALD" enqueue message --account "$ACCOUNT" --title "Import failed" --content "customers.xlsx: row 12 has no name" --status error >/dev/null
+  URL="http://127.0.0.1:$WEB_PORT/examples/inbox/#account=$ACCOUNT&user=$USER&token=$TOKEN&key=$APP_KEY&wsHost=127.0.0.1&wsPort=$PORT"
+  echo "[demo] the inbox example page (Sockudo on 127.0.0.1:$PORT, logs in $STATE_DIR/demo-*.log):"
+  echo "  $URL"
+  echo "[demo] new messages appear live; try:"
+  echo "  $HERALD enqueue message --account $ACCOUNT --title Hello --content 'from the CLI'"
+  echo "[demo] (an SSH tunnel reaches it from your machine: ssh -L $WEB_PORT:127.0.0.1:$WEB_PORT -L $PORT:127.0.0.1:$PORT HOST)"
+  echo "[demo] press Ctrl-C to stop"
+  KEEP=0
+  # Ctrl-C (or SIGTERM) ends the wait; the EXIT trap stops what was started.
+  trap 'exit 130' INT TERM
+  wait
+  exit 0
+fi
+
 "$HERALD" push-sandbox --port "$PORT" >"$STATE_DIR/demo-sandbox.log" 2>&1 &
 PIDS+=($!)
 "$HERALD" worker >"$STATE_DIR/demo-worker.log" 2>&1 &
 PIDS+=($!)
 "$HERALD" web >"$STATE_DIR/demo-web.log" 2>&1 &
 PIDS+=($!)
-for port in "$PORT" "$WEB_PORT"; do
-  for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
-done
+wait_ports "$PORT" "$WEB_PORT"
 
 echo "[demo] checking the services"
 "$HERALD" doctor
 
-ACCOUNT=5f0c8a3e2b1d4c0012345678
-USER=5f0c8a3e2b1d4c00aaaaaaaa
 echo "[demo] enqueueing three messages for account $ACCOUNT"
 IDS=()
 IDS+=("$("$HERALD" enqueue message --account "$ACCOUNT" --title "Export ready" --content "<b>customers.csv</b> is ready")")

@@ -10,8 +10,17 @@
 # Services this script starts keep their data and logs in .herald/ (or
 # $HERALD_STATE_DIR) and run in the background until stopped.
 #
-# With --browser it also installs Debian's chromium and chromium-driver, which
-# the dashboard's browser test drives (the test command passes it).
+# With --browser it also installs what the browser tests need (the test
+# command passes it): Debian's chromium and chromium-driver, which the
+# dashboard's and the inbox example's tests drive, and Sockudo (below).
+#
+# With --browser or --sockudo it installs Sockudo (crates.io, pinned) into
+# ~/.cargo/bin, once: a Pusher-protocol server this project did not write,
+# which the inbox example's test (tests/integration/inbox_browser.rs) and
+# `scripts/demo.sh --inbox` start on loopback. Its build needs Debian's
+# protobuf-compiler (installed if `protoc` is missing: a dependency's build
+# script compiles a .proto) and takes about 14 minutes of one core; an
+# installed sockudo of that version is reused.
 #
 # It installs schemathesis (PyPI, pinned) into a virtualenv in .herald/venv
 # for the OpenAPI fuzz test, once: a venv that has it is reused.
@@ -34,6 +43,12 @@ SECANTUS_CRATE_VERSION=0.5.3-beta.196
 SCHEMATHESIS_VERSION=4.32.5
 # The s3s-fs cargo chooses for Rust 1.95 (0.17, the newest, wants 1.96).
 S3S_FS_VERSION=0.14.1
+# The newest Sockudo; it declares Rust 1.95. Built with only its `local`
+# feature: Herald needs the Pusher protocol on one node, not Sockudo's
+# default OpenTelemetry export and v2 protocol extensions, which cost 15%
+# more build time (16 instead of 14 minutes of one core, measured).
+SOCKUDO_VERSION=5.2.0
+SOCKUDO_FEATURES=local
 MONGO_IMPL=${HERALD_MONGO_IMPL:-rs}
 export PATH="$HOME/.cargo/bin:$PATH"
 
@@ -220,10 +235,30 @@ ensure_s3s_fs() {
   fi
 }
 
+ensure_sockudo() {
+  if sockudo --version 2>/dev/null | grep -q "$SOCKUDO_VERSION"; then
+    say "Sockudo: reusing $SOCKUDO_VERSION ($(command -v sockudo))"
+    return
+  fi
+  if ! command -v protoc >/dev/null; then
+    say "Sockudo: installing Debian's protobuf-compiler"
+    apt_install protobuf-compiler
+  fi
+  say "Sockudo: building $SOCKUDO_VERSION from crates.io (about 14 minutes of one core)"
+  # Only the inbox example needs it: a failed build is told, not fatal (its
+  # test then fails naming the missing program, and demo.sh --inbox stops).
+  if ! cargo install sockudo --version "$SOCKUDO_VERSION" --locked --quiet \
+    --no-default-features --features "$SOCKUDO_FEATURES"; then
+    say "Sockudo: the build failed; tests/integration/inbox_browser.rs will fail until it succeeds"
+  fi
+}
+
 WANT_BROWSER=0
+WANT_SOCKUDO=0
 for arg in "$@"; do
   case "$arg" in
-    --browser) WANT_BROWSER=1 ;;
+    --browser) WANT_BROWSER=1 WANT_SOCKUDO=1 ;;
+    --sockudo) WANT_SOCKUDO=1 ;;
     *) say "unknown option $arg"; exit 2 ;;
   esac
 done
@@ -234,4 +269,5 @@ ensure_mongo
 ensure_schemathesis
 ensure_s3s_fs
 [ "$WANT_BROWSER" -eq 1 ] && ensure_browser
+[ "$WANT_SOCKUDO" -eq 1 ] && ensure_sockudo
 say "services ready: redis://127.0.0.1:$REDIS_PORT mongodb://127.0.0.1:$MONGO_PORT"

@@ -262,6 +262,14 @@ const README_NON_SETTINGS: &[(&str, &str)] = &[
     ("HERALD_TEST_MONGODB_URL", "the integration tests' MongoDB"),
     ("HERALD_TEST_S3S_FS", "the integration tests' s3s-fs binary"),
     (
+        "HERALD_TEST_SOCKUDO",
+        "the inbox example test's Sockudo binary",
+    ),
+    (
+        "HERALD_INBOX_SCREENSHOT",
+        "where the inbox example test saves docs/inbox.png",
+    ),
+    (
         "HERALD_MONGO_IMPL",
         "which SecantusDB scripts/setup.sh installs",
     ),

@@ -14,6 +14,8 @@ define_settings! {
         "operator token for the dashboard and API (empty in production: must be set)";
     MAX_BODY_BYTES: "max_body_bytes" = "1048576",
         "largest request body of the producers' API (413 above)";
+    EXAMPLES: "examples" = "false",
+        "serve the inbox example page at /examples/inbox/ (development and demos)";
 }
 
 /// `herald web` settings.
@@ -26,6 +28,10 @@ pub struct WebSettings {
     pub token: Option<SecretString>,
     /// Largest request body the API accepts, in bytes; larger ones get 413.
     pub max_body_bytes: usize,
+    /// Whether `herald web` serves the example pages (`examples/inbox`, at
+    /// `/examples/inbox/`). Off by default: they are for development and
+    /// demos, not a product's pages.
+    pub examples: bool,
 }
 
 /// Reads and checks `[web]`. An empty token is not an error here: only
@@ -36,5 +42,6 @@ pub(super) fn read(values: &Values) -> Result<WebSettings, ConfigError> {
         bind: values.checked(&BIND, address)?,
         token: (!token.trim().is_empty()).then(|| SecretString::from(token)),
         max_body_bytes: values.checked(&MAX_BODY_BYTES, positive)?,
+        examples: values.get(&EXAMPLES)?,
     })
 }

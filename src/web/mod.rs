@@ -14,9 +14,12 @@
 //! - [`v1`]: the producers' API under `/v1` (its own tokens, see
 //!   [`v1::caller`]) and its OpenAPI document at `/openapi.json`.
 //! - `/healthz`, `/readyz`, `/metrics`: [`crate::ops`], open like `/login`.
+//! - [`examples`]: the inbox example page at `/examples/inbox/`, only with
+//!   `web.examples` on.
 
 pub mod api;
 pub mod auth;
+pub mod examples;
 pub mod exports_admin;
 pub mod problem;
 pub mod v1;
@@ -58,6 +61,8 @@ pub struct WebState {
     pub max_body_bytes: usize,
     /// `/healthz`, `/readyz` and `/metrics` (open, like the login page).
     pub ops: crate::ops::OpsState,
+    /// Whether the example pages are served (`web.examples`).
+    pub examples: bool,
 }
 
 impl WebState {
@@ -104,12 +109,15 @@ impl WebState {
                 settings,
                 Some(database.clone()),
             ),
+            examples: settings.web.examples,
         })
     }
 }
 
 /// Every route: the guarded dashboard and its API, the producers' API (which
-/// checks its own tokens), the OpenAPI document and the open login page.
+/// checks its own tokens), the OpenAPI document, the open login page and,
+/// with `web.examples`, the example pages (public files: the data they show
+/// comes from `/v1` with the visitor's token).
 pub fn router(state: WebState) -> Router {
     let (producers, openapi) = v1::routes(state.max_body_bytes, &state.api);
     let openapi = Arc::new(openapi);
@@ -128,6 +136,11 @@ pub fn router(state: WebState) -> Router {
             state.auth.clone(),
             auth::require,
         ));
+    let examples = if state.examples {
+        examples::routes()
+    } else {
+        Router::new()
+    };
     Router::new()
         .route("/login", get(login_page).post(login))
         .route("/logout", post(logout))
@@ -140,6 +153,7 @@ pub fn router(state: WebState) -> Router {
         )
         .merge(producers)
         .merge(crate::ops::router(state.ops.clone()))
+        .merge(examples)
         .merge(guarded)
         .with_state(state)
 }

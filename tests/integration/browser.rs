@@ -16,9 +16,11 @@ use crate::{
 };
 
 /// A chromedriver process and the browser profile it uses.
-type ChromeDriver = ScratchProcess;
+pub type ChromeDriver = ScratchProcess;
 
-async fn browser() -> (ChromeDriver, Client) {
+/// A chromedriver on a free port and a headless Chromium session through it
+/// (also used by the inbox example's test).
+pub async fn browser() -> (ChromeDriver, Client) {
     let port = free_port();
     let profile = std::env::temp_dir().join(format!("herald-chromium-{port}"));
     let driver = ScratchProcess::spawn(

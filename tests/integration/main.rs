@@ -1,5 +1,6 @@
 //! Integration tests: real Redis, a real MongoDB-compatible server and the
-//! push sandbox, all over sockets. One binary (one link) for every feature;
+//! push sandbox, all over sockets (and, where a test says so, real servers
+//! this project did not write: s3s-fs, Sockudo, Chromium). One binary (one link) for every feature;
 //! `helpers` gives each test its own Redis namespace, Mongo database and
 //! sandbox, and removes them when the test ends.
 //!
@@ -19,6 +20,7 @@ mod exports_s3;
 mod failed_list;
 mod failures;
 mod helpers;
+mod inbox_browser;
 mod message_pipeline;
 mod openapi_fuzz;
 mod ops;
@@ -33,4 +35,5 @@ mod sandbox;
 mod scaling;
 mod servers;
 mod shutdown;
+mod sockudo_server;
 mod store_batch;
