@@ -449,3 +449,64 @@ async fn the_cli_enqueues_follows_and_reports_an_export() {
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("allow-list"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_lists_every_accounts_exports_and_downloads_or_cancels_them() {
+    let mut env = env_with(&[]).await;
+    let seeded = seed(&env).await;
+    env.start_worker().await;
+    enqueue(&env, export_job(seeded.a, "dashboard-a")).await;
+    let finished = wait_status(&env, "dashboard-a", "finished").await;
+    let web = env.start_web().await;
+    let get = |path: &str| {
+        env.http
+            .get(format!("{web}{path}"))
+            .bearer_auth(crate::helpers::WEB_TOKEN)
+            .send()
+    };
+
+    let listed: serde_json::Value = get("/api/v1/exports").await.unwrap().json().await.unwrap();
+    let row = listed["exports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["key"] == "dashboard-a")
+        .cloned()
+        .expect("the export is listed");
+    assert_eq!(row["status"], "finished");
+    assert_eq!(row["accountId"], seeded.a.to_hex());
+    let active: serde_json::Value = get("/api/v1/exports?active=true")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(active["exports"].as_array().unwrap().is_empty(), "{active}");
+
+    let file = get("/api/v1/exports/dashboard-a/file").await.unwrap();
+    assert_eq!(file.status(), 200);
+    let bytes = file.bytes().await.unwrap();
+    assert_eq!(bytes.len() as i64, number(&finished, "fileSize"));
+
+    // A finished export cannot be cancelled; an unknown one is a 404; and
+    // none of it answers without the operator's credentials.
+    let cancel = env
+        .http
+        .post(format!("{web}/api/v1/exports/dashboard-a/cancel"))
+        .bearer_auth(crate::helpers::WEB_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cancel.status(), 409);
+    assert_eq!(
+        get("/api/v1/exports/nope/file").await.unwrap().status(),
+        404
+    );
+    let anonymous = env
+        .http
+        .get(format!("{web}/api/v1/exports"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), 401);
+}

@@ -131,6 +131,17 @@ async fn the_dead_cap_trims_the_oldest_dead_jobs_and_counts_them() {
         ["\"refused 4\"", "\"refused 3\"", "\"refused 2\""],
         "{page:?}"
     );
+    // The trimmed jobs left the indexes too: the one error group counts
+    // the three kept, and the event's index lists only them.
+    let admin = admin(&conn, &env, QueueName::Push);
+    let (groups, _) = admin.error_groups(10).await.expect("groups");
+    assert_eq!(groups.iter().map(|g| g.count).sum::<u64>(), 3, "{groups:?}");
+    let by_event = herald::queue::admin::DeadFilter {
+        labels: vec![("event".into(), "new_message".into())],
+        error: None,
+    };
+    let (_, indexed) = admin.dead_jobs(&by_event, 0, 10).await.expect("by event");
+    assert_eq!(indexed, 3);
     env.stop_worker().await.expect("clean stop");
 }
 
