@@ -15,14 +15,12 @@ use axum::{
     routing::{get, post},
     Json, Router,
 };
-use herald_jobs::AccountId;
-use mongodb::bson::Document;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{
     problem::Problem,
-    v1::exports::{cancel_export, download, ExportRecord},
+    v1::exports::{cancel_export, download, record_of, ExportRecord},
     WebState,
 };
 
@@ -62,28 +60,17 @@ async fn list(
     Ok(Json(json!({ "exports": exports })))
 }
 
-/// The record of `key` and its account.
-async fn record(state: &WebState, key: &str) -> Result<(AccountId, Document), Problem> {
-    let missing = || Problem::not_found(format!("no export with key '{key}'"));
-    let record = state.api.exports.get(key).await?.ok_or_else(missing)?;
-    let account = record
-        .get_object_id("accountId")
-        .map(AccountId::from)
-        .map_err(|_| missing())?;
-    Ok((account, record))
-}
-
 async fn cancel(
     State(state): State<WebState>,
     Path(key): Path<String>,
 ) -> Result<Json<Value>, Problem> {
-    let (_, before) = record(&state, &key).await?;
+    let (_, before) = record_of(&state, &key).await?;
     cancel_export(&state, &key, &before).await?;
-    let (_, after) = record(&state, &key).await?;
+    let (_, after) = record_of(&state, &key).await?;
     Ok(Json(json!({ "export": ExportRecord::from(&after) })))
 }
 
 async fn file(State(state): State<WebState>, Path(key): Path<String>) -> Result<Response, Problem> {
-    let (account, record) = record(&state, &key).await?;
+    let (account, record) = record_of(&state, &key).await?;
     download(&state, account, &key, &record).await
 }

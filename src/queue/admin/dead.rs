@@ -4,12 +4,12 @@
 //! (the dead set or one of its indexes, see [`crate::queue::dead_index`]),
 //! so a page costs the same with a hundred dead jobs or a hundred thousand.
 
-use std::{collections::HashMap, sync::LazyLock};
+use std::sync::LazyLock;
 
 use redis::Script;
 use serde::{Deserialize, Serialize};
 
-use super::{error_of, parse_payload, DeadJob, QueueAdmin};
+use super::{error_of, meta_number, meta_time, DeadJob, QueueAdmin};
 use crate::queue::{dead_index::group_id, QueueError};
 
 static DEAD_PAGE: LazyLock<Script> =
@@ -152,46 +152,26 @@ impl QueueAdmin {
     /// Payload and metadata of the dead jobs `page` (id, failure time), in
     /// one round trip.
     async fn read_dead(&self, page: Vec<(String, f64)>) -> Result<Vec<DeadJob>, QueueError> {
-        let mut conn = self.conn.clone();
-        let mut pipe = redis::pipe();
-        for (id, _) in &page {
-            pipe.hget(self.config.data_key(), id)
-                .hgetall(self.config.meta_key(id));
-        }
-        let values: Vec<redis::Value> = pipe
-            .query_async(&mut conn)
-            .await
-            .map_err(self.error("read dead jobs"))?;
-        let mut values = values.into_iter();
-        let mut jobs = Vec::with_capacity(page.len());
-        for (id, failed_at) in page {
-            let payload: Option<Vec<u8>> = values
-                .next()
-                .and_then(|v| redis::from_redis_value(v).ok())
-                .flatten();
-            let meta: HashMap<String, String> = values
-                .next()
-                .and_then(|v| redis::from_redis_value(v).ok())
-                .unwrap_or_default();
-            let last_error = error_of(meta.get("result"));
-            jobs.push(DeadJob {
+        let records = self
+            .read_records(page.iter().map(|(id, _)| id.as_str()))
+            .await?;
+        Ok(page
+            .into_iter()
+            .zip(records)
+            .map(|((id, failed_at), (payload, meta))| DeadJob {
                 id,
-                payload: parse_payload(payload),
-                attempts: meta
-                    .get("attempts")
-                    .and_then(|a| a.parse().ok())
-                    .unwrap_or(0),
+                payload,
+                attempts: meta_number(&meta, "attempts"),
                 error_group: meta
                     .get("error_group")
                     .filter(|g| !g.is_empty())
                     .map(|g| group_id(g)),
-                last_error,
+                last_error: error_of(meta.get("result")),
                 failed_at: Some(failed_at),
-                enqueued_at: meta.get("enqueued_at").and_then(|a| a.parse().ok()),
+                enqueued_at: meta_time(&meta, "enqueued_at"),
                 status: meta.get("status").cloned().unwrap_or_default(),
-            });
-        }
-        Ok(jobs)
+            })
+            .collect())
     }
 
     /// The error groups of the dead jobs, those with the most jobs first;

@@ -3,12 +3,10 @@
 //! running (the workers' leases). Dead jobs have their own list
 //! (`dead.rs`).
 
-use std::collections::HashMap;
-
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{parse_payload, QueueAdmin};
+use super::{meta_number, meta_time, QueueAdmin};
 use crate::queue::QueueError;
 
 /// A state a job can be listed in.
@@ -117,38 +115,19 @@ impl QueueAdmin {
         if page.is_empty() || limit == 0 {
             return Ok((Vec::new(), total));
         }
-        let mut pipe = redis::pipe();
-        for (id, _, _) in &page {
-            pipe.hget(self.config.data_key(), id)
-                .hgetall(self.config.meta_key(id));
-        }
-        let values: Vec<redis::Value> = pipe
-            .query_async(&mut conn)
-            .await
-            .map_err(self.error("read jobs"))?;
-        let mut values = values.into_iter();
+        let records = self
+            .read_records(page.iter().map(|(id, _, _)| id.as_str()))
+            .await?;
         let jobs = page
             .into_iter()
-            .map(|(id, run_at, worker)| {
-                let payload: Option<Vec<u8>> = values
-                    .next()
-                    .and_then(|v| redis::from_redis_value(v).ok())
-                    .flatten();
-                let meta: HashMap<String, String> = values
-                    .next()
-                    .and_then(|v| redis::from_redis_value(v).ok())
-                    .unwrap_or_default();
-                ListedJob {
-                    id,
-                    payload: parse_payload(payload),
-                    attempts: meta
-                        .get("attempts")
-                        .and_then(|a| a.parse().ok())
-                        .unwrap_or(0),
-                    enqueued_at: meta.get("enqueued_at").and_then(|a| a.parse().ok()),
-                    run_at,
-                    worker,
-                }
+            .zip(records)
+            .map(|((id, run_at, worker), (payload, meta))| ListedJob {
+                id,
+                payload,
+                attempts: meta_number(&meta, "attempts"),
+                enqueued_at: meta_time(&meta, "enqueued_at"),
+                run_at,
+                worker,
             })
             .collect();
         Ok((jobs, total))

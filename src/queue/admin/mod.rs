@@ -120,6 +120,16 @@ fn error_of(result: Option<&String>) -> Option<String> {
     value.get("Err")?.as_str().map(str::to_owned)
 }
 
+/// A number from a job's metadata (0 if absent or not a number).
+fn meta_number(meta: &HashMap<String, String>, field: &str) -> u64 {
+    meta.get(field).and_then(|a| a.parse().ok()).unwrap_or(0)
+}
+
+/// A time from a job's metadata (Unix seconds), if recorded.
+fn meta_time(meta: &HashMap<String, String>, field: &str) -> Option<f64> {
+    meta.get(field).and_then(|a| a.parse().ok())
+}
+
 /// The next pipeline answer as a count (0 if absent).
 fn next_count(values: &mut impl Iterator<Item = redis::Value>) -> u64 {
     values
@@ -238,6 +248,43 @@ impl QueueAdmin {
             workers: workers.len() as u64,
             paused,
         })
+    }
+
+    /// The payload (parsed) and metadata of each job of `ids`, in order,
+    /// in one round trip.
+    async fn read_records<'a>(
+        &self,
+        ids: impl Iterator<Item = &'a str>,
+    ) -> Result<Vec<(Value, HashMap<String, String>)>, QueueError> {
+        let mut pipe = redis::pipe();
+        let mut count = 0;
+        for id in ids {
+            pipe.hget(self.config.data_key(), id)
+                .hgetall(self.config.meta_key(id));
+            count += 1;
+        }
+        if count == 0 {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.conn.clone();
+        let values: Vec<redis::Value> = pipe
+            .query_async(&mut conn)
+            .await
+            .map_err(self.error("read jobs"))?;
+        let mut values = values.into_iter();
+        Ok((0..count)
+            .map(|_| {
+                let payload: Option<Vec<u8>> = values
+                    .next()
+                    .and_then(|v| redis::from_redis_value(v).ok())
+                    .flatten();
+                let meta: HashMap<String, String> = values
+                    .next()
+                    .and_then(|v| redis::from_redis_value(v).ok())
+                    .unwrap_or_default();
+                (parse_payload(payload), meta)
+            })
+            .collect())
     }
 
     /// One job's payload, metadata, history and state; `None` if unknown.

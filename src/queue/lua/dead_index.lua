@@ -81,3 +81,27 @@ local function dead_unindex(dead, meta_key, id)
     redis.call("hdel", meta_key, "dead_index", "error_group")
 end
 
+
+-- Takes from the dead set the dead jobs an operator's retry or discard is
+-- about, and returns them: in "all" mode (ARGV[3]) up to ARGV[4] of those
+-- in `source` (the dead set or one of its indexes) that failed at or before
+-- ARGV[5], oldest first; otherwise the ids from ARGV[4] that are dead. An
+-- id of an index that is not dead is an entry left behind: it is dropped
+-- from the index so no later call takes it again.
+local function dead_take(dead, source)
+    local candidates
+    if ARGV[3] == "all" then
+        candidates = redis.call("zrangebyscore", source, "-inf", ARGV[5], "LIMIT", 0, tonumber(ARGV[4]))
+    else
+        candidates = {unpack(ARGV, 4)}
+    end
+    local taken = {}
+    for _, id in ipairs(candidates) do
+        if redis.call("zrem", dead, id) == 1 then
+            taken[#taken + 1] = id
+        elseif source ~= dead then
+            redis.call("zrem", source, id)
+        end
+    end
+    return taken
+end

@@ -11,28 +11,14 @@
 -- Only jobs in the dead set are touched. Returns how many were discarded.
 
 local dead, data, source = KEYS[1], KEYS[2], KEYS[3]
-local meta_prefix, history_prefix, mode = ARGV[1], ARGV[2], ARGV[3]
+local meta_prefix, history_prefix = ARGV[1], ARGV[2]
 
-local candidates
-local first = 4
-if mode == "all" then
-    candidates = redis.call("zrangebyscore", source, "-inf", ARGV[5], "LIMIT", 0, tonumber(ARGV[4]))
-    first = 1
-else
-    candidates = ARGV
-end
 local discarded = 0
-for i = first, #candidates do
-    local id = candidates[i]
-    if redis.call("zrem", dead, id) == 1 then
-        local meta_key = meta_prefix .. ":" .. id
-        dead_unindex(dead, meta_key, id)
-        redis.call("hdel", data, id)
-        redis.call("del", meta_key, history_prefix .. ":" .. id)
-        discarded = discarded + 1
-    elseif source ~= dead then
-        -- Not dead: an index entry left behind; drop it so it is not taken again.
-        redis.call("zrem", source, id)
-    end
+for _, id in ipairs(dead_take(dead, source)) do
+    local meta_key = meta_prefix .. ":" .. id
+    dead_unindex(dead, meta_key, id)
+    redis.call("hdel", data, id)
+    redis.call("del", meta_key, history_prefix .. ":" .. id)
+    discarded = discarded + 1
 end
 return discarded

@@ -14,26 +14,9 @@
 -- attempt budget; its run history is kept. Returns the ids retried.
 
 local dead, active, source = KEYS[1], KEYS[2], KEYS[3]
-local meta_prefix, now, mode = ARGV[1], ARGV[2], ARGV[3]
+local meta_prefix, now = ARGV[1], ARGV[2]
 
-local ids = {}
-local candidates
-local first = 4
-if mode == "all" then
-    candidates = redis.call("zrangebyscore", source, "-inf", ARGV[5], "LIMIT", 0, tonumber(ARGV[4]))
-    first = 1
-else
-    candidates = ARGV
-end
-for i = first, #candidates do
-    local id = candidates[i]
-    if redis.call("zrem", dead, id) == 1 then
-        ids[#ids + 1] = id
-    elseif source ~= dead then
-        -- Not dead: an index entry left behind; drop it so it is not taken again.
-        redis.call("zrem", source, id)
-    end
-end
+local ids = dead_take(dead, source)
 
 for _, id in ipairs(ids) do
     local meta_key = meta_prefix .. ":" .. id

@@ -185,15 +185,34 @@ async fn record_for(
     caller: &Caller,
     key: &str,
 ) -> Result<(AccountId, Document), Problem> {
-    let missing = || Problem::not_found(format!("no export with key '{key}'"));
-    let record = state.api.exports.get(key).await?.ok_or_else(missing)?;
+    let (account, record) = record_of(state, key).await?;
+    if !caller.may_reach(account) {
+        return Err(missing_export(key));
+    }
+    Ok((account, record))
+}
+
+/// 404 for the export `key`.
+fn missing_export(key: &str) -> Problem {
+    Problem::not_found(format!("no export with key '{key}'"))
+}
+
+/// The record of `key` and its account, whoever asks (the dashboard);
+/// 404 if there is none.
+pub(crate) async fn record_of(
+    state: &WebState,
+    key: &str,
+) -> Result<(AccountId, Document), Problem> {
+    let record = state
+        .api
+        .exports
+        .get(key)
+        .await?
+        .ok_or_else(|| missing_export(key))?;
     let account = record
         .get_object_id("accountId")
         .map(AccountId::from)
-        .map_err(|_| missing())?;
-    if !caller.may_reach(account) {
-        return Err(missing());
-    }
+        .map_err(|_| missing_export(key))?;
     Ok((account, record))
 }
 
