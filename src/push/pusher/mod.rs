@@ -15,6 +15,10 @@
 //! event of a batch gets the batch's answer. A batch the server refuses as
 //! a whole with 400 or 413 is sent again event by event, so that one event
 //! it will not take does not fail the others.
+//!
+//! Every request (an `/events` call, a whole `/batch_events` call) waits
+//! for its turn under the shared rate limit ([`RateLimiter`]) first; while
+//! a batch waits, the events due meanwhile gather into the next one.
 
 pub mod limits;
 pub mod signature;
@@ -29,7 +33,9 @@ use serde::Serialize;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use self::limits::{LIMITS, MAX_BATCH};
-use super::{clip_body, limits::ProviderLimits, Event, EventPusher, PushError};
+use super::{
+    clip_body, limits::ProviderLimits, rate_limit::RateLimiter, Event, EventPusher, PushError,
+};
 use crate::config::PusherSettings;
 
 /// Most requests one process has in flight through the batching task.
@@ -72,6 +78,7 @@ struct Http {
     secret: SecretString,
     request_timeout: Duration,
     metrics: Option<crate::ops::Metrics>,
+    limiter: RateLimiter,
 }
 
 impl std::fmt::Debug for Http {
@@ -96,7 +103,7 @@ impl PusherClient {
     /// inside a Tokio runtime); fails only if the TLS backend cannot
     /// initialise.
     pub fn new(settings: &PusherSettings) -> Result<Self, reqwest::Error> {
-        Self::build(settings, None)
+        Self::build(settings, None, RateLimiter::unlimited())
     }
 
     /// Like [`PusherClient::new`], timing every call into
@@ -105,12 +112,15 @@ impl PusherClient {
         settings: &PusherSettings,
         metrics: crate::ops::Metrics,
     ) -> Result<Self, reqwest::Error> {
-        Self::build(settings, Some(metrics))
+        Self::build(settings, Some(metrics), RateLimiter::unlimited())
     }
 
-    fn build(
+    /// Like [`PusherClient::new`], timing calls into `metrics` when given
+    /// and waiting for `limiter`'s turn before every request.
+    pub fn build(
         settings: &PusherSettings,
         metrics: Option<crate::ops::Metrics>,
+        limiter: RateLimiter,
     ) -> Result<Self, reqwest::Error> {
         let http = super::http_client(settings.connect_timeout, settings.request_timeout)?;
         let base = super::as_base(&settings.url);
@@ -122,6 +132,7 @@ impl PusherClient {
             secret: settings.secret.clone(),
             request_timeout: settings.request_timeout,
             metrics,
+            limiter,
         });
         let (batcher, waiting) = mpsc::unbounded_channel();
         tokio::spawn(batch_events(Arc::clone(&http), waiting));
@@ -269,6 +280,7 @@ impl Http {
     }
 
     async fn timed_post(&self, resource: &str, body: &impl Serialize) -> Result<(), PushError> {
+        self.limiter.acquire().await?;
         super::timed(self.metrics.as_ref(), self.post(resource, body)).await
     }
 
