@@ -51,6 +51,23 @@ pub(crate) enum BenchCommand {
     /// Redis memory over a long run: used_memory sampled every second, and
     /// the bytes per message left once retention has run.
     Soak(SoakArgs),
+    /// What the shared rate limit costs a push: pushes to a local stand-in
+    /// without a limiter, with max_requests_per_sec 0, and with a limit
+    /// never reached (with and without an account share), alternating.
+    RateLimit(RateLimitArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RateLimitArgs {
+    /// Pushes per measurement.
+    #[arg(long, default_value_t = 2_000)]
+    pub(crate) requests: u64,
+    /// Pushes in flight at once.
+    #[arg(long, default_value_t = 32)]
+    pub(crate) concurrency: usize,
+    /// Trials of each variant; the table shows the median.
+    #[arg(long, default_value_t = 3)]
+    pub(crate) trials: usize,
 }
 
 #[derive(Debug, Args)]

@@ -56,6 +56,24 @@ pub(crate) async fn run(command: BenchCommand, settings: &Settings) -> anyhow::R
             Ok(ExitCode::SUCCESS)
         }
         BenchCommand::Soak(args) => run_soak(settings, &args).await,
+        BenchCommand::RateLimit(args) => {
+            anyhow::ensure!(
+                args.requests > 0 && args.concurrency > 0 && args.trials > 0,
+                "--requests, --concurrency and --trials must be positive"
+            );
+            let rows =
+                bench::rate_limit::run(settings, args.requests, args.concurrency, args.trials)
+                    .await
+                    .context("rate limit benchmark")?;
+            bench::print_table(
+                &format!(
+                    "Pushes to a local stand-in, {} per measurement, median of {} alternating trials (ratio: to the first row)",
+                    args.requests, args.trials
+                ),
+                &rows,
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         BenchCommand::Backlog(args) => {
             let report = bench::backlog::run(settings, args.jobs, args.live)
                 .await

@@ -1,0 +1,186 @@
+//! What the shared rate limit (`push.max_requests_per_sec`) costs a push:
+//! the same events posted to a local stand-in by the Tuisongbao client
+//! without a limiter (the baseline), with the limit at 0 (unlimited: no
+//! Redis call, so it should cost nothing), with a limit far above the rate
+//! reached (one script call per request, never a wait), and with that
+//! limit and an account share (two script calls, as a push job makes).
+//!
+//! The four are measured in alternation, trial by trial, so a slow spell
+//! of the machine falls on all of them; each row is the median trial. The
+//! limiter's keys live in a private namespace and expire by themselves a
+//! second after the last call.
+
+use std::{
+    num::NonZeroU32,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
+    time::{Duration, Instant},
+};
+
+use herald::{
+    config::{RateLimitSettings, Settings},
+    push::{
+        rate_limit::RateLimiter,
+        sandbox::{self, SandboxCredentials},
+        Event, EventPusher, TuisongbaoClient,
+    },
+    queue,
+};
+use herald_jobs::Namespace;
+use secrecy::ExposeSecret;
+
+use crate::{queue::BenchError, Row};
+
+/// A limit no benchmark reaches: each request asks Redis, none waits.
+pub const HIGH_LIMIT: u32 = 1_000_000;
+
+/// Accounts the account-share row spreads its requests over.
+const ACCOUNTS: u64 = 100;
+
+/// The ways a request is sent, in table order (the first is the baseline).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Variant {
+    NoLimiter,
+    Unlimited,
+    HighLimit,
+    HighLimitWithShare,
+}
+
+impl Variant {
+    const ALL: [Variant; 4] = [
+        Variant::NoLimiter,
+        Variant::Unlimited,
+        Variant::HighLimit,
+        Variant::HighLimitWithShare,
+    ];
+
+    fn name(self, concurrency: usize) -> String {
+        match self {
+            Variant::NoLimiter => format!("push, no limiter, {concurrency} at a time"),
+            Variant::Unlimited => "push, max_requests_per_sec 0".to_owned(),
+            Variant::HighLimit => format!("push, max_requests_per_sec {HIGH_LIMIT}"),
+            Variant::HighLimitWithShare => {
+                format!("push, {HIGH_LIMIT}/s and account_share 0.5")
+            }
+        }
+    }
+}
+
+/// Measures `requests` pushes, `concurrency` at a time, each variant once
+/// per trial; returns one row per variant (the median trial), baseline first.
+pub async fn run(
+    settings: &Settings,
+    requests: u64,
+    concurrency: usize,
+    trials: usize,
+) -> Result<Vec<Row>, BenchError> {
+    let (addr, server) = sandbox::spawn(
+        "127.0.0.1:0".parse().expect("literal address"),
+        SandboxCredentials {
+            app_id: settings.tuisongbao.app_id.clone(),
+            secret: settings.tuisongbao.secret.expose_secret().to_owned(),
+        },
+    )
+    .await?;
+    let mut tuisongbao = settings.tuisongbao.clone();
+    tuisongbao.url = reqwest::Url::parse(&format!("http://{addr}"))
+        .map_err(|e| BenchError::Enqueue(e.to_string()))?;
+    let client = TuisongbaoClient::new(&tuisongbao)
+        .map_err(|e| BenchError::Enqueue(format!("push client: {e}")))?;
+    let conn = queue::connect(settings.redis.url.as_str()).await?;
+    let namespace = Namespace::parse(&format!(
+        "{}-bench-rate-{}",
+        settings.redis.namespace,
+        std::process::id()
+    ))
+    .map_err(|e| BenchError::Invalid(e.reason))?;
+    let limited = |share: f64| {
+        Some(RateLimitSettings {
+            max_requests_per_sec: NonZeroU32::new(HIGH_LIMIT).expect("non-zero"),
+            account_share: share,
+            max_wait: Duration::from_secs(1),
+        })
+    };
+    let limiters = [
+        RateLimiter::unlimited(),
+        RateLimiter::new(conn.clone(), &namespace, None),
+        RateLimiter::new(conn.clone(), &namespace, limited(1.0)),
+        RateLimiter::new(conn, &namespace, limited(0.5)),
+    ];
+    let mut timings: Vec<Vec<Duration>> = vec![Vec::new(); Variant::ALL.len()];
+    let result = async {
+        for _ in 0..trials.max(1) {
+            for (i, variant) in Variant::ALL.into_iter().enumerate() {
+                let client = client.clone().with_rate_limit(limiters[i].clone());
+                let elapsed =
+                    measure(client, limiters[i].clone(), variant, requests, concurrency).await?;
+                timings[i].push(elapsed);
+            }
+        }
+        Ok::<_, BenchError>(())
+    }
+    .await;
+    server.abort();
+    result?;
+    Ok(Variant::ALL
+        .into_iter()
+        .zip(timings)
+        .map(|(variant, mut times)| {
+            times.sort();
+            Row {
+                name: variant.name(concurrency),
+                count: requests,
+                elapsed: times[times.len() / 2],
+            }
+        })
+        .collect())
+}
+
+/// Sends `requests` events, `concurrency` at a time; a push job's account
+/// check first in the account-share variant.
+async fn measure(
+    client: TuisongbaoClient,
+    limiter: RateLimiter,
+    variant: Variant,
+    requests: u64,
+    concurrency: usize,
+) -> Result<Duration, BenchError> {
+    let event = Arc::new(Event {
+        name: "bench".to_owned(),
+        data: serde_json::json!({ "bench": "rate limit" }),
+        channels: vec!["presence-message-wm-global-bench".to_owned()],
+    });
+    let next = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..concurrency.max(1))
+        .map(|_| {
+            let (client, limiter, event, next) =
+                (client.clone(), limiter.clone(), event.clone(), next.clone());
+            tokio::spawn(async move {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= requests {
+                        return Ok::<(), BenchError>(());
+                    }
+                    if variant == Variant::HighLimitWithShare {
+                        limiter
+                            .admit_account(&format!("account-{}", i % ACCOUNTS), 1)
+                            .await
+                            .map_err(|e| BenchError::Invalid(e.to_string()))?;
+                    }
+                    client
+                        .send(&event)
+                        .await
+                        .map_err(|e| BenchError::Invalid(format!("push: {e}")))?;
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await
+            .map_err(|e| BenchError::Invalid(format!("a sender panicked: {e}")))??;
+    }
+    Ok(start.elapsed())
+}
