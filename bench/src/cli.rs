@@ -72,6 +72,17 @@ pub(crate) async fn run(command: BenchCommand, settings: &Settings) -> anyhow::R
                 ),
                 &rows,
             );
+            let alone =
+                bench::rate_limit::limiter_alone(settings, args.requests * 500, args.concurrency)
+                    .await
+                    .context("rate limiter alone")?;
+            bench::print_table(
+                "The limiter alone, no HTTP (ratio: to the first row)",
+                &alone,
+            );
+            for row in &alone {
+                println!("{}: {:.3} µs per call", row.name, 1e6 / row.rate());
+            }
             Ok(ExitCode::SUCCESS)
         }
         BenchCommand::Backlog(args) => {

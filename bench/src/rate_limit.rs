@@ -5,8 +5,9 @@
 //! reached (one script call per request, never a wait), and with that
 //! limit and an account share (two script calls, as a push job makes).
 //!
-//! The four are measured in alternation, trial by trial, so a slow spell
-//! of the machine falls on all of them; each row is the median trial. The
+//! The four are measured in alternation, trial by trial and each trial
+//! starting with the next one, after a warm-up, so a slow spell of the
+//! machine falls on all of them; each row is the median trial. The
 //! limiter's keys live in a private namespace and expire by themselves a
 //! second after the last call.
 
@@ -111,8 +112,20 @@ pub async fn run(
     ];
     let mut timings: Vec<Vec<Duration>> = vec![Vec::new(); Variant::ALL.len()];
     let result = async {
-        for _ in 0..trials.max(1) {
-            for (i, variant) in Variant::ALL.into_iter().enumerate() {
+        // Connections opened and the stand-in warm before anything counts.
+        measure(
+            client.clone(),
+            RateLimiter::unlimited(),
+            Variant::NoLimiter,
+            requests.min(500),
+            concurrency,
+        )
+        .await?;
+        for trial in 0..trials.max(1) {
+            // Each trial starts with another variant, so none is always first.
+            for k in 0..Variant::ALL.len() {
+                let i = (trial + k) % Variant::ALL.len();
+                let variant = Variant::ALL[i];
                 let client = client.clone().with_rate_limit(limiters[i].clone());
                 let elapsed =
                     measure(client, limiters[i].clone(), variant, requests, concurrency).await?;
@@ -136,6 +149,75 @@ pub async fn run(
             }
         })
         .collect())
+}
+
+/// The limiter's own cost per request, without HTTP: `acquire` with
+/// `max_requests_per_sec` 0 (a branch; `calls` of them on one task) and
+/// with [`HIGH_LIMIT`] (one script call each; `calls / 100` of them,
+/// `concurrency` at a time on a shared connection). Rows in that order.
+pub async fn limiter_alone(
+    settings: &Settings,
+    calls: u64,
+    concurrency: usize,
+) -> Result<Vec<Row>, BenchError> {
+    let conn = queue::connect(settings.redis.url.as_str()).await?;
+    let namespace = Namespace::parse(&format!(
+        "{}-bench-rate-alone-{}",
+        settings.redis.namespace,
+        std::process::id()
+    ))
+    .map_err(|e| BenchError::Invalid(e.reason))?;
+    let unlimited = RateLimiter::new(conn.clone(), &namespace, None);
+    let start = Instant::now();
+    for _ in 0..calls {
+        unlimited
+            .acquire()
+            .await
+            .map_err(|e| BenchError::Invalid(e.to_string()))?;
+    }
+    let free = Row {
+        name: "acquire, max_requests_per_sec 0".to_owned(),
+        count: calls,
+        elapsed: start.elapsed(),
+    };
+    let limited = RateLimiter::new(
+        conn,
+        &namespace,
+        Some(RateLimitSettings {
+            max_requests_per_sec: NonZeroU32::new(HIGH_LIMIT).expect("non-zero"),
+            account_share: 1.0,
+            max_wait: Duration::from_secs(1),
+        }),
+    );
+    let scripted = (calls / 100).max(1);
+    let next = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..concurrency.max(1))
+        .map(|_| {
+            let (limited, next) = (limited.clone(), next.clone());
+            tokio::spawn(async move {
+                while next.fetch_add(1, Ordering::Relaxed) < scripted {
+                    limited
+                        .acquire()
+                        .await
+                        .map_err(|e| BenchError::Invalid(e.to_string()))?;
+                }
+                Ok::<(), BenchError>(())
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await
+            .map_err(|e| BenchError::Invalid(format!("a caller panicked: {e}")))??;
+    }
+    Ok(vec![
+        free,
+        Row {
+            name: format!("acquire, max_requests_per_sec {HIGH_LIMIT}, {concurrency} at a time"),
+            count: scripted,
+            elapsed: start.elapsed(),
+        },
+    ])
 }
 
 /// Sends `requests` events, `concurrency` at a time; a push job's account
