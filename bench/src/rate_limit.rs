@@ -111,6 +111,8 @@ pub async fn run(
         RateLimiter::new(conn, &namespace, limited(0.5)),
     ];
     let mut timings: Vec<Vec<Duration>> = vec![Vec::new(); Variant::ALL.len()];
+    let http = reqwest::Client::new();
+    let base = format!("http://{addr}");
     let result = async {
         // Connections opened and the stand-in warm before anything counts.
         measure(
@@ -130,6 +132,9 @@ pub async fn run(
                 let elapsed =
                     measure(client, limiters[i].clone(), variant, requests, concurrency).await?;
                 timings[i].push(elapsed);
+                // The stand-in keeps every request; forget them, so its
+                // growing log weighs on no later measurement.
+                forget_requests(&http, &base).await?;
             }
         }
         Ok::<_, BenchError>(())
@@ -149,6 +154,22 @@ pub async fn run(
             }
         })
         .collect())
+}
+
+/// Empties the stand-in's request log.
+async fn forget_requests(http: &reqwest::Client, base: &str) -> Result<(), BenchError> {
+    let answer = http
+        .delete(format!("{base}/_sandbox/events"))
+        .send()
+        .await
+        .map_err(|e| BenchError::Invalid(format!("the stand-in: {e}")))?;
+    if !answer.status().is_success() {
+        return Err(BenchError::Invalid(format!(
+            "the stand-in answered {} to DELETE /_sandbox/events",
+            answer.status()
+        )));
+    }
+    Ok(())
 }
 
 /// The limiter's own cost per request, without HTTP: `acquire` with
