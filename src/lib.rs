@@ -17,7 +17,9 @@
 //!    job's acknowledgement enqueues on the `push` queue.
 //! 3. [`worker::push`] delivers the event with the configured
 //!    [`push::Provider`] (Tuisongbao or the Pusher protocol), within the
-//!    provider's [`push::limits`]; failures are classified by
+//!    provider's [`push::limits`] and the rate limit all workers share
+//!    ([`push::rate_limit`]; a job held back by it is deferred without
+//!    spending an attempt); failures are classified by
 //!    [`push::PushError::is_retryable`].
 //! 4. [`export`] streams an account's documents into a CSV file with live
 //!    progress, through the `export` queue.

@@ -54,6 +54,10 @@ pub(crate) enum BenchCommand {
     /// The failed list's API with 100,000 dead jobs: page, filter and group
     /// times against `/healthz` in the same run.
     FailedList(FailedListArgs),
+    /// What the shared rate limit costs a push: pushes to a local stand-in
+    /// without a limiter, with max_requests_per_sec 0, and with a limit
+    /// never reached (with and without an account share), alternating.
+    RateLimit(RateLimitArgs),
 }
 
 #[derive(Debug, Args)]
@@ -64,6 +68,19 @@ pub(crate) struct FailedListArgs {
     /// Exit with status 2 when a route's p99 is 100 ms or more.
     #[arg(long)]
     pub(crate) check: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RateLimitArgs {
+    /// Pushes per measurement.
+    #[arg(long, default_value_t = 2_000)]
+    pub(crate) requests: u64,
+    /// Pushes in flight at once.
+    #[arg(long, default_value_t = 32)]
+    pub(crate) concurrency: usize,
+    /// Trials of each variant; the table shows the median.
+    #[arg(long, default_value_t = 3)]
+    pub(crate) trials: usize,
 }
 
 #[derive(Debug, Args)]

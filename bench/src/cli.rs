@@ -57,6 +57,35 @@ pub(crate) async fn run(command: BenchCommand, settings: &Settings) -> anyhow::R
         }
         BenchCommand::Soak(args) => run_soak(settings, &args).await,
         BenchCommand::FailedList(args) => run_failed_list(settings, &args).await,
+        BenchCommand::RateLimit(args) => {
+            anyhow::ensure!(
+                args.requests > 0 && args.concurrency > 0 && args.trials > 0,
+                "--requests, --concurrency and --trials must be positive"
+            );
+            let rows =
+                bench::rate_limit::run(settings, args.requests, args.concurrency, args.trials)
+                    .await
+                    .context("rate limit benchmark")?;
+            bench::print_table(
+                &format!(
+                    "Pushes to a local stand-in, {} per measurement, median of {} alternating trials (ratio: to the first row)",
+                    args.requests, args.trials
+                ),
+                &rows,
+            );
+            let alone =
+                bench::rate_limit::limiter_alone(settings, args.requests * 500, args.concurrency)
+                    .await
+                    .context("rate limiter alone")?;
+            bench::print_table(
+                "The limiter alone, no HTTP (ratio: to the first row)",
+                &alone,
+            );
+            for row in &alone {
+                println!("{}: {:.3} µs per call", row.name, 1e6 / row.rate());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         BenchCommand::Backlog(args) => {
             let report = bench::backlog::run(settings, args.jobs, args.live)
                 .await

@@ -12,6 +12,8 @@
 //!   to a local file and to an S3 server ([`s3`]) side by side.
 //! - [`backlog`]: a large backlog drained end to end.
 //! - [`write_concern`]: what the MongoDB write concern costs.
+//! - [`rate_limit`]: what the shared rate limit costs a push, with no limit
+//!   set and with one never reached.
 //! - [`report`]: `herald-bench all`'s one table and the targets it checks.
 
 pub mod backlog;
@@ -19,6 +21,7 @@ pub mod export;
 pub mod failed_list;
 pub mod pipeline;
 pub mod queue;
+pub mod rate_limit;
 pub mod report;
 pub mod s3;
 pub mod soak;

@@ -150,6 +150,29 @@ fn the_backlog_benchmark_verifies_a_small_backlog() {
 }
 
 #[test]
+fn the_rate_limit_benchmark_runs_a_small_workload() {
+    let output = run_bench(&[
+        "rate-limit",
+        "--requests",
+        "100",
+        "--concurrency",
+        "4",
+        "--trials",
+        "1",
+    ]);
+    let text = stdout(&output);
+    assert!(output.status.success(), "{text}{}", stderr(&output));
+    for row in [
+        "push, no limiter",
+        "push, max_requests_per_sec 0",
+        "push, max_requests_per_sec 1000000",
+        "account_share 0.5",
+    ] {
+        assert!(text.contains(row), "no {row:?} in:\n{text}");
+    }
+}
+
+#[test]
 fn every_command_has_help() {
     for args in [
         vec!["--help"],
@@ -159,6 +182,7 @@ fn every_command_has_help() {
         vec!["queue", "--help"],
         vec!["write-concern", "--help"],
         vec!["backlog", "--help"],
+        vec!["rate-limit", "--help"],
     ] {
         let output = Command::new(env!("CARGO_BIN_EXE_herald-bench"))
             .args(&args)

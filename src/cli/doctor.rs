@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use herald::{
     config::Settings,
-    push::{Event, EventPusher, Provider},
+    push::{rate_limit::RateLimiter, Event, EventPusher, Provider},
     queue, store,
 };
 
@@ -57,7 +57,9 @@ async fn check_mongodb(settings: &Settings) -> Result<String, String> {
 }
 
 async fn check_push(settings: &Settings) -> Result<String, String> {
-    let client = Provider::from_settings(settings, None).map_err(|e| e.to_string())?;
+    // One request: it does not wait for a turn of the shared rate limit.
+    let client = Provider::from_settings(settings, None, RateLimiter::unlimited())
+        .map_err(|e| e.to_string())?;
     let (app_id, credentials) = match &client {
         Provider::Tuisongbao(_) => (
             &settings.tuisongbao.app_id,

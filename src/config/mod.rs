@@ -45,7 +45,7 @@ pub use self::{
     export::{ExportSettings, S3Settings, StorageKind},
     log::{LogFormat, LogSettings},
     mongodb::{MongoSettings, WriteAcknowledgment},
-    push::{ProviderKind, PushSettings},
+    push::{ProviderKind, PushSettings, RateLimitSettings},
     pusher::PusherSettings,
     redis::RedisSettings,
     retention::RetentionSettings,

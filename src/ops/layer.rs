@@ -16,7 +16,9 @@ use tower::{Layer, Service};
 
 use super::metrics::Metrics;
 
-/// Records `herald_jobs_done_total`, `herald_jobs_failed_total` and
+/// Records `herald_jobs_done_total`, `herald_jobs_failed_total`,
+/// `herald_jobs_deferred_total` (runs whose error deferred the job without
+/// spending an attempt, [`crate::queue::retry::Defer`]: not failures) and
 /// `herald_job_duration_seconds` for one queue.
 #[derive(Debug, Clone)]
 pub struct JobMetricsLayer {
@@ -51,9 +53,14 @@ pub struct JobMetricsService<S> {
     queue: &'static str,
 }
 
+/// An error as the metrics see it: `Box<dyn Error>`, which may say the
+/// job was deferred.
+type JobError = dyn std::error::Error + Send + Sync + 'static;
+
 impl<S, Args> Service<Task<Args>> for JobMetricsService<S>
 where
     S: Service<Task<Args>>,
+    S::Error: AsRef<JobError>,
 {
     type Response = S::Response;
     type Error = S::Error;
@@ -87,14 +94,22 @@ pin_project_lite::pin_project! {
 impl<F, T, E> Future for Timed<F>
 where
     F: Future<Output = Result<T, E>>,
+    E: AsRef<JobError>,
 {
     type Output = Result<T, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let result = std::task::ready!(this.inner.poll(cx));
-        this.metrics
-            .job_finished(this.queue, result.is_ok(), this.start.elapsed());
+        let elapsed = this.start.elapsed();
+        match &result {
+            Err(e) if crate::queue::retry::Defer::find(e.as_ref()).is_some() => {
+                this.metrics.job_deferred(this.queue, elapsed)
+            }
+            _ => this
+                .metrics
+                .job_finished(this.queue, result.is_ok(), elapsed),
+        }
         Poll::Ready(result)
     }
 }

@@ -96,6 +96,7 @@ struct Inner {
     registry: Registry,
     jobs_done: Family<QueueLabels, Counter>,
     jobs_failed: Family<QueueLabels, Counter>,
+    jobs_deferred: Family<QueueLabels, Counter>,
     job_duration: HistogramFamily<QueueLabels>,
     push_duration: HistogramFamily<PushLabels>,
     export_rows: Counter,
@@ -156,6 +157,12 @@ impl Metrics {
             "Job runs that failed (retried later or dead), per queue",
             Family::<QueueLabels, Counter>::default(),
         );
+        let jobs_deferred = registered(
+            &mut registry,
+            "jobs_deferred",
+            "Job runs deferred without spending an attempt (the push rate limit), per queue",
+            Family::<QueueLabels, Counter>::default(),
+        );
         let job_duration: HistogramFamily<QueueLabels> = registered_seconds(
             &mut registry,
             "job_duration",
@@ -201,6 +208,7 @@ impl Metrics {
             };
             let _ = jobs_done.get_or_create(&labels);
             let _ = jobs_failed.get_or_create(&labels);
+            let _ = jobs_deferred.get_or_create(&labels);
             let _ = job_duration.get_or_create(&labels);
             for reason in TrimReason::ALL {
                 let _ = jobs_trimmed.get_or_create(&TrimLabels {
@@ -223,6 +231,7 @@ impl Metrics {
                 registry,
                 jobs_done,
                 jobs_failed,
+                jobs_deferred,
                 job_duration,
                 push_duration,
                 export_rows,
@@ -243,6 +252,17 @@ impl Metrics {
             &self.inner.jobs_failed
         };
         counter.get_or_create(&labels).inc();
+        self.inner
+            .job_duration
+            .get_or_create(&labels)
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// Records a job run of `queue` that deferred its job without
+    /// spending an attempt (neither done nor failed).
+    pub fn job_deferred(&self, queue: &'static str, elapsed: Duration) {
+        let labels = QueueLabels { queue };
+        self.inner.jobs_deferred.get_or_create(&labels).inc();
         self.inner
             .job_duration
             .get_or_create(&labels)
@@ -325,6 +345,8 @@ mod tests {
         metrics.job_finished("push", true, Duration::from_millis(20));
         metrics.job_finished("push", false, Duration::from_millis(20));
         metrics.job_finished("push", true, Duration::from_millis(20));
+        metrics.job_deferred("push", Duration::from_millis(1));
+        metrics.job_deferred("push", Duration::from_millis(1));
         metrics.push_sent(PushOutcome::Retryable, Duration::from_millis(3));
         metrics.export_rows(42);
         metrics.set_queue_stats(
@@ -352,11 +374,13 @@ mod tests {
             "# TYPE herald_jobs_done counter",
             "herald_jobs_done_total{queue=\"push\"} 2",
             "herald_jobs_failed_total{queue=\"push\"} 1",
+            "herald_jobs_deferred_total{queue=\"push\"} 2",
             "herald_jobs_trimmed_total{queue=\"export\",reason=\"cap\"} 5",
             "herald_jobs_trimmed_total{queue=\"export\",reason=\"age\"} 0",
             "herald_queue_paused{queue=\"export\"} 0",
             "# TYPE herald_job_duration_seconds histogram",
-            "herald_job_duration_seconds_count{queue=\"push\"} 3",
+            // Deferred runs are timed too.
+            "herald_job_duration_seconds_count{queue=\"push\"} 5",
             "herald_push_duration_seconds_count{outcome=\"retryable\"} 1",
             "herald_export_rows_total 42",
             "herald_jobs_done_total{queue=\"send_message\"} 0",

@@ -9,6 +9,8 @@
 //! - [`PushError`] classifies every failure as retryable or permanent, which is
 //!   what the push queue's retry decision rests on.
 //! - [`delivery`] remembers which events were delivered, so none is sent twice.
+//! - [`rate_limit`] keeps every worker sharing the Redis under one request
+//!   rate (`push.max_requests_per_sec`), each account within its share.
 //! - [`job`] defines the `push` queue's payload; [`sandbox`] is the local
 //!   stand-in for Tuisongbao used by tests, demos and development.
 
@@ -18,6 +20,7 @@ pub mod job;
 pub mod limits;
 mod provider;
 pub mod pusher;
+pub mod rate_limit;
 pub mod retry_after;
 pub mod sandbox;
 mod tuisongbao;
@@ -138,6 +141,10 @@ pub enum PushError {
         /// Which rule it breaks.
         reason: String,
     },
+    /// The shared rate limit (or the account's share of it) held the
+    /// request back; not sent.
+    #[error(transparent)]
+    RateLimited(#[from] rate_limit::RateLimitError),
     /// The event cannot be sent as it is (no channel, say); not sent.
     #[error("event {event} cannot be sent: {reason}")]
     InvalidEvent {
@@ -163,7 +170,8 @@ impl PushError {
             PushError::Connect { .. }
             | PushError::Timeout { .. }
             | PushError::Transport { .. }
-            | PushError::UnexpectedBody { .. } => true,
+            | PushError::UnexpectedBody { .. }
+            | PushError::RateLimited(_) => true,
             PushError::Status { status, .. } => {
                 *status >= 500 || matches!(*status, 429 | 403 | 408)
             }

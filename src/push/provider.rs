@@ -2,7 +2,8 @@
 //! `push.provider`.
 
 use super::{
-    limits::ProviderLimits, Event, EventPusher, PushError, PusherClient, TuisongbaoClient,
+    limits::ProviderLimits, rate_limit::RateLimiter, Event, EventPusher, PushError, PusherClient,
+    TuisongbaoClient,
 };
 use crate::config::{ProviderKind, Settings};
 
@@ -17,23 +18,24 @@ pub enum Provider {
 
 impl Provider {
     /// The client `settings.push.provider` names, timing its calls into
-    /// `metrics` when given. Must be called inside a Tokio runtime.
+    /// `metrics` when given and waiting for `limiter`'s turn before each
+    /// request. Must be called inside a Tokio runtime.
     pub fn from_settings(
         settings: &Settings,
         metrics: Option<crate::ops::Metrics>,
+        limiter: RateLimiter,
     ) -> Result<Self, reqwest::Error> {
         Ok(match settings.push.provider {
             ProviderKind::Tuisongbao => {
-                let client = TuisongbaoClient::new(&settings.tuisongbao)?;
+                let client = TuisongbaoClient::new(&settings.tuisongbao)?.with_rate_limit(limiter);
                 Provider::Tuisongbao(match metrics {
                     Some(metrics) => client.with_metrics(metrics),
                     None => client,
                 })
             }
-            ProviderKind::Pusher => Provider::Pusher(match metrics {
-                Some(metrics) => PusherClient::with_metrics(&settings.pusher, metrics)?,
-                None => PusherClient::new(&settings.pusher)?,
-            }),
+            ProviderKind::Pusher => {
+                Provider::Pusher(PusherClient::build(&settings.pusher, metrics, limiter)?)
+            }
         })
     }
 

@@ -49,6 +49,9 @@ pub(super) struct Finished {
     pub handoff: Option<Handoff>,
     /// The shortest wait its error asked for ([`super::retry::NotBefore`]).
     pub not_before: Option<std::time::Duration>,
+    /// Its error deferred it by this long, no attempt spent
+    /// ([`super::retry::Defer`]).
+    pub deferred: Option<std::time::Duration>,
 }
 
 /// Where finished jobs are reported.
@@ -159,15 +162,16 @@ where
             }
             // apalis hands the response on to nothing that reads it; its
             // value is what the acknowledgement records.
-            let (outcome, result, handoff, not_before) = match outcome {
+            let (outcome, result, handoff, not_before, deferred) = match outcome {
                 Ok(response) => {
                     let (value, handoff) = response.into_ack();
-                    (Ok(()), Ok(value), handoff, None)
+                    (Ok(()), Ok(value), handoff, None, None)
                 }
                 Err(error) => {
                     let text = error.to_string();
                     let not_before = super::retry::NotBefore::find(error.as_ref());
-                    (Err(error), Err(text), None, not_before)
+                    let deferred = super::retry::Defer::find(error.as_ref());
+                    (Err(error), Err(text), None, not_before, deferred)
                 }
             };
             match ctx.task_id() {
@@ -179,6 +183,7 @@ where
                         result,
                         handoff,
                         not_before,
+                        deferred,
                     };
                     // A closed channel means the worker stopped; its lease
                     // runs out and the job runs again elsewhere.

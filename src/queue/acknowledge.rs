@@ -4,7 +4,9 @@
 //! Each [`Finished`] report becomes one [`Ack`]: the retry policy's
 //! verdict ([`Outcome`]), the status and result to record, and a history
 //! entry. A successful job's [`super::Handoff`] becomes jobs for the
-//! enqueue script, and its record keeps only their ids.
+//! enqueue script, and its record keeps only their ids. A job its error
+//! deferred ([`super::retry::Defer`]) is scheduled again with its attempt
+//! count unchanged: the run that was deferred does not count.
 
 use std::sync::LazyLock;
 
@@ -43,6 +45,22 @@ impl QueuePersistence {
     /// that cannot be honoured fails the job instead, so its successor is
     /// never dropped silently.
     fn ack(&self, finished: &Finished, now: f64, handed_off: &mut Vec<NewJob>) -> Ack {
+        if let (Err(error), Some(delay), false) = (
+            &finished.result,
+            finished.deferred,
+            matches!(finished.status, Status::Killed),
+        ) {
+            // Not a failure: the run does not count, and leaves no history.
+            return Ack {
+                id: finished.task_id.to_string(),
+                outcome: Outcome::Retry(delay),
+                status: "Pending",
+                attempts: finished.attempt.saturating_sub(1),
+                result: serde_json::to_string(error).unwrap_or_else(|_| "null".into()),
+                history: String::new(),
+                error_group: String::new(),
+            };
+        }
         let handed = match (&finished.result, &finished.handoff) {
             (Ok(_), Some(handoff)) => Some(self.take_handoff(handoff, now, handed_off)),
             _ => None,

@@ -38,6 +38,35 @@ impl NotBefore {
     }
 }
 
+/// A job's error that asks to run again after `delay` *without this run
+/// counting as an attempt*: the job did not get to do its work, for a
+/// reason outside it (a rate limit shared with other workers, say), so it
+/// keeps its whole attempt budget. No backoff, no cap and no history
+/// entry: it is not a failure. Displays as the error it wraps.
+#[derive(Debug, thiserror::Error)]
+#[error("{source}")]
+pub struct Defer {
+    /// When the job runs again, from now.
+    pub delay: Duration,
+    /// Why it was deferred.
+    #[source]
+    pub source: BoxDynError,
+}
+
+impl Defer {
+    /// The delay `error`, or an error in its source chain, defers its job by.
+    pub fn find(error: &(dyn std::error::Error + 'static)) -> Option<Duration> {
+        let mut current = Some(error);
+        while let Some(e) = current {
+            if let Some(defer) = e.downcast_ref::<Defer>() {
+                return Some(defer.delay);
+            }
+            current = e.source();
+        }
+        None
+    }
+}
+
 /// A queue's retry policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryPolicy {
@@ -161,6 +190,23 @@ mod tests {
         );
         assert_eq!(POLICY.not_sooner(Outcome::Dead, secs(7)), Outcome::Dead);
         assert_eq!(POLICY.not_sooner(Outcome::Done, secs(7)), Outcome::Done);
+    }
+
+    #[test]
+    fn a_defer_is_found_through_the_source_chain_and_is_not_a_not_before() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("outer")]
+        struct Outer(#[source] Defer);
+        let inner = Defer {
+            delay: Duration::from_millis(1500),
+            source: "rate limit".into(),
+        };
+        assert_eq!(inner.to_string(), "rate limit");
+        let outer = Outer(inner);
+        assert_eq!(Defer::find(&outer), Some(Duration::from_millis(1500)));
+        assert_eq!(NotBefore::find(&outer), None);
+        let plain: BoxDynError = "plain".into();
+        assert_eq!(Defer::find(plain.as_ref()), None);
     }
 
     #[test]

@@ -30,7 +30,7 @@ use tracing::info;
 
 use crate::{
     config::Settings,
-    push::{delivery::DeliveryLog, Provider},
+    push::{delivery::DeliveryLog, rate_limit::RateLimiter, Provider},
     queue::{self, QueueError},
     queues,
     store::{self, MessageBatcher, MessageStore, StoreError},
@@ -119,7 +119,14 @@ impl Worker {
             .await?;
         messages.ensure_indexes().await?;
         let metrics = crate::ops::Metrics::new();
-        let pusher = Provider::from_settings(&settings, Some(metrics.clone()))?;
+        // One limiter per process; its turns are shared through Redis with
+        // every other worker on the namespace.
+        let limiter = RateLimiter::new(
+            redis.clone(),
+            &settings.redis.namespace,
+            settings.push.rate_limit,
+        );
+        let pusher = Provider::from_settings(&settings, Some(metrics.clone()), limiter.clone())?;
         let ops = match settings.worker.ops_bind {
             Some(addr) => {
                 let state = crate::ops::OpsState::new(
@@ -157,6 +164,7 @@ impl Worker {
         let push = Arc::new(push::Deps {
             pusher: pusher.clone(),
             delivered: receipts.clone(),
+            limiter,
             queue: settings.redis.namespace.queue(QueueName::Push),
         });
         let storage = crate::export::storage::ConfiguredStorage::from_settings(&settings.export)?;
@@ -201,6 +209,10 @@ impl Worker {
             namespace = %settings.redis.namespace,
             concurrency = settings.worker.concurrency,
             push_concurrency = settings.worker.push_concurrency,
+            max_requests_per_sec = settings
+                .push
+                .rate_limit
+                .map_or(0, |limit| limit.max_requests_per_sec.get()),
             "worker starting"
         );
         Ok(Self {

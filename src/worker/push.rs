@@ -11,6 +11,14 @@
 //! so a re-run sends only the slices not yet accepted. The job's own
 //! receipt is written once every slice is.
 //!
+//! Under a shared rate limit (`push.max_requests_per_sec`) the job first
+//! asks whether its account is within its share of the limit
+//! ([`RateLimiter::admit_account`]), and each request waits for its turn
+//! inside the provider client. A job held back by either is *deferred*
+//! ([`Defer`]): scheduled again a little later without spending an
+//! attempt, so the jobs behind it in the queue (other accounts' events)
+//! run meanwhile.
+//!
 //! Retryable failures (connection, timeout, 5xx, 429, 403) return an
 //! ordinary error, so the queue schedules the job again — no sooner than a
 //! `Retry-After` the provider sent ([`NotBefore`]); permanent ones (other
@@ -25,9 +33,13 @@ use tracing::{error, info, warn, Instrument};
 
 use crate::{
     push::{
-        delivery::DeliveryLog, job::PushJob, limits::ProviderLimits, Event, EventPusher, PushError,
+        delivery::DeliveryLog, job::PushJob, limits::ProviderLimits, rate_limit::RateLimiter,
+        Event, EventPusher, PushError,
     },
-    queue::{retry::NotBefore, RawArgs},
+    queue::{
+        retry::{Defer, NotBefore},
+        RawArgs,
+    },
 };
 
 /// How long a failed run waits for the receipts of the slices it did
@@ -41,6 +53,9 @@ pub struct Deps<P> {
     pub pusher: P,
     /// Where delivery receipts are written.
     pub delivered: DeliveryLog,
+    /// The shared rate limit, for the account's share (the provider client
+    /// holds the same limiter for the turns of its requests).
+    pub limiter: RateLimiter,
     /// Full name of the queue, for logs.
     pub queue: String,
 }
@@ -54,9 +69,7 @@ pub async fn handle<P: EventPusher>(
     metadata: MetadataStore,
 ) -> Result<(), BoxDynError> {
     let span = crate::telemetry::job_span!("push", task_id, deps.queue, attempt; event, key);
-    deliver(payload, &deps.pusher, &deps.delivered, &metadata)
-        .instrument(span)
-        .await
+    deliver(payload, &deps, &metadata).instrument(span).await
 }
 
 /// The receipt key of the slice `start..end` of a job's channels.
@@ -66,10 +79,10 @@ pub fn slice_key(idempotency_key: &str, start: usize, end: usize) -> String {
 
 async fn deliver<P: EventPusher>(
     payload: RawArgs,
-    pusher: &P,
-    delivered: &DeliveryLog,
+    deps: &Deps<P>,
     metadata: &MetadataStore,
 ) -> Result<(), BoxDynError> {
+    let (pusher, delivered) = (&deps.pusher, &deps.delivered);
     let job: PushJob = match serde_json::from_str(payload.get()) {
         Ok(job) => job,
         Err(e) => {
@@ -94,6 +107,9 @@ async fn deliver<P: EventPusher>(
     }
     let limits = pusher.limits();
     let chunks = limits.channel_chunks(&job.event.channels).len();
+    if let Err(e) = deps.limiter.admit_account(&job.account_id, chunks).await {
+        return Err(failure(e.into()));
+    }
     let result = if chunks == 1 {
         // `send` checks the event first; a refusal is permanent.
         pusher.send(&job.event).await
@@ -167,6 +183,19 @@ async fn send_in_slices<P: EventPusher>(
 /// The job's error for a provider's failure: retryable ones as they are
 /// (with the provider's `Retry-After` as a [`NotBefore`]), others aborted.
 fn failure(e: PushError) -> BoxDynError {
+    if let PushError::RateLimited(limited) = &e {
+        if let Some(delay) = limited.retry_in() {
+            info!(
+                reason = %limited,
+                retry_in_ms = delay.as_millis() as u64,
+                "push deferred by the rate limit; no attempt spent"
+            );
+            return Box::new(Defer {
+                delay,
+                source: e.into(),
+            });
+        }
+    }
     if e.is_refused_before_sending() {
         error!(error = %e, "event refused before sending, not retrying");
         return AbortError::new(e).into();
@@ -193,6 +222,7 @@ fn failure(e: PushError) -> BoxDynError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::push::rate_limit::RateLimitError;
 
     #[test]
     fn a_provider_wait_becomes_a_not_before_and_a_refusal_an_abort() {
@@ -224,5 +254,34 @@ mod tests {
             limit: 10_240,
         });
         assert!(refused.downcast_ref::<AbortError>().is_some());
+    }
+
+    #[test]
+    fn a_rate_limit_refusal_defers_and_a_limiter_outage_is_a_plain_failure() {
+        let busy = failure(PushError::RateLimited(RateLimitError::Busy {
+            per_sec: 50,
+            max_wait_ms: 1_000,
+            retry_in: Duration::from_millis(1_300),
+        }));
+        assert_eq!(
+            Defer::find(busy.as_ref()),
+            Some(Duration::from_millis(1_300))
+        );
+        assert_eq!(NotBefore::find(busy.as_ref()), None);
+        assert!(busy.downcast_ref::<AbortError>().is_none());
+
+        let over = failure(PushError::RateLimited(RateLimitError::OverShare {
+            account: "a".into(),
+            share_percent: 50,
+            per_sec: 50,
+            retry_in: Duration::from_secs(2),
+        }));
+        assert_eq!(Defer::find(over.as_ref()), Some(Duration::from_secs(2)));
+
+        let down = failure(PushError::RateLimited(RateLimitError::Redis {
+            reason: "connection refused".into(),
+        }));
+        assert_eq!(Defer::find(down.as_ref()), None);
+        assert!(down.downcast_ref::<AbortError>().is_none(), "retried");
     }
 }

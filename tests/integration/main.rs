@@ -28,6 +28,7 @@ mod pause;
 mod poison_jobs;
 mod providers;
 mod push_auth;
+mod rate_limit;
 mod redis_restart;
 mod retention;
 mod s3_server;

@@ -15,6 +15,12 @@
 //! event of a batch gets the batch's answer. A batch the server refuses as
 //! a whole with 400 or 413 is sent again event by event, so that one event
 //! it will not take does not fail the others.
+//!
+//! Every request (an `/events` call, a whole `/batch_events` call) waits
+//! for its turn under the shared rate limit ([`RateLimiter`]) first. The
+//! batching task takes a batch's turn before closing the batch, so under a
+//! limit the events due while the turn is awaited leave with it: the
+//! limit paces requests, and batches grow to carry the events.
 
 pub mod limits;
 pub mod signature;
@@ -29,7 +35,9 @@ use serde::Serialize;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use self::limits::{LIMITS, MAX_BATCH};
-use super::{clip_body, limits::ProviderLimits, Event, EventPusher, PushError};
+use super::{
+    clip_body, limits::ProviderLimits, rate_limit::RateLimiter, Event, EventPusher, PushError,
+};
 use crate::config::PusherSettings;
 
 /// Most requests one process has in flight through the batching task.
@@ -72,6 +80,7 @@ struct Http {
     secret: SecretString,
     request_timeout: Duration,
     metrics: Option<crate::ops::Metrics>,
+    limiter: RateLimiter,
 }
 
 impl std::fmt::Debug for Http {
@@ -96,7 +105,7 @@ impl PusherClient {
     /// inside a Tokio runtime); fails only if the TLS backend cannot
     /// initialise.
     pub fn new(settings: &PusherSettings) -> Result<Self, reqwest::Error> {
-        Self::build(settings, None)
+        Self::build(settings, None, RateLimiter::unlimited())
     }
 
     /// Like [`PusherClient::new`], timing every call into
@@ -105,12 +114,15 @@ impl PusherClient {
         settings: &PusherSettings,
         metrics: crate::ops::Metrics,
     ) -> Result<Self, reqwest::Error> {
-        Self::build(settings, Some(metrics))
+        Self::build(settings, Some(metrics), RateLimiter::unlimited())
     }
 
-    fn build(
+    /// Like [`PusherClient::new`], timing calls into `metrics` when given
+    /// and waiting for `limiter`'s turn before every request.
+    pub fn build(
         settings: &PusherSettings,
         metrics: Option<crate::ops::Metrics>,
+        limiter: RateLimiter,
     ) -> Result<Self, reqwest::Error> {
         let http = super::http_client(settings.connect_timeout, settings.request_timeout)?;
         let base = super::as_base(&settings.url);
@@ -122,6 +134,7 @@ impl PusherClient {
             secret: settings.secret.clone(),
             request_timeout: settings.request_timeout,
             metrics,
+            limiter,
         });
         let (batcher, waiting) = mpsc::unbounded_channel();
         tokio::spawn(batch_events(Arc::clone(&http), waiting));
@@ -190,12 +203,22 @@ async fn batch_events(http: Arc<Http>, mut waiting: mpsc::UnboundedReceiver<Wait
         let Some(first) = waiting.recv().await else {
             return;
         };
+        // The batch's turn under the shared rate limit is awaited before the
+        // batch is closed, so the events due meanwhile join it.
+        let turn = http.limiter.acquire().await;
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
             match waiting.try_recv() {
                 Ok(next) => batch.push(next),
                 Err(_) => break,
             }
+        }
+        if let Err(e) = turn {
+            let e = PushError::from(e);
+            for waiting in batch {
+                let _ = waiting.answer.send(Err(e.clone()));
+            }
+            continue;
         }
         let http = Arc::clone(&http);
         tokio::spawn(async move {
@@ -205,20 +228,26 @@ async fn batch_events(http: Arc<Http>, mut waiting: mpsc::UnboundedReceiver<Wait
     }
 }
 
-/// Sends `batch` and answers each of its events.
+/// Sends `batch`, whose turn under the rate limit is taken, and answers
+/// each of its events.
 async fn send_batch(http: &Http, batch: Vec<Waiting>) {
     if let [one] = batch.as_slice() {
         let item = &one.item;
-        let result = http
-            .events(&item.name, std::slice::from_ref(&item.channel), &item.data)
-            .await;
+        let body = EventsBody {
+            name: &item.name,
+            channels: std::slice::from_ref(&item.channel),
+            data: &item.data,
+        };
+        let result = http.timed_post_in_turn("events", &body).await;
         for waiting in batch {
             let _ = waiting.answer.send(result.clone());
         }
         return;
     }
     let items: Vec<BatchItem> = batch.iter().map(|w| w.item.clone()).collect();
-    let result = http.batch(&items).await;
+    let result = http
+        .timed_post_in_turn("batch_events", &BatchBody { batch: &items })
+        .await;
     let refused_as_a_whole = matches!(&result, Err(e) if matches!(e.status(), Some(400 | 413)));
     if !refused_as_a_whole {
         for waiting in batch {
@@ -262,13 +291,18 @@ impl Http {
         self.timed_post("events", &body).await
     }
 
-    /// One `/batch_events` call.
-    async fn batch(&self, items: &[BatchItem]) -> Result<(), PushError> {
-        self.timed_post("batch_events", &BatchBody { batch: items })
-            .await
+    /// One call, after its turn under the rate limit.
+    async fn timed_post(&self, resource: &str, body: &impl Serialize) -> Result<(), PushError> {
+        self.limiter.acquire().await?;
+        self.timed_post_in_turn(resource, body).await
     }
 
-    async fn timed_post(&self, resource: &str, body: &impl Serialize) -> Result<(), PushError> {
+    /// One call whose turn under the rate limit is already taken.
+    async fn timed_post_in_turn(
+        &self,
+        resource: &str,
+        body: &impl Serialize,
+    ) -> Result<(), PushError> {
         super::timed(self.metrics.as_ref(), self.post(resource, body)).await
     }
 

@@ -3,7 +3,8 @@
 //! One `reqwest::Client` (one connection pool) is shared by every push job of
 //! a process. Each call is `POST {base}/v2/open/engine/events` with Basic auth;
 //! only a 2xx answer whose body is exactly `OK` counts as delivered. Events
-//! are checked against [`LIMITS`] before any call.
+//! are checked against [`LIMITS`] before any call, and every call waits for
+//! its turn under the shared rate limit ([`RateLimiter`]) first.
 
 pub mod limits;
 
@@ -14,7 +15,9 @@ use reqwest::header::{HeaderValue, AUTHORIZATION};
 use secrecy::ExposeSecret;
 
 pub use self::limits::LIMITS;
-use super::{clip_body, limits::ProviderLimits, Event, EventPusher, PushError};
+use super::{
+    clip_body, limits::ProviderLimits, rate_limit::RateLimiter, Event, EventPusher, PushError,
+};
 use crate::config::TuisongbaoSettings;
 
 /// Path of the events endpoint below the base URL.
@@ -28,6 +31,7 @@ pub struct TuisongbaoClient {
     authorization: HeaderValue,
     request_timeout: Duration,
     metrics: Option<crate::ops::Metrics>,
+    limiter: RateLimiter,
 }
 
 /// The `Authorization` header value for `app_id` and `secret`.
@@ -56,12 +60,19 @@ impl TuisongbaoClient {
             authorization,
             request_timeout: settings.request_timeout,
             metrics: None,
+            limiter: RateLimiter::unlimited(),
         })
     }
 
     /// Times every call into `herald_push_duration_seconds`.
     pub fn with_metrics(mut self, metrics: crate::ops::Metrics) -> Self {
         self.metrics = Some(metrics);
+        self
+    }
+
+    /// Waits for `limiter`'s turn before every call.
+    pub fn with_rate_limit(mut self, limiter: RateLimiter) -> Self {
+        self.limiter = limiter;
         self
     }
 
@@ -79,6 +90,7 @@ impl EventPusher for TuisongbaoClient {
     async fn send(&self, event: &Event) -> Result<(), PushError> {
         LIMITS.check(event)?;
         for channels in LIMITS.channel_chunks(&event.channels) {
+            self.limiter.acquire().await?;
             if channels.len() == event.channels.len() {
                 super::timed(self.metrics.as_ref(), self.post(event)).await?;
             } else {

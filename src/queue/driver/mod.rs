@@ -178,6 +178,7 @@ impl WorkerDriver {
             result: Err(reason.to_string()),
             handoff: None,
             not_before: None,
+            deferred: None,
         });
     }
 
