@@ -257,7 +257,11 @@ async fn the_api_and_the_page_refuse_requests_without_credentials() {
         .await
         .unwrap();
     assert_eq!(page.status(), StatusCode::OK);
-    assert!(page.text().await.unwrap().contains("Failures grouped by error"));
+    assert!(page
+        .text()
+        .await
+        .unwrap()
+        .contains("Failures grouped by error"));
 
     let retry_url = format!("{web}/api/v1/queues/push/failed/{}/retry", dead[0]);
     let forged = no_redirects

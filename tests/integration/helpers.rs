@@ -701,3 +701,23 @@ impl Drop for TestEnv {
         let _ = cleanup.join();
     }
 }
+
+/// A tool binary the tests start: the path in the environment variable
+/// `override_var`, else `name` on `PATH`, else in Cargo's bin directory
+/// (where `cargo install` puts it); `None` if none is found.
+pub fn installed_binary(override_var: &str, name: &str) -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os(override_var) {
+        return Some(PathBuf::from(path));
+    }
+    let cargo_bin = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cargo")))
+        .map(|home| home.join("bin"));
+    std::env::var_os("PATH")
+        .map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
+        .unwrap_or_default()
+        .into_iter()
+        .chain(cargo_bin)
+        .map(|dir| dir.join(name))
+        .find(|path| path.is_file())
+}

@@ -24,7 +24,7 @@ use object_store::{
     ObjectStore,
 };
 
-use crate::helpers::wait_within;
+use crate::helpers::{installed_binary, wait_within};
 
 /// The credentials the server accepts.
 pub const ACCESS_KEY: &str = "herald-test-access";
@@ -35,26 +35,12 @@ pub const PREFIX: &str = "exports";
 /// The s3s-fs binary: `HERALD_TEST_S3S_FS`, else on `PATH`, else in
 /// Cargo's bin directory.
 fn binary() -> PathBuf {
-    if let Some(path) = std::env::var_os("HERALD_TEST_S3S_FS") {
-        return PathBuf::from(path);
-    }
-    let cargo_bin = std::env::var_os("CARGO_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cargo")))
-        .map(|home| home.join("bin"));
-    std::env::var_os("PATH")
-        .map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
-        .unwrap_or_default()
-        .into_iter()
-        .chain(cargo_bin)
-        .map(|dir| dir.join("s3s-fs"))
-        .find(|path| path.is_file())
-        .unwrap_or_else(|| {
-            panic!(
-                "s3s-fs is not installed (nor named by HERALD_TEST_S3S_FS): \
+    installed_binary("HERALD_TEST_S3S_FS", "s3s-fs").unwrap_or_else(|| {
+        panic!(
+            "s3s-fs is not installed (nor named by HERALD_TEST_S3S_FS): \
                  run scripts/setup.sh, which installs it with cargo install"
-            )
-        })
+        )
+    })
 }
 
 /// A running s3s-fs with one bucket.

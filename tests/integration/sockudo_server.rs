@@ -19,7 +19,10 @@ use std::{
     time::Duration,
 };
 
-use crate::{helpers::wait_within, ops::free_port};
+use crate::{
+    helpers::{installed_binary, wait_within},
+    ops::free_port,
+};
 
 /// The app the server knows.
 pub const APP_ID: &str = "herald-inbox-test";
@@ -29,27 +32,13 @@ pub const APP_SECRET: &str = "herald-inbox-secret";
 /// The sockudo binary: `HERALD_TEST_SOCKUDO`, else on `PATH`, else in
 /// Cargo's bin directory.
 fn binary() -> PathBuf {
-    if let Some(path) = std::env::var_os("HERALD_TEST_SOCKUDO") {
-        return PathBuf::from(path);
-    }
-    let cargo_bin = std::env::var_os("CARGO_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cargo")))
-        .map(|home| home.join("bin"));
-    std::env::var_os("PATH")
-        .map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
-        .unwrap_or_default()
-        .into_iter()
-        .chain(cargo_bin)
-        .map(|dir| dir.join("sockudo"))
-        .find(|path| path.is_file())
-        .unwrap_or_else(|| {
-            panic!(
-                "sockudo is not installed (nor named by HERALD_TEST_SOCKUDO): \
+    installed_binary("HERALD_TEST_SOCKUDO", "sockudo").unwrap_or_else(|| {
+        panic!(
+            "sockudo is not installed (nor named by HERALD_TEST_SOCKUDO): \
                  run `bash scripts/setup.sh --browser`, which installs it with cargo install \
                  (with Debian's protobuf-compiler; about 14 minutes of one core, once)"
-            )
-        })
+        )
+    })
 }
 
 /// A running Sockudo; killed, and its scratch directory removed, on drop.
