@@ -28,14 +28,7 @@ pub async fn browser() -> (ChromeDriver, Client) {
         profile.clone(),
         "chromedriver (install Debian's chromium and chromium-driver: bash scripts/setup.sh --browser)",
     );
-    let start = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "chromedriver did not start"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    crate::helpers::wait_for_listener("chromedriver", port, Duration::from_secs(20)).await;
     let options = serde_json::json!({
         "binary": "/usr/bin/chromium",
         "args": [

@@ -26,7 +26,7 @@ pub const WEB_TOKEN: &str = "test-web-token";
 
 /// How long `wait_for` waits before declaring the condition never came.
 /// A deadline against hangs, not a speed requirement.
-const PATIENCE: Duration = Duration::from_secs(30);
+pub const PATIENCE: Duration = Duration::from_secs(30);
 
 pub fn redis_url() -> String {
     std::env::var("HERALD_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
@@ -720,4 +720,21 @@ pub fn installed_binary(override_var: &str, name: &str) -> Option<PathBuf> {
         .chain(cargo_bin)
         .map(|dir| dir.join(name))
         .find(|path| path.is_file())
+}
+
+/// Waits until something listens on 127.0.0.1:`port` (a server a test
+/// started), at most `within`; `what` names it if it never does.
+pub async fn wait_for_listener(what: &str, port: u16, within: Duration) {
+    wait_within(
+        &format!("{what} to listen on port {port}"),
+        within,
+        Duration::from_millis(50),
+        || async move {
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .ok()
+                .map(|_| ())
+        },
+    )
+    .await;
 }

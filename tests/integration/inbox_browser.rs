@@ -350,13 +350,7 @@ fn run_ok(env: &TestEnv, args: &[&str]) -> String {
 
 async fn wait_for_port(port: &str) {
     let port: u16 = port.parse().expect("a port number");
-    crate::helpers::wait_for("herald web to listen", || async move {
-        tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .ok()
-            .map(|_| ())
-    })
-    .await;
+    crate::helpers::wait_for_listener("herald web", port, crate::helpers::PATIENCE).await;
 }
 
 /// Writes [`OLD_MESSAGES`] read messages of `account`, a day old, straight

@@ -24,7 +24,7 @@ use object_store::{
     ObjectStore,
 };
 
-use crate::helpers::{installed_binary, wait_within};
+use crate::helpers::{installed_binary, wait_for_listener};
 
 /// The credentials the server accepts.
 pub const ACCESS_KEY: &str = "herald-test-access";
@@ -102,19 +102,7 @@ impl S3Server {
             .spawn()
             .expect("s3s-fs starts");
         self.child = Some(child);
-        let port = self.port;
-        wait_within(
-            "s3s-fs to listen",
-            Duration::from_secs(20),
-            Duration::from_millis(20),
-            || async move {
-                tokio::net::TcpStream::connect(("127.0.0.1", port))
-                    .await
-                    .ok()
-                    .map(|_| ())
-            },
-        )
-        .await;
+        wait_for_listener("s3s-fs", self.port, Duration::from_secs(20)).await;
     }
 
     /// Kills the server (its data stays).

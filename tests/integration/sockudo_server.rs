@@ -20,7 +20,7 @@ use std::{
 };
 
 use crate::{
-    helpers::{installed_binary, wait_within},
+    helpers::{installed_binary, wait_for_listener},
     ops::free_port,
 };
 
@@ -72,18 +72,7 @@ impl SockudoServer {
             .spawn()
             .unwrap_or_else(|e| panic!("sockudo runs: {e}"));
         let server = Self { child, port, dir };
-        wait_within(
-            "Sockudo to listen",
-            Duration::from_secs(30),
-            Duration::from_millis(50),
-            || async move {
-                tokio::net::TcpStream::connect(("127.0.0.1", port))
-                    .await
-                    .ok()
-                    .map(|_| ())
-            },
-        )
-        .await;
+        wait_for_listener("Sockudo", port, Duration::from_secs(30)).await;
         server
     }
 
