@@ -84,6 +84,7 @@ pub fn config(settings: &Settings, queue: QueueName) -> QueueConfig {
     config.missed_heartbeats = worker.missed_heartbeats as u32;
     config.retry = retry_policy(settings, queue);
     config.max_payload_bytes = worker.max_payload_bytes;
+    config.idle_wait = worker.idle_wait;
     config.retention = Retention {
         done: settings.retention.done,
         dead: settings.retention.dead,

@@ -35,7 +35,6 @@ fn run_bench(args: &[&str]) -> Output {
             "HERALD_MONGODB_URL",
             service("HERALD_TEST_MONGODB_URL", "mongodb://127.0.0.1:27017"),
         )
-        .env("HERALD_WORKER_POLL_INTERVAL_MS", "50")
         .env("HERALD_LOG_LEVEL", "warn")
         .output()
         .expect("herald-bench runs")

@@ -12,17 +12,18 @@
 //!   handler is known to be well formed.
 //! - [`queue`]: queue names and the Redis key namespace they live under.
 //! - [`producer`]: [`Producer`], a small client that validates a job and enqueues
-//!   it through apalis-redis.
+//!   it.
+//! - [`enqueue`]: the enqueue script the producer and the worker share.
 //! - [`error`]: [`ValidationError`], which always names the offending field.
 //! - [`object`]: [`object_only!`], which makes a payload type accept a JSON
 //!   object and nothing else.
 //! - [`redis_url`]: opening Redis from a URL, including `redis+sentinel://`.
-//! - [`task_order`]: task ids that keep one process's jobs in the order it
-//!   enqueued them.
+//! - [`task_order`]: job ids that sort in the order one process made them.
 //!
 //! Producers in other languages write the same JSON; its shape is documented on
 //! [`SendMessage`] and in the repository's README.
 
+pub mod enqueue;
 pub mod error;
 pub mod export;
 pub mod ids;

@@ -1,7 +1,9 @@
 //! Enqueueing jobs from a Rust program.
 //!
 //! [`Producer`] validates a job with the same rules the worker applies, then
-//! hands it to apalis-redis.
+//! writes it with the queue's own enqueue script ([`crate::enqueue`]): a
+//! job due now goes straight to the ready list, and an idle worker blocked
+//! on the queue's wake list starts it at once.
 //!
 //! A producer that retries an enqueue after a network hiccup may put the
 //! same message (the same `messageId`) on the queue twice. That is safe:
@@ -16,10 +18,11 @@
 
 use std::time::Duration;
 
-use apalis::prelude::{TaskBuilder, TaskSink};
-use apalis_redis::{Config, ConnectionManager, RedisStorage};
+use redis::aio::ConnectionManager;
+use serde::Serialize;
 
 use crate::{
+    enqueue::{enqueue, now_secs, NewJob},
     error::ValidationError,
     export::{Export, ExportLimits},
     ids::MessageId,
@@ -53,38 +56,38 @@ pub enum ProducerError {
         url: String,
         /// The driver's error.
         #[source]
-        source: apalis_redis::RedisError,
+        source: redis::RedisError,
     },
     /// Redis accepted the connection but the enqueue failed.
-    #[error("enqueueing into {queue} failed: {reason}")]
+    #[error("enqueueing into {queue} failed: {source}")]
     Enqueue {
         /// Full name of the queue.
         queue: String,
-        /// What apalis-redis reported.
-        reason: String,
+        /// The driver's error.
+        #[source]
+        source: redis::RedisError,
     },
-}
-
-impl ProducerError {
-    fn enqueue(queue: &str, error: impl std::fmt::Display) -> Self {
-        Self::Enqueue {
-            queue: queue.to_owned(),
-            reason: error.to_string(),
-        }
-    }
+    /// A job could not be encoded as JSON.
+    #[error("cannot encode a job for {queue}: {source}")]
+    Encode {
+        /// Full name of the queue.
+        queue: String,
+        /// The encoder's error.
+        #[source]
+        source: serde_json::Error,
+    },
 }
 
 /// A client that puts Herald jobs on their queues.
 #[derive(Debug, Clone)]
 pub struct Producer {
-    messages: RedisStorage<SendMessage>,
-    exports: RedisStorage<Export>,
     conn: ConnectionManager,
     queue: String,
     export_queue: String,
     limits: MessageLimits,
-    /// Whether message jobs carry an enqueue idempotency key.
-    dedup: bool,
+    /// How long message jobs' enqueue idempotency keys are remembered;
+    /// `None`: message jobs carry no key.
+    dedup: Option<Duration>,
 }
 
 impl Producer {
@@ -107,14 +110,11 @@ impl Producer {
         let queue = namespace.queue(QueueName::SendMessage);
         let export_queue = namespace.queue(QueueName::Export);
         Self {
-            messages: RedisStorage::new(conn.clone()).with_config(Config::default().queue(&queue)),
-            exports: RedisStorage::new(conn.clone())
-                .with_config(Config::default().queue(&export_queue)),
             conn,
             queue,
             export_queue,
             limits: MessageLimits::default(),
-            dedup: false,
+            dedup: None,
         }
     }
 
@@ -123,23 +123,23 @@ impl Producer {
     /// that time adds no job. Costs about 180 bytes of Redis per message
     /// for `ttl` (see the module docs for why it is off by default).
     pub fn with_enqueue_dedup(mut self, ttl: Duration) -> Self {
-        let config = Config::default()
-            .queue(&self.queue)
-            .idempotency_ttl(Some(ttl));
-        self.messages = RedisStorage::new(self.conn.clone()).with_config(config);
-        self.dedup = true;
+        self.dedup = Some(ttl);
         self
     }
 
-    /// The task for message `id`, with its idempotency key when enqueue
+    /// The job for message `id`, with its idempotency key when enqueue
     /// deduplication is on.
-    fn message_task(&self, job: SendMessage, id: MessageId) -> apalis::prelude::Task<SendMessage> {
-        let builder = TaskBuilder::new(job).task_id(next_task_id());
-        if self.dedup {
-            builder.idempotency_key(format!("message:{id}")).build()
-        } else {
-            builder.build()
-        }
+    fn message_job(
+        &self,
+        job: &SendMessage,
+        id: MessageId,
+        now: f64,
+    ) -> Result<NewJob, ProducerError> {
+        let key = match self.dedup {
+            Some(_) => format!("message:{id}"),
+            None => String::new(),
+        };
+        new_job(&self.queue, job, key, now)
     }
 
     /// Applies the same limits the worker is configured with, so a job the
@@ -153,11 +153,8 @@ impl Producer {
     /// `_id` the document will have in MongoDB.
     pub async fn enqueue_message(&mut self, job: SendMessage) -> Result<MessageId, ProducerError> {
         let valid = job.validate(&self.limits)?;
-        let task = self.message_task(job, valid.id);
-        self.messages
-            .push_task(task)
-            .await
-            .map_err(|e| ProducerError::enqueue(&self.queue, e))?;
+        let new = self.message_job(&job, valid.id, now_secs())?;
+        write(&mut self.conn, &self.queue, self.dedup, &[new]).await?;
         Ok(valid.id)
     }
 }
@@ -172,17 +169,14 @@ impl Producer {
             default_time_zone: chrono_tz::UTC,
         };
         let valid = job.validate(&limits)?;
-        let task = TaskBuilder::new(job).task_id(next_task_id()).build();
-        self.exports
-            .push_task(task)
-            .await
-            .map_err(|e| ProducerError::enqueue(&self.export_queue, e))?;
+        let new = new_job(&self.export_queue, &job, String::new(), now_secs())?;
+        write(&mut self.conn, &self.export_queue, None, &[new]).await?;
         Ok(valid.key)
     }
 }
 
 /// Jobs sent to Redis per round trip by [`Producer::enqueue_messages`].
-pub const BULK_CHUNK: usize = 1_000;
+pub const BULK_CHUNK: usize = crate::enqueue::ENQUEUE_CHUNK;
 
 impl Producer {
     /// Validates every job, then enqueues them all in chunks of
@@ -200,21 +194,53 @@ impl Producer {
                 .map_err(|error| ProducerError::InvalidInBatch { index, error })?;
             ids.push(valid.id);
         }
-        let mut jobs = jobs.into_iter().zip(&ids);
-        loop {
-            let chunk: Vec<_> = jobs
-                .by_ref()
-                .take(BULK_CHUNK)
-                .map(|(job, id)| self.message_task(job, *id))
-                .collect();
-            if chunk.is_empty() {
-                break;
-            }
-            self.messages
-                .push_all(futures::stream::iter(chunk))
-                .await
-                .map_err(|e| ProducerError::enqueue(&self.queue, e))?;
+        for (jobs, ids) in jobs.chunks(BULK_CHUNK).zip(ids.chunks(BULK_CHUNK)) {
+            let now = now_secs();
+            let chunk = jobs
+                .iter()
+                .zip(ids)
+                .map(|(job, id)| self.message_job(job, *id, now))
+                .collect::<Result<Vec<_>, _>>()?;
+            write(&mut self.conn, &self.queue, self.dedup, &chunk).await?;
         }
         Ok(ids)
     }
+}
+
+/// Writes `jobs` onto `queue` with the enqueue script, remembering their
+/// idempotency keys for `ttl`.
+async fn write(
+    conn: &mut ConnectionManager,
+    queue: &str,
+    ttl: Option<Duration>,
+    jobs: &[NewJob],
+) -> Result<(), ProducerError> {
+    enqueue(conn, queue, ttl, jobs, now_secs())
+        .await
+        .map_err(|source| ProducerError::Enqueue {
+            queue: queue.to_owned(),
+            source,
+        })?;
+    Ok(())
+}
+
+/// `job` as a new job of `queue` with the enqueue idempotency key `key`
+/// ("" for none), due at once.
+fn new_job<T: Serialize>(
+    queue: &str,
+    job: &T,
+    key: String,
+    now: f64,
+) -> Result<NewJob, ProducerError> {
+    let payload = serde_json::to_vec(job).map_err(|source| ProducerError::Encode {
+        queue: queue.to_owned(),
+        source,
+    })?;
+    Ok(NewJob {
+        id: next_task_id().to_string(),
+        payload,
+        run_at: 0,
+        metadata: NewJob::metadata(0, 0, &key, now),
+        idempotency_key: key,
+    })
 }

@@ -103,3 +103,11 @@ mod tests {
         }
     }
 }
+
+/// The Redis key `suffix` of the queue whose full name is `queue`
+/// (`NAMESPACE:QUEUE`): every key of a queue is one, for example
+/// `herald:send_message:data`. The worker and the producers name keys
+/// through this one function.
+pub fn queue_key(queue: &str, suffix: &str) -> String {
+    format!("{queue}:{suffix}")
+}

@@ -1,35 +1,27 @@
-//! Task ids that keep a producer's jobs in the order it enqueued them.
+//! Job ids that sort in the order one process created them.
 //!
-//! apalis-redis puts every job it is given into the queue's scheduled set,
-//! scored by the second it is due (for a job to run now: the current
-//! second), and Herald's worker moves due jobs to the queue in the set's
-//! order: by score, then by member, the task id, compared as a string.
-//! Jobs enqueued within the same second are therefore taken in the order of
-//! their ids. apalis-redis's own ids are ULIDs whose random part makes that
-//! order arbitrary within a millisecond: a bulk enqueue of a thousand
-//! messages would reach the worker shuffled.
+//! A job's id is a ULID. Jobs reach a queue's ready list in the order they
+//! were enqueued whatever their ids, but delayed jobs and retries wait in
+//! the scheduled set, which orders jobs due in the same second by id, and
+//! operators read listings sorted by id. A plain ULID's random part makes
+//! the order of ids minted within one millisecond arbitrary: a bulk enqueue
+//! of a thousand messages would list shuffled.
 //!
 //! [`next_task_id`] hands out ULIDs from one monotonic generator per
-//! process instead: each id is greater than the previous one, so one
-//! producer process's jobs reach the queue in the order it enqueued them.
-//! Jobs from different processes interleave by their millisecond.
+//! process instead: each id is greater than the previous one. Ids from
+//! different processes interleave by their millisecond.
 
 use std::sync::Mutex;
 
-use apalis::prelude::TaskId;
 use ulid::{Generator, Ulid};
 
 /// The process's generator; every [`crate::Producer`] shares it, so the
 /// order holds across producers (and clones) in one process.
 static GENERATOR: Mutex<Generator> = Mutex::new(Generator::new());
 
-/// The next task id: a ULID greater than every one this process generated
+/// The next job id: a ULID greater than every one this process generated
 /// before it.
-pub fn next_task_id() -> TaskId {
-    TaskId::from_string(next_ulid().to_string())
-}
-
-fn next_ulid() -> Ulid {
+pub fn next_task_id() -> Ulid {
     // A poisoned lock only means another thread panicked while holding it;
     // the generator's state (the previous id) is still valid.
     let mut generator = GENERATOR.lock().unwrap_or_else(|p| p.into_inner());

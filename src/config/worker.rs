@@ -11,8 +11,8 @@ define_settings! {
     PUSH_CONCURRENCY: "push_concurrency" = "32",
         "pushes at once; 1 keeps each account's events in enqueue order (see \"Delivery guarantees\")";
     FETCH_BATCH_SIZE: "fetch_batch_size" = "100", "jobs per Redis fetch";
-    POLL_INTERVAL_MS: "poll_interval_ms" = "100",
-        "idle poll period (jobs this worker enqueues itself, such as pushes, wake it at once)";
+    IDLE_WAIT_MS: "idle_wait_ms" = "5000",
+        "longest an idle worker blocks on its queue's wake list before it fetches anyway (enqueues wake it at once)";
     HEARTBEAT_INTERVAL_SECS: "heartbeat_interval_secs" = "10", "liveness heartbeat";
     MISSED_HEARTBEATS: "missed_heartbeats" = "3",
         "missed beats before a worker's jobs are re-run elsewhere";
@@ -40,8 +40,8 @@ pub struct WorkerSettings {
     pub push_concurrency: usize,
     /// Jobs fetched per Redis round trip.
     pub fetch_batch_size: usize,
-    /// How often an idle worker looks for new jobs.
-    pub poll_interval: Duration,
+    /// Longest an idle worker waits for a wake-up before it fetches anyway.
+    pub idle_wait: Duration,
     /// Liveness heartbeat period.
     pub heartbeat_interval: Duration,
     /// Heartbeats missed before a worker's jobs are re-run elsewhere.
@@ -74,7 +74,7 @@ pub(super) fn read(values: &Values) -> Result<WorkerSettings, ConfigError> {
         concurrency: values.checked(&CONCURRENCY, positive)?,
         push_concurrency: values.checked(&PUSH_CONCURRENCY, positive)?,
         fetch_batch_size: values.checked(&FETCH_BATCH_SIZE, positive)?,
-        poll_interval: values.checked(&POLL_INTERVAL_MS, millis)?,
+        idle_wait: values.checked(&IDLE_WAIT_MS, millis)?,
         heartbeat_interval: values.checked(&HEARTBEAT_INTERVAL_SECS, secs)?,
         missed_heartbeats: values.checked(&MISSED_HEARTBEATS, positive)?,
         // 0 is allowed: no grace period.

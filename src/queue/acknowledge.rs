@@ -159,6 +159,7 @@ impl QueuePersistence {
                 .key(self.config.dead_key())
                 .key(self.config.scheduled_key())
                 .key(self.config.data_key())
+                .key(self.config.wake_key())
                 .arg(format!("{now:.3}"))
                 .arg(self.config.meta_prefix())
                 .arg(self.config.history_prefix())

@@ -61,6 +61,7 @@ impl<Args> RedisQueue<Args> {
             config: Arc::new(config),
             doorbell: super::Doorbell::default(),
             downstream: None,
+            wake_url: None,
         })
     }
 
@@ -86,6 +87,17 @@ impl<Args> RedisQueue<Args> {
         let mut persistence = self.persistence().clone();
         let downstream = downstream.persistence();
         persistence.downstream = Some((downstream.config.clone(), downstream.doorbell.clone()));
+        Self::with_persistence(persistence)
+    }
+
+    /// This queue with its idle workers waiting on the queue's wake list
+    /// over a connection of their own to `redis_url` (the URL `conn` was
+    /// opened from), so a job enqueued by any process starts at once.
+    /// Without it an idle worker looks again every
+    /// [`QueueConfig::idle_wait`], or when this process enqueues.
+    pub fn waking_on(self, redis_url: &str) -> Self {
+        let mut persistence = self.persistence().clone();
+        persistence.wake_url = Some(Arc::from(redis_url));
         Self::with_persistence(persistence)
     }
 

@@ -1,42 +1,64 @@
 //! [`Doorbell`]: wakes a queue's worker in this process when this process
 //! enqueues onto that queue.
 //!
-//! An idle worker fetches again only on its poll interval
-//! (`worker.poll_interval_ms`). That is the right wait for jobs other
-//! processes enqueue, but a job this process enqueues itself — a
-//! `send_message` job's push, an export's `export_finish` — would wait up to
-//! a whole interval for nothing. Every clone of a [`super::RedisQueue`]
-//! shares one doorbell: the worker consuming the queue registers itself
-//! when it polls for jobs, and an enqueue through any clone (or a hand-off
-//! onto the queue) rings it.
+//! An idle worker blocks on its queue's wake list in Redis
+//! ([`super::QueueConfig::wake_key`]), which every enqueue pushes to, so
+//! it wakes for jobs from any process within one Redis round trip. A job
+//! this process enqueues itself — a `send_message` job's push, an export's
+//! `export_finish` — need not even take that trip: every clone of a
+//! [`super::RedisQueue`] shares one doorbell, the worker consuming the
+//! queue registers itself when it polls for jobs, and an enqueue through
+//! any clone (or a hand-off onto the queue) rings it.
+//!
+//! A ring is remembered until the worker reads it ([`Doorbell::take_rung`]),
+//! so a ring that arrives while the worker is busy still makes it fetch
+//! once more before it waits.
 //!
 //! One consuming worker per queue per process is assumed (as `herald
-//! worker` runs); another one would still be woken by its poll interval.
+//! worker` runs); another one would still be woken through Redis.
 
-use std::{sync::Arc, task::Waker};
+use std::{
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    task::Waker,
+};
 
 use futures::task::AtomicWaker;
 
+#[derive(Debug, Default)]
+struct Bell {
+    waker: AtomicWaker,
+    rung: AtomicBool,
+}
+
 /// Wakes the local worker of one queue; clones ring the same bell.
 #[derive(Debug, Clone, Default)]
-pub struct Doorbell(Arc<AtomicWaker>);
+pub struct Doorbell(Arc<Bell>);
 
 impl Doorbell {
     /// Remembers `waker` as the worker to wake.
     pub fn register(&self, waker: &Waker) {
-        self.0.register(waker);
+        self.0.waker.register(waker);
     }
 
     /// Wakes the registered worker, if any, so it fetches now.
     pub fn ring(&self) {
-        self.0.wake();
+        self.0.rung.store(true, Ordering::Release);
+        self.0.waker.wake();
+    }
+
+    /// Whether the bell rang since the last call.
+    pub fn take_rung(&self) -> bool {
+        self.0.rung.swap(false, Ordering::AcqRel)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::atomic::AtomicUsize;
     use std::task::Wake;
 
     struct Counter(AtomicUsize);
@@ -50,10 +72,20 @@ mod tests {
     #[test]
     fn a_ring_through_any_clone_wakes_the_registered_worker() {
         let bell = Doorbell::default();
-        bell.ring(); // nobody registered: nothing happens
+        bell.ring(); // nobody registered: nothing is woken
         let counter = Arc::new(Counter(AtomicUsize::new(0)));
         bell.register(&Waker::from(counter.clone()));
         bell.clone().ring();
         assert_eq!(counter.0.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn a_ring_is_remembered_until_it_is_read() {
+        let bell = Doorbell::default();
+        assert!(!bell.take_rung());
+        bell.clone().ring();
+        bell.ring();
+        assert!(bell.take_rung());
+        assert!(!bell.take_rung());
     }
 }

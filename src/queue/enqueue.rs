@@ -1,79 +1,29 @@
 //! Enqueuing: new jobs (from a producer's `TaskSink`, or a finished job's
-//! hand-offs) written by the enqueue script, in bounded calls.
-
-use std::sync::LazyLock;
+//! hand-offs) written by the enqueue script herald-jobs shares with every
+//! producer ([`herald_jobs::enqueue`]).
 
 use apalis_core::task::Task;
-use redis::{aio::ConnectionManager, Script};
+use herald_jobs::enqueue::Enqueued;
+pub(super) use herald_jobs::enqueue::NewJob;
+use redis::aio::ConnectionManager;
 
-use super::{now_secs, persistence::QueuePersistence, QueueConfig, QueueError, PUSH_CHUNK};
+use super::{now_secs, persistence::QueuePersistence, QueueConfig, QueueError};
 
-static PUSH: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/push.lua")));
-
-/// One job for the enqueue script.
-pub(super) struct NewJob {
-    pub(super) id: String,
-    pub(super) payload: Vec<u8>,
-    /// Unix seconds; 0 (or any time not after now) means due at once.
-    pub(super) run_at: u64,
-    pub(super) idempotency_key: String,
-    pub(super) metadata: Vec<(String, String)>,
-}
-
-impl NewJob {
-    /// The fields every job's metadata hash starts with.
-    pub(super) fn metadata(
-        attempts: usize,
-        max_attempts: usize,
-        idempotency_key: &str,
-        now: f64,
-    ) -> Vec<(String, String)> {
-        vec![
-            ("attempts".into(), attempts.to_string()),
-            ("max_attempts".into(), max_attempts.to_string()),
-            ("status".into(), "Pending".into()),
-            ("idempotency_key".into(), idempotency_key.to_owned()),
-            ("enqueued_at".into(), format!("{now:.3}")),
-        ]
-    }
-}
-
-/// Enqueues `jobs` on the queue `config` describes, in bounded script calls.
+/// Enqueues `jobs` on the queue `config` describes, in bounded script
+/// calls; ready jobs put a wake token on the queue's wake list.
 pub(super) async fn enqueue(
     conn: &mut ConnectionManager,
     config: &QueueConfig,
     jobs: &[NewJob],
     now: f64,
-) -> Result<(), QueueError> {
-    let ttl = config.dedup_ttl.map(|d| d.as_secs()).unwrap_or(0);
-    for chunk in jobs.chunks(PUSH_CHUNK) {
-        let mut call = PUSH.prepare_invoke();
-        call.key(config.data_key())
-            .key(config.active_key())
-            .key(config.scheduled_key())
-            .arg(format!("{now:.3}"))
-            .arg(config.meta_prefix())
-            .arg(config.idempotency_prefix())
-            .arg(ttl);
-        for job in chunk {
-            call.arg(&job.id)
-                .arg(&job.payload)
-                .arg(job.run_at)
-                .arg(&job.idempotency_key)
-                .arg(job.metadata.len());
-            for (field, value) in &job.metadata {
-                call.arg(field).arg(value);
-            }
-        }
-        call.invoke_async::<(u64, u64, u64)>(conn)
-            .await
-            .map_err(|source| QueueError::Command {
-                operation: "enqueue",
-                queue: config.name.clone(),
-                source,
-            })?;
-    }
-    Ok(())
+) -> Result<Enqueued, QueueError> {
+    herald_jobs::enqueue::enqueue(conn, &config.name, config.dedup_ttl, jobs, now)
+        .await
+        .map_err(|source| QueueError::Command {
+            operation: "enqueue",
+            queue: config.name.clone(),
+            source,
+        })
 }
 
 impl QueuePersistence {

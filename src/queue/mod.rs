@@ -74,7 +74,7 @@ pub const PROMOTE_LIMIT: usize = 1_000;
 /// Most jobs of dead workers handed back by one script call.
 pub const RECOVER_LIMIT: usize = 1_000;
 /// Most jobs enqueued by one script call.
-pub const PUSH_CHUNK: usize = 500;
+pub const PUSH_CHUNK: usize = herald_jobs::enqueue::ENQUEUE_CHUNK;
 /// Most acknowledgements recorded by one script call.
 pub const COMPLETE_CHUNK: usize = 500;
 /// Longest wait for a Redis answer before the call fails.
@@ -218,6 +218,10 @@ pub struct QueueConfig {
     pub retry: RetryPolicy,
     /// Largest payload a worker decodes; a larger job is recorded dead.
     pub max_payload_bytes: usize,
+    /// Longest an idle worker waits for a wake-up before it fetches anyway
+    /// (see [`RedisQueue::waking_on`]): the bound on how late a job is
+    /// picked up if its wake token was missed.
+    pub idle_wait: Duration,
     /// What the queue keeps of finished jobs, and for how long.
     pub retention: Retention,
     /// The labels dead jobs are indexed by, for the failed list's filters
@@ -241,6 +245,7 @@ impl QueueConfig {
                 max_attempts: 10,
             },
             max_payload_bytes: 1 << 20,
+            idle_wait: Duration::from_secs(5),
             retention: Retention::default(),
             dead_labels: Vec::new(),
         }
@@ -254,7 +259,7 @@ impl QueueConfig {
     /// The key `<name>:<suffix>`: every key of the queue is one, and so
     /// are keys its users keep beside it (such as a fetch lookup's prefix).
     pub fn key(&self, suffix: &str) -> String {
-        format!("{}:{suffix}", self.name)
+        herald_jobs::queue::queue_key(&self.name, suffix)
     }
 
     /// Hash: job id → payload.
@@ -268,6 +273,12 @@ impl QueueConfig {
     /// Sorted set: ids waiting for their time (score: Unix seconds).
     pub fn scheduled_key(&self) -> String {
         self.key("scheduled")
+    }
+    /// List: at most one wake token, which idle workers block on (`BLPOP`)
+    /// and every script that makes jobs ready pushes (see
+    /// [`herald_jobs::enqueue`]).
+    pub fn wake_key(&self) -> String {
+        self.key("wake")
     }
     /// Sorted set: worker names (score: last heartbeat, Unix seconds).
     pub fn workers_key(&self) -> String {

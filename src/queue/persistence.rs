@@ -34,6 +34,14 @@ static RECOVER: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lu
 /// [`RECOVER_LIMIT`] jobs); the next heartbeat continues.
 const RECOVER_CALLS_PER_HEARTBEAT: usize = 50;
 
+/// What one fetch leased, and when the queue's next scheduled job is due.
+pub(super) struct Fetched {
+    /// The leased jobs, oldest first.
+    pub tasks: Vec<Task<Vec<u8>>>,
+    /// Unix seconds at which the earliest scheduled job is due, if any.
+    pub next_due: Option<f64>,
+}
+
 /// Connection and configuration of one queue.
 #[derive(Debug, Clone)]
 pub struct QueuePersistence {
@@ -44,6 +52,10 @@ pub struct QueuePersistence {
     /// Where this queue's jobs hand their successors
     /// ([`super::Handoff`]), and that queue's doorbell.
     pub(super) downstream: Option<(Arc<QueueConfig>, Doorbell)>,
+    /// The Redis URL an idle worker opens its blocking connection to, to
+    /// wait on the queue's wake list; without one it sleeps
+    /// [`QueueConfig::idle_wait`] instead.
+    pub(super) wake_url: Option<Arc<str>>,
 }
 
 impl QueuePersistence {
@@ -84,6 +96,7 @@ impl QueuePersistence {
             let (moved, more): (u64, u8) = RECOVER
                 .key(self.config.workers_key())
                 .key(self.config.active_key())
+                .key(self.config.wake_key())
                 .arg(format!("{deadline:.3}"))
                 .arg(self.config.inflight_prefix())
                 .arg(self.config.meta_prefix())
@@ -155,7 +168,7 @@ impl QueuePersistence {
     pub(super) async fn fetch_next(
         &mut self,
         worker: &WorkerContext,
-    ) -> Result<Vec<Task<Vec<u8>>>, QueueError> {
+    ) -> Result<Fetched, QueueError> {
         let answer: Vec<redis::Value> = FETCH
             .key(self.config.workers_key())
             .key(self.config.active_key())
@@ -163,6 +176,7 @@ impl QueuePersistence {
             .key(self.config.data_key())
             .key(self.config.scheduled_key())
             .key(self.config.paused_key())
+            .key(self.config.wake_key())
             .arg(format!("{:.3}", now_secs()))
             .arg(self.config.batch_size)
             .arg(worker.name())
@@ -190,10 +204,13 @@ impl QueuePersistence {
         &self,
         answer: Vec<redis::Value>,
         worker: &str,
-    ) -> Result<Vec<Task<Vec<u8>>>, QueueError> {
-        let [ids, payloads, metas]: [redis::Value; 3] = answer
+    ) -> Result<Fetched, QueueError> {
+        let [ids, payloads, metas, next_due]: [redis::Value; 4] = answer
             .try_into()
-            .map_err(|_| self.protocol_error("fetch did not return 3 values"))?;
+            .map_err(|_| self.protocol_error("fetch did not return 4 values"))?;
+        let next_due: String = redis::from_redis_value(next_due)
+            .map_err(|e| self.protocol_error(format!("fetch next due time: {e}")))?;
+        let next_due = next_due.parse::<f64>().ok();
         let ids: Vec<String> = redis::from_redis_value(ids)
             .map_err(|e| self.protocol_error(format!("fetch ids: {e}")))?;
         let payloads: Vec<Vec<u8>> = redis::from_redis_value(payloads)
@@ -234,7 +251,7 @@ impl QueuePersistence {
             }
             tasks.push(builder.build());
         }
-        Ok(tasks)
+        Ok(Fetched { tasks, next_due })
     }
 
     /// Gives the jobs `ids`, leased to `worker` but never started, back to
@@ -249,6 +266,7 @@ impl QueuePersistence {
             let mut call = RELEASE.prepare_invoke();
             call.key(self.config.inflight_key(worker.name()))
                 .key(self.config.active_key())
+                .key(self.config.wake_key())
                 .arg(self.config.meta_prefix());
             for id in chunk {
                 call.arg(id);

@@ -149,8 +149,10 @@ impl Worker {
         // One push queue handle for the push worker, the hand-offs of
         // send_message and the exports' events: an enqueue through any of
         // them wakes the push worker at once (see `queue::doorbell`).
+        let redis_url = settings.redis.url.as_str();
         let push_queue =
-            queues::storage::<queue::RawArgs>(redis.clone(), &settings, QueueName::Push);
+            queues::storage::<queue::RawArgs>(redis.clone(), &settings, QueueName::Push)
+                .waking_on(redis_url);
         let receipts = DeliveryLog::new(
             redis.clone(),
             push_queue.queue_config(),
@@ -191,9 +193,10 @@ impl Worker {
         let backends = monitor::Backends {
             // A stored message's push is enqueued by its job's acknowledgement.
             send_message: queues::storage(redis.clone(), &settings, QueueName::SendMessage)
+                .waking_on(redis_url)
                 .handing_off_to(&push_queue),
             push: push_queue,
-            export: queues::storage(redis, &settings, QueueName::Export),
+            export: queues::storage(redis, &settings, QueueName::Export).waking_on(redis_url),
         };
         let monitor = monitor::build(
             backends,

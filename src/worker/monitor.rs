@@ -5,7 +5,7 @@
 
 use std::{sync::Arc, time::Duration};
 
-use apalis::prelude::{BackendExt, Monitor, ParallelizeExt, WorkerBuilder, WorkerBuilderExt};
+use apalis::prelude::{Monitor, ParallelizeExt, WorkerBuilder, WorkerBuilderExt};
 use herald_jobs::QueueName;
 
 use super::{push, send_message};
@@ -39,16 +39,17 @@ pub struct Handlers {
     pub export: Arc<crate::export::Deps<ConfiguredStorage, Provider>>,
 }
 
-/// Registers one queue's worker: `$backend` polled on the settings'
-/// interval, `$deps` as its data, `$concurrency` jobs at once, counted by
-/// the job metrics layer, each job spawned on the runtime.
+/// Registers one queue's worker: `$backend` (which wakes itself when jobs
+/// arrive, see `queue::driver`), `$deps` as its data, `$concurrency` jobs
+/// at once, counted by the job metrics layer, each job spawned on the
+/// runtime.
 macro_rules! queue_worker {
-    ($monitor:expr, $queue:expr, $backend:expr, $deps:expr, $concurrency:expr, $metrics:expr, $poll:expr, $handler:expr) => {{
+    ($monitor:expr, $queue:expr, $backend:expr, $deps:expr, $concurrency:expr, $metrics:expr, $handler:expr) => {{
         let (backend, deps, metrics) = ($backend, $deps, $metrics.clone());
-        let (concurrency, poll) = ($concurrency, $poll);
+        let concurrency = $concurrency;
         $monitor.register(move |_restarts| {
             WorkerBuilder::new(worker_name($queue))
-                .backend(backend.clone().poll_with_interval(poll))
+                .backend(backend.clone())
                 .data(deps.clone())
                 .concurrency(concurrency)
                 .layer(JobMetricsLayer::new(metrics.clone(), $queue.as_str()))
@@ -60,9 +61,9 @@ macro_rules! queue_worker {
 
 /// The monitor running one worker per queue.
 ///
-/// An idle worker fetches again only when woken: on `worker.poll_interval`,
-/// so a job another process enqueues waits at most that long to be picked
-/// up, or at once when this process enqueued it (the queue's doorbell).
+/// An idle worker fetches again as soon as a job is enqueued, by any
+/// process (the queue's wake list, see `queue::driver::wakeup`), and at
+/// the latest after `worker.idle_wait`.
 pub fn build(
     backends: Backends,
     handlers: Handlers,
@@ -70,7 +71,6 @@ pub fn build(
     metrics: Metrics,
 ) -> Monitor {
     let worker = &settings.worker;
-    let poll = worker.poll_interval;
     let grace = worker.shutdown_timeout;
     let monitor = Monitor::new();
     let monitor = queue_worker!(
@@ -80,7 +80,6 @@ pub fn build(
         handlers.send_message,
         worker.concurrency,
         metrics,
-        poll,
         send_message::handle
     );
     let monitor = queue_worker!(
@@ -90,7 +89,6 @@ pub fn build(
         handlers.push,
         worker.push_concurrency,
         metrics,
-        poll,
         push::handle::<Provider>
     );
     let monitor = queue_worker!(
@@ -100,7 +98,6 @@ pub fn build(
         handlers.export,
         worker.export_concurrency,
         metrics,
-        poll,
         crate::export::handle::<ConfiguredStorage, Provider>
     );
     monitor

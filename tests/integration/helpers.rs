@@ -109,7 +109,6 @@ pub async fn env_with(extra: &[(&str, &str)]) -> TestEnv {
         ("HERALD_PUSHER_KEY", sandbox::DEFAULT_PUSHER_KEY.to_owned()),
         ("HERALD_PUSHER_SECRET", SECRET.to_owned()),
         ("HERALD_PUSHER_REQUEST_TIMEOUT_MS", "5000".to_owned()),
-        ("HERALD_WORKER_POLL_INTERVAL_MS", "50".to_owned()),
         (
             "HERALD_EXPORT_DIR",
             std::env::temp_dir()

@@ -329,10 +329,10 @@ async fn the_read_side_indexes_exist_once_the_worker_started() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_acknowledgement_hands_the_push_off_and_wakes_the_push_worker() {
-    // With a one-minute poll interval an idle push worker would sit on the
-    // push for up to a minute: only the hand-off's wake-up gets it out
-    // within the test's patience.
-    let mut env = crate::helpers::env_with(&[("HERALD_WORKER_POLL_INTERVAL_MS", "60000")]).await;
+    // With a one-minute idle wait an idle push worker that missed its
+    // wake-up would sit on the push for up to a minute: only the
+    // hand-off's wake-up gets it out within the test's patience.
+    let mut env = crate::helpers::env_with(&[("HERALD_WORKER_IDLE_WAIT_MS", "60000")]).await;
     let id = env
         .enqueue(SendMessage::new(account(), "handed", "off"))
         .await;

@@ -38,11 +38,16 @@ impl QueueAdmin {
         Ok(set)
     }
 
-    /// Resumes a paused queue. Returns whether it was paused.
+    /// Resumes a paused queue and wakes an idle worker for the jobs that
+    /// waited. Returns whether it was paused.
     pub async fn resume(&self) -> Result<bool, QueueError> {
         let mut conn = self.conn.clone();
-        let removed: u64 = redis::cmd("DEL")
-            .arg(self.config.paused_key())
+        let (removed, _): (u64, u64) = redis::pipe()
+            .atomic()
+            .del(self.config.paused_key())
+            .lpush(self.config.wake_key(), "1")
+            .ltrim(self.config.wake_key(), 0, 0)
+            .ignore()
             .query_async(&mut conn)
             .await
             .map_err(self.error("resume"))?;
@@ -61,6 +66,7 @@ impl QueueAdmin {
             call.key(self.config.dead_key())
                 .key(self.config.active_key())
                 .key(self.config.dead_key())
+                .key(self.config.wake_key())
                 .arg(self.config.meta_prefix())
                 .arg(format!("{:.3}", now_secs()))
                 .arg("ids");

@@ -174,6 +174,7 @@ impl QueueAdmin {
                         .key(self.config.dead_key())
                         .key(self.config.active_key())
                         .key(&source)
+                        .key(self.config.wake_key())
                         .arg(self.config.meta_prefix())
                         .arg(format!("{:.3}", now_secs()))
                         .arg("all")

@@ -23,9 +23,7 @@ use std::{
 use apalis_core::{backend::future::BoxSyncFuture, task::Task};
 
 use super::{poll_slot, shared::Shared};
-use crate::queue::{redis_retry::Backoff, QueueError};
-
-type Fetched = Vec<Task<Vec<u8>>>;
+use crate::queue::{persistence::Fetched, redis_retry::Backoff, QueueError};
 
 /// What [`Leases::drive`] learned that the driver must act on.
 #[derive(Debug, PartialEq, Eq)]
@@ -51,9 +49,12 @@ pub(super) struct Leases {
     /// The last fetch came back short: fetch again only once `waiting` is
     /// empty.
     drained: bool,
-    /// The last fetch came back empty: fetch again on the next wake-up,
-    /// not on the poll that noticed it.
+    /// The last fetch came back empty: fetch again once woken
+    /// ([`super::wakeup`]), not on the poll that noticed it.
     queue_empty: bool,
+    /// When the queue's earliest scheduled job is due (Unix seconds), as
+    /// of the last fetch.
+    next_due: Option<f64>,
     release: Option<BoxSyncFuture<Result<u64, QueueError>>>,
     release_backoff: Backoff,
 }
@@ -69,6 +70,7 @@ impl Leases {
             reconcile: None,
             drained: false,
             queue_empty: false,
+            next_due: None,
             release: None,
             release_backoff: Backoff::default(),
         }
@@ -89,10 +91,21 @@ impl Leases {
         self.fetch.is_some() || self.reconcile.is_some()
     }
 
-    /// Whether the last fetch found the queue empty; reading it clears it,
-    /// so the fetch after the next wake-up goes ahead.
-    pub fn take_queue_empty(&mut self) -> bool {
-        std::mem::take(&mut self.queue_empty)
+    /// Whether the last fetch found the queue empty: the worker waits to
+    /// be woken before it fetches again.
+    pub fn queue_empty(&self) -> bool {
+        self.queue_empty
+    }
+
+    /// The worker was woken: the next fetch goes ahead.
+    pub fn woken(&mut self) {
+        self.queue_empty = false;
+    }
+
+    /// When the queue's earliest scheduled job is due (Unix seconds), as
+    /// of the last fetch.
+    pub fn next_due(&self) -> Option<f64> {
+        self.next_due
     }
 
     /// Whether a fetch may start now; if not, the end of the pause after a
@@ -148,9 +161,13 @@ impl Leases {
             Poll::Ready(None) | Poll::Pending => {}
         }
         match poll_slot(&mut self.fetch, cx) {
-            Poll::Ready(Some(Ok(fetched))) => {
+            Poll::Ready(Some(Ok(Fetched {
+                tasks: fetched,
+                next_due,
+            }))) => {
                 self.fetch_backoff.succeeded();
                 shared.answered();
+                self.next_due = next_due;
                 self.drained = fetched.len() < shared.batch_size();
                 self.queue_empty = fetched.is_empty();
                 shared.held.extend(

@@ -11,8 +11,7 @@
 //!   jobs are left to start, the next batch is fetched while they run.
 //!   Only after a full batch: a short one means the queue is drained, and
 //!   the next fetch waits until the worker has nothing left to start (then
-//!   it happens on every wake-up: the poll interval, the
-//!   [`super::Doorbell`], a job finishing).
+//!   it happens once woken: see [`wakeup`]).
 //! - **Acknowledge behind** ([`acknowledger`]). Finished jobs (reported by
 //!   [`super::AckLayer`]) are recorded in batches, one call in flight at a
 //!   time: once a batch's worth has finished, once nothing is left to
@@ -20,6 +19,9 @@
 //!   comes first. Jobs keep starting meanwhile. A job's hand-offs are
 //!   enqueued by its acknowledgement ([`super::handoff`]), so the delay
 //!   also bounds how long a finished job's successor waits under load.
+//! - **Wait when idle** ([`wakeup`]). A worker whose queue is empty
+//!   blocks on the queue's wake list in Redis, so a job enqueued by any
+//!   process starts within a round trip, without polling.
 //! - **Heartbeat** ([`presence`]), with the orphan recovery it carries, in
 //!   the background.
 //!
@@ -63,6 +65,7 @@ mod acknowledger;
 mod leases;
 mod presence;
 mod shared;
+mod wakeup;
 
 use std::{
     collections::HashSet,
@@ -81,6 +84,7 @@ use self::{
     leases::{FetchNews, Leases},
     presence::Presence,
     shared::Shared,
+    wakeup::Wakeup,
 };
 use super::{
     ack::{AckLayer, Finished},
@@ -107,6 +111,7 @@ pub(super) struct WorkerDriver {
     presence: Presence,
     leases: Leases,
     acks: Acknowledger,
+    wakeup: Wakeup,
     /// See [`Shared::held`].
     held: HashSet<String>,
     health: RedisHealth,
@@ -120,6 +125,7 @@ macro_rules! split {
             &mut $driver.presence,
             &mut $driver.leases,
             &mut $driver.acks,
+            &mut $driver.wakeup,
             Shared {
                 persistence: &$driver.persistence,
                 worker: $worker,
@@ -138,6 +144,7 @@ impl WorkerDriver {
             presence: Presence::new(),
             leases: Leases::new(),
             acks: Acknowledger::new(),
+            wakeup: Wakeup::new(),
             held: HashSet::new(),
             health: RedisHealth::default(),
         }
@@ -190,7 +197,7 @@ impl WorkerDriver {
         cx: &mut Context<'_>,
         worker: &WorkerContext,
     ) -> Poll<Result<(), QueueError>> {
-        let (presence, leases, acks, mut shared) = split!(self, worker);
+        let (presence, leases, acks, _wakeup, mut shared) = split!(self, worker);
         let idle = leases.is_empty();
         if presence.poll_registered(cx, &mut shared).is_pending() {
             // Jobs already leased keep being acknowledged meanwhile.
@@ -214,7 +221,7 @@ impl WorkerDriver {
         cx: &mut Context<'_>,
         worker: &WorkerContext,
     ) -> Poll<Option<Result<Task<Vec<u8>>, QueueError>>> {
-        let (presence, leases, acks, mut shared) = split!(self, worker);
+        let (presence, leases, acks, wakeup, mut shared) = split!(self, worker);
         if !presence.is_registered() {
             // poll_ready registers first; until then there is nothing.
             return Poll::Pending;
@@ -241,11 +248,19 @@ impl WorkerDriver {
                 // Redis forgot this worker; poll_ready registers it again.
                 return Poll::Pending;
             }
-            if leases.take_queue_empty() || acks.lagging(shared.batch_size()) {
-                // The queue was empty just now (or acknowledgements lag):
-                // wait for a wake-up (the poll interval, the doorbell, a job
-                // or an acknowledgement finishing).
+            if acks.lagging(shared.batch_size()) {
+                // An acknowledgement finishing wakes this worker.
                 return Poll::Pending;
+            }
+            if leases.queue_empty() {
+                // The queue was empty just now: wait to be woken.
+                if wakeup
+                    .poll_woken(cx, &shared, leases.next_due())
+                    .is_pending()
+                {
+                    return Poll::Pending;
+                }
+                leases.woken();
             }
             if !leases.may_fetch(cx) {
                 return Poll::Pending;
@@ -262,7 +277,7 @@ impl WorkerDriver {
         cx: &mut Context<'_>,
         worker: &WorkerContext,
     ) -> Poll<Result<(), QueueError>> {
-        let (presence, leases, acks, mut shared) = split!(self, worker);
+        let (presence, leases, acks, _wakeup, mut shared) = split!(self, worker);
         std::task::ready!(presence.poll_settled(cx));
         std::task::ready!(leases.poll_released(cx, &mut shared));
         std::task::ready!(acks.poll_flushed(cx, &mut shared));

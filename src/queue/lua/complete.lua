@@ -1,7 +1,9 @@
 -- Herald queue: record the outcome of finished jobs and release their leases.
 --
 -- KEYS[1] this worker's inflight set   KEYS[2] done zset   KEYS[3] dead zset
--- KEYS[4] scheduled zset   KEYS[5] data hash
+-- KEYS[4] scheduled zset   KEYS[5] data hash   KEYS[6] wake list (a job
+--         scheduled to run again wakes an idle worker, which learns when
+--         it is due from its fetch; see enqueue.lua)
 -- ARGV[1] now   ARGV[2] meta key prefix   ARGV[3] history key prefix
 -- ARGV[4] history entries kept per job
 -- ARGV[5] counter key prefix ("<queue>:stats"): per-minute counters, kept
@@ -21,13 +23,14 @@
 -- was presumed dead and the job handed to another): its outcome is not
 -- recorded here, so the other run's outcome stands. Returns {recorded, lost}.
 
-local inflight, done, dead, scheduled, data = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local inflight, done, dead, scheduled, data, wake = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local now = ARGV[1]
 local meta_prefix, history_prefix = ARGV[2], ARGV[3]
 local keep = tonumber(ARGV[4])
 local stats_prefix = ARGV[5]
 local labels = ARGV[6]
 local FIRST, WIDTH = 7, 8
+local rescheduled = false
 -- Upper bounds (ms) of the latency buckets 1..14; bucket 15 is the rest.
 -- src/queue/admin/history.rs reads them with the same bounds.
 local LATENCY_BOUNDS_MS = {5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 300000}
@@ -76,6 +79,7 @@ for n = 1, #ids do
         elseif outcome == "retry" then
             redis.call("hset", meta_key, "status", status, "attempts", attempts, "result", result, "run_at", retry_at)
             redis.call("zadd", scheduled, retry_at, id)
+            rescheduled = true
         else
             redis.call("hset", meta_key, "status", status, "attempts", attempts, "result", result, "done_at", now)
             redis.call("zadd", dead, now, id)
@@ -84,6 +88,9 @@ for n = 1, #ids do
         end
         recorded = recorded + 1
     end
+end
+if rescheduled and redis.call("llen", wake) == 0 then
+    redis.call("lpush", wake, "1")
 end
 if #finished > 0 then
     local scored = {}

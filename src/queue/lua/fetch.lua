@@ -2,6 +2,7 @@
 --
 -- KEYS[1] workers zset        KEYS[2] active list     KEYS[3] this worker's inflight set
 -- KEYS[4] data hash           KEYS[5] scheduled zset  KEYS[6] paused flag
+-- KEYS[7] wake list (see enqueue.lua)
 -- ARGV[1] now (seconds, may be fractional)
 -- ARGV[2] batch size          ARGV[3] worker name
 -- ARGV[4] promote limit       ARGV[5] meta key prefix ("<queue>:meta")
@@ -13,12 +14,19 @@
 -- Every list handled here is bounded by an argument (promote limit, batch
 -- size), and values reach variadic commands through unpack() in slices of
 -- at most 1,000: Lua cannot unpack much more than 8,000 values at once.
--- Returns {ids, payloads, metas} where metas[i] is job i's metadata hash as
--- a flat field/value array. A leased job is recorded only by its membership
--- of the worker's inflight set.
+-- Returns {ids, payloads, metas, next_due} where metas[i] is job i's
+-- metadata hash as a flat field/value array and next_due the earliest due
+-- time in the scheduled set (seconds; "" when it is empty), so an idle
+-- worker knows when to look again. A leased job is recorded only by its
+-- membership of the worker's inflight set.
+--
+-- The wake list: a fetch that leaves ready jobs behind makes sure it holds
+-- a token, so one more idle worker wakes and helps; a fetch that empties
+-- the ready list (or finds the queue paused) clears it, since every job it
+-- announced is taken. Tokens therefore never pile up.
 
 local workers, active, inflight = KEYS[1], KEYS[2], KEYS[3]
-local data, scheduled, paused = KEYS[4], KEYS[5], KEYS[6]
+local data, scheduled, paused, wake = KEYS[4], KEYS[5], KEYS[6], KEYS[7]
 local now = ARGV[1]
 local batch = tonumber(ARGV[2])
 local worker = ARGV[3]
@@ -62,8 +70,15 @@ end
 
 -- A paused queue leases nothing: its jobs wait where they are, no attempt
 -- spent, until an operator resumes it.
+-- The earliest due time left in the scheduled set, "" for none.
+local function next_due()
+    local first = redis.call("zrange", scheduled, 0, 0, "WITHSCORES")
+    return first[2] or ""
+end
+
 if redis.call("exists", paused) == 1 then
-    return {{}, {}, {}}
+    redis.call("del", wake)
+    return {{}, {}, {}, next_due()}
 end
 
 -- 1. Move at most promote_limit due jobs from the scheduled set to the queue.
@@ -75,8 +90,15 @@ end
 
 -- 2. Lease at most `batch` jobs from the head of the queue.
 local popped = redis.call("lpop", active, batch)
+if redis.call("llen", active) > 0 then
+    if redis.call("llen", wake) == 0 then
+        redis.call("lpush", wake, "1")
+    end
+else
+    redis.call("del", wake)
+end
 if not popped then
-    return {{}, {}, {}}
+    return {{}, {}, {}, next_due()}
 end
 
 local ids, payloads, metas = {}, {}, {}
@@ -97,4 +119,4 @@ if #ids > 0 then
     in_slices("sadd", inflight, ids)
 end
 
-return {ids, payloads, metas}
+return {ids, payloads, metas, next_due()}

@@ -1,15 +1,21 @@
 -- Herald queue: enqueue jobs (the caller sends bounded chunks).
 --
--- KEYS[1] data hash   KEYS[2] active list   KEYS[3] scheduled zset
+-- KEYS[1] data hash   KEYS[2] ready list   KEYS[3] scheduled zset
+-- KEYS[4] wake list (at most one token: see below)
 -- ARGV[1] now   ARGV[2] meta key prefix   ARGV[3] idempotency key prefix
 -- ARGV[4] idempotency TTL in seconds (0 = keep forever)
 -- ARGV[5..] per job: id, payload, run_at, idempotency key ("" for none),
 --           n, then n field/value pairs of metadata.
 -- A job whose idempotency key was already claimed is skipped: it exists.
--- Due jobs go straight to the queue; future ones to the scheduled set.
+-- Due jobs go straight to the ready list; future ones to the scheduled set.
+--
+-- The wake list is what idle workers block on (BLPOP). When jobs became
+-- ready and it holds no token, one is pushed: exactly one waiting worker
+-- wakes, and the fetch that worker makes pushes the next token if it left
+-- jobs behind (fetch.lua), so workers join one at a time, never as a herd.
 -- Returns {enqueued, scheduled, duplicates}.
 
-local data, active, scheduled = KEYS[1], KEYS[2], KEYS[3]
+local data, active, scheduled, wake = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local now = tonumber(ARGV[1])
 local meta_prefix, idem_prefix = ARGV[2], ARGV[3]
 local ttl = tonumber(ARGV[4])
@@ -46,6 +52,10 @@ while i <= #ARGV do
     else
         duplicates = duplicates + 1
     end
+end
+
+if enqueued > 0 and redis.call("llen", wake) == 0 then
+    redis.call("lpush", wake, "1")
 end
 
 return {enqueued, delayed, duplicates}
