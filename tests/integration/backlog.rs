@@ -30,6 +30,41 @@ async fn enqueue_backlog(env: &TestEnv, count: usize) -> Vec<String> {
         .collect()
 }
 
+/// Like [`enqueue_backlog`], written the way apalis-redis producers write
+/// (every job in the scheduled set, scored by the second it was enqueued,
+/// and no wake token): the layout Herald's worker still drains.
+async fn enqueue_apalis_redis_backlog(env: &TestEnv, count: usize) -> Vec<String> {
+    use apalis::prelude::{TaskBuilder, TaskSink};
+    let account = account();
+    let queue = env.settings.redis.namespace.queue(QueueName::SendMessage);
+    let conn = herald::queue::connect(&crate::helpers::redis_url())
+        .await
+        .expect("redis");
+    let mut storage = apalis_redis::RedisStorage::<SendMessage>::new(conn)
+        .with_config(apalis_redis::Config::default().queue(&queue));
+    let mut ids = Vec::with_capacity(count);
+    let mut tasks = Vec::with_capacity(count);
+    for i in 0..count {
+        let id = herald_jobs::MessageId::generate();
+        let job =
+            SendMessage::new(account, format!("broadcast {i}"), "to everyone").with_message_id(id);
+        ids.push(id.to_hex());
+        tasks.push(TaskBuilder::new(job).build());
+    }
+    let mut tasks = tasks.into_iter();
+    loop {
+        let chunk: Vec<_> = tasks.by_ref().take(1_000).collect();
+        if chunk.is_empty() {
+            break;
+        }
+        storage
+            .push_all(futures::stream::iter(chunk))
+            .await
+            .expect("apalis-redis enqueue");
+    }
+    ids
+}
+
 /// Waits until every message is stored and every push accepted.
 async fn wait_drained(env: &TestEnv, count: usize) {
     wait_for_long("every message stored", || async {
@@ -93,7 +128,7 @@ const QUIET_JSON_LOGS: [(&str, &str); 2] =
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backlog_that_wedges_plain_apalis_redis_drains_through_herald() {
     let env = env().await;
-    let ids = enqueue_backlog(&env, BACKLOG).await;
+    let ids = enqueue_apalis_redis_backlog(&env, BACKLOG).await;
 
     // The regression this guards: apalis-redis's own fetch cannot take this
     // backlog (every job is due at once in its scheduled set).

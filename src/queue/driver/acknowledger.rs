@@ -1,29 +1,24 @@
 //! [`Acknowledger`]: records finished jobs in Redis behind the jobs, in
 //! batches, one call in flight at a time.
 //!
-//! A batch goes once a batch's worth has finished, once nothing is left
-//! to start, or [`ACK_DELAY`] after the first of them finished, whichever
-//! comes first. A failed call keeps its jobs, ahead of those that finished
-//! since, and sends them again after a pause: their hand-offs carry
-//! idempotency keys, and a job an earlier try did record is not recorded
-//! twice.
+//! Batches adapt to the load the way Nagle's algorithm does on a TCP
+//! line: when no call is in flight, whatever has finished goes at once —
+//! a lone job's acknowledgement (and the hand-off it carries, such as a
+//! stored message's push) never waits for a timer — and while a call is
+//! in flight, the jobs finishing meanwhile gather into the next one. Under
+//! load a batch is therefore as large as the jobs that finish during one
+//! round trip, and at light load it is one job. A failed call keeps its
+//! jobs, ahead of those that finished since, and sends them again after a
+//! pause: their hand-offs carry idempotency keys, and a job an earlier try
+//! did record is not recorded twice.
 
-use std::{
-    future::Future,
-    pin::Pin,
-    task::{Context, Poll},
-    time::Duration,
-};
+use std::task::{Context, Poll};
 
 use apalis_core::backend::future::BoxSyncFuture;
-use tokio::{sync::mpsc::UnboundedReceiver, time::Sleep};
+use tokio::sync::mpsc::UnboundedReceiver;
 
 use super::{poll_slot, shared::Shared};
 use crate::queue::{ack::Finished, redis_retry::Backoff, QueueError};
-
-/// Longest a finished job waits to be acknowledged while the worker is
-/// busy with others (an idle worker acknowledges at once).
-pub const ACK_DELAY: Duration = Duration::from_millis(20);
 
 /// Batches of finished jobs that may wait for their acknowledgement before
 /// the worker stops fetching more.
@@ -39,7 +34,6 @@ pub(super) struct Acknowledger {
     /// Finished jobs not yet recorded in Redis, oldest first.
     unacked: Events,
     in_flight: Option<BoxSyncFuture<(Events, Result<(), QueueError>)>>,
-    due: Option<Pin<Box<Sleep>>>,
     backoff: Backoff,
     /// The call in flight is a retry of one that failed.
     retrying: bool,
@@ -52,7 +46,6 @@ impl Acknowledger {
             finished: None,
             unacked: Vec::new(),
             in_flight: None,
-            due: None,
             backoff: Backoff::default(),
             retrying: false,
         }
@@ -86,16 +79,15 @@ impl Acknowledger {
     fn start(&mut self, shared: &Shared<'_>) {
         let events = std::mem::take(&mut self.unacked);
         let retrying = self.retrying;
-        self.due = None;
         self.in_flight = Some(shared.start(move |mut p, owner| async move {
             let recorded = p.acknowledge(&events, &owner, retrying).await;
             (events, recorded)
         }));
     }
 
-    /// Polls the call in flight and starts the next one when it is due;
-    /// `idle` says the worker has nothing left to start.
-    pub fn drive(&mut self, cx: &mut Context<'_>, shared: &mut Shared<'_>, idle: bool) {
+    /// Polls the call in flight and, once none is, sends what finished
+    /// meanwhile.
+    pub fn drive(&mut self, cx: &mut Context<'_>, shared: &mut Shared<'_>) {
         loop {
             match poll_slot(&mut self.in_flight, cx) {
                 Poll::Pending => return,
@@ -118,21 +110,7 @@ impl Acknowledger {
                 Poll::Ready(None) => {}
             }
             self.take_finished();
-            if self.unacked.is_empty() {
-                self.due = None;
-                return;
-            }
-            if !self.backoff.ready(cx) {
-                return;
-            }
-            let full = self.unacked.len() >= shared.batch_size();
-            let due = self
-                .due
-                .get_or_insert_with(|| Box::pin(tokio::time::sleep(ACK_DELAY)))
-                .as_mut()
-                .poll(cx)
-                .is_ready();
-            if !(idle || full || due || self.retrying) {
+            if self.unacked.is_empty() || !self.backoff.ready(cx) {
                 return;
             }
             self.start(shared);
@@ -143,7 +121,7 @@ impl Acknowledger {
     /// answers.
     pub fn poll_flushed(&mut self, cx: &mut Context<'_>, shared: &mut Shared<'_>) -> Poll<()> {
         loop {
-            self.drive(cx, shared, true);
+            self.drive(cx, shared);
             if self.in_flight.is_some() {
                 return Poll::Pending;
             }

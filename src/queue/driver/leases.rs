@@ -81,11 +81,6 @@ impl Leases {
         self.waiting.pop_front()
     }
 
-    /// Whether no leased job waits to start.
-    pub fn is_empty(&self) -> bool {
-        self.waiting.is_empty()
-    }
-
     /// Whether a fetch or a reconciliation is in flight.
     pub fn in_flight(&self) -> bool {
         self.fetch.is_some() || self.reconcile.is_some()

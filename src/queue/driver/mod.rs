@@ -13,12 +13,13 @@
 //!   the next fetch waits until the worker has nothing left to start (then
 //!   it happens once woken: see [`wakeup`]).
 //! - **Acknowledge behind** ([`acknowledger`]). Finished jobs (reported by
-//!   [`super::AckLayer`]) are recorded in batches, one call in flight at a
-//!   time: once a batch's worth has finished, once nothing is left to
-//!   start, or [`ACK_DELAY`](acknowledger::ACK_DELAY) after the first of them finished, whichever
-//!   comes first. Jobs keep starting meanwhile. A job's hand-offs are
-//!   enqueued by its acknowledgement ([`super::handoff`]), so the delay
-//!   also bounds how long a finished job's successor waits under load.
+//!   [`super::AckLayer`]) are recorded one call in flight at a time: what
+//!   finished goes at once when no call is in flight, and what finishes
+//!   during a call goes with the next one, so batches grow with the load
+//!   and a lone job is never held back. Jobs keep starting meanwhile. A
+//!   job's hand-offs are enqueued by its acknowledgement
+//!   ([`super::handoff`]), so its successor waits at most one round trip
+//!   behind the call in flight.
 //! - **Wait when idle** ([`wakeup`]). A worker whose queue is empty
 //!   blocks on the queue's wake list in Redis, so a job enqueued by any
 //!   process starts within a round trip, without polling.
@@ -198,18 +199,16 @@ impl WorkerDriver {
         worker: &WorkerContext,
     ) -> Poll<Result<(), QueueError>> {
         let (presence, leases, acks, _wakeup, mut shared) = split!(self, worker);
-        let idle = leases.is_empty();
         if presence.poll_registered(cx, &mut shared).is_pending() {
             // Jobs already leased keep being acknowledged meanwhile.
-            acks.drive(cx, &mut shared, idle);
+            acks.drive(cx, &mut shared);
             return Poll::Pending;
         }
         presence.drive_heartbeat(cx, &mut shared);
         if leases.drive(cx, &mut shared) == FetchNews::Forgotten {
             presence.forgotten();
         }
-        let idle = leases.is_empty();
-        acks.drive(cx, &mut shared, idle);
+        acks.drive(cx, &mut shared);
         Poll::Ready(Ok(()))
     }
 
@@ -239,7 +238,7 @@ impl WorkerDriver {
                 return Poll::Ready(Some(Ok(task)));
             }
             // Nothing leased. Record what finished before waiting.
-            acks.drive(cx, &mut shared, true);
+            acks.drive(cx, &mut shared);
             if leases.in_flight() {
                 // In flight; its answer wakes this worker.
                 return Poll::Pending;
