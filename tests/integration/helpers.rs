@@ -28,6 +28,9 @@ pub const WEB_TOKEN: &str = "test-web-token";
 /// A deadline against hangs, not a speed requirement.
 pub const PATIENCE: Duration = Duration::from_secs(30);
 
+/// `worker.idle_wait_ms` in tests: four times [`PATIENCE`].
+pub const IDLE_WAIT_MS: &str = "120000";
+
 pub fn redis_url() -> String {
     std::env::var("HERALD_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }
@@ -109,6 +112,10 @@ pub async fn env_with(extra: &[(&str, &str)]) -> TestEnv {
         ("HERALD_PUSHER_KEY", sandbox::DEFAULT_PUSHER_KEY.to_owned()),
         ("HERALD_PUSHER_SECRET", SECRET.to_owned()),
         ("HERALD_PUSHER_REQUEST_TIMEOUT_MS", "5000".to_owned()),
+        // Far beyond PATIENCE: a job that only the idle wait's fallback
+        // would start fails its test, so every test also checks that the
+        // path it takes wakes the worker.
+        ("HERALD_WORKER_IDLE_WAIT_MS", IDLE_WAIT_MS.to_owned()),
         (
             "HERALD_EXPORT_DIR",
             std::env::temp_dir()
@@ -385,6 +392,17 @@ impl TestEnv {
     /// producer writing the queue's Redis layout itself (or a bug, or an
     /// operator's hand) would; returns its id.
     pub async fn push_bytes(&self, queue: QueueName, payload: &[u8]) -> String {
+        self.write_raw_job(queue, payload, true).await
+    }
+
+    /// Like [`Self::push_bytes`], without the wake token a producer pushes
+    /// (see `herald_jobs::enqueue`): an idle worker finds the job only when
+    /// its idle wait ends.
+    pub async fn push_bytes_without_waking(&self, queue: QueueName, payload: &[u8]) -> String {
+        self.write_raw_job(queue, payload, false).await
+    }
+
+    async fn write_raw_job(&self, queue: QueueName, payload: &[u8], wake: bool) -> String {
         let name = self.settings.redis.namespace.queue(queue);
         let id = ulid::Ulid::generate().to_string();
         let mut conn = self.redis.clone();
@@ -404,6 +422,15 @@ impl TestEnv {
             .query_async::<()>(&mut conn)
             .await
             .expect("raw job written");
+        if wake {
+            redis::pipe()
+                .atomic()
+                .lpush(format!("{name}:wake"), "1")
+                .ltrim(format!("{name}:wake"), 0, 0)
+                .query_async::<()>(&mut conn)
+                .await
+                .expect("wake token written");
+        }
         id
     }
 

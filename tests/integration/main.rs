@@ -38,3 +38,4 @@ mod servers;
 mod shutdown;
 mod sockudo_server;
 mod store_batch;
+mod wakeup;
