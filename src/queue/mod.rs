@@ -33,10 +33,10 @@
 //!   heartbeat, one worker at a time.
 //! - [`failover`] notices when Sentinel names a new master.
 //!
-//! The keys producers write are apalis-redis's (`Q:data`, `Q:meta:<id>`,
-//! `Q:active`, `Q:scheduled`, `Q:idempotency:<key>`), so jobs enqueued by
-//! apalis-redis producers — such as the `herald-jobs` crate — are consumed
-//! here unchanged. The rest is Herald's own: `Q:inflight:<worker>`,
+//! Producers write `Q:data`, `Q:meta:<id>`, `Q:active`, `Q:scheduled`,
+//! `Q:idempotency:<key>` and `Q:wake` through the enqueue script that
+//! `herald_jobs::enqueue` shares with this module (jobs an apalis-redis
+//! producer writes are still taken). The rest: `Q:inflight:<worker>`,
 //! `Q:workers`, `Q:done` and `Q:dead` (sorted by finish time),
 //! `Q:history:<id>` (each run's time, status and error), `Q:stats:*`
 //! (counters), `Q:paused` and `Q:retention`. `docs/ARCHITECTURE.md` describes every key and
@@ -409,11 +409,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn keys_follow_the_apalis_redis_layout() {
+    fn keys_are_named_under_the_queue() {
         let config = QueueConfig::new("herald:push");
         assert_eq!(config.data_key(), "herald:push:data");
         assert_eq!(config.active_key(), "herald:push:active");
         assert_eq!(config.scheduled_key(), "herald:push:scheduled");
+        assert_eq!(config.wake_key(), "herald:push:wake");
         assert_eq!(config.inflight_key("w1"), "herald:push:inflight:w1");
         assert_eq!(config.meta_key("01J"), "herald:push:meta:01J");
         assert_eq!(
