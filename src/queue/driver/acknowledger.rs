@@ -68,9 +68,11 @@ impl Acknowledger {
         self.unacked.len() >= MAX_UNACKED_BATCHES * batch_size
     }
 
-    fn take_finished(&mut self) {
+    /// Takes every finished job reported so far; once none is left, the
+    /// next report wakes the worker, so it is sent at once.
+    fn take_finished(&mut self, cx: &mut Context<'_>) {
         if let Some(finished) = &mut self.finished {
-            while let Ok(event) = finished.try_recv() {
+            while let Poll::Ready(Some(event)) = finished.poll_recv(cx) {
                 self.unacked.push(event);
             }
         }
@@ -109,7 +111,7 @@ impl Acknowledger {
                 }
                 Poll::Ready(None) => {}
             }
-            self.take_finished();
+            self.take_finished(cx);
             if self.unacked.is_empty() || !self.backoff.ready(cx) {
                 return;
             }
@@ -125,7 +127,7 @@ impl Acknowledger {
             if self.in_flight.is_some() {
                 return Poll::Pending;
             }
-            self.take_finished();
+            self.take_finished(cx);
             if self.unacked.is_empty() {
                 return Poll::Ready(());
             }
