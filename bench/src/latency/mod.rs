@@ -321,7 +321,7 @@ impl Herald {
     /// One untimed message each way, through to the stand-in: the worker is
     /// up and every connection is open.
     async fn ready(&mut self, recorder: &Recorder) -> Result<(), BenchError> {
-        let producer = Path::Producer(self.producer.clone());
+        let producer = Path::Producer(Box::new(self.producer.clone()));
         for path in [self.http.clone(), producer] {
             let (sent, _) = paced(&path, messages(self.account, 1, "ready"), 1.0).await?;
             arrivals(&recorder.receipts, &sent, &mut self.worker, PATIENCE).await?;
@@ -350,7 +350,7 @@ impl Herald {
                 workload,
             )
             .await?;
-        let producer = Path::Producer(self.producer.clone());
+        let producer = Path::Producer(Box::new(self.producer.clone()));
         let producer = self
             .light(recorder, producer, "Producer::enqueue_message", workload)
             .await?;
@@ -431,7 +431,7 @@ impl Herald {
     ) -> Result<Latencies, BenchError> {
         let count = (rate * spell.as_secs_f64()).ceil().max(1.0) as u64;
         let jobs = messages(self.account, count, "under load");
-        let path = Path::Producer(self.producer.clone());
+        let path = Path::Producer(Box::new(self.producer.clone()));
         let (sent, span) = paced(&path, jobs, rate).await?;
         let arrived = arrivals(&recorder.receipts, &sent, &mut self.worker, PATIENCE).await?;
         Ok(Latencies::of(

@@ -29,8 +29,9 @@ pub(super) enum Path {
         /// The API token.
         token: String,
     },
-    /// `Producer::enqueue_message`.
-    Producer(Producer),
+    /// `Producer::enqueue_message` (boxed: a producer is large, and a path
+    /// is cloned into every send's task).
+    Producer(Box<Producer>),
 }
 
 impl Path {
