@@ -351,8 +351,14 @@ fn latency_sections(m: &latency::Measured) -> Vec<(String, Vec<Line>)> {
         ),
         (
             format!(
-                "Export start, {} trial(s) of each, alternating (p50: the median trial's time; ratio: the medians' ratio)",
-                m.export.export.len()
+                "Export start, {} trial(s) of each, alternating (p50: the median trial's time; ratio: the medians' ratio; the exports took {} ms)",
+                m.export.export.len(),
+                m.export
+                    .export
+                    .iter()
+                    .map(|&d| ms(d))
+                    .collect::<Vec<_>>()
+                    .join(" ")
             ),
             vec![baseline, export],
         ),

@@ -209,10 +209,8 @@ impl Measured {
 pub async fn run(settings: &Settings, workload: &Workload) -> Result<Measured, BenchError> {
     let binary = process::herald_binary()?;
     let mut settings = private_settings(settings, "latency")?;
-    settings.export.dir = std::env::temp_dir().join(format!(
-        "herald-bench-{}",
-        settings.redis.namespace.as_str()
-    ));
+    // The namespace is herald-bench-latency-<unique>: a name of the run's own.
+    settings.export.dir = std::env::temp_dir().join(settings.redis.namespace.as_str());
     let recorder = Recorder::spawn(&settings).await?;
     settings.tuisongbao.url = recorder.url()?;
     let database = store::connect(&settings.mongodb).await?;
