@@ -2,7 +2,9 @@
 //! options and defaults of each.
 
 use clap::{Args, Parser, Subcommand};
-use herald_bench::pipeline;
+use std::time::Duration;
+
+use herald_bench::{latency, pipeline};
 
 /// Herald's benchmark: fixed workloads, each measured against a baseline in
 /// the same run.
@@ -21,6 +23,10 @@ pub(crate) enum BenchCommand {
     /// The fixed workload: no-op jobs, messages end to end and exports, each
     /// against its baseline in the same run; one table and the targets.
     All(AllArgs),
+    /// Latency at light load, from outside: `herald web` and `herald
+    /// worker` as processes, against the floor of sequential Redis, MongoDB
+    /// and push round trips; the export's start and an idle worker's cost.
+    Latency(LatencyArgs),
     /// Messages end to end at several concurrencies, against the raw MongoDB
     /// insert rate and the raw push stand-in rate.
     Pipeline(PipelineArgs),
@@ -236,4 +242,63 @@ pub(crate) struct QueueArgs {
     /// Measure only Herald's queue (for profiling; no baseline, no ratio).
     #[arg(long)]
     pub(crate) herald_only: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct LatencyArgs {
+    /// Messages per light-load path (HTTP and producer), and floor triples.
+    #[arg(long, default_value_t = latency::Workload::default().messages)]
+    pub(crate) messages: u64,
+    /// Messages per second at light load.
+    #[arg(long, default_value_t = latency::Workload::default().rate)]
+    pub(crate) rate: f64,
+    /// Messages enqueued at once to find the maximum rate.
+    #[arg(long, default_value_t = latency::Workload::default().max_rate_messages)]
+    pub(crate) max_rate_messages: u64,
+    /// Seconds of sending at half the maximum rate.
+    #[arg(long, default_value_t = latency::Workload::default().under_load.as_secs())]
+    pub(crate) under_load_secs: u64,
+    /// Trials of the export and of its baseline; the medians count.
+    #[arg(long, default_value_t = latency::Workload::default().export_trials)]
+    pub(crate) export_trials: usize,
+    /// Seconds the idle worker is watched (after it settles for 5).
+    #[arg(long, default_value_t = latency::Workload::default().idle.as_secs())]
+    pub(crate) idle_secs: u64,
+    /// A tiny workload (seconds): for checking the command works, not for
+    /// figures. Overrides the sizes above.
+    #[arg(long)]
+    pub(crate) smoke: bool,
+    /// Exit with status 2 when a target is missed.
+    #[arg(long)]
+    pub(crate) check: bool,
+}
+
+impl LatencyArgs {
+    pub(crate) fn workload(&self) -> anyhow::Result<latency::Workload> {
+        if self.smoke {
+            return Ok(latency::Workload::smoke());
+        }
+        anyhow::ensure!(
+            self.messages > 0 && self.max_rate_messages > 0,
+            "--messages and --max-rate-messages must be positive"
+        );
+        anyhow::ensure!(
+            self.rate.is_finite() && self.rate > 0.0,
+            "--rate must be a positive number"
+        );
+        anyhow::ensure!(self.export_trials > 0, "--export-trials must be positive");
+        anyhow::ensure!(
+            self.under_load_secs > 0 && self.idle_secs > 0,
+            "--under-load-secs and --idle-secs must be positive"
+        );
+        Ok(latency::Workload {
+            messages: self.messages,
+            rate: self.rate,
+            max_rate_messages: self.max_rate_messages,
+            under_load: Duration::from_secs(self.under_load_secs),
+            export_trials: self.export_trials,
+            idle: Duration::from_secs(self.idle_secs),
+            ..latency::Workload::default()
+        })
+    }
 }

@@ -7,7 +7,7 @@ use anyhow::Context;
 use herald::{config::Settings, queue, shutdown, telemetry, worker};
 use herald_bench::{self as bench, queue::Workload, report::Report};
 
-use crate::args::{AllArgs, BenchCommand, ExportArgs, FailedListArgs, SoakArgs};
+use crate::args::{AllArgs, BenchCommand, ExportArgs, FailedListArgs, LatencyArgs, SoakArgs};
 
 /// Runs `command` with `settings`; the exit code reports its outcome.
 pub(crate) async fn run(command: BenchCommand, settings: &Settings) -> anyhow::Result<ExitCode> {
@@ -22,6 +22,7 @@ pub(crate) async fn run(command: BenchCommand, settings: &Settings) -> anyhow::R
             print!("{}", report.render());
             Ok(verified(&report, workload.jobs))
         }
+        BenchCommand::Latency(args) => run_latency_command(settings, &args).await,
         BenchCommand::Export(args) => {
             let report = Report {
                 export: run_export(settings, &args).await?,
@@ -282,11 +283,47 @@ async fn run_all(mut args: AllArgs, settings: &Settings) -> anyhow::Result<ExitC
     report.pipeline = run_pipeline(settings, &workload).await?;
     report.export = run_export(settings, &args.export).await?;
     report.write_concern = run_write_concern(settings, &args.write_concern.workload()?).await?;
+    let latency = match args.smoke {
+        true => bench::latency::Workload::smoke(),
+        false => bench::latency::Workload::default(),
+    };
+    report.latency = Some(run_latency(settings, &latency).await?);
     print!("{}", report.render());
     let status = verified(&report, workload.jobs);
     if status != ExitCode::SUCCESS {
         return Ok(status);
     }
+    if args.check && report.targets().iter().any(|t| !t.met()) {
+        return Ok(ExitCode::from(2));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn run_latency(
+    settings: &Settings,
+    workload: &bench::latency::Workload,
+) -> anyhow::Result<bench::latency::Measured> {
+    eprintln!(
+        "latency: herald web and herald worker as processes; {} messages at {}/s each way, {} at once for the maximum rate, an export of {} documents ({} trial(s)), an idle worker watched {} s",
+        workload.messages,
+        workload.rate,
+        workload.max_rate_messages,
+        workload.export_rows,
+        workload.export_trials,
+        workload.idle.as_secs()
+    );
+    bench::latency::run(settings, workload)
+        .await
+        .context("latency benchmark")
+}
+
+/// Runs the latency benchmark and prints its table and targets.
+async fn run_latency_command(settings: &Settings, args: &LatencyArgs) -> anyhow::Result<ExitCode> {
+    let report = Report {
+        latency: Some(run_latency(settings, &args.workload()?).await?),
+        ..Report::default()
+    };
+    print!("{}", report.render());
     if args.check && report.targets().iter().any(|t| !t.met()) {
         return Ok(ExitCode::from(2));
     }

@@ -165,7 +165,10 @@ pub async fn run(
 }
 
 /// Seeds one account per size; returns each account and its row count.
-async fn seed(database: &Database, sizes: &[u64]) -> Result<Vec<(AccountId, u64)>, BenchError> {
+pub(crate) async fn seed(
+    database: &Database,
+    sizes: &[u64],
+) -> Result<Vec<(AccountId, u64)>, BenchError> {
     let collection = database.collection::<Document>(SOURCE_COLLECTION);
     let start = DateTime::parse_rfc3339_str("2026-01-01T00:00:00Z")
         .map_err(|e| BenchError::Invalid(e.to_string()))?
@@ -205,7 +208,7 @@ async fn seed(database: &Database, sizes: &[u64]) -> Result<Vec<(AccountId, u64)
 /// Reads an account's documents once, untimed, so the first measurement
 /// does not pay for the server settling after the seeding (on SecantusDB the
 /// first scan after a million inserts took up to three times as long).
-async fn warm_up(database: &Database, account: AccountId) -> Result<(), BenchError> {
+pub(crate) async fn warm_up(database: &Database, account: AccountId) -> Result<(), BenchError> {
     let mut cursor = database
         .collection::<RawDocumentBuf>(SOURCE_COLLECTION)
         .find(doc! { "accountId": account.object_id() })
@@ -216,7 +219,7 @@ async fn warm_up(database: &Database, account: AccountId) -> Result<(), BenchErr
 }
 
 /// Variables that point a child process at this run's services.
-fn child_env(settings: &Settings) -> Vec<(&'static str, String)> {
+pub(crate) fn child_env(settings: &Settings) -> Vec<(&'static str, String)> {
     vec![
         ("HERALD_REDIS_URL", settings.redis.url.clone()),
         (

@@ -14,11 +14,15 @@
 //! - [`write_concern`]: what the MongoDB write concern costs.
 //! - [`rate_limit`]: what the shared rate limit costs a push, with no limit
 //!   set and with one never reached.
+//! - [`latency`]: latency at light load and an idle worker's cost, with
+//!   `herald web` and `herald worker` as child processes, against the floor
+//!   of the services' own round trips.
 //! - [`report`]: `herald-bench all`'s one table and the targets it checks.
 
 pub mod backlog;
 pub mod export;
 pub mod failed_list;
+pub mod latency;
 pub mod pipeline;
 pub mod queue;
 pub mod rate_limit;

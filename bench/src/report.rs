@@ -3,11 +3,11 @@
 //! Every ratio divides by a baseline measured in the same run: plain
 //! apalis-redis for no-op jobs, the lower of the raw MongoDB insert rate and
 //! the raw stand-in rate for end-to-end messages, the raw cursor scan for
-//! exports.
+//! exports, the floor of sequential service round trips for latency.
 
 use std::{fmt::Write as _, time::Duration};
 
-use crate::{export, pipeline, write_concern, Row};
+use crate::{export, latency, pipeline, write_concern, Row};
 
 /// One line of the table.
 #[derive(Debug, Clone)]
@@ -40,7 +40,8 @@ impl Line {
 pub struct Target {
     /// What is required.
     pub what: String,
-    /// The measured ratio.
+    /// The measured ratio (for the idle worker's targets, the measured
+    /// value itself, as the target's wording says).
     pub ratio: f64,
     /// The ratio required (at least, or at most for memory).
     pub required: f64,
@@ -70,6 +71,8 @@ pub struct Report {
     pub export: Vec<export::Measured>,
     /// The write concern's cost, per concurrency (no target: information).
     pub write_concern: Vec<write_concern::Measured>,
+    /// Latency at light load, from outside.
+    pub latency: Option<latency::Measured>,
 }
 
 fn ms(d: Duration) -> String {
@@ -119,6 +122,9 @@ impl Report {
                     at_most: true,
                 });
             }
+        }
+        if let Some(latency) = &self.latency {
+            targets.extend(latency.targets());
         }
         targets
     }
@@ -219,6 +225,9 @@ impl Report {
                 lines,
             ));
         }
+        if let Some(latency) = &self.latency {
+            sections.extend(latency_sections(latency));
+        }
         sections
     }
 
@@ -263,6 +272,9 @@ impl Report {
                 }
             }
         }
+        if let Some(latency) = &self.latency {
+            render_latency_details(&mut out, latency);
+        }
         let targets = self.targets();
         if !targets.is_empty() {
             let _ = writeln!(out, "-- Targets");
@@ -280,4 +292,96 @@ impl Report {
         }
         out
     }
+}
+
+/// A line of latencies, its ratio the p50 over the floor's p50.
+fn latency_line(series: &latency::Latencies, floor: Duration) -> Line {
+    let mut line = Line::from_row(
+        &series.row(),
+        Some(series.p50.as_secs_f64() / floor.as_secs_f64().max(1e-9)),
+    );
+    line.p50 = Some(series.p50);
+    line.p99 = Some(series.p99);
+    line
+}
+
+/// The latency run's sections of the table.
+fn latency_sections(m: &latency::Measured) -> Vec<(String, Vec<Line>)> {
+    let floor = m.floor.p50;
+    // Every trial's documents over every trial's time; the p50 column
+    // holds the median trial's time.
+    let exports = |name: String, times: &[Duration]| {
+        let row = Row {
+            name,
+            count: m.export.rows * times.len() as u64,
+            elapsed: times.iter().sum(),
+        };
+        Line::from_row(&row, None)
+    };
+    let mut baseline = exports(
+        format!("raw read, write and sync, {} documents", m.export.rows),
+        &m.export.baseline,
+    );
+    baseline.ratio = Some(1.0);
+    baseline.p50 = Some(m.export.baseline_median());
+    let mut export = exports(
+        format!(
+            "export, enqueue to export_finish, {} documents",
+            m.export.rows
+        ),
+        &m.export.export,
+    );
+    export.ratio = Some(m.export.ratio());
+    export.p50 = Some(m.export.export_median());
+    vec![
+        (
+            "Latency at light load, herald web and herald worker as processes (ratio: p50 over the floor's p50)".to_owned(),
+            vec![
+                latency_line(&m.floor, floor),
+                latency_line(&m.http, floor),
+                latency_line(&m.producer, floor),
+            ],
+        ),
+        (
+            "Latency under load, through the producer (ratio: p50 over the floor's p50; for information)".to_owned(),
+            vec![
+                Line::from_row(&m.max_rate, None),
+                latency_line(&m.under_load, floor),
+            ],
+        ),
+        (
+            format!(
+                "Export start, {} trial(s) of each, alternating (p50: the median trial's time; ratio: the medians' ratio; the exports took {} ms)",
+                m.export.export.len(),
+                m.export
+                    .export
+                    .iter()
+                    .map(|&d| ms(d))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            ),
+            vec![baseline, export],
+        ),
+    ]
+}
+
+/// The slowest message of each latency series and the idle worker's cost,
+/// which have no column of their own.
+fn render_latency_details(out: &mut String, m: &latency::Measured) {
+    let _ = writeln!(out, "-- Latency: the slowest of each series");
+    for series in [&m.floor, &m.http, &m.producer, &m.under_load] {
+        let _ = writeln!(out, "  {:<50} max {:>8} ms", series.name, ms(series.max));
+    }
+    let _ = writeln!(
+        out,
+        "-- Idle worker on a private redis-server, watched {:.0} s",
+        m.idle.seconds
+    );
+    let _ = writeln!(
+        out,
+        "  CPU {:.2}% of one core, {} Redis commands ({:.1} per second)",
+        m.idle.cpu_percent,
+        m.idle.commands,
+        m.idle.commands_per_sec()
+    );
 }

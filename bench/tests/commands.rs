@@ -4,6 +4,10 @@
 //! cannot rot. Timing targets are the benchmark's business, not the test
 //! suite's: only the tables' shapes and their counts are checked here.
 //!
+//! The latency workload runs the `herald` binary next to `herald-bench`
+//! (target/debug when tested), which `cargo test --workspace` builds; with
+//! `-p herald-bench` alone, `cargo build -p herald` first.
+//!
 //! Services: HERALD_TEST_REDIS_URL (default redis://127.0.0.1:6379) and
 //! HERALD_TEST_MONGODB_URL (default mongodb://127.0.0.1:27017), as for the
 //! `herald` package's integration tests. Every workload makes its own Redis
@@ -67,6 +71,10 @@ fn bench_all_smoke_prints_one_table_with_every_part_and_verified_counts() {
         "-- Export, 5000 documents",
         "-- Write concern, concurrency 1 ",
         "-- Write concern, concurrency 8 ",
+        "-- Latency at light load",
+        "-- Latency under load",
+        "-- Export start",
+        "-- Idle worker on a private redis-server",
         "-- Targets",
     ] {
         assert!(stdout.contains(section), "no {section:?} in:\n{stdout}");
@@ -97,6 +105,12 @@ fn bench_all_smoke_prints_one_table_with_every_part_and_verified_counts() {
     // Each write concern section: two insert rows and two Herald rows.
     assert_eq!(count_of("insert_one, "), [200; 4]);
     assert_eq!(count_of("Herald, "), [200; 4]);
+    assert_eq!(count_of("floor: "), [40]);
+    assert_eq!(count_of("HTTP POST /v1/messages"), [40]);
+    // Light load, then half the maximum rate.
+    assert_eq!(count_of("Producer::enqueue_message").len(), 2);
+    assert_eq!(count_of("maximum rate"), [200]);
+    assert_eq!(count_of("export, enqueue to export_finish"), [1_000]);
     // The order section names every Herald row, indented:
     // "  <row>  <late> of <count>".
     let order: Vec<&str> = stdout
@@ -121,7 +135,34 @@ fn bench_all_smoke_prints_one_table_with_every_part_and_verified_counts() {
         .lines()
         .filter(|l| l.starts_with("met ") || l.starts_with("MISSED "))
         .count();
-    assert_eq!(targets, 1 + 2 + 2 + 1, "{stdout}");
+    // Latency: p50 and p99 each way, the export's start, the idle worker's
+    // CPU and Redis commands.
+    assert_eq!(targets, 1 + 2 + 2 + 1 + 4 + 1 + 2, "{stdout}");
+}
+
+#[test]
+fn the_latency_benchmark_runs_herald_as_processes_and_states_its_targets() {
+    let output = run_bench(&["latency", "--smoke"]);
+    let text = stdout(&output);
+    assert!(output.status.success(), "{text}{}", stderr(&output));
+    for line in [
+        "floor: Redis + MongoDB insert + push",
+        "HTTP POST /v1/messages, 50/s",
+        "Producer::enqueue_message, 50/s",
+        "maximum rate: 200 enqueued at once",
+        "raw read, write and sync, 1000 documents",
+        "export, enqueue to export_finish, 1000 documents",
+        "-- Latency: the slowest of each series",
+        "-- Idle worker on a private redis-server",
+        "Redis commands (",
+    ] {
+        assert!(text.contains(line), "no {line:?} in:\n{text}");
+    }
+    let targets = text
+        .lines()
+        .filter(|l| l.starts_with("met ") || l.starts_with("MISSED "))
+        .count();
+    assert_eq!(targets, 7, "{text}");
 }
 
 #[test]
@@ -177,6 +218,7 @@ fn every_command_has_help() {
         vec!["--help"],
         vec!["all", "--help"],
         vec!["pipeline", "--help"],
+        vec!["latency", "--help"],
         vec!["export", "--help"],
         vec!["queue", "--help"],
         vec!["write-concern", "--help"],

@@ -29,7 +29,7 @@
 //! and removes them afterwards.
 
 mod baseline;
-mod recorder;
+pub(crate) mod recorder;
 
 use std::{
     collections::{HashMap, HashSet},
@@ -208,7 +208,7 @@ pub(crate) fn unique_suffix() -> String {
 }
 
 /// `settings` with a private namespace and database.
-fn private_settings(settings: &Settings, label: &str) -> Result<Settings, BenchError> {
+pub(crate) fn private_settings(settings: &Settings, label: &str) -> Result<Settings, BenchError> {
     let suffix = unique_suffix();
     let mut settings = settings.clone();
     settings.redis.namespace = Namespace::parse(&format!("herald-bench-{label}-{suffix}"))
@@ -218,7 +218,7 @@ fn private_settings(settings: &Settings, label: &str) -> Result<Settings, BenchE
 }
 
 /// `jobs` valid messages for one fresh account, ids fixed.
-fn messages(settings: &Settings, jobs: u64) -> Result<Vec<SendMessage>, BenchError> {
+pub(crate) fn messages(settings: &Settings, jobs: u64) -> Result<Vec<SendMessage>, BenchError> {
     let account = AccountId::from(mongodb::bson::oid::ObjectId::new());
     (0..jobs)
         .map(|i| {
@@ -230,7 +230,11 @@ fn messages(settings: &Settings, jobs: u64) -> Result<Vec<SendMessage>, BenchErr
         .collect()
 }
 
-fn validated(settings: &Settings, jobs: &[SendMessage]) -> Result<Vec<ValidMessage>, BenchError> {
+/// `jobs` as the worker validates them.
+pub(crate) fn validated(
+    settings: &Settings,
+    jobs: &[SendMessage],
+) -> Result<Vec<ValidMessage>, BenchError> {
     jobs.iter()
         .map(|job| {
             job.validate(&settings.message)

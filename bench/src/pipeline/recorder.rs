@@ -1,5 +1,6 @@
 //! [`Recorder`]: the push sandbox behind a layer that notes when each
-//! accepted event arrived and which message it carries.
+//! accepted event arrived and what it carries: a `new_message` event's
+//! message id, or another event's name and export key (see [`receipt_id`]).
 
 use std::{
     net::SocketAddr,
@@ -16,7 +17,10 @@ use axum::{
     middleware::Next,
     response::Response,
 };
-use herald::{config::Settings, push::sandbox};
+use herald::{
+    config::Settings,
+    push::{sandbox, NEW_MESSAGE_EVENT},
+};
 use secrecy::ExposeSecret;
 use serde::Deserialize;
 use tokio::sync::Notify;
@@ -25,7 +29,7 @@ use crate::queue::BenchError;
 
 /// What the recording layer saw: accepted events and when they arrived.
 #[derive(Debug, Default)]
-pub(super) struct Receipts {
+pub(crate) struct Receipts {
     /// Events accepted so far.
     pub count: AtomicU64,
     times: Mutex<Vec<(String, Instant)>>,
@@ -34,14 +38,25 @@ pub(super) struct Receipts {
 }
 
 impl Receipts {
-    /// The message ids and arrival times noted since the last call.
+    /// The receipt ids ([`receipt_id`]) and arrival times noted since the
+    /// last call.
     pub fn take(&self) -> Vec<(String, Instant)> {
         std::mem::take(&mut *self.times.lock().unwrap_or_else(|p| p.into_inner()))
     }
 }
 
+/// What a receipt names: a `new_message` event's message id; for any other
+/// event (an export's `export_progress`, `export_finish`, ...) its name and
+/// the export key it carries, as `NAME:KEY`.
+pub(crate) fn receipt_id(name: &str, message_id: Option<String>, key: Option<String>) -> String {
+    match message_id {
+        Some(id) if name == NEW_MESSAGE_EVENT || name.is_empty() => id,
+        _ => format!("{name}:{}", key.unwrap_or_default()),
+    }
+}
+
 /// The push sandbox behind a layer that timestamps each accepted event.
-pub(super) struct Recorder {
+pub(crate) struct Recorder {
     addr: SocketAddr,
     /// What the layer saw.
     pub receipts: Arc<Receipts>,
@@ -51,6 +66,8 @@ pub(super) struct Recorder {
 #[derive(Deserialize)]
 struct Probe {
     #[serde(default)]
+    name: String,
+    #[serde(default)]
     data: ProbeData,
 }
 
@@ -58,6 +75,8 @@ struct Probe {
 struct ProbeData {
     #[serde(rename = "messageId", default)]
     message_id: Option<String>,
+    #[serde(default)]
+    key: Option<String>,
 }
 
 impl Recorder {
@@ -109,8 +128,7 @@ async fn record(State(receipts): State<Arc<Receipts>>, request: Request, next: N
         Err(_) => return next.run(Request::from_parts(parts, Body::empty())).await,
     };
     let id = serde_json::from_slice::<Probe>(&bytes)
-        .ok()
-        .and_then(|p| p.data.message_id)
+        .map(|p| receipt_id(&p.name, p.data.message_id, p.data.key))
         .unwrap_or_default();
     let response = next
         .run(Request::from_parts(parts, Body::from(bytes)))
@@ -125,4 +143,26 @@ async fn record(State(receipts): State<Arc<Receipts>>, request: Request, next: N
         receipts.arrived.notify_one();
     }
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_receipt_names_the_message_or_the_event_and_its_export() {
+        let id = || Some("65a1f0c2e4b0a1b2c3d4e5f6".to_owned());
+        assert_eq!(
+            receipt_id("new_message", id(), None),
+            "65a1f0c2e4b0a1b2c3d4e5f6"
+        );
+        assert_eq!(
+            receipt_id("export_finish", None, Some("k1".to_owned())),
+            "export_finish:k1"
+        );
+        assert_eq!(
+            receipt_id("export_progress", None, None),
+            "export_progress:"
+        );
+    }
 }
