@@ -337,6 +337,7 @@ fn latency_sections(m: &latency::Measured) -> Vec<(String, Vec<Line>)> {
         (
             "Latency at light load, herald web and herald worker as processes (ratio: p50 over the floor's p50)".to_owned(),
             vec![
+                latency_line(&m.floor_hot, floor),
                 latency_line(&m.floor, floor),
                 latency_line(&m.http, floor),
                 latency_line(&m.producer, floor),
@@ -369,7 +370,7 @@ fn latency_sections(m: &latency::Measured) -> Vec<(String, Vec<Line>)> {
 /// which have no column of their own.
 fn render_latency_details(out: &mut String, m: &latency::Measured) {
     let _ = writeln!(out, "-- Latency: the slowest of each series");
-    for series in [&m.floor, &m.http, &m.producer, &m.under_load] {
+    for series in [&m.floor_hot, &m.floor, &m.http, &m.producer, &m.under_load] {
         let _ = writeln!(out, "  {:<50} max {:>8} ms", series.name, ms(series.max));
     }
     let _ = writeln!(
@@ -379,8 +380,10 @@ fn render_latency_details(out: &mut String, m: &latency::Measured) {
     );
     let _ = writeln!(
         out,
-        "  CPU {:.2}% of one core, {} Redis commands ({:.1} per second)",
+        "  CPU {:.2}% of one core; {} Redis commands sent ({:.1} per second); {} processed, counting those its scripts ran ({:.1} per second)",
         m.idle.cpu_percent,
+        m.idle.sent,
+        m.idle.sent_per_sec(),
         m.idle.commands,
         m.idle.commands_per_sec()
     );

@@ -85,6 +85,14 @@ impl fmt::Display for QueueName {
     }
 }
 
+/// The Redis key `suffix` of the queue whose full name is `queue`
+/// (`NAMESPACE:QUEUE`): every key of a queue is one, for example
+/// `herald:send_message:data`. The worker and the producers name keys
+/// through this one function.
+pub fn queue_key(queue: &str, suffix: &str) -> String {
+    format!("{queue}:{suffix}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -102,12 +110,4 @@ mod tests {
             assert!(Namespace::parse(bad).is_err(), "{bad:?} accepted");
         }
     }
-}
-
-/// The Redis key `suffix` of the queue whose full name is `queue`
-/// (`NAMESPACE:QUEUE`): every key of a queue is one, for example
-/// `herald:send_message:data`. The worker and the producers name keys
-/// through this one function.
-pub fn queue_key(queue: &str, suffix: &str) -> String {
-    format!("{queue}:{suffix}")
 }

@@ -1,7 +1,9 @@
 //! What an idle worker costs: a `herald worker` against a private
 //! `redis-server` nothing else uses, left alone; its CPU time from
-//! `/proc/<pid>/stat` and the server's `total_commands_processed`, read
-//! before and after a quiet spell.
+//! `/proc/<pid>/stat`, the commands it sends (counted on a `MONITOR`
+//! connection: every line not run by a script nor sent by this benchmark)
+//! and the server's `total_commands_processed` (which also counts each
+//! command a script runs), over a quiet spell.
 
 use std::{
     path::Path,
@@ -22,14 +24,22 @@ pub struct Idle {
     /// of one core.
     pub cpu_percent: f64,
     /// Commands the private Redis processed over the spell, the
-    /// benchmark's own `INFO` left out.
+    /// benchmark's own `INFO` left out: the worker's, and those its
+    /// scripts ran.
     pub commands: u64,
+    /// Commands the worker sent over the spell (a script call is one).
+    pub sent: u64,
 }
 
 impl Idle {
-    /// Redis commands per second.
+    /// Redis commands processed per second.
     pub fn commands_per_sec(&self) -> f64 {
         self.commands as f64 / self.seconds.max(1e-9)
+    }
+
+    /// Commands the worker sent per second.
+    pub fn sent_per_sec(&self) -> f64 {
+        self.sent as f64 / self.seconds.max(1e-9)
     }
 }
 
@@ -68,13 +78,14 @@ async fn watch(
     let ticks_per_sec = clock_ticks_per_sec();
     // One connection, opened before the first reading, so its handshake is
     // not counted; each INFO counts once, after it has answered.
-    let mut conn = redis::Client::open(url)?
-        .get_multiplexed_async_connection()
-        .await?;
+    let client = redis::Client::open(url)?;
+    let mut conn = client.get_multiplexed_async_connection().await?;
+    let own = own_address(&mut conn).await?;
+    let monitor = client.get_async_monitor().await?;
     let commands_before = commands_processed(&mut conn).await?;
     let cpu_before = cpu_ticks(pid)?;
     let begun = Instant::now();
-    tokio::time::sleep(spell).await;
+    let sent = count_sent(monitor, own, spell).await;
     let cpu_after = cpu_ticks(pid)?;
     let seconds = begun.elapsed().as_secs_f64();
     let commands_after = commands_processed(&mut conn).await?;
@@ -85,7 +96,43 @@ async fn watch(
         cpu_percent: 100.0 * cpu_secs / seconds.max(1e-9),
         // The first INFO is counted in the second reading.
         commands: commands_after.saturating_sub(commands_before + 1),
+        sent,
     })
+}
+
+/// The address (`ip:port`) of `conn` as the server sees it, which names
+/// the benchmark's own commands in `MONITOR` lines.
+async fn own_address(conn: &mut redis::aio::MultiplexedConnection) -> Result<String, BenchError> {
+    let info: String = redis::cmd("CLIENT").arg("INFO").query_async(conn).await?;
+    info.split_whitespace()
+        .find_map(|field| field.strip_prefix("addr="))
+        .map(str::to_owned)
+        .ok_or_else(|| BenchError::Invalid(format!("CLIENT INFO has no addr: {info}")))
+}
+
+/// Counts, for `spell`, the commands `MONITOR` shows that neither a script
+/// (`[0 lua]`) nor the benchmark's connection `own` sent.
+async fn count_sent(monitor: redis::aio::Monitor, own: String, spell: Duration) -> u64 {
+    use futures::StreamExt;
+    let mut lines = monitor.into_on_message::<String>();
+    let until = tokio::time::Instant::now() + spell;
+    let mut sent = 0;
+    while let Ok(Some(line)) = tokio::time::timeout_at(until, lines.next()).await {
+        if sent_by_a_client(&line, &own) {
+            sent += 1;
+        }
+    }
+    sent
+}
+
+/// Whether a `MONITOR` line (`<time> [<db> <client>] "<command>" ...`) is
+/// a command a client other than `own` sent, not one a script ran.
+fn sent_by_a_client(line: &str, own: &str) -> bool {
+    let client = line
+        .split_once('[')
+        .and_then(|(_, rest)| rest.split_once(']'))
+        .and_then(|(inside, _)| inside.split_whitespace().nth(1));
+    matches!(client, Some(client) if client != "lua" && client != own)
 }
 
 /// `total_commands_processed` of `INFO stats`.
@@ -151,6 +198,24 @@ mod tests {
     #[test]
     fn this_process_has_a_cpu_time() {
         assert!(cpu_ticks(std::process::id()).is_ok());
+    }
+
+    #[test]
+    fn monitor_lines_of_scripts_and_of_the_benchmark_are_not_counted() {
+        let own = "127.0.0.1:5000";
+        assert!(sent_by_a_client(
+            r#"1796121528.03 [0 127.0.0.1:6000] "EVALSHA" "abc" "1" "k""#,
+            own
+        ));
+        assert!(!sent_by_a_client(
+            r#"1796121528.03 [0 lua] "zscore" "k" "w""#,
+            own
+        ));
+        assert!(!sent_by_a_client(
+            r#"1796121528.03 [0 127.0.0.1:5000] "INFO" "stats""#,
+            own
+        ));
+        assert!(!sent_by_a_client("OK", own));
     }
 
     #[test]

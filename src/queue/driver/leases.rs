@@ -49,8 +49,9 @@ pub(super) struct Leases {
     /// The last fetch came back short: fetch again only once `waiting` is
     /// empty.
     drained: bool,
-    /// The last fetch came back empty: fetch again once woken
-    /// ([`super::wakeup`]), not on the poll that noticed it.
+    /// The last fetch came back short (the ready list is empty): fetch
+    /// again once woken ([`super::wakeup`]), not as soon as the jobs it
+    /// brought have started.
     queue_empty: bool,
     /// When the queue's earliest scheduled job is due (Unix seconds), as
     /// of the last fetch.
@@ -86,8 +87,8 @@ impl Leases {
         self.fetch.is_some() || self.reconcile.is_some()
     }
 
-    /// Whether the last fetch found the queue empty: the worker waits to
-    /// be woken before it fetches again.
+    /// Whether the last fetch emptied the queue (it came back short): the
+    /// worker waits to be woken before it fetches again.
     pub fn queue_empty(&self) -> bool {
         self.queue_empty
     }
@@ -164,7 +165,11 @@ impl Leases {
                 shared.answered();
                 self.next_due = next_due;
                 self.drained = fetched.len() < shared.batch_size();
-                self.queue_empty = fetched.is_empty();
+                // A short batch emptied the ready list (the fetch script
+                // cleared the wake list with it): the next fetch waits to
+                // be woken, as after an empty one, instead of asking again
+                // when these jobs have started.
+                self.queue_empty = self.drained;
                 shared.held.extend(
                     fetched
                         .iter()

@@ -90,15 +90,16 @@ end
 
 -- 2. Lease at most `batch` jobs from the head of the queue.
 local popped = redis.call("lpop", active, batch)
+if not popped then
+    redis.call("del", wake)
+    return {{}, {}, {}, next_due()}
+end
 if redis.call("llen", active) > 0 then
     if redis.call("llen", wake) == 0 then
         redis.call("lpush", wake, "1")
     end
 else
     redis.call("del", wake)
-end
-if not popped then
-    return {{}, {}, {}, next_due()}
 end
 
 local ids, payloads, metas = {}, {}, {}
