@@ -20,14 +20,14 @@ use std::time::{Duration, Instant};
 
 use herald::{
     config::Settings,
-    push::{job::PushJob, Event, EventPusher, TuisongbaoClient},
-    store::{self, StoredMessage},
+    push::{Event, EventPusher, TuisongbaoClient},
+    store,
 };
 use mongodb::bson::{DateTime, Document};
 
 use super::Latencies;
 use crate::{
-    pipeline::{messages, recorder::Recorder, validated},
+    pipeline::{messages, new_message_events, recorder::Recorder, validated},
     queue::BenchError,
 };
 
@@ -135,16 +135,5 @@ fn payloads(settings: &Settings, count: u64) -> Result<(Vec<Document>, Vec<Event
         .iter()
         .map(|m| store::message_document(m, created_at))
         .collect();
-    let events = valid
-        .into_iter()
-        .map(|message| {
-            PushJob::new_message(&StoredMessage {
-                message,
-                created_at,
-                newly_inserted: true,
-            })
-            .event
-        })
-        .collect();
-    Ok((documents, events))
+    Ok((documents, new_message_events(valid, created_at)))
 }

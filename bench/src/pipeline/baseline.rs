@@ -13,12 +13,12 @@ use std::{
 
 use herald::{
     config::Settings,
-    push::{job::PushJob, EventPusher, TuisongbaoClient},
-    store::{self, MessageStore, StoredMessage, MESSAGE_COLLECTION},
+    push::{EventPusher, TuisongbaoClient},
+    store::{self, MessageStore, MESSAGE_COLLECTION},
 };
 use mongodb::bson::{doc, DateTime, Document};
 
-use super::{messages, private_settings, recorder::Recorder, validated};
+use super::{messages, new_message_events, private_settings, recorder::Recorder, validated};
 use crate::{queue::BenchError, Row};
 
 /// Runs `op(i)` for every `i` in `0..count`, `concurrency` at a time, each
@@ -132,19 +132,10 @@ pub(super) async fn raw_post(
     let client = TuisongbaoClient::new(&settings.tuisongbao)
         .map_err(|e| BenchError::Enqueue(format!("push client: {e}")))?;
     let created_at = DateTime::now();
-    let events: Arc<Vec<_>> = Arc::new(
-        validated(&settings, &messages(&settings, jobs)?)?
-            .into_iter()
-            .map(|message| {
-                PushJob::new_message(&StoredMessage {
-                    message,
-                    created_at,
-                    newly_inserted: true,
-                })
-                .event
-            })
-            .collect(),
-    );
+    let events = Arc::new(new_message_events(
+        validated(&settings, &messages(&settings, jobs)?)?,
+        created_at,
+    ));
     let elapsed = closed_loop(jobs, concurrency, move |i| {
         let (client, events) = (client.clone(), events.clone());
         async move {

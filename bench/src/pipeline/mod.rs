@@ -243,6 +243,25 @@ pub(crate) fn validated(
         .collect()
 }
 
+/// The `new_message` event of each of `messages`, as if stored at
+/// `created_at`.
+pub(crate) fn new_message_events(
+    messages: Vec<ValidMessage>,
+    created_at: mongodb::bson::DateTime,
+) -> Vec<herald::push::Event> {
+    messages
+        .into_iter()
+        .map(|message| {
+            herald::push::job::PushJob::new_message(&herald::store::StoredMessage {
+                message,
+                created_at,
+                newly_inserted: true,
+            })
+            .event
+        })
+        .collect()
+}
+
 /// What one end-to-end run measured.
 struct EndToEnd {
     row: Row,
