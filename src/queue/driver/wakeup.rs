@@ -170,3 +170,41 @@ async fn open(url: &Arc<str>, wait: Duration) -> redis::RedisResult<ConnectionMa
         .set_number_of_retries(2);
     herald_jobs::redis_url::connection_manager(url, Some(config)).await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn poll_due(wakeup: &mut Wakeup, next_due: Option<f64>) -> Poll<()> {
+        let waker = futures::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        wakeup.poll_due(&mut cx, next_due)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_scheduled_job_wakes_the_worker_once_when_it_falls_due() {
+        let mut wakeup = Wakeup::new();
+        let due = now_secs() + 2.0;
+        assert!(poll_due(&mut wakeup, Some(due)).is_pending());
+        tokio::time::advance(Duration::from_millis(1_500)).await;
+        assert!(poll_due(&mut wakeup, Some(due)).is_pending());
+        tokio::time::advance(Duration::from_millis(600)).await;
+        assert!(poll_due(&mut wakeup, Some(due)).is_ready());
+        // Still due (a paused queue keeps it): no second wake-up for it.
+        tokio::time::advance(Duration::from_secs(10)).await;
+        assert!(poll_due(&mut wakeup, Some(due)).is_pending());
+        // A new earliest time sets a new timer; none at all clears it.
+        assert!(poll_due(&mut wakeup, Some(due + 1.0)).is_pending());
+        assert!(poll_due(&mut wakeup, None).is_pending());
+        assert!(wakeup.due.is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_job_already_due_wakes_the_worker_at_once() {
+        let mut wakeup = Wakeup::new();
+        let due = now_secs() - 5.0;
+        assert!(poll_due(&mut wakeup, Some(due)).is_pending());
+        tokio::time::advance(Duration::from_millis(2)).await;
+        assert!(poll_due(&mut wakeup, Some(due)).is_ready());
+    }
+}
