@@ -80,6 +80,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Worker => {
             let settings = load_settings()?;
             telemetry::init(&settings.log);
+            settings.warn_unknown();
             worker::run(settings, shutdown::signal())
                 .await
                 .context("worker stopped with an error")?;
@@ -100,6 +101,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Web => {
             let settings = load_settings()?;
             telemetry::init(&settings.log);
+            settings.warn_unknown();
             run_web(settings).await
         }
         Command::Failed(args) => {

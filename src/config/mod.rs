@@ -140,6 +140,41 @@ pub struct Settings {
     pub web: WebSettings,
     /// Export jobs.
     pub export: ExportSettings,
+    /// Keys the configuration files set that are not settings (a typo, or
+    /// a setting this version no longer has); they are ignored, and the
+    /// long-running commands warn about each ([`Settings::warn_unknown`]).
+    pub unknown_keys: Vec<String>,
+}
+
+/// Settings earlier versions had, and what took their place.
+const RETIRED: &[(&str, &str)] = &[(
+    "worker.poll_interval_ms",
+    "idle workers wake as soon as a job is enqueued; worker.idle_wait_ms is the fallback",
+)];
+
+/// The `section.key` names in `layers` that no setting declares.
+fn unknown_keys(layers: &config::Config) -> Vec<String> {
+    let Ok(sections) = layers
+        .clone()
+        .try_deserialize::<std::collections::BTreeMap<String, config::Value>>()
+    else {
+        return Vec::new();
+    };
+    let known: std::collections::HashSet<&str> = all_settings().map(|s| s.key).collect();
+    let mut unknown = Vec::new();
+    for (section, value) in sections {
+        match value.into_table() {
+            Ok(table) => unknown.extend(
+                table
+                    .into_keys()
+                    .map(|key| format!("{section}.{key}"))
+                    .filter(|key| !known.contains(key.as_str())),
+            ),
+            Err(_) => unknown.push(section),
+        }
+    }
+    unknown.sort();
+    unknown
 }
 
 impl Settings {
@@ -182,7 +217,24 @@ impl Settings {
             }
         }
 
-        Self::read(&Values::new(builder.build()?))
+        let layers = builder.build()?;
+        let unknown_keys = unknown_keys(&layers);
+        let mut settings = Self::read(&Values::new(layers))?;
+        settings.unknown_keys = unknown_keys;
+        Ok(settings)
+    }
+
+    /// Logs a warning for each key of the configuration files that is not
+    /// a setting, naming what replaced it when it is a retired one.
+    pub fn warn_unknown(&self) {
+        for key in &self.unknown_keys {
+            match RETIRED.iter().find(|(retired, _)| retired == key) {
+                Some((_, instead)) => {
+                    tracing::warn!(key = %key, "setting no longer used and ignored: {instead}")
+                }
+                None => tracing::warn!(key = %key, "not a setting; ignored (a typo?)"),
+            }
+        }
     }
 
     /// Checks every section; the first unusable setting is the error.
@@ -213,6 +265,7 @@ impl Settings {
             message: message::read(values)?,
             web: web::read(values)?,
             export: export::read(values)?,
+            unknown_keys: Vec::new(),
         })
     }
 }

@@ -328,3 +328,35 @@ fn readme_names_no_herald_variable_that_is_not_a_setting_or_listed() {
         );
     }
 }
+
+#[test]
+fn keys_that_are_not_settings_are_listed_and_the_shipped_files_have_none() {
+    let dir = std::env::temp_dir().join(format!("herald-config-unknown-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("default.toml"),
+        "[worker]\npoll_interval_ms = 100\nconcurency = 4\n\n[redis]\nnamespace = \"ok\"\n",
+    )
+    .unwrap();
+    let loaded = Settings::load_from(&vars(&[("HERALD_CONFIG_DIR", dir.to_str().unwrap())]));
+    let _ = std::fs::remove_dir_all(&dir);
+    let loaded = loaded.unwrap();
+    assert_eq!(
+        loaded.unknown_keys,
+        ["worker.concurency", "worker.poll_interval_ms"]
+    );
+    assert_eq!(loaded.redis.namespace.as_str(), "ok");
+    for environment in ["development", "test", "production"] {
+        let extra = [
+            ("HERALD_TUISONGBAO_URL", "https://api.example.com"),
+            ("HERALD_TUISONGBAO_APP_ID", "a"),
+            ("HERALD_TUISONGBAO_SECRET", "s"),
+        ];
+        let settings = load_environment(environment, &extra).unwrap();
+        assert!(
+            settings.unknown_keys.is_empty(),
+            "{environment}: {:?}",
+            settings.unknown_keys
+        );
+    }
+}
