@@ -82,6 +82,9 @@ pub enum ProducerError {
 #[derive(Debug, Clone)]
 pub struct Producer {
     conn: ConnectionManager,
+    /// The URL `conn` was opened from, when the producer opened it: a
+    /// `redis+sentinel://` URL lets it follow a failover.
+    url: Option<String>,
     queue: String,
     export_queue: String,
     limits: MessageLimits,
@@ -102,15 +105,21 @@ impl Producer {
                 url: redact_url(redis_url),
                 source,
             })?;
-        Ok(Self::from_connection(conn, namespace))
+        let mut producer = Self::from_connection(conn, namespace);
+        producer.url = Some(redis_url.to_owned());
+        Ok(producer)
     }
 
-    /// Uses an existing connection manager (shared with the rest of an app).
+    /// Uses an existing connection manager (shared with the rest of an
+    /// app). Such a producer stays on the server `conn` talks to; one made
+    /// by [`Producer::connect`] from a `redis+sentinel://` URL follows a
+    /// failover.
     pub fn from_connection(conn: ConnectionManager, namespace: &Namespace) -> Self {
         let queue = namespace.queue(QueueName::SendMessage);
         let export_queue = namespace.queue(QueueName::Export);
         Self {
             conn,
+            url: None,
             queue,
             export_queue,
             limits: MessageLimits::default(),
@@ -154,7 +163,7 @@ impl Producer {
     pub async fn enqueue_message(&mut self, job: SendMessage) -> Result<MessageId, ProducerError> {
         let valid = job.validate(&self.limits)?;
         let new = self.message_job(&job, valid.id, now_secs())?;
-        write(&mut self.conn, &self.queue, self.dedup, &[new]).await?;
+        self.write(self.queue.clone(), self.dedup, &[new]).await?;
         Ok(valid.id)
     }
 }
@@ -170,7 +179,7 @@ impl Producer {
         };
         let valid = job.validate(&limits)?;
         let new = new_job(&self.export_queue, &job, String::new(), now_secs())?;
-        write(&mut self.conn, &self.export_queue, None, &[new]).await?;
+        self.write(self.export_queue.clone(), None, &[new]).await?;
         Ok(valid.key)
     }
 }
@@ -201,27 +210,63 @@ impl Producer {
                 .zip(ids)
                 .map(|(job, id)| self.message_job(job, *id, now))
                 .collect::<Result<Vec<_>, _>>()?;
-            write(&mut self.conn, &self.queue, self.dedup, &chunk).await?;
+            self.write(self.queue.clone(), self.dedup, &chunk).await?;
         }
         Ok(ids)
     }
 }
 
-/// Writes `jobs` onto `queue` with the enqueue script, remembering their
-/// idempotency keys for `ttl`.
-async fn write(
-    conn: &mut ConnectionManager,
-    queue: &str,
-    ttl: Option<Duration>,
-    jobs: &[NewJob],
-) -> Result<(), ProducerError> {
-    enqueue(conn, queue, ttl, jobs, now_secs())
-        .await
-        .map_err(|source| ProducerError::Enqueue {
-            queue: queue.to_owned(),
+impl Producer {
+    /// Writes `jobs` onto the queue `name` with the enqueue script,
+    /// remembering their idempotency keys for `ttl`. If Redis answers
+    /// as a replica, or cannot be reached, and the producer was opened from
+    /// a `redis+sentinel://` URL, it asks the sentinels for the master,
+    /// reconnects and writes once more (a retried write is safe, see the
+    /// module docs).
+    async fn write(
+        &mut self,
+        name: String,
+        ttl: Option<Duration>,
+        jobs: &[NewJob],
+    ) -> Result<(), ProducerError> {
+        let error = match enqueue(&mut self.conn, &name, ttl, jobs, now_secs()).await {
+            Ok(_) => return Ok(()),
+            Err(error) => error,
+        };
+        let failed = |source| ProducerError::Enqueue {
+            queue: name.clone(),
             source,
-        })?;
-    Ok(())
+        };
+        let Some(url) = self
+            .url
+            .clone()
+            .filter(|url| crate::redis_url::is_sentinel_url(url))
+        else {
+            return Err(failed(error));
+        };
+        if !master_may_have_moved(&error) {
+            return Err(failed(error));
+        }
+        self.conn = crate::redis_url::connection_manager(&url, None)
+            .await
+            .map_err(|source| ProducerError::Connect {
+                url: redact_url(&url),
+                source,
+            })?;
+        enqueue(&mut self.conn, &name, ttl, jobs, now_secs())
+            .await
+            .map_err(failed)?;
+        Ok(())
+    }
+}
+
+/// Whether `error` is what a client of a master that Sentinel replaced
+/// sees: the old master, now a replica, refusing writes, or gone.
+fn master_may_have_moved(error: &redis::RedisError) -> bool {
+    error.code() == Some("READONLY")
+        || error.is_io_error()
+        || error.is_connection_refusal()
+        || error.is_connection_dropped()
 }
 
 /// `job` as a new job of `queue` with the enqueue idempotency key `key`

@@ -144,14 +144,34 @@ async fn run_web(settings: Settings) -> anyhow::Result<ExitCode> {
         .await
         .with_context(|| format!("cannot listen on {}", settings.web.bind))?;
     tracing::info!(address = %settings.web.bind, "dashboard listening");
+    // Like the worker, the server follows a Sentinel failover by stopping
+    // (finishing the requests in flight) with a failure, for its supervisor
+    // to start it again on the new master.
+    let failover = herald::queue::failover::master_changed(
+        settings.redis.url.clone(),
+        settings.worker.heartbeat_interval,
+    );
+    let (moved_tx, mut moved_rx) = tokio::sync::oneshot::channel::<String>();
+    let stop = async move {
+        tokio::select! {
+            _ = shutdown::signal() => {}
+            moved = failover => {
+                tracing::error!(reason = %moved, "Redis failover: finishing the requests in flight, then exiting");
+                let _ = moved_tx.send(moved);
+            }
+        }
+    };
     herald::web::serve(
         listener,
         herald::web::WebState::new(conn, &database, &settings, token)?,
-        shutdown::signal(),
+        stop,
     )
     .await
     .context("dashboard server failed")?;
     herald::store::close(&database).await;
+    if let Ok(moved) = moved_rx.try_recv() {
+        anyhow::bail!("{moved}; exiting so the supervisor starts the server on the new master");
+    }
     tracing::info!("dashboard stopped");
     Ok(ExitCode::SUCCESS)
 }

@@ -400,6 +400,23 @@ async fn after_a_sentinel_failover_the_worker_drains_and_exits_to_be_restarted()
     // Up and registered on the first master.
     wait_for_registered_worker(&env, &format!("redis://127.0.0.1:{}", master.port)).await;
 
+    fail_over(&sentinel, &service, replica.port).await;
+
+    let status = exited(&mut worker).await;
+    let stderr = std::fs::read_to_string(&log).unwrap_or_default();
+    let _ = std::fs::remove_file(&log);
+    assert_eq!(status.code(), Some(1), "a failure exit, for the supervisor");
+    assert!(stderr.contains("the Redis master moved"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("127.0.0.1:{}", replica.port)),
+        "{stderr}"
+    );
+}
+
+/// Asks the sentinel to fail `service` over and waits until it names the
+/// replica at `replica_port` as the master.
+async fn fail_over(sentinel: &SentinelProcess, service: &str, replica_port: u16) {
+    let service = service.to_owned();
     let conn = redis::Client::open(format!("redis://127.0.0.1:{}", sentinel.port))
         .unwrap()
         .get_multiplexed_async_connection()
@@ -428,12 +445,80 @@ async fn after_a_sentinel_failover_the_worker_drains_and_exits_to_be_restarted()
                 .query_async(&mut conn)
                 .await
                 .ok()?;
-            (port == replica.port).then_some(())
+            (port == replica_port).then_some(())
         }
     })
     .await;
+}
 
-    let status = exited(&mut worker).await;
+/// Waits until the Redis at `port` reports itself a replica (Sentinel
+/// turned the old master into one after a failover).
+async fn wait_until_replica(port: u16) {
+    let url = format!("redis://127.0.0.1:{port}");
+    wait_for("the old master to become a replica", || {
+        let url = url.clone();
+        async move {
+            let mut conn = crate::helpers::try_redis(&url).await?;
+            let info: String = redis::cmd("INFO")
+                .arg("replication")
+                .query_async(&mut conn)
+                .await
+                .ok()?;
+            info.contains("role:slave").then_some(())
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_sentinel_failover_the_producer_follows_and_web_exits_to_be_restarted() {
+    let master = RedisProcess::start(None).await;
+    let replica = RedisProcess::start(Some(master.port)).await;
+    let service = format!("herald-{}", mongodb::bson::oid::ObjectId::new().to_hex());
+    let sentinel = SentinelProcess::start(&service, master.port).await;
+    let url = sentinel.url(&service);
+    let port = free_port();
+    let bind = format!("127.0.0.1:{port}");
+    let env = env_with(&[
+        ("HERALD_REDIS_URL", &url),
+        ("HERALD_WEB_BIND", &bind),
+        ("HERALD_WEB_TOKEN", "failover-test-token"),
+    ])
+    .await;
+    let log = log_path(&env, "web-failover");
+    let mut web = env.spawn_herald_logged(&["web"], &[], &log);
+    crate::helpers::wait_for_listener("herald web", port, crate::helpers::PATIENCE).await;
+    let mut producer = Producer::connect(&url, &env.settings.redis.namespace)
+        .await
+        .expect("the producer connects through the sentinel");
+    producer
+        .enqueue_message(SendMessage::new(account(), "before", "the failover"))
+        .await
+        .expect("enqueue on the first master");
+
+    fail_over(&sentinel, &service, replica.port).await;
+    // A write the old master took between its demotion and Sentinel's
+    // reconfiguring it would be lost with Redis's asynchronous
+    // replication (a Redis property, not Herald's); wait it out.
+    wait_until_replica(master.port).await;
+    producer
+        .enqueue_message(SendMessage::new(account(), "after", "the failover"))
+        .await
+        .expect("the producer follows the failover");
+    let mut conn = crate::helpers::try_redis(&format!("redis://127.0.0.1:{}", replica.port))
+        .await
+        .expect("the new master answers");
+    let ready: u64 = redis::cmd("LLEN")
+        .arg(format!(
+            "{}:active",
+            env.settings.redis.namespace.queue(QueueName::SendMessage)
+        ))
+        .query_async(&mut conn)
+        .await
+        .expect("LLEN");
+    assert_eq!(ready, 2, "both jobs are on the new master");
+
+    let status = exited(&mut web).await;
     let stderr = std::fs::read_to_string(&log).unwrap_or_default();
     let _ = std::fs::remove_file(&log);
     assert_eq!(status.code(), Some(1), "a failure exit, for the supervisor");
