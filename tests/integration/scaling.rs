@@ -372,12 +372,7 @@ impl RedisProcess {
         wait_for("the private Redis to answer", || {
             let url = url.clone();
             async move {
-                let mut conn = crate::helpers::try_redis(&url).await?;
-                let info: String = redis::cmd("INFO")
-                    .arg("replication")
-                    .query_async(&mut conn)
-                    .await
-                    .ok()?;
+                let info = replication_info(&url).await?;
                 let ready = replica_of.is_none() || info.contains("master_link_status:up");
                 ready.then_some(())
             }
@@ -458,16 +453,21 @@ async fn wait_until_replica(port: u16) {
     wait_for("the old master to become a replica", || {
         let url = url.clone();
         async move {
-            let mut conn = crate::helpers::try_redis(&url).await?;
-            let info: String = redis::cmd("INFO")
-                .arg("replication")
-                .query_async(&mut conn)
-                .await
-                .ok()?;
+            let info = replication_info(&url).await?;
             info.contains("role:slave").then_some(())
         }
     })
     .await;
+}
+
+/// `INFO replication` of the Redis at `url`, if it answers.
+async fn replication_info(url: &str) -> Option<String> {
+    let mut conn = crate::helpers::try_redis(url).await?;
+    redis::cmd("INFO")
+        .arg("replication")
+        .query_async(&mut conn)
+        .await
+        .ok()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
