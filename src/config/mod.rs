@@ -140,9 +140,10 @@ pub struct Settings {
     pub web: WebSettings,
     /// Export jobs.
     pub export: ExportSettings,
-    /// Keys the configuration files set that are not settings (a typo, or
-    /// a setting this version no longer has); they are ignored, and the
-    /// long-running commands warn about each ([`Settings::warn_unknown`]).
+    /// Keys the configuration files set, and `HERALD_<SECTION>_*`
+    /// variables, that are not settings (a typo, or a setting this version
+    /// no longer has); they are ignored, and the long-running commands
+    /// warn about each ([`Settings::warn_unknown`]).
     pub unknown_keys: Vec<String>,
 }
 
@@ -151,6 +152,28 @@ const RETIRED: &[(&str, &str)] = &[(
     "worker.poll_interval_ms",
     "idle workers wake as soon as a job is enqueued; worker.idle_wait_ms is the fallback",
 )];
+
+/// The variables of `vars` named like a setting's (`HERALD_<SECTION>_...`
+/// for a section that exists) that name none.
+fn unknown_variables(vars: &HashMap<String, String>) -> Vec<String> {
+    let known: std::collections::HashSet<String> = all_settings().map(Setting::env_var).collect();
+    let prefixes: std::collections::HashSet<String> = all_settings()
+        .filter_map(|s| s.key.split_once('.'))
+        .map(|(section, _)| format!("HERALD_{}_", section.to_ascii_uppercase()))
+        .collect();
+    let mut unknown: Vec<String> = vars
+        .keys()
+        .filter(|var| {
+            prefixes
+                .iter()
+                .any(|prefix| var.starts_with(prefix.as_str()))
+        })
+        .filter(|var| !known.contains(var.as_str()))
+        .cloned()
+        .collect();
+    unknown.sort();
+    unknown
+}
 
 /// The `section.key` names in `layers` that no setting declares.
 fn unknown_keys(layers: &config::Config) -> Vec<String> {
@@ -218,7 +241,8 @@ impl Settings {
         }
 
         let layers = builder.build()?;
-        let unknown_keys = unknown_keys(&layers);
+        let mut unknown_keys = unknown_keys(&layers);
+        unknown_keys.extend(unknown_variables(vars));
         let mut settings = Self::read(&Values::new(layers))?;
         settings.unknown_keys = unknown_keys;
         Ok(settings)
@@ -228,7 +252,10 @@ impl Settings {
     /// a setting, naming what replaced it when it is a retired one.
     pub fn warn_unknown(&self) {
         for key in &self.unknown_keys {
-            match RETIRED.iter().find(|(retired, _)| retired == key) {
+            let retired = RETIRED
+                .iter()
+                .find(|(retired, _)| retired == key || env_var_for(retired) == *key);
+            match retired {
                 Some((_, instead)) => {
                     tracing::warn!(key = %key, "setting no longer used and ignored: {instead}")
                 }

@@ -346,6 +346,17 @@ fn keys_that_are_not_settings_are_listed_and_the_shipped_files_have_none() {
         ["worker.concurency", "worker.poll_interval_ms"]
     );
     assert_eq!(loaded.redis.namespace.as_str(), "ok");
+    // Variables named like a section's settings, but none of them, too;
+    // other HERALD_ variables (tools', tests') are not the settings' business.
+    let loaded = Settings::load_from(&vars(&[
+        ("HERALD_WORKER_POLL_INTERVAL_MS", "100"),
+        ("HERALD_WORKER_CONCURRENCY", "4"),
+        ("HERALD_MONGO_IMPL", "py"),
+        ("HERALD_TEST_REDIS_URL", "redis://elsewhere"),
+        ("HERALD_PUSHER_URL", "http://127.0.0.1:1"),
+    ]))
+    .unwrap();
+    assert_eq!(loaded.unknown_keys, ["HERALD_WORKER_POLL_INTERVAL_MS"]);
     for environment in ["development", "test", "production"] {
         let extra = [
             ("HERALD_TUISONGBAO_URL", "https://api.example.com"),
