@@ -339,7 +339,7 @@ impl QueueConfig {
     }
     /// JSON record of the operator's bulk operation `id` on dead jobs.
     pub fn bulk_key(&self, id: &str) -> String {
-        format!("{}:bulk:{id}", self.name)
+        self.key(&format!("bulk:{id}"))
     }
     /// List: the latest bulk operations' ids, newest first.
     pub fn bulks_key(&self) -> String {
@@ -355,7 +355,7 @@ impl QueueConfig {
     }
     /// Hash describing `worker`.
     pub fn worker_meta_key(&self, worker: &str) -> String {
-        format!("{}:workers:metadata:{worker}", self.name)
+        self.key(&format!("workers:metadata:{worker}"))
     }
 }
 
