@@ -397,15 +397,7 @@ async fn after_a_sentinel_failover_the_worker_drains_and_exits_to_be_restarted()
 
     fail_over(&sentinel, &service, replica.port).await;
 
-    let status = exited(&mut worker).await;
-    let stderr = std::fs::read_to_string(&log).unwrap_or_default();
-    let _ = std::fs::remove_file(&log);
-    assert_eq!(status.code(), Some(1), "a failure exit, for the supervisor");
-    assert!(stderr.contains("the Redis master moved"), "{stderr}");
-    assert!(
-        stderr.contains(&format!("127.0.0.1:{}", replica.port)),
-        "{stderr}"
-    );
+    assert_exited_for_the_new_master(&mut worker, &log, replica.port).await;
 }
 
 /// Asks the sentinel to fail `service` over and waits until it names the
@@ -518,13 +510,24 @@ async fn after_a_sentinel_failover_the_producer_follows_and_web_exits_to_be_rest
         .expect("LLEN");
     assert_eq!(ready, 2, "both jobs are on the new master");
 
-    let status = exited(&mut web).await;
-    let stderr = std::fs::read_to_string(&log).unwrap_or_default();
-    let _ = std::fs::remove_file(&log);
+    assert_exited_for_the_new_master(&mut web, &log, replica.port).await;
+}
+
+/// Waits for `process` to exit and checks it exited 1, for its supervisor,
+/// saying in `log` that the master moved to the replica at `replica_port`;
+/// removes the log.
+async fn assert_exited_for_the_new_master(
+    process: &mut HeraldProcess,
+    log: &std::path::Path,
+    replica_port: u16,
+) {
+    let status = exited(process).await;
+    let stderr = std::fs::read_to_string(log).unwrap_or_default();
+    let _ = std::fs::remove_file(log);
     assert_eq!(status.code(), Some(1), "a failure exit, for the supervisor");
     assert!(stderr.contains("the Redis master moved"), "{stderr}");
     assert!(
-        stderr.contains(&format!("127.0.0.1:{}", replica.port)),
+        stderr.contains(&format!("127.0.0.1:{replica_port}")),
         "{stderr}"
     );
 }
