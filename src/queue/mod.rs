@@ -396,13 +396,9 @@ pub fn now_secs_string() -> String {
     format!("{:.3}", now_secs())
 }
 
-/// Seconds since the Unix epoch, with millisecond precision.
-pub(crate) fn now_secs() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| (d.as_millis() as f64) / 1000.0)
-        .unwrap_or(0.0)
-}
+/// Seconds since the Unix epoch, with millisecond precision: the clock
+/// the enqueue script and every other script of the queue are given.
+pub(crate) use herald_jobs::enqueue::now_secs;
 
 #[cfg(test)]
 mod tests {
