@@ -147,20 +147,11 @@ async fn run_web(settings: Settings) -> anyhow::Result<ExitCode> {
     // Like the worker, the server follows a Sentinel failover by stopping
     // (finishing the requests in flight) with a failure, for its supervisor
     // to start it again on the new master.
-    let failover = herald::queue::failover::master_changed(
+    let (stop, mut moved_rx) = herald::queue::failover::shutdown_or_failover(
+        shutdown::signal(),
         settings.redis.url.clone(),
         settings.worker.heartbeat_interval,
     );
-    let (moved_tx, mut moved_rx) = tokio::sync::oneshot::channel::<String>();
-    let stop = async move {
-        tokio::select! {
-            _ = shutdown::signal() => {}
-            moved = failover => {
-                tracing::error!(reason = %moved, "Redis failover: finishing the requests in flight, then exiting");
-                let _ = moved_tx.send(moved);
-            }
-        }
-    };
     herald::web::serve(
         listener,
         herald::web::WebState::new(conn, &database, &settings, token)?,

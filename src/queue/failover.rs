@@ -8,9 +8,38 @@
 //! gracefully with an error so its supervisor starts it again on the new
 //! master (the queues' leases make this safe: nothing is lost).
 
-use std::time::Duration;
+use std::{future::Future, time::Duration};
 
 use herald_jobs::redis_url;
+use tokio::sync::oneshot;
+
+/// A stop signal for a long-running process: completes when `shutdown`
+/// does, or when the sentinels of `url` (asked every `every`) name a new
+/// master. In the second case the receiver holds the description, so the
+/// process can exit with a failure for its supervisor to start it again.
+pub fn shutdown_or_failover<F>(
+    shutdown: F,
+    url: String,
+    every: Duration,
+) -> (
+    impl Future<Output = ()> + Send + 'static,
+    oneshot::Receiver<String>,
+)
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    let (moved_tx, moved_rx) = oneshot::channel::<String>();
+    let signal = async move {
+        tokio::select! {
+            _ = shutdown => {}
+            moved = master_changed(url, every) => {
+                tracing::error!(reason = %moved, "Redis failover: finishing the work in flight, then exiting");
+                let _ = moved_tx.send(moved);
+            }
+        }
+    };
+    (signal, moved_rx)
+}
 
 /// Completes, with a description, once the sentinels name a master other
 /// than the one current at the call; never completes for a URL that is not

@@ -238,20 +238,20 @@ impl Worker {
         F: Future<Output = ()> + Send + 'static,
     {
         let grace = self.grace;
-        let failover =
-            crate::queue::failover::master_changed(self.redis_url, self.heartbeat_interval);
-        let (moved_tx, mut moved_rx) = oneshot::channel::<String>();
+        let shutdown = async move {
+            shutdown.await;
+            info!(
+                grace_secs = grace.as_secs(),
+                "shutdown requested: no new jobs, finishing running ones"
+            );
+        };
+        let (stop, mut moved_rx) = crate::queue::failover::shutdown_or_failover(
+            shutdown,
+            self.redis_url,
+            self.heartbeat_interval,
+        );
         let signal = async move {
-            tokio::select! {
-                _ = shutdown => info!(
-                    grace_secs = grace.as_secs(),
-                    "shutdown requested: no new jobs, finishing running ones"
-                ),
-                moved = failover => {
-                    tracing::error!(reason = %moved, "Redis failover: no new jobs, finishing running ones, then exiting");
-                    let _ = moved_tx.send(moved);
-                }
-            }
+            stop.await;
             Ok(())
         };
         let outcome = self.monitor.run_with_signal(signal).await;
