@@ -10,7 +10,7 @@
 use std::time::Duration;
 
 use herald_jobs::QueueName;
-use redis::aio::ConnectionManager;
+use herald_jobs::RedisConnection;
 
 use crate::{
     config::Settings,
@@ -99,7 +99,7 @@ pub fn config(settings: &Settings, queue: QueueName) -> QueueConfig {
 }
 
 /// The backend for jobs of type `T` on `queue`.
-pub fn storage<T>(conn: ConnectionManager, settings: &Settings, queue: QueueName) -> RedisQueue<T> {
+pub fn storage<T>(conn: RedisConnection, settings: &Settings, queue: QueueName) -> RedisQueue<T> {
     RedisQueue::new(conn, config(settings, queue))
 }
 
@@ -115,7 +115,7 @@ mod tests {
         let push = config(&settings, QueueName::Push);
         assert_eq!(
             push.fetch_lookup.as_deref(),
-            Some("herald:push:idempotency")
+            Some("{herald:push}:idempotency")
         );
         assert_eq!(push.dedup_ttl, Some(rerun_window(&settings)));
         for queue in [QueueName::SendMessage, QueueName::Export] {

@@ -55,7 +55,7 @@ pub async fn run(settings: &Settings, jobs: u64, live: bool) -> Result<BacklogRe
 
     let _ = database.drop().await;
     let mut conn = herald::queue::connect(settings.redis.url.as_str()).await?;
-    super::queue::cleanup(&mut conn, settings.redis.namespace.as_str()).await?;
+    super::queue::cleanup(&mut conn, &settings.redis.namespace.key_pattern()).await?;
     sandbox_task.abort();
     result
 }

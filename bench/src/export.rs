@@ -160,7 +160,7 @@ pub async fn run(
     let _ = database.drop().await;
     let _ = std::fs::remove_dir_all(&settings.export.dir);
     let mut conn = herald::queue::connect(settings.redis.url.as_str()).await?;
-    super::queue::cleanup(&mut conn, settings.redis.namespace.as_str()).await?;
+    super::queue::cleanup(&mut conn, &settings.redis.namespace.key_pattern()).await?;
     result
 }
 

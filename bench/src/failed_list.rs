@@ -78,13 +78,13 @@ pub async fn run(settings: &Settings, dead_jobs: usize) -> Result<FailedListRepo
         .map_err(|e| BenchError::Invalid(e.to_string()))?;
     let mut conn = herald::queue::connect(settings.redis.url.as_str()).await?;
     let result = measure(&settings, &mut conn, dead_jobs).await;
-    crate::queue::cleanup(&mut conn, settings.redis.namespace.as_str()).await?;
+    crate::queue::cleanup(&mut conn, &settings.redis.namespace.key_pattern()).await?;
     result
 }
 
 async fn measure(
     settings: &Settings,
-    conn: &mut redis::aio::ConnectionManager,
+    conn: &mut herald_jobs::RedisConnection,
     dead_jobs: usize,
 ) -> Result<FailedListReport, BenchError> {
     let config = herald::queues::config(settings, QueueName::Push);

@@ -13,7 +13,7 @@ use apalis::prelude::{
 };
 use apalis_redis::RedisStorage;
 use herald::queue::{QueueConfig, QueueError, RedisQueue};
-use redis::aio::ConnectionManager;
+use herald_jobs::RedisConnection;
 use serde_json::Value;
 
 use crate::Row;
@@ -72,7 +72,7 @@ fn namespace(label: &str) -> String {
 
 /// Jobs in `queue`'s done set: a sorted set in Herald's layout, a plain
 /// set in apalis-redis's.
-async fn done_count(conn: &mut ConnectionManager, queue: &str) -> Result<u64, redis::RedisError> {
+async fn done_count(conn: &mut RedisConnection, queue: &str) -> Result<u64, redis::RedisError> {
     let key = format!("{queue}:done");
     let kind: String = redis::cmd("TYPE").arg(&key).query_async(conn).await?;
     // "none" until the first job is done: count nothing then, since the key
@@ -85,11 +85,7 @@ async fn done_count(conn: &mut ConnectionManager, queue: &str) -> Result<u64, re
     redis::cmd(count).arg(&key).query_async(conn).await
 }
 
-async fn wait_done(
-    conn: &mut ConnectionManager,
-    queue: &str,
-    target: u64,
-) -> Result<(), BenchError> {
+async fn wait_done(conn: &mut RedisConnection, queue: &str, target: u64) -> Result<(), BenchError> {
     let start = Instant::now();
     while done_count(conn, queue).await? < target {
         if start.elapsed() > Duration::from_secs(600) {
@@ -100,43 +96,21 @@ async fn wait_done(
     Ok(())
 }
 
-/// Deletes every key starting with `prefix`, scanning rather than using
-/// KEYS so a large keyspace never blocks the server.
-/// One `SCAN` step over the keys starting with `prefix`: the next cursor
-/// (0 when done) and up to about a thousand keys.
-pub(crate) async fn scan_page(
-    conn: &mut ConnectionManager,
-    cursor: u64,
-    prefix: &str,
-) -> Result<(u64, Vec<String>), redis::RedisError> {
-    redis::cmd("SCAN")
-        .arg(cursor)
-        .arg("MATCH")
-        .arg(format!("{prefix}*"))
-        .arg("COUNT")
-        .arg(1000)
-        .query_async(conn)
-        .await
-}
-
+/// Deletes every key matching `pattern` (on every primary of a cluster),
+/// scanning rather than using KEYS so a large keyspace never blocks the
+/// server.
 pub(crate) async fn cleanup(
-    conn: &mut ConnectionManager,
-    prefix: &str,
+    conn: &mut RedisConnection,
+    pattern: &str,
 ) -> Result<(), redis::RedisError> {
-    let mut cursor: u64 = 0;
-    loop {
-        let (next, keys) = scan_page(conn, cursor, prefix).await?;
-        if !keys.is_empty() {
-            redis::cmd("UNLINK")
-                .arg(&keys)
-                .query_async::<()>(conn)
-                .await?;
-        }
-        if next == 0 {
-            return Ok(());
-        }
-        cursor = next;
+    let keys = conn.scan_match(pattern).await?;
+    for chunk in keys.chunks(1000) {
+        redis::cmd("UNLINK")
+            .arg(chunk)
+            .query_async::<()>(conn)
+            .await?;
     }
+    Ok(())
 }
 
 fn payloads(n: u64) -> Vec<Value> {
@@ -164,8 +138,7 @@ fn stop_switch() -> (
 /// The fixed workload on `queue`: per round, `enqueue(n)` with no worker
 /// running, then `start(round)` a worker, timed until the round is done.
 async fn timed_rounds<E, EF, S>(
-    conn: &ConnectionManager,
-    namespace: &str,
+    conn: &RedisConnection,
     queue: &str,
     workload: Workload,
     mut enqueue: E,
@@ -190,23 +163,29 @@ where
         let _ = running.await;
         done += n;
     }
-    cleanup(&mut control, namespace).await?;
+    cleanup(&mut control, &format!("{queue}*")).await?;
     Ok((done, elapsed))
 }
 
 /// Plain apalis-redis with its defaults (batch `batch`; 10 is its default).
 pub async fn apalis_redis_baseline(
-    conn: ConnectionManager,
+    conn: RedisConnection,
     workload: Workload,
     batch: usize,
 ) -> Result<Row, BenchError> {
+    // apalis-redis keeps its own, untagged layout, on one server only.
+    let RedisConnection::Single(manager) = conn.clone() else {
+        return Err(BenchError::Invalid(
+            "plain apalis-redis runs on one Redis server, not a cluster".to_owned(),
+        ));
+    };
     let ns = namespace("apalis");
     let queue = format!("{ns}:noop");
     let config = apalis_redis::Config::default()
         .queue(&queue)
         .batch_size(batch);
     let enqueue = |n: u64| {
-        let mut producer = RedisStorage::<Value>::new(conn.clone()).with_config(config.clone());
+        let mut producer = RedisStorage::<Value>::new(manager.clone()).with_config(config.clone());
         async move {
             for chunk in payloads(n).chunks(1000) {
                 producer
@@ -218,14 +197,14 @@ pub async fn apalis_redis_baseline(
         }
     };
     let start = |round: u64| {
-        let backend = RedisStorage::<Value>::new(conn.clone()).with_config(config.clone());
+        let backend = RedisStorage::<Value>::new(manager.clone()).with_config(config.clone());
         let worker = WorkerBuilder::new(format!("bench-apalis-{round}"))
             .backend(backend)
             .build(noop);
         let (stop, signal) = stop_switch();
         (stop, tokio::spawn(worker.run_until(signal)))
     };
-    let (count, elapsed) = timed_rounds(&conn, &ns, &queue, workload, enqueue, start).await?;
+    let (count, elapsed) = timed_rounds(&conn, &queue, workload, enqueue, start).await?;
     Ok(Row {
         name: format!("plain apalis-redis 1.0, batch {batch}"),
         count,
@@ -236,13 +215,14 @@ pub async fn apalis_redis_baseline(
 /// Herald's queue layer, with the worker setup `herald worker` uses
 /// (concurrency limit, tasks spawned on the runtime).
 pub async fn herald_queue(
-    conn: ConnectionManager,
+    conn: RedisConnection,
     workload: Workload,
     batch: usize,
     concurrency: usize,
 ) -> Result<Row, BenchError> {
     let ns = namespace("herald");
-    let queue = format!("{ns}:noop");
+    // Hash-tagged, as Herald names its queues, so it runs on a cluster too.
+    let queue = format!("{{{ns}:noop}}");
     let mut config = QueueConfig::new(&queue);
     config.batch_size = batch;
     let enqueue = |n: u64| {
@@ -265,7 +245,7 @@ pub async fn herald_queue(
         let (stop, signal) = stop_switch();
         (stop, tokio::spawn(worker.run_until(signal)))
     };
-    let (count, elapsed) = timed_rounds(&conn, &ns, &queue, workload, enqueue, start).await?;
+    let (count, elapsed) = timed_rounds(&conn, &queue, workload, enqueue, start).await?;
     Ok(Row {
         name: format!("herald queue, batch {batch}, concurrency {concurrency}"),
         count,

@@ -25,9 +25,9 @@ use herald::{
     store::{self, MESSAGE_COLLECTION},
     worker,
 };
+use herald_jobs::RedisConnection;
 use herald_jobs::{AccountId, Namespace, Producer, SendMessage};
 use mongodb::bson::doc;
-use redis::aio::ConnectionManager;
 
 use crate::queue::BenchError;
 
@@ -108,10 +108,12 @@ fn is_window_kind(kind: &str) -> bool {
     kind.ends_with(":idempotency")
 }
 
-/// The kind of a key under `prefix`: the queue and what it is, with ids
-/// and minutes dropped (`push:idempotency`, `send_message:stats`).
+/// The kind of a key of the namespace `prefix` (`NAMESPACE:`): the queue
+/// and what it is, with the hash tag's braces, ids and minutes dropped
+/// (`push:idempotency`, `send_message:stats`).
 fn kind_of(key: &str, prefix: &str) -> String {
-    let rest = key.strip_prefix(prefix).unwrap_or(key);
+    let untagged = key.replacen(['{', '}'], "", 2);
+    let rest = untagged.strip_prefix(prefix).unwrap_or(&untagged);
     let mut parts = rest.split(':');
     let queue = parts.next().unwrap_or_default();
     match parts.next() {
@@ -138,7 +140,7 @@ pub async fn run(settings: &Settings, workload: SoakWorkload) -> Result<SoakRepo
     let result = soak(&settings, &database, &mut conn, &sandbox_url, workload).await;
 
     let _ = database.drop().await;
-    super::queue::cleanup(&mut conn, settings.redis.namespace.as_str()).await?;
+    super::queue::cleanup(&mut conn, &settings.redis.namespace.key_pattern()).await?;
     sandbox_task.abort();
     result
 }
@@ -146,11 +148,11 @@ pub async fn run(settings: &Settings, workload: SoakWorkload) -> Result<SoakRepo
 async fn soak(
     settings: &Settings,
     database: &mongodb::Database,
-    conn: &mut ConnectionManager,
+    conn: &mut RedisConnection,
     sandbox_url: &str,
     workload: SoakWorkload,
 ) -> Result<SoakReport, BenchError> {
-    let prefix = format!("{}:", settings.redis.namespace.as_str());
+    let namespace = &settings.redis.namespace;
     let used_memory_before = used_memory(conn).await?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let running = tokio::spawn(worker::run(settings.clone(), async move {
@@ -182,7 +184,7 @@ async fn soak(
             enqueued += round;
         }
         if Instant::now() >= next_sample {
-            samples.push(sample(conn, &prefix, start, pushed).await?);
+            samples.push(sample(conn, namespace, start, pushed).await?);
             next_sample += Duration::from_secs(1);
         }
         if pushed >= workload.messages {
@@ -202,12 +204,12 @@ async fn soak(
     // on a heartbeat; wait until no job key is left.
     let settled = Instant::now();
     loop {
-        let by_kind = namespace_usage(conn, &prefix).await?;
+        let by_kind = namespace_usage(conn, namespace).await?;
         let jobs_left = by_kind
             .iter()
             .any(|(kind, _)| kind.ends_with(":data") || kind.ends_with(":done"));
         if Instant::now() >= next_sample {
-            samples.push(sample(conn, &prefix, start, pushed).await?);
+            samples.push(sample(conn, namespace, start, pushed).await?);
             next_sample += Duration::from_secs(1);
         }
         if !jobs_left {
@@ -221,7 +223,7 @@ async fn soak(
     let retention_secs = settled.elapsed().as_secs_f64();
     let _ = stop.send(());
     let _ = running.await;
-    let left = namespace_usage(conn, &prefix).await?;
+    let left = namespace_usage(conn, namespace).await?;
     let used_memory_after = used_memory(conn).await?;
     let stored = database
         .collection::<mongodb::bson::Document>(MESSAGE_COLLECTION)
@@ -241,12 +243,12 @@ async fn soak(
 }
 
 async fn sample(
-    conn: &mut ConnectionManager,
-    prefix: &str,
+    conn: &mut RedisConnection,
+    namespace: &Namespace,
     start: Instant,
     pushed: u64,
 ) -> Result<Sample, BenchError> {
-    let usage = namespace_usage(conn, prefix).await?;
+    let usage = namespace_usage(conn, namespace).await?;
     Ok(Sample {
         at: start.elapsed().as_secs_f64(),
         pushed,
@@ -257,7 +259,7 @@ async fn sample(
 }
 
 /// Redis's `used_memory`.
-async fn used_memory(conn: &mut ConnectionManager) -> Result<u64, BenchError> {
+async fn used_memory(conn: &mut RedisConnection) -> Result<u64, BenchError> {
     let info: String = redis::cmd("INFO").arg("memory").query_async(conn).await?;
     info.lines()
         .find_map(|line| line.strip_prefix("used_memory:"))
@@ -265,36 +267,31 @@ async fn used_memory(conn: &mut ConnectionManager) -> Result<u64, BenchError> {
         .ok_or_else(|| BenchError::Invalid("INFO memory has no used_memory".into()))
 }
 
-/// Keys and bytes under `prefix`, by kind of key.
+/// Keys and bytes of `namespace`, by kind of key (see [`kind_of`]).
 async fn namespace_usage(
-    conn: &mut ConnectionManager,
-    prefix: &str,
+    conn: &mut RedisConnection,
+    namespace: &Namespace,
 ) -> Result<BTreeMap<String, (u64, u64)>, BenchError> {
+    let prefix = &format!("{namespace}:");
     let mut by_kind: BTreeMap<String, (u64, u64)> = BTreeMap::new();
-    let mut cursor: u64 = 0;
-    loop {
-        let (next, keys) = super::queue::scan_page(conn, cursor, prefix).await?;
-        if !keys.is_empty() {
-            let mut pipe = redis::pipe();
-            for key in &keys {
-                pipe.cmd("MEMORY")
-                    .arg("USAGE")
-                    .arg(key)
-                    .arg("SAMPLES")
-                    .arg(0);
-            }
-            let sizes: Vec<Option<u64>> = pipe.query_async(conn).await?;
-            for (key, size) in keys.iter().zip(sizes) {
-                let entry = by_kind.entry(kind_of(key, prefix)).or_default();
-                entry.0 += 1;
-                entry.1 += size.unwrap_or(0);
-            }
+    let keys = conn.scan_match(&namespace.key_pattern()).await?;
+    for keys in keys.chunks(1000) {
+        let mut pipe = redis::pipe();
+        for key in keys {
+            pipe.cmd("MEMORY")
+                .arg("USAGE")
+                .arg(key)
+                .arg("SAMPLES")
+                .arg(0);
         }
-        if next == 0 {
-            return Ok(by_kind);
+        let sizes: Vec<Option<u64>> = pipe.query_async(conn).await?;
+        for (key, size) in keys.iter().zip(sizes) {
+            let entry = by_kind.entry(kind_of(key, prefix)).or_default();
+            entry.0 += 1;
+            entry.1 += size.unwrap_or(0);
         }
-        cursor = next;
     }
+    Ok(by_kind)
 }
 
 #[cfg(test)]
@@ -305,11 +302,11 @@ mod tests {
     fn keys_are_grouped_by_queue_and_kind() {
         let prefix = "herald-soak-1:";
         assert_eq!(
-            kind_of("herald-soak-1:push:idempotency:new_message:65a1", prefix),
+            kind_of("{herald-soak-1:push}:idempotency:new_message:65a1", prefix),
             "push:idempotency"
         );
         assert_eq!(
-            kind_of("herald-soak-1:send_message:stats:done:29000000", prefix),
+            kind_of("{herald-soak-1:send_message}:stats:done:29000000", prefix),
             "send_message:stats"
         );
         assert!(is_window_kind("push:idempotency"));

@@ -17,12 +17,14 @@
 //! - [`error`]: [`ValidationError`], which always names the offending field.
 //! - [`object`]: [`object_only!`], which makes a payload type accept a JSON
 //!   object and nothing else.
-//! - [`redis_url`]: opening Redis from a URL, including `redis+sentinel://`.
+//! - [`redis_url`]: Redis URLs, including `redis+sentinel://` and
+//!   `redis+cluster://`; [`connection`]: the one connection type for them.
 //! - [`task_order`]: job ids that sort in the order one process made them.
 //!
 //! Producers in other languages write the same JSON; its shape is documented on
 //! [`SendMessage`] and in the repository's README.
 
+pub mod connection;
 pub mod enqueue;
 pub mod error;
 pub mod export;
@@ -36,6 +38,7 @@ pub mod redis_url;
 mod string_enum;
 pub mod task_order;
 
+pub use connection::{Patience, RedisConnection};
 pub use error::ValidationError;
 pub use export::{Export, ExportField, ExportLimits, ExportSort, SortOrder, ValidExport};
 pub use ids::{AccountId, MessageId, UserId};

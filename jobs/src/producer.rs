@@ -18,7 +18,7 @@
 
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
+use crate::RedisConnection;
 use serde::Serialize;
 
 use crate::{
@@ -81,7 +81,7 @@ pub enum ProducerError {
 /// A client that puts Herald jobs on their queues.
 #[derive(Debug, Clone)]
 pub struct Producer {
-    conn: ConnectionManager,
+    conn: RedisConnection,
     /// The URL `conn` was opened from, when the producer opened it: a
     /// `redis+sentinel://` URL lets it follow a failover.
     url: Option<String>,
@@ -99,7 +99,7 @@ impl Producer {
     /// of `namespace`.
     pub async fn connect(redis_url: &str, namespace: &Namespace) -> Result<Self, ProducerError> {
         // Also resolves `redis+sentinel://` URLs to the current master.
-        let conn = crate::redis_url::connection_manager(redis_url, None)
+        let conn = RedisConnection::open(redis_url, crate::Patience::default())
             .await
             .map_err(|source| ProducerError::Connect {
                 url: redact_url(redis_url),
@@ -114,7 +114,7 @@ impl Producer {
     /// app). Such a producer stays on the server `conn` talks to; one made
     /// by [`Producer::connect`] from a `redis+sentinel://` URL follows a
     /// failover.
-    pub fn from_connection(conn: ConnectionManager, namespace: &Namespace) -> Self {
+    pub fn from_connection(conn: RedisConnection, namespace: &Namespace) -> Self {
         let queue = namespace.queue(QueueName::SendMessage);
         let export_queue = namespace.queue(QueueName::Export);
         Self {
@@ -247,7 +247,7 @@ impl Producer {
         if !master_may_have_moved(&error) {
             return Err(failed(error));
         }
-        self.conn = crate::redis_url::connection_manager(&url, None)
+        self.conn = RedisConnection::open(&url, crate::Patience::default())
             .await
             .map_err(|source| ProducerError::Connect {
                 url: redact_url(&url),

@@ -2,8 +2,23 @@
 //!
 //! Every Redis key Herald touches starts with a namespace (default `herald`),
 //! so several deployments — or several test runs — can share one Redis server
-//! without seeing each other's jobs. A queue's full name is
-//! `NAMESPACE:QUEUE`, for example `herald:send_message`.
+//! without seeing each other's jobs.
+//!
+//! Key names carry a Redis Cluster *hash tag*: the part in braces is all
+//! the cluster hashes, so keys with the same tag live in the same slot and
+//! one script may touch them together. A queue's full name is
+//! `{NAMESPACE:QUEUE}`, for example `{herald:send_message}`, and every key
+//! of the queue starts with it (`{herald:send_message}:data`): each
+//! script runs on one queue's keys, so every script runs on a cluster
+//! unchanged, and the queues spread over the cluster's primaries. The
+//! provider's rate limit lives beside the push queue
+//! (`{herald:push}:rate`); keys of the whole namespace (the export
+//! retention's lock) are `{NAMESPACE}:...`. The same names serve a single server and
+//! Sentinel.
+//!
+//! Earlier releases named keys `NAMESPACE:QUEUE:...` without a tag (the
+//! apalis-redis layout); [`Namespace::legacy_pattern`] finds them so the
+//! worker can move them over.
 
 use std::fmt;
 
@@ -36,9 +51,45 @@ impl Namespace {
         &self.0
     }
 
-    /// The full Redis name of `queue` in this namespace.
+    /// The full Redis name of `queue` in this namespace, `{NAMESPACE:QUEUE}`:
+    /// the hash tag every key of the queue starts with.
     pub fn queue(&self, queue: QueueName) -> String {
-        format!("{}:{}", self.0, queue.as_str())
+        format!("{{{}:{}}}", self.0, queue.as_str())
+    }
+
+    /// The key `{NAMESPACE}:suffix`, for what belongs to the namespace
+    /// rather than to one queue (each is used alone, one key per call).
+    pub fn key(&self, suffix: &str) -> String {
+        format!("{{{}}}:{suffix}", self.0)
+    }
+
+    /// A `SCAN MATCH` pattern for every key of this namespace: the queues'
+    /// (`{NAMESPACE:...`) and the namespace's own (`{NAMESPACE}:...`), and
+    /// no other namespace's.
+    pub fn key_pattern(&self) -> String {
+        format!("{{{}[:}}]*", self.0)
+    }
+
+    /// A `SCAN MATCH` pattern for the keys of this namespace in the layout
+    /// of earlier releases, `NAMESPACE:...` with no hash tag.
+    pub fn legacy_pattern(&self) -> String {
+        format!("{}:*", self.0)
+    }
+
+    /// The name `key`, written in the layout of earlier releases, has in
+    /// this one; `None` when `key` is not this namespace's. A queue's key
+    /// `NAMESPACE:QUEUE:rest` becomes `{NAMESPACE:QUEUE}:rest`, any other
+    /// `NAMESPACE:rest` becomes `{NAMESPACE}:rest`.
+    pub fn from_legacy(&self, key: &str) -> Option<String> {
+        let rest = key.strip_prefix(self.0.as_str())?.strip_prefix(':')?;
+        let queue = QueueName::ALL.into_iter().find(|queue| {
+            rest.strip_prefix(queue.as_str())
+                .is_some_and(|after| after.is_empty() || after.starts_with(':'))
+        });
+        Some(match queue {
+            Some(queue) => format!("{}{}", self.queue(queue), &rest[queue.as_str().len()..]),
+            None => self.key(rest),
+        })
     }
 }
 
@@ -86,9 +137,9 @@ impl fmt::Display for QueueName {
 }
 
 /// The Redis key `suffix` of the queue whose full name is `queue`
-/// (`NAMESPACE:QUEUE`): every key of a queue is one, for example
-/// `herald:send_message:data`. The worker and the producers name keys
-/// through this one function.
+/// (`{NAMESPACE:QUEUE}`): every key of a queue is one, for example
+/// `{herald:send_message}:data`, and so shares the queue's hash tag. The
+/// worker and the producers name keys through this one function.
 pub fn queue_key(queue: &str, suffix: &str) -> String {
     format!("{queue}:{suffix}")
 }
@@ -100,8 +151,70 @@ mod tests {
     #[test]
     fn queue_names_are_prefixed_by_the_namespace() {
         let ns = Namespace::parse("acme-prod").unwrap();
-        assert_eq!(ns.queue(QueueName::SendMessage), "acme-prod:send_message");
-        assert_eq!(ns.queue(QueueName::Push), "acme-prod:push");
+        assert_eq!(ns.queue(QueueName::SendMessage), "{acme-prod:send_message}");
+        assert_eq!(ns.queue(QueueName::Push), "{acme-prod:push}");
+        assert_eq!(ns.key("push:rate"), "{acme-prod}:push:rate");
+        assert_eq!(
+            queue_key(&ns.queue(QueueName::Export), "data"),
+            "{acme-prod:export}:data"
+        );
+    }
+
+    /// What `SCAN MATCH` would do with `pattern` on `key`: `*` any run,
+    /// `[..]` one of the listed characters, anything else itself (enough
+    /// for the patterns made here).
+    fn glob(pattern: &str, key: &str) -> bool {
+        let (p, k): (Vec<char>, Vec<char>) = (pattern.chars().collect(), key.chars().collect());
+        fn go(p: &[char], k: &[char]) -> bool {
+            match p.first() {
+                None => k.is_empty(),
+                Some('*') => (0..=k.len()).any(|i| go(&p[1..], &k[i..])),
+                Some('[') => {
+                    let end = p.iter().position(|&c| c == ']').expect("closed class");
+                    !k.is_empty() && p[1..end].contains(&k[0]) && go(&p[end + 1..], &k[1..])
+                }
+                Some(c) => k.first() == Some(c) && go(&p[1..], &k[1..]),
+            }
+        }
+        go(&p, &k)
+    }
+
+    #[test]
+    fn the_key_pattern_matches_this_namespace_and_no_other() {
+        let ns = Namespace::parse("acme").unwrap();
+        assert_eq!(ns.key_pattern(), "{acme[:}]*");
+        for mine in [
+            "{acme:push}:data",
+            "{acme}:push:rate",
+            "{acme:export}:meta:1",
+        ] {
+            assert!(glob(&ns.key_pattern(), mine), "{mine}");
+        }
+        for other in ["{acme2:push}:data", "{acme-x}:push:rate", "acme:push:data"] {
+            assert!(!glob(&ns.key_pattern(), other), "{other}");
+        }
+        assert!(glob(&ns.legacy_pattern(), "acme:push:data"));
+    }
+
+    #[test]
+    fn legacy_keys_map_onto_the_tagged_layout() {
+        let ns = Namespace::parse("acme").unwrap();
+        let cases = [
+            ("acme:send_message:data", Some("{acme:send_message}:data")),
+            ("acme:push:meta:01J", Some("{acme:push}:meta:01J")),
+            ("acme:export:inflight:w1", Some("{acme:export}:inflight:w1")),
+            (
+                "acme:push:rate:account:7",
+                Some("{acme:push}:rate:account:7"),
+            ),
+            ("acme:retention:export", Some("{acme}:retention:export")),
+            ("acme:pushes", Some("{acme}:pushes")),
+            ("acme2:push:data", None),
+            ("{acme:push}:data", None),
+        ];
+        for (old, new) in cases {
+            assert_eq!(ns.from_legacy(old).as_deref(), new, "{old}");
+        }
     }
 
     #[test]

@@ -1,11 +1,18 @@
-//! Opening Redis from a URL: one server, or the master that Sentinel names.
+//! Opening Redis from a URL: one server, the master that Sentinel names,
+//! or a Redis Cluster.
 //!
 //! Besides every URL the `redis` crate takes (`redis://`, `rediss://`,
 //! `unix://`), Herald accepts
 //!
 //! ```text
 //! redis+sentinel://[[USER]:PASSWORD@]HOST[:PORT][,HOST[:PORT]...]/SERVICE[/DB][?sentinel_password=P]
+//! redis+cluster://[[USER]:PASSWORD@]HOST[:PORT][,HOST[:PORT]...]
 //! ```
+//!
+//! A cluster URL names some of the cluster's nodes (port 6379 unless
+//! given); the client learns the rest, and follows `MOVED` and `ASK`
+//! redirections and changes of topology (a failover) by itself. A cluster
+//! has one database, so the URL has no path.
 //!
 //! The hosts are Sentinel nodes (port 26379 unless given), `SERVICE` is the
 //! name they monitor (`sentinel monitor SERVICE ...`), `DB` the database
@@ -18,7 +25,6 @@
 //! process notice a failover and restart (see the worker).
 
 use redis::{
-    aio::{ConnectionManager, ConnectionManagerConfig},
     sentinel::{Sentinel, SentinelNodeConnectionInfo},
     Client, ConnectionAddr, ErrorKind, IntoConnectionInfo, RedisConnectionInfo, RedisError,
     RedisResult,
@@ -29,6 +35,12 @@ pub const SENTINEL_SCHEME: &str = "redis+sentinel://";
 
 /// The default Sentinel port.
 pub const SENTINEL_PORT: u16 = 26379;
+
+/// The scheme of Redis Cluster URLs.
+pub const CLUSTER_SCHEME: &str = "redis+cluster://";
+
+/// The default port of a cluster node.
+pub const CLUSTER_PORT: u16 = 6379;
 
 /// A parsed `redis+sentinel://` URL.
 #[derive(Clone, PartialEq, Eq)]
@@ -88,7 +100,7 @@ fn decode(text: &str) -> Result<String, String> {
     String::from_utf8(out).map_err(|_| format!("'{text}' does not decode to UTF-8"))
 }
 
-fn parse_host(host: &str) -> Result<(String, u16), String> {
+fn parse_host(host: &str, default_port: u16) -> Result<(String, u16), String> {
     let (name, port) = if let Some(rest) = host.strip_prefix('[') {
         // [IPv6]:port
         let (name, after) = rest
@@ -102,15 +114,97 @@ fn parse_host(host: &str) -> Result<(String, u16), String> {
         }
     };
     if name.is_empty() {
-        return Err("a sentinel host is empty".to_owned());
+        return Err("a host is empty".to_owned());
     }
     let port = match port {
         Some(p) => p
             .parse()
             .map_err(|_| format!("'{p}' is not a port number"))?,
-        None => SENTINEL_PORT,
+        None => default_port,
     };
     Ok((name.to_owned(), port))
+}
+
+/// `USER:PASSWORD` of a URL's authority, decoded; empty parts are absent.
+type Credentials = (Option<String>, Option<String>);
+
+/// Splits `authority` into its credentials and its comma-separated hosts.
+fn parse_authority(
+    authority: &str,
+    default_port: u16,
+) -> Result<(Credentials, Vec<(String, u16)>), String> {
+    let (userinfo, hosts) = match authority.rsplit_once('@') {
+        Some((userinfo, hosts)) => (Some(userinfo), hosts),
+        None => (None, authority),
+    };
+    let credentials = match userinfo {
+        None => (None, None),
+        Some(info) => {
+            let (user, password) = match info.split_once(':') {
+                Some((user, password)) => (user, Some(password)),
+                None => (info, None),
+            };
+            let user = (!user.is_empty()).then(|| decode(user)).transpose()?;
+            let password = password.filter(|p| !p.is_empty()).map(decode).transpose()?;
+            (user, password)
+        }
+    };
+    let hosts = hosts
+        .split(',')
+        .map(|host| parse_host(host, default_port))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((credentials, hosts))
+}
+
+/// Whether `url` names Redis Cluster nodes.
+pub fn is_cluster_url(url: &str) -> bool {
+    url.starts_with(CLUSTER_SCHEME)
+}
+
+/// A parsed `redis+cluster://` URL.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ClusterUrl {
+    /// Nodes to learn the cluster from, host and port.
+    pub nodes: Vec<(String, u16)>,
+    /// User on the nodes (Redis 6 ACL), if any.
+    pub username: Option<String>,
+    /// Password on the nodes, if any.
+    pub password: Option<String>,
+}
+
+impl std::fmt::Debug for ClusterUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterUrl")
+            .field("nodes", &self.nodes)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "***"))
+            .finish()
+    }
+}
+
+impl ClusterUrl {
+    /// Parses a `redis+cluster://` URL; the error says what is wrong.
+    pub fn parse(url: &str) -> Result<Self, String> {
+        let rest = url
+            .strip_prefix(CLUSTER_SCHEME)
+            .ok_or_else(|| format!("does not start with {CLUSTER_SCHEME}"))?;
+        if rest.contains('?') {
+            return Err("has parameters; a cluster URL takes none".to_owned());
+        }
+        let authority = match rest.split_once('/') {
+            Some((authority, "")) => authority,
+            Some(_) => {
+                return Err("has a path; a cluster has one database and its URL no path".to_owned())
+            }
+            None => rest,
+        };
+        let ((username, password), nodes) = parse_authority(authority, CLUSTER_PORT)?;
+        Ok(Self {
+            nodes,
+            username,
+            password,
+        })
+    }
 }
 
 impl SentinelUrl {
@@ -126,26 +220,7 @@ impl SentinelUrl {
         let (authority, path) = rest
             .split_once('/')
             .ok_or("names no service: add /SERVICE after the sentinel hosts")?;
-        let (userinfo, hosts) = match authority.rsplit_once('@') {
-            Some((userinfo, hosts)) => (Some(userinfo), hosts),
-            None => (None, authority),
-        };
-        let (username, password) = match userinfo {
-            None => (None, None),
-            Some(info) => {
-                let (user, password) = match info.split_once(':') {
-                    Some((user, password)) => (user, Some(password)),
-                    None => (info, None),
-                };
-                let user = (!user.is_empty()).then(|| decode(user)).transpose()?;
-                let password = password.filter(|p| !p.is_empty()).map(decode).transpose()?;
-                (user, password)
-            }
-        };
-        let sentinels = hosts
-            .split(',')
-            .map(parse_host)
-            .collect::<Result<Vec<_>, _>>()?;
+        let ((username, password), sentinels) = parse_authority(authority, SENTINEL_PORT)?;
         let mut segments = path.split('/').filter(|s| !s.is_empty());
         let service = segments
             .next()
@@ -214,7 +289,7 @@ impl SentinelUrl {
     }
 }
 
-fn invalid(detail: String) -> RedisError {
+pub(crate) fn invalid(detail: String) -> RedisError {
     RedisError::from((ErrorKind::InvalidClientConfig, "invalid Redis URL", detail))
 }
 
@@ -238,19 +313,6 @@ pub async fn master_address(url: &str) -> RedisResult<Option<String>> {
     }
     let client = client(url).await?;
     Ok(Some(client.get_connection_info().addr().to_string()))
-}
-
-/// A managed (auto-reconnecting) connection to `url`, with the driver's
-/// default settings unless `config` says otherwise.
-pub async fn connection_manager(
-    url: &str,
-    config: Option<ConnectionManagerConfig>,
-) -> RedisResult<ConnectionManager> {
-    let client = client(url).await?;
-    match config {
-        Some(config) => client.get_connection_manager_with_config(config).await,
-        None => client.get_connection_manager().await,
-    }
 }
 
 #[cfg(test)]
@@ -299,6 +361,39 @@ mod tests {
             ("redis+sentinel://h1/m?tls=1", "unknown parameter"),
         ] {
             let err = SentinelUrl::parse(url).unwrap_err();
+            assert!(err.contains(expected), "{url}: {err}");
+        }
+    }
+
+    #[test]
+    fn cluster_urls_parse_and_bad_ones_say_what_is_wrong() {
+        let url = ClusterUrl::parse("redis+cluster://app:s%3Acret@n1:7000,n2,[::1]:7002").unwrap();
+        assert_eq!(
+            url.nodes,
+            vec![
+                ("n1".to_owned(), 7000),
+                ("n2".to_owned(), 6379),
+                ("::1".to_owned(), 7002)
+            ]
+        );
+        assert_eq!(url.username.as_deref(), Some("app"));
+        assert_eq!(url.password.as_deref(), Some("s:cret"));
+        assert!(!format!("{url:?}").contains("s:cret"));
+        assert_eq!(
+            ClusterUrl::parse("redis+cluster://n1/")
+                .unwrap()
+                .nodes
+                .len(),
+            1
+        );
+        for (url, expected) in [
+            ("redis+cluster://n1:7000/0", "has a path"),
+            ("redis+cluster://n1?tls=1", "has parameters"),
+            ("redis+cluster://n1:x", "not a port number"),
+            ("redis+cluster://n1,", "host is empty"),
+            ("redis://n1", "does not start with"),
+        ] {
+            let err = ClusterUrl::parse(url).unwrap_err();
             assert!(err.contains(expected), "{url}: {err}");
         }
     }

@@ -13,8 +13,8 @@
 
 use std::time::Duration;
 
+use herald_jobs::RedisConnection;
 use mongodb::bson::DateTime;
-use redis::aio::ConnectionManager;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
@@ -84,7 +84,7 @@ pub async fn sweep<S: ExportStorage>(
 }
 
 /// Whether this worker takes this period's sweep.
-async fn take_turn(redis: &mut ConnectionManager, turn_key: &str) -> Result<bool, RetentionError> {
+async fn take_turn(redis: &mut RedisConnection, turn_key: &str) -> Result<bool, RetentionError> {
     let taken: Option<String> = redis::cmd("SET")
         .arg(turn_key)
         .arg(std::process::id())
@@ -102,7 +102,7 @@ pub fn spawn<S: ExportStorage>(
     status: ExportStatusStore,
     storage: S,
     keep: Duration,
-    mut redis: ConnectionManager,
+    mut redis: RedisConnection,
     turn_key: String,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {

@@ -6,8 +6,8 @@
 
 use std::time::Duration;
 
+use herald_jobs::RedisConnection;
 use mongodb::{bson::doc, Database};
-use redis::aio::ConnectionManager;
 use serde::Serialize;
 use tokio::sync::OnceCell;
 
@@ -67,7 +67,7 @@ impl Readiness {
 /// Checks the process's Redis and MongoDB.
 #[derive(Debug)]
 pub struct ReadinessProbe {
-    redis: ConnectionManager,
+    redis: RedisConnection,
     mongo_settings: MongoSettings,
     /// The database handle: the process's own when it has one, otherwise
     /// created on first use (creating it does not contact the server).
@@ -78,7 +78,7 @@ impl ReadinessProbe {
     /// A probe over `redis` and MongoDB as `mongo_settings` describe it;
     /// `database` is the process's open handle if it has one.
     pub fn new(
-        redis: ConnectionManager,
+        redis: RedisConnection,
         mongo_settings: MongoSettings,
         database: Option<Database>,
     ) -> Self {

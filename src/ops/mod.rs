@@ -27,8 +27,8 @@ use axum::{
     Json, Router,
 };
 use herald_jobs::QueueName;
+use herald_jobs::RedisConnection;
 use mongodb::Database;
-use redis::aio::ConnectionManager;
 
 pub use layer::JobMetricsLayer;
 pub use metrics::{Metrics, PushOutcome};
@@ -49,7 +49,7 @@ impl OpsState {
     /// MongoDB handle if it has one (otherwise one is opened on first check).
     pub fn new(
         metrics: Metrics,
-        redis: ConnectionManager,
+        redis: RedisConnection,
         settings: &Settings,
         database: Option<Database>,
     ) -> Self {

@@ -41,7 +41,7 @@
 
 use std::{collections::VecDeque, time::Duration};
 
-use redis::aio::ConnectionManager;
+use herald_jobs::RedisConnection;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{error, info, warn};
 
@@ -74,7 +74,7 @@ enum Command {
 /// holding [`RECEIPT_PREFIX`] and the delivery time (Unix seconds).
 #[derive(Debug, Clone)]
 pub struct DeliveryLog {
-    conn: ConnectionManager,
+    conn: RedisConnection,
     prefix: String,
     writer: mpsc::UnboundedSender<Command>,
 }
@@ -90,7 +90,7 @@ impl DeliveryLog {
     /// The receipts of `queue` (the push queue), each kept `ttl`. Starts
     /// the writer task, which ends when the last clone is dropped (after
     /// writing what it holds) — so it must be called inside a runtime.
-    pub fn new(conn: ConnectionManager, queue: &QueueConfig, ttl: Duration) -> Self {
+    pub fn new(conn: RedisConnection, queue: &QueueConfig, ttl: Duration) -> Self {
         let (writer, commands) = mpsc::unbounded_channel();
         tokio::spawn(write_receipts(conn.clone(), ttl.as_secs().max(1), commands));
         Self {
@@ -198,7 +198,7 @@ fn absorb(
 
 /// The writer task: see the module docs.
 async fn write_receipts(
-    mut conn: ConnectionManager,
+    mut conn: RedisConnection,
     ttl_secs: u64,
     mut commands: mpsc::UnboundedReceiver<Command>,
 ) {

@@ -5,7 +5,7 @@
 //! A provider counts requests per app, not per process, so the limit lives
 //! in Redis: one Lua script (`rate_limit.lua`) runs GCRA (the generic cell
 //! rate algorithm, as "virtual scheduling") on one hash,
-//! `NAMESPACE:push:rate`, on Redis's clock. Each call takes the next turn
+//! `{NAMESPACE:push}:rate` (beside the push queue's keys), on Redis's clock. Each call takes the next turn
 //! of a schedule spaced `1.04 s / max_requests_per_sec` apart and answers
 //! how long until it; the caller sleeps that long and sends. There is no
 //! burst: a quiet minute does not buy a busy second.
@@ -28,7 +28,7 @@
 //!   to come back.
 //! - [`RateLimiter::admit_account`] is called by the push handler once per
 //!   job, before sending: the same script on the account's own hash,
-//!   `NAMESPACE:push:rate:account:<accountId>`, spaced `1 / share` times
+//!   `{NAMESPACE:push}:rate:account:<accountId>`, spaced `1 / share` times
 //!   wider and allowed to run `push.rate_wait_ms` ahead. An account past
 //!   its share gets [`RateLimitError::OverShare`].
 //!
@@ -45,8 +45,9 @@ use std::{num::NonZeroU32, sync::Arc, sync::LazyLock, time::Duration};
 
 use tokio::time::Instant;
 
-use herald_jobs::Namespace;
-use redis::{aio::ConnectionManager, Script};
+use herald_jobs::RedisConnection;
+use herald_jobs::{Namespace, QueueName};
+use redis::Script;
 use tracing::debug;
 
 use crate::config::RateLimitSettings;
@@ -171,10 +172,10 @@ pub struct RateLimiter {
 /// A limiter with a limit.
 #[derive(Debug)]
 struct Limited {
-    conn: ConnectionManager,
-    /// `NAMESPACE:push:rate`.
+    conn: RedisConnection,
+    /// `{NAMESPACE:push}:rate`.
     key: String,
-    /// `NAMESPACE:push:rate:account:`.
+    /// `{NAMESPACE:push}:rate:account:`.
     account_prefix: String,
     pace: Pace,
     settings: RateLimitSettings,
@@ -189,14 +190,14 @@ impl RateLimiter {
     /// The limiter `settings` describe (`None`: unlimited) on the keys of
     /// `namespace`, calling Redis through `conn`.
     pub fn new(
-        conn: ConnectionManager,
+        conn: RedisConnection,
         namespace: &Namespace,
         settings: Option<RateLimitSettings>,
     ) -> Self {
         let Some(settings) = settings else {
             return Self::unlimited();
         };
-        let key = format!("{namespace}:push:rate");
+        let key = herald_jobs::queue::queue_key(&namespace.queue(QueueName::Push), "rate");
         Self {
             limited: Some(Arc::new(Limited {
                 conn,

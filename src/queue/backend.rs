@@ -13,7 +13,7 @@ use apalis_core::{
     worker::context::WorkerContext,
 };
 use futures::{FutureExt, Sink};
-use redis::aio::ConnectionManager;
+use herald_jobs::RedisConnection;
 use serde::{de::DeserializeOwned, Serialize};
 
 use super::{
@@ -55,7 +55,7 @@ impl<Args> Clone for RedisQueue<Args> {
 
 impl<Args> RedisQueue<Args> {
     /// A queue on `conn` configured by `config`.
-    pub fn new(conn: ConnectionManager, config: QueueConfig) -> Self {
+    pub fn new(conn: RedisConnection, config: QueueConfig) -> Self {
         Self::with_persistence(QueuePersistence {
             conn,
             config: Arc::new(config),

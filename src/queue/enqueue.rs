@@ -5,14 +5,14 @@
 use apalis_core::task::Task;
 use herald_jobs::enqueue::Enqueued;
 pub(super) use herald_jobs::enqueue::NewJob;
-use redis::aio::ConnectionManager;
+use herald_jobs::RedisConnection;
 
 use super::{now_secs, persistence::QueuePersistence, QueueConfig, QueueError};
 
 /// Enqueues `jobs` on the queue `config` describes, in bounded script
 /// calls; ready jobs put a wake token on the queue's wake list.
 pub(super) async fn enqueue(
-    conn: &mut ConnectionManager,
+    conn: &mut RedisConnection,
     config: &QueueConfig,
     jobs: &[NewJob],
     now: f64,

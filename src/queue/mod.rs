@@ -53,6 +53,7 @@ mod driver;
 mod enqueue;
 pub mod failover;
 pub mod handoff;
+pub mod legacy;
 mod persistence;
 mod redis_retry;
 mod retention;
@@ -60,6 +61,8 @@ pub mod retry;
 pub mod seed;
 
 use std::time::Duration;
+
+use herald_jobs::{Patience, RedisConnection};
 
 pub use ack::AckLayer;
 pub use backend::RedisQueue;
@@ -77,8 +80,6 @@ pub const RECOVER_LIMIT: usize = 1_000;
 pub const PUSH_CHUNK: usize = herald_jobs::enqueue::ENQUEUE_CHUNK;
 /// Most acknowledgements recorded by one script call.
 pub const COMPLETE_CHUNK: usize = 500;
-/// Longest wait for a Redis answer before the call fails.
-pub const REDIS_RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Runs remembered in a job's history.
 pub const HISTORY_LEN: usize = 25;
 /// Metadata field of a fetched job naming the idempotency key the fetch
@@ -360,22 +361,16 @@ impl QueueConfig {
 }
 
 /// Opens a managed (auto-reconnecting) connection to the Redis at `url`
-/// (`redis://`, `rediss://` or `redis+sentinel://`) and checks it with
-/// PING.
-pub async fn connect(url: &str) -> Result<redis::aio::ConnectionManager, QueueError> {
+/// (`redis://`, `rediss://`, `redis+sentinel://` or `redis+cluster://`)
+/// and checks it with PING.
+pub async fn connect(url: &str) -> Result<RedisConnection, QueueError> {
     let connect_error = |source| QueueError::Connect {
         url: herald_jobs::redact_url(url),
         source,
     };
-    // The driver's default response timeout (500 ms) is shorter than a
-    // fetch of a large batch can take on a busy server; a timed-out fetch
-    // would stop the worker for nothing.
-    let config = redis::aio::ConnectionManagerConfig::new()
-        .set_connection_timeout(Some(Duration::from_secs(5)))
-        .set_response_timeout(Some(REDIS_RESPONSE_TIMEOUT))
-        .set_number_of_retries(2);
-    // A `redis+sentinel://` URL is resolved to the current master here.
-    let mut conn = herald_jobs::redis_url::connection_manager(url, Some(config))
+    // A `redis+sentinel://` URL is resolved to the current master here, a
+    // `redis+cluster://` URL's nodes asked for the cluster's layout.
+    let mut conn = RedisConnection::open(url, Patience::default())
         .await
         .map_err(connect_error)?;
     redis::cmd("PING")

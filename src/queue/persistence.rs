@@ -20,7 +20,8 @@ use apalis_core::{
     task::{builder::TaskBuilder, metadata::MetadataStore, status::Status, task_id::TaskId, Task},
     worker::context::WorkerContext,
 };
-use redis::{aio::ConnectionManager, Script};
+use herald_jobs::RedisConnection;
+use redis::Script;
 
 use super::{
     doorbell::Doorbell, now_secs, QueueConfig, QueueError, PROMOTE_LIMIT, PUSH_CHUNK, RECOVER_LIMIT,
@@ -45,7 +46,7 @@ pub(super) struct Fetched {
 /// Connection and configuration of one queue.
 #[derive(Debug, Clone)]
 pub struct QueuePersistence {
-    pub(super) conn: ConnectionManager,
+    pub(super) conn: RedisConnection,
     pub(super) config: Arc<QueueConfig>,
     /// Rung after every enqueue onto this queue.
     pub(super) doorbell: Doorbell,
@@ -116,11 +117,12 @@ impl QueuePersistence {
         Ok(total)
     }
 
-    /// How long the Redis server has been running (`INFO server`).
+    /// How long the Redis server holding the queue (on a cluster, the
+    /// primary that owns its slot) has been running (`INFO server`).
     async fn uptime(&mut self) -> Result<Duration, QueueError> {
-        let info: String = redis::cmd("INFO")
-            .arg("server")
-            .query_async(&mut self.conn)
+        let info = self
+            .conn
+            .info_for_key("server", &self.config.workers_key())
             .await
             .map_err(self.command_error("read server uptime"))?;
         info.lines()

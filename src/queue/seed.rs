@@ -5,7 +5,8 @@
 
 use std::sync::LazyLock;
 
-use redis::{aio::ConnectionManager, Script};
+use herald_jobs::RedisConnection;
+use redis::Script;
 
 use super::{
     dead_index::{encode_labels, error_group, with_dead_index},
@@ -33,7 +34,7 @@ pub struct SeedDeadJob {
 
 /// Writes `jobs` into the dead set of the queue `config` describes.
 pub async fn seed_dead_jobs(
-    conn: &mut ConnectionManager,
+    conn: &mut RedisConnection,
     config: &QueueConfig,
     jobs: &[SeedDeadJob],
 ) -> Result<u64, QueueError> {

@@ -35,7 +35,7 @@ use axum::{
     Form, Router,
 };
 use herald_jobs::QueueName;
-use redis::aio::ConnectionManager;
+use herald_jobs::RedisConnection;
 use secrecy::SecretString;
 
 use crate::{
@@ -69,7 +69,7 @@ impl WebState {
     /// State for `settings`' queues on `conn` and data in `database`,
     /// guarded by `token`; fails when the export storage cannot be set up.
     pub fn new(
-        conn: ConnectionManager,
+        conn: RedisConnection,
         database: &mongodb::Database,
         settings: &Settings,
         token: SecretString,

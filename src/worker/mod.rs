@@ -83,6 +83,8 @@ pub struct Worker {
     ops: Option<(oneshot::Sender<()>, JoinHandle<()>)>,
     /// The export retention task (`export.keep_days`), stopped after the drain.
     retention: Option<JoinHandle<()>>,
+    /// Moves jobs written in the earlier key layout (`queue::legacy`).
+    legacy_watch: JoinHandle<()>,
     database: Database,
 }
 
@@ -112,6 +114,9 @@ impl Worker {
     /// [`Worker::run_until_stopped`].
     pub async fn build(settings: Settings) -> Result<Self, WorkerError> {
         let redis = queue::connect(settings.redis.url.as_str()).await?;
+        // Keys of an earlier release move to the hash-tagged layout before
+        // any job is taken.
+        queue::legacy::adopt_legacy_keys(&mut redis.clone(), &settings.redis.namespace).await?;
         let database = store::connect(&settings.mongodb).await?;
         let messages = MessageStore::new(&database);
         crate::export::status::ExportStatusStore::new(&database)
@@ -176,7 +181,7 @@ impl Worker {
                 storage.clone(),
                 keep,
                 redis.clone(),
-                format!("{}:retention:export", settings.redis.namespace),
+                settings.redis.namespace.key("retention:export"),
             )
         });
         let export = Arc::new(crate::export::Deps {
@@ -196,7 +201,8 @@ impl Worker {
                 .waking_on(redis_url)
                 .handing_off_to(&push_queue),
             push: push_queue,
-            export: queues::storage(redis, &settings, QueueName::Export).waking_on(redis_url),
+            export: queues::storage(redis.clone(), &settings, QueueName::Export)
+                .waking_on(redis_url),
         };
         let monitor = monitor::build(
             backends,
@@ -226,6 +232,11 @@ impl Worker {
             receipts,
             ops,
             retention,
+            legacy_watch: queue::legacy::spawn_watch(
+                redis.clone(),
+                settings.redis.namespace.clone(),
+                settings.worker.heartbeat_interval,
+            ),
             database,
         })
     }
@@ -265,6 +276,7 @@ impl Worker {
         if let Some(retention) = self.retention {
             retention.abort();
         }
+        self.legacy_watch.abort();
         store::close(&self.database).await;
         outcome.map_err(|e| WorkerError::Monitor(e.to_string()))?;
         if let Ok(moved) = moved_rx.try_recv() {

@@ -30,16 +30,30 @@ async fn enqueue_backlog(env: &TestEnv, count: usize) -> Vec<String> {
         .collect()
 }
 
-/// Like [`enqueue_backlog`], written the way apalis-redis producers write
-/// (every job in the scheduled set, scored by the second it was enqueued,
-/// and no wake token): the layout Herald's worker still drains.
+/// The `send_message` queue's name in the earlier, untagged layout
+/// (apalis-redis's): `NAMESPACE:send_message`.
+fn legacy_queue(env: &TestEnv) -> String {
+    format!("{}:send_message", env.settings.redis.namespace)
+}
+
+/// A plain connection manager, as apalis-redis takes.
+async fn apalis_connection() -> redis::aio::ConnectionManager {
+    redis::Client::open(crate::helpers::redis_url())
+        .expect("redis url")
+        .get_connection_manager()
+        .await
+        .expect("redis")
+}
+
+/// Like [`enqueue_backlog`], written by apalis-redis itself in the earlier
+/// layout (every job in the scheduled set, scored by the second it was
+/// enqueued, no hash tag and no wake token): what a deployment of an
+/// earlier release holds when it upgrades.
 async fn enqueue_apalis_redis_backlog(env: &TestEnv, count: usize) -> Vec<String> {
     use apalis::prelude::{TaskBuilder, TaskSink};
     let account = account();
-    let queue = env.settings.redis.namespace.queue(QueueName::SendMessage);
-    let conn = herald::queue::connect(&crate::helpers::redis_url())
-        .await
-        .expect("redis");
+    let queue = legacy_queue(env);
+    let conn = apalis_connection().await;
     let mut storage = apalis_redis::RedisStorage::<SendMessage>::new(conn)
         .with_config(apalis_redis::Config::default().queue(&queue));
     let mut ids = Vec::with_capacity(count);
@@ -126,16 +140,14 @@ const QUIET_JSON_LOGS: [(&str, &str); 2] =
     [("HERALD_LOG_FORMAT", "json"), ("HERALD_LOG_LEVEL", "warn")];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_backlog_that_wedges_plain_apalis_redis_drains_through_herald() {
+async fn a_backlog_that_wedges_plain_apalis_redis_is_moved_to_the_tagged_layout_and_drains() {
     let env = env().await;
     let ids = enqueue_apalis_redis_backlog(&env, BACKLOG).await;
 
     // The regression this guards: apalis-redis's own fetch cannot take this
     // backlog (every job is due at once in its scheduled set).
-    let queue = env.settings.redis.namespace.queue(QueueName::SendMessage);
-    let mut conn = herald::queue::connect(env.settings.redis.url.as_str())
-        .await
-        .unwrap();
+    let queue = legacy_queue(&env);
+    let mut conn = apalis_connection().await;
     redis::cmd("ZADD")
         .arg(format!("{queue}:workers"))
         .arg(herald::queue::now_secs_string())
@@ -161,11 +173,24 @@ async fn a_backlog_that_wedges_plain_apalis_redis_drains_through_herald() {
         .await
         .unwrap();
 
-    // Herald's worker, started on the same backlog, takes all of it.
+    // Herald's worker, started on the same backlog, moves it to the tagged
+    // layout and takes all of it.
     let log = log_path(&env, "drain");
     let mut worker = env.spawn_herald_logged(&["worker"], &QUIET_JSON_LOGS, &log);
     wait_drained(&env, BACKLOG).await;
     assert_pushed_once(&env, &ids).await;
+    let mut herald_conn = herald::queue::connect(env.settings.redis.url.as_str())
+        .await
+        .unwrap();
+    let left = herald_conn
+        .scan_match(&env.settings.redis.namespace.legacy_pattern())
+        .await
+        .unwrap();
+    assert_eq!(
+        left,
+        Vec::<String>::new(),
+        "keys left in the earlier layout"
+    );
     let _ = worker.kill();
     let _ = worker.wait();
     let complaints = complaints(&log);

@@ -62,7 +62,7 @@ pub struct TestEnv {
     pub database: mongodb::Database,
     pub sandbox_url: String,
     pub http: reqwest::Client,
-    redis: apalis_redis::ConnectionManager,
+    redis: herald_jobs::RedisConnection,
     worker: Option<RunningWorker>,
 }
 
@@ -688,41 +688,36 @@ impl Drop for TestEnv {
             handle.abort();
         }
         let _ = std::fs::remove_dir_all(&self.settings.export.dir);
-        let pattern = format!("{}:*", self.namespace);
+        // The namespace's keys, and any an earlier release's layout left.
+        let patterns = [
+            self.settings.redis.namespace.key_pattern(),
+            self.settings.redis.namespace.legacy_pattern(),
+        ];
+        let url = self.settings.redis.url.clone();
         let database = self.settings.mongodb.database.clone();
         let cleanup = std::thread::spawn(move || {
-            if let Ok(mut conn) = redis::Client::open(redis_url()).and_then(|c| c.get_connection())
-            {
-                // SCAN, not KEYS: other tests share the server.
-                let mut cursor: u64 = 0;
-                while let Ok((next, keys)) = redis::cmd("SCAN")
-                    .arg(cursor)
-                    .arg("MATCH")
-                    .arg(&pattern)
-                    .arg("COUNT")
-                    .arg(1000)
-                    .query::<(u64, Vec<String>)>(&mut conn)
-                {
-                    if !keys.is_empty() {
-                        let _: redis::RedisResult<()> =
-                            redis::cmd("UNLINK").arg(&keys).query(&mut conn);
-                    }
-                    if next == 0 {
-                        break;
-                    }
-                    cursor = next;
-                }
-            }
-            if let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
-            {
-                runtime.block_on(async {
-                    if let Ok(client) = mongodb::Client::with_uri_str(mongodb_url()).await {
-                        let _ = client.database(&database).drop().await;
+            else {
+                return;
+            };
+            runtime.block_on(async {
+                let patience = herald_jobs::Patience::default();
+                if let Ok(mut conn) = herald_jobs::RedisConnection::open(&url, patience).await {
+                    for pattern in &patterns {
+                        // SCAN, not KEYS: other tests share the server.
+                        let keys = conn.scan_match(pattern).await.unwrap_or_default();
+                        for chunk in keys.chunks(1000) {
+                            let _: redis::RedisResult<()> =
+                                redis::cmd("UNLINK").arg(chunk).query_async(&mut conn).await;
+                        }
                     }
-                });
-            }
+                }
+                if let Ok(client) = mongodb::Client::with_uri_str(mongodb_url()).await {
+                    let _ = client.database(&database).drop().await;
+                }
+            });
         });
         let _ = cleanup.join();
     }

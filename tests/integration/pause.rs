@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use crate::helpers::{account, env, wait_for, TestEnv, WEB_TOKEN};
 
-fn admin(env: &TestEnv, conn: &redis::aio::ConnectionManager) -> QueueAdmin {
+fn admin(env: &TestEnv, conn: &herald_jobs::RedisConnection) -> QueueAdmin {
     QueueAdmin::new(
         conn.clone(),
         herald::queues::config(&env.settings, QueueName::Push),

@@ -5,27 +5,27 @@
 use std::time::Duration;
 
 use herald::queue::admin::{QueueAdmin, QueueStats};
+use herald_jobs::RedisConnection;
 use herald_jobs::{QueueName, SendMessage};
-use redis::aio::ConnectionManager;
 
 use crate::helpers::{account, env_with, wait_for, TestEnv};
 
-async fn redis(env: &TestEnv) -> ConnectionManager {
+async fn redis(env: &TestEnv) -> RedisConnection {
     herald::queue::connect(env.settings.redis.url.as_str())
         .await
         .expect("Redis")
 }
 
-fn admin(conn: &ConnectionManager, env: &TestEnv, queue: QueueName) -> QueueAdmin {
+fn admin(conn: &RedisConnection, env: &TestEnv, queue: QueueName) -> QueueAdmin {
     QueueAdmin::new(conn.clone(), herald::queues::config(&env.settings, queue))
 }
 
-async fn stats(conn: &ConnectionManager, env: &TestEnv, queue: QueueName) -> QueueStats {
+async fn stats(conn: &RedisConnection, env: &TestEnv, queue: QueueName) -> QueueStats {
     admin(conn, env, queue).stats().await.expect("stats")
 }
 
 /// Every key of `env`'s namespace under `queue`, sorted.
-async fn keys_of(conn: &mut ConnectionManager, env: &TestEnv, queue: QueueName) -> Vec<String> {
+async fn keys_of(conn: &mut RedisConnection, env: &TestEnv, queue: QueueName) -> Vec<String> {
     let pattern = format!("{}:*", env.settings.redis.namespace.queue(queue));
     let mut keys: Vec<String> = redis::cmd("KEYS")
         .arg(pattern)

@@ -43,7 +43,7 @@ fn log_path(env: &TestEnv, name: &str) -> PathBuf {
     std::env::temp_dir().join(format!("{}-{name}.log", env.namespace))
 }
 
-async fn redis(env: &TestEnv) -> redis::aio::ConnectionManager {
+async fn redis(env: &TestEnv) -> herald_jobs::RedisConnection {
     herald::queue::connect(env.settings.redis.url.as_str())
         .await
         .expect("Redis")

@@ -80,7 +80,7 @@ async fn triples(
 }
 
 async fn timed_triples(
-    redis: &mut redis::aio::ConnectionManager,
+    redis: &mut herald_jobs::RedisConnection,
     scratch: &str,
     collection: &mongodb::Collection<Document>,
     settings: &Settings,

@@ -222,7 +222,7 @@ pub async fn run(settings: &Settings, workload: &Workload) -> Result<Measured, B
     let _ = database.drop().await;
     let _ = std::fs::remove_dir_all(&settings.export.dir);
     let mut conn = herald::queue::connect(settings.redis.url.as_str()).await?;
-    crate::queue::cleanup(&mut conn, settings.redis.namespace.as_str()).await?;
+    crate::queue::cleanup(&mut conn, &settings.redis.namespace.key_pattern()).await?;
     result
 }
 

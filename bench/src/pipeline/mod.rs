@@ -327,7 +327,7 @@ async fn end_to_end(
     sandbox.stop();
     let _ = database.drop().await;
     let mut conn = herald::queue::connect(settings.redis.url.as_str()).await?;
-    super::queue::cleanup(&mut conn, settings.redis.namespace.as_str()).await?;
+    super::queue::cleanup(&mut conn, &settings.redis.namespace.key_pattern()).await?;
     result
 }
 

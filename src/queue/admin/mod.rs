@@ -20,7 +20,7 @@ pub use listing::{JobState, ListedJob};
 
 use std::collections::HashMap;
 
-use redis::aio::ConnectionManager;
+use herald_jobs::RedisConnection;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -110,7 +110,7 @@ type JobKeys = (
 /// Operator access to one queue.
 #[derive(Debug, Clone)]
 pub struct QueueAdmin {
-    conn: ConnectionManager,
+    conn: RedisConnection,
     config: QueueConfig,
 }
 
@@ -159,7 +159,7 @@ fn parse_payload(bytes: Option<Vec<u8>>) -> Value {
 
 impl QueueAdmin {
     /// Admin access to the queue `config` describes.
-    pub fn new(conn: ConnectionManager, config: QueueConfig) -> Self {
+    pub fn new(conn: RedisConnection, config: QueueConfig) -> Self {
         Self { conn, config }
     }
 

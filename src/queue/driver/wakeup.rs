@@ -34,7 +34,7 @@ use std::{
 
 use apalis_core::backend::future::BoxSyncFuture;
 use futures::FutureExt;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use herald_jobs::{Patience, RedisConnection};
 use tokio::time::Sleep;
 
 use super::{poll_slot, shared::Shared};
@@ -45,7 +45,7 @@ use crate::queue::now_secs;
 const FAILED_WAIT_PAUSE: Duration = Duration::from_secs(1);
 
 /// The blocking connection between two waits, `None` until opened.
-type Listener = Option<ConnectionManager>;
+type Listener = Option<RedisConnection>;
 
 /// The waiting side of one worker; see the module docs.
 pub(super) struct Wakeup {
@@ -163,12 +163,12 @@ impl Wakeup {
 }
 
 /// Opens the blocking connection: its answers may take the whole wait.
-async fn open(url: &Arc<str>, wait: Duration) -> redis::RedisResult<ConnectionManager> {
-    let config = ConnectionManagerConfig::new()
-        .set_connection_timeout(Some(Duration::from_secs(5)))
-        .set_response_timeout(Some(wait + Duration::from_secs(5)))
-        .set_number_of_retries(2);
-    herald_jobs::redis_url::connection_manager(url, Some(config)).await
+async fn open(url: &Arc<str>, wait: Duration) -> redis::RedisResult<RedisConnection> {
+    let patience = Patience {
+        response: wait + Duration::from_secs(5),
+        ..Patience::default()
+    };
+    RedisConnection::open(url, patience).await
 }
 
 #[cfg(test)]
