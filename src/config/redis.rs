@@ -2,7 +2,7 @@
 
 use herald_jobs::{
     redact_url,
-    redis_url::{is_sentinel_url, SentinelUrl},
+    redis_url::{is_cluster_url, is_sentinel_url, ClusterUrl, SentinelUrl},
     Namespace,
 };
 
@@ -12,7 +12,7 @@ use super::ConfigError;
 define_settings! {
     section "redis";
     URL: "url" = "redis://127.0.0.1:6379",
-        "queues (`redis+sentinel://` works, see Operations)";
+        "queues (`redis+sentinel://` and `redis+cluster://` work, see Operations)";
     NAMESPACE: "namespace" = "herald", "prefix of every Redis key";
 }
 
@@ -35,16 +35,21 @@ pub(super) fn read(values: &Values) -> Result<RedisSettings, ConfigError> {
     })
 }
 
-/// A URL the `redis` crate connects to, or a Sentinel URL naming a service.
+/// A URL the `redis` crate connects to, a Sentinel URL naming a service,
+/// or a cluster URL naming some of its nodes.
 fn redis_url(url: String) -> Result<String, String> {
+    let bad = |reason: String| format!("'{}' {reason}", redact_url(&url));
     if is_sentinel_url(&url) {
-        SentinelUrl::parse(&url).map_err(|reason| format!("'{}' {reason}", redact_url(&url)))?;
+        SentinelUrl::parse(&url).map_err(bad)?;
+    } else if is_cluster_url(&url) {
+        ClusterUrl::parse(&url).map_err(bad)?;
     } else if !["redis://", "rediss://", "redis+unix://", "unix://"]
         .iter()
         .any(|scheme| url.starts_with(scheme))
     {
         return Err(format!(
-            "'{url}' must start with redis://, rediss://, unix:// or redis+sentinel://"
+            "'{}' must start with redis://, rediss://, unix://, redis+sentinel:// or redis+cluster://",
+            redact_url(&url)
         ));
     }
     Ok(url)
@@ -69,6 +74,18 @@ mod tests {
             err.contains("HERALD_REDIS_URL") && err.contains("names no service"),
             "{err}"
         );
+        assert!(!err.contains(":pw@"), "the password is not shown: {err}");
+    }
+
+    #[test]
+    fn cluster_urls_are_accepted_and_checked() {
+        let url = "redis+cluster://:pw@n1:7000,n2:7001";
+        let s = Settings::load_from(&vars(&[("HERALD_REDIS_URL", url)])).unwrap();
+        assert_eq!(s.redis.url, url);
+        let err = Settings::load_from(&vars(&[("HERALD_REDIS_URL", "redis+cluster://:pw@n1/0")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("has a path"), "{err}");
         assert!(!err.contains(":pw@"), "the password is not shown: {err}");
     }
 }
