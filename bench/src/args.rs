@@ -60,10 +60,28 @@ pub(crate) enum BenchCommand {
     /// The failed list's API with 100,000 dead jobs: page, filter and group
     /// times against `/healthz` in the same run.
     FailedList(FailedListArgs),
+    /// What Redis Cluster costs per job on this machine: no-op jobs and
+    /// messages end to end on the configured Redis server and on a local
+    /// cluster, alternating.
+    Cluster(ClusterArgs),
     /// What the shared rate limit costs a push: pushes to a local stand-in
     /// without a limiter, with max_requests_per_sec 0, and with a limit
     /// never reached (with and without an account share), alternating.
     RateLimit(RateLimitArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ClusterArgs {
+    /// The cluster to compare with the configured server.
+    #[arg(
+        long,
+        env = "HERALD_BENCH_CLUSTER_URL",
+        default_value = "redis+cluster://127.0.0.1:7100,127.0.0.1:7101,127.0.0.1:7102"
+    )]
+    pub(crate) cluster_url: String,
+    /// A few hundred jobs: checks that every part runs, measures nothing.
+    #[arg(long)]
+    pub(crate) smoke: bool,
 }
 
 #[derive(Debug, Args)]

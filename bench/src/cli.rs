@@ -7,7 +7,9 @@ use anyhow::Context;
 use herald::{config::Settings, queue, shutdown, telemetry, worker};
 use herald_bench::{self as bench, queue::Workload, report::Report};
 
-use crate::args::{AllArgs, BenchCommand, ExportArgs, FailedListArgs, LatencyArgs, SoakArgs};
+use crate::args::{
+    AllArgs, BenchCommand, ClusterArgs, ExportArgs, FailedListArgs, LatencyArgs, SoakArgs,
+};
 
 /// Runs `command` with `settings`; the exit code reports its outcome.
 pub(crate) async fn run(command: BenchCommand, settings: &Settings) -> anyhow::Result<ExitCode> {
@@ -58,6 +60,7 @@ pub(crate) async fn run(command: BenchCommand, settings: &Settings) -> anyhow::R
         }
         BenchCommand::Soak(args) => run_soak(settings, &args).await,
         BenchCommand::FailedList(args) => run_failed_list(settings, &args).await,
+        BenchCommand::Cluster(args) => run_cluster(settings, &args).await,
         BenchCommand::RateLimit(args) => {
             anyhow::ensure!(
                 args.requests > 0 && args.concurrency > 0 && args.trials > 0,
@@ -405,5 +408,46 @@ async fn run_soak(settings: &Settings, args: &SoakArgs) -> anyhow::Result<ExitCo
         println!("target missed: at most 200 bytes per message for the re-run window, under 1 of anything else");
         return Ok(ExitCode::from(2));
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn run_cluster(settings: &Settings, args: &ClusterArgs) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!(
+        !herald_jobs::redis_url::is_cluster_url(&settings.redis.url),
+        "HERALD_REDIS_URL is the baseline and must name one server, not a cluster"
+    );
+    let workload = match args.smoke {
+        true => bench::cluster::Workload::smoke(),
+        false => bench::cluster::Workload::standard(),
+    };
+    eprintln!(
+        "cluster: {} no-op jobs and {} messages end to end, {} trial(s) on each deployment",
+        workload.noop.jobs, workload.e2e.jobs, workload.trials
+    );
+    let report = bench::cluster::run(settings, &args.cluster_url, &workload)
+        .await
+        .context("cluster benchmark")?;
+    bench::print_table(
+        "No-op jobs: one Redis server, then the cluster (ratio: to one server)",
+        &report.noop,
+    );
+    let [server, cluster] = &report.e2e;
+    bench::print_table(
+        "Messages end to end: one Redis server, then the cluster (ratio: to one server)",
+        &[server.row.clone(), cluster.row.clone()],
+    );
+    for timed in [server, cluster] {
+        println!(
+            "{}: p50 {:.1} ms, p99 {:.1} ms",
+            timed.row.name,
+            timed.p50.as_secs_f64() * 1e3,
+            timed.p99.as_secs_f64() * 1e3
+        );
+    }
+    if !report.verified {
+        eprintln!("error: a message was lost or delivered twice");
+        return Ok(ExitCode::FAILURE);
+    }
+    println!("verified: every message stored once and pushed once on both deployments");
     Ok(ExitCode::SUCCESS)
 }

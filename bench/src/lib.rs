@@ -17,9 +17,12 @@
 //! - [`latency`]: latency at light load and an idle worker's cost, with
 //!   `herald web` and `herald worker` as child processes, against the floor
 //!   of the services' own round trips.
+//! - [`cluster`]: the no-op and end-to-end workloads on one Redis server
+//!   and on a Redis Cluster.
 //! - [`report`]: `herald-bench all`'s one table and the targets it checks.
 
 pub mod backlog;
+pub mod cluster;
 pub mod export;
 pub mod failed_list;
 pub mod latency;

@@ -215,6 +215,26 @@ fn the_rate_limit_benchmark_runs_a_small_workload() {
 }
 
 #[test]
+fn the_cluster_benchmark_runs_both_workloads_on_a_server_and_a_cluster() {
+    let cluster = service(
+        "HERALD_TEST_REDIS_CLUSTER_URL",
+        "redis+cluster://127.0.0.1:7100,127.0.0.1:7101,127.0.0.1:7102",
+    );
+    let output = run_bench(&["cluster", "--smoke", "--cluster-url", &cluster]);
+    let text = stdout(&output);
+    assert!(output.status.success(), "{text}{}", stderr(&output));
+    for row in [
+        "no-op jobs, one server",
+        "no-op jobs, cluster",
+        "messages end to end, one server",
+        "messages end to end, cluster",
+        "verified: every message stored once and pushed once on both deployments",
+    ] {
+        assert!(text.contains(row), "no {row:?} in:\n{text}");
+    }
+}
+
+#[test]
 fn every_command_has_help() {
     for args in [
         vec!["--help"],
@@ -226,6 +246,7 @@ fn every_command_has_help() {
         vec!["write-concern", "--help"],
         vec!["backlog", "--help"],
         vec!["rate-limit", "--help"],
+        vec!["cluster", "--help"],
     ] {
         let output = Command::new(env!("CARGO_BIN_EXE_herald-bench"))
             .args(&args)

@@ -1,0 +1,124 @@
+//! What Redis Cluster costs per job on one machine: Herald's no-op and
+//! end-to-end workloads on one Redis server and on a local cluster, in the
+//! same run.
+//!
+//! The baseline is the same workload on the one server of the settings
+//! (`redis.url`); the other row runs it against the cluster
+//! (`redis+cluster://`). Trials alternate between the two, so a slow spell
+//! of the machine lands on both sides, and each side keeps its median. On
+//! one machine a cluster can only cost: its primaries share the same cores,
+//! and each queue lives on one primary (its hash tag's slot). What it buys
+//! on several machines is the subject of BENCHMARKS.md.
+
+use crate::{
+    median_index,
+    pipeline::{self, Timed},
+    queue::{self, BenchError},
+    Row,
+};
+use herald::config::Settings;
+
+/// The workloads, each run on both deployments.
+#[derive(Debug, Clone)]
+pub struct Workload {
+    /// No-op jobs through Herald's queue layer.
+    pub noop: queue::Workload,
+    /// Messages end to end (stored, pushed), at the first concurrency of
+    /// `e2e.concurrencies`.
+    pub e2e: pipeline::Workload,
+    /// Trials per deployment and workload.
+    pub trials: usize,
+}
+
+impl Workload {
+    /// The fixed workload BENCHMARKS.md reports.
+    pub fn standard() -> Self {
+        Self {
+            noop: queue::Workload {
+                jobs: 20_000,
+                round: 5_000,
+            },
+            e2e: pipeline::Workload {
+                jobs: 5_000,
+                concurrencies: vec![8],
+                window: 1_000,
+                trials: 1,
+            },
+            trials: 3,
+        }
+    }
+
+    /// A few hundred jobs: checks that every part runs on the cluster.
+    pub fn smoke() -> Self {
+        Self {
+            noop: queue::Workload {
+                jobs: 500,
+                round: 500,
+            },
+            e2e: pipeline::Workload {
+                jobs: 200,
+                concurrencies: vec![8],
+                window: 100,
+                trials: 1,
+            },
+            trials: 1,
+        }
+    }
+}
+
+/// The medians of each workload on each deployment.
+#[derive(Debug, Clone)]
+pub struct Report {
+    /// No-op jobs: one server, then the cluster.
+    pub noop: [Row; 2],
+    /// End to end: one server, then the cluster, with their latencies.
+    pub e2e: [Timed; 2],
+    /// Whether every end-to-end message was stored once and pushed once,
+    /// in every trial on both deployments.
+    pub verified: bool,
+}
+
+/// Runs `workload` against the server of `settings` and the cluster at
+/// `cluster_url`.
+pub async fn run(
+    settings: &Settings,
+    cluster_url: &str,
+    workload: &Workload,
+) -> Result<Report, BenchError> {
+    let mut on_cluster = settings.clone();
+    on_cluster.redis.url = cluster_url.to_owned();
+    let deployments = [("one server", settings), ("cluster", &on_cluster)];
+    let batch = settings.worker.fetch_batch_size;
+    let concurrency = settings.worker.concurrency;
+    let e2e_concurrency = workload.e2e.concurrencies.first().copied().unwrap_or(8);
+
+    let mut noop: [Vec<Row>; 2] = Default::default();
+    let mut e2e: [Vec<Timed>; 2] = Default::default();
+    let mut verified = true;
+    for _ in 0..workload.trials.max(1) {
+        for (side, (label, settings)) in deployments.iter().enumerate() {
+            let conn = herald::queue::connect(settings.redis.url.as_str()).await?;
+            let mut row = queue::herald_queue(conn, workload.noop, batch, concurrency).await?;
+            row.name = format!("no-op jobs, {label}");
+            noop[side].push(row);
+            let (mut timed, ok) =
+                pipeline::herald_end_to_end(settings, &workload.e2e, e2e_concurrency).await?;
+            timed.row.name = format!("messages end to end, {label}");
+            verified &= ok;
+            e2e[side].push(timed);
+        }
+    }
+    let [noop_server, noop_cluster] = noop.map(|mut rows| {
+        let median = median_index(&rows, Row::rate);
+        rows.swap_remove(median)
+    });
+    let [e2e_server, e2e_cluster] = e2e.map(|mut runs| {
+        let median = median_index(&runs, |run| run.row.rate());
+        runs.swap_remove(median)
+    });
+    Ok(Report {
+        noop: [noop_server, noop_cluster],
+        e2e: [e2e_server, e2e_cluster],
+        verified,
+    })
+}
