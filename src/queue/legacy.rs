@@ -85,6 +85,17 @@ pub async fn adopt_legacy_keys(
         }
     }
     if adopted.moved > 0 {
+        // Idle workers block on their wake lists; the moved jobs made none
+        // ready through the scripts that push a token.
+        for queue in QueueName::ALL {
+            let wake = herald_jobs::queue::queue_key(&namespace.queue(queue), "wake");
+            redis::pipe()
+                .lpush(&wake, "1")
+                .ltrim(&wake, 0, 0)
+                .exec_async(conn)
+                .await
+                .map_err(|source| command_error(namespace, "wake the workers", source))?;
+        }
         tracing::info!(
             namespace = %namespace,
             keys = adopted.moved,

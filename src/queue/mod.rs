@@ -198,7 +198,8 @@ impl TrimReason {
 /// One queue's key names and tuning.
 #[derive(Debug, Clone)]
 pub struct QueueConfig {
-    /// Full name, `NAMESPACE:QUEUE`; every key starts with it.
+    /// Full name, `{NAMESPACE:QUEUE}` (see [`herald_jobs::queue`]); every
+    /// key starts with it, so every key of the queue shares its hash tag.
     pub name: String,
     /// Jobs leased per fetch.
     pub batch_size: usize,
@@ -250,6 +251,15 @@ impl QueueConfig {
             retention: Retention::default(),
             dead_labels: Vec::new(),
         }
+    }
+
+    /// The name operators see (the dashboard, the API, `herald queue`):
+    /// [`Self::name`] without the hash tag's braces, `NAMESPACE:QUEUE`.
+    pub fn display_name(&self) -> &str {
+        let name = self.name.as_str();
+        name.strip_prefix('{')
+            .and_then(|inner| inner.strip_suffix('}'))
+            .unwrap_or(name)
     }
 
     /// How long without a heartbeat before a worker is presumed dead.
@@ -413,6 +423,15 @@ mod tests {
             "herald:push:workers:metadata:w1"
         );
         assert_eq!(config.idempotency_prefix(), "herald:push:idempotency");
+    }
+
+    #[test]
+    fn operators_see_the_name_without_the_hash_tag() {
+        assert_eq!(
+            QueueConfig::new("{herald:push}").display_name(),
+            "herald:push"
+        );
+        assert_eq!(QueueConfig::new("bench:noop").display_name(), "bench:noop");
     }
 
     #[test]

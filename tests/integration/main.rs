@@ -21,6 +21,7 @@ mod failed_list;
 mod failures;
 mod helpers;
 mod inbox_browser;
+mod legacy_layout;
 mod message_pipeline;
 mod openapi_fuzz;
 mod ops;

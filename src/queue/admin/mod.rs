@@ -165,7 +165,7 @@ impl QueueAdmin {
 
     /// The queue's full name.
     pub fn name(&self) -> &str {
-        &self.config.name
+        self.config.display_name()
     }
 
     fn error(&self, operation: &'static str) -> impl Fn(redis::RedisError) -> QueueError + '_ {
@@ -194,11 +194,11 @@ impl QueueAdmin {
         let now = now_secs();
         let minute = (now / 60.0).floor() as u64;
         let mut pipe = redis::pipe();
-        // Producers that speak apalis-redis (the `herald-jobs` crate among
-        // them) enqueue every job into the scheduled set with its time set
-        // to now; it moves to the queue list only when a worker fetches.
-        // Counted as scheduled, a backlog with no worker would show as
-        // "scheduled" and an alert on pending jobs would never fire.
+        // Jobs in the scheduled set whose time has come (a retry, a delayed
+        // job, or a job an apalis-redis producer of an earlier release
+        // wrote) move to the queue list only when a worker fetches. Counted
+        // as scheduled, a backlog with no worker would show as "scheduled"
+        // and an alert on pending jobs would never fire.
         let now_arg = format!("{now:.3}");
         pipe.llen(self.config.active_key())
             .zcount(self.config.scheduled_key(), "-inf", &now_arg)
@@ -235,7 +235,7 @@ impl QueueAdmin {
             .map(|v| redis::from_redis_value::<u64>(v).unwrap_or(0))
             .sum();
         Ok(QueueStats {
-            queue: self.config.name.clone(),
+            queue: self.config.display_name().to_owned(),
             pending,
             scheduled,
             running,
