@@ -33,10 +33,12 @@
 //!   heartbeat, one worker at a time.
 //! - [`failover`] notices when Sentinel names a new master.
 //!
+//! `Q` is the queue's name, `{NAMESPACE:QUEUE}`: a Redis Cluster hash tag
+//! that every key of the queue shares (see [`herald_jobs::queue`]).
 //! Producers write `Q:data`, `Q:meta:<id>`, `Q:active`, `Q:scheduled`,
 //! `Q:idempotency:<key>` and `Q:wake` through the enqueue script that
-//! `herald_jobs::enqueue` shares with this module (jobs an apalis-redis
-//! producer writes are still taken). The rest: `Q:inflight:<worker>`,
+//! `herald_jobs::enqueue` shares with this module. [`legacy`] moves keys
+//! of the earlier, untagged layout (apalis-redis's) over. The rest: `Q:inflight:<worker>`,
 //! `Q:workers`, `Q:done` and `Q:dead` (sorted by finish time),
 //! `Q:history:<id>` (each run's time, status and error), `Q:stats:*`
 //! (counters), `Q:paused` and `Q:retention`. `docs/ARCHITECTURE.md` describes every key and
