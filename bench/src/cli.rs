@@ -431,6 +431,11 @@ async fn run_cluster(settings: &Settings, args: &ClusterArgs) -> anyhow::Result<
         "No-op jobs: one Redis server, then the cluster (ratio: to one server)",
         &report.noop,
     );
+    let [cpu_server, cpu_cluster] = report.noop_redis_cpu_us;
+    println!(
+        "Redis CPU per no-op job (every node, replicas included): one server {cpu_server:.1} µs, cluster {cpu_cluster:.1} µs ({:.2}x)",
+        cpu_cluster / cpu_server.max(1e-9)
+    );
     let [server, cluster] = &report.e2e;
     bench::print_table(
         "Messages end to end: one Redis server, then the cluster (ratio: to one server)",

@@ -17,6 +17,7 @@ use crate::{
     Row,
 };
 use herald::config::Settings;
+use herald_jobs::RedisConnection;
 
 /// The workloads, each run on both deployments.
 #[derive(Debug, Clone)]
@@ -71,6 +72,10 @@ impl Workload {
 pub struct Report {
     /// No-op jobs: one server, then the cluster.
     pub noop: [Row; 2],
+    /// Redis CPU time (user and system, every node of the deployment,
+    /// replicas included) per no-op job, in microseconds, in the median
+    /// trial: one server, then the cluster.
+    pub noop_redis_cpu_us: [f64; 2],
     /// End to end: one server, then the cluster, with their latencies.
     pub e2e: [Timed; 2],
     /// Whether every end-to-end message was stored once and pushed once,
@@ -92,15 +97,19 @@ pub async fn run(
     let concurrency = settings.worker.concurrency;
     let e2e_concurrency = workload.e2e.concurrencies.first().copied().unwrap_or(8);
 
-    let mut noop: [Vec<Row>; 2] = Default::default();
+    let mut noop: [Vec<(Row, f64)>; 2] = Default::default();
     let mut e2e: [Vec<Timed>; 2] = Default::default();
     let mut verified = true;
     for _ in 0..workload.trials.max(1) {
         for (side, (label, settings)) in deployments.iter().enumerate() {
             let conn = herald::queue::connect(settings.redis.url.as_str()).await?;
+            let nodes = node_addresses(&mut conn.clone()).await?;
+            let cpu_before = redis_cpu_seconds(&nodes).await?;
             let mut row = queue::herald_queue(conn, workload.noop, batch, concurrency).await?;
+            let cpu = redis_cpu_seconds(&nodes).await? - cpu_before;
             row.name = format!("no-op jobs, {label}");
-            noop[side].push(row);
+            let cpu_per_job_us = cpu * 1e6 / row.count.max(1) as f64;
+            noop[side].push((row, cpu_per_job_us));
             let (mut timed, ok) =
                 pipeline::herald_end_to_end(settings, &workload.e2e, e2e_concurrency).await?;
             timed.row.name = format!("messages end to end, {label}");
@@ -108,8 +117,8 @@ pub async fn run(
             e2e[side].push(timed);
         }
     }
-    let [noop_server, noop_cluster] = noop.map(|mut rows| {
-        let median = median_index(&rows, Row::rate);
+    let [(noop_server, cpu_server), (noop_cluster, cpu_cluster)] = noop.map(|mut rows| {
+        let median = median_index(&rows, |(row, _)| row.rate());
         rows.swap_remove(median)
     });
     let [e2e_server, e2e_cluster] = e2e.map(|mut runs| {
@@ -118,7 +127,49 @@ pub async fn run(
     });
     Ok(Report {
         noop: [noop_server, noop_cluster],
+        noop_redis_cpu_us: [cpu_server, cpu_cluster],
         e2e: [e2e_server, e2e_cluster],
         verified,
     })
+}
+
+/// The `host:port` of every node behind `conn`: the one server, or every
+/// node of the cluster (`CLUSTER NODES`), primaries and replicas.
+async fn node_addresses(conn: &mut RedisConnection) -> Result<Vec<String>, BenchError> {
+    let RedisConnection::Cluster(_) = conn else {
+        let info: String = redis::cmd("CLIENT").arg("INFO").query_async(conn).await?;
+        let address = info
+            .split_whitespace()
+            .find_map(|field| field.strip_prefix("laddr="))
+            .ok_or_else(|| BenchError::Invalid("CLIENT INFO has no laddr".into()))?;
+        return Ok(vec![address.to_owned()]);
+    };
+    let nodes: String = redis::cmd("CLUSTER").arg("NODES").query_async(conn).await?;
+    Ok(nodes
+        .lines()
+        .filter_map(|line| line.split_whitespace().nth(1))
+        .filter_map(|address| address.split('@').next())
+        .map(str::to_owned)
+        .collect())
+}
+
+/// CPU seconds (user and system) the Redis servers at `nodes` have used
+/// since they started, added up (`INFO cpu`).
+async fn redis_cpu_seconds(nodes: &[String]) -> Result<f64, BenchError> {
+    let mut total = 0.0;
+    for address in nodes {
+        let client = redis::Client::open(format!("redis://{address}"))?;
+        let mut conn = client.get_multiplexed_async_connection().await?;
+        let info: String = redis::cmd("INFO").arg("cpu").query_async(&mut conn).await?;
+        total += info
+            .lines()
+            .filter_map(|line| {
+                let (key, value) = line.split_once(':')?;
+                matches!(key, "used_cpu_user" | "used_cpu_sys")
+                    .then(|| value.trim().parse::<f64>().ok())
+                    .flatten()
+            })
+            .sum::<f64>();
+    }
+    Ok(total)
 }
