@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Makes sure the services Herald needs are running on this machine:
 #   - Redis on 127.0.0.1:6379 (Debian's redis-server package if missing)
+#   - a Redis Cluster on 127.0.0.1:7100-7105 (scripts/redis-cluster.sh)
 #   - a MongoDB-compatible server on 127.0.0.1:27017: SecantusDB, built from
 #     crates.io (secantusd-rs) or, if that cannot be built, from PyPI
 #     (secantusd-py), in its durable mode (--sync-on-commit).
@@ -147,6 +148,14 @@ ensure_redis() {
   wait_port "$REDIS_PORT" 20 Redis "$STATE_DIR/redis.log"
 }
 
+# The six-node Redis Cluster on 127.0.0.1:7100-7105 the cluster tests use
+# (tests/integration/cluster.rs); scripts/redis-cluster.sh reuses a healthy
+# one and recreates a broken one.
+ensure_redis_cluster() {
+  say "Redis Cluster: making sure it runs on 127.0.0.1:7100-7105 (scripts/redis-cluster.sh)"
+  HERALD_STATE_DIR="$STATE_DIR" bash "$ROOT/scripts/redis-cluster.sh" start
+}
+
 install_secantus_rs() {
   say "SecantusDB: building secantusd-rs $SECANTUS_CRATE_VERSION from crates.io (about 4 minutes)"
   if ! command -v cmake >/dev/null || ! dpkg -s libclang-dev >/dev/null 2>&1; then
@@ -265,6 +274,7 @@ done
 
 mkdir -p "$STATE_DIR"
 ensure_redis
+ensure_redis_cluster
 ensure_mongo
 ensure_schemathesis
 ensure_s3s_fs

@@ -259,6 +259,10 @@ const README_NON_SETTINGS: &[(&str, &str)] = &[
         "a producer's own variable in the PHP example",
     ),
     ("HERALD_TEST_REDIS_URL", "the integration tests' Redis"),
+    (
+        "HERALD_TEST_REDIS_CLUSTER_URL",
+        "the integration tests' Redis Cluster",
+    ),
     ("HERALD_TEST_MONGODB_URL", "the integration tests' MongoDB"),
     ("HERALD_TEST_S3S_FS", "the integration tests' s3s-fs binary"),
     (

@@ -10,17 +10,16 @@ use mongodb::bson::doc;
 use crate::helpers::{account, env, wait_for, TestEnv};
 
 /// Jobs in each backlog: well past the ~8,000 where `unpack` fails.
-const BACKLOG: usize = 20_000;
+pub(crate) const BACKLOG: usize = 20_000;
 
-async fn enqueue_backlog(env: &TestEnv, count: usize) -> Vec<String> {
+pub(crate) async fn enqueue_backlog(env: &TestEnv, count: usize) -> Vec<String> {
     let account = account();
     let jobs: Vec<SendMessage> = (0..count)
         .map(|i| SendMessage::new(account, format!("broadcast {i}"), "to everyone"))
         .collect();
-    let mut producer =
-        Producer::connect(&crate::helpers::redis_url(), &env.settings.redis.namespace)
-            .await
-            .expect("producer");
+    let mut producer = Producer::connect(&env.settings.redis.url, &env.settings.redis.namespace)
+        .await
+        .expect("producer");
     producer
         .enqueue_messages(jobs)
         .await
@@ -80,7 +79,7 @@ async fn enqueue_apalis_redis_backlog(env: &TestEnv, count: usize) -> Vec<String
 }
 
 /// Waits until every message is stored and every push accepted.
-async fn wait_drained(env: &TestEnv, count: usize) {
+pub(crate) async fn wait_drained(env: &TestEnv, count: usize) {
     wait_for_long("every message stored", || async {
         (env.message_count(doc! {}).await as usize == count).then_some(())
     })
@@ -92,7 +91,7 @@ async fn wait_drained(env: &TestEnv, count: usize) {
 }
 
 /// Like `wait_for`, with patience for a large backlog on a small machine.
-async fn wait_for_long<F, Fut>(what: &str, mut check: F)
+pub(crate) async fn wait_for_long<F, Fut>(what: &str, mut check: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<()>>,
@@ -108,7 +107,7 @@ where
 }
 
 /// Every expected message was pushed exactly once.
-async fn assert_pushed_once(env: &TestEnv, ids: &[String]) {
+pub(crate) async fn assert_pushed_once(env: &TestEnv, ids: &[String]) {
     let events = env.delivered("new_message").await;
     let mut seen = HashSet::new();
     for event in &events {

@@ -11,7 +11,18 @@ use crate::helpers::{account, env_with, wait_for, TestEnv, SECRET, WEB_TOKEN};
 /// An environment whose worker pushes with a wrong secret, so every push
 /// fails with 401 and lands in the push queue's dead set.
 pub(crate) async fn env_with_failed_pushes(count: usize) -> (TestEnv, Vec<String>) {
-    let mut env = env_with(&[("HERALD_TUISONGBAO_SECRET", "wrong")]).await;
+    env_with_failed_pushes_and(count, &[]).await
+}
+
+/// Like [`env_with_failed_pushes`], with extra `HERALD_*` variables (for
+/// example another Redis).
+pub(crate) async fn env_with_failed_pushes_and(
+    count: usize,
+    extra: &[(&str, &str)],
+) -> (TestEnv, Vec<String>) {
+    let mut vars = vec![("HERALD_TUISONGBAO_SECRET", "wrong")];
+    vars.extend_from_slice(extra);
+    let mut env = env_with(&vars).await;
     env.start_worker().await;
     for i in 0..count {
         env.enqueue(SendMessage::new(account(), format!("failing {i}"), "401"))
@@ -386,7 +397,7 @@ async fn a_backlog_with_no_worker_is_pending_and_only_a_future_job_is_scheduled(
             queues.iter().find(|q| {
                 q["queue"]
                     .as_str()
-                    .is_some_and(|name| name.ends_with(":send_message"))
+                    .is_some_and(|name| name.ends_with(":send_message}"))
             })
         })
         .cloned()

@@ -20,10 +20,9 @@ pub async fn enqueue(env: &TestEnv, job: Export) {
         )
         .await
         .unwrap();
-    let mut producer =
-        Producer::connect(&crate::helpers::redis_url(), &env.settings.redis.namespace)
-            .await
-            .unwrap();
+    let mut producer = Producer::connect(&env.settings.redis.url, &env.settings.redis.namespace)
+        .await
+        .unwrap();
     producer.enqueue_export(job).await.unwrap();
 }
 

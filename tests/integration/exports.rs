@@ -22,19 +22,19 @@ fn named<'a>(events: &'a [RecordedRequest], name: &str) -> Vec<&'a RecordedReque
 }
 
 /// Rows of account A and of account B in the seeded collection.
-const ROWS_A: usize = 12_000;
+pub(crate) const ROWS_A: usize = 12_000;
 const ROWS_B: usize = 8_000;
 
 /// 2026-01-02 03:04:05 UTC.
 const BASE_MILLIS: i64 = 1_767_323_045_000;
 
-struct Seeded {
-    a: AccountId,
-    a_ids: HashSet<String>,
+pub(crate) struct Seeded {
+    pub(crate) a: AccountId,
+    pub(crate) a_ids: HashSet<String>,
 }
 
 /// Inserts 20,000 `customer` documents across two accounts.
-async fn seed(env: &TestEnv) -> Seeded {
+pub(crate) async fn seed(env: &TestEnv) -> Seeded {
     let a = AccountId::from(ObjectId::new());
     let b = AccountId::from(ObjectId::new());
     let collection = env.database.collection::<Document>("customer");
@@ -74,7 +74,7 @@ async fn seed(env: &TestEnv) -> Seeded {
     Seeded { a, a_ids }
 }
 
-fn export_job(account: AccountId, key: &str) -> Export {
+pub(crate) fn export_job(account: AccountId, key: &str) -> Export {
     serde_json::from_value(json!({
         "accountId": account.to_hex(),
         "key": key,
@@ -95,7 +95,7 @@ fn export_job(account: AccountId, key: &str) -> Export {
     .unwrap()
 }
 
-fn file_of(env: &TestEnv, account: AccountId, key: &str) -> PathBuf {
+pub(crate) fn file_of(env: &TestEnv, account: AccountId, key: &str) -> PathBuf {
     env.settings
         .export
         .dir
@@ -114,7 +114,7 @@ fn files_in(env: &TestEnv, account: AccountId) -> Vec<String> {
 }
 
 /// Reads the CSV: checks the BOM, returns the rows (header first).
-fn read_csv(path: &PathBuf) -> Vec<Vec<String>> {
+pub(crate) fn read_csv(path: &PathBuf) -> Vec<Vec<String>> {
     let bytes = std::fs::read(path).unwrap();
     assert!(
         bytes.starts_with("\u{feff}".as_bytes()),

@@ -5,13 +5,16 @@
 //! sandbox, and removes them when the test ends.
 //!
 //! Services: HERALD_TEST_REDIS_URL (default redis://127.0.0.1:6379) and
-//! HERALD_TEST_MONGODB_URL (default mongodb://127.0.0.1:27017). The README's
+//! HERALD_TEST_MONGODB_URL (default mongodb://127.0.0.1:27017), and for the
+//! cluster tests HERALD_TEST_REDIS_CLUSTER_URL (default the Redis Cluster
+//! `scripts/redis-cluster.sh` runs on 127.0.0.1:7100-7105). The README's
 //! test command starts them.
 
 mod api;
 mod backlog;
 mod browser;
 mod cli;
+mod cluster;
 mod dashboard;
 mod database_restart;
 mod export_helpers;
@@ -30,6 +33,7 @@ mod poison_jobs;
 mod providers;
 mod push_auth;
 mod rate_limit;
+mod redis_cluster;
 mod redis_restart;
 mod retention;
 mod s3_server;
