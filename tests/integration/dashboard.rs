@@ -397,7 +397,7 @@ async fn a_backlog_with_no_worker_is_pending_and_only_a_future_job_is_scheduled(
             queues.iter().find(|q| {
                 q["queue"]
                     .as_str()
-                    .is_some_and(|name| name.ends_with(":send_message}"))
+                    .is_some_and(|name| name.ends_with(":send_message"))
             })
         })
         .cloned()

@@ -59,7 +59,7 @@ async fn a_paused_queue_holds_its_jobs_across_a_worker_restart_while_the_others_
     let push: Value = status
         .lines()
         .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-        .find(|q| q["queue"].as_str().is_some_and(|n| n.ends_with(":push}")))
+        .find(|q| q["queue"].as_str().is_some_and(|n| n.ends_with(":push")))
         .expect("the push queue's line");
     assert_eq!(push["paused"], true, "{status}");
     assert_eq!(push["pending"], 5, "{status}");
