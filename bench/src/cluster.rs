@@ -72,10 +72,13 @@ impl Workload {
 pub struct Report {
     /// No-op jobs: one server, then the cluster.
     pub noop: [Row; 2],
-    /// Redis CPU time (user and system, every node of the deployment,
-    /// replicas included) per no-op job, in microseconds, in the median
-    /// trial: one server, then the cluster.
+    /// Redis CPU time (user and system) per no-op job, in microseconds,
+    /// in the median trial, on the primaries (the one server; the
+    /// cluster's three primaries): one server, then the cluster.
     pub noop_redis_cpu_us: [f64; 2],
+    /// The same on the cluster's replicas (replication's cost; the one
+    /// server has none).
+    pub noop_replica_cpu_us: f64,
     /// End to end: one server, then the cluster, with their latencies.
     pub e2e: [Timed; 2],
     /// Whether every end-to-end message was stored once and pushed once,
@@ -97,19 +100,26 @@ pub async fn run(
     let concurrency = settings.worker.concurrency;
     let e2e_concurrency = workload.e2e.concurrencies.first().copied().unwrap_or(8);
 
-    let mut noop: [Vec<(Row, f64)>; 2] = Default::default();
+    let mut noop: [Vec<(Row, [f64; 2])>; 2] = Default::default();
     let mut e2e: [Vec<Timed>; 2] = Default::default();
     let mut verified = true;
     for _ in 0..workload.trials.max(1) {
         for (side, (label, settings)) in deployments.iter().enumerate() {
             let conn = herald::queue::connect(settings.redis.url.as_str()).await?;
-            let nodes = node_addresses(&mut conn.clone()).await?;
-            let cpu_before = redis_cpu_seconds(&nodes).await?;
+            let (primaries, replicas) = node_addresses(&mut conn.clone()).await?;
+            let before = [
+                redis_cpu_seconds(&primaries).await?,
+                redis_cpu_seconds(&replicas).await?,
+            ];
             let mut row = queue::herald_queue(conn, workload.noop, batch, concurrency).await?;
-            let cpu = redis_cpu_seconds(&nodes).await? - cpu_before;
+            let after = [
+                redis_cpu_seconds(&primaries).await?,
+                redis_cpu_seconds(&replicas).await?,
+            ];
             row.name = format!("no-op jobs, {label}");
-            let cpu_per_job_us = cpu * 1e6 / row.count.max(1) as f64;
-            noop[side].push((row, cpu_per_job_us));
+            let per_job_us = |i: usize| (after[i] - before[i]) * 1e6 / row.count.max(1) as f64;
+            let cpu = [per_job_us(0), per_job_us(1)];
+            noop[side].push((row, cpu));
             let (mut timed, ok) =
                 pipeline::herald_end_to_end(settings, &workload.e2e, e2e_concurrency).await?;
             timed.row.name = format!("messages end to end, {label}");
@@ -127,30 +137,40 @@ pub async fn run(
     });
     Ok(Report {
         noop: [noop_server, noop_cluster],
-        noop_redis_cpu_us: [cpu_server, cpu_cluster],
+        noop_redis_cpu_us: [cpu_server[0], cpu_cluster[0]],
+        noop_replica_cpu_us: cpu_cluster[1],
         e2e: [e2e_server, e2e_cluster],
         verified,
     })
 }
 
-/// The `host:port` of every node behind `conn`: the one server, or every
-/// node of the cluster (`CLUSTER NODES`), primaries and replicas.
-async fn node_addresses(conn: &mut RedisConnection) -> Result<Vec<String>, BenchError> {
+/// The `host:port` of the primaries behind `conn` (the one server, or the
+/// cluster's primaries) and of the cluster's replicas (`CLUSTER NODES`).
+async fn node_addresses(
+    conn: &mut RedisConnection,
+) -> Result<(Vec<String>, Vec<String>), BenchError> {
     let RedisConnection::Cluster(_) = conn else {
         let info: String = redis::cmd("CLIENT").arg("INFO").query_async(conn).await?;
         let address = info
             .split_whitespace()
             .find_map(|field| field.strip_prefix("laddr="))
             .ok_or_else(|| BenchError::Invalid("CLIENT INFO has no laddr".into()))?;
-        return Ok(vec![address.to_owned()]);
+        return Ok((vec![address.to_owned()], Vec::new()));
     };
     let nodes: String = redis::cmd("CLUSTER").arg("NODES").query_async(conn).await?;
-    Ok(nodes
-        .lines()
-        .filter_map(|line| line.split_whitespace().nth(1))
-        .filter_map(|address| address.split('@').next())
-        .map(str::to_owned)
-        .collect())
+    let (mut primaries, mut replicas) = (Vec::new(), Vec::new());
+    for line in nodes.lines() {
+        let mut fields = line.split_whitespace();
+        let (Some(address), Some(flags)) = (fields.nth(1), fields.next()) else {
+            continue;
+        };
+        let address = address.split('@').next().unwrap_or(address).to_owned();
+        match flags.split(',').any(|flag| flag == "master") {
+            true => primaries.push(address),
+            false => replicas.push(address),
+        }
+    }
+    Ok((primaries, replicas))
 }
 
 /// CPU seconds (user and system) the Redis servers at `nodes` have used
