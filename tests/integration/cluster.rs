@@ -210,6 +210,16 @@ async fn messages_of_several_accounts_are_stored_and_pushed_once_with_the_queues
     assert_ne!(sends, pushes, "the queues share a primary: {queues_on:?}");
     let primaries: HashSet<u16> = queues_on.values().flatten().copied().collect();
     assert!(primaries.len() >= 2, "{queues_on:?}");
+
+    // The CLI reads the queues through the cluster as well.
+    let status = crate::pause::herald(&env, &["queue", "status"]);
+    let sends: serde_json::Value = status
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .find(|q| q["queue"] == format!("{namespace}:send_message"))
+        .unwrap_or_else(|| panic!("no send_message line in {status}"));
+    assert_eq!(sends["done"], count as u64, "{status}");
+    assert_eq!(sends["pending"], 0, "{status}");
     env.stop_worker().await.expect("the worker stops cleanly");
 }
 

@@ -16,7 +16,9 @@ fn admin(env: &TestEnv, conn: &herald_jobs::RedisConnection) -> QueueAdmin {
     )
 }
 
-fn herald(env: &TestEnv, args: &[&str]) -> String {
+/// Runs the `herald` command with `env`'s settings; its standard output,
+/// once it succeeded.
+pub(crate) fn herald(env: &TestEnv, args: &[&str]) -> String {
     let output = env.run_herald(args, &[]);
     assert!(
         output.status.success(),
