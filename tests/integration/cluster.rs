@@ -9,12 +9,11 @@ use std::collections::{HashMap, HashSet};
 use herald::queue::admin::{DeadFilter, QueueAdmin};
 use herald_jobs::{connection::key_slot, MessageId, Namespace, QueueName, SendMessage};
 use mongodb::bson::{doc, Bson};
-use reqwest::StatusCode;
 use serde_json::json;
 
 use crate::{
     backlog::{assert_pushed_once, enqueue_backlog, wait_drained, BACKLOG},
-    dashboard::{api_get_json, api_post, env_with_failed_pushes_and, fix_credentials},
+    dashboard::{api_get_json, env_with_failed_pushes_and},
     export_helpers::{enqueue as enqueue_export, number, wait_status},
     exports::{export_job, file_of, read_csv, seed, ROWS_A},
     helpers::{account, env_with, stop_logged, wait_for, TestEnv},
@@ -248,24 +247,7 @@ async fn a_push_that_fails_with_500_three_times_is_delivered_once_on_a_cluster()
     assert_eq!(delivered[0].data["messageId"], json!(id.to_hex()));
     assert_stored_once(&env, &[id]).await;
     assert_eq!(env.queue_set(QueueName::SendMessage, "done").await.len(), 1);
-    let meta = env.job_meta(QueueName::Push, &push_id).await;
-    assert_eq!(meta.get("attempts").map(String::as_str), Some("4"));
-    let history = env.job_history(QueueName::Push, &push_id).await;
-    let runs: Vec<&str> = history
-        .iter()
-        .map(|h| h["status"].as_str().unwrap_or(""))
-        .collect();
-    assert_eq!(
-        runs,
-        ["Pending", "Pending", "Pending", "Done"],
-        "{history:#?}"
-    );
-    for run in &history[..3] {
-        assert!(
-            run["error"].as_str().unwrap_or("").contains("HTTP 500"),
-            "{history:#?}"
-        );
-    }
+    crate::failures::assert_done_on_the_fourth_attempt_after_three_500s(&env, &push_id).await;
     env.stop_worker().await.expect("the worker stops cleanly");
 }
 
@@ -326,18 +308,8 @@ async fn pushes_failed_for_good_on_a_cluster_are_listed_and_a_retry_delivers_eac
         "{group}"
     );
 
-    fix_credentials(&mut env).await;
-    let begun = api_post(
-        &env,
-        format!("{web}/api/v1/queues/push/failed/retry"),
-        Some(&json!({ "filter": { "error": group["id"] } })),
-    )
-    .await;
-    assert_eq!(begun.status(), StatusCode::ACCEPTED);
-    wait_for("the retried pushes delivered", || async {
-        (env.delivered("new_message").await.len() >= FAILING).then_some(())
-    })
-    .await;
+    crate::failed_list::retry_group_once_credentials_are_fixed(&mut env, &web, &group, FAILING)
+        .await;
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     let pushes = env.pushes_per_message().await;
     assert_eq!(pushes.len(), FAILING, "{pushes:?}");

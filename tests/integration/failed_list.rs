@@ -233,18 +233,7 @@ async fn pushes_that_failed_for_good_are_grouped_and_a_group_retry_delivers_each
         "{group}"
     );
 
-    fix_credentials(&mut env).await;
-    let begun = api_post(
-        &env,
-        format!("{web}/api/v1/queues/push/failed/retry"),
-        Some(&json!({ "filter": { "error": group["id"] } })),
-    )
-    .await;
-    assert_eq!(begun.status(), StatusCode::ACCEPTED);
-    wait_for("the group's pushes delivered", || async {
-        (env.delivered("new_message").await.len() == dead.len()).then_some(())
-    })
-    .await;
+    retry_group_once_credentials_are_fixed(&mut env, &web, group, dead.len()).await;
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     assert_eq!(
         env.delivered("new_message").await.len(),
@@ -270,4 +259,27 @@ async fn pushes_that_failed_for_good_are_grouped_and_a_group_retry_delivers_each
     );
     let (jobs, total) = admin.dead_jobs(&DeadFilter::all(), 0, 10).await.unwrap();
     assert_eq!((jobs.len(), total), (0, 0));
+}
+
+/// Fixes the push credentials of `env`, retries the dead pushes of the
+/// error `group` through the API of `herald web` at `web`, and waits until
+/// `count` pushes are delivered.
+pub(crate) async fn retry_group_once_credentials_are_fixed(
+    env: &mut TestEnv,
+    web: &str,
+    group: &Value,
+    count: usize,
+) {
+    fix_credentials(env).await;
+    let begun = api_post(
+        env,
+        format!("{web}/api/v1/queues/push/failed/retry"),
+        Some(&json!({ "filter": { "error": group["id"] } })),
+    )
+    .await;
+    assert_eq!(begun.status(), StatusCode::ACCEPTED);
+    wait_for("the group's pushes delivered", || async {
+        (env.delivered("new_message").await.len() >= count).then_some(())
+    })
+    .await;
 }

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use herald_jobs::{QueueName, SendMessage};
 
-use crate::helpers::{account, env, env_with, wait_for};
+use crate::helpers::{account, env, env_with, wait_for, TestEnv};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_push_that_fails_with_500_three_times_is_delivered_once_on_the_fourth_attempt() {
@@ -42,24 +42,7 @@ async fn a_push_that_fails_with_500_three_times_is_delivered_once_on_the_fourth_
         env.queue_set(QueueName::Push, "done").await.pop()
     })
     .await;
-    let meta = env.job_meta(QueueName::Push, &push_id).await;
-    assert_eq!(meta.get("attempts").map(String::as_str), Some("4"));
-    let history = env.job_history(QueueName::Push, &push_id).await;
-    let statuses: Vec<&str> = history
-        .iter()
-        .map(|h| h["status"].as_str().unwrap_or(""))
-        .collect();
-    assert_eq!(
-        statuses,
-        ["Pending", "Pending", "Pending", "Done"],
-        "{history:#?}"
-    );
-    for run in &history[..3] {
-        assert!(
-            run["error"].as_str().unwrap_or("").contains("HTTP 500"),
-            "{history:#?}"
-        );
-    }
+    let history = assert_done_on_the_fourth_attempt_after_three_500s(&env, &push_id).await;
     assert!(history[3]["error"].is_null());
     let at: Vec<f64> = history.iter().map(|h| h["at"].as_f64().unwrap()).collect();
     // Equal jitter: the n-th wait is at least half of 200 ms x 2^(n-1).
@@ -295,4 +278,32 @@ async fn the_worker_refuses_to_start_when_redis_is_down_and_names_it() {
     refuses_to_start_naming(settings, "Redis").await;
     env.start_worker().await; // the environment itself is fine
     assert!(env.stop_worker().await.is_ok());
+}
+
+/// Checks that push job `push_id` ran four times, the first three answered
+/// HTTP 500 (each in its history with the error) and the fourth done;
+/// returns the history.
+pub(crate) async fn assert_done_on_the_fourth_attempt_after_three_500s(
+    env: &TestEnv,
+    push_id: &str,
+) -> Vec<serde_json::Value> {
+    let meta = env.job_meta(QueueName::Push, push_id).await;
+    assert_eq!(meta.get("attempts").map(String::as_str), Some("4"));
+    let history = env.job_history(QueueName::Push, push_id).await;
+    let statuses: Vec<&str> = history
+        .iter()
+        .map(|h| h["status"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(
+        statuses,
+        ["Pending", "Pending", "Pending", "Done"],
+        "{history:#?}"
+    );
+    for run in &history[..3] {
+        assert!(
+            run["error"].as_str().unwrap_or("").contains("HTTP 500"),
+            "{history:#?}"
+        );
+    }
+    history
 }
