@@ -49,6 +49,10 @@ fn unique_suffix() -> String {
 }
 
 /// A worker running in this process: its stop switch and its task.
+/// How long a dropped [`TestEnv`] waits for its in-process worker to stop
+/// before it removes the namespace's keys.
+const WORKER_STOP_PATIENCE: Duration = Duration::from_secs(10);
+
 type RunningWorker = (
     oneshot::Sender<()>,
     JoinHandle<Result<(), worker::WorkerError>>,
@@ -685,6 +689,18 @@ impl Drop for TestEnv {
     fn drop(&mut self) {
         if let Some((tx, handle)) = self.worker.take() {
             let _ = tx.send(());
+            // On a multi-threaded runtime the worker's tasks run on beside
+            // this thread: let it stop (its last heartbeat and receipts
+            // written) before the cleanup, or a late write re-creates a key
+            // after it. A current-thread runtime runs nothing while this
+            // blocks, and drops the tasks with it.
+            let multi_threaded = tokio::runtime::Handle::try_current().is_ok_and(|runtime| {
+                runtime.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread
+            });
+            let deadline = std::time::Instant::now() + WORKER_STOP_PATIENCE;
+            while multi_threaded && !handle.is_finished() && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
             handle.abort();
         }
         let _ = std::fs::remove_dir_all(&self.settings.export.dir);
