@@ -15,8 +15,20 @@
 //! [`Producer::with_enqueue_dedup`] adds an enqueue idempotency key per
 //! message (`message:<messageId>`, about 180 bytes of Redis each for its
 //! lifetime) for producers that would rather not create the second job.
+//!
+//! A queue may be spread over several shards (`redis.queue_shards` of the
+//! workers, who write the count to `{NAMESPACE}:queue_shards`). The
+//! producer reads that count, again at most every [`SHARD_COUNT_REFRESH`],
+//! and puts each job on the shard of its account ([`crate::queue::shard_of`]),
+//! so one account's jobs keep one queue and their order.
 
-use std::time::Duration;
+use std::{
+    sync::{
+        atomic::{AtomicU16, AtomicU64, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
 
 use crate::RedisConnection;
 use serde::Serialize;
@@ -27,10 +39,14 @@ use crate::{
     export::{Export, ExportLimits},
     ids::MessageId,
     message::{MessageLimits, SendMessage},
-    queue::{Namespace, QueueName},
+    queue::{shard_of, Namespace, QueueName, MAX_QUEUE_SHARDS},
     redact::redact_url,
     task_order::next_task_id,
 };
+
+/// How long a producer uses the shard count it read before it reads
+/// `{NAMESPACE}:queue_shards` again.
+pub const SHARD_COUNT_REFRESH: Duration = Duration::from_secs(10);
 
 /// A lifetime for [`Producer::with_enqueue_dedup`]: a day.
 pub const DEFAULT_ENQUEUE_DEDUP_TTL: Duration = Duration::from_secs(24 * 60 * 60);
@@ -85,8 +101,9 @@ pub struct Producer {
     /// The URL `conn` was opened from, when the producer opened it: a
     /// `redis+sentinel://` URL lets it follow a failover.
     url: Option<String>,
-    queue: String,
-    export_queue: String,
+    namespace: Namespace,
+    /// The queues' shard count as last read, shared by the clones.
+    shards: Arc<KnownShards>,
     limits: MessageLimits,
     /// How long message jobs' enqueue idempotency keys are remembered;
     /// `None`: message jobs carry no key.
@@ -115,13 +132,11 @@ impl Producer {
     /// by [`Producer::connect`] from a `redis+sentinel://` URL follows a
     /// failover.
     pub fn from_connection(conn: RedisConnection, namespace: &Namespace) -> Self {
-        let queue = namespace.queue(QueueName::SendMessage);
-        let export_queue = namespace.queue(QueueName::Export);
         Self {
             conn,
             url: None,
-            queue,
-            export_queue,
+            namespace: namespace.clone(),
+            shards: Arc::new(KnownShards::default()),
             limits: MessageLimits::default(),
             dedup: None,
         }
@@ -140,6 +155,7 @@ impl Producer {
     /// deduplication is on.
     fn message_job(
         &self,
+        queue: &str,
         job: &SendMessage,
         id: MessageId,
         now: f64,
@@ -148,7 +164,42 @@ impl Producer {
             Some(_) => format!("message:{id}"),
             None => String::new(),
         };
-        new_job(&self.queue, job, key, now)
+        new_job(queue, job, key, now)
+    }
+
+    /// The full name of the shard of `queue` that `account`'s jobs go to,
+    /// of the count the workers wrote (read again once
+    /// [`SHARD_COUNT_REFRESH`] has passed).
+    async fn queue_for(&mut self, queue: QueueName, account: &str) -> String {
+        let shards = self.shard_count().await;
+        self.namespace.queue_shard(queue, shard_of(account, shards))
+    }
+
+    /// How many shards the queues have: `{NAMESPACE}:queue_shards`, as
+    /// the workers wrote it; 1 when no worker wrote it. A failed read keeps
+    /// the count read before (the enqueue that follows reports Redis's
+    /// state).
+    async fn shard_count(&mut self) -> u16 {
+        let now = crate::enqueue::now_secs();
+        let read_at = self.shards.read_at_ms.load(Ordering::Relaxed) as f64 / 1000.0;
+        if now - read_at < SHARD_COUNT_REFRESH.as_secs_f64() {
+            return self.shards.count.load(Ordering::Relaxed).max(1);
+        }
+        let read: redis::RedisResult<Option<String>> = redis::cmd("GET")
+            .arg(self.namespace.shard_count_key())
+            .query_async(&mut self.conn)
+            .await;
+        if let Ok(stored) = read {
+            let count = stored
+                .and_then(|s| s.parse::<u16>().ok())
+                .filter(|n| (1..=MAX_QUEUE_SHARDS).contains(n))
+                .unwrap_or(1);
+            self.shards.count.store(count, Ordering::Relaxed);
+            self.shards
+                .read_at_ms
+                .store((now * 1000.0) as u64, Ordering::Relaxed);
+        }
+        self.shards.count.load(Ordering::Relaxed).max(1)
     }
 
     /// Applies the same limits the worker is configured with, so a job the
@@ -162,8 +213,11 @@ impl Producer {
     /// `_id` the document will have in MongoDB.
     pub async fn enqueue_message(&mut self, job: SendMessage) -> Result<MessageId, ProducerError> {
         let valid = job.validate(&self.limits)?;
-        let new = self.message_job(&job, valid.id, now_secs())?;
-        self.write(self.queue.clone(), self.dedup, &[new]).await?;
+        let queue = self
+            .queue_for(QueueName::SendMessage, &valid.account.to_hex())
+            .await;
+        let new = self.message_job(&queue, &job, valid.id, now_secs())?;
+        self.write(queue, self.dedup, &[new]).await?;
         Ok(valid.id)
     }
 }
@@ -178,8 +232,11 @@ impl Producer {
             default_time_zone: chrono_tz::UTC,
         };
         let valid = job.validate(&limits)?;
-        let new = new_job(&self.export_queue, &job, String::new(), now_secs())?;
-        self.write(self.export_queue.clone(), None, &[new]).await?;
+        let queue = self
+            .queue_for(QueueName::Export, &valid.account.to_hex())
+            .await;
+        let new = new_job(&queue, &job, String::new(), now_secs())?;
+        self.write(queue, None, &[new]).await?;
         Ok(valid.key)
     }
 }
@@ -191,26 +248,35 @@ impl Producer {
     /// Validates every job, then enqueues them all in chunks of
     /// [`BULK_CHUNK`] (one round trip each) — the way to broadcast to many
     /// users. If any job is invalid, nothing is enqueued. Returns the
-    /// message ids in the order of `jobs`.
+    /// message ids in the order of `jobs`. On a sharded queue each
+    /// account's jobs go to its shard, in the order of `jobs`.
     pub async fn enqueue_messages(
         &mut self,
         jobs: Vec<SendMessage>,
     ) -> Result<Vec<MessageId>, ProducerError> {
         let mut ids = Vec::with_capacity(jobs.len());
+        let shards = self.shard_count().await;
+        // Each shard's jobs in the order of `jobs`.
+        let mut per_shard: Vec<Vec<usize>> = vec![Vec::new(); usize::from(shards)];
         for (index, job) in jobs.iter().enumerate() {
             let valid = job
                 .validate(&self.limits)
                 .map_err(|error| ProducerError::InvalidInBatch { index, error })?;
             ids.push(valid.id);
+            per_shard[usize::from(shard_of(&valid.account.to_hex(), shards))].push(index);
         }
-        for (jobs, ids) in jobs.chunks(BULK_CHUNK).zip(ids.chunks(BULK_CHUNK)) {
-            let now = now_secs();
-            let chunk = jobs
-                .iter()
-                .zip(ids)
-                .map(|(job, id)| self.message_job(job, *id, now))
-                .collect::<Result<Vec<_>, _>>()?;
-            self.write(self.queue.clone(), self.dedup, &chunk).await?;
+        for (shard, members) in per_shard.iter().enumerate() {
+            let queue = self
+                .namespace
+                .queue_shard(QueueName::SendMessage, shard as u16);
+            for chunk in members.chunks(BULK_CHUNK) {
+                let now = now_secs();
+                let chunk = chunk
+                    .iter()
+                    .map(|&i| self.message_job(&queue, &jobs[i], ids[i], now))
+                    .collect::<Result<Vec<_>, _>>()?;
+                self.write(queue.clone(), self.dedup, &chunk).await?;
+            }
         }
         Ok(ids)
     }
@@ -258,6 +324,17 @@ impl Producer {
             .map_err(failed)?;
         Ok(())
     }
+}
+
+/// The shard count a producer read, and when (shared by its clones, so a
+/// web server's per-request clones read it once per refresh, not once
+/// each).
+#[derive(Debug, Default)]
+struct KnownShards {
+    /// The count; 0 until first read.
+    count: AtomicU16,
+    /// When it was read, in Unix milliseconds; 0: never.
+    read_at_ms: AtomicU64,
 }
 
 /// Whether `error` is what a client of a master that Sentinel replaced

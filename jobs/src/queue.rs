@@ -57,6 +57,24 @@ impl Namespace {
         format!("{{{}:{}}}", self.0, queue.as_str())
     }
 
+    /// The full Redis name of shard `shard` of `queue`: shard 0 is the
+    /// queue itself ([`Namespace::queue`]), shard `k` is
+    /// `{NAMESPACE:QUEUE:k}`, a hash tag of its own, so on a cluster each
+    /// shard lands on a slot of its own (see [`shard_of`]).
+    pub fn queue_shard(&self, queue: QueueName, shard: u16) -> String {
+        match shard {
+            0 => self.queue(queue),
+            k => format!("{{{}:{}:{k}}}", self.0, queue.as_str()),
+        }
+    }
+
+    /// The key holding how many shards each queue has
+    /// (`{NAMESPACE}:queue_shards`): workers write it at start, producers
+    /// read it to pick a shard (see [`shard_of`]).
+    pub fn shard_count_key(&self) -> String {
+        self.key("queue_shards")
+    }
+
     /// The key `{NAMESPACE}:suffix`, for what belongs to the namespace
     /// rather than to one queue (each is used alone, one key per call).
     pub fn key(&self, suffix: &str) -> String {
@@ -134,6 +152,26 @@ impl fmt::Display for QueueName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
+}
+
+/// Most shards a queue may have (`redis.queue_shards`).
+pub const MAX_QUEUE_SHARDS: u16 = 64;
+
+/// The shard, of `shards`, that the jobs of `account` go to: the same
+/// shard for every job of one account, so an account's jobs keep one
+/// queue and its order, and accounts spread evenly over the shards.
+/// The hash is FNV-1a over the account id's bytes, fixed here because
+/// every producer and every release must agree on it.
+pub fn shard_of(account: &str, shards: u16) -> u16 {
+    if shards <= 1 {
+        return 0;
+    }
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in account.bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    (hash % u64::from(shards)) as u16
 }
 
 /// The Redis key `suffix` of the queue whose full name is `queue`
@@ -214,6 +252,34 @@ mod tests {
         ];
         for (old, new) in cases {
             assert_eq!(ns.from_legacy(old).as_deref(), new, "{old}");
+        }
+    }
+
+    #[test]
+    fn shards_have_their_own_hash_tags_and_shard_zero_is_the_queue() {
+        let ns = Namespace::parse("acme").unwrap();
+        assert_eq!(ns.queue_shard(QueueName::Push, 0), "{acme:push}");
+        assert_eq!(ns.queue_shard(QueueName::Push, 3), "{acme:push:3}");
+        assert_eq!(ns.shard_count_key(), "{acme}:queue_shards");
+        assert!(glob(&ns.key_pattern(), "{acme:push:3}:data"));
+    }
+
+    #[test]
+    fn an_account_keeps_one_shard_and_accounts_spread_over_all() {
+        assert_eq!(shard_of("5f0c8a3e2b1d4c0012345678", 1), 0);
+        let account = "5f0c8a3e2b1d4c0012345678";
+        assert_eq!(shard_of(account, 4), shard_of(account, 4));
+        // FNV-1a is fixed: producers of every release agree.
+        assert_eq!(
+            shard_of("a", 1_000),
+            (0xaf63_dc4c_8601_ec8c_u64 % 1_000) as u16
+        );
+        let mut per_shard = [0u32; 4];
+        for n in 0..4_000u32 {
+            per_shard[shard_of(&format!("{n:024x}"), 4) as usize] += 1;
+        }
+        for count in per_shard {
+            assert!((800..1_200).contains(&count), "{per_shard:?}");
         }
     }
 
