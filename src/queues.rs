@@ -15,7 +15,7 @@ use herald_jobs::RedisConnection;
 use crate::{
     config::Settings,
     push::delivery::DeliveryLog,
-    queue::{DeadLabel, QueueConfig, RedisQueue, Retention, RetryPolicy},
+    queue::{admin::QueueAdmin, DeadLabel, QueueConfig, RedisQueue, Retention, RetryPolicy},
 };
 
 /// What [`rerun_window`] allows for the time a job that must run again
@@ -68,7 +68,26 @@ pub fn dead_labels(queue: QueueName) -> Vec<DeadLabel> {
     }
 }
 
-/// The configuration of `queue` from the settings.
+/// The configuration of `queue` from the settings: its first shard, the
+/// whole queue when `redis.queue_shards` is 1.
+pub fn config(settings: &Settings, queue: QueueName) -> QueueConfig {
+    shard_config(settings, queue, 0)
+}
+
+/// The configuration of each shard of `queue`, shard 0 first
+/// (`redis.queue_shards` of them).
+pub fn shard_configs(settings: &Settings, queue: QueueName) -> Vec<QueueConfig> {
+    (0..settings.redis.queue_shards.max(1))
+        .map(|shard| shard_config(settings, queue, shard))
+        .collect()
+}
+
+/// Operator access to `queue`, all its shards as one.
+pub fn admin(conn: RedisConnection, settings: &Settings, queue: QueueName) -> QueueAdmin {
+    QueueAdmin::sharded(conn, shard_configs(settings, queue))
+}
+
+/// The configuration of shard `shard` of `queue` from the settings.
 ///
 /// What sets the queues apart: each has its own attempt limit; the push
 /// queue alone remembers enqueue idempotency keys, for the
@@ -76,9 +95,9 @@ pub fn dead_labels(queue: QueueName) -> Vec<DeadLabel> {
 /// and looks up each fetched job's delivery receipt
 /// ([`DeliveryLog::fetch_lookup`]). Every queue keeps finished jobs as
 /// `[retention]` says.
-pub fn config(settings: &Settings, queue: QueueName) -> QueueConfig {
+pub fn shard_config(settings: &Settings, queue: QueueName, shard: u16) -> QueueConfig {
     let worker = &settings.worker;
-    let mut config = QueueConfig::new(settings.redis.namespace.queue(queue));
+    let mut config = QueueConfig::new(settings.redis.namespace.queue_shard(queue, shard));
     config.batch_size = worker.fetch_batch_size;
     config.heartbeat_interval = worker.heartbeat_interval;
     config.missed_heartbeats = worker.missed_heartbeats as u32;
@@ -98,9 +117,19 @@ pub fn config(settings: &Settings, queue: QueueName) -> QueueConfig {
     config
 }
 
-/// The backend for jobs of type `T` on `queue`.
+/// The backend for jobs of type `T` on `queue` (its first shard).
 pub fn storage<T>(conn: RedisConnection, settings: &Settings, queue: QueueName) -> RedisQueue<T> {
-    RedisQueue::new(conn, config(settings, queue))
+    shard_storage(conn, settings, queue, 0)
+}
+
+/// The backend for jobs of type `T` on shard `shard` of `queue`.
+pub fn shard_storage<T>(
+    conn: RedisConnection,
+    settings: &Settings,
+    queue: QueueName,
+    shard: u16,
+) -> RedisQueue<T> {
+    RedisQueue::new(conn, shard_config(settings, queue, shard))
 }
 
 #[cfg(test)]

@@ -152,6 +152,9 @@ async fn run_web(settings: Settings) -> anyhow::Result<ExitCode> {
         settings.redis.url.clone(),
         settings.worker.heartbeat_interval,
     );
+    // The dashboard shows every shard a worker consumes, even if this
+    // process's `redis.queue_shards` is lower.
+    let settings = herald::shards::known(&mut conn.clone(), &settings).await;
     herald::web::serve(
         listener,
         herald::web::WebState::new(conn, &database, &settings, token)?,

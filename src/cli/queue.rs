@@ -3,10 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Subcommand;
-use herald::{
-    config::Settings,
-    queue::{self, admin::QueueAdmin},
-};
+use herald::{config::Settings, queue};
 use herald_jobs::QueueName;
 
 use super::failed::parse_queue;
@@ -34,7 +31,9 @@ pub enum QueueCommand {
 /// Runs `command`; the exit code reports its outcome.
 pub async fn run(command: QueueCommand, settings: &Settings) -> anyhow::Result<ExitCode> {
     let conn = queue::connect(settings.redis.url.as_str()).await?;
-    let admin = |queue| QueueAdmin::new(conn.clone(), herald::queues::config(settings, queue));
+    // Every shard a worker consumes, even if this process's setting is lower.
+    let settings = &herald::shards::known(&mut conn.clone(), settings).await;
+    let admin = |queue| herald::queues::admin(conn.clone(), settings, queue);
     match command {
         QueueCommand::Pause { queue } => {
             let changed = admin(queue).pause().await?;

@@ -58,7 +58,7 @@ impl OpsState {
             .map(|queue| {
                 (
                     queue.as_str(),
-                    QueueAdmin::new(redis.clone(), crate::queues::config(settings, *queue)),
+                    crate::queues::admin(redis.clone(), settings, *queue),
                 )
             })
             .collect();

@@ -79,7 +79,7 @@ impl WebState {
             .map(|queue| {
                 (
                     queue.as_str().to_owned(),
-                    QueueAdmin::new(conn.clone(), crate::queues::config(settings, *queue)),
+                    crate::queues::admin(conn.clone(), settings, *queue),
                 )
             })
             .collect();

@@ -6,7 +6,7 @@ use std::sync::LazyLock;
 
 use redis::Script;
 
-use super::QueueAdmin;
+use super::ShardAdmin;
 use crate::queue::{dead_index::with_dead_index, now_secs, QueueError};
 
 pub(super) static RETRY: LazyLock<Script> =
@@ -17,9 +17,9 @@ pub(super) static DISCARD: LazyLock<Script> =
 /// Most dead jobs one retry or discard script call moves.
 pub(super) const CHUNK: usize = 1_000;
 
-impl QueueAdmin {
+impl ShardAdmin {
     /// Pauses the queue: workers (of every process) lease none of its jobs
-    /// until [`QueueAdmin::resume`]; jobs running now finish. The state is
+    /// until [`ShardAdmin::resume`]; jobs running now finish. The state is
     /// kept in Redis, so it survives worker restarts. Returns whether the
     /// queue was running before.
     pub async fn pause(&self) -> Result<bool, QueueError> {

@@ -4,7 +4,9 @@
 //! An operation is bounded by the moment it began: it takes the jobs that
 //! had failed by then, oldest first, [`CHUNK`] per call, so a retried job
 //! that fails again meanwhile (dead with a later time) is not taken again
-//! and the walk ends. Its record (`<queue>:bulk:<id>`, JSON, kept a day)
+//! and the walk ends; a sharded queue's shards are walked one after
+//! another. Its record (`<queue>:bulk:<id>`, JSON, kept a day, on the
+//! queue's first shard)
 //! says how many jobs it selected when it began and how many it has done;
 //! `<queue>:bulks` lists the latest [`RECENT_OPERATIONS`]. The record is
 //! written after every slice, so a dashboard polling it shows the
@@ -15,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     act::{CHUNK, DISCARD, RETRY},
-    DeadFilter, QueueAdmin,
+    DeadFilter, QueueAdmin, ShardAdmin,
 };
 use crate::queue::{now_secs, QueueError};
 
@@ -81,10 +83,10 @@ pub struct BulkProgress {
     pub updated_at: f64,
 }
 
-impl QueueAdmin {
+impl ShardAdmin {
     /// The set a bulk operation with `filter` takes from: the dead set, or
     /// the one index the filter names (a bulk operation takes one filter).
-    fn bulk_source(&self, filter: &DeadFilter) -> Result<String, QueueError> {
+    pub(super) fn bulk_source(&self, filter: &DeadFilter) -> Result<String, QueueError> {
         let mut keys = self.filter_keys(filter)?;
         match keys.len() {
             0 => Ok(self.config.dead_key()),
@@ -95,116 +97,57 @@ impl QueueAdmin {
         }
     }
 
-    /// Records a new operation on the dead jobs `filter` selects now, and
-    /// returns it; [`QueueAdmin::run_bulk`] does the work.
-    pub async fn begin_bulk(
-        &self,
-        action: BulkAction,
-        filter: DeadFilter,
-    ) -> Result<BulkProgress, QueueError> {
-        let source = self.bulk_source(&filter)?;
-        let now = now_secs();
-        let before = format!("{now:.3}");
+    /// How many dead jobs `filter` selects that failed at or before
+    /// `before` (Unix seconds).
+    async fn count_before(&self, filter: &DeadFilter, before: f64) -> Result<u64, QueueError> {
+        let source = self.bulk_source(filter)?;
         let mut conn = self.conn.clone();
-        let total: u64 = redis::cmd("ZCOUNT")
+        redis::cmd("ZCOUNT")
             .arg(&source)
             .arg("-inf")
-            .arg(&before)
+            .arg(format!("{before:.3}"))
             .query_async(&mut conn)
             .await
-            .map_err(self.error("count dead jobs"))?;
-        let progress = BulkProgress {
-            id: format!("{}-{:04x}", (now * 1000.0) as u64, fastrand::u16(..)),
-            action,
-            filter,
-            before: now,
-            total,
-            done: 0,
-            state: BulkState::Running,
-            error: None,
-            started_at: now,
-            updated_at: now,
-        };
-        self.save_bulk(&progress, true).await?;
-        tracing::warn!(
-            queue = %self.config.name,
-            operation = %progress.id,
-            action = action.as_str(),
-            jobs = total,
-            "bulk operation on dead jobs begun by an operator"
-        );
-        Ok(progress)
+            .map_err(self.error("count dead jobs"))
     }
 
-    /// Does `progress`'s operation to the end, a slice per call, writing
-    /// its record after each. Returns the final record.
-    pub async fn run_bulk(&self, mut progress: BulkProgress) -> Result<BulkProgress, QueueError> {
-        let outcome = self.take_slices(&mut progress).await;
-        progress.updated_at = now_secs();
-        progress.state = match &outcome {
-            Ok(()) => BulkState::Finished,
-            Err(e) => {
-                progress.error = Some(e.to_string());
-                BulkState::Failed
-            }
-        };
-        // Best effort: the record of a failure caused by Redis may not be
-        // writable either; the caller gets the error.
-        let saved = self.save_bulk(&progress, false).await;
-        outcome?;
-        saved?;
-        tracing::info!(
-            queue = %self.config.name,
-            operation = %progress.id,
-            action = progress.action.as_str(),
-            jobs = progress.done,
-            "bulk operation on dead jobs finished"
-        );
-        Ok(progress)
-    }
-
-    async fn take_slices(&self, progress: &mut BulkProgress) -> Result<(), QueueError> {
+    /// Retries or discards the next slice (at most [`CHUNK`]) of what
+    /// `progress` selects on this shard; returns how many it took (0: the
+    /// shard is done).
+    async fn take_slice(&self, progress: &BulkProgress) -> Result<u64, QueueError> {
         let source = self.bulk_source(&progress.filter)?;
         let before = format!("{:.3}", progress.before);
-        loop {
-            let mut conn = self.conn.clone();
-            let taken = match progress.action {
-                BulkAction::Retry => {
-                    let ids: Vec<String> = RETRY
-                        .key(self.config.dead_key())
-                        .key(self.config.active_key())
-                        .key(&source)
-                        .key(self.config.wake_key())
-                        .arg(self.config.meta_prefix())
-                        .arg(format!("{:.3}", now_secs()))
-                        .arg("all")
-                        .arg(CHUNK)
-                        .arg(&before)
-                        .invoke_async(&mut conn)
-                        .await
-                        .map_err(self.error("retry dead jobs"))?;
-                    ids.len() as u64
-                }
-                BulkAction::Discard => DISCARD
+        let mut conn = self.conn.clone();
+        Ok(match progress.action {
+            BulkAction::Retry => {
+                let ids: Vec<String> = RETRY
                     .key(self.config.dead_key())
-                    .key(self.config.data_key())
+                    .key(self.config.active_key())
                     .key(&source)
+                    .key(self.config.wake_key())
                     .arg(self.config.meta_prefix())
-                    .arg(self.config.history_prefix())
+                    .arg(format!("{:.3}", now_secs()))
                     .arg("all")
                     .arg(CHUNK)
                     .arg(&before)
                     .invoke_async(&mut conn)
                     .await
-                    .map_err(self.error("discard dead jobs"))?,
-            };
-            if taken == 0 {
-                return Ok(());
+                    .map_err(self.error("retry dead jobs"))?;
+                ids.len() as u64
             }
-            progress.done += taken;
-            progress.updated_at = now_secs();
-            self.save_bulk(progress, false).await?;
-        }
+            BulkAction::Discard => DISCARD
+                .key(self.config.dead_key())
+                .key(self.config.data_key())
+                .key(&source)
+                .arg(self.config.meta_prefix())
+                .arg(self.config.history_prefix())
+                .arg("all")
+                .arg(CHUNK)
+                .arg(&before)
+                .invoke_async(&mut conn)
+                .await
+                .map_err(self.error("discard dead jobs"))?,
+        })
     }
 
     /// Writes the record; `new` also lists it among the recent ones.
@@ -229,7 +172,7 @@ impl QueueAdmin {
     }
 
     /// The operation `id`, if its record is still kept.
-    pub async fn bulk(&self, id: &str) -> Result<Option<BulkProgress>, QueueError> {
+    async fn bulk(&self, id: &str) -> Result<Option<BulkProgress>, QueueError> {
         let mut conn = self.conn.clone();
         let record: Option<String> = redis::cmd("GET")
             .arg(self.config.bulk_key(id))
@@ -240,7 +183,7 @@ impl QueueAdmin {
     }
 
     /// The latest operations, newest first.
-    pub async fn bulks(&self) -> Result<Vec<BulkProgress>, QueueError> {
+    async fn bulks(&self) -> Result<Vec<BulkProgress>, QueueError> {
         let mut conn = self.conn.clone();
         let ids: Vec<String> = redis::cmd("LRANGE")
             .arg(self.config.bulks_key())
@@ -263,6 +206,98 @@ impl QueueAdmin {
             .flatten()
             .filter_map(|r| serde_json::from_str(&r).ok())
             .collect())
+    }
+}
+
+impl QueueAdmin {
+    /// Records a new operation on the dead jobs `filter` selects now, and
+    /// returns it; [`QueueAdmin::run_bulk`] does the work.
+    pub async fn begin_bulk(
+        &self,
+        action: BulkAction,
+        filter: DeadFilter,
+    ) -> Result<BulkProgress, QueueError> {
+        let first = self.first_shard();
+        first.bulk_source(&filter)?;
+        let now = now_secs();
+        let mut total = 0;
+        for shard in self.shards() {
+            total += shard.count_before(&filter, now).await?;
+        }
+        let progress = BulkProgress {
+            id: format!("{}-{:04x}", (now * 1000.0) as u64, fastrand::u16(..)),
+            action,
+            filter,
+            before: now,
+            total,
+            done: 0,
+            state: BulkState::Running,
+            error: None,
+            started_at: now,
+            updated_at: now,
+        };
+        first.save_bulk(&progress, true).await?;
+        tracing::warn!(
+            queue = %self.name(),
+            operation = %progress.id,
+            action = action.as_str(),
+            jobs = total,
+            "bulk operation on dead jobs begun by an operator"
+        );
+        Ok(progress)
+    }
+
+    /// Does `progress`'s operation to the end, a slice per call, writing
+    /// its record after each. Returns the final record.
+    pub async fn run_bulk(&self, mut progress: BulkProgress) -> Result<BulkProgress, QueueError> {
+        let outcome = self.take_slices(&mut progress).await;
+        progress.updated_at = now_secs();
+        progress.state = match &outcome {
+            Ok(()) => BulkState::Finished,
+            Err(e) => {
+                progress.error = Some(e.to_string());
+                BulkState::Failed
+            }
+        };
+        // Best effort: the record of a failure caused by Redis may not be
+        // writable either; the caller gets the error.
+        let saved = self.first_shard().save_bulk(&progress, false).await;
+        outcome?;
+        saved?;
+        tracing::info!(
+            queue = %self.name(),
+            operation = %progress.id,
+            action = progress.action.as_str(),
+            jobs = progress.done,
+            "bulk operation on dead jobs finished"
+        );
+        Ok(progress)
+    }
+
+    /// Walks every shard, a slice at a time, saving the record after each.
+    async fn take_slices(&self, progress: &mut BulkProgress) -> Result<(), QueueError> {
+        for shard in self.shards() {
+            loop {
+                let taken = shard.take_slice(progress).await?;
+                if taken == 0 {
+                    break;
+                }
+                progress.done += taken;
+                progress.updated_at = now_secs();
+                self.first_shard().save_bulk(progress, false).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The operation `id`, if its record is still kept.
+    pub async fn bulk(&self, id: &str) -> Result<Option<BulkProgress>, QueueError> {
+        self.first_shard().bulk(id).await
+    }
+
+    /// The latest operations, newest first.
+    pub async fn bulks(&self) -> Result<Vec<BulkProgress>, QueueError> {
+        self.first_shard().bulks().await
     }
 
     /// Retries every job that was dead when the call began, in slices;

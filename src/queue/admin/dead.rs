@@ -9,7 +9,7 @@ use std::sync::LazyLock;
 use redis::Script;
 use serde::{Deserialize, Serialize};
 
-use super::{error_of, meta_number, meta_time, DeadJob, QueueAdmin};
+use super::{error_of, meta_number, meta_time, DeadJob, ShardAdmin};
 use crate::queue::{dead_index::group_id, QueueError};
 
 static DEAD_PAGE: LazyLock<Script> =
@@ -56,7 +56,7 @@ pub struct ErrorGroup {
     pub last_failed_at: Option<f64>,
 }
 
-impl QueueAdmin {
+impl ShardAdmin {
     /// The index keys `filter` names, after checking its labels are ones
     /// the queue indexes and its error group id is well formed.
     pub(super) fn filter_keys(&self, filter: &DeadFilter) -> Result<Vec<String>, QueueError> {
@@ -98,15 +98,16 @@ impl QueueAdmin {
         }
     }
 
-    /// Dead jobs `filter` selects, most recently failed first; `offset`
-    /// and `limit` page through them. Returns the page and how many the
-    /// filter selects in all.
-    pub async fn dead_jobs(
+    /// The ids (with their failure times) of the dead jobs `filter`
+    /// selects, most recently failed first; `offset` and `limit` page
+    /// through them. Returns the page and how many the filter selects in
+    /// all. [`ShardAdmin::read_dead`] reads the jobs.
+    pub async fn dead_page(
         &self,
         filter: &DeadFilter,
         offset: usize,
         limit: usize,
-    ) -> Result<(Vec<DeadJob>, usize), QueueError> {
+    ) -> Result<(Vec<(String, f64)>, usize), QueueError> {
         let keys = self.filter_keys(filter)?;
         let mut conn = self.conn.clone();
         let last = offset.saturating_add(limit.max(1)) - 1;
@@ -143,15 +144,15 @@ impl QueueAdmin {
                 (page, total)
             }
         };
-        if page.is_empty() || limit == 0 {
+        if limit == 0 {
             return Ok((Vec::new(), total));
         }
-        Ok((self.read_dead(page).await?, total))
+        Ok((page, total))
     }
 
     /// Payload and metadata of the dead jobs `page` (id, failure time), in
     /// one round trip.
-    async fn read_dead(&self, page: Vec<(String, f64)>) -> Result<Vec<DeadJob>, QueueError> {
+    pub async fn read_dead(&self, page: Vec<(String, f64)>) -> Result<Vec<DeadJob>, QueueError> {
         let records = self
             .read_records(page.iter().map(|(id, _)| id.as_str()))
             .await?;

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use serde::Serialize;
 
-use super::QueueAdmin;
+use super::ShardAdmin;
 use crate::queue::{now_secs, QueueError};
 
 /// Upper bounds (ms) of the latency buckets the complete script fills
@@ -59,10 +59,46 @@ pub fn quantile_ms(counts: &HashMap<usize, u64>, q: f64) -> Option<u64> {
     None
 }
 
-impl QueueAdmin {
-    /// The last `minutes` minutes (at most [`HISTORY_MINUTES`]), oldest
-    /// first, the current minute last.
-    pub async fn history(&self, minutes: usize) -> Result<Vec<Minute>, QueueError> {
+/// One minute's counters as one shard keeps them; the shards' are added
+/// up ([`MinuteCounts::add`]) before the quantiles are read.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(super) struct MinuteCounts {
+    /// Start of the minute (Unix seconds).
+    pub at: u64,
+    /// Jobs that succeeded in it.
+    pub done: u64,
+    /// Jobs that failed for good in it.
+    pub failed: u64,
+    /// Latency bucket (from 1) → jobs done.
+    pub latency: HashMap<usize, u64>,
+}
+
+impl MinuteCounts {
+    /// Adds `other`'s counts (the same minute of another shard).
+    pub fn add(&mut self, other: &MinuteCounts) {
+        self.done += other.done;
+        self.failed += other.failed;
+        for (bucket, jobs) in &other.latency {
+            *self.latency.entry(*bucket).or_default() += jobs;
+        }
+    }
+
+    /// The minute as the history shows it.
+    pub fn into_minute(self) -> Minute {
+        Minute {
+            at: self.at,
+            done: self.done,
+            failed: self.failed,
+            latency_p50_ms: quantile_ms(&self.latency, 0.5),
+            latency_p99_ms: quantile_ms(&self.latency, 0.99),
+        }
+    }
+}
+
+impl ShardAdmin {
+    /// The counters of the last `minutes` minutes (at most
+    /// [`HISTORY_MINUTES`]), oldest first, the current minute last.
+    pub async fn history(&self, minutes: usize) -> Result<Vec<MinuteCounts>, QueueError> {
         let minutes = minutes.clamp(1, HISTORY_MINUTES) as u64;
         let now_minute = (now_secs() / 60.0).floor() as u64;
         let first = now_minute + 1 - minutes;
@@ -97,16 +133,15 @@ impl QueueAdmin {
         Ok((first..=now_minute)
             .enumerate()
             .map(|(i, m)| {
-                let histogram: HashMap<usize, u64> = values
+                let latency: HashMap<usize, u64> = values
                     .next()
                     .and_then(|v| redis::from_redis_value(v).ok())
                     .unwrap_or_default();
-                Minute {
+                MinuteCounts {
                     at: m * 60,
                     done: done.get(i).copied().unwrap_or(0),
                     failed: failed.get(i).copied().unwrap_or(0),
-                    latency_p50_ms: quantile_ms(&histogram, 0.5),
-                    latency_p99_ms: quantile_ms(&histogram, 0.99),
+                    latency,
                 }
             })
             .collect())

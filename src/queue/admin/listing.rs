@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{meta_number, meta_time, QueueAdmin};
+use super::{meta_number, meta_time, ShardAdmin};
 use crate::queue::QueueError;
 
 /// A state a job can be listed in.
@@ -40,18 +40,19 @@ pub struct ListedJob {
 
 /// A listed id with what its state adds: the run time (scheduled) or the
 /// worker (running).
-type Placed = (String, Option<f64>, Option<String>);
+pub(super) type Placed = (String, Option<f64>, Option<String>);
 
-impl QueueAdmin {
-    /// Jobs in `state`, a page of `limit` from `offset`: pending in queue
-    /// order, scheduled soonest first, running by worker. Returns the page
-    /// and how many jobs are in that state.
-    pub async fn jobs_in(
+impl ShardAdmin {
+    /// The ids of the jobs in `state`, a page of `limit` from `offset`:
+    /// pending in queue order, scheduled soonest first, running by worker.
+    /// Returns the page and how many jobs are in that state;
+    /// [`ShardAdmin::read_listed`] reads the jobs.
+    pub async fn placed_in(
         &self,
         state: JobState,
         offset: usize,
         limit: usize,
-    ) -> Result<(Vec<ListedJob>, usize), QueueError> {
+    ) -> Result<(Vec<Placed>, usize), QueueError> {
         let mut conn = self.conn.clone();
         let last = offset.saturating_add(limit.max(1)) - 1;
         let (page, total): (Vec<Placed>, usize) = match state {
@@ -112,8 +113,17 @@ impl QueueAdmin {
                 (page, total)
             }
         };
-        if page.is_empty() || limit == 0 {
+        if limit == 0 {
             return Ok((Vec::new(), total));
+        }
+        Ok((page, total))
+    }
+
+    /// The jobs of `page` with their payload and metadata, in one round
+    /// trip.
+    pub async fn read_listed(&self, page: Vec<Placed>) -> Result<Vec<ListedJob>, QueueError> {
+        if page.is_empty() {
+            return Ok(Vec::new());
         }
         let records = self
             .read_records(page.iter().map(|(id, _, _)| id.as_str()))
@@ -130,6 +140,6 @@ impl QueueAdmin {
                 worker,
             })
             .collect();
-        Ok((jobs, total))
+        Ok(jobs)
     }
 }

@@ -3,6 +3,11 @@
 //! changes (retry, discard, pause, resume) in `act.rs`, and the bulk
 //! retries and discards that report progress in `bulk.rs`.
 //!
+//! Each of those reads or changes one shard's keys ([`ShardAdmin`]); a
+//! queue spread over several shards is shown and changed as one by
+//! [`QueueAdmin`] (`shards.rs`), which asks every shard and merges the
+//! answers.
+//!
 //! Everything reads or changes the keys the workers use, through scripts
 //! where a change must be atomic (a job is never both retried and
 //! discarded, nor retried twice).
@@ -12,11 +17,13 @@ mod bulk;
 mod dead;
 mod history;
 mod listing;
+mod shards;
 
 pub use bulk::{BulkAction, BulkProgress, BulkState};
 pub use dead::{DeadFilter, ErrorGroup};
 pub use history::{Minute, HISTORY_MINUTES, LATENCY_BOUNDS_MS};
 pub use listing::{JobState, ListedJob};
+pub use shards::QueueAdmin;
 
 use std::collections::HashMap;
 
@@ -32,7 +39,7 @@ pub struct QueueStats {
     /// Full queue name.
     pub queue: String,
     /// Ready to run: in the queue list, or in the scheduled set with their
-    /// time come (see [`QueueAdmin::stats`]).
+    /// time come (see [`ShardAdmin::stats`]).
     pub pending: u64,
     /// Waiting for a time still ahead (retries, delayed jobs).
     pub scheduled: u64,
@@ -95,7 +102,7 @@ pub struct JobDetail {
     pub history: Vec<Value>,
 }
 
-/// What [`QueueAdmin::job`] reads in one pipeline: payload, metadata,
+/// What [`ShardAdmin::job`] reads in one pipeline: payload, metadata,
 /// history, and membership of dead, done, scheduled and the queue.
 type JobKeys = (
     Option<Vec<u8>>,
@@ -107,9 +114,10 @@ type JobKeys = (
     Option<u64>,
 );
 
-/// Operator access to one queue.
+/// Operator access to one shard of a queue (the whole queue when it has
+/// one shard).
 #[derive(Debug, Clone)]
-pub struct QueueAdmin {
+struct ShardAdmin {
     conn: RedisConnection,
     config: QueueConfig,
 }
@@ -157,15 +165,10 @@ fn parse_payload(bytes: Option<Vec<u8>>) -> Value {
     }
 }
 
-impl QueueAdmin {
-    /// Admin access to the queue `config` describes.
-    pub fn new(conn: RedisConnection, config: QueueConfig) -> Self {
+impl ShardAdmin {
+    /// Admin access to the shard `config` describes.
+    fn new(conn: RedisConnection, config: QueueConfig) -> Self {
         Self { conn, config }
-    }
-
-    /// The queue's full name.
-    pub fn name(&self) -> &str {
-        self.config.display_name()
     }
 
     fn error(&self, operation: &'static str) -> impl Fn(redis::RedisError) -> QueueError + '_ {
