@@ -9,7 +9,8 @@
 //!
 //! 1. [`queue`] is a Redis job queue as an apalis backend, with no
 //!    knowledge of Herald's jobs; [`queues`] configures Herald's three
-//!    queues on it from the settings.
+//!    queues on it from the settings, each spread over [`shards`] when
+//!    one Redis primary is not enough.
 //! 2. [`worker`] runs one apalis worker per queue. Its
 //!    [`worker::send_message`] handler validates the payload into a typed
 //!    message, stores it through [`store`] (idempotent by message id) and
@@ -43,6 +44,7 @@ pub mod ops;
 pub mod push;
 pub mod queue;
 pub mod queues;
+pub mod shards;
 pub mod shutdown;
 pub mod store;
 pub mod telemetry;

@@ -1,6 +1,7 @@
 //! `[redis]`: the Redis server holding the queues.
 
 use herald_jobs::{
+    queue::MAX_QUEUE_SHARDS,
     redact_url,
     redis_url::{is_cluster_url, is_sentinel_url, ClusterUrl, SentinelUrl},
     Namespace,
@@ -14,6 +15,8 @@ define_settings! {
     URL: "url" = "redis://127.0.0.1:6379",
         "queues (`redis+sentinel://` and `redis+cluster://` work, see Operations)";
     NAMESPACE: "namespace" = "herald", "prefix of every Redis key";
+    QUEUE_SHARDS: "queue_shards" = "1",
+        "hash slots each queue is spread over, by account (1 to 64; see \"Redis Cluster\")";
 }
 
 /// Redis connection and key namespace.
@@ -23,6 +26,9 @@ pub struct RedisSettings {
     pub url: String,
     /// Prefix of every key.
     pub namespace: Namespace,
+    /// Shards each queue is spread over (workers consume them all and
+    /// write the count for producers, see `herald_jobs::queue::shard_of`).
+    pub queue_shards: u16,
 }
 
 /// Reads and checks `[redis]`.
@@ -31,6 +37,13 @@ pub(super) fn read(values: &Values) -> Result<RedisSettings, ConfigError> {
         url: values.checked(&URL, |url| non_empty(url).and_then(redis_url))?,
         namespace: values.checked(&NAMESPACE, |text: String| {
             Namespace::parse(&text).map_err(|e| e.reason)
+        })?,
+        queue_shards: values.checked(&QUEUE_SHARDS, |n: u16| {
+            if (1..=MAX_QUEUE_SHARDS).contains(&n) {
+                Ok(n)
+            } else {
+                Err(format!("must be 1 to {MAX_QUEUE_SHARDS}"))
+            }
         })?,
     })
 }
@@ -75,6 +88,20 @@ mod tests {
             "{err}"
         );
         assert!(!err.contains(":pw@"), "the password is not shown: {err}");
+    }
+
+    #[test]
+    fn queue_shards_default_to_one_and_stay_in_range() {
+        let s = Settings::load_from(&vars(&[])).unwrap();
+        assert_eq!(s.redis.queue_shards, 1);
+        let s = Settings::load_from(&vars(&[("HERALD_REDIS_QUEUE_SHARDS", "8")])).unwrap();
+        assert_eq!(s.redis.queue_shards, 8);
+        for bad in ["0", "65", "two"] {
+            let err = Settings::load_from(&vars(&[("HERALD_REDIS_QUEUE_SHARDS", bad)]))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("queue_shards"), "{bad}: {err}");
+        }
     }
 
     #[test]

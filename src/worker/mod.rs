@@ -3,7 +3,7 @@
 //! Two steps, so that a caller (the CLI, a test) can tell "could not
 //! start" from "stopped": [`Worker::build`] connects to Redis, MongoDB and
 //! the push provider, creates the indexes, starts the operations listener
-//! and builds one apalis worker per queue ([`monitor`]);
+//! and builds one apalis worker per queue and shard ([`monitor`]);
 //! [`Worker::run_until_stopped`] runs them until the shutdown future
 //! completes. Shutdown stops fetching at once and gives running jobs up to
 //! `worker.shutdown_timeout` to finish; a job cut off then is still leased in
@@ -11,7 +11,9 @@
 //!
 //! - [`send_message`]: validate, store the document, hand its push on.
 //! - [`push`]: deliver one event, classifying failures for the retry decision.
-//! - [`monitor`]: the three apalis workers and their restart policy.
+//! - [`monitor`]: the apalis workers (one per queue and shard) and their
+//!   restart policy; [`shared_permits`]: one concurrency for a queue's
+//!   shards.
 //!
 //! With `export.keep_days` set, the worker also runs the export retention
 //! task ([`crate::export::retention`]).
@@ -19,6 +21,7 @@
 pub mod monitor;
 pub mod push;
 pub mod send_message;
+pub mod shared_permits;
 
 use std::{future::Future, sync::Arc, time::Duration};
 
@@ -48,6 +51,9 @@ pub enum WorkerError {
     /// The HTTP client for the push provider could not be built.
     #[error("cannot build the push client: {0}")]
     PushClient(#[from] reqwest::Error),
+    /// The configured shard count cannot be taken (see [`crate::shards`]).
+    #[error(transparent)]
+    Shards(#[from] crate::shards::ShardCountError),
     /// apalis reported a worker failure.
     #[error("worker failed: {0}")]
     Monitor(String),
@@ -77,8 +83,8 @@ pub struct Worker {
     /// Watched for a Sentinel failover.
     redis_url: String,
     heartbeat_interval: Duration,
-    /// Flushed once the jobs have drained.
-    receipts: DeliveryLog,
+    /// Flushed once the jobs have drained (one per push shard).
+    receipts: Vec<DeliveryLog>,
     /// The operations listener, stopped after the drain.
     ops: Option<(oneshot::Sender<()>, JoinHandle<()>)>,
     /// The export retention task (`export.keep_days`), stopped after the drain.
@@ -117,6 +123,9 @@ impl Worker {
         // Keys of an earlier release move to the hash-tagged layout before
         // any job is taken.
         queue::legacy::adopt_legacy_keys(&mut redis.clone(), &settings.redis.namespace).await?;
+        // Producers pick a shard of the count written here; a count that
+        // would leave jobs on shards no worker consumes is refused.
+        crate::shards::claim(&mut redis.clone(), &settings).await?;
         let database = store::connect(&settings.mongodb).await?;
         let messages = MessageStore::new(&database);
         crate::export::status::ExportStatusStore::new(&database)
@@ -151,29 +160,6 @@ impl Worker {
             None => None,
         };
 
-        // One push queue handle for the push worker, the hand-offs of
-        // send_message and the exports' events: an enqueue through any of
-        // them wakes the push worker at once (see `queue::doorbell`).
-        let redis_url = settings.redis.url.as_str();
-        let push_queue =
-            queues::storage::<queue::RawArgs>(redis.clone(), &settings, QueueName::Push)
-                .waking_on(redis_url);
-        let receipts = DeliveryLog::new(
-            redis.clone(),
-            push_queue.queue_config(),
-            queues::rerun_window(&settings),
-        );
-        let send_message = Arc::new(send_message::Deps {
-            store: MessageBatcher::spawn(&database),
-            limits: settings.message,
-            queue: settings.redis.namespace.queue(QueueName::SendMessage),
-        });
-        let push = Arc::new(push::Deps {
-            pusher: pusher.clone(),
-            delivered: receipts.clone(),
-            limiter,
-            queue: settings.redis.namespace.queue(QueueName::Push),
-        });
         let storage = crate::export::storage::ConfiguredStorage::from_settings(&settings.export)?;
         let retention = settings.export.keep.map(|keep| {
             crate::export::retention::spawn(
@@ -184,39 +170,76 @@ impl Worker {
                 settings.redis.namespace.key("retention:export"),
             )
         });
-        let export = Arc::new(crate::export::Deps {
-            database: database.clone(),
-            storage,
-            status: crate::export::status::ExportStatusStore::new(&database),
-            push_queue: push_queue.for_args(),
-            pusher,
-            settings: settings.export.clone(),
-            queue: settings.redis.namespace.queue(QueueName::Export),
-            max_attempts: settings.worker.export_max_attempts,
-            metrics: metrics.clone(),
-        });
-        let backends = monitor::Backends {
-            // A stored message's push is enqueued by its job's acknowledgement.
-            send_message: queues::storage(redis.clone(), &settings, QueueName::SendMessage)
+        let store = MessageBatcher::spawn(&database);
+        let redis_url = settings.redis.url.as_str();
+        let mut shards = Vec::new();
+        let mut receipts = Vec::new();
+        for shard in 0..settings.redis.queue_shards {
+            let name = |queue| settings.redis.namespace.queue_shard(queue, shard);
+            // One push queue handle per shard for its push worker, the
+            // hand-offs of its send_message jobs and its exports' events:
+            // an enqueue through any of them wakes the push worker at once
+            // (see `queue::doorbell`). An account's jobs stay on one shard
+            // index through every queue.
+            let push_queue = queues::shard_storage::<queue::RawArgs>(
+                redis.clone(),
+                &settings,
+                QueueName::Push,
+                shard,
+            )
+            .waking_on(redis_url);
+            let delivered = DeliveryLog::new(
+                redis.clone(),
+                push_queue.queue_config(),
+                queues::rerun_window(&settings),
+            );
+            receipts.push(delivered.clone());
+            let handlers = monitor::Handlers {
+                send_message: Arc::new(send_message::Deps {
+                    store: store.clone(),
+                    limits: settings.message,
+                    queue: name(QueueName::SendMessage),
+                }),
+                push: Arc::new(push::Deps {
+                    pusher: pusher.clone(),
+                    delivered,
+                    limiter: limiter.clone(),
+                    queue: name(QueueName::Push),
+                }),
+                export: Arc::new(crate::export::Deps {
+                    database: database.clone(),
+                    storage: storage.clone(),
+                    status: crate::export::status::ExportStatusStore::new(&database),
+                    push_queue: push_queue.for_args(),
+                    pusher: pusher.clone(),
+                    settings: settings.export.clone(),
+                    queue: name(QueueName::Export),
+                    max_attempts: settings.worker.export_max_attempts,
+                    metrics: metrics.clone(),
+                }),
+            };
+            let backends = monitor::Backends {
+                // A stored message's push is enqueued by its job's
+                // acknowledgement.
+                send_message: queues::shard_storage(
+                    redis.clone(),
+                    &settings,
+                    QueueName::SendMessage,
+                    shard,
+                )
                 .waking_on(redis_url)
                 .handing_off_to(&push_queue),
-            push: push_queue,
-            export: queues::storage(redis.clone(), &settings, QueueName::Export)
-                .waking_on(redis_url),
-        };
-        let monitor = monitor::build(
-            backends,
-            monitor::Handlers {
-                send_message,
-                push,
-                export,
-            },
-            &settings,
-            metrics,
-        );
+                push: push_queue,
+                export: queues::shard_storage(redis.clone(), &settings, QueueName::Export, shard)
+                    .waking_on(redis_url),
+            };
+            shards.push(monitor::Shard { backends, handlers });
+        }
+        let monitor = monitor::build(shards, &settings, metrics);
         info!(
             namespace = %settings.redis.namespace,
             concurrency = settings.worker.concurrency,
+            queue_shards = settings.redis.queue_shards,
             push_concurrency = settings.worker.push_concurrency,
             max_requests_per_sec = settings
                 .push
@@ -267,7 +290,12 @@ impl Worker {
         };
         let outcome = self.monitor.run_with_signal(signal).await;
         // Receipts of the last deliveries may still be on their way to Redis.
-        self.receipts.flush(RECEIPT_FLUSH_PATIENCE).await;
+        futures::future::join_all(
+            self.receipts
+                .iter()
+                .map(|receipts| receipts.flush(RECEIPT_FLUSH_PATIENCE)),
+        )
+        .await;
         // The probes answer until the jobs are drained, then stop with the worker.
         if let Some((stop, task)) = self.ops {
             let _ = stop.send(());

@@ -1,9 +1,19 @@
-//! The worker process's apalis workers: one per queue, each with its
-//! backend, its handler's dependencies, its concurrency and the job
-//! metrics layer, under one [`Monitor`] that restarts a failed worker and
-//! bounds the drain at shutdown.
+//! The worker process's apalis workers: one per queue and shard, each
+//! with its backend, its handler's dependencies and the job metrics layer,
+//! under one [`Monitor`] that restarts a failed worker and bounds the
+//! drain at shutdown.
+//!
+//! A queue's concurrency is also one semaphore its shards' workers share
+//! ([`super::shared_permits`]): a job runs only with a permit, and permits
+//! go to waiting jobs in turn, so the shards of a queue are consumed
+//! fairly and the process runs at most `worker.concurrency` jobs of the
+//! queue, however many shards it has.
 
 use std::{sync::Arc, time::Duration};
+
+use tokio::sync::Semaphore;
+
+use super::shared_permits::SharedPermitsLayer;
 
 use apalis::prelude::{Monitor, ParallelizeExt, WorkerBuilder, WorkerBuilderExt};
 use herald_jobs::QueueName;
@@ -28,6 +38,15 @@ pub struct Backends {
     pub export: RedisQueue<serde_json::Value>,
 }
 
+/// One shard's backends and what its handlers need.
+#[derive(Debug)]
+pub struct Shard {
+    /// The shard's backend of each queue.
+    pub backends: Backends,
+    /// Its handlers' dependencies.
+    pub handlers: Handlers,
+}
+
 /// What each queue's handler needs.
 #[derive(Debug)]
 pub struct Handlers {
@@ -39,67 +58,76 @@ pub struct Handlers {
     pub export: Arc<crate::export::Deps<ConfiguredStorage, Provider>>,
 }
 
-/// Registers one queue's worker: `$backend` (which wakes itself when jobs
-/// arrive, see `queue::driver`), `$deps` as its data, `$concurrency` jobs
-/// at once, counted by the job metrics layer, each job spawned on the
-/// runtime.
+/// Registers one queue shard's worker: `$backend` (which wakes itself when
+/// jobs arrive, see `queue::driver`), `$deps` as its data, at most
+/// `$concurrency` jobs taken at once, counted by the job metrics layer,
+/// each job spawned on the runtime and run while it holds a permit of
+/// `$permits` (the queue's semaphore, shared by its shards).
 macro_rules! queue_worker {
-    ($monitor:expr, $queue:expr, $backend:expr, $deps:expr, $concurrency:expr, $metrics:expr, $handler:expr) => {{
+    ($monitor:expr, $queue:expr, $shard:expr, $backend:expr, $deps:expr, $concurrency:expr, $permits:expr, $metrics:expr, $handler:expr) => {{
         let (backend, deps, metrics) = ($backend, $deps, $metrics.clone());
-        let concurrency = $concurrency;
+        let (shard, concurrency, permits) = ($shard, $concurrency, $permits.clone());
         $monitor.register(move |_restarts| {
-            WorkerBuilder::new(worker_name($queue))
+            WorkerBuilder::new(worker_name($queue, shard))
                 .backend(backend.clone())
                 .data(deps.clone())
                 .concurrency(concurrency)
                 .layer(JobMetricsLayer::new(metrics.clone(), $queue.as_str()))
                 .parallelize(tokio::spawn)
+                // Inside `parallelize`: the spawned job waits for its permit.
+                .layer(SharedPermitsLayer::new(permits.clone()))
                 .build($handler)
         })
     }};
 }
 
-/// The monitor running one worker per queue.
+/// The monitor running one worker per queue and shard.
 ///
 /// An idle worker fetches again as soon as a job is enqueued, by any
 /// process (the queue's wake list, see `queue::driver::wakeup`), and at
 /// the latest after `worker.idle_wait`.
-pub fn build(
-    backends: Backends,
-    handlers: Handlers,
-    settings: &Settings,
-    metrics: Metrics,
-) -> Monitor {
+pub fn build(shards: Vec<Shard>, settings: &Settings, metrics: Metrics) -> Monitor {
     let worker = &settings.worker;
     let grace = worker.shutdown_timeout;
-    let monitor = Monitor::new();
-    let monitor = queue_worker!(
-        monitor,
-        QueueName::SendMessage,
-        backends.send_message,
-        handlers.send_message,
-        worker.concurrency,
-        metrics,
-        send_message::handle
-    );
-    let monitor = queue_worker!(
-        monitor,
-        QueueName::Push,
-        backends.push,
-        handlers.push,
-        worker.push_concurrency,
-        metrics,
-        push::handle::<Provider>
-    );
-    let monitor = queue_worker!(
-        monitor,
-        QueueName::Export,
-        backends.export,
-        handlers.export,
-        worker.export_concurrency,
-        metrics,
-        crate::export::handle::<ConfiguredStorage, Provider>
-    );
+    let send_permits = Arc::new(Semaphore::new(worker.concurrency));
+    let push_permits = Arc::new(Semaphore::new(worker.push_concurrency));
+    let export_permits = Arc::new(Semaphore::new(worker.export_concurrency));
+    let mut monitor = Monitor::new();
+    for (shard, Shard { backends, handlers }) in shards.into_iter().enumerate() {
+        monitor = queue_worker!(
+            monitor,
+            QueueName::SendMessage,
+            shard,
+            backends.send_message,
+            handlers.send_message,
+            worker.concurrency,
+            send_permits,
+            metrics,
+            send_message::handle
+        );
+        monitor = queue_worker!(
+            monitor,
+            QueueName::Push,
+            shard,
+            backends.push,
+            handlers.push,
+            worker.push_concurrency,
+            push_permits,
+            metrics,
+            push::handle::<Provider>
+        );
+        monitor = queue_worker!(
+            monitor,
+            QueueName::Export,
+            shard,
+            backends.export,
+            handlers.export,
+            worker.export_concurrency,
+            export_permits,
+            metrics,
+            crate::export::handle::<ConfiguredStorage, Provider>
+        );
+    }
     monitor
         // Redis failures do not stop a worker (its backend tries again until
         // Redis answers, see `queue::driver`); anything that still does is
@@ -114,11 +142,11 @@ pub fn build(
         .with_terminator(async move { tokio::time::sleep(grace).await })
 }
 
-/// A name unique to this worker process and queue: host, pid and a random
-/// suffix. apalis-redis leases jobs to a worker by name, so a restarted
-/// process must not reuse its predecessor's name (its leases would never be
-/// seen as orphaned).
-fn worker_name(queue: QueueName) -> String {
+/// A name unique to this worker process, queue and shard: host, pid, a
+/// random suffix, the queue, and the shard after the first. Jobs are
+/// leased to a worker by name, so a restarted process must not reuse its
+/// predecessor's name (its leases would never be seen as orphaned).
+fn worker_name(queue: QueueName, shard: usize) -> String {
     let host = std::fs::read_to_string("/etc/hostname")
         .ok()
         .map(|h| h.trim().to_owned())
@@ -126,8 +154,12 @@ fn worker_name(queue: QueueName) -> String {
         .or_else(|| std::env::var("HOSTNAME").ok())
         .unwrap_or_else(|| "herald".to_owned());
     let random = mongodb::bson::oid::ObjectId::new().to_hex();
+    let shard = match shard {
+        0 => String::new(),
+        k => format!("-{k}"),
+    };
     format!(
-        "{host}-{}-{}-{}",
+        "{host}-{}-{}-{}{shard}",
         std::process::id(),
         &random[random.len() - 6..],
         queue.as_str()
