@@ -22,7 +22,7 @@ use crate::{
 
 /// A test environment on the shared cluster, with extra `HERALD_*`
 /// variables; fails with how to start the cluster if it does not answer.
-async fn cluster_env(extra: &[(&str, &str)]) -> TestEnv {
+pub(crate) async fn cluster_env(extra: &[(&str, &str)]) -> TestEnv {
     let url = shared_cluster_url();
     herald_jobs::RedisConnection::open(&url, herald_jobs::Patience::default())
         .await
@@ -35,7 +35,7 @@ async fn cluster_env(extra: &[(&str, &str)]) -> TestEnv {
 }
 
 /// The client port of the first node of a `redis+cluster://` URL.
-fn first_port(url: &str) -> u16 {
+pub(crate) fn first_port(url: &str) -> u16 {
     url.trim_start_matches("redis+cluster://")
         .rsplit('@')
         .next()
@@ -47,7 +47,7 @@ fn first_port(url: &str) -> u16 {
 
 /// The port of the primary serving `slot`, as the node at `port` sees the
 /// cluster.
-async fn primary_of(port: u16, slot: u16) -> u16 {
+pub(crate) async fn primary_of(port: u16, slot: u16) -> u16 {
     let nodes = cluster_nodes(port).await.expect("CLUSTER NODES");
     nodes
         .iter()
@@ -79,7 +79,7 @@ async fn spread_namespace(port: u16) -> Namespace {
 
 /// Every key matching `pattern` on each primary of the cluster the node at
 /// `port` belongs to, asked of each primary alone (`SCAN` on one node).
-async fn keys_by_primary(port: u16, pattern: &str) -> HashMap<u16, Vec<String>> {
+pub(crate) async fn keys_by_primary(port: u16, pattern: &str) -> HashMap<u16, Vec<String>> {
     let nodes = cluster_nodes(port).await.expect("CLUSTER NODES");
     let mut found = HashMap::new();
     for node in nodes.iter().filter(|n| n.primary && !n.failed) {
@@ -108,7 +108,7 @@ async fn keys_by_primary(port: u16, pattern: &str) -> HashMap<u16, Vec<String>> 
 }
 
 /// Every message of `ids` is stored, and nothing else is.
-async fn assert_stored_once(env: &TestEnv, ids: &[MessageId]) {
+pub(crate) async fn assert_stored_once(env: &TestEnv, ids: &[MessageId]) {
     let wanted: Vec<Bson> = ids
         .iter()
         .map(|id| Bson::ObjectId(id.object_id()))
@@ -125,7 +125,7 @@ async fn assert_stored_once(env: &TestEnv, ids: &[MessageId]) {
     );
 }
 
-fn hex(ids: &[MessageId]) -> Vec<String> {
+pub(crate) fn hex(ids: &[MessageId]) -> Vec<String> {
     ids.iter().map(|id| id.to_hex()).collect()
 }
 

@@ -360,7 +360,14 @@ impl TestEnv {
 
     /// Members of a queue's Redis set (`dead`, `done`, ...).
     pub async fn queue_set(&self, queue: QueueName, set: &str) -> Vec<String> {
-        let key = format!("{}:{set}", self.settings.redis.namespace.queue(queue));
+        self.shard_set(queue, 0, set).await
+    }
+
+    /// Members of a Redis set (`dead`, `done`, ...) of shard `shard` of
+    /// `queue` (shard 0 is the queue itself when it has one shard).
+    pub async fn shard_set(&self, queue: QueueName, shard: u16, set: &str) -> Vec<String> {
+        let name = self.settings.redis.namespace.queue_shard(queue, shard);
+        let key = format!("{name}:{set}");
         let mut conn = self.redis.clone();
         // done and dead are sorted sets (by finish time), inflight sets plain.
         let read = if set == "done" || set == "dead" {

@@ -40,6 +40,7 @@ mod s3_server;
 mod sandbox;
 mod scaling;
 mod servers;
+mod sharded;
 mod shutdown;
 mod sockudo_server;
 mod store_batch;
