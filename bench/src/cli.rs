@@ -437,12 +437,18 @@ async fn run_cluster(settings: &Settings, args: &ClusterArgs) -> anyhow::Result<
         cpu_cluster / cpu_server.max(1e-9),
         report.noop_replica_cpu_us
     );
-    let [server, cluster] = &report.e2e;
+    let [server, cluster, sharded] = &report.e2e;
     bench::print_table(
-        "Messages end to end: one Redis server, then the cluster (ratio: to one server)",
-        &[server.row.clone(), cluster.row.clone()],
+        "Messages end to end: one Redis server, the cluster, the cluster with sharded queues (ratio: to one server)",
+        &[server.row.clone(), cluster.row.clone(), sharded.row.clone()],
     );
-    for timed in [server, cluster] {
+    let [busiest_one, busiest_sharded] = report.busiest_primary_us;
+    println!(
+        "Redis CPU per message on the busiest primary: one shard {busiest_one:.1} µs, {} shards {busiest_sharded:.1} µs ({:.2}x)",
+        bench::cluster::SHARDS,
+        busiest_sharded / busiest_one.max(1e-9)
+    );
+    for timed in [server, cluster, sharded] {
         println!(
             "{}: p50 {:.1} ms, p99 {:.1} ms",
             timed.row.name,
@@ -454,6 +460,6 @@ async fn run_cluster(settings: &Settings, args: &ClusterArgs) -> anyhow::Result<
         eprintln!("error: a message was lost or delivered twice");
         return Ok(ExitCode::FAILURE);
     }
-    println!("verified: every message stored once and pushed once on both deployments");
+    println!("verified: every message stored once and pushed once on every deployment");
     Ok(ExitCode::SUCCESS)
 }

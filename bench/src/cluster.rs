@@ -1,6 +1,8 @@
 //! What Redis Cluster costs per job on one machine: Herald's no-op and
 //! end-to-end workloads on one Redis server and on a local cluster, in the
-//! same run.
+//! same run; and what sharded queues change: the end-to-end workload once
+//! more on the cluster with each queue spread over [`SHARDS`] shards, with
+//! the Redis CPU of the busiest primary per message for both.
 //!
 //! The baseline is the same workload on the one server of the settings
 //! (`redis.url`); the other row runs it against the cluster
@@ -18,6 +20,10 @@ use crate::{
 };
 use herald::config::Settings;
 use herald_jobs::RedisConnection;
+
+/// Shards per queue in the sharded end-to-end row (one per primary of the
+/// local cluster).
+pub const SHARDS: u16 = 3;
 
 /// The workloads, each run on both deployments.
 #[derive(Debug, Clone)]
@@ -79,8 +85,13 @@ pub struct Report {
     /// The same on the cluster's replicas (replication's cost; the one
     /// server has none).
     pub noop_replica_cpu_us: f64,
-    /// End to end: one server, then the cluster, with their latencies.
-    pub e2e: [Timed; 2],
+    /// End to end: one server, the cluster, then the cluster with
+    /// [`SHARDS`] shards per queue, with their latencies.
+    pub e2e: [Timed; 3],
+    /// Redis CPU time per message, in microseconds, of the primary that
+    /// spent the most in the median end-to-end trial: the cluster with one
+    /// shard per queue, then with [`SHARDS`].
+    pub busiest_primary_us: [f64; 2],
     /// Whether every end-to-end message was stored once and pushed once,
     /// in every trial on both deployments.
     pub verified: bool,
@@ -95,13 +106,18 @@ pub async fn run(
 ) -> Result<Report, BenchError> {
     let mut on_cluster = settings.clone();
     on_cluster.redis.url = cluster_url.to_owned();
+    let mut sharded = on_cluster.clone();
+    sharded.redis.queue_shards = SHARDS;
     let deployments = [("one server", settings), ("cluster", &on_cluster)];
+    let sharded_label = format!("cluster, {SHARDS} shards");
     let batch = settings.worker.fetch_batch_size;
     let concurrency = settings.worker.concurrency;
     let e2e_concurrency = workload.e2e.concurrencies.first().copied().unwrap_or(8);
 
     let mut noop: [Vec<(Row, [f64; 2])>; 2] = Default::default();
-    let mut e2e: [Vec<Timed>; 2] = Default::default();
+    // Each trial with the busiest primary's CPU per message (0 on one
+    // server, where it is not compared).
+    let mut e2e: [Vec<(Timed, f64)>; 3] = Default::default();
     let mut verified = true;
     for _ in 0..workload.trials.max(1) {
         for (side, (label, settings)) in deployments.iter().enumerate() {
@@ -120,28 +136,66 @@ pub async fn run(
             let per_job_us = |i: usize| (after[i] - before[i]) * 1e6 / row.count.max(1) as f64;
             let cpu = [per_job_us(0), per_job_us(1)];
             noop[side].push((row, cpu));
-            let (mut timed, ok) =
-                pipeline::herald_end_to_end(settings, &workload.e2e, e2e_concurrency).await?;
-            timed.row.name = format!("messages end to end, {label}");
+            let (timed, busiest, ok) =
+                end_to_end(settings, &primaries, &workload.e2e, e2e_concurrency, label).await?;
             verified &= ok;
-            e2e[side].push(timed);
+            e2e[side].push((timed, busiest));
         }
+        let conn = herald::queue::connect(sharded.redis.url.as_str()).await?;
+        let (primaries, _) = node_addresses(&mut conn.clone()).await?;
+        let (timed, busiest, ok) = end_to_end(
+            &sharded,
+            &primaries,
+            &workload.e2e,
+            e2e_concurrency,
+            &sharded_label,
+        )
+        .await?;
+        verified &= ok;
+        e2e[2].push((timed, busiest));
     }
     let [(noop_server, cpu_server), (noop_cluster, cpu_cluster)] = noop.map(|mut rows| {
         let median = median_index(&rows, |(row, _)| row.rate());
         rows.swap_remove(median)
     });
-    let [e2e_server, e2e_cluster] = e2e.map(|mut runs| {
-        let median = median_index(&runs, |run| run.row.rate());
-        runs.swap_remove(median)
-    });
+    let [(e2e_server, _), (e2e_cluster, busiest_one), (e2e_sharded, busiest_sharded)] =
+        e2e.map(|mut runs| {
+            let median = median_index(&runs, |(run, _)| run.row.rate());
+            runs.swap_remove(median)
+        });
     Ok(Report {
         noop: [noop_server, noop_cluster],
         noop_redis_cpu_us: [cpu_server[0], cpu_cluster[0]],
         noop_replica_cpu_us: cpu_cluster[1],
-        e2e: [e2e_server, e2e_cluster],
+        e2e: [e2e_server, e2e_cluster, e2e_sharded],
+        busiest_primary_us: [busiest_one, busiest_sharded],
         verified,
     })
+}
+
+/// One end-to-end trial on `settings`, named after `label`, with the Redis
+/// CPU per message of the busiest of `primaries`, and whether every
+/// message was stored once and pushed once.
+async fn end_to_end(
+    settings: &Settings,
+    primaries: &[String],
+    workload: &pipeline::Workload,
+    concurrency: usize,
+    label: &str,
+) -> Result<(Timed, f64, bool), BenchError> {
+    let mut before = Vec::with_capacity(primaries.len());
+    for primary in primaries {
+        before.push(redis_cpu_seconds(std::slice::from_ref(primary)).await?);
+    }
+    let (mut timed, ok) = pipeline::herald_end_to_end(settings, workload, concurrency).await?;
+    let mut busiest: f64 = 0.0;
+    for (primary, before) in primaries.iter().zip(before) {
+        let after = redis_cpu_seconds(std::slice::from_ref(primary)).await?;
+        busiest = busiest.max(after - before);
+    }
+    timed.row.name = format!("messages end to end, {label}");
+    let per_message = busiest * 1e6 / timed.row.count.max(1) as f64;
+    Ok((timed, per_message, ok))
 }
 
 /// The `host:port` of the primaries behind `conn` (the one server, or the

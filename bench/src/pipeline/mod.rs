@@ -42,7 +42,7 @@ use herald::{
     store::{self, MESSAGE_COLLECTION},
     worker,
 };
-use herald_jobs::{AccountId, Namespace, Producer, SendMessage, ValidMessage};
+use herald_jobs::{queue::shard_of, AccountId, Namespace, Producer, SendMessage, ValidMessage};
 use mongodb::bson::{doc, Document};
 
 use self::{
@@ -229,11 +229,21 @@ pub(crate) fn private_settings(settings: &Settings, label: &str) -> Result<Setti
     Ok(settings)
 }
 
-/// `jobs` valid messages for one fresh account, ids fixed.
+/// `jobs` valid messages, ids fixed: for one fresh account, or, with
+/// `redis.queue_shards` above 1, for one fresh account per shard in turn,
+/// so every shard gets its share.
 pub(crate) fn messages(settings: &Settings, jobs: u64) -> Result<Vec<SendMessage>, BenchError> {
-    let account = AccountId::from(mongodb::bson::oid::ObjectId::new());
+    let shards = settings.redis.queue_shards.max(1);
+    let mut accounts: Vec<Option<AccountId>> = vec![None; usize::from(shards)];
+    while accounts.iter().any(Option::is_none) {
+        let account = AccountId::from(mongodb::bson::oid::ObjectId::new());
+        let slot = &mut accounts[usize::from(shard_of(&account.to_hex(), shards))];
+        slot.get_or_insert(account);
+    }
+    let accounts: Vec<AccountId> = accounts.into_iter().flatten().collect();
     (0..jobs)
         .map(|i| {
+            let account = accounts[(i % u64::from(shards)) as usize];
             let job = SendMessage::new(account, format!("broadcast {i}"), "to every user");
             job.validate(&settings.message)
                 .map(|_| job)
@@ -359,6 +369,22 @@ async fn drive(
     let running = tokio::spawn(worker::run(settings.clone(), async move {
         let _ = stopped.await;
     }));
+    // The producer spreads messages over the shard count the worker
+    // writes as it starts; before that it would see one shard.
+    let mut redis = herald::queue::connect(settings.redis.url.as_str()).await?;
+    let waiting = Instant::now();
+    while herald::shards::stored(&mut redis, &settings.redis.namespace)
+        .await
+        .map_err(|e| BenchError::Invalid(e.to_string()))?
+        .is_none()
+    {
+        if running.is_finished() || waiting.elapsed() > Duration::from_secs(60) {
+            return Err(BenchError::Invalid(
+                "the worker did not write the queues' shard count".into(),
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 
     let receipts = &sandbox.receipts;
     let window = workload.window.max(1);
