@@ -125,6 +125,19 @@ pub(crate) async fn assert_stored_once(env: &TestEnv, ids: &[MessageId]) {
     );
 }
 
+/// Waits until as many pushes as `ids` were accepted, leaves time for a
+/// doubled one to show, and checks that every message of `ids` was stored
+/// once and pushed once, and nothing else.
+pub(crate) async fn assert_delivered_once(env: &TestEnv, ids: &[MessageId]) {
+    wait_for("every push accepted", || async {
+        (env.accepted_count().await as usize >= ids.len()).then_some(())
+    })
+    .await;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_stored_once(env, ids).await;
+    assert_pushed_once(env, &hex(ids)).await;
+}
+
 pub(crate) fn hex(ids: &[MessageId]) -> Vec<String> {
     ids.iter().map(|id| id.to_hex()).collect()
 }
@@ -164,14 +177,7 @@ async fn messages_of_several_accounts_are_stored_and_pushed_once_with_the_queues
         (env.message_count(doc! {}).await as usize >= count).then_some(())
     })
     .await;
-    wait_for("every push accepted", || async {
-        (env.accepted_count().await as usize >= count).then_some(())
-    })
-    .await;
-    // Time for a doubled push to show.
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    assert_stored_once(&env, &ids).await;
-    assert_pushed_once(&env, &hex(&ids)).await;
+    assert_delivered_once(&env, &ids).await;
     let pushes = env.pushes_per_message().await;
     assert!(pushes.values().all(|&n| n == 1), "{pushes:?}");
     assert_eq!(
