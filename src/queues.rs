@@ -84,7 +84,11 @@ pub fn shard_configs(settings: &Settings, queue: QueueName) -> Vec<QueueConfig> 
 
 /// Operator access to `queue`, all its shards as one.
 pub fn admin(conn: RedisConnection, settings: &Settings, queue: QueueName) -> QueueAdmin {
-    QueueAdmin::sharded(conn, shard_configs(settings, queue))
+    let mut shards = shard_configs(settings, queue).into_iter();
+    let first = shards
+        .next()
+        .unwrap_or_else(|| shard_config(settings, queue, 0));
+    QueueAdmin::sharded(conn, first, shards)
 }
 
 /// The configuration of shard `shard` of `queue` from the settings.

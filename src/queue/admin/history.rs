@@ -163,6 +163,27 @@ mod tests {
     }
 
     #[test]
+    fn shards_minutes_add_up_before_the_quantiles_are_read() {
+        // One shard: 99 fast jobs; another: 1 slow job and a failure.
+        let mut minute = MinuteCounts {
+            at: 60,
+            done: 99,
+            failed: 0,
+            latency: HashMap::from([(1, 99)]),
+        };
+        minute.add(&MinuteCounts {
+            at: 60,
+            done: 1,
+            failed: 1,
+            latency: HashMap::from([(9, 1)]),
+        });
+        let minute = minute.into_minute();
+        assert_eq!((minute.done, minute.failed), (100, 1));
+        assert_eq!(minute.latency_p50_ms, Some(5));
+        assert_eq!(minute.latency_p99_ms, Some(5));
+    }
+
+    #[test]
     fn an_empty_minute_has_no_latency_and_the_overflow_bucket_reads_high() {
         assert_eq!(quantile_ms(&HashMap::new(), 0.5), None);
         let slow = HashMap::from([(LATENCY_BOUNDS_MS.len() + 1, 3)]);

@@ -41,16 +41,20 @@ pub struct QueueAdmin {
 impl QueueAdmin {
     /// Admin access to the queue `config` describes (one shard).
     pub fn new(conn: RedisConnection, config: QueueConfig) -> Self {
-        Self::sharded(conn, vec![config])
+        Self::sharded(conn, config, [])
     }
 
-    /// Admin access to the queue whose shards `configs` describe, shard 0
-    /// first (it names the queue and keeps the bulk operations' records).
-    /// An empty list is taken as no queue at all and shows nothing.
-    pub fn sharded(conn: RedisConnection, configs: Vec<QueueConfig>) -> Self {
+    /// Admin access to the queue whose shard 0 `first` describes (it names
+    /// the queue and keeps the bulk operations' records) and whose other
+    /// shards `others` describe.
+    pub fn sharded(
+        conn: RedisConnection,
+        first: QueueConfig,
+        others: impl IntoIterator<Item = QueueConfig>,
+    ) -> Self {
         Self {
-            shards: configs
-                .into_iter()
+            shards: std::iter::once(first)
+                .chain(others)
                 .map(|config| ShardAdmin::new(conn.clone(), config))
                 .collect(),
         }
@@ -58,9 +62,7 @@ impl QueueAdmin {
 
     /// The queue's name as operators see it (`NAMESPACE:QUEUE`).
     pub fn name(&self) -> &str {
-        self.shards
-            .first()
-            .map_or("", |shard| shard.config.display_name())
+        self.first_shard().config.display_name()
     }
 
     /// The full Redis names of the queue's shards (`{NAMESPACE:QUEUE}`,
@@ -78,7 +80,7 @@ impl QueueAdmin {
 
     /// Shard 0, which keeps what belongs to the queue as a whole.
     pub(super) fn first_shard(&self) -> &ShardAdmin {
-        // `sharded` is always given shard 0 by the callers in this crate.
+        // Never empty: `sharded` takes shard 0 apart from the rest.
         &self.shards[0]
     }
 
