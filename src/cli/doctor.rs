@@ -35,11 +35,22 @@ pub async fn run(settings: &Settings) -> ExitCode {
 }
 
 async fn check_redis(settings: &Settings) -> Result<String, String> {
-    queue::connect(settings.redis.url.as_str())
+    let mut conn = queue::connect(settings.redis.url.as_str())
         .await
         .map_err(|e| e.to_string())?;
+    let configured = settings.redis.queue_shards;
+    let shards = match herald::shards::stored(&mut conn, &settings.redis.namespace)
+        .await
+        .map_err(|e| e.to_string())?
+    {
+        None => format!("{configured} queue shards; no worker has run yet"),
+        Some(stored) if stored == configured => format!("{configured} queue shards"),
+        Some(stored) => format!(
+            "{configured} queue shards configured but the workers use {stored}: producers follow the workers; set the same HERALD_REDIS_QUEUE_SHARDS everywhere"
+        ),
+    };
     Ok(format!(
-        "{} answers PING (namespace {})",
+        "{} answers PING (namespace {}, {shards})",
         herald_jobs::redact_url(&settings.redis.url),
         settings.redis.namespace
     ))

@@ -98,6 +98,23 @@ async fn doctor_reports_each_service_on_one_line() {
     for (line, name) in lines.iter().zip(["redis", "mongodb", "push"]) {
         assert!(line.starts_with(name) && line.contains(" ok "), "{line}");
     }
+    assert!(
+        lines[0].contains("1 queue shards; no worker has run yet"),
+        "{text}"
+    );
+    // A worker's count that differs from this process's setting is named.
+    let mut conn = herald::queue::connect(env.settings.redis.url.as_str())
+        .await
+        .expect("Redis");
+    herald::shards::claim(&mut conn, &env.settings)
+        .await
+        .expect("the count written");
+    let output = env.run_herald(&["doctor"], &[("HERALD_REDIS_QUEUE_SHARDS", "2")]);
+    let text = stdout(&output);
+    assert!(
+        text.contains("2 queue shards configured but the workers use 1"),
+        "{text}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
