@@ -443,10 +443,12 @@ async fn run_cluster(settings: &Settings, args: &ClusterArgs) -> anyhow::Result<
         &[server.row.clone(), cluster.row.clone(), sharded.row.clone()],
     );
     let [busiest_one, busiest_sharded] = report.busiest_primary_us;
+    let [share_one, share_sharded] = report.busiest_primary_share;
     println!(
-        "Redis CPU per message on the busiest primary: one shard {busiest_one:.1} µs, {} shards {busiest_sharded:.1} µs ({:.2}x)",
+        "Redis CPU per message on the busiest primary: one shard {busiest_one:.1} µs ({:.0}% of the primaries'), {} shards {busiest_sharded:.1} µs ({:.0}%)",
+        share_one * 100.0,
         bench::cluster::SHARDS,
-        busiest_sharded / busiest_one.max(1e-9)
+        share_sharded * 100.0,
     );
     for timed in [server, cluster, sharded] {
         println!(

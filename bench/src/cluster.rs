@@ -92,6 +92,9 @@ pub struct Report {
     /// spent the most in the median end-to-end trial: the cluster with one
     /// shard per queue, then with [`SHARDS`].
     pub busiest_primary_us: [f64; 2],
+    /// The busiest primary's share of all the primaries' Redis CPU in the
+    /// same trials (0 to 1): one shard, then [`SHARDS`].
+    pub busiest_primary_share: [f64; 2],
     /// Whether every end-to-end message was stored once and pushed once,
     /// in every trial on both deployments.
     pub verified: bool,
@@ -115,9 +118,9 @@ pub async fn run(
     let e2e_concurrency = workload.e2e.concurrencies.first().copied().unwrap_or(8);
 
     let mut noop: [Vec<(Row, [f64; 2])>; 2] = Default::default();
-    // Each trial with the busiest primary's CPU per message (0 on one
-    // server, where it is not compared).
-    let mut e2e: [Vec<(Timed, f64)>; 3] = Default::default();
+    // Each trial with the busiest primary's CPU (per message, and its
+    // share of all the primaries'); on one server it is not compared.
+    let mut e2e: [Vec<(Timed, [f64; 2])>; 3] = Default::default();
     let mut verified = true;
     for _ in 0..workload.trials.max(1) {
         for (side, (label, settings)) in deployments.iter().enumerate() {
@@ -158,7 +161,7 @@ pub async fn run(
         let median = median_index(&rows, |(row, _)| row.rate());
         rows.swap_remove(median)
     });
-    let [(e2e_server, _), (e2e_cluster, busiest_one), (e2e_sharded, busiest_sharded)] =
+    let [(e2e_server, _), (e2e_cluster, [one_us, one_share]), (e2e_sharded, [sharded_us, sharded_share])] =
         e2e.map(|mut runs| {
             let median = median_index(&runs, |(run, _)| run.row.rate());
             runs.swap_remove(median)
@@ -168,34 +171,36 @@ pub async fn run(
         noop_redis_cpu_us: [cpu_server[0], cpu_cluster[0]],
         noop_replica_cpu_us: cpu_cluster[1],
         e2e: [e2e_server, e2e_cluster, e2e_sharded],
-        busiest_primary_us: [busiest_one, busiest_sharded],
+        busiest_primary_us: [one_us, sharded_us],
+        busiest_primary_share: [one_share, sharded_share],
         verified,
     })
 }
 
 /// One end-to-end trial on `settings`, named after `label`, with the Redis
-/// CPU per message of the busiest of `primaries`, and whether every
-/// message was stored once and pushed once.
+/// CPU per message of the busiest of `primaries` and its share of all of
+/// theirs, and whether every message was stored once and pushed once.
 async fn end_to_end(
     settings: &Settings,
     primaries: &[String],
     workload: &pipeline::Workload,
     concurrency: usize,
     label: &str,
-) -> Result<(Timed, f64, bool), BenchError> {
+) -> Result<(Timed, [f64; 2], bool), BenchError> {
     let mut before = Vec::with_capacity(primaries.len());
     for primary in primaries {
         before.push(redis_cpu_seconds(std::slice::from_ref(primary)).await?);
     }
     let (mut timed, ok) = pipeline::herald_end_to_end(settings, workload, concurrency).await?;
-    let mut busiest: f64 = 0.0;
+    let (mut busiest, mut all): (f64, f64) = (0.0, 0.0);
     for (primary, before) in primaries.iter().zip(before) {
-        let after = redis_cpu_seconds(std::slice::from_ref(primary)).await?;
-        busiest = busiest.max(after - before);
+        let spent = redis_cpu_seconds(std::slice::from_ref(primary)).await? - before;
+        busiest = busiest.max(spent);
+        all += spent;
     }
     timed.row.name = format!("messages end to end, {label}");
     let per_message = busiest * 1e6 / timed.row.count.max(1) as f64;
-    Ok((timed, per_message, ok))
+    Ok((timed, [per_message, busiest / all.max(1e-9)], ok))
 }
 
 /// The `host:port` of the primaries behind `conn` (the one server, or the
