@@ -1,8 +1,9 @@
 //! [`JobMetricsLayer`]: counts and times every job run of a worker.
 //!
 //! A tower layer stacked on each apalis worker, so handlers stay free of
-//! metrics code. It sits inside the concurrency limit: the time measured is
-//! the handler's, not the wait for a free slot.
+//! metrics code. It sits inside the concurrency limits (the worker's and
+//! the permits its queue's shards share): the time measured is the
+//! handler's, not the wait for a free slot.
 
 use std::{
     future::Future,

@@ -72,10 +72,11 @@ macro_rules! queue_worker {
                 .backend(backend.clone())
                 .data(deps.clone())
                 .concurrency(concurrency)
-                .layer(JobMetricsLayer::new(metrics.clone(), $queue.as_str()))
                 .parallelize(tokio::spawn)
-                // Inside `parallelize`: the spawned job waits for its permit.
+                // Inside `parallelize`: the spawned job waits for its
+                // permit, then is timed (the wait is not the job's).
                 .layer(SharedPermitsLayer::new(permits.clone()))
+                .layer(JobMetricsLayer::new(metrics.clone(), $queue.as_str()))
                 .build($handler)
         })
     }};
