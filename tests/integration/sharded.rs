@@ -14,14 +14,14 @@ use mongodb::bson::doc;
 use serde_json::{json, Value};
 
 use crate::{
-    backlog::assert_pushed_once,
+    backlog::{assert_pushed_once, wait_drained},
     cluster::{
         assert_delivered_once, assert_stored_once, cluster_env, first_port, hex, keys_by_primary,
         primary_of,
     },
     dashboard::{api_get_json, fix_credentials},
-    helpers::{account, env_with, wait_for, TestEnv},
-    redis_cluster::shared_cluster_url,
+    helpers::{account, enqueue_through_outage, env_with, stop_logged, wait_for, TestEnv},
+    redis_cluster::{shared_cluster_url, PrivateCluster},
 };
 
 /// `count` fresh accounts for each of `shards` shards, shard 0's first.
@@ -70,6 +70,11 @@ async fn start_sharded_worker(env: &mut TestEnv) {
 async fn start_sharded_worker_with(env: &mut TestEnv, settings: herald::config::Settings) {
     let wanted = settings.redis.queue_shards;
     env.start_worker_with(settings).await;
+    wait_for_shard_count(env, wanted).await;
+}
+
+/// Waits until a worker has written `wanted` as the queues' shard count.
+async fn wait_for_shard_count(env: &TestEnv, wanted: u16) {
     let conn = herald::queue::connect(env.settings.redis.url.as_str())
         .await
         .expect("Redis");
@@ -420,4 +425,65 @@ async fn a_worker_refuses_fewer_shards_while_a_shard_it_would_drop_holds_jobs() 
     );
     assert_stored_once(&env, &[id, second]).await;
     env.stop_worker().await.expect("the worker stops cleanly");
+}
+
+/// Messages per account in the failover test, three accounts, one per
+/// shard.
+const PER_SHARD_THROUGH_FAILOVER: usize = 600;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_primary_of_a_sharded_queue_failing_over_mid_run_loses_and_doubles_no_message() {
+    let cluster = PrivateCluster::start().await;
+    let env = env_with(&[
+        ("HERALD_REDIS_URL", &cluster.url()),
+        ("HERALD_REDIS_QUEUE_SHARDS", "3"),
+    ])
+    .await;
+    let log = std::env::temp_dir().join(format!("{}-sharded-failover.log", env.namespace));
+    let mut worker = env.spawn_herald_logged(&["worker"], &[], &log);
+    wait_for_shard_count(&env, 3).await;
+    // Interleaved: every shard busy at once.
+    let accounts: Vec<AccountId> = accounts_per_shard(3, 1).into_iter().flatten().collect();
+    let jobs: Vec<SendMessage> = (0..PER_SHARD_THROUGH_FAILOVER)
+        .flat_map(|i| {
+            accounts
+                .iter()
+                .map(move |a| SendMessage::new(*a, format!("failover {i}"), "sharded"))
+        })
+        .collect();
+    let total = jobs.len();
+    let producing = tokio::spawn(enqueue_through_outage(env.settings.clone(), jobs));
+    wait_for("the first pushes", || async {
+        (env.accepted_count().await >= 200).then_some(())
+    })
+    .await;
+    assert!(
+        !producing.is_finished(),
+        "the messages were all enqueued before the failover"
+    );
+    // The primary of shard 2 of send_message fails over.
+    let key = format!(
+        "{}:active",
+        env.settings
+            .redis
+            .namespace
+            .queue_shard(QueueName::SendMessage, 2)
+    );
+    let (old, new) = cluster.fail_over(&key).await;
+    assert_ne!(old, new);
+    let ids = producing.await.expect("the producer finished");
+    assert_eq!(ids.len(), total);
+    if let Some(status) = worker.try_wait().expect("try_wait") {
+        panic!(
+            "the worker exited ({status}) on the failover:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+    }
+    wait_drained(&env, total).await;
+    assert_delivered_once(&env, &ids).await;
+    // Each account's jobs ran on its shard, through the failover.
+    let done = per_shard(&env, QueueName::SendMessage, "done").await;
+    assert_eq!(done, vec![PER_SHARD_THROUGH_FAILOVER; 3]);
+    let (status, _) = stop_logged(&mut worker, &log);
+    assert!(status.success(), "the worker stopped cleanly: {status:?}");
 }
