@@ -59,12 +59,9 @@ pub async fn stored(
     conn: &mut RedisConnection,
     namespace: &Namespace,
 ) -> Result<Option<u16>, ShardCountError> {
-    let value: Option<String> = redis::cmd("GET")
-        .arg(namespace.shard_count_key())
-        .query_async(conn)
+    herald_jobs::producer::stored_shard_count(conn, namespace)
         .await
-        .map_err(redis_error("read"))?;
-    Ok(value.and_then(|v| v.parse().ok()).filter(|n| *n >= 1))
+        .map_err(redis_error("read"))
 }
 
 /// Makes `settings.redis.queue_shards` the count producers use, after

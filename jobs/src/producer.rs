@@ -185,15 +185,8 @@ impl Producer {
         if now - read_at < SHARD_COUNT_REFRESH.as_secs_f64() {
             return self.shards.count.load(Ordering::Relaxed).max(1);
         }
-        let read: redis::RedisResult<Option<String>> = redis::cmd("GET")
-            .arg(self.namespace.shard_count_key())
-            .query_async(&mut self.conn)
-            .await;
-        if let Ok(stored) = read {
-            let count = stored
-                .and_then(|s| s.parse::<u16>().ok())
-                .filter(|n| (1..=MAX_QUEUE_SHARDS).contains(n))
-                .unwrap_or(1);
+        if let Ok(stored) = stored_shard_count(&mut self.conn, &self.namespace).await {
+            let count = stored.unwrap_or(1);
             self.shards.count.store(count, Ordering::Relaxed);
             self.shards
                 .read_at_ms
@@ -324,6 +317,22 @@ impl Producer {
             .map_err(failed)?;
         Ok(())
     }
+}
+
+/// The queues' shard count the workers of `namespace` last wrote
+/// (`{NAMESPACE}:queue_shards`), if any; a value that is not a count of 1
+/// to [`MAX_QUEUE_SHARDS`] reads as none.
+pub async fn stored_shard_count(
+    conn: &mut RedisConnection,
+    namespace: &Namespace,
+) -> redis::RedisResult<Option<u16>> {
+    let value: Option<String> = redis::cmd("GET")
+        .arg(namespace.shard_count_key())
+        .query_async(conn)
+        .await?;
+    Ok(value
+        .and_then(|v| v.parse::<u16>().ok())
+        .filter(|n| (1..=MAX_QUEUE_SHARDS).contains(n)))
 }
 
 /// The shard count a producer read, and when (shared by its clones, so a
