@@ -65,15 +65,6 @@ impl QueueAdmin {
         self.first_shard().config.display_name()
     }
 
-    /// The full Redis names of the queue's shards (`{NAMESPACE:QUEUE}`,
-    /// then `{NAMESPACE:QUEUE:1}` and on), for finding where each lives.
-    pub fn shard_names(&self) -> Vec<&str> {
-        self.shards
-            .iter()
-            .map(|shard| shard.config.name.as_str())
-            .collect()
-    }
-
     pub(super) fn shards(&self) -> &[ShardAdmin] {
         &self.shards
     }
@@ -247,8 +238,7 @@ impl QueueAdmin {
             }),
             JobState::Running => candidates.sort_by_key(|(shard, position, _)| (*shard, *position)),
         }
-        let page: Vec<(usize, usize, Placed)> =
-            candidates.into_iter().skip(offset).take(limit).collect();
+        let page: Vec<(usize, usize, Placed)> = window(candidates, offset, limit);
         let mut listed: Vec<(usize, ListedJob)> = Vec::with_capacity(page.len());
         for (index, shard) in self.shards.iter().enumerate() {
             let mine: Vec<(usize, Placed)> = page
