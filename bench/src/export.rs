@@ -82,6 +82,11 @@ pub struct ScanReport {
     pub peak_kib: u64,
 }
 
+/// `key` as an export key; a benchmark's keys are always valid ones.
+pub fn export_key(key: &str) -> Result<herald_jobs::ExportKey, BenchError> {
+    herald_jobs::ExportKey::parse(key).map_err(|e| BenchError::Invalid(e.to_string()))
+}
+
 /// The export job measured for `account` (also what the scan runs).
 pub fn job(account: AccountId, key: &str) -> Export {
     let field = |path: &str, title: &str| ExportField {
@@ -369,7 +374,9 @@ async fn run_export(
         .spawn()?;
     let result = async {
         let status = ExportStatusStore::new(database);
-        status.queued(account, &key, SOURCE_COLLECTION).await?;
+        status
+            .queued(account, &export_key(&key)?, SOURCE_COLLECTION)
+            .await?;
         let mut producer = Producer::connect(&settings.redis.url, &settings.redis.namespace)
             .await
             .map_err(|e| BenchError::Enqueue(e.to_string()))?;
@@ -382,7 +389,10 @@ async fn run_export(
             if let Some(exit) = child.try_wait()? {
                 return Err(BenchError::Invalid(format!("the worker exited: {exit}")));
             }
-            let record = status.get(&key).await?.unwrap_or_default();
+            let record = status
+                .get(account, &export_key(&key)?)
+                .await?
+                .unwrap_or_default();
             match record.get_str("status").unwrap_or("queued") {
                 "finished" => break record,
                 "failed" | "cancelled" => {

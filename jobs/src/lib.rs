@@ -7,9 +7,10 @@
 //!   the validation that turns it into a [`ValidMessage`], and the enums of the
 //!   message model (status, sender kind, recipient kind).
 //! - [`export`]: the `export` job — a collection streamed to CSV for one
-//!   account ([`Export`], validated into a [`ValidExport`]).
+//!   account ([`Export`], validated into a [`ValidExport`]), and the bounds
+//!   a filter must keep ([`FilterPolicy`]).
 //! - [`ids`]: ObjectId newtypes parsed once from hex, so a value that reaches a
-//!   handler is known to be well formed.
+//!   handler is known to be well formed; the unpredictable ids Herald makes.
 //! - [`queue`]: queue names and the Redis key namespace they live under.
 //! - [`producer`]: [`Producer`], a small client that validates a job and enqueues
 //!   it.
@@ -40,8 +41,10 @@ pub mod task_order;
 
 pub use connection::{Patience, RedisConnection};
 pub use error::ValidationError;
-pub use export::{Export, ExportField, ExportLimits, ExportSort, SortOrder, ValidExport};
-pub use ids::{AccountId, MessageId, UserId};
+pub use export::{
+    Export, ExportField, ExportKey, ExportLimits, ExportSort, FilterPolicy, SortOrder, ValidExport,
+};
+pub use ids::{AccountId, IdempotencyKey, MessageId, UserId};
 pub use message::{
     MessageLimits, MessageStatus, Recipient, RecipientTarget, SendMessage, Sender, SenderFrom,
     ValidMessage, ValidRecipient, ValidSender,

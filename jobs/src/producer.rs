@@ -36,8 +36,8 @@ use serde::Serialize;
 use crate::{
     enqueue::{enqueue, now_secs, NewJob},
     error::ValidationError,
-    export::{Export, ExportLimits},
-    ids::MessageId,
+    export::{Export, ExportKey, ExportLimits, FilterPolicy},
+    ids::{AccountId, MessageId},
     message::{MessageLimits, SendMessage},
     queue::{shard_of, Namespace, QueueName, MAX_QUEUE_SHARDS},
     redact::redact_url,
@@ -216,13 +216,18 @@ impl Producer {
 }
 
 impl Producer {
-    /// Validates `job` (all but the collection allow-list, which is the
-    /// worker's: an export of a collection it does not allow fails with
-    /// `export_failed`) and enqueues it. Returns the export key.
-    pub async fn enqueue_export(&mut self, job: Export) -> Result<String, ProducerError> {
+    /// Validates `job` (all but the worker's own limits: its collection
+    /// allow-list, the operators its filters may use and its column cap; an
+    /// export the worker refuses fails with `export_failed`) and enqueues
+    /// it. Returns the export key.
+    pub async fn enqueue_export(&mut self, job: Export) -> Result<ExportKey, ProducerError> {
         let limits = ExportLimits {
-            collections: [job.collection.clone()].into_iter().collect(),
-            default_time_zone: chrono_tz::UTC,
+            filter: FilterPolicy::any_operator(),
+            max_fields: usize::MAX,
+            ..ExportLimits::new(
+                [job.collection.clone()].into_iter().collect(),
+                chrono_tz::UTC,
+            )
         };
         let valid = job.validate(&limits)?;
         let queue = self
@@ -231,6 +236,26 @@ impl Producer {
         let new = new_job(&queue, &job, String::new(), now_secs())?;
         self.write(queue, None, &[new]).await?;
         Ok(valid.key)
+    }
+}
+
+impl Producer {
+    /// Enqueues `job` as it is, on the shard of `queue` that `account`'s
+    /// jobs go to, under the enqueue idempotency key `key` remembered for
+    /// `ttl` (a second enqueue with the key adds nothing). Nothing is
+    /// validated: this is for Herald's own processes, which hand the push
+    /// queue events they built themselves.
+    pub async fn enqueue_unchecked<T: Serialize>(
+        &mut self,
+        queue: QueueName,
+        account: AccountId,
+        job: &T,
+        key: &str,
+        ttl: Duration,
+    ) -> Result<(), ProducerError> {
+        let name = self.queue_for(queue, &account.to_hex()).await;
+        let new = new_job(&name, job, key.to_owned(), now_secs())?;
+        self.write(name, Some(ttl), &[new]).await
     }
 }
 

@@ -12,7 +12,7 @@ use herald::{
     },
     store,
 };
-use herald_jobs::{AccountId, Export, ExportField, ExportSort, Producer};
+use herald_jobs::{AccountId, Export, ExportField, ExportKey, ExportSort, Producer};
 use indicatif::{ProgressBar, ProgressStyle};
 use mongodb::bson::Document;
 
@@ -33,9 +33,9 @@ pub struct EnqueueExportArgs {
     /// Sort key PATH or PATH:desc; repeat, most significant first.
     #[arg(long = "sort", value_name = "PATH[:asc|:desc]", value_parser = parse_sort)]
     sort: Vec<ExportSort>,
-    /// Export key (default: a new ObjectId hex).
+    /// Export key (default: 24 random hex digits).
     #[arg(long)]
-    key: Option<String>,
+    key: Option<ExportKey>,
     /// Time zone for dates (default: export.time_zone).
     #[arg(long)]
     time_zone: Option<String>,
@@ -48,13 +48,20 @@ pub struct EnqueueExportArgs {
 pub enum ExportCommand {
     /// Print an export's status record as JSON.
     Status {
+        /// The account whose export it is (24-hex): keys are unique within
+        /// an account only.
+        #[arg(long, value_name = "HEX")]
+        account: AccountId,
         /// The export key.
-        key: String,
+        key: ExportKey,
     },
     /// Cancel a queued or running export (its partial file is removed).
     Cancel {
+        /// The account whose export it is (24-hex).
+        #[arg(long, value_name = "HEX")]
+        account: AccountId,
         /// The export key.
-        key: String,
+        key: ExportKey,
     },
 }
 
@@ -83,12 +90,10 @@ fn parse_sort(s: &str) -> Result<ExportSort, String> {
 pub async fn enqueue(args: EnqueueExportArgs, settings: &Settings) -> anyhow::Result<ExitCode> {
     let filter: serde_json::Value =
         serde_json::from_str(&args.filter).context("--filter is not JSON")?;
-    let key = args
-        .key
-        .unwrap_or_else(|| mongodb::bson::oid::ObjectId::new().to_hex());
+    let key = args.key.unwrap_or_else(ExportKey::generate);
     let job = Export {
         account_id: args.account.to_hex(),
-        key: key.clone(),
+        key: key.to_string(),
         collection: args.collection.clone(),
         filter,
         fields: args.fields,
@@ -105,10 +110,14 @@ pub async fn enqueue(args: EnqueueExportArgs, settings: &Settings) -> anyhow::Re
     if !args.follow {
         return Ok(ExitCode::SUCCESS);
     }
-    follow(&status, &key).await
+    follow(&status, args.account, &key).await
 }
 
-async fn follow(status: &ExportStatusStore, key: &str) -> anyhow::Result<ExitCode> {
+async fn follow(
+    status: &ExportStatusStore,
+    account: AccountId,
+    key: &ExportKey,
+) -> anyhow::Result<ExitCode> {
     let bar = ProgressBar::new(0);
     bar.set_style(
         ProgressStyle::with_template("{spinner} {msg:10} [{bar:40}] {pos}/{len} rows ({percent}%)")
@@ -116,7 +125,7 @@ async fn follow(status: &ExportStatusStore, key: &str) -> anyhow::Result<ExitCod
             .progress_chars("=> "),
     );
     loop {
-        let record = status.get(key).await?.unwrap_or_default();
+        let record = status.get(account, key).await?.unwrap_or_default();
         let state = ExportStatus::of(&record).unwrap_or(ExportStatus::Queued);
         let number = |d: &Document, field: &str| {
             d.get(field)
@@ -157,19 +166,19 @@ pub async fn run(command: ExportCommand, settings: &Settings) -> anyhow::Result<
     let database = store::connect(&settings.mongodb).await?;
     let status = ExportStatusStore::new(&database);
     match command {
-        ExportCommand::Status { key } => match status.get(&key).await? {
+        ExportCommand::Status { account, key } => match status.get(account, &key).await? {
             Some(record) => {
                 let json = mongodb::bson::Bson::Document(record).into_relaxed_extjson();
                 println!("{}", serde_json::to_string_pretty(&json)?);
                 Ok(ExitCode::SUCCESS)
             }
             None => {
-                eprintln!("no export with key {key}");
+                eprintln!("account {account} has no export with key {key}");
                 Ok(ExitCode::FAILURE)
             }
         },
-        ExportCommand::Cancel { key } => {
-            if status.cancel(&key).await? {
+        ExportCommand::Cancel { account, key } => {
+            if status.cancel(account, &key).await? {
                 println!("cancelled {key}");
                 Ok(ExitCode::SUCCESS)
             } else {

@@ -1,8 +1,8 @@
 //! `[export]`: export jobs, and where their files are kept.
 
-use std::{path::PathBuf, time::Duration};
+use std::{collections::BTreeSet, path::PathBuf, time::Duration};
 
-use herald_jobs::ExportLimits;
+use herald_jobs::{export::FORBIDDEN_OPERATORS, ExportLimits, FilterPolicy};
 use secrecy::SecretString;
 
 use super::setting::{define_settings, millis, non_empty, positive, Values};
@@ -25,8 +25,8 @@ define_settings! {
         "`true`: requests go to BUCKET.endpoint-host (virtual-hosted style); `false`: endpoint-host/BUCKET (path style)";
     PRESIGN_SECS: "presign_secs" = "0",
         "storage `s3`: downloads answer 307 to a presigned URL valid this long; 0 streams through `herald web`";
-    KEEP_DAYS: "keep_days" = "0",
-        "finished, failed and cancelled exports older than this lose their file and record (hourly, one worker at a time); 0 keeps them";
+    KEEP_DAYS: "keep_days" = "7",
+        "finished, failed and cancelled exports older than this many days lose their file and record (hourly, one worker at a time); 0 keeps them forever";
     COLLECTIONS: "collections" = "message", "collections exports may read, comma-separated";
     ACCOUNT_FIELD: "account_field" = "accountId",
         "field holding the account id in those collections";
@@ -34,6 +34,18 @@ define_settings! {
     BATCH_SIZE: "batch_size" = "500", "documents per cursor batch";
     PROGRESS_INTERVAL_MS: "progress_interval_ms" = "500",
         "progress (status record and `export_progress`) at most this often, plus once at the end; the row count for `total` starts after one interval";
+    MAX_RUNNING_PER_ACCOUNT: "max_running_per_account" = "2",
+        "exports of one account running at once, across every worker; the account's others wait (deferred, no attempt spent)";
+    MAX_QUERY_MS: "max_query_ms" = "300000",
+        "time limit of an export's count and of its whole scan (MongoDB maxTimeMS, and the worker's own clock); an export over it fails";
+    MAX_ROWS: "max_rows" = "1048575",
+        "most rows in one file (a spreadsheet's limit, with the header); an export with more fails";
+    MAX_FIELDS: "max_fields" = "100", "most columns of one export";
+    FILTER_OPERATORS: "filter_operators" = "$eq,$ne,$gt,$gte,$lt,$lte,$in,$nin,$exists,$and,$or,$nor,$not,$regex,$options,$type,$size,$all,$elemMatch",
+        "query operators an export's filter may use, comma-separated; $where, $function and $accumulator are refused whatever this says";
+    MAX_FILTER_BYTES: "max_filter_bytes" = "16384", "largest export filter, in bytes of BSON";
+    MAX_FILTER_DEPTH: "max_filter_depth" = "8", "deepest nesting of documents and arrays in an export filter";
+    MAX_REGEX_BYTES: "max_regex_bytes" = "128", "longest regular expression in an export filter, in bytes";
 }
 
 /// Which storage keeps the export files.
@@ -87,6 +99,12 @@ pub struct ExportSettings {
     pub batch_size: u32,
     /// Progress is recorded and pushed at most this often.
     pub progress_interval: Duration,
+    /// Exports of one account that may run at once.
+    pub max_running_per_account: u32,
+    /// Time limit of an export's count and whole scan.
+    pub max_query: Duration,
+    /// Most rows in one file.
+    pub max_rows: u64,
 }
 
 /// Reads and checks `[export]`.
@@ -119,11 +137,39 @@ pub(super) fn read(values: &Values) -> Result<ExportSettings, ConfigError> {
                 zone.parse()
                     .map_err(|_| format!("'{zone}' is not an IANA time zone"))
             })?,
+            filter: FilterPolicy {
+                operators: Some(values.checked(&FILTER_OPERATORS, operators)?),
+                max_bytes: values.checked(&MAX_FILTER_BYTES, positive)?,
+                max_depth: values.checked(&MAX_FILTER_DEPTH, positive)?,
+                max_regex_bytes: values.checked(&MAX_REGEX_BYTES, positive)?,
+            },
+            max_fields: values.checked(&MAX_FIELDS, positive)?,
         },
         account_field: values.checked(&ACCOUNT_FIELD, non_empty)?,
         batch_size: values.checked(&BATCH_SIZE, positive)?,
         progress_interval: values.checked(&PROGRESS_INTERVAL_MS, millis)?,
+        max_running_per_account: values.checked(&MAX_RUNNING_PER_ACCOUNT, positive)?,
+        max_query: values.checked(&MAX_QUERY_MS, millis)?,
+        max_rows: values.checked(&MAX_ROWS, positive)?,
     })
+}
+
+/// The operators of `export.filter_operators`: each a `$` name, none that
+/// runs JavaScript.
+fn operators(list: String) -> Result<BTreeSet<String>, String> {
+    let mut allowed = BTreeSet::new();
+    for operator in list.split(',').map(str::trim).filter(|op| !op.is_empty()) {
+        if !operator.starts_with('$') || operator.len() < 2 {
+            return Err(format!("'{operator}' is not a query operator like $eq"));
+        }
+        if FORBIDDEN_OPERATORS.contains(&operator) {
+            return Err(format!(
+                "lists {operator}, which runs JavaScript on the server and is never allowed"
+            ));
+        }
+        allowed.insert(operator.to_owned());
+    }
+    Ok(allowed)
 }
 
 /// Reads the `s3_*` settings; with storage `s3`, the bucket and both keys
@@ -188,5 +234,37 @@ mod tests {
         assert!(!format!("{s:?}").contains("hunter2"));
         let err = Settings::load_from(&vars(&[("HERALD_EXPORT_STORAGE", "gcs")])).unwrap_err();
         assert!(err.to_string().contains("HERALD_EXPORT_STORAGE"), "{err}");
+    }
+
+    #[test]
+    fn the_filter_allow_list_is_read_and_never_allows_javascript() {
+        let s = Settings::load_from(&vars(&[(
+            "HERALD_EXPORT_FILTER_OPERATORS",
+            " $eq, $in ,$expr",
+        )]))
+        .unwrap();
+        let allowed = s.export.limits.filter.operators.unwrap();
+        assert_eq!(
+            allowed.iter().map(String::as_str).collect::<Vec<_>>(),
+            ["$eq", "$expr", "$in"]
+        );
+        for bad in ["$eq,$where", "eq", "$eq,$function"] {
+            let err =
+                Settings::load_from(&vars(&[("HERALD_EXPORT_FILTER_OPERATORS", bad)])).unwrap_err();
+            assert!(
+                err.to_string().contains("HERALD_EXPORT_FILTER_OPERATORS"),
+                "{err}"
+            );
+        }
+        let defaults = Settings::load_from(&vars(&[])).unwrap();
+        assert_eq!(
+            defaults.export.limits.filter,
+            herald_jobs::FilterPolicy::default()
+        );
+        assert_eq!(
+            defaults.export.limits.max_fields,
+            herald_jobs::export::DEFAULT_MAX_FIELDS
+        );
+        assert_eq!(defaults.export.keep.map(|k| k.as_secs()), Some(7 * 86_400));
     }
 }

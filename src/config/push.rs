@@ -12,6 +12,8 @@ define_settings! {
     MAX_REQUESTS_PER_SEC: "max_requests_per_sec" = "0", "provider requests per second, shared by every worker on this Redis (0: unlimited)";
     ACCOUNT_SHARE: "account_share" = "0.5", "largest fraction of max_requests_per_sec one account's pushes may use; beyond it they are deferred (1: no per-account limit)";
     RATE_WAIT_MS: "rate_wait_ms" = "1000", "longest a request waits for the rate limit; a longer wait defers the push job without spending an attempt";
+    USER_CHANNEL: "user_channel" = "private-message-wm-user-{account}-{user}",
+        "each user's channel, where a message addressed to one user goes in full: {account} and {user} become the ids; must start with private- or presence-";
 }
 
 /// The realtime providers Herald speaks.
@@ -30,6 +32,8 @@ pub struct PushSettings {
     pub provider: ProviderKind,
     /// The shared rate limit; `None` when unlimited (`max_requests_per_sec` 0).
     pub rate_limit: Option<RateLimitSettings>,
+    /// Each user's channel (`user_channel`).
+    pub user_channels: crate::push::UserChannels,
 }
 
 /// `push.max_requests_per_sec` and its companions, when a limit is set.
@@ -54,6 +58,9 @@ pub(super) fn read(values: &Values) -> Result<PushSettings, ConfigError> {
             }
         })?,
         rate_limit: rate_limit(values)?,
+        user_channels: values.checked(&USER_CHANNEL, |template: String| {
+            crate::push::UserChannels::parse(template.trim())
+        })?,
     })
 }
 

@@ -9,6 +9,8 @@
 
 use std::time::{Duration, Instant};
 
+use herald_jobs::{AccountId, ExportKey};
+
 use super::{status::ExportStatusStore, task::AbortOnDrop, ExportError};
 use crate::store::StoreError;
 
@@ -20,16 +22,19 @@ const CANCEL_CHECK_INTERVAL: Duration = Duration::from_millis(200);
 /// query in flight at most and at most one every [`CANCEL_CHECK_INTERVAL`].
 pub(super) struct CancelWatch {
     status: ExportStatusStore,
-    key: String,
+    account: AccountId,
+    key: ExportKey,
     running: Option<AbortOnDrop<Result<bool, StoreError>>>,
     next: Instant,
 }
 
 impl CancelWatch {
-    /// Watches export `key`; the first check is due after one interval.
-    pub(super) fn new(status: ExportStatusStore, key: String) -> Self {
+    /// Watches `account`'s export `key`; the first check is due after one
+    /// interval.
+    pub(super) fn new(status: ExportStatusStore, account: AccountId, key: ExportKey) -> Self {
         Self {
             status,
+            account,
             key,
             running: None,
             next: Instant::now() + CANCEL_CHECK_INTERVAL,
@@ -47,9 +52,9 @@ impl CancelWatch {
         if self.running.is_none() && Instant::now() >= self.next {
             self.next = Instant::now() + CANCEL_CHECK_INTERVAL;
             let status = self.status.clone();
-            let key = self.key.clone();
+            let (account, key) = (self.account, self.key.clone());
             self.running = Some(AbortOnDrop::spawn(async move {
-                status.is_cancelled(&key).await
+                status.is_cancelled(account, &key).await
             }));
         }
         Ok(false)

@@ -10,12 +10,13 @@
 //! export waits for its last one, so progress always reaches the provider
 //! before the run's `export_finish`. Finish and failure must arrive, so
 //! they go through the push queue, retried until delivered. Their
-//! idempotency key names the event, the export and the run: a run's event
-//! is enqueued once however often the scheduling is retried, and a re-run
-//! of the key sends its own.
+//! idempotency key names the event, the account, the export and the run: a
+//! run's event is enqueued once however often the scheduling is retried, a
+//! re-run of the key sends its own, and no account's export can stand for
+//! another's.
 
 use apalis::prelude::{TaskBuilder, TaskSink};
-use herald_jobs::AccountId;
+use herald_jobs::{AccountId, ExportKey};
 use serde_json::json;
 
 use super::{status, ExportError};
@@ -28,10 +29,10 @@ use crate::{
 pub(super) async fn schedule_finish(
     queue: &RedisQueue<PushJob>,
     account: AccountId,
-    key: &str,
+    key: &ExportKey,
     run: &str,
 ) -> Result<(), ExportError> {
-    let data = json!({ "key": key });
+    let data = json!({ "key": key.as_str() });
     schedule(queue, account, "export_finish", data, key, run).await
 }
 
@@ -39,19 +40,19 @@ pub(super) async fn schedule_finish(
 pub(super) async fn schedule_failure(
     queue: &RedisQueue<PushJob>,
     account: AccountId,
-    key: &str,
+    key: &ExportKey,
     run: &str,
     error: &str,
 ) -> Result<(), ExportError> {
-    let data = json!({ "key": key, "error": error });
+    let data = json!({ "key": key.as_str(), "error": error });
     schedule(queue, account, "export_failed", data, key, run).await
 }
 
 /// The `export_progress` event: `processed` of `total` rows of export
 /// `key` written.
-pub(super) fn progress(account: AccountId, key: &str, processed: u64, total: u64) -> Event {
+pub(super) fn progress(account: AccountId, key: &ExportKey, processed: u64, total: u64) -> Event {
     let data = json!({
-        "key": key, "processed": processed, "total": total,
+        "key": key.as_str(), "processed": processed, "total": total,
         "percent": status::percent(processed, total),
     });
     // Sent directly, never queued: no idempotency key.
@@ -63,10 +64,15 @@ async fn schedule(
     account: AccountId,
     event: &str,
     data: serde_json::Value,
-    key: &str,
+    key: &ExportKey,
     run: &str,
 ) -> Result<(), ExportError> {
-    let job = PushJob::account_event(account, event, data, format!("{event}:{key}:{run}"));
+    let job = PushJob::account_event(
+        account,
+        event,
+        data,
+        format!("{event}:{account}:{key}:{run}"),
+    );
     let task = TaskBuilder::new(job.clone())
         .idempotency_key(&job.idempotency_key)
         .build();

@@ -1,14 +1,20 @@
 //! The `export` queue's handler: from a payload to a job outcome.
 //!
 //! [`handle`] opens the job's span (job id, queue, attempt, account, key),
-//! checks the payload, runs the export (`super::run`) and turns how it
+//! checks the payload, takes one of its account's slots
+//! ([`super::slots`]), runs the export (`super::run`) and turns how it
 //! ended into what apalis needs:
 //!
+//! - every slot of the account taken: deferred (runs again a little
+//!   later, no attempt spent, still `queued`);
 //! - finished: `export_finish` is scheduled; if that fails the job fails
 //!   and runs again (the file is replaced, the event sent once);
 //! - cancelled: done, nothing to report;
-//! - a payload that is not an export, or an export that is invalid: aborted
-//!   at once (retrying cannot help), the invalid one reported;
+//! - a payload that is not an export, or an export that is invalid or over
+//!   a limit (rows, time): aborted at once (retrying cannot help), and
+//!   reported when its account and key are valid — a job whose account or
+//!   key is not is only logged and kept dead, since nothing may be
+//!   recorded under a key that was never checked;
 //! - any other failure: retried, up to `max_attempts` runs; the last one
 //!   reports the failure.
 //!
@@ -18,8 +24,10 @@
 
 use std::sync::Arc;
 
+use std::time::Duration;
+
 use apalis::prelude::{AbortError, Attempt, BoxDynError, Data, TaskId};
-use herald_jobs::{AccountId, Export};
+use herald_jobs::{AccountId, Export, ExportKey};
 use tracing::{field, info, warn, Instrument};
 
 use super::{
@@ -28,7 +36,19 @@ use super::{
     storage::ExportStorage,
     Deps,
 };
-use crate::push::EventPusher;
+use crate::{push::EventPusher, queue::retry::Defer};
+
+/// How long an export waits for a slot of its account before it asks
+/// again (plus up to as much again at random, so waiting exports spread).
+const SLOT_WAIT: Duration = Duration::from_millis(1000);
+
+/// Why an export waits.
+#[derive(Debug, thiserror::Error)]
+#[error("account {account} has {limit} exports running (export.max_running_per_account); this one waits its turn")]
+struct AccountBusy {
+    account: AccountId,
+    limit: u32,
+}
 
 /// Handles one `export` job.
 pub async fn handle<S, P>(
@@ -65,23 +85,50 @@ where
             return Err(AbortError::new(e).into());
         }
     };
+    // The account and key are checked before anything is recorded under
+    // them; only then do they name the span, the record and the events.
+    let owner = AccountId::parse(&job.account_id)
+        .ok()
+        .zip(ExportKey::parse(&job.key).ok());
     let span = tracing::Span::current();
-    span.record("key", job.key.as_str());
-    let account = AccountId::parse(&job.account_id).ok();
-    if let Some(account) = account {
+    if let Some((account, key)) = &owner {
         span.record("account_id", field::display(account));
+        span.record("key", key.as_str());
     }
 
     let valid = match job.validate(&deps.settings.limits) {
         Ok(valid) => valid,
         Err(e) => {
             warn!(error = %e, "export job rejected, not retrying");
-            report_failure(deps, &job.key, account, run, &e.to_string()).await;
+            if let Some((account, key)) = &owner {
+                report_failure(deps, *account, key, run, &e.to_string()).await;
+            }
             return Err(AbortError::new(e).into());
         }
     };
 
-    match run::export(&valid, deps, run).await {
+    let slot = match deps.slots.acquire(valid.account, run).await {
+        Ok(Some(slot)) => slot,
+        Ok(None) => {
+            let busy = AccountBusy {
+                account: valid.account,
+                limit: deps.slots.limit(),
+            };
+            info!(reason = %busy, "export deferred");
+            return Err(Box::new(Defer {
+                delay: SLOT_WAIT + SLOT_WAIT.mul_f64(fastrand::f64()),
+                source: Box::new(busy),
+            }));
+        }
+        Err(e) => {
+            warn!(error = %e, "cannot take an export slot; the export will run again");
+            return Err(e.into());
+        }
+    };
+    let ended = run::export(&valid, deps, run).await;
+    slot.release().await;
+
+    match ended {
         Ok(Ended::Finished { rows }) => {
             info!(rows, "export finished");
             deps.metrics.export_rows(rows);
@@ -96,9 +143,14 @@ where
             info!("export cancelled; partial file removed");
             Ok(())
         }
+        Err(e) if e.is_permanent() => {
+            warn!(error = %e, "export failed; running it again cannot help");
+            report_failure(deps, valid.account, &valid.key, run, &e.to_string()).await;
+            Err(AbortError::new(e).into())
+        }
         Err(e) if attempt >= deps.max_attempts => {
             warn!(error = %e, "export failed on its last attempt");
-            report_failure(deps, &valid.key, Some(valid.account), run, &e.to_string()).await;
+            report_failure(deps, valid.account, &valid.key, run, &e.to_string()).await;
             Err(AbortError::new(e).into())
         }
         Err(e) => {
@@ -108,21 +160,19 @@ where
     }
 }
 
-/// Records the failure and schedules `export_failed` (when the account is
-/// known); problems here are logged.
+/// Records the failure and schedules `export_failed`; problems here are
+/// logged.
 async fn report_failure<S, P>(
     deps: &Deps<S, P>,
-    key: &str,
-    account: Option<AccountId>,
+    account: AccountId,
+    key: &ExportKey,
     run: &str,
     error: &str,
 ) {
-    if let Err(e) = deps.status.fail(key, account, error).await {
+    if let Err(e) = deps.status.fail(account, key, error).await {
         warn!(error = %e, "could not record the export's failure");
     }
-    if let Some(account) = account {
-        if let Err(e) = events::schedule_failure(&deps.push_queue, account, key, run, error).await {
-            warn!(error = %e, "could not schedule export_failed");
-        }
+    if let Err(e) = events::schedule_failure(&deps.push_queue, account, key, run, error).await {
+        warn!(error = %e, "could not schedule export_failed");
     }
 }

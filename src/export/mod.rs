@@ -14,6 +14,10 @@
 //! 5. Beside the pipeline: `cancel` watches the status record for a
 //!    cancellation, `progress` records progress and sends
 //!    `export_progress` at most every `progress_interval`.
+//!
+//! Before the run, [`slots`] holds the account to
+//! `export.max_running_per_account` exports at once; during it, the
+//! pipeline holds it to `export.max_rows` and `export.max_query_ms`.
 //! 6. `events`: the events an export sends. Progress goes inline and
 //!    best-effort (a lost one is superseded by the next), so it always
 //!    reaches the provider before the run's `export_finish`; finish and
@@ -35,6 +39,7 @@ pub mod reader;
 pub mod render;
 pub mod retention;
 mod run;
+pub mod slots;
 pub mod status;
 pub mod storage;
 pub mod submit;
@@ -44,6 +49,7 @@ use herald_jobs::ValidationError;
 use mongodb::Database;
 
 use crate::{config::ExportSettings, push::job::PushJob, queue::RedisQueue, store::StoreError};
+pub use slots::AccountSlots;
 use status::ExportStatusStore;
 
 pub use job::handle;
@@ -71,6 +77,8 @@ pub struct Deps<S, P> {
     pub max_attempts: usize,
     /// Where finished exports' rows are counted.
     pub metrics: crate::ops::Metrics,
+    /// How many exports of one account run at once.
+    pub slots: AccountSlots,
 }
 
 /// Why an export run failed.
@@ -100,4 +108,41 @@ pub enum ExportError {
     /// Scheduling an event failed.
     #[error("scheduling an event failed: {0}")]
     Schedule(String),
+    /// The export has more rows than one file may hold.
+    #[error("the export has more than {limit} rows, the most one file may hold (export.max_rows); narrow its filter")]
+    TooManyRows {
+        /// `export.max_rows`.
+        limit: u64,
+    },
+    /// The count or the scan ran longer than allowed.
+    #[error("the export's query ran longer than {limit_ms} ms (export.max_query_ms); narrow its filter or add an index")]
+    TimedOut {
+        /// `export.max_query_ms`.
+        limit_ms: u128,
+    },
+}
+
+impl ExportError {
+    /// Whether running the export again cannot help: it is invalid or
+    /// over a limit.
+    pub fn is_permanent(&self) -> bool {
+        matches!(
+            self,
+            ExportError::Invalid(_)
+                | ExportError::TooManyRows { .. }
+                | ExportError::TimedOut { .. }
+        )
+    }
+}
+
+/// MongoDB's code for an operation stopped by its `maxTimeMS`.
+const MAX_TIME_EXPIRED: i32 = 50;
+
+/// Whether `error` is the server stopping an operation at its time limit.
+pub(crate) fn is_time_limit(error: &mongodb::error::Error) -> bool {
+    use mongodb::error::ErrorKind;
+    match error.kind.as_ref() {
+        ErrorKind::Command(e) => e.code == MAX_TIME_EXPIRED,
+        _ => false,
+    }
 }

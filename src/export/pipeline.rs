@@ -20,8 +20,14 @@
 //! The file is the UTF-8 byte order mark (spreadsheet programs then read
 //! Chinese text right), a header row of the column titles, then one row
 //! per document.
+//!
+//! Two limits hold while rows are written: `export.max_rows` (the file
+//! stops growing past it and the export fails naming the setting) and
+//! `export.max_query_ms`, sent to the server as the cursor's `maxTimeMS`
+//! and kept by this process's clock as well, so a server that applies the
+//! time limit to each batch alone still cannot run one export for longer.
 
-use std::{collections::VecDeque, sync::Arc};
+use std::{collections::VecDeque, sync::Arc, time::Instant};
 
 use herald_jobs::ValidExport;
 use mongodb::bson::{Document, RawDocumentBuf};
@@ -31,8 +37,12 @@ use tokio::{
 };
 
 use super::{
-    cancel::CancelWatch, progress::ProgressReporter, query, reader, render::RowLayout,
-    task::AbortOnDrop, Deps, ExportError,
+    cancel::CancelWatch,
+    progress::ProgressReporter,
+    query, reader,
+    render::{self, RowLayout},
+    task::AbortOnDrop,
+    Deps, ExportError,
 };
 use crate::push::EventPusher;
 
@@ -57,16 +67,38 @@ where
     P: EventPusher + Clone,
 {
     let settings = &deps.settings;
-    let read_error = |source| ExportError::Read {
-        collection: valid.collection.clone(),
-        source,
+    // The time limit counts from here: the count and the scan both run
+    // within it.
+    let started = Instant::now();
+    let timed_out = || ExportError::TimedOut {
+        limit_ms: settings.max_query.as_millis(),
+    };
+    let read_error = |source: mongodb::error::Error| {
+        if super::is_time_limit(&source) {
+            timed_out()
+        } else {
+            ExportError::Read {
+                collection: valid.collection.clone(),
+                source,
+            }
+        }
     };
     let mut header = csv_writer();
-    header.write_record(valid.fields.iter().map(|f| f.title.as_str()))?;
+    header.write_record(
+        valid
+            .fields
+            .iter()
+            .map(|f| render::header_cell(&f.title).into_owned()),
+    )?;
     file.write_all(BOM).await?;
     file.write_all(&csv_bytes(header)?).await?;
 
-    let count = query::count_rows(deps.database.clone(), &valid.collection, filter.clone());
+    let count = query::count_rows(
+        deps.database.clone(),
+        &valid.collection,
+        filter.clone(),
+        settings.max_query,
+    );
     let mut progress = ProgressReporter::spawn(
         valid,
         deps.status.clone(),
@@ -80,6 +112,7 @@ where
         .find(filter)
         .sort(valid.sort.clone())
         .batch_size(settings.batch_size)
+        .max_time(settings.max_query)
         .await
         .map_err(read_error)?;
     let (ahead, mut batches) = mpsc::channel(READ_AHEAD_BATCHES);
@@ -88,7 +121,7 @@ where
         settings.batch_size as usize,
         ahead,
     ));
-    let mut cancellation = CancelWatch::new(deps.status.clone(), valid.key.clone());
+    let mut cancellation = CancelWatch::new(deps.status.clone(), valid.account, valid.key.clone());
 
     let layout = Arc::new(RowLayout::new(
         valid.fields.iter().map(|f| f.path.as_str()),
@@ -102,7 +135,10 @@ where
         // the reader only when nothing is being rendered).
         while rendering.len() < RENDER_AHEAD_BATCHES && !read_all {
             let next = if rendering.is_empty() {
-                batches.recv().await
+                let deadline = tokio::time::Instant::from_std(started + settings.max_query);
+                tokio::time::timeout_at(deadline, batches.recv())
+                    .await
+                    .map_err(|_| timed_out())?
             } else {
                 match batches.try_recv() {
                     Ok(batch) => Some(batch),
@@ -122,6 +158,14 @@ where
             break;
         };
         let rendered = oldest.finish().await??;
+        if processed + rendered.rows > settings.max_rows {
+            return Err(ExportError::TooManyRows {
+                limit: settings.max_rows,
+            });
+        }
+        if started.elapsed() > settings.max_query {
+            return Err(timed_out());
+        }
         file.write_all(&rendered.csv).await?;
         processed += rendered.rows;
         progress.update(processed);
@@ -130,7 +174,7 @@ where
         }
     }
     progress.finish(processed).await;
-    if deps.status.is_cancelled(&valid.key).await? {
+    if deps.status.is_cancelled(valid.account, &valid.key).await? {
         return Ok(None);
     }
     Ok(Some(processed))

@@ -107,7 +107,7 @@ struct ProgressSink<P> {
     status: ExportStatusStore,
     pusher: P,
     account: AccountId,
-    key: String,
+    key: herald_jobs::ExportKey,
     /// The last report made, to skip a repeat of it.
     sent: Option<(u64, u64)>,
 }
@@ -161,7 +161,11 @@ impl<P: EventPusher> ProgressSink<P> {
             return;
         }
         self.sent = Some((processed, total));
-        if let Err(e) = self.status.progress(&self.key, processed, total).await {
+        if let Err(e) = self
+            .status
+            .progress(self.account, &self.key, processed, total)
+            .await
+        {
             warn!(error = %e, processed, "export progress not recorded; the next report supersedes it");
         }
         if processed == 0 {

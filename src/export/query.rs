@@ -36,12 +36,16 @@ pub fn narrowed_filter(valid: &ValidExport, account_field: &str) -> Document {
 /// beside). `count` can be off on a sharded cluster during chunk
 /// migrations; the total only scales progress, and the finished record
 /// carries the rows actually written.
+///
+/// The server stops the count at `max_time` (`maxTimeMS`).
 pub(super) fn count_rows(
     database: Database,
     collection: &str,
     filter: Document,
+    max_time: std::time::Duration,
 ) -> impl Future<Output = mongodb::error::Result<u64>> + Send + 'static {
-    let command = doc! { "count": collection, "query": filter };
+    let max_time_ms = i64::try_from(max_time.as_millis()).unwrap_or(i64::MAX);
+    let command = doc! { "count": collection, "query": filter, "maxTimeMS": max_time_ms };
     async move {
         let reply = database.run_command(command).await?;
         match reply.get("n") {
@@ -65,10 +69,7 @@ mod tests {
 
     /// A valid one-column export of `customer` with `filter`.
     fn valid(filter: serde_json::Value) -> ValidExport {
-        let limits = ExportLimits {
-            collections: ["customer".to_owned()].into(),
-            default_time_zone: chrono_tz::Asia::Shanghai,
-        };
+        let limits = ExportLimits::new(["customer".to_owned()].into(), chrono_tz::Asia::Shanghai);
         let job = Export {
             account_id: ACCOUNT.to_owned(),
             key: "k".to_owned(),

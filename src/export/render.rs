@@ -8,7 +8,8 @@
 //! - a text cell that a spreadsheet would run as a formula (starting with
 //!   `=`, `+`, `-`, `@`, tab or carriage return) gets a leading `'`, the
 //!   neutralisation OWASP recommends against CSV injection. Numbers and
-//!   dates are never altered: `-5` stays a number.
+//!   dates are never altered: `-5` stays a number. Column titles, which the
+//!   producer writes, are neutralised the same way ([`header_cell`]).
 
 use std::fmt::Write as _;
 
@@ -259,6 +260,16 @@ fn render(value: RawBsonRef<'_>, tz: Tz, out: &mut String) {
     }
 }
 
+/// A column title as the header row holds it: text that a spreadsheet
+/// would run as a formula gets a leading `'`, as data cells do.
+pub fn header_cell(title: &str) -> std::borrow::Cow<'_, str> {
+    if title.starts_with(FORMULA_STARTS) {
+        std::borrow::Cow::Owned(format!("'{title}"))
+    } else {
+        std::borrow::Cow::Borrowed(title)
+    }
+}
+
 /// The cell for `values` (as [`RowPaths::resolve`] finds them for one
 /// column), written into `out` (cleared first). Text that a spreadsheet
 /// would run as a formula gets a leading `'`.
@@ -342,6 +353,23 @@ mod tests {
             ("none", ""),
         ] {
             assert_eq!(at(&d, path), cell, "{path}");
+        }
+    }
+
+    #[test]
+    fn formula_like_titles_are_neutralised_like_data_cells() {
+        for title in [
+            "=HYPERLINK(\"http://x\")",
+            "+1",
+            "-1",
+            "@SUM(A1)",
+            "\tx",
+            "\rx",
+        ] {
+            assert_eq!(header_cell(title), format!("'{title}"), "{title:?}");
+        }
+        for title in ["Name", "城市", "1+1", " =x"] {
+            assert_eq!(header_cell(title), title);
         }
     }
 

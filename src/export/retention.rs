@@ -62,17 +62,19 @@ pub async fn sweep<S: ExportStorage>(
         let batch = status.ended_before(cutoff, BATCH).await?;
         let full = batch.len() as i64 == BATCH;
         let mut progressed = false;
-        for (key, account) in batch {
-            if let Some(account) = account {
+        for record in batch {
+            // Only a key that passes the export rules names a file; a
+            // record without one is removed alone.
+            if let Some((account, key)) = &record.export {
                 storage
-                    .delete(account, &key)
+                    .delete(*account, key)
                     .await
                     .map_err(|source| RetentionError::File {
-                        key: key.clone(),
+                        key: key.to_string(),
                         source,
                     })?;
             }
-            if status.remove_ended(&key, cutoff).await? {
+            if status.remove_ended(&record.id, cutoff).await? {
                 removed += 1;
                 progressed = true;
             }

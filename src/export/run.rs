@@ -55,13 +55,7 @@ where
             let stored = deps.storage.commit(file).await?;
             if deps
                 .status
-                .finish(
-                    &valid.key,
-                    rows,
-                    &stored.name,
-                    stored.size,
-                    &stored.location,
-                )
+                .finish(valid.account, &valid.key, rows, &stored)
                 .await?
             {
                 Ok(Ended::Finished { rows })

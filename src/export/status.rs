@@ -1,12 +1,24 @@
-//! The export status record: collection `export`, one document per key.
+//! The export status record: collection `export`, one document per export.
+//!
+//! An export is its account and its key together: the record's `_id` is
+//! `<accountId hex>:<key>` ([`record_id`]), and it also holds `accountId`
+//! and `key`, so two accounts may use one key and nothing one account does
+//! with a key touches another's. Every method takes both.
 //!
 //! `status` moves queued → running → finished | failed | cancelled. The
 //! record also holds processed, total, percent, rows, fileName, fileSize,
-//! fileLocation (a path or `s3://bucket/key`, never credentials), error and the timestamps queuedAt, startedAt, finishedAt, cancelledAt,
-//! updatedAt (BSON dates). Progress updates only apply to a running export,
-//! so a cancellation is never overwritten by a late progress write.
+//! fileLocation (where the storage keeps the file, relative to it:
+//! `<accountId>/<key>.csv` in the export directory or `s3://bucket/key`;
+//! never a server path or credentials), error and the timestamps
+//! queuedAt, startedAt, finishedAt, cancelledAt, updatedAt (BSON dates).
+//! Progress updates only apply to a running export, so a cancellation is
+//! never overwritten by a late progress write.
+//!
+//! Records written before exports were scoped to their account have the
+//! bare key as `_id`; [`ExportStatusStore::adopt_unscoped`] moves them to
+//! the scoped `_id` when a worker starts.
 
-use herald_jobs::AccountId;
+use herald_jobs::{AccountId, ExportKey};
 use mongodb::{
     bson::{doc, Bson, DateTime, Document},
     options::UpdateOptions,
@@ -14,6 +26,22 @@ use mongodb::{
 };
 
 use crate::store::StoreError;
+
+/// The `_id` of the record of `account`'s export `key`.
+pub fn record_id(account: AccountId, key: &ExportKey) -> String {
+    format!("{account}:{key}")
+}
+
+/// The export a record is about: its account and key, when the record
+/// names both (every record Herald writes does).
+pub fn export_of(record: &Document) -> Option<(AccountId, ExportKey)> {
+    let account = record.get_object_id("accountId").ok()?;
+    let key = record
+        .get_str("key")
+        .ok()
+        .or_else(|| record.get_str("_id").ok())?;
+    Some((AccountId::from(account), ExportKey::parse(key).ok()?))
+}
 
 /// Name of the collection.
 pub const EXPORT_COLLECTION: &str = "export";
@@ -85,9 +113,10 @@ const ACTIVE: [ExportStatus; 2] = [ExportStatus::Queued, ExportStatus::Running];
 
 /// The fields of a record freshly queued at `now`: every counter reset,
 /// every later time cleared.
-fn queued_record(account: AccountId, collection: &str, now: DateTime) -> Document {
+fn queued_record(account: AccountId, key: &ExportKey, collection: &str, now: DateTime) -> Document {
     doc! {
-        "accountId": account.object_id(), "collection": collection, "status": ExportStatus::Queued,
+        "accountId": account.object_id(), "key": key.as_str(), "collection": collection,
+        "status": ExportStatus::Queued,
         "processed": 0_i64, "total": Bson::Null, "percent": 0.0, "rows": 0_i64,
         "fileName": Bson::Null, "fileSize": Bson::Null, "fileLocation": Bson::Null, "error": Bson::Null,
         "queuedAt": now, "startedAt": Bson::Null, "finishedAt": Bson::Null,
@@ -98,12 +127,20 @@ fn queued_record(account: AccountId, collection: &str, now: DateTime) -> Documen
 /// What [`ExportStatusStore::claim`] found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Claim {
-    /// The key was free (or this account's ended export): now queued.
+    /// The key was free, or its export had ended: now queued.
     Queued,
-    /// This account's export of the key is still queued or running.
+    /// The account's export of the key is still queued or running.
     InProgress,
-    /// Another account's export has the key.
-    OtherAccount,
+}
+
+/// A record that ended, as retention finds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndedRecord {
+    /// The record's `_id`.
+    pub id: String,
+    /// Its account and key; `None` for a record that names no valid
+    /// export (it has no file to remove).
+    pub export: Option<(AccountId, ExportKey)>,
 }
 
 /// Access to the export status records.
@@ -128,17 +165,71 @@ impl ExportStatusStore {
         crate::store::ensure_indexes(&self.collection, vec![index], "createIndexes on export").await
     }
 
+    /// Moves records whose `_id` is a bare key (written before exports were
+    /// scoped to their account) to their scoped `_id`, in batches; how many
+    /// moved. A record naming no account is left as it is (no route
+    /// reaches it; retention removes it). Safe to run again and from
+    /// several processes at once: a record moved already is only deleted.
+    pub async fn adopt_unscoped(&self) -> Result<u64, StoreError> {
+        use futures::TryStreamExt;
+        let mut moved = 0;
+        loop {
+            let records: Vec<Document> = self
+                .collection
+                .find(doc! { "key": { "$exists": false }, "accountId": { "$type": "objectId" } })
+                .limit(500)
+                .await
+                .map_err(StoreError::command("find unscoped exports"))?
+                .try_collect()
+                .await
+                .map_err(StoreError::command("find unscoped exports"))?;
+            if records.is_empty() {
+                return Ok(moved);
+            }
+            for mut record in records {
+                let Some(old_id) = record.get("_id").cloned() else {
+                    continue;
+                };
+                let Some((account, key)) = export_of(&record) else {
+                    // A key that is not valid today: give it a key field so
+                    // it is not looked at again; nothing can address it.
+                    self.collection
+                        .update_one(
+                            doc! { "_id": old_id },
+                            doc! { "$set": { "key": Bson::Null } },
+                        )
+                        .await
+                        .map_err(StoreError::command("mark an unscoped export"))?;
+                    continue;
+                };
+                record.insert("_id", record_id(account, &key));
+                record.insert("key", key.as_str());
+                match self.collection.insert_one(record).await {
+                    Ok(_) => moved += 1,
+                    Err(e) if crate::store::is_duplicate_key(&e) => {}
+                    Err(source) => {
+                        return Err(StoreError::command("move an export record")(source))
+                    }
+                }
+                self.collection
+                    .delete_one(doc! { "_id": old_id })
+                    .await
+                    .map_err(StoreError::command("move an export record"))?;
+            }
+        }
+    }
+
     /// Records a newly enqueued export (or a re-export of a key).
     pub async fn queued(
         &self,
         account: AccountId,
-        key: &str,
+        key: &ExportKey,
         collection: &str,
     ) -> Result<(), StoreError> {
         self.collection
             .update_one(
-                doc! { "_id": key },
-                doc! { "$set": queued_record(account, collection, DateTime::now()) },
+                doc! { "_id": record_id(account, key) },
+                doc! { "$set": queued_record(account, key, collection, DateTime::now()) },
             )
             .with_options(UpdateOptions::builder().upsert(true).build())
             .await
@@ -146,79 +237,79 @@ impl ExportStatusStore {
         Ok(())
     }
 
-    /// Records `key` as queued for `account`, unless the key is taken: by
-    /// another account's export, or by an export still queued or running.
-    /// Atomic: of two claims racing for one key, one wins.
+    /// Records `account`'s export `key` as queued, unless that export is
+    /// still queued or running. Atomic: of two claims racing for one key,
+    /// one wins.
     pub async fn claim(
         &self,
         account: AccountId,
-        key: &str,
+        key: &ExportKey,
         collection: &str,
     ) -> Result<Claim, StoreError> {
-        // Matches only a free key of this account; when the key exists but
-        // does not match, the upsert's insert collides on `_id`.
+        // Matches only an ended export; when the record exists but is
+        // active, the upsert's insert collides on `_id`.
         let result = self
             .collection
             .update_one(
                 doc! {
-                    "_id": key, "accountId": account.object_id(),
+                    "_id": record_id(account, key),
                     "status": { "$nin": ACTIVE.as_slice() },
                 },
-                doc! { "$set": queued_record(account, collection, DateTime::now()) },
+                doc! { "$set": queued_record(account, key, collection, DateTime::now()) },
             )
             .with_options(UpdateOptions::builder().upsert(true).build())
             .await;
         match result {
             Ok(_) => Ok(Claim::Queued),
-            Err(err) if crate::store::is_duplicate_key(&err) => {
-                let owner = self
-                    .get(key)
-                    .await?
-                    .and_then(|d| d.get_object_id("accountId").ok());
-                if owner == Some(account.object_id()) {
-                    Ok(Claim::InProgress)
-                } else {
-                    Ok(Claim::OtherAccount)
-                }
-            }
+            Err(err) if crate::store::is_duplicate_key(&err) => Ok(Claim::InProgress),
             Err(source) => Err(StoreError::command("record queued export")(source)),
         }
     }
 
-    /// The record of `key`.
-    pub async fn get(&self, key: &str) -> Result<Option<Document>, StoreError> {
+    /// The record of `account`'s export `key`.
+    pub async fn get(
+        &self,
+        account: AccountId,
+        key: &ExportKey,
+    ) -> Result<Option<Document>, StoreError> {
         self.collection
-            .find_one(doc! { "_id": key })
+            .find_one(doc! { "_id": record_id(account, key) })
             .await
             .map_err(StoreError::command("read export status"))
     }
 
-    /// Whether `key` was cancelled.
-    pub async fn is_cancelled(&self, key: &str) -> Result<bool, StoreError> {
+    /// Whether `account`'s export `key` was cancelled.
+    pub async fn is_cancelled(
+        &self,
+        account: AccountId,
+        key: &ExportKey,
+    ) -> Result<bool, StoreError> {
         Ok(self
-            .get(key)
+            .get(account, key)
             .await?
             .is_some_and(|d| ExportStatus::of(&d) == Some(ExportStatus::Cancelled)))
     }
 
-    /// Marks `key` running; false if it was cancelled before it started.
-    /// `total` stays null until the rows are counted ([`Self::progress`]).
+    /// Marks the export running; false if it was cancelled before it
+    /// started. `total` stays null until the rows are counted
+    /// ([`Self::progress`]).
     pub async fn start(
         &self,
         account: AccountId,
-        key: &str,
+        key: &ExportKey,
         collection: &str,
     ) -> Result<bool, StoreError> {
-        if self.is_cancelled(key).await? {
+        if self.is_cancelled(account, key).await? {
             return Ok(false);
         }
         let now = DateTime::now();
         self.collection
             .update_one(
-                doc! { "_id": key },
+                doc! { "_id": record_id(account, key) },
                 doc! {
                     "$set": {
-                        "accountId": account.object_id(), "collection": collection,
+                        "accountId": account.object_id(), "key": key.as_str(),
+                        "collection": collection,
                         "status": ExportStatus::Running, "processed": 0_i64, "total": Bson::Null,
                         "percent": 0.0, "rows": 0_i64, "error": Bson::Null, "startedAt": now,
                         "finishedAt": Bson::Null, "updatedAt": now,
@@ -233,10 +324,16 @@ impl ExportStatusStore {
     }
 
     /// Records progress of a running export (and its total, once counted).
-    pub async fn progress(&self, key: &str, processed: u64, total: u64) -> Result<(), StoreError> {
+    pub async fn progress(
+        &self,
+        account: AccountId,
+        key: &ExportKey,
+        processed: u64,
+        total: u64,
+    ) -> Result<(), StoreError> {
         self.collection
             .update_one(
-                doc! { "_id": key, "status": ExportStatus::Running },
+                doc! { "_id": record_id(account, key), "status": ExportStatus::Running },
                 doc! { "$set": {
                     "processed": processed as i64, "total": total as i64,
                     "percent": percent(processed, total),
@@ -251,21 +348,21 @@ impl ExportStatusStore {
     /// Records success; false if the export was cancelled meanwhile.
     pub async fn finish(
         &self,
-        key: &str,
+        account: AccountId,
+        key: &ExportKey,
         rows: u64,
-        file_name: &str,
-        file_size: u64,
-        file_location: &str,
+        file: &super::storage::StoredFile,
     ) -> Result<bool, StoreError> {
         let now = DateTime::now();
         let result = self
             .collection
             .update_one(
-                doc! { "_id": key, "status": ExportStatus::Running },
+                doc! { "_id": record_id(account, key), "status": ExportStatus::Running },
                 doc! { "$set": {
                     "status": ExportStatus::Finished, "processed": rows as i64, "total": rows as i64,
-                    "percent": 100.0, "rows": rows as i64, "fileName": file_name,
-                    "fileSize": file_size as i64, "fileLocation": file_location, "finishedAt": now, "updatedAt": now,
+                    "percent": 100.0, "rows": rows as i64, "fileName": &file.name,
+                    "fileSize": file.size as i64, "fileLocation": &file.location,
+                    "finishedAt": now, "updatedAt": now,
                 } },
             )
             .await
@@ -276,19 +373,22 @@ impl ExportStatusStore {
     /// Records a failure with its error.
     pub async fn fail(
         &self,
-        key: &str,
-        account: Option<AccountId>,
+        account: AccountId,
+        key: &ExportKey,
         error: &str,
     ) -> Result<(), StoreError> {
         let now = DateTime::now();
-        let mut set = doc! { "status": ExportStatus::Failed, "error": error, "finishedAt": now, "updatedAt": now };
-        if let Some(account) = account {
-            set.insert("accountId", account.object_id());
-        }
         self.collection
             .update_one(
-                doc! { "_id": key },
-                doc! { "$set": set, "$setOnInsert": { "queuedAt": now } },
+                doc! { "_id": record_id(account, key) },
+                doc! {
+                    "$set": {
+                        "accountId": account.object_id(), "key": key.as_str(),
+                        "status": ExportStatus::Failed, "error": error,
+                        "finishedAt": now, "updatedAt": now,
+                    },
+                    "$setOnInsert": { "queuedAt": now },
+                },
             )
             .with_options(UpdateOptions::builder().upsert(true).build())
             .await
@@ -317,13 +417,13 @@ impl ExportStatusStore {
             .map_err(StoreError::command("list exports"))
     }
 
-    /// Up to `limit` exports that ended (finished, failed, cancelled) before
-    /// `cutoff`, oldest first: their keys and accounts.
+    /// Up to `limit` records of exports that ended (finished, failed,
+    /// cancelled) before `cutoff`, oldest first.
     pub async fn ended_before(
         &self,
         cutoff: DateTime,
         limit: i64,
-    ) -> Result<Vec<(String, Option<AccountId>)>, StoreError> {
+    ) -> Result<Vec<EndedRecord>, StoreError> {
         use futures::TryStreamExt;
         let records: Vec<Document> = self
             .collection
@@ -333,7 +433,7 @@ impl ExportStatusStore {
             })
             .sort(doc! { "updatedAt": 1 })
             .limit(limit)
-            .projection(doc! { "_id": 1, "accountId": 1 })
+            .projection(doc! { "_id": 1, "accountId": 1, "key": 1 })
             .await
             .map_err(StoreError::command("find ended exports"))?
             .try_collect()
@@ -342,20 +442,21 @@ impl ExportStatusStore {
         Ok(records
             .iter()
             .filter_map(|d| {
-                let key = d.get_str("_id").ok()?.to_owned();
-                let account = d.get_object_id("accountId").ok().map(AccountId::from);
-                Some((key, account))
+                Some(EndedRecord {
+                    id: d.get_str("_id").ok()?.to_owned(),
+                    export: export_of(d),
+                })
             })
             .collect())
     }
 
-    /// Deletes the record of `key` if it still ended before `cutoff` (a key
+    /// Deletes the record `id` if it still ended before `cutoff` (an export
     /// queued again meanwhile keeps its record); whether it was deleted.
-    pub async fn remove_ended(&self, key: &str, cutoff: DateTime) -> Result<bool, StoreError> {
+    pub async fn remove_ended(&self, id: &str, cutoff: DateTime) -> Result<bool, StoreError> {
         let result = self
             .collection
             .delete_one(doc! {
-                "_id": key,
+                "_id": id,
                 "status": { "$nin": ACTIVE.as_slice() },
                 "updatedAt": { "$lt": cutoff },
             })
@@ -364,13 +465,14 @@ impl ExportStatusStore {
         Ok(result.deleted_count == 1)
     }
 
-    /// Cancels `key` if it is queued or running; false otherwise.
-    pub async fn cancel(&self, key: &str) -> Result<bool, StoreError> {
+    /// Cancels `account`'s export `key` if it is queued or running; false
+    /// otherwise.
+    pub async fn cancel(&self, account: AccountId, key: &ExportKey) -> Result<bool, StoreError> {
         let now = DateTime::now();
         let result = self
             .collection
             .update_one(
-                doc! { "_id": key, "status": { "$in": ACTIVE.as_slice() } },
+                doc! { "_id": record_id(account, key), "status": { "$in": ACTIVE.as_slice() } },
                 doc! { "$set": { "status": ExportStatus::Cancelled, "cancelledAt": now, "updatedAt": now } },
             )
             .await

@@ -14,12 +14,9 @@ pub enum SubmitError {
     /// The job is invalid; one error per wrong field.
     #[error("invalid export: {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
     Invalid(Vec<ValidationError>),
-    /// An export with this key is still queued or running.
+    /// The account's export with this key is still queued or running.
     #[error("export '{0}' is already queued or running")]
-    InProgress(String),
-    /// Another account's export has this key.
-    #[error("export key '{0}' belongs to another account")]
-    OtherAccount(String),
+    InProgress(herald_jobs::ExportKey),
     /// MongoDB failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -42,12 +39,11 @@ pub async fn submit(
     {
         Claim::Queued => {}
         Claim::InProgress => return Err(SubmitError::InProgress(valid.key)),
-        Claim::OtherAccount => return Err(SubmitError::OtherAccount(valid.key)),
     }
     if let Err(error) = producer.enqueue_export(job).await {
         // Leave no record claiming a job that is not on the queue.
         status
-            .fail(&valid.key, Some(valid.account), &error.to_string())
+            .fail(valid.account, &valid.key, &error.to_string())
             .await?;
         return Err(error.into());
     }

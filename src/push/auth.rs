@@ -1,4 +1,4 @@
-//! Authorizing a browser to subscribe to an account's channel.
+//! Authorizing a browser to subscribe to an account's or a user's channel.
 //!
 //! The events go to `presence-` channels, which a browser joins only with a
 //! signature from the app's server. [`ChannelAuthorizer`] produces that
@@ -9,11 +9,10 @@
 //! 2.2), so with that provider Herald answers that it cannot sign rather
 //! than guess.
 
-use herald_jobs::AccountId;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 
-use super::{pusher::signature, ACCOUNT_CHANNEL_PREFIX};
+use super::pusher::signature;
 use crate::config::{ProviderKind, Settings};
 
 /// Longest user id accepted for a presence channel.
@@ -56,14 +55,6 @@ pub enum AuthError {
     /// The provider's signature cannot be produced.
     #[error("{0}")]
     Unsupported(&'static str),
-}
-
-/// The account whose channel `channel` is, if it is one.
-pub fn channel_account(channel: &str) -> Option<AccountId> {
-    channel
-        .strip_prefix(ACCOUNT_CHANNEL_PREFIX)
-        .and_then(|hex| AccountId::parse(hex).ok())
-        .filter(|account| super::account_channel(*account) == channel)
 }
 
 /// Whether `socket_id` has the protocol's form: digits, a dot, digits.
@@ -141,24 +132,6 @@ mod tests {
         ChannelAuthorizer::Pusher {
             key: "278d425bdf160c739803".into(),
             secret: "7ad3773142a6692b25b8".to_owned().into(),
-        }
-    }
-
-    #[test]
-    fn only_account_channels_name_an_account() {
-        let account = AccountId::parse("5f0c8a3e2b1d4c0012345678").unwrap();
-        assert_eq!(
-            channel_account("presence-message-wm-global5f0c8a3e2b1d4c0012345678"),
-            Some(account)
-        );
-        for other in [
-            "presence-message-wm-global",
-            "presence-message-wm-global5f0c8a3e2b1d4c00123456789",
-            "presence-message-wm-global5F0C8A3E2B1D4C0012345678",
-            "private-message-wm-global5f0c8a3e2b1d4c0012345678",
-            "presence-other",
-        ] {
-            assert_eq!(channel_account(other), None, "{other}");
         }
     }
 

@@ -1,15 +1,29 @@
-//! The `push` queue's payload.
+//! The `push` queue's payload, and the events a stored message sends.
 //!
 //! Pushing runs as its own job so that a provider outage never re-runs the
 //! step before it (storing a message): the send_message job ends once the
 //! document is stored and the push is scheduled. Each push job carries an
-//! idempotency key (`EVENT:ID`), used when it is enqueued so that a re-run of
-//! the job that scheduled it does not schedule it twice.
+//! idempotency key (`EVENT:ACCOUNT:ID...`), used when it is enqueued so
+//! that a re-run of the job that scheduled it does not schedule it twice.
+//! Keys name the account, so no account's event can ever stand for
+//! another's.
+//!
+//! A message to the whole account is one `new_message` on the account's
+//! channel. A message to one user is two: the whole event on that user's
+//! channel ([`super::UserChannels`]), and on the account channel, which all
+//! of the user's colleagues receive, a notice with the ids, sender and
+//! status only ([`NOTICE_FIELDS`]), so a page that listens only there
+//! still knows to refresh.
 
+use herald_jobs::{AccountId, ValidRecipient};
 use serde::{Deserialize, Serialize};
 
-use super::{account_channel, Event, NEW_MESSAGE_EVENT};
+use super::{account_channel, Event, UserChannels, NEW_MESSAGE_EVENT};
 use crate::store::{inbox::rfc3339, StoredMessage};
+
+/// The fields of `new_message` that the account channel carries for a
+/// message addressed to one user.
+pub const NOTICE_FIELDS: [&str; 5] = ["id", "messageId", "accountId", "sender", "status"];
 
 /// One event to deliver, as stored on the `push` queue (camelCase JSON).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -45,12 +59,47 @@ impl PushJob {
         }
     }
 
-    /// The `new_message` push for a stored message. Its data carries the
-    /// message id, the sender (which the frontend reads), the recipient,
-    /// title, status and creation time.
-    pub fn new_message(stored: &StoredMessage) -> Self {
+    /// The `new_message` pushes for a stored message (see the module
+    /// docs): the event carries the message id, the sender (which the
+    /// frontend reads), the recipient, title, status and creation time.
+    pub fn for_message(stored: &StoredMessage, users: &UserChannels) -> Vec<Self> {
         let message = &stored.message;
-        let data = serde_json::json!({
+        let data = Self::new_message_data(stored);
+        let key = format!("{NEW_MESSAGE_EVENT}:{}:{}", message.account, message.id);
+        let job = |key: String, data: serde_json::Value, channel: String| Self {
+            idempotency_key: key,
+            account_id: message.account.to_hex(),
+            event: Event {
+                name: NEW_MESSAGE_EVENT.to_owned(),
+                data,
+                channels: vec![channel],
+            },
+        };
+        match message.to {
+            ValidRecipient::Account(_) => {
+                vec![job(key, data, account_channel(message.account))]
+            }
+            ValidRecipient::User(user) => {
+                let notice: serde_json::Map<String, serde_json::Value> = NOTICE_FIELDS
+                    .iter()
+                    .filter_map(|field| Some(((*field).to_owned(), data.get(*field)?.clone())))
+                    .collect();
+                vec![
+                    job(key.clone(), data, users.channel(message.account, user)),
+                    job(
+                        format!("{key}:account"),
+                        serde_json::Value::Object(notice),
+                        account_channel(message.account),
+                    ),
+                ]
+            }
+        }
+    }
+
+    /// The whole `new_message` data of a stored message.
+    fn new_message_data(stored: &StoredMessage) -> serde_json::Value {
+        let message = &stored.message;
+        serde_json::json!({
             "id": message.id.to_hex(),
             "messageId": message.id.to_hex(),
             "accountId": message.account.to_hex(),
@@ -66,14 +115,27 @@ impl PushJob {
             },
             // Exactly three fractional digits, as the read API shows it.
             "createdAt": rfc3339(stored.created_at).unwrap_or_default(),
-        });
+        })
+    }
+
+    /// A `message_read` event on `user`'s channel: which messages were
+    /// marked read (`ids`, or `"all"`) and the user's unread count after it.
+    /// `mark` tells marks apart, so each one is pushed once.
+    pub fn message_read(
+        account: AccountId,
+        user: herald_jobs::UserId,
+        users: &UserChannels,
+        read: serde_json::Value,
+        unread: u64,
+        mark: &str,
+    ) -> Self {
         Self {
-            idempotency_key: format!("{NEW_MESSAGE_EVENT}:{}", message.id),
-            account_id: message.account.to_hex(),
+            idempotency_key: format!("{}:{account}:{user}:{mark}", super::MESSAGE_READ_EVENT),
+            account_id: account.to_hex(),
             event: Event {
-                name: NEW_MESSAGE_EVENT.to_owned(),
-                data,
-                channels: vec![account_channel(message.account)],
+                name: super::MESSAGE_READ_EVENT.to_owned(),
+                data: serde_json::json!({ "ids": read, "unread": unread }),
+                channels: vec![users.channel(account, user)],
             },
         }
     }
@@ -86,14 +148,59 @@ mod tests {
     use mongodb::bson::DateTime;
 
     fn stored_at(millis: i64) -> StoredMessage {
-        let account = herald_jobs::AccountId::from(mongodb::bson::oid::ObjectId::new());
+        stored(SendMessage::new(account(), "t", "c"), millis)
+    }
+
+    fn account() -> AccountId {
+        AccountId::parse("5f0c8a3e2b1d4c0012345678").unwrap()
+    }
+
+    fn stored(job: SendMessage, millis: i64) -> StoredMessage {
         StoredMessage {
-            message: SendMessage::new(account, "t", "c")
-                .validate(&MessageLimits::default())
-                .expect("valid"),
+            message: job.validate(&MessageLimits::default()).expect("valid"),
             created_at: DateTime::from_millis(millis),
             newly_inserted: true,
         }
+    }
+
+    #[test]
+    fn an_account_message_is_one_event_on_the_account_channel() {
+        let jobs = PushJob::for_message(&stored_at(0), &UserChannels::default());
+        assert_eq!(jobs.len(), 1);
+        assert_eq!(jobs[0].event.channels, [account_channel(account())]);
+        assert_eq!(jobs[0].event.data["title"], "t");
+        let id = jobs[0].event.data["id"].as_str().unwrap().to_owned();
+        assert_eq!(
+            jobs[0].idempotency_key,
+            format!("new_message:{}:{id}", account())
+        );
+    }
+
+    #[test]
+    fn a_users_message_goes_whole_to_the_user_and_as_a_notice_to_the_account() {
+        let user = herald_jobs::UserId::parse("5f0c8a3e2b1d4c00aaaaaaaa").unwrap();
+        let users = UserChannels::default();
+        let job = SendMessage::new(account(), "Your salary", "<b>secret</b>").to_user(user);
+        let jobs = PushJob::for_message(&stored(job, 0), &users);
+        assert_eq!(jobs.len(), 2);
+        let (whole, notice) = (&jobs[0], &jobs[1]);
+        assert_eq!(whole.event.channels, [users.channel(account(), user)]);
+        assert_eq!(whole.event.data["title"], "Your salary");
+        assert_eq!(notice.event.channels, [account_channel(account())]);
+        let mut fields: Vec<&str> = notice
+            .event
+            .data
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        fields.sort_unstable();
+        assert_eq!(fields, ["accountId", "id", "messageId", "sender", "status"]);
+        assert!(!notice.event.data.to_string().contains("salary"));
+        assert!(!notice.event.data.to_string().contains(&user.to_hex()));
+        assert_ne!(whole.idempotency_key, notice.idempotency_key);
+        assert!(notice.idempotency_key.starts_with(&whole.idempotency_key));
     }
 
     #[test]
@@ -102,7 +209,7 @@ mod tests {
                                           // Every millisecond residue, including those whose shortest form
                                           // would drop trailing zeros (.000, .500, .530), and whole seconds.
         for millis in (0..1_000).map(|ms| base + ms).chain([0, 1_000, 86_400_000]) {
-            let job = PushJob::new_message(&stored_at(millis));
+            let job = &PushJob::for_message(&stored_at(millis), &UserChannels::default())[0];
             let created = job.event.data["createdAt"].as_str().expect("a string");
             assert_eq!(created.len(), "2026-05-28T20:26:40.000Z".len(), "{created}");
             let fraction = &created[created.len() - 5..];

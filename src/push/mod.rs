@@ -11,10 +11,14 @@
 //! - [`delivery`] remembers which events were delivered, so none is sent twice.
 //! - [`rate_limit`] keeps every worker sharing the Redis under one request
 //!   rate (`push.max_requests_per_sec`), each account within its share.
-//! - [`job`] defines the `push` queue's payload; [`sandbox`] is the local
-//!   stand-in for Tuisongbao used by tests, demos and development.
+//! - [`channels`] names the account's channel and each user's;
+//!   [`auth`] signs a browser's subscription to them.
+//! - [`job`] defines the `push` queue's payload and the events a stored
+//!   message sends; [`sandbox`] is the local stand-in for Tuisongbao used
+//!   by tests, demos and development.
 
 pub mod auth;
+pub mod channels;
 pub mod delivery;
 pub mod job;
 pub mod limits;
@@ -27,23 +31,18 @@ mod tuisongbao;
 
 use std::{future::Future, time::Duration};
 
-use herald_jobs::AccountId;
 use serde::{Deserialize, Serialize};
 
+pub use channels::{account_channel, UserChannels, ACCOUNT_CHANNEL_PREFIX};
 pub use provider::Provider;
 pub use pusher::PusherClient;
 pub use tuisongbao::TuisongbaoClient;
 
-/// Prefix of an account's channel; the account id's hex follows it.
-pub const ACCOUNT_CHANNEL_PREFIX: &str = "presence-message-wm-global";
-
 /// Event sent after a message is stored.
 pub const NEW_MESSAGE_EVENT: &str = "new_message";
 
-/// The channel every user of `account` listens on.
-pub fn account_channel(account: AccountId) -> String {
-    format!("{ACCOUNT_CHANNEL_PREFIX}{account}")
-}
+/// Event sent to a user's channel after messages were marked read.
+pub const MESSAGE_READ_EVENT: &str = "message_read";
 
 /// One realtime event, as the provider's REST API takes it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -369,15 +368,6 @@ mod tests {
             body: "NO".into()
         }
         .is_retryable());
-    }
-
-    #[test]
-    fn the_account_channel_is_the_prefix_and_the_hex_id() {
-        let account = AccountId::parse("5f0c8a3e2b1d4c0012345678").unwrap();
-        assert_eq!(
-            account_channel(account),
-            "presence-message-wm-global5f0c8a3e2b1d4c0012345678"
-        );
     }
 
     #[test]

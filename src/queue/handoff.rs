@@ -42,13 +42,24 @@ pub struct HandoffJob {
 impl Handoff {
     /// Hands `args` on as one job with `idempotency_key`.
     pub fn one<T: Serialize>(args: &T, idempotency_key: &str) -> Result<Self, serde_json::Error> {
-        Ok(Self {
-            jobs: vec![HandoffJob {
-                id: ulid::Ulid::generate().to_string(),
-                payload: serde_json::to_vec(args)?,
-                idempotency_key: idempotency_key.to_owned(),
-            }],
-        })
+        Self::many([(args, idempotency_key)])
+    }
+
+    /// Hands each `(args, idempotency_key)` on as a job, in order.
+    pub fn many<'a, T: Serialize + 'a>(
+        jobs: impl IntoIterator<Item = (&'a T, &'a str)>,
+    ) -> Result<Self, serde_json::Error> {
+        let jobs = jobs
+            .into_iter()
+            .map(|(args, idempotency_key)| {
+                Ok(HandoffJob {
+                    id: ulid::Ulid::generate().to_string(),
+                    payload: serde_json::to_vec(args)?,
+                    idempotency_key: idempotency_key.to_owned(),
+                })
+            })
+            .collect::<Result<_, serde_json::Error>>()?;
+        Ok(Self { jobs })
     }
 
     /// What the job's record keeps instead of the payloads.

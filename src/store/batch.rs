@@ -9,16 +9,20 @@
 //! per batch instead of one per message.
 //!
 //! Idempotency stays per message: a duplicate-key error on one document
-//! means that message was stored by an earlier run, and its answer says so
-//! (with the first run's `createdAt`), while the rest of the batch is
-//! stored as usual. Any other failure is reported to the jobs it concerns,
+//! means a document with that `_id` exists. It is this message, stored by
+//! an earlier run, when it belongs to the same account and recipient: the
+//! answer says so, with the first run's `createdAt`. Otherwise the id is
+//! another message's ([`StoreError::IdTaken`]): nothing is stored, and the
+//! job fails for good rather than succeed silently, so one account can
+//! never suppress another's message by taking its id first. The rest of
+//! the batch is stored as usual. Any other failure is reported to the jobs it concerns,
 //! which apalis retries; re-running them is safe for the same reason.
 //! `createdAt` is set when a job hands its message over, so batching does
 //! not change the times or the order documents carry.
 
 use std::collections::HashMap;
 
-use herald_jobs::ValidMessage;
+use herald_jobs::{ValidMessage, ValidRecipient};
 use mongodb::{
     bson::{doc, oid::ObjectId, Bson, DateTime, Document},
     error::{ErrorKind, InsertManyError},
@@ -106,7 +110,7 @@ async fn store(collection: &Collection<Document>, batch: Vec<Pending>) {
         .filter(|(_, fate)| matches!(fate, Fate::Duplicate))
         .map(|(p, _)| p.message.id.object_id())
         .collect();
-    let existing = match created_at_of(collection, &duplicates).await {
+    let existing = match owners_of(collection, &duplicates).await {
         Ok(existing) => existing,
         Err(source) => {
             // Without the first run's createdAt the answer would be wrong;
@@ -128,13 +132,14 @@ async fn store(collection: &Collection<Document>, batch: Vec<Pending>) {
     for (p, fate) in batch.into_iter().zip(fates) {
         let answer = match fate {
             Fate::Inserted => Ok(stored(p.message, p.created_at, true)),
-            Fate::Duplicate => {
-                let created_at = existing
-                    .get(&p.message.id.object_id())
-                    .copied()
-                    .unwrap_or(p.created_at);
-                Ok(stored(p.message, created_at, false))
-            }
+            Fate::Duplicate => match existing.get(&p.message.id.object_id()) {
+                Some(owner) if owner.is_of(&p.message) => {
+                    Ok(stored(p.message, owner.created_at, false))
+                }
+                Some(_) => Err(StoreError::IdTaken { id: p.message.id }),
+                // Removed between the insert and the lookup: run again.
+                None => Err(StoreError::Raced { id: p.message.id }),
+            },
             Fate::Failed(source) => Err(insert_error(source)),
         };
         // A job that stopped waiting (its run was cut off) needs no answer.
@@ -183,11 +188,31 @@ fn fates_of(err: &mongodb::error::Error, len: usize) -> Vec<Fate> {
     }
 }
 
-/// `createdAt` of the existing documents among `ids`.
-async fn created_at_of(
+/// What the stored document with a message's id says about whose it is.
+#[derive(Debug, Clone, Copy)]
+struct Owner {
+    account: Option<ObjectId>,
+    recipient: Option<(ObjectId, bool)>,
+    created_at: DateTime,
+}
+
+impl Owner {
+    /// Whether the stored document is `message` itself (an earlier run's):
+    /// same account, same recipient.
+    fn is_of(&self, message: &ValidMessage) -> bool {
+        let recipient = (
+            message.to.object_id(),
+            matches!(message.to, ValidRecipient::User(_)),
+        );
+        self.account == Some(message.account.object_id()) && self.recipient == Some(recipient)
+    }
+}
+
+/// The owners of the existing documents among `ids`.
+async fn owners_of(
     collection: &Collection<Document>,
     ids: &[ObjectId],
-) -> Result<HashMap<ObjectId, DateTime>, mongodb::error::Error> {
+) -> Result<HashMap<ObjectId, Owner>, mongodb::error::Error> {
     let mut found = HashMap::new();
     if ids.is_empty() {
         return Ok(found);
@@ -196,16 +221,30 @@ async fn created_at_of(
         .find(
             doc! { "_id": { "$in": ids.iter().map(|id| Bson::ObjectId(*id)).collect::<Vec<_>>() } },
         )
-        .projection(doc! { "createdAt": 1 })
+        .projection(doc! { "accountId": 1, "to": 1, "createdAt": 1 })
         .await?;
     while cursor.advance().await? {
         let document = cursor.deserialize_current()?;
-        if let (Ok(id), Ok(created_at)) = (
-            document.get_object_id("_id"),
-            document.get_datetime("createdAt"),
-        ) {
-            found.insert(id, *created_at);
-        }
+        let Ok(id) = document.get_object_id("_id") else {
+            continue;
+        };
+        let recipient = document.get_document("to").ok().and_then(|to| {
+            Some((
+                to.get_object_id("id").ok()?,
+                to.get_str("target").ok()? == "user",
+            ))
+        });
+        found.insert(
+            id,
+            Owner {
+                account: document.get_object_id("accountId").ok(),
+                recipient,
+                created_at: document
+                    .get_datetime("createdAt")
+                    .copied()
+                    .unwrap_or(DateTime::MIN),
+            },
+        );
     }
     Ok(found)
 }

@@ -27,6 +27,7 @@ pub(crate) const DUPLICATE_KEY: i32 = 11000;
 #[derive(Debug, Clone)]
 pub struct MessageStore {
     collection: Collection<Document>,
+    inbox: super::Inbox,
 }
 
 /// A message as it is in the database after [`super::MessageBatcher::insert`].
@@ -45,13 +46,27 @@ impl MessageStore {
     pub fn new(database: &Database) -> Self {
         Self {
             collection: database.collection(MESSAGE_COLLECTION),
+            inbox: super::Inbox::new(database),
         }
     }
 
-    /// Creates the indexes the read side needs: an account's messages newest
-    /// first, and its unread count. Creating an existing index is a no-op.
+    /// Creates the indexes the read side needs (see [`super::inbox`]): an
+    /// account's messages newest first; a recipient's (a user's, or the
+    /// account's messages to everyone) newest first and unread; the
+    /// account's unread documents, which the web app reading the
+    /// collection itself may count; and the per-user read marks' own.
+    /// Creating an existing index is a no-op.
     pub async fn ensure_indexes(&self) -> Result<(), StoreError> {
+        let recipient = |last: &str, order: i32| {
+            let name = format!("accountId_1_to.target_1_to.id_1_{last}_{order}");
+            IndexModel::builder()
+                .keys(doc! { "accountId": 1, "to.target": 1, "to.id": 1, last: order })
+                .options(IndexOptions::builder().name(name).build())
+                .build()
+        };
         let indexes = [
+            recipient("createdAt", -1),
+            recipient("isRead", 1),
             IndexModel::builder()
                 .keys(doc! { "accountId": 1, "createdAt": -1 })
                 .options(
@@ -69,7 +84,8 @@ impl MessageStore {
                 )
                 .build(),
         ];
-        super::ensure_indexes(&self.collection, indexes, "createIndexes on message").await
+        super::ensure_indexes(&self.collection, indexes, "createIndexes on message").await?;
+        self.inbox.ensure_indexes().await
     }
 }
 

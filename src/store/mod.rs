@@ -25,7 +25,7 @@ pub(crate) use message::is_duplicate_key;
 /// benchmarks that insert the same documents without Herald.
 pub use message::to_document as message_document;
 pub use message::{MessageStore, StoredMessage, MESSAGE_COLLECTION};
-pub use tokens::ApiTokenStore;
+pub use tokens::{ApiTokenStore, TokenScope};
 
 use crate::config::{MongoSettings, WriteAcknowledgment};
 
@@ -57,6 +57,25 @@ pub enum StoreError {
     /// shutting down); the job runs again later.
     #[error("the message inserter has stopped")]
     Stopped,
+    /// The message's id is the `_id` of a stored message of another account
+    /// or recipient: nothing was stored. Running again cannot help; the
+    /// producer must choose another id (README, "Ids and idempotency").
+    #[error(
+        "message id {id} is already the id of another message (another account's, or another \
+         recipient's); nothing was stored or pushed: give this message an id no one else can \
+         choose or guess"
+    )]
+    IdTaken {
+        /// The id asked for.
+        id: herald_jobs::MessageId,
+    },
+    /// The document holding the message's id was removed between the
+    /// insert that found it and the read of its owner; the job runs again.
+    #[error("message id {id} was taken, then freed, while being stored; the job runs again")]
+    Raced {
+        /// The id asked for.
+        id: herald_jobs::MessageId,
+    },
 }
 
 impl StoreError {

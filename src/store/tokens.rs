@@ -2,13 +2,19 @@
 //!
 //! A token is a random secret shown once, when it is created
 //! (`herald token create`). The collection keeps only its SHA-256 digest,
-//! so a copy of the database does not hand out working tokens. A token is
-//! either bound to one account — it then reaches only that account's
-//! messages and exports — or unbound, for a trusted backend that writes for
-//! every account.
+//! so a copy of the database does not hand out working tokens. A token has
+//! one of three reaches ([`TokenScope`]): every account (a trusted backend
+//! that writes for all of them), one account (that account's messages,
+//! exports and users' inboxes), or one user of one account (that user's
+//! inbox and channels only: what a browser may hold).
+//!
+//! A record whose scope cannot be read (an `accountId` or `userId` that is
+//! not an ObjectId, a user without an account) is not a token at all:
+//! [`ApiTokenStore::find`] answers as for an unknown secret, so a damaged
+//! record never widens what a token reaches.
 
 use futures::TryStreamExt;
-use herald_jobs::AccountId;
+use herald_jobs::{AccountId, UserId};
 use mongodb::{
     bson::{doc, oid::ObjectId, Bson, DateTime, Document},
     options::IndexOptions,
@@ -24,6 +30,54 @@ pub const TOKEN_COLLECTION: &str = "api_token";
 /// logs and secret scanners.
 pub const TOKEN_PREFIX: &str = "hrd_";
 
+/// What a token reaches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenScope {
+    /// Every account.
+    AnyAccount,
+    /// One account: its messages, exports and users' inboxes.
+    Account(AccountId),
+    /// One user of one account: that user's inbox and channels.
+    User(AccountId, UserId),
+}
+
+impl TokenScope {
+    /// The scope's fields as the record stores them.
+    fn fields(self) -> (Bson, Bson) {
+        let oid = |id: mongodb::bson::oid::ObjectId| Bson::ObjectId(id);
+        match self {
+            TokenScope::AnyAccount => (Bson::Null, Bson::Null),
+            TokenScope::Account(account) => (oid(account.object_id()), Bson::Null),
+            TokenScope::User(account, user) => (oid(account.object_id()), oid(user.object_id())),
+        }
+    }
+
+    /// The scope a record stores; `None` when its fields do not make one.
+    fn of(document: &Document) -> Option<Self> {
+        let id = |name: &str| match document.get(name) {
+            None | Some(Bson::Null) => Some(None),
+            Some(Bson::ObjectId(oid)) => Some(Some(*oid)),
+            Some(_) => None,
+        };
+        match (id("accountId")?, id("userId")?) {
+            (None, None) => Some(TokenScope::AnyAccount),
+            (Some(account), None) => Some(TokenScope::Account(account.into())),
+            (Some(account), Some(user)) => Some(TokenScope::User(account.into(), user.into())),
+            (None, Some(_)) => None,
+        }
+    }
+}
+
+impl std::fmt::Display for TokenScope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TokenScope::AnyAccount => f.write_str("every account"),
+            TokenScope::Account(account) => write!(f, "account {account}"),
+            TokenScope::User(account, user) => write!(f, "user {user} of account {account}"),
+        }
+    }
+}
+
 /// A token's record (never the secret itself).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiToken {
@@ -31,8 +85,8 @@ pub struct ApiToken {
     pub id: ObjectId,
     /// What it is for, e.g. `php-shop`.
     pub name: String,
-    /// The one account it may reach; `None` for every account.
-    pub account: Option<AccountId>,
+    /// What it reaches.
+    pub scope: TokenScope,
     /// When it was created.
     pub created_at: DateTime,
 }
@@ -60,10 +114,7 @@ impl TryFrom<&Document> for ApiToken {
         Ok(Self {
             id: document.get_object_id("_id").map_err(|_| ())?,
             name: document.get_str("name").unwrap_or_default().to_owned(),
-            account: document
-                .get_object_id("accountId")
-                .ok()
-                .map(AccountId::from),
+            scope: TokenScope::of(document).ok_or(())?,
             created_at: document
                 .get_datetime("createdAt")
                 .copied()
@@ -100,27 +151,29 @@ impl ApiTokenStore {
         super::ensure_indexes(&self.collection, vec![index], "createIndexes on api_token").await
     }
 
-    /// Creates a token named `name`, bound to `account` if given. Returns
-    /// its record and the secret, which is not stored and cannot be shown
+    /// Creates a token named `name` that reaches `scope`. Returns its
+    /// record and the secret, which is not stored and cannot be shown
     /// again.
     pub async fn create(
         &self,
         name: &str,
-        account: Option<AccountId>,
+        scope: TokenScope,
     ) -> Result<(ApiToken, String), StoreError> {
         let secret = new_secret().map_err(|e| StoreError::Random(e.to_string()))?;
         let token = ApiToken {
             id: ObjectId::new(),
             name: name.to_owned(),
-            account,
+            scope,
             created_at: DateTime::now(),
         };
+        let (account, user) = scope.fields();
         self.collection
             .insert_one(doc! {
                 "_id": token.id,
                 "name": name,
                 "digest": digest(&secret),
-                "accountId": account.map_or(Bson::Null, |a| Bson::ObjectId(a.object_id())),
+                "accountId": account,
+                "userId": user,
                 "createdAt": token.created_at,
             })
             .await
@@ -128,7 +181,8 @@ impl ApiTokenStore {
         Ok((token, secret))
     }
 
-    /// The token whose secret is `secret`, if it exists.
+    /// The token whose secret is `secret`, if it exists and its record is
+    /// whole (see the module docs).
     pub async fn find(&self, secret: &str) -> Result<Option<ApiToken>, StoreError> {
         let document = self
             .collection
@@ -169,6 +223,41 @@ impl ApiTokenStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_record_whose_scope_cannot_be_read_is_no_token() {
+        let base = || doc! { "_id": ObjectId::new(), "name": "t", "digest": "d" };
+        let account = ObjectId::new();
+        let user = ObjectId::new();
+        let scope = |extra: Document| {
+            let mut record = base();
+            record.extend(extra);
+            ApiToken::try_from(&record).ok().map(|t| t.scope)
+        };
+        assert_eq!(scope(doc! {}), Some(TokenScope::AnyAccount));
+        assert_eq!(
+            scope(doc! { "accountId": Bson::Null, "userId": Bson::Null }),
+            Some(TokenScope::AnyAccount)
+        );
+        assert_eq!(
+            scope(doc! { "accountId": account }),
+            Some(TokenScope::Account(account.into()))
+        );
+        assert_eq!(
+            scope(doc! { "accountId": account, "userId": user }),
+            Some(TokenScope::User(account.into(), user.into()))
+        );
+        // Fails closed: none of these reaches every account.
+        for broken in [
+            doc! { "accountId": "5f0c8a3e2b1d4c0012345678" },
+            doc! { "accountId": "not-an-id" },
+            doc! { "accountId": 42 },
+            doc! { "accountId": account, "userId": "x" },
+            doc! { "userId": user },
+        ] {
+            assert_eq!(scope(broken.clone()), None, "{broken}");
+        }
+    }
 
     #[test]
     fn secrets_are_prefixed_random_and_stored_only_as_digests() {

@@ -6,8 +6,11 @@
 //! | route | what |
 //! |---|---|
 //! | `GET /api/v1/exports?active=true&limit=50` | the latest exports, newest first |
-//! | `POST /api/v1/exports/{key}/cancel` | cancel a queued or running export |
-//! | `GET /api/v1/exports/{key}/file` | download a finished export's file |
+//! | `POST /api/v1/exports/{accountId}/{key}/cancel` | cancel a queued or running export |
+//! | `GET /api/v1/exports/{accountId}/{key}/file` | download a finished export's file |
+//!
+//! An export is its account and its key (two accounts may use one key), so
+//! the routes name both.
 
 use axum::{
     extract::{rejection::QueryRejection, Path, Query, State},
@@ -15,6 +18,7 @@ use axum::{
     routing::{get, post},
     Json, Router,
 };
+use herald_jobs::{ids::parse_object_id, AccountId, ExportKey};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -24,12 +28,21 @@ use super::{
     WebState,
 };
 
+/// The account and key of the path, parsed.
+fn export_in(account: &str, key: &str) -> Result<(AccountId, ExportKey), Problem> {
+    let account = parse_object_id("accountId", account)
+        .map(AccountId::from)
+        .map_err(|e| Problem::from_validation(vec![e]))?;
+    let key = ExportKey::parse(key).map_err(|e| Problem::from_validation(vec![e]))?;
+    Ok((account, key))
+}
+
 /// The routes (guarded by the caller).
 pub fn routes() -> Router<WebState> {
     Router::new()
         .route("/api/v1/exports", get(list))
-        .route("/api/v1/exports/{key}/cancel", post(cancel))
-        .route("/api/v1/exports/{key}/file", get(file))
+        .route("/api/v1/exports/{account}/{key}/cancel", post(cancel))
+        .route("/api/v1/exports/{account}/{key}/file", get(file))
 }
 
 #[derive(Debug, Deserialize)]
@@ -62,15 +75,20 @@ async fn list(
 
 async fn cancel(
     State(state): State<WebState>,
-    Path(key): Path<String>,
+    Path((account, key)): Path<(String, String)>,
 ) -> Result<Json<Value>, Problem> {
-    let (_, before) = record_of(&state, &key).await?;
-    cancel_export(&state, &key, &before).await?;
-    let (_, after) = record_of(&state, &key).await?;
+    let (account, key) = export_in(&account, &key)?;
+    let before = record_of(&state, account, &key).await?;
+    cancel_export(&state, account, &key, &before).await?;
+    let after = record_of(&state, account, &key).await?;
     Ok(Json(json!({ "export": ExportRecord::from(&after) })))
 }
 
-async fn file(State(state): State<WebState>, Path(key): Path<String>) -> Result<Response, Problem> {
-    let (account, record) = record_of(&state, &key).await?;
+async fn file(
+    State(state): State<WebState>,
+    Path((account, key)): Path<(String, String)>,
+) -> Result<Response, Problem> {
+    let (account, key) = export_in(&account, &key)?;
+    let record = record_of(&state, account, &key).await?;
     download(&state, account, &key, &record).await
 }

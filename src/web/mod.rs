@@ -97,6 +97,8 @@ impl WebState {
             message_limits: settings.message,
             export_limits: settings.export.limits.clone(),
             channels: crate::push::auth::ChannelAuthorizer::from_settings(settings),
+            users: settings.push.user_channels.clone(),
+            push_dedup: crate::queues::rerun_window(settings),
         };
         Ok(Self {
             queues: Arc::new(queues),

@@ -128,9 +128,15 @@ impl Worker {
         crate::shards::claim(&mut redis.clone(), &settings).await?;
         let database = store::connect(&settings.mongodb).await?;
         let messages = MessageStore::new(&database);
-        crate::export::status::ExportStatusStore::new(&database)
-            .ensure_indexes()
-            .await?;
+        let export_status = crate::export::status::ExportStatusStore::new(&database);
+        export_status.ensure_indexes().await?;
+        let adopted = export_status.adopt_unscoped().await?;
+        if adopted > 0 {
+            info!(
+                records = adopted,
+                "export records moved to their account-scoped ids"
+            );
+        }
         messages.ensure_indexes().await?;
         let metrics = crate::ops::Metrics::new();
         // One limiter per process; its turns are shared through Redis with
@@ -198,6 +204,7 @@ impl Worker {
                 send_message: Arc::new(send_message::Deps {
                     store: store.clone(),
                     limits: settings.message,
+                    users: settings.push.user_channels.clone(),
                     queue: name(QueueName::SendMessage),
                 }),
                 push: Arc::new(push::Deps {
@@ -216,6 +223,11 @@ impl Worker {
                     queue: name(QueueName::Export),
                     max_attempts: settings.worker.export_max_attempts,
                     metrics: metrics.clone(),
+                    slots: crate::export::AccountSlots::new(
+                        redis.clone(),
+                        &settings.redis.namespace,
+                        settings.export.max_running_per_account,
+                    ),
                 }),
             };
             let backends = monitor::Backends {

@@ -1,11 +1,13 @@
 //! The `send_message` handler: payload → [`ValidMessage`] → document → push job.
 //!
 //! Outcomes, as apalis sees them:
-//! - `Ok(`[`Handoff`]`)`: the document exists; the returned push job is
+//! - `Ok(`[`Handoff`]`)`: the document exists; the returned push jobs (one,
+//!   or two for a message to one user: see [`crate::push::job`]) are
 //!   enqueued on the `push` queue by this job's acknowledgement, before the
 //!   job is recorded done (see [`crate::queue::handoff`]), so the push never
 //!   precedes the stored message and costs no round trip of its own.
-//! - [`AbortError`]: the payload cannot be decoded or fails validation. The job
+//! - [`AbortError`]: the payload cannot be decoded or fails validation, or
+//!   its id is already another message's ([`StoreError::IdTaken`]). The job
 //!   goes straight to the dead set with the error; retrying cannot help.
 //! - any other error (MongoDB unavailable): the job is retried later.
 //!   A retry is safe because the insert is idempotent by message id and the
@@ -20,9 +22,9 @@ use herald_jobs::{MessageLimits, SendMessage, ValidationError};
 use tracing::{field, info, warn, Instrument};
 
 use crate::{
-    push::job::PushJob,
+    push::{job::PushJob, UserChannels},
     queue::{Handoff, RawArgs},
-    store::MessageBatcher,
+    store::{MessageBatcher, StoreError},
 };
 
 /// What the handler needs, shared by every job of the worker.
@@ -32,6 +34,8 @@ pub struct Deps {
     pub store: MessageBatcher,
     /// Validation limits.
     pub limits: MessageLimits,
+    /// Each user's channel, for messages addressed to one user.
+    pub users: UserChannels,
     /// Full name of the queue, for logs.
     pub queue: String,
 }
@@ -73,6 +77,10 @@ async fn process(payload: RawArgs, deps: &Deps) -> Result<Handoff, BoxDynError> 
 
     let stored = match deps.store.insert(message).await {
         Ok(stored) => stored,
+        Err(e @ StoreError::IdTaken { .. }) => {
+            warn!(error = %e, "job rejected, not retrying");
+            return Err(AbortError::new(e).into());
+        }
         Err(e) => {
             warn!(error = %e, "message not stored; the job will run again");
             return Err(e.into());
@@ -84,9 +92,11 @@ async fn process(payload: RawArgs, deps: &Deps) -> Result<Handoff, BoxDynError> 
         info!("message already stored by an earlier run");
     }
 
-    let push = PushJob::new_message(&stored);
-    let handoff = Handoff::one(&push, &push.idempotency_key)?;
-    info!(key = %push.idempotency_key, "push handed to the push queue");
+    let pushes = PushJob::for_message(&stored, &deps.users);
+    let handoff = Handoff::many(pushes.iter().map(|p| (p, p.idempotency_key.as_str())))?;
+    for push in &pushes {
+        info!(key = %push.idempotency_key, "push handed to the push queue");
+    }
     Ok(handoff)
 }
 

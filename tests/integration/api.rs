@@ -26,7 +26,10 @@ async fn api_with(extra: &[(&str, &str)]) -> Api {
     let own = account();
     let tokens = ApiTokenStore::new(&env.database);
     tokens.ensure_indexes().await.expect("token index");
-    let (_, bound) = tokens.create("test", Some(own)).await.expect("token");
+    let (_, bound) = tokens
+        .create("test", herald::store::TokenScope::Account(own))
+        .await
+        .expect("token");
     Api {
         env,
         url,
@@ -279,7 +282,10 @@ async fn missing_wrong_revoked_and_foreign_tokens_are_refused() {
     let api = api().await;
     let other = account();
     let tokens = ApiTokenStore::new(&api.env.database);
-    let (revoked, revoked_secret) = tokens.create("old", None).await.unwrap();
+    let (revoked, revoked_secret) = tokens
+        .create("old", herald::store::TokenScope::AnyAccount)
+        .await
+        .unwrap();
     assert!(tokens.revoke(revoked.id).await.unwrap());
     let body = json!({"title": "t", "content": "c", "accountId": api.own.to_hex()});
     for (what, token) in [
@@ -324,7 +330,10 @@ async fn missing_wrong_revoked_and_foreign_tokens_are_refused() {
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     // An unbound API token reaches any account.
-    let (_, unbound) = tokens.create("backend", None).await.unwrap();
+    let (_, unbound) = tokens
+        .create("backend", herald::store::TokenScope::AnyAccount)
+        .await
+        .unwrap();
     let (status, answer) = api.post("/v1/messages", &unbound, foreign).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
     // ...but must say which.
@@ -618,7 +627,10 @@ async fn exports_are_enqueued_followed_downloaded_and_cancelled_over_http() {
 
     // Another account's token sees none of it and cannot take the key.
     let tokens = ApiTokenStore::new(&api.env.database);
-    let (_, foreign) = tokens.create("other", Some(other)).await.unwrap();
+    let (_, foreign) = tokens
+        .create("other", herald::store::TokenScope::Account(other))
+        .await
+        .unwrap();
     for (method, path) in [
         (Method::GET, format!("/v1/exports/{key}")),
         (Method::GET, format!("/v1/exports/{key}/file")),

@@ -263,7 +263,7 @@ async fn an_export_on_a_cluster_writes_the_accounts_rows_and_finishes_once() {
     let seeded = seed(&env).await;
     env.start_worker().await;
     enqueue_export(&env, export_job(seeded.a, "cluster-a")).await;
-    let record = wait_status(&env, "cluster-a", "finished").await;
+    let record = wait_status(&env, seeded.a, "cluster-a", "finished").await;
     assert_eq!(number(&record, "rows"), ROWS_A as i64);
     let rows = read_csv(&file_of(&env, seeded.a, "cluster-a"));
     assert_eq!(rows.len(), ROWS_A + 1, "a header and the account's rows");

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use herald::export::status::ExportStatusStore;
-use herald_jobs::{AccountId, Export, Producer};
+use herald_jobs::{AccountId, Export, ExportKey, Producer};
 use mongodb::bson::Document;
 
 use crate::helpers::{wait_within, TestEnv};
@@ -15,7 +15,7 @@ pub async fn enqueue(env: &TestEnv, job: Export) {
     status
         .queued(
             AccountId::parse(&job.account_id).unwrap(),
-            &job.key,
+            &ExportKey::parse(&job.key).unwrap(),
             &job.collection,
         )
         .await
@@ -26,27 +26,27 @@ pub async fn enqueue(env: &TestEnv, job: Export) {
     producer.enqueue_export(job).await.unwrap();
 }
 
-/// Export `key`'s status record (empty if none).
-pub async fn status_of(env: &TestEnv, key: &str) -> Document {
+/// The status record of `account`'s export `key` (empty if none).
+pub async fn status_of(env: &TestEnv, account: AccountId, key: &str) -> Document {
     ExportStatusStore::new(&env.database)
-        .get(key)
+        .get(account, &ExportKey::parse(key).unwrap())
         .await
         .unwrap()
         .unwrap_or_default()
 }
 
-/// Waits for export `key`'s record to reach `wanted`. Patient: an export
+/// Waits for the record of `account`'s export `key` to reach `wanted`. Patient: an export
 /// writes its progress often, each write synced to disk before it counts
 /// (the journaled write concern on a `--sync-on-commit` server), and the
 /// fault tests running beside it sync thousands of writes of their own.
 /// A deadline against hangs, not a speed requirement.
-pub async fn wait_status(env: &TestEnv, key: &str, wanted: &str) -> Document {
+pub async fn wait_status(env: &TestEnv, account: AccountId, key: &str, wanted: &str) -> Document {
     wait_within(
         &format!("export {key} to be {wanted}"),
         Duration::from_secs(120),
         Duration::from_millis(50),
         || async {
-            let record = status_of(env, key).await;
+            let record = status_of(env, account, key).await;
             (record.get_str("status") == Ok(wanted)).then_some(record)
         },
     )

@@ -141,7 +141,7 @@ async fn an_export_writes_exactly_the_accounts_rows_with_progress_and_one_finish
     let mut seen = Vec::new();
     let start = std::time::Instant::now();
     let finished = loop {
-        let record = status_of(&env, "customers-a").await;
+        let record = status_of(&env, seeded.a, "customers-a").await;
         seen.push(number(&record, "processed"));
         if record.get_str("status") == Ok("finished") {
             break record;
@@ -244,7 +244,7 @@ async fn an_export_shorter_than_the_progress_interval_reports_once_at_its_end() 
     let seeded = seed(&env).await;
     env.start_worker().await;
     enqueue(&env, export_job(seeded.a, "quick")).await;
-    let record = wait_status(&env, "quick", "finished").await;
+    let record = wait_status(&env, seeded.a, "quick", "finished").await;
     assert_eq!(number(&record, "rows"), ROWS_A as i64);
     wait_for("export_finish", || async {
         (env.delivered("export_finish").await.len() == 1).then_some(())
@@ -277,12 +277,12 @@ async fn an_unknown_collection_or_a_where_filter_fails_with_a_recorded_error_and
             .await;
     }
 
-    let collection_failure = wait_status(&env, "bad-collection", "failed").await;
+    let collection_failure = wait_status(&env, account, "bad-collection", "failed").await;
     assert!(collection_failure
         .get_str("error")
         .unwrap()
         .contains("allow-list"));
-    let filter_failure = wait_status(&env, "bad-filter", "failed").await;
+    let filter_failure = wait_status(&env, account, "bad-filter", "failed").await;
     assert!(filter_failure.get_str("error").unwrap().contains("$where"));
 
     let failed = wait_for("two export_failed events", || async {
@@ -328,13 +328,17 @@ async fn a_cancel_in_the_middle_stops_the_export_and_leaves_no_file() {
     env.start_worker().await;
     enqueue(&env, export_job(seeded.a, "to-cancel")).await;
     wait_for("the export to be under way", || async {
-        let record = status_of(&env, "to-cancel").await;
+        let record = status_of(&env, seeded.a, "to-cancel").await;
         (record.get_str("status") == Ok("running") && number(&record, "processed") >= 1000)
             .then_some(())
     })
     .await;
 
-    let output = env.run_herald(&["export", "cancel", "to-cancel"], &[]);
+    let account = seeded.a.to_hex();
+    let output = env.run_herald(
+        &["export", "cancel", "--account", &account, "to-cancel"],
+        &[],
+    );
     assert!(
         output.status.success(),
         "{}",
@@ -345,7 +349,7 @@ async fn a_cancel_in_the_middle_stops_the_export_and_leaves_no_file() {
         (env.queue_set(QueueName::Export, "done").await.len() == 1).then_some(())
     })
     .await;
-    let record = status_of(&env, "to-cancel").await;
+    let record = status_of(&env, seeded.a, "to-cancel").await;
     assert_eq!(record.get_str("status").unwrap(), "cancelled");
     assert_eq!(number(&record, "rows"), 0, "no rows committed");
     assert!(!file_of(&env, seeded.a, "to-cancel").exists());
@@ -361,7 +365,7 @@ async fn a_worker_killed_mid_export_is_replaced_and_the_export_finishes_with_one
     let mut first = env.spawn_herald_logged(&["worker"], &[], &log);
     enqueue(&env, export_job(seeded.a, "survivor")).await;
     wait_for("the first worker to be mid-export", || async {
-        let record = status_of(&env, "survivor").await;
+        let record = status_of(&env, seeded.a, "survivor").await;
         (number(&record, "processed") >= 1000).then_some(())
     })
     .await;
@@ -370,7 +374,7 @@ async fn a_worker_killed_mid_export_is_replaced_and_the_export_finishes_with_one
     let _ = std::fs::remove_file(&log);
 
     env.start_worker().await;
-    let record = wait_status(&env, "survivor", "finished").await;
+    let record = wait_status(&env, seeded.a, "survivor", "finished").await;
     assert_eq!(number(&record, "rows"), ROWS_A as i64);
     let rows = read_csv(&file_of(&env, seeded.a, "survivor"));
     assert_eq!(rows.len(), ROWS_A + 1);
@@ -456,7 +460,7 @@ async fn the_dashboard_lists_every_accounts_exports_and_downloads_or_cancels_the
     let seeded = seed(&env).await;
     env.start_worker().await;
     enqueue(&env, export_job(seeded.a, "dashboard-a")).await;
-    let finished = wait_status(&env, "dashboard-a", "finished").await;
+    let finished = wait_status(&env, seeded.a, "dashboard-a", "finished").await;
     let web = env.start_web().await;
     let get = |path: &str| {
         env.http
@@ -483,7 +487,10 @@ async fn the_dashboard_lists_every_accounts_exports_and_downloads_or_cancels_the
         .unwrap();
     assert!(active["exports"].as_array().unwrap().is_empty(), "{active}");
 
-    let file = get("/api/v1/exports/dashboard-a/file").await.unwrap();
+    let a = seeded.a.to_hex();
+    let file = get(&format!("/api/v1/exports/{a}/dashboard-a/file"))
+        .await
+        .unwrap();
     assert_eq!(file.status(), 200);
     let bytes = file.bytes().await.unwrap();
     assert_eq!(bytes.len() as i64, number(&finished, "fileSize"));
@@ -492,14 +499,17 @@ async fn the_dashboard_lists_every_accounts_exports_and_downloads_or_cancels_the
     // none of it answers without the operator's credentials.
     let cancel = env
         .http
-        .post(format!("{web}/api/v1/exports/dashboard-a/cancel"))
+        .post(format!("{web}/api/v1/exports/{a}/dashboard-a/cancel"))
         .bearer_auth(crate::helpers::WEB_TOKEN)
         .send()
         .await
         .unwrap();
     assert_eq!(cancel.status(), 409);
     assert_eq!(
-        get("/api/v1/exports/nope/file").await.unwrap().status(),
+        get(&format!("/api/v1/exports/{a}/nope/file"))
+            .await
+            .unwrap()
+            .status(),
         404
     );
     let anonymous = env

@@ -105,10 +105,13 @@ async fn an_s3_export_is_one_object_a_rerun_replaces_and_downloads_stream_or_red
     let presigned_web = env.start_web_with(&presigning).await;
     let tokens = ApiTokenStore::new(&env.database);
     tokens.ensure_indexes().await.unwrap();
-    let (_, token) = tokens.create("s3", Some(account)).await.unwrap();
+    let (_, token) = tokens
+        .create("s3", herald::store::TokenScope::Account(account))
+        .await
+        .unwrap();
 
     enqueue(&env, job(account, "big", ROWS)).await;
-    let finished = wait_status(&env, "big", "finished").await;
+    let finished = wait_status(&env, account, "big", "finished").await;
     assert_eq!(number(&finished, "rows"), ROWS as i64);
     let size = number(&finished, "fileSize") as u64;
     assert!(size > 8 * 1024 * 1024, "more than one 8 MiB part: {size}");
@@ -165,7 +168,7 @@ async fn an_s3_export_is_one_object_a_rerun_replaces_and_downloads_stream_or_red
     // A re-run of the key replaces the object.
     enqueue(&env, job(account, "big", 100)).await;
     wait_for("the re-run to finish", || async {
-        let found = record(&env, "big").await;
+        let found = record(&env, account, "big").await;
         (found.get_str("status") == Ok("finished") && number(&found, "rows") == 100).then_some(())
     })
     .await;
@@ -215,7 +218,7 @@ async fn cancelling_an_s3_export_aborts_its_upload() {
     env.start_worker().await;
     enqueue(&env, job(account, "to-cancel", ROWS)).await;
     wait_for("the export to be under way", || async {
-        let found = record(&env, "to-cancel").await;
+        let found = record(&env, account, "to-cancel").await;
         (found.get_str("status") == Ok("running") && number(&found, "processed") >= 1000)
             .then_some(())
     })
@@ -225,7 +228,10 @@ async fn cancelling_an_s3_export_aborts_its_upload() {
         "an upload is in progress"
     );
     assert!(ExportStatusStore::new(&env.database)
-        .cancel("to-cancel")
+        .cancel(
+            account,
+            &herald_jobs::ExportKey::parse("to-cancel").unwrap()
+        )
         .await
         .unwrap());
     wait_within(
@@ -240,7 +246,10 @@ async fn cancelling_an_s3_export_aborts_its_upload() {
     })
     .await;
     assert_eq!(
-        record(&env, "to-cancel").await.get_str("status").unwrap(),
+        record(&env, account, "to-cancel")
+            .await
+            .get_str("status")
+            .unwrap(),
         "cancelled"
     );
 }
@@ -263,7 +272,7 @@ async fn a_worker_killed_mid_s3_export_leaves_nothing_visible_and_the_next_run_c
     let mut first = env.spawn_herald_logged(&["worker"], &[], &log);
     enqueue(&env, job(account, "survivor", ROWS)).await;
     wait_for("the first worker to be mid-export", || async {
-        (number(&record(&env, "survivor").await, "processed") >= 1000).then_some(())
+        (number(&record(&env, account, "survivor").await, "processed") >= 1000).then_some(())
     })
     .await;
     first.kill().unwrap();
@@ -280,7 +289,7 @@ async fn a_worker_killed_mid_s3_export_leaves_nothing_visible_and_the_next_run_c
     );
 
     env.start_worker().await;
-    let finished = wait_status(&env, "survivor", "finished").await;
+    let finished = wait_status(&env, account, "survivor", "finished").await;
     assert_eq!(number(&finished, "rows"), ROWS as i64);
     assert_eq!(
         server.objects().await,
@@ -304,7 +313,7 @@ async fn fails_cleanly(server: &S3Server, extra: &[(&str, &str)]) -> String {
     let account = seed(&env).await;
     env.start_worker().await;
     enqueue(&env, job(account, "doomed", ROWS)).await;
-    let failed = wait_status(&env, "doomed", "failed").await;
+    let failed = wait_status(&env, account, "doomed", "failed").await;
     assert!(
         server.objects().await.is_empty(),
         "{:?}",
@@ -356,11 +365,11 @@ async fn the_s3_server_going_away_mid_upload_fails_the_export_and_leaves_no_obje
     env.start_worker().await;
     enqueue(&env, job(account, "orphan", ROWS)).await;
     wait_for("the export to be under way", || async {
-        (number(&record(&env, "orphan").await, "processed") >= 1000).then_some(())
+        (number(&record(&env, account, "orphan").await, "processed") >= 1000).then_some(())
     })
     .await;
     server.stop();
-    let failed = wait_status(&env, "orphan", "failed").await;
+    let failed = wait_status(&env, account, "orphan", "failed").await;
     let error = failed.get_str("error").unwrap();
     assert!(
         error.contains("S3") && error.contains("orphan.csv"),
@@ -380,7 +389,7 @@ async fn the_s3_server_going_away_mid_upload_fails_the_export_and_leaves_no_obje
     // The upload the failed run could not abort (the server was gone) is
     // aborted by the key's next run, which commits one object.
     enqueue(&env, job(account, "orphan", 100)).await;
-    wait_status(&env, "orphan", "finished").await;
+    wait_status(&env, account, "orphan", "finished").await;
     let objects = server.objects().await;
     assert_eq!(objects.len(), 1, "{objects:?}");
     assert_eq!(objects[0].0, key);
@@ -392,11 +401,14 @@ async fn the_s3_server_going_away_mid_upload_fails_the_export_and_leaves_no_obje
 }
 
 /// Ages the record of `key` by `days`.
-async fn age(env: &TestEnv, key: &str, days: i64) {
+async fn age(env: &TestEnv, account: AccountId, key: &str, days: i64) {
     let then = DateTime::from_millis(DateTime::now().timestamp_millis() - days * 86_400_000);
     env.database
         .collection::<Document>("export")
-        .update_one(doc! { "_id": key }, doc! { "$set": { "updatedAt": then } })
+        .update_one(
+            doc! { "_id": format!("{account}:{key}") },
+            doc! { "$set": { "updatedAt": then } },
+        )
         .await
         .unwrap();
 }
@@ -407,10 +419,10 @@ async fn two_exports(env: &mut TestEnv) -> AccountId {
     env.start_worker().await;
     for key in ["old", "new"] {
         enqueue(env, job(account, key, 10)).await;
-        wait_status(env, key, "finished").await;
+        wait_status(env, account, key, "finished").await;
     }
     env.stop_worker().await.unwrap();
-    age(env, "old", 10).await;
+    age(env, account, "old", 10).await;
     account
 }
 
@@ -425,13 +437,16 @@ async fn retention_removes_old_s3_files_and_records_from_the_worker() {
     keeping.export.keep = Some(Duration::from_secs(7 * 86_400));
     env.start_worker_with(keeping).await;
     wait_for("the old export to be removed", || async {
-        record(&env, "old").await.is_empty().then_some(())
+        record(&env, account, "old").await.is_empty().then_some(())
     })
     .await;
     let objects: Vec<String> = server.objects().await.into_iter().map(|(k, _)| k).collect();
     assert_eq!(objects, [object_key(account, "new")]);
     assert_eq!(
-        record(&env, "new").await.get_str("status").unwrap(),
+        record(&env, account, "new")
+            .await
+            .get_str("status")
+            .unwrap(),
         "finished"
     );
 }
@@ -446,11 +461,15 @@ async fn retention_removes_old_local_files_and_records() {
         .await
         .unwrap();
     assert_eq!(removed, 1);
-    assert!(storage.open(account, "old").await.unwrap().is_none());
-    assert!(storage.open(account, "new").await.unwrap().is_some());
-    assert!(record(&env, "old").await.is_empty());
+    let key = |k: &str| herald_jobs::ExportKey::parse(k).unwrap();
+    assert!(storage.open(account, &key("old")).await.unwrap().is_none());
+    assert!(storage.open(account, &key("new")).await.unwrap().is_some());
+    assert!(record(&env, account, "old").await.is_empty());
     assert_eq!(
-        record(&env, "new").await.get_str("status").unwrap(),
+        record(&env, account, "new")
+            .await
+            .get_str("status")
+            .unwrap(),
         "finished"
     );
 }

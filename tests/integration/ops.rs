@@ -193,7 +193,11 @@ async fn the_worker_serves_health_readiness_and_job_metrics() {
     // And an export of those three messages.
     let key = mongodb::bson::oid::ObjectId::new().to_hex();
     ExportStatusStore::new(&env.database)
-        .queued(account, &key, "message")
+        .queued(
+            account,
+            &herald_jobs::ExportKey::parse(&key).unwrap(),
+            "message",
+        )
         .await
         .expect("status record");
     let export: Export = serde_json::from_value(json!({

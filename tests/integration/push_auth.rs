@@ -33,7 +33,10 @@ async fn a_token_gets_its_own_accounts_channel_signed_and_no_other() {
     let tokens = ApiTokenStore::new(&env.database);
     tokens.ensure_indexes().await.expect("token index");
     let own = account();
-    let (_, bound) = tokens.create("php-app", Some(own)).await.expect("token");
+    let (_, bound) = tokens
+        .create("php-app", herald::store::TokenScope::Account(own))
+        .await
+        .expect("token");
     let channel = account_channel(own);
 
     let (status, answer) = ask(
@@ -138,7 +141,10 @@ async fn with_tuisongbao_the_signature_is_not_guessed() {
     let tokens = ApiTokenStore::new(&env.database);
     tokens.ensure_indexes().await.expect("token index");
     let own = account();
-    let (_, bound) = tokens.create("php-app", Some(own)).await.expect("token");
+    let (_, bound) = tokens
+        .create("php-app", herald::store::TokenScope::Account(own))
+        .await
+        .expect("token");
     let (status, answer) = ask(
         &env.http,
         &url,

@@ -133,7 +133,10 @@ async fn an_idle_worker_process_starts_jobs_from_the_producer_and_from_v1_at_onc
     let web = env.start_web().await;
     let tokens = herald::store::ApiTokenStore::new(&env.database);
     tokens.ensure_indexes().await.expect("token index");
-    let (_, token) = tokens.create("wakeup", None).await.expect("token");
+    let (_, token) = tokens
+        .create("wakeup", herald::store::TokenScope::AnyAccount)
+        .await
+        .expect("token");
     let answer: Value = env
         .http
         .post(format!("{web}/v1/messages"))

@@ -21,7 +21,7 @@ use super::{
     send::{arrivals, Sent},
 };
 use crate::{
-    export::{job, seed, warm_up, SOURCE_COLLECTION},
+    export::{export_key, job, seed, warm_up, SOURCE_COLLECTION},
     pipeline::{recorder::Receipts, unique_suffix},
     queue::BenchError,
 };
@@ -115,7 +115,9 @@ pub(super) async fn measure(
         }
         measured.baseline.push(took);
         let key = format!("latency-{}", unique_suffix());
-        status.queued(account, &key, SOURCE_COLLECTION).await?;
+        status
+            .queued(account, &export_key(&key)?, SOURCE_COLLECTION)
+            .await?;
         let at = Instant::now();
         producer
             .enqueue_export(job(account, &key))

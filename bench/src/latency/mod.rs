@@ -300,7 +300,12 @@ impl Herald {
         let account = AccountId::from(mongodb::bson::oid::ObjectId::new());
         let tokens = store::ApiTokenStore::new(database);
         tokens.ensure_indexes().await?;
-        let (_, token) = tokens.create("herald-bench latency", Some(account)).await?;
+        let (_, token) = tokens
+            .create(
+                "herald-bench latency",
+                herald::store::TokenScope::Account(account),
+            )
+            .await?;
         let http = reqwest::Client::new();
         let producer = Producer::connect(&settings.redis.url, &settings.redis.namespace)
             .await

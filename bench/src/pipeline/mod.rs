@@ -274,12 +274,15 @@ pub(crate) fn new_message_events(
     messages
         .into_iter()
         .map(|message| {
-            herald::push::job::PushJob::new_message(&herald::store::StoredMessage {
+            let stored = herald::store::StoredMessage {
                 message,
                 created_at,
                 newly_inserted: true,
-            })
-            .event
+            };
+            // A message to the whole account: one event.
+            herald::push::job::PushJob::for_message(&stored, &Default::default())
+                .remove(0)
+                .event
         })
         .collect()
 }

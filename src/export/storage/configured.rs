@@ -11,7 +11,7 @@ use std::{
     time::Duration,
 };
 
-use herald_jobs::AccountId;
+use herald_jobs::{AccountId, ExportKey};
 use tokio::io::AsyncWrite;
 
 use super::{
@@ -72,7 +72,7 @@ impl ExportStorage for ConfiguredStorage {
     async fn create(
         &self,
         account: AccountId,
-        key: &str,
+        key: &ExportKey,
         run: &str,
     ) -> io::Result<ConfiguredPartial> {
         Ok(match self {
@@ -100,7 +100,7 @@ impl ExportStorage for ConfiguredStorage {
     async fn open(
         &self,
         account: AccountId,
-        key: &str,
+        key: &ExportKey,
     ) -> io::Result<Option<OpenedFile<FileReader>>> {
         fn boxed<R: tokio::io::AsyncRead + Send + 'static>(
             opened: Option<OpenedFile<R>>,
@@ -116,7 +116,7 @@ impl ExportStorage for ConfiguredStorage {
         })
     }
 
-    async fn delete(&self, account: AccountId, key: &str) -> io::Result<()> {
+    async fn delete(&self, account: AccountId, key: &ExportKey) -> io::Result<()> {
         match self {
             Self::Local(s) => s.delete(account, key).await,
             Self::S3(s) => s.delete(account, key).await,
@@ -126,7 +126,7 @@ impl ExportStorage for ConfiguredStorage {
     async fn presigned_url(
         &self,
         account: AccountId,
-        key: &str,
+        key: &ExportKey,
         valid_for: Duration,
     ) -> io::Result<Option<String>> {
         match self {

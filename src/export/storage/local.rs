@@ -7,13 +7,17 @@ use std::{
     task::{Context, Poll},
 };
 
-use herald_jobs::AccountId;
+use herald_jobs::{AccountId, ExportKey};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use super::{ExportStorage, OpenedFile, StoredFile};
 
 /// Files in a local directory: `ROOT/<accountId>/<key>.csv`, written as
-/// `ROOT/<accountId>/.<key>.<run>.partial` until committed.
+/// `ROOT/<accountId>/.<key>.<run>.partial` until committed. Folders are
+/// created readable by the worker's user only (0700) and files with 0600,
+/// whatever the umask: they hold an account's data. A file's location, as
+/// records and answers show it, is `<accountId>/<key>.csv`, relative to
+/// the root: no path of the server.
 #[derive(Debug, Clone)]
 pub struct LocalDirStorage {
     root: PathBuf,
@@ -29,6 +33,8 @@ pub struct LocalPartial {
     final_path: PathBuf,
     /// The committed file's name.
     name: String,
+    /// Its location relative to the root.
+    location: String,
 }
 
 impl LocalDirStorage {
@@ -41,16 +47,39 @@ impl LocalDirStorage {
         self.root.join(account.to_hex())
     }
 
-    fn file_name(key: &str) -> String {
+    fn file_name(key: &ExportKey) -> String {
         format!("{key}.csv")
     }
 
-    fn committed_path(&self, account: AccountId, key: &str) -> PathBuf {
+    fn committed_path(&self, account: AccountId, key: &ExportKey) -> PathBuf {
         self.folder(account).join(Self::file_name(key))
+    }
+
+    /// Where a committed file is, relative to the root.
+    fn location(account: AccountId, key: &ExportKey) -> String {
+        format!("{account}/{}", Self::file_name(key))
     }
 }
 
-async fn remove_stale_partials(folder: &Path, key: &str) -> io::Result<()> {
+/// Creates `folder` (and its parents) readable by this user only.
+async fn create_private_dir(folder: &Path) -> io::Result<()> {
+    let mut builder = tokio::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    builder.mode(0o700);
+    builder.create(folder).await
+}
+
+/// Creates (or truncates) `path` for writing, readable by this user only.
+async fn create_private_file(path: &Path) -> io::Result<tokio::fs::File> {
+    let mut options = tokio::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    options.mode(0o600);
+    options.open(path).await
+}
+
+async fn remove_stale_partials(folder: &Path, key: &ExportKey) -> io::Result<()> {
     let prefix = format!(".{key}.");
     let mut entries = tokio::fs::read_dir(folder).await?;
     while let Some(entry) = entries.next_entry().await? {
@@ -75,17 +104,23 @@ impl ExportStorage for LocalDirStorage {
     type Partial = LocalPartial;
     type Reader = tokio::fs::File;
 
-    async fn create(&self, account: AccountId, key: &str, run: &str) -> io::Result<LocalPartial> {
+    async fn create(
+        &self,
+        account: AccountId,
+        key: &ExportKey,
+        run: &str,
+    ) -> io::Result<LocalPartial> {
         let folder = self.folder(account);
-        tokio::fs::create_dir_all(&folder).await?;
+        create_private_dir(&folder).await?;
         remove_stale_partials(&folder, key).await?;
         let path = folder.join(format!(".{key}.{run}.partial"));
-        let file = tokio::fs::File::create(&path).await?;
+        let file = create_private_file(&path).await?;
         Ok(LocalPartial {
             file,
             path,
             final_path: folder.join(Self::file_name(key)),
             name: Self::file_name(key),
+            location: Self::location(account, key),
         })
     }
 
@@ -95,6 +130,7 @@ impl ExportStorage for LocalDirStorage {
             path,
             final_path,
             name,
+            location,
         } = partial;
         // The bytes reach the disk before the final name points at them,
         // and the new name before the status record says "finished": a
@@ -112,7 +148,7 @@ impl ExportStorage for LocalDirStorage {
         Ok(StoredFile {
             name,
             size,
-            location: final_path.display().to_string(),
+            location,
         })
     }
 
@@ -125,7 +161,7 @@ impl ExportStorage for LocalDirStorage {
     async fn open(
         &self,
         account: AccountId,
-        key: &str,
+        key: &ExportKey,
     ) -> io::Result<Option<OpenedFile<tokio::fs::File>>> {
         let file = match tokio::fs::File::open(self.committed_path(account, key)).await {
             Ok(file) => file,
@@ -137,13 +173,13 @@ impl ExportStorage for LocalDirStorage {
             file: StoredFile {
                 name: Self::file_name(key),
                 size,
-                location: self.committed_path(account, key).display().to_string(),
+                location: Self::location(account, key),
             },
             reader: file,
         }))
     }
 
-    async fn delete(&self, account: AccountId, key: &str) -> io::Result<()> {
+    async fn delete(&self, account: AccountId, key: &ExportKey) -> io::Result<()> {
         remove_if_present(&self.committed_path(account, key)).await
     }
 }
@@ -189,6 +225,10 @@ mod tests {
         AccountId::parse("5f0c8a3e2b1d4c0012345678").unwrap()
     }
 
+    fn key() -> ExportKey {
+        ExportKey::parse("k").unwrap()
+    }
+
     fn temp_root() -> PathBuf {
         std::env::temp_dir().join(format!(
             "herald-storage-{}",
@@ -205,7 +245,7 @@ mod tests {
         names
     }
 
-    async fn read_all(files: &dyn ExportFiles, key: &str) -> Option<(StoredFile, String)> {
+    async fn read_all(files: &dyn ExportFiles, key: &ExportKey) -> Option<(StoredFile, String)> {
         let mut opened = files.open_file(account(), key).await.unwrap()?;
         let mut text = String::new();
         opened.reader.read_to_string(&mut text).await.unwrap();
@@ -217,31 +257,43 @@ mod tests {
         let root = temp_root();
         let storage = LocalDirStorage::new(&root);
         for (run, body) in [("r1", "first"), ("r2", "second!")] {
-            let mut partial = storage.create(account(), "k", run).await.unwrap();
+            let mut partial = storage.create(account(), &key(), run).await.unwrap();
             partial.write_all(body.as_bytes()).await.unwrap();
             assert_eq!(
-                read_all(&storage, "k").await.map(|(_, text)| text),
+                read_all(&storage, &key()).await.map(|(_, text)| text),
                 (run == "r2").then(|| "first".to_owned()),
                 "a partial file is not visible"
             );
             let stored = storage.commit(partial).await.unwrap();
             assert_eq!(stored.size, body.len() as u64);
         }
-        let (stored, text) = read_all(&storage, "k").await.unwrap();
+        let (stored, text) = read_all(&storage, &key()).await.unwrap();
         assert_eq!(stored.name, "k.csv");
         assert_eq!(stored.size, 7);
-        assert_eq!(
-            stored.location,
-            root.join(account().to_hex())
-                .join("k.csv")
-                .display()
-                .to_string()
-        );
+        // Relative to the root: no path of the server.
+        assert_eq!(stored.location, format!("{}/k.csv", account()));
         assert_eq!(text, "second!");
         assert_eq!(names_in(&root.join(account().to_hex())), ["k.csv"]);
-        storage.delete(account(), "k").await.unwrap();
-        storage.delete(account(), "k").await.unwrap();
-        assert!(read_all(&storage, "k").await.is_none());
+        storage.delete(account(), &key()).await.unwrap();
+        storage.delete(account(), &key()).await.unwrap();
+        assert!(read_all(&storage, &key()).await.is_none());
+        let _ = std::fs::remove_dir_all(root);
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn folders_and_files_are_the_owners_alone() {
+        use std::os::unix::fs::PermissionsExt;
+        let root = temp_root();
+        let storage = LocalDirStorage::new(&root);
+        let mut partial = storage.create(account(), &key(), "r").await.unwrap();
+        partial.write_all(b"x").await.unwrap();
+        storage.commit(partial).await.unwrap();
+        let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+        let folder = root.join(account().to_hex());
+        assert_eq!(mode(&root), 0o700);
+        assert_eq!(mode(&folder), 0o700);
+        assert_eq!(mode(&folder.join("k.csv")), 0o600);
         let _ = std::fs::remove_dir_all(root);
     }
 
@@ -250,13 +302,13 @@ mod tests {
         let root = temp_root();
         let folder = root.join(account().to_hex());
         let storage = LocalDirStorage::new(&root);
-        let _crashed = storage.create(account(), "k", "dead").await.unwrap();
+        let _crashed = storage.create(account(), &key(), "dead").await.unwrap();
         assert_eq!(names_in(&folder), [".k.dead.partial"]);
-        let partial = storage.create(account(), "k", "live").await.unwrap();
+        let partial = storage.create(account(), &key(), "live").await.unwrap();
         assert_eq!(names_in(&folder), [".k.live.partial"]);
         storage.discard(partial).await.unwrap();
         assert!(names_in(&folder).is_empty());
-        assert!(read_all(&storage, "k").await.is_none());
+        assert!(read_all(&storage, &key()).await.is_none());
         let _ = std::fs::remove_dir_all(root);
     }
 }

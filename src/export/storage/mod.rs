@@ -26,7 +26,7 @@ mod s3;
 use std::{fmt, future::Future, io, pin::Pin, time::Duration};
 
 use futures::future::BoxFuture;
-use herald_jobs::AccountId;
+use herald_jobs::{AccountId, ExportKey};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 pub use configured::{ConfiguredPartial, ConfiguredStorage, StorageError};
@@ -68,7 +68,7 @@ pub trait ExportStorage: Send + Sync + 'static {
     fn create(
         &self,
         account: AccountId,
-        key: &str,
+        key: &ExportKey,
         run: &str,
     ) -> impl Future<Output = io::Result<Self::Partial>> + Send;
 
@@ -85,12 +85,16 @@ pub trait ExportStorage: Send + Sync + 'static {
     fn open(
         &self,
         account: AccountId,
-        key: &str,
+        key: &ExportKey,
     ) -> impl Future<Output = io::Result<Option<OpenedFile<Self::Reader>>>> + Send;
 
     /// Deletes the committed file of `key`; a file that is not there is no
     /// error.
-    fn delete(&self, account: AccountId, key: &str) -> impl Future<Output = io::Result<()>> + Send;
+    fn delete(
+        &self,
+        account: AccountId,
+        key: &ExportKey,
+    ) -> impl Future<Output = io::Result<()>> + Send;
 
     /// A URL that downloads the committed file of `key` without
     /// credentials for `valid_for`, if this storage can make one (a local
@@ -98,7 +102,7 @@ pub trait ExportStorage: Send + Sync + 'static {
     fn presigned_url(
         &self,
         account: AccountId,
-        key: &str,
+        key: &ExportKey,
         valid_for: Duration,
     ) -> impl Future<Output = io::Result<Option<String>>> + Send {
         let _ = (account, key, valid_for);
@@ -117,14 +121,14 @@ pub trait ExportFiles: fmt::Debug + Send + Sync {
     fn open_file<'a>(
         &'a self,
         account: AccountId,
-        key: &'a str,
+        key: &'a ExportKey,
     ) -> BoxFuture<'a, io::Result<Option<OpenedFile<FileReader>>>>;
 
     /// [`ExportStorage::presigned_url`], boxed.
     fn download_url<'a>(
         &'a self,
         account: AccountId,
-        key: &'a str,
+        key: &'a ExportKey,
         valid_for: Duration,
     ) -> BoxFuture<'a, io::Result<Option<String>>>;
 }
@@ -133,7 +137,7 @@ impl<S: ExportStorage + fmt::Debug> ExportFiles for S {
     fn open_file<'a>(
         &'a self,
         account: AccountId,
-        key: &'a str,
+        key: &'a ExportKey,
     ) -> BoxFuture<'a, io::Result<Option<OpenedFile<FileReader>>>> {
         Box::pin(async move {
             let opened = self.open(account, key).await?;
@@ -147,7 +151,7 @@ impl<S: ExportStorage + fmt::Debug> ExportFiles for S {
     fn download_url<'a>(
         &'a self,
         account: AccountId,
-        key: &'a str,
+        key: &'a ExportKey,
         valid_for: Duration,
     ) -> BoxFuture<'a, io::Result<Option<String>>> {
         Box::pin(self.presigned_url(account, key, valid_for))

@@ -34,7 +34,7 @@ use std::{
 
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
-use herald_jobs::AccountId;
+use herald_jobs::{AccountId, ExportKey};
 use object_store::{
     aws::{AmazonS3, AmazonS3Builder},
     multipart::{MultipartStore, PartId},
@@ -169,7 +169,7 @@ impl S3Storage {
     }
 
     /// The committed object of `key`.
-    fn object(&self, account: AccountId, key: &str) -> Path {
+    fn object(&self, account: AccountId, key: &ExportKey) -> Path {
         let hex = account.to_hex();
         let name = file_name(key);
         self.path([hex.as_str(), name.as_str()])
@@ -187,7 +187,7 @@ impl S3Storage {
 
     /// Aborts the uploads that earlier runs of `key` left behind (a killed
     /// worker's) and removes their markers.
-    async fn abort_stale_uploads(&self, account: AccountId, key: &str) -> io::Result<()> {
+    async fn abort_stale_uploads(&self, account: AccountId, key: &ExportKey) -> io::Result<()> {
         let markers = self.markers(account);
         let object = self.object(account, key);
         let location = self.location(&object);
@@ -243,7 +243,7 @@ fn bucket_endpoint(endpoint: &reqwest::Url, settings: &S3Settings) -> String {
 }
 
 /// The committed file's name.
-fn file_name(key: &str) -> String {
+fn file_name(key: &ExportKey) -> String {
     format!("{key}.csv")
 }
 
@@ -341,7 +341,12 @@ impl ExportStorage for S3Storage {
     type Partial = S3Partial;
     type Reader = StreamReader<futures::stream::BoxStream<'static, io::Result<Bytes>>, Bytes>;
 
-    async fn create(&self, account: AccountId, key: &str, run: &str) -> io::Result<S3Partial> {
+    async fn create(
+        &self,
+        account: AccountId,
+        key: &ExportKey,
+        run: &str,
+    ) -> io::Result<S3Partial> {
         self.abort_stale_uploads(account, key).await?;
         let path = self.object(account, key);
         let location = self.location(&path);
@@ -408,7 +413,7 @@ impl ExportStorage for S3Storage {
     async fn open(
         &self,
         account: AccountId,
-        key: &str,
+        key: &ExportKey,
     ) -> io::Result<Option<OpenedFile<Self::Reader>>> {
         let path = self.object(account, key);
         let location = self.location(&path);
@@ -433,7 +438,7 @@ impl ExportStorage for S3Storage {
         }))
     }
 
-    async fn delete(&self, account: AccountId, key: &str) -> io::Result<()> {
+    async fn delete(&self, account: AccountId, key: &ExportKey) -> io::Result<()> {
         let path = self.object(account, key);
         match self.store.delete(&path).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
@@ -444,7 +449,7 @@ impl ExportStorage for S3Storage {
     async fn presigned_url(
         &self,
         account: AccountId,
-        key: &str,
+        key: &ExportKey,
         valid_for: Duration,
     ) -> io::Result<Option<String>> {
         let path = self.object(account, key);

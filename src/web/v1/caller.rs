@@ -1,57 +1,92 @@
-//! Who is calling the producers' API, and which accounts they may reach.
+//! Who is calling the producers' API, and what they may reach.
 //!
-//! Callers send `Authorization: Bearer TOKEN`. The operator token
-//! (`web.token`) and API tokens created without an account reach every
-//! account; an API token bound to an account reaches only that one. A
-//! request without a valid token gets 401 before its body is read.
+//! Callers send `Authorization: Bearer TOKEN`. What a token reaches is its
+//! [`TokenScope`]: the operator token (`web.token`) and API tokens created
+//! without an account reach every account; a token bound to an account
+//! reaches that account's messages, exports and users' inboxes; a token
+//! bound to a user reaches only that user's inbox and channels — it
+//! enqueues nothing, reads no export and no colleague's messages. A
+//! request without a valid token gets 401 before its body is read; a token
+//! that may not reach what the request names gets 403, decided from the
+//! token and the names in the request alone, never from stored data, so
+//! the answer tells nothing of what exists.
 
 use axum::{extract::FromRequestParts, http::request::Parts, http::StatusCode};
-use herald_jobs::AccountId;
+use herald_jobs::{AccountId, UserId};
 
 use super::problem::Problem;
-use crate::{store::tokens::TOKEN_PREFIX, web::WebState};
+use crate::{
+    store::{tokens::TOKEN_PREFIX, TokenScope},
+    web::WebState,
+};
 
-/// An authenticated caller.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Caller {
-    /// The operator token, or an API token not bound to an account.
-    AnyAccount,
-    /// An API token bound to this account.
-    Account(AccountId),
+/// An authenticated caller: what their token reaches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Caller(pub TokenScope);
+
+fn forbidden(message: String) -> Problem {
+    Problem::new(StatusCode::FORBIDDEN, message)
 }
 
 impl Caller {
-    /// Whether this caller may read and write `account`'s data.
+    /// Whether this caller may act for `account` as a whole: enqueue its
+    /// messages and exports, read its exports and its whole message list.
     pub fn may_reach(&self, account: AccountId) -> bool {
-        match self {
-            Caller::AnyAccount => true,
-            Caller::Account(own) => *own == account,
+        match self.0 {
+            TokenScope::AnyAccount => true,
+            TokenScope::Account(own) => own == account,
+            TokenScope::User(..) => false,
         }
     }
 
-    /// 403 unless this caller may reach `account`.
+    /// 403 unless this caller may act for `account` as a whole.
     pub fn check(&self, account: AccountId) -> Result<(), Problem> {
-        if self.may_reach(account) {
-            Ok(())
-        } else {
-            Err(Problem::new(
-                StatusCode::FORBIDDEN,
-                format!("this token is not allowed to reach account {account}"),
-            ))
+        match self.0 {
+            _ if self.may_reach(account) => Ok(()),
+            TokenScope::User(..) => Err(forbidden(
+                "a user's token reaches only that user's inbox and channels".to_owned(),
+            )),
+            _ => Err(forbidden(format!(
+                "this token is not allowed to reach account {account}"
+            ))),
+        }
+    }
+
+    /// 403 unless this caller may read and mark `user`'s inbox in
+    /// `account` and sign their channels.
+    pub fn check_user(&self, account: AccountId, user: UserId) -> Result<(), Problem> {
+        match self.0 {
+            TokenScope::AnyAccount => Ok(()),
+            TokenScope::Account(own) if own == account => Ok(()),
+            TokenScope::User(own, me) if own == account && me == user => Ok(()),
+            TokenScope::User(own, _) if own == account => Err(forbidden(format!(
+                "this token is not allowed to reach user {user}"
+            ))),
+            _ => Err(forbidden(format!(
+                "this token is not allowed to reach account {account}"
+            ))),
         }
     }
 
     /// The account a request is about: the one it names, which this caller
     /// must reach, or, when it names none, the caller's own.
     pub fn account_for(&self, named: Option<AccountId>) -> Result<AccountId, Problem> {
-        match (named, self) {
+        match (named, self.0) {
             (Some(account), _) => self.check(account).map(|()| account),
-            (None, Caller::Account(own)) => Ok(*own),
-            (None, Caller::AnyAccount) => Err(Problem::invalid([(
+            (None, TokenScope::Account(own)) => Ok(own),
+            (None, TokenScope::User(own, _)) => self.check(own).map(|()| own),
+            (None, TokenScope::AnyAccount) => Err(Problem::invalid([(
                 "accountId".to_owned(),
                 "is required with a token that is not bound to an account".to_owned(),
             )])),
         }
+    }
+
+    /// Whether this caller may choose a message's `_id` itself: only one
+    /// that writes for every account. Any other could take the id of
+    /// another account's message first.
+    pub fn may_choose_message_ids(&self) -> bool {
+        self.0 == TokenScope::AnyAccount
     }
 }
 
@@ -74,13 +109,13 @@ impl FromRequestParts<WebState> for Caller {
             .map(str::trim)
             .ok_or_else(|| unauthorized("the Authorization header must be Bearer TOKEN"))?;
         if state.auth.token_matches(token) {
-            return Ok(Caller::AnyAccount);
+            return Ok(Caller(TokenScope::AnyAccount));
         }
         if !token.starts_with(TOKEN_PREFIX) {
             return Err(unauthorized("that token is not valid"));
         }
         match state.api.tokens.find(token).await? {
-            Some(found) => Ok(found.account.map_or(Caller::AnyAccount, Caller::Account)),
+            Some(found) => Ok(Caller(found.scope)),
             None => Err(unauthorized("that token is not valid")),
         }
     }
@@ -90,22 +125,59 @@ impl FromRequestParts<WebState> for Caller {
 mod tests {
     use super::*;
 
+    fn ids() -> (AccountId, AccountId, UserId, UserId) {
+        (
+            AccountId::parse("5f0c8a3e2b1d4c0012345678").unwrap(),
+            AccountId::parse("5f0c8a3e2b1d4c0087654321").unwrap(),
+            UserId::parse("5f0c8a3e2b1d4c00aaaaaaaa").unwrap(),
+            UserId::parse("5f0c8a3e2b1d4c00bbbbbbbb").unwrap(),
+        )
+    }
+
     #[test]
     fn a_bound_token_reaches_its_account_only() {
-        let own = AccountId::parse("5f0c8a3e2b1d4c0012345678").unwrap();
-        let other = AccountId::parse("5f0c8a3e2b1d4c0087654321").unwrap();
-        let bound = Caller::Account(own);
+        let (own, other, user, _) = ids();
+        let bound = Caller(TokenScope::Account(own));
         assert!(bound.may_reach(own));
         assert!(!bound.may_reach(other));
+        assert!(bound.check_user(own, user).is_ok());
+        assert_eq!(
+            bound.check_user(other, user).unwrap_err().status(),
+            StatusCode::FORBIDDEN
+        );
         assert_eq!(bound.account_for(None).unwrap(), own);
         assert_eq!(
             bound.account_for(Some(other)).unwrap_err().status(),
             StatusCode::FORBIDDEN
         );
-        assert!(Caller::AnyAccount.may_reach(other));
+        assert!(!bound.may_choose_message_ids());
+        let any = Caller(TokenScope::AnyAccount);
+        assert!(any.may_reach(other));
+        assert!(any.may_choose_message_ids());
         assert_eq!(
-            Caller::AnyAccount.account_for(None).unwrap_err().status(),
+            any.account_for(None).unwrap_err().status(),
             StatusCode::BAD_REQUEST
         );
+    }
+
+    #[test]
+    fn a_user_token_reaches_its_users_inbox_only() {
+        let (own, other, me, colleague) = ids();
+        let mine = Caller(TokenScope::User(own, me));
+        assert!(mine.check_user(own, me).is_ok());
+        for (account, user) in [(own, colleague), (other, me), (other, colleague)] {
+            assert_eq!(
+                mine.check_user(account, user).unwrap_err().status(),
+                StatusCode::FORBIDDEN
+            );
+        }
+        // It acts for no account as a whole: no enqueue, no export.
+        assert!(!mine.may_reach(own));
+        assert_eq!(mine.check(own).unwrap_err().status(), StatusCode::FORBIDDEN);
+        assert_eq!(
+            mine.account_for(None).unwrap_err().status(),
+            StatusCode::FORBIDDEN
+        );
+        assert!(!mine.may_choose_message_ids());
     }
 }

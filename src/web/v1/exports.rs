@@ -7,18 +7,21 @@
 //! | `GET /v1/exports/{key}/file` | the finished CSV, streamed, or a redirect to a presigned URL |
 //! | `DELETE /v1/exports/{key}` | cancel a queued or running export |
 //!
-//! An export another account owns answers 404 to a token bound to a
-//! different account, exactly as one that does not exist: keys are not
-//! secrets, but their existence is not told across accounts.
+//! An export is its account and its key: two accounts may use one key, and
+//! nothing one does with it touches the other's. The account is the
+//! token's, or, for a token that reaches every account, the `accountId`
+//! the request names (in the body, or as a query parameter). So no answer
+//! depends on another account's exports: a key taken in another account
+//! is as free as any.
 
 use axum::{
     body::Body,
-    extract::{Path, State},
+    extract::{rejection::QueryRejection, Path, Query, State},
     http::{header, StatusCode},
     response::{IntoResponse, Response},
     Json,
 };
-use herald_jobs::{AccountId, Export, ExportField, ExportSort};
+use herald_jobs::{AccountId, Export, ExportField, ExportKey, ExportSort};
 use mongodb::bson::{Bson, Document};
 use serde::{Deserialize, Serialize};
 use tokio_util::io::ReaderStream;
@@ -92,6 +95,17 @@ pub struct SortBody {
 
 herald_jobs::object_only!(deserialize SortBody, "a sort object {\"path\", \"order\"}");
 
+/// The account an export route addresses, for a token that reaches every
+/// account.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct AccountQuery {
+    /// The account, 24-hex: required with a token that is not bound to an
+    /// account; with a bound token it may be left out.
+    account_id: Option<String>,
+}
+
 /// The answer to an accepted export.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ExportAccepted {
@@ -124,8 +138,9 @@ pub struct ExportRecord {
     pub file_name: Option<String>,
     /// The file's size in bytes when finished.
     pub file_size: Option<i64>,
-    /// Where the file is kept when finished: a path on the worker's disk,
-    /// or `s3://bucket/key`. Never credentials.
+    /// Where the storage keeps the file when finished: `<accountId>/<key>.csv`
+    /// in the export directory, or `s3://bucket/key`. Never a path of the
+    /// server, never credentials.
     pub file_location: Option<String>,
     /// Why it failed.
     pub error: Option<String>,
@@ -154,12 +169,22 @@ impl From<&Document> for ExportRecord {
     fn from(d: &Document) -> Self {
         let text = |name: &str| d.get_str(name).ok().map(str::to_owned);
         let time = |name: &str| d.get_datetime(name).ok().and_then(|t| rfc3339(*t));
+        let account_id = d
+            .get_object_id("accountId")
+            .map(|o| o.to_hex())
+            .unwrap_or_default();
+        // Records from before locations were relative held the worker's
+        // path: shown as the relative location they stand for.
+        let file_location = text("fileLocation").map(|location| {
+            if location.starts_with('/') {
+                format!("{account_id}/{}", text("fileName").unwrap_or_default())
+            } else {
+                location
+            }
+        });
         Self {
-            key: text("_id").unwrap_or_default(),
-            account_id: d
-                .get_object_id("accountId")
-                .map(|o| o.to_hex())
-                .unwrap_or_default(),
+            key: text("key").or_else(|| text("_id")).unwrap_or_default(),
+            account_id,
             collection: text("collection").unwrap_or_default(),
             status: ExportStatus::of(d),
             processed: integer(d, "processed").unwrap_or(0),
@@ -168,7 +193,7 @@ impl From<&Document> for ExportRecord {
             rows: integer(d, "rows").unwrap_or(0),
             file_name: text("fileName"),
             file_size: integer(d, "fileSize"),
-            file_location: text("fileLocation"),
+            file_location,
             error: text("error"),
             queued_at: time("queuedAt"),
             started_at: time("startedAt"),
@@ -179,41 +204,36 @@ impl From<&Document> for ExportRecord {
     }
 }
 
-/// The record of `key` if the caller may see it.
-async fn record_for(
-    state: &WebState,
+/// The export a request addresses: the caller's account (or the one it
+/// names) and the key in the path.
+fn addressed(
     caller: &Caller,
+    query: Result<Query<AccountQuery>, QueryRejection>,
     key: &str,
-) -> Result<(AccountId, Document), Problem> {
-    let (account, record) = record_of(state, key).await?;
-    if !caller.may_reach(account) {
-        return Err(missing_export(key));
-    }
-    Ok((account, record))
+) -> Result<(AccountId, ExportKey), Problem> {
+    let Query(query) = query?;
+    let account = caller.account_for(named_account("accountId", query.account_id.as_deref())?)?;
+    let key = ExportKey::parse(key).map_err(|e| Problem::from_validation(vec![e]))?;
+    Ok((account, key))
 }
 
-/// 404 for the export `key`.
-fn missing_export(key: &str) -> Problem {
+/// 404 for export `key`.
+fn missing_export(key: &ExportKey) -> Problem {
     Problem::not_found(format!("no export with key '{key}'"))
 }
 
-/// The record of `key` and its account, whoever asks (the dashboard);
-/// 404 if there is none.
+/// The record of `account`'s export `key`; 404 if there is none.
 pub(crate) async fn record_of(
     state: &WebState,
-    key: &str,
-) -> Result<(AccountId, Document), Problem> {
-    let record = state
+    account: AccountId,
+    key: &ExportKey,
+) -> Result<Document, Problem> {
+    state
         .api
         .exports
-        .get(key)
+        .get(account, key)
         .await?
-        .ok_or_else(|| missing_export(key))?;
-    let account = record
-        .get_object_id("accountId")
-        .map(AccountId::from)
-        .map_err(|_| missing_export(key))?;
-    Ok((account, record))
+        .ok_or_else(|| missing_export(key))
 }
 
 /// Enqueue an export.
@@ -242,7 +262,7 @@ pub async fn enqueue(
         account_id: account.to_hex(),
         key: request
             .key
-            .unwrap_or_else(|| mongodb::bson::oid::ObjectId::new().to_hex()),
+            .unwrap_or_else(|| ExportKey::generate().to_string()),
         collection: request.collection,
         filter: request
             .filter
@@ -275,10 +295,9 @@ pub async fn enqueue(
     .await
     .map_err(|error| match error {
         SubmitError::Invalid(errors) => Problem::from_validation(errors),
-        // Another account's key is told as taken, without saying whose.
-        SubmitError::InProgress(_) | SubmitError::OtherAccount(_) => Problem::new(
+        SubmitError::InProgress(key) => Problem::new(
             StatusCode::CONFLICT,
-            "an export with this key is queued or running, or the key is taken",
+            format!("this account's export '{key}' is queued or running"),
         ),
         SubmitError::Store(e) => Problem::unavailable(&e),
         SubmitError::Enqueue(e) => Problem::unavailable(&e),
@@ -291,7 +310,9 @@ pub async fn enqueue(
     );
     Ok((
         StatusCode::ACCEPTED,
-        Json(ExportAccepted { key: valid.key }),
+        Json(ExportAccepted {
+            key: valid.key.to_string(),
+        }),
     ))
 }
 
@@ -300,11 +321,13 @@ pub async fn enqueue(
     get,
     path = "/v1/exports/{key}",
     tag = "exports",
-    params(("key" = String, Path, description = "The export key")),
+    params(("key" = String, Path, description = "The export key"), AccountQuery),
     responses(
         (status = 200, description = "The record", body = ExportRecord),
+        (status = 400, description = "Invalid key or account", body = ProblemBody),
         Unauthorized,
-        (status = 404, description = "No such export for this token", body = ProblemBody),
+        NotThisAccount,
+        (status = 404, description = "The account has no such export", body = ProblemBody),
     ),
     security(("token" = []))
 )]
@@ -312,8 +335,10 @@ pub async fn status(
     State(state): State<WebState>,
     caller: Caller,
     Path(key): Path<String>,
+    query: Result<Query<AccountQuery>, QueryRejection>,
 ) -> Result<Json<ExportRecord>, Problem> {
-    let (_, record) = record_for(&state, &caller, &key).await?;
+    let (account, key) = addressed(&caller, query, &key)?;
+    let record = record_of(&state, account, &key).await?;
     Ok(Json(ExportRecord::from(&record)))
 }
 
@@ -324,12 +349,14 @@ pub async fn status(
     get,
     path = "/v1/exports/{key}/file",
     tag = "exports",
-    params(("key" = String, Path, description = "The export key")),
+    params(("key" = String, Path, description = "The export key"), AccountQuery),
     responses(
         (status = 200, description = "The CSV (UTF-8 with BOM)", content_type = "text/csv"),
         (status = 307, description = "With `export.presign_secs` and storage `s3`: download from the presigned URL in `Location`"),
+        (status = 400, description = "Invalid key or account", body = ProblemBody),
         Unauthorized,
-        (status = 404, description = "No such export for this token, or its file is gone", body = ProblemBody),
+        NotThisAccount,
+        (status = 404, description = "The account has no such export, or its file is gone", body = ProblemBody),
         (status = 409, description = "The export has not finished", body = ProblemBody),
     ),
     security(("token" = []))
@@ -338,8 +365,10 @@ pub async fn file(
     State(state): State<WebState>,
     caller: Caller,
     Path(key): Path<String>,
+    query: Result<Query<AccountQuery>, QueryRejection>,
 ) -> Result<Response, Problem> {
-    let (account, record) = record_for(&state, &caller, &key).await?;
+    let (account, key) = addressed(&caller, query, &key)?;
+    let record = record_of(&state, account, &key).await?;
     download(&state, account, &key, &record).await
 }
 
@@ -348,7 +377,7 @@ pub async fn file(
 pub(crate) async fn download(
     state: &WebState,
     account: AccountId,
-    key: &str,
+    key: &ExportKey,
     record: &Document,
 ) -> Result<Response, Problem> {
     let status = ExportStatus::of(record);
@@ -398,11 +427,13 @@ pub(crate) async fn download(
     delete,
     path = "/v1/exports/{key}",
     tag = "exports",
-    params(("key" = String, Path, description = "The export key")),
+    params(("key" = String, Path, description = "The export key"), AccountQuery),
     responses(
         (status = 200, description = "Cancelled; the record", body = ExportRecord),
+        (status = 400, description = "Invalid key or account", body = ProblemBody),
         Unauthorized,
-        (status = 404, description = "No such export for this token", body = ProblemBody),
+        NotThisAccount,
+        (status = 404, description = "The account has no such export", body = ProblemBody),
         (status = 409, description = "The export already ended", body = ProblemBody),
     ),
     security(("token" = []))
@@ -411,21 +442,24 @@ pub async fn cancel(
     State(state): State<WebState>,
     caller: Caller,
     Path(key): Path<String>,
+    query: Result<Query<AccountQuery>, QueryRejection>,
 ) -> Result<Json<ExportRecord>, Problem> {
-    let (_, record) = record_for(&state, &caller, &key).await?;
-    cancel_export(&state, &key, &record).await?;
-    let (_, record) = record_for(&state, &caller, &key).await?;
+    let (account, key) = addressed(&caller, query, &key)?;
+    let record = record_of(&state, account, &key).await?;
+    cancel_export(&state, account, &key, &record).await?;
+    let record = record_of(&state, account, &key).await?;
     Ok(Json(ExportRecord::from(&record)))
 }
 
-/// Cancels the export `key` (record `record`); 409 if it already ended.
-/// Shared with the dashboard.
+/// Cancels `account`'s export `key` (record `record`); 409 if it already
+/// ended. Shared with the dashboard.
 pub(crate) async fn cancel_export(
     state: &WebState,
-    key: &str,
+    account: AccountId,
+    key: &ExportKey,
     record: &Document,
 ) -> Result<(), Problem> {
-    if !state.api.exports.cancel(key).await? {
+    if !state.api.exports.cancel(account, key).await? {
         return Err(Problem::new(
             StatusCode::CONFLICT,
             format!(

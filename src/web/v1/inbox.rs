@@ -1,51 +1,82 @@
-//! The read side for the frontend: an account's messages, its unread count,
-//! and read marks.
+//! The read side for the frontend: a user's inbox, its unread count and
+//! read marks, and the account's whole list for its back office.
 //!
 //! | route | what |
 //! |---|---|
-//! | `GET /v1/accounts/{accountId}/messages` | newest first, a page at a time |
-//! | `GET /v1/accounts/{accountId}/messages/unread-count` | unread messages |
-//! | `POST /v1/accounts/{accountId}/messages/{messageId}/read` | mark one read |
-//! | `POST /v1/accounts/{accountId}/messages/read-all` | mark all read |
+//! | `GET /v1/accounts/{accountId}/users/{userId}/messages` | the user's inbox, newest first, a page at a time |
+//! | `GET .../users/{userId}/messages/unread-count` | what the user has not read |
+//! | `POST .../users/{userId}/messages/{messageId}/read` | mark one read for the user |
+//! | `POST .../users/{userId}/messages/read` | mark several read (`{"ids": [...]}`) |
+//! | `POST .../users/{userId}/messages/read-all` | mark all read for the user |
+//! | `GET /v1/accounts/{accountId}/messages` | every message of the account (not for a user's inbox) |
 //!
-//! Filters are query parameters: `isRead`, `status`, `to` (a recipient id)
-//! and `forUser` (what one user sees: messages to the whole account and to
-//! that user).
+//! A user's inbox is the account's messages to everyone and the messages to
+//! that user, with that user's read state: one user reading a message to
+//! the whole account leaves it unread for the others. Each mark that reads
+//! something pushes `message_read` to the user's channel, with the ids (or
+//! `"all"`) and the user's new unread count, so the user's other tabs and
+//! devices update without asking.
 
 use axum::{
     extract::{rejection::QueryRejection, Path, Query, State},
-    http::StatusCode,
     Json,
 };
-use herald_jobs::{ids::parse_object_id, AccountId, MessageStatus, UserId};
+use herald_jobs::{ids::parse_object_id, AccountId, MessageStatus, QueueName, UserId};
+use mongodb::bson::oid::ObjectId;
 use serde::{Deserialize, Serialize};
 
 use super::{
     caller::Caller,
-    problem::{NotThisAccount, Problem, ProblemBody, Unauthorized},
+    problem::{ApiJson, BodyRefused, NotThisAccount, Problem, ProblemBody, Unauthorized},
 };
 use crate::{
-    store::inbox::{InboxFilter, InboxMessage, PageCursor, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE},
+    push::job::PushJob,
+    store::inbox::{
+        AccountFilter, InboxFilter, InboxMessage, PageCursor, DEFAULT_PAGE_SIZE, MAX_MARK_IDS,
+        MAX_PAGE_SIZE,
+    },
     web::WebState,
 };
 
-/// Query parameters of the list, as sent (parsed with per-field errors).
+/// Query parameters of a user's inbox, as sent (parsed with per-field errors).
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
-pub struct ListQuery {
-    /// `true` for read messages only, `false` for unread only.
+pub struct InboxQuery {
+    /// `true`: only what the user read; `false`: only what they have not.
+    is_read: Option<String>,
+    /// `warning`, `error` or `success`.
+    status: Option<String>,
+    /// Messages per page, 1 to 100 (default 20).
+    limit: Option<String>,
+    /// `nextCursor` of the previous page (empty: the first page).
+    cursor: Option<String>,
+}
+
+/// Query parameters of the account's whole list.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct AccountQuery {
+    /// `true` or `false`: the documents' own `isRead`.
     is_read: Option<String>,
     /// `warning`, `error` or `success`.
     status: Option<String>,
     /// Only messages whose `to.id` is this 24-hex id.
     to: Option<String>,
-    /// Only what this user (24-hex) sees: messages to the account and to them.
-    for_user: Option<String>,
     /// Messages per page, 1 to 100 (default 20).
     limit: Option<String>,
-    /// `nextCursor` of the previous page.
+    /// `nextCursor` of the previous page (empty: the first page).
     cursor: Option<String>,
+}
+
+/// Query parameters of the unread count and of mark-all-read.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct StatusQuery {
+    /// Only messages of this status: `warning`, `error` or `success`.
+    status: Option<String>,
 }
 
 /// A page of messages.
@@ -61,103 +92,208 @@ pub struct MessagePage {
 /// The unread count.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct UnreadCount {
-    /// Unread messages matching the filters.
+    /// Messages of the user's inbox the user has not read.
     pub unread: u64,
 }
 
-/// How many messages a mark-all changed.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct MarkedRead {
-    /// Messages that were unread and now are read.
-    pub updated: u64,
+/// The messages to mark read.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(remote = "Self", deny_unknown_fields)]
+pub struct MarkRequest {
+    /// 1 to 100 message ids, 24-hex. Ids of messages the user does not see
+    /// are left out of the answer as if they did not exist.
+    #[schema(min_items = 1, max_items = 100)]
+    pub ids: Vec<String>,
 }
 
-/// What a list query asks for, parsed.
+herald_jobs::object_only!(deserialize MarkRequest, "an object {\"ids\": [...]}");
+
+/// What a mark changed.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MarkedRead {
+    /// Messages that were unread for the user and now are read.
+    pub updated: u64,
+    /// The user's unread count now.
+    pub unread: u64,
+}
+
+/// A user's inbox query, parsed.
 struct ParsedQuery {
     filter: InboxFilter,
     limit: u32,
     cursor: Option<PageCursor>,
 }
 
-fn parse_query(query: ListQuery) -> Result<ParsedQuery, Problem> {
-    let mut errors: Vec<(String, String)> = Vec::new();
-    let mut fail = |field: &str, reason: String| errors.push((field.to_owned(), reason));
-    let is_read = match query.is_read.as_deref() {
-        None => None,
-        Some("true") => Some(true),
-        Some("false") => Some(false),
-        Some(other) => {
-            fail("isRead", format!("'{other}' is not true or false"));
-            None
-        }
-    };
-    let status = query.status.as_deref().and_then(|s| {
-        s.parse::<MessageStatus>()
-            .map_err(|e| fail("status", e))
-            .ok()
-    });
-    let to = query.to.as_deref().and_then(|t| {
-        parse_object_id("to", t)
-            .map_err(|e| fail("to", e.reason))
-            .ok()
-    });
-    let for_user = query.for_user.as_deref().and_then(|u| {
-        parse_object_id("forUser", u)
-            .map(UserId::from)
-            .map_err(|e| fail("forUser", e.reason))
-            .ok()
-    });
-    let limit = match query.limit.as_deref().map(str::parse::<u32>) {
-        None => DEFAULT_PAGE_SIZE,
-        Some(Ok(n)) if (1..=MAX_PAGE_SIZE).contains(&n) => n,
-        Some(_) => {
-            fail(
-                "limit",
-                format!("must be a number from 1 to {MAX_PAGE_SIZE}"),
-            );
-            DEFAULT_PAGE_SIZE
-        }
-    };
-    let cursor = query.cursor.as_deref().and_then(|c| {
-        PageCursor::decode(c)
-            .map_err(|e| fail("cursor", e.to_string()))
-            .ok()
-    });
-    if !errors.is_empty() {
-        return Err(Problem::invalid(errors));
+/// Collects per-field errors while parsing query parameters.
+#[derive(Default)]
+struct Fields(Vec<(String, String)>);
+
+impl Fields {
+    fn fail(&mut self, field: &str, reason: String) {
+        self.0.push((field.to_owned(), reason));
     }
-    Ok(ParsedQuery {
-        filter: InboxFilter {
-            is_read,
-            status,
-            to,
-            for_user,
-        },
+
+    fn is_read(&mut self, value: Option<&str>) -> Option<bool> {
+        match value {
+            None => None,
+            Some("true") => Some(true),
+            Some("false") => Some(false),
+            Some(other) => {
+                self.fail("isRead", format!("'{other}' is not true or false"));
+                None
+            }
+        }
+    }
+
+    fn status(&mut self, value: Option<&str>) -> Option<MessageStatus> {
+        value.and_then(|s| {
+            s.parse::<MessageStatus>()
+                .map_err(|e| self.fail("status", e))
+                .ok()
+        })
+    }
+
+    fn limit(&mut self, value: Option<&str>) -> u32 {
+        match value.map(str::parse::<u32>) {
+            None => DEFAULT_PAGE_SIZE,
+            Some(Ok(n)) if (1..=MAX_PAGE_SIZE).contains(&n) => n,
+            Some(_) => {
+                self.fail(
+                    "limit",
+                    format!("must be a number from 1 to {MAX_PAGE_SIZE}"),
+                );
+                DEFAULT_PAGE_SIZE
+            }
+        }
+    }
+
+    /// An empty cursor is the first page, as if none was sent.
+    fn cursor(&mut self, value: Option<&str>) -> Option<PageCursor> {
+        value.filter(|c| !c.is_empty()).and_then(|c| {
+            PageCursor::decode(c)
+                .map_err(|e| self.fail("cursor", e.to_string()))
+                .ok()
+        })
+    }
+
+    fn done<T>(self, value: T) -> Result<T, Problem> {
+        if self.0.is_empty() {
+            Ok(value)
+        } else {
+            Err(Problem::invalid(self.0))
+        }
+    }
+}
+
+fn parse_inbox_query(query: InboxQuery) -> Result<ParsedQuery, Problem> {
+    let mut fields = Fields::default();
+    let filter = InboxFilter {
+        is_read: fields.is_read(query.is_read.as_deref()),
+        status: fields.status(query.status.as_deref()),
+    };
+    let limit = fields.limit(query.limit.as_deref());
+    let cursor = fields.cursor(query.cursor.as_deref());
+    fields.done(ParsedQuery {
+        filter,
         limit,
         cursor,
     })
 }
 
-/// The account in the path, which the caller must reach.
-fn account_in_path(caller: &Caller, text: &str) -> Result<AccountId, Problem> {
-    let account = parse_object_id("accountId", text)
+/// The account in the path, parsed.
+fn account_of(text: &str) -> Result<AccountId, Problem> {
+    parse_object_id("accountId", text)
         .map(AccountId::from)
+        .map_err(|e| Problem::from_validation(vec![e]))
+}
+
+/// The account and user in the path, which the caller must reach.
+fn user_in_path(
+    caller: &Caller,
+    account: &str,
+    user: &str,
+) -> Result<(AccountId, UserId), Problem> {
+    let account = account_of(account)?;
+    let user = parse_object_id("userId", user)
+        .map(UserId::from)
         .map_err(|e| Problem::from_validation(vec![e]))?;
-    caller.check(account)?;
-    Ok(account)
+    caller.check_user(account, user)?;
+    Ok((account, user))
 }
 
 /// Query parameters, with unknown ones refused as a field error.
-fn query_of(query: Result<Query<ListQuery>, QueryRejection>) -> Result<ListQuery, Problem> {
+fn query_of<T>(query: Result<Query<T>, QueryRejection>) -> Result<T, Problem> {
     Ok(query?.0)
 }
 
-/// List an account's messages, newest first.
+/// The status filter of a [`StatusQuery`].
+fn status_of(query: StatusQuery) -> Result<Option<MessageStatus>, Problem> {
+    let mut fields = Fields::default();
+    let status = fields.status(query.status.as_deref());
+    fields.done(status)
+}
+
+/// List every message of an account, newest first: the back office's view,
+/// with each document's own `isRead`. A user's inbox is
+/// `/v1/accounts/{accountId}/users/{userId}/messages`.
 #[utoipa::path(
     get,
     path = "/v1/accounts/{accountId}/messages",
     tag = "inbox",
-    params(("accountId" = String, Path, description = "The account, 24-hex"), ListQuery),
+    params(("accountId" = String, Path, description = "The account, 24-hex"), AccountQuery),
+    responses(
+        (status = 200, description = "A page", body = MessagePage),
+        (status = 400, description = "Invalid parameters", body = ProblemBody),
+        Unauthorized,
+        NotThisAccount,
+    ),
+    security(("token" = []))
+)]
+pub async fn account_list(
+    State(state): State<WebState>,
+    caller: Caller,
+    Path(account): Path<String>,
+    query: Result<Query<AccountQuery>, QueryRejection>,
+) -> Result<Json<MessagePage>, Problem> {
+    let account = account_of(&account)?;
+    caller.check(account)?;
+    let query = query_of(query)?;
+    let mut fields = Fields::default();
+    let filter = AccountFilter {
+        is_read: fields.is_read(query.is_read.as_deref()),
+        status: fields.status(query.status.as_deref()),
+        to: query.to.as_deref().and_then(|t| {
+            parse_object_id("to", t)
+                .map_err(|e| fields.fail("to", e.reason))
+                .ok()
+        }),
+    };
+    let limit = fields.limit(query.limit.as_deref());
+    let cursor = fields.cursor(query.cursor.as_deref());
+    fields.done(())?;
+    let page = state
+        .api
+        .inbox
+        .account_page(account, &filter, cursor, limit)
+        .await?;
+    Ok(Json(MessagePage {
+        messages: page.messages,
+        next_cursor: page.next_cursor,
+    }))
+}
+
+/// List a user's inbox, newest first: the account's messages to everyone
+/// and those to this user, with this user's read state.
+#[utoipa::path(
+    get,
+    path = "/v1/accounts/{accountId}/users/{userId}/messages",
+    tag = "inbox",
+    params(
+        ("accountId" = String, Path, description = "The account, 24-hex"),
+        ("userId" = String, Path, description = "The user, 24-hex"),
+        InboxQuery,
+    ),
     responses(
         (status = 200, description = "A page", body = MessagePage),
         (status = 400, description = "Invalid parameters", body = ProblemBody),
@@ -169,15 +305,15 @@ fn query_of(query: Result<Query<ListQuery>, QueryRejection>) -> Result<ListQuery
 pub async fn list(
     State(state): State<WebState>,
     caller: Caller,
-    Path(account): Path<String>,
-    query: Result<Query<ListQuery>, QueryRejection>,
+    Path((account, user)): Path<(String, String)>,
+    query: Result<Query<InboxQuery>, QueryRejection>,
 ) -> Result<Json<MessagePage>, Problem> {
-    let account = account_in_path(&caller, &account)?;
-    let query = parse_query(query_of(query)?)?;
+    let (account, user) = user_in_path(&caller, &account, &user)?;
+    let query = parse_inbox_query(query_of(query)?)?;
     let page = state
         .api
         .inbox
-        .page(account, &query.filter, query.cursor, query.limit)
+        .user_page(account, user, &query.filter, query.cursor, query.limit)
         .await?;
     Ok(Json(MessagePage {
         messages: page.messages,
@@ -185,12 +321,16 @@ pub async fn list(
     }))
 }
 
-/// Count an account's unread messages (`isRead`, `limit` and `cursor` do not apply).
+/// Count what a user has not read of their inbox.
 #[utoipa::path(
     get,
-    path = "/v1/accounts/{accountId}/messages/unread-count",
+    path = "/v1/accounts/{accountId}/users/{userId}/messages/unread-count",
     tag = "inbox",
-    params(("accountId" = String, Path, description = "The account, 24-hex"), ListQuery),
+    params(
+        ("accountId" = String, Path, description = "The account, 24-hex"),
+        ("userId" = String, Path, description = "The user, 24-hex"),
+        StatusQuery,
+    ),
     responses(
         (status = 200, description = "The count", body = UnreadCount),
         (status = 400, description = "Invalid parameters", body = ProblemBody),
@@ -202,57 +342,118 @@ pub async fn list(
 pub async fn unread_count(
     State(state): State<WebState>,
     caller: Caller,
-    Path(account): Path<String>,
-    query: Result<Query<ListQuery>, QueryRejection>,
+    Path((account, user)): Path<(String, String)>,
+    query: Result<Query<StatusQuery>, QueryRejection>,
 ) -> Result<Json<UnreadCount>, Problem> {
-    let account = account_in_path(&caller, &account)?;
-    let query = parse_query(query_of(query)?)?;
-    let unread = state.api.inbox.unread_count(account, &query.filter).await?;
+    let (account, user) = user_in_path(&caller, &account, &user)?;
+    let status = status_of(query_of(query)?)?;
+    let unread = state.api.inbox.unread_count(account, user, status).await?;
     Ok(Json(UnreadCount { unread }))
 }
 
-/// Mark one message read (`readAt` keeps the first time).
+/// Mark one message read for a user (`readAt` keeps the first time).
 #[utoipa::path(
     post,
-    path = "/v1/accounts/{accountId}/messages/{messageId}/read",
+    path = "/v1/accounts/{accountId}/users/{userId}/messages/{messageId}/read",
     tag = "inbox",
     params(
         ("accountId" = String, Path, description = "The account, 24-hex"),
+        ("userId" = String, Path, description = "The user, 24-hex"),
         ("messageId" = String, Path, description = "The message, 24-hex"),
     ),
     responses(
-        (status = 200, description = "The message, now read", body = InboxMessage),
+        (status = 200, description = "The message, now read for the user", body = InboxMessage),
         (status = 400, description = "Invalid id", body = ProblemBody),
         Unauthorized,
         NotThisAccount,
-        (status = 404, description = "The account has no such message", body = ProblemBody),
+        (status = 404, description = "The user's inbox has no such message", body = ProblemBody),
     ),
     security(("token" = []))
 )]
 pub async fn mark_read(
     State(state): State<WebState>,
     caller: Caller,
-    Path((account, message)): Path<(String, String)>,
+    Path((account, user, message)): Path<(String, String, String)>,
 ) -> Result<Json<InboxMessage>, Problem> {
-    let account = account_in_path(&caller, &account)?;
+    let (account, user) = user_in_path(&caller, &account, &user)?;
     let id =
         parse_object_id("messageId", &message).map_err(|e| Problem::from_validation(vec![e]))?;
-    match state.api.inbox.mark_read(account, id).await? {
-        Some(message) => Ok(Json(message)),
-        None => Err(Problem::not_found(format!(
-            "account {account} has no message {message}"
-        ))),
+    let marking = state.api.inbox.mark_read(account, user, &[id]).await?;
+    if !marking.newly_read.is_empty() {
+        announce(&state, account, user, serde_json::json!(marking.newly_read)).await?;
     }
+    marking
+        .messages
+        .into_iter()
+        .next()
+        .map(Json)
+        .ok_or_else(|| {
+            Problem::not_found(format!(
+                "the inbox of user {user} in account {account} has no message {message}"
+            ))
+        })
 }
 
-/// Mark every unread message read (filters `status`, `to`, `forUser` apply).
+/// Mark several messages read for a user.
 #[utoipa::path(
     post,
-    path = "/v1/accounts/{accountId}/messages/read-all",
+    path = "/v1/accounts/{accountId}/users/{userId}/messages/read",
     tag = "inbox",
-    params(("accountId" = String, Path, description = "The account, 24-hex"), ListQuery),
+    params(
+        ("accountId" = String, Path, description = "The account, 24-hex"),
+        ("userId" = String, Path, description = "The user, 24-hex"),
+    ),
+    request_body = MarkRequest,
     responses(
-        (status = 200, description = "How many changed", body = MarkedRead),
+        (status = 200, description = "How many changed, and the unread count now", body = MarkedRead),
+        (status = 400, description = "Invalid ids", body = ProblemBody),
+        Unauthorized,
+        NotThisAccount,
+        BodyRefused,
+    ),
+    security(("token" = []))
+)]
+pub async fn mark_several_read(
+    State(state): State<WebState>,
+    caller: Caller,
+    Path((account, user)): Path<(String, String)>,
+    ApiJson(request): ApiJson<MarkRequest>,
+) -> Result<Json<MarkedRead>, Problem> {
+    let (account, user) = user_in_path(&caller, &account, &user)?;
+    if request.ids.is_empty() || request.ids.len() > MAX_MARK_IDS {
+        return Err(Problem::invalid([(
+            "ids".to_owned(),
+            format!("must name 1 to {MAX_MARK_IDS} messages"),
+        )]));
+    }
+    let ids = request
+        .ids
+        .iter()
+        .map(|id| parse_object_id("ids", id))
+        .collect::<Result<Vec<ObjectId>, _>>()
+        .map_err(|e| Problem::from_validation(vec![e]))?;
+    let marking = state.api.inbox.mark_read(account, user, &ids).await?;
+    let updated = marking.newly_read.len() as u64;
+    let unread = if updated > 0 {
+        announce(&state, account, user, serde_json::json!(marking.newly_read)).await?
+    } else {
+        state.api.inbox.unread_count(account, user, None).await?
+    };
+    Ok(Json(MarkedRead { updated, unread }))
+}
+
+/// Mark every message of a user's inbox read for them (`status` narrows).
+#[utoipa::path(
+    post,
+    path = "/v1/accounts/{accountId}/users/{userId}/messages/read-all",
+    tag = "inbox",
+    params(
+        ("accountId" = String, Path, description = "The account, 24-hex"),
+        ("userId" = String, Path, description = "The user, 24-hex"),
+        StatusQuery,
+    ),
+    responses(
+        (status = 200, description = "How many changed, and the unread count now", body = MarkedRead),
         (status = 400, description = "Invalid parameters", body = ProblemBody),
         Unauthorized,
         NotThisAccount,
@@ -262,15 +463,49 @@ pub async fn mark_read(
 pub async fn mark_all_read(
     State(state): State<WebState>,
     caller: Caller,
-    Path(account): Path<String>,
-    query: Result<Query<ListQuery>, QueryRejection>,
-) -> Result<(StatusCode, Json<MarkedRead>), Problem> {
-    let account = account_in_path(&caller, &account)?;
-    let query = parse_query(query_of(query)?)?;
-    let updated = state
-        .api
-        .inbox
-        .mark_all_read(account, &query.filter)
-        .await?;
-    Ok((StatusCode::OK, Json(MarkedRead { updated })))
+    Path((account, user)): Path<(String, String)>,
+    query: Result<Query<StatusQuery>, QueryRejection>,
+) -> Result<Json<MarkedRead>, Problem> {
+    let (account, user) = user_in_path(&caller, &account, &user)?;
+    let status = status_of(query_of(query)?)?;
+    let updated = state.api.inbox.mark_all_read(account, user, status).await?;
+    let unread = if updated > 0 {
+        announce(&state, account, user, serde_json::json!("all")).await?
+    } else {
+        state.api.inbox.unread_count(account, user, None).await?
+    };
+    Ok(Json(MarkedRead { updated, unread }))
+}
+
+/// Pushes `message_read` (`read`: the ids, or `"all"`) to `user`'s channel
+/// through the push queue, with the user's unread count now; returns that
+/// count. The marks are made already, so a push that cannot be queued is
+/// logged, not failed: the caller's answer carries the count, and the
+/// user's other pages catch up at their next read.
+async fn announce(
+    state: &WebState,
+    account: AccountId,
+    user: UserId,
+    read: serde_json::Value,
+) -> Result<u64, Problem> {
+    let unread = state.api.inbox.unread_count(account, user, None).await?;
+    let mark = ulid::Ulid::generate().to_string();
+    let job = PushJob::message_read(account, user, &state.api.users, read, unread, &mark);
+    let mut producer = state.api.producer.clone();
+    if let Err(error) = producer
+        .enqueue_unchecked(
+            QueueName::Push,
+            account,
+            &job,
+            &job.idempotency_key,
+            state.api.push_dedup,
+        )
+        .await
+    {
+        tracing::warn!(
+            %error, account_id = %account, user_id = %user,
+            "message_read not queued; the user's other pages update at their next read"
+        );
+    }
+    Ok(unread)
 }

@@ -1,15 +1,22 @@
 //! `POST /v1/messages`: enqueue a `send_message` job over HTTP.
 //!
-//! The body is the job contract with conveniences for callers: `messageId`
-//! is generated when absent, `sender` defaults to the system, `to` to the
-//! whole account, `status` to `success`, and `accountId` to the account of
-//! an account-bound token. The answer is 202 with the message id, the `_id`
-//! the document will have.
+//! The body is the job contract with conveniences for callers: `sender`
+//! defaults to the system, `to` to the whole account, `status` to
+//! `success`, and `accountId` to the account of an account-bound token.
+//! The answer is 202 with the message id, the `_id` the document will have.
+//!
+//! The id: a caller that retries a request sends the same `idempotencyKey`,
+//! from which the id is derived within its account
+//! ([`MessageId::from_idempotency_key`]), so the message is stored and
+//! pushed once and no other account can reach that id. Without a key the
+//! id is generated, unpredictable. Only a token that reaches every account
+//! (a trusted backend) may name the id itself (`messageId`): a tenant's
+//! token could otherwise take the id of another account's message first.
 
 use axum::{extract::State, http::StatusCode, Json};
 use herald_jobs::{
-    ids::parse_object_id, AccountId, MessageId, Recipient, RecipientTarget, SendMessage, Sender,
-    SenderFrom,
+    ids::parse_object_id, AccountId, IdempotencyKey, MessageId, Recipient, RecipientTarget,
+    SendMessage, Sender, SenderFrom,
 };
 use serde::{Deserialize, Serialize};
 
@@ -26,10 +33,14 @@ use crate::web::WebState;
 #[derive(Debug, Deserialize)]
 #[serde(remote = "Self", rename_all = "camelCase", deny_unknown_fields)]
 pub struct MessageRequest {
-    /// `_id` for the document, 24-hex; generated when absent. Sending the
-    /// same id again does not create a second message.
+    /// `_id` for the document, 24-hex; only with a token that reaches every
+    /// account. Sending the same id again does not create a second message.
     #[serde(default)]
     pub message_id: Option<String>,
+    /// The caller's name for this message, unique within its account: a
+    /// retry with the same key stores and pushes the message once.
+    #[serde(default)]
+    pub idempotency_key: Option<String>,
     /// The account, 24-hex; may be left out with an account-bound token.
     #[serde(default)]
     pub account_id: Option<String>,
@@ -82,13 +93,37 @@ pub struct MessageAccepted {
     pub message_id: String,
 }
 
-/// The job for `request`, for `account`.
-fn job(request: MessageRequest, account: AccountId) -> SendMessage {
+/// The message's id: the one a trusted caller named, the one derived from
+/// the idempotency key, or a fresh one (see the module docs).
+fn message_id(
+    caller: &Caller,
+    request: &MessageRequest,
+    account: AccountId,
+) -> Result<String, Problem> {
+    match (&request.message_id, &request.idempotency_key) {
+        (Some(_), Some(_)) => Err(Problem::invalid([(
+            "messageId".to_owned(),
+            "send messageId or idempotencyKey, not both".to_owned(),
+        )])),
+        (Some(_), None) if !caller.may_choose_message_ids() => Err(Problem::invalid([(
+            "messageId".to_owned(),
+            "may be chosen only with a token that reaches every account; send \
+             idempotencyKey to make a retried request safe"
+                .to_owned(),
+        )])),
+        (Some(id), None) => Ok(id.clone()),
+        (None, Some(key)) => IdempotencyKey::parse("idempotencyKey", key)
+            .map(|key| MessageId::from_idempotency_key(account, &key).to_hex())
+            .map_err(|e| Problem::from_validation(vec![e])),
+        (None, None) => Ok(MessageId::generate().to_hex()),
+    }
+}
+
+/// The job for `request`, for `account`, with the id `message_id`.
+fn job(request: MessageRequest, account: AccountId, message_id: String) -> SendMessage {
     let account_hex = account.to_hex();
     SendMessage {
-        message_id: request
-            .message_id
-            .unwrap_or_else(|| MessageId::generate().to_hex()),
+        message_id,
         account_id: account_hex.clone(),
         title: request.title,
         content: request.content,
@@ -150,7 +185,8 @@ pub async fn enqueue(
     ApiJson(request): ApiJson<MessageRequest>,
 ) -> Result<(StatusCode, Json<MessageAccepted>), Problem> {
     let account = caller.account_for(named_account("accountId", request.account_id.as_deref())?)?;
-    let job = job(request, account);
+    let id = message_id(&caller, &request, account)?;
+    let job = job(request, account, id);
     let valid = job
         .validate_all(&state.api.message_limits)
         .map_err(Problem::from_validation)?;

@@ -3,9 +3,11 @@
 //!
 //! - [`messages`]: `POST /v1/messages` enqueues a message.
 //! - [`exports`]: enqueue, follow, download and cancel exports.
-//! - [`inbox`]: the read side the frontend lists messages and marks them read with.
-//! - [`push_auth`]: signs a browser's subscription to its account's channel.
-//! - [`caller`]: bearer tokens, and the account a token may reach.
+//! - [`inbox`]: the read side: a user's inbox, unread count and read marks,
+//!   and the account's whole list.
+//! - [`push_auth`]: signs a browser's subscription to its account's channel
+//!   or its user's own.
+//! - [`caller`]: bearer tokens, and the account or user a token may reach.
 //! - [`problem`]: error answers naming the wrong fields; the JSON extractor
 //!   (shared with the dashboard's API).
 //! - [`schema`]: the rules the server checks, as the document's schemas.
@@ -62,6 +64,10 @@ pub struct ApiState {
     pub export_limits: ExportLimits,
     /// Signs browsers' channel subscriptions for the configured provider.
     pub channels: crate::push::auth::ChannelAuthorizer,
+    /// Each user's channel (`push.user_channel`).
+    pub users: crate::push::UserChannels,
+    /// How long a queued push's idempotency key is kept (the re-run window).
+    pub push_dedup: std::time::Duration,
 }
 
 /// The document's frame: title, version and the bearer scheme.
@@ -69,8 +75,9 @@ pub struct ApiState {
 #[openapi(
     info(
         title = "Herald producers' API",
-        description = "Enqueue messages and exports, read and mark messages. \
-                       Authenticate with `Authorization: Bearer TOKEN`."
+        description = "Enqueue messages and exports, read and mark a user's messages. \
+                       Authenticate with `Authorization: Bearer TOKEN`: a token reaches every \
+                       account, one account, or one user of one account."
     ),
     modifiers(&BearerScheme),
     tags(
@@ -103,9 +110,11 @@ fn documented_routes() -> OpenApiRouter<WebState> {
         .routes(routes!(exports::enqueue))
         .routes(routes!(exports::status, exports::cancel))
         .routes(routes!(exports::file))
+        .routes(routes!(inbox::account_list))
         .routes(routes!(inbox::list))
         .routes(routes!(inbox::unread_count))
         .routes(routes!(inbox::mark_read))
+        .routes(routes!(inbox::mark_several_read))
         .routes(routes!(inbox::mark_all_read))
         .routes(routes!(push_auth::authorize))
 }
@@ -120,6 +129,7 @@ pub fn routes(
     schema::Rules {
         message: &state.message_limits,
         export: &state.export_limits,
+        users: &state.users,
     }
     .apply(&mut api);
     let router = router

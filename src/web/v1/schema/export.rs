@@ -3,9 +3,9 @@
 use herald_jobs::{
     export::{
         key_pattern, EXTENDED_JSON_KEYS, FORBIDDEN_OPERATORS, KEY_MAX_LEN, PATH_MAX_BYTES,
-        PATH_PATTERN,
+        PATH_PATTERN, TITLE_MAX_BYTES,
     },
-    ExportLimits, SortOrder,
+    ExportLimits, FilterPolicy, SortOrder,
 };
 use utoipa::openapi::{
     schema::{AnyOfBuilder, ArrayBuilder, ObjectBuilder, Type},
@@ -13,35 +13,6 @@ use utoipa::openapi::{
 };
 
 use super::{account_in_body, not_blank, object, one_of, string, MAX_UTF8_BYTES};
-
-/// Query operators a filter may name; any other key starting with `$` is
-/// left out of the document (extended-JSON type keys and the JavaScript
-/// operators are refused or read as typed values, see [`EXTENDED_JSON_KEYS`]
-/// and [`FORBIDDEN_OPERATORS`]).
-const FILTER_OPERATORS: [&str; 22] = [
-    "and",
-    "or",
-    "nor",
-    "not",
-    "eq",
-    "ne",
-    "gt",
-    "gte",
-    "lt",
-    "lte",
-    "in",
-    "nin",
-    "exists",
-    "type",
-    "regex",
-    "options",
-    "elemMatch",
-    "size",
-    "all",
-    "mod",
-    "expr",
-    "comment",
-];
 
 fn document_path(description: &str) -> Schema {
     string(&format!(
@@ -53,25 +24,52 @@ fn document_path(description: &str) -> Schema {
     .into()
 }
 
-fn filter_key_pattern() -> String {
-    format!("^([^$].*|\\$({}))$", FILTER_OPERATORS.join("|"))
+/// What a filter's keys may be: a field name, or an operator `policy`
+/// allows (the extended-JSON type keys are read as values before the
+/// operators are checked, so they are not keys here).
+fn filter_key_pattern(policy: &FilterPolicy) -> String {
+    let operators: Vec<&str> = policy
+        .operators
+        .iter()
+        .flatten()
+        .map(|op| op.trim_start_matches('$'))
+        .collect();
+    if operators.is_empty() {
+        "^[^$].*$".to_owned()
+    } else {
+        format!("^([^$].*|\\$({}))$", operators.join("|"))
+    }
 }
 
 /// `Filter` (an object) and `FilterValue` (what its keys hold), which
-/// refer to each other.
-pub(super) fn filter_schemas() -> [(&'static str, Schema); 2] {
+/// refer to each other, under `policy`.
+pub(super) fn filter_schemas(policy: &FilterPolicy) -> [(&'static str, Schema); 2] {
     let filter = ObjectBuilder::new()
         .schema_type(Type::Object)
         .description(Some(format!(
-            "MongoDB extended JSON, narrowed to the account. Refused anywhere in it: {}; \
-             the keys {} are read as typed values and must be in their exact form.",
+            "MongoDB extended JSON, narrowed to the account. Operators allowed \
+             (`export.filter_operators`): {}; refused whatever the settings: {}. At most {} \
+             bytes of BSON (`export.max_filter_bytes`), {} levels deep \
+             (`export.max_filter_depth`), regular expressions of at most {} bytes \
+             (`export.max_regex_bytes`). The keys {} are read as typed values and must be in \
+             their exact form.",
+            policy
+                .operators
+                .iter()
+                .flatten()
+                .map(String::as_str)
+                .collect::<Vec<_>>()
+                .join(", "),
             FORBIDDEN_OPERATORS.join(", "),
+            policy.max_bytes,
+            policy.max_depth,
+            policy.max_regex_bytes,
             EXTENDED_JSON_KEYS.join(", ")
         )))
         .property_names(Some(
             ObjectBuilder::new()
                 .schema_type(Type::String)
-                .pattern(Some(filter_key_pattern())),
+                .pattern(Some(filter_key_pattern(policy))),
         ))
         .additional_properties(Some(RefOr::Ref(Ref::from_schema_name("FilterValue"))));
     let value = AnyOfBuilder::new()
@@ -87,7 +85,13 @@ pub(super) fn filter_schemas() -> [(&'static str, Schema); 2] {
 pub(super) fn export_request(limits: &ExportLimits) -> Schema {
     let field = object()
         .property("path", document_path("Document path"))
-        .property("title", not_blank("Column title; not blank"))
+        .property(
+            "title",
+            not_blank(&format!(
+                "Column title; not blank, at most {TITLE_MAX_BYTES} bytes of UTF-8"
+            ))
+            .max_length(Some(TITLE_MAX_BYTES / MAX_UTF8_BYTES)),
+        )
         .required("path")
         .required("title");
     let sort = object()
@@ -126,7 +130,11 @@ pub(super) fn export_request(limits: &ExportLimits) -> Schema {
             ArrayBuilder::new()
                 .items(field)
                 .min_items(Some(1))
-                .description(Some("Columns in order; at least one")),
+                .max_items(Some(limits.max_fields))
+                .description(Some(format!(
+                    "Columns in order; 1 to {} (`export.max_fields`)",
+                    limits.max_fields
+                ))),
         )
         .property(
             "sort",

@@ -1,8 +1,9 @@
 //! The schema of `POST /v1/messages`' body.
 
 use herald_jobs::{
-    ids::OBJECT_ID_PATTERN, message::SYSTEM_SENDER_ID, MessageLimits, MessageStatus,
-    RecipientTarget, SenderFrom,
+    ids::{IDEMPOTENCY_KEY_MAX_LEN, IDEMPOTENCY_KEY_PATTERN, OBJECT_ID_PATTERN},
+    message::SYSTEM_SENDER_ID,
+    MessageLimits, MessageStatus, RecipientTarget, SenderFrom,
 };
 use utoipa::openapi::Schema;
 
@@ -42,7 +43,21 @@ pub(super) fn message_request(limits: &MessageLimits) -> Schema {
         .description(Some("A message to store and push."))
         .property(
             "messageId",
-            object_id("`_id` of the document, 24-hex; generated when absent"),
+            object_id(
+                "`_id` of the document, 24-hex; only with a token that reaches every account \
+                 (any other is refused: it could take another account's id). Generated, \
+                 unpredictable, when absent; not with `idempotencyKey`.",
+            ),
+        )
+        .property(
+            "idempotencyKey",
+            string(&format!(
+                "The caller's name for this message, unique within its account: a retried \
+                 request with the same key stores and pushes the message once. 1 to \
+                 {IDEMPOTENCY_KEY_MAX_LEN} letters, digits or `_ . : @ = -`."
+            ))
+            .pattern(Some(IDEMPOTENCY_KEY_PATTERN))
+            .max_length(Some(IDEMPOTENCY_KEY_MAX_LEN)),
         )
         .property("accountId", account_in_body())
         .property(

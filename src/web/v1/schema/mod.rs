@@ -48,6 +48,8 @@ pub struct Rules<'a> {
     pub message: &'a MessageLimits,
     /// Export allow-list.
     pub export: &'a ExportLimits,
+    /// Each user's channel (`push.user_channel`).
+    pub users: &'a crate::push::UserChannels,
 }
 
 fn object() -> ObjectBuilder {
@@ -106,7 +108,7 @@ fn parameter_schema(name: &str) -> Option<Schema> {
         "accountId" => object_id("The account, 24-hex"),
         "messageId" => object_id("The message, 24-hex"),
         "to" => object_id("Only messages whose `to.id` is this id"),
-        "forUser" => object_id("Only what this user sees: messages to the account and to them"),
+        "userId" => object_id("The user, 24-hex"),
         "key" => string("The export key")
             .pattern(Some(key_pattern()))
             .max_length(Some(KEY_MAX_LEN))
@@ -150,6 +152,32 @@ fn apply_to_operation(operation: &mut Operation) {
     );
 }
 
+/// Sets `pattern` on the string property `property` of the component
+/// schema `schema` (on its items, for an array with `items` given).
+fn set_pattern(
+    components: &mut utoipa::openapi::Components,
+    schema: &str,
+    property: &str,
+    items: Option<()>,
+    pattern: String,
+) {
+    use utoipa::openapi::schema::{ArrayItems, Schema as S};
+    let Some(RefOr::T(S::Object(object))) = components.schemas.get_mut(schema) else {
+        return;
+    };
+    match (object.properties.get_mut(property), items) {
+        (Some(RefOr::T(S::Object(string))), None) => string.pattern = Some(pattern),
+        (Some(RefOr::T(S::Array(array))), Some(())) => {
+            if let ArrayItems::RefOrSchema(item) = &mut array.items {
+                if let RefOr::T(S::Object(string)) = item.as_mut() {
+                    string.pattern = Some(pattern);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
 fn apply_to_parameter(parameter: &mut Parameter) {
     if let Some(schema) = parameter_schema(&parameter.name) {
         parameter.schema = Some(RefOr::T(schema));
@@ -166,10 +194,25 @@ impl Rules<'_> {
             ("ExportRequest", export_request(self.export)),
         ]
         .into_iter()
-        .chain(filter_schemas());
+        .chain(filter_schemas(&self.export.filter));
         for (name, schema) in schemas {
             components.schemas.insert(name.to_owned(), RefOr::T(schema));
         }
+        let channels = format!(
+            "^(presence-message-wm-global[0-9a-f]{{24}}|{})$",
+            self.users
+                .pattern()
+                .trim_start_matches('^')
+                .trim_end_matches('$')
+        );
+        set_pattern(components, "PushAuthRequest", "channelName", None, channels);
+        set_pattern(
+            components,
+            "MarkRequest",
+            "ids",
+            Some(()),
+            OBJECT_ID_PATTERN.to_owned(),
+        );
         for item in openapi.paths.paths.values_mut() {
             for operation in [
                 &mut item.get,
@@ -200,7 +243,7 @@ macro_rules! request_schema {
         impl utoipa::ToSchema for $type {
             fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
                 schemas.extend(
-                    filter_schemas()
+                    filter_schemas(&herald_jobs::FilterPolicy::default())
                         .into_iter()
                         .map(|(name, schema)| (name.to_owned(), RefOr::T(schema))),
                 );
@@ -215,10 +258,7 @@ request_schema!(
 );
 request_schema!(
     super::exports::ExportRequest,
-    export_request(&ExportLimits {
-        collections: Default::default(),
-        default_time_zone: chrono_tz::UTC,
-    })
+    export_request(&ExportLimits::new(Default::default(), chrono_tz::UTC))
 );
 
 #[cfg(test)]
@@ -229,15 +269,17 @@ mod tests {
 
     fn document() -> Value {
         let message = MessageLimits::default();
-        let export = ExportLimits {
-            collections: ["message".to_owned(), "customer".to_owned()]
+        let export = ExportLimits::new(
+            ["message".to_owned(), "customer".to_owned()]
                 .into_iter()
                 .collect(),
-            default_time_zone: chrono_tz::UTC,
-        };
+            chrono_tz::UTC,
+        );
+        let users = crate::push::UserChannels::default();
         let api = super::super::document(&Rules {
             message: &message,
             export: &export,
+            users: &users,
         });
         serde_json::to_value(api).expect("the document is JSON")
     }
@@ -288,5 +330,30 @@ mod tests {
         for name in ["SenderBody", "RecipientBody", "FieldBody", "SortBody"] {
             assert!(schemas[name].is_null(), "{name} is inlined");
         }
+        assert_eq!(
+            message["idempotencyKey"]["pattern"],
+            herald_jobs::ids::IDEMPOTENCY_KEY_PATTERN
+        );
+        assert_eq!(
+            export["fields"]["maxItems"],
+            herald_jobs::export::DEFAULT_MAX_FIELDS
+        );
+        let channel = schemas["PushAuthRequest"]["properties"]["channelName"]["pattern"]
+            .as_str()
+            .expect("a channel pattern");
+        assert!(channel.contains("presence-message-wm-global"), "{channel}");
+        assert!(channel.contains("private-message-wm-user-"), "{channel}");
+        assert_eq!(
+            schemas["MarkRequest"]["properties"]["ids"]["items"]["pattern"],
+            OBJECT_ID_PATTERN
+        );
+        // The filter's keys are the allowed operators: $expr is not one.
+        let keys = schemas["Filter"]["propertyNames"]["pattern"]
+            .as_str()
+            .expect("a key pattern");
+        assert!(
+            keys.contains("elemMatch") && !keys.contains("expr"),
+            "{keys}"
+        );
     }
 }

@@ -16,10 +16,14 @@
 //! ```
 //!
 //! `filter` is MongoDB extended JSON. Herald always narrows it to the job's
-//! account, refuses operators that run JavaScript, and only reads
-//! collections on its configured allow-list.
+//! account, bounds what it may ask of the server ([`filter`]), and only
+//! reads collections on its configured allow-list. An export is addressed
+//! by its account and its key together ([`ExportKey`]): two accounts may
+//! use the same key.
 
-use std::collections::BTreeSet;
+pub mod filter;
+
+use std::{collections::BTreeSet, fmt};
 
 use bson::{Bson, Document};
 use serde::{Deserialize, Serialize};
@@ -27,12 +31,11 @@ use serde::{Deserialize, Serialize};
 use crate::{
     error::keep,
     error::ValidationError,
-    ids::{parse_object_id, AccountId},
+    ids::{parse_object_id, unpredictable_object_id, AccountId},
     string_enum::string_enum,
 };
 
-/// Query operators refused anywhere in a filter: they run server-side JavaScript.
-pub const FORBIDDEN_OPERATORS: [&str; 3] = ["$where", "$function", "$accumulator"];
+pub use filter::{FilterPolicy, FORBIDDEN_OPERATORS};
 
 /// Keys that MongoDB extended JSON reads as one typed value (`{"$date":
 /// ...}`, `{"$oid": ...}`): an object in a filter holding one of them must
@@ -62,6 +65,12 @@ pub const KEY_MAX_LEN: usize = 64;
 /// Longest document path (`fields.path`, `sort.path`), in bytes of UTF-8.
 pub const PATH_MAX_BYTES: usize = 256;
 
+/// Longest column title (`fields.title`), in bytes of UTF-8.
+pub const TITLE_MAX_BYTES: usize = 256;
+
+/// Default most columns an export may have.
+pub const DEFAULT_MAX_FIELDS: usize = 100;
+
 /// Whether `c` may appear in an export key: an ASCII letter or digit, `-`
 /// or `_` (the key names a file).
 pub fn is_key_char(c: char) -> bool {
@@ -72,6 +81,42 @@ pub fn is_key_char(c: char) -> bool {
 /// 1 to [`KEY_MAX_LEN`] of them.
 pub fn key_pattern() -> String {
     format!("^[A-Za-z0-9_-]{{1,{KEY_MAX_LEN}}}$")
+}
+
+/// An export's key, checked: 1 to [`KEY_MAX_LEN`] letters, digits, `-` or
+/// `_` (it names a file). Unique within its account only.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ExportKey(String);
+
+impl ExportKey {
+    /// Parses a key.
+    pub fn parse(key: &str) -> Result<Self, ValidationError> {
+        check_key(key).map(|()| Self(key.to_owned()))
+    }
+
+    /// A new key no one can predict (24 hex digits, an
+    /// [`unpredictable_object_id`]), for an export whose producer named none.
+    pub fn generate() -> Self {
+        Self(unpredictable_object_id().to_hex())
+    }
+
+    /// The key as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ExportKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::str::FromStr for ExportKey {
+    type Err = ValidationError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::parse(s)
+    }
 }
 
 /// What a document path may be, as a regular expression: dot-separated
@@ -153,6 +198,23 @@ pub struct ExportLimits {
     pub collections: BTreeSet<String>,
     /// Time zone when the job names none.
     pub default_time_zone: chrono_tz::Tz,
+    /// What a filter may ask of the server.
+    pub filter: FilterPolicy,
+    /// Most columns (`export.max_fields`).
+    pub max_fields: usize,
+}
+
+impl ExportLimits {
+    /// Exports of `collections`, dates in `default_time_zone`, with the
+    /// default filter policy and column cap.
+    pub fn new(collections: BTreeSet<String>, default_time_zone: chrono_tz::Tz) -> Self {
+        Self {
+            collections,
+            default_time_zone,
+            filter: FilterPolicy::default(),
+            max_fields: DEFAULT_MAX_FIELDS,
+        }
+    }
 }
 
 /// An `export` payload that passed validation.
@@ -160,8 +222,8 @@ pub struct ExportLimits {
 pub struct ValidExport {
     /// The account.
     pub account: AccountId,
-    /// The export's id.
-    pub key: String,
+    /// The export's key (unique within the account).
+    pub key: ExportKey,
     /// Source collection.
     pub collection: String,
     /// The producer's filter, as BSON (not yet narrowed to the account).
@@ -190,22 +252,6 @@ fn check_path(field: &'static str, path: &str) -> Result<(), ValidationError> {
     }
 }
 
-/// The first forbidden operator anywhere in `value`, if any.
-fn forbidden_operator(value: &Bson) -> Option<&'static str> {
-    match value {
-        Bson::Document(doc) => doc.iter().find_map(|(key, inner)| {
-            FORBIDDEN_OPERATORS
-                .iter()
-                .find(|op| key == *op)
-                .copied()
-                .or_else(|| forbidden_operator(inner))
-        }),
-        Bson::Array(items) => items.iter().find_map(forbidden_operator),
-        Bson::JavaScriptCode(_) | Bson::JavaScriptCodeWithScope(_) => Some("JavaScript code"),
-        _ => None,
-    }
-}
-
 impl Export {
     /// Checks every field; returns the typed export or the first error,
     /// naming its field.
@@ -222,10 +268,10 @@ impl Export {
             &mut errors,
             parse_object_id("accountId", &self.account_id).map(AccountId::from),
         );
-        keep(&mut errors, check_key(&self.key));
+        let key = keep(&mut errors, ExportKey::parse(&self.key));
         keep(&mut errors, check_collection(&self.collection, limits));
-        let filter = keep(&mut errors, check_filter(&self.filter));
-        keep(&mut errors, check_fields(&self.fields));
+        let filter = keep(&mut errors, check_filter(&self.filter, &limits.filter));
+        keep(&mut errors, check_fields(&self.fields, limits.max_fields));
         let sort = keep(&mut errors, sort_document(&self.sort));
         let time_zone = keep(
             &mut errors,
@@ -239,11 +285,13 @@ impl Export {
                 }),
             },
         );
-        match (account, filter, sort, time_zone) {
-            (Some(account), Some(filter), Some(sort), Some(time_zone)) if errors.is_empty() => {
+        match (account, key, filter, sort, time_zone) {
+            (Some(account), Some(key), Some(filter), Some(sort), Some(time_zone))
+                if errors.is_empty() =>
+            {
                 Ok(ValidExport {
                     account,
-                    key: self.key.clone(),
+                    key,
                     collection: self.collection.clone(),
                     filter,
                     fields: self.fields.clone(),
@@ -286,7 +334,10 @@ fn check_collection(collection: &str, limits: &ExportLimits) -> Result<(), Valid
     ))
 }
 
-fn check_filter(filter: &serde_json::Value) -> Result<Document, ValidationError> {
+fn check_filter(
+    filter: &serde_json::Value,
+    policy: &FilterPolicy,
+) -> Result<Document, ValidationError> {
     let filter = match Bson::try_from(filter.clone()) {
         Ok(Bson::Document(doc)) => doc,
         Ok(_) => return Err(ValidationError::new("filter", "must be a JSON object")),
@@ -297,20 +348,24 @@ fn check_filter(filter: &serde_json::Value) -> Result<Document, ValidationError>
             ))
         }
     };
-    if let Some(op) = forbidden_operator(&Bson::Document(filter.clone())) {
-        return Err(ValidationError::new(
-            "filter",
-            format!("uses {op}, which runs JavaScript on the server and is refused"),
-        ));
-    }
+    policy.check(&filter)?;
     Ok(filter)
 }
 
-fn check_fields(fields: &[ExportField]) -> Result<(), ValidationError> {
+fn check_fields(fields: &[ExportField], max_fields: usize) -> Result<(), ValidationError> {
     if fields.is_empty() {
         return Err(ValidationError::new(
             "fields",
             "must name at least one field",
+        ));
+    }
+    if fields.len() > max_fields {
+        return Err(ValidationError::new(
+            "fields",
+            format!(
+                "names {} columns, over the limit of {max_fields} (export.max_fields)",
+                fields.len()
+            ),
         ));
     }
     for field in fields {
@@ -319,6 +374,16 @@ fn check_fields(fields: &[ExportField]) -> Result<(), ValidationError> {
             return Err(ValidationError::new(
                 "fields.title",
                 format!("the column for '{}' needs a title", field.path),
+            ));
+        }
+        if field.title.len() > TITLE_MAX_BYTES {
+            return Err(ValidationError::new(
+                "fields.title",
+                format!(
+                    "the title of '{}' is {} bytes, over the limit of {TITLE_MAX_BYTES}",
+                    field.path,
+                    field.title.len()
+                ),
             ));
         }
     }
@@ -345,10 +410,10 @@ mod tests {
     use serde_json::json;
 
     fn limits() -> ExportLimits {
-        ExportLimits {
-            collections: ["customer".to_owned()].into_iter().collect(),
-            default_time_zone: chrono_tz::Asia::Shanghai,
-        }
+        ExportLimits::new(
+            ["customer".to_owned()].into_iter().collect(),
+            chrono_tz::Asia::Shanghai,
+        )
     }
 
     fn export() -> Export {
@@ -403,6 +468,30 @@ mod tests {
             assert_eq!(err.field, "filter", "{filter}");
             assert!(err.reason.contains("JavaScript"), "{err}");
         }
+    }
+
+    #[test]
+    fn too_many_columns_or_long_titles_are_refused() {
+        let mut job = export();
+        job.fields = (0..=DEFAULT_MAX_FIELDS)
+            .map(|i| ExportField {
+                path: format!("f{i}"),
+                title: format!("F{i}"),
+            })
+            .collect();
+        let err = job.validate(&limits()).unwrap_err();
+        assert_eq!(err.field, "fields");
+        assert!(err.reason.contains("export.max_fields"), "{err}");
+        let mut job = export();
+        job.fields[0].title = "t".repeat(TITLE_MAX_BYTES + 1);
+        assert_eq!(field_of(job), "fields.title");
+    }
+
+    #[test]
+    fn generated_keys_are_valid_and_distinct() {
+        let a = ExportKey::generate();
+        assert_eq!(ExportKey::parse(a.as_str()), Ok(a.clone()));
+        assert_ne!(a, ExportKey::generate());
     }
 
     #[test]

@@ -1,0 +1,632 @@
+//! The read side of the `message` collection: what the frontend shows.
+//!
+//! A user's inbox is their account's messages to everyone plus the messages
+//! addressed to them, never a colleague's; read state is per user
+//! ([`reads`]). Pages are cut by a cursor, not an offset ([`PageCursor`]).
+//!
+//! Every query starts with `accountId` and the recipient, so the indexes
+//! [`crate::store::MessageStore::ensure_indexes`] creates serve them:
+//! `{accountId, to.target, to.id, isRead}` counts a user's unread messages
+//! to them, `{accountId, to.target, to.id, createdAt}` lists them and
+//! counts the account-wide ones newer than a user's last mark-all, and
+//! `{accountId, userId, createdAt}` on `message_read` counts what they read
+//! one by one since. An unread count is therefore three index counts, each
+//! over the messages since the user last marked everything read.
+//!
+//! The account's whole list ([`Inbox::account_page`]) is the back office's
+//! view, with each document's own `isRead`.
+
+mod cursor;
+mod reads;
+mod view;
+
+use futures::TryStreamExt;
+use herald_jobs::{AccountId, MessageStatus, UserId};
+use mongodb::{
+    bson::{doc, oid::ObjectId, Bson, DateTime, Document},
+    Collection, Database,
+};
+
+pub use cursor::{BadCursor, PageCursor};
+pub use reads::{READ_COLLECTION, STATE_COLLECTION};
+pub use view::{rfc3339, InboxMessage, InboxRecipient, InboxSender};
+
+use reads::{Marked, ReadAll, ReadState};
+
+use super::{StoreError, MESSAGE_COLLECTION};
+
+/// Messages per page when the caller names no limit.
+pub const DEFAULT_PAGE_SIZE: u32 = 20;
+/// The largest page a caller may ask for.
+pub const MAX_PAGE_SIZE: u32 = 100;
+/// Most messages one mark-read call names.
+pub const MAX_MARK_IDS: usize = 100;
+
+/// Most documents one page of a user's inbox looks at. A filter on the
+/// user's read state is partly applied here rather than in the query; a
+/// page that looked at this many without filling up ends early, with a
+/// cursor to go on from.
+const MAX_SCANNED: usize = 5_000;
+
+/// Account-wide messages marked read per round of a filtered mark-all.
+const MARK_BATCH: i64 = 1_000;
+
+/// Narrows a user's inbox. Every set field must match.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InboxFilter {
+    /// Only messages this user read (`true`) or has not (`false`).
+    pub is_read: Option<bool>,
+    /// Only messages of this status.
+    pub status: Option<MessageStatus>,
+}
+
+/// Narrows the account's whole list. Every set field must match.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AccountFilter {
+    /// Only documents whose `isRead` is this.
+    pub is_read: Option<bool>,
+    /// Only messages of this status.
+    pub status: Option<MessageStatus>,
+    /// Only messages whose `to.id` is this id (a user, or the account for
+    /// messages addressed to all of it).
+    pub to: Option<ObjectId>,
+}
+
+/// One page of messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InboxPage {
+    /// Newest first.
+    pub messages: Vec<InboxMessage>,
+    /// Where the next page starts; `None` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// What marking messages read did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Marking {
+    /// The messages named that the user sees, with their read state now.
+    pub messages: Vec<InboxMessage>,
+    /// Ids of those that were unread for the user and are read now.
+    pub newly_read: Vec<String>,
+}
+
+/// The query for the messages to every user of `account`.
+fn to_account(account: AccountId) -> Document {
+    doc! {
+        "accountId": account.object_id(),
+        "to.target": "account", "to.id": account.object_id(),
+    }
+}
+
+/// The query for the messages of `account` addressed to `user`.
+fn to_user(account: AccountId, user: UserId) -> Document {
+    doc! {
+        "accountId": account.object_id(),
+        "to.target": "user", "to.id": user.object_id(),
+    }
+}
+
+/// `query` with the extra conditions of `extra` (top-level fields).
+fn with(mut query: Document, extra: Document) -> Document {
+    query.extend(extra);
+    query
+}
+
+/// Whether `document` is addressed to the whole account.
+fn is_account_wide(document: &Document) -> bool {
+    document
+        .get_document("to")
+        .ok()
+        .and_then(|to| to.get_str("target").ok())
+        == Some("account")
+}
+
+/// Counts the documents of `collection` matching `filter` with the `count`
+/// command's plan (index keys where an index covers the filter).
+pub(super) async fn count(
+    collection: &Collection<Document>,
+    filter: Document,
+    operation: &'static str,
+) -> Result<u64, StoreError> {
+    let reply = collection
+        .client()
+        .database(collection.namespace().db.as_str())
+        .run_command(doc! { "count": collection.name(), "query": filter })
+        .await
+        .map_err(StoreError::command(operation))?;
+    Ok(match reply.get("n") {
+        Some(Bson::Int32(n)) => (*n).max(0) as u64,
+        Some(Bson::Int64(n)) => (*n).max(0) as u64,
+        Some(Bson::Double(n)) => n.max(0.0) as u64,
+        _ => 0,
+    })
+}
+
+/// Read access to the `message` collection, and each user's read state.
+#[derive(Debug, Clone)]
+pub struct Inbox {
+    collection: Collection<Document>,
+    reads: ReadState,
+}
+
+impl Inbox {
+    /// The inbox over `database`'s `message` collection.
+    pub fn new(database: &Database) -> Self {
+        Self {
+            collection: database.collection(MESSAGE_COLLECTION),
+            reads: ReadState::new(database),
+        }
+    }
+
+    /// Creates the index of the per-user read marks (the `message`
+    /// collection's own are [`crate::store::MessageStore`]'s).
+    pub async fn ensure_indexes(&self) -> Result<(), StoreError> {
+        self.reads.ensure_indexes().await
+    }
+
+    /// Finds up to `limit` documents matching `query`, newest first.
+    async fn newest(&self, query: Document, limit: i64) -> Result<Vec<Document>, StoreError> {
+        self.collection
+            .find(query)
+            .sort(doc! { "createdAt": -1, "_id": -1 })
+            .limit(limit)
+            .await
+            .map_err(StoreError::command("list messages"))?
+            .try_collect()
+            .await
+            .map_err(StoreError::command("list messages"))
+    }
+
+    /// A page of every message of `account` matching `filter`, newest
+    /// first, starting after `cursor`, each with its document's read
+    /// state. `limit` is clamped to 1..=[`MAX_PAGE_SIZE`].
+    pub async fn account_page(
+        &self,
+        account: AccountId,
+        filter: &AccountFilter,
+        cursor: Option<PageCursor>,
+        limit: u32,
+    ) -> Result<InboxPage, StoreError> {
+        let limit = limit.clamp(1, MAX_PAGE_SIZE) as usize;
+        let mut query = doc! { "accountId": account.object_id() };
+        if let Some(is_read) = filter.is_read {
+            query.insert("isRead", is_read);
+        }
+        if let Some(status) = filter.status {
+            query.insert("status", status.as_str());
+        }
+        if let Some(to) = filter.to {
+            query.insert("to.id", to);
+        }
+        if let Some(cursor) = cursor {
+            query = doc! { "$and": [query, cursor.after()] };
+        }
+        // One more than asked, to learn whether a next page exists.
+        let mut documents = self.newest(query, limit as i64 + 1).await?;
+        let more = documents.len() > limit;
+        documents.truncate(limit);
+        let next_cursor = documents
+            .last()
+            .filter(|_| more)
+            .map(|last| PageCursor::after_document(last).encode());
+        Ok(InboxPage {
+            messages: documents.iter().map(InboxMessage::from).collect(),
+            next_cursor,
+        })
+    }
+
+    /// Each of `documents` with `user`'s read state: for a message to the
+    /// user, its document's; for one to the account, read up to the
+    /// user's last mark-all, or when they marked it.
+    async fn with_user_state(
+        &self,
+        user: UserId,
+        read_all: Option<ReadAll>,
+        documents: &[Document],
+    ) -> Result<Vec<(InboxMessage, bool)>, StoreError> {
+        let newer = |d: &Document| {
+            let created = d
+                .get_datetime("createdAt")
+                .copied()
+                .unwrap_or(DateTime::MIN);
+            read_all.is_none_or(|all| created > all.before)
+        };
+        let ids: Vec<ObjectId> = documents
+            .iter()
+            .filter(|d| is_account_wide(d) && newer(d))
+            .filter_map(|d| d.get_object_id("_id").ok())
+            .collect();
+        let marks = self.reads.marks_of(user, &ids).await?;
+        Ok(documents
+            .iter()
+            .map(|d| {
+                let message = InboxMessage::from(d);
+                if !is_account_wide(d) {
+                    let read = message.is_read;
+                    return (message, read);
+                }
+                let read_at = if newer(d) {
+                    d.get_object_id("_id")
+                        .ok()
+                        .and_then(|id| marks.get(&id).copied())
+                } else {
+                    read_all.map(|all| all.at)
+                };
+                (message.read_as(read_at), read_at.is_some())
+            })
+            .collect())
+    }
+
+    /// A page of `user`'s inbox in `account` (the account's messages to
+    /// everyone and those to `user`) matching `filter`, newest first,
+    /// starting after `cursor`, with the user's read state. `limit` is
+    /// clamped to 1..=[`MAX_PAGE_SIZE`].
+    pub async fn user_page(
+        &self,
+        account: AccountId,
+        user: UserId,
+        filter: &InboxFilter,
+        cursor: Option<PageCursor>,
+        limit: u32,
+    ) -> Result<InboxPage, StoreError> {
+        let limit = limit.clamp(1, MAX_PAGE_SIZE) as usize;
+        let read_all = self.reads.read_all(account, user).await?;
+        let (everyone, mine) = match filter.is_read {
+            None => (to_account(account), to_user(account, user)),
+            // Unread: what the user's last mark-all did not cover (the
+            // marks made since are dropped below), and their own unread.
+            Some(false) => (
+                match read_all {
+                    Some(all) => with(
+                        to_account(account),
+                        doc! { "createdAt": { "$gt": all.before } },
+                    ),
+                    None => to_account(account),
+                },
+                with(to_user(account, user), doc! { "isRead": false }),
+            ),
+            // Read: the account's (the unread among them dropped below),
+            // and their own read.
+            Some(true) => (
+                to_account(account),
+                with(to_user(account, user), doc! { "isRead": true }),
+            ),
+        };
+        let mut query = doc! { "$or": [everyone, mine] };
+        if let Some(status) = filter.status {
+            query.insert("status", status.as_str());
+        }
+        let mut after = cursor;
+        let mut page: Vec<(InboxMessage, PageCursor)> = Vec::with_capacity(limit + 1);
+        let mut scanned = 0;
+        let mut chunk = limit + 1;
+        let more = loop {
+            let bounded = match after {
+                Some(cursor) => doc! { "$and": [query.clone(), cursor.after()] },
+                None => query.clone(),
+            };
+            let documents = self.newest(bounded, chunk as i64).await?;
+            let exhausted = documents.len() < chunk;
+            let states = self.with_user_state(user, read_all, &documents).await?;
+            for (document, (message, read)) in documents.iter().zip(states) {
+                scanned += 1;
+                let here = PageCursor::after_document(document);
+                after = Some(here);
+                if filter.is_read.is_none_or(|wanted| wanted == read) {
+                    page.push((message, here));
+                    if page.len() > limit {
+                        break;
+                    }
+                }
+            }
+            if page.len() > limit {
+                break true;
+            }
+            if exhausted {
+                break false;
+            }
+            if scanned >= MAX_SCANNED {
+                // Looked at enough: a shorter page, with a cursor to go on.
+                let next_cursor = after.map(|c| c.encode());
+                return Ok(InboxPage {
+                    messages: page.into_iter().map(|(m, _)| m).collect(),
+                    next_cursor,
+                });
+            }
+            chunk = (chunk * 2).min(1_000);
+        };
+        page.truncate(limit);
+        let next_cursor = page
+            .last()
+            .filter(|_| more)
+            .map(|(_, cursor)| cursor.encode());
+        Ok(InboxPage {
+            messages: page.into_iter().map(|(m, _)| m).collect(),
+            next_cursor,
+        })
+    }
+
+    /// How many messages of `user`'s inbox in `account` (of `status`, if
+    /// given) the user has not read: their own unread messages, plus the
+    /// account's messages since their last mark-all, less those of them they
+    /// read one by one.
+    pub async fn unread_count(
+        &self,
+        account: AccountId,
+        user: UserId,
+        status: Option<MessageStatus>,
+    ) -> Result<u64, StoreError> {
+        let read_all = self.reads.read_all(account, user).await?;
+        let status_filter = || match status {
+            Some(status) => doc! { "status": status.as_str() },
+            None => doc! {},
+        };
+        let own = count(
+            &self.collection,
+            with(
+                with(to_user(account, user), doc! { "isRead": false }),
+                status_filter(),
+            ),
+            "count unread messages",
+        );
+        let since = match read_all {
+            Some(all) => doc! { "createdAt": { "$gt": all.before } },
+            None => doc! {},
+        };
+        let everyone = count(
+            &self.collection,
+            with(with(to_account(account), since), status_filter()),
+            "count unread messages",
+        );
+        let after = read_all.map_or(DateTime::MIN, |all| all.before);
+        let marked = self.reads.count_after(account, user, after, status);
+        let (own, everyone, marked) = futures::try_join!(own, everyone, marked)?;
+        Ok(own + everyone.saturating_sub(marked))
+    }
+
+    /// Marks each of `ids` that `user` sees in `account` read for them
+    /// (`readAt` keeps the first time). Messages of other accounts or
+    /// other users among `ids` are left out of the answer as if they did
+    /// not exist.
+    ///
+    /// A message to the whole account is read for this user alone; its
+    /// document's `isRead` and `readAt` then say that someone in the
+    /// account read it, and when first (README, "Read state").
+    pub async fn mark_read(
+        &self,
+        account: AccountId,
+        user: UserId,
+        ids: &[ObjectId],
+    ) -> Result<Marking, StoreError> {
+        let named =
+            doc! { "_id": { "$in": ids.iter().map(|id| Bson::ObjectId(*id)).collect::<Vec<_>>() } };
+        let query = with(
+            doc! { "$or": [to_account(account), to_user(account, user)] },
+            named,
+        );
+        let documents = self.newest(query, ids.len() as i64).await?;
+        let read_all = self.reads.read_all(account, user).await?;
+        let before = self.with_user_state(user, read_all, &documents).await?;
+        let now = DateTime::now();
+        let (mut own, mut everyone, mut marked) = (Vec::new(), Vec::new(), Vec::new());
+        for (document, (_, read)) in documents.iter().zip(&before) {
+            let Ok(id) = document.get_object_id("_id") else {
+                continue;
+            };
+            match (is_account_wide(document), read) {
+                (_, true) => {}
+                (false, false) => own.push(id),
+                (true, false) => {
+                    everyone.push(id);
+                    marked.push(Marked {
+                        id,
+                        created_at: document
+                            .get_datetime("createdAt")
+                            .copied()
+                            .unwrap_or(DateTime::MIN),
+                        status: document.get_str("status").unwrap_or_default().to_owned(),
+                    });
+                }
+            }
+        }
+        self.reads.mark(account, user, &marked, now).await?;
+        let first_read = |ids: &[ObjectId]| {
+            (
+                doc! { "_id": { "$in": ids.iter().map(|id| Bson::ObjectId(*id)).collect::<Vec<_>>() }, "isRead": false },
+                doc! { "$set": { "isRead": true, "readAt": now } },
+            )
+        };
+        for ids in [&own, &everyone] {
+            if !ids.is_empty() {
+                let (filter, update) = first_read(ids);
+                self.collection
+                    .update_many(filter, update)
+                    .await
+                    .map_err(StoreError::command("mark messages read"))?;
+            }
+        }
+        let newly_read: Vec<String> = own.iter().chain(&everyone).map(|id| id.to_hex()).collect();
+        let messages = before
+            .into_iter()
+            .map(|(message, read)| {
+                if read || !newly_read.contains(&message.id) {
+                    message
+                } else {
+                    message.read_as(Some(now))
+                }
+            })
+            .collect();
+        Ok(Marking {
+            messages,
+            newly_read,
+        })
+    }
+
+    /// Marks every message of `user`'s inbox in `account` (of `status`, if
+    /// given) read for them; how many were unread.
+    ///
+    /// Without a status this is one write for the account's messages,
+    /// whatever their number: everything up to the newest is read for the
+    /// user ([`reads`]). With one, each unread message of that status is
+    /// marked, a batch at a time.
+    pub async fn mark_all_read(
+        &self,
+        account: AccountId,
+        user: UserId,
+        status: Option<MessageStatus>,
+    ) -> Result<u64, StoreError> {
+        let now = DateTime::now();
+        let status_filter = || match status {
+            Some(status) => doc! { "status": status.as_str() },
+            None => doc! {},
+        };
+        let own = self
+            .collection
+            .update_many(
+                with(
+                    with(to_user(account, user), doc! { "isRead": false }),
+                    status_filter(),
+                ),
+                doc! { "$set": { "isRead": true, "readAt": now } },
+            )
+            .await
+            .map_err(StoreError::command("mark messages read"))?
+            .modified_count;
+        let read_all = self.reads.read_all(account, user).await?;
+        let everyone = match status {
+            None => {
+                let unread = self.unread_count(account, user, None).await?;
+                let newest = self.newest(to_account(account), 1).await?;
+                if let Some(created) = newest
+                    .first()
+                    .and_then(|d| d.get_datetime("createdAt").ok().copied())
+                {
+                    self.reads.mark_all(account, user, created, now).await?;
+                    self.first_read_of_account_messages(
+                        with(
+                            to_account(account),
+                            doc! { "createdAt": { "$lte": created } },
+                        ),
+                        now,
+                    )
+                    .await?;
+                }
+                // The count came after the user's own were marked: what it
+                // counted is the account's messages they had not read.
+                unread
+            }
+            Some(_) => {
+                self.mark_each(account, user, read_all, status_filter(), now)
+                    .await?
+            }
+        };
+        Ok(own + everyone)
+    }
+
+    /// Marks each account-wide message of `account` matching `filter` that
+    /// `user` has not read, oldest first, [`MARK_BATCH`] at a time; how many.
+    async fn mark_each(
+        &self,
+        account: AccountId,
+        user: UserId,
+        read_all: Option<ReadAll>,
+        filter: Document,
+        now: DateTime,
+    ) -> Result<u64, StoreError> {
+        let mut marked = 0;
+        // Where the last batch ended, oldest first: (createdAt, _id).
+        let mut after: Option<(DateTime, ObjectId)> = None;
+        loop {
+            let position = match (after, read_all) {
+                (Some((created, id)), _) => doc! { "$or": [
+                    { "createdAt": { "$gt": created } },
+                    { "createdAt": created, "_id": { "$gt": id } },
+                ] },
+                (None, Some(all)) => doc! { "createdAt": { "$gt": all.before } },
+                (None, None) => doc! {},
+            };
+            let query = with(with(to_account(account), filter.clone()), position);
+            let candidates: Vec<Document> = self
+                .collection
+                .find(query)
+                .sort(doc! { "createdAt": 1, "_id": 1 })
+                .projection(doc! { "_id": 1, "createdAt": 1, "status": 1 })
+                .limit(MARK_BATCH)
+                .await
+                .map_err(StoreError::command("list messages"))?
+                .try_collect()
+                .await
+                .map_err(StoreError::command("list messages"))?;
+            let batch: Vec<Marked> = candidates
+                .iter()
+                .filter_map(|d| {
+                    Some(Marked {
+                        id: d.get_object_id("_id").ok()?,
+                        created_at: d
+                            .get_datetime("createdAt")
+                            .copied()
+                            .unwrap_or(DateTime::MIN),
+                        status: d.get_str("status").unwrap_or_default().to_owned(),
+                    })
+                })
+                .collect();
+            let ids: Vec<ObjectId> = batch.iter().map(|m| m.id).collect();
+            let already = self.reads.marks_of(user, &ids).await?;
+            let unmarked: Vec<Marked> = batch
+                .iter()
+                .filter(|m| !already.contains_key(&m.id))
+                .cloned()
+                .collect();
+            marked += self.reads.mark(account, user, &unmarked, now).await?;
+            if !unmarked.is_empty() {
+                let ids: Vec<Bson> = unmarked.iter().map(|m| Bson::ObjectId(m.id)).collect();
+                self.first_read_of_account_messages(doc! { "_id": { "$in": ids } }, now)
+                    .await?;
+            }
+            match batch.last() {
+                Some(last) if batch.len() as i64 == MARK_BATCH => {
+                    after = Some((last.created_at, last.id));
+                }
+                _ => return Ok(marked),
+            }
+        }
+    }
+
+    /// Sets `isRead` and `readAt` on the account-wide messages matching
+    /// `query` that no user had read: their documents say when the account
+    /// first read them, as before read state was per user.
+    async fn first_read_of_account_messages(
+        &self,
+        query: Document,
+        now: DateTime,
+    ) -> Result<(), StoreError> {
+        self.collection
+            .update_many(
+                with(query, doc! { "isRead": false }),
+                doc! { "$set": { "isRead": true, "readAt": now } },
+            )
+            .await
+            .map_err(StoreError::command("mark messages read"))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_users_inbox_is_the_account_and_the_user_never_a_colleague() {
+        let account = AccountId::parse("5f0c8a3e2b1d4c0012345678").unwrap();
+        let user = UserId::parse("5f0c8a3e2b1d4c00aaaaaaaa").unwrap();
+        let everyone = to_account(account);
+        assert_eq!(everyone.get_str("to.target"), Ok("account"));
+        assert_eq!(everyone.get_object_id("to.id"), Ok(account.object_id()));
+        let mine = to_user(account, user);
+        assert_eq!(mine.get_str("to.target"), Ok("user"));
+        assert_eq!(mine.get_object_id("to.id"), Ok(user.object_id()));
+        for query in [everyone, mine] {
+            assert_eq!(query.keys().next().map(String::as_str), Some("accountId"));
+        }
+    }
+}
