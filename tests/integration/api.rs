@@ -148,10 +148,18 @@ async fn messages_enqueued_over_http_are_stored_and_pushed() {
         first["messageId"].as_str().unwrap().to_owned(),
         chosen.to_hex(),
     ];
+    // The message to one user is two events: in full on the user's channel,
+    // a notice on the account's.
     wait_for("both messages stored and pushed", || async {
-        (api.env.delivered("new_message").await.len() == 2).then_some(())
+        (api.env.delivered("new_message").await.len() == 3).then_some(())
     })
     .await;
+    assert_eq!(
+        api.env.pushes_per_message().await,
+        [(ids[0].clone(), 1), (ids[1].clone(), 2)]
+            .into_iter()
+            .collect()
+    );
     for id in &ids {
         let stored = api
             .env
@@ -173,15 +181,32 @@ async fn messages_enqueued_over_http_are_stored_and_pushed() {
             .unwrap(),
         "user"
     );
-    // The same id again is accepted and stays one message.
+    // The same id again is accepted and stays one message; a token bound to
+    // an account may not choose ids at all (it could take another's).
     let (status, _) = api
         .post(
             "/v1/messages",
-            &api.bound.clone(),
-            json!({"messageId": chosen.to_hex(), "title": "again", "content": "x"}),
+            WEB_TOKEN,
+            json!({
+                "messageId": chosen.to_hex(), "accountId": api.own.to_hex(),
+                "title": "again", "content": "x",
+                "to": {"id": user.to_hex(), "target": "user"},
+            }),
         )
         .await;
     assert_eq!(status, StatusCode::ACCEPTED);
+    let (status, refused) = api
+        .post(
+            "/v1/messages",
+            &api.bound.clone(),
+            json!({"messageId": MessageId::generate().to_hex(), "title": "mine", "content": "x"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{refused}");
+    assert!(refused["error"]
+        .as_str()
+        .unwrap()
+        .contains("idempotencyKey"));
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     assert_eq!(api.env.message_count(doc! {}).await, 2);
 }
@@ -214,9 +239,15 @@ async fn bad_message_bodies_are_refused_naming_each_field_and_nothing_is_enqueue
         ),
         (
             "several invalid values",
-            json!({"title": " ", "content": "c", "status": "fine", "messageId": "zz",
+            json!({"title": " ", "content": "c", "status": "fine", "idempotencyKey": "no spaces",
                    "sender": {"id": "nothex", "from": "user"}, "to": {"id": "1", "target": "group"}}),
-            vec!["messageId", "sender.id", "status", "title", "to.target"],
+            vec![
+                "idempotencyKey",
+                "sender.id",
+                "status",
+                "title",
+                "to.target",
+            ],
         ),
         ("not a JSON object", json!([1, 2]), vec!["body"]),
         // serde's array form of the fields, in order: still not an object.
@@ -320,8 +351,10 @@ async fn missing_wrong_revoked_and_foreign_tokens_are_refused() {
     let foreign = json!({"title": "t", "content": "c", "accountId": other.to_hex()});
     let (status, _) = api.post("/v1/messages", &api.bound, foreign.clone()).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
-    let inbox = format!("/v1/accounts/{}/messages", other.to_hex());
-    for path in [inbox.clone(), format!("{inbox}/unread-count")] {
+    let user = ObjectId::new().to_hex();
+    let listing = format!("/v1/accounts/{}/messages", other.to_hex());
+    let inbox = format!("/v1/accounts/{}/users/{user}/messages", other.to_hex());
+    for path in [listing, inbox.clone(), format!("{inbox}/unread-count")] {
         let (status, _) = api.get(&path, &api.bound).await;
         assert_eq!(status, StatusCode::FORBIDDEN, "GET {path}");
     }
@@ -377,20 +410,26 @@ async fn store_messages(
 async fn the_read_side_pages_filters_counts_and_marks_read() {
     let api = api().await;
     let user = UserId::from(ObjectId::new());
+    let colleague = UserId::from(ObjectId::new());
+    // 25 messages: every third (9) to `user` with status error, 16 to all.
     let mut ids = store_messages(&api.env, api.own, user, 25).await;
     // Another account's messages never show.
     store_messages(&api.env, account(), user, 3).await;
     ids.reverse(); // newest first
-    let base = format!("/v1/accounts/{}/messages", api.own.to_hex());
+    let account_list = format!("/v1/accounts/{}/messages", api.own.to_hex());
+    let inbox_of = |who: UserId| format!("/v1/accounts/{}/users/{who}/messages", api.own.to_hex());
+    let base = inbox_of(user);
 
-    // Pages of 10: 10, 10, 5, each newest first, nothing twice or missed.
+    // Pages of 10 of the user's inbox: 10, 10, 5, each newest first,
+    // nothing twice or missed.
     let mut seen = Vec::new();
     let mut cursor: Option<String> = None;
     let mut sizes = Vec::new();
     loop {
         let path = match &cursor {
             Some(c) => format!("{base}?limit=10&cursor={c}"),
-            None => format!("{base}?limit=10"),
+            // An empty cursor is the first page.
+            None => format!("{base}?limit=10&cursor="),
         };
         let (status, page) = api.get(&path, &api.bound).await;
         assert_eq!(status, StatusCode::OK, "{page}");
@@ -430,99 +469,159 @@ async fn the_read_side_pages_filters_counts_and_marks_read() {
     assert_eq!(first["readAt"], Value::Null);
     assert_eq!(first["sender"], json!({"id": "system", "from": "system"}));
 
-    // Filters.
+    // Filters: the user's inbox, a colleague's, the account's whole list.
     let count = |v: &Value| v["messages"].as_array().unwrap().len();
-    let user_hex = user.to_hex();
-    let stranger = ObjectId::new().to_hex();
-    for (filter, expected) in [
-        ("status=error".to_owned(), 9),
-        (format!("to={user_hex}"), 9),
-        (format!("forUser={user_hex}"), 25),
-        (format!("forUser={stranger}"), 16),
+    for (path, expected) in [
+        (format!("{base}?status=error"), 9),
+        (format!("{base}?status=success"), 16),
+        (inbox_of(colleague), 16),
+        (format!("{}?status=error", inbox_of(colleague)), 0),
+        (account_list.clone(), 25),
+        (format!("{account_list}?to={user}"), 9),
+        (format!("{account_list}?status=error"), 9),
     ] {
-        let (_, page) = api
-            .get(&format!("{base}?{filter}&limit=100"), &api.bound)
+        let (status, page) = api
+            .get(
+                &format!(
+                    "{path}{}limit=100",
+                    if path.contains('?') { '&' } else { '?' }
+                ),
+                &api.bound,
+            )
             .await;
-        assert_eq!(count(&page), expected, "{filter}");
+        assert_eq!(status, StatusCode::OK, "{path}: {page}");
+        assert_eq!(count(&page), expected, "{path}");
     }
 
-    // Unread count, mark one read, mark all.
-    let (_, unread) = api.get(&format!("{base}/unread-count"), &api.bound).await;
-    assert_eq!(unread["unread"], 25);
-    let target = &ids[3];
+    // Unread counts are per user; marking one message to everyone read
+    // reads it for this user alone.
+    let api = &api;
+    let unread_of = |who: UserId| {
+        let path = format!("{}/unread-count", inbox_of(who));
+        async move {
+            api.get(&path, &api.bound).await.1["unread"]
+                .as_u64()
+                .unwrap()
+        }
+    };
+    assert_eq!(unread_of(user).await, 25);
+    assert_eq!(unread_of(colleague).await, 16);
+    let target = &ids[1]; // i = 23: to everyone
     let (status, marked) = api
         .post(&format!("{base}/{target}/read"), &api.bound, json!({}))
         .await;
     assert_eq!(status, StatusCode::OK, "{marked}");
     assert_eq!(marked["isRead"], true);
+    assert_eq!(marked["to"]["target"], "account");
     let read_at = marked["readAt"].as_str().expect("readAt set").to_owned();
     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     let (_, again) = api
         .post(&format!("{base}/{target}/read"), &api.bound, json!({}))
         .await;
     assert_eq!(again["readAt"], read_at, "the first readAt is kept");
-    let (_, unread) = api.get(&format!("{base}/unread-count"), &api.bound).await;
-    assert_eq!(unread["unread"], 24);
+    assert_eq!(unread_of(user).await, 24);
+    assert_eq!(
+        unread_of(colleague).await,
+        16,
+        "still unread for the colleague"
+    );
     let (_, read) = api.get(&format!("{base}?isRead=true"), &api.bound).await;
     assert_eq!(count(&read), 1);
-    let (_, unread_user) = api
-        .get(
-            &format!("{base}/unread-count?to={}", user.to_hex()),
-            &api.bound,
-        )
+    let (_, unread_page) = api
+        .get(&format!("{base}?isRead=false&limit=100"), &api.bound)
         .await;
-    let (status, all_read) = api
-        .post(
-            &format!("{base}/read-all?to={}", user.to_hex()),
-            &api.bound,
-            json!({}),
-        )
+    assert_eq!(count(&unread_page), 24);
+    let (_, colleagues) = api
+        .get(&format!("{}?isRead=true", inbox_of(colleague)), &api.bound)
         .await;
-    assert_eq!(status, StatusCode::OK);
-    assert_eq!(all_read["updated"], unread_user["unread"]);
-    let (_, all_read) = api
-        .post(&format!("{base}/read-all"), &api.bound, json!({}))
-        .await;
-    assert_eq!(
-        all_read["updated"].as_u64().unwrap() + unread_user["unread"].as_u64().unwrap(),
-        24
-    );
-    let (_, unread) = api.get(&format!("{base}/unread-count"), &api.bound).await;
-    assert_eq!(unread["unread"], 0);
+    assert_eq!(count(&colleagues), 0);
+    // The document says someone in the account read it (README, "Read state").
     let stored = api
         .env
-        .find_message(MessageId::parse(&ids[0]).unwrap())
+        .find_message(MessageId::parse(target).unwrap())
         .await
         .unwrap();
     assert!(stored.get_bool("isRead").unwrap());
-    assert!(stored.get_datetime("readAt").is_ok());
 
-    // Unknown message, another account's message, bad parameters.
-    let (status, _) = api
+    // Several at once, then all of one status, then all.
+    let several = [ids[0].clone(), ids[2].clone(), ObjectId::new().to_hex()];
+    let (status, marked) = api
         .post(
-            &format!("{base}/{}/read", ObjectId::new().to_hex()),
+            &format!("{base}/read"),
+            &api.bound,
+            json!({ "ids": several }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{marked}");
+    assert_eq!(marked["updated"], 2, "the unknown id changes nothing");
+    assert_eq!(marked["unread"], 22);
+    let (status, errors_read) = api
+        .post(
+            &format!("{base}/read-all?status=error"),
             &api.bound,
             json!({}),
         )
         .await;
-    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(status, StatusCode::OK, "{errors_read}");
+    // ids[0] (i = 24) was one of the 9 to the user.
+    assert_eq!(errors_read["updated"], 8);
+    assert_eq!(errors_read["unread"], 14);
+    let (_, all_read) = api
+        .post(&format!("{base}/read-all"), &api.bound, json!({}))
+        .await;
+    assert_eq!(all_read["updated"], 14);
+    assert_eq!(all_read["unread"], 0);
+    assert_eq!(unread_of(user).await, 0);
+    assert_eq!(unread_of(colleague).await, 16);
+
+    // Unknown message, a colleague's message, another account's, bad
+    // parameters.
+    let colleagues_view = inbox_of(colleague);
+    let users_own = &ids[0];
+    for path in [
+        format!("{base}/{}/read", ObjectId::new().to_hex()),
+        format!("{colleagues_view}/{users_own}/read"),
+    ] {
+        let (status, answer) = api.post(&path, &api.bound, json!({})).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}: {answer}");
+    }
     for (query, field) in [
         ("isRead=maybe", "isRead"),
         ("status=fine", "status"),
         ("limit=0", "limit"),
         ("limit=1000", "limit"),
         ("cursor=bogus", "cursor"),
-        ("to=12", "to"),
-        ("forUser=x", "forUser"),
+        ("to=12", "query"),
         ("colour=red", "query"),
     ] {
         let (status, answer) = api.get(&format!("{base}?{query}"), &api.bound).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{query}: {answer}");
         assert_eq!(field_names(&answer), [field], "{query}: {answer}");
     }
+    let (status, answer) = api.get(&format!("{account_list}?to=12"), &api.bound).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(field_names(&answer), ["to"]);
     let (status, answer) = api.get("/v1/accounts/nothex/messages", WEB_TOKEN).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(field_names(&answer), ["accountId"]);
+    let (status, answer) = api
+        .get(
+            &format!("/v1/accounts/{}/users/x/messages", api.own.to_hex()),
+            WEB_TOKEN,
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(field_names(&answer), ["userId"]);
+    for body in [
+        json!({"ids": []}),
+        json!({"ids": ["nothex"]}),
+        json!({"ids": [1]}),
+    ] {
+        let (status, answer) = api
+            .post(&format!("{base}/read"), &api.bound, body.clone())
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {answer}");
+    }
     let (status, _) = api
         .post(&format!("{base}/nothex/read"), &api.bound, json!({}))
         .await;
@@ -625,7 +724,7 @@ async fn exports_are_enqueued_followed_downloaded_and_cancelled_over_http() {
         .await;
     assert_eq!(status, StatusCode::CONFLICT);
 
-    // Another account's token sees none of it and cannot take the key.
+    // Another account's token sees none of it: the key is its own, free.
     let tokens = ApiTokenStore::new(&api.env.database);
     let (_, foreign) = tokens
         .create("other", herald::store::TokenScope::Account(other))
@@ -640,12 +739,41 @@ async fn exports_are_enqueued_followed_downloaded_and_cancelled_over_http() {
         let (status, _) = api.call(method.clone(), &path, Some(&foreign), None).await;
         assert_eq!(status, StatusCode::NOT_FOUND, "{method} {path}");
     }
-    let (status, _) = api.post("/v1/exports", &foreign, export_body(&key)).await;
-    assert_eq!(status, StatusCode::CONFLICT);
+    let own = api.own.to_hex();
+    for (method, path) in [
+        (Method::GET, format!("/v1/exports/{key}?accountId={own}")),
+        (Method::DELETE, format!("/v1/exports/{key}?accountId={own}")),
+    ] {
+        let (status, _) = api.call(method.clone(), &path, Some(&foreign), None).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{method} {path}");
+    }
+    let (status, answer) = api.post("/v1/exports", &foreign, export_body(&key)).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    let (_, theirs) = api.get(&format!("/v1/exports/{key}"), &foreign).await;
+    assert_eq!(theirs["accountId"], other.to_hex());
+    let (_, mine) = api.get(&format!("/v1/exports/{key}"), &api.bound).await;
+    assert_eq!(
+        mine["status"], "finished",
+        "untouched by the other's export"
+    );
     let mut foreign_body = export_body("x1");
     foreign_body["accountId"] = json!(api.own.to_hex());
     let (status, _) = api.post("/v1/exports", &foreign, foreign_body).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
+    // The operator's token names the account.
+    let (status, answer) = api.get(&format!("/v1/exports/{key}"), WEB_TOKEN).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(field_names(&answer), ["accountId"]);
+    let (status, record) = api
+        .get(&format!("/v1/exports/{key}?accountId={own}"), WEB_TOKEN)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(record["accountId"], own);
+    assert_eq!(
+        record["fileLocation"],
+        format!("{own}/{key}.csv"),
+        "no path of the server"
+    );
 
     // Bad export bodies: every wrong field at once.
     let (status, answer) = api
@@ -717,9 +845,11 @@ async fn the_openapi_document_matches_the_routes() {
         "DELETE /v1/exports/{key}",
         "GET /v1/exports/{key}/file",
         "GET /v1/accounts/{accountId}/messages",
-        "GET /v1/accounts/{accountId}/messages/unread-count",
-        "POST /v1/accounts/{accountId}/messages/{messageId}/read",
-        "POST /v1/accounts/{accountId}/messages/read-all",
+        "GET /v1/accounts/{accountId}/users/{userId}/messages",
+        "GET /v1/accounts/{accountId}/users/{userId}/messages/unread-count",
+        "POST /v1/accounts/{accountId}/users/{userId}/messages/{messageId}/read",
+        "POST /v1/accounts/{accountId}/users/{userId}/messages/read",
+        "POST /v1/accounts/{accountId}/users/{userId}/messages/read-all",
         "POST /v1/push/auth",
     ]
     .into_iter()
@@ -732,6 +862,7 @@ async fn the_openapi_document_matches_the_routes() {
         let (method, path) = operation.split_once(' ').unwrap();
         let concrete = path
             .replace("{accountId}", &api.own.to_hex())
+            .replace("{userId}", &ObjectId::new().to_hex())
             .replace("{messageId}", &ObjectId::new().to_hex())
             .replace("{key}", "some-key");
         let (status, answer) = api

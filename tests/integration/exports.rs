@@ -430,12 +430,13 @@ async fn the_cli_enqueues_follows_and_reports_an_export() {
     assert_eq!(rows.len(), 11);
     assert_eq!(rows[1], ["9", "Beijing"]);
 
-    let output = env.run_herald(&["export", "status", "cli-export"], &[]);
+    let a = seeded.a.to_hex();
+    let output = env.run_herald(&["export", "status", "--account", &a, "cli-export"], &[]);
     let record: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(record["status"], "finished");
     assert_eq!(record["rows"], 10);
 
-    let output = env.run_herald(&["export", "status", "nope"], &[]);
+    let output = env.run_herald(&["export", "status", "--account", &a, "nope"], &[]);
     assert!(!output.status.success());
     let output = env.run_herald(
         &[

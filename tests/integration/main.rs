@@ -44,4 +44,5 @@ mod sharded;
 mod shutdown;
 mod sockudo_server;
 mod store_batch;
+mod tenancy;
 mod wakeup;

@@ -16,7 +16,7 @@
 use axum::{extract::State, http::StatusCode, Json};
 use herald_jobs::{
     ids::parse_object_id, AccountId, IdempotencyKey, MessageId, Recipient, RecipientTarget,
-    SendMessage, Sender, SenderFrom,
+    SendMessage, Sender, SenderFrom, ValidationError,
 };
 use serde::{Deserialize, Serialize};
 
@@ -94,28 +94,28 @@ pub struct MessageAccepted {
 }
 
 /// The message's id: the one a trusted caller named, the one derived from
-/// the idempotency key, or a fresh one (see the module docs).
+/// the idempotency key, or a fresh one (see the module docs). A request
+/// that may not name its id is refused at once; an invalid key is a field
+/// error, reported with the body's others.
 fn message_id(
     caller: &Caller,
     request: &MessageRequest,
     account: AccountId,
-) -> Result<String, Problem> {
+) -> Result<Result<String, ValidationError>, Problem> {
     match (&request.message_id, &request.idempotency_key) {
         (Some(_), Some(_)) => Err(Problem::invalid([(
             "messageId".to_owned(),
             "send messageId or idempotencyKey, not both".to_owned(),
         )])),
-        (Some(_), None) if !caller.may_choose_message_ids() => Err(Problem::invalid([(
-            "messageId".to_owned(),
-            "may be chosen only with a token that reaches every account; send \
-             idempotencyKey to make a retried request safe"
-                .to_owned(),
-        )])),
-        (Some(id), None) => Ok(id.clone()),
-        (None, Some(key)) => IdempotencyKey::parse("idempotencyKey", key)
-            .map(|key| MessageId::from_idempotency_key(account, &key).to_hex())
-            .map_err(|e| Problem::from_validation(vec![e])),
-        (None, None) => Ok(MessageId::generate().to_hex()),
+        (Some(_), None) if !caller.may_choose_message_ids() => Err(Problem::new(
+            StatusCode::FORBIDDEN,
+            "this token may not choose messageId (only a token that reaches every account \
+             may); send idempotencyKey to make a retried request safe",
+        )),
+        (Some(id), None) => Ok(Ok(id.clone())),
+        (None, Some(key)) => Ok(IdempotencyKey::parse("idempotencyKey", key)
+            .map(|key| MessageId::from_idempotency_key(account, &key).to_hex())),
+        (None, None) => Ok(Ok(MessageId::generate().to_hex())),
     }
 }
 
@@ -185,11 +185,20 @@ pub async fn enqueue(
     ApiJson(request): ApiJson<MessageRequest>,
 ) -> Result<(StatusCode, Json<MessageAccepted>), Problem> {
     let account = caller.account_for(named_account("accountId", request.account_id.as_deref())?)?;
-    let id = message_id(&caller, &request, account)?;
+    let (id, mut errors) = match message_id(&caller, &request, account)? {
+        Ok(id) => (id, Vec::new()),
+        // Stands in for the id while the rest of the body is checked.
+        Err(invalid) => (MessageId::generate().to_hex(), vec![invalid]),
+    };
     let job = job(request, account, id);
-    let valid = job
-        .validate_all(&state.api.message_limits)
-        .map_err(Problem::from_validation)?;
+    let valid = match job.validate_all(&state.api.message_limits) {
+        Ok(valid) if errors.is_empty() => valid,
+        Ok(_) => return Err(Problem::from_validation(errors)),
+        Err(more) => {
+            errors.extend(more);
+            return Err(Problem::from_validation(errors));
+        }
+    };
     let mut producer = state.api.producer.clone();
     producer
         .enqueue_message(job)

@@ -5,11 +5,47 @@ use herald_jobs::{
     message::SYSTEM_SENDER_ID,
     MessageLimits, MessageStatus, RecipientTarget, SenderFrom,
 };
-use utoipa::openapi::Schema;
+use utoipa::openapi::{
+    schema::{AnyOfBuilder, ObjectBuilder},
+    Schema,
+};
 
 use super::{account_in_body, bytes_limited, choice, not_blank, object, object_id, one_of, string};
 
+/// The body: the message's fields with its id named one way or the other,
+/// `messageId` or `idempotencyKey` (each alternative lists only its own, and
+/// no other property is allowed, so a body with both matches neither).
 pub(super) fn message_request(limits: &MessageLimits) -> Schema {
+    let with_id = message_fields(limits).property(
+        "messageId",
+        object_id(
+            "`_id` of the document, 24-hex; only with a token that reaches every account \
+             (any other is refused: it could take another account's id). Generated, \
+             unpredictable, when neither it nor `idempotencyKey` is sent.",
+        ),
+    );
+    let with_key = message_fields(limits).property(
+        "idempotencyKey",
+        string(&format!(
+            "The caller's name for this message, unique within its account: a retried \
+             request with the same key stores and pushes the message once. 1 to \
+             {IDEMPOTENCY_KEY_MAX_LEN} letters, digits or `_ . : @ = -`."
+        ))
+        .pattern(Some(IDEMPOTENCY_KEY_PATTERN))
+        .max_length(Some(IDEMPOTENCY_KEY_MAX_LEN)),
+    );
+    AnyOfBuilder::new()
+        .description(Some(
+            "A message to store and push. Its id: `messageId` (trusted callers only), \
+             `idempotencyKey`, or neither (generated); not both.",
+        ))
+        .item(with_id)
+        .item(with_key)
+        .into()
+}
+
+/// Every property of the body but the id's.
+fn message_fields(limits: &MessageLimits) -> ObjectBuilder {
     let senders = SenderFrom::ALL.iter().map(|from| {
         let id = match from {
             SenderFrom::System => string("`system`, or an ObjectId some producers use for it")
@@ -40,25 +76,6 @@ pub(super) fn message_request(limits: &MessageLimits) -> Schema {
             .required("target")
     });
     object()
-        .description(Some("A message to store and push."))
-        .property(
-            "messageId",
-            object_id(
-                "`_id` of the document, 24-hex; only with a token that reaches every account \
-                 (any other is refused: it could take another account's id). Generated, \
-                 unpredictable, when absent; not with `idempotencyKey`.",
-            ),
-        )
-        .property(
-            "idempotencyKey",
-            string(&format!(
-                "The caller's name for this message, unique within its account: a retried \
-                 request with the same key stores and pushes the message once. 1 to \
-                 {IDEMPOTENCY_KEY_MAX_LEN} letters, digits or `_ . : @ = -`."
-            ))
-            .pattern(Some(IDEMPOTENCY_KEY_PATTERN))
-            .max_length(Some(IDEMPOTENCY_KEY_MAX_LEN)),
-        )
         .property("accountId", account_in_body())
         .property(
             "title",
@@ -102,5 +119,4 @@ pub(super) fn message_request(limits: &MessageLimits) -> Schema {
         .required("accountId")
         .required("title")
         .required("content")
-        .into()
 }

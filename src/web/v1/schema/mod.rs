@@ -318,7 +318,8 @@ mod tests {
         );
         assert_eq!(export["fields"]["minItems"], 1);
         assert_eq!(export["key"]["maxLength"], KEY_MAX_LEN);
-        let message = &schemas["MessageRequest"]["properties"];
+        let alternatives = &schemas["MessageRequest"]["anyOf"];
+        let message = &alternatives[0]["properties"];
         assert_eq!(
             message["content"]["maxLength"],
             herald_jobs::message::DEFAULT_MAX_CONTENT_BYTES / MAX_UTF8_BYTES
@@ -330,10 +331,17 @@ mod tests {
         for name in ["SenderBody", "RecipientBody", "FieldBody", "SortBody"] {
             assert!(schemas[name].is_null(), "{name} is inlined");
         }
+        // The id one way or the other, never both.
+        let keyed = &alternatives[1]["properties"];
         assert_eq!(
-            message["idempotencyKey"]["pattern"],
+            keyed["idempotencyKey"]["pattern"],
             herald_jobs::ids::IDEMPOTENCY_KEY_PATTERN
         );
+        assert!(message["idempotencyKey"].is_null() && keyed["messageId"].is_null());
+        assert!(!message["messageId"].is_null());
+        for alternative in alternatives.as_array().unwrap() {
+            assert_eq!(alternative["additionalProperties"], false);
+        }
         assert_eq!(
             export["fields"]["maxItems"],
             herald_jobs::export::DEFAULT_MAX_FIELDS
