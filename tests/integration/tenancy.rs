@@ -920,9 +920,27 @@ async fn tokens_fail_closed_and_the_worker_records_nothing_under_an_unchecked_ke
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn export_records_of_an_earlier_release_are_adopted_and_keep_working() {
+async fn what_an_earlier_release_left_keeps_working_exports_and_read_state() {
     let mut env = env_with(&[]).await;
     let account = account();
+    // Messages to the account as an earlier release left them: read for
+    // the whole account, or not.
+    let hour_ago = DateTime::from_millis(DateTime::now().timestamp_millis() - 3_600_000);
+    let legacy = |i: i64, read: bool| {
+        doc! {
+            "_id": ObjectId::new(), "accountId": account.object_id(),
+            "title": format!("old {i}"), "content": "x",
+            "sender": {"id": "system", "from": "system"},
+            "to": {"id": account.object_id(), "target": "account"},
+            "status": "success", "isRead": read,
+            "createdAt": DateTime::from_millis(hour_ago.timestamp_millis() + i * 1000),
+            "readAt": if read { mongodb::bson::Bson::DateTime(hour_ago) } else { mongodb::bson::Bson::Null },
+        }
+    };
+    env.messages()
+        .insert_many([legacy(0, true), legacy(1, true), legacy(2, false)])
+        .await
+        .unwrap();
     // As an earlier release left it: `_id` the bare key, an absolute path.
     let folder = env.settings.export.dir.join(account.to_hex());
     std::fs::create_dir_all(&folder).unwrap();
@@ -971,6 +989,56 @@ async fn export_records_of_an_earlier_release_are_adopted_and_keep_working() {
         .unwrap();
     assert_eq!(file.status(), StatusCode::OK);
     assert_eq!(file.text().await.unwrap(), "\u{feff}A\n1\n");
+
+    // What the account had read stays read for every user; the one it had
+    // not is unread for each, and reading it is per user from now on.
+    let users = [UserId::from(ObjectId::new()), UserId::from(ObjectId::new())];
+    let unread = |user: UserId| {
+        let (http, url, token) = (env.http.clone(), url.clone(), token.clone());
+        async move {
+            let answer: Value = http
+                .get(format!("{url}/v1/accounts/{account}/users/{user}/messages/unread-count"))
+                .bearer_auth(&token)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            answer["unread"].as_u64().unwrap()
+        }
+    };
+    assert_eq!((unread(users[0]).await, unread(users[1]).await), (1, 1));
+    let page: Value = env
+        .http
+        .get(format!("{url}/v1/accounts/{account}/users/{}/messages", users[0]))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let read: Vec<bool> = page["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["isRead"].as_bool().unwrap())
+        .collect();
+    assert_eq!(read, [false, true, true], "newest first");
+    let newest = page["messages"][0]["id"].as_str().unwrap().to_owned();
+    let marked = env
+        .http
+        .post(format!(
+            "{url}/v1/accounts/{account}/users/{}/messages/{newest}/read",
+            users[0]
+        ))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(marked.status(), StatusCode::OK);
+    assert_eq!((unread(users[0]).await, unread(users[1]).await), (0, 1));
     env.stop_worker().await.expect("stops");
 }
 

@@ -159,9 +159,12 @@ impl Inbox {
     }
 
     /// Creates the index of the per-user read marks (the `message`
-    /// collection's own are [`crate::store::MessageStore`]'s).
+    /// collection's own are [`crate::store::MessageStore`]'s), and records
+    /// when per-user read state began, if no earlier call did (see
+    /// [`reads`]).
     pub async fn ensure_indexes(&self) -> Result<(), StoreError> {
-        self.reads.ensure_indexes().await
+        self.reads.ensure_indexes().await?;
+        self.reads.record_cutover().await
     }
 
     /// Finds up to `limit` documents matching `query`, newest first.
@@ -245,12 +248,15 @@ impl Inbox {
                     let read = message.is_read;
                     return (message, read);
                 }
-                let read_at = if newer(d) {
-                    d.get_object_id("_id")
+                let read_at = match read_all {
+                    Some(all) if !newer(d) => {
+                        let created = d.get_datetime("createdAt").copied().unwrap_or(DateTime::MIN);
+                        Some(all.read_at(created, d.get_datetime("readAt").ok().copied()))
+                    }
+                    _ => d
+                        .get_object_id("_id")
                         .ok()
-                        .and_then(|id| marks.get(&id).copied())
-                } else {
-                    read_all.map(|all| all.at)
+                        .and_then(|id| marks.get(&id).copied()),
                 };
                 (message.read_as(read_at), read_at.is_some())
             })
@@ -270,7 +276,7 @@ impl Inbox {
         limit: u32,
     ) -> Result<InboxPage, StoreError> {
         let limit = limit.clamp(1, MAX_PAGE_SIZE) as usize;
-        let read_all = self.reads.read_all(account, user).await?;
+        let read_all = self.reads.read_all(account, user, &self.collection).await?;
         let (everyone, mine) = match filter.is_read {
             None => (to_account(account), to_user(account, user)),
             // Unread: what the user's last mark-all did not cover (the
@@ -356,7 +362,7 @@ impl Inbox {
         user: UserId,
         status: Option<MessageStatus>,
     ) -> Result<u64, StoreError> {
-        let read_all = self.reads.read_all(account, user).await?;
+        let read_all = self.reads.read_all(account, user, &self.collection).await?;
         let status_filter = || match status {
             Some(status) => doc! { "status": status.as_str() },
             None => doc! {},
@@ -405,7 +411,7 @@ impl Inbox {
             named,
         );
         let documents = self.newest(query, ids.len() as i64).await?;
-        let read_all = self.reads.read_all(account, user).await?;
+        let read_all = self.reads.read_all(account, user, &self.collection).await?;
         let before = self.with_user_state(user, read_all, &documents).await?;
         let now = DateTime::now();
         let (mut own, mut everyone, mut marked) = (Vec::new(), Vec::new(), Vec::new());
@@ -492,7 +498,7 @@ impl Inbox {
             .await
             .map_err(StoreError::command("mark messages read"))?
             .modified_count;
-        let read_all = self.reads.read_all(account, user).await?;
+        let read_all = self.reads.read_all(account, user, &self.collection).await?;
         let everyone = match status {
             None => {
                 let unread = self.unread_count(account, user, None).await?;

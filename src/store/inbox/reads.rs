@@ -17,13 +17,22 @@
 //!   (see `super::Inbox::unread_count`) and never a join. Marks at or
 //!   before `readAllBefore` say nothing the watermark does not; marking
 //!   all read removes them.
+//!
+//! Before read state was per user, a message to the account was read for
+//! every user at once (its document's `isRead`). So that an upgrade does
+//! not turn an account's history unread, the first worker of this release
+//! records when it started (`inbox_state` `cutover`), and each account gets
+//! a watermark of its own, computed once, the first time one of its users
+//! is looked up (`inbox_state` `legacy:<accountId>`): the newest message
+//! to the account that was read before the cutover. Everything up to it is
+//! read for every user of the account, as it was.
 
 use std::collections::HashMap;
 
 use futures::TryStreamExt;
 use herald_jobs::{AccountId, MessageStatus, UserId};
 use mongodb::{
-    bson::{doc, oid::ObjectId, DateTime, Document},
+    bson::{doc, oid::ObjectId, Bson, DateTime, Document},
     error::{ErrorKind, InsertManyError},
     options::{IndexOptions, UpdateOptions},
     Collection, Database, IndexModel,
@@ -36,15 +45,32 @@ pub const READ_COLLECTION: &str = "message_read";
 /// Name of the per-user inbox state's collection.
 pub const STATE_COLLECTION: &str = "inbox_state";
 
-/// What one user marked read of their account's account-wide messages at
-/// once: every one up to `before`, marked at `at`.
+/// Which of their account's messages to everyone a user has read at once:
+/// every one up to `before`, by their own mark-all or by the account's
+/// read state from before the cutover.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct ReadAll {
-    /// The newest message's `createdAt` when everything was marked read.
+    /// Every message to the account created up to this is read.
     pub before: DateTime,
-    /// When that was.
-    pub at: DateTime,
+    /// The user's own last mark-all: up to when, and when it was made.
+    own: Option<(DateTime, DateTime)>,
 }
+
+impl ReadAll {
+    /// When a message to the account created at `created` (at most
+    /// `before`) was read: at the user's mark-all that covered it, or,
+    /// when only the account's earlier read state does, when the account
+    /// first read it (`first_read`, its document's `readAt`).
+    pub(super) fn read_at(&self, created: DateTime, first_read: Option<DateTime>) -> DateTime {
+        match self.own {
+            Some((before, at)) if created <= before => at,
+            _ => first_read.unwrap_or(self.before),
+        }
+    }
+}
+
+/// The `inbox_state` document that records when per-user read state began.
+const CUTOVER_ID: &str = "cutover";
 
 /// An account-wide message a user marks read.
 #[derive(Debug, Clone)]
@@ -63,6 +89,10 @@ pub(super) struct ReadState {
 
 fn state_id(account: AccountId, user: UserId) -> String {
     format!("{account}:{user}")
+}
+
+fn legacy_id(account: AccountId) -> String {
+    format!("legacy:{account}")
 }
 
 fn mark_id(user: UserId, message: ObjectId) -> String {
@@ -90,23 +120,106 @@ impl ReadState {
         crate::store::ensure_indexes(&self.marks, [index], "createIndexes on message_read").await
     }
 
-    /// When `user` last marked everything read, if ever.
+    /// Records, once, when per-user read state began: the first worker
+    /// of this release does, at start. Later calls change nothing.
+    pub(super) async fn record_cutover(&self) -> Result<(), StoreError> {
+        self.states
+            .update_one(
+                doc! { "_id": CUTOVER_ID },
+                doc! { "$setOnInsert": { "at": DateTime::now() } },
+            )
+            .with_options(UpdateOptions::builder().upsert(true).build())
+            .await
+            .map_err(StoreError::command("record the inbox cutover"))?;
+        Ok(())
+    }
+
+    /// Which of `account`'s messages to everyone `user` has read at once,
+    /// if any (see [`ReadAll`]).
     pub(super) async fn read_all(
         &self,
         account: AccountId,
         user: UserId,
+        messages: &Collection<Document>,
     ) -> Result<Option<ReadAll>, StoreError> {
         let state = self
             .states
             .find_one(doc! { "_id": state_id(account, user) })
             .await
             .map_err(StoreError::command("read inbox_state"))?;
-        Ok(state.and_then(|s| {
-            Some(ReadAll {
-                before: *s.get_datetime("readAllBefore").ok()?,
-                at: *s.get_datetime("readAllAt").ok()?,
+        let own = state.and_then(|s| {
+            Some((
+                *s.get_datetime("readAllBefore").ok()?,
+                *s.get_datetime("readAllAt").ok()?,
+            ))
+        });
+        let legacy = self.legacy_before(account, messages).await?;
+        let before = match (own, legacy) {
+            (Some((own, _)), Some(legacy)) => own.max(legacy),
+            (Some((own, _)), None) => own,
+            (None, Some(legacy)) => legacy,
+            (None, None) => return Ok(None),
+        };
+        Ok(Some(ReadAll { before, own }))
+    }
+
+    /// The newest of `account`'s messages to everyone that was read before
+    /// the cutover, computed the first time and kept; `None` when there
+    /// is none (or no cutover was recorded: no earlier release ran).
+    async fn legacy_before(
+        &self,
+        account: AccountId,
+        messages: &Collection<Document>,
+    ) -> Result<Option<DateTime>, StoreError> {
+        let id = legacy_id(account);
+        let kept = self
+            .states
+            .find_one(doc! { "_id": &id })
+            .await
+            .map_err(StoreError::command("read inbox_state"))?;
+        if let Some(kept) = kept {
+            return Ok(kept.get_datetime("before").ok().copied());
+        }
+        let Some(cutover) = self
+            .states
+            .find_one(doc! { "_id": CUTOVER_ID })
+            .await
+            .map_err(StoreError::command("read inbox_state"))?
+            .and_then(|c| c.get_datetime("at").ok().copied())
+        else {
+            return Ok(None);
+        };
+        let newest_read = messages
+            .find_one(doc! {
+                "accountId": account.object_id(),
+                "to.target": "account", "to.id": account.object_id(),
+                "isRead": true, "readAt": { "$lte": cutover },
             })
-        }))
+            .sort(doc! { "createdAt": -1 })
+            .projection(doc! { "createdAt": 1 })
+            .await
+            .map_err(StoreError::command("find the account's earlier read state"))?
+            .and_then(|d| d.get_datetime("createdAt").ok().copied());
+        self.states
+            .update_one(
+                doc! { "_id": &id },
+                doc! { "$setOnInsert": {
+                    "accountId": account.object_id(),
+                    "before": newest_read.map_or(Bson::Null, Bson::DateTime),
+                } },
+            )
+            .with_options(UpdateOptions::builder().upsert(true).build())
+            .await
+            .or_else(|e| {
+                // Another process computed it at the same moment.
+                if crate::store::is_duplicate_key(&e) {
+                    Ok(Default::default())
+                } else {
+                    Err(e)
+                }
+            })
+            .map_err(StoreError::command("record the account's earlier read state"))?;
+        Ok(newest_read)
     }
 
     /// Records that `user` read everything up to `before`, at `at`; an
