@@ -12,9 +12,12 @@
 #
 # Pass --inbox for the browser's side instead: it starts Sockudo (a
 # Pusher-protocol server, installed by `scripts/setup.sh --sockudo`), a
-# worker and `herald web` pushing to it, enqueues a few messages, and prints
-# the URL of the inbox example page (examples/inbox): the bell, the list,
-# Mark read, and an export with a live progress bar. It runs until Ctrl-C.
+# worker and `herald web` pushing to it, enqueues a few messages (one to the
+# demo user only), and prints two URLs of the inbox example page
+# (examples/inbox): the user's, with a token bound to that user (the bell,
+# the list, Mark read, live over the account's and the user's channels), and
+# one with a token bound to the account, as the app's server would hold,
+# whose Export button also works (a live progress bar). It runs until Ctrl-C.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
@@ -89,15 +92,23 @@ if [ "$INBOX" -eq 1 ]; then
   "$HERALD" web >"$STATE_DIR/demo-web.log" 2>&1 &
   PIDS+=($!)
   wait_ports "$WEB_PORT"
-  TOKEN=$("$HERALD" token create --name inbox-demo --account "$ACCOUNT" 2>/dev/null)
+  # What a browser should hold: a token bound to the user (their inbox and
+  # channels only). The app's server holds one bound to the account.
+  USER_TOKEN=$("$HERALD" token create --name inbox-demo-user --account "$ACCOUNT" --user "$USER" 2>/dev/null)
+  ACCOUNT_TOKEN=$("$HERALD" token create --name inbox-demo-app --account "$ACCOUNT" 2>/dev/null)
   "$HERALD" enqueue message --account "$ACCOUNT" --title "Welcome to Acme" --content "Your workspace is ready" >/dev/null
   "$HERALD" enqueue message --account "$ACCOUNT" --title "Quota at 90%" --content "Upgrade before the end of the month" --status warning >/dev/null
   "$HERALD" enqueue message --account "$ACCOUNT" --title "Import failed" --content "customers.xlsx: row 12 has no name" --status error >/dev/null
-  URL="http://127.0.0.1:$WEB_PORT/examples/inbox/#account=$ACCOUNT&user=$USER&token=$TOKEN&key=$APP_KEY&wsHost=127.0.0.1&wsPort=$PORT"
-  echo "[demo] the inbox example page (Sockudo on 127.0.0.1:$PORT, logs in $STATE_DIR/demo-*.log):"
-  echo "  $URL"
-  echo "[demo] new messages appear live; try:"
+  "$HERALD" enqueue message --account "$ACCOUNT" --title "Li Lei mentioned you" --content "in Q3 pipeline review" --to-user "$USER" >/dev/null
+  PAGE="http://127.0.0.1:$WEB_PORT/examples/inbox/#account=$ACCOUNT&user=$USER&key=$APP_KEY&wsHost=127.0.0.1&wsPort=$PORT"
+  echo "[demo] the inbox example page (Sockudo on 127.0.0.1:$PORT, logs in $STATE_DIR/demo-*.log)"
+  echo "[demo] as user $USER (a token bound to the user: inbox, live messages, badges):"
+  echo "  $PAGE&token=$USER_TOKEN"
+  echo "[demo] as the app's server would (account token; exports too):"
+  echo "  $PAGE&token=$ACCOUNT_TOKEN"
+  echo "[demo] new messages appear live (open the first URL twice: Mark read on one, the other follows); try:"
   echo "  $HERALD enqueue message --account $ACCOUNT --title Hello --content 'from the CLI'"
+  echo "  $HERALD enqueue message --account $ACCOUNT --title 'Just you' --content 'to one user' --to-user $USER"
   echo "[demo] (an SSH tunnel reaches it from your machine: ssh -L $WEB_PORT:127.0.0.1:$WEB_PORT -L $PORT:127.0.0.1:$PORT HOST)"
   echo "[demo] press Ctrl-C to stop"
   KEEP=0
@@ -147,16 +158,19 @@ while True:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/_sandbox/events") as r:
         events = json.load(r)
     got = [e for e in events if e["name"] == "new_message" and e["data"].get("messageId") in ids]
-    if len(got) == len(ids):
+    # A message to one user is two events: in full on the user's channel,
+    # a notice (no title) on the account's.
+    if {e["data"]["messageId"] for e in got} == ids and len(got) == len(ids) + 1:
         break
     if time.time() > deadline:
-        sys.exit(f"only {len(got)} of {len(ids)} events arrived; see .herald/demo-worker.log")
+        sys.exit(f"only {len(got)} events for {len(ids)} messages arrived; see .herald/demo-worker.log")
     time.sleep(0.2)
 print(f"[demo] the sandbox received {len(got)} new_message events:")
 for e in got:
     d = e["data"]
+    title = repr(d["title"]) if "title" in d else "(a notice: the message is another user's)"
     print(f"  #{e['seq']} HTTP {e['status']} {e['name']} -> {e['channels'][0]}")
-    print(f"      id {d['messageId']}  title {d['title']!r}  status {d['status']}  sender {json.dumps(d['sender'])}")
+    print(f"      id {d['messageId']}  title {title}  status {d['status']}  sender {json.dumps(d['sender'])}")
 PY
 
 echo "[demo] the stored documents, as GET /v1/accounts/$ACCOUNT/messages serves them:"

@@ -5,17 +5,33 @@
 //
 //   account  the account's 24-hex id (its channel is
 //            presence-message-wm-global<account>)
-//   user     the signed-in user's id: the presence member
-//   token    a Herald API token bound to the account
-//            (`herald token create --name inbox --account <account>`);
-//            leave it out when `api` is your own app's forwarding route
+//   user     the signed-in user's 24-hex id: whose inbox and read state the
+//            page shows, and the presence member
+//   token    a Herald API token. What a browser should hold is one bound to
+//            this user (`herald token create --name inbox --account <account>
+//            --user <user>`): it reads and marks only this user's inbox and
+//            signs only this user's channels, but cannot start an export
+//            (403: exports go through the app's server). When the page
+//            stands in for the app's server in a demo, a token bound to the
+//            account (`--account <account>` alone) does the export too.
+//            Leave it out when `api` is your own app's forwarding route
 //   key      the Pusher app key (public)
 //   wsHost, wsPort   a self-hosted Pusher-protocol server (Sockudo, soketi,
 //            Reverb); or `cluster` for Pusher Channels itself
 //   tls=1    connect with wss:// (default ws://)
 //   api      where Herald's /v1 is, default "/v1" (same origin)
+//   userChannel  the user's own channel, as Herald's `push.user_channel`
+//            names it: a template with {account} and {user}, default
+//            private-message-wm-user-{account}-{user}
 //
 // e.g. /examples/inbox/#account=5f0c…&user=5f0c…&token=…&key=app-key&wsHost=127.0.0.1&wsPort=6001
+//
+// The page joins two channels, both signed by Herald's POST /v1/push/auth
+// for `user`: the account's presence channel (messages to everyone, a
+// notice without title or content of a message to one user, and the
+// exports' progress) and the user's own private channel (messages to this
+// user in full, and `message_read` when this user marks something read on
+// another tab or device).
 //
 // In a real product the page belongs to the web app (say PHP), which holds
 // the session: it forwards `api` calls to Herald adding its token, and takes
@@ -35,8 +51,13 @@
     wsPort: Number(params.get('wsPort') || 6001),
     cluster: params.get('cluster') || '',
     tls: params.get('tls') === '1',
+    userChannel: params.get('userChannel') || 'private-message-wm-user-{account}-{user}',
   };
-  const channelName = 'presence-message-wm-global' + config.account;
+  // Everyone of the account is on the first; only this user on the second.
+  const accountChannel = 'presence-message-wm-global' + config.account;
+  const userChannel = config.userChannel
+    .replaceAll('{account}', config.account)
+    .replaceAll('{user}', config.user);
 
   const $ = (id) => document.getElementById(id);
   const ui = {
@@ -66,7 +87,7 @@
   /**
    * Calls Herald's /v1 (or the app's forwarding route): JSON in and out,
    * the token as a bearer when there is one. Throws with Herald's error
-   * message on a non-2xx answer.
+   * message on a non-2xx answer (the error's `status` is the HTTP status).
    */
   async function api(path, { method = 'GET', body } = {}) {
     const headers = { Accept: 'application/json' };
@@ -79,23 +100,47 @@
     });
     if (!response.ok) {
       const answer = await response.json().catch(() => ({}));
-      throw new Error(`${method} ${path}: HTTP ${response.status} ${answer.error || ''}`);
+      const error = new Error(`${method} ${path}: HTTP ${response.status} ${answer.error || ''}`);
+      error.status = response.status;
+      throw error;
     }
     return response;
   }
 
-  const accountPath = () => `/accounts/${config.account}/messages`;
+  // The signed-in user's inbox: the account's messages to everyone and the
+  // messages to this user, with this user's read state.
+  const inboxPath = () => `/accounts/${config.account}/users/${config.user}/messages`;
 
   // ---- The bell and the list ----------------------------------------------
 
-  async function refreshUnread() {
-    const { unread } = await (await api(`${accountPath()}/unread-count`)).json();
+  // Answers may come back out of order (two events, two reads): each kind
+  // of read is numbered, and only the latest one asked is shown. A count
+  // that arrives with an event (`message_read`) or a mark's answer also
+  // takes a number, so a read asked before it cannot put an older count back.
+  let unreadAsked = 0;
+  let listAsked = 0;
+
+  function paintUnread(unread) {
     ui.unread.textContent = unread > 99 ? '99+' : String(unread);
     ui.unread.dataset.count = String(unread);
   }
 
+  /** Shows a count known without asking (an event's, a mark's answer). */
+  function showUnread(unread) {
+    unreadAsked += 1;
+    paintUnread(unread);
+  }
+
+  async function refreshUnread() {
+    const asked = ++unreadAsked;
+    const { unread } = await (await api(`${inboxPath()}/unread-count`)).json();
+    if (asked === unreadAsked) paintUnread(unread);
+  }
+
   async function refreshList(freshId) {
-    const page = await (await api(`${accountPath()}?limit=20`)).json();
+    const asked = ++listAsked;
+    const page = await (await api(`${inboxPath()}?limit=20`)).json();
+    if (asked !== listAsked) return;
     ui.list.replaceChildren(...page.messages.map((m) => messageItem(m, m.id === freshId)));
     ui.empty.hidden = page.messages.length > 0;
   }
@@ -112,6 +157,7 @@
     item.dataset.id = message.id;
     item.dataset.read = String(message.isRead);
     item.dataset.status = message.status;
+    item.dataset.to = message.to.target;
 
     const title = document.createElement('span');
     title.className = 'title';
@@ -123,7 +169,8 @@
     content.textContent = message.content;
     const meta = document.createElement('span');
     meta.className = 'meta';
-    meta.textContent = `${message.status} · ${new Date(message.createdAt).toLocaleString()}`;
+    const to = message.to.target === 'user' ? ' · to you' : '';
+    meta.textContent = `${message.status}${to} · ${new Date(message.createdAt).toLocaleString()}`;
     item.append(title, content, meta);
 
     if (!message.isRead) {
@@ -137,10 +184,13 @@
     return item;
   }
 
+  // A mark reads for this user only. Herald then pushes `message_read` to
+  // the user's channel, for the user's other pages (this one hears it too,
+  // and reads again what it has just read: harmless).
   async function markRead(id, button) {
     button.disabled = true;
     try {
-      await api(`${accountPath()}/${id}/read`, { method: 'POST' });
+      await api(`${inboxPath()}/${id}/read`, { method: 'POST' });
     } catch (e) {
       notify(e.message);
     }
@@ -149,11 +199,12 @@
 
   ui.markAll.addEventListener('click', async () => {
     try {
-      await api(`${accountPath()}/read-all`, { method: 'POST' });
+      const { unread } = await (await api(`${inboxPath()}/read-all`, { method: 'POST' })).json();
+      showUnread(unread);
+      await refreshList();
     } catch (e) {
       notify(e.message);
     }
-    await refresh();
   });
 
   ui.bell.addEventListener('click', () => {
@@ -234,6 +285,14 @@
       current = (await answer.json()).key;
       showExport(current);
     } catch (e) {
+      if (e.status === 403) {
+        // A token bound to one user reads that user's inbox only; an export
+        // of the account is the app's server's to start, with its token.
+        ui.exportStatus.textContent =
+          "Not with this page's token: exports go through the app's server.";
+        ui.exportStart.title = 'Needs a token bound to the account';
+        return; // the button stays disabled
+      }
       notify(e.message);
       ui.exportStart.disabled = false;
     }
@@ -264,11 +323,13 @@
     download(ui.exportDownload.dataset.key).catch((e) => notify(e.message));
   });
 
-  // ---- Realtime: pusher-js on the account's presence channel --------------
+  // ---- Realtime: pusher-js on the account's and the user's channels -------
 
   /**
-   * pusher-js asks this for the channel's signature. Herald's
-   * POST /v1/push/auth signs only the channel of the token's account.
+   * pusher-js asks this for each channel's signature. Herald's
+   * POST /v1/push/auth signs the account's channel for any of its users and
+   * the user's own channel only for that user, so `userId` is always the
+   * signed-in user (in a product, the app's server sets it from its session).
    */
   function authorize({ socketId, channelName: channel }, callback) {
     api('/push/auth', {
@@ -278,6 +339,23 @@
       .then((response) => response.json())
       .then((answer) => callback(null, answer))
       .catch((error) => callback(error, null));
+  }
+
+  // The latest events heard, for tests and the console: which channel
+  // brought what (a colleague's message to one user comes as a notice).
+  const heard = [];
+
+  /** After a (re)subscription: whatever happened meanwhile, read once now. */
+  function catchUp() {
+    refresh();
+    if (current) {
+      api(`/exports/${encodeURIComponent(current)}`)
+        .then((r) => r.json())
+        .then((record) => {
+          if (record.status === 'finished') exportEvent('finish')({ key: record.key || current });
+        })
+        .catch(() => {});
+    }
   }
 
   function connect() {
@@ -297,53 +375,74 @@
       });
     }
     const pusher = new Pusher(config.key, options);
+    const names = [accountChannel, userChannel];
+    // The channels joined on the current connection: "live" needs both.
+    const joined = new Set();
     pusher.connection.bind('state_change', ({ current: state }) => {
-      if (ui.connection.dataset.state !== 'subscribed' || state !== 'connected') {
+      if (state !== 'connected') joined.clear();
+      if (joined.size < names.length) {
         ui.connection.dataset.state = state;
         ui.connection.textContent = state;
       }
     });
 
-    const channel = pusher.subscribe(channelName);
-    channel.bind('pusher:subscription_succeeded', () => {
-      ui.connection.dataset.state = 'subscribed';
-      ui.connection.textContent = 'live';
-      // Whatever happened before the subscription: read it once now.
+    for (const name of names) {
+      const channel = pusher.subscribe(name);
+      channel.bind_global((event, data) => {
+        if (event.startsWith('pusher:')) return;
+        heard.push({ channel: name, event, data });
+        if (heard.length > 100) heard.shift();
+      });
+      channel.bind('pusher:subscription_succeeded', () => {
+        joined.add(name);
+        if (joined.size === names.length) {
+          ui.connection.dataset.state = 'subscribed';
+          ui.connection.textContent = 'live';
+          catchUp();
+        }
+      });
+      channel.bind('pusher:subscription_error', (error) => {
+        ui.connection.dataset.state = 'failed';
+        ui.connection.textContent = 'not authorized';
+        notify(`Joining ${name} failed: ${error.error || error.status || error}`);
+      });
+      // On the account's channel: a message to everyone, or only a notice
+      // (no title, no content) of a message to one user, maybe a colleague.
+      // On the user's: a message to this user. Either way the inbox API
+      // says what this user sees, so read it again.
+      channel.bind('new_message', (data) => refresh(data.messageId));
+    }
+
+    // This user marked something read on another page (or this one): the
+    // bell shows the event's count at once; then the list is read again for
+    // its markers, and the count with it (an event may overtake another).
+    pusher.channel(userChannel).bind('message_read', (data) => {
+      if (typeof data.unread === 'number') showUnread(data.unread);
       refresh();
-      if (current) {
-        api(`/exports/${encodeURIComponent(current)}`)
-          .then((r) => r.json())
-          .then((record) => {
-            if (record.status === 'finished') exportEvent('finish')({ key: record.key || current });
-          })
-          .catch(() => {});
-      }
     });
-    channel.bind('pusher:subscription_error', (error) => {
-      ui.connection.dataset.state = 'failed';
-      ui.connection.textContent = 'not authorized';
-      notify(`Joining ${channelName} failed: ${error.error || error.status || error}`);
-    });
-    channel.bind('new_message', (data) => refresh(data.messageId));
-    channel.bind('export_progress', exportEvent('progress'));
-    channel.bind('export_finish', exportEvent('finish'));
-    channel.bind('export_failed', exportEvent('failed'));
+
+    const account = pusher.channel(accountChannel);
+    account.bind('export_progress', exportEvent('progress'));
+    account.bind('export_finish', exportEvent('finish'));
+    account.bind('export_failed', exportEvent('failed'));
   }
 
   // ---- Start --------------------------------------------------------------
 
+  const hex = /^[0-9a-f]{24}$/;
   const missing = ['account', 'user', 'key'].filter((name) => !config[name]);
-  if (missing.length > 0 || !/^[0-9a-f]{24}$/.test(config.account)) {
+  if (missing.length > 0 || !hex.test(config.account) || !hex.test(config.user)) {
     notify(
-      `This page needs ${missing.join(', ') || 'a 24-hex account'} in its #fragment: ` +
-        '#account=<24-hex id>&user=<user id>&token=<Herald API token>&key=<Pusher key>' +
+      `This page needs ${missing.join(', ') || 'a 24-hex account and user'} in its #fragment: ` +
+        '#account=<24-hex id>&user=<24-hex id>&token=<Herald API token>&key=<Pusher key>' +
         '&wsHost=<host>&wsPort=<port> (see inbox.js).',
     );
     ui.connection.textContent = 'not configured';
     return;
   }
-  // For tests and the console: the download path the link's click takes.
-  window.heraldInbox = { download, config: { ...config, token: undefined } };
+  // For tests and the console: the download path the link's click takes,
+  // and the events heard.
+  window.heraldInbox = { download, heard, config: { ...config, token: undefined } };
   refresh();
   connect();
 })();

@@ -2,11 +2,13 @@
 //! the real `herald worker` and `herald web` processes, a real
 //! Pusher-protocol server this project did not write (Sockudo), and the
 //! real pusher-js client in headless Chromium joining the account's
-//! presence channel through `POST /v1/push/auth`.
+//! presence channel and the user's private channel through
+//! `POST /v1/push/auth`.
 //!
-//! The page reads `/v1` only when it loads, when its subscription succeeds
-//! and when an event tells it to: a message that appears, or a progress bar
-//! that moves, got there through Sockudo's WebSocket.
+//! The page reads `/v1` only when it loads, when its subscriptions succeed
+//! and when an event tells it to: a message that appears, a bell that
+//! changes, or a progress bar that moves, got there through Sockudo's
+//! WebSocket.
 
 use std::time::{Duration, Instant};
 
@@ -24,35 +26,29 @@ use crate::{
 /// against hangs, not a speed requirement.
 const PATIENCE: Duration = Duration::from_secs(40);
 
+/// How long a page is watched for a change that must not come.
+const QUIET: Duration = Duration::from_secs(2);
+
 /// Older messages written straight into the collection, so that the export
 /// has enough rows for several `export_progress` events.
 const OLD_MESSAGES: usize = 30_000;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_inbox_page_shows_a_new_message_live_and_an_export_with_progress_and_its_link() {
-    let sockudo = SockudoServer::start().await;
-    let web_port = free_port().to_string();
-    let mut vars: Vec<(&str, String)> = sockudo.vars();
-    vars.extend([
-        ("HERALD_WEB_BIND", format!("127.0.0.1:{web_port}")),
-        ("HERALD_WEB_EXAMPLES", "true".to_owned()),
+    let stack = Stack::start(&[
         // Progress often and in small batches: several events per export.
-        ("HERALD_EXPORT_PROGRESS_INTERVAL_MS", "20".to_owned()),
-        ("HERALD_EXPORT_BATCH_SIZE", "200".to_owned()),
-    ]);
-    let pairs: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let env = env_with(&pairs).await;
-    let logs = Logs::new(&env);
-    let _worker = env.spawn_herald_logged(&["worker"], &[], &logs.worker);
-    let _web: HeraldProcess = env.spawn_herald_logged(&["web"], &[], &logs.web);
-    let web = format!("http://127.0.0.1:{web_port}");
-    wait_for_port(&web_port).await;
+        ("HERALD_EXPORT_PROGRESS_INTERVAL_MS", "20"),
+        ("HERALD_EXPORT_BATCH_SIZE", "200"),
+    ])
+    .await;
+    let env = &stack.env;
 
-    // The signed-in user's account, and a Herald token bound to it.
+    // The signed-in user's account, and a Herald token bound to the account
+    // (the page stands in for the app's server: the export needs it).
     let account = account();
     let user = ObjectId::new().to_hex();
     let token = run_ok(
-        &env,
+        env,
         &[
             "token",
             "create",
@@ -63,21 +59,14 @@ async fn the_inbox_page_shows_a_new_message_live_and_an_export_with_progress_and
         ],
     );
     let (_driver, client) = browser().await;
-    let page = format!(
-        "{web}/examples/inbox/#account={}&user={user}&token={token}&key={APP_KEY}\
-         &wsHost=127.0.0.1&wsPort={}",
-        account.to_hex(),
-        sockudo.port
-    );
-    client.goto(&page).await.expect("the inbox page");
-    let check = Check {
-        client: &client,
-        sockudo: &sockudo,
-        logs: &logs,
-    };
+    client
+        .goto(&stack.page(&account.to_hex(), &user, &token))
+        .await
+        .expect("the inbox page");
+    let check = stack.check(&client);
 
-    // pusher-js connects to Sockudo and joins the presence channel with
-    // Herald's signature; the empty inbox shows 0.
+    // pusher-js connects to Sockudo and joins the account's presence channel
+    // and the user's own, with Herald's signatures; the empty inbox shows 0.
     check
         .attr("#connection", "data-state", |s| s == "subscribed")
         .await;
@@ -87,7 +76,7 @@ async fn the_inbox_page_shows_a_new_message_live_and_an_export_with_progress_and
 
     // A message enqueued with the CLI appears live, and the bell counts it.
     let id = run_ok(
-        &env,
+        env,
         &[
             "enqueue",
             "message",
@@ -118,7 +107,8 @@ async fn the_inbox_page_shows_a_new_message_live_and_an_export_with_progress_and
 
     // An export of the account's messages: the bar moves with
     // export_progress, then export_finish shows the link.
-    insert_old_messages(&env, account.object_id()).await;
+    let user_id = ObjectId::parse_str(&user).expect("a 24-hex user id");
+    insert_old_messages(env, account.object_id(), user_id).await;
     check.click("#export-start").await;
     check.shown("#export-download").await;
     let history = check.attr_value("#export-bar", "data-history").await;
@@ -167,7 +157,7 @@ async fn the_inbox_page_shows_a_new_message_live_and_an_export_with_progress_and
     let mut newest = String::new();
     for (title, status) in [("Import failed", "error"), ("Export ready", "success")] {
         newest = run_ok(
-            &env,
+            env,
             &[
                 "enqueue",
                 "message",
@@ -204,6 +194,265 @@ async fn the_inbox_page_shows_a_new_message_live_and_an_export_with_progress_and
         std::fs::write(path, png).expect("the screenshot is written");
     }
     client.close().await.expect("the browser closes");
+}
+
+/// A message to one user reaches only that user's pages, and a user's mark
+/// reaches their other pages through `message_read`: two pages of user U
+/// (two browsers, as two devices) and one of U's colleague V, each with a
+/// token bound to its user, as a browser should hold.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_users_pages_stay_in_sync_and_a_colleagues_badge_does_not_move() {
+    let stack = Stack::start(&[]).await;
+    let env = &stack.env;
+    let account = account().to_hex();
+    let account_channel = format!("presence-message-wm-global{account}");
+    let (u, v) = (ObjectId::new().to_hex(), ObjectId::new().to_hex());
+    let user_channel = format!("private-message-wm-user-{account}-{u}");
+    let token_for = |user: &str| {
+        run_ok(
+            env,
+            &[
+                "token",
+                "create",
+                "--name",
+                &format!("inbox-{user}"),
+                "--account",
+                &account,
+                "--user",
+                user,
+            ],
+        )
+    };
+    let (token_u, token_v) = (token_for(&u), token_for(&v));
+
+    // Three browsers: U's two pages, and V's.
+    let (_driver_u1, u1) = browser().await;
+    let (_driver_u2, u2) = browser().await;
+    let (_driver_v, v1) = browser().await;
+    for (client, user, token) in [
+        (&u1, &u, &token_u),
+        (&u2, &u, &token_u),
+        (&v1, &v, &token_v),
+    ] {
+        client
+            .goto(&stack.page(&account, user, token))
+            .await
+            .expect("the inbox page");
+    }
+    let (first, second, colleague) = (stack.check(&u1), stack.check(&u2), stack.check(&v1));
+    let pages = [&first, &second, &colleague];
+    for page in pages {
+        page.attr("#connection", "data-state", |s| s == "subscribed")
+            .await;
+        page.attr("#unread-count", "data-count", |c| c == "0").await;
+    }
+
+    // (a) A message to the whole account: on every page, unread for each.
+    let everyone = run_ok(
+        env,
+        &[
+            "enqueue",
+            "message",
+            "--account",
+            &account,
+            "--title",
+            "Maintenance tonight",
+            "--content",
+            "22:00 to 23:00",
+        ],
+    );
+    let everyone_item = format!("#messages li[data-id='{everyone}']");
+    for page in pages {
+        page.attr(&everyone_item, "data-read", |r| r == "false")
+            .await;
+        page.attr("#unread-count", "data-count", |c| c == "1").await;
+    }
+
+    // (b) A message to U: on U's two pages, in full over U's channel.
+    const PRIVATE: &str = "Contract renewal for Ursula: 3 seats to review";
+    let private = run_ok(
+        env,
+        &[
+            "enqueue",
+            "message",
+            "--account",
+            &account,
+            "--title",
+            PRIVATE,
+            "--content",
+            "Renew before Friday",
+            "--status",
+            "warning",
+            "--to-user",
+            &u,
+        ],
+    );
+    let private_item = format!("#messages li[data-id='{private}']");
+    for page in [&first, &second] {
+        page.attr(&private_item, "data-read", |r| r == "false")
+            .await;
+        let text = page.text(&private_item).await;
+        assert!(text.contains(PRIVATE), "{text}");
+        page.attr("#unread-count", "data-count", |c| c == "2").await;
+    }
+    let full = second
+        .heard("U's channel's new_message", |e| {
+            e["channel"] == user_channel.as_str()
+                && e["event"] == "new_message"
+                && e["data"]["messageId"] == private.as_str()
+        })
+        .await;
+    assert_eq!(full["data"]["title"], PRIVATE, "{full}");
+
+    // V's page hears of it only as a notice on the account's channel,
+    // without title or content; the inbox it then reads leaves it out.
+    let notice = colleague
+        .heard("the notice on the account's channel", |e| {
+            e["event"] == "new_message" && e["data"]["messageId"] == private.as_str()
+        })
+        .await;
+    assert_eq!(notice["channel"], account_channel.as_str(), "{notice}");
+    let fields = notice["data"].as_object().expect("the notice's data");
+    assert!(
+        !fields.contains_key("title") && !fields.contains_key("content"),
+        "{notice}"
+    );
+    colleague
+        .keeps("V's list without U's message, V's bell at 1", || async {
+            let listed = v1.find(Locator::Css(&private_item)).await.is_ok();
+            let count = colleague.attr_value("#unread-count", "data-count").await;
+            !listed && count == "1"
+        })
+        .await;
+    let source = v1.source().await.expect("V's page source");
+    assert!(!source.contains(PRIVATE), "V's page shows U's message");
+    let heard = colleague.all_heard().await.to_string();
+    assert!(
+        !heard.contains(PRIVATE),
+        "V's page heard U's title: {heard}"
+    );
+    assert!(
+        !heard.contains(&user_channel),
+        "V's page heard U's channel: {heard}"
+    );
+
+    // (c) U marks all read on the first page: the second page follows from
+    // `message_read` alone, without a reload; V's read state is V's own.
+    first.click("#mark-all-read").await;
+    second
+        .attr("#unread-count", "data-count", |c| c == "0")
+        .await;
+    let read = second
+        .heard("message_read on U's channel", |e| {
+            e["event"] == "message_read"
+        })
+        .await;
+    assert_eq!(read["channel"], user_channel.as_str(), "{read}");
+    assert_eq!(read["data"]["unread"], 0, "{read}");
+    for page in [&first, &second] {
+        page.attr("#unread-count", "data-count", |c| c == "0").await;
+        page.attr(&everyone_item, "data-read", |r| r == "true")
+            .await;
+        page.attr(&private_item, "data-read", |r| r == "true").await;
+    }
+    colleague
+        .keeps("V's bell at 1, V's message unread", || async {
+            let count = colleague.attr_value("#unread-count", "data-count").await;
+            let item = colleague.attr_value(&everyone_item, "data-read").await;
+            count == "1" && item == "false"
+        })
+        .await;
+    let heard = colleague.all_heard().await;
+    assert!(
+        !heard.to_string().contains("message_read"),
+        "V's page heard U's mark: {heard}"
+    );
+    // Herald agrees: the message is still unread for V.
+    let unread: serde_json::Value = env
+        .http
+        .get(format!(
+            "{}/v1/accounts/{account}/users/{v}/messages/unread-count",
+            stack.web
+        ))
+        .bearer_auth(&token_v)
+        .send()
+        .await
+        .expect("herald web answers")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(unread, serde_json::json!({ "unread": 1 }));
+
+    // A token bound to a user starts no export: the page says where exports
+    // go, and keeps the button off.
+    colleague.click("#export-start").await;
+    colleague
+        .text_with("#export-status", |t| t.contains("app's server"))
+        .await;
+    colleague
+        .attr("#export-start", "disabled", |d| d == "true")
+        .await;
+
+    for client in [u1, u2, v1] {
+        client.close().await.expect("the browser closes");
+    }
+}
+
+/// Sockudo, and `herald worker` and `herald web` pushing to it, with the
+/// example page served. (Fields drop in order: the processes first.)
+struct Stack {
+    _worker: HeraldProcess,
+    _web: HeraldProcess,
+    logs: Logs,
+    env: TestEnv,
+    sockudo: SockudoServer,
+    /// `herald web`'s base URL.
+    web: String,
+}
+
+impl Stack {
+    /// Starts them, with `extra` settings for both processes.
+    async fn start(extra: &[(&'static str, &str)]) -> Self {
+        let sockudo = SockudoServer::start().await;
+        let web_port = free_port().to_string();
+        let mut vars: Vec<(&str, String)> = sockudo.vars();
+        vars.extend([
+            ("HERALD_WEB_BIND", format!("127.0.0.1:{web_port}")),
+            ("HERALD_WEB_EXAMPLES", "true".to_owned()),
+        ]);
+        vars.extend(extra.iter().map(|(k, v)| (*k, (*v).to_owned())));
+        let pairs: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let env = env_with(&pairs).await;
+        let logs = Logs::new(&env);
+        let worker = env.spawn_herald_logged(&["worker"], &[], &logs.worker);
+        let web = env.spawn_herald_logged(&["web"], &[], &logs.web);
+        wait_for_port(&web_port).await;
+        Self {
+            _worker: worker,
+            _web: web,
+            logs,
+            env,
+            sockudo,
+            web: format!("http://127.0.0.1:{web_port}"),
+        }
+    }
+
+    /// The inbox page of `user` of `account`, with `token`.
+    fn page(&self, account: &str, user: &str, token: &str) -> String {
+        format!(
+            "{}/examples/inbox/#account={account}&user={user}&token={token}&key={APP_KEY}\
+             &wsHost=127.0.0.1&wsPort={}",
+            self.web, self.sockudo.port
+        )
+    }
+
+    fn check<'a>(&'a self, client: &'a Client) -> Check<'a> {
+        Check {
+            client,
+            sockudo: &self.sockudo,
+            logs: &self.logs,
+        }
+    }
 }
 
 /// Where the worker and `herald web` log (removed when the test ends).
@@ -301,6 +550,55 @@ impl Check<'_> {
         }
     }
 
+    /// Waits until the text of `css` satisfies `ok`; returns it.
+    async fn text_with(&self, css: &str, ok: impl Fn(&str) -> bool) -> String {
+        self.until(&format!("{css} text"), || async {
+            let element = self.client.find(Locator::Css(css)).await.ok()?;
+            let text = element.text().await.ok()?;
+            ok(&text).then_some(text)
+        })
+        .await
+    }
+
+    /// Every event the page heard (`window.heraldInbox.heard`: channel,
+    /// event, data), oldest first.
+    async fn all_heard(&self) -> serde_json::Value {
+        self.client
+            .execute("return window.heraldInbox.heard;", vec![])
+            .await
+            .expect("the page's events")
+    }
+
+    /// Waits until the page has heard an event `ok` accepts; returns it.
+    async fn heard(
+        &self,
+        what: &str,
+        ok: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        self.until(what, || async {
+            let heard = self.all_heard().await;
+            heard.as_array()?.iter().find(|e| ok(e)).cloned()
+        })
+        .await
+    }
+
+    /// Checks for [`QUIET`] that `holds` stays true: what must not change,
+    /// watched for a while (nothing shows when it will not change).
+    async fn keeps<F, Fut>(&self, what: &str, mut holds: F)
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        let start = Instant::now();
+        while start.elapsed() < QUIET {
+            if !holds().await {
+                self.report(&format!("the page stopped showing {what}"))
+                    .await;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     async fn text(&self, css: &str) -> String {
         match self.client.find(Locator::Css(css)).await {
             Ok(element) => element.text().await.unwrap_or_default(),
@@ -319,6 +617,11 @@ impl Check<'_> {
     }
 
     async fn fail(&self, what: &str) -> ! {
+        self.report(&format!("the page never showed {what}")).await
+    }
+
+    /// Panics with `problem`, the page's state and every process's log.
+    async fn report(&self, problem: &str) -> ! {
         let notice = match self.client.find(Locator::Css("#notice")).await {
             Ok(element) => element.text().await.unwrap_or_default(),
             Err(_) => String::new(),
@@ -328,7 +631,7 @@ impl Check<'_> {
             Err(_) => String::new(),
         };
         panic!(
-            "the page never showed {what} (connection {state:?}, notice {notice:?})\n\
+            "{problem} (connection {state:?}, notice {notice:?})\n\
              --- worker log ---\n{}\n--- web log ---\n{}\n--- sockudo log ---\n{}",
             Logs::tail(&self.logs.worker),
             Logs::tail(&self.logs.web),
@@ -353,9 +656,12 @@ async fn wait_for_port(port: &str) {
     crate::helpers::wait_for_listener("herald web", port, crate::helpers::PATIENCE).await;
 }
 
-/// Writes [`OLD_MESSAGES`] read messages of `account`, a day old, straight
-/// into the `message` collection, as the worker would have stored them.
-async fn insert_old_messages(env: &TestEnv, account: ObjectId) {
+/// Writes [`OLD_MESSAGES`] messages of `account` to `user`, a day old and
+/// read by them, straight into the `message` collection, as the worker would
+/// have stored them. (A message to one user keeps that user's read state in
+/// its own document; one to the whole account would be unread for `user`
+/// whatever its `isRead` says, read state being per user.)
+async fn insert_old_messages(env: &TestEnv, account: ObjectId, user: ObjectId) {
     let day_ago = DateTime::from_millis(DateTime::now().timestamp_millis() - 86_400_000);
     let documents: Vec<Document> = (0..OLD_MESSAGES)
         .map(|i| {
@@ -365,7 +671,7 @@ async fn insert_old_messages(env: &TestEnv, account: ObjectId) {
                 "title": format!("Weekly report {i}"),
                 "content": "Numbers of the week",
                 "sender": { "id": "system", "from": "system" },
-                "to": { "id": account, "target": "account" },
+                "to": { "id": user, "target": "user" },
                 "status": "success",
                 "isRead": true,
                 "createdAt": day_ago,
