@@ -4,7 +4,7 @@
 use clap::{Args, Parser, Subcommand};
 use std::time::Duration;
 
-use herald_bench::{latency, pipeline};
+use herald_bench::{inbox, latency, pipeline};
 
 /// Herald's benchmark: fixed workloads, each measured against a baseline in
 /// the same run.
@@ -20,8 +20,9 @@ pub(crate) struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum BenchCommand {
-    /// The fixed workload: no-op jobs, messages end to end and exports, each
-    /// against its baseline in the same run; one table and the targets.
+    /// The fixed workload: no-op jobs, messages end to end, exports, the
+    /// write concern, a user's unread count and latency, each against its
+    /// baseline in the same run; one table and the targets.
     All(AllArgs),
     /// Latency at light load, from outside: `herald web` and `herald
     /// worker` as processes, against the floor of sequential Redis, MongoDB
@@ -54,6 +55,10 @@ pub(crate) enum BenchCommand {
     /// A backlog enqueued with no worker running, drained end to end
     /// (MongoDB and a local push sandbox); checks nothing is stored or pushed twice.
     Backlog(BacklogArgs),
+    /// A user's unread count with 100,000 messages (never read, then read
+    /// up to date) against one `count` command over as many index keys,
+    /// alternating; checks every count.
+    Inbox(InboxArgs),
     /// Redis memory over a long run: used_memory sampled every second, and
     /// the bytes per message left once retention has run.
     Soak(SoakArgs),
@@ -209,6 +214,12 @@ pub(crate) struct AllArgs {
     pub(crate) export: ExportArgs,
     #[command(flatten)]
     pub(crate) write_concern: WriteConcernArgs,
+    /// Messages in the inbox of the unread-count part.
+    #[arg(long, default_value_t = inbox::Workload::standard().messages)]
+    pub(crate) inbox_messages: u64,
+    /// Trials of each unread-count scenario.
+    #[arg(long, default_value_t = inbox::Workload::standard().trials)]
+    pub(crate) inbox_trials: usize,
     /// A tiny workload (seconds, not minutes) that exercises every part:
     /// for checking the command works, not for figures.
     #[arg(long)]
@@ -216,6 +227,40 @@ pub(crate) struct AllArgs {
     /// Exit with status 2 when a target is missed.
     #[arg(long)]
     pub(crate) check: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct InboxArgs {
+    /// Messages the user sees (half to the whole account, half to them),
+    /// and as many of each kind of noise (to a colleague, of another
+    /// account).
+    #[arg(long, default_value_t = inbox::Workload::standard().messages)]
+    pub(crate) messages: u64,
+    /// Trials of each scenario, the baseline and the unread count
+    /// alternating; the table shows the median and the spread.
+    #[arg(long, default_value_t = inbox::Workload::standard().trials)]
+    pub(crate) trials: usize,
+    /// A tiny workload (2,000 messages, one trial): for checking the
+    /// command works, not for figures. Overrides the sizes above.
+    #[arg(long)]
+    pub(crate) smoke: bool,
+    /// Exit with status 2 when the target is missed.
+    #[arg(long)]
+    pub(crate) check: bool,
+}
+
+impl InboxArgs {
+    pub(crate) fn workload(&self) -> anyhow::Result<inbox::Workload> {
+        let workload = match self.smoke {
+            true => inbox::Workload::smoke(),
+            false => inbox::Workload {
+                messages: self.messages,
+                trials: self.trials,
+            },
+        };
+        workload.check().map_err(anyhow::Error::msg)?;
+        Ok(workload)
+    }
 }
 
 #[derive(Debug, Args)]

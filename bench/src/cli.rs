@@ -8,7 +8,8 @@ use herald::{config::Settings, queue, shutdown, telemetry, worker};
 use herald_bench::{self as bench, queue::Workload, report::Report};
 
 use crate::args::{
-    AllArgs, BenchCommand, ClusterArgs, ExportArgs, FailedListArgs, LatencyArgs, SoakArgs,
+    AllArgs, BenchCommand, ClusterArgs, ExportArgs, FailedListArgs, InboxArgs, LatencyArgs,
+    SoakArgs,
 };
 
 /// Runs `command` with `settings`; the exit code reports its outcome.
@@ -58,6 +59,7 @@ pub(crate) async fn run(command: BenchCommand, settings: &Settings) -> anyhow::R
                 .context("worker stopped with an error")?;
             Ok(ExitCode::SUCCESS)
         }
+        BenchCommand::Inbox(args) => run_inbox_command(settings, &args).await,
         BenchCommand::Soak(args) => run_soak(settings, &args).await,
         BenchCommand::FailedList(args) => run_failed_list(settings, &args).await,
         BenchCommand::Cluster(args) => run_cluster(settings, &args).await,
@@ -259,7 +261,14 @@ async fn run_all(mut args: AllArgs, settings: &Settings) -> anyhow::Result<ExitC
         args.export.export_trials = 1;
         args.write_concern.jobs = 200;
         args.write_concern.trials = 1;
+        args.inbox_messages = bench::inbox::Workload::smoke().messages;
+        args.inbox_trials = bench::inbox::Workload::smoke().trials;
     }
+    let inbox = bench::inbox::Workload {
+        messages: args.inbox_messages,
+        trials: args.inbox_trials,
+    };
+    inbox.check().map_err(anyhow::Error::msg)?;
     let workload = args.pipeline.workload()?;
     let conn = queue::connect(settings.redis.url.as_str()).await?;
     let noop = Workload {
@@ -286,6 +295,7 @@ async fn run_all(mut args: AllArgs, settings: &Settings) -> anyhow::Result<ExitC
     report.pipeline = run_pipeline(settings, &workload).await?;
     report.export = run_export(settings, &args.export).await?;
     report.write_concern = run_write_concern(settings, &args.write_concern.workload()?).await?;
+    report.inbox = Some(run_inbox(settings, inbox).await?);
     let latency = match args.smoke {
         true => bench::latency::Workload::smoke(),
         false => bench::latency::Workload::default(),
@@ -324,6 +334,35 @@ async fn run_latency(
 async fn run_latency_command(settings: &Settings, args: &LatencyArgs) -> anyhow::Result<ExitCode> {
     let report = Report {
         latency: Some(run_latency(settings, &args.workload()?).await?),
+        ..Report::default()
+    };
+    print!("{}", report.render());
+    if args.check && report.targets().iter().any(|t| !t.met()) {
+        return Ok(ExitCode::from(2));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn run_inbox(
+    settings: &Settings,
+    workload: bench::inbox::Workload,
+) -> anyhow::Result<bench::inbox::Measured> {
+    eprintln!(
+        "unread count: {} messages in one user's inbox and {} of noise, {} trial(s) of each scenario",
+        workload.messages,
+        workload.messages * 2,
+        workload.trials
+    );
+    bench::inbox::run(settings, workload)
+        .await
+        .context("unread-count benchmark")
+}
+
+/// Runs the unread-count benchmark and prints its table and target; a
+/// wrong count fails the run.
+async fn run_inbox_command(settings: &Settings, args: &InboxArgs) -> anyhow::Result<ExitCode> {
+    let report = Report {
+        inbox: Some(run_inbox(settings, args.workload()?).await?),
         ..Report::default()
     };
     print!("{}", report.render());

@@ -12,6 +12,8 @@
 //!   to a local file and to an S3 server ([`s3`]) side by side.
 //! - [`backlog`]: a large backlog drained end to end.
 //! - [`write_concern`]: what the MongoDB write concern costs.
+//! - [`inbox`]: a user's unread count with 100,000 messages against one
+//!   `count` over as many index keys.
 //! - [`rate_limit`]: what the shared rate limit costs a push, with no limit
 //!   set and with one never reached.
 //! - [`latency`]: latency at light load and an idle worker's cost, with
@@ -25,6 +27,7 @@ pub mod backlog;
 pub mod cluster;
 pub mod export;
 pub mod failed_list;
+pub mod inbox;
 pub mod latency;
 pub mod pipeline;
 pub mod queue;

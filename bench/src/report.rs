@@ -3,11 +3,12 @@
 //! Every ratio divides by a baseline measured in the same run: plain
 //! apalis-redis for no-op jobs, the lower of the raw MongoDB insert rate and
 //! the raw stand-in rate for end-to-end messages, the raw cursor scan for
-//! exports, the floor of sequential service round trips for latency.
+//! exports, one `count` command over as many index keys for a user's
+//! unread count, the floor of sequential service round trips for latency.
 
 use std::{fmt::Write as _, time::Duration};
 
-use crate::{export, latency, pipeline, write_concern, Row};
+use crate::{export, inbox, latency, pipeline, write_concern, Row};
 
 /// One line of the table.
 #[derive(Debug, Clone)]
@@ -71,6 +72,8 @@ pub struct Report {
     pub export: Vec<export::Measured>,
     /// The write concern's cost, per concurrency (no target: information).
     pub write_concern: Vec<write_concern::Measured>,
+    /// A user's unread count against one count over as many index keys.
+    pub inbox: Option<inbox::Measured>,
     /// Latency at light load, from outside.
     pub latency: Option<latency::Measured>,
 }
@@ -122,6 +125,18 @@ impl Report {
                     at_most: true,
                 });
             }
+        }
+        if let Some(inbox) = &self.inbox {
+            targets.push(Target {
+                what: format!(
+                    "unread count, never read, {} messages: <= {} x one count over the same number of index keys",
+                    inbox.messages,
+                    inbox::TARGET_RATIO
+                ),
+                ratio: inbox.never_read.ratio(),
+                required: inbox::TARGET_RATIO,
+                at_most: true,
+            });
         }
         if let Some(latency) = &self.latency {
             targets.extend(latency.targets());
@@ -225,6 +240,9 @@ impl Report {
                 lines,
             ));
         }
+        if let Some(inbox) = &self.inbox {
+            sections.extend(inbox_sections(inbox));
+        }
         if let Some(latency) = &self.latency {
             sections.extend(latency_sections(latency));
         }
@@ -272,6 +290,9 @@ impl Report {
                 }
             }
         }
+        if let Some(inbox) = &self.inbox {
+            render_inbox_details(&mut out, inbox);
+        }
         if let Some(latency) = &self.latency {
             render_latency_details(&mut out, latency);
         }
@@ -291,6 +312,84 @@ impl Report {
             }
         }
         out
+    }
+}
+
+/// The unread-count sections: per scenario, the baseline and the subject,
+/// each a call's median time (seconds and p50) and the index keys it
+/// counts; the subject's ratio is the median of the trials' ratios.
+fn inbox_sections(m: &inbox::Measured) -> Vec<(String, Vec<Line>)> {
+    m.scenarios()
+        .into_iter()
+        .enumerate()
+        .map(|(i, s)| {
+            // The first scenario, never read, is the target's.
+            let targeted = i == 0;
+            let line = |name: String, median: Duration, ratio: f64| {
+                let mut line = Line::from_row(
+                    &Row {
+                        name,
+                        count: s.keys,
+                        elapsed: median,
+                    },
+                    Some(ratio),
+                );
+                line.p50 = Some(median);
+                line
+            };
+            let (low, high) = s.ratio_range();
+            let ratios: Vec<String> = s.ratios().iter().map(|r| format!("{r:.2}")).collect();
+            (
+                format!(
+                    "Unread count, {}, {} messages in the user's inbox (count: index keys per call; seconds and p50: the median time per call; ratio: time over the baseline's, the median of {} alternating trial(s), whose ratios were {}, min-max {low:.2}-{high:.2}{})",
+                    s.name,
+                    m.messages,
+                    s.baseline.len(),
+                    ratios.join(" "),
+                    if targeted { "" } else { "; for information" },
+                ),
+                vec![
+                    line(
+                        format!("count command, {} keys of one range", s.keys),
+                        s.baseline_median(),
+                        1.0,
+                    ),
+                    line(
+                        format!("Inbox::unread_count, {} ({} unread)", s.name, s.unread),
+                        s.subject_median(),
+                        s.ratio(),
+                    ),
+                ],
+            )
+        })
+        .collect()
+}
+
+/// Every trial's times of the unread-count scenarios, and the seeding.
+fn render_inbox_details(out: &mut String, m: &inbox::Measured) {
+    let _ = writeln!(
+        out,
+        "-- Unread count: ms per call in each trial (min-max), {} documents seeded in {:.1} s",
+        m.seeded,
+        m.seed.as_secs_f64()
+    );
+    for s in m.scenarios() {
+        for (what, times) in [("baseline", &s.baseline), ("unread_count", &s.subject)] {
+            let ms_each: Vec<f64> = times.iter().map(|d| d.as_secs_f64() * 1e3).collect();
+            let (low, high) = inbox::spread(&ms_each);
+            let _ = writeln!(
+                out,
+                "  {:<16} {:<13} {} ({low:.1}-{high:.1}; {} call(s) per trial)",
+                s.name,
+                what,
+                ms_each
+                    .iter()
+                    .map(|t| format!("{t:.1}"))
+                    .collect::<Vec<_>>()
+                    .join(" "),
+                s.calls
+            );
+        }
     }
 }
 

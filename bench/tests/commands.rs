@@ -71,6 +71,9 @@ fn bench_all_smoke_prints_one_table_with_every_part_and_verified_counts() {
         "-- Export, 5000 documents",
         "-- Write concern, concurrency 1 ",
         "-- Write concern, concurrency 8 ",
+        "-- Unread count, never read, 2000 messages",
+        "-- Unread count, read up to date, 2000 messages",
+        "-- Unread count: ms per call in each trial",
         "-- Latency at light load",
         "-- Latency under load",
         "-- Export start",
@@ -105,6 +108,18 @@ fn bench_all_smoke_prints_one_table_with_every_part_and_verified_counts() {
     // Each write concern section: two insert rows and two Herald rows.
     assert_eq!(count_of("insert_one, "), [200; 4]);
     assert_eq!(count_of("Herald, "), [200; 4]);
+    // The unread count: index keys per call, the baseline's and the
+    // subject's alike (never read: all 2,000 of the user's; read up to
+    // date: the 1,000 new ones, 900 of them unread).
+    assert_eq!(count_of("count command, "), [2_000, 1_000]);
+    assert_eq!(
+        count_of("Inbox::unread_count, never read (2000 unread)"),
+        [2_000]
+    );
+    assert_eq!(
+        count_of("Inbox::unread_count, read up to date (900 unread)"),
+        [1_000]
+    );
     // The floor back to back, then paced at the light load's rate.
     assert_eq!(count_of("floor "), [40, 40]);
     assert_eq!(count_of("HTTP POST /v1/messages"), [40]);
@@ -136,9 +151,13 @@ fn bench_all_smoke_prints_one_table_with_every_part_and_verified_counts() {
         .lines()
         .filter(|l| l.starts_with("met ") || l.starts_with("MISSED "))
         .count();
-    // Latency: p50 and p99 each way, the export's start, the idle worker's
-    // CPU and Redis commands.
-    assert_eq!(targets, 1 + 2 + 2 + 1 + 4 + 1 + 2, "{stdout}");
+    // The unread count; latency: p50 and p99 each way, the export's start,
+    // the idle worker's CPU and Redis commands.
+    assert_eq!(targets, 1 + 2 + 2 + 1 + 1 + 4 + 1 + 2, "{stdout}");
+    assert!(
+        stdout.contains("unread count, never read, 2000 messages: <= 2.5 x one count"),
+        "{stdout}"
+    );
 }
 
 #[test]
@@ -165,6 +184,30 @@ fn the_latency_benchmark_runs_herald_as_processes_and_states_its_targets() {
         .filter(|l| l.starts_with("met ") || l.starts_with("MISSED "))
         .count();
     assert_eq!(targets, 7, "{text}");
+}
+
+#[test]
+fn the_inbox_benchmark_checks_its_counts_and_states_its_target() {
+    let output = run_bench(&["inbox", "--smoke"]);
+    let text = stdout(&output);
+    assert!(output.status.success(), "{text}{}", stderr(&output));
+    for line in [
+        "-- Unread count, never read, 2000 messages in the user's inbox",
+        "count command, 2000 keys of one range",
+        "Inbox::unread_count, never read (2000 unread)",
+        "-- Unread count, read up to date, 2000 messages in the user's inbox",
+        "count command, 1000 keys of one range",
+        "Inbox::unread_count, read up to date (900 unread)",
+        "6000 documents seeded",
+    ] {
+        assert!(text.contains(line), "no {line:?} in:\n{text}");
+    }
+    let targets: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("met ") || l.starts_with("MISSED "))
+        .collect();
+    assert_eq!(targets.len(), 1, "{text}");
+    assert!(targets[0].contains("unread count, never read"), "{text}");
 }
 
 #[test]
@@ -249,6 +292,7 @@ fn every_command_has_help() {
         vec!["backlog", "--help"],
         vec!["rate-limit", "--help"],
         vec!["cluster", "--help"],
+        vec!["inbox", "--help"],
     ] {
         let output = Command::new(env!("CARGO_BIN_EXE_herald-bench"))
             .args(&args)

@@ -997,7 +997,9 @@ async fn what_an_earlier_release_left_keeps_working_exports_and_read_state() {
         let (http, url, token) = (env.http.clone(), url.clone(), token.clone());
         async move {
             let answer: Value = http
-                .get(format!("{url}/v1/accounts/{account}/users/{user}/messages/unread-count"))
+                .get(format!(
+                    "{url}/v1/accounts/{account}/users/{user}/messages/unread-count"
+                ))
                 .bearer_auth(&token)
                 .send()
                 .await
@@ -1011,7 +1013,10 @@ async fn what_an_earlier_release_left_keeps_working_exports_and_read_state() {
     assert_eq!((unread(users[0]).await, unread(users[1]).await), (1, 1));
     let page: Value = env
         .http
-        .get(format!("{url}/v1/accounts/{account}/users/{}/messages", users[0]))
+        .get(format!(
+            "{url}/v1/accounts/{account}/users/{}/messages",
+            users[0]
+        ))
         .bearer_auth(&token)
         .send()
         .await

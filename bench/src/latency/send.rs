@@ -35,12 +35,15 @@ pub(super) enum Path {
 }
 
 impl Path {
-    /// Sends one message and waits for Herald's answer.
-    pub(super) async fn send(self, job: SendMessage) -> Result<(), BenchError> {
+    /// Sends one message and waits for Herald's answer; returns the id
+    /// the message is stored under.
+    pub(super) async fn send(self, job: SendMessage) -> Result<String, BenchError> {
         match self {
             Path::Http { http, url, token } => {
+                // As a producer that retries safely would: an idempotency
+                // key (a token bound to an account may not name the id).
                 let body = json!({
-                    "messageId": job.message_id,
+                    "idempotencyKey": job.message_id,
                     "accountId": job.account_id,
                     "title": job.title,
                     "content": job.content,
@@ -59,12 +62,19 @@ impl Path {
                         "POST /v1/messages answered {status}: {text}"
                     )));
                 }
-                Ok(())
+                let accepted: serde_json::Value = answer
+                    .json()
+                    .await
+                    .map_err(|e| BenchError::Enqueue(format!("POST /v1/messages: {e}")))?;
+                accepted["messageId"]
+                    .as_str()
+                    .map(str::to_owned)
+                    .ok_or_else(|| BenchError::Enqueue(format!("no messageId in {accepted}")))
             }
             Path::Producer(mut producer) => producer
                 .enqueue_message(job)
                 .await
-                .map(|_| ())
+                .map(|id| id.to_hex())
                 .map_err(|e| BenchError::Enqueue(e.to_string())),
         }
     }
@@ -93,9 +103,8 @@ pub(super) async fn paced(
         tokio::time::sleep_until(start + period * i as u32).await;
         let path = path.clone();
         tasks.push(tokio::spawn(async move {
-            let id = job.message_id.clone();
             let at = Instant::now();
-            path.send(job).await.map(|()| (id, at))
+            path.send(job).await.map(|id| (id, at))
         }));
     }
     let mut sent = Sent::with_capacity(tasks.len());

@@ -250,7 +250,10 @@ impl Inbox {
                 }
                 let read_at = match read_all {
                     Some(all) if !newer(d) => {
-                        let created = d.get_datetime("createdAt").copied().unwrap_or(DateTime::MIN);
+                        let created = d
+                            .get_datetime("createdAt")
+                            .copied()
+                            .unwrap_or(DateTime::MIN);
                         Some(all.read_at(created, d.get_datetime("readAt").ok().copied()))
                     }
                     _ => d

@@ -218,7 +218,9 @@ impl ReadState {
                     Err(e)
                 }
             })
-            .map_err(StoreError::command("record the account's earlier read state"))?;
+            .map_err(StoreError::command(
+                "record the account's earlier read state",
+            ))?;
         Ok(newest_read)
     }
 
