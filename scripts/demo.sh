@@ -47,6 +47,9 @@ WEB_PORT=$(free_port)
 OPS_PORT=$(free_port)
 export HERALD_TUISONGBAO_URL="http://127.0.0.1:$PORT"
 export HERALD_WEB_BIND="127.0.0.1:$WEB_PORT"
+# `herald web` has no built-in credentials: this run's operator token, random.
+HERALD_WEB_TOKEN=${HERALD_WEB_TOKEN:-$(python3 -c 'import secrets; print(secrets.token_hex(32))')}
+export HERALD_WEB_TOKEN
 export HERALD_WORKER_OPS_BIND="127.0.0.1:$OPS_PORT"
 export HERALD_REDIS_NAMESPACE=herald-demo
 export HERALD_MONGODB_DATABASE=herald_demo
@@ -186,7 +189,7 @@ for m in page["messages"]:
 PY
 
 if [ "$KEEP" -eq 1 ]; then
-  echo "[demo] still running: sandbox page http://127.0.0.1:$PORT/ ; dashboard http://127.0.0.1:$WEB_PORT/ ; worker log $STATE_DIR/demo-worker.log"
+  echo "[demo] still running: sandbox page http://127.0.0.1:$PORT/ ; dashboard http://127.0.0.1:$WEB_PORT/ (sign in with $HERALD_WEB_TOKEN) ; worker log $STATE_DIR/demo-worker.log"
   echo "[demo] stop them with: kill ${PIDS[*]}"
 else
   echo "[demo] stopping the worker and the web server (SIGTERM) and the sandbox"

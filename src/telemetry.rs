@@ -3,8 +3,16 @@
 //! Every unit of work runs in a span carrying `job_id`, `queue` and
 //! `account_id`, so a line can be traced back to its job whichever format is
 //! chosen. `RUST_LOG` overrides the configured level.
+//!
+//! Logged values come from outside (a user id in a channel signature, a
+//! provider's answer, a job's payload): in the pretty format every control
+//! character in them is written escaped (`\n`, `\u{1b}`), so no value can
+//! start a line that looks like another log record or move a terminal's
+//! cursor. The JSON format escapes them as JSON does.
 
-use tracing_subscriber::{fmt, layer::SubscriberExt, util::SubscriberInitExt, EnvFilter};
+use tracing_subscriber::{
+    field::MakeExt, fmt, layer::SubscriberExt, util::SubscriberInitExt, EnvFilter,
+};
 
 use crate::config::{LogFormat, LogSettings};
 
@@ -27,13 +35,49 @@ pub fn init(settings: &LogSettings) {
             )
             .try_init(),
         LogFormat::Pretty => registry
-            .with(fmt::layer().with_target(false).with_writer(std::io::stderr))
+            .with(
+                fmt::layer()
+                    .with_target(false)
+                    .fmt_fields(escaped_fields())
+                    .with_writer(std::io::stderr),
+            )
             .try_init(),
     };
     // Already initialised (a test harness or an earlier call): keep that one.
     if result.is_ok() {
         log_panics();
     }
+}
+
+/// The pretty format's fields: `name=value`, the message bare, every
+/// control character escaped.
+fn escaped_fields() -> impl for<'w> fmt::FormatFields<'w> + Send + Sync + 'static {
+    fmt::format::debug_fn(|writer, field, value| {
+        let raw = format!("{value:?}");
+        let text = escape_controls(&raw);
+        if field.name() == "message" {
+            writer.write_str(&text)
+        } else {
+            write!(writer, "{}={text}", field.name())
+        }
+    })
+    .delimited(" ")
+}
+
+/// `text` with each control character written as its escape.
+pub fn escape_controls(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut escaped = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if c.is_control() {
+            escaped.extend(c.escape_default());
+        } else {
+            escaped.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(escaped)
 }
 
 /// Sends panics through the log, in its format (a JSON line in
@@ -79,3 +123,18 @@ macro_rules! job_span {
     };
 }
 pub(crate) use job_span;
+
+#[cfg(test)]
+mod tests {
+    use super::escape_controls;
+
+    #[test]
+    fn control_characters_are_escaped_and_the_rest_kept() {
+        assert_eq!(escape_controls("plain 用户"), "plain 用户");
+        assert_eq!(
+            escape_controls("u1\n2026-12-07T00:00:00Z  INFO forged"),
+            "u1\\n2026-12-07T00:00:00Z  INFO forged"
+        );
+        assert_eq!(escape_controls("\u{1b}[2J\r\t"), "\\u{1b}[2J\\r\\t");
+    }
+}

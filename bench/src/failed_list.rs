@@ -31,7 +31,7 @@ pub const REQUESTS: usize = 200;
 pub const TARGET_P99_MS: f64 = 100.0;
 
 /// The operator token of the in-process server.
-const TOKEN: &str = "bench-token";
+const TOKEN: &str = "herald-bench-failed-list-operator-token";
 
 /// One route's times.
 #[derive(Debug, Clone)]
@@ -112,7 +112,7 @@ async fn measure(
         conn.clone(),
         &database,
         settings,
-        secrecy::SecretString::from(TOKEN.to_owned()),
+        Some(secrecy::SecretString::from(TOKEN.to_owned())),
     )
     .map_err(|e| BenchError::Invalid(format!("web state: {e}")))?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;

@@ -178,7 +178,13 @@ pub async fn run(command: ExportCommand, settings: &Settings) -> anyhow::Result<
             }
         },
         ExportCommand::Cancel { account, key } => {
-            if status.cancel(account, &key).await? {
+            let target = serde_json::json!({ "accountId": account.to_hex(), "key": key.as_str() });
+            let cancelled = super::audit::audited(settings, "export_cancel", target, || async {
+                let cancelled = status.cancel(account, &key).await?;
+                Ok((cancelled, u64::from(cancelled)))
+            })
+            .await?;
+            if cancelled {
                 println!("cancelled {key}");
                 Ok(ExitCode::SUCCESS)
             } else {

@@ -13,6 +13,8 @@ use herald::{
 };
 use herald_jobs::QueueName;
 
+use super::audit::audited;
+
 #[derive(Debug, Args)]
 pub struct FailedArgs {
     /// Queue: push, send_message or export.
@@ -153,38 +155,78 @@ pub async fn run(args: FailedArgs, settings: &Settings) -> anyhow::Result<ExitCo
             Ok(ExitCode::SUCCESS)
         }
         FailedCommand::Retry { ids, all, filter } => {
-            let filter = filter.filter();
-            if all || !filter.is_empty() {
-                let progress = bulk(&admin, BulkAction::Retry, filter).await?;
-                println!("retried {}", progress.done);
-                return Ok(ExitCode::SUCCESS);
-            }
-            anyhow::ensure!(!ids.is_empty(), "give job ids, --all, or a filter");
-            let retried = admin.retry(&ids).await?;
-            for id in ids.iter().filter(|id| !retried.contains(id)) {
-                eprintln!("not a failed job of {}: {id}", admin.name());
-            }
-            println!("retried {}", retried.len());
-            Ok(ExitCode::SUCCESS)
+            act(
+                &admin,
+                settings,
+                BulkAction::Retry,
+                ids,
+                all,
+                filter.filter(),
+            )
+            .await
         }
         FailedCommand::Discard { ids, all, filter } => {
-            let filter = filter.filter();
-            if all || !filter.is_empty() {
-                let progress = bulk(&admin, BulkAction::Discard, filter).await?;
-                println!("discarded {}", progress.done);
-                return Ok(ExitCode::SUCCESS);
-            }
-            anyhow::ensure!(!ids.is_empty(), "give job ids, --all, or a filter");
-            let count = admin.discard(&ids).await.context("discard")?;
-            println!("discarded {count}");
-            Ok(if count as usize == ids.len() {
-                ExitCode::SUCCESS
-            } else {
-                eprintln!("{} id(s) were not failed jobs", ids.len() - count as usize);
-                ExitCode::FAILURE
-            })
+            act(
+                &admin,
+                settings,
+                BulkAction::Discard,
+                ids,
+                all,
+                filter.filter(),
+            )
+            .await
         }
     }
+}
+
+/// Retries or discards the jobs `ids` name, or (with `all` or a filter)
+/// those a bulk operation selects, recorded in the audit trail first.
+async fn act(
+    admin: &QueueAdmin,
+    settings: &Settings,
+    action: BulkAction,
+    ids: Vec<String>,
+    all: bool,
+    filter: DeadFilter,
+) -> anyhow::Result<ExitCode> {
+    let (name, done) = match action {
+        BulkAction::Retry => ("retry", "retried"),
+        BulkAction::Discard => ("discard", "discarded"),
+    };
+    if all || !filter.is_empty() {
+        let target = serde_json::json!({ "queue": admin.name(), "filter": filter });
+        let progress = audited(settings, &format!("{name}_bulk"), target, || async {
+            let progress = bulk(admin, action, filter).await?;
+            let count = progress.done;
+            Ok((progress, count))
+        })
+        .await?;
+        println!("{done} {}", progress.done);
+        return Ok(ExitCode::SUCCESS);
+    }
+    anyhow::ensure!(!ids.is_empty(), "give job ids, --all, or a filter");
+    let target = serde_json::json!({ "queue": admin.name(), "ids": ids });
+    let count = audited(settings, name, target, || async {
+        let count = match action {
+            BulkAction::Retry => {
+                let retried = admin.retry(&ids).await?;
+                for id in ids.iter().filter(|id| !retried.contains(id)) {
+                    eprintln!("not a failed job of {}: {id}", admin.name());
+                }
+                retried.len() as u64
+            }
+            BulkAction::Discard => admin.discard(&ids).await.context("discard")?,
+        };
+        Ok((count, count))
+    })
+    .await?;
+    println!("{done} {count}");
+    Ok(if count as usize == ids.len() {
+        ExitCode::SUCCESS
+    } else {
+        eprintln!("{} id(s) were not failed jobs", ids.len() - count as usize);
+        ExitCode::FAILURE
+    })
 }
 
 /// Runs a bulk operation, printing its progress to stderr every second.

@@ -1,5 +1,6 @@
 //! Command-line interface: argument definitions and dispatch.
 
+mod audit;
 mod doctor;
 mod enqueue;
 mod export;
@@ -16,7 +17,7 @@ use herald::{
     push::sandbox,
     shutdown, telemetry, worker,
 };
-use secrecy::ExposeSecret;
+use secrecy::{ExposeSecret, SecretString};
 
 /// Herald: background jobs for SCRM notifications.
 ///
@@ -41,9 +42,11 @@ enum Command {
     Export(export::ExportCommand),
     /// Serve the dashboard, the operator API and the producers' API (/v1) until SIGTERM/SIGINT.
     Web,
-    /// Create, list or revoke the producers' API tokens.
+    /// Create, list or revoke the producers' API tokens and the operators' tokens.
     #[command(subcommand)]
     Token(token::TokenCommand),
+    /// Show the audit trail of operators' actions, newest first.
+    Audit(audit::AuditArgs),
     /// List, retry or discard failed jobs (default queue: push).
     Failed(failed::FailedArgs),
     /// Pause or resume a queue, or show every queue's state.
@@ -98,6 +101,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let settings = load_settings()?;
             token::run(command, &settings).await
         }
+        Command::Audit(args) => {
+            let settings = load_settings()?;
+            audit::run(args, &settings).await
+        }
         Command::Web => {
             let settings = load_settings()?;
             telemetry::init(&settings.log);
@@ -125,24 +132,20 @@ fn load_settings() -> anyhow::Result<Settings> {
 }
 
 async fn run_web(settings: Settings) -> anyhow::Result<ExitCode> {
-    let token = settings
-        .web
-        .token
-        .clone()
-        .context("setting `web.token` (env HERALD_WEB_TOKEN) is empty; it must be set")?;
     let conn = herald::queue::connect(settings.redis.url.as_str()).await?;
     // Not pinged: the dashboard starts while MongoDB is down, and /readyz
-    // says so; the token index is created when MongoDB answers.
+    // says so; the indexes are created when MongoDB answers.
     let database = herald::store::open(&settings.mongodb).await?;
-    if let Err(error) = herald::store::ApiTokenStore::new(&database)
-        .ensure_indexes()
-        .await
-    {
-        tracing::warn!(%error, "cannot create the api_token index now; `herald token create` creates it");
-    }
+    let configured = operator_credentials(&settings, &database).await?;
+    ensure_web_indexes(&database).await;
     let listener = tokio::net::TcpListener::bind(settings.web.bind)
         .await
-        .with_context(|| format!("cannot listen on {}", settings.web.bind))?;
+        .with_context(|| {
+            format!(
+                "cannot listen on {} (setting `web.bind`, env HERALD_WEB_BIND)",
+                settings.web.bind
+            )
+        })?;
     tracing::info!(address = %settings.web.bind, "dashboard listening");
     // Like the worker, the server follows a Sentinel failover by stopping
     // (finishing the requests in flight) with a failure, for its supervisor
@@ -155,19 +158,102 @@ async fn run_web(settings: Settings) -> anyhow::Result<ExitCode> {
     // The dashboard shows every shard a worker consumes, even if this
     // process's `redis.queue_shards` is lower.
     let settings = herald::shards::known(&mut conn.clone(), &settings).await;
-    herald::web::serve(
+    let state = herald::web::WebState::new(conn, &database, &settings, configured)?;
+    let (ops_stop, ops_stopped) = tokio::sync::oneshot::channel::<()>();
+    let ops = match settings.web.ops_bind {
+        Some(addr) => {
+            let (bound, task) =
+                herald::ops::spawn(addr, "web.ops_bind", state.ops.clone(), async move {
+                    let _ = ops_stopped.await;
+                })
+                .await?;
+            tracing::info!(address = %bound, "operations endpoints listening apart (/healthz, /readyz, /metrics)");
+            Some(task)
+        }
+        None => None,
+    };
+    herald::web::serve_with(
         listener,
-        herald::web::WebState::new(conn, &database, &settings, token)?,
+        state,
+        herald::web::ServeOptions::from_settings(&settings),
         stop,
     )
     .await
     .context("dashboard server failed")?;
+    let _ = ops_stop.send(());
+    if let Some(task) = ops {
+        let _ = task.await;
+    }
     herald::store::close(&database).await;
     if let Ok(moved) = moved_rx.try_recv() {
         anyhow::bail!("{moved}; exiting so the supervisor starts the server on the new master");
     }
     tracing::info!("dashboard stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// The configured operator token `herald web` serves with, after checking
+/// that operators can sign in at all: `web.token`, or an operator token in
+/// MongoDB, or (only with `web.dev`) a random token made for this run.
+async fn operator_credentials(
+    settings: &Settings,
+    database: &mongodb::Database,
+) -> anyhow::Result<Option<SecretString>> {
+    if let Some(token) = &settings.web.token {
+        if settings.web.dev {
+            tracing::warn!("web.dev is on but web.token is set: serving with web.token, not in development mode");
+        }
+        return Ok(Some(token.clone()));
+    }
+    let operators = herald::store::operators::OperatorTokenStore::new(database);
+    match operators.any().await {
+        Ok(true) => return Ok(None),
+        Ok(false) => {}
+        Err(error) if !settings.web.dev => {
+            anyhow::bail!(
+                "no operator credentials: web.token (env HERALD_WEB_TOKEN) is empty, and MongoDB, \
+                 which holds the operator tokens, did not answer ({error}); set HERALD_WEB_TOKEN \
+                 to at least 32 characters (`openssl rand -hex 32`)"
+            )
+        }
+        Err(_) => {}
+    }
+    if !settings.web.dev {
+        anyhow::bail!(
+            "no operator credentials: set web.token (env HERALD_WEB_TOKEN, at least 32 characters: \
+             `openssl rand -hex 32`), or create an operator token with `herald token create \
+             --operator NAME --role operator`; for development only, HERALD_WEB_DEV=true makes one \
+             for each run"
+        );
+    }
+    let token = herald::store::tokens::new_development_token()
+        .context("cannot make a development token")?;
+    tracing::warn!(
+        token = %token,
+        "DEVELOPMENT MODE (web.dev): no operator credentials are configured, so this run made the \
+         operator token above; it works until the process stops. Never run this way in production"
+    );
+    Ok(Some(SecretString::from(token)))
+}
+
+/// Creates the indexes `herald web` reads by, when MongoDB answers.
+async fn ensure_web_indexes(database: &mongodb::Database) {
+    let results = [
+        herald::store::ApiTokenStore::new(database)
+            .ensure_indexes()
+            .await,
+        herald::store::operators::OperatorTokenStore::new(database)
+            .ensure_indexes()
+            .await,
+        herald::store::audit::AuditLog::new(database)
+            .ensure_indexes()
+            .await,
+    ];
+    for result in results {
+        if let Err(error) = result {
+            tracing::warn!(%error, "cannot create an index now; the first write creates its collection");
+        }
+    }
 }
 
 async fn run_sandbox(args: SandboxArgs) -> anyhow::Result<ExitCode> {

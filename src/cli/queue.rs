@@ -6,7 +6,7 @@ use clap::Subcommand;
 use herald::{config::Settings, queue};
 use herald_jobs::QueueName;
 
-use super::failed::parse_queue;
+use super::{audit::audited, failed::parse_queue};
 
 /// What to do with a queue.
 #[derive(Debug, Subcommand)]
@@ -36,7 +36,11 @@ pub async fn run(command: QueueCommand, settings: &Settings) -> anyhow::Result<E
     let admin = |queue| herald::queues::admin(conn.clone(), settings, queue);
     match command {
         QueueCommand::Pause { queue } => {
-            let changed = admin(queue).pause().await?;
+            let target = serde_json::json!({ "queue": queue.as_str() });
+            let changed = audited(settings, "pause", target, || async {
+                Ok((admin(queue).pause().await?, 1))
+            })
+            .await?;
             println!(
                 "{} {}",
                 queue.as_str(),
@@ -48,7 +52,11 @@ pub async fn run(command: QueueCommand, settings: &Settings) -> anyhow::Result<E
             );
         }
         QueueCommand::Resume { queue } => {
-            let changed = admin(queue).resume().await?;
+            let target = serde_json::json!({ "queue": queue.as_str() });
+            let changed = audited(settings, "resume", target, || async {
+                Ok((admin(queue).resume().await?, 1))
+            })
+            .await?;
             println!(
                 "{} {}",
                 queue.as_str(),

@@ -1,21 +1,45 @@
 //! `[web]`: the dashboard and API server.
 
-use std::net::SocketAddr;
+use std::{net::IpAddr, net::SocketAddr, num::NonZeroU32, time::Duration};
 
 use secrecy::SecretString;
 
-use super::setting::{address, define_settings, positive, Values};
+use super::setting::{address, define_settings, optional_address, positive, secs, Values};
 use super::ConfigError;
+
+/// Shortest `web.token` accepted: a token an attacker cannot guess in the
+/// time the throttle leaves them.
+pub const MIN_TOKEN_CHARS: usize = 32;
 
 define_settings! {
     section "web";
     BIND: "bind" = "127.0.0.1:8080", "where `herald web` listens";
-    TOKEN: "token" = "herald-dev-token",
-        "operator token for the dashboard and API (empty in production: must be set)";
+    TOKEN: "token" = "",
+        "the configured operator token (at least 32 characters): dashboard sign-in and `Authorization: Bearer` on /api/v1 and /v1, as an operator named web.token; `herald web` needs it, or an operator token made with `herald token create --operator`, or web.dev";
+    DEV: "dev" = "false",
+        "development mode: with no operator credentials, `herald web` makes a random operator token for this run and prints it, with a warning at every start; never in production";
     MAX_BODY_BYTES: "max_body_bytes" = "1048576",
-        "largest request body of the producers' API (413 above)";
+        "largest request body of any route (413 above)";
     EXAMPLES: "examples" = "false",
         "serve the inbox example page at /examples/inbox/ (development and demos)";
+    SESSION_TTL_SECS: "session_ttl_secs" = "28800",
+        "how long a dashboard sign-in lasts (then the operator signs in again)";
+    SECURE_COOKIES: "secure_cookies" = "false",
+        "mark the session cookie Secure on every answer (it is marked anyway when the request came over HTTPS: X-Forwarded-Proto: https)";
+    TRUSTED_PROXIES: "trusted_proxies" = "",
+        "addresses of reverse proxies whose X-Forwarded-For names the client (comma-separated IPs); the client's address is the connection's otherwise";
+    FAILED_LOGINS_PER_MINUTE: "failed_logins_per_minute" = "10",
+        "failed sign-ins and token checks one client address may make per minute; beyond them it gets 429 with Retry-After";
+    REQUEST_TIMEOUT_SECS: "request_timeout_secs" = "30",
+        "longest a request may take before its answer starts (408 after it; a download's body may stream longer)";
+    HEADER_TIMEOUT_SECS: "header_timeout_secs" = "10",
+        "longest a client may take to send a request's headers; the connection is closed after it";
+    MAX_CONNECTIONS: "max_connections" = "1024",
+        "most client connections at once; more wait to be accepted";
+    OPS_BIND: "ops_bind" = "",
+        "a second listener for /metrics, /readyz and /healthz (e.g. 127.0.0.1:9090), kept internal; when set, the main listener no longer serves /metrics and /readyz";
+    AUDIT_KEEP_DAYS: "audit_keep_days" = "365",
+        "how long the audit trail of operator actions is kept, in days";
 }
 
 /// `herald web` settings.
@@ -23,25 +47,119 @@ define_settings! {
 pub struct WebSettings {
     /// Address to listen on.
     pub bind: SocketAddr,
-    /// The operator token (API bearer token and dashboard login); `None`
-    /// when unset, in which case `herald web` refuses to start.
+    /// The configured operator token; `None` when unset.
     pub token: Option<SecretString>,
-    /// Largest request body the API accepts, in bytes; larger ones get 413.
+    /// Development mode (see `web.dev`).
+    pub dev: bool,
+    /// Largest request body accepted on any route, in bytes; larger ones get 413.
     pub max_body_bytes: usize,
     /// Whether `herald web` serves the example pages (`examples/inbox`, at
     /// `/examples/inbox/`). Off by default: they are for development and
     /// demos, not a product's pages.
     pub examples: bool,
+    /// How long a sign-in lasts.
+    pub session_ttl: Duration,
+    /// Whether the session cookie is always marked `Secure`.
+    pub secure_cookies: bool,
+    /// Proxies whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<IpAddr>,
+    /// Failed sign-ins and token checks per minute per client address.
+    pub failed_logins_per_minute: NonZeroU32,
+    /// Longest a request may take before its answer starts.
+    pub request_timeout: Duration,
+    /// Longest a client may take to send a request's headers.
+    pub header_timeout: Duration,
+    /// Most client connections at once.
+    pub max_connections: usize,
+    /// The internal listener for `/metrics`, `/readyz`, `/healthz`.
+    pub ops_bind: Option<SocketAddr>,
+    /// How long the audit trail is kept.
+    pub audit_keep: Duration,
+}
+
+/// A token of at least [`MIN_TOKEN_CHARS`], or nothing.
+fn token(value: String) -> Result<Option<SecretString>, String> {
+    let value = value.trim();
+    if value.is_empty() {
+        return Ok(None);
+    }
+    let chars = value.chars().count();
+    if chars < MIN_TOKEN_CHARS {
+        return Err(format!(
+            "is {chars} characters long; an operator token needs at least {MIN_TOKEN_CHARS} (e.g. `openssl rand -hex 32`)"
+        ));
+    }
+    Ok(Some(SecretString::from(value.to_owned())))
+}
+
+/// Comma-separated IP addresses.
+fn addresses(value: String) -> Result<Vec<IpAddr>, String> {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+        .map(|a| {
+            a.parse()
+                .map_err(|_| format!("'{a}' is not an IP address like 10.0.0.5"))
+        })
+        .collect()
 }
 
 /// Reads and checks `[web]`. An empty token is not an error here: only
-/// `herald web` needs one, and it refuses to start without it.
+/// `herald web` needs operator credentials, and it refuses to start
+/// without them (see `herald::web::credentials`).
 pub(super) fn read(values: &Values) -> Result<WebSettings, ConfigError> {
-    let token: String = values.get(&TOKEN)?;
     Ok(WebSettings {
         bind: values.checked(&BIND, address)?,
-        token: (!token.trim().is_empty()).then(|| SecretString::from(token)),
+        token: values.checked(&TOKEN, token)?,
+        dev: values.get(&DEV)?,
         max_body_bytes: values.checked(&MAX_BODY_BYTES, positive)?,
         examples: values.get(&EXAMPLES)?,
+        session_ttl: values.checked(&SESSION_TTL_SECS, secs)?,
+        secure_cookies: values.get(&SECURE_COOKIES)?,
+        trusted_proxies: values.checked(&TRUSTED_PROXIES, addresses)?,
+        failed_logins_per_minute: values.checked(&FAILED_LOGINS_PER_MINUTE, |n: u32| {
+            NonZeroU32::new(n).ok_or_else(|| "must be greater than 0".to_owned())
+        })?,
+        request_timeout: values.checked(&REQUEST_TIMEOUT_SECS, secs)?,
+        header_timeout: values.checked(&HEADER_TIMEOUT_SECS, secs)?,
+        max_connections: values.checked(&MAX_CONNECTIONS, positive)?,
+        ops_bind: values.checked(&OPS_BIND, optional_address)?,
+        audit_keep: values
+            .checked(&AUDIT_KEEP_DAYS, positive)
+            .map(|days: u64| Duration::from_secs(days * 86_400))?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use secrecy::ExposeSecret;
+
+    use crate::config::{tests::vars, Settings};
+
+    #[test]
+    fn a_short_token_is_refused_naming_the_setting_and_none_is_no_default() {
+        let settings = Settings::load_from(&vars(&[])).unwrap();
+        assert!(settings.web.token.is_none(), "no token is built in");
+        assert!(!settings.web.dev);
+        let err = Settings::load_from(&vars(&[("HERALD_WEB_TOKEN", "short")])).unwrap_err();
+        assert!(err.to_string().contains("HERALD_WEB_TOKEN"), "{err}");
+        assert!(err.to_string().contains("at least 32"), "{err}");
+        let long = "x".repeat(32);
+        let settings = Settings::load_from(&vars(&[("HERALD_WEB_TOKEN", &long)])).unwrap();
+        assert_eq!(
+            settings
+                .web
+                .token
+                .as_ref()
+                .map(|t| t.expose_secret().to_owned()),
+            Some(long)
+        );
+        let err = Settings::load_from(&vars(&[("HERALD_WEB_TRUSTED_PROXIES", "10.0.0.1,nope")]))
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("HERALD_WEB_TRUSTED_PROXIES"),
+            "{err}"
+        );
+    }
 }

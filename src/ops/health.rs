@@ -3,6 +3,10 @@
 //! Each dependency is pinged with a short deadline, both at once, so a
 //! hung server makes `/readyz` answer "not ready" within
 //! [`CHECK_TIMEOUT`] instead of hanging the load balancer's probe.
+//!
+//! `/readyz` is open (a load balancer calls it), so its answer says only
+//! which dependency is down and whether it timed out or failed; the
+//! driver's error, with hosts and ports, goes to the log.
 
 use std::time::Duration;
 
@@ -21,7 +25,8 @@ pub const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 pub struct DependencyStatus {
     /// `up` or `down`.
     pub status: &'static str,
-    /// Why it is down (absent when up).
+    /// Why it is down, in general terms (absent when up); the details are
+    /// in the process's log.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
@@ -109,8 +114,8 @@ impl ReadinessProbe {
         let ping = cmd.query_async::<String>(&mut conn);
         match tokio::time::timeout(CHECK_TIMEOUT, ping).await {
             Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => Err(e.to_string()),
-            Err(_) => Err(format!("no answer within {} ms", CHECK_TIMEOUT.as_millis())),
+            Ok(Err(e)) => Err(failed("Redis", &e.to_string())),
+            Err(_) => Err(timed_out()),
         }
     }
 
@@ -127,10 +132,23 @@ impl ReadinessProbe {
                 .map_err(|e| e.to_string())
         };
         match tokio::time::timeout(CHECK_TIMEOUT, ping).await {
-            Ok(result) => result,
-            Err(_) => Err(format!("no answer within {} ms", CHECK_TIMEOUT.as_millis())),
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(error)) => Err(failed("MongoDB", &error)),
+            Err(_) => Err(timed_out()),
         }
     }
+}
+
+/// The answer's reason for a dependency that failed with `error`, which is
+/// logged.
+fn failed(dependency: &str, error: &str) -> String {
+    tracing::warn!(error = %error, "{dependency} is not ready");
+    "the check failed; the process's log has the error".to_owned()
+}
+
+/// The answer's reason for a dependency that did not answer in time.
+fn timed_out() -> String {
+    format!("no answer within {} ms", CHECK_TIMEOUT.as_millis())
 }
 
 /// A database handle whose client connects on first use.

@@ -79,6 +79,12 @@ impl OpsState {
     }
 }
 
+/// `/healthz` alone: what a public listener keeps when the others are on
+/// an internal one.
+pub fn health_router<S: Clone + Send + Sync + 'static>() -> Router<S> {
+    Router::new().route("/healthz", get(|| async { "ok" }))
+}
+
 /// `/healthz`, `/readyz` and `/metrics`, ready to merge into any router.
 pub fn router<S>(state: OpsState) -> Router<S> {
     Router::new()
@@ -122,11 +128,14 @@ async fn metrics(State(state): State<OpsState>) -> Response {
 /// Why the operations listener could not start.
 #[derive(Debug, thiserror::Error)]
 #[error(
-    "cannot listen on {addr} (setting `worker.ops_bind`, env HERALD_WORKER_OPS_BIND): {source}"
+    "cannot listen on {addr} (setting `{setting}`, env {}): {source}",
+    crate::config::env_var_for(setting)
 )]
 pub struct OpsBindError {
     /// The address asked for.
     pub addr: SocketAddr,
+    /// The setting that asked for it (`worker.ops_bind`, `web.ops_bind`).
+    pub setting: &'static str,
     /// The system's error.
     #[source]
     pub source: std::io::Error,
@@ -136,15 +145,17 @@ pub struct OpsBindError {
 /// completes. Returns the bound address (useful with port 0) and the task.
 pub async fn spawn(
     addr: SocketAddr,
+    setting: &'static str,
     state: OpsState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(SocketAddr, tokio::task::JoinHandle<()>), OpsBindError> {
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|source| OpsBindError { addr, source })?;
-    let bound = listener
-        .local_addr()
-        .map_err(|source| OpsBindError { addr, source })?;
+    let failed = |source| OpsBindError {
+        addr,
+        setting,
+        source,
+    };
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(failed)?;
+    let bound = listener.local_addr().map_err(failed)?;
     let app: Router = router(state);
     let task = tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app)

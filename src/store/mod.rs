@@ -3,11 +3,14 @@
 //! [`connect`] opens the client and proves the server answers before a worker
 //! starts taking jobs. [`MessageStore`] writes the `message` collection,
 //! [`Inbox`] reads it for the frontend, [`ApiTokenStore`] keeps the
-//! producers' API tokens.
+//! producers' API tokens, [`operators`] the operators' tokens and their
+//! roles, and [`audit`] the trail of what operators did.
 
+pub mod audit;
 mod batch;
 pub mod inbox;
 mod message;
+pub mod operators;
 pub mod tokens;
 
 use std::time::Duration;

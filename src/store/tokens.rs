@@ -99,12 +99,35 @@ pub fn digest(secret: &str) -> String {
         .collect()
 }
 
-/// A new secret: the prefix and 32 random bytes from the OS, hex.
-fn new_secret() -> Result<String, getrandom::Error> {
+/// A new secret: `prefix` and 32 random bytes from the OS, hex.
+pub(crate) fn new_secret_with(prefix: &str) -> Result<String, getrandom::Error> {
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes)?;
     let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    Ok(format!("{TOKEN_PREFIX}{hex}"))
+    Ok(format!("{prefix}{hex}"))
+}
+
+/// A random operator token for one run of `herald web` in development
+/// mode (`web.dev`): never stored.
+pub fn new_development_token() -> Result<String, getrandom::Error> {
+    new_secret_with("hrdev_")
+}
+
+/// A new API token secret.
+fn new_secret() -> Result<String, getrandom::Error> {
+    new_secret_with(TOKEN_PREFIX)
+}
+
+/// Whether `candidate` has the form of a secret made with `prefix`: the
+/// prefix and 64 lowercase hex digits. Anything else is refused before a
+/// database is asked.
+pub fn is_well_formed(candidate: &str, prefix: &str) -> bool {
+    candidate.strip_prefix(prefix).is_some_and(|hex| {
+        hex.len() == 64
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    })
 }
 
 impl TryFrom<&Document> for ApiToken {
@@ -256,6 +279,22 @@ mod tests {
             doc! { "userId": user },
         ] {
             assert_eq!(scope(broken.clone()), None, "{broken}");
+        }
+    }
+
+    #[test]
+    fn only_well_formed_secrets_are_looked_up() {
+        let secret = new_secret().unwrap();
+        assert!(is_well_formed(&secret, TOKEN_PREFIX));
+        for bad in [
+            "hrd_",
+            "hrd_0000",
+            &secret.to_uppercase(),
+            &format!("{secret}0"),
+            &secret.replace("hrd_", "hro_"),
+            &format!("hrd_{}", "g".repeat(64)),
+        ] {
+            assert!(!is_well_formed(bad, TOKEN_PREFIX), "{bad}");
         }
     }
 

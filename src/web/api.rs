@@ -15,12 +15,16 @@
 //! | `GET /api/v1/queues/{queue}/operations` | the latest bulk operations and their progress |
 //! | `GET /api/v1/queues/{queue}/operations/{id}` | one bulk operation |
 //! | `POST /api/v1/queues/{queue}/pause`, `/resume` | pause or resume the queue |
+//!
+//! Every `POST` is an operator's action (viewers get 403 from the guard)
+//! and goes through [`super::audit::audited`]: recorded with who, what
+//! (the queue, the ids or the filter) and how many, before it runs.
 
 use axum::{
     extract::{rejection::QueryRejection, Path, Query, State},
     http::StatusCode,
     routing::{get, post},
-    Json, Router,
+    Extension, Json, Router,
 };
 use std::collections::BTreeMap;
 
@@ -28,6 +32,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::{
+    audit::audited,
+    auth::Operator,
     problem::{ApiJson, Problem},
     WebState,
 };
@@ -58,19 +64,41 @@ pub fn routes() -> Router<WebState> {
 /// Pauses a queue: `{"paused": true, "changed": <was it running>}`.
 async fn pause(
     State(state): State<WebState>,
+    Extension(operator): Extension<Operator>,
     Path(queue): Path<String>,
 ) -> Result<Json<Value>, Problem> {
-    let changed = admin(&state, &queue)?.pause().await?;
-    Ok(Json(json!({ "paused": true, "changed": changed })))
+    let admin = admin(&state, &queue)?;
+    audited(
+        &state,
+        &operator,
+        "pause",
+        json!({ "queue": queue }),
+        || async {
+            let changed = admin.pause().await?;
+            Ok((Json(json!({ "paused": true, "changed": changed })), 1))
+        },
+    )
+    .await
 }
 
 /// Resumes a queue: `{"paused": false, "changed": <was it paused>}`.
 async fn resume(
     State(state): State<WebState>,
+    Extension(operator): Extension<Operator>,
     Path(queue): Path<String>,
 ) -> Result<Json<Value>, Problem> {
-    let changed = admin(&state, &queue)?.resume().await?;
-    Ok(Json(json!({ "paused": false, "changed": changed })))
+    let admin = admin(&state, &queue)?;
+    audited(
+        &state,
+        &operator,
+        "resume",
+        json!({ "queue": queue }),
+        || async {
+            let changed = admin.resume().await?;
+            Ok((Json(json!({ "paused": false, "changed": changed })), 1))
+        },
+    )
+    .await
 }
 
 /// 400 with `message`.
@@ -294,17 +322,24 @@ async fn job(
 
 async fn retry_one(
     State(state): State<WebState>,
+    Extension(operator): Extension<Operator>,
     Path((queue, id)): Path<(String, String)>,
 ) -> Result<Json<Value>, Problem> {
-    let retried = admin(&state, &queue)?
-        .retry(std::slice::from_ref(&id))
-        .await?;
-    if retried.is_empty() {
-        return Err(Problem::not_found(format!(
-            "no failed job '{id}' in queue '{queue}'"
-        )));
-    }
-    Ok(Json(json!({ "retried": retried.len() })))
+    let admin = admin(&state, &queue)?;
+    let target = json!({ "queue": queue, "ids": [id] });
+    audited(&state, &operator, "retry", target, || async {
+        let retried = admin.retry(std::slice::from_ref(&id)).await?;
+        if retried.is_empty() {
+            return Err(Problem::not_found(format!(
+                "no failed job '{id}' in queue '{queue}'"
+            )));
+        }
+        Ok((
+            Json(json!({ "retried": retried.len() })),
+            retried.len() as u64,
+        ))
+    })
+    .await
 }
 
 /// Body of the bulk routes: ids (handled at once), or every dead job
@@ -355,12 +390,13 @@ impl Selection {
 }
 
 /// Begins a bulk operation and runs it in the background; answers 202
-/// with its record, which `GET .../operations/{id}` follows.
+/// with its record, which `GET .../operations/{id}` follows, and reports
+/// how many jobs it selected.
 async fn begin_bulk(
     admin: &QueueAdmin,
     action: BulkAction,
     filter: DeadFilter,
-) -> Result<(StatusCode, Json<Value>), Problem> {
+) -> Result<((StatusCode, Json<Value>), u64), Problem> {
     let progress = admin.begin_bulk(action, filter).await?;
     let runner = admin.clone();
     let started = progress.clone();
@@ -369,50 +405,87 @@ async fn begin_bulk(
             tracing::error!(queue = %runner.name(), error = %e, "bulk operation on dead jobs failed");
         }
     });
-    Ok((StatusCode::ACCEPTED, Json(json!({ "operation": progress }))))
+    let total = progress.total;
+    Ok((
+        (StatusCode::ACCEPTED, Json(json!({ "operation": progress }))),
+        total,
+    ))
+}
+
+/// Retries or discards what `selection` chooses, recorded as `action` (for
+/// ids) or `<action>_bulk` (for a filter, with it).
+async fn act_on(
+    state: &WebState,
+    operator: &Operator,
+    queue: &str,
+    action: BulkAction,
+    selection: Selection,
+) -> Result<(StatusCode, Json<Value>), Problem> {
+    let admin = admin(state, queue)?;
+    let name = match action {
+        BulkAction::Retry => "retry",
+        BulkAction::Discard => "discard",
+    };
+    match selection.chosen()? {
+        Chosen::Ids(ids) => {
+            let target = json!({ "queue": queue, "ids": ids });
+            audited(state, operator, name, target, || async {
+                let count = match action {
+                    BulkAction::Retry => admin.retry(&ids).await?.len() as u64,
+                    BulkAction::Discard => admin.discard(&ids).await?,
+                };
+                let key = if action == BulkAction::Retry {
+                    "retried"
+                } else {
+                    "discarded"
+                };
+                Ok(((StatusCode::OK, Json(json!({ key: count }))), count))
+            })
+            .await
+        }
+        Chosen::Bulk(filter) => {
+            let target = json!({ "queue": queue, "filter": filter });
+            audited(state, operator, &format!("{name}_bulk"), target, || {
+                begin_bulk(admin, action, filter)
+            })
+            .await
+        }
+    }
 }
 
 async fn retry_many(
     State(state): State<WebState>,
+    Extension(operator): Extension<Operator>,
     Path(queue): Path<String>,
     ApiJson(selection): ApiJson<Selection>,
 ) -> Result<(StatusCode, Json<Value>), Problem> {
-    let admin = admin(&state, &queue)?;
-    match selection.chosen()? {
-        Chosen::Ids(ids) => {
-            let retried = admin.retry(&ids).await?.len();
-            Ok((StatusCode::OK, Json(json!({ "retried": retried }))))
-        }
-        Chosen::Bulk(filter) => begin_bulk(admin, BulkAction::Retry, filter).await,
-    }
+    act_on(&state, &operator, &queue, BulkAction::Retry, selection).await
 }
 
 async fn discard_one(
     State(state): State<WebState>,
+    Extension(operator): Extension<Operator>,
     Path((queue, id)): Path<(String, String)>,
 ) -> Result<Json<Value>, Problem> {
-    let discarded = admin(&state, &queue)?
-        .discard(std::slice::from_ref(&id))
-        .await?;
-    if discarded == 0 {
-        return Err(Problem::not_found(format!(
-            "no failed job '{id}' in queue '{queue}'"
-        )));
-    }
-    Ok(Json(json!({ "discarded": discarded })))
+    let admin = admin(&state, &queue)?;
+    let target = json!({ "queue": queue, "ids": [id] });
+    audited(&state, &operator, "discard", target, || async {
+        let discarded = admin.discard(std::slice::from_ref(&id)).await?;
+        if discarded == 0 {
+            return Err(Problem::not_found(format!(
+                "no failed job '{id}' in queue '{queue}'"
+            )));
+        }
+        Ok((Json(json!({ "discarded": discarded })), discarded))
+    })
+    .await
 }
 
 async fn discard_many(
     State(state): State<WebState>,
+    Extension(operator): Extension<Operator>,
     Path(queue): Path<String>,
     ApiJson(selection): ApiJson<Selection>,
 ) -> Result<(StatusCode, Json<Value>), Problem> {
-    let admin = admin(&state, &queue)?;
-    match selection.chosen()? {
-        Chosen::Ids(ids) => {
-            let discarded = admin.discard(&ids).await?;
-            Ok((StatusCode::OK, Json(json!({ "discarded": discarded }))))
-        }
-        Chosen::Bulk(filter) => begin_bulk(admin, BulkAction::Discard, filter).await,
-    }
+    act_on(&state, &operator, &queue, BulkAction::Discard, selection).await
 }

@@ -10,19 +10,23 @@
 //! | `GET /api/v1/exports/{accountId}/{key}/file` | download a finished export's file |
 //!
 //! An export is its account and its key (two accounts may use one key), so
-//! the routes name both.
+//! the routes name both. Cancelling and downloading are operators' actions
+//! (a download hands an account's data out): viewers get 403, and each is
+//! recorded in the audit trail.
 
 use axum::{
     extract::{rejection::QueryRejection, Path, Query, State},
     response::Response,
     routing::{get, post},
-    Json, Router,
+    Extension, Json, Router,
 };
 use herald_jobs::{ids::parse_object_id, AccountId, ExportKey};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{
+    audit::audited,
+    auth::Operator,
     problem::Problem,
     v1::exports::{cancel_export, download, record_of, ExportRecord},
     WebState,
@@ -75,20 +79,31 @@ async fn list(
 
 async fn cancel(
     State(state): State<WebState>,
+    Extension(operator): Extension<Operator>,
     Path((account, key)): Path<(String, String)>,
 ) -> Result<Json<Value>, Problem> {
     let (account, key) = export_in(&account, &key)?;
-    let before = record_of(&state, account, &key).await?;
-    cancel_export(&state, account, &key, &before).await?;
-    let after = record_of(&state, account, &key).await?;
-    Ok(Json(json!({ "export": ExportRecord::from(&after) })))
+    let target = json!({ "accountId": account.to_hex(), "key": key.as_str() });
+    audited(&state, &operator, "export_cancel", target, || async {
+        let before = record_of(&state, account, &key).await?;
+        cancel_export(&state, account, &key, &before).await?;
+        let after = record_of(&state, account, &key).await?;
+        Ok((Json(json!({ "export": ExportRecord::from(&after) })), 1))
+    })
+    .await
 }
 
 async fn file(
     State(state): State<WebState>,
+    Extension(operator): Extension<Operator>,
     Path((account, key)): Path<(String, String)>,
 ) -> Result<Response, Problem> {
+    operator.must_act()?;
     let (account, key) = export_in(&account, &key)?;
-    let record = record_of(&state, account, &key).await?;
-    download(&state, account, &key, &record).await
+    let target = json!({ "accountId": account.to_hex(), "key": key.as_str() });
+    audited(&state, &operator, "export_download", target, || async {
+        let record = record_of(&state, account, &key).await?;
+        Ok((download(&state, account, &key, &record).await?, 1))
+    })
+    .await
 }

@@ -1,7 +1,15 @@
 //! `herald web`: the operator dashboard and its JSON API.
 //!
-//! - [`auth`]: the token, the session cookie and the cross-site guard.
-//! - [`problem`]: the one JSON error body of every API route.
+//! - [`auth`]: operators' tokens and roles, and the guard; [`session`]:
+//!   sign-ins kept in Redis; [`login`]: signing in and out; [`throttle`]:
+//!   failed credentials slowed per client address; [`client`]: the
+//!   client's address.
+//! - [`audit`]: the audit trail's routes and the wrapper every operator
+//!   action runs in.
+//! - [`problem`]: the one JSON error body of every API route; [`request`]:
+//!   each request's id.
+//! - [`server`]: the accept loop (header-read timeout, connection cap);
+//!   [`router`] adds the request timeout, body limit and security headers.
 //! - [`api`]: JSON routes under `/api/v1` — queue counts and history, job
 //!   pages, the failed list with its filters and error groups, retry and
 //!   discard (one, chosen, or in bulk with progress), pause and resume.
@@ -18,25 +26,33 @@
 //!   `web.examples` on.
 
 pub mod api;
+pub mod audit;
 pub mod auth;
+pub mod client;
 pub mod examples;
 pub mod exports_admin;
+pub mod login;
 pub mod problem;
+pub mod request;
+pub mod server;
+pub mod session;
+pub mod throttle;
 pub mod v1;
 
-use std::{collections::BTreeMap, future::Future, sync::Arc};
+use std::{collections::BTreeMap, future::Future, sync::Arc, time::Duration};
 
 use axum::{
-    extract::State,
-    http::{header, StatusCode},
+    extract::DefaultBodyLimit,
+    http::{header, HeaderValue, StatusCode},
     middleware,
-    response::{Html, IntoResponse, Redirect, Response},
+    response::Html,
     routing::{get, post},
-    Form, Router,
+    Router,
 };
 use herald_jobs::QueueName;
 use herald_jobs::RedisConnection;
 use secrecy::SecretString;
+use tower_http::{set_header::SetResponseHeaderLayer, timeout::TimeoutLayer};
 
 use crate::{
     config::Settings,
@@ -45,8 +61,16 @@ use crate::{
         storage::{ConfiguredStorage, StorageError},
     },
     queue::admin::QueueAdmin,
-    store::{ApiTokenStore, Inbox},
+    store::{audit::AuditLog, operators::OperatorTokenStore, ApiTokenStore, Inbox},
 };
+
+/// The Content-Security-Policy of every answer: scripts and styles from
+/// this server only (no inline script; inline style attributes allowed),
+/// WebSockets to any host (the inbox example's Pusher-protocol server), no
+/// framing by other sites, forms posting here only.
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; \
+     style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self' ws: wss:; \
+     frame-ancestors 'none'; base-uri 'none'; form-action 'self'; object-src 'none'";
 
 /// What every handler can reach.
 #[derive(Debug, Clone)]
@@ -61,18 +85,27 @@ pub struct WebState {
     pub max_body_bytes: usize,
     /// `/healthz`, `/readyz` and `/metrics` (open, like the login page).
     pub ops: crate::ops::OpsState,
+    /// Whether `/readyz` and `/metrics` are on their own listener
+    /// (`web.ops_bind`) rather than this one.
+    pub ops_apart: bool,
     /// Whether the example pages are served (`web.examples`).
     pub examples: bool,
+    /// The audit trail.
+    pub audit: AuditLog,
+    /// Longest a request may take before its answer starts.
+    pub request_timeout: Duration,
 }
 
 impl WebState {
     /// State for `settings`' queues on `conn` and data in `database`,
-    /// guarded by `token`; fails when the export storage cannot be set up.
+    /// guarded by the configured token `configured` (if any) and the
+    /// operator tokens in `database`; fails when the export storage cannot
+    /// be set up.
     pub fn new(
         conn: RedisConnection,
         database: &mongodb::Database,
         settings: &Settings,
-        token: SecretString,
+        configured: Option<SecretString>,
     ) -> Result<Self, StorageError> {
         let queues = QueueName::ALL
             .iter()
@@ -100,9 +133,21 @@ impl WebState {
             users: settings.push.user_channels.clone(),
             push_dedup: crate::queues::rerun_window(settings),
         };
+        let auth = auth::Auth::new(
+            configured,
+            OperatorTokenStore::new(database),
+            session::Sessions::new(
+                conn.clone(),
+                &settings.redis.namespace,
+                settings.web.session_ttl,
+            ),
+            throttle::Throttle::new(settings.web.failed_logins_per_minute),
+            settings.web.trusted_proxies.clone(),
+            settings.web.secure_cookies,
+        );
         Ok(Self {
             queues: Arc::new(queues),
-            auth: Arc::new(auth::Auth::new(token)),
+            auth: Arc::new(auth),
             api: Arc::new(api),
             max_body_bytes: settings.web.max_body_bytes,
             ops: crate::ops::OpsState::new(
@@ -111,7 +156,10 @@ impl WebState {
                 settings,
                 Some(database.clone()),
             ),
+            ops_apart: settings.web.ops_bind.is_some(),
             examples: settings.web.examples,
+            audit: AuditLog::new(database),
+            request_timeout: settings.web.request_timeout,
         })
     }
 }
@@ -119,7 +167,9 @@ impl WebState {
 /// Every route: the guarded dashboard and its API, the producers' API (which
 /// checks its own tokens), the OpenAPI document, the open login page and,
 /// with `web.examples`, the example pages (public files: the data they show
-/// comes from `/v1` with the visitor's token).
+/// comes from `/v1` with the visitor's token); and around them, for every
+/// route, the body limit, the request timeout, the security headers and
+/// the request's id.
 pub fn router(state: WebState) -> Router {
     let (producers, openapi) = v1::routes(state.max_body_bytes, &state.api);
     let openapi = Arc::new(openapi);
@@ -134,6 +184,7 @@ pub fn router(state: WebState) -> Router {
         )
         .merge(api::routes())
         .merge(exports_admin::routes())
+        .merge(audit::routes())
         .layer(middleware::from_fn_with_state(
             state.auth.clone(),
             auth::require,
@@ -143,66 +194,152 @@ pub fn router(state: WebState) -> Router {
     } else {
         Router::new()
     };
-    Router::new()
-        .route("/login", get(login_page).post(login))
-        .route("/logout", post(logout))
-        .route(
-            "/openapi.json",
-            get(move || {
-                let openapi = openapi.clone();
-                async move { axum::Json(openapi.as_ref().clone()) }
-            }),
-        )
-        .merge(producers)
-        .merge(crate::ops::router(state.ops.clone()))
-        .merge(examples)
-        .merge(guarded)
-        .with_state(state)
-}
-
-async fn login_page() -> Html<&'static str> {
-    Html(include_str!("assets/login.html"))
-}
-
-#[derive(serde::Deserialize)]
-struct LoginForm {
-    token: String,
-}
-
-async fn login(State(state): State<WebState>, Form(form): Form<LoginForm>) -> Response {
-    if state.auth.token_matches(form.token.trim()) {
-        (
-            [(header::SET_COOKIE, state.auth.session_cookie())],
-            Redirect::to("/"),
-        )
-            .into_response()
+    let ops = if state.ops_apart {
+        crate::ops::health_router()
     } else {
+        crate::ops::router(state.ops.clone())
+    };
+    let (body_limit, timeout) = (state.max_body_bytes, state.request_timeout);
+    hardened(
+        Router::new()
+            .route("/login", get(login::page).post(login::login))
+            .route("/logout", post(login::logout))
+            .route(
+                "/openapi.json",
+                get(move || {
+                    let openapi = openapi.clone();
+                    async move { axum::Json(openapi.as_ref().clone()) }
+                }),
+            )
+            .route("/assets/{file}", get(assets::serve))
+            .merge(producers)
+            .merge(ops)
+            .merge(examples)
+            .merge(guarded)
+            .with_state(state),
+        body_limit,
+        timeout,
+    )
+}
+
+/// `router` with the layers every route gets: bodies over `body_limit`
+/// refused (413), answers not started within `timeout` cut off (408), the
+/// security headers on every answer, and the request's id.
+fn hardened(router: Router, body_limit: usize, timeout: Duration) -> Router {
+    let header = |name: &'static str, value: &'static str| {
+        SetResponseHeaderLayer::if_not_present(
+            header::HeaderName::from_static(name),
+            HeaderValue::from_static(value),
+        )
+    };
+    router
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            timeout,
+        ))
+        .layer(header("content-security-policy", CONTENT_SECURITY_POLICY))
+        .layer(header("x-content-type-options", "nosniff"))
+        .layer(header("x-frame-options", "DENY"))
+        .layer(header("referrer-policy", "no-referrer"))
+        .layer(header("cross-origin-opener-policy", "same-origin"))
+        .layer(middleware::from_fn(request::with_id))
+}
+
+/// The dashboard's scripts, served as files so that no page needs inline
+/// script (see [`CONTENT_SECURITY_POLICY`]).
+mod assets {
+    use axum::{
+        extract::Path,
+        http::header,
+        response::{IntoResponse, Response},
+    };
+
+    /// `GET /assets/{file}`.
+    pub async fn serve(Path(file): Path<String>) -> Response {
+        let body = match file.as_str() {
+            "dashboard.js" => include_str!("assets/dashboard.js"),
+            "job.js" => include_str!("assets/job.js"),
+            _ => return super::problem::Problem::not_found("no such file").into_response(),
+        };
         (
-            StatusCode::UNAUTHORIZED,
-            Html(include_str!("assets/login.html").replace(
-                "<!--error-->",
-                "<p class=\"error\">That token is not valid.</p>",
-            )),
+            [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+            body,
         )
             .into_response()
     }
 }
 
-async fn logout() -> Response {
-    (
-        [(header::SET_COOKIE, auth::Auth::cleared_cookie())],
-        Redirect::to("/login"),
-    )
-        .into_response()
+/// Where and how `herald web` serves.
+#[derive(Debug, Clone, Copy)]
+pub struct ServeOptions {
+    /// The connection limits.
+    pub limits: server::Limits,
+    /// How long the audit trail is kept; `None`: not swept by this process.
+    pub audit_keep: Option<Duration>,
 }
 
-/// Serves the dashboard on `listener` until `shutdown` completes.
+impl ServeOptions {
+    /// The options `settings` choose.
+    pub fn from_settings(settings: &Settings) -> Self {
+        Self {
+            limits: server::Limits {
+                header_timeout: settings.web.header_timeout,
+                max_connections: settings.web.max_connections,
+            },
+            audit_keep: Some(settings.web.audit_keep),
+        }
+    }
+}
+
+/// How often the audit trail is swept.
+const AUDIT_SWEEP_EVERY: Duration = Duration::from_secs(60 * 60);
+
+/// Serves the dashboard on `listener` until `shutdown` completes, with the
+/// default connection limits.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: WebState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    let options = ServeOptions {
+        limits: server::Limits {
+            header_timeout: Duration::from_secs(10),
+            max_connections: 1024,
+        },
+        audit_keep: None,
+    };
+    serve_with(listener, state, options, shutdown).await
+}
+
+/// Serves the dashboard on `listener` with `options` until `shutdown`
+/// completes; meanwhile the audit trail is swept of records older than
+/// `options.audit_keep`, at start and hourly.
+pub async fn serve_with(
+    listener: tokio::net::TcpListener,
+    state: WebState,
+    options: ServeOptions,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let sweeper = options.audit_keep.map(|keep| {
+        let audit = state.audit.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(AUDIT_SWEEP_EVERY);
+            loop {
+                every.tick().await;
+                match audit.sweep(keep).await {
+                    Ok(0) => {}
+                    Ok(removed) => tracing::info!(removed, "audit trail swept"),
+                    Err(error) => {
+                        tracing::warn!(%error, "audit trail not swept; the next hour tries again")
+                    }
+                }
+            }
+        })
+    });
+    let served = server::serve(listener, router(state), options.limits, shutdown).await;
+    if let Some(sweeper) = sweeper {
+        sweeper.abort();
+    }
+    served
 }

@@ -102,14 +102,23 @@ impl Problem {
         Self::new(StatusCode::NOT_FOUND, what)
     }
 
-    /// 503: a service Herald depends on failed; logged, and told in general
-    /// terms (the caller should retry).
+    /// 503: a service Herald depends on failed. The error (a driver's,
+    /// naming hosts and ports) is logged under the request's id; the answer
+    /// says only that it failed and which request it was (see
+    /// [`super::request`]), so the caller may retry and an operator find
+    /// the cause.
     pub fn unavailable(error: &dyn std::error::Error) -> Self {
-        tracing::error!(%error, "API request failed on a dependency");
+        let id = super::request::current().unwrap_or_else(|| "unknown".to_owned());
+        tracing::error!(%error, request_id = %id, "request failed on a service Herald needs");
         Self::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            format!("a service Herald needs failed; try again: {error}"),
+            format!("a service Herald needs did not answer; try again (request {id})"),
         )
+    }
+
+    /// What went wrong, as the answer says it.
+    pub fn message(&self) -> &str {
+        &self.body.error
     }
 
     /// The status this answer carries.

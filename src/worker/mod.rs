@@ -156,7 +156,7 @@ impl Worker {
                     Some(database.clone()),
                 );
                 let (stop, stopped) = oneshot::channel::<()>();
-                let (bound, task) = crate::ops::spawn(addr, state, async move {
+                let (bound, task) = crate::ops::spawn(addr, "worker.ops_bind", state, async move {
                     let _ = stopped.await;
                 })
                 .await?;

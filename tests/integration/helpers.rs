@@ -22,7 +22,9 @@ use tokio::{sync::oneshot, task::JoinHandle};
 
 pub const APP_ID: &str = "test-app";
 pub const SECRET: &str = "test-secret";
-pub const WEB_TOKEN: &str = "test-web-token";
+/// The configured operator token of the tests' servers (at least 32
+/// characters, as `web.token` must be).
+pub const WEB_TOKEN: &str = "test-web-token-0123456789abcdef0123";
 
 /// How long `wait_for` waits before declaring the condition never came.
 /// A deadline against hangs, not a speed requirement.
@@ -128,6 +130,8 @@ pub async fn env_with(extra: &[(&str, &str)]) -> TestEnv {
                 .to_string(),
         ),
         ("HERALD_EXPORT_COLLECTIONS", "customer,message".to_owned()),
+        // `herald web` needs operator credentials to start.
+        ("HERALD_WEB_TOKEN", WEB_TOKEN.to_owned()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
@@ -193,7 +197,7 @@ impl TestEnv {
             self.redis.clone(),
             &self.database,
             settings,
-            secrecy::SecretString::from(WEB_TOKEN.to_owned()),
+            Some(secrecy::SecretString::from(WEB_TOKEN.to_owned())),
         )
         .expect("export storage");
         tokio::spawn(herald::web::serve(listener, state, std::future::pending()));

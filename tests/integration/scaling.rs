@@ -474,7 +474,7 @@ async fn after_a_sentinel_failover_the_producer_follows_and_web_exits_to_be_rest
     let env = env_with(&[
         ("HERALD_REDIS_URL", &url),
         ("HERALD_WEB_BIND", &bind),
-        ("HERALD_WEB_TOKEN", "failover-test-token"),
+        ("HERALD_WEB_TOKEN", crate::helpers::WEB_TOKEN),
     ])
     .await;
     let log = log_path(&env, "web-failover");

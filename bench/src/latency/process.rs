@@ -96,7 +96,12 @@ impl WebAddress {
     pub(super) fn new() -> Result<Self, BenchError> {
         Ok(Self {
             url: format!("http://127.0.0.1:{}", free_port()?),
-            token: crate::pipeline::unique_suffix(),
+            // Two unique suffixes: an operator token has at least 32 characters.
+            token: format!(
+                "{}{}",
+                crate::pipeline::unique_suffix(),
+                crate::pipeline::unique_suffix()
+            ),
         })
     }
 }

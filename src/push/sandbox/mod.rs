@@ -80,8 +80,10 @@ pub struct RecordedRequest {
     pub received_at_ms: u64,
     /// Request path.
     pub path: String,
-    /// The `Authorization` header as received, if any.
-    pub authorization: Option<String>,
+    /// Whether the request carried the sandbox's credentials (Basic auth
+    /// for Tuisongbao, the query signature for Pusher). The credentials
+    /// themselves are never kept: this page and its JSON are open.
+    pub authorized: bool,
     /// The `Content-Type` header as received, if any.
     pub content_type: Option<String>,
     /// The HTTP status the sandbox answered with.
@@ -266,7 +268,8 @@ async fn receive_event(
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned)
     };
-    let authorization = header_text(header::AUTHORIZATION);
+    let expected = basic_auth(&state.credentials.app_id, &state.credentials.secret);
+    let authorized = header_text(header::AUTHORIZATION).as_deref() == Some(expected.as_str());
     let parsed: Result<EventBody, _> = serde_json::from_slice(&body);
 
     let failure = next_failure(&state);
@@ -275,7 +278,7 @@ async fn receive_event(
             record(
                 &state,
                 &uri,
-                authorization,
+                authorized,
                 header_text(header::CONTENT_TYPE),
                 0,
                 parsed,
@@ -289,9 +292,8 @@ async fn receive_event(
         }
     }
 
-    let expected = basic_auth(&state.credentials.app_id, &state.credentials.secret);
     let mut retry_after = None;
-    let (status, answer) = if authorization.as_deref() != Some(expected.as_str()) {
+    let (status, answer) = if !authorized {
         (
             StatusCode::UNAUTHORIZED,
             "invalid app credentials".to_owned(),
@@ -315,7 +317,7 @@ async fn receive_event(
     record(
         &state,
         &uri,
-        authorization,
+        authorized,
         header_text(header::CONTENT_TYPE),
         status.as_u16(),
         parsed,
@@ -371,7 +373,7 @@ fn limits_broken(
 fn record(
     state: &SandboxState,
     uri: &Uri,
-    authorization: Option<String>,
+    authorized: bool,
     content_type: Option<String>,
     status: u16,
     parsed: Result<EventBody, serde_json::Error>,
@@ -380,7 +382,7 @@ fn record(
     record_event(
         state,
         uri,
-        authorization,
+        authorized,
         content_type,
         status,
         parsed,
@@ -392,7 +394,7 @@ fn record(
 fn record_event(
     state: &SandboxState,
     uri: &Uri,
-    authorization: Option<String>,
+    authorized: bool,
     content_type: Option<String>,
     status: u16,
     parsed: Result<EventBody, serde_json::Error>,
@@ -413,7 +415,7 @@ fn record_event(
             seq: requests.len() as u64 + 1,
             received_at_ms: now_ms(),
             path: uri.path().to_owned(),
-            authorization,
+            authorized,
             content_type,
             status,
             name,

@@ -149,7 +149,7 @@ async fn receive(
                     record_event(
                         &state,
                         &uri,
-                        None,
+                        status != 401,
                         content_type.clone(),
                         status,
                         Ok(copy),
@@ -160,7 +160,7 @@ async fn receive(
             Err(_) => record_event(
                 &state,
                 &uri,
-                None,
+                status != 401,
                 content_type.clone(),
                 status,
                 // Not an event: recorded without one.

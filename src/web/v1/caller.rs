@@ -10,14 +10,24 @@
 //! that may not reach what the request names gets 403, decided from the
 //! token and the names in the request alone, never from stored data, so
 //! the answer tells nothing of what exists.
+//!
+//! Guessing is throttled as on the dashboard (`web.failed_logins_per_minute`
+//! per client address, then 429 with `Retry-After` before any check), a
+//! token of the wrong form never reaches MongoDB, and one found unknown is
+//! answered from a cache for a minute.
 
 use axum::{extract::FromRequestParts, http::request::Parts, http::StatusCode};
 use herald_jobs::{AccountId, UserId};
 
+use axum::response::IntoResponse;
+
 use super::problem::Problem;
 use crate::{
-    store::{tokens::TOKEN_PREFIX, TokenScope},
-    web::WebState,
+    store::{
+        tokens::{is_well_formed, TOKEN_PREFIX},
+        TokenScope,
+    },
+    web::{auth::too_many, client::Client, WebState},
 };
 
 /// An authenticated caller: what their token reaches.
@@ -95,28 +105,48 @@ fn unauthorized(message: &str) -> Problem {
 }
 
 impl FromRequestParts<WebState> for Caller {
-    type Rejection = Problem;
+    type Rejection = axum::response::Response;
 
-    async fn from_request_parts(parts: &mut Parts, state: &WebState) -> Result<Self, Problem> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &WebState,
+    ) -> Result<Self, axum::response::Response> {
         let header = parts
             .headers
             .get(axum::http::header::AUTHORIZATION)
-            .ok_or_else(|| unauthorized("send Authorization: Bearer TOKEN"))?;
-        let token = header
+            .ok_or_else(|| unauthorized("send Authorization: Bearer TOKEN").into_response())?;
+        let client = Client::of(parts, state.auth.trusted_proxies());
+        if let Some(wait) = state.auth.throttle.wait(client.ip) {
+            return Err(too_many(wait));
+        }
+        let failed = || {
+            state.auth.throttle.failed(client.ip);
+            unauthorized("that token is not valid").into_response()
+        };
+        let Some(token) = header
             .to_str()
             .ok()
             .and_then(|v| v.strip_prefix("Bearer "))
             .map(str::trim)
-            .ok_or_else(|| unauthorized("the Authorization header must be Bearer TOKEN"))?;
-        if state.auth.token_matches(token) {
+        else {
+            state.auth.throttle.failed(client.ip);
+            return Err(
+                unauthorized("the Authorization header must be Bearer TOKEN").into_response(),
+            );
+        };
+        if state.auth.is_configured(token) {
             return Ok(Caller(TokenScope::AnyAccount));
         }
-        if !token.starts_with(TOKEN_PREFIX) {
-            return Err(unauthorized("that token is not valid"));
+        if !is_well_formed(token, TOKEN_PREFIX) || state.auth.throttle.known_unknown(token) {
+            return Err(failed());
         }
-        match state.api.tokens.find(token).await? {
-            Some(found) => Ok(Caller(found.scope)),
-            None => Err(unauthorized("that token is not valid")),
+        match state.api.tokens.find(token).await {
+            Ok(Some(found)) => Ok(Caller(found.scope)),
+            Ok(None) => {
+                state.auth.throttle.remember_unknown(token);
+                Err(failed())
+            }
+            Err(error) => Err(Problem::from(error).into_response()),
         }
     }
 }

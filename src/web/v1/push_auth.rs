@@ -45,10 +45,15 @@ pub struct PushAuthRequest {
     /// characters, not all blank).
     #[schema(min_length = 1, max_length = 128, pattern = r"\S")]
     pub user_id: String,
-    /// Optional details other members see (`user_info`).
+    /// Optional details other members see (`user_info`): at most
+    /// [`MAX_USER_INFO_BYTES`] of JSON.
     #[serde(default)]
     pub user_info: Option<serde_json::Value>,
 }
+
+/// Largest `userInfo`, in bytes of JSON: what a presence member's details
+/// need, far below what would make every member's join message heavy.
+pub const MAX_USER_INFO_BYTES: usize = 1024;
 
 /// Whose channel a subscription is for.
 enum Owner {
@@ -92,6 +97,15 @@ pub async fn authorize(
     caller: Caller,
     ApiJson(request): ApiJson<PushAuthRequest>,
 ) -> Result<Json<Authorization>, Problem> {
+    if let Some(info) = &request.user_info {
+        let bytes = info.to_string().len();
+        if bytes > MAX_USER_INFO_BYTES {
+            return Err(Problem::invalid([(
+                "userInfo".to_owned(),
+                format!("is {bytes} bytes of JSON, over the limit of {MAX_USER_INFO_BYTES}"),
+            )]));
+        }
+    }
     let channel = request.channel_name.as_str();
     let owner = if let Some(account) = channel_account(channel) {
         Owner::Account(account)
