@@ -13,8 +13,9 @@ define_settings! {
     WRITE_JOURNAL: "write_journal" = "true", "a write counts only once it is in the journal";
 }
 
-/// MongoDB connection.
-#[derive(Debug, Clone)]
+/// MongoDB connection. Its `Debug` shows the URL without its password or
+/// secret options.
+#[derive(Clone)]
 pub struct MongoSettings {
     /// Connection string.
     pub url: String,
@@ -24,6 +25,17 @@ pub struct MongoSettings {
     pub write_concern: WriteAcknowledgment,
     /// Whether a write counts as done only once it is in the journal.
     pub write_journal: bool,
+}
+
+impl std::fmt::Debug for MongoSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MongoSettings")
+            .field("url", &herald_jobs::redact_url(&self.url))
+            .field("database", &self.database)
+            .field("write_concern", &self.write_concern)
+            .field("write_journal", &self.write_journal)
+            .finish()
+    }
 }
 
 /// `mongodb.write_concern`: which members must acknowledge a write.

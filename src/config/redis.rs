@@ -19,8 +19,9 @@ define_settings! {
         "hash slots each queue is spread over, by account (1 to 64; see \"Redis Cluster\")";
 }
 
-/// Redis connection and key namespace.
-#[derive(Debug, Clone)]
+/// Redis connection and key namespace. Its `Debug` shows the URL without
+/// its password.
+#[derive(Clone)]
 pub struct RedisSettings {
     /// Connection URL.
     pub url: String,
@@ -29,6 +30,16 @@ pub struct RedisSettings {
     /// Shards each queue is spread over (workers consume them all and
     /// write the count for producers, see `herald_jobs::queue::shard_of`).
     pub queue_shards: u16,
+}
+
+impl std::fmt::Debug for RedisSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisSettings")
+            .field("url", &redact_url(&self.url))
+            .field("namespace", &self.namespace)
+            .field("queue_shards", &self.queue_shards)
+            .finish()
+    }
 }
 
 /// Reads and checks `[redis]`.

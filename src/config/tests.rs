@@ -375,3 +375,28 @@ fn keys_that_are_not_settings_are_listed_and_the_shipped_files_have_none() {
         );
     }
 }
+
+#[test]
+fn printed_settings_show_no_secret() {
+    let settings = Settings::load_from(&vars(&[
+        ("HERALD_REDIS_URL", "redis://app:redis-pass@cache:6379"),
+        (
+            "HERALD_MONGODB_URL",
+            "mongodb://app:mongo-pass@db:27017/?tlsCertificateKeyFilePassword=tls-pass",
+        ),
+        ("HERALD_WEB_TOKEN", "operator-token-of-at-least-32-characters"),
+        ("HERALD_TUISONGBAO_SECRET", "tuisongbao-secret"),
+    ]))
+    .unwrap();
+    let printed = format!("{settings:?}");
+    for secret in [
+        "redis-pass",
+        "mongo-pass",
+        "tls-pass",
+        "operator-token-of-at-least",
+        "tuisongbao-secret",
+    ] {
+        assert!(!printed.contains(secret), "{secret} in {printed}");
+    }
+    assert!(printed.contains("cache:6379") && printed.contains("db:27017"));
+}

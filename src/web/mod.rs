@@ -185,7 +185,9 @@ pub fn router(state: WebState) -> Router {
         .merge(api::routes())
         .merge(exports_admin::routes())
         .merge(audit::routes())
-        .layer(middleware::from_fn_with_state(
+        // Only the routes above: a path no route has stays a 404 for
+        // everyone, rather than a sign-in page.
+        .route_layer(middleware::from_fn_with_state(
             state.auth.clone(),
             auth::require,
         ));

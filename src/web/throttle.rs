@@ -53,10 +53,16 @@ fn digest(token: &str) -> [u8; 32] {
 }
 
 impl Throttle {
-    /// A throttle allowing `per_minute` failures per client address.
+    /// A throttle allowing `per_minute` failures per client address: the
+    /// failure that spends the budget throttles the address, so the
+    /// attempt after the `per_minute`-th failure is already refused.
     pub fn new(per_minute: NonZeroU32) -> Self {
+        // GCRA admits a burst and then refuses: a burst one short of the
+        // budget makes its last failure the refused one, which starts the
+        // throttle.
+        let burst = NonZeroU32::new(per_minute.get() - 1).unwrap_or(NonZeroU32::MIN);
         Self {
-            failures: RateLimiter::keyed(Quota::per_minute(per_minute)),
+            failures: RateLimiter::keyed(Quota::per_minute(per_minute).allow_burst(burst)),
             clock: DefaultClock::default(),
             blocked: Cache::new(REMEMBERED),
             unknown: Cache::new(REMEMBERED),
@@ -122,8 +128,7 @@ mod tests {
             assert_eq!(throttle.wait(guesser), None);
             throttle.failed(guesser);
         }
-        // The fourth failure is over the budget of three a minute.
-        throttle.failed(guesser);
+        // Three failures spend the budget of three a minute.
         let wait = throttle.wait(guesser).expect("throttled");
         assert!(wait <= Duration::from_secs(20), "{wait:?}");
         assert_eq!(throttle.wait(other), None);
