@@ -384,7 +384,10 @@ fn printed_settings_show_no_secret() {
             "HERALD_MONGODB_URL",
             "mongodb://app:mongo-pass@db:27017/?tlsCertificateKeyFilePassword=tls-pass",
         ),
-        ("HERALD_WEB_TOKEN", "operator-token-of-at-least-32-characters"),
+        (
+            "HERALD_WEB_TOKEN",
+            "operator-token-of-at-least-32-characters",
+        ),
         ("HERALD_TUISONGBAO_SECRET", "tuisongbao-secret"),
     ]))
     .unwrap();

@@ -51,7 +51,10 @@ fn operator_token(env: &TestEnv, name: &str, role: &str) -> (String, String) {
 
 /// `herald web` as a process on a free port, with `extra` settings; its
 /// base URL and log. Waits until it answers `/healthz`.
-async fn web_process(env: &TestEnv, extra: &[(&str, &str)]) -> (HeraldProcess, String, std::path::PathBuf) {
+async fn web_process(
+    env: &TestEnv,
+    extra: &[(&str, &str)],
+) -> (HeraldProcess, String, std::path::PathBuf) {
     let bind = format!("127.0.0.1:{}", free_port());
     let log = std::env::temp_dir().join(format!("{}-web-{}.log", env.namespace, free_port()));
     let mut vars = vec![("HERALD_WEB_BIND", bind.as_str())];
@@ -70,7 +73,12 @@ async fn web_process(env: &TestEnv, extra: &[(&str, &str)]) -> (HeraldProcess, S
                     std::fs::read_to_string(&log).unwrap_or_default()
                 );
             }
-            http.get(url).send().await.ok().filter(|r| r.status() == 200).map(|_| ())
+            http.get(url)
+                .send()
+                .await
+                .ok()
+                .filter(|r| r.status() == 200)
+                .map(|_| ())
         }
     })
     .await;
@@ -90,12 +98,22 @@ async fn refused_start(env: &TestEnv, extra: &[(&str, &str)]) -> String {
 }
 
 async fn get_json(http: &reqwest::Client, url: &str, token: &str) -> (StatusCode, Value) {
-    let response = http.get(url).bearer_auth(token).send().await.expect("answers");
+    let response = http
+        .get(url)
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("answers");
     let status = response.status();
     (status, response.json().await.unwrap_or(Value::Null))
 }
 
-async fn post_json(http: &reqwest::Client, url: &str, token: &str, body: Value) -> (StatusCode, Value) {
+async fn post_json(
+    http: &reqwest::Client,
+    url: &str,
+    token: &str,
+    body: Value,
+) -> (StatusCode, Value) {
     let response = http
         .post(url)
         .bearer_auth(token)
@@ -127,8 +145,11 @@ async fn herald_web_refuses_to_start_without_operator_credentials_unless_in_deve
     );
 
     // Development mode, asked for: a token for this run, and a warning.
-    let (mut web, base, log) =
-        web_process(&env, &[("HERALD_WEB_TOKEN", ""), ("HERALD_WEB_DEV", "true")]).await;
+    let (mut web, base, log) = web_process(
+        &env,
+        &[("HERALD_WEB_TOKEN", ""), ("HERALD_WEB_DEV", "true")],
+    )
+    .await;
     let text = std::fs::read_to_string(&log).unwrap_or_default();
     assert!(text.contains("DEVELOPMENT MODE"), "{text}");
     let token = text
@@ -148,7 +169,10 @@ async fn herald_web_refuses_to_start_without_operator_credentials_unless_in_deve
     let (mut web, base, log) = web_process(&env, &[("HERALD_WEB_TOKEN", "")]).await;
     let (status, me) = get_json(&env.http, &format!("{base}/api/v1/me"), &secret).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(me, json!({"name": "ann", "role": "operator", "via": "token"}));
+    assert_eq!(
+        me,
+        json!({"name": "ann", "role": "operator", "via": "token"})
+    );
     let (status, _) = get_json(&env.http, &format!("{base}/api/v1/me"), WEB_TOKEN).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "no configured token now");
     let (_, text) = stop_logged(&mut web, &log);
@@ -173,7 +197,12 @@ async fn viewers_see_operators_act_and_every_action_is_on_the_trail() {
     .await;
 
     // A viewer reads everything and changes nothing.
-    for path in ["/api/v1/queues", "/api/v1/queues/push/failed", "/api/v1/audit", "/api/v1/exports"] {
+    for path in [
+        "/api/v1/queues",
+        "/api/v1/queues/push/failed",
+        "/api/v1/audit",
+        "/api/v1/exports",
+    ] {
         let (status, answer) = get_json(&http, &format!("{base}{path}"), &viewer).await;
         assert_eq!(status, StatusCode::OK, "{path}: {answer}");
     }
@@ -181,7 +210,10 @@ async fn viewers_see_operators_act_and_every_action_is_on_the_trail() {
     assert_eq!(me["role"], "viewer");
     for (path, body) in [
         ("/api/v1/queues/push/pause", json!({})),
-        (&format!("/api/v1/queues/push/failed/{first}/retry") as &str, json!({})),
+        (
+            &format!("/api/v1/queues/push/failed/{first}/retry") as &str,
+            json!({}),
+        ),
         ("/api/v1/queues/push/failed/discard", json!({"all": true})),
     ] {
         let (status, answer) = post_json(&http, &format!("{base}{path}"), &viewer, body).await;
@@ -191,9 +223,21 @@ async fn viewers_see_operators_act_and_every_action_is_on_the_trail() {
     assert_eq!(env.queue_set(QueueName::Push, "dead").await.len(), 2);
 
     // An operator acts; each action is recorded with who, what and how many.
-    let (status, _) = post_json(&http, &format!("{base}/api/v1/queues/push/pause"), &ann, json!({})).await;
+    let (status, _) = post_json(
+        &http,
+        &format!("{base}/api/v1/queues/push/pause"),
+        &ann,
+        json!({}),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
-    let (status, _) = post_json(&http, &format!("{base}/api/v1/queues/push/resume"), &ann, json!({})).await;
+    let (status, _) = post_json(
+        &http,
+        &format!("{base}/api/v1/queues/push/resume"),
+        &ann,
+        json!({}),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
     let (status, answer) = post_json(
         &http,
@@ -214,7 +258,11 @@ async fn viewers_see_operators_act_and_every_action_is_on_the_trail() {
         json!({"filter": {"labels": {}, "error": null}, "all": false}),
     )
     .await;
-    assert_eq!(status, StatusCode::BAD_REQUEST, "an empty filter selects nothing: {answer}");
+    assert_eq!(
+        status,
+        StatusCode::BAD_REQUEST,
+        "an empty filter selects nothing: {answer}"
+    );
     let (status, answer) = post_json(
         &http,
         &format!("{base}/api/v1/queues/push/failed/discard"),
@@ -265,7 +313,9 @@ async fn viewers_see_operators_act_and_every_action_is_on_the_trail() {
     let next = page["next"].as_str().expect("older records").to_owned();
     let older = audit(&http, &base, &format!("limit=2&before={next}")).await;
     assert_eq!(older.len(), 2);
-    assert!(older.iter().all(|r| r["id"].as_str().unwrap() < next.as_str()));
+    assert!(older
+        .iter()
+        .all(|r| r["id"].as_str().unwrap() < next.as_str()));
     let anns = audit(&http, &base, "actor=ann").await;
     assert_eq!(anns.len(), 3, "{anns:#?}");
     let output = env.run_herald(&["audit", "--json", "--action", "pause"], &[]);
@@ -287,7 +337,12 @@ async fn viewers_see_operators_act_and_every_action_is_on_the_trail() {
 }
 
 /// Signs in with `token`; the answer's status and its `Set-Cookie`.
-async fn sign_in(http: &reqwest::Client, base: &str, token: &str, https: bool) -> (StatusCode, String) {
+async fn sign_in(
+    http: &reqwest::Client,
+    base: &str,
+    token: &str,
+    https: bool,
+) -> (StatusCode, String) {
     let mut request = http.post(format!("{base}/login")).form(&[("token", token)]);
     if https {
         request = request.header("x-forwarded-proto", "https");
@@ -334,8 +389,15 @@ async fn sessions_are_new_at_each_sign_in_expire_and_end_at_sign_out_and_revocat
     assert!(!first.contains(&bob), "the cookie is not the token");
     let (_, second) = sign_in(&http, &base, &bob, true).await;
     assert!(second.contains("; Secure"), "behind a TLS proxy: {second}");
-    assert_ne!(session_of(&first), session_of(&second), "a new id at each sign-in");
-    assert_eq!(whoami(&http, &base, &session_of(&first)).await, StatusCode::OK);
+    assert_ne!(
+        session_of(&first),
+        session_of(&second),
+        "a new id at each sign-in"
+    );
+    assert_eq!(
+        whoami(&http, &base, &session_of(&first)).await,
+        StatusCode::OK
+    );
 
     // Signing out ends the session on the server, not only in the browser.
     let response = http
@@ -345,43 +407,82 @@ async fn sessions_are_new_at_each_sign_in_expire_and_end_at_sign_out_and_revocat
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
-    assert_eq!(whoami(&http, &base, &session_of(&first)).await, StatusCode::UNAUTHORIZED);
-    assert_eq!(whoami(&http, &base, &session_of(&second)).await, StatusCode::OK);
+    assert_eq!(
+        whoami(&http, &base, &session_of(&first)).await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        whoami(&http, &base, &session_of(&second)).await,
+        StatusCode::OK
+    );
 
     // Sessions expire.
     tokio::time::sleep(Duration::from_millis(2_500)).await;
-    assert_eq!(whoami(&http, &base, &session_of(&second)).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        whoami(&http, &base, &session_of(&second)).await,
+        StatusCode::UNAUTHORIZED
+    );
 
     // Revoking the token ends its sessions.
     let mut lasting = settings.clone();
     lasting.web.session_ttl = Duration::from_secs(600);
     let base = env.start_web_with(&lasting).await;
     let (_, cookie) = sign_in(&http, &base, &bob, false).await;
-    assert_eq!(whoami(&http, &base, &session_of(&cookie)).await, StatusCode::OK);
+    assert_eq!(
+        whoami(&http, &base, &session_of(&cookie)).await,
+        StatusCode::OK
+    );
     let output = env.run_herald(&["token", "revoke", &bob_id], &[]);
-    assert!(String::from_utf8_lossy(&output.stdout).contains("1 session(s) ended"), "{output:?}");
-    assert_eq!(whoami(&http, &base, &session_of(&cookie)).await, StatusCode::UNAUTHORIZED);
+    assert!(
+        String::from_utf8_lossy(&output.stdout).contains("1 session(s) ended"),
+        "{output:?}"
+    );
+    assert_eq!(
+        whoami(&http, &base, &session_of(&cookie)).await,
+        StatusCode::UNAUTHORIZED
+    );
 
     // A session of the configured token ends when the token changes.
     let (_, configured) = sign_in(&http, &base, WEB_TOKEN, false).await;
-    assert_eq!(whoami(&http, &base, &session_of(&configured)).await, StatusCode::OK);
+    assert_eq!(
+        whoami(&http, &base, &session_of(&configured)).await,
+        StatusCode::OK
+    );
     let state = herald::web::WebState::new(
-        herald::queue::connect(env.settings.redis.url.as_str()).await.unwrap(),
+        herald::queue::connect(env.settings.redis.url.as_str())
+            .await
+            .unwrap(),
         &env.database,
         &lasting,
-        Some(secrecy::SecretString::from("another-operator-token-of-32-chars!".to_owned())),
+        Some(secrecy::SecretString::from(
+            "another-operator-token-of-32-chars!".to_owned(),
+        )),
     )
     .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let other = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(herald::web::serve(listener, state, std::future::pending()));
-    assert_eq!(whoami(&http, &other, &session_of(&configured)).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        whoami(&http, &other, &session_of(&configured)).await,
+        StatusCode::UNAUTHORIZED
+    );
 
     // Each sign-in and sign-out is on the trail.
     let records = audit(&env.http, &base, "actor=bob").await;
-    let actions: Vec<&str> = records.iter().map(|r| r["action"].as_str().unwrap()).collect();
-    assert_eq!(actions.iter().filter(|a| **a == "sign_in").count(), 3, "{actions:?}");
-    assert_eq!(actions.iter().filter(|a| **a == "sign_out").count(), 1, "{actions:?}");
+    let actions: Vec<&str> = records
+        .iter()
+        .map(|r| r["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions.iter().filter(|a| **a == "sign_in").count(),
+        3,
+        "{actions:?}"
+    );
+    assert_eq!(
+        actions.iter().filter(|a| **a == "sign_out").count(),
+        1,
+        "{actions:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -415,7 +516,10 @@ async fn guessing_is_throttled_per_address_before_any_check() {
     // made now tells nothing.
     let (status, _) = sign_in(&guesser, &base, WEB_TOKEN, false).await;
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
-    for path in ["/api/v1/queues", "/v1/accounts/5f0c8a3e2b1d4c0012345678/messages"] {
+    for path in [
+        "/api/v1/queues",
+        "/v1/accounts/5f0c8a3e2b1d4c0012345678/messages",
+    ] {
         let status = guesser
             .get(format!("{base}{path}"))
             .bearer_auth(&api_token)
@@ -430,7 +534,9 @@ async fn guessing_is_throttled_per_address_before_any_check() {
     let (status, _) = sign_in(&neighbour, &base, WEB_TOKEN, false).await;
     assert_eq!(status, StatusCode::SEE_OTHER);
     let status = neighbour
-        .get(format!("{base}/v1/accounts/5f0c8a3e2b1d4c0012345678/messages"))
+        .get(format!(
+            "{base}/v1/accounts/5f0c8a3e2b1d4c0012345678/messages"
+        ))
         .bearer_auth(&api_token)
         .send()
         .await
@@ -445,7 +551,10 @@ async fn with_the_database_down_answers_name_the_request_and_hide_the_cause() {
     let env = env_with(&[]).await;
     let (mut web, base, log) = web_process(
         &env,
-        &[("HERALD_MONGODB_URL", &dead), ("HERALD_WEB_FAILED_LOGINS_PER_MINUTE", "100")],
+        &[
+            ("HERALD_MONGODB_URL", &dead),
+            ("HERALD_WEB_FAILED_LOGINS_PER_MINUTE", "100"),
+        ],
     )
     .await;
     let port = dead.rsplit(':').next().unwrap().to_owned();
@@ -453,27 +562,50 @@ async fn with_the_database_down_answers_name_the_request_and_hide_the_cause() {
     let started = Instant::now();
     let response = env
         .http
-        .get(format!("{base}/v1/accounts/5f0c8a3e2b1d4c0012345678/messages"))
+        .get(format!(
+            "{base}/v1/accounts/5f0c8a3e2b1d4c0012345678/messages"
+        ))
         .bearer_auth("hrd_not-a-token")
         .send()
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
-    assert!(started.elapsed() < Duration::from_secs(4), "no database wait");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "no database wait"
+    );
     // ...one of the right form needs it, and the answer says only that.
     let well_formed = format!("hrd_{}", "ab".repeat(32));
     let mut answers = Vec::new();
     for (path, token) in [
-        ("/v1/accounts/5f0c8a3e2b1d4c0012345678/messages", well_formed.as_str()),
+        (
+            "/v1/accounts/5f0c8a3e2b1d4c0012345678/messages",
+            well_formed.as_str(),
+        ),
         ("/api/v1/audit", WEB_TOKEN),
         ("/api/v1/me", &format!("hro_{}", "cd".repeat(32))),
     ] {
-        let response = env.http.get(format!("{base}{path}")).bearer_auth(token).send().await.unwrap();
+        let response = env
+            .http
+            .get(format!("{base}{path}"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE, "{path}");
-        let id = response.headers()["x-request-id"].to_str().unwrap().to_owned();
+        let id = response.headers()["x-request-id"]
+            .to_str()
+            .unwrap()
+            .to_owned();
         let body = response.text().await.unwrap();
         assert!(body.contains(&format!("request {id}")), "{body}");
-        for internal in [port.as_str(), "127.0.0.1", "Kind", "Server selection", "mongodb"] {
+        for internal in [
+            port.as_str(),
+            "127.0.0.1",
+            "Kind",
+            "Server selection",
+            "mongodb",
+        ] {
             assert!(!body.contains(internal), "{path} shows {internal}: {body}");
         }
         answers.push(id);
@@ -488,7 +620,10 @@ async fn with_the_database_down_answers_name_the_request_and_hide_the_cause() {
             .lines()
             .find(|l| l.contains(&id) && l.contains("request failed"))
             .unwrap_or_else(|| panic!("no log line for {id}:\n{text}"));
-        assert!(line.contains(&port) || line.contains("Server selection"), "{line}");
+        assert!(
+            line.contains(&port) || line.contains("Server selection"),
+            "{line}"
+        );
     }
 }
 
@@ -510,8 +645,10 @@ async fn slow_headers_are_cut_off_connections_capped_and_every_answer_hardened()
 
     // A client that trickles its headers is cut off.
     let mut slow = TcpStream::connect(&address).unwrap();
-    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n").unwrap();
-    slow.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    slow.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
     let started = Instant::now();
     let mut rest = Vec::new();
     let _ = slow.read_to_end(&mut rest);
@@ -522,7 +659,9 @@ async fn slow_headers_are_cut_off_connections_capped_and_every_answer_hardened()
     );
 
     // Past the cap, a connection waits until one closes.
-    let held: Vec<TcpStream> = (0..3).map(|_| TcpStream::connect(&address).unwrap()).collect();
+    let held: Vec<TcpStream> = (0..3)
+        .map(|_| TcpStream::connect(&address).unwrap())
+        .collect();
     let waiting = tokio::spawn({
         let http = client(None);
         let url = format!("{base}/healthz");
@@ -568,7 +707,15 @@ async fn slow_headers_are_cut_off_connections_capped_and_every_answer_hardened()
     }
     // No page needs inline script.
     for page in ["/login"] {
-        let html = env.http.get(format!("{base}{page}")).send().await.unwrap().text().await.unwrap();
+        let html = env
+            .http
+            .get(format!("{base}{page}"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
         assert!(!html.contains("<script>"), "{page}");
     }
     // Every route has a body limit, the dashboard's API too.
@@ -591,14 +738,43 @@ async fn metrics_and_readiness_can_stay_on_an_internal_listener() {
     let ops = format!("127.0.0.1:{}", free_port());
     let (mut web, base, log) = web_process(&env, &[("HERALD_WEB_OPS_BIND", &ops)]).await;
     for path in ["/metrics", "/readyz"] {
-        let status = env.http.get(format!("{base}{path}")).send().await.unwrap().status();
-        assert_eq!(status, StatusCode::NOT_FOUND, "{path} on the public listener");
-        let response = env.http.get(format!("http://{ops}{path}")).send().await.unwrap();
+        let status = env
+            .http
+            .get(format!("{base}{path}"))
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(
+            status,
+            StatusCode::NOT_FOUND,
+            "{path} on the public listener"
+        );
+        let response = env
+            .http
+            .get(format!("http://{ops}{path}"))
+            .send()
+            .await
+            .unwrap();
         assert!(response.status().is_success(), "{path} on the internal one");
     }
-    let metrics = env.http.get(format!("http://{ops}/metrics")).send().await.unwrap().text().await.unwrap();
+    let metrics = env
+        .http
+        .get(format!("http://{ops}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(metrics.contains("herald_queue_jobs"), "{metrics}");
-    let status = env.http.get(format!("{base}/healthz")).send().await.unwrap().status();
+    let status = env
+        .http
+        .get(format!("{base}/healthz"))
+        .send()
+        .await
+        .unwrap()
+        .status();
     assert_eq!(status, StatusCode::OK);
     stop_logged(&mut web, &log);
 }
@@ -608,7 +784,10 @@ async fn logged_values_cannot_forge_lines_and_user_info_is_capped() {
     let env = env_with(&[]).await;
     let (mut web, base, log) = web_process(
         &env,
-        &[("HERALD_PUSH_PROVIDER", "pusher"), ("HERALD_LOG_FORMAT", "pretty")],
+        &[
+            ("HERALD_PUSH_PROVIDER", "pusher"),
+            ("HERALD_LOG_FORMAT", "pretty"),
+        ],
     )
     .await;
     let account = "5f0c8a3e2b1d4c0012345678";
@@ -631,10 +810,15 @@ async fn logged_values_cannot_forge_lines_and_user_info_is_capped() {
     )
     .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
-    assert!(answer["fields"]["userInfo"].as_str().unwrap().contains("1024"));
+    assert!(answer["fields"]["userInfo"]
+        .as_str()
+        .unwrap()
+        .contains("1024"));
     let (_, text) = stop_logged(&mut web, &log);
     assert!(
-        !text.lines().any(|l| l.starts_with("2026-12-07T00:00:00.000000Z")),
+        !text
+            .lines()
+            .any(|l| l.starts_with("2026-12-07T00:00:00.000000Z")),
         "a forged line:\n{text}"
     );
     assert!(text.contains("u1\\n2026-12-07"), "{text}");
