@@ -27,6 +27,8 @@ mod inbox_browser;
 mod legacy_layout;
 mod message_pipeline;
 mod openapi_fuzz;
+mod operator_access;
+mod operator_browser;
 mod ops;
 mod pause;
 mod poison_jobs;

@@ -1,10 +1,24 @@
 "use strict";
 // One page, no external scripts: everything here reads /api/v1 (see
-// src/web/api.rs and src/web/exports_admin.rs) every two seconds.
+// src/web/api.rs, src/web/exports_admin.rs and src/web/audit.rs) every two
+// seconds. Who is signed in (GET /api/v1/me) is read with the rest: a
+// viewer sees everything and is offered no action (the server refuses
+// them anyway), and no action is offered before the role is known.
 const PAGE = 50;
-const view = { queue: "push", failedOffset: 0, jobsState: "pending", jobsOffset: 0 };
+const view = {
+  queue: "push", failedOffset: 0, jobsState: "pending", jobsOffset: 0,
+  // The audit trail's page: null for the newest, else the id its records
+  // are older than; `auditNewer` holds the pages before it, for going back.
+  auditBefore: null, auditNewer: [],
+};
 const selected = new Set();
 let historyAt = 0;
+// {name, role, via} from /api/v1/me, once known.
+let me = null;
+
+// Whether the signed-in operator may act (retry, discard, pause, cancel,
+// download): only the role "operator" may.
+function mayAct() { return me !== null && me.role === "operator"; }
 
 async function api(method, path, body) {
   const init = { method, headers: { "X-Herald-Csrf": "1" }, credentials: "same-origin" };
@@ -48,6 +62,23 @@ function age(seconds) {
 function isoAge(text) { return text ? age(Date.parse(text) / 1000) : ""; }
 
 function say(text) { document.getElementById("message").textContent = text; }
+
+// Shows who is signed in, and offers the static actions to operators only.
+function renderMe(who) {
+  me = who;
+  const label = document.getElementById("whoami");
+  label.textContent = `${who.name} · ${who.role}`;
+  label.dataset.role = who.role;
+  label.title = `signed in as ${who.name} (${who.role}, via ${who.via})`;
+  document.body.dataset.role = who.role;
+  const acting = mayAct();
+  for (const el of document.querySelectorAll(".op-only")) {
+    el.hidden = !acting;
+    el.disabled = !acting;
+  }
+  document.getElementById("viewer-note").hidden = who.role !== "viewer";
+  if (!acting) selected.clear();
+}
 
 async function act(promise, verb) {
   try {
@@ -100,12 +131,14 @@ function renderQueues(queues) {
     cell(row, `${qu.trimmed_by_age} / ${qu.trimmed_by_cap}`, "num");
     const state = cell(row, qu.paused ? "paused " : "running ");
     state.className = qu.paused ? "paused" : "";
-    const toggle = button(qu.paused ? "Resume" : "Pause", "toggle-pause", () => {
-      const verb = qu.paused ? "resume" : "pause";
-      act(api("POST", `/api/v1/queues/${encodeURIComponent(qu.name)}/${verb}`), qu.paused ? "Resumed" : "Paused");
-    });
-    toggle.dataset.queue = qu.name;
-    state.appendChild(toggle);
+    if (mayAct()) {
+      const toggle = button(qu.paused ? "Resume" : "Pause", "toggle-pause", () => {
+        const verb = qu.paused ? "resume" : "pause";
+        act(api("POST", `/api/v1/queues/${encodeURIComponent(qu.name)}/${verb}`), qu.paused ? "Resumed" : "Paused");
+      });
+      toggle.dataset.queue = qu.name;
+      state.appendChild(toggle);
+    }
     body.appendChild(row);
   }
 }
@@ -171,11 +204,14 @@ function renderFailed(data) {
   for (const job of data.jobs) {
     const row = document.createElement("tr");
     row.dataset.id = job.id;
-    const box = document.createElement("input");
-    box.type = "checkbox"; box.className = "select";
-    box.checked = selected.has(job.id);
-    box.addEventListener("change", () => box.checked ? selected.add(job.id) : selected.delete(job.id));
-    cell(row, "").appendChild(box);
+    const pick = cell(row, "");
+    if (mayAct()) {
+      const box = document.createElement("input");
+      box.type = "checkbox"; box.className = "select";
+      box.checked = selected.has(job.id);
+      box.addEventListener("change", () => box.checked ? selected.add(job.id) : selected.delete(job.id));
+      pick.appendChild(box);
+    }
     const link = document.createElement("a");
     link.href = "/jobs/" + encodeURIComponent(view.queue) + "/" + encodeURIComponent(job.id);
     link.textContent = job.event || (job.payload && typeof job.payload === "object" ? view.queue : "(unreadable)");
@@ -186,12 +222,14 @@ function renderFailed(data) {
     cell(row, job.last_error, "error");
     cell(row, age(job.failed_at));
     const actions = cell(row, "");
-    actions.append(
-      button("Retry", "retry", () => act(api("POST", `${q()}/failed/${encodeURIComponent(job.id)}/retry`), "Retried")),
-      " ",
-      button("Discard", "discard danger", () => {
-        if (confirm("Discard this job for good?")) act(api("POST", `${q()}/failed/${encodeURIComponent(job.id)}/discard`), "Discarded");
-      }));
+    if (mayAct()) {
+      actions.append(
+        button("Retry", "retry", () => act(api("POST", `${q()}/failed/${encodeURIComponent(job.id)}/retry`), "Retried")),
+        " ",
+        button("Discard", "discard danger", () => {
+          if (confirm("Discard this job for good?")) act(api("POST", `${q()}/failed/${encodeURIComponent(job.id)}/discard`), "Discarded");
+        }));
+    }
     body.appendChild(row);
   }
 }
@@ -210,16 +248,20 @@ function renderGroups(data) {
     cell(row, g.error, "error");
     cell(row, g.count, "num");
     cell(row, age(g.last_failed_at));
-    cell(row, "").append(
-      button("Show", "show-group", () => { document.getElementById("filter-error").value = g.id; filtersChanged(); }),
-      " ",
-      button("Retry group", "retry-group", () => {
-        if (confirm(`Retry the ${g.count} job(s) of this group?`)) act(api("POST", `${q()}/failed/retry`, { filter: { error: g.id } }), "Retrying the group");
-      }),
-      " ",
-      button("Discard group", "discard-group danger", () => {
-        if (confirm(`Discard the ${g.count} job(s) of this group for good?`)) act(api("POST", `${q()}/failed/discard`, { filter: { error: g.id } }), "Discarding the group");
-      }));
+    const actions = cell(row, "");
+    actions.append(
+      button("Show", "show-group", () => { document.getElementById("filter-error").value = g.id; filtersChanged(); }));
+    if (mayAct()) {
+      actions.append(
+        " ",
+        button("Retry group", "retry-group", () => {
+          if (confirm(`Retry the ${g.count} job(s) of this group?`)) act(api("POST", `${q()}/failed/retry`, { filter: { error: g.id } }), "Retrying the group");
+        }),
+        " ",
+        button("Discard group", "discard-group danger", () => {
+          if (confirm(`Discard the ${g.count} job(s) of this group for good?`)) act(api("POST", `${q()}/failed/discard`, { filter: { error: g.id } }), "Discarding the group");
+        }));
+    }
     body.appendChild(row);
   }
   if ([...select.options].some(o => o.value === chosen)) select.value = chosen;
@@ -285,7 +327,9 @@ function renderExports(data) {
     progress.append(bar, ` ${x.processed}${x.total != null ? " / " + x.total : ""}`);
     cell(row, isoAge(x.queuedAt));
     const actions = cell(row, "");
-    if (x.status === "queued" || x.status === "running") {
+    if (!mayAct()) {
+      if (x.error) actions.textContent = x.error;
+    } else if (x.status === "queued" || x.status === "running") {
       actions.appendChild(button("Cancel", "cancel-export danger", () => {
         if (confirm(`Cancel export ${x.key}?`)) act(api("POST", `/api/v1/exports/${encodeURIComponent(x.accountId)}/${encodeURIComponent(x.key)}/cancel`), "Cancelled");
       }));
@@ -300,6 +344,73 @@ function renderExports(data) {
   }
 }
 
+// ---- audit trail --------------------------------------------------------
+
+function auditQuery() {
+  const p = new URLSearchParams({ limit: PAGE });
+  const actor = document.getElementById("audit-actor").value.trim();
+  const action = document.getElementById("audit-action").value;
+  if (actor) p.set("actor", actor);
+  if (action) p.set("action", action);
+  if (view.auditBefore) p.set("before", view.auditBefore);
+  return p;
+}
+
+// What an action was done to, in a few words: the queue and the job ids
+// (their count) or the filter, the export, the token.
+function summarise(target) {
+  if (!target || typeof target !== "object") return target == null ? "" : String(target);
+  const parts = [];
+  if (target.queue) parts.push("queue " + target.queue);
+  if (Array.isArray(target.ids)) {
+    parts.push(target.ids.length === 1 ? "job " + target.ids[0] : `${target.ids.length} jobs`);
+  }
+  if (target.filter && typeof target.filter === "object") parts.push(describe(target.filter));
+  if (target.key || target.accountId) parts.push(`export ${target.key ?? "?"} of account ${target.accountId ?? "?"}`);
+  if (target.kind === "operator") parts.push(`operator token of ${target.name} (${target.role})`);
+  else if (target.kind === "api") parts.push(`API token ${target.name}${target.scope ? " (" + target.scope + ")" : ""}`);
+  else if (target.kind === undefined && target.id && !target.queue) parts.push("token " + target.id);
+  if (parts.length) return parts.join(", ");
+  const text = JSON.stringify(target);
+  return text === "{}" ? "" : text;
+}
+
+function renderAudit(data) {
+  const body = document.querySelector("#audit tbody");
+  body.replaceChildren();
+  document.getElementById("audit-empty").hidden = data.records.length !== 0;
+  for (const r of data.records) {
+    const row = document.createElement("tr");
+    const actor = r.actor || {};
+    row.dataset.id = r.id;
+    row.dataset.action = r.action;
+    row.dataset.actor = actor.name || "";
+    row.dataset.outcome = r.outcome;
+    const when = cell(row, r.at ? new Date(r.at).toLocaleString() : "", "when");
+    when.title = r.at || "";
+    const who = cell(row, `${actor.name || "?"} · ${actor.role || "?"}`);
+    if (actor.via) who.title = "via " + actor.via;
+    cell(row, r.action);
+    const target = cell(row, summarise(r.target), "target");
+    target.title = JSON.stringify(r.target);
+    cell(row, r.count, "num");
+    cell(row, r.outcome, r.outcome && r.outcome.startsWith("failed") ? "outcome failed" : "outcome");
+    cell(row, actor.from);
+    body.appendChild(row);
+  }
+  view.auditNext = data.next || null;
+  const page = view.auditNewer.length + 1;
+  document.querySelector("#audit-pager span").textContent = data.records.length ? `page ${page}` : "";
+  document.getElementById("audit-older").disabled = !data.next;
+  document.getElementById("audit-newer").disabled = view.auditBefore === null;
+  document.getElementById("audit-newest").disabled = view.auditBefore === null;
+}
+
+function auditFiltersChanged() {
+  view.auditBefore = null; view.auditNewer = [];
+  refresh();
+}
+
 // ---- refresh ------------------------------------------------------------
 
 async function refresh() {
@@ -308,8 +419,10 @@ async function refresh() {
   const failedQuery = filterQuery(f);
   failedQuery.set("offset", view.failedOffset); failedQuery.set("limit", PAGE);
   const wantHistory = Date.now() - historyAt > 10000;
+  const auditAsked = auditQuery().toString();
   try {
-    const [queues, failed, groups, operations, jobs, exports, history] = await Promise.all([
+    const [who, queues, failed, groups, operations, jobs, exports, history, audit] = await Promise.all([
+      api("GET", "/api/v1/me"),
       api("GET", "/api/v1/queues"),
       api("GET", `${q()}/failed?${failedQuery}`),
       api("GET", `${q()}/failed/groups?limit=50`),
@@ -317,7 +430,10 @@ async function refresh() {
       api("GET", `${q()}/jobs?state=${view.jobsState}&offset=${view.jobsOffset}&limit=${PAGE}`),
       api("GET", "/api/v1/exports?limit=20"),
       wantHistory ? api("GET", `${q()}/history?minutes=60`) : Promise.resolve(null),
+      // The trail's trouble (a bad filter, say) stays in its section.
+      api("GET", `/api/v1/audit?${auditAsked}`).catch(e => ({ failure: e })),
     ]);
+    renderMe(who);
     renderQueues(queues.queues);
     renderFailed(failed);
     renderGroups(groups);
@@ -325,6 +441,14 @@ async function refresh() {
     renderJobs(jobs);
     renderExports(exports);
     if (history) { renderHistory(history.minutes); historyAt = Date.now(); }
+    if (auditAsked !== auditQuery().toString()) {
+      // The page or a filter changed meanwhile: the refresh that followed shows it.
+    } else if (audit.failure) {
+      document.getElementById("audit-error").textContent = "audit trail not read: " + audit.failure.message;
+    } else {
+      document.getElementById("audit-error").textContent = "";
+      renderAudit(audit);
+    }
     document.getElementById("status").textContent = "updated " + new Date().toLocaleTimeString();
   } catch (e) {
     document.getElementById("status").textContent = "update failed: " + e.message;
@@ -334,11 +458,13 @@ async function refresh() {
 // ---- controls -----------------------------------------------------------
 
 document.getElementById("retry-selected").addEventListener("click", () => {
+  if (!mayAct()) return;
   if (selected.size === 0) { say("Select failed jobs first."); return; }
   act(api("POST", `${q()}/failed/retry`, { ids: [...selected] }), "Retried");
 });
 for (const [id, verb, label] of [["retry-all", "retry", "Retrying"], ["discard-all", "discard", "Discarding"]]) {
   document.getElementById(id).addEventListener("click", () => {
+    if (!mayAct()) return;
     const f = filter();
     if (filterCount(f) > 1) { say("A bulk action takes one filter: an event, an account or an error group."); return; }
     const body = filterCount(f) === 0 ? { all: true } : { filter: f };
@@ -375,6 +501,33 @@ document.querySelectorAll("#job-states button").forEach(b => b.addEventListener(
   document.querySelectorAll("#job-states button").forEach(o => o.classList.toggle("chosen", o === b));
   refresh();
 }));
+
+document.getElementById("audit-action").addEventListener("change", auditFiltersChanged);
+let actorTyping = 0;
+document.getElementById("audit-actor").addEventListener("input", () => {
+  clearTimeout(actorTyping);
+  actorTyping = setTimeout(auditFiltersChanged, 400);
+});
+document.getElementById("audit-clear").addEventListener("click", () => {
+  document.getElementById("audit-actor").value = "";
+  document.getElementById("audit-action").value = "";
+  auditFiltersChanged();
+});
+document.getElementById("audit-older").addEventListener("click", () => {
+  if (!view.auditNext) return;
+  view.auditNewer.push(view.auditBefore);
+  view.auditBefore = view.auditNext;
+  refresh();
+});
+document.getElementById("audit-newer").addEventListener("click", () => {
+  if (view.auditNewer.length === 0) return;
+  view.auditBefore = view.auditNewer.pop();
+  refresh();
+});
+document.getElementById("audit-newest").addEventListener("click", () => {
+  view.auditBefore = null; view.auditNewer = [];
+  refresh();
+});
 
 // Look up: an account id filters the failed list; anything else is a job
 // id, searched in every queue.

@@ -1,6 +1,21 @@
 "use strict";
+// One job, read-only (its actions are on the dashboard): who is signed in,
+// then the job from /api/v1, every three seconds.
 const [, , queue, id] = location.pathname.split("/").map(decodeURIComponent);
 document.getElementById("job-id").textContent = id;
+
+async function whoami() {
+  const res = await fetch("/api/v1/me", { credentials: "same-origin" });
+  if (res.status === 401) { location.href = "/login"; return; }
+  if (!res.ok) return;
+  const me = await res.json();
+  const label = document.getElementById("whoami");
+  label.textContent = `${me.name} · ${me.role}`;
+  label.dataset.role = me.role;
+  label.title = `signed in as ${me.name} (${me.role}, via ${me.via})`;
+  document.body.dataset.role = me.role;
+}
+
 async function load() {
   const res = await fetch(`/api/v1/queues/${encodeURIComponent(queue)}/jobs/${encodeURIComponent(id)}`, { credentials: "same-origin" });
   if (res.status === 401) { location.href = "/login"; return; }
@@ -22,5 +37,10 @@ async function load() {
     body.appendChild(row);
   }
 }
-load();
-setInterval(load, 3000);
+
+function tick() {
+  whoami().catch(() => {});
+  load().catch(e => { document.getElementById("error").textContent = "update failed: " + e.message; });
+}
+tick();
+setInterval(tick, 3000);
