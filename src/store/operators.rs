@@ -13,13 +13,12 @@
 use futures::TryStreamExt;
 use mongodb::{
     bson::{doc, oid::ObjectId, DateTime, Document},
-    options::IndexOptions,
-    Collection, Database, IndexModel,
+    Collection, Database,
 };
 use serde::{Deserialize, Serialize};
 
 use super::{
-    tokens::{digest, new_secret_with},
+    tokens::{digest, digest_index, new_secret_with},
     StoreError,
 };
 
@@ -115,16 +114,12 @@ impl OperatorTokenStore {
 
     /// Creates the unique index on the digest tokens are looked up by.
     pub async fn ensure_indexes(&self) -> Result<(), StoreError> {
-        let index = IndexModel::builder()
-            .keys(doc! { "digest": 1 })
-            .options(
-                IndexOptions::builder()
-                    .unique(true)
-                    .name("digest_1".to_owned())
-                    .build(),
-            )
-            .build();
-        super::ensure_indexes(&self.collection, [index], "createIndexes on operator_token").await
+        super::ensure_indexes(
+            &self.collection,
+            [digest_index()],
+            "createIndexes on operator_token",
+        )
+        .await
     }
 
     /// Creates a token for `name` with `role`; returns its record and the

@@ -99,6 +99,19 @@ pub fn digest(secret: &str) -> String {
         .collect()
 }
 
+/// The unique index on `digest` a token collection is looked up by.
+pub(crate) fn digest_index() -> IndexModel {
+    IndexModel::builder()
+        .keys(doc! { "digest": 1 })
+        .options(
+            IndexOptions::builder()
+                .unique(true)
+                .name("digest_1".to_owned())
+                .build(),
+        )
+        .build()
+}
+
 /// A new secret: `prefix` and 32 random bytes from the OS, hex.
 pub(crate) fn new_secret_with(prefix: &str) -> Result<String, getrandom::Error> {
     let mut bytes = [0u8; 32];
@@ -162,16 +175,12 @@ impl ApiTokenStore {
 
     /// Creates the unique index on the digest tokens are looked up by.
     pub async fn ensure_indexes(&self) -> Result<(), StoreError> {
-        let index = IndexModel::builder()
-            .keys(doc! { "digest": 1 })
-            .options(
-                IndexOptions::builder()
-                    .unique(true)
-                    .name("digest_1".to_owned())
-                    .build(),
-            )
-            .build();
-        super::ensure_indexes(&self.collection, vec![index], "createIndexes on api_token").await
+        super::ensure_indexes(
+            &self.collection,
+            [digest_index()],
+            "createIndexes on api_token",
+        )
+        .await
     }
 
     /// Creates a token named `name` that reaches `scope`. Returns its

@@ -48,35 +48,40 @@ pub async fn browser() -> (ChromeDriver, Client) {
     (driver, client)
 }
 
-/// Opens the dashboard, is sent to the login page, and signs in.
-async fn sign_in(client: &Client, web: &str) {
+/// Opens the dashboard, is sent to the login page, and signs in with
+/// `token`.
+pub(crate) async fn sign_in(client: &Client, web: &str, token: &str) {
     client.goto(web).await.expect("dashboard");
-    assert!(client
-        .current_url()
+    let url = client.current_url().await.expect("a URL");
+    assert!(url.path().ends_with("/login"), "not sent to sign in: {url}");
+    let label = client
+        .find(Locator::Css("label[for='token']"))
         .await
-        .unwrap()
-        .path()
-        .ends_with("/login"));
+        .expect("the token's label")
+        .text()
+        .await
+        .expect("the label's text");
+    assert!(label.contains("Operator token"), "{label:?}");
     client
         .find(Locator::Css("#token"))
         .await
-        .unwrap()
-        .send_keys(WEB_TOKEN)
+        .expect("the token field")
+        .send_keys(token)
         .await
-        .unwrap();
+        .expect("the token typed");
     client
         .find(Locator::Css("#sign-in"))
         .await
-        .unwrap()
+        .expect("the sign-in button")
         .click()
         .await
-        .unwrap();
+        .expect("the sign-in button clicked");
 }
 
 /// Clicks the element `css` finds, waiting for it up to 20 s. The page
 /// redraws its tables every two seconds, so an element found just before
 /// a redraw is stale by the click: it is found again and clicked again.
-async fn click(client: &Client, css: &str) {
+pub(crate) async fn click(client: &Client, css: &str) {
     let start = Instant::now();
     loop {
         let error = match client.find(Locator::Css(css)).await {
@@ -138,7 +143,7 @@ async fn an_operator_signs_in_sees_the_failed_push_and_retries_it() {
     let web = env.start_web().await;
     let (_driver, client) = browser().await;
 
-    sign_in(&client, &web).await;
+    sign_in(&client, &web, WEB_TOKEN).await;
 
     // The failed push is listed, with its event and error.
     let row_selector = format!("#failed tbody tr[data-id='{dead}']");
@@ -214,7 +219,7 @@ async fn an_operator_pauses_and_resumes_filters_failures_and_retries_a_group() {
     .await;
     let web = env.start_web().await;
     let (_driver, client) = browser().await;
-    sign_in(&client, &web).await;
+    sign_in(&client, &web, WEB_TOKEN).await;
 
     // Pause the push queue, see it paused (and Redis agree), resume it.
     let push_row = "#queues tbody tr[data-queue='push']";

@@ -41,6 +41,32 @@ pub fn mongodb_url() -> String {
     std::env::var("HERALD_TEST_MONGODB_URL").unwrap_or_else(|_| "mongodb://127.0.0.1:27017".into())
 }
 
+/// Sends `method` to `url` with `token` as a bearer and `body` as JSON, each
+/// when given; the answer's status and its body as JSON (a body that is
+/// not JSON comes back as a JSON string).
+pub async fn call_json(
+    http: &reqwest::Client,
+    method: reqwest::Method,
+    url: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> (reqwest::StatusCode, Value) {
+    let mut request = http.request(method, url);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.expect("the server answers");
+    let status = response.status();
+    let text = response.text().await.expect("a body");
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
 /// A fresh random account id.
 pub fn account() -> AccountId {
     AccountId::from(mongodb::bson::oid::ObjectId::new())
@@ -501,6 +527,36 @@ impl TestEnv {
                 .spawn()
                 .expect("herald binary runs"),
         )
+    }
+
+    /// Makes an operator token for `name` with `role` through the CLI, as
+    /// an operator would; returns its id and its secret.
+    pub fn operator_token(&self, name: &str, role: &str) -> (String, String) {
+        let output = self.run_herald(
+            &["token", "create", "--operator", name, "--role", role],
+            &[],
+        );
+        assert!(
+            output.status.success(),
+            "herald token create: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let secret = String::from_utf8(output.stdout)
+            .expect("the secret is text")
+            .trim()
+            .to_owned();
+        assert!(
+            secret.starts_with("hro_") && secret.len() == 68,
+            "{secret:?}"
+        );
+        // "operator token <id> for <name> (<role>); ..."
+        let message = String::from_utf8_lossy(&output.stderr);
+        let id = message
+            .split_whitespace()
+            .nth(2)
+            .expect("the token's id")
+            .to_owned();
+        (id, secret)
     }
 
     /// Runs the real `herald` binary to completion.

@@ -13,11 +13,13 @@ use std::{
 };
 
 use herald_jobs::QueueName;
-use reqwest::{header, redirect::Policy, StatusCode};
+use reqwest::{header, redirect::Policy, Method, StatusCode};
 use serde_json::{json, Value};
 
 use crate::{
-    helpers::{env_with, exited, stop_logged, wait_for, HeraldProcess, TestEnv, WEB_TOKEN},
+    helpers::{
+        call_json, env_with, exited, stop_logged, wait_for, HeraldProcess, TestEnv, WEB_TOKEN,
+    },
     ops::free_port,
 };
 
@@ -29,24 +31,6 @@ fn client(local: Option<IpAddr>) -> reqwest::Client {
         builder = builder.local_address(local);
     }
     builder.build().expect("a client")
-}
-
-/// Makes an operator token with the CLI; returns its id and its secret.
-fn operator_token(env: &TestEnv, name: &str, role: &str) -> (String, String) {
-    let output = env.run_herald(
-        &["token", "create", "--operator", name, "--role", role],
-        &[],
-    );
-    assert!(output.status.success(), "{output:?}");
-    let secret = String::from_utf8(output.stdout).unwrap().trim().to_owned();
-    assert!(secret.starts_with("hro_") && secret.len() == 68, "{secret}");
-    let message = String::from_utf8_lossy(&output.stderr);
-    let id = message
-        .split_whitespace()
-        .nth(2)
-        .expect("the token's id")
-        .to_owned();
-    (id, secret)
 }
 
 /// `herald web` as a process on a free port, with `extra` settings; its
@@ -98,14 +82,7 @@ async fn refused_start(env: &TestEnv, extra: &[(&str, &str)]) -> String {
 }
 
 async fn get_json(http: &reqwest::Client, url: &str, token: &str) -> (StatusCode, Value) {
-    let response = http
-        .get(url)
-        .bearer_auth(token)
-        .send()
-        .await
-        .expect("answers");
-    let status = response.status();
-    (status, response.json().await.unwrap_or(Value::Null))
+    call_json(http, Method::GET, url, Some(token), None).await
 }
 
 async fn post_json(
@@ -114,15 +91,7 @@ async fn post_json(
     token: &str,
     body: Value,
 ) -> (StatusCode, Value) {
-    let response = http
-        .post(url)
-        .bearer_auth(token)
-        .json(&body)
-        .send()
-        .await
-        .expect("answers");
-    let status = response.status();
-    (status, response.json().await.unwrap_or(Value::Null))
+    call_json(http, Method::POST, url, Some(token), Some(body)).await
 }
 
 /// The trail's records matching `query`, newest first.
@@ -165,7 +134,7 @@ async fn herald_web_refuses_to_start_without_operator_credentials_unless_in_deve
     stop_logged(&mut web, &log);
 
     // An operator token in the database is credentials enough.
-    let (_, secret) = operator_token(&env, "ann", "operator");
+    let (_, secret) = env.operator_token("ann", "operator");
     let (mut web, base, log) = web_process(&env, &[("HERALD_WEB_TOKEN", "")]).await;
     let (status, me) = get_json(&env.http, &format!("{base}/api/v1/me"), &secret).await;
     assert_eq!(status, StatusCode::OK);
@@ -185,8 +154,8 @@ async fn viewers_see_operators_act_and_every_action_is_on_the_trail() {
     env.start_worker().await;
     let base = env.start_web().await;
     let http = env.http.clone();
-    let (_, viewer) = operator_token(&env, "victor", "viewer");
-    let (ann_id, ann) = operator_token(&env, "ann", "operator");
+    let (_, viewer) = env.operator_token("victor", "viewer");
+    let (ann_id, ann) = env.operator_token("ann", "operator");
 
     // Two poison push jobs go dead at once: something to act on.
     let first = env.push_bytes(QueueName::Push, b"not json").await;
@@ -378,7 +347,7 @@ async fn sessions_are_new_at_each_sign_in_expire_and_end_at_sign_out_and_revocat
     settings.web.session_ttl = Duration::from_secs(2);
     let base = env.start_web_with(&settings).await;
     let http = client(None);
-    let (bob_id, bob) = operator_token(&env, "bob", "viewer");
+    let (bob_id, bob) = env.operator_token("bob", "viewer");
 
     let (status, first) = sign_in(&http, &base, &bob, false).await;
     assert_eq!(status, StatusCode::SEE_OTHER, "{first}");

@@ -12,8 +12,8 @@ use herald_jobs::{QueueName, SendMessage};
 use serde_json::{json, Value};
 
 use crate::{
-    browser::browser,
-    helpers::{account, env_with, wait_for, TestEnv, SECRET},
+    browser::{browser, click, sign_in},
+    helpers::{account, env_with, wait_for, SECRET},
 };
 
 /// How long the page may take to show something. A deadline against hangs,
@@ -25,55 +25,6 @@ const PAGE_PATIENCE: Duration = Duration::from_secs(60);
 const ACTIONS: &str = "button.retry, button.discard, button.toggle-pause, button.retry-group, \
      button.discard-group, button.cancel-export, a.download, input.select, #select-all, \
      #retry-selected, #retry-all, #discard-all";
-
-/// Makes an operator token for `name` with `role` through the CLI; returns
-/// its secret.
-fn operator_token(env: &TestEnv, name: &str, role: &str) -> String {
-    let output = env.run_herald(
-        &["token", "create", "--operator", name, "--role", role],
-        &[],
-    );
-    assert!(
-        output.status.success(),
-        "herald token create: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let secret = String::from_utf8(output.stdout)
-        .expect("the secret is text")
-        .trim()
-        .to_owned();
-    assert!(secret.starts_with("hro_"), "{secret:?}");
-    secret
-}
-
-/// Opens the dashboard, is sent to the login page, and signs in with `token`.
-async fn sign_in(client: &Client, web: &str, token: &str) {
-    client.goto(web).await.expect("dashboard");
-    let url = client.current_url().await.expect("a URL");
-    assert!(url.path().ends_with("/login"), "not sent to sign in: {url}");
-    let label = client
-        .find(Locator::Css("label[for='token']"))
-        .await
-        .expect("the token's label")
-        .text()
-        .await
-        .unwrap();
-    assert!(label.contains("Operator token"), "{label:?}");
-    client
-        .find(Locator::Css("#token"))
-        .await
-        .expect("the token field")
-        .send_keys(token)
-        .await
-        .unwrap();
-    client
-        .find(Locator::Css("#sign-in"))
-        .await
-        .expect("the sign-in button")
-        .click()
-        .await
-        .unwrap();
-}
 
 /// Waits until `css` finds an element; returns its text (read in the same
 /// script, so a redraw in between cannot make it stale).
@@ -155,27 +106,6 @@ async fn status(client: &Client) -> String {
         .unwrap_or_default()
 }
 
-/// Clicks the element `css` finds, waiting for it. The page redraws its
-/// tables every two seconds, so an element found just before a redraw is
-/// stale by the click: it is found again and clicked again.
-async fn click(client: &Client, css: &str) {
-    let start = Instant::now();
-    loop {
-        let error = match client.find(Locator::Css(css)).await {
-            Ok(element) => match element.click().await {
-                Ok(()) => return,
-                Err(e) => e.to_string(),
-            },
-            Err(e) => e.to_string(),
-        };
-        assert!(
-            start.elapsed() < PAGE_PATIENCE,
-            "{css} cannot be clicked: {error}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 /// The actions the page offers: elements of [`ACTIONS`], and buttons or
 /// links named for an action, that are shown and enabled.
 async fn offered_actions(client: &Client) -> Vec<String> {
@@ -230,8 +160,8 @@ async fn a_viewer_is_offered_no_action_and_an_operators_retry_is_in_the_audit_tr
         env.queue_set(QueueName::Push, "dead").await.pop()
     })
     .await;
-    let viewer_token = operator_token(&env, "vera", "viewer");
-    let operator_token = operator_token(&env, "oscar", "operator");
+    let (_, viewer_token) = env.operator_token("vera", "viewer");
+    let (_, operator_token) = env.operator_token("oscar", "operator");
     let web = env.start_web().await;
     let row = format!("#failed tbody tr[data-id='{dead}']");
 

@@ -24,7 +24,7 @@ use serde_json::{json, Value};
 
 use crate::{
     export_helpers::{status_of, wait_status},
-    helpers::{account, env_with, wait_for, TestEnv, WEB_TOKEN},
+    helpers::{account, call_json, env_with, wait_for, TestEnv, WEB_TOKEN},
 };
 
 /// One account with two users, and tokens for the account and each user.
@@ -79,20 +79,8 @@ impl World {
         token: Option<&str>,
         body: Option<Value>,
     ) -> (StatusCode, Value) {
-        let mut request = self.env.http.request(method, format!("{}{path}", self.url));
-        if let Some(token) = token {
-            request = request.bearer_auth(token);
-        }
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await.expect("web answers");
-        let status = response.status();
-        let text = response.text().await.expect("body");
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
+        let url = format!("{}{path}", self.url);
+        crate::helpers::call_json(&self.env.http, method, &url, token, body).await
     }
 
     async fn post(&self, path: &str, token: &str, body: Value) -> (StatusCode, Value) {
@@ -993,37 +981,17 @@ async fn what_an_earlier_release_left_keeps_working_exports_and_read_state() {
     // What the account had read stays read for every user; the one it had
     // not is unread for each, and reading it is per user from now on.
     let users = [UserId::from(ObjectId::new()), UserId::from(ObjectId::new())];
+    let inbox = |user: UserId| format!("{url}/v1/accounts/{account}/users/{user}/messages");
     let unread = |user: UserId| {
-        let (http, url, token) = (env.http.clone(), url.clone(), token.clone());
+        let (http, path, token) = (env.http.clone(), inbox(user), token.clone());
         async move {
-            let answer: Value = http
-                .get(format!(
-                    "{url}/v1/accounts/{account}/users/{user}/messages/unread-count"
-                ))
-                .bearer_auth(&token)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let path = format!("{path}/unread-count");
+            let (_, answer) = call_json(&http, Method::GET, &path, Some(&token), None).await;
             answer["unread"].as_u64().unwrap()
         }
     };
     assert_eq!((unread(users[0]).await, unread(users[1]).await), (1, 1));
-    let page: Value = env
-        .http
-        .get(format!(
-            "{url}/v1/accounts/{account}/users/{}/messages",
-            users[0]
-        ))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, page) = call_json(&env.http, Method::GET, &inbox(users[0]), Some(&token), None).await;
     let read: Vec<bool> = page["messages"]
         .as_array()
         .unwrap()
@@ -1032,17 +1000,9 @@ async fn what_an_earlier_release_left_keeps_working_exports_and_read_state() {
         .collect();
     assert_eq!(read, [false, true, true], "newest first");
     let newest = page["messages"][0]["id"].as_str().unwrap().to_owned();
-    let marked = env
-        .http
-        .post(format!(
-            "{url}/v1/accounts/{account}/users/{}/messages/{newest}/read",
-            users[0]
-        ))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(marked.status(), StatusCode::OK);
+    let path = format!("{}/{newest}/read", inbox(users[0]));
+    let (status, _) = call_json(&env.http, Method::POST, &path, Some(&token), None).await;
+    assert_eq!(status, StatusCode::OK);
     assert_eq!((unread(users[0]).await, unread(users[1]).await), (0, 1));
     env.stop_worker().await.expect("stops");
 }

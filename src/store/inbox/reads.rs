@@ -87,6 +87,18 @@ pub(super) struct ReadState {
     states: Collection<Document>,
 }
 
+/// An upsert whose insert collided on `_id`: a document there already, kept
+/// as it is. Any other error stays one.
+fn already_there(
+    error: mongodb::error::Error,
+) -> Result<mongodb::results::UpdateResult, mongodb::error::Error> {
+    if crate::store::is_duplicate_key(&error) {
+        Ok(mongodb::results::UpdateResult::default())
+    } else {
+        Err(error)
+    }
+}
+
 fn state_id(account: AccountId, user: UserId) -> String {
     format!("{account}:{user}")
 }
@@ -210,14 +222,8 @@ impl ReadState {
             )
             .with_options(UpdateOptions::builder().upsert(true).build())
             .await
-            .or_else(|e| {
-                // Another process computed it at the same moment.
-                if crate::store::is_duplicate_key(&e) {
-                    Ok(Default::default())
-                } else {
-                    Err(e)
-                }
-            })
+            // Another process computed it at the same moment.
+            .or_else(already_there)
             .map_err(StoreError::command(
                 "record the account's earlier read state",
             ))?;
@@ -247,15 +253,9 @@ impl ReadState {
             )
             .with_options(UpdateOptions::builder().upsert(true).build())
             .await
-            .or_else(|e| {
-                // The state exists with a later `readAllBefore`: the
-                // upsert's insert collides on `_id`, and nothing is to do.
-                if crate::store::is_duplicate_key(&e) {
-                    Ok(Default::default())
-                } else {
-                    Err(e)
-                }
-            })
+            // The state exists with a later `readAllBefore`: the upsert's
+            // insert collides on `_id`, and nothing is to do.
+            .or_else(already_there)
             .map_err(StoreError::command("update inbox_state"))?;
         // Marks up to the watermark say nothing more; best effort.
         let _ = self
