@@ -36,10 +36,22 @@ pub struct ProblemBody {
 }
 
 /// The OpenAPI answers every authenticated `/v1` route shares: no valid
-/// token (401).
+/// token (401), or too many failed token checks from the caller's address
+/// (429, see [`crate::web::throttle`]).
 #[derive(utoipa::IntoResponses)]
-#[response(status = 401, description = "No valid token")]
-pub struct Unauthorized(pub ProblemBody);
+pub enum Unauthorized {
+    /// The request carries no token Herald knows.
+    #[response(status = 401, description = "No valid token")]
+    NoValidToken(ProblemBody),
+    /// The caller's address failed more token checks than
+    /// `web.failed_logins_per_minute` allows; nothing was checked.
+    #[response(
+        status = 429,
+        description = "Too many failed sign-ins or token checks from this address (web.failed_logins_per_minute); nothing was checked",
+        headers(("Retry-After" = u64, description = "Seconds until the address may try again"))
+    )]
+    Throttled(ProblemBody),
+}
 
 /// The OpenAPI answer of a `/v1` route that names an account: the token
 /// may not reach it (403).

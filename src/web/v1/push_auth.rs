@@ -19,7 +19,7 @@ use serde::Deserialize;
 
 use super::{
     caller::Caller,
-    problem::{ApiJson, Problem, ProblemBody},
+    problem::{ApiJson, Problem, ProblemBody, Unauthorized},
 };
 use crate::{
     push::{
@@ -85,9 +85,9 @@ fn must_be(user_id: &str, user: UserId, channel: &str) -> Result<(), Problem> {
     responses(
         (status = 200, description = "The provider's authorization answer, for the browser's client library", body = Authorization),
         (status = 400, description = "Invalid fields", body = ProblemBody),
-        (status = 401, description = "No valid token", body = ProblemBody),
         (status = 403, description = "Not a channel this token may sign for this user", body = ProblemBody),
         (status = 415, description = "Body is not JSON", body = ProblemBody),
+        Unauthorized,
         (status = 501, description = "The configured provider's signature is not known (Tuisongbao)", body = ProblemBody),
     ),
     security(("token" = []))
