@@ -11,7 +11,7 @@
 //! Growing the count is safe while workers run: the new shards are empty
 //! and every worker started with the new count consumes them. Shrinking is
 //! refused while the shards that would go away still hold jobs (pending,
-//! scheduled, running or dead); README's "Sharded queues" says how to
+//! scheduled, running or dead); `docs/operations.md`, "Sharded queues", says how to
 //! drain them first.
 
 use herald_jobs::{Namespace, QueueName, RedisConnection};
@@ -34,7 +34,7 @@ pub enum ShardCountError {
     #[error(
         "redis.queue_shards is {configured} but the queues have {stored} shards and shard \
          {shard} of {queue} still holds {jobs} jobs; start with queue_shards = {stored} until \
-         shards {configured} and above are empty (README: \"Sharded queues\")"
+         shards {configured} and above are empty (docs/operations.md: \"Sharded queues\")"
     )]
     StillHoldsJobs {
         /// The count this worker was configured with.

@@ -35,7 +35,7 @@
 //
 // In a real product the page belongs to the web app (say PHP), which holds
 // the session: it forwards `api` calls to Herald adding its token, and takes
-// `userId` of /push/auth from its session, never from the browser (README,
+// `userId` of /push/auth from its session, never from the browser (docs/api.md,
 // "Channel authorization for the browser").
 'use strict';
 

@@ -304,3 +304,58 @@ async fn run_sandbox(args: SandboxArgs) -> anyhow::Result<ExitCode> {
     .context("push sandbox failed")?;
     Ok(ExitCode::SUCCESS)
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::Cli;
+
+    /// The reference of every command, which this test keeps true.
+    const COMMANDS_DOC: &str = include_str!("../../docs/commands.md");
+
+    /// Each runnable subcommand (`herald export status`, ...) with its long
+    /// options, `--help` and `--version` left out.
+    fn leaves(command: &clap::Command, path: &str, out: &mut Vec<(String, Vec<String>)>) {
+        for sub in command.get_subcommands().filter(|s| s.get_name() != "help") {
+            let path = format!("{path} {}", sub.get_name());
+            if sub.has_subcommands() {
+                leaves(sub, &path, out);
+            } else {
+                let options = sub
+                    .get_arguments()
+                    .filter_map(|arg| arg.get_long())
+                    .filter(|long| !matches!(*long, "help" | "version"))
+                    .map(|long| format!("--{long}"))
+                    .collect();
+                out.push((path, options));
+            }
+        }
+    }
+
+    #[test]
+    fn every_subcommand_and_option_is_in_the_commands_reference() {
+        let mut commands = Vec::new();
+        leaves(&Cli::command(), "herald", &mut commands);
+        let mut missing = Vec::new();
+        for (path, options) in commands {
+            let rows: Vec<&str> = COMMANDS_DOC
+                .lines()
+                .filter(|line| line.starts_with('|') && line.contains(&format!("`{path}")))
+                .collect();
+            if rows.is_empty() {
+                missing.push(path);
+                continue;
+            }
+            for option in options {
+                if !rows.iter().any(|row| row.contains(&option)) {
+                    missing.push(format!("{path} {option}"));
+                }
+            }
+        }
+        assert!(
+            missing.is_empty(),
+            "docs/commands.md does not name: {missing:#?}"
+        );
+    }
+}

@@ -14,7 +14,7 @@ define_settings! {
     STORAGE: "storage" = "local",
         "where export files go: `local` (`export.dir`) or `s3` (the `export.s3_*` settings)";
     S3_ENDPOINT: "s3_endpoint" = "",
-        "S3 API endpoint URL; empty for AWS S3 in `s3_region` (see \"Export files on object storage\")";
+        "S3 API endpoint URL; empty for AWS S3 in `s3_region` (docs/exports.md, \"Export files on object storage\")";
     S3_BUCKET: "s3_bucket" = "", "bucket holding the export files (storage `s3`)";
     S3_REGION: "s3_region" = "us-east-1", "region the S3 requests are signed for";
     S3_ACCESS_KEY_ID: "s3_access_key_id" = "", "S3 access key id";

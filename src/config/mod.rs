@@ -13,12 +13,12 @@
 //! meaning), its typed struct, and the `read` function that checks the
 //! values and builds that struct. [`all_settings`] lists every setting from
 //! those declarations; the loader takes the environment variables from it,
-//! and the tests hold `config/default.toml` and README's table of variables
-//! to it.
+//! and the tests hold `config/default.toml` and the table of variables in
+//! `docs/configuration.md` to it.
 //!
 //! Adding a setting: a line in its section's `define_settings!`, a field in
 //! the section's struct filled in its `read`, the key with its comment in
-//! `config/default.toml`, and a row in README's table of variables. The tests
+//! `config/default.toml`, and a row in `docs/configuration.md`'s table of variables. The tests
 //! in `tests.rs` fail until the last two agree with the first.
 
 mod export;

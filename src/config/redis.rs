@@ -16,7 +16,7 @@ define_settings! {
         "queues (`redis+sentinel://` and `redis+cluster://` work, see Operations)";
     NAMESPACE: "namespace" = "herald", "prefix of every Redis key";
     QUEUE_SHARDS: "queue_shards" = "1",
-        "hash slots each queue is spread over, by account (1 to 64; see \"Redis Cluster\")";
+        "hash slots each queue is spread over, by account (1 to 64; docs/operations.md, \"Redis Cluster\")";
 }
 
 /// Redis connection and key namespace. Its `Debug` shows the URL without

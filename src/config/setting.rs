@@ -23,7 +23,7 @@ pub struct Setting {
     /// The value `config/default.toml` gives it, as text (`16`, `true`,
     /// `redis://127.0.0.1:6379`).
     pub default: &'static str,
-    /// What it sets, in one line (README's configuration table shows it).
+    /// What it sets, in one line (`docs/configuration.md`'s table shows it).
     pub doc: &'static str,
 }
 

@@ -1,5 +1,5 @@
-//! Loading tests, and the tests that hold `config/default.toml` and README's
-//! table of variables to the settings' declarations.
+//! Loading tests, and the tests that hold `config/default.toml` and the table of
+//! variables in `docs/configuration.md` to the settings' declarations.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -250,8 +250,8 @@ fn default_toml_gives_every_declared_setting_its_declared_default() {
     );
 }
 
-/// `HERALD_` variables README names that are not settings, and why.
-const README_NON_SETTINGS: &[(&str, &str)] = &[
+/// `HERALD_` variables the documents name that are not settings, and why.
+const DOC_NON_SETTINGS: &[(&str, &str)] = &[
     ("HERALD_ENV", "chooses the environment file"),
     ("HERALD_CONFIG_DIR", "chooses the configuration directory"),
     (
@@ -279,11 +279,32 @@ const README_NON_SETTINGS: &[(&str, &str)] = &[
     ),
 ];
 
-const README: &str = include_str!("../../README.md");
+/// The reference of every setting, with the table this test keeps true.
+const CONFIGURATION_DOC: &str = include_str!("../../docs/configuration.md");
+
+/// README and every document under `docs/`, one text each.
+fn documents() -> Vec<(String, String)> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut paths = vec![root.join("README.md")];
+    let mut docs: Vec<_> = std::fs::read_dir(root.join("docs"))
+        .expect("docs/ is readable")
+        .map(|entry| entry.expect("a docs/ entry").path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "md"))
+        .collect();
+    docs.sort();
+    paths.extend(docs);
+    paths
+        .into_iter()
+        .map(|path| {
+            let text = std::fs::read_to_string(&path).expect("a readable document");
+            (path.display().to_string(), text)
+        })
+        .collect()
+}
 
 #[test]
-fn readme_table_lists_every_setting_with_its_default_and_meaning() {
-    let table: BTreeMap<String, (String, String)> = README
+fn the_configuration_table_lists_every_setting_with_its_default_and_meaning() {
+    let table: BTreeMap<String, (String, String)> = CONFIGURATION_DOC
         .lines()
         .filter(|line| line.starts_with("| `HERALD_"))
         .map(|line| {
@@ -300,35 +321,38 @@ fn readme_table_lists_every_setting_with_its_default_and_meaning() {
     });
     assert!(
         wrong.is_empty(),
-        "README's table of variables and the declarations differ:\n{wrong}"
+        "docs/configuration.md's table of variables and the declarations differ:\n{wrong}"
     );
 }
 
 #[test]
-fn readme_names_no_herald_variable_that_is_not_a_setting_or_listed() {
+fn the_documents_name_no_herald_variable_that_is_not_a_setting_or_listed() {
     let settings: Vec<String> = all_settings().map(Setting::env_var).collect();
+    let documents = documents();
     let mut unknown = Vec::new();
-    for (start, _) in README.match_indices("HERALD_") {
-        let name: String = README[start..]
-            .chars()
-            .take_while(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == '_')
-            .collect();
-        // `HERALD_<SECTION>_<KEY>` describes the pattern.
-        let known = name == "HERALD_"
-            || settings.contains(&name)
-            || README_NON_SETTINGS.iter().any(|(var, _)| *var == name);
-        if !known {
-            unknown.push(name);
+    for (path, text) in &documents {
+        for (start, _) in text.match_indices("HERALD_") {
+            let name: String = text[start..]
+                .chars()
+                .take_while(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == '_')
+                .collect();
+            // `HERALD_<SECTION>_<KEY>` describes the pattern.
+            let known = name == "HERALD_"
+                || settings.contains(&name)
+                || DOC_NON_SETTINGS.iter().any(|(var, _)| *var == name);
+            if !known {
+                unknown.push(format!("{name} in {path}"));
+            }
         }
     }
     assert!(
         unknown.is_empty(),
-        "README names unknown variables: {unknown:?}"
+        "the documents name unknown variables: {unknown:?}"
     );
-    for (var, _) in README_NON_SETTINGS {
+    for (var, _) in DOC_NON_SETTINGS {
         assert!(
-            README.contains(var),
-            "{var} is listed but README does not name it"
+            documents.iter().any(|(_, text)| text.contains(var)),
+            "{var} is listed but no document names it"
         );
     }
 }

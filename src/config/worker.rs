@@ -9,7 +9,7 @@ define_settings! {
     section "worker";
     CONCURRENCY: "concurrency" = "16", "send_message jobs at once";
     PUSH_CONCURRENCY: "push_concurrency" = "32",
-        "pushes at once; 1 keeps each account's events in enqueue order (see \"Delivery guarantees\")";
+        "pushes at once; 1 keeps each account's events in enqueue order (docs/delivery.md)";
     FETCH_BATCH_SIZE: "fetch_batch_size" = "100", "jobs per Redis fetch";
     IDLE_WAIT_MS: "idle_wait_ms" = "5000",
         "longest an idle worker blocks on its queue's wake list before it fetches anyway (enqueues wake it at once)";

@@ -15,7 +15,7 @@
 //! a job that finishes before an earlier one waits for the earlier one's
 //! report to be sent before sending its own ([`StartOrder`]). Its work is
 //! not held up, only its acknowledgement, so the successors reach the
-//! downstream queue in the order of their predecessors (README, "Delivery
+//! downstream queue in the order of their predecessors (`docs/delivery.md`, "Delivery
 //! guarantees").
 
 use std::{

@@ -9,7 +9,7 @@
 //! call on the downstream queue (see [`super::RedisQueue::handing_off_to`]),
 //! before it records those jobs done. What that guarantees — a successor
 //! is queued only after its job's work, exactly once, in its job's order —
-//! is stated in README's "Delivery guarantees" and explained in
+//! is stated in `docs/delivery.md` and explained in
 //! `docs/ARCHITECTURE.md`.
 //!
 //! What a job's record keeps as its result is the list of ids it handed

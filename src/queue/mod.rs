@@ -42,7 +42,7 @@
 //! `Q:workers`, `Q:done` and `Q:dead` (sorted by finish time),
 //! `Q:history:<id>` (each run's time, status and error), `Q:stats:*`
 //! (counters), `Q:paused` and `Q:retention`. `docs/ARCHITECTURE.md` describes every key and
-//! script; README's "Delivery guarantees" states what they guarantee.
+//! script; `docs/delivery.md` states what they guarantee.
 
 pub mod ack;
 mod acknowledge;

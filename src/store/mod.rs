@@ -62,7 +62,7 @@ pub enum StoreError {
     Stopped,
     /// The message's id is the `_id` of a stored message of another account
     /// or recipient: nothing was stored. Running again cannot help; the
-    /// producer must choose another id (README, "Ids and idempotency").
+    /// producer must choose another id (`docs/security.md`, "Ids and idempotency").
     #[error(
         "message id {id} is already the id of another message (another account's, or another \
          recipient's); nothing was stored or pushed: give this message an id no one else can \

@@ -72,7 +72,7 @@ pub enum WorkerError {
 /// How long a stopping worker waits for its last delivery receipts to
 /// reach Redis once its jobs have drained. Short: the drain itself already
 /// waited up to `worker.shutdown_timeout` for Redis, and the supervisor's
-/// stop timeout must cover both (README: "Running under a supervisor").
+/// stop timeout must cover both (docs/operations.md: "Running under a supervisor").
 const RECEIPT_FLUSH_PATIENCE: Duration = Duration::from_secs(5);
 
 /// A worker process, built and ready to run.

@@ -523,7 +523,7 @@ async fn the_read_side_pages_filters_counts_and_marks_read() {
         .get(&format!("{}?isRead=true", inbox_of(colleague)), &api.bound)
         .await;
     assert_eq!(count(&colleagues), 0);
-    // The document says someone in the account read it (README, "Read state").
+    // The document says someone in the account read it (`docs/security.md`, "Read state per user").
     let stored = api
         .env
         .find_message(MessageId::parse(target).unwrap())

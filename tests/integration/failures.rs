@@ -108,7 +108,7 @@ async fn a_provider_that_takes_events_and_never_answers_is_sent_them_again_after
     // Each event reached the provider twice: once into the silence (status
     // 0, no answer before the timeout), once accepted. Herald cannot tell
     // an event the provider took from one it never saw; this is the
-    // documented gap (README, "Delivery guarantees").
+    // documented gap (`docs/delivery.md`).
     let mut seen: std::collections::HashMap<String, Vec<u16>> = Default::default();
     for request in env.sandbox_requests().await {
         let id = request.data["messageId"]

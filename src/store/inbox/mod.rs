@@ -400,7 +400,7 @@ impl Inbox {
     ///
     /// A message to the whole account is read for this user alone; its
     /// document's `isRead` and `readAt` then say that someone in the
-    /// account read it, and when first (README, "Read state").
+    /// account read it, and when first (`docs/security.md`, "Read state per user").
     pub async fn mark_read(
         &self,
         account: AccountId,

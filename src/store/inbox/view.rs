@@ -23,7 +23,7 @@ pub struct InboxMessage {
     /// `warning`, `error` or `success`.
     pub status: String,
     /// Whether it was read: in a user's inbox, by that user; in the
-    /// account's list, the document's `isRead` (see README, "Read state").
+    /// account's list, the document's `isRead` (see `docs/security.md`, "Read state per user").
     pub is_read: bool,
     /// When the worker stored it (RFC 3339, UTC).
     pub created_at: String,
