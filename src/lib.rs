@@ -44,6 +44,7 @@ pub mod ops;
 pub mod push;
 pub mod queue;
 pub mod queues;
+pub mod secret;
 pub mod shards;
 pub mod shutdown;
 pub mod store;

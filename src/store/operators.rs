@@ -17,10 +17,8 @@ use mongodb::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::{
-    tokens::{digest, digest_index, new_secret_with},
-    StoreError,
-};
+use super::{tokens::digest_index, StoreError};
+use crate::secret::{digest, random_hex};
 
 /// Name of the collection.
 pub const OPERATOR_COLLECTION: &str = "operator_token";
@@ -129,8 +127,7 @@ impl OperatorTokenStore {
         name: &str,
         role: Role,
     ) -> Result<(OperatorToken, String), StoreError> {
-        let secret =
-            new_secret_with(OPERATOR_PREFIX).map_err(|e| StoreError::Random(e.to_string()))?;
+        let secret = random_hex(OPERATOR_PREFIX).map_err(|e| StoreError::Random(e.to_string()))?;
         let token = OperatorToken {
             id: ObjectId::new(),
             name: name.to_owned(),

@@ -20,9 +20,9 @@ use mongodb::{
     options::IndexOptions,
     Collection, Database, IndexModel,
 };
-use sha2::{Digest, Sha256};
 
 use super::StoreError;
+use crate::secret::{digest, random_hex};
 
 /// Name of the collection.
 pub const TOKEN_COLLECTION: &str = "api_token";
@@ -91,14 +91,6 @@ pub struct ApiToken {
     pub created_at: DateTime,
 }
 
-/// The SHA-256 digest of `secret`, hex: what the collection stores.
-pub fn digest(secret: &str) -> String {
-    Sha256::digest(secret.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
 /// The unique index on `digest` a token collection is looked up by.
 pub(crate) fn digest_index() -> IndexModel {
     IndexModel::builder()
@@ -112,35 +104,15 @@ pub(crate) fn digest_index() -> IndexModel {
         .build()
 }
 
-/// A new secret: `prefix` and 32 random bytes from the OS, hex.
-pub(crate) fn new_secret_with(prefix: &str) -> Result<String, getrandom::Error> {
-    let mut bytes = [0u8; 32];
-    getrandom::fill(&mut bytes)?;
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    Ok(format!("{prefix}{hex}"))
-}
-
 /// A random operator token for one run of `herald web` in development
 /// mode (`web.dev`): never stored.
 pub fn new_development_token() -> Result<String, getrandom::Error> {
-    new_secret_with("hrdev_")
+    random_hex("hrdev_")
 }
 
 /// A new API token secret.
 fn new_secret() -> Result<String, getrandom::Error> {
-    new_secret_with(TOKEN_PREFIX)
-}
-
-/// Whether `candidate` has the form of a secret made with `prefix`: the
-/// prefix and 64 lowercase hex digits. Anything else is refused before a
-/// database is asked.
-pub fn is_well_formed(candidate: &str, prefix: &str) -> bool {
-    candidate.strip_prefix(prefix).is_some_and(|hex| {
-        hex.len() == 64
-            && hex
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    })
+    random_hex(TOKEN_PREFIX)
 }
 
 impl TryFrom<&Document> for ApiToken {
@@ -255,6 +227,7 @@ impl ApiTokenStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::secret::is_well_formed;
 
     #[test]
     fn a_record_whose_scope_cannot_be_read_is_no_token() {

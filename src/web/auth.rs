@@ -39,14 +39,16 @@ use subtle::ConstantTimeEq;
 use super::{
     client::Client,
     problem::Problem,
-    session::{digest_hex, Credential, Session, Sessions, SESSION_COOKIE},
+    session::{Credential, Session, Sessions, SESSION_COOKIE},
     throttle::{retry_after_secs, Throttle},
 };
-use crate::store::{
-    audit::Actor,
-    operators::{OperatorTokenStore, Role, OPERATOR_PREFIX},
-    tokens::is_well_formed,
-    StoreError,
+use crate::{
+    secret::{digest, is_well_formed},
+    store::{
+        audit::Actor,
+        operators::{OperatorTokenStore, Role, OPERATOR_PREFIX},
+        StoreError,
+    },
 };
 
 /// Header a cookie-authenticated POST must carry.
@@ -194,7 +196,7 @@ impl Auth {
                 name: CONFIGURED_NAME.to_owned(),
                 role: Role::Operator,
                 credential: Credential::Configured {
-                    digest: digest_hex(candidate),
+                    digest: digest(candidate),
                 },
             }));
         }
@@ -220,12 +222,14 @@ impl Auth {
     /// configured token ends when the configured token changes.
     fn still_good(&self, session: &Session) -> bool {
         match &session.credential {
-            Credential::Configured { digest } => self.configured.as_ref().is_some_and(|token| {
-                digest_hex(token.expose_secret())
-                    .as_bytes()
-                    .ct_eq(digest.as_bytes())
-                    .into()
-            }),
+            Credential::Configured { digest: signed_in } => {
+                self.configured.as_ref().is_some_and(|token| {
+                    digest(token.expose_secret())
+                        .as_bytes()
+                        .ct_eq(signed_in.as_bytes())
+                        .into()
+                })
+            }
             Credential::Operator { .. } => true,
         }
     }

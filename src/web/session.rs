@@ -23,9 +23,11 @@ use std::time::Duration;
 use herald_jobs::{Namespace, RedisConnection};
 use redis::AsyncCommands;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
-use crate::store::operators::Role;
+use crate::{
+    secret::{digest, is_well_formed, random_hex},
+    store::operators::Role,
+};
 
 /// Name of the session cookie.
 pub const SESSION_COOKIE: &str = "herald_session";
@@ -96,21 +98,9 @@ impl std::fmt::Debug for Sessions {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// SHA-256 of `text`, hex.
-pub fn digest_hex(text: &str) -> String {
-    hex(&Sha256::digest(text.as_bytes()))
-}
-
 /// Whether `id` has the form of a session id (64 lowercase hex digits).
 fn well_formed(id: &str) -> bool {
-    id.len() == 64
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    is_well_formed(id, "")
 }
 
 impl Sessions {
@@ -129,7 +119,7 @@ impl Sessions {
     }
 
     fn session_key(&self, id: &str) -> String {
-        format!("{}:session:{}", self.tag, digest_hex(id))
+        format!("{}:session:{}", self.tag, digest(id))
     }
 
     fn set_key(&self, credential: &Credential) -> String {
@@ -138,9 +128,7 @@ impl Sessions {
 
     /// Starts a session for `session`; returns its id, for the cookie.
     pub async fn create(&self, session: &Session) -> Result<String, SessionError> {
-        let mut bytes = [0u8; 32];
-        getrandom::fill(&mut bytes).map_err(|e| SessionError::Random(e.to_string()))?;
-        let id = hex(&bytes);
+        let id = random_hex("").map_err(|e| SessionError::Random(e.to_string()))?;
         let key = self.session_key(&id);
         let set = self.set_key(&session.credential);
         let value = serde_json::to_string(session).unwrap_or_default();

@@ -855,7 +855,7 @@ async fn tokens_fail_closed_and_the_worker_records_nothing_under_an_unchecked_ke
         .collection::<Document>("api_token")
         .insert_one(doc! {
             "_id": ObjectId::new(), "name": "damaged",
-            "digest": herald::store::tokens::digest(&secret),
+            "digest": herald::secret::digest(&secret),
             "accountId": w.a.account.to_hex(), "createdAt": DateTime::now(),
         })
         .await

@@ -23,10 +23,8 @@ use axum::response::IntoResponse;
 
 use super::problem::Problem;
 use crate::{
-    store::{
-        tokens::{is_well_formed, TOKEN_PREFIX},
-        TokenScope,
-    },
+    secret::is_well_formed,
+    store::{tokens::TOKEN_PREFIX, TokenScope},
     web::{auth::too_many, client::Client, WebState},
 };
 
