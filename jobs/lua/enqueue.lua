@@ -7,6 +7,8 @@
 -- ARGV[5..] per job: id, payload, run_at, idempotency key ("" for none),
 --           n, then n field/value pairs of metadata.
 -- A job whose idempotency key was already claimed is skipped: it exists.
+-- Claims are fields of time-bucketed hashes (claims.lua, which this script
+-- is prefixed with); ARGV[3] is their "<queue>:idempotency" prefix.
 -- Due jobs go straight to the ready list; future ones to the scheduled set.
 --
 -- The wake list is what idle workers block on (BLPOP). When jobs became
@@ -20,6 +22,8 @@ local now = tonumber(ARGV[1])
 local meta_prefix, idem_prefix = ARGV[2], ARGV[3]
 local ttl = tonumber(ARGV[4])
 local enqueued, delayed, duplicates = 0, 0, 0
+local grids = nil
+local expiring = {}
 
 local i = 5
 while i <= #ARGV do
@@ -30,11 +34,18 @@ while i <= #ARGV do
 
     local claimed = true
     if idem ~= "" then
-        local key = idem_prefix .. ":" .. idem
-        if ttl > 0 then
-            claimed = redis.call("set", key, id, "NX", "EX", ttl)
+        if grids == nil then
+            -- Strings an earlier release wrote live `ttl` (0: for good);
+            -- its processes may still write while this one starts.
+            claim_register(idem_prefix, now, ttl, ttl > 0 and 2 * ttl or CLAIM_FOR_GOOD)
+            grids = claim_grids(idem_prefix, now)
+        end
+        if claim_find(idem_prefix, grids, now, idem) then
+            claimed = false
         else
-            claimed = redis.call("set", key, id, "NX")
+            local bucket, field = claim_target(idem_prefix, now, ttl, idem)
+            redis.call("hset", bucket, field, id)
+            expiring[bucket] = claim_expiry(now, ttl)
         end
     end
 
@@ -53,6 +64,8 @@ while i <= #ARGV do
         duplicates = duplicates + 1
     end
 end
+
+claim_expire(expiring)
 
 if enqueued > 0 and redis.call("llen", wake) == 0 then
     redis.call("lpush", wake, "1")

@@ -20,7 +20,7 @@ use redis::{aio::ConnectionLike, RedisResult, Script};
 use crate::queue::queue_key;
 
 static ENQUEUE: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("../lua/enqueue.lua")));
+    LazyLock::new(|| crate::claims::with_claims(include_str!("../lua/enqueue.lua")));
 
 /// Most jobs written by one script call; [`enqueue`] sends larger sets in
 /// chunks of this size, one round trip each.
@@ -87,7 +87,7 @@ pub async fn enqueue<C: ConnectionLike + Send>(
     jobs: &[NewJob],
     now: f64,
 ) -> RedisResult<Enqueued> {
-    let ttl = dedup_ttl.map(|d| d.as_secs().max(1)).unwrap_or(0);
+    let ttl = crate::claims::ttl_secs(dedup_ttl);
     let mut total = Enqueued::default();
     for chunk in jobs.chunks(ENQUEUE_CHUNK) {
         let mut call = ENQUEUE.prepare_invoke();

@@ -25,6 +25,7 @@
 //! Producers in other languages write the same JSON; its shape is documented on
 //! [`SendMessage`] and in the repository's README.
 
+pub mod claims;
 pub mod connection;
 pub mod enqueue;
 pub mod error;

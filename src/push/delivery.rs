@@ -7,11 +7,12 @@
 //! again.
 //!
 //! The receipt is the push queue's own enqueue claim of that key
-//! (`<queue>:idempotency:<key>`), overwritten: the claim holds the job id
+//! ([`herald_jobs::claims`]), overwritten: the claim holds the job id
 //! while the event waits to be sent, and [`RECEIPT_PREFIX`] and the
-//! delivery time once it was. One key per event, for the re-run window,
+//! delivery time once it was. One claim per event, for the re-run window,
 //! whatever happened to it: a hand-off of a delivered event is still a
-//! duplicate, and Redis keeps one small string per message, not two.
+//! duplicate, and Redis keeps one hash field per message (about 80 bytes,
+//! see `docs/ARCHITECTURE.md`), not two.
 //!
 //! Both halves stay off the job's critical path:
 //!
@@ -22,10 +23,12 @@
 //!   own. A rerun
 //!   comes at least a heartbeat timeout after the run that sent, and a
 //!   retry after its backoff, so the receipt is there by then. A job whose
-//!   metadata has no key (enqueued by hand) is checked with its own GET.
+//!   metadata has no key (enqueued by hand) is checked with its own
+//!   lookup.
 //! - **Writing**: [`DeliveryLog::record`] hands the receipt to one writer
 //!   task per process and returns at once. The writer sends every receipt
-//!   waiting, in one pipelined round trip; when Redis does not answer
+//!   waiting in one script call per [`herald_jobs::claims::CLAIM_CHUNK`];
+//!   when Redis does not answer
 //!   (restarting, a broken connection) it keeps them and tries again until
 //!   it does, so a receipt is never dropped while the process lives.
 //!   [`DeliveryLog::flush`] waits until every receipt recorded so far is
@@ -41,15 +44,16 @@
 
 use std::{collections::VecDeque, time::Duration};
 
-use herald_jobs::RedisConnection;
+use herald_jobs::{claims, RedisConnection};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{error, info, warn};
 
 use crate::queue::QueueConfig;
 
-/// How a receipt's value begins (then the delivery time, Unix seconds);
-/// an enqueue claim holds a job id, which never begins so.
-pub const RECEIPT_PREFIX: &str = "delivered@";
+/// How a receipt's value begins (then the delivery time, whole Unix
+/// seconds); an enqueue claim holds a job id (a ULID), which never begins
+/// so. Short on purpose: Redis keeps one per message for the re-run window.
+pub const RECEIPT_PREFIX: &str = "d@";
 
 /// The delivery time a key's value records, if it is a receipt (and not
 /// the enqueue claim of a job still to send).
@@ -57,7 +61,7 @@ pub fn receipt_time(value: &str) -> Option<&str> {
     value.strip_prefix(RECEIPT_PREFIX)
 }
 
-/// Most receipts kept while Redis is away (about 100 bytes each). Past
+/// Most receipts kept while Redis is away (about 150 bytes each). Past
 /// this the oldest are dropped, with an error in the log: the process
 /// would otherwise grow without bound in an outage that never ends.
 pub const MAX_PENDING_RECEIPTS: usize = 100_000;
@@ -70,8 +74,8 @@ enum Command {
     Flush(oneshot::Sender<()>),
 }
 
-/// Delivered-event receipts in Redis, `NAMESPACE:push:idempotency:<key>`
-/// holding [`RECEIPT_PREFIX`] and the delivery time (Unix seconds).
+/// Delivered-event receipts in Redis: the push queue's claim of the
+/// event's key holding [`RECEIPT_PREFIX`] and the delivery time.
 #[derive(Debug, Clone)]
 pub struct DeliveryLog {
     conn: RedisConnection,
@@ -80,9 +84,9 @@ pub struct DeliveryLog {
 }
 
 impl DeliveryLog {
-    /// Where the receipts of `queue` (the push queue) are kept: its
-    /// enqueue claims, `<queue>:idempotency:<idempotency key>`. The push
-    /// queue's [`QueueConfig::fetch_lookup`].
+    /// Where the receipts of `queue` (the push queue) are kept: the
+    /// prefix of its enqueue claims. The push queue's
+    /// [`QueueConfig::fetch_lookup`].
     pub fn fetch_lookup(queue: &QueueConfig) -> String {
         queue.idempotency_prefix()
     }
@@ -92,10 +96,11 @@ impl DeliveryLog {
     /// writing what it holds) — so it must be called inside a runtime.
     pub fn new(conn: RedisConnection, queue: &QueueConfig, ttl: Duration) -> Self {
         let (writer, commands) = mpsc::unbounded_channel();
-        tokio::spawn(write_receipts(conn.clone(), ttl.as_secs().max(1), commands));
+        let prefix = Self::fetch_lookup(queue);
+        tokio::spawn(write_receipts(conn.clone(), prefix.clone(), ttl, commands));
         Self {
             conn,
-            prefix: Self::fetch_lookup(queue),
+            prefix,
             writer,
         }
     }
@@ -119,11 +124,15 @@ impl DeliveryLog {
                 .map(str::to_owned));
         }
         let mut conn = self.conn.clone();
-        let value: Option<String> = redis::cmd("GET")
-            .arg(format!("{}:{idempotency_key}", self.prefix))
-            .query_async(&mut conn)
-            .await?;
-        Ok(value.as_deref().and_then(receipt_time).map(str::to_owned))
+        let keys = [idempotency_key.to_owned()];
+        let values = claims::get(&mut conn, &self.prefix, &keys, crate::queue::now_secs()).await?;
+        Ok(values
+            .into_iter()
+            .flatten()
+            .next()
+            .as_deref()
+            .and_then(receipt_time)
+            .map(str::to_owned))
     }
 
     /// Which of `keys` have a receipt, in one round trip (the receipts of
@@ -133,11 +142,7 @@ impl DeliveryLog {
             return Ok(Vec::new());
         }
         let mut conn = self.conn.clone();
-        let mut mget = redis::cmd("MGET");
-        for key in keys {
-            mget.arg(format!("{}:{key}", self.prefix));
-        }
-        let found: Vec<Option<String>> = mget.query_async(&mut conn).await?;
+        let found = claims::get(&mut conn, &self.prefix, keys, crate::queue::now_secs()).await?;
         Ok(found
             .iter()
             .map(|value| value.as_deref().and_then(receipt_time).is_some())
@@ -148,8 +153,8 @@ impl DeliveryLog {
     /// Returns at once; the writer task writes it (see the module docs).
     pub fn record(&self, idempotency_key: &str) {
         let command = Command::Record {
-            key: format!("{}:{idempotency_key}", self.prefix),
-            value: format!("{RECEIPT_PREFIX}{}", crate::queue::now_secs_string()),
+            key: idempotency_key.to_owned(),
+            value: format!("{RECEIPT_PREFIX}{}", crate::queue::now_secs() as u64),
         };
         if self.writer.send(command).is_err() {
             error!(
@@ -199,7 +204,8 @@ fn absorb(
 /// The writer task: see the module docs.
 async fn write_receipts(
     mut conn: RedisConnection,
-    ttl_secs: u64,
+    prefix: String,
+    ttl: Duration,
     mut commands: mpsc::UnboundedReceiver<Command>,
 ) {
     let mut pending: VecDeque<(String, String)> = VecDeque::new();
@@ -222,17 +228,11 @@ async fn write_receipts(
         if pending.is_empty() {
             continue;
         }
-        let mut pipe = redis::pipe();
-        for (key, value) in &pending {
-            pipe.cmd("SET")
-                .arg(key)
-                .arg(value)
-                .arg("EX")
-                .arg(ttl_secs)
-                .ignore();
-        }
-        match pipe.query_async::<()>(&mut conn).await {
-            Ok(()) => {
+        let receipts = pending.make_contiguous();
+        let written =
+            claims::set(&mut conn, &prefix, Some(ttl), receipts, crate::queue::now_secs()).await;
+        match written {
+            Ok(_) => {
                 if failures > 0 {
                     info!(
                         receipts = pending.len(),
@@ -264,10 +264,7 @@ mod tests {
 
     #[test]
     fn a_receipt_is_told_from_the_enqueue_claim_it_overwrites() {
-        assert_eq!(
-            receipt_time("delivered@1796104259.952"),
-            Some("1796104259.952")
-        );
+        assert_eq!(receipt_time("d@1796104259"), Some("1796104259"));
         // The claim holds the job's id.
         assert_eq!(receipt_time("01JDQ3V8Y5K7Z9M2N4P6R8T0W2"), None);
         assert_eq!(receipt_time(""), None);

@@ -36,8 +36,9 @@
 //! `Q` is the queue's name, `{NAMESPACE:QUEUE}`: a Redis Cluster hash tag
 //! that every key of the queue shares (see [`herald_jobs::queue`]).
 //! Producers write `Q:data`, `Q:meta:<id>`, `Q:active`, `Q:scheduled`,
-//! `Q:idempotency:<key>` and `Q:wake` through the enqueue script that
-//! `herald_jobs::enqueue` shares with this module. [`legacy`] moves keys
+//! the claims `Q:idempotency:*` ([`herald_jobs::claims`]) and `Q:wake`
+//! through the enqueue script that `herald_jobs::enqueue` shares with
+//! this module. [`legacy`] moves keys
 //! of the earlier, untagged layout (apalis-redis's) over. The rest: `Q:inflight:<worker>`,
 //! `Q:workers`, `Q:done` and `Q:dead` (sorted by finish time),
 //! `Q:history:<id>` (each run's time, status and error), `Q:stats:*`

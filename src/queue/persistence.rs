@@ -27,7 +27,8 @@ use super::{
     doorbell::Doorbell, now_secs, QueueConfig, QueueError, PROMOTE_LIMIT, PUSH_CHUNK, RECOVER_LIMIT,
 };
 
-static FETCH: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/fetch.lua")));
+static FETCH: LazyLock<Script> =
+    LazyLock::new(|| herald_jobs::claims::with_claims(include_str!("lua/fetch.lua")));
 static RELEASE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/release.lua")));
 static RECOVER: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/recover.lua")));
 

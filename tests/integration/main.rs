@@ -13,6 +13,7 @@
 mod api;
 mod backlog;
 mod browser;
+mod claims;
 mod cli;
 mod cluster;
 mod dashboard;

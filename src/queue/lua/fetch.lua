@@ -7,9 +7,10 @@
 -- ARGV[2] batch size          ARGV[3] worker name
 -- ARGV[4] promote limit       ARGV[5] meta key prefix ("<queue>:meta")
 -- ARGV[6] fetch lookup prefix, "" for none: a job with an idempotency key K
---         gets "lookup_key" = K and, if the key "<prefix>:K" exists,
---         "lookup_value" = its value added to its returned metadata (what
---         the value means is the caller's business).
+--         gets "lookup_key" = K and, if K is claimed under that prefix
+--         (claims.lua), "lookup_value" = the claim's value added to its
+--         returned metadata (what the value means is the caller's
+--         business).
 --
 -- Every list handled here is bounded by an argument (promote limit, batch
 -- size), and values reach variadic commands through unpack() in slices of
@@ -35,7 +36,10 @@ local meta_prefix = ARGV[5]
 local lookup_prefix = ARGV[6] or ""
 local SLICE = 1000
 
--- Job metadata (flat field/value array) with what the lookup found.
+-- Job metadata (flat field/value array) with what the lookup found: the
+-- claim of its idempotency key (claims.lua, which this script is prefixed
+-- with), looked up in the grids read once per call.
+local lookup_grids = nil
 local function with_lookup(meta)
     if lookup_prefix == "" then
         return meta
@@ -43,7 +47,10 @@ local function with_lookup(meta)
     for f = 1, #meta, 2 do
         if meta[f] == "idempotency_key" then
             if meta[f + 1] ~= "" then
-                local found = redis.call("get", lookup_prefix .. ":" .. meta[f + 1])
+                if lookup_grids == nil then
+                    lookup_grids = claim_grids(lookup_prefix, tonumber(now))
+                end
+                local found = claim_find(lookup_prefix, lookup_grids, tonumber(now), meta[f + 1])
                 meta[#meta + 1] = "lookup_key"
                 meta[#meta + 1] = meta[f + 1]
                 if found then
