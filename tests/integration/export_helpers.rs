@@ -1,11 +1,12 @@
-//! What the export tests share: enqueueing an export as the API does,
-//! reading and awaiting its status record.
+//! What the export tests share: wide rows to export, enqueueing an export
+//! as the API does, reading and awaiting its status record.
 
 use std::time::Duration;
 
 use herald::export::status::ExportStatusStore;
 use herald_jobs::{AccountId, Export, ExportKey, Producer};
-use mongodb::bson::Document;
+use mongodb::bson::{doc, oid::ObjectId, Document};
+use serde_json::json;
 
 use crate::helpers::{wait_within, TestEnv};
 
@@ -59,4 +60,41 @@ pub fn number(record: &Document, field: &str) -> i64 {
         .get(field)
         .and_then(|v| v.as_i64().or_else(|| v.as_i32().map(i64::from)))
         .unwrap_or(-1)
+}
+
+/// Inserts `rows` wide `customer` documents (about 1 KiB each, `seq`
+/// from 0) of a new account, in batches of 2,000.
+pub async fn seed_wide_rows(env: &TestEnv, rows: usize) -> AccountId {
+    let account = AccountId::from(ObjectId::new());
+    let documents: Vec<Document> = (0..rows)
+        .map(|seq| {
+            doc! {
+                "accountId": account.object_id(),
+                "seq": seq as i32,
+                "blob": format!("{seq:08}-{}", "x".repeat(1000)),
+            }
+        })
+        .collect();
+    let collection = env.database.collection::<Document>("customer");
+    for batch in documents.chunks(2_000) {
+        collection.insert_many(batch.to_vec()).await.unwrap();
+    }
+    account
+}
+
+/// Export `key` of the wide rows ([`seed_wide_rows`]) with `seq` below
+/// `below`, in `seq` order: columns `No.` and `Blob`.
+pub fn wide_rows_job(account: AccountId, key: &str, below: usize) -> Export {
+    serde_json::from_value(json!({
+        "accountId": account.to_hex(),
+        "key": key,
+        "collection": "customer",
+        "filter": { "seq": { "$lt": below } },
+        "fields": [
+            { "path": "seq", "title": "No." },
+            { "path": "blob", "title": "Blob" },
+        ],
+        "sort": [ { "path": "seq", "order": "asc" } ],
+    }))
+    .unwrap()
 }

@@ -15,69 +15,24 @@ use herald::{
     },
     store::ApiTokenStore,
 };
-use herald_jobs::{AccountId, Export};
-use mongodb::bson::{doc, oid::ObjectId, DateTime, Document};
-use serde_json::json;
+use herald_jobs::AccountId;
+use mongodb::bson::{doc, DateTime, Document};
 
 use crate::{
-    export_helpers::{enqueue, number, status_of as record, wait_status},
+    export_helpers::{
+        enqueue, number, seed_wide_rows, status_of as record, wait_status, wide_rows_job,
+    },
     helpers::{env_with, wait_for, wait_within, TestEnv},
-    s3_server::{S3Server, BUCKET, PREFIX, SECRET_KEY},
+    s3_server::{s3_env, S3Server, BUCKET, PREFIX, SECRET_KEY},
 };
 
 /// Rows seeded; each carries about 1 KiB, so a whole export spans two
 /// multipart parts (8 MiB each).
 const ROWS: usize = 12_000;
 
-/// `extra` and the server's variables, as `env_with` takes them.
-async fn s3_env(server: &S3Server, extra: &[(&str, &str)]) -> TestEnv {
-    let mut vars = server.vars();
-    vars.extend(
-        extra
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
-    );
-    let pairs: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    env_with(&pairs).await
-}
-
 /// Inserts [`ROWS`] wide `customer` documents of a new account.
 async fn seed(env: &TestEnv) -> AccountId {
-    let account = AccountId::from(ObjectId::new());
-    let collection = env.database.collection::<Document>("customer");
-    let mut batch = Vec::new();
-    for seq in 0..ROWS {
-        batch.push(doc! {
-            "accountId": account.object_id(),
-            "seq": seq as i32,
-            "blob": format!("{seq:08}-{}", "x".repeat(1000)),
-        });
-        if batch.len() == 2_000 {
-            collection
-                .insert_many(std::mem::take(&mut batch))
-                .await
-                .unwrap();
-        }
-    }
-    if !batch.is_empty() {
-        collection.insert_many(batch).await.unwrap();
-    }
-    account
-}
-
-fn job(account: AccountId, key: &str, below: usize) -> Export {
-    serde_json::from_value(json!({
-        "accountId": account.to_hex(),
-        "key": key,
-        "collection": "customer",
-        "filter": { "seq": { "$lt": below } },
-        "fields": [
-            { "path": "seq", "title": "No." },
-            { "path": "blob", "title": "Blob" },
-        ],
-        "sort": [ { "path": "seq", "order": "asc" } ],
-    }))
-    .unwrap()
+    seed_wide_rows(env, ROWS).await
 }
 
 fn object_key(account: AccountId, key: &str) -> String {
@@ -110,7 +65,7 @@ async fn an_s3_export_is_one_object_a_rerun_replaces_and_downloads_stream_or_red
         .await
         .unwrap();
 
-    enqueue(&env, job(account, "big", ROWS)).await;
+    enqueue(&env, wide_rows_job(account, "big", ROWS)).await;
     let finished = wait_status(&env, account, "big", "finished").await;
     assert_eq!(number(&finished, "rows"), ROWS as i64);
     let size = number(&finished, "fileSize") as u64;
@@ -166,7 +121,7 @@ async fn an_s3_export_is_one_object_a_rerun_replaces_and_downloads_stream_or_red
     assert_eq!(streamed.bytes().await.unwrap().as_ref(), stored.as_slice());
 
     // A re-run of the key replaces the object.
-    enqueue(&env, job(account, "big", 100)).await;
+    enqueue(&env, wide_rows_job(account, "big", 100)).await;
     wait_for("the re-run to finish", || async {
         let found = record(&env, account, "big").await;
         (found.get_str("status") == Ok("finished") && number(&found, "rows") == 100).then_some(())
@@ -216,7 +171,7 @@ async fn cancelling_an_s3_export_aborts_its_upload() {
     // Slow progress events keep the run going while the cancel lands.
     env.script_failures(None, 300, 1000).await;
     env.start_worker().await;
-    enqueue(&env, job(account, "to-cancel", ROWS)).await;
+    enqueue(&env, wide_rows_job(account, "to-cancel", ROWS)).await;
     wait_for("the export to be under way", || async {
         let found = record(&env, account, "to-cancel").await;
         (found.get_str("status") == Ok("running") && number(&found, "processed") >= 1000)
@@ -270,7 +225,7 @@ async fn a_worker_killed_mid_s3_export_leaves_nothing_visible_and_the_next_run_c
     env.script_failures(None, 300, 6).await;
     let log = std::env::temp_dir().join(format!("{}-s3-kill.log", env.namespace));
     let mut first = env.spawn_herald_logged(&["worker"], &[], &log);
-    enqueue(&env, job(account, "survivor", ROWS)).await;
+    enqueue(&env, wide_rows_job(account, "survivor", ROWS)).await;
     wait_for("the first worker to be mid-export", || async {
         (number(&record(&env, account, "survivor").await, "processed") >= 1000).then_some(())
     })
@@ -312,7 +267,7 @@ async fn fails_cleanly(server: &S3Server, extra: &[(&str, &str)]) -> String {
     let mut env = s3_env(server, &vars).await;
     let account = seed(&env).await;
     env.start_worker().await;
-    enqueue(&env, job(account, "doomed", ROWS)).await;
+    enqueue(&env, wide_rows_job(account, "doomed", ROWS)).await;
     let failed = wait_status(&env, account, "doomed", "failed").await;
     assert!(
         server.objects().await.is_empty(),
@@ -363,7 +318,7 @@ async fn the_s3_server_going_away_mid_upload_fails_the_export_and_leaves_no_obje
     let account = seed(&env).await;
     env.script_failures(None, 300, 6).await;
     env.start_worker().await;
-    enqueue(&env, job(account, "orphan", ROWS)).await;
+    enqueue(&env, wide_rows_job(account, "orphan", ROWS)).await;
     wait_for("the export to be under way", || async {
         (number(&record(&env, account, "orphan").await, "processed") >= 1000).then_some(())
     })
@@ -388,7 +343,7 @@ async fn the_s3_server_going_away_mid_upload_fails_the_export_and_leaves_no_obje
     );
     // The upload the failed run could not abort (the server was gone) is
     // aborted by the key's next run, which commits one object.
-    enqueue(&env, job(account, "orphan", 100)).await;
+    enqueue(&env, wide_rows_job(account, "orphan", 100)).await;
     wait_status(&env, account, "orphan", "finished").await;
     let objects = server.objects().await;
     assert_eq!(objects.len(), 1, "{objects:?}");
@@ -418,7 +373,7 @@ async fn two_exports(env: &mut TestEnv) -> AccountId {
     let account = seed(env).await;
     env.start_worker().await;
     for key in ["old", "new"] {
-        enqueue(env, job(account, key, 10)).await;
+        enqueue(env, wide_rows_job(account, key, 10)).await;
         wait_status(env, account, key, "finished").await;
     }
     env.stop_worker().await.unwrap();

@@ -39,6 +39,7 @@ mod rate_limit;
 mod redis_cluster;
 mod redis_restart;
 mod retention;
+mod s3_abort;
 mod s3_server;
 mod sandbox;
 mod scaling;

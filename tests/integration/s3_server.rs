@@ -199,3 +199,15 @@ impl Drop for S3Server {
         let _ = std::fs::remove_dir_all(&self.root);
     }
 }
+
+/// A test environment on `server`'s bucket, with `extra` variables too.
+pub async fn s3_env(server: &S3Server, extra: &[(&str, &str)]) -> crate::helpers::TestEnv {
+    let mut vars = server.vars();
+    vars.extend(
+        extra
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+    );
+    let pairs: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    crate::helpers::env_with(&pairs).await
+}

@@ -3,10 +3,13 @@
 //! Layout in the bucket, under `export.s3_prefix`:
 //!
 //! - `PREFIX/<accountId>/<key>.csv`: a committed file;
-//! - `PREFIX/.uploads/<accountId>/<key>.<run>`: the multipart upload a run
-//!   is writing, its body the upload id. It is what lets the next run of the
-//!   key abort the upload of a run that was killed (a killed worker cannot
-//!   abort its own), so no parts are left behind.
+//! - `PREFIX/.uploads/<accountId>/<key>.<run>`: the record of the multipart
+//!   upload a run is writing, its body the upload id. It is what lets the
+//!   next run of the key abort the upload of a run that was killed (a killed
+//!   worker cannot abort its own) or whose abort failed, so no parts are
+//!   left behind. A record is removed only once its upload is known to be
+//!   over: completed, aborted, or answered 404 by the store (see [`Abort`]);
+//!   an abort that fails otherwise keeps it for the key's next run.
 //!
 //! A partial is a multipart upload fed as the rows arrive: bytes collect in
 //! a buffer of [`PART_SIZE`]; a full buffer becomes a part uploaded by its
@@ -19,7 +22,7 @@
 //! completed on commit; completing replaces an earlier object of the key.
 //! Discarding, and every failure on the way, aborts the upload.
 //!
-//! Why one module of about 460 lines: the storage and its partial writer
+//! Why one module of about 580 lines: the storage and its partial writer
 //! are two halves of one protocol, a multipart upload from its creation to
 //! its completion or abort, and they share the upload's private state;
 //! split across files, each half would reach into the other.
@@ -46,7 +49,7 @@ use object_store::{
 use secrecy::ExposeSecret;
 use tokio::{io::AsyncWrite, task::JoinSet};
 use tokio_util::io::StreamReader;
-use tracing::warn;
+use tracing::{debug, warn};
 
 use super::{ExportStorage, OpenedFile, StoredFile};
 use crate::config::S3Settings;
@@ -84,9 +87,12 @@ impl fmt::Debug for S3Storage {
 /// An [`S3Storage`] file being written: a multipart upload in progress.
 pub struct S3Partial {
     store: Arc<AmazonS3>,
+    /// Whose export it is, and which, for the logs.
+    account: AccountId,
+    key: ExportKey,
     /// Where the object goes on commit.
     path: Path,
-    /// The run's upload marker.
+    /// The run's upload record.
     marker: Path,
     upload: MultipartId,
     /// Bytes not yet handed to a part.
@@ -115,6 +121,32 @@ impl fmt::Debug for S3Partial {
             .field("upload", &self.upload)
             .field("size", &self.size)
             .finish_non_exhaustive()
+    }
+}
+
+/// What the answer to an AbortMultipartUpload says about the upload, and so
+/// whether its record may go.
+#[derive(Debug)]
+enum Abort {
+    /// The store aborted it: its parts are gone.
+    Done,
+    /// The store knows no such upload (404: `NoSuchUpload`, or the bucket
+    /// itself is gone): it was completed or aborted before, nothing of it
+    /// is left to abort.
+    Gone,
+    /// It may still be open: the store was not reached, refused or failed.
+    /// Its record must stay, so that a later run aborts it.
+    Failed(object_store::Error),
+}
+
+impl Abort {
+    /// The outcome an `abort_multipart` call's result stands for.
+    fn of(answer: Result<(), object_store::Error>) -> Self {
+        match answer {
+            Ok(()) => Self::Done,
+            Err(object_store::Error::NotFound { .. }) => Self::Gone,
+            Err(error) => Self::Failed(error),
+        }
     }
 }
 
@@ -186,7 +218,9 @@ impl S3Storage {
     }
 
     /// Aborts the uploads that earlier runs of `key` left behind (a killed
-    /// worker's) and removes their markers.
+    /// worker's, or one whose abort failed) and removes their records. The
+    /// record of an upload whose abort fails stays (logged), for the key's
+    /// next run to try again; that failure does not fail this run.
     async fn abort_stale_uploads(&self, account: AccountId, key: &ExportKey) -> io::Result<()> {
         let markers = self.markers(account);
         let object = self.object(account, key);
@@ -214,10 +248,28 @@ impl S3Storage {
                 Err(e) => return Err(failed("read", &location, e)),
             };
             let upload = String::from_utf8_lossy(&upload).trim().to_owned();
-            if let Err(error) = self.store.abort_multipart(&object, &upload).await {
-                // Already completed or aborted, most likely: the marker is
-                // all that is left.
-                warn!(%error, upload = %upload, location = %location, "could not abort a stale upload");
+            match Abort::of(self.store.abort_multipart(&object, &upload).await) {
+                Abort::Done => {}
+                Abort::Gone => {
+                    debug!(
+                        account_id = %account,
+                        export_key = %key,
+                        upload_id = %upload,
+                        "a stale upload was already over; removing its record"
+                    );
+                }
+                Abort::Failed(error) => {
+                    let error = failed("abort of a stale upload", &location, error);
+                    warn!(
+                        %error,
+                        account_id = %account,
+                        export_key = %key,
+                        upload_id = %upload,
+                        record = %marker,
+                        "could not abort a stale upload; its record is kept for the key's next run"
+                    );
+                    continue;
+                }
             }
             self.store
                 .delete(&marker)
@@ -316,23 +368,46 @@ impl S3Partial {
         Ok(())
     }
 
-    /// Stops the part uploads, aborts the upload and removes its marker.
+    /// Stops the part uploads, aborts the upload and then removes its
+    /// record. An abort that fails keeps the record (the key's next run
+    /// aborts the upload then) and is logged here, with the account, key
+    /// and upload id, before it is returned.
     async fn abort(mut self) -> io::Result<()> {
         self.uploading.shutdown().await;
-        let aborted = self
-            .store
-            .abort_multipart(&self.path, &self.upload)
-            .await
-            .map_err(|e| failed("abort of the upload", &self.location, e));
-        self.remove_marker().await;
-        aborted
+        match Abort::of(self.store.abort_multipart(&self.path, &self.upload).await) {
+            Abort::Done | Abort::Gone => {
+                self.remove_marker().await;
+                Ok(())
+            }
+            Abort::Failed(error) => {
+                let error = failed("abort of the upload", &self.location, error);
+                warn!(
+                    %error,
+                    account_id = %self.account,
+                    export_key = %self.key,
+                    upload_id = %self.upload,
+                    record = %self.marker,
+                    "could not abort an upload; its record is kept for the key's next run"
+                );
+                Err(error)
+            }
+        }
     }
 
-    /// Removes the run's upload marker; a marker left behind is removed by
-    /// the key's next run.
+    /// Removes the run's upload record, once its upload is over. A record
+    /// left behind is removed by the key's next run when the store answers
+    /// its abort of the upload with 404, as S3 does for an upload that is
+    /// over (s3s-fs answers 403: there the record stays, logged each run).
     async fn remove_marker(&self) {
         if let Err(error) = self.store.delete(&self.marker).await {
-            warn!(%error, location = %self.location, "could not remove an upload marker");
+            warn!(
+                %error,
+                account_id = %self.account,
+                export_key = %self.key,
+                upload_id = %self.upload,
+                record = %self.marker,
+                "could not remove the record of an upload that is over"
+            );
         }
     }
 }
@@ -362,6 +437,8 @@ impl ExportStorage for S3Storage {
             .map_err(|e| failed("start of an upload", &location, e))?;
         let partial = S3Partial {
             store: self.store.clone(),
+            account,
+            key: key.clone(),
             path,
             marker,
             upload,
@@ -380,7 +457,12 @@ impl ExportStorage for S3Storage {
         if let Err(e) = recorded {
             let error = failed("record of an upload", &partial.location, e);
             if let Err(abort) = partial.abort().await {
-                warn!(error = %abort, "could not abort an upload whose marker was not written");
+                warn!(
+                    error = %abort,
+                    account_id = %account,
+                    export_key = %key,
+                    "could not abort an upload whose record may not have been written"
+                );
             }
             return Err(error);
         }
@@ -389,9 +471,9 @@ impl ExportStorage for S3Storage {
 
     async fn commit(&self, mut partial: S3Partial) -> io::Result<StoredFile> {
         if let Err(error) = partial.complete().await {
-            if let Err(abort) = partial.abort().await {
-                warn!(error = %abort, "could not abort a failed upload");
-            }
+            // A failed abort is logged by `abort` and keeps the record; the
+            // completion's error is the one to report.
+            let _ = partial.abort().await;
             return Err(error);
         }
         partial.remove_marker().await;
@@ -534,6 +616,38 @@ mod tests {
         ] {
             let s = settings(endpoint, virtual_hosted);
             assert_eq!(bucket_endpoint(s.endpoint.as_ref().unwrap(), &s), expected);
+        }
+    }
+
+    #[test]
+    fn only_an_abort_that_succeeded_or_found_no_upload_lets_the_record_go() {
+        let cause = || Box::new(io::Error::other("answer")) as Box<_>;
+        assert!(matches!(Abort::of(Ok(())), Abort::Done));
+        let no_such_upload = object_store::Error::NotFound {
+            path: "exports/.uploads/a/k.run".into(),
+            source: cause(),
+        };
+        assert!(matches!(Abort::of(Err(no_such_upload)), Abort::Gone));
+        for kept in [
+            // Connection refused, a 5xx after the retries, a timeout.
+            object_store::Error::Generic {
+                store: "S3",
+                source: cause(),
+            },
+            object_store::Error::PermissionDenied {
+                path: "exports/a/k.csv".into(),
+                source: cause(),
+            },
+            object_store::Error::Unauthenticated {
+                path: "exports/a/k.csv".into(),
+                source: cause(),
+            },
+            object_store::Error::Precondition {
+                path: "exports/a/k.csv".into(),
+                source: cause(),
+            },
+        ] {
+            assert!(matches!(Abort::of(Err(kept)), Abort::Failed(_)));
         }
     }
 
