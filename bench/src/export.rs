@@ -15,9 +15,11 @@
 //!   `export.storage` is `s3`, streaming a multipart upload to s3s-fs on
 //!   loopback ([`crate::s3`]), so the two peaks stand side by side.
 //!
-//! Each size runs `trials` trials, each a scan and an export back to back
-//! (a slow spell of the machine then lands on both sides of a ratio); the
-//! result is the trial with the median ratio, and every trial's ratio.
+//! Each size runs `trials` trials, each a scan and an export (and the S3
+//! export) back to back, so baseline and subject alternate and a slow spell
+//! of the machine lands on both sides of a ratio; the result is the trial
+//! with the median ratio, and every trial's ratios, local and S3, which the
+//! targets judge by their quartiles ([`crate::report::Verdict`]).
 //! Before the first measurement every account's documents are read once,
 //! untimed. Each child's peak resident memory (`VmHWM` in `/proc/<pid>/status`) is
 //! its own, so the figure is the export's and the scan's, not the
@@ -65,6 +67,8 @@ pub struct Measured {
     pub file_bytes: u64,
     /// Each trial's export rate over its scan rate.
     pub trial_ratios: Vec<f64>,
+    /// Each trial's S3 export rate over its scan rate (empty without S3).
+    pub s3_trial_ratios: Vec<f64>,
     /// The same export to S3, when measured: its row and its worker's
     /// peak resident memory, KiB.
     pub s3: Option<(Row, u64)>,
@@ -298,6 +302,7 @@ async fn measure(
         export_peak_kib: peak,
         file_bytes,
         trial_ratios: Vec::new(),
+        s3_trial_ratios: Vec::new(),
         s3,
     })
 }
@@ -316,9 +321,17 @@ fn median_trial(mut trials: Vec<Measured>) -> Measured {
         .iter()
         .filter_map(|t| t.s3.as_ref().map(|(_, peak)| *peak))
         .max();
+    let s3_ratios: Vec<f64> = trials
+        .iter()
+        .filter_map(|t| {
+            t.s3.as_ref()
+                .map(|(row, _)| row.rate() / t.scan.rate().max(1e-9))
+        })
+        .collect();
     let median = super::median_index(&ratios, |r| *r);
     let mut chosen = trials.swap_remove(median);
     chosen.trial_ratios = ratios;
+    chosen.s3_trial_ratios = s3_ratios;
     chosen.scan_peak_kib = scan_peak_kib;
     chosen.export_peak_kib = export_peak_kib;
     if let (Some((_, peak)), Some(highest)) = (chosen.s3.as_mut(), s3_peak_kib) {

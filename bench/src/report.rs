@@ -42,22 +42,111 @@ pub struct Target {
     /// What is required.
     pub what: String,
     /// The measured ratio (for the idle worker's targets, the measured
-    /// value itself, as the target's wording says).
+    /// value itself, as the target's wording says); with trials, their
+    /// median.
     pub ratio: f64,
     /// The ratio required (at least, or at most for memory).
     pub required: f64,
     /// Whether the requirement is a ceiling rather than a floor.
     pub at_most: bool,
+    /// Each trial's ratio, when the figure is a median of alternating
+    /// trials (empty for a single measurement).
+    pub trials: Vec<f64>,
 }
 
+/// What a run says about a target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Met (with trials: by at least three quarters of them).
+    Met,
+    /// Missed (with trials: by at least three quarters of them).
+    Missed,
+    /// The trials straddle the target: on this machine's noise the run
+    /// cannot tell, and says so rather than pass or fail by chance.
+    Inconclusive,
+}
+
+/// Fewest trials for which [`Target::verdict`] judges by quartiles.
+pub const JUDGED_TRIALS: usize = 5;
+
 impl Target {
-    /// Whether the run met it.
-    pub fn met(&self) -> bool {
-        if self.at_most {
-            self.ratio <= self.required
-        } else {
-            self.ratio >= self.required
+    /// A target judged on one figure.
+    pub fn single(what: String, ratio: f64, required: f64, at_most: bool) -> Self {
+        Self {
+            what,
+            ratio,
+            required,
+            at_most,
+            trials: Vec::new(),
         }
+    }
+
+    /// A floor judged on the ratios of alternating trials (their median is
+    /// the figure shown).
+    pub fn over_trials(what: String, trials: &[f64], required: f64) -> Self {
+        let mut sorted = trials.to_vec();
+        sorted.sort_by(f64::total_cmp);
+        let ratio = sorted.get(sorted.len() / 2).copied().unwrap_or(0.0);
+        Self {
+            what,
+            ratio,
+            required,
+            at_most: false,
+            trials: trials.to_vec(),
+        }
+    }
+
+    fn holds(&self, value: f64) -> bool {
+        if self.at_most {
+            value <= self.required
+        } else {
+            value >= self.required
+        }
+    }
+
+    /// What this run says. With at least [`JUDGED_TRIALS`] trials, the
+    /// lower and upper quartiles of the trials' ratios decide: both on the
+    /// right side, met; both on the wrong side, missed; one on each side,
+    /// inconclusive. With fewer, the single figure decides.
+    pub fn verdict(&self) -> Verdict {
+        if self.trials.len() < JUDGED_TRIALS {
+            return match self.holds(self.ratio) {
+                true => Verdict::Met,
+                false => Verdict::Missed,
+            };
+        }
+        let mut sorted = self.trials.clone();
+        sorted.sort_by(f64::total_cmp);
+        let last = sorted.len() - 1;
+        let (lower, upper) = (sorted[last / 4], sorted[(3 * last).div_ceil(4)]);
+        match (self.holds(lower), self.holds(upper)) {
+            (true, true) => Verdict::Met,
+            (false, false) => Verdict::Missed,
+            _ => Verdict::Inconclusive,
+        }
+    }
+
+    /// Whether the run missed it (an inconclusive run did not).
+    pub fn missed(&self) -> bool {
+        self.verdict() == Verdict::Missed
+    }
+
+    /// The trials' spread as printed: lowest, quartiles, highest.
+    fn spread(&self) -> String {
+        if self.trials.is_empty() {
+            return String::new();
+        }
+        let mut sorted = self.trials.clone();
+        sorted.sort_by(f64::total_cmp);
+        let last = sorted.len() - 1;
+        format!(
+            "; {} trials: min {:.2}, quartiles {:.2}-{:.2}, max {:.2}",
+            sorted.len(),
+            sorted[0],
+            sorted[last / 4],
+            sorted[(3 * last).div_ceil(4)],
+            sorted[last]
+        )
     }
 }
 
@@ -87,56 +176,64 @@ impl Report {
     pub fn targets(&self) -> Vec<Target> {
         let mut targets = Vec::new();
         if let (Some(base), Some(herald)) = (self.noop.first(), self.noop.get(1)) {
-            targets.push(Target {
-                what: format!("no-op: {} >= plain apalis-redis", herald.name),
-                ratio: herald.rate() / base.rate().max(1e-9),
-                required: 1.0,
-                at_most: false,
-            });
+            targets.push(Target::single(
+                format!("no-op: {} >= plain apalis-redis", herald.name),
+                herald.rate() / base.rate().max(1e-9),
+                1.0,
+                false,
+            ));
         }
         for m in &self.pipeline {
-            targets.push(Target {
-                what: format!(
-                    "end to end, concurrency {}: >= 60% of the lower raw limit",
+            targets.push(Target::over_trials(
+                format!(
+                    "end to end, concurrency {}: >= 80% of the lower of raw insert_many (Herald's batch size) and raw push",
                     m.concurrency
                 ),
-                ratio: m.herald.row.rate() / m.limit().max(1e-9),
-                required: 0.6,
-                at_most: false,
-            });
+                &m.trial_ratios,
+                0.8,
+            ));
         }
         for m in &self.export {
-            targets.push(Target {
-                what: format!("export, {} rows: >= 80% of the raw scan's rows/s", m.rows),
-                ratio: m.export.rate() / m.scan.rate().max(1e-9),
-                required: 0.8,
-                at_most: false,
-            });
+            targets.push(Target::over_trials(
+                format!("export, {} rows: >= 90% of the raw scan's rows/s", m.rows),
+                &m.trial_ratios,
+                0.9,
+            ));
+            if m.s3.is_some() {
+                targets.push(Target::over_trials(
+                    format!(
+                        "export to S3, {} rows: >= 90% of the raw scan's rows/s",
+                        m.rows
+                    ),
+                    &m.s3_trial_ratios,
+                    0.9,
+                ));
+            }
         }
         if let (Some(small), Some(large)) = (self.export.first(), self.export.last()) {
             if large.rows > small.rows {
-                targets.push(Target {
-                    what: format!(
+                targets.push(Target::single(
+                    format!(
                         "export peak memory, {} rows <= 1.2 x {} rows",
                         large.rows, small.rows
                     ),
-                    ratio: large.export_peak_kib as f64 / small.export_peak_kib.max(1) as f64,
-                    required: 1.2,
-                    at_most: true,
-                });
+                    large.export_peak_kib as f64 / small.export_peak_kib.max(1) as f64,
+                    1.2,
+                    true,
+                ));
             }
         }
         if let Some(inbox) = &self.inbox {
-            targets.push(Target {
-                what: format!(
+            targets.push(Target::single(
+                format!(
                     "unread count, never read, {} messages: <= {} x one count over the same number of index keys",
                     inbox.messages,
                     inbox::TARGET_RATIO
                 ),
-                ratio: inbox.never_read.ratio(),
-                required: inbox::TARGET_RATIO,
-                at_most: true,
-            });
+                inbox.never_read.ratio(),
+                inbox::TARGET_RATIO,
+                true,
+            ));
         }
         if let Some(latency) = &self.latency {
             targets.extend(latency.targets());
@@ -162,6 +259,7 @@ impl Report {
             let trials: Vec<String> = m.trial_ratios.iter().map(|r| format!("{r:.2}")).collect();
             let mut lines = vec![
                 Line::from_row(&m.raw_insert, Some(m.raw_insert.rate() / limit)),
+                Line::from_row(&m.raw_insert_many, Some(m.raw_insert_many.rate() / limit)),
                 Line::from_row(&m.raw_post, Some(m.raw_post.rate() / limit)),
             ];
             for timed in std::iter::once(&m.herald).chain(&m.one_job_at_a_time) {
@@ -172,9 +270,10 @@ impl Report {
             }
             sections.push((
                 format!(
-                    "Messages end to end, concurrency {} (at most {} request(s) in flight to each service; ratio: to the lower raw limit; the median of {} trial(s), whose ratios were {})",
+                    "Messages end to end, concurrency {} (at most {} request(s) in flight to each service; Herald's insert_many carried {:.1} messages on average; ratio: to the lower of raw insert_many and raw push; the median of {} trial(s), whose ratios were {})",
                     m.concurrency,
                     m.concurrency,
+                    m.batch_size,
                     m.trial_ratios.len(),
                     trials.join(" ")
                 ),
@@ -228,14 +327,24 @@ impl Report {
                 s3.peak_kib = Some(*peak);
                 lines.push(s3);
             }
-            let trials: Vec<String> = m.trial_ratios.iter().map(|r| format!("{r:.2}")).collect();
+            let listed = |ratios: &[f64]| {
+                ratios
+                    .iter()
+                    .map(|r| format!("{r:.2}"))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            };
+            let s3_trials = match m.s3 {
+                Some(_) => format!(", to S3 {}", listed(&m.s3_trial_ratios)),
+                None => String::new(),
+            };
             sections.push((
                 format!(
-                    "Export, {} documents, {:.1} MB file (ratio: to the raw scan; the median of {} trial(s), whose ratios were {}; peak memory: the highest of any trial)",
+                    "Export, {} documents, {:.1} MB file (ratio: to the raw scan; the trial with the median ratio of {} alternating trial(s), whose ratios were {}{s3_trials}; peak memory: the highest of any trial)",
                     m.rows,
                     m.file_bytes as f64 / 1e6,
                     m.trial_ratios.len(),
-                    trials.join(" ")
+                    listed(&m.trial_ratios)
                 ),
                 lines,
             ));
@@ -302,12 +411,23 @@ impl Report {
             for t in targets {
                 let _ = writeln!(
                     out,
-                    "{:<7} {} (measured {:.3}, required {} {:.2})",
-                    if t.met() { "met" } else { "MISSED" },
+                    "{:<12} {} (measured {:.3}, required {} {:.2}{})",
+                    match t.verdict() {
+                        Verdict::Met => "met",
+                        Verdict::Missed => "MISSED",
+                        Verdict::Inconclusive => "INCONCLUSIVE",
+                    },
                     t.what,
                     t.ratio,
                     if t.at_most { "<=" } else { ">=" },
-                    t.required
+                    t.required,
+                    t.spread()
+                );
+            }
+            if self.targets().iter().any(|t| t.verdict() == Verdict::Inconclusive) {
+                let _ = writeln!(
+                    out,
+                    "INCONCLUSIVE: the trials' quartiles lie on both sides of the target; this machine's noise is larger than the distance to the target, so this run neither meets nor misses it"
                 );
             }
         }
@@ -486,4 +606,36 @@ fn render_latency_details(out: &mut String, m: &latency::Measured) {
         m.idle.commands,
         m.idle.commands_per_sec()
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn floor(trials: &[f64]) -> Verdict {
+        Target::over_trials("t".into(), trials, 0.9).verdict()
+    }
+
+    #[test]
+    fn trials_are_judged_by_their_quartiles() {
+        // Four of five on the right side: met, whatever the fifth.
+        assert_eq!(floor(&[0.95, 0.5, 0.92, 0.99, 1.1]), Verdict::Met);
+        // Four of five on the wrong side: missed.
+        assert_eq!(floor(&[0.85, 0.5, 0.88, 0.99, 0.7]), Verdict::Missed);
+        // Quartiles on both sides: the run cannot tell.
+        assert_eq!(floor(&[0.85, 0.95, 0.88, 0.99, 0.93]), Verdict::Inconclusive);
+        // Fewer trials: the median decides.
+        assert_eq!(floor(&[0.85, 0.95, 0.91]), Verdict::Met);
+        assert_eq!(floor(&[0.85, 0.95, 0.89]), Verdict::Missed);
+        let figure = Target::over_trials("t".into(), &[0.85, 0.95, 0.89], 0.9);
+        assert_eq!(figure.ratio, 0.89, "the median is the figure shown");
+    }
+
+    #[test]
+    fn a_ceiling_is_judged_the_other_way() {
+        let mut target = Target::single("t".into(), 1.1, 1.2, true);
+        assert_eq!(target.verdict(), Verdict::Met);
+        target.ratio = 1.3;
+        assert!(target.missed());
+    }
 }

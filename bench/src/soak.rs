@@ -1,18 +1,23 @@
 //! Redis memory over a long run: what Herald leaves behind per message.
 //!
+//! The run has a `redis-server` of its own (nothing else writes to it), so
+//! the growth of its `used_memory` from before the worker started to after
+//! retention is what Herald keeps per message, as Redis counts it: keys,
+//! values, expiry entries, hash-table slots and allocator rounding.
+//!
 //! A worker (in this process, `herald worker`'s code) runs with a short
 //! `retention.done_secs` and a one-second heartbeat, so retention happens
 //! within the run. `messages` messages are enqueued through the
 //! `herald-jobs` producer in rounds of [`ROUND`], each round waiting until
 //! the worker has caught up to within one round, as a steady producer
-//! would. Every second the run samples Redis's `used_memory` (the whole
-//! server: other users of the same Redis show up in it) and the bytes held
-//! under the run's own namespace (`MEMORY USAGE` of each key: exact, and
-//! only Herald's). Once every message is stored and pushed, it waits for
-//! the retention to forget the finished jobs and reports what is left per
-//! message, by kind of key: what the re-run window keeps (idempotency keys
-//! and delivery receipts, which expire with it) and anything else (which
-//! would grow without bound). The run uses its own namespace, database and
+//! would. Every second the run samples `used_memory` and the bytes held
+//! under the run's namespace (`MEMORY USAGE` of each key, which leaves out
+//! the keyspace's own entries and the expiry table). Once every message is
+//! stored and pushed, it waits for the retention to forget the finished
+//! jobs and reports what is left per message: the `used_memory` growth,
+//! and by kind of key what the re-run window keeps (the push queue's
+//! claims and delivery receipts, which expire with it) and anything else
+//! (which would grow without bound). The run uses its own database and
 //! sandbox and removes them afterwards.
 
 use std::{
@@ -72,7 +77,8 @@ pub struct SoakReport {
     /// What is left under the namespace after retention: kind of key →
     /// (keys, bytes).
     pub left: BTreeMap<String, (u64, u64)>,
-    /// Redis `used_memory` before the run and after retention.
+    /// The private server's `used_memory` before the worker started and
+    /// after retention.
     pub used_memory_before: u64,
     /// See `used_memory_before`.
     pub used_memory_after: u64,
@@ -83,7 +89,15 @@ pub struct SoakReport {
 }
 
 impl SoakReport {
-    /// Bytes left per message of the kinds the re-run window keeps.
+    /// How much the private server's `used_memory` grew per message, from
+    /// before the worker started to after retention: the target's figure.
+    pub fn used_memory_per_message(&self) -> f64 {
+        self.used_memory_after.saturating_sub(self.used_memory_before) as f64
+            / self.workload.messages.max(1) as f64
+    }
+
+    /// Bytes left per message of the kinds the re-run window keeps, by
+    /// `MEMORY USAGE`.
     pub fn window_bytes_per_message(&self) -> f64 {
         self.bytes_of(is_window_kind) as f64 / self.workload.messages.max(1) as f64
     }
@@ -133,15 +147,20 @@ pub async fn run(settings: &Settings, workload: SoakWorkload) -> Result<SoakRepo
     settings.worker.heartbeat_interval = Duration::from_secs(1);
     settings.worker.ops_bind = None;
 
+    let (server, url) = crate::latency::process::private_redis().await?;
+    settings.redis.url = url;
     let (sandbox_url, sandbox_task) = super::backlog::private_sandbox(&mut settings).await?;
 
-    let database = store::connect(&settings.mongodb).await?;
-    let mut conn = herald::queue::connect(settings.redis.url.as_str()).await?;
-    let result = soak(&settings, &database, &mut conn, &sandbox_url, workload).await;
-
-    let _ = database.drop().await;
-    super::queue::cleanup(&mut conn, &settings.redis.namespace.key_pattern()).await?;
+    let result = async {
+        let database = store::connect(&settings.mongodb).await?;
+        let mut conn = herald::queue::connect(settings.redis.url.as_str()).await?;
+        let result = soak(&settings, &database, &mut conn, &sandbox_url, workload).await;
+        let _ = database.drop().await;
+        result
+    }
+    .await;
     sandbox_task.abort();
+    server.stop().await;
     result
 }
 

@@ -13,8 +13,9 @@
 //! new. Nothing is kept in Redis per message for this, which is what keeps
 //! Redis's memory bounded under millions of messages a day.
 //! [`Producer::with_enqueue_dedup`] adds an enqueue idempotency key per
-//! message (`message:<messageId>`, about 180 bytes of Redis each for its
-//! lifetime) for producers that would rather not create the second job.
+//! message (`message:<messageId>`, about 100 bytes of Redis each for one
+//! to two times its TTL, see [`crate::claims`]) for producers that would
+//! rather not create the second job.
 //!
 //! A queue may be spread over several shards (`redis.queue_shards` of the
 //! workers, who write the count to `{NAMESPACE}:queue_shards`). The
@@ -144,8 +145,9 @@ impl Producer {
 
     /// Enqueues each message under the idempotency key `message:<messageId>`,
     /// remembered `ttl`: an enqueue of a message id already enqueued within
-    /// that time adds no job. Costs about 180 bytes of Redis per message
-    /// for `ttl` (see the module docs for why it is off by default).
+    /// that time adds no job. Costs about 100 bytes of Redis per message
+    /// for one to two times `ttl` (see the module docs for why it is off
+    /// by default).
     pub fn with_enqueue_dedup(mut self, ttl: Duration) -> Self {
         self.dedup = Some(ttl);
         self

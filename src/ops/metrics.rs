@@ -100,6 +100,7 @@ struct Inner {
     job_duration: HistogramFamily<QueueLabels>,
     push_duration: HistogramFamily<PushLabels>,
     export_rows: Counter,
+    message_insert_batch: Histogram,
     queue_jobs: Family<DepthLabels, Gauge>,
     queue_workers: Family<QueueLabels, Gauge>,
     jobs_trimmed: Family<TrimLabels, Counter>,
@@ -181,6 +182,12 @@ impl Metrics {
             "Rows written to finished export files",
             Counter::default(),
         );
+        let message_insert_batch = registered(
+            &mut registry,
+            "message_insert_batch_size",
+            "Messages stored by one insert_many (the send_message jobs' group commit)",
+            Histogram::new(exponential_buckets(1.0, 2.0, 9)),
+        );
         let queue_jobs = registered(&mut registry, "queue_jobs", "Jobs in a queue per state (pending, scheduled, running, failed), read from Redis at scrape time", Family::<DepthLabels, Gauge>::default());
         let queue_workers = registered(
             &mut registry,
@@ -235,12 +242,18 @@ impl Metrics {
                 job_duration,
                 push_duration,
                 export_rows,
+                message_insert_batch,
                 queue_jobs,
                 queue_workers,
                 jobs_trimmed,
                 queue_paused,
             }),
         }
+    }
+
+    /// Records one `insert_many` of `documents` messages.
+    pub fn message_batch_stored(&self, documents: usize) {
+        self.inner.message_insert_batch.observe(documents as f64);
     }
 
     /// Records one job run of `queue` that took `elapsed`.

@@ -54,12 +54,21 @@ pub struct MessageBatcher {
     queue: mpsc::Sender<Pending>,
 }
 
+/// What is told the size of each `insert_many` (the worker's metrics).
+pub type BatchObserver = Box<dyn Fn(usize) + Send + Sync>;
+
 impl MessageBatcher {
     /// Starts the batching task for `database`'s `message` collection on
     /// the current Tokio runtime.
     pub fn spawn(database: &Database) -> Self {
+        Self::spawn_observed(database, Box::new(|_| {}))
+    }
+
+    /// [`MessageBatcher::spawn`], telling `observe` how many messages each
+    /// `insert_many` carried.
+    pub fn spawn_observed(database: &Database, observe: BatchObserver) -> Self {
         let (queue, pending) = mpsc::channel(MAX_BATCH * 4);
-        tokio::spawn(run(database.collection(MESSAGE_COLLECTION), pending));
+        tokio::spawn(run(database.collection(MESSAGE_COLLECTION), pending, observe));
         Self { queue }
     }
 
@@ -80,9 +89,14 @@ impl MessageBatcher {
     }
 }
 
-async fn run(collection: Collection<Document>, mut pending: mpsc::Receiver<Pending>) {
+async fn run(
+    collection: Collection<Document>,
+    mut pending: mpsc::Receiver<Pending>,
+    observe: BatchObserver,
+) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while pending.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        observe(batch.len());
         store(&collection, std::mem::take(&mut batch)).await;
     }
 }

@@ -176,7 +176,10 @@ impl Worker {
                 settings.redis.namespace.key("retention:export"),
             )
         });
-        let store = MessageBatcher::spawn(&database);
+        let store = MessageBatcher::spawn_observed(&database, {
+            let metrics = metrics.clone();
+            Box::new(move |documents| metrics.message_batch_stored(documents))
+        });
         let redis_url = settings.redis.url.as_str();
         let mut shards = Vec::new();
         let mut receipts = Vec::new();

@@ -164,6 +164,7 @@ async fn the_worker_serves_health_readiness_and_job_metrics() {
         ("herald_job_duration_seconds", "histogram"),
         ("herald_push_duration_seconds", "histogram"),
         ("herald_export_rows", "counter"),
+        ("herald_message_insert_batch_size", "histogram"),
         ("herald_queue_jobs", "gauge"),
         ("herald_queue_workers", "gauge"),
     ] {
@@ -227,6 +228,12 @@ async fn the_worker_serves_health_readiness_and_job_metrics() {
     let q = |queue: &'static str| [("queue", queue)];
     assert_eq!(
         value(&samples, "herald_jobs_done_total", &q("send_message")),
+        3.0
+    );
+    // Every stored message was in one insert_many (the fourth job's
+    // message was refused before the store).
+    assert_eq!(
+        value(&samples, "herald_message_insert_batch_size_sum", &[]),
         3.0
     );
     assert_eq!(

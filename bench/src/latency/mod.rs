@@ -28,7 +28,7 @@
 mod export_start;
 mod floor;
 mod idle;
-mod process;
+pub(crate) mod process;
 mod send;
 
 use std::time::{Duration, Instant};
@@ -170,40 +170,15 @@ impl Measured {
         let floor = self.floor.p50.as_secs_f64().max(1e-9);
         let mut targets = Vec::new();
         for (path, series) in [("HTTP", &self.http), ("producer", &self.producer)] {
-            targets.push(Target {
-                what: format!("light load, {path}: p50 <= 3 x the floor's p50"),
-                ratio: series.p50.as_secs_f64() / floor,
-                required: 3.0,
-                at_most: true,
-            });
-            targets.push(Target {
-                what: format!("light load, {path}: p99 <= 10 x the floor's p50"),
-                ratio: series.p99.as_secs_f64() / floor,
-                required: 10.0,
-                at_most: true,
-            });
+            targets.push(Target::single(format!("light load, {path}: p50 <= 3 x the floor's p50"), series.p50.as_secs_f64() / floor, 3.0, true));
+            targets.push(Target::single(format!("light load, {path}: p99 <= 10 x the floor's p50"), series.p99.as_secs_f64() / floor, 10.0, true));
         }
-        targets.push(Target {
-            what: format!(
+        targets.push(Target::single(format!(
                 "export start, {} rows: enqueue to export_finish <= 3 x raw read and sync",
                 self.export.rows
-            ),
-            ratio: self.export.ratio(),
-            required: 3.0,
-            at_most: true,
-        });
-        targets.push(Target {
-            what: "idle worker: CPU, percent of one core".to_owned(),
-            ratio: self.idle.cpu_percent,
-            required: 1.0,
-            at_most: true,
-        });
-        targets.push(Target {
-            what: "idle worker: Redis commands sent per second".to_owned(),
-            ratio: self.idle.sent_per_sec(),
-            required: 5.0,
-            at_most: true,
-        });
+            ), self.export.ratio(), 3.0, true));
+        targets.push(Target::single("idle worker: CPU, percent of one core".to_owned(), self.idle.cpu_percent, 1.0, true));
+        targets.push(Target::single("idle worker: Redis commands sent per second".to_owned(), self.idle.sent_per_sec(), 5.0, true));
         targets
     }
 }

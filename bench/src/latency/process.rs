@@ -31,14 +31,14 @@ pub(super) fn herald_binary() -> Result<PathBuf, BenchError> {
 
 /// A free loopback port. Another process could take it before the child
 /// binds it; on a benchmark machine nothing else is binding ports.
-pub(super) fn free_port() -> Result<u16, BenchError> {
+pub(crate) fn free_port() -> Result<u16, BenchError> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port())
 }
 
 /// A child process, killed when stopped or dropped.
-pub(super) struct Spawned {
+pub(crate) struct Spawned {
     child: Child,
     what: String,
 }
@@ -76,7 +76,7 @@ impl Spawned {
     }
 
     /// Kills the process and waits for it.
-    pub(super) async fn stop(mut self) {
+    pub(crate) async fn stop(mut self) {
         let _ = self.child.start_kill();
         let _ = self.child.wait().await;
     }
@@ -155,7 +155,7 @@ pub(super) async fn web_ready(
 
 /// A `redis-server` of this run's own on a free port, persisting nothing;
 /// returns it and its URL once it answers PING.
-pub(super) async fn private_redis() -> Result<(Spawned, String), BenchError> {
+pub(crate) async fn private_redis() -> Result<(Spawned, String), BenchError> {
     let port = free_port()?.to_string();
     let mut command = Command::new("redis-server");
     command.args([
@@ -170,7 +170,7 @@ pub(super) async fn private_redis() -> Result<(Spawned, String), BenchError> {
     ]);
     let server = Spawned::start(&mut command, "redis-server".to_owned()).map_err(|e| {
         BenchError::Invalid(format!(
-            "{e} (the idle measurement needs `redis-server` on PATH)"
+            "{e} (the idle and soak measurements need `redis-server` on PATH)"
         ))
     })?;
     let url = format!("redis://127.0.0.1:{port}");

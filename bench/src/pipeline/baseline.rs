@@ -1,7 +1,8 @@
 //! The raw limits the end-to-end run is measured against: `c` tasks
-//! inserting message documents with `insert_one`, and `c` tasks posting
-//! `new_message` events to a fresh push sandbox, with nothing of Herald's
-//! queue in between.
+//! inserting message documents with `insert_one`; one task inserting them
+//! with `insert_many` in batches of the size Herald reaches; and `c` tasks
+//! posting `new_message` events to a fresh push sandbox, with nothing of
+//! Herald's queue in between.
 
 use std::{
     sync::{
@@ -110,6 +111,43 @@ pub(super) async fn raw_insert(
             .await?;
         counted_row(
             format!("raw MongoDB insert_one, {concurrency} at a time"),
+            jobs,
+            stored,
+            elapsed,
+        )
+    }
+    .await;
+    let _ = database.drop().await;
+    result
+}
+
+/// One task inserting the message documents with unordered `insert_many`
+/// calls of `batch` documents, one call after another: what the database
+/// does for Herald's group commit (see [`herald::store::MessageBatcher`]),
+/// with nothing else in between.
+pub(super) async fn raw_insert_many(
+    settings: &Settings,
+    jobs: u64,
+    batch: usize,
+) -> Result<Row, BenchError> {
+    let settings = private_settings(settings, "insert-many")?;
+    let database = store::connect(&settings.mongodb).await?;
+    let result = async {
+        MessageStore::new(&database).ensure_indexes().await?;
+        let created_at = DateTime::now();
+        let documents: Vec<Document> = validated(&settings, &messages(&settings, jobs)?)?
+            .iter()
+            .map(|m| store::message_document(m, created_at))
+            .collect();
+        let collection = database.collection::<Document>(MESSAGE_COLLECTION);
+        let start = Instant::now();
+        for chunk in documents.chunks(batch.max(1)) {
+            collection.insert_many(chunk).ordered(false).await?;
+        }
+        let elapsed = start.elapsed();
+        let stored = collection.count_documents(doc! {}).await?;
+        counted_row(
+            format!("raw MongoDB insert_many, {batch} per call, one at a time"),
             jobs,
             stored,
             elapsed,

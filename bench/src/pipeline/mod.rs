@@ -7,7 +7,8 @@
 //!
 //! 1. the raw MongoDB insert rate: `c` tasks inserting `jobs` documents of
 //!    the `message` shape with `insert_one`, through the same driver, into a
-//!    collection with the same indexes;
+//!    collection with the same indexes (for information: Herald does not
+//!    insert one at a time);
 //! 2. the raw stand-in rate: `c` tasks posting `jobs` `new_message` events
 //!    through Herald's own Tuisongbao client to a fresh push sandbox;
 //! 3. Herald end to end: a worker (in this process, `herald worker`'s code)
@@ -19,11 +20,17 @@
 //!    at most `window` of them outstanding (enqueued but not yet received by
 //!    the sandbox). The clock runs from the first enqueue until the sandbox
 //!    has received the last event; each message's latency runs from just
-//!    before its enqueue call to the moment its event reaches the sandbox;
-//! 4. at `c` = 1 only, for information: Herald taking one job at a time
+//!    before its enqueue call to the moment its event reaches the sandbox.
+//!    The worker's `herald_message_insert_batch_size` metric tells how
+//!    many messages its `insert_many` calls carried on average;
+//! 4. the physical limit of the database for what Herald asks of it: one
+//!    task inserting the same `jobs` documents with unordered `insert_many`
+//!    calls of the size Herald's averaged in step 3, one after another;
+//! 5. at `c` = 1 only, for information: Herald taking one job at a time
 //!    (`worker.concurrency` 1 as well), so Redis, MongoDB and the push
 //!    take turns for each message. No target applies to it.
 //!
+//! The target compares Herald with the lower of 2 and 4, trial by trial.
 //! The run then checks that every message was stored once and pushed once.
 //! Each measurement uses its own Redis namespace, Mongo database and sandbox,
 //! and removes them afterwards.
@@ -46,7 +53,7 @@ use herald_jobs::{queue::shard_of, AccountId, Namespace, Producer, SendMessage, 
 use mongodb::bson::{doc, Document};
 
 use self::{
-    baseline::{raw_insert, raw_post},
+    baseline::{raw_insert, raw_insert_many, raw_post},
     recorder::{Receipts, Recorder},
 };
 use crate::{queue::BenchError, Row};
@@ -71,8 +78,13 @@ pub struct Workload {
 pub struct Measured {
     /// The concurrency.
     pub concurrency: usize,
-    /// Raw MongoDB `insert_one` rate.
+    /// Raw MongoDB `insert_one` rate (for information).
     pub raw_insert: Row,
+    /// Raw MongoDB `insert_many` rate, one call at a time, in batches of
+    /// the size Herald's averaged in the same trial.
+    pub raw_insert_many: Row,
+    /// That batch size: messages per `insert_many` of Herald's.
+    pub batch_size: f64,
     /// Raw sandbox POST rate.
     pub raw_post: Row,
     /// Herald end to end, at most `concurrency` requests in flight to each
@@ -108,10 +120,11 @@ pub struct Timed {
 }
 
 impl Measured {
-    /// The lower of the two raw rates: what end to end cannot exceed
-    /// without batching.
+    /// The lower of the raw `insert_many` rate (Herald's batch size) and
+    /// the raw push rate: what end to end could reach if Herald's queue
+    /// cost nothing.
     pub fn limit(&self) -> f64 {
-        self.raw_insert.rate().min(self.raw_post.rate())
+        self.raw_insert_many.rate().min(self.raw_post.rate())
     }
 
     /// Whether every message was stored and pushed exactly once.
@@ -135,24 +148,26 @@ pub async fn run(settings: &Settings, workload: &Workload) -> Result<Vec<Measure
         let mut inserts = Vec::new();
         let mut posts = Vec::new();
         let mut runs = Vec::new();
+        let mut batched = Vec::new();
         let mut serial_runs = Vec::new();
         let jobs_in_flight = settings.worker.concurrency.max(concurrency);
         for _ in 0..workload.trials.max(1) {
             inserts.push(raw_insert(settings, workload.jobs, concurrency).await?);
             posts.push(raw_post(settings, workload.jobs, concurrency).await?);
-            runs.push(
-                end_to_end(
-                    settings,
-                    workload,
-                    Lanes::PerService(jobs_in_flight, concurrency),
-                )
-                .await?,
-            );
+            let run = end_to_end(
+                settings,
+                workload,
+                Lanes::PerService(jobs_in_flight, concurrency),
+            )
+            .await?;
+            let batch = run.batch_size.round().max(1.0) as usize;
+            batched.push(raw_insert_many(settings, workload.jobs, batch).await?);
+            runs.push(run);
             if concurrency == 1 {
                 serial_runs.push(end_to_end(settings, workload, Lanes::OneJobAtATime).await?);
             }
         }
-        let trial_ratios: Vec<f64> = inserts
+        let trial_ratios: Vec<f64> = batched
             .iter()
             .zip(&posts)
             .zip(&runs)
@@ -167,9 +182,12 @@ pub async fn run(settings: &Settings, workload: &Workload) -> Result<Vec<Measure
             .counts();
         let one_job_at_a_time =
             (median < serial_runs.len()).then(|| serial_runs.swap_remove(median).timed());
+        let batch_size = runs[median].batch_size;
         results.push(Measured {
             concurrency,
             raw_insert: inserts.swap_remove(median),
+            raw_insert_many: batched.swap_remove(median),
+            batch_size,
             raw_post: posts.swap_remove(median),
             herald: runs.swap_remove(median).timed(),
             one_job_at_a_time,
@@ -290,6 +308,8 @@ pub(crate) fn new_message_events(
 /// What one end-to-end run measured.
 struct EndToEnd {
     row: Row,
+    /// Messages per `insert_many` of the worker's, on average.
+    batch_size: f64,
     p50: Duration,
     p99: Duration,
     out_of_order: u64,
@@ -339,6 +359,11 @@ async fn end_to_end(
     };
     settings.worker.concurrency = jobs_in_flight;
     settings.worker.push_concurrency = pushes_in_flight;
+    // Its /metrics tells the batch sizes it reached.
+    settings.worker.ops_bind = Some(std::net::SocketAddr::from((
+        [127, 0, 0, 1],
+        crate::latency::process::free_port()?,
+    )));
     let sandbox = Recorder::spawn(&settings).await?;
     settings.tuisongbao.url = sandbox.url()?;
     let database = store::connect(&settings.mongodb).await?;
@@ -425,6 +450,7 @@ async fn drive(
 
     // Late duplicates, if any, would arrive now.
     tokio::time::sleep(Duration::from_millis(500)).await;
+    let batch_size = mean_insert_batch(settings).await?;
     let _ = stop.send(());
     let _ = running.await;
 
@@ -457,6 +483,7 @@ async fn drive(
             count: jobs,
             elapsed,
         },
+        batch_size,
         p50: percentile(&latencies, 0.50),
         p99: percentile(&latencies, 0.99),
         out_of_order: arrived_late(&places),
@@ -464,6 +491,35 @@ async fn drive(
         pushed: all.len() as u64,
         pushed_distinct: distinct.len() as u64,
     })
+}
+
+/// The mean of the worker's `herald_message_insert_batch_size`, read from
+/// its `/metrics` (`worker.ops_bind` of `settings`).
+async fn mean_insert_batch(settings: &Settings) -> Result<f64, BenchError> {
+    let bind = settings
+        .worker
+        .ops_bind
+        .ok_or_else(|| BenchError::Invalid("the worker has no ops_bind".into()))?;
+    let body = reqwest::get(format!("http://{bind}/metrics"))
+        .await
+        .and_then(|r| r.error_for_status())
+        .map_err(|e| BenchError::Invalid(format!("the worker's /metrics: {e}")))?
+        .text()
+        .await
+        .map_err(|e| BenchError::Invalid(format!("the worker's /metrics: {e}")))?;
+    let sample = |name: &str| {
+        body.lines()
+            .find_map(|line| line.strip_prefix(name)?.trim().parse::<f64>().ok())
+    };
+    match (
+        sample("herald_message_insert_batch_size_sum "),
+        sample("herald_message_insert_batch_size_count "),
+    ) {
+        (Some(sum), Some(count)) if count > 0.0 => Ok(sum / count),
+        _ => Err(BenchError::Invalid(
+            "the worker's /metrics has no insert batches".into(),
+        )),
+    }
 }
 
 /// Messages enqueued per producer round trip (at most).
