@@ -424,7 +424,11 @@ impl Report {
                     t.spread()
                 );
             }
-            if self.targets().iter().any(|t| t.verdict() == Verdict::Inconclusive) {
+            if self
+                .targets()
+                .iter()
+                .any(|t| t.verdict() == Verdict::Inconclusive)
+            {
                 let _ = writeln!(
                     out,
                     "INCONCLUSIVE: the trials' quartiles lie on both sides of the target; this machine's noise is larger than the distance to the target, so this run neither meets nor misses it"
@@ -623,7 +627,10 @@ mod tests {
         // Four of five on the wrong side: missed.
         assert_eq!(floor(&[0.85, 0.5, 0.88, 0.99, 0.7]), Verdict::Missed);
         // Quartiles on both sides: the run cannot tell.
-        assert_eq!(floor(&[0.85, 0.95, 0.88, 0.99, 0.93]), Verdict::Inconclusive);
+        assert_eq!(
+            floor(&[0.85, 0.95, 0.88, 0.99, 0.93]),
+            Verdict::Inconclusive
+        );
         // Fewer trials: the median decides.
         assert_eq!(floor(&[0.85, 0.95, 0.91]), Verdict::Met);
         assert_eq!(floor(&[0.85, 0.95, 0.89]), Verdict::Missed);

@@ -92,7 +92,8 @@ impl SoakReport {
     /// How much the private server's `used_memory` grew per message, from
     /// before the worker started to after retention: the target's figure.
     pub fn used_memory_per_message(&self) -> f64 {
-        self.used_memory_after.saturating_sub(self.used_memory_before) as f64
+        self.used_memory_after
+            .saturating_sub(self.used_memory_before) as f64
             / self.workload.messages.max(1) as f64
     }
 

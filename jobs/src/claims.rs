@@ -53,7 +53,9 @@ pub async fn get<C: ConnectionLike + Send>(
     let mut values = Vec::with_capacity(keys.len());
     for chunk in keys.chunks(CLAIM_CHUNK) {
         let mut call = GET.prepare_invoke();
-        call.key(grids_key(prefix)).arg(prefix).arg(format!("{now:.3}"));
+        call.key(grids_key(prefix))
+            .arg(prefix)
+            .arg(format!("{now:.3}"));
         for key in chunk {
             call.arg(key);
         }

@@ -229,8 +229,14 @@ async fn write_receipts(
             continue;
         }
         let receipts = pending.make_contiguous();
-        let written =
-            claims::set(&mut conn, &prefix, Some(ttl), receipts, crate::queue::now_secs()).await;
+        let written = claims::set(
+            &mut conn,
+            &prefix,
+            Some(ttl),
+            receipts,
+            crate::queue::now_secs(),
+        )
+        .await;
         match written {
             Ok(_) => {
                 if failures > 0 {

@@ -68,7 +68,11 @@ impl MessageBatcher {
     /// `insert_many` carried.
     pub fn spawn_observed(database: &Database, observe: BatchObserver) -> Self {
         let (queue, pending) = mpsc::channel(MAX_BATCH * 4);
-        tokio::spawn(run(database.collection(MESSAGE_COLLECTION), pending, observe));
+        tokio::spawn(run(
+            database.collection(MESSAGE_COLLECTION),
+            pending,
+            observe,
+        ));
         Self { queue }
     }
 

@@ -59,9 +59,15 @@ async fn a_claim_is_one_field_found_again_and_overwritten_in_place() {
     let mut conn = conn().await;
     let ttl = Some(Duration::from_secs(600));
 
-    let first = enqueue(&mut conn, &queue, ttl, &[job("j1", "new_message:a:1")], now_secs())
-        .await
-        .expect("enqueue");
+    let first = enqueue(
+        &mut conn,
+        &queue,
+        ttl,
+        &[job("j1", "new_message:a:1")],
+        now_secs(),
+    )
+    .await
+    .expect("enqueue");
     assert_eq!((first.ready, first.duplicates), (1, 0));
     // The same key again, in another call and twice in one call: duplicates.
     let again = enqueue(

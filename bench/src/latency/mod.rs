@@ -170,15 +170,40 @@ impl Measured {
         let floor = self.floor.p50.as_secs_f64().max(1e-9);
         let mut targets = Vec::new();
         for (path, series) in [("HTTP", &self.http), ("producer", &self.producer)] {
-            targets.push(Target::single(format!("light load, {path}: p50 <= 3 x the floor's p50"), series.p50.as_secs_f64() / floor, 3.0, true));
-            targets.push(Target::single(format!("light load, {path}: p99 <= 10 x the floor's p50"), series.p99.as_secs_f64() / floor, 10.0, true));
+            targets.push(Target::single(
+                format!("light load, {path}: p50 <= 3 x the floor's p50"),
+                series.p50.as_secs_f64() / floor,
+                3.0,
+                true,
+            ));
+            targets.push(Target::single(
+                format!("light load, {path}: p99 <= 10 x the floor's p50"),
+                series.p99.as_secs_f64() / floor,
+                10.0,
+                true,
+            ));
         }
-        targets.push(Target::single(format!(
+        targets.push(Target::single(
+            format!(
                 "export start, {} rows: enqueue to export_finish <= 3 x raw read and sync",
                 self.export.rows
-            ), self.export.ratio(), 3.0, true));
-        targets.push(Target::single("idle worker: CPU, percent of one core".to_owned(), self.idle.cpu_percent, 1.0, true));
-        targets.push(Target::single("idle worker: Redis commands sent per second".to_owned(), self.idle.sent_per_sec(), 5.0, true));
+            ),
+            self.export.ratio(),
+            3.0,
+            true,
+        ));
+        targets.push(Target::single(
+            "idle worker: CPU, percent of one core".to_owned(),
+            self.idle.cpu_percent,
+            1.0,
+            true,
+        ));
+        targets.push(Target::single(
+            "idle worker: Redis commands sent per second".to_owned(),
+            self.idle.sent_per_sec(),
+            5.0,
+            true,
+        ));
         targets
     }
 }
