@@ -379,8 +379,18 @@ async fn export_keys_belong_to_their_account() {
         assert_eq!(rows.len(), 30);
         assert!(rows.iter().all(|r| r.starts_with(&tenant.account.to_hex())));
     }
-    // export_finish went to each account's channel, once.
-    let finishes = env.delivered("export_finish").await;
+    // export_finish went to each account's channel, once (it is pushed
+    // after the status record says done, so wait for both).
+    let finishes = wait_for("each account's export_finish", || async {
+        let finishes = env.delivered("export_finish").await;
+        let reached = [a, b].iter().all(|tenant| {
+            finishes
+                .iter()
+                .any(|e| e.channels == [account_channel(tenant.account)] && e.data["key"] == "report")
+        });
+        reached.then_some(finishes)
+    })
+    .await;
     for tenant in [a, b] {
         let mine: Vec<_> = finishes
             .iter()

@@ -3,9 +3,17 @@
 //! A cursor names the last message shown (its `createdAt` and `_id`), and
 //! the next page starts after it in newest-first order, so messages that
 //! arrive meanwhile never shift a page or show twice.
+//!
+//! Written as 40 lowercase hex digits: the time in milliseconds (16) and
+//! the id (24). Every such string is a position, so the API's document can
+//! state exactly which cursors it takes ([`CURSOR_PATTERN`]): a string made
+//! up by a caller just starts a page somewhere (maybe past the end).
 
-use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
 use mongodb::bson::{doc, oid::ObjectId, DateTime, Document};
+
+/// Every cursor, and the empty string (the first page), as a regular
+/// expression; nothing else decodes.
+pub const CURSOR_PATTERN: &str = "^([0-9a-f]{40})?$";
 
 /// Where a page ends: the last message shown. Opaque to callers, who get it
 /// as a string from a page's `next_cursor` and hand it back unchanged.
@@ -34,21 +42,28 @@ impl PageCursor {
 
     /// The cursor as the string callers pass back.
     pub fn encode(&self) -> String {
-        URL_SAFE_NO_PAD.encode(format!(
-            "{}:{}",
-            self.created_at.timestamp_millis(),
+        // Times before 1970 (never written by Herald) wrap to their two's
+        // complement, which decodes back to the same time.
+        format!(
+            "{:016x}{}",
+            self.created_at.timestamp_millis() as u64,
             self.id.to_hex()
-        ))
+        )
     }
 
-    /// Reads a string made by [`PageCursor::encode`].
+    /// Reads a string made by [`PageCursor::encode`]: any 40 lowercase hex
+    /// digits.
     pub fn decode(text: &str) -> Result<Self, BadCursor> {
         let bad = || BadCursor(text.to_owned());
-        let bytes = URL_SAFE_NO_PAD.decode(text).map_err(|_| bad())?;
-        let plain = String::from_utf8(bytes).map_err(|_| bad())?;
-        let (millis, id) = plain.split_once(':').ok_or_else(bad)?;
+        let well_formed =
+            text.len() == 40 && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+        if !well_formed {
+            return Err(bad());
+        }
+        let (millis, id) = text.split_at(16);
+        let millis = u64::from_str_radix(millis, 16).map_err(|_| bad())?;
         Ok(Self {
-            created_at: DateTime::from_millis(millis.parse().map_err(|_| bad())?),
+            created_at: DateTime::from_millis(millis as i64),
             id: ObjectId::parse_str(id).map_err(|_| bad())?,
         })
     }
@@ -73,7 +88,19 @@ mod tests {
             id: ObjectId::parse_str("65a1f0c2e4b0a1b2c3d4e5f6").unwrap(),
         };
         assert_eq!(PageCursor::decode(&cursor.encode()), Ok(cursor));
-        for text in ["", "abc", "!!!", &URL_SAFE_NO_PAD.encode("12:nothex")] {
+        assert_eq!(CURSOR_PATTERN, "^([0-9a-f]{40})?$");
+        assert_eq!(cursor.encode().len(), 40);
+        // Any string of the pattern is a position, even one no page made.
+        let made_up = "ffffffffffffffff000000000000000000000000";
+        assert!(PageCursor::decode(made_up).is_ok());
+        for text in [
+            "",
+            "abc",
+            "!!!",
+            "MTcwMDAwMDAwMDAwMDo1ZjBjOGEzZTJiMWQ0YzAwMTIzNDU2Nzg",
+            "FFFFFFFFFFFFFFFF000000000000000000000000",
+            "0000000000000000000000000000000000000000a",
+        ] {
             assert!(PageCursor::decode(text).is_err(), "{text:?} was accepted");
         }
     }

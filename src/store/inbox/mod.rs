@@ -27,7 +27,7 @@ use mongodb::{
     Collection, Database,
 };
 
-pub use cursor::{BadCursor, PageCursor};
+pub use cursor::{BadCursor, PageCursor, CURSOR_PATTERN};
 pub use reads::{READ_COLLECTION, STATE_COLLECTION};
 pub use view::{rfc3339, InboxMessage, InboxRecipient, InboxSender};
 

@@ -28,6 +28,7 @@ use tokio_util::io::ReaderStream;
 
 use super::{
     caller::Caller,
+    fields::not_null,
     messages::named_account,
     problem::{ApiJson, BodyRefused, NotThisAccount, Problem, ProblemBody, Unauthorized},
 };
@@ -40,7 +41,8 @@ use crate::{
     web::WebState,
 };
 
-/// An export to run.
+/// An export to run. An optional property is left out for its default;
+/// `null` is refused ([`not_null`]).
 ///
 /// Its schema in the OpenAPI document is built from the rules the server
 /// checks ([`super::schema`]).
@@ -48,15 +50,15 @@ use crate::{
 #[serde(remote = "Self", rename_all = "camelCase", deny_unknown_fields)]
 pub struct ExportRequest {
     /// The export's id (1-64 letters, digits, `-`, `_`); generated when absent.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "not_null")]
     pub key: Option<String>,
     /// The account, 24-hex; may be left out with an account-bound token.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "not_null")]
     pub account_id: Option<String>,
     /// Source collection; must be on `export.collections`.
     pub collection: String,
     /// MongoDB extended-JSON filter; always narrowed to the account.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "not_null")]
     pub filter: Option<serde_json::Value>,
     /// Columns in order.
     pub fields: Vec<FieldBody>,
@@ -64,7 +66,7 @@ pub struct ExportRequest {
     #[serde(default)]
     pub sort: Vec<SortBody>,
     /// IANA time zone for dates (default `export.time_zone`).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "not_null")]
     pub time_zone: Option<String>,
 }
 
@@ -89,7 +91,7 @@ pub struct SortBody {
     /// Dotted document path.
     pub path: String,
     /// `asc` (default) or `desc`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "not_null")]
     pub order: Option<String>,
 }
 
@@ -469,4 +471,39 @@ pub(crate) async fn cancel_export(
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{json, Value};
+
+    use super::*;
+    use crate::web::v1::fields::{assert_null_refused, decoded};
+
+    fn export() -> Value {
+        json!({"collection": "message", "fields": [{"path": "title", "title": "Title"}]})
+    }
+
+    #[tokio::test]
+    async fn an_optional_property_sent_as_null_is_refused_naming_it() {
+        for name in ["key", "accountId", "filter", "timeZone"] {
+            let mut body = export();
+            body[name] = Value::Null;
+            let answer = decoded::<ExportRequest>(&body.to_string())
+                .await
+                .expect_err(name);
+            assert_null_refused(answer, name);
+        }
+        let mut body = export();
+        body["sort"] = json!([{"path": "a", "order": null}]);
+        let answer = decoded::<ExportRequest>(&body.to_string())
+            .await
+            .expect_err("order: null");
+        assert_null_refused(answer, "sort[0].order");
+        // Left out, each is its default.
+        let request = decoded::<ExportRequest>(&export().to_string())
+            .await
+            .expect("an export");
+        assert!(request.key.is_none() && request.filter.is_none());
+    }
 }

@@ -509,3 +509,29 @@ async fn announce(
     }
     Ok(unread)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn inbox_query(cursor: &str) -> InboxQuery {
+        InboxQuery {
+            cursor: Some(cursor.to_owned()),
+            ..InboxQuery::default()
+        }
+    }
+
+    #[test]
+    fn an_empty_cursor_is_the_first_page_and_a_stranger_is_refused() {
+        let first = parse_inbox_query(inbox_query("")).expect("an empty cursor");
+        assert!(first.cursor.is_none());
+        let cursor = "0000018bcfe568005f0c8a3e2b1d4c0012345678";
+        let next = parse_inbox_query(inbox_query(cursor)).expect("a page's cursor");
+        assert_eq!(next.cursor.map(|c| c.encode()).as_deref(), Some(cursor));
+        let refused = parse_inbox_query(inbox_query("bm90LWEtY3Vyc29y"))
+            .err()
+            .expect("not a cursor");
+        assert_eq!(refused.status(), axum::http::StatusCode::BAD_REQUEST);
+        assert_eq!(refused.message(), "the request has invalid fields");
+    }
+}

@@ -22,11 +22,13 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     caller::Caller,
+    fields::not_null,
     problem::{ApiJson, BodyRefused, NotThisAccount, Problem, ProblemBody, Unauthorized},
 };
 use crate::web::WebState;
 
-/// A message to store and push.
+/// A message to store and push. An optional property is left out for its
+/// default; `null` is refused ([`not_null`]).
 ///
 /// Its schema in the OpenAPI document is built from the rules the server
 /// checks ([`super::schema`]).
@@ -35,27 +37,27 @@ use crate::web::WebState;
 pub struct MessageRequest {
     /// `_id` for the document, 24-hex; only with a token that reaches every
     /// account. Sending the same id again does not create a second message.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "not_null")]
     pub message_id: Option<String>,
     /// The caller's name for this message, unique within its account: a
     /// retry with the same key stores and pushes the message once.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "not_null")]
     pub idempotency_key: Option<String>,
     /// The account, 24-hex; may be left out with an account-bound token.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "not_null")]
     pub account_id: Option<String>,
     /// Headline; must not be blank.
     pub title: String,
     /// Body; may hold HTML.
     pub content: String,
     /// Who sent it (default: the system).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "not_null")]
     pub sender: Option<SenderBody>,
     /// Who receives it (default: the whole account).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "not_null")]
     pub to: Option<RecipientBody>,
     /// `warning`, `error` or `success` (default).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "not_null")]
     pub status: Option<String>,
 }
 
@@ -216,4 +218,60 @@ pub async fn enqueue(
             message_id: valid.id.to_hex(),
         }),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{json, Value};
+
+    use super::*;
+    use crate::web::v1::fields::{assert_null_refused, decoded};
+
+    fn message() -> Value {
+        json!({"accountId": "5f0c8a3e2b1d4c0012345678", "title": "t", "content": "c"})
+    }
+
+    #[tokio::test]
+    async fn an_optional_property_sent_as_null_is_refused_naming_it() {
+        for name in [
+            "to",
+            "sender",
+            "status",
+            "idempotencyKey",
+            "messageId",
+            "accountId",
+        ] {
+            let mut body = message();
+            body[name] = Value::Null;
+            let answer = decoded::<MessageRequest>(&body.to_string())
+                .await
+                .expect_err(name);
+            assert_null_refused(answer, name);
+        }
+        // Left out, each is its default.
+        let request = decoded::<MessageRequest>(&message().to_string())
+            .await
+            .expect("a message");
+        assert!(request.to.is_none() && request.sender.is_none() && request.status.is_none());
+    }
+
+    #[tokio::test]
+    async fn to_id_must_be_the_account_for_the_whole_account() {
+        let mut body = message();
+        body["to"] = json!({"id": "5f0c8a3e2b1d4c0087654321", "target": "account"});
+        let request = decoded::<MessageRequest>(&body.to_string())
+            .await
+            .expect("decodes");
+        let account = AccountId::parse("5f0c8a3e2b1d4c0012345678").expect("an account");
+        let errors = job(request, account, MessageId::generate().to_hex())
+            .validate_all(&Default::default())
+            .expect_err("another account's id");
+        let fields: Vec<&str> = errors.iter().map(|e| e.field).collect();
+        assert_eq!(fields, ["to.id"]);
+        assert!(
+            errors[0].reason.contains("must equal accountId"),
+            "{}",
+            errors[0].reason
+        );
+    }
 }

@@ -8,6 +8,7 @@
 //! - [`push_auth`]: signs a browser's subscription to its account's channel
 //!   or its user's own.
 //! - [`caller`]: bearer tokens, and the account or user a token may reach.
+//! - [`fields`]: optional body properties, left out rather than `null`.
 //! - [`problem`]: error answers naming the wrong fields; the JSON extractor
 //!   (shared with the dashboard's API).
 //! - [`schema`]: the rules the server checks, as the document's schemas.
@@ -19,6 +20,7 @@
 
 pub mod caller;
 pub mod exports;
+pub mod fields;
 pub mod inbox;
 pub mod messages;
 pub mod push_auth;

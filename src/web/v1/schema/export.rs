@@ -12,22 +12,27 @@ use utoipa::openapi::{
     Ref, RefOr, Schema,
 };
 
-use super::{account_in_body, not_blank, object, one_of, string, MAX_UTF8_BYTES};
+use super::{account_in_body, bytes_limited, not_blank, object, one_of, string};
 
 fn document_path(description: &str) -> Schema {
-    string(&format!(
-        "{description}: dot-separated segments, none empty or starting with `$`; \
-         at most {PATH_MAX_BYTES} bytes of UTF-8"
-    ))
-    .pattern(Some(PATH_PATTERN))
-    .max_length(Some(PATH_MAX_BYTES / MAX_UTF8_BYTES))
-    .into()
+    bytes_limited(
+        string(&format!(
+            "{description}: dot-separated segments, none empty or starting with `$`; \
+             at most {PATH_MAX_BYTES} bytes of UTF-8"
+        ))
+        .pattern(Some(PATH_PATTERN)),
+        PATH_MAX_BYTES,
+    )
 }
 
 /// What a filter's keys may be: a field name, or an operator `policy`
 /// allows (the extended-JSON type keys are read as values before the
-/// operators are checked, so they are not keys here).
-fn filter_key_pattern(policy: &FilterPolicy) -> String {
+/// operators are checked, so they are not keys here). A field name is any
+/// text, the empty one too (MongoDB takes it), but one starting with `$`,
+/// without NUL: BSON writes keys as NUL-terminated strings, so a key
+/// holding one cannot be sent to MongoDB and is refused.
+pub(super) fn filter_key_pattern(policy: &FilterPolicy) -> String {
+    const FIELD: &str = r"[^$\x00][^\x00]*";
     let operators: Vec<&str> = policy
         .operators
         .iter()
@@ -35,9 +40,9 @@ fn filter_key_pattern(policy: &FilterPolicy) -> String {
         .map(|op| op.trim_start_matches('$'))
         .collect();
     if operators.is_empty() {
-        "^[^$].*$".to_owned()
+        format!("^({FIELD})?$")
     } else {
-        format!("^([^$].*|\\$({}))$", operators.join("|"))
+        format!("^({FIELD}|\\$({}))?$", operators.join("|"))
     }
 }
 
@@ -87,10 +92,12 @@ pub(super) fn export_request(limits: &ExportLimits) -> Schema {
         .property("path", document_path("Document path"))
         .property(
             "title",
-            not_blank(&format!(
-                "Column title; not blank, at most {TITLE_MAX_BYTES} bytes of UTF-8"
-            ))
-            .max_length(Some(TITLE_MAX_BYTES / MAX_UTF8_BYTES)),
+            bytes_limited(
+                not_blank(&format!(
+                    "Column title; not blank, at most {TITLE_MAX_BYTES} bytes of UTF-8"
+                )),
+                TITLE_MAX_BYTES,
+            ),
         )
         .required("path")
         .required("title");
@@ -106,7 +113,10 @@ pub(super) fn export_request(limits: &ExportLimits) -> Schema {
         .required("path");
     let collections: Vec<String> = limits.collections.iter().cloned().collect();
     object()
-        .description(Some("An export to run."))
+        .description(Some(
+            "An export to run. An optional property is left out for its default: `null` is \
+             refused with 400 naming it.",
+        ))
         .property(
             "key",
             string(&format!(
@@ -147,7 +157,6 @@ pub(super) fn export_request(limits: &ExportLimits) -> Schema {
             string("IANA time zone for dates (default `export.time_zone`)")
                 .enum_values(Some(chrono_tz::TZ_VARIANTS.iter().map(|tz| tz.name()))),
         )
-        .required("accountId")
         .required("collection")
         .required("fields")
         .into()

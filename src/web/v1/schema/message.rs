@@ -37,7 +37,10 @@ pub(super) fn message_request(limits: &MessageLimits) -> Schema {
     AnyOfBuilder::new()
         .description(Some(
             "A message to store and push. Its id: `messageId` (trusted callers only), \
-             `idempotencyKey`, or neither (generated); not both.",
+             `idempotencyKey`, or neither (generated); not both. With `to.target` \
+             `account`, `to.id` must equal `accountId` (a rule between two values, which \
+             JSON Schema cannot state). An optional property is left out for its default: \
+             `null` is refused with 400 naming it.",
         ))
         .item(with_id)
         .item(with_key)
@@ -66,7 +69,10 @@ fn message_fields(limits: &MessageLimits) -> ObjectBuilder {
     });
     let recipients = RecipientTarget::ALL.iter().map(|target| {
         let id = match target {
-            RecipientTarget::Account => object_id("The account: must equal `accountId`"),
+            RecipientTarget::Account => object_id(
+                "The account: must equal `accountId` (without it, the token's account); \
+                 any other is refused with 400 naming `to.id`",
+            ),
             RecipientTarget::User => object_id("The user, 24-hex"),
         };
         object()
@@ -105,8 +111,9 @@ fn message_fields(limits: &MessageLimits) -> ObjectBuilder {
             "to",
             choice(
                 recipients,
-                "Who receives it (default: the whole account); `to.id` must equal \
-                 `accountId` when `to.target` is `account`",
+                "Who receives it (default: the whole account): a user of the account, or the \
+                 account itself, whose `to.id` must then equal `accountId` (without it, the \
+                 token's account). Left out for the default; `null` is refused.",
             ),
         )
         .property(
@@ -116,7 +123,6 @@ fn message_fields(limits: &MessageLimits) -> ObjectBuilder {
                 "Shown with the message (default `success`)",
             ),
         )
-        .required("accountId")
         .required("title")
         .required("content")
 }

@@ -5,10 +5,19 @@
 //! into the OpenAPI document at start-up, so the document states exactly
 //! the rules the running server enforces.
 //!
-//! Two rules JSON Schema cannot state are in descriptions only: byte limits
-//! (a `maxLength` counts characters, so it is set to the byte limit over 4,
-//! which no UTF-8 string of that many characters exceeds), and `to.id`
-//! equal to `accountId` when `to.target` is `account`.
+//! The rules JSON Schema cannot state are in descriptions (and, for the
+//! fuzz test, in `tests/integration/openapi_fuzz/hooks.py`):
+//!
+//! - byte limits: `maxLength` counts characters, so it is the byte limit
+//!   (no longer string fits), and the limit in bytes is in the description
+//!   and in `x-maxUtf8Bytes`;
+//! - `to.id` equal to `accountId` (or, without it, to the token's account)
+//!   when `to.target` is `account`: a relation between two values;
+//! - `accountId` required with a token not bound to an account only: the
+//!   schema cannot see the token, so the property is optional there;
+//!
+//! Optional body properties are typed as their value alone, never
+//! nullable, and the server refuses `null` ([`super::fields::not_null`]).
 //!
 //! The bodies' schemas are in [`message`] and [`export`]; here are the
 //! pieces they share, the parameters' rules and [`Rules`].
@@ -33,9 +42,9 @@ use message::message_request;
 
 use crate::store::inbox::MAX_PAGE_SIZE;
 
-/// Bytes of UTF-8 one character may take: a byte limit over this is a
-/// character limit no string under it can break.
-const MAX_UTF8_BYTES: usize = 4;
+/// The extension stating a string's limit in bytes of UTF-8, which no
+/// JSON Schema keyword counts (`maxLength` counts characters).
+pub const MAX_UTF8_BYTES_EXTENSION: &str = "x-maxUtf8Bytes";
 
 /// A string with at least one character that is not white space: what
 /// "must not be blank" means (`str::trim` leaves something).
@@ -81,9 +90,21 @@ fn not_blank(description: &str) -> ObjectBuilder {
         .pattern(Some(NOT_BLANK_PATTERN))
 }
 
-/// A string of at most `max_bytes` bytes of UTF-8, stated as characters.
+/// A string of at most `max_bytes` bytes of UTF-8. `maxLength` is
+/// `max_bytes` characters, as many as `max_bytes` bytes hold at most: every
+/// longer string is refused, as the document says, and within it a string
+/// of ASCII always passes while other text may take more bytes than
+/// characters, which the description and [`MAX_UTF8_BYTES_EXTENSION`]
+/// state (the fuzz test's hooks keep to it).
 fn bytes_limited(builder: ObjectBuilder, max_bytes: usize) -> Schema {
-    builder.max_length(Some(max_bytes / MAX_UTF8_BYTES)).into()
+    builder
+        .max_length(Some(max_bytes))
+        .extensions(Some(
+            [(MAX_UTF8_BYTES_EXTENSION, serde_json::Value::from(max_bytes))]
+                .into_iter()
+                .collect(),
+        ))
+        .into()
 }
 
 /// Exactly one of `options`.
@@ -94,17 +115,33 @@ fn choice(options: impl Iterator<Item = ObjectBuilder>, description: &str) -> Sc
         .into()
 }
 
+/// `accountId` in a body. Not in `required`: a token bound to an account
+/// may leave it out (the usual producer), and whether a request needs it
+/// depends on its token, which no schema can see; the description says so.
 fn account_in_body() -> Schema {
     object_id(
-        "The account, 24-hex. Required with a token that is not bound to an account; \
-         with a bound token it may be left out and, when given, must be the token's account.",
+        "The account, 24-hex. Required with a token that is not bound to an account \
+         (400 naming `accountId` without it); with a bound token it may be left out and, \
+         when given, must be the token's account (403 otherwise).",
     )
 }
 
+// Every cursor, and the empty string (the first page): exactly what
+// `PageCursor` decodes.
+use crate::store::inbox::CURSOR_PATTERN;
+
 /// The schema of a path or query parameter named `name`, or `None` for a
-/// parameter without a rule of its own (`cursor`: whatever a page returned).
+/// parameter without a rule of its own.
 fn parameter_schema(name: &str) -> Option<Schema> {
     Some(match name {
+        // Every string of the pattern is a position (one no page made
+        // just starts a page somewhere), so the pattern is the whole rule.
+        "cursor" => string(
+            "`nextCursor` of the previous page, unchanged (the page after it). Empty or left \
+             out: the first page.",
+        )
+        .pattern(Some(CURSOR_PATTERN))
+        .into(),
         "accountId" => object_id("The account, 24-hex"),
         "messageId" => object_id("The message, 24-hex"),
         "to" => object_id("Only messages whose `to.id` is this id"),
@@ -285,7 +322,7 @@ mod tests {
     }
 
     #[test]
-    fn every_parameter_but_the_cursor_states_its_rule() {
+    fn every_parameter_states_its_rule() {
         let document = document();
         if std::env::var_os("HERALD_PRINT_OPENAPI").is_some() {
             println!("{document:#}");
@@ -298,13 +335,117 @@ mod tests {
                     let stated = ["pattern", "enum", "maximum"]
                         .iter()
                         .any(|rule| !schema[rule].is_null());
-                    assert!(
-                        stated || name == "cursor",
-                        "{method} {path}: {name} has no rule: {schema}"
-                    );
+                    assert!(stated, "{method} {path}: {name} has no rule: {schema}");
                 }
             }
         }
+    }
+
+    /// The names of the parameters of `method` `path`.
+    fn parameters(document: &Value, path: &str, method: &str) -> Vec<String> {
+        document["paths"][path][method]["parameters"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|p| p["name"].as_str().expect("a name").to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn the_document_lists_only_the_parameters_a_route_takes() {
+        let document = document();
+        let user = "/v1/accounts/{accountId}/users/{userId}/messages";
+        for path in [format!("{user}/unread-count"), format!("{user}/read-all")] {
+            let method = if path.ends_with("read-all") {
+                "post"
+            } else {
+                "get"
+            };
+            assert_eq!(
+                parameters(&document, &path, method),
+                ["accountId", "userId", "status"],
+                "{path}"
+            );
+        }
+        assert_eq!(
+            parameters(&document, user, "get"),
+            ["accountId", "userId", "isRead", "status", "limit", "cursor"]
+        );
+    }
+
+    #[test]
+    fn the_cursor_rule_is_exactly_what_decodes_and_allows_empty() {
+        let document = document();
+        assert_eq!(CURSOR_PATTERN, "^([0-9a-f]{40})?$");
+        let real = crate::store::inbox::PageCursor::decode(
+            "0000018bcfe568005f0c8a3e2b1d4c0012345678",
+        )
+        .expect("a cursor")
+        .encode();
+        assert_eq!(real, "0000018bcfe568005f0c8a3e2b1d4c0012345678");
+        for path in [
+            "/v1/accounts/{accountId}/messages",
+            "/v1/accounts/{accountId}/users/{userId}/messages",
+        ] {
+            let cursor = document["paths"][path]["get"]["parameters"]
+                .as_array()
+                .expect("parameters")
+                .iter()
+                .find(|p| p["name"] == "cursor")
+                .expect("a cursor parameter");
+            assert_eq!(cursor["schema"]["pattern"], CURSOR_PATTERN, "{path}");
+            // The empty cursor is the first page: no minimum length.
+            assert!(cursor["schema"]["minLength"].is_null(), "{path}");
+        }
+    }
+
+    #[test]
+    fn optional_properties_are_not_nullable_and_the_token_decides_on_the_account() {
+        let document = document();
+        let schemas = &document["components"]["schemas"];
+        let bodies = schemas["MessageRequest"]["anyOf"]
+            .as_array()
+            .expect("alternatives")
+            .iter()
+            .chain([&schemas["ExportRequest"]]);
+        for body in bodies {
+            let required = body["required"].as_array().expect("required");
+            assert!(!required.contains(&Value::from("accountId")), "{body}");
+            let account = body["properties"]["accountId"]["description"]
+                .as_str()
+                .expect("a description");
+            assert!(account.contains("not bound to an account"), "{account}");
+            for (name, property) in body["properties"].as_object().expect("properties") {
+                assert!(
+                    !property.to_string().contains("\"null\""),
+                    "{name} may be null: {property}"
+                );
+            }
+        }
+        let message = &schemas["MessageRequest"];
+        assert!(message["description"]
+            .as_str()
+            .is_some_and(|d| d.contains("`to.id` must equal `accountId`")));
+        let to = &message["anyOf"][0]["properties"]["to"];
+        let account = to["oneOf"]
+            .as_array()
+            .expect("recipients")
+            .iter()
+            .find(|r| r["properties"]["target"]["enum"] == serde_json::json!(["account"]))
+            .expect("the account recipient");
+        assert!(account["properties"]["id"]["description"]
+            .as_str()
+            .is_some_and(|d| d.contains("must equal `accountId`")));
+    }
+
+    #[test]
+    fn a_filter_key_holds_no_nul() {
+        let pattern = export::filter_key_pattern(&herald_jobs::FilterPolicy::default());
+        // A field name (or none): not starting with `$`, no NUL anywhere.
+        assert!(
+            pattern.starts_with(r"^([^$\x00][^\x00]*|\$(") && pattern.ends_with("))?$"),
+            "{pattern}"
+        );
     }
 
     #[test]
@@ -322,8 +463,16 @@ mod tests {
         let message = &alternatives[0]["properties"];
         assert_eq!(
             message["content"]["maxLength"],
-            herald_jobs::message::DEFAULT_MAX_CONTENT_BYTES / MAX_UTF8_BYTES
+            herald_jobs::message::DEFAULT_MAX_CONTENT_BYTES
         );
+        assert_eq!(
+            message["content"][MAX_UTF8_BYTES_EXTENSION],
+            herald_jobs::message::DEFAULT_MAX_CONTENT_BYTES
+        );
+        let field = &export["fields"]["items"]["properties"];
+        for limited in [&field["title"], &field["path"]] {
+            assert_eq!(limited["maxLength"], limited[MAX_UTF8_BYTES_EXTENSION]);
+        }
         assert_eq!(
             message["status"]["enum"],
             serde_json::json!(["warning", "error", "success"])
