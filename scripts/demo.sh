@@ -1,14 +1,29 @@
 #!/usr/bin/env bash
-# Herald's main job end to end, on this machine:
-#   1. sets up Redis and SecantusDB if they are not running (scripts/setup.sh)
-#   2. builds Herald and starts the push sandbox and a worker
-#   3. enqueues three messages with `herald enqueue message` and a fourth over
-#      the producers' HTTP API (`herald web`, POST /v1/messages)
-#   4. waits until the sandbox has received their new_message events, then
-#      prints the events and the stored documents as the read side serves
-#      them (GET /v1/accounts/ID/messages), and stops what it started.
-# Pass --keep to leave the sandbox and worker running (the sandbox page shows
-# events live at the printed URL).
+# Herald's whole job end to end, on this machine:
+#   1. sets up Redis and SecantusDB if they are not running (scripts/setup.sh,
+#      without what only the tests use), builds the `herald` binary alone, and
+#      starts the push sandbox, a worker and `herald web` (the producers' API
+#      and the dashboard) with a random operator token, for a new account
+#   2. messages: enqueues three with `herald enqueue message` and a fourth
+#      over the producers' HTTP API (POST /v1/messages, with an API token from
+#      `herald token create`), waits until the sandbox has received their
+#      new_message events, then prints the events and the stored documents as
+#      the read side serves them (GET /v1/accounts/ID/messages)
+#   3. an export: enqueues 3,000 more messages over HTTP, starts a CSV export
+#      of the account's messages as a producer would (POST /v1/exports, to
+#      local storage), prints its export_progress events as they reach the
+#      sandbox up to export_finish, then its status record (GET
+#      /v1/exports/KEY), the file's path and its first lines
+#   4. prints the dashboard's address and the operator token to sign in
+#      with, and stops what it started.
+# Two settings of the demo's worker differ from the defaults, so that an
+# export of 3,000 rows, which takes some 20 ms at the defaults (one progress
+# event, at 100%), shows its progress: it reads one document per cursor batch
+# instead of 500 (export.batch_size) and reports every 50 ms instead of
+# every 500 (export.progress_interval_ms), which spreads the export over a
+# few tenths of a second and about five export_progress events.
+# Pass --keep to leave the sandbox, worker and web server running (the
+# sandbox page shows events live, the dashboard the queues and the export).
 #
 # Pass --inbox for the browser's side instead: it starts Sockudo (a
 # Pusher-protocol server, installed by `scripts/setup.sh --sockudo`), a
@@ -34,7 +49,7 @@ done
 if [ "$INBOX" -eq 1 ]; then bash scripts/setup.sh --sockudo; else bash scripts/setup.sh; fi
 export PATH="$HOME/.cargo/bin:$PATH"
 echo "[demo] building herald"
-cargo build --release --locked --quiet
+cargo build --release --locked --quiet -p herald --bin herald
 HERALD="$ROOT/target/release/herald"
 STATE_DIR=${HERALD_STATE_DIR:-$ROOT/.herald}
 mkdir -p "$STATE_DIR"
@@ -47,12 +62,19 @@ WEB_PORT=$(free_port)
 OPS_PORT=$(free_port)
 export HERALD_TUISONGBAO_URL="http://127.0.0.1:$PORT"
 export HERALD_WEB_BIND="127.0.0.1:$WEB_PORT"
-# `herald web` has no built-in credentials: this run's operator token, random.
-HERALD_WEB_TOKEN=${HERALD_WEB_TOKEN:-$(python3 -c 'import secrets; print(secrets.token_hex(32))')}
+# `herald web` has no built-in credentials: this run's operator token, random
+# (printed at the end), unless one is set already.
+if [ -n "${HERALD_WEB_TOKEN:-}" ]; then
+  SIGN_IN="the HERALD_WEB_TOKEN you set"
+else
+  HERALD_WEB_TOKEN=$(python3 -c 'import secrets; print(secrets.token_hex(32))')
+  SIGN_IN="this run's operator token: $HERALD_WEB_TOKEN"
+fi
 export HERALD_WEB_TOKEN
 export HERALD_WORKER_OPS_BIND="127.0.0.1:$OPS_PORT"
 export HERALD_REDIS_NAMESPACE=herald-demo
 export HERALD_MONGODB_DATABASE=herald_demo
+export HERALD_EXPORT_DIR=${HERALD_EXPORT_DIR:-$STATE_DIR/exports}
 
 PIDS=()
 cleanup() {
@@ -72,6 +94,8 @@ wait_ports() {
 
 ACCOUNT=5f0c8a3e2b1d4c0012345678
 USER=5f0c8a3e2b1d4c00aaaaaaaa
+# Messages the export section enqueues in bulk, for rows to export.
+BULK=3000
 
 if [ "$INBOX" -eq 1 ]; then
   # Sockudo with one app, configured through its environment only, run from
@@ -121,9 +145,14 @@ if [ "$INBOX" -eq 1 ]; then
   exit 0
 fi
 
+# This run's account: a new one, so what is listed and exported is this
+# run's alone (the database keeps earlier runs' messages).
+ACCOUNT=$(python3 -c 'import os, time; print("%08x%s" % (int(time.time()), os.urandom(8).hex()))')
+
 "$HERALD" push-sandbox --port "$PORT" >"$STATE_DIR/demo-sandbox.log" 2>&1 &
 PIDS+=($!)
-"$HERALD" worker >"$STATE_DIR/demo-worker.log" 2>&1 &
+# The demo's only departures from the defaults (see the header).
+HERALD_EXPORT_BATCH_SIZE=1 HERALD_EXPORT_PROGRESS_INTERVAL_MS=50 "$HERALD" worker >"$STATE_DIR/demo-worker.log" 2>&1 &
 PIDS+=($!)
 "$HERALD" web >"$STATE_DIR/demo-web.log" 2>&1 &
 PIDS+=($!)
@@ -132,7 +161,8 @@ wait_ports "$PORT" "$WEB_PORT"
 echo "[demo] checking the services"
 "$HERALD" doctor
 
-echo "[demo] enqueueing three messages for account $ACCOUNT"
+echo "[demo] == messages =="
+echo "[demo] enqueueing three messages for account $ACCOUNT with herald enqueue message"
 IDS=()
 IDS+=("$("$HERALD" enqueue message --account "$ACCOUNT" --title "Export ready" --content "<b>customers.csv</b> is ready")")
 IDS+=("$("$HERALD" enqueue message --account "$ACCOUNT" --title "Quota at 90%" --content "Upgrade soon" --status warning)")
@@ -153,9 +183,9 @@ PY
 printf '[demo]   message id %s\n' "${IDS[@]}"
 
 echo "[demo] waiting for the pushes to reach the sandbox"
-python3 - "$PORT" "${IDS[@]}" <<'PY'
+python3 - "$PORT" "$STATE_DIR" "${IDS[@]}" <<'PY'
 import json, sys, time, urllib.request
-port, ids = sys.argv[1], set(sys.argv[2:])
+port, state_dir, ids = sys.argv[1], sys.argv[2], set(sys.argv[3:])
 deadline = time.time() + 60
 while True:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/_sandbox/events") as r:
@@ -166,7 +196,7 @@ while True:
     if {e["data"]["messageId"] for e in got} == ids and len(got) == len(ids) + 1:
         break
     if time.time() > deadline:
-        sys.exit(f"only {len(got)} events for {len(ids)} messages arrived; see .herald/demo-worker.log")
+        sys.exit(f"only {len(got)} events for {len(ids)} messages arrived; see {state_dir}/demo-worker.log")
     time.sleep(0.2)
 print(f"[demo] the sandbox received {len(got)} new_message events:")
 for e in got:
@@ -188,9 +218,124 @@ for m in page["messages"]:
     print(f"  {m['id']} {m['createdAt']} {m['status']:7} isRead={m['isRead']} to={m['to']['target']} {m['title']!r}")
 PY
 
+echo "[demo] == an export =="
+echo "[demo] enqueueing $BULK more messages over HTTP (POST /v1/messages, 4 connections), for rows to export"
+python3 - "$WEB_PORT" "$TOKEN" "$BULK" "$PORT" "$STATE_DIR" <<'PY'
+import http.client, json, sys, threading, time, urllib.request
+port, token, count, sandbox, state_dir = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5]
+headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+statuses = ["success", "success", "warning", "error"]
+failures = []
+started = time.time()
+
+def send(numbers):
+    connection = http.client.HTTPConnection("127.0.0.1", int(port), timeout=30)
+    for n in numbers:
+        body = {"title": f"Order #{100000 + n} shipped", "content": f"Parcel {n} of the spring campaign is on its way",
+                "status": statuses[n % len(statuses)], "idempotencyKey": f"demo-order-{n}"}
+        connection.request("POST", "/v1/messages", json.dumps(body), headers)
+        response = connection.getresponse()
+        response.read()
+        if response.status != 202:
+            failures.append(response.status)
+            return
+
+threads = [threading.Thread(target=send, args=(range(i, count, 4),)) for i in range(4)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+if failures:
+    sys.exit(f"POST /v1/messages answered {failures[0]}; see {state_dir}/demo-web.log")
+enqueued = time.time()
+print(f"[demo]   enqueued in {enqueued - started:.1f} s; waiting until the worker has stored and pushed them")
+# The four messages above made five events; each of these makes one.
+deadline = time.time() + 300
+while True:
+    with urllib.request.urlopen(f"http://127.0.0.1:{sandbox}/_sandbox/stats") as r:
+        pushed = json.load(r)["byStatus"].get("200", 0) - 5
+    if pushed >= count:
+        break
+    if time.time() > deadline:
+        sys.exit(f"only {pushed} of {count} messages were pushed in 5 minutes; see {state_dir}/demo-worker.log")
+    time.sleep(0.2)
+print(f"[demo]   all {count} stored and pushed {time.time() - enqueued:.1f} s later")
+PY
+
+echo "[demo] starting an export of the account's messages to CSV (POST /v1/exports), its events as the sandbox receives them"
+echo "[demo] (this demo's worker reads 1 document per batch and reports every 50 ms, not 500 and 500 ms, for the progress to show)"
+EXPORT_KEY=$(python3 - "$WEB_PORT" "$TOKEN" "$PORT" "$STATE_DIR" <<'PY'
+import json, sys, time, urllib.request
+port, token, sandbox, state_dir = sys.argv[1:5]
+headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+with urllib.request.urlopen(f"http://127.0.0.1:{sandbox}/_sandbox/events") as r:
+    last_seq = max((e["seq"] for e in json.load(r)), default=0)
+body = {
+    "collection": "message",
+    "fields": [{"path": "createdAt", "title": "Created"}, {"path": "status", "title": "Status"},
+               {"path": "to.target", "title": "To"}, {"path": "title", "title": "Title"},
+               {"path": "content", "title": "Content"}],
+    "sort": [{"path": "createdAt", "order": "asc"}],
+}
+request = urllib.request.Request(f"http://127.0.0.1:{port}/v1/exports", data=json.dumps(body).encode(),
+                                 method="POST", headers=headers)
+started_ms = time.time() * 1000
+with urllib.request.urlopen(request) as r:
+    assert r.status == 202, r.status
+    key = json.load(r)["key"]
+print(f"  POST /v1/exports -> 202 key {key}", file=sys.stderr)
+deadline = time.time() + 120
+while True:
+    with urllib.request.urlopen(f"http://127.0.0.1:{sandbox}/_sandbox/events") as r:
+        events = [e for e in json.load(r) if e["seq"] > last_seq]
+    for e in events:
+        last_seq = e["seq"]
+        if e["name"] not in ("export_progress", "export_finish", "export_failed") or e["data"].get("key") != key:
+            continue
+        d = e["data"]
+        at = f"  +{(e['receivedAtMs'] - started_ms) / 1000:5.2f} s  #{e['seq']} {e['name']:15}"
+        if e["name"] == "export_progress":
+            total = d["total"] if d["total"] is not None else "?"
+            print(f"{at} processed {d['processed']:>5} / {total}  {d['percent']}%", file=sys.stderr)
+        elif e["name"] == "export_finish":
+            print(f"{at} key {d['key']}", file=sys.stderr)
+            print(key)
+            sys.exit(0)
+        else:
+            sys.exit(f"{at} {d.get('error')}")
+    if time.time() > deadline:
+        sys.exit(f"no export_finish in 2 minutes; see {state_dir}/demo-worker.log")
+    time.sleep(0.05)
+PY
+)
+
+echo "[demo] the export's record (GET /v1/exports/$EXPORT_KEY), and its file:"
+python3 - "$WEB_PORT" "$TOKEN" "$EXPORT_KEY" "$HERALD_EXPORT_DIR" <<'PY'
+import json, os, sys, urllib.request
+port, token, key, export_dir = sys.argv[1:5]
+auth = {"Authorization": f"Bearer {token}"}
+with urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{port}/v1/exports/{key}", headers=auth)) as r:
+    record = json.load(r)
+print(f"  status {record['status']}  rows {record['rows']}  fileSize {record['fileSize']}  fileLocation {record['fileLocation']}")
+path = os.path.join(export_dir, record["fileLocation"])
+print(f"  {path}, its first lines (UTF-8 with a byte order mark):")
+with open(path, encoding="utf-8-sig") as f:
+    for _, line in zip(range(7), f):
+        print(f"    {line.rstrip()}")
+with urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{port}/v1/exports/{key}/file", headers=auth)) as r:
+    served = r.read()
+same = "the same bytes" if served == open(path, "rb").read() else "DIFFERENT bytes"
+print(f"  GET /v1/exports/{key}/file serves {same} ({len(served)}, {r.headers['Content-Type']})")
+PY
+
+echo "[demo] == the dashboard =="
+echo "[demo] http://127.0.0.1:$WEB_PORT/ (queues, failed jobs, exports, the audit trail); sign in with"
+echo "  $SIGN_IN"
 if [ "$KEEP" -eq 1 ]; then
-  echo "[demo] still running: sandbox page http://127.0.0.1:$PORT/ ; dashboard http://127.0.0.1:$WEB_PORT/ (sign in with $HERALD_WEB_TOKEN) ; worker log $STATE_DIR/demo-worker.log"
+  echo "[demo] still running: the dashboard above; sandbox page http://127.0.0.1:$PORT/ ; worker log $STATE_DIR/demo-worker.log"
+  echo "[demo] (an SSH tunnel reaches them from your machine: ssh -L $WEB_PORT:127.0.0.1:$WEB_PORT -L $PORT:127.0.0.1:$PORT HOST)"
   echo "[demo] stop them with: kill ${PIDS[*]}"
 else
+  echo "[demo] (it stops with this run: pass --keep to leave it, the sandbox page and the worker running)"
   echo "[demo] stopping the worker and the web server (SIGTERM) and the sandbox"
 fi

@@ -1,35 +1,37 @@
 #!/usr/bin/env bash
 # Makes sure the services Herald needs are running on this machine:
 #   - Redis on 127.0.0.1:6379 (Debian's redis-server package if missing)
-#   - a Redis Cluster on 127.0.0.1:7100-7105 (scripts/redis-cluster.sh)
 #   - a MongoDB-compatible server on 127.0.0.1:27017: SecantusDB, built from
-#     crates.io (secantusd-rs) or, if that cannot be built, from PyPI
-#     (secantusd-py), in its durable mode (--sync-on-commit).
-# A service that already answers on its port is reused, never started twice;
-# a port held by something that does not answer as Redis (PING) or MongoDB
-# (ping) stops the script with a message instead of being reused.
+#     crates.io (secantusd-rs, about 4 minutes) or, if that cannot be built,
+#     from PyPI (secantusd-py), in its durable mode (--sync-on-commit).
+# That is all Herald and `scripts/demo.sh` need. A service that already
+# answers on its port is reused, never started twice; a port held by
+# something that does not answer as Redis (PING) or MongoDB (ping) stops the
+# script with a message instead of being reused.
 # Services this script starts keep their data and logs in .herald/ (or
 # $HERALD_STATE_DIR) and run in the background until stopped.
 #
-# With --browser it also installs what the browser tests need (the test
-# command passes it): Debian's chromium and chromium-driver, which the
-# dashboard's and the inbox example's tests drive, and Sockudo (below).
+# With --tests (or --browser, the same; scripts/test.sh passes --tests) it
+# also sets up what only the tests and the benchmark use, each once:
+#   - a Redis Cluster on 127.0.0.1:7100-7105 (scripts/redis-cluster.sh, in
+#     seconds), for the cluster tests;
+#   - schemathesis (PyPI, pinned) in a virtualenv in .herald/venv, for the
+#     OpenAPI fuzz test (a venv that has it is reused);
+#   - s3s-fs (crates.io, pinned, with its `binary` feature) in ~/.cargo/bin:
+#     the S3 server the object-storage export tests start on loopback
+#     (tests/integration/s3_server.rs). An installed s3s-fs of that version is
+#     reused; the build takes about 6 minutes on one core;
+#   - Debian's chromium and chromium-driver, which the dashboard's and the
+#     inbox example's tests drive;
+#   - Sockudo (below).
 #
-# With --browser or --sockudo it installs Sockudo (crates.io, pinned) into
-# ~/.cargo/bin, once: a Pusher-protocol server this project did not write,
-# which the inbox example's test (tests/integration/inbox_browser.rs) and
-# `scripts/demo.sh --inbox` start on loopback. Its build needs Debian's
+# With --tests, --browser or --sockudo it installs Sockudo (crates.io,
+# pinned) into ~/.cargo/bin, once: a Pusher-protocol server this project did
+# not write, which the inbox example's test (tests/integration/inbox_browser.rs)
+# and `scripts/demo.sh --inbox` start on loopback. Its build needs Debian's
 # protobuf-compiler (installed if `protoc` is missing: a dependency's build
 # script compiles a .proto) and takes about 14 minutes of one core; an
 # installed sockudo of that version is reused.
-#
-# It installs schemathesis (PyPI, pinned) into a virtualenv in .herald/venv
-# for the OpenAPI fuzz test, once: a venv that has it is reused.
-#
-# It installs s3s-fs (crates.io, pinned, with its `binary` feature) into
-# ~/.cargo/bin, once: the S3 server the object-storage export tests start on
-# loopback (tests/integration/s3_server.rs). An installed s3s-fs of that
-# version is reused; the build takes about 6 minutes on one core.
 #
 # Options (environment):
 #   HERALD_MONGO_IMPL=rs|py   which SecantusDB to install if none runs (default rs,
@@ -262,22 +264,24 @@ ensure_sockudo() {
   fi
 }
 
-WANT_BROWSER=0
+WANT_TESTS=0
 WANT_SOCKUDO=0
 for arg in "$@"; do
   case "$arg" in
-    --browser) WANT_BROWSER=1 WANT_SOCKUDO=1 ;;
+    --tests | --browser) WANT_TESTS=1 WANT_SOCKUDO=1 ;;
     --sockudo) WANT_SOCKUDO=1 ;;
-    *) say "unknown option $arg"; exit 2 ;;
+    *) say "unknown option $arg (known: --tests, --browser, --sockudo)"; exit 2 ;;
   esac
 done
 
 mkdir -p "$STATE_DIR"
 ensure_redis
-ensure_redis_cluster
 ensure_mongo
-ensure_schemathesis
-ensure_s3s_fs
-[ "$WANT_BROWSER" -eq 1 ] && ensure_browser
-[ "$WANT_SOCKUDO" -eq 1 ] && ensure_sockudo
+if [ "$WANT_TESTS" -eq 1 ]; then
+  ensure_redis_cluster
+  ensure_schemathesis
+  ensure_s3s_fs
+  ensure_browser
+fi
+if [ "$WANT_SOCKUDO" -eq 1 ]; then ensure_sockudo; fi
 say "services ready: redis://127.0.0.1:$REDIS_PORT mongodb://127.0.0.1:$MONGO_PORT"

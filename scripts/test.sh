@@ -7,6 +7,6 @@
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
-bash scripts/setup.sh --browser
+bash scripts/setup.sh --tests
 export PATH="$HOME/.cargo/bin:$PATH"
 cargo test --workspace --locked "$@"

@@ -38,7 +38,7 @@ fn binary() -> Result<PathBuf, BenchError> {
         .find(|path| path.is_file())
         .ok_or_else(|| {
             BenchError::Invalid(
-                "s3s-fs is not installed: run scripts/setup.sh (or pass --export-storage local)"
+                "s3s-fs is not installed: run scripts/setup.sh --tests (or pass --export-storage local)"
                     .into(),
             )
         })

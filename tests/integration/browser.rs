@@ -26,7 +26,7 @@ pub async fn browser() -> (ChromeDriver, Client) {
     let driver = ScratchProcess::spawn(
         Command::new("chromedriver").arg(format!("--port={port}")),
         profile.clone(),
-        "chromedriver (install Debian's chromium and chromium-driver: bash scripts/setup.sh --browser)",
+        "chromedriver (install Debian's chromium and chromium-driver: bash scripts/setup.sh --tests)",
     );
     crate::helpers::wait_for_listener("chromedriver", port, Duration::from_secs(20)).await;
     let options = serde_json::json!({

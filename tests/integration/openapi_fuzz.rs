@@ -1,6 +1,6 @@
 //! `/openapi.json` against the server it describes.
 //!
-//! Schemathesis (PyPI, installed by scripts/setup.sh) generates requests
+//! Schemathesis (PyPI, installed by `scripts/setup.sh --tests`) generates requests
 //! from the document and sends them to a real `herald web`, with every
 //! check it has (`--checks all`), its default number of examples and all
 //! its phases, from a fixed seed: any answer that is a server error, a
@@ -124,7 +124,7 @@ async fn requests_valid_by_the_document_are_served_as_it_says() {
     let runner = schemathesis();
     assert!(
         runner.exists(),
-        "{} is missing: run `bash scripts/setup.sh`, which installs schemathesis",
+        "{} is missing: run `bash scripts/setup.sh --tests`, which installs schemathesis",
         runner.display()
     );
     let bind = format!("127.0.0.1:{}", free_port());

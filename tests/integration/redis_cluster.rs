@@ -1,4 +1,4 @@
-//! Redis Clusters for the cluster tests: the shared one `scripts/setup.sh`
+//! Redis Clusters for the cluster tests: the shared one `scripts/setup.sh --tests`
 //! starts (`scripts/redis-cluster.sh`, ports 7100-7105), and private ones a
 //! fault test can fail over, six `redis-server` processes on free ports,
 //! killed and removed on drop.

@@ -1,6 +1,6 @@
 //! A real S3 server for the tests: `s3s-fs` (crates.io, not Herald's code),
 //! one per test, on a free loopback port with its data in a temporary
-//! directory, both removed when the test ends. `scripts/setup.sh` installs
+//! directory, both removed when the test ends. `scripts/setup.sh --tests` installs
 //! the binary; without it the tests fail and say so.
 //!
 //! The bucket is made through the S3 API (a presigned `PUT /bucket`).
@@ -38,7 +38,7 @@ fn binary() -> PathBuf {
     installed_binary("HERALD_TEST_S3S_FS", "s3s-fs").unwrap_or_else(|| {
         panic!(
             "s3s-fs is not installed (nor named by HERALD_TEST_S3S_FS): \
-                 run scripts/setup.sh, which installs it with cargo install"
+                 run scripts/setup.sh --tests, which installs it with cargo install"
         )
     })
 }
