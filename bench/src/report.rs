@@ -52,6 +52,9 @@ pub struct Target {
     /// Each trial's ratio, when the figure is a median of alternating
     /// trials (empty for a single measurement).
     pub trials: Vec<f64>,
+    /// Why this run's figure cannot judge the target, if something outside
+    /// Herald (a stall of the machine) was larger than the allowance.
+    pub noise: Option<String>,
 }
 
 /// What a run says about a target.
@@ -78,6 +81,7 @@ impl Target {
             required,
             at_most,
             trials: Vec::new(),
+            noise: None,
         }
     }
 
@@ -93,6 +97,7 @@ impl Target {
             required,
             at_most: false,
             trials: trials.to_vec(),
+            noise: None,
         }
     }
 
@@ -108,11 +113,14 @@ impl Target {
     /// lower and upper quartiles of the trials' ratios decide: both on the
     /// right side, met; both on the wrong side, missed; one on each side,
     /// inconclusive. With fewer, the single figure decides.
+    /// A figure that misses while [`Target::noise`] names something
+    /// outside Herald larger than the allowance is inconclusive.
     pub fn verdict(&self) -> Verdict {
         if self.trials.len() < JUDGED_TRIALS {
-            return match self.holds(self.ratio) {
-                true => Verdict::Met,
-                false => Verdict::Missed,
+            return match (self.holds(self.ratio), &self.noise) {
+                (true, _) => Verdict::Met,
+                (false, Some(_)) => Verdict::Inconclusive,
+                (false, None) => Verdict::Missed,
             };
         }
         let mut sorted = self.trials.clone();
@@ -131,8 +139,14 @@ impl Target {
         self.verdict() == Verdict::Missed
     }
 
-    /// The trials' spread as printed: lowest, quartiles, highest.
+    /// The trials' spread as printed: lowest, quartiles, highest; or why
+    /// the figure cannot judge the target.
     fn spread(&self) -> String {
+        if self.verdict() == Verdict::Inconclusive {
+            if let Some(noise) = &self.noise {
+                return format!("; {noise}");
+            }
+        }
         if self.trials.is_empty() {
             return String::new();
         }
@@ -431,7 +445,7 @@ impl Report {
             {
                 let _ = writeln!(
                     out,
-                    "INCONCLUSIVE: the trials' quartiles lie on both sides of the target; this machine's noise is larger than the distance to the target, so this run neither meets nor misses it"
+                    "INCONCLUSIVE: this machine's noise (trials on both sides of the target, or a stall longer than its allowance) is larger than the distance to the target, so this run neither meets nor misses it"
                 );
             }
         }
@@ -592,9 +606,25 @@ fn latency_sections(m: &latency::Measured) -> Vec<(String, Vec<Line>)> {
 /// The slowest message of each latency series and the idle worker's cost,
 /// which have no column of their own.
 fn render_latency_details(out: &mut String, m: &latency::Measured) {
-    let _ = writeln!(out, "-- Latency: the slowest of each series");
+    let _ = writeln!(
+        out,
+        "-- Latency: the slowest of each series, and the machine's stalls while it ran (a thread's 1 ms sleeps that took longer)"
+    );
     for series in [&m.floor_hot, &m.floor, &m.http, &m.producer, &m.under_load] {
-        let _ = writeln!(out, "  {:<50} max {:>8} ms", series.name, ms(series.max));
+        let stalls = match series.stalls {
+            Some(seen) => format!(
+                "; machine stalls: longest {} ms, {} of 5 ms or more",
+                ms(seen.longest),
+                seen.count
+            ),
+            None => String::new(),
+        };
+        let _ = writeln!(
+            out,
+            "  {:<50} max {:>8} ms{stalls}",
+            series.name,
+            ms(series.max)
+        );
     }
     let _ = writeln!(
         out,
@@ -636,6 +666,17 @@ mod tests {
         assert_eq!(floor(&[0.85, 0.95, 0.89]), Verdict::Missed);
         let figure = Target::over_trials("t".into(), &[0.85, 0.95, 0.89], 0.9);
         assert_eq!(figure.ratio, 0.89, "the median is the figure shown");
+    }
+
+    #[test]
+    fn a_miss_under_a_stall_larger_than_the_allowance_is_inconclusive() {
+        let mut target = Target::single("p99".into(), 14.3, 10.0, true);
+        assert!(target.missed());
+        target.noise = Some("the machine stalled for 120 ms".into());
+        assert_eq!(target.verdict(), Verdict::Inconclusive);
+        // A figure within the target is met whatever the machine did.
+        target.ratio = 4.0;
+        assert_eq!(target.verdict(), Verdict::Met);
     }
 
     #[test]
