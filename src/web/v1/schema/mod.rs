@@ -377,11 +377,10 @@ mod tests {
     fn the_cursor_rule_is_exactly_what_decodes_and_allows_empty() {
         let document = document();
         assert_eq!(CURSOR_PATTERN, "^([0-9a-f]{40})?$");
-        let real = crate::store::inbox::PageCursor::decode(
-            "0000018bcfe568005f0c8a3e2b1d4c0012345678",
-        )
-        .expect("a cursor")
-        .encode();
+        let real =
+            crate::store::inbox::PageCursor::decode("0000018bcfe568005f0c8a3e2b1d4c0012345678")
+                .expect("a cursor")
+                .encode();
         assert_eq!(real, "0000018bcfe568005f0c8a3e2b1d4c0012345678");
         for path in [
             "/v1/accounts/{accountId}/messages",
