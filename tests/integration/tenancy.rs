@@ -384,9 +384,9 @@ async fn export_keys_belong_to_their_account() {
     let finishes = wait_for("each account's export_finish", || async {
         let finishes = env.delivered("export_finish").await;
         let reached = [a, b].iter().all(|tenant| {
-            finishes
-                .iter()
-                .any(|e| e.channels == [account_channel(tenant.account)] && e.data["key"] == "report")
+            finishes.iter().any(|e| {
+                e.channels == [account_channel(tenant.account)] && e.data["key"] == "report"
+            })
         });
         reached.then_some(finishes)
     })
