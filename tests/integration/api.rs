@@ -24,12 +24,7 @@ async fn api_with(extra: &[(&str, &str)]) -> Api {
     let env = env_with(extra).await;
     let url = env.start_web().await;
     let own = account();
-    let tokens = ApiTokenStore::new(&env.database);
-    tokens.ensure_indexes().await.expect("token index");
-    let (_, bound) = tokens
-        .create("test", herald::store::TokenScope::Account(own))
-        .await
-        .expect("token");
+    let bound = env.account_token("test", own).await;
     Api {
         env,
         url,

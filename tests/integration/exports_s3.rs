@@ -7,13 +7,10 @@
 
 use std::time::Duration;
 
-use herald::{
-    export::{
-        retention,
-        status::ExportStatusStore,
-        storage::{ConfiguredStorage, ExportStorage},
-    },
-    store::ApiTokenStore,
+use herald::export::{
+    retention,
+    status::ExportStatusStore,
+    storage::{ConfiguredStorage, ExportStorage},
 };
 use herald_jobs::AccountId;
 use mongodb::bson::{doc, DateTime, Document};
@@ -58,12 +55,7 @@ async fn an_s3_export_is_one_object_a_rerun_replaces_and_downloads_stream_or_red
     let mut presigning = env.settings.clone();
     presigning.export.presign = Some(Duration::from_secs(120));
     let presigned_web = env.start_web_with(&presigning).await;
-    let tokens = ApiTokenStore::new(&env.database);
-    tokens.ensure_indexes().await.unwrap();
-    let (_, token) = tokens
-        .create("s3", herald::store::TokenScope::Account(account))
-        .await
-        .unwrap();
+    let token = env.account_token("s3", account).await;
 
     enqueue(&env, wide_rows_job(account, "big", ROWS)).await;
     let finished = wait_status(&env, account, "big", "finished").await;

@@ -208,6 +208,18 @@ impl TestEnv {
 
     /// Starts the dashboard in this process on a free port, guarded by
     /// [`WEB_TOKEN`]; returns its base URL.
+    /// A new API token bound to `account`, named `name` (the token store's
+    /// indexes made first).
+    pub async fn account_token(&self, name: &str, account: AccountId) -> String {
+        let tokens = herald::store::ApiTokenStore::new(&self.database);
+        tokens.ensure_indexes().await.expect("token index");
+        let (_, token) = tokens
+            .create(name, herald::store::TokenScope::Account(account))
+            .await
+            .expect("a token bound to the account");
+        token
+    }
+
     pub async fn start_web(&self) -> String {
         self.start_web_with(&self.settings).await
     }

@@ -33,10 +33,7 @@
 
 use std::{path::PathBuf, time::Instant};
 
-use herald::{
-    store::{ApiTokenStore, TokenScope},
-    web::v1::fields::NULL_REFUSED,
-};
+use herald::web::v1::fields::NULL_REFUSED;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
@@ -141,13 +138,8 @@ async fn requests_valid_by_the_document_are_served_as_it_says() {
         ("HERALD_WEB_FAILED_LOGINS_PER_MINUTE", "100000"),
     ])
     .await;
-    let tokens = ApiTokenStore::new(&env.database);
-    tokens.ensure_indexes().await.expect("token index");
     let own = account();
-    let (_, bound) = tokens
-        .create("fuzz", TokenScope::Account(own))
-        .await
-        .expect("a bound token");
+    let bound = env.account_token("fuzz", own).await;
     let log = std::env::temp_dir().join(format!("{}-web.log", env.namespace));
     let mut web = env.spawn_herald_logged(&["web"], &[], &log);
     let base = format!("http://{bind}");
@@ -234,13 +226,8 @@ fn only_field(body: &Value) -> (String, String) {
 async fn the_rules_the_schema_cannot_state_hold_over_http() {
     let env = env_with(&[]).await;
     let url = env.start_web().await;
-    let tokens = ApiTokenStore::new(&env.database);
-    tokens.ensure_indexes().await.expect("token index");
     let own = account();
-    let (_, bound) = tokens
-        .create("rules", TokenScope::Account(own))
-        .await
-        .expect("a bound token");
+    let bound = env.account_token("rules", own).await;
     let call = |method: Method, path: String, token: String, body: Option<Value>| {
         let http = env.http.clone();
         let url = format!("{url}{path}");
@@ -309,51 +296,47 @@ async fn the_rules_the_schema_cannot_state_hold_over_http() {
 
         // `null` for an optional property: refused, naming it.
         let message = json!({"accountId": own.to_hex(), "title": "t", "content": "c"});
-        for name in [
-            "to",
-            "sender",
-            "status",
-            "idempotencyKey",
-            "messageId",
-            "accountId",
-        ] {
-            let mut body = message.clone();
-            body[name] = Value::Null;
-            let (status, answer) = call(
-                Method::POST,
-                "/v1/messages".into(),
-                token.clone(),
-                Some(body),
-            )
-            .await;
-            assert_eq!(status, StatusCode::BAD_REQUEST, "{name}: null: {answer}");
-            assert_eq!(
-                only_field(&answer),
-                (name.to_owned(), NULL_REFUSED.to_owned())
-            );
-            assert_plain_problem(&answer, &format!("{name}: null"));
-        }
         let export = json!({
             "accountId": own.to_hex(),
             "collection": "message",
             "fields": [{"path": "title", "title": "Title"}],
         });
-        for name in ["key", "filter", "timeZone", "accountId"] {
-            let mut body = export.clone();
-            body[name] = Value::Null;
-            let (status, answer) = call(
-                Method::POST,
-                "/v1/exports".into(),
-                token.clone(),
-                Some(body),
-            )
-            .await;
-            assert_eq!(status, StatusCode::BAD_REQUEST, "{name}: null: {answer}");
-            assert_eq!(
-                only_field(&answer),
-                (name.to_owned(), NULL_REFUSED.to_owned())
-            );
-            assert_plain_problem(&answer, &format!("{name}: null"));
+        let optional = [
+            (
+                "/v1/messages",
+                &message,
+                &[
+                    "to",
+                    "sender",
+                    "status",
+                    "idempotencyKey",
+                    "messageId",
+                    "accountId",
+                ][..],
+            ),
+            (
+                "/v1/exports",
+                &export,
+                &["key", "filter", "timeZone", "accountId"][..],
+            ),
+        ];
+        for (path, request, names) in optional {
+            for &name in names {
+                let mut body = request.clone();
+                body[name] = Value::Null;
+                let (status, answer) =
+                    call(Method::POST, path.into(), token.clone(), Some(body)).await;
+                assert_eq!(
+                    status,
+                    StatusCode::BAD_REQUEST,
+                    "{path} {name}: null: {answer}"
+                );
+                assert_eq!(
+                    only_field(&answer),
+                    (name.to_owned(), NULL_REFUSED.to_owned())
+                );
+                assert_plain_problem(&answer, &format!("{name}: null"));
+            }
         }
         let mut body = export.clone();
         body["sort"] = json!([{"path": "title", "order": null}]);

@@ -1,10 +1,7 @@
 //! `POST /v1/push/auth`: a browser's subscription signed for its own
 //! account's channel only.
 
-use herald::{
-    push::{account_channel, pusher::signature, sandbox::DEFAULT_PUSHER_KEY},
-    store::ApiTokenStore,
-};
+use herald::push::{account_channel, pusher::signature, sandbox::DEFAULT_PUSHER_KEY};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
@@ -30,13 +27,8 @@ async fn ask(
 async fn a_token_gets_its_own_accounts_channel_signed_and_no_other() {
     let env = env_with(&[("HERALD_PUSH_PROVIDER", "pusher")]).await;
     let url = env.start_web().await;
-    let tokens = ApiTokenStore::new(&env.database);
-    tokens.ensure_indexes().await.expect("token index");
     let own = account();
-    let (_, bound) = tokens
-        .create("php-app", herald::store::TokenScope::Account(own))
-        .await
-        .expect("token");
+    let bound = env.account_token("php-app", own).await;
     let channel = account_channel(own);
 
     let (status, answer) = ask(
@@ -138,13 +130,8 @@ async fn a_token_gets_its_own_accounts_channel_signed_and_no_other() {
 async fn with_tuisongbao_the_signature_is_not_guessed() {
     let env = env_with(&[]).await;
     let url = env.start_web().await;
-    let tokens = ApiTokenStore::new(&env.database);
-    tokens.ensure_indexes().await.expect("token index");
     let own = account();
-    let (_, bound) = tokens
-        .create("php-app", herald::store::TokenScope::Account(own))
-        .await
-        .expect("token");
+    let bound = env.account_token("php-app", own).await;
     let (status, answer) = ask(
         &env.http,
         &url,

@@ -17,7 +17,10 @@ use herald::{
     push::{EventPusher, TuisongbaoClient},
     store::{self, MessageStore, MESSAGE_COLLECTION},
 };
-use mongodb::bson::{doc, DateTime, Document};
+use mongodb::{
+    bson::{doc, DateTime, Document},
+    Collection,
+};
 
 use super::{messages, new_message_events, private_settings, recorder::Recorder, validated};
 use crate::{queue::BenchError, Row};
@@ -77,13 +80,21 @@ fn counted_row(
     })
 }
 
-/// `c` tasks inserting the message documents one by one.
-pub(super) async fn raw_insert(
+/// Runs `insert` against a fresh `message` collection (Herald's indexes) of
+/// a database of its own, with `jobs` message documents to insert, then
+/// counts what it stored into the row `name`; the database is dropped.
+async fn into_fresh_collection<F, Fut>(
     settings: &Settings,
+    label: &str,
     jobs: u64,
-    concurrency: usize,
-) -> Result<Row, BenchError> {
-    let settings = private_settings(settings, "insert")?;
+    name: String,
+    insert: F,
+) -> Result<Row, BenchError>
+where
+    F: FnOnce(Collection<Document>, Arc<Vec<Document>>) -> Fut,
+    Fut: std::future::Future<Output = Result<Duration, BenchError>>,
+{
+    let settings = private_settings(settings, label)?;
     let database = store::connect(&settings.mongodb).await?;
     let result = async {
         MessageStore::new(&database).ensure_indexes().await?;
@@ -95,30 +106,35 @@ pub(super) async fn raw_insert(
                 .collect(),
         );
         let collection = database.collection::<Document>(MESSAGE_COLLECTION);
-        let elapsed = closed_loop(jobs, concurrency, move |i| {
+        let elapsed = insert(collection.clone(), documents).await?;
+        let stored = collection.count_documents(doc! {}).await?;
+        counted_row(name, jobs, stored, elapsed)
+    }
+    .await;
+    let _ = database.drop().await;
+    result
+}
+
+/// `c` tasks inserting the message documents one by one.
+pub(super) async fn raw_insert(
+    settings: &Settings,
+    jobs: u64,
+    concurrency: usize,
+) -> Result<Row, BenchError> {
+    let name = format!("raw MongoDB insert_one, {concurrency} at a time");
+    into_fresh_collection(settings, "insert", jobs, name, |collection, documents| {
+        closed_loop(jobs, concurrency, move |i| {
             let (collection, documents) = (collection.clone(), documents.clone());
             async move {
                 collection
                     .insert_one(&documents[i as usize])
                     .await
                     .map(|_| ())
+                    .map_err(BenchError::from)
             }
         })
-        .await?;
-        let stored = database
-            .collection::<Document>(MESSAGE_COLLECTION)
-            .count_documents(doc! {})
-            .await?;
-        counted_row(
-            format!("raw MongoDB insert_one, {concurrency} at a time"),
-            jobs,
-            stored,
-            elapsed,
-        )
-    }
-    .await;
-    let _ = database.drop().await;
-    result
+    })
+    .await
 }
 
 /// One task inserting the message documents with unordered `insert_many`
@@ -130,32 +146,21 @@ pub(super) async fn raw_insert_many(
     jobs: u64,
     batch: usize,
 ) -> Result<Row, BenchError> {
-    let settings = private_settings(settings, "insert-many")?;
-    let database = store::connect(&settings.mongodb).await?;
-    let result = async {
-        MessageStore::new(&database).ensure_indexes().await?;
-        let created_at = DateTime::now();
-        let documents: Vec<Document> = validated(&settings, &messages(&settings, jobs)?)?
-            .iter()
-            .map(|m| store::message_document(m, created_at))
-            .collect();
-        let collection = database.collection::<Document>(MESSAGE_COLLECTION);
-        let start = Instant::now();
-        for chunk in documents.chunks(batch.max(1)) {
-            collection.insert_many(chunk).ordered(false).await?;
-        }
-        let elapsed = start.elapsed();
-        let stored = collection.count_documents(doc! {}).await?;
-        counted_row(
-            format!("raw MongoDB insert_many, {batch} per call, one at a time"),
-            jobs,
-            stored,
-            elapsed,
-        )
-    }
-    .await;
-    let _ = database.drop().await;
-    result
+    let name = format!("raw MongoDB insert_many, {batch} per call, one at a time");
+    into_fresh_collection(
+        settings,
+        "insert-many",
+        jobs,
+        name,
+        |collection, documents| async move {
+            let start = Instant::now();
+            for chunk in documents.chunks(batch.max(1)) {
+                collection.insert_many(chunk).ordered(false).await?;
+            }
+            Ok(start.elapsed())
+        },
+    )
+    .await
 }
 
 /// `c` tasks posting `new_message` events to a fresh sandbox.
