@@ -19,7 +19,7 @@ use crate::{
     export_helpers::{
         enqueue, number, seed_wide_rows, status_of as record, wait_status, wide_rows_job,
     },
-    helpers::{env_with, wait_for, wait_within, TestEnv},
+    helpers::{call_json, env_with, wait_for, wait_within, TestEnv},
     s3_server::{s3_env, S3Server, BUCKET, PREFIX, SECRET_KEY},
 };
 
@@ -81,16 +81,15 @@ async fn an_s3_export_is_one_object_a_rerun_replaces_and_downloads_stream_or_red
     assert_eq!(data_rows(&stored), ROWS);
 
     // The status record over HTTP tells where, not how to get in.
-    let status_body = env
-        .http
-        .get(format!("{web}/v1/exports/big"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let (_, status_body) = call_json(
+        &env.http,
+        reqwest::Method::GET,
+        &format!("{web}/v1/exports/big"),
+        Some(&token),
+        None,
+    )
+    .await;
+    let status_body = status_body.to_string();
     assert!(
         status_body.contains(&format!("s3://{BUCKET}/{key}")),
         "{status_body}"

@@ -94,6 +94,17 @@ async fn post_json(
     call_json(http, Method::POST, url, Some(token), Some(body)).await
 }
 
+/// [`post_json`] to `path` of the server at `base`.
+async fn post_api(
+    http: &reqwest::Client,
+    base: &str,
+    path: &str,
+    token: &str,
+    body: Value,
+) -> (StatusCode, Value) {
+    post_json(http, &format!("{base}{path}"), token, body).await
+}
+
 /// The trail's records matching `query`, newest first.
 async fn audit(http: &reqwest::Client, base: &str, query: &str) -> Vec<Value> {
     let (status, page) = get_json(http, &format!("{base}/api/v1/audit?{query}"), WEB_TOKEN).await;
@@ -192,25 +203,14 @@ async fn viewers_see_operators_act_and_every_action_is_on_the_trail() {
     assert_eq!(env.queue_set(QueueName::Push, "dead").await.len(), 2);
 
     // An operator acts; each action is recorded with who, what and how many.
-    let (status, _) = post_json(
-        &http,
-        &format!("{base}/api/v1/queues/push/pause"),
-        &ann,
-        json!({}),
-    )
-    .await;
+    let (status, _) = post_api(&http, &base, "/api/v1/queues/push/pause", &ann, json!({})).await;
     assert_eq!(status, StatusCode::OK);
-    let (status, _) = post_json(
-        &http,
-        &format!("{base}/api/v1/queues/push/resume"),
-        &ann,
-        json!({}),
-    )
-    .await;
+    let (status, _) = post_api(&http, &base, "/api/v1/queues/push/resume", &ann, json!({})).await;
     assert_eq!(status, StatusCode::OK);
-    let (status, answer) = post_json(
+    let (status, answer) = post_api(
         &http,
-        &format!("{base}/api/v1/queues/push/failed/retry"),
+        &base,
+        "/api/v1/queues/push/failed/retry",
         &ann,
         json!({"ids": [first]}),
     )
@@ -220,9 +220,10 @@ async fn viewers_see_operators_act_and_every_action_is_on_the_trail() {
         (env.queue_set(QueueName::Push, "dead").await.len() == 2).then_some(())
     })
     .await;
-    let (status, answer) = post_json(
+    let (status, answer) = post_api(
         &http,
-        &format!("{base}/api/v1/queues/push/failed/discard"),
+        &base,
+        "/api/v1/queues/push/failed/discard",
         WEB_TOKEN,
         json!({"filter": {"labels": {}, "error": null}, "all": false}),
     )
@@ -232,9 +233,10 @@ async fn viewers_see_operators_act_and_every_action_is_on_the_trail() {
         StatusCode::BAD_REQUEST,
         "an empty filter selects nothing: {answer}"
     );
-    let (status, answer) = post_json(
+    let (status, answer) = post_api(
         &http,
-        &format!("{base}/api/v1/queues/push/failed/discard"),
+        &base,
+        "/api/v1/queues/push/failed/discard",
         WEB_TOKEN,
         json!({"all": true}),
     )
@@ -676,15 +678,9 @@ async fn slow_headers_are_cut_off_connections_capped_and_every_answer_hardened()
     }
     // No page needs inline script.
     for page in ["/login"] {
-        let html = env
-            .http
-            .get(format!("{base}{page}"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let (_, html) =
+            call_json(&env.http, Method::GET, &format!("{base}{page}"), None, None).await;
+        let html = html.as_str().expect("an HTML page");
         assert!(!html.contains("<script>"), "{page}");
     }
     // Every route has a body limit, the dashboard's API too.
@@ -707,13 +703,8 @@ async fn metrics_and_readiness_can_stay_on_an_internal_listener() {
     let ops = format!("127.0.0.1:{}", free_port());
     let (mut web, base, log) = web_process(&env, &[("HERALD_WEB_OPS_BIND", &ops)]).await;
     for path in ["/metrics", "/readyz"] {
-        let status = env
-            .http
-            .get(format!("{base}{path}"))
-            .send()
-            .await
-            .unwrap()
-            .status();
+        let (status, _) =
+            call_json(&env.http, Method::GET, &format!("{base}{path}"), None, None).await;
         assert_eq!(
             status,
             StatusCode::NOT_FOUND,
@@ -727,23 +718,24 @@ async fn metrics_and_readiness_can_stay_on_an_internal_listener() {
             .unwrap();
         assert!(response.status().is_success(), "{path} on the internal one");
     }
-    let metrics = env
-        .http
-        .get(format!("http://{ops}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let (_, metrics) = call_json(
+        &env.http,
+        Method::GET,
+        &format!("http://{ops}/metrics"),
+        None,
+        None,
+    )
+    .await;
+    let metrics = metrics.as_str().expect("the metrics as text");
     assert!(metrics.contains("herald_queue_jobs"), "{metrics}");
-    let status = env
-        .http
-        .get(format!("{base}/healthz"))
-        .send()
-        .await
-        .unwrap()
-        .status();
+    let (status, _) = call_json(
+        &env.http,
+        Method::GET,
+        &format!("{base}/healthz"),
+        None,
+        None,
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
     stop_logged(&mut web, &log);
 }
