@@ -7,9 +7,11 @@
 //!
 //! - every slot of the account taken: deferred (runs again a little
 //!   later, no attempt spent, still `queued`);
-//! - finished: `export_finish` is scheduled; if that fails the job fails
-//!   and runs again (the file is replaced, the event sent once);
-//! - cancelled: done, nothing to report;
+//! - finished: the job returns its `export_finish` as a [`Handoff`], which
+//!   its acknowledgement enqueues before recording it done (see
+//!   [`super::events`]): a Redis error delays the acknowledgement and never
+//!   runs the export again;
+//! - cancelled: done, nothing handed on;
 //! - a payload that is not an export, or an export that is invalid or over
 //!   a limit (rows, time): aborted at once (retrying cannot help), and
 //!   reported when its account and key are valid — a job whose account or
@@ -36,7 +38,10 @@ use super::{
     storage::ExportStorage,
     Deps,
 };
-use crate::{push::EventPusher, queue::retry::Defer};
+use crate::{
+    push::EventPusher,
+    queue::{retry::Defer, Handoff},
+};
 
 /// How long an export waits for a slot of its account before it asks
 /// again (plus up to as much again at random, so waiting exports spread).
@@ -56,7 +61,7 @@ pub async fn handle<S, P>(
     deps: Data<Arc<Deps<S, P>>>,
     task_id: TaskId,
     attempt: Attempt,
-) -> Result<(), BoxDynError>
+) -> Result<Option<Handoff>, BoxDynError>
 where
     S: ExportStorage,
     P: EventPusher + Clone,
@@ -73,7 +78,7 @@ async fn process<S, P>(
     deps: &Deps<S, P>,
     run: &str,
     attempt: usize,
-) -> Result<(), BoxDynError>
+) -> Result<Option<Handoff>, BoxDynError>
 where
     S: ExportStorage,
     P: EventPusher + Clone,
@@ -132,16 +137,19 @@ where
         Ok(Ended::Finished { rows }) => {
             info!(rows, "export finished");
             deps.metrics.export_rows(rows);
-            let scheduled =
-                events::schedule_finish(&deps.push_queue, valid.account, &valid.key, run).await;
-            if let Err(e) = &scheduled {
-                warn!(error = %e, "export_finish not scheduled; the export will run again");
+            // Encoding a push job of a valid key cannot fail; if it ever
+            // did, the job is kept dead with the reason rather than re-run.
+            match events::finish(valid.account, &valid.key, run) {
+                Ok(handoff) => Ok(Some(handoff)),
+                Err(e) => {
+                    warn!(error = %e, "export_finish could not be encoded");
+                    Err(AbortError::new(e).into())
+                }
             }
-            Ok(scheduled?)
         }
         Ok(Ended::Cancelled) => {
             info!("export cancelled; partial file removed");
-            Ok(())
+            Ok(None)
         }
         Err(e) if e.is_permanent() => {
             warn!(error = %e, "export failed; running it again cannot help");

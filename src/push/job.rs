@@ -51,11 +51,7 @@ impl PushJob {
         Self {
             idempotency_key,
             account_id: account.to_hex(),
-            event: Event {
-                name: name.to_owned(),
-                data,
-                channels: vec![account_channel(account)],
-            },
+            event: Event::to_account(account, name, data),
         }
     }
 

@@ -58,6 +58,22 @@ pub struct Event {
 
 herald_jobs::object_only!(Event, "an event object {\"name\", \"data\", \"channels\"}");
 
+impl Event {
+    /// Event `name` with `data` for the channel of `account`, which every
+    /// signed-in user of the account listens on.
+    pub fn to_account(
+        account: herald_jobs::AccountId,
+        name: &str,
+        data: serde_json::Value,
+    ) -> Self {
+        Self {
+            name: name.to_owned(),
+            data,
+            channels: vec![channels::account_channel(account)],
+        }
+    }
+}
+
 /// A provider that delivers events to channels.
 pub trait EventPusher: Send + Sync + 'static {
     /// What one request of this provider may carry.

@@ -102,6 +102,14 @@ impl JobOutput for Handoff {
     }
 }
 
+/// A job that hands on only when it succeeded in a certain way (an export
+/// that finished, not one that was cancelled).
+impl JobOutput for Option<Handoff> {
+    fn into_ack(self) -> (Value, Option<Handoff>) {
+        (Value::Null, self)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -244,9 +244,12 @@ impl Worker {
                 )
                 .waking_on(redis_url)
                 .handing_off_to(&push_queue),
-                push: push_queue,
+                // A finished export's `export_finish` is enqueued by its
+                // job's acknowledgement.
                 export: queues::shard_storage(redis.clone(), &settings, QueueName::Export, shard)
-                    .waking_on(redis_url),
+                    .waking_on(redis_url)
+                    .handing_off_to(&push_queue),
+                push: push_queue,
             };
             shards.push(monitor::Shard { backends, handlers });
         }

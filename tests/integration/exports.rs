@@ -261,6 +261,29 @@ async fn an_export_shorter_than_the_progress_interval_reports_once_at_its_end() 
         .first()
         .expect("the finish among the requests");
     assert!(progress[0].seq < finish.seq, "progress comes before finish");
+
+    // The export_finish was handed on by the export job's acknowledgement:
+    // the job's record names the one push job it handed off, and that job
+    // carries the event under the run's idempotency key.
+    let done = env.queue_set(QueueName::Export, "done").await;
+    assert_eq!(done.len(), 1, "{done:?}");
+    let meta = env.job_meta(QueueName::Export, &done[0]).await;
+    let result: serde_json::Value = serde_json::from_str(&meta["result"]).unwrap();
+    let handed = result["Ok"]["handedOff"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{meta:?}"));
+    assert_eq!(handed.len(), 1, "{result}");
+    let push_queue = env.settings.redis.namespace.queue(QueueName::Push);
+    let push_id = handed[0].as_str().unwrap();
+    let push_id = push_id
+        .strip_prefix(&format!("{push_queue}:"))
+        .expect("a push job");
+    let push_meta = env.job_meta(QueueName::Push, push_id).await;
+    assert_eq!(
+        push_meta["idempotency_key"],
+        format!("export_finish:{}:quick:{}", seeded.a, done[0])
+    );
+    assert_eq!(push_meta["status"], "Done");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
