@@ -101,6 +101,7 @@ struct Inner {
     push_duration: HistogramFamily<PushLabels>,
     export_rows: Counter,
     message_insert_batch: Histogram,
+    message_insert_seconds: Histogram,
     queue_jobs: Family<DepthLabels, Gauge>,
     queue_workers: Family<QueueLabels, Gauge>,
     jobs_trimmed: Family<TrimLabels, Counter>,
@@ -188,6 +189,12 @@ impl Metrics {
             "Messages stored by one insert_many (the send_message jobs' group commit)",
             Histogram::new(exponential_buckets(1.0, 2.0, 9)),
         );
+        let message_insert_seconds = registered(
+            &mut registry,
+            "message_insert_seconds",
+            "Time one insert_many of the send_message jobs' group commit took, from the call to its answer",
+            Histogram::new(exponential_buckets(0.000_25, 2.0, 14)),
+        );
         let queue_jobs = registered(&mut registry, "queue_jobs", "Jobs in a queue per state (pending, scheduled, running, failed), read from Redis at scrape time", Family::<DepthLabels, Gauge>::default());
         let queue_workers = registered(
             &mut registry,
@@ -243,6 +250,7 @@ impl Metrics {
                 push_duration,
                 export_rows,
                 message_insert_batch,
+                message_insert_seconds,
                 queue_jobs,
                 queue_workers,
                 jobs_trimmed,
@@ -251,9 +259,13 @@ impl Metrics {
         }
     }
 
-    /// Records one `insert_many` of `documents` messages.
-    pub fn message_batch_stored(&self, documents: usize) {
+    /// Records one `insert_many` of `documents` messages that took
+    /// `elapsed`.
+    pub fn message_batch_stored(&self, documents: usize, elapsed: Duration) {
         self.inner.message_insert_batch.observe(documents as f64);
+        self.inner
+            .message_insert_seconds
+            .observe(elapsed.as_secs_f64());
     }
 
     /// Records one job run of `queue` that took `elapsed`.

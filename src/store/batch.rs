@@ -54,18 +54,19 @@ pub struct MessageBatcher {
     queue: mpsc::Sender<Pending>,
 }
 
-/// What is told the size of each `insert_many` (the worker's metrics).
-pub type BatchObserver = Box<dyn Fn(usize) + Send + Sync>;
+/// What is told the size of each `insert_many` and how long it took, from
+/// the call to its answer (the worker's metrics).
+pub type BatchObserver = Box<dyn Fn(usize, std::time::Duration) + Send + Sync>;
 
 impl MessageBatcher {
     /// Starts the batching task for `database`'s `message` collection on
     /// the current Tokio runtime.
     pub fn spawn(database: &Database) -> Self {
-        Self::spawn_observed(database, Box::new(|_| {}))
+        Self::spawn_observed(database, Box::new(|_, _| {}))
     }
 
     /// [`MessageBatcher::spawn`], telling `observe` how many messages each
-    /// `insert_many` carried.
+    /// `insert_many` carried and how long it took.
     pub fn spawn_observed(database: &Database, observe: BatchObserver) -> Self {
         let (queue, pending) = mpsc::channel(MAX_BATCH * 4);
         tokio::spawn(run(
@@ -100,8 +101,10 @@ async fn run(
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while pending.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        observe(batch.len());
+        let documents = batch.len();
+        let started = std::time::Instant::now();
         store(&collection, std::mem::take(&mut batch)).await;
+        observe(documents, started.elapsed());
     }
 }
 

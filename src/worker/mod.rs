@@ -178,7 +178,7 @@ impl Worker {
         });
         let store = MessageBatcher::spawn_observed(&database, {
             let metrics = metrics.clone();
-            Box::new(move |documents| metrics.message_batch_stored(documents))
+            Box::new(move |documents, elapsed| metrics.message_batch_stored(documents, elapsed))
         });
         let redis_url = settings.redis.url.as_str();
         let mut shards = Vec::new();

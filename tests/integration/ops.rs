@@ -165,6 +165,7 @@ async fn the_worker_serves_health_readiness_and_job_metrics() {
         ("herald_push_duration_seconds", "histogram"),
         ("herald_export_rows", "counter"),
         ("herald_message_insert_batch_size", "histogram"),
+        ("herald_message_insert_seconds", "histogram"),
         ("herald_queue_jobs", "gauge"),
         ("herald_queue_workers", "gauge"),
     ] {
@@ -236,6 +237,14 @@ async fn the_worker_serves_health_readiness_and_job_metrics() {
         value(&samples, "herald_message_insert_batch_size_sum", &[]),
         3.0
     );
+    let inserts = value(&samples, "herald_message_insert_seconds_count", &[]);
+    assert_eq!(
+        inserts,
+        value(&samples, "herald_message_insert_batch_size_count", &[]),
+        "each insert_many timed once"
+    );
+    assert!(inserts >= 1.0);
+    assert!(value(&samples, "herald_message_insert_seconds_sum", &[]) > 0.0);
     assert_eq!(
         value(&samples, "herald_jobs_failed_total", &q("send_message")),
         1.0

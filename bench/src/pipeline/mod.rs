@@ -22,7 +22,10 @@
 //!    has received the last event; each message's latency runs from just
 //!    before its enqueue call to the moment its event reaches the sandbox.
 //!    The worker's `herald_message_insert_batch_size` metric tells how
-//!    many messages its `insert_many` calls carried on average;
+//!    many messages its `insert_many` calls carried on average, and
+//!    `herald_message_insert_seconds` how long each took: set beside the
+//!    raw calls of step 4, that shows how much the rest of Herald's work
+//!    on the same cores slows the database down;
 //! 4. the physical limit of the database for what Herald asks of it: one
 //!    task inserting the same `jobs` documents with unordered `insert_many`
 //!    calls of the size Herald's averaged in step 3, one after another;
@@ -85,6 +88,8 @@ pub struct Measured {
     pub raw_insert_many: Row,
     /// That batch size: messages per `insert_many` of Herald's.
     pub batch_size: f64,
+    /// Mean time of one of Herald's `insert_many` calls in that trial.
+    pub insert_call: Duration,
     /// Raw sandbox POST rate.
     pub raw_post: Row,
     /// Herald end to end, at most `concurrency` requests in flight to each
@@ -125,6 +130,13 @@ impl Measured {
     /// cost nothing.
     pub fn limit(&self) -> f64 {
         self.raw_insert_many.rate().min(self.raw_post.rate())
+    }
+
+    /// Mean time of one raw `insert_many` call (of Herald's batch size).
+    pub fn raw_insert_call(&self) -> Duration {
+        let batch = self.batch_size.round().max(1.0) as u64;
+        let calls = self.raw_insert_many.count.div_ceil(batch).max(1);
+        self.raw_insert_many.elapsed / calls as u32
     }
 
     /// Whether every message was stored and pushed exactly once.
@@ -182,12 +194,13 @@ pub async fn run(settings: &Settings, workload: &Workload) -> Result<Vec<Measure
             .counts();
         let one_job_at_a_time =
             (median < serial_runs.len()).then(|| serial_runs.swap_remove(median).timed());
-        let batch_size = runs[median].batch_size;
+        let (batch_size, insert_call) = (runs[median].batch_size, runs[median].insert_call);
         results.push(Measured {
             concurrency,
             raw_insert: inserts.swap_remove(median),
             raw_insert_many: batched.swap_remove(median),
             batch_size,
+            insert_call,
             raw_post: posts.swap_remove(median),
             herald: runs.swap_remove(median).timed(),
             one_job_at_a_time,
@@ -310,6 +323,8 @@ struct EndToEnd {
     row: Row,
     /// Messages per `insert_many` of the worker's, on average.
     batch_size: f64,
+    /// Mean time of one of those calls.
+    insert_call: Duration,
     p50: Duration,
     p99: Duration,
     out_of_order: u64,
@@ -450,7 +465,10 @@ async fn drive(
 
     // Late duplicates, if any, would arrive now.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let batch_size = mean_insert_batch(settings).await?;
+    let InsertCalls {
+        batch_size,
+        insert_call,
+    } = insert_calls(settings).await?;
     let _ = stop.send(());
     let _ = running.await;
 
@@ -484,6 +502,7 @@ async fn drive(
             elapsed,
         },
         batch_size,
+        insert_call,
         p50: percentile(&latencies, 0.50),
         p99: percentile(&latencies, 0.99),
         out_of_order: arrived_late(&places),
@@ -493,9 +512,18 @@ async fn drive(
     })
 }
 
-/// The mean of the worker's `herald_message_insert_batch_size`, read from
-/// its `/metrics` (`worker.ops_bind` of `settings`).
-async fn mean_insert_batch(settings: &Settings) -> Result<f64, BenchError> {
+/// The worker's `insert_many` calls on average.
+struct InsertCalls {
+    /// Messages per call.
+    batch_size: f64,
+    /// Time per call.
+    insert_call: Duration,
+}
+
+/// The means of the worker's `herald_message_insert_batch_size` and
+/// `herald_message_insert_seconds`, read from its `/metrics`
+/// (`worker.ops_bind` of `settings`).
+async fn insert_calls(settings: &Settings) -> Result<InsertCalls, BenchError> {
     let bind = settings
         .worker
         .ops_bind
@@ -513,9 +541,13 @@ async fn mean_insert_batch(settings: &Settings) -> Result<f64, BenchError> {
     };
     match (
         sample("herald_message_insert_batch_size_sum "),
+        sample("herald_message_insert_seconds_sum "),
         sample("herald_message_insert_batch_size_count "),
     ) {
-        (Some(sum), Some(count)) if count > 0.0 => Ok(sum / count),
+        (Some(documents), Some(seconds), Some(count)) if count > 0.0 => Ok(InsertCalls {
+            batch_size: documents / count,
+            insert_call: Duration::from_secs_f64((seconds / count).max(0.0)),
+        }),
         _ => Err(BenchError::Invalid(
             "the worker's /metrics has no insert batches".into(),
         )),
