@@ -10,7 +10,7 @@ use std::time::Duration;
 use herald::export::{
     retention,
     status::ExportStatusStore,
-    storage::{ConfiguredStorage, ExportStorage},
+    storage::{ConfiguredStorage, ExportStorage, PART_SIZE},
 };
 use herald_jobs::AccountId;
 use mongodb::bson::{doc, DateTime, Document};
@@ -23,8 +23,8 @@ use crate::{
     s3_server::{s3_env, S3Server, BUCKET, PREFIX, SECRET_KEY},
 };
 
-/// Rows seeded; each carries about 1 KiB, so a whole export spans two
-/// multipart parts (8 MiB each).
+/// Rows seeded; each carries about 1 KiB, so a whole export spans several
+/// multipart parts ([`PART_SIZE`] each, the last smaller).
 const ROWS: usize = 12_000;
 
 /// Inserts [`ROWS`] wide `customer` documents of a new account.
@@ -61,7 +61,7 @@ async fn an_s3_export_is_one_object_a_rerun_replaces_and_downloads_stream_or_red
     let finished = wait_status(&env, account, "big", "finished").await;
     assert_eq!(number(&finished, "rows"), ROWS as i64);
     let size = number(&finished, "fileSize") as u64;
-    assert!(size > 8 * 1024 * 1024, "more than one 8 MiB part: {size}");
+    assert!(size > 2 * PART_SIZE as u64, "more than two parts: {size}");
     let key = object_key(account, "big");
     assert_eq!(
         finished.get_str("fileLocation").unwrap(),

@@ -20,6 +20,7 @@ use std::{
     time::Duration,
 };
 
+use herald::export::storage::PART_SIZE;
 use tokio::{
     io::{AsyncBufReadExt, AsyncReadExt, BufReader},
     net::{TcpListener, TcpStream},
@@ -33,13 +34,13 @@ use crate::{
     s3_server::{s3_env, S3Server, BUCKET, PREFIX},
 };
 
-/// Rows seeded; about 1,015 bytes each as CSV, so the export is an 8 MiB
-/// part (some 8,270 rows) and a last one of nearly as much, written after
-/// the first is on the server.
-const ROWS: usize = 16_000;
+/// Rows seeded; about 1,015 bytes each as CSV, so the export is a full
+/// part (5 MiB, some 5,170 rows) and a last one of nearly as much, written
+/// after the first is on the server.
+const ROWS: usize = 10_000;
 
-/// Bytes of a full part (Herald's `PART_SIZE`).
-const PART_BYTES: u64 = 8 * 1024 * 1024;
+/// Bytes of a full part.
+const PART_BYTES: u64 = PART_SIZE as u64;
 
 /// The export key the test runs twice.
 const KEY: &str = "flaky";
@@ -196,10 +197,10 @@ async fn an_upload_whose_abort_failed_keeps_its_record_until_the_next_run_aborts
     enqueue(&env, wide_rows_job(account, KEY, ROWS)).await;
 
     // The run's upload is on the server (s3s-fs's record of it and a full
-    // 8 MiB part): s3s-fs is frozen at once, while the run still writes the
+    // full part): s3s-fs is frozen at once, while the run still writes the
     // rows of its last part.
     let upload = wait_within(
-        "the first 8 MiB part on the server",
+        "the first full part on the server",
         Duration::from_secs(120),
         Duration::from_millis(2),
         || async { upload_with_a_full_part(&server) },

@@ -31,7 +31,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 pub use configured::{ConfiguredPartial, ConfiguredStorage, StorageError};
 pub use local::{LocalDirStorage, LocalPartial};
-pub use s3::{S3Partial, S3Storage};
+pub use s3::{S3Partial, S3Storage, PART_SIZE};
 
 /// A committed file, as the status record and a download describe it.
 #[derive(Debug, Clone, PartialEq, Eq)]
