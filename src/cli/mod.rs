@@ -54,8 +54,17 @@ enum Command {
     Queue(queue::QueueCommand),
     /// Check that Redis, MongoDB and the push endpoint answer; exit 1 if any does not.
     Doctor,
+    /// List every setting: its environment variable, default and meaning.
+    Config(ConfigArgs),
     /// Run a local stand-in for Tuisongbao and the Pusher HTTP API that records every event it receives.
     PushSandbox(SandboxArgs),
+}
+
+#[derive(Debug, Args)]
+struct ConfigArgs {
+    /// Print the Markdown table that docs/configuration.md holds.
+    #[arg(long)]
+    markdown: bool,
 }
 
 #[derive(Debug, Args)]
@@ -122,6 +131,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Doctor => {
             let settings = load_settings()?;
             Ok(doctor::run(&settings).await)
+        }
+        Command::Config(args) => {
+            // The declarations alone: no configuration is read, so this
+            // works where the services or the files are missing.
+            if args.markdown {
+                print!("{}", herald::config::reference_table());
+            } else {
+                print!("{}", herald::config::reference_text());
+            }
+            Ok(ExitCode::SUCCESS)
         }
         Command::PushSandbox(args) => run_sandbox(args).await,
     }

@@ -78,6 +78,38 @@ pub fn all_settings() -> impl Iterator<Item = &'static Setting> {
     SECTIONS.iter().flat_map(|section| section.iter())
 }
 
+/// The reference table of every setting: its environment variable, its
+/// default and what it sets, in Markdown, one row per setting in
+/// declaration order. `docs/configuration.md` holds this table as
+/// `herald config --markdown` prints it (a test keeps the two equal).
+pub fn reference_table() -> String {
+    let mut table = String::from("| variable | default | meaning |\n|---|---|---|\n");
+    for setting in all_settings() {
+        table.push_str(&format!(
+            "| `{}` | `{}` | {} |\n",
+            setting.env_var(),
+            setting.default,
+            setting.doc.replace('|', "\\|")
+        ));
+    }
+    table
+}
+
+/// Every setting as plain text: the environment variable and default on
+/// one line, what it sets on the next (`herald config`).
+pub fn reference_text() -> String {
+    all_settings()
+        .map(|setting| {
+            format!(
+                "{} (default: {:?})\n    {}\n",
+                setting.env_var(),
+                setting.default,
+                setting.doc
+            )
+        })
+        .collect()
+}
+
 /// Why the settings could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
