@@ -9,7 +9,7 @@
 //!
 //! 1. [`queue`] is a Redis job queue as an apalis backend, with no
 //!    knowledge of Herald's jobs; [`queues`] configures Herald's three
-//!    queues on it from the settings, each spread over [`shards`] when
+//!    queues on it from the settings, each spread over [`queues::shards`] when
 //!    one Redis primary is not enough.
 //! 2. [`worker`] runs one apalis worker per queue. Its
 //!    [`worker::send_message`] handler validates the payload into a typed
@@ -45,7 +45,6 @@ pub mod push;
 pub mod queue;
 pub mod queues;
 pub mod secret;
-pub mod shards;
 pub mod shutdown;
 pub mod store;
 pub mod telemetry;

@@ -37,7 +37,7 @@ static SET: LazyLock<Script> = LazyLock::new(|| with_claims(include_str!("../lua
 pub const CLAIM_CHUNK: usize = 1_000;
 
 /// The key naming the claims' slot and their grids: `<prefix>:grids`.
-fn grids_key(prefix: &str) -> String {
+pub fn grids_key(prefix: &str) -> String {
     format!("{prefix}:grids")
 }
 

@@ -39,7 +39,7 @@ async fn check_redis(settings: &Settings) -> Result<String, String> {
         .await
         .map_err(|e| e.to_string())?;
     let configured = settings.redis.queue_shards;
-    let shards = match herald::shards::stored(&mut conn, &settings.redis.namespace)
+    let shards = match herald::queues::shards::stored(&mut conn, &settings.redis.namespace)
         .await
         .map_err(|e| e.to_string())?
     {

@@ -112,7 +112,7 @@ pub(super) fn parse_queue(s: &str) -> Result<QueueName, String> {
 pub async fn run(args: FailedArgs, settings: &Settings) -> anyhow::Result<ExitCode> {
     let conn = queue::connect(settings.redis.url.as_str()).await?;
     // Every shard a worker consumes, even if this process's setting is lower.
-    let settings = &herald::shards::known(&mut conn.clone(), settings).await;
+    let settings = &herald::queues::shards::known(&mut conn.clone(), settings).await;
     let admin = herald::queues::admin(conn, settings, args.queue);
     match args.command {
         FailedCommand::List {

@@ -176,7 +176,7 @@ async fn run_web(settings: Settings) -> anyhow::Result<ExitCode> {
     );
     // The dashboard shows every shard a worker consumes, even if this
     // process's `redis.queue_shards` is lower.
-    let settings = herald::shards::known(&mut conn.clone(), &settings).await;
+    let settings = herald::queues::shards::known(&mut conn.clone(), &settings).await;
     let state = herald::web::WebState::new(conn, &database, &settings, configured)?;
     let (ops_stop, ops_stopped) = tokio::sync::oneshot::channel::<()>();
     let ops = match settings.web.ops_bind {

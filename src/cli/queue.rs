@@ -32,7 +32,7 @@ pub enum QueueCommand {
 pub async fn run(command: QueueCommand, settings: &Settings) -> anyhow::Result<ExitCode> {
     let conn = queue::connect(settings.redis.url.as_str()).await?;
     // Every shard a worker consumes, even if this process's setting is lower.
-    let settings = &herald::shards::known(&mut conn.clone(), settings).await;
+    let settings = &herald::queues::shards::known(&mut conn.clone(), settings).await;
     let admin = |queue| herald::queues::admin(conn.clone(), settings, queue);
     match command {
         QueueCommand::Pause { queue } => {

@@ -13,7 +13,7 @@
 
 use std::time::Duration;
 
-use herald_jobs::RedisConnection;
+use herald_jobs::{Namespace, RedisConnection};
 use mongodb::bson::DateTime;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
@@ -83,6 +83,12 @@ pub async fn sweep<S: ExportStorage>(
             return Ok(removed);
         }
     }
+}
+
+/// The key whose holder sweeps this period in `namespace`,
+/// `{NAMESPACE}:retention:export`.
+pub fn turn_key(namespace: &Namespace) -> String {
+    namespace.key("retention:export")
 }
 
 /// Whether this worker takes this period's sweep.

@@ -36,6 +36,12 @@ pub const LEASE: Duration = Duration::from_secs(60);
 /// How often a running export renews its lease.
 const RENEW_EVERY: Duration = Duration::from_secs(20);
 
+/// The sorted set of `account`'s running exports in `namespace`,
+/// `{NAMESPACE}:export:running:<account>`.
+pub fn running_key(namespace: &Namespace, account: impl std::fmt::Display) -> String {
+    namespace.key(&format!("export:running:{account}"))
+}
+
 /// The slots of every account, for one worker's exports.
 #[derive(Clone)]
 pub struct AccountSlots {
@@ -83,7 +89,7 @@ impl AccountSlots {
         account: AccountId,
         run: &str,
     ) -> Result<Option<Slot>, redis::RedisError> {
-        let key = self.namespace.key(&format!("export:running:{account}"));
+        let key = running_key(&self.namespace, account);
         let mut redis = self.redis.clone();
         if !take(&mut redis, &key, self.limit, run).await? {
             return Ok(None);

@@ -26,7 +26,6 @@ use axum::{
     routing::get,
     Json, Router,
 };
-use herald_jobs::QueueName;
 use herald_jobs::RedisConnection;
 use mongodb::Database;
 
@@ -45,23 +44,17 @@ pub struct OpsState {
 }
 
 impl OpsState {
-    /// State for a process connected to Redis by `redis`; `database` is its
-    /// MongoDB handle if it has one (otherwise one is opened on first check).
+    /// State for a process connected to Redis by `redis`, reporting on
+    /// `queues` (named; the caller configures them, so this layer knows
+    /// none of Herald's queues); `database` is its MongoDB handle if it has
+    /// one (otherwise one is opened on first check).
     pub fn new(
         metrics: Metrics,
         redis: RedisConnection,
+        queues: Vec<(&'static str, QueueAdmin)>,
         settings: &Settings,
         database: Option<Database>,
     ) -> Self {
-        let queues = QueueName::ALL
-            .iter()
-            .map(|queue| {
-                (
-                    queue.as_str(),
-                    crate::queues::admin(redis.clone(), settings, *queue),
-                )
-            })
-            .collect();
         Self {
             metrics,
             probe: Arc::new(ReadinessProbe::new(

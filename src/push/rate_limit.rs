@@ -162,6 +162,18 @@ impl Verdict {
     }
 }
 
+/// The hash of the shared limit of `namespace`, `{NAMESPACE:push}:rate`,
+/// beside the push queue's keys.
+pub fn rate_key(namespace: &Namespace) -> String {
+    herald_jobs::queue::queue_key(&namespace.queue(QueueName::Push), "rate")
+}
+
+/// The hash of `account`'s share of the limit whose hash is `rate_key`:
+/// `<rate_key>:account:<account>`.
+pub fn account_rate_key(rate_key: &str, account: &str) -> String {
+    format!("{rate_key}:account:{account}")
+}
+
 /// The shared rate limit, or none; cheap to clone (one per provider client
 /// and push handler of a process, all sharing one connection).
 #[derive(Debug, Clone, Default)]
@@ -173,10 +185,8 @@ pub struct RateLimiter {
 #[derive(Debug)]
 struct Limited {
     conn: RedisConnection,
-    /// `{NAMESPACE:push}:rate`.
+    /// `{NAMESPACE:push}:rate` ([`rate_key`]).
     key: String,
-    /// `{NAMESPACE:push}:rate:account:`.
-    account_prefix: String,
     pace: Pace,
     settings: RateLimitSettings,
 }
@@ -197,12 +207,10 @@ impl RateLimiter {
         let Some(settings) = settings else {
             return Self::unlimited();
         };
-        let key = herald_jobs::queue::queue_key(&namespace.queue(QueueName::Push), "rate");
         Self {
             limited: Some(Arc::new(Limited {
                 conn,
-                account_prefix: format!("{key}:account:"),
-                key,
+                key: rate_key(namespace),
                 pace: Pace::new(
                     settings.max_requests_per_sec,
                     settings.account_share,
@@ -283,7 +291,7 @@ impl RateLimiter {
         let Some(interval) = limited.pace.account_interval_us else {
             return Ok(());
         };
-        let key = format!("{}{account}", limited.account_prefix);
+        let key = account_rate_key(&limited.key, account);
         let cost = u64::try_from(requests.max(1)).unwrap_or(u64::MAX);
         match limited.call(&key, interval, cost).await? {
             Verdict::Admitted(_) => Ok(()),

@@ -61,6 +61,7 @@ mod persistence;
 mod redis_retry;
 mod retention;
 pub mod retry;
+#[cfg(feature = "test-support")]
 pub mod seed;
 
 use std::time::Duration;
@@ -194,6 +195,33 @@ impl TrimReason {
         match self {
             TrimReason::Age => "age",
             TrimReason::Cap => "cap",
+        }
+    }
+}
+
+/// What a queue keeps per minute, for an hour, under
+/// [`QueueConfig::stats_prefix`] (`complete.lua` writes them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MinuteStat {
+    /// Counter: jobs that succeeded that minute.
+    Done,
+    /// Counter: runs that failed that minute.
+    Failed,
+    /// Hash: enqueue-to-finish histogram of the jobs done that minute
+    /// (bucket → count).
+    Latency,
+}
+
+impl MinuteStat {
+    /// Every statistic, in the order of [`MinuteStat`].
+    pub const ALL: [MinuteStat; 3] = [MinuteStat::Done, MinuteStat::Failed, MinuteStat::Latency];
+
+    /// The statistic as its keys name it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MinuteStat::Done => "done",
+            MinuteStat::Failed => "failed",
+            MinuteStat::Latency => "latency",
         }
     }
 }
@@ -346,6 +374,10 @@ impl QueueConfig {
     /// Counter: jobs that ever succeeded.
     pub fn done_total_key(&self) -> String {
         self.key("stats:total:done")
+    }
+    /// Statistic `stat` of minute `minute` (Unix seconds / 60).
+    pub fn minute_key(&self, stat: MinuteStat, minute: impl std::fmt::Display) -> String {
+        format!("{}:{}:{minute}", self.stats_prefix(), stat.as_str())
     }
     /// Counter: dead jobs trimmed for `reason` (see [`TrimReason`]).
     pub fn trimmed_key(&self, reason: TrimReason) -> String {

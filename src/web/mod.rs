@@ -49,7 +49,6 @@ use axum::{
     routing::{get, post},
     Router,
 };
-use herald_jobs::QueueName;
 use herald_jobs::RedisConnection;
 use secrecy::SecretString;
 use tower_http::{set_header::SetResponseHeaderLayer, timeout::TimeoutLayer};
@@ -107,14 +106,10 @@ impl WebState {
         settings: &Settings,
         configured: Option<SecretString>,
     ) -> Result<Self, StorageError> {
-        let queues = QueueName::ALL
+        let admins = crate::queues::admins(&conn, settings);
+        let queues = admins
             .iter()
-            .map(|queue| {
-                (
-                    queue.as_str().to_owned(),
-                    crate::queues::admin(conn.clone(), settings, *queue),
-                )
-            })
+            .map(|(name, admin)| ((*name).to_owned(), admin.clone()))
             .collect();
         let api = v1::ApiState {
             producer: herald_jobs::Producer::from_connection(
@@ -153,6 +148,7 @@ impl WebState {
             ops: crate::ops::OpsState::new(
                 crate::ops::Metrics::new(),
                 conn.clone(),
+                admins,
                 settings,
                 Some(database.clone()),
             ),

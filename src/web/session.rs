@@ -58,6 +58,21 @@ impl Credential {
     }
 }
 
+/// The hash tag every session key of `namespace` starts with, `{NAMESPACE:web}`.
+pub fn key_tag(namespace: &Namespace) -> String {
+    format!("{{{}:web}}", namespace.as_str())
+}
+
+/// The key of the session whose id has the SHA-256 `id_digest` (hex), under `tag`.
+pub fn session_key(tag: &str, id_digest: &str) -> String {
+    format!("{tag}:session:{id_digest}")
+}
+
+/// The key of the set of the sessions made with `credential`, under `tag`.
+pub fn sessions_key(tag: &str, credential: &Credential) -> String {
+    format!("{tag}:sessions:{}", credential.set_suffix())
+}
+
 /// What a session holds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Session {
@@ -108,7 +123,7 @@ impl Sessions {
     pub fn new(redis: RedisConnection, namespace: &Namespace, ttl: Duration) -> Self {
         Self {
             redis,
-            tag: format!("{{{}:web}}", namespace.as_str()),
+            tag: key_tag(namespace),
             ttl,
         }
     }
@@ -118,19 +133,21 @@ impl Sessions {
         self.ttl
     }
 
-    fn session_key(&self, id: &str) -> String {
-        format!("{}:session:{}", self.tag, digest(id))
+    /// The key of the session with id `id`.
+    fn key_of(&self, id: &str) -> String {
+        session_key(&self.tag, &digest(id))
     }
 
-    fn set_key(&self, credential: &Credential) -> String {
-        format!("{}:sessions:{}", self.tag, credential.set_suffix())
+    /// The key of the set of the sessions made with `credential`.
+    fn set_of(&self, credential: &Credential) -> String {
+        sessions_key(&self.tag, credential)
     }
 
     /// Starts a session for `session`; returns its id, for the cookie.
     pub async fn create(&self, session: &Session) -> Result<String, SessionError> {
         let id = random_hex("").map_err(|e| SessionError::Random(e.to_string()))?;
-        let key = self.session_key(&id);
-        let set = self.set_key(&session.credential);
+        let key = self.key_of(&id);
+        let set = self.set_of(&session.credential);
         let value = serde_json::to_string(session).unwrap_or_default();
         let ttl_ms = self.ttl.as_millis() as u64;
         let mut redis = self.redis.clone();
@@ -161,7 +178,7 @@ impl Sessions {
             return Ok(None);
         }
         let mut redis = self.redis.clone();
-        let value: Option<String> = redis.get(self.session_key(id)).await?;
+        let value: Option<String> = redis.get(self.key_of(id)).await?;
         Ok(value.and_then(|v| serde_json::from_str(&v).ok()))
     }
 
@@ -171,13 +188,13 @@ impl Sessions {
             return Ok(false);
         }
         let mut redis = self.redis.clone();
-        let removed: u64 = redis.del(self.session_key(id)).await?;
+        let removed: u64 = redis.del(self.key_of(id)).await?;
         Ok(removed > 0)
     }
 
     /// Ends every session made with `credential`; how many there were.
     pub async fn end_all(&self, credential: &Credential) -> Result<u64, SessionError> {
-        let set = self.set_key(credential);
+        let set = self.set_of(credential);
         let mut redis = self.redis.clone();
         let keys: Vec<String> = redis.smembers(&set).await?;
         let mut ended = 0;

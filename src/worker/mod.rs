@@ -51,9 +51,9 @@ pub enum WorkerError {
     /// The HTTP client for the push provider could not be built.
     #[error("cannot build the push client: {0}")]
     PushClient(#[from] reqwest::Error),
-    /// The configured shard count cannot be taken (see [`crate::shards`]).
+    /// The configured shard count cannot be taken (see [`crate::queues::shards`]).
     #[error(transparent)]
-    Shards(#[from] crate::shards::ShardCountError),
+    Shards(#[from] crate::queues::shards::ShardCountError),
     /// apalis reported a worker failure.
     #[error("worker failed: {0}")]
     Monitor(String),
@@ -125,7 +125,7 @@ impl Worker {
         queue::legacy::adopt_legacy_keys(&mut redis.clone(), &settings.redis.namespace).await?;
         // Producers pick a shard of the count written here; a count that
         // would leave jobs on shards no worker consumes is refused.
-        crate::shards::claim(&mut redis.clone(), &settings).await?;
+        crate::queues::shards::claim(&mut redis.clone(), &settings).await?;
         let database = store::connect(&settings.mongodb).await?;
         let messages = MessageStore::new(&database);
         let export_status = crate::export::status::ExportStatusStore::new(&database);
@@ -152,6 +152,7 @@ impl Worker {
                 let state = crate::ops::OpsState::new(
                     metrics.clone(),
                     redis.clone(),
+                    queues::admins(&redis, &settings),
                     &settings,
                     Some(database.clone()),
                 );
@@ -173,7 +174,7 @@ impl Worker {
                 storage.clone(),
                 keep,
                 redis.clone(),
-                settings.redis.namespace.key("retention:export"),
+                crate::export::retention::turn_key(&settings.redis.namespace),
             )
         });
         let store = MessageBatcher::spawn_observed(&database, {

@@ -106,7 +106,7 @@ async fn doctor_reports_each_service_on_one_line() {
     let mut conn = herald::queue::connect(env.settings.redis.url.as_str())
         .await
         .expect("Redis");
-    herald::shards::claim(&mut conn, &env.settings)
+    herald::queues::shards::claim(&mut conn, &env.settings)
         .await
         .expect("the count written");
     let output = env.run_herald(&["doctor"], &[("HERALD_REDIS_QUEUE_SHARDS", "2")]);

@@ -82,7 +82,9 @@ async fn wait_for_shard_count(env: &TestEnv, wanted: u16) {
     wait_for("the worker's shard count", || {
         let (mut conn, namespace) = (conn.clone(), namespace.clone());
         async move {
-            let stored = herald::shards::stored(&mut conn, &namespace).await.ok()?;
+            let stored = herald::queues::shards::stored(&mut conn, &namespace)
+                .await
+                .ok()?;
             (stored == Some(wanted)).then_some(())
         }
     })

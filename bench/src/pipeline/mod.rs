@@ -416,7 +416,7 @@ async fn drive(
     // writes as it starts; before that it would see one shard.
     let mut redis = herald::queue::connect(settings.redis.url.as_str()).await?;
     let waiting = Instant::now();
-    while herald::shards::stored(&mut redis, &settings.redis.namespace)
+    while herald::queues::shards::stored(&mut redis, &settings.redis.namespace)
         .await
         .map_err(|e| BenchError::Invalid(e.to_string()))?
         .is_none()

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use serde::Serialize;
 
 use super::ShardAdmin;
-use crate::queue::{now_secs, QueueError};
+use crate::queue::{now_secs, MinuteStat, QueueError};
 
 /// Upper bounds (ms) of the latency buckets the complete script fills
 /// (`lua/complete.lua` has the same list); the last bucket is the rest.
@@ -102,16 +102,15 @@ impl ShardAdmin {
         let minutes = minutes.clamp(1, HISTORY_MINUTES) as u64;
         let now_minute = (now_secs() / 60.0).floor() as u64;
         let first = now_minute + 1 - minutes;
-        let stats = self.config.stats_prefix();
         let mut pipe = redis::pipe();
-        for kind in ["done", "failed"] {
+        for stat in [MinuteStat::Done, MinuteStat::Failed] {
             let keys: Vec<String> = (first..=now_minute)
-                .map(|m| format!("{stats}:{kind}:{m}"))
+                .map(|m| self.config.minute_key(stat, m))
                 .collect();
             pipe.mget(keys);
         }
         for m in first..=now_minute {
-            pipe.hgetall(format!("{stats}:latency:{m}"));
+            pipe.hgetall(self.config.minute_key(MinuteStat::Latency, m));
         }
         let mut conn = self.conn.clone();
         let values: Vec<redis::Value> = pipe

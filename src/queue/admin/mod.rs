@@ -31,7 +31,7 @@ use herald_jobs::RedisConnection;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{now_secs, QueueConfig, QueueError, TrimReason};
+use super::{now_secs, MinuteStat, QueueConfig, QueueError, TrimReason};
 
 /// Counts of a queue's jobs per state.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -211,9 +211,9 @@ impl ShardAdmin {
             .get(self.config.trimmed_key(TrimReason::Age))
             .get(self.config.trimmed_key(TrimReason::Cap))
             .exists(self.config.paused_key());
-        for kind in ["done", "failed"] {
+        for stat in [MinuteStat::Done, MinuteStat::Failed] {
             let keys: Vec<String> = (0..5)
-                .map(|back| format!("{}:{kind}:{}", self.config.stats_prefix(), minute - back))
+                .map(|back| self.config.minute_key(stat, minute - back))
                 .collect();
             pipe.mget(keys);
         }

@@ -7,6 +7,8 @@
 //! from the same configuration, so every process agrees on each queue's
 //! keys, retry policy and limits.
 
+pub mod shards;
+
 use std::time::Duration;
 
 use herald_jobs::QueueName;
@@ -89,6 +91,15 @@ pub fn admin(conn: RedisConnection, settings: &Settings, queue: QueueName) -> Qu
         .next()
         .unwrap_or_else(|| shard_config(settings, queue, 0));
     QueueAdmin::sharded(conn, first, shards)
+}
+
+/// Operator access to every queue, by name, each with all its shards as
+/// one: what the dashboard and the operations endpoints report on.
+pub fn admins(conn: &RedisConnection, settings: &Settings) -> Vec<(&'static str, QueueAdmin)> {
+    QueueName::ALL
+        .iter()
+        .map(|queue| (queue.as_str(), admin(conn.clone(), settings, *queue)))
+        .collect()
 }
 
 /// The configuration of shard `shard` of `queue` from the settings.
