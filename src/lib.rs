@@ -38,6 +38,7 @@
 //! baselines through this library's public API. `docs/ARCHITECTURE.md`
 //! describes the layers and the queue's keys and scripts.
 
+pub mod channels;
 pub mod config;
 pub mod export;
 pub mod ops;

@@ -33,7 +33,7 @@ pub struct PushSettings {
     /// The shared rate limit; `None` when unlimited (`max_requests_per_sec` 0).
     pub rate_limit: Option<RateLimitSettings>,
     /// Each user's channel (`user_channel`).
-    pub user_channels: crate::push::UserChannels,
+    pub user_channels: crate::channels::UserChannels,
 }
 
 /// `push.max_requests_per_sec` and its companions, when a limit is set.
@@ -59,7 +59,7 @@ pub(super) fn read(values: &Values) -> Result<PushSettings, ConfigError> {
         })?,
         rate_limit: rate_limit(values)?,
         user_channels: values.checked(&USER_CHANNEL, |template: String| {
-            crate::push::UserChannels::parse(template.trim())
+            crate::channels::UserChannels::parse(template.trim())
         })?,
     })
 }

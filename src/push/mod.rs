@@ -18,7 +18,7 @@
 //!   by tests, demos and development.
 
 pub mod auth;
-pub mod channels;
+pub use crate::channels;
 pub mod delivery;
 pub mod job;
 pub mod limits;

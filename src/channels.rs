@@ -6,7 +6,7 @@
 //! users, so a message addressed to one user goes in full to that user's
 //! channel only, named by the template `push.user_channel`
 //! ([`UserChannels`]); the account channel then carries a notice without
-//! its title or content (see `super::job`). A browser joins either channel
+//! its title or content (see `push::job`). A browser joins either channel
 //! only with a signature from `POST /v1/push/auth`, which signs a user's
 //! channel for that user alone.
 
