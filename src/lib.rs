@@ -43,7 +43,7 @@ pub mod config;
 pub mod export;
 pub mod ops;
 pub mod push;
-pub mod queue;
+pub use herald_queue as queue;
 pub mod queues;
 pub mod secret;
 pub mod shutdown;

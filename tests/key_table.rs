@@ -19,9 +19,9 @@ use herald_jobs::Namespace;
 const ARCHITECTURE: &str = include_str!("../docs/ARCHITECTURE.md");
 
 const CLAIMS_LUA: &str = include_str!("../jobs/lua/claims.lua");
-const COMPLETE_LUA: &str = include_str!("../src/queue/lua/complete.lua");
-const RETENTION_LUA: &str = include_str!("../src/queue/lua/retention.lua");
-const DEAD_INDEX_LUA: &str = include_str!("../src/queue/lua/dead_index.lua");
+const COMPLETE_LUA: &str = include_str!("../queue/src/lua/complete.lua");
+const RETENTION_LUA: &str = include_str!("../queue/src/lua/retention.lua");
+const DEAD_INDEX_LUA: &str = include_str!("../queue/src/lua/dead_index.lua");
 
 /// The queue the table's `Q` stands for.
 const QUEUE: &str = "{NAMESPACE:QUEUE}";
@@ -29,10 +29,10 @@ const QUEUE: &str = "{NAMESPACE:QUEUE}";
 /// The sources of the key functions, by path, for
 /// [`every_key_function_is_called`].
 const SOURCES: [(&str, &str); 8] = [
-    ("src/queue/mod.rs", include_str!("../src/queue/mod.rs")),
+    ("queue/src/lib.rs", include_str!("../queue/src/lib.rs")),
     (
-        "src/queue/dead_index.rs",
-        include_str!("../src/queue/dead_index.rs"),
+        "queue/src/dead_index.rs",
+        include_str!("../queue/src/dead_index.rs"),
     ),
     ("jobs/src/queue.rs", include_str!("../jobs/src/queue.rs")),
     ("jobs/src/claims.rs", include_str!("../jobs/src/claims.rs")),

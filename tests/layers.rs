@@ -38,9 +38,27 @@ fn layer_table() -> BTreeMap<String, usize> {
     ranks
 }
 
-/// Every `.rs` file of top-level module `module` (`src/NAME.rs` or the
-/// folder `src/NAME/`).
+/// The workspace crates `src/lib.rs` re-exports as modules
+/// (`pub use herald_queue as queue;`), by module name.
+fn reexported_crates() -> BTreeMap<String, String> {
+    let lib = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("src/lib.rs"))
+        .expect("src/lib.rs");
+    lib.lines()
+        .filter_map(|line| line.strip_prefix("pub use herald_"))
+        .filter_map(|rest| rest.trim_end_matches(';').split_once(" as "))
+        .map(|(folder, module)| (module.to_owned(), folder.to_owned()))
+        .collect()
+}
+
+/// Every `.rs` file of top-level module `module` (`src/NAME.rs`, the
+/// folder `src/NAME/`, or the `src/` of the workspace crate re-exported
+/// under that name). A re-exported crate's own `crate::` paths name its
+/// own modules, so only its uses of `herald::` would count, and it cannot
+/// depend on `herald`: such a module yields no files here.
 fn sources(root: &Path, module: &str) -> Vec<PathBuf> {
+    if reexported_crates().contains_key(module) {
+        return Vec::new();
+    }
     let file = root.join(format!("{module}.rs"));
     if file.is_file() {
         return vec![file];
@@ -147,6 +165,7 @@ fn the_table_lists_every_module_of_the_crate() {
         .lines()
         .filter_map(|line| line.strip_prefix("pub mod "))
         .map(|name| name.trim_end_matches(';').to_owned())
+        .chain(reexported_crates().into_keys())
         .collect();
     let listed: BTreeSet<String> = layer_table()
         .into_keys()
@@ -165,18 +184,25 @@ fn grouped_and_plain_paths_are_both_read() {
 }
 
 #[test]
-fn the_queue_layer_uses_nothing_else_of_the_crate() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-    let mut wrong = Vec::new();
-    for file in sources(&root, "queue") {
-        let text = std::fs::read_to_string(&file).expect("a readable source");
-        for used in crate_paths(&text).into_iter().filter(|m| m != "queue") {
-            wrong.push(format!("{} uses `{used}`", file.display()));
-        }
-    }
-    assert!(
-        wrong.is_empty(),
-        "the queue layer has no domain (docs/ARCHITECTURE.md):\n{}",
-        wrong.join("\n")
+fn the_queue_engine_is_a_crate_that_depends_on_no_domain() {
+    // The queue layer is the crate `herald-queue`: the compiler keeps it
+    // from naming anything of `herald`, so what remains to hold is that
+    // its manifest names no Herald crate but the job contract.
+    let manifest =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("queue/Cargo.toml"))
+            .expect("queue/Cargo.toml");
+    let herald_crates: Vec<&str> = manifest
+        .lines()
+        .filter(|line| line.starts_with("herald"))
+        .collect();
+    assert_eq!(
+        herald_crates,
+        ["herald-jobs = { path = \"../jobs\" }"],
+        "herald-queue's dependencies on Herald's crates"
+    );
+    assert_eq!(
+        reexported_crates().get("queue").map(String::as_str),
+        Some("queue"),
+        "src/lib.rs re-exports herald_queue as queue"
     );
 }

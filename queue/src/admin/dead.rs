@@ -1,7 +1,7 @@
 //! Dead jobs as the failed list shows them: a page, newest failure first,
 //! optionally filtered by label values and an error group, and the error
 //! groups themselves, largest first. Each is a range over one sorted set
-//! (the dead set or one of its indexes, see [`crate::queue::dead_index`]),
+//! (the dead set or one of its indexes, see [`crate::dead_index`]),
 //! so a page costs the same with a hundred dead jobs or a hundred thousand.
 
 use std::sync::LazyLock;
@@ -10,7 +10,7 @@ use redis::Script;
 use serde::{Deserialize, Serialize};
 
 use super::{error_of, meta_number, meta_time, DeadJob, ShardAdmin};
-use crate::queue::{dead_index::group_id, QueueError};
+use crate::{dead_index::group_id, QueueError};
 
 static DEAD_PAGE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("../lua/dead_page.lua")));
@@ -23,7 +23,7 @@ const PAGE_SCAN_BUDGET: usize = 1_000_000;
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeadFilter {
     /// Label name → the value it must have (names from the queue's
-    /// [`crate::queue::DeadLabel`]s).
+    /// [`crate::DeadLabel`]s).
     #[serde(default)]
     pub labels: Vec<(String, String)>,
     /// The id of the error group ([`ErrorGroup::id`]).

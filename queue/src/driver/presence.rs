@@ -6,7 +6,7 @@
 //! again after a short pause, since a long gap would make the worker look
 //! dead to the others.
 //!
-//! [`QueuePersistence::heartbeat`]: crate::queue::persistence::QueuePersistence::heartbeat
+//! [`QueuePersistence::heartbeat`]: crate::persistence::QueuePersistence::heartbeat
 
 use std::{
     future::Future,
@@ -19,7 +19,7 @@ use apalis_core::backend::future::BoxSyncFuture;
 use tokio::time::Sleep;
 
 use super::{poll_slot, shared::Shared};
-use crate::queue::{redis_retry::Backoff, QueueError};
+use crate::{redis_retry::Backoff, QueueError};
 
 /// Where the worker is in its life.
 enum Registration {

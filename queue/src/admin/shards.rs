@@ -26,7 +26,7 @@ use super::{
     history::MinuteCounts, listing::Placed, DeadFilter, DeadJob, ErrorGroup, JobDetail, JobState,
     ListedJob, Minute, QueueStats, ShardAdmin,
 };
-use crate::queue::{QueueConfig, QueueError};
+use crate::{QueueConfig, QueueError};
 
 /// Most error groups read from each shard to merge them (the groups are
 /// distinct error texts, so a shard rarely has more than a few dozen).

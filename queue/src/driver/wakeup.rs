@@ -11,10 +11,10 @@
 //!   Redis hands one token to one blocked worker, so one job wakes one
 //!   worker, not all of them;
 //! - **the doorbell** rings: this process enqueued onto the queue
-//!   ([`crate::queue::Doorbell`]);
+//!   ([`crate::Doorbell`]);
 //! - **a scheduled job falls due**: the fetch said when the earliest one
 //!   is due, and a timer fires then;
-//! - **the idle wait** ([`crate::queue::QueueConfig::idle_wait`]) ends
+//! - **the idle wait** ([`crate::QueueConfig::idle_wait`]) ends
 //!   without any of these: the fallback that makes a missed token (say, a
 //!   job written by a producer that does not push tokens) cost at most
 //!   that long.
@@ -38,7 +38,7 @@ use herald_jobs::{Patience, RedisConnection};
 use tokio::time::Sleep;
 
 use super::{poll_slot, shared::Shared};
-use crate::queue::now_secs;
+use crate::now_secs;
 
 /// Pause after a failed wait before the worker fetches anyway (a failing
 /// Redis is noticed, and retried with backoff, by the fetch).

@@ -13,7 +13,7 @@
 //! - **Release on shutdown.** Leased jobs that never started go back to
 //!   the head of the queue.
 //!
-//! [`QueuePersistence::reconcile`]: crate::queue::persistence::QueuePersistence::reconcile
+//! [`QueuePersistence::reconcile`]: crate::persistence::QueuePersistence::reconcile
 
 use std::{
     collections::VecDeque,
@@ -23,7 +23,7 @@ use std::{
 use apalis_core::{backend::future::BoxSyncFuture, task::Task};
 
 use super::{poll_slot, shared::Shared};
-use crate::queue::{persistence::Fetched, redis_retry::Backoff, QueueError};
+use crate::{persistence::Fetched, redis_retry::Backoff, QueueError};
 
 /// What [`Leases::drive`] learned that the driver must act on.
 #[derive(Debug, PartialEq, Eq)]

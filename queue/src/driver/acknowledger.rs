@@ -18,7 +18,7 @@ use apalis_core::backend::future::BoxSyncFuture;
 use tokio::sync::mpsc::UnboundedReceiver;
 
 use super::{poll_slot, shared::Shared};
-use crate::queue::{ack::Finished, redis_retry::Backoff, QueueError};
+use crate::{ack::Finished, redis_retry::Backoff, QueueError};
 
 /// Batches of finished jobs that may wait for their acknowledgement before
 /// the worker stops fetching more.
@@ -28,7 +28,7 @@ type Events = Vec<Finished>;
 
 /// The finished jobs of one worker on their way to Redis.
 pub(super) struct Acknowledger {
-    /// Finished jobs, from the [`crate::queue::AckLayer`] the driver
+    /// Finished jobs, from the [`crate::AckLayer`] the driver
     /// handed out.
     finished: Option<UnboundedReceiver<Finished>>,
     /// Finished jobs not yet recorded in Redis, oldest first.

@@ -5,9 +5,7 @@ use std::{collections::HashSet, future::Future};
 use apalis_core::{backend::future::BoxSyncFuture, worker::context::WorkerContext};
 use futures::FutureExt;
 
-use crate::queue::{
-    persistence::QueuePersistence, redis_retry::RedisHealth, QueueConfig, QueueError,
-};
+use crate::{persistence::QueuePersistence, redis_retry::RedisHealth, QueueConfig, QueueError};
 
 /// The queue, the worker, and the state the driver's parts have in common,
 /// borrowed for one poll.

@@ -1,6 +1,6 @@
 -- Herald queue: the dead set's indexes. Not a script of its own: the
 -- scripts that put jobs into the dead set or take them out begin with it
--- (see src/queue/dead_index.rs).
+-- (see queue/src/dead_index.rs).
 --
 -- Beside the dead zset (id -> failure time), a dead job is listed, with the
 -- same score, in

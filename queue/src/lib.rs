@@ -438,7 +438,7 @@ pub fn now_secs_string() -> String {
 
 /// Seconds since the Unix epoch, with millisecond precision: the clock
 /// the enqueue script and every other script of the queue are given.
-pub(crate) use herald_jobs::enqueue::now_secs;
+pub use herald_jobs::enqueue::now_secs;
 
 #[cfg(test)]
 mod tests {

@@ -32,7 +32,7 @@ local labels = ARGV[6]
 local FIRST, WIDTH = 7, 8
 local rescheduled = false
 -- Upper bounds (ms) of the latency buckets 1..14; bucket 15 is the rest.
--- src/queue/admin/history.rs reads them with the same bounds.
+-- queue/src/admin/history.rs reads them with the same bounds.
 local LATENCY_BOUNDS_MS = {5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 300000}
 local latency = {}
 local minute = math.floor(tonumber(now) / 60)

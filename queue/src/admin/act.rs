@@ -7,7 +7,7 @@ use std::sync::LazyLock;
 use redis::Script;
 
 use super::ShardAdmin;
-use crate::queue::{dead_index::with_dead_index, now_secs, QueueError};
+use crate::{dead_index::with_dead_index, now_secs, QueueError};
 
 pub(super) static RETRY: LazyLock<Script> =
     LazyLock::new(|| with_dead_index(include_str!("../lua/retry.lua")));

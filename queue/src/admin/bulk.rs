@@ -19,7 +19,7 @@ use super::{
     act::{CHUNK, DISCARD, RETRY},
     DeadFilter, QueueAdmin, ShardAdmin,
 };
-use crate::queue::{now_secs, QueueError};
+use crate::{now_secs, QueueError};
 
 /// How long an operation's record is kept.
 const RECORD_TTL_SECS: u64 = 24 * 3600;

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{meta_number, meta_time, ShardAdmin};
-use crate::queue::QueueError;
+use crate::QueueError;
 
 /// A state a job can be listed in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

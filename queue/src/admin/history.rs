@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use serde::Serialize;
 
 use super::ShardAdmin;
-use crate::queue::{now_secs, MinuteStat, QueueError};
+use crate::{now_secs, MinuteStat, QueueError};
 
 /// Upper bounds (ms) of the latency buckets the complete script fills
 /// (`lua/complete.lua` has the same list); the last bucket is the rest.
