@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use herald::export::{retention, slots};
 use herald::push::rate_limit;
 use herald::queue::{MinuteStat, QueueConfig, TrimReason};
-use herald::web::session::{self, Credential};
+use herald::web::operator::session::{self, Credential};
 use herald_jobs::Namespace;
 
 const ARCHITECTURE: &str = include_str!("../docs/ARCHITECTURE.md");
@@ -40,7 +40,10 @@ const SOURCES: [(&str, &str); 8] = [
         "src/push/rate_limit.rs",
         include_str!("../src/push/rate_limit.rs"),
     ),
-    ("src/web/session.rs", include_str!("../src/web/session.rs")),
+    (
+        "src/web/operator/session.rs",
+        include_str!("../src/web/operator/session.rs"),
+    ),
     (
         "src/export/slots.rs",
         include_str!("../src/export/slots.rs"),

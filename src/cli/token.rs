@@ -15,7 +15,7 @@ use herald::{
         operators::{OperatorTokenStore, Role},
         ApiTokenStore, TokenScope,
     },
-    web::session::{Credential, Sessions},
+    web::operator::session::{Credential, Sessions},
 };
 use herald_jobs::{AccountId, UserId};
 use mongodb::bson::oid::ObjectId;

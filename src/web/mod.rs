@@ -1,43 +1,29 @@
-//! `herald web`: the operator dashboard and its JSON API.
+//! `herald web`: the operators' dashboard and API, and the producers' API.
 //!
-//! - [`auth`]: operators' tokens and roles, and the guard; [`session`]:
-//!   sign-ins kept in Redis; [`login`]: signing in and out; [`throttle`]:
-//!   failed credentials slowed per client address; [`client`]: the
-//!   client's address.
-//! - [`audit`]: the audit trail's routes and the wrapper every operator
-//!   action runs in.
-//! - [`problem`]: the one JSON error body of every API route; [`request`]:
-//!   each request's id.
-//! - [`server`]: the accept loop (header-read timeout, connection cap);
-//!   [`router`] adds the request timeout, body limit and security headers.
-//! - [`api`]: JSON routes under `/api/v1` — queue counts and history, job
-//!   pages, the failed list with its filters and error groups, retry and
-//!   discard (one, chosen, or in bulk with progress), pause and resume.
-//! - [`exports_admin`]: every account's exports for the dashboard — list,
-//!   cancel, download.
-//! - pages: `/` (queues, the last hour's charts, failed jobs and their
-//!   groups, queue pages, exports; refreshing itself) and
-//!   `/jobs/{queue}/{id}` (payload and run history), static HTML that calls
-//!   the API; no external CDN, so it works offline.
+//! - [`operator`]: the dashboard's pages, its JSON API under `/api/v1`,
+//!   operators' sign-in, roles, sessions and the audit trail.
 //! - [`v1`]: the producers' API under `/v1` (its own tokens, see
 //!   [`v1::caller`]) and its OpenAPI document at `/openapi.json`.
+//! - What both use: [`problem`], the one JSON error body of every API
+//!   route; [`request`], each request's id; [`throttle`], failed
+//!   credentials slowed per client address; [`client`], the client's
+//!   address; [`server`], the accept loop (header-read timeout, connection
+//!   cap); [`router`] adds the request timeout, body limit and security
+//!   headers.
 //! - `/healthz`, `/readyz`, `/metrics`: [`crate::ops`], open like `/login`.
 //! - [`examples`]: the inbox example page at `/examples/inbox/`, only with
 //!   `web.examples` on.
 
-pub mod api;
-pub mod audit;
-pub mod auth;
 pub mod client;
 pub mod examples;
-pub mod exports_admin;
-pub mod login;
+pub mod operator;
 pub mod problem;
 pub mod request;
 pub mod server;
-pub mod session;
 pub mod throttle;
 pub mod v1;
+
+use operator::{auth, session};
 
 use std::{collections::BTreeMap, future::Future, sync::Arc, time::Duration};
 
@@ -45,8 +31,7 @@ use axum::{
     extract::DefaultBodyLimit,
     http::{header, HeaderValue, StatusCode},
     middleware,
-    response::Html,
-    routing::{get, post},
+    routing::get,
     Router,
 };
 use herald_jobs::RedisConnection;
@@ -169,24 +154,7 @@ impl WebState {
 pub fn router(state: WebState) -> Router {
     let (producers, openapi) = v1::routes(state.max_body_bytes, &state.api);
     let openapi = Arc::new(openapi);
-    let guarded = Router::new()
-        .route(
-            "/",
-            get(|| async { Html(include_str!("assets/dashboard.html")) }),
-        )
-        .route(
-            "/jobs/{queue}/{id}",
-            get(|| async { Html(include_str!("assets/job.html")) }),
-        )
-        .merge(api::routes())
-        .merge(exports_admin::routes())
-        .merge(audit::routes())
-        // Only the routes above: a path no route has stays a 404 for
-        // everyone, rather than a sign-in page.
-        .route_layer(middleware::from_fn_with_state(
-            state.auth.clone(),
-            auth::require,
-        ));
+    let guarded = operator::guarded_routes(state.auth.clone());
     let examples = if state.examples {
         examples::routes()
     } else {
@@ -200,8 +168,6 @@ pub fn router(state: WebState) -> Router {
     let (body_limit, timeout) = (state.max_body_bytes, state.request_timeout);
     hardened(
         Router::new()
-            .route("/login", get(login::page).post(login::login))
-            .route("/logout", post(login::logout))
             .route(
                 "/openapi.json",
                 get(move || {
@@ -209,7 +175,7 @@ pub fn router(state: WebState) -> Router {
                     async move { axum::Json(openapi.as_ref().clone()) }
                 }),
             )
-            .route("/assets/{file}", get(assets::serve))
+            .merge(operator::open_routes())
             .merge(producers)
             .merge(ops)
             .merge(examples)
@@ -242,30 +208,6 @@ fn hardened(router: Router, body_limit: usize, timeout: Duration) -> Router {
         .layer(header("referrer-policy", "no-referrer"))
         .layer(header("cross-origin-opener-policy", "same-origin"))
         .layer(middleware::from_fn(request::with_id))
-}
-
-/// The dashboard's scripts, served as files so that no page needs inline
-/// script (see [`CONTENT_SECURITY_POLICY`]).
-mod assets {
-    use axum::{
-        extract::Path,
-        http::header,
-        response::{IntoResponse, Response},
-    };
-
-    /// `GET /assets/{file}`.
-    pub async fn serve(Path(file): Path<String>) -> Response {
-        let body = match file.as_str() {
-            "dashboard.js" => include_str!("assets/dashboard.js"),
-            "job.js" => include_str!("assets/job.js"),
-            _ => return super::problem::Problem::not_found("no such file").into_response(),
-        };
-        (
-            [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
-            body,
-        )
-            .into_response()
-    }
 }
 
 /// Where and how `herald web` serves.

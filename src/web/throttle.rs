@@ -19,6 +19,10 @@ use std::{
     time::{Duration, Instant},
 };
 
+use axum::{
+    http::{header, StatusCode},
+    response::{IntoResponse, Response},
+};
 use governor::{
     clock::{Clock, DefaultClock},
     DefaultKeyedRateLimiter, Quota, RateLimiter,
@@ -113,6 +117,22 @@ impl Throttle {
 /// Seconds for a `Retry-After` header: `wait` rounded up, at least 1.
 pub fn retry_after_secs(wait: Duration) -> u64 {
     (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1)
+}
+
+/// 429 with `Retry-After` for a client throttled for `wait`.
+pub fn too_many(wait: Duration) -> Response {
+    let secs = retry_after_secs(wait);
+    let mut response = super::problem::Problem::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        format!(
+            "too many failed sign-ins or token checks from this address; try again in {secs} s"
+        ),
+    )
+    .into_response();
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, header::HeaderValue::from(secs));
+    response
 }
 
 #[cfg(test)]

@@ -25,7 +25,7 @@ use super::problem::Problem;
 use crate::{
     secret::is_well_formed,
     store::{tokens::TOKEN_PREFIX, TokenScope},
-    web::{auth::too_many, client::Client, WebState},
+    web::{client::Client, throttle::too_many, WebState},
 };
 
 /// An authenticated caller: what their token reaches.

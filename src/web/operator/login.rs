@@ -3,7 +3,7 @@
 //! `POST /login` takes an operator token from the form; if it is good, a
 //! new session is made ([`super::session`]), the sign-in is recorded in the
 //! audit trail, and the browser gets the session's cookie. A wrong token
-//! counts against the client's address ([`super::throttle`]); a throttled
+//! counts against the client's address ([`crate::web::throttle`]); a throttled
 //! address is answered 429 without the token being checked. `POST /logout`
 //! ends the session and records it.
 
@@ -15,12 +15,9 @@ use axum::{
 };
 use serde::Deserialize;
 
-use super::{
-    auth::{session_id, too_many, Auth, Operator, Via},
-    client::Client,
-    WebState,
-};
-use crate::web::session::Session;
+use super::auth::{session_id, Auth, Operator, Via};
+use super::session::Session;
+use crate::web::{client::Client, throttle::too_many, WebState};
 
 /// The sign-in page.
 pub async fn page() -> Html<&'static str> {

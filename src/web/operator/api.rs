@@ -31,13 +31,12 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::{
-    audit::audited,
-    auth::Operator,
+use super::{audit::audited, auth::Operator};
+use crate::queue::admin::{BulkAction, DeadFilter, DeadJob, JobState, QueueAdmin, HISTORY_MINUTES};
+use crate::web::{
     problem::{ApiJson, Problem},
     WebState,
 };
-use crate::queue::admin::{BulkAction, DeadFilter, DeadJob, JobState, QueueAdmin, HISTORY_MINUTES};
 
 /// The API's routes (guarded by the caller).
 pub fn routes() -> Router<WebState> {

@@ -24,9 +24,8 @@ use herald_jobs::{ids::parse_object_id, AccountId, ExportKey};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{
-    audit::audited,
-    auth::Operator,
+use super::{audit::audited, auth::Operator};
+use crate::web::{
     problem::Problem,
     v1::exports::{cancel_export, download, record_of, ExportRecord},
     WebState,

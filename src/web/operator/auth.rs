@@ -13,7 +13,7 @@
 //! the request's extensions, and enforces the role: a *viewer* gets every
 //! `GET` and nothing else (403).
 //!
-//! Guessing is throttled per client address ([`super::throttle`]); a token
+//! Guessing is throttled per client address ([`crate::web::throttle`]); a token
 //! is compared with the configured one through SHA-256 digests in constant
 //! time, so neither its content nor its length shows in the answer's time;
 //! a token of the wrong form never reaches MongoDB.
@@ -36,11 +36,11 @@ use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use super::{
+use super::session::{Credential, Session, Sessions, SESSION_COOKIE};
+use crate::web::{
     client::Client,
     problem::Problem,
-    session::{Credential, Session, Sessions, SESSION_COOKIE},
-    throttle::{retry_after_secs, Throttle},
+    throttle::{too_many, Throttle},
 };
 use crate::{
     secret::{digest, is_well_formed},
@@ -347,22 +347,6 @@ fn refuse(api: bool, status: StatusCode, message: &str) -> Response {
     } else {
         (status, message.to_owned()).into_response()
     }
-}
-
-/// 429 with `Retry-After` for a client throttled for `wait`.
-pub fn too_many(wait: std::time::Duration) -> Response {
-    let secs = retry_after_secs(wait);
-    let mut response = Problem::new(
-        StatusCode::TOO_MANY_REQUESTS,
-        format!(
-            "too many failed sign-ins or token checks from this address; try again in {secs} s"
-        ),
-    )
-    .into_response();
-    response
-        .headers_mut()
-        .insert(header::RETRY_AFTER, header::HeaderValue::from(secs));
-    response
 }
 
 /// Middleware: lets a request through only with valid credentials (and,

@@ -22,8 +22,9 @@ use mongodb::bson::oid::ObjectId;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{auth::Operator, problem::Problem, WebState};
+use super::auth::Operator;
 use crate::store::audit::{AuditFilter, MAX_AUDIT_PAGE};
+use crate::web::{problem::Problem, WebState};
 
 /// The routes (guarded by the caller).
 pub fn routes() -> Router<WebState> {
