@@ -43,7 +43,8 @@ pub mod task_order;
 pub use connection::{Patience, RedisConnection};
 pub use error::ValidationError;
 pub use export::{
-    Export, ExportField, ExportKey, ExportLimits, ExportSort, FilterPolicy, SortOrder, ValidExport,
+    CheckedExport, Export, ExportField, ExportKey, ExportLimits, ExportSort, FilterPolicy,
+    SortOrder, ValidExport,
 };
 pub use ids::{AccountId, IdempotencyKey, MessageId, UserId};
 pub use message::{

@@ -37,9 +37,9 @@ use serde::Serialize;
 use crate::{
     enqueue::{enqueue, now_secs, NewJob},
     error::ValidationError,
-    export::{Export, ExportKey, ExportLimits, FilterPolicy},
+    export::{CheckedExport, Export, ExportKey, ExportLimits, FilterPolicy, ValidExport},
     ids::{AccountId, MessageId},
-    message::{MessageLimits, SendMessage},
+    message::{MessageLimits, SendMessage, ValidMessage},
     queue::{shard_of, Namespace, QueueName, MAX_QUEUE_SHARDS},
     redact::redact_url,
     task_order::next_task_id,
@@ -208,10 +208,21 @@ impl Producer {
     /// `_id` the document will have in MongoDB.
     pub async fn enqueue_message(&mut self, job: SendMessage) -> Result<MessageId, ProducerError> {
         let valid = job.validate(&self.limits)?;
+        self.enqueue_valid_message(&valid).await
+    }
+
+    /// Enqueues a message its caller validated already (an API that
+    /// answered with every error of the body, say): the job is
+    /// [`ValidMessage::to_job`], and nothing is checked again. Returns the
+    /// message id.
+    pub async fn enqueue_valid_message(
+        &mut self,
+        valid: &ValidMessage,
+    ) -> Result<MessageId, ProducerError> {
         let queue = self
             .queue_for(QueueName::SendMessage, &valid.account.to_hex())
             .await;
-        let new = self.message_job(&queue, &job, valid.id, now_secs())?;
+        let new = self.message_job(&queue, &valid.to_job(), valid.id, now_secs())?;
         self.write(queue, self.dedup, &[new]).await?;
         Ok(valid.id)
     }
@@ -232,12 +243,32 @@ impl Producer {
             )
         };
         let valid = job.validate(&limits)?;
+        self.write_export(&job, &valid).await
+    }
+
+    /// Enqueues an export its caller validated already, with the worker's
+    /// own limits (see [`Export::check_all`]); nothing is checked again.
+    /// Returns the export key.
+    pub async fn enqueue_checked_export(
+        &mut self,
+        checked: &CheckedExport,
+    ) -> Result<ExportKey, ProducerError> {
+        self.write_export(checked.job(), checked.valid()).await
+    }
+
+    /// Writes export `job`, whose typed parts are `valid`, to its
+    /// account's shard.
+    async fn write_export(
+        &mut self,
+        job: &Export,
+        valid: &ValidExport,
+    ) -> Result<ExportKey, ProducerError> {
         let queue = self
             .queue_for(QueueName::Export, &valid.account.to_hex())
             .await;
-        let new = new_job(&queue, &job, String::new(), now_secs())?;
+        let new = new_job(&queue, job, String::new(), now_secs())?;
         self.write(queue, None, &[new]).await?;
-        Ok(valid.key)
+        Ok(valid.key.clone())
     }
 }
 

@@ -25,27 +25,29 @@ pub enum SubmitError {
     Enqueue(#[from] ProducerError),
 }
 
-/// Validates `job` against `limits`, records it as queued and enqueues it.
+/// Validates `job` against `limits`, records it as queued and enqueues it
+/// (validated once: the producer takes the checked job as it is).
 pub async fn submit(
     job: Export,
     limits: &ExportLimits,
     status: &ExportStatusStore,
     producer: &mut Producer,
 ) -> Result<ValidExport, SubmitError> {
-    let valid = job.validate_all(limits).map_err(SubmitError::Invalid)?;
+    let checked = job.check_all(limits).map_err(SubmitError::Invalid)?;
+    let valid = checked.valid();
     match status
         .claim(valid.account, &valid.key, &valid.collection)
         .await?
     {
         Claim::Queued => {}
-        Claim::InProgress => return Err(SubmitError::InProgress(valid.key)),
+        Claim::InProgress => return Err(SubmitError::InProgress(valid.key.clone())),
     }
-    if let Err(error) = producer.enqueue_export(job).await {
+    if let Err(error) = producer.enqueue_checked_export(&checked).await {
         // Leave no record claiming a job that is not on the queue.
         status
             .fail(valid.account, &valid.key, &error.to_string())
             .await?;
         return Err(error.into());
     }
-    Ok(valid)
+    Ok(checked.into_valid())
 }

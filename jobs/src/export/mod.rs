@@ -236,6 +236,33 @@ pub struct ValidExport {
     pub time_zone: chrono_tz::Tz,
 }
 
+/// An export job that passed [`Export::check_all`]: the job as it is
+/// enqueued, with its typed parts. Only validation makes one (its fields
+/// are private), so whoever holds one may enqueue it without checking it
+/// again ([`crate::Producer::enqueue_checked_export`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckedExport {
+    job: Export,
+    valid: ValidExport,
+}
+
+impl CheckedExport {
+    /// The job, as it is enqueued.
+    pub fn job(&self) -> &Export {
+        &self.job
+    }
+
+    /// Its typed parts.
+    pub fn valid(&self) -> &ValidExport {
+        &self.valid
+    }
+
+    /// The typed parts alone.
+    pub fn into_valid(self) -> ValidExport {
+        self.valid
+    }
+}
+
 fn check_path(field: &'static str, path: &str) -> Result<(), ValidationError> {
     let ok = !path.is_empty()
         && path.len() <= PATH_MAX_BYTES
@@ -258,6 +285,13 @@ impl Export {
     pub fn validate(&self, limits: &ExportLimits) -> Result<ValidExport, ValidationError> {
         self.validate_all(limits)
             .map_err(|mut errors| errors.remove(0))
+    }
+
+    /// [`Export::validate_all`], keeping the job with its typed parts:
+    /// what an API that validated a job hands on to be enqueued.
+    pub fn check_all(self, limits: &ExportLimits) -> Result<CheckedExport, Vec<ValidationError>> {
+        let valid = self.validate_all(limits)?;
+        Ok(CheckedExport { job: self, valid })
     }
 
     /// Checks every field; returns the typed export or every error found
@@ -443,6 +477,17 @@ mod tests {
         assert_eq!(sort[0], (&"createdAt".to_owned(), &Bson::Int32(-1)));
         assert_eq!(sort[1], (&"name".to_owned(), &Bson::Int32(1)));
         assert_eq!(valid.time_zone, chrono_tz::Asia::Shanghai);
+    }
+
+    #[test]
+    fn a_checked_export_keeps_the_job_and_its_typed_parts_or_every_error() {
+        let checked = export().check_all(&limits()).unwrap();
+        assert_eq!(checked.job(), &export());
+        assert_eq!(checked.valid(), &export().validate(&limits()).unwrap());
+        let mut bad = export();
+        bad.collection = "user".into();
+        bad.key = String::new();
+        assert_eq!(bad.check_all(&limits()).unwrap_err().len(), 2);
     }
 
     #[test]

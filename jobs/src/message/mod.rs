@@ -334,6 +334,26 @@ mod tests {
     }
 
     #[test]
+    fn a_valid_message_becomes_a_job_that_validates_to_it_again() {
+        let user = UserId::parse(USER).unwrap();
+        let mut older = SendMessage::new(account(), " spaced title ", "");
+        older.sender.id = USER.to_owned();
+        for job in [
+            SendMessage::new(account(), "Hello", "<p>world</p>"),
+            SendMessage::new(account(), "t", "c")
+                .to_user(user)
+                .sent_by_user(user)
+                .status(MessageStatus::Error),
+            older,
+        ] {
+            let valid = job.validate(&limits()).unwrap();
+            let again = valid.to_job();
+            assert_eq!(again, job, "the canonical job is the job itself here");
+            assert_eq!(again.validate(&limits()).unwrap(), valid);
+        }
+    }
+
+    #[test]
     fn malformed_ids_name_their_field() {
         let mut job = SendMessage::new(account(), "t", "c");
         job.account_id = "xyz".into();

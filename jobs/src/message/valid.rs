@@ -2,7 +2,7 @@
 
 use bson::oid::ObjectId;
 
-use super::{MessageStatus, RecipientTarget, SenderFrom};
+use super::{MessageStatus, Recipient, RecipientTarget, SendMessage, Sender, SenderFrom};
 use crate::ids::{AccountId, MessageId, UserId};
 
 /// A `send_message` payload that passed validation: every part is typed.
@@ -22,6 +22,30 @@ pub struct ValidMessage {
     pub to: ValidRecipient,
     /// The status shown with it.
     pub status: MessageStatus,
+}
+
+impl ValidMessage {
+    /// The `send_message` payload of this message, each field in its
+    /// canonical spelling: what is enqueued for a message validated at the
+    /// door, so it is not checked a second time on its way to the queue.
+    /// Validating it again gives this message back.
+    pub fn to_job(&self) -> SendMessage {
+        SendMessage {
+            message_id: self.id.to_hex(),
+            account_id: self.account.to_hex(),
+            title: self.title.clone(),
+            content: self.content.clone(),
+            sender: Sender {
+                id: self.sender.id_string(),
+                from: self.sender.from_kind().as_str().to_owned(),
+            },
+            to: Recipient {
+                id: self.to.object_id().to_hex(),
+                target: self.to.target().as_str().to_owned(),
+            },
+            status: self.status.as_str().to_owned(),
+        }
+    }
 }
 
 /// A validated sender.

@@ -203,7 +203,7 @@ pub async fn enqueue(
     };
     let mut producer = state.api.producer.clone();
     producer
-        .enqueue_message(job)
+        .enqueue_valid_message(&valid)
         .await
         .map_err(|e| Problem::unavailable(&e))?;
     tracing::info!(
