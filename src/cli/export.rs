@@ -101,16 +101,30 @@ pub async fn enqueue(args: EnqueueExportArgs, settings: &Settings) -> anyhow::Re
         time_zone: args.time_zone,
     };
     let database = store::connect(&settings.mongodb).await?;
-    let status = ExportStatusStore::new(&database);
+    let outcome = enqueue_with(&database, job, args.account, &key, args.follow, settings).await;
+    // Closed before the runtime ends, so the driver's tasks end first.
+    store::close(&database).await;
+    outcome
+}
+
+async fn enqueue_with(
+    database: &mongodb::Database,
+    job: Export,
+    account: AccountId,
+    key: &ExportKey,
+    follow_it: bool,
+    settings: &Settings,
+) -> anyhow::Result<ExitCode> {
+    let status = ExportStatusStore::new(database);
     let mut producer = Producer::connect(&settings.redis.url, &settings.redis.namespace).await?;
     submit(job, &settings.export.limits, &status, &mut producer)
         .await
         .context("export not enqueued")?;
     println!("{key}");
-    if !args.follow {
+    if !follow_it {
         return Ok(ExitCode::SUCCESS);
     }
-    follow(&status, args.account, &key).await
+    follow(&status, account, key).await
 }
 
 async fn follow(
@@ -164,7 +178,17 @@ async fn follow(
 /// `herald export status|cancel`.
 pub async fn run(command: ExportCommand, settings: &Settings) -> anyhow::Result<ExitCode> {
     let database = store::connect(&settings.mongodb).await?;
-    let status = ExportStatusStore::new(&database);
+    let outcome = run_with(&database, command, settings).await;
+    store::close(&database).await;
+    outcome
+}
+
+async fn run_with(
+    database: &mongodb::Database,
+    command: ExportCommand,
+    settings: &Settings,
+) -> anyhow::Result<ExitCode> {
+    let status = ExportStatusStore::new(database);
     match command {
         ExportCommand::Status { account, key } => match status.get(account, &key).await? {
             Some(record) => {

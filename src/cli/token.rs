@@ -73,8 +73,19 @@ fn parse_role(text: &str) -> Result<Role, String> {
 /// Runs `herald token ...`.
 pub async fn run(command: TokenCommand, settings: &Settings) -> anyhow::Result<ExitCode> {
     let database = store::connect(&settings.mongodb).await?;
-    let tokens = ApiTokenStore::new(&database);
-    let operators = OperatorTokenStore::new(&database);
+    let outcome = run_with(&database, command, settings).await;
+    // Closed before the runtime ends, so the driver's tasks end first.
+    store::close(&database).await;
+    outcome
+}
+
+async fn run_with(
+    database: &mongodb::Database,
+    command: TokenCommand,
+    settings: &Settings,
+) -> anyhow::Result<ExitCode> {
+    let tokens = ApiTokenStore::new(database);
+    let operators = OperatorTokenStore::new(database);
     let code = match command {
         TokenCommand::Create {
             operator: Some(name),
@@ -183,7 +194,6 @@ pub async fn run(command: TokenCommand, settings: &Settings) -> anyhow::Result<E
             }
         }
     };
-    store::close(&database).await;
     Ok(code)
 }
 

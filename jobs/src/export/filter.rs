@@ -115,7 +115,10 @@ impl FilterPolicy {
                 "uses {what}, which runs JavaScript on the server and is refused"
             )));
         }
-        let bytes = bson::to_vec(filter).map(|b| b.len()).unwrap_or(usize::MAX);
+        let bytes = match bson::to_vec(filter) {
+            Ok(encoded) => encoded.len(),
+            Err(e) => return Err(refused(format!("cannot be encoded as BSON: {e}"))),
+        };
         if bytes > self.max_bytes {
             return Err(refused(format!(
                 "is {bytes} bytes of BSON, over the limit of {} bytes (export.max_filter_bytes)",
@@ -265,6 +268,15 @@ mod tests {
             FilterPolicy::any_operator().check(&doc! { "$expr": { "$eq": ["$a", 1] } }),
             Ok(())
         );
+    }
+
+    #[test]
+    fn a_filter_that_cannot_be_bson_is_refused_saying_so() {
+        let mut filter = Document::new();
+        filter.insert("a\u{0}b", 1);
+        let reason = refusal(&FilterPolicy::default(), filter);
+        assert!(reason.contains("cannot be encoded as BSON"), "{reason}");
+        assert!(!reason.contains(&usize::MAX.to_string()), "{reason}");
     }
 
     #[test]
