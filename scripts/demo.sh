@@ -48,9 +48,10 @@ done
 
 if [ "$INBOX" -eq 1 ]; then bash scripts/setup.sh --sockudo; else bash scripts/setup.sh; fi
 export PATH="$HOME/.cargo/bin:$PATH"
-echo "[demo] building herald"
-cargo build --release --locked --quiet -p herald --bin herald
+echo "[demo] building herald and the push sandbox"
+cargo build --release --locked --quiet -p herald --bin herald -p herald-push-sandbox --bin herald-push-sandbox
 HERALD="$ROOT/target/release/herald"
+SANDBOX="$ROOT/target/release/herald-push-sandbox"
 STATE_DIR=${HERALD_STATE_DIR:-$ROOT/.herald}
 mkdir -p "$STATE_DIR"
 
@@ -149,7 +150,7 @@ fi
 # run's alone (the database keeps earlier runs' messages).
 ACCOUNT=$(python3 -c 'import os, time; print("%08x%s" % (int(time.time()), os.urandom(8).hex()))')
 
-"$HERALD" push-sandbox --port "$PORT" >"$STATE_DIR/demo-sandbox.log" 2>&1 &
+"$SANDBOX" --port "$PORT" >"$STATE_DIR/demo-sandbox.log" 2>&1 &
 PIDS+=($!)
 # The demo's only departures from the defaults (see the header).
 HERALD_EXPORT_BATCH_SIZE=1 HERALD_EXPORT_PROGRESS_INTERVAL_MS=50 "$HERALD" worker >"$STATE_DIR/demo-worker.log" 2>&1 &

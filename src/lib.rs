@@ -28,8 +28,9 @@
 //!    ([`queue::admin`]): counts, failed jobs, retry and discard; and the
 //!    producers' API, which also signs browsers' channel subscriptions
 //!    ([`push::auth`]).
-//! 6. [`push::sandbox`] is a local stand-in for Tuisongbao and the Pusher
-//!    HTTP API, for tests, demos and development.
+//! 6. The workspace's `sandbox/` crate (`herald-push-sandbox`, not part of
+//!    this library) is a local stand-in for Tuisongbao and the Pusher HTTP
+//!    API, for tests, demos and development.
 //!
 //! Around them: [`config`] loads layered settings, [`telemetry`] sets up
 //! structured logs, [`shutdown`] turns SIGTERM/SIGINT into a future,

@@ -11,11 +11,11 @@ use std::{collections::HashSet, time::Duration, time::Instant};
 
 use herald::{
     config::Settings,
-    push::sandbox::{self, RecordedRequest, SandboxCredentials, SandboxStats},
     store::{self, MESSAGE_COLLECTION},
     worker,
 };
 use herald_jobs::{AccountId, Namespace, Producer, SendMessage};
+use herald_push_sandbox::{self as sandbox, RecordedRequest, SandboxCredentials, SandboxStats};
 use mongodb::bson::doc;
 use secrecy::ExposeSecret;
 

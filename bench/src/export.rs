@@ -33,8 +33,9 @@ use std::{
 };
 
 use futures::TryStreamExt;
-use herald::{config::Settings, export::status::ExportStatusStore, push::sandbox, store};
+use herald::{config::Settings, export::status::ExportStatusStore, store};
 use herald_jobs::{AccountId, Export, ExportField, ExportSort, Producer};
+use herald_push_sandbox as sandbox;
 use mongodb::{
     bson::{doc, oid::ObjectId, DateTime, Document, RawDocumentBuf},
     Database, IndexModel,

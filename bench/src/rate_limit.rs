@@ -22,14 +22,11 @@ use std::{
 
 use herald::{
     config::{RateLimitSettings, Settings},
-    push::{
-        rate_limit::RateLimiter,
-        sandbox::{self, SandboxCredentials},
-        Event, EventPusher, TuisongbaoClient,
-    },
+    push::{rate_limit::RateLimiter, Event, EventPusher, TuisongbaoClient},
     queue,
 };
 use herald_jobs::Namespace;
+use herald_push_sandbox::{self as sandbox, SandboxCredentials};
 use secrecy::ExposeSecret;
 
 use crate::{queue::BenchError, Row};

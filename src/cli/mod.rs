@@ -8,16 +8,12 @@ mod failed;
 mod queue;
 mod token;
 
-use std::{net::IpAddr, process::ExitCode};
+use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use herald::{
-    config::{ProviderKind, Settings},
-    push::sandbox,
-    shutdown, telemetry, worker,
-};
-use secrecy::{ExposeSecret, SecretString};
+use herald::{config::Settings, shutdown, telemetry, worker};
+use secrecy::SecretString;
 
 /// Herald: background jobs for SCRM notifications.
 ///
@@ -56,8 +52,6 @@ enum Command {
     Doctor,
     /// List every setting: its environment variable, default and meaning.
     Config(ConfigArgs),
-    /// Run a local stand-in for Tuisongbao and the Pusher HTTP API that records every event it receives.
-    PushSandbox(SandboxArgs),
 }
 
 #[derive(Debug, Args)]
@@ -65,25 +59,6 @@ struct ConfigArgs {
     /// Print the Markdown table that docs/configuration.md holds.
     #[arg(long)]
     markdown: bool,
-}
-
-#[derive(Debug, Args)]
-struct SandboxArgs {
-    /// Port to listen on.
-    #[arg(long, default_value_t = 7070)]
-    port: u16,
-    /// Address to listen on.
-    #[arg(long, default_value = "127.0.0.1")]
-    host: IpAddr,
-    /// App id to accept (default: the configured app id of push.provider).
-    #[arg(long)]
-    app_id: Option<String>,
-    /// Secret to accept (default: the configured secret of push.provider).
-    #[arg(long)]
-    secret: Option<String>,
-    /// Pusher app key to accept (default: the configured pusher.key).
-    #[arg(long)]
-    key: Option<String>,
 }
 
 /// Runs the parsed command; the exit code reports its outcome.
@@ -142,7 +117,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::PushSandbox(args) => run_sandbox(args).await,
     }
 }
 
@@ -273,55 +247,6 @@ async fn ensure_web_indexes(database: &mongodb::Database) {
             tracing::warn!(%error, "cannot create an index now; the first write creates its collection");
         }
     }
-}
-
-async fn run_sandbox(args: SandboxArgs) -> anyhow::Result<ExitCode> {
-    // The sandbox must start even where the worker's settings are incomplete
-    // (production files), as long as credentials are given on the command line.
-    let settings = Settings::load();
-    if let Ok(settings) = &settings {
-        telemetry::init(&settings.log);
-    }
-    let configured = settings.as_ref().ok().map(|s| match s.push.provider {
-        ProviderKind::Tuisongbao => (
-            s.tuisongbao.app_id.clone(),
-            s.tuisongbao.secret.expose_secret().to_owned(),
-            s.pusher.key.clone(),
-        ),
-        ProviderKind::Pusher => (
-            s.pusher.app_id.clone(),
-            s.pusher.secret.expose_secret().to_owned(),
-            s.pusher.key.clone(),
-        ),
-    });
-    let app_id = args
-        .app_id
-        .or_else(|| configured.as_ref().map(|c| c.0.clone()))
-        .context("no --app-id given and the provider's app_id is not configured")?;
-    let secret = args
-        .secret
-        .or_else(|| configured.as_ref().map(|c| c.1.clone()))
-        .context("no --secret given and the provider's secret is not configured")?;
-    let key = args
-        .key
-        .or_else(|| configured.as_ref().map(|c| c.2.clone()))
-        .unwrap_or_else(|| sandbox::DEFAULT_PUSHER_KEY.to_owned());
-
-    let addr = std::net::SocketAddr::new(args.host, args.port);
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("cannot listen on {addr}"))?;
-    let bound = listener.local_addr()?;
-    println!("push sandbox listening on http://{bound} (app id {app_id}, Pusher key {key}); events at http://{bound}/_sandbox/events");
-    sandbox::serve_with_key(
-        listener,
-        sandbox::SandboxCredentials { app_id, secret },
-        key,
-        shutdown::signal(),
-    )
-    .await
-    .context("push sandbox failed")?;
-    Ok(ExitCode::SUCCESS)
 }
 
 #[cfg(test)]

@@ -26,8 +26,7 @@ mod provider;
 pub mod pusher;
 pub mod rate_limit;
 pub mod retry_after;
-pub mod sandbox;
-mod tuisongbao;
+pub mod tuisongbao;
 
 use std::{future::Future, time::Duration};
 

@@ -204,7 +204,7 @@ fn every_command_has_help() {
         vec!["enqueue", "--help"],
         vec!["enqueue", "message", "--help"],
         vec!["doctor", "--help"],
-        vec!["push-sandbox", "--help"],
+        vec!["config", "--help"],
         vec!["web", "--help"],
         vec!["token", "--help"],
         vec!["token", "create", "--help"],

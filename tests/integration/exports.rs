@@ -3,8 +3,8 @@
 
 use std::{collections::HashSet, path::PathBuf, time::Duration};
 
-use herald::push::sandbox::RecordedRequest;
 use herald_jobs::{AccountId, Export, QueueName};
+use herald_push_sandbox::RecordedRequest;
 use mongodb::bson::{doc, oid::ObjectId, DateTime, Document};
 use serde_json::json;
 

@@ -222,9 +222,9 @@ async fn a_push_endpoint_that_is_down_is_retried_until_it_comes_up() {
     .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
 
-    let (_addr, _handle) = herald::push::sandbox::spawn(
+    let (_addr, _handle) = herald_push_sandbox::spawn(
         format!("127.0.0.1:{port}").parse().unwrap(),
-        herald::push::sandbox::SandboxCredentials {
+        herald_push_sandbox::SandboxCredentials {
             app_id: crate::helpers::APP_ID.into(),
             secret: crate::helpers::SECRET.into(),
         },
@@ -233,7 +233,7 @@ async fn a_push_endpoint_that_is_down_is_retried_until_it_comes_up() {
     .expect("port still free");
     let client = reqwest::Client::new();
     let events = wait_for("delivery once the endpoint is up", || async {
-        let events: Vec<herald::push::sandbox::RecordedRequest> = client
+        let events: Vec<herald_push_sandbox::RecordedRequest> = client
             .get(format!("{url}/_sandbox/events"))
             .send()
             .await

@@ -9,13 +9,9 @@ use std::{
 };
 
 use apalis::prelude::TaskSink;
-use herald::{
-    config::Settings,
-    push::sandbox::{self, RecordedRequest, SandboxCredentials},
-    store::MESSAGE_COLLECTION,
-    worker,
-};
+use herald::{config::Settings, store::MESSAGE_COLLECTION, worker};
 use herald_jobs::{AccountId, MessageId, Producer, QueueName, SendMessage};
+use herald_push_sandbox::{self as sandbox, RecordedRequest, SandboxCredentials};
 use mongodb::bson::{doc, Document};
 use serde_json::Value;
 use tokio::{sync::oneshot, task::JoinHandle};
@@ -351,7 +347,7 @@ impl TestEnv {
             .await;
     }
 
-    /// Scripts the sandbox with a whole plan (see `herald::push::sandbox`:
+    /// Scripts the sandbox with a whole plan (see `herald_push_sandbox`:
     /// `status`, `delayMs`, `count`, `skip`, `retryAfterSecs`, `hang`).
     pub async fn script_sandbox(&self, plan: Value) {
         let response = self

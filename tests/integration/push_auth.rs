@@ -1,7 +1,8 @@
 //! `POST /v1/push/auth`: a browser's subscription signed for its own
 //! account's channel only.
 
-use herald::push::{account_channel, pusher::signature, sandbox::DEFAULT_PUSHER_KEY};
+use herald::push::{account_channel, pusher::signature};
+use herald_push_sandbox::DEFAULT_PUSHER_KEY;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 

@@ -12,12 +12,10 @@ use std::{
 
 use herald::{
     config::RateLimitSettings,
-    push::{
-        rate_limit::{RateLimitError, RateLimiter},
-        sandbox::RecordedRequest,
-    },
+    push::rate_limit::{RateLimitError, RateLimiter},
 };
 use herald_jobs::{AccountId, MessageId, QueueName, SendMessage};
+use herald_push_sandbox::RecordedRequest;
 use mongodb::bson::doc;
 
 use crate::helpers::{account, env_with, exited, signal, wait_for, wait_within, TestEnv};

@@ -17,10 +17,8 @@ use axum::{
     middleware::Next,
     response::Response,
 };
-use herald::{
-    config::Settings,
-    push::{sandbox, NEW_MESSAGE_EVENT},
-};
+use herald::{config::Settings, push::NEW_MESSAGE_EVENT};
+use herald_push_sandbox as sandbox;
 use secrecy::ExposeSecret;
 use serde::Deserialize;
 use tokio::sync::Notify;

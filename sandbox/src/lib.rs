@@ -53,7 +53,7 @@ use axum::{
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 
-use super::tuisongbao::{basic_auth, EVENTS_PATH};
+use herald::push::tuisongbao::{basic_auth, EVENTS_PATH};
 
 mod pusher;
 
@@ -333,14 +333,14 @@ async fn receive_event(
 
 /// Which documented limit `event` breaks, as the real service would say.
 fn tuisongbao_limits_broken(event: &EventBody) -> Option<(StatusCode, String)> {
-    let bytes = super::limits::data_bytes(&event.data);
-    limits_broken(&super::tuisongbao::LIMITS, &event.channels, bytes)
+    let bytes = herald::push::limits::data_bytes(&event.data);
+    limits_broken(&herald::push::tuisongbao::LIMITS, &event.channels, bytes)
 }
 
 /// Which of `limits` an event for `channels` with `data_bytes` of data
 /// breaks: the status (413 for data, else 400) and the reason.
 fn limits_broken(
-    limits: &super::limits::ProviderLimits,
+    limits: &herald::push::limits::ProviderLimits,
     channels: &[String],
     data_bytes: usize,
 ) -> Option<(StatusCode, String)> {

@@ -20,7 +20,7 @@ use axum::{
 use serde::Deserialize;
 
 use super::{next_failure, record_event, EventBody, SandboxState};
-use crate::push::pusher::{
+use herald::push::pusher::{
     limits::{LIMITS, MAX_BATCH},
     signature,
 };
@@ -270,7 +270,7 @@ fn limits_broken(events: &[Received]) -> Option<(StatusCode, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::push::sandbox::{SandboxCredentials, DEFAULT_PUSHER_KEY};
+    use crate::{SandboxCredentials, DEFAULT_PUSHER_KEY};
 
     fn state() -> SandboxState {
         SandboxState {
