@@ -42,6 +42,7 @@
 pub mod channels;
 pub mod config;
 pub mod export;
+pub mod message;
 pub mod ops;
 pub mod push;
 pub use herald_queue as queue;

@@ -19,7 +19,7 @@ use herald_jobs::{AccountId, ValidRecipient};
 use serde::{Deserialize, Serialize};
 
 use super::{account_channel, Event, UserChannels, NEW_MESSAGE_EVENT};
-use crate::store::{inbox::rfc3339, StoredMessage};
+use crate::store::StoredMessage;
 
 /// The fields of `new_message` that the account channel carries for a
 /// message addressed to one user.
@@ -60,7 +60,7 @@ impl PushJob {
     /// frontend reads), the recipient, title, status and creation time.
     pub fn for_message(stored: &StoredMessage, users: &UserChannels) -> Vec<Self> {
         let message = &stored.message;
-        let data = Self::new_message_data(stored);
+        let data = crate::message::event::new_message_data(stored);
         let key = format!("{NEW_MESSAGE_EVENT}:{}:{}", message.account, message.id);
         let job = |key: String, data: serde_json::Value, channel: String| Self {
             idempotency_key: key,
@@ -90,28 +90,6 @@ impl PushJob {
                 ]
             }
         }
-    }
-
-    /// The whole `new_message` data of a stored message.
-    fn new_message_data(stored: &StoredMessage) -> serde_json::Value {
-        let message = &stored.message;
-        serde_json::json!({
-            "id": message.id.to_hex(),
-            "messageId": message.id.to_hex(),
-            "accountId": message.account.to_hex(),
-            "title": message.title,
-            "status": message.status.as_str(),
-            "sender": {
-                "id": message.sender.id_string(),
-                "from": message.sender.from_kind().as_str(),
-            },
-            "to": {
-                "id": message.to.object_id().to_hex(),
-                "target": message.to.target().as_str(),
-            },
-            // Exactly three fractional digits, as the read API shows it.
-            "createdAt": rfc3339(stored.created_at).unwrap_or_default(),
-        })
     }
 
     /// A `message_read` event on `user`'s channel: which messages were
@@ -217,7 +195,7 @@ mod tests {
             );
             assert_eq!(
                 Some(created.to_owned()),
-                rfc3339(DateTime::from_millis(millis))
+                crate::message::rfc3339(DateTime::from_millis(millis))
             );
         }
     }

@@ -37,8 +37,7 @@ pub use provider::Provider;
 pub use pusher::PusherClient;
 pub use tuisongbao::TuisongbaoClient;
 
-/// Event sent after a message is stored.
-pub const NEW_MESSAGE_EVENT: &str = "new_message";
+pub use crate::message::NEW_MESSAGE_EVENT;
 
 /// Event sent to a user's channel after messages were marked read.
 pub const MESSAGE_READ_EVENT: &str = "message_read";

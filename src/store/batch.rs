@@ -30,10 +30,7 @@ use mongodb::{
 };
 use tokio::sync::{mpsc, oneshot};
 
-use super::{
-    message::{to_document, DUPLICATE_KEY},
-    StoreError, StoredMessage, MESSAGE_COLLECTION,
-};
+use super::{message::DUPLICATE_KEY, StoreError, StoredMessage, MESSAGE_COLLECTION};
 
 /// Most documents in one `insert_many`.
 pub const MAX_BATCH: usize = 256;
@@ -119,7 +116,7 @@ enum Fate {
 async fn store(collection: &Collection<Document>, batch: Vec<Pending>) {
     let documents: Vec<Document> = batch
         .iter()
-        .map(|p| to_document(&p.message, p.created_at))
+        .map(|p| crate::message::to_document(&p.message, p.created_at))
         .collect();
     let fates: Vec<Fate> = match collection.insert_many(documents).ordered(false).await {
         Ok(_) => batch.iter().map(|_| Fate::Inserted).collect(),

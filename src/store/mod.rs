@@ -21,12 +21,12 @@ use mongodb::{
     Client, Database,
 };
 
+/// The `message` document for a message (the contract's shape), for
+/// benchmarks that insert the same documents without Herald.
+pub use crate::message::to_document as message_document;
 pub use batch::{MessageBatcher, MAX_BATCH as MAX_INSERT_BATCH};
 pub use inbox::Inbox;
 pub(crate) use message::is_duplicate_key;
-/// The `message` document for a message (the contract's shape), for
-/// benchmarks that insert the same documents without Herald.
-pub use message::to_document as message_document;
 pub use message::{MessageStore, StoredMessage, MESSAGE_COLLECTION};
 pub use tokens::{ApiTokenStore, TokenScope};
 

@@ -59,12 +59,7 @@ fn id_text(value: Option<&Bson>) -> String {
     }
 }
 
-/// `time` as RFC 3339 in UTC with exactly three fractional digits, so that
-/// times compare correctly as strings.
-pub fn rfc3339(time: DateTime) -> Option<String> {
-    chrono::DateTime::from_timestamp_millis(time.timestamp_millis())
-        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
-}
+pub use crate::message::rfc3339;
 
 fn time_text(value: Option<&Bson>) -> Option<String> {
     match value {
