@@ -3,6 +3,8 @@
 //! a `#fragment`, a heading of that file. The README is an index of
 //! `docs/`, and the documents cite each other by section, so a renamed
 //! heading or a moved section must fail here rather than leave a dead link.
+//! The same holds for the repository paths they cite in code spans
+//! (`` `src/queues/shards.rs` ``): a moved file must fail here too.
 //! No service is needed.
 
 use std::{
@@ -120,4 +122,72 @@ fn anchors_are_made_as_github_makes_them() {
         anchor("Operators: credentials, roles, sessions"),
         "operators-credentials-roles-sessions"
     );
+}
+
+/// Where the repository's own paths start.
+const REPOSITORY_FOLDERS: [&str; 11] = [
+    "src/",
+    "queue/",
+    "jobs/",
+    "bench/",
+    "sandbox/",
+    "tests/",
+    "scripts/",
+    "docs/",
+    "config/",
+    "examples/",
+    ".ci/",
+];
+
+/// The repository paths cited in code spans of `line`: a span that starts
+/// with one of [`REPOSITORY_FOLDERS`] and holds no placeholder (`<id>`,
+/// `*`, `{...}`, `$VAR`), without a `:LINE` suffix.
+fn cited_paths(line: &str) -> Vec<String> {
+    line.split('`')
+        .skip(1)
+        .step_by(2)
+        .filter(|span| !span.contains(char::is_whitespace))
+        .filter(|span| {
+            REPOSITORY_FOLDERS
+                .iter()
+                .any(|folder| span.starts_with(folder))
+        })
+        .filter(|span| !span.contains(['<', '>', '*', '{', '}', '$']))
+        .map(|span| match span.rsplit_once(':') {
+            Some((path, line)) if line.chars().all(|c| c.is_ascii_digit() || c == '-') => {
+                path.to_owned()
+            }
+            _ => span.to_owned(),
+        })
+        .collect()
+}
+
+#[test]
+fn every_cited_repository_path_exists() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut missing = Vec::new();
+    for document in documents() {
+        let text = std::fs::read_to_string(&document).expect("a readable document");
+        for (number, line) in text.lines().enumerate() {
+            for path in cited_paths(line) {
+                if !root.join(&path).exists() {
+                    missing.push(format!("{}:{}: {path}", document.display(), number + 1));
+                }
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "documents cite paths that are not in the repository:\n{}",
+        missing.join("\n")
+    );
+}
+
+#[test]
+fn cited_paths_are_read_from_code_spans_only() {
+    assert_eq!(
+        cited_paths("see `src/lib.rs:12`, `queue/src/lua/` and `Q:meta:<id>`, not src/x.rs"),
+        ["src/lib.rs", "queue/src/lua/"]
+    );
+    assert!(cited_paths("`src/queue/<name>.rs` and `tests/*.rs`").is_empty());
 }
