@@ -17,7 +17,7 @@ use std::{sync::LazyLock, time::Duration};
 
 use redis::{aio::ConnectionLike, RedisResult, Script};
 
-use crate::queue::queue_key;
+use crate::queue::{queue_key, suffix};
 
 static ENQUEUE: LazyLock<Script> =
     LazyLock::new(|| crate::claims::with_claims(include_str!("../lua/enqueue.lua")));
@@ -91,13 +91,13 @@ pub async fn enqueue<C: ConnectionLike + Send>(
     let mut total = Enqueued::default();
     for chunk in jobs.chunks(ENQUEUE_CHUNK) {
         let mut call = ENQUEUE.prepare_invoke();
-        call.key(queue_key(queue, "data"))
-            .key(queue_key(queue, "active"))
-            .key(queue_key(queue, "scheduled"))
-            .key(queue_key(queue, "wake"))
+        call.key(queue_key(queue, suffix::DATA))
+            .key(queue_key(queue, suffix::ACTIVE))
+            .key(queue_key(queue, suffix::SCHEDULED))
+            .key(queue_key(queue, suffix::WAKE))
             .arg(format!("{now:.3}"))
-            .arg(queue_key(queue, "meta"))
-            .arg(queue_key(queue, "idempotency"))
+            .arg(queue_key(queue, suffix::META))
+            .arg(queue_key(queue, suffix::IDEMPOTENCY))
             .arg(ttl);
         for job in chunk {
             call.arg(&job.id)

@@ -174,6 +174,24 @@ pub fn shard_of(account: &str, shards: u16) -> u16 {
     (hash % u64::from(shards)) as u16
 }
 
+/// The suffixes of the keys a producer writes, shared with the queue
+/// engine (`herald-queue`'s `QueueConfig`), so that both name them in one
+/// place: `queue_key(queue, suffix::DATA)`.
+pub mod suffix {
+    /// Hash: job id → payload.
+    pub const DATA: &str = "data";
+    /// List: ids ready to run, oldest first.
+    pub const ACTIVE: &str = "active";
+    /// Sorted set: ids waiting for their time.
+    pub const SCHEDULED: &str = "scheduled";
+    /// List: at most one wake token, which idle workers block on.
+    pub const WAKE: &str = "wake";
+    /// Prefix of the per-job metadata hashes (`<prefix>:<id>`).
+    pub const META: &str = "meta";
+    /// Prefix of the claims of idempotency keys (see `claims.lua`).
+    pub const IDEMPOTENCY: &str = "idempotency";
+}
+
 /// The Redis key `suffix` of the queue whose full name is `queue`
 /// (`{NAMESPACE:QUEUE}`): every key of a queue is one, for example
 /// `{herald:send_message}:data`, and so shares the queue's hash tag. The

@@ -66,7 +66,7 @@ pub mod seed;
 
 use std::time::Duration;
 
-use herald_jobs::{Patience, RedisConnection};
+use herald_jobs::{queue::suffix, Patience, RedisConnection};
 
 pub use ack::AckLayer;
 pub use backend::RedisQueue;
@@ -306,21 +306,21 @@ impl QueueConfig {
 
     /// Hash: job id → payload.
     pub fn data_key(&self) -> String {
-        self.key("data")
+        self.key(suffix::DATA)
     }
     /// List: ids ready to run, oldest first.
     pub fn active_key(&self) -> String {
-        self.key("active")
+        self.key(suffix::ACTIVE)
     }
     /// Sorted set: ids waiting for their time (score: Unix seconds).
     pub fn scheduled_key(&self) -> String {
-        self.key("scheduled")
+        self.key(suffix::SCHEDULED)
     }
     /// List: at most one wake token, which idle workers block on (`BLPOP`)
     /// and every script that makes jobs ready pushes (see
     /// [`herald_jobs::enqueue`]).
     pub fn wake_key(&self) -> String {
-        self.key("wake")
+        self.key(suffix::WAKE)
     }
     /// Sorted set: worker names (score: last heartbeat, Unix seconds).
     pub fn workers_key(&self) -> String {
@@ -336,7 +336,7 @@ impl QueueConfig {
     }
     /// Prefix of the per-job metadata hashes.
     pub fn meta_prefix(&self) -> String {
-        self.key("meta")
+        self.key(suffix::META)
     }
     /// Metadata hash of job `id`.
     pub fn meta_key(&self, id: &str) -> String {
@@ -352,7 +352,7 @@ impl QueueConfig {
     }
     /// Prefix of enqueue idempotency keys.
     pub fn idempotency_prefix(&self) -> String {
-        self.key("idempotency")
+        self.key(suffix::IDEMPOTENCY)
     }
     /// Sorted set: ids that succeeded (score: when, Unix seconds), kept
     /// [`Retention::done`].
