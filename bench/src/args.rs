@@ -303,7 +303,7 @@ pub(crate) struct QueueArgs {
     /// Herald's fetch batch size (default: worker.fetch_batch_size).
     #[arg(long)]
     pub(crate) batch: Option<usize>,
-    /// Herald's concurrency (default: worker.concurrency).
+    /// Herald's concurrency (default: queues.send_message.concurrency).
     #[arg(long)]
     pub(crate) concurrency: Option<usize>,
     /// Measure only Herald's queue (for profiling; no baseline, no ratio).

@@ -132,7 +132,9 @@ pub(crate) async fn run(command: BenchCommand, settings: &Settings) -> anyhow::R
                 round: args.round,
             };
             let batch = args.batch.unwrap_or(settings.worker.fetch_batch_size);
-            let concurrency = args.concurrency.unwrap_or(settings.worker.concurrency);
+            let concurrency = args
+                .concurrency
+                .unwrap_or(settings.queues.send_message.concurrency);
             let mut rows = Vec::new();
             if !args.herald_only {
                 rows.push(
@@ -285,7 +287,7 @@ async fn run_all(mut args: AllArgs, settings: &Settings) -> anyhow::Result<ExitC
                 conn,
                 noop,
                 settings.worker.fetch_batch_size,
-                settings.worker.concurrency,
+                settings.queues.send_message.concurrency,
             )
             .await
             .context("herald queue")?,

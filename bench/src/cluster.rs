@@ -114,7 +114,7 @@ pub async fn run(
     let deployments = [("one server", settings), ("cluster", &on_cluster)];
     let sharded_label = format!("cluster, {SHARDS} shards");
     let batch = settings.worker.fetch_batch_size;
-    let concurrency = settings.worker.concurrency;
+    let concurrency = settings.queues.send_message.concurrency;
     let e2e_concurrency = workload.e2e.concurrencies.first().copied().unwrap_or(8);
 
     let mut noop: [Vec<(Row, [f64; 2])>; 2] = Default::default();

@@ -5,47 +5,48 @@ use std::{collections::BTreeSet, path::PathBuf, time::Duration};
 use herald_jobs::{export::FORBIDDEN_OPERATORS, ExportLimits, FilterPolicy};
 use secrecy::SecretString;
 
-use super::setting::{define_settings, millis, non_empty, positive, Values};
+use super::setting::{define_settings, non_empty, Rule, Values};
 use super::ConfigError;
 
 define_settings! {
     section "export";
-    DIR: "dir" = ".herald/exports", "where export files are stored (storage `local`)";
-    STORAGE: "storage" = "local",
+    DIR: "dir" = ".herald/exports", Rule::NonEmpty, "where export files are stored (storage `local`)";
+    STORAGE: "storage" = "local", Rule::Form("`local` or `s3`"),
         "where export files go: `local` (`export.dir`) or `s3` (the `export.s3_*` settings)";
-    S3_ENDPOINT: "s3_endpoint" = "",
+    S3_ENDPOINT: "s3_endpoint" = "", Rule::Form("an http:// or https:// URL, or empty"),
         "S3 API endpoint URL; empty for AWS S3 in `s3_region` (docs/exports.md, \"Export files on object storage\")";
-    S3_BUCKET: "s3_bucket" = "", "bucket holding the export files (storage `s3`)";
-    S3_REGION: "s3_region" = "us-east-1", "region the S3 requests are signed for";
-    S3_ACCESS_KEY_ID: "s3_access_key_id" = "", "S3 access key id";
-    S3_SECRET_ACCESS_KEY: "s3_secret_access_key" = "", "S3 secret access key (never logged)";
-    S3_PREFIX: "s3_prefix" = "exports",
+    S3_BUCKET: "s3_bucket" = "", Rule::Form("not empty with storage `s3`"), "bucket holding the export files (storage `s3`)";
+    S3_REGION: "s3_region" = "us-east-1", Rule::NonEmpty, "region the S3 requests are signed for";
+    S3_ACCESS_KEY_ID: "s3_access_key_id" = "", Rule::Form("not empty with storage `s3`"), "S3 access key id";
+    S3_SECRET_ACCESS_KEY: "s3_secret_access_key" = "", Rule::Form("not empty with storage `s3`"), "S3 secret access key (never logged)";
+    S3_PREFIX: "s3_prefix" = "exports", Rule::Any,
         "key prefix of the files in the bucket: PREFIX/<accountId>/<key>.csv (empty: the bucket's root)";
-    S3_VIRTUAL_HOSTED_STYLE: "s3_virtual_hosted_style" = "false",
+    S3_VIRTUAL_HOSTED_STYLE: "s3_virtual_hosted_style" = "false", Rule::Any,
         "`true`: requests go to BUCKET.endpoint-host (virtual-hosted style); `false`: endpoint-host/BUCKET (path style)";
-    PRESIGN_SECS: "presign_secs" = "0",
+    PRESIGN_SECS: "presign_secs" = "0", Rule::AtLeast(0),
         "storage `s3`: downloads answer 307 to a presigned URL valid this long; 0 streams through `herald web`";
-    KEEP_DAYS: "keep_days" = "7",
+    KEEP_DAYS: "keep_days" = "7", Rule::AtLeast(0),
         "finished, failed and cancelled exports older than this many days lose their file and record (hourly, one worker at a time); 0 keeps them forever";
-    COLLECTIONS: "collections" = "message", "collections exports may read, comma-separated";
-    ACCOUNT_FIELD: "account_field" = "accountId",
+    COLLECTIONS: "collections" = "message", Rule::Any, "collections exports may read, comma-separated";
+    ACCOUNT_FIELD: "account_field" = "accountId", Rule::NonEmpty,
         "field holding the account id in those collections";
-    TIME_ZONE: "time_zone" = "UTC", "default time zone for dates";
-    BATCH_SIZE: "batch_size" = "500", "documents per cursor batch";
-    PROGRESS_INTERVAL_MS: "progress_interval_ms" = "500",
+    TIME_ZONE: "time_zone" = "UTC", Rule::Form("an IANA time zone"), "default time zone for dates";
+    BATCH_SIZE: "batch_size" = "500", Rule::Between(1, u32::MAX as u64), "documents per cursor batch";
+    PROGRESS_INTERVAL_MS: "progress_interval_ms" = "500", Rule::AtLeast(1),
         "progress (status record and `export_progress`) at most this often, plus once at the end; the row count for `total` starts after one interval";
-    MAX_RUNNING_PER_ACCOUNT: "max_running_per_account" = "2",
+    MAX_RUNNING_PER_ACCOUNT: "max_running_per_account" = "2", Rule::Between(1, u32::MAX as u64),
         "exports of one account running at once, across every worker; the account's others wait (deferred, no attempt spent)";
-    MAX_QUERY_MS: "max_query_ms" = "300000",
+    MAX_QUERY_MS: "max_query_ms" = "300000", Rule::AtLeast(1),
         "time limit of an export's count and of its whole scan (MongoDB maxTimeMS, and the worker's own clock); an export over it fails";
-    MAX_ROWS: "max_rows" = "1048575",
+    MAX_ROWS: "max_rows" = "1048575", Rule::AtLeast(1),
         "most rows in one file (a spreadsheet's limit, with the header); an export with more fails";
-    MAX_FIELDS: "max_fields" = "100", "most columns of one export";
+    MAX_FIELDS: "max_fields" = "100", Rule::AtLeast(1), "most columns of one export";
     FILTER_OPERATORS: "filter_operators" = "$eq,$ne,$gt,$gte,$lt,$lte,$in,$nin,$exists,$and,$or,$nor,$not,$regex,$options,$type,$size,$all,$elemMatch",
+        Rule::Form("query operators, comma-separated"),
         "query operators an export's filter may use, comma-separated; $where, $function and $accumulator are refused whatever this says";
-    MAX_FILTER_BYTES: "max_filter_bytes" = "16384", "largest export filter, in bytes of BSON";
-    MAX_FILTER_DEPTH: "max_filter_depth" = "8", "deepest nesting of documents and arrays in an export filter";
-    MAX_REGEX_BYTES: "max_regex_bytes" = "128", "longest regular expression in an export filter, in bytes";
+    MAX_FILTER_BYTES: "max_filter_bytes" = "16384", Rule::AtLeast(1), "largest export filter, in bytes of BSON";
+    MAX_FILTER_DEPTH: "max_filter_depth" = "8", Rule::AtLeast(1), "deepest nesting of documents and arrays in an export filter";
+    MAX_REGEX_BYTES: "max_regex_bytes" = "128", Rule::AtLeast(1), "longest regular expression in an export filter, in bytes";
 }
 
 /// Which storage keeps the export files.
@@ -117,15 +118,11 @@ pub(super) fn read(values: &Values) -> Result<ExportSettings, ConfigError> {
     })?;
     let s3 = read_s3(values, storage)?;
     Ok(ExportSettings {
-        dir: PathBuf::from(values.checked(&DIR, non_empty)?),
+        dir: PathBuf::from(values.text(&DIR)?),
         storage,
         s3,
-        presign: values
-            .get::<u64>(&PRESIGN_SECS)
-            .map(|secs| (secs > 0).then(|| Duration::from_secs(secs)))?,
-        keep: values
-            .get::<u64>(&KEEP_DAYS)
-            .map(|days| (days > 0).then(|| Duration::from_secs(days * 24 * 60 * 60)))?,
+        presign: Some(values.secs(&PRESIGN_SECS)?).filter(|span| !span.is_zero()),
+        keep: Some(values.days(&KEEP_DAYS)?).filter(|span| !span.is_zero()),
         limits: ExportLimits {
             collections: collections
                 .split(',')
@@ -139,18 +136,18 @@ pub(super) fn read(values: &Values) -> Result<ExportSettings, ConfigError> {
             })?,
             filter: FilterPolicy {
                 operators: Some(values.checked(&FILTER_OPERATORS, operators)?),
-                max_bytes: values.checked(&MAX_FILTER_BYTES, positive)?,
-                max_depth: values.checked(&MAX_FILTER_DEPTH, positive)?,
-                max_regex_bytes: values.checked(&MAX_REGEX_BYTES, positive)?,
+                max_bytes: values.whole(&MAX_FILTER_BYTES)?,
+                max_depth: values.whole(&MAX_FILTER_DEPTH)?,
+                max_regex_bytes: values.whole(&MAX_REGEX_BYTES)?,
             },
-            max_fields: values.checked(&MAX_FIELDS, positive)?,
+            max_fields: values.whole(&MAX_FIELDS)?,
         },
-        account_field: values.checked(&ACCOUNT_FIELD, non_empty)?,
-        batch_size: values.checked(&BATCH_SIZE, positive)?,
-        progress_interval: values.checked(&PROGRESS_INTERVAL_MS, millis)?,
-        max_running_per_account: values.checked(&MAX_RUNNING_PER_ACCOUNT, positive)?,
-        max_query: values.checked(&MAX_QUERY_MS, millis)?,
-        max_rows: values.checked(&MAX_ROWS, positive)?,
+        account_field: values.text(&ACCOUNT_FIELD)?,
+        batch_size: values.whole(&BATCH_SIZE)?,
+        progress_interval: values.millis(&PROGRESS_INTERVAL_MS)?,
+        max_running_per_account: values.whole(&MAX_RUNNING_PER_ACCOUNT)?,
+        max_query: values.millis(&MAX_QUERY_MS)?,
+        max_rows: values.whole(&MAX_ROWS)?,
     })
 }
 
@@ -195,7 +192,7 @@ fn read_s3(values: &Values, storage: StorageKind) -> Result<S3Settings, ConfigEr
                 .ok_or_else(|| format!("'{text}' is not an http:// or https:// URL"))
         })?,
         bucket: values.checked(&S3_BUCKET, required)?,
-        region: values.checked(&S3_REGION, non_empty)?,
+        region: values.text(&S3_REGION)?,
         access_key_id: values.checked(&S3_ACCESS_KEY_ID, required)?,
         secret_access_key: SecretString::from(values.checked(&S3_SECRET_ACCESS_KEY, required)?),
         prefix: values

@@ -1,12 +1,12 @@
 //! `[log]`: log output.
 
-use super::setting::{define_settings, Values};
+use super::setting::{define_settings, Rule, Values};
 use super::ConfigError;
 
 define_settings! {
     section "log";
-    FORMAT: "format" = "pretty", "`pretty` or `json` (`json` in production)";
-    LEVEL: "level" = "info", "tracing filter; `RUST_LOG` overrides it";
+    FORMAT: "format" = "pretty", Rule::Form("`pretty` or `json`"), "`pretty` or `json` (`json` in production)";
+    LEVEL: "level" = "info", Rule::Any, "tracing filter; `RUST_LOG` overrides it";
 }
 
 /// Log output format.

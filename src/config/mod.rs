@@ -7,19 +7,20 @@
 //! the variable that sets it.
 //!
 //! Each TOML section has its own module (`redis`, `mongodb`, `push`,
-//! `tuisongbao`, `pusher`, `worker`, `retention`, `message`, `log`, `web`,
-//! `export`) holding the section's
+//! `tuisongbao`, `pusher`, `worker`, `queues` with one table per queue,
+//! `retention`, `message`, `log`, `web`, `export`) holding the section's
 //! settings, declared once each with `define_settings!` (key, default,
-//! meaning), its typed struct, and the `read` function that checks the
-//! values and builds that struct. [`all_settings`] lists every setting from
-//! those declarations; the loader takes the environment variables from it,
-//! and the tests hold `config/default.toml` and the table of variables in
-//! `docs/configuration.md` to it.
+//! rule, meaning), its typed struct, and the `read` function that builds
+//! that struct, through readers that apply each declared rule. [`all_settings`]
+//! lists every setting from those declarations; the loader takes the
+//! environment variables from it, and the tests hold `config/default.toml`,
+//! the rules and the table of variables in `docs/configuration.md` to it.
 //!
 //! Adding a setting: a line in its section's `define_settings!`, a field in
-//! the section's struct filled in its `read`, the key with its comment in
-//! `config/default.toml`, and a row in `docs/configuration.md`'s table of variables. The tests
-//! in `tests.rs` fail until the last two agree with the first.
+//! the section's struct filled in its `read`, and the key with its comment
+//! in `config/default.toml`; then `herald config --markdown` prints the
+//! table `docs/configuration.md` holds. The tests in `tests.rs` fail until
+//! the file and the page agree with the declaration.
 
 mod export;
 mod log;
@@ -27,6 +28,7 @@ mod message;
 mod mongodb;
 mod push;
 mod pusher;
+mod queues;
 mod redis;
 mod retention;
 mod setting;
@@ -47,9 +49,10 @@ pub use self::{
     mongodb::{MongoSettings, WriteAcknowledgment},
     push::{ProviderKind, PushSettings, RateLimitSettings},
     pusher::PusherSettings,
+    queues::{QueueSettings, QueuesSettings, RENAMED},
     redis::RedisSettings,
     retention::RetentionSettings,
-    setting::{env_var_for, Setting},
+    setting::{env_var_for, Rule, Setting},
     tuisongbao::TuisongbaoSettings,
     web::WebSettings,
     worker::WorkerSettings,
@@ -66,6 +69,9 @@ const SECTIONS: &[&[Setting]] = &[
     tuisongbao::SETTINGS,
     pusher::SETTINGS,
     worker::SETTINGS,
+    queues::SEND_MESSAGE,
+    queues::PUSH,
+    queues::EXPORT,
     retention::SETTINGS,
     message::SETTINGS,
     log::SETTINGS,
@@ -78,32 +84,41 @@ pub fn all_settings() -> impl Iterator<Item = &'static Setting> {
     SECTIONS.iter().flat_map(|section| section.iter())
 }
 
-/// The reference table of every setting: its environment variable, its
-/// default and what it sets, in Markdown, one row per setting in
-/// declaration order. `docs/configuration.md` holds this table as
-/// `herald config --markdown` prints it (a test keeps the two equal).
+/// The reference table of every setting: its key, its environment
+/// variable, its default, what it allows and what it sets, in Markdown, one
+/// row per setting in declaration order. `docs/configuration.md` holds this
+/// table as `herald config --markdown` prints it (a test keeps the two
+/// equal).
 pub fn reference_table() -> String {
-    let mut table = String::from("| variable | default | meaning |\n|---|---|---|\n");
+    let mut table = String::from(
+        "| setting | variable | default | allowed | meaning |\n|---|---|---|---|---|\n",
+    );
+    let cell = |text: &str| text.replace('|', "\\|");
     for setting in all_settings() {
         table.push_str(&format!(
-            "| `{}` | `{}` | {} |\n",
+            "| `{}` | `{}` | `{}` | {} | {} |\n",
+            setting.key,
             setting.env_var(),
             setting.default,
-            setting.doc.replace('|', "\\|")
+            cell(&setting.rule.describe()),
+            cell(setting.doc)
         ));
     }
     table
 }
 
-/// Every setting as plain text: the environment variable and default on
-/// one line, what it sets on the next (`herald config`).
+/// Every setting as plain text: the key, environment variable and default
+/// on one line, what it allows and what it sets on the next (`herald
+/// config`).
 pub fn reference_text() -> String {
     all_settings()
         .map(|setting| {
             format!(
-                "{} (default: {:?})\n    {}\n",
-                setting.env_var(),
+                "{} = {:?} ({})\n    allowed: {}; {}\n",
+                setting.key,
                 setting.default,
+                setting.env_var(),
+                setting.rule.describe(),
                 setting.doc
             )
         })
@@ -160,8 +175,10 @@ pub struct Settings {
     pub tuisongbao: TuisongbaoSettings,
     /// The Pusher-protocol provider.
     pub pusher: PusherSettings,
-    /// Worker process tuning.
+    /// Worker process tuning shared by every queue.
     pub worker: WorkerSettings,
+    /// Each queue's own options.
+    pub queues: QueuesSettings,
     /// What the queues keep of finished jobs.
     pub retention: RetentionSettings,
     /// Limits applied to message jobs.
@@ -173,9 +190,10 @@ pub struct Settings {
     /// Export jobs.
     pub export: ExportSettings,
     /// Keys the configuration files set, and `HERALD_<SECTION>_*`
-    /// variables, that are not settings (a typo, or a setting this version
-    /// no longer has); they are ignored, and the long-running commands
-    /// warn about each ([`Settings::warn_unknown`]).
+    /// variables, that are not settings (a typo, a setting this version no
+    /// longer has, or an earlier name of one in [`RENAMED`], which is read
+    /// under its new name); the long-running commands warn about each
+    /// ([`Settings::warn_unknown`]).
     pub unknown_keys: Vec<String>,
 }
 
@@ -207,29 +225,65 @@ fn unknown_variables(vars: &HashMap<String, String>) -> Vec<String> {
     unknown
 }
 
-/// The `section.key` names in `layers` that no setting declares.
-fn unknown_keys(layers: &config::Config) -> Vec<String> {
-    let Ok(sections) = layers
-        .clone()
-        .try_deserialize::<std::collections::BTreeMap<String, config::Value>>()
-    else {
-        return Vec::new();
-    };
-    let known: std::collections::HashSet<&str> = all_settings().map(|s| s.key).collect();
-    let mut unknown = Vec::new();
-    for (section, value) in sections {
-        match value.into_table() {
-            Ok(table) => unknown.extend(
-                table
-                    .into_keys()
-                    .map(|key| format!("{section}.{key}"))
-                    .filter(|key| !known.contains(key.as_str())),
-            ),
-            Err(_) => unknown.push(section),
+/// Every value `layers` holds, by its dotted key (`redis.url`,
+/// `queues.push.concurrency`): tables are walked to their leaves.
+fn flatten(layers: &config::Config) -> std::collections::BTreeMap<String, config::Value> {
+    fn walk(
+        prefix: String,
+        value: config::Value,
+        out: &mut std::collections::BTreeMap<String, config::Value>,
+    ) {
+        match value.clone().into_table() {
+            Ok(table) => {
+                for (key, value) in table {
+                    let key = if prefix.is_empty() {
+                        key
+                    } else {
+                        format!("{prefix}.{key}")
+                    };
+                    walk(key, value, out);
+                }
+            }
+            Err(_) => {
+                out.insert(prefix, value);
+            }
         }
     }
-    unknown.sort();
-    unknown
+    let mut out = std::collections::BTreeMap::new();
+    if let Ok(root) = layers.clone().try_deserialize::<config::Value>() {
+        walk(String::new(), root, &mut out);
+    }
+    out
+}
+
+/// The dotted keys in `layers` that no setting declares.
+fn unknown_keys(layers: &config::Config) -> Vec<String> {
+    let known: std::collections::HashSet<&str> = all_settings().map(|s| s.key).collect();
+    flatten(layers)
+        .into_keys()
+        .filter(|key| !known.contains(key.as_str()))
+        .collect()
+}
+
+/// One configuration file as a layer, its [`RENAMED`] keys also set under
+/// their new names (unless the file sets the new name too), so an old name
+/// overrides what earlier layers say as the new one would.
+fn file_layer(
+    file: config::File<config::FileSourceFile, config::FileFormat>,
+) -> Result<config::Config, ConfigError> {
+    let layer = config::Config::builder().add_source(file).build()?;
+    let mut renamed = config::Config::builder().add_source(layer.clone());
+    let mut any = false;
+    for (old, new) in RENAMED {
+        if let (Ok(value), Err(_)) = (
+            layer.get::<config::Value>(old),
+            layer.get::<config::Value>(new),
+        ) {
+            renamed = renamed.set_override(*new, value)?;
+            any = true;
+        }
+    }
+    Ok(if any { renamed.build()? } else { layer })
 }
 
 impl Settings {
@@ -255,7 +309,9 @@ impl Settings {
                 DEFAULTS_TOML,
                 config::FileFormat::Toml,
             ))
-            .add_source(config::File::from(dir.join("default.toml")).required(false));
+            .add_source(file_layer(
+                config::File::from(dir.join("default.toml")).required(false),
+            )?);
 
         let env_file = dir.join(format!("{env}.toml"));
         if explicit_env.is_some() && !env_file.exists() {
@@ -264,11 +320,19 @@ impl Settings {
                 path: env_file.display().to_string(),
             });
         }
-        builder = builder.add_source(config::File::from(env_file.as_path()).required(false));
+        builder = builder.add_source(file_layer(
+            config::File::from(env_file.as_path()).required(false),
+        )?);
 
         for setting in all_settings() {
             if let Some(value) = vars.get(&setting.env_var()) {
                 builder = builder.set_override(setting.key, value.as_str())?;
+            }
+        }
+        for (old, new) in RENAMED {
+            if let (Some(value), None) = (vars.get(&env_var_for(old)), vars.get(&env_var_for(new)))
+            {
+                builder = builder.set_override(*new, value.as_str())?;
             }
         }
 
@@ -281,17 +345,21 @@ impl Settings {
     }
 
     /// Logs a warning for each key of the configuration files that is not
-    /// a setting, naming what replaced it when it is a retired one.
+    /// a setting, naming what replaced it when it is a retired or renamed
+    /// one.
     pub fn warn_unknown(&self) {
+        let names = |name: &str, key: &str| name == key || env_var_for(name) == key;
         for key in &self.unknown_keys {
-            let retired = RETIRED
-                .iter()
-                .find(|(retired, _)| retired == key || env_var_for(retired) == *key);
-            match retired {
-                Some((_, instead)) => {
-                    tracing::warn!(key = %key, "setting no longer used and ignored: {instead}")
-                }
-                None => tracing::warn!(key = %key, "not a setting; ignored (a typo?)"),
+            if let Some((_, instead)) = RETIRED.iter().find(|(retired, _)| names(retired, key)) {
+                tracing::warn!(key = %key, "setting no longer used and ignored: {instead}");
+            } else if let Some((_, new)) = RENAMED.iter().find(|(old, _)| names(old, key)) {
+                tracing::warn!(
+                    key = %key,
+                    "an earlier name of `{new}` (env {}): read as it unless that is set too; rename it",
+                    env_var_for(new)
+                );
+            } else {
+                tracing::warn!(key = %key, "not a setting; ignored (a typo?)");
             }
         }
     }
@@ -320,6 +388,7 @@ impl Settings {
             pusher,
             log: log::read(values)?,
             worker: worker::read(values)?,
+            queues: queues::read(values)?,
             retention: retention::read(values)?,
             message: message::read(values)?,
             web: web::read(values)?,

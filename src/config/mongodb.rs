@@ -1,16 +1,16 @@
 //! `[mongodb]`: the MongoDB server holding messages, and how durable a
 //! write must be before it counts.
 
-use super::setting::{define_settings, non_empty, Values};
+use super::setting::{define_settings, non_empty, Rule, Values};
 use super::ConfigError;
 
 define_settings! {
     section "mongodb";
-    URL: "url" = "mongodb://127.0.0.1:27017", "message store (replica-set URLs work)";
-    DATABASE: "database" = "herald", "database of the `message` collection";
-    WRITE_CONCERN: "write_concern" = "majority",
+    URL: "url" = "mongodb://127.0.0.1:27017", Rule::Form("a mongodb:// or mongodb+srv:// URL"), "message store (replica-set URLs work)";
+    DATABASE: "database" = "herald", Rule::Form("a database name"), "database of the `message` collection";
+    WRITE_CONCERN: "write_concern" = "majority", Rule::Form("`majority`, 1 or more, or a tag set's name"),
         "members that must have a write before it counts (`majority`, `1`, `2`, ... or a tag set's name; `0` refused)";
-    WRITE_JOURNAL: "write_journal" = "true", "a write counts only once it is in the journal";
+    WRITE_JOURNAL: "write_journal" = "true", Rule::Any, "a write counts only once it is in the journal";
 }
 
 /// MongoDB connection. Its `Debug` shows the URL without its password or

@@ -3,16 +3,17 @@
 
 use std::{num::NonZeroU32, time::Duration};
 
-use super::setting::{define_settings, millis, Values};
+use super::setting::{define_settings, Rule, Values};
 use super::ConfigError;
 
 define_settings! {
     section "push";
-    PROVIDER: "provider" = "tuisongbao", "realtime provider: tuisongbao or pusher (Pusher Channels, Sockudo, soketi, Reverb)";
-    MAX_REQUESTS_PER_SEC: "max_requests_per_sec" = "0", "provider requests per second, shared by every worker on this Redis (0: unlimited)";
-    ACCOUNT_SHARE: "account_share" = "0.5", "largest fraction of max_requests_per_sec one account's pushes may use; beyond it they are deferred (1: no per-account limit)";
-    RATE_WAIT_MS: "rate_wait_ms" = "1000", "longest a request waits for the rate limit; a longer wait defers the push job without spending an attempt";
+    PROVIDER: "provider" = "tuisongbao", Rule::Form("`tuisongbao` or `pusher`"), "realtime provider: tuisongbao or pusher (Pusher Channels, Sockudo, soketi, Reverb)";
+    MAX_REQUESTS_PER_SEC: "max_requests_per_sec" = "0", Rule::Between(0, u32::MAX as u64), "provider requests per second, shared by every worker on this Redis (0: unlimited)";
+    ACCOUNT_SHARE: "account_share" = "0.5", Rule::Fraction, "largest fraction of max_requests_per_sec one account's pushes may use; beyond it they are deferred (1: no per-account limit)";
+    RATE_WAIT_MS: "rate_wait_ms" = "1000", Rule::AtLeast(1), "longest a request waits for the rate limit; a longer wait defers the push job without spending an attempt";
     USER_CHANNEL: "user_channel" = "private-message-wm-user-{account}-{user}",
+        Rule::Form("a channel name with {account} and {user}"),
         "each user's channel, where a message addressed to one user goes in full: {account} and {user} become the ids; must start with private- or presence-";
 }
 
@@ -67,17 +68,9 @@ pub(super) fn read(values: &Values) -> Result<PushSettings, ConfigError> {
 /// The rate limit's settings; its companions are checked even when no
 /// limit is set, so a typo is found before someone turns the limit on.
 fn rate_limit(values: &Values) -> Result<Option<RateLimitSettings>, ConfigError> {
-    let per_sec: u32 = values.get(&MAX_REQUESTS_PER_SEC)?;
-    let account_share = values.checked(&ACCOUNT_SHARE, |share: f64| {
-        if share > 0.0 && share <= 1.0 {
-            Ok(share)
-        } else {
-            Err(format!(
-                "is {share}; it must be a fraction above 0 and at most 1"
-            ))
-        }
-    })?;
-    let max_wait = values.checked(&RATE_WAIT_MS, millis)?;
+    let per_sec: u32 = values.whole(&MAX_REQUESTS_PER_SEC)?;
+    let account_share = values.fraction(&ACCOUNT_SHARE)?;
+    let max_wait = values.millis(&RATE_WAIT_MS)?;
     Ok(
         NonZeroU32::new(per_sec).map(|max_requests_per_sec| RateLimitSettings {
             max_requests_per_sec,

@@ -6,17 +6,17 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 
-use super::setting::{define_settings, millis, non_empty, Values};
+use super::setting::{define_settings, non_empty, Rule, Values};
 use super::ConfigError;
 
 define_settings! {
     section "pusher";
-    URL: "url" = "http://127.0.0.1:7070", "Pusher HTTP API base URL, without /apps (the sandbox by default; Pusher: https://api-CLUSTER.pusher.com)";
-    APP_ID: "app_id" = "herald-dev", "app id (the /apps/{app_id} path)";
-    KEY: "key" = "herald-dev-key", "app key (auth_key; public)";
-    SECRET: "secret" = "herald-dev-secret", "app secret that signs requests (never logged)";
-    CONNECT_TIMEOUT_MS: "connect_timeout_ms" = "3000", "connect timeout";
-    REQUEST_TIMEOUT_MS: "request_timeout_ms" = "10000", "whole-request timeout";
+    URL: "url" = "http://127.0.0.1:7070", Rule::Form("an http:// or https:// URL"), "Pusher HTTP API base URL, without /apps (the sandbox by default; Pusher: https://api-CLUSTER.pusher.com)";
+    APP_ID: "app_id" = "herald-dev", Rule::NonEmpty, "app id (the /apps/{app_id} path)";
+    KEY: "key" = "herald-dev-key", Rule::NonEmpty, "app key (auth_key; public)";
+    SECRET: "secret" = "herald-dev-secret", Rule::NonEmpty, "app secret that signs requests (never logged)";
+    CONNECT_TIMEOUT_MS: "connect_timeout_ms" = "3000", Rule::AtLeast(1), "connect timeout";
+    REQUEST_TIMEOUT_MS: "request_timeout_ms" = "10000", Rule::AtLeast(1), "whole-request timeout";
 }
 
 /// A Pusher-protocol endpoint and app.
@@ -42,11 +42,11 @@ pub(super) fn read(values: &Values) -> Result<PusherSettings, ConfigError> {
         url: values.checked(&URL, |url| {
             non_empty(url).and_then(|url| super::tuisongbao::http_url(&url))
         })?,
-        app_id: values.checked(&APP_ID, non_empty)?,
-        key: values.checked(&KEY, non_empty)?,
-        secret: SecretString::from(values.checked(&SECRET, non_empty)?),
-        connect_timeout: values.checked(&CONNECT_TIMEOUT_MS, millis)?,
-        request_timeout: values.checked(&REQUEST_TIMEOUT_MS, millis)?,
+        app_id: values.text(&APP_ID)?,
+        key: values.text(&KEY)?,
+        secret: SecretString::from(values.text(&SECRET)?),
+        connect_timeout: values.millis(&CONNECT_TIMEOUT_MS)?,
+        request_timeout: values.millis(&REQUEST_TIMEOUT_MS)?,
     })
 }
 

@@ -7,16 +7,17 @@ use herald_jobs::{
     Namespace,
 };
 
-use super::setting::{define_settings, non_empty, Values};
+use super::setting::{define_settings, non_empty, Rule, Values};
 use super::ConfigError;
 
 define_settings! {
     section "redis";
     URL: "url" = "redis://127.0.0.1:6379",
+        Rule::Form("a redis://, rediss://, unix://, redis+sentinel:// or redis+cluster:// URL"),
         "queues (`redis+sentinel://` and `redis+cluster://` work, see Operations)";
-    NAMESPACE: "namespace" = "herald", "prefix of every Redis key";
-    QUEUE_SHARDS: "queue_shards" = "1",
-        "hash slots each queue is spread over, by account (1 to 64; docs/operations.md, \"Redis Cluster\")";
+    NAMESPACE: "namespace" = "herald", Rule::Form("letters, digits, `-`, `_`, `.`"), "prefix of every Redis key";
+    QUEUE_SHARDS: "queue_shards" = "1", Rule::Between(1, MAX_QUEUE_SHARDS as u64),
+        "hash slots each queue is spread over, by account (docs/operations.md, \"Redis Cluster\")";
 }
 
 /// Redis connection and key namespace. Its `Debug` shows the URL without
@@ -49,13 +50,7 @@ pub(super) fn read(values: &Values) -> Result<RedisSettings, ConfigError> {
         namespace: values.checked(&NAMESPACE, |text: String| {
             Namespace::parse(&text).map_err(|e| e.reason)
         })?,
-        queue_shards: values.checked(&QUEUE_SHARDS, |n: u16| {
-            if (1..=MAX_QUEUE_SHARDS).contains(&n) {
-                Ok(n)
-            } else {
-                Err(format!("must be 1 to {MAX_QUEUE_SHARDS}"))
-            }
-        })?,
+        queue_shards: values.whole(&QUEUE_SHARDS)?,
     })
 }
 

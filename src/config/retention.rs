@@ -2,15 +2,15 @@
 
 use std::time::Duration;
 
-use super::setting::{define_settings, positive, secs, Values};
+use super::setting::{define_settings, Rule, Values};
 use super::ConfigError;
 
 define_settings! {
     section "retention";
-    DONE_SECS: "done_secs" = "3600",
+    DONE_SECS: "done_secs" = "3600", Rule::AtLeast(1),
         "how long a job that succeeded is kept after it finished (the dashboard's counts and per-minute history are counters and stay)";
-    DEAD_DAYS: "dead_days" = "30", "how long a dead job is kept for an operator to retry";
-    DEAD_MAX: "dead_max" = "100000", "most dead jobs kept per queue; beyond it the oldest are trimmed";
+    DEAD_DAYS: "dead_days" = "30", Rule::AtLeast(1), "how long a dead job is kept for an operator to retry";
+    DEAD_MAX: "dead_max" = "100000", Rule::AtLeast(1), "most dead jobs kept per queue; beyond it the oldest are trimmed";
 }
 
 /// What the queues keep of finished jobs.
@@ -27,10 +27,8 @@ pub struct RetentionSettings {
 /// Reads and checks `[retention]`.
 pub(super) fn read(values: &Values) -> Result<RetentionSettings, ConfigError> {
     Ok(RetentionSettings {
-        done: values.checked(&DONE_SECS, secs)?,
-        dead: values.checked(&DEAD_DAYS, |days: u64| {
-            positive(days).map(|d| Duration::from_secs(d.saturating_mul(86_400)))
-        })?,
-        dead_max: values.checked(&DEAD_MAX, positive)?,
+        done: values.secs(&DONE_SECS)?,
+        dead: values.days(&DEAD_DAYS)?,
+        dead_max: values.whole(&DEAD_MAX)?,
     })
 }

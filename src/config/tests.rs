@@ -38,7 +38,7 @@ fn every_named_variable_overrides_its_setting() {
         ("HERALD_TUISONGBAO_URL", "https://push.example.com"),
         ("HERALD_TUISONGBAO_APP_ID", "app-1"),
         ("HERALD_TUISONGBAO_SECRET", "s3cret"),
-        ("HERALD_WORKER_CONCURRENCY", "3"),
+        ("HERALD_QUEUES_SEND_MESSAGE_CONCURRENCY", "3"),
         ("HERALD_LOG_FORMAT", "json"),
     ]))
     .unwrap();
@@ -48,7 +48,7 @@ fn every_named_variable_overrides_its_setting() {
     assert_eq!(s.tuisongbao.url.as_str(), "https://push.example.com/");
     assert_eq!(s.tuisongbao.app_id, "app-1");
     assert_eq!(s.tuisongbao.secret.expose_secret(), "s3cret");
-    assert_eq!(s.worker.concurrency, 3);
+    assert_eq!(s.queues.send_message.concurrency, 3);
     assert_eq!(s.log.format, LogFormat::Json);
 }
 
@@ -108,17 +108,20 @@ fn every_declared_setting_is_read_through_its_variable() {
 fn variables_are_derived_from_keys_and_distinct() {
     let mut seen = HashMap::new();
     for setting in all_settings() {
-        let (section, key) = setting.key.split_once('.').unwrap();
         let var = setting.env_var();
         assert_eq!(
             var,
-            format!("HERALD_{}_{}", section.to_uppercase(), key.to_uppercase())
+            format!("HERALD_{}", setting.key.to_uppercase().replace('.', "_"))
         );
         if let Some(other) = seen.insert(var.clone(), setting.key) {
             panic!("{} and {other} share {var}", setting.key);
         }
     }
     assert_eq!(env_var_for("redis.url"), "HERALD_REDIS_URL");
+    assert_eq!(
+        env_var_for("queues.push.concurrency"),
+        "HERALD_QUEUES_PUSH_CONCURRENCY"
+    );
 }
 
 #[test]
@@ -130,7 +133,11 @@ fn invalid_values_name_the_setting_and_its_variable() {
         ("HERALD_MONGODB_DATABASE", "a.b", "mongodb.database"),
         ("HERALD_TUISONGBAO_URL", "not a url", "tuisongbao.url"),
         ("HERALD_TUISONGBAO_SECRET", "", "tuisongbao.secret"),
-        ("HERALD_WORKER_CONCURRENCY", "0", "worker.concurrency"),
+        (
+            "HERALD_QUEUES_SEND_MESSAGE_CONCURRENCY",
+            "0",
+            "queues.send_message.concurrency",
+        ),
         ("HERALD_LOG_FORMAT", "xml", "log.format"),
         ("HERALD_WORKER_OPS_BIND", "localhost", "worker.ops_bind"),
     ];
@@ -145,8 +152,86 @@ fn invalid_values_name_the_setting_and_its_variable() {
 }
 
 #[test]
+fn every_declared_bound_is_the_one_enforced() {
+    // Each whole-number rule is tried at its edges through the setting's
+    // variable: the edges load, one past them is refused naming the
+    // setting. So the page's "allowed" column is what loading does.
+    let mut checked = 0;
+    for setting in all_settings() {
+        let var = setting.env_var();
+        // A provider's section counts only when it is the chosen one.
+        let provider = if setting.key.starts_with("pusher.") {
+            "pusher"
+        } else {
+            "tuisongbao"
+        };
+        let loads = |var: &str, value: &str| {
+            Settings::load_from(&vars(&[(var, value), ("HERALD_PUSH_PROVIDER", provider)]))
+                .map(|_| ())
+        };
+        let (min, max) = match setting.rule {
+            Rule::AtLeast(min) => (min, None),
+            Rule::Between(min, max) => (min, Some(max)),
+            Rule::Fraction => {
+                for inside in ["1", "0.001"] {
+                    assert!(loads(&var, inside).is_ok(), "{var}={inside}");
+                }
+                for outside in ["0", "1.01", "-0.5"] {
+                    let err = loads(&var, outside).expect_err(&var).to_string();
+                    assert!(err.contains(setting.key), "{var}={outside}: {err}");
+                }
+                checked += 1;
+                continue;
+            }
+            _ => continue,
+        };
+        let default: u64 = setting.default.parse().expect("a whole-number default");
+        assert!(
+            default >= min && max.is_none_or(|max| default <= max),
+            "{}: the default is outside its rule",
+            setting.key
+        );
+        assert!(loads(&var, &min.to_string()).is_ok(), "{var}={min}");
+        if min > 0 {
+            let below = (min - 1).to_string();
+            let err = loads(&var, &below).expect_err(&var).to_string();
+            assert!(
+                err.contains(setting.key) && err.contains(&var),
+                "{var}={below}: {err}"
+            );
+        }
+        if let Some(max) = max {
+            assert!(loads(&var, &max.to_string()).is_ok(), "{var}={max}");
+            let above = (max + 1).to_string();
+            let err = loads(&var, &above).expect_err(&var).to_string();
+            assert!(err.contains(setting.key), "{var}={above}: {err}");
+        }
+        checked += 1;
+    }
+    assert!(checked >= 40, "only {checked} settings have numeric rules");
+}
+
+#[test]
+fn every_setting_with_a_numeric_default_declares_a_numeric_rule() {
+    for setting in all_settings() {
+        if setting.default.parse::<f64>().is_ok() {
+            assert!(
+                matches!(
+                    setting.rule,
+                    Rule::AtLeast(_) | Rule::Between(..) | Rule::Fraction
+                ),
+                "{} has a numeric default but rule {:?}",
+                setting.key,
+                setting.rule
+            );
+        }
+    }
+}
+
+#[test]
 fn a_non_numeric_number_is_a_load_error_naming_the_key() {
-    let err = Settings::load_from(&vars(&[("HERALD_WORKER_CONCURRENCY", "many")])).unwrap_err();
+    let err =
+        Settings::load_from(&vars(&[("HERALD_QUEUES_PUSH_CONCURRENCY", "many")])).unwrap_err();
     assert!(err.to_string().contains("concurrency"), "{err}");
 }
 
@@ -220,23 +305,16 @@ fn disagreements<V: PartialEq>(
 #[test]
 fn default_toml_gives_every_declared_setting_its_declared_default() {
     // The compiled-in text is config/default.toml itself.
-    let file: BTreeMap<String, BTreeMap<String, config::Value>> = config::Config::builder()
+    let file = config::Config::builder()
         .add_source(config::File::from_str(
             DEFAULTS_TOML,
             config::FileFormat::Toml,
         ))
         .build()
-        .unwrap()
-        .try_deserialize()
         .unwrap();
-    let in_file: BTreeMap<String, String> = file
+    let in_file: BTreeMap<String, String> = flatten(&file)
         .into_iter()
-        .flat_map(|(section, keys)| {
-            keys.into_iter().map(move |(key, value)| {
-                let text = value.into_string().unwrap();
-                (format!("{section}.{key}"), text)
-            })
-        })
+        .map(|(key, value)| (key, value.into_string().unwrap()))
         .collect();
     let declared: BTreeMap<String, String> = all_settings()
         .map(|s| (s.key.to_owned(), s.default.to_owned()))
@@ -307,7 +385,7 @@ fn the_configuration_page_holds_the_generated_table() {
     // The page's table runs from its header row to the first line that is
     // not a row; it must be `herald config --markdown` to the byte.
     let first = CONFIGURATION_DOC
-        .find("| variable | default | meaning |")
+        .find("| setting | variable | default | allowed | meaning |")
         .expect("docs/configuration.md has the table of variables");
     let committed: String = CONFIGURATION_DOC[first..]
         .lines()
@@ -339,9 +417,10 @@ fn every_setting_is_in_the_plain_reference_with_its_default() {
     for setting in all_settings() {
         assert!(
             text.contains(&format!(
-                "{} (default: {:?})",
-                setting.env_var(),
-                setting.default
+                "{} = {:?} ({})",
+                setting.key,
+                setting.default,
+                setting.env_var()
             )),
             "{}",
             setting.key
@@ -408,7 +487,15 @@ fn keys_that_are_not_settings_are_listed_and_the_shipped_files_have_none() {
         ("HERALD_PUSHER_URL", "http://127.0.0.1:1"),
     ]))
     .unwrap();
-    assert_eq!(loaded.unknown_keys, ["HERALD_WORKER_POLL_INTERVAL_MS"]);
+    // An earlier name of a setting is listed too (and read, see
+    // `queues::tests`).
+    assert_eq!(
+        loaded.unknown_keys,
+        [
+            "HERALD_WORKER_CONCURRENCY",
+            "HERALD_WORKER_POLL_INTERVAL_MS"
+        ]
+    );
     for environment in ["development", "test", "production"] {
         let extra = [
             ("HERALD_TUISONGBAO_URL", "https://api.example.com"),

@@ -4,16 +4,16 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 
-use super::setting::{define_settings, millis, non_empty, Values};
+use super::setting::{define_settings, non_empty, Rule, Values};
 use super::ConfigError;
 
 define_settings! {
     section "tuisongbao";
-    URL: "url" = "http://127.0.0.1:7070", "push API base URL (the sandbox by default)";
-    APP_ID: "app_id" = "herald-dev", "Basic auth user";
-    SECRET: "secret" = "herald-dev-secret", "Basic auth password (never logged)";
-    CONNECT_TIMEOUT_MS: "connect_timeout_ms" = "3000", "connect timeout";
-    REQUEST_TIMEOUT_MS: "request_timeout_ms" = "10000", "whole-request timeout";
+    URL: "url" = "http://127.0.0.1:7070", Rule::Form("an http:// or https:// URL"), "push API base URL (the sandbox by default)";
+    APP_ID: "app_id" = "herald-dev", Rule::NonEmpty, "Basic auth user";
+    SECRET: "secret" = "herald-dev-secret", Rule::NonEmpty, "Basic auth password (never logged)";
+    CONNECT_TIMEOUT_MS: "connect_timeout_ms" = "3000", Rule::AtLeast(1), "connect timeout";
+    REQUEST_TIMEOUT_MS: "request_timeout_ms" = "10000", Rule::AtLeast(1), "whole-request timeout";
 }
 
 /// Tuisongbao REST endpoint and credentials.
@@ -35,10 +35,10 @@ pub struct TuisongbaoSettings {
 pub(super) fn read(values: &Values) -> Result<TuisongbaoSettings, ConfigError> {
     Ok(TuisongbaoSettings {
         url: values.checked(&URL, |url| non_empty(url).and_then(|url| http_url(&url)))?,
-        app_id: values.checked(&APP_ID, non_empty)?,
-        secret: SecretString::from(values.checked(&SECRET, non_empty)?),
-        connect_timeout: values.checked(&CONNECT_TIMEOUT_MS, millis)?,
-        request_timeout: values.checked(&REQUEST_TIMEOUT_MS, millis)?,
+        app_id: values.text(&APP_ID)?,
+        secret: SecretString::from(values.text(&SECRET)?),
+        connect_timeout: values.millis(&CONNECT_TIMEOUT_MS)?,
+        request_timeout: values.millis(&REQUEST_TIMEOUT_MS)?,
     })
 }
 

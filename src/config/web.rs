@@ -4,7 +4,7 @@ use std::{net::IpAddr, net::SocketAddr, num::NonZeroU32, time::Duration};
 
 use secrecy::SecretString;
 
-use super::setting::{address, define_settings, optional_address, positive, secs, Values};
+use super::setting::{address, define_settings, optional_address, Rule, Values};
 use super::ConfigError;
 
 /// Shortest `web.token` accepted: a token an attacker cannot guess in the
@@ -13,32 +13,32 @@ pub const MIN_TOKEN_CHARS: usize = 32;
 
 define_settings! {
     section "web";
-    BIND: "bind" = "127.0.0.1:8080", "where `herald web` listens";
-    TOKEN: "token" = "",
+    BIND: "bind" = "127.0.0.1:8080", Rule::Form("an address"), "where `herald web` listens";
+    TOKEN: "token" = "", Rule::Form("empty, or 32 characters or more"),
         "the configured operator token (at least 32 characters): dashboard sign-in and `Authorization: Bearer` on /api/v1 and /v1, as an operator named web.token; `herald web` needs it, or an operator token made with `herald token create --operator`, or web.dev";
-    DEV: "dev" = "false",
+    DEV: "dev" = "false", Rule::Any,
         "development mode: with no operator credentials, `herald web` makes a random operator token for this run and prints it, with a warning at every start; never in production";
-    MAX_BODY_BYTES: "max_body_bytes" = "1048576",
+    MAX_BODY_BYTES: "max_body_bytes" = "1048576", Rule::AtLeast(1),
         "largest request body of any route (413 above)";
-    EXAMPLES: "examples" = "false",
+    EXAMPLES: "examples" = "false", Rule::Any,
         "serve the inbox example page at /examples/inbox/ (development and demos)";
-    SESSION_TTL_SECS: "session_ttl_secs" = "28800",
+    SESSION_TTL_SECS: "session_ttl_secs" = "28800", Rule::AtLeast(1),
         "how long a dashboard sign-in lasts (then the operator signs in again)";
-    SECURE_COOKIES: "secure_cookies" = "false",
+    SECURE_COOKIES: "secure_cookies" = "false", Rule::Any,
         "mark the session cookie Secure on every answer (it is marked anyway when the request came over HTTPS: X-Forwarded-Proto: https)";
-    TRUSTED_PROXIES: "trusted_proxies" = "",
+    TRUSTED_PROXIES: "trusted_proxies" = "", Rule::Form("IP addresses, comma-separated"),
         "addresses of reverse proxies whose X-Forwarded-For names the client (comma-separated IPs); the client's address is the connection's otherwise";
-    FAILED_LOGINS_PER_MINUTE: "failed_logins_per_minute" = "10",
+    FAILED_LOGINS_PER_MINUTE: "failed_logins_per_minute" = "10", Rule::Between(1, u32::MAX as u64),
         "failed sign-ins and token checks one client address may make per minute; beyond them it gets 429 with Retry-After";
-    REQUEST_TIMEOUT_SECS: "request_timeout_secs" = "30",
+    REQUEST_TIMEOUT_SECS: "request_timeout_secs" = "30", Rule::AtLeast(1),
         "longest a request may take before its answer starts (408 after it; a download's body may stream longer)";
-    HEADER_TIMEOUT_SECS: "header_timeout_secs" = "10",
+    HEADER_TIMEOUT_SECS: "header_timeout_secs" = "10", Rule::AtLeast(1),
         "longest a client may take to send a request's headers; the connection is closed after it";
-    MAX_CONNECTIONS: "max_connections" = "1024",
+    MAX_CONNECTIONS: "max_connections" = "1024", Rule::AtLeast(1),
         "most client connections at once; more wait to be accepted";
-    OPS_BIND: "ops_bind" = "",
+    OPS_BIND: "ops_bind" = "", Rule::Form("an address, or empty"),
         "a second listener for /metrics, /readyz and /healthz (e.g. 127.0.0.1:9090), kept internal; when set, the main listener no longer serves /metrics and /readyz";
-    AUDIT_KEEP_DAYS: "audit_keep_days" = "365",
+    AUDIT_KEEP_DAYS: "audit_keep_days" = "365", Rule::AtLeast(1),
         "how long the audit trail of operator actions is kept, in days";
 }
 
@@ -113,21 +113,19 @@ pub(super) fn read(values: &Values) -> Result<WebSettings, ConfigError> {
         bind: values.checked(&BIND, address)?,
         token: values.checked(&TOKEN, token)?,
         dev: values.get(&DEV)?,
-        max_body_bytes: values.checked(&MAX_BODY_BYTES, positive)?,
+        max_body_bytes: values.whole(&MAX_BODY_BYTES)?,
         examples: values.get(&EXAMPLES)?,
-        session_ttl: values.checked(&SESSION_TTL_SECS, secs)?,
+        session_ttl: values.secs(&SESSION_TTL_SECS)?,
         secure_cookies: values.get(&SECURE_COOKIES)?,
         trusted_proxies: values.checked(&TRUSTED_PROXIES, addresses)?,
-        failed_logins_per_minute: values.checked(&FAILED_LOGINS_PER_MINUTE, |n: u32| {
-            NonZeroU32::new(n).ok_or_else(|| "must be greater than 0".to_owned())
-        })?,
-        request_timeout: values.checked(&REQUEST_TIMEOUT_SECS, secs)?,
-        header_timeout: values.checked(&HEADER_TIMEOUT_SECS, secs)?,
-        max_connections: values.checked(&MAX_CONNECTIONS, positive)?,
+        // The rule keeps it at 1 or more.
+        failed_logins_per_minute: NonZeroU32::new(values.whole(&FAILED_LOGINS_PER_MINUTE)?)
+            .unwrap_or(NonZeroU32::MIN),
+        request_timeout: values.secs(&REQUEST_TIMEOUT_SECS)?,
+        header_timeout: values.secs(&HEADER_TIMEOUT_SECS)?,
+        max_connections: values.whole(&MAX_CONNECTIONS)?,
         ops_bind: values.checked(&OPS_BIND, optional_address)?,
-        audit_keep: values
-            .checked(&AUDIT_KEEP_DAYS, positive)
-            .map(|days: u64| Duration::from_secs(days * 86_400))?,
+        audit_keep: values.days(&AUDIT_KEEP_DAYS)?,
     })
 }
 

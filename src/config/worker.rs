@@ -1,43 +1,32 @@
-//! `[worker]`: worker process tuning.
+//! `[worker]`: worker process tuning shared by every queue (each queue's own
+//! options are in `[queues.<name>]`, see `queues.rs`).
 
 use std::{net::SocketAddr, time::Duration};
 
-use super::setting::{define_settings, millis, optional_address, positive, secs, Values};
+use super::setting::{define_settings, optional_address, Rule, Values};
 use super::ConfigError;
 
 define_settings! {
     section "worker";
-    CONCURRENCY: "concurrency" = "16", "send_message jobs at once";
-    PUSH_CONCURRENCY: "push_concurrency" = "32",
-        "pushes at once; 1 keeps each account's events in enqueue order (docs/delivery.md)";
-    FETCH_BATCH_SIZE: "fetch_batch_size" = "100", "jobs per Redis fetch";
-    IDLE_WAIT_MS: "idle_wait_ms" = "5000",
+    FETCH_BATCH_SIZE: "fetch_batch_size" = "100", Rule::AtLeast(1), "jobs per Redis fetch";
+    IDLE_WAIT_MS: "idle_wait_ms" = "5000", Rule::AtLeast(1),
         "longest an idle worker blocks on its queue's wake list before it fetches anyway (enqueues wake it at once)";
-    HEARTBEAT_INTERVAL_SECS: "heartbeat_interval_secs" = "10", "liveness heartbeat";
-    MISSED_HEARTBEATS: "missed_heartbeats" = "3",
+    HEARTBEAT_INTERVAL_SECS: "heartbeat_interval_secs" = "10", Rule::AtLeast(1), "liveness heartbeat";
+    MISSED_HEARTBEATS: "missed_heartbeats" = "3", Rule::AtLeast(1),
         "missed beats before a worker's jobs are re-run elsewhere";
-    SHUTDOWN_TIMEOUT_SECS: "shutdown_timeout_secs" = "30",
-        "grace period for running jobs on shutdown";
-    RETRY_BASE_MS: "retry_base_ms" = "1000", "backoff after a job's first failure";
-    RETRY_CAP_SECS: "retry_cap_secs" = "300", "longest backoff";
-    SEND_MESSAGE_MAX_ATTEMPTS: "send_message_max_attempts" = "10",
-        "runs of a send_message job before it is dead";
-    PUSH_MAX_ATTEMPTS: "push_max_attempts" = "12", "runs of a push job before it is dead";
-    EXPORT_MAX_ATTEMPTS: "export_max_attempts" = "3", "runs of an export job before it is dead";
-    EXPORT_CONCURRENCY: "export_concurrency" = "2", "exports at once per worker process";
-    OPS_BIND: "ops_bind" = "127.0.0.1:9090",
+    SHUTDOWN_TIMEOUT_SECS: "shutdown_timeout_secs" = "30", Rule::AtLeast(0),
+        "grace period for running jobs on shutdown (0: none)";
+    RETRY_BASE_MS: "retry_base_ms" = "1000", Rule::AtLeast(1), "backoff after a job's first failure";
+    RETRY_CAP_SECS: "retry_cap_secs" = "300", Rule::AtLeast(1), "longest backoff";
+    OPS_BIND: "ops_bind" = "127.0.0.1:9090", Rule::Form("an address, or empty"),
         "where the worker serves `/healthz`, `/readyz`, `/metrics` (empty: off)";
-    MAX_PAYLOAD_BYTES: "max_payload_bytes" = "1048576",
+    MAX_PAYLOAD_BYTES: "max_payload_bytes" = "1048576", Rule::AtLeast(1),
         "largest job payload a worker reads; a larger job is recorded dead";
 }
 
 /// Worker process tuning.
 #[derive(Debug, Clone)]
 pub struct WorkerSettings {
-    /// Concurrent send_message jobs.
-    pub concurrency: usize,
-    /// Concurrent push jobs.
-    pub push_concurrency: usize,
     /// Jobs fetched per Redis round trip.
     pub fetch_batch_size: usize,
     /// Longest an idle worker waits for a wake-up before it fetches anyway.
@@ -52,14 +41,6 @@ pub struct WorkerSettings {
     pub retry_base: Duration,
     /// Longest backoff between two runs of a job.
     pub retry_cap: Duration,
-    /// Runs a send_message job gets before it is dead.
-    pub send_message_max_attempts: usize,
-    /// Runs a push job gets before it is dead.
-    pub push_max_attempts: usize,
-    /// Runs an export job gets before it is dead.
-    pub export_max_attempts: usize,
-    /// Exports running at the same time in one worker process.
-    pub export_concurrency: usize,
     /// Where the worker serves `/healthz`, `/readyz` and `/metrics`;
     /// `None` when the setting is empty (no listener).
     pub ops_bind: Option<SocketAddr>,
@@ -71,22 +52,15 @@ pub struct WorkerSettings {
 /// Reads and checks `[worker]`.
 pub(super) fn read(values: &Values) -> Result<WorkerSettings, ConfigError> {
     Ok(WorkerSettings {
-        concurrency: values.checked(&CONCURRENCY, positive)?,
-        push_concurrency: values.checked(&PUSH_CONCURRENCY, positive)?,
-        fetch_batch_size: values.checked(&FETCH_BATCH_SIZE, positive)?,
-        idle_wait: values.checked(&IDLE_WAIT_MS, millis)?,
-        heartbeat_interval: values.checked(&HEARTBEAT_INTERVAL_SECS, secs)?,
-        missed_heartbeats: values.checked(&MISSED_HEARTBEATS, positive)?,
-        // 0 is allowed: no grace period.
-        shutdown_timeout: Duration::from_secs(values.get(&SHUTDOWN_TIMEOUT_SECS)?),
-        retry_base: values.checked(&RETRY_BASE_MS, millis)?,
-        retry_cap: values.checked(&RETRY_CAP_SECS, secs)?,
-        send_message_max_attempts: values.checked(&SEND_MESSAGE_MAX_ATTEMPTS, positive)?,
-        push_max_attempts: values.checked(&PUSH_MAX_ATTEMPTS, positive)?,
-        export_max_attempts: values.checked(&EXPORT_MAX_ATTEMPTS, positive)?,
-        export_concurrency: values.checked(&EXPORT_CONCURRENCY, positive)?,
+        fetch_batch_size: values.whole(&FETCH_BATCH_SIZE)?,
+        idle_wait: values.millis(&IDLE_WAIT_MS)?,
+        heartbeat_interval: values.secs(&HEARTBEAT_INTERVAL_SECS)?,
+        missed_heartbeats: values.whole(&MISSED_HEARTBEATS)?,
+        shutdown_timeout: values.secs(&SHUTDOWN_TIMEOUT_SECS)?,
+        retry_base: values.millis(&RETRY_BASE_MS)?,
+        retry_cap: values.secs(&RETRY_CAP_SECS)?,
         ops_bind: values.checked(&OPS_BIND, optional_address)?,
-        max_payload_bytes: values.checked(&MAX_PAYLOAD_BYTES, positive)?,
+        max_payload_bytes: values.whole(&MAX_PAYLOAD_BYTES)?,
     })
 }
 

@@ -30,11 +30,7 @@ fn retry_policy(settings: &Settings, queue: QueueName) -> RetryPolicy {
     RetryPolicy {
         base: worker.retry_base,
         cap: worker.retry_cap,
-        max_attempts: match queue {
-            QueueName::SendMessage => worker.send_message_max_attempts,
-            QueueName::Push => worker.push_max_attempts,
-            QueueName::Export => worker.export_max_attempts,
-        },
+        max_attempts: settings.queues.of(queue).max_attempts,
     }
 }
 
@@ -169,7 +165,7 @@ mod tests {
         }
         assert_eq!(
             config(&settings, QueueName::Export).retry.max_attempts,
-            settings.worker.export_max_attempts
+            settings.queues.export.max_attempts
         );
         assert_eq!(push.retention.dead_max, settings.retention.dead_max);
     }

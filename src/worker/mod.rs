@@ -225,7 +225,7 @@ impl Worker {
                     pusher: pusher.clone(),
                     settings: settings.export.clone(),
                     queue: name(QueueName::Export),
-                    max_attempts: settings.worker.export_max_attempts,
+                    max_attempts: settings.queues.export.max_attempts,
                     metrics: metrics.clone(),
                     slots: crate::export::AccountSlots::new(
                         redis.clone(),
@@ -257,9 +257,10 @@ impl Worker {
         let monitor = monitor::build(shards, &settings, metrics);
         info!(
             namespace = %settings.redis.namespace,
-            concurrency = settings.worker.concurrency,
+            concurrency = settings.queues.send_message.concurrency,
             queue_shards = settings.redis.queue_shards,
-            push_concurrency = settings.worker.push_concurrency,
+            push_concurrency = settings.queues.push.concurrency,
+            export_concurrency = settings.queues.export.concurrency,
             max_requests_per_sec = settings
                 .push
                 .rate_limit

@@ -6,8 +6,8 @@
 //! A queue's concurrency is also one semaphore its shards' workers share
 //! ([`super::shared_permits`]): a job runs only with a permit, and permits
 //! go to waiting jobs in turn, so the shards of a queue are consumed
-//! fairly and the process runs at most `worker.concurrency` jobs of the
-//! queue, however many shards it has.
+//! fairly and the process runs at most `queues.<name>.concurrency` jobs of
+//! the queue, however many shards it has.
 
 use std::{sync::Arc, time::Duration};
 
@@ -58,17 +58,39 @@ pub struct Handlers {
     pub export: Arc<crate::export::Deps<ConfiguredStorage, Provider>>,
 }
 
-/// Registers one queue shard's worker: `$backend` (which wakes itself when
-/// jobs arrive, see `queue::driver`), `$deps` as its data, at most
-/// `$concurrency` jobs taken at once, counted by the job metrics layer,
-/// each job spawned on the runtime and run while it holds a permit of
-/// `$permits` (the queue's semaphore, shared by its shards).
+/// What every worker of one queue shares in this process: the queue's
+/// options and its semaphore of `concurrency` permits.
+struct Lane {
+    queue: QueueName,
+    concurrency: usize,
+    permits: Arc<Semaphore>,
+}
+
+impl Lane {
+    /// The lane of `queue`, sized by its `[queues.<name>]` table.
+    fn new(settings: &Settings, queue: QueueName) -> Self {
+        let concurrency = settings.queues.of(queue).concurrency;
+        Self {
+            queue,
+            concurrency,
+            permits: Arc::new(Semaphore::new(concurrency)),
+        }
+    }
+}
+
+/// Registers one queue shard's worker on `$lane` (a [`Lane`]): `$backend`
+/// (which wakes itself when jobs arrive, see `queue::driver`), `$deps` as
+/// its data, at most the lane's concurrency of jobs taken at once, counted
+/// by the job metrics layer, each job spawned on the runtime and run while
+/// it holds one of the lane's permits (shared by the queue's shards).
+/// A macro, not a function: each queue's handler and backend give the
+/// builder a different type.
 macro_rules! queue_worker {
-    ($monitor:expr, $queue:expr, $shard:expr, $backend:expr, $deps:expr, $concurrency:expr, $permits:expr, $metrics:expr, $handler:expr) => {{
-        let (backend, deps, metrics) = ($backend, $deps, $metrics.clone());
-        let (shard, concurrency, permits) = ($shard, $concurrency, $permits.clone());
+    ($monitor:expr, $lane:expr, $shard:expr, $backend:expr, $deps:expr, $metrics:expr, $handler:expr) => {{
+        let (backend, deps, metrics, shard) = ($backend, $deps, $metrics.clone(), $shard);
+        let (queue, concurrency, permits) = ($lane.queue, $lane.concurrency, $lane.permits.clone());
         $monitor.register(move |_restarts| {
-            WorkerBuilder::new(worker_name($queue, shard))
+            WorkerBuilder::new(worker_name(queue, shard))
                 .backend(backend.clone())
                 .data(deps.clone())
                 .concurrency(concurrency)
@@ -76,7 +98,7 @@ macro_rules! queue_worker {
                 // Inside `parallelize`: the spawned job waits for its
                 // permit, then is timed (the wait is not the job's).
                 .layer(SharedPermitsLayer::new(permits.clone()))
-                .layer(JobMetricsLayer::new(metrics.clone(), $queue.as_str()))
+                .layer(JobMetricsLayer::new(metrics.clone(), queue.as_str()))
                 .build($handler)
         })
     }};
@@ -88,43 +110,36 @@ macro_rules! queue_worker {
 /// process (the queue's wake list, see `queue::driver::wakeup`), and at
 /// the latest after `worker.idle_wait`.
 pub fn build(shards: Vec<Shard>, settings: &Settings, metrics: Metrics) -> Monitor {
-    let worker = &settings.worker;
-    let grace = worker.shutdown_timeout;
-    let send_permits = Arc::new(Semaphore::new(worker.concurrency));
-    let push_permits = Arc::new(Semaphore::new(worker.push_concurrency));
-    let export_permits = Arc::new(Semaphore::new(worker.export_concurrency));
+    let grace = settings.worker.shutdown_timeout;
+    let send_lane = Lane::new(settings, QueueName::SendMessage);
+    let push_lane = Lane::new(settings, QueueName::Push);
+    let export_lane = Lane::new(settings, QueueName::Export);
     let mut monitor = Monitor::new();
     for (shard, Shard { backends, handlers }) in shards.into_iter().enumerate() {
         monitor = queue_worker!(
             monitor,
-            QueueName::SendMessage,
+            send_lane,
             shard,
             backends.send_message,
             handlers.send_message,
-            worker.concurrency,
-            send_permits,
             metrics,
             send_message::handle
         );
         monitor = queue_worker!(
             monitor,
-            QueueName::Push,
+            push_lane,
             shard,
             backends.push,
             handlers.push,
-            worker.push_concurrency,
-            push_permits,
             metrics,
             push::handle::<Provider>
         );
         monitor = queue_worker!(
             monitor,
-            QueueName::Export,
+            export_lane,
             shard,
             backends.export,
             handlers.export,
-            worker.export_concurrency,
-            export_permits,
             metrics,
             crate::export::handle::<ConfiguredStorage, Provider>
         );

@@ -2,7 +2,7 @@
 //! of a queue's shards.
 //!
 //! A queue spread over several shards has one apalis worker per shard, each
-//! with its own concurrency limit (`worker.concurrency` and friends). This
+//! with its own concurrency limit (`queues.send_message.concurrency` and friends). This
 //! layer bounds what they run together: a job, once taken from its shard,
 //! waits for a permit of the queue's semaphore before its handler runs, and
 //! gives it back when the handler returns.

@@ -297,7 +297,7 @@ async fn a_worker_stopped_mid_backlog_gives_back_what_it_fetched_ahead_and_recor
     // One job at a time, so most of every batch is still waiting to start
     // (and the next one fetched ahead) when the stop comes.
     let mut env = crate::helpers::env_with(&[
-        ("HERALD_WORKER_CONCURRENCY", "1"),
+        ("HERALD_QUEUES_SEND_MESSAGE_CONCURRENCY", "1"),
         ("HERALD_WORKER_FETCH_BATCH_SIZE", "200"),
     ])
     .await;

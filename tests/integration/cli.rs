@@ -179,11 +179,15 @@ async fn doctor_checks_the_pusher_provider_when_it_is_chosen() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_invalid_setting_stops_start_up_naming_it() {
     let env = env().await;
-    let output = env.run_herald(&["worker"], &[("HERALD_WORKER_CONCURRENCY", "0")]);
+    let output = env.run_herald(
+        &["worker"],
+        &[("HERALD_QUEUES_SEND_MESSAGE_CONCURRENCY", "0")],
+    );
     assert!(!output.status.success());
     let text = stderr(&output);
     assert!(
-        text.contains("worker.concurrency") && text.contains("HERALD_WORKER_CONCURRENCY"),
+        text.contains("queues.send_message.concurrency")
+            && text.contains("HERALD_QUEUES_SEND_MESSAGE_CONCURRENCY"),
         "{text}"
     );
 

@@ -23,7 +23,7 @@ async fn a_database_killed_under_load_keeps_every_message_that_was_pushed() {
         ("HERALD_MONGODB_URL", &url),
         ("HERALD_WORKER_RETRY_BASE_MS", "200"),
         ("HERALD_WORKER_RETRY_CAP_SECS", "2"),
-        ("HERALD_WORKER_SEND_MESSAGE_MAX_ATTEMPTS", "50"),
+        ("HERALD_QUEUES_SEND_MESSAGE_MAX_ATTEMPTS", "50"),
         ("HERALD_LOG_FORMAT", "json"),
         ("HERALD_WORKER_OPS_BIND", ""),
     ])

@@ -253,7 +253,7 @@ async fn a_worker_killed_mid_s3_export_leaves_nothing_visible_and_the_next_run_c
 /// Runs export `key` with one attempt and returns its failed record; the
 /// bucket holds no object of it and no upload is left open.
 async fn fails_cleanly(server: &S3Server, extra: &[(&str, &str)]) -> String {
-    let mut vars = vec![("HERALD_WORKER_EXPORT_MAX_ATTEMPTS", "1")];
+    let mut vars = vec![("HERALD_QUEUES_EXPORT_MAX_ATTEMPTS", "1")];
     vars.extend_from_slice(extra);
     let mut env = s3_env(server, &vars).await;
     let account = seed(&env).await;
@@ -300,7 +300,7 @@ async fn the_s3_server_going_away_mid_upload_fails_the_export_and_leaves_no_obje
     let mut env = s3_env(
         &server,
         &[
-            ("HERALD_WORKER_EXPORT_MAX_ATTEMPTS", "1"),
+            ("HERALD_QUEUES_EXPORT_MAX_ATTEMPTS", "1"),
             ("HERALD_EXPORT_BATCH_SIZE", "100"),
             ("HERALD_EXPORT_PROGRESS_INTERVAL_MS", "1"),
         ],

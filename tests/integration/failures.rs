@@ -56,7 +56,7 @@ async fn a_push_that_fails_with_500_three_times_is_delivered_once_on_the_fourth_
 async fn a_push_out_of_attempts_rests_failed_with_every_attempt_recorded() {
     let mut env = env_with(&[
         ("HERALD_WORKER_RETRY_BASE_MS", "100"),
-        ("HERALD_WORKER_PUSH_MAX_ATTEMPTS", "3"),
+        ("HERALD_QUEUES_PUSH_MAX_ATTEMPTS", "3"),
     ])
     .await;
     env.script_failures(Some(503), 0, 100).await;

@@ -377,8 +377,8 @@ async fn one_job_at_a_time_pushes_an_accounts_messages_in_the_order_they_were_en
     // A bulk enqueue lands within a millisecond or two: only task ids that
     // increase within the process keep such jobs in their order.
     let mut env = env_with(&[
-        ("HERALD_WORKER_CONCURRENCY", "1"),
-        ("HERALD_WORKER_PUSH_CONCURRENCY", "1"),
+        ("HERALD_QUEUES_SEND_MESSAGE_CONCURRENCY", "1"),
+        ("HERALD_QUEUES_PUSH_CONCURRENCY", "1"),
     ])
     .await;
     let account = account();
@@ -407,8 +407,8 @@ async fn jobs_side_by_side_still_push_in_enqueue_order_one_push_at_a_time() {
     // handed off in the order the jobs started, so one push at a time
     // delivers them in enqueue order.
     let mut env = env_with(&[
-        ("HERALD_WORKER_CONCURRENCY", "16"),
-        ("HERALD_WORKER_PUSH_CONCURRENCY", "1"),
+        ("HERALD_QUEUES_SEND_MESSAGE_CONCURRENCY", "16"),
+        ("HERALD_QUEUES_PUSH_CONCURRENCY", "1"),
     ])
     .await;
     let account = account();

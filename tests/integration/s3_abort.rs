@@ -191,7 +191,7 @@ fn upload_with_a_full_part(server: &S3Server) -> Option<String> {
 async fn an_upload_whose_abort_failed_keeps_its_record_until_the_next_run_aborts_it() {
     let mut server = S3Server::start().await;
     // One attempt per export: the test runs the key again itself.
-    let mut env = s3_env(&server, &[("HERALD_WORKER_EXPORT_MAX_ATTEMPTS", "1")]).await;
+    let mut env = s3_env(&server, &[("HERALD_QUEUES_EXPORT_MAX_ATTEMPTS", "1")]).await;
     let account = seed_wide_rows(&env, ROWS).await;
     env.start_worker().await;
     enqueue(&env, wide_rows_job(account, KEY, ROWS)).await;

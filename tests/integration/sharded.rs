@@ -128,7 +128,7 @@ async fn a_sharded_queue_on_a_cluster_spreads_over_primaries_keeps_each_accounts
         ("HERALD_REDIS_NAMESPACE", namespace.as_str()),
         ("HERALD_REDIS_QUEUE_SHARDS", &shards),
         // One push at a time: each account's events in enqueue order.
-        ("HERALD_WORKER_PUSH_CONCURRENCY", "1"),
+        ("HERALD_QUEUES_PUSH_CONCURRENCY", "1"),
     ])
     .await;
     start_sharded_worker(&mut env).await;
@@ -226,7 +226,7 @@ const BUSY_BACKLOG: usize = 1_000;
 async fn a_backlog_on_one_shard_does_not_hold_up_a_job_on_another() {
     let mut env = env_with(&[
         ("HERALD_REDIS_QUEUE_SHARDS", "3"),
-        ("HERALD_WORKER_CONCURRENCY", "1"),
+        ("HERALD_QUEUES_SEND_MESSAGE_CONCURRENCY", "1"),
     ])
     .await;
     // The worker writes the shard count the producers follow.

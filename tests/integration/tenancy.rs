@@ -547,7 +547,7 @@ async fn an_accounts_exports_beyond_its_limit_wait_and_others_run_meanwhile() {
     let w = world(
         &[
             ("HERALD_EXPORT_MAX_RUNNING_PER_ACCOUNT", "1"),
-            ("HERALD_WORKER_EXPORT_CONCURRENCY", "3"),
+            ("HERALD_QUEUES_EXPORT_CONCURRENCY", "3"),
             ("HERALD_EXPORT_BATCH_SIZE", "50"),
             ("HERALD_EXPORT_PROGRESS_INTERVAL_MS", "1"),
         ],

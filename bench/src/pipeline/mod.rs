@@ -12,8 +12,8 @@
 //! 2. the raw stand-in rate: `c` tasks posting `jobs` `new_message` events
 //!    through Herald's own Tuisongbao client to a fresh push sandbox;
 //! 3. Herald end to end: a worker (in this process, `herald worker`'s code)
-//!    with `worker.push_concurrency` set to `c`, so at most `c` pushes are in
-//!    flight, and `worker.concurrency` at its configured value (or `c` if
+//!    with `queues.push.concurrency` set to `c`, so at most `c` pushes are in
+//!    flight, and `queues.send_message.concurrency` at its configured value (or `c` if
 //!    higher). MongoDB never sees more than one request of Herald's at a
 //!    time: the jobs in flight share one `insert_many` (see
 //!    [`herald::store::MessageBatcher`]). A producer enqueues `jobs` messages, keeping
@@ -30,7 +30,7 @@
 //!    task inserting the same `jobs` documents with unordered `insert_many`
 //!    calls of the size Herald's averaged in step 3, one after another;
 //! 5. at `c` = 1 only, for information: Herald taking one job at a time
-//!    (`worker.concurrency` 1 as well), so Redis, MongoDB and the push
+//!    (`queues.send_message.concurrency` 1 as well), so Redis, MongoDB and the push
 //!    take turns for each message. No target applies to it.
 //!
 //! The target compares Herald with the lower of 2 and 4, trial by trial.
@@ -162,7 +162,7 @@ pub async fn run(settings: &Settings, workload: &Workload) -> Result<Vec<Measure
         let mut runs = Vec::new();
         let mut batched = Vec::new();
         let mut serial_runs = Vec::new();
-        let jobs_in_flight = settings.worker.concurrency.max(concurrency);
+        let jobs_in_flight = settings.queues.send_message.concurrency.max(concurrency);
         for _ in 0..workload.trials.max(1) {
             inserts.push(raw_insert(settings, workload.jobs, concurrency).await?);
             posts.push(raw_post(settings, workload.jobs, concurrency).await?);
@@ -234,7 +234,7 @@ pub(crate) async fn herald_end_to_end(
     workload: &Workload,
     concurrency: usize,
 ) -> Result<(Timed, bool), BenchError> {
-    let jobs_in_flight = settings.worker.concurrency.max(concurrency);
+    let jobs_in_flight = settings.queues.send_message.concurrency.max(concurrency);
     let run = end_to_end(
         settings,
         workload,
@@ -355,7 +355,7 @@ impl EndToEnd {
 /// How many jobs and pushes an end-to-end run keeps in flight.
 #[derive(Debug, Clone, Copy)]
 enum Lanes {
-    /// `worker.concurrency` and `worker.push_concurrency`, in that order.
+    /// `queues.send_message.concurrency` and `queues.push.concurrency`, in that order.
     PerService(usize, usize),
     /// Both 1: the informational row.
     OneJobAtATime,
@@ -372,8 +372,8 @@ async fn end_to_end(
         Lanes::PerService(jobs, pushes) => (jobs, pushes),
         Lanes::OneJobAtATime => (1, 1),
     };
-    settings.worker.concurrency = jobs_in_flight;
-    settings.worker.push_concurrency = pushes_in_flight;
+    settings.queues.send_message.concurrency = jobs_in_flight;
+    settings.queues.push.concurrency = pushes_in_flight;
     // Its /metrics tells the batch sizes it reached.
     settings.worker.ops_bind = Some(std::net::SocketAddr::from((
         [127, 0, 0, 1],
