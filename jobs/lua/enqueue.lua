@@ -12,9 +12,12 @@
 -- Due jobs go straight to the ready list; future ones to the scheduled set.
 --
 -- The wake list is what idle workers block on (BLPOP). When jobs became
--- ready and it holds no token, one is pushed: exactly one waiting worker
--- wakes, and the fetch that worker makes pushes the next token if it left
--- jobs behind (fetch.lua), so workers join one at a time, never as a herd.
+-- ready, or were scheduled, and it holds no token, one is pushed: exactly
+-- one waiting worker wakes, and the fetch that worker makes pushes the next
+-- token if it left jobs behind (fetch.lua), so workers join one at a time,
+-- never as a herd. A fetch that finds only scheduled jobs learns when the
+-- earliest is due and sets its timer for it, so a job scheduled a moment
+-- ahead is not left waiting for the idle worker's next look.
 -- Returns {enqueued, scheduled, duplicates}.
 
 local data, active, scheduled, wake = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
@@ -67,7 +70,7 @@ end
 
 claim_expire(expiring)
 
-if enqueued > 0 and redis.call("llen", wake) == 0 then
+if enqueued + delayed > 0 and redis.call("llen", wake) == 0 then
     redis.call("lpush", wake, "1")
 end
 

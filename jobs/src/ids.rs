@@ -153,6 +153,19 @@ impl MessageId {
         bytes.copy_from_slice(&digest[..12]);
         Self(ObjectId::from_bytes(bytes))
     }
+
+    /// The id of this message's job when it is scheduled (`sendAt`): a
+    /// ULID holding the message id's 12 bytes, so the job can be found
+    /// from the message id alone to recall it
+    /// ([`crate::Producer::recall_message`]), and a message scheduled
+    /// twice is one job. A message due at once has a fresh id instead
+    /// ([`crate::task_order`]), which keeps the order of its queue's
+    /// listings.
+    pub fn scheduled_job_id(&self) -> String {
+        let mut bytes = [0u8; 16];
+        bytes[..12].copy_from_slice(&self.0.bytes());
+        ulid::Ulid::from_bytes(bytes).to_string()
+    }
 }
 
 /// Longest [`IdempotencyKey`], in characters (all ASCII).

@@ -15,6 +15,7 @@
 //! - [`producer`]: [`Producer`], a small client that validates a job and enqueues
 //!   it.
 //! - [`enqueue`]: the enqueue script the producer and the worker share.
+//! - [`recall`]: recalling a scheduled message before it is sent.
 //! - [`error`]: [`ValidationError`], which always names the offending field.
 //! - [`object`]: [`object_only!`], which makes a payload type accept a JSON
 //!   object and nothing else.
@@ -35,6 +36,7 @@ pub mod message;
 pub mod object;
 pub mod producer;
 pub mod queue;
+pub mod recall;
 pub mod redact;
 pub mod redis_url;
 mod string_enum;
@@ -53,4 +55,5 @@ pub use message::{
 };
 pub use producer::{Producer, ProducerError};
 pub use queue::{Namespace, QueueName};
+pub use recall::Recall;
 pub use redact::redact_url;

@@ -41,6 +41,7 @@ use crate::{
     ids::{AccountId, MessageId},
     message::{MessageLimits, SendMessage, ValidMessage},
     queue::{shard_of, Namespace, QueueName, MAX_QUEUE_SHARDS},
+    recall::Recall,
     redact::redact_url,
     task_order::next_task_id,
 };
@@ -49,7 +50,8 @@ use crate::{
 /// `{NAMESPACE}:queue_shards` again.
 pub const SHARD_COUNT_REFRESH: Duration = Duration::from_secs(10);
 
-/// A lifetime for [`Producer::with_enqueue_dedup`]: a day.
+/// A lifetime for [`Producer::with_enqueue_dedup`]: a day. A scheduled
+/// message's key is kept that long after its `sendAt`.
 pub const DEFAULT_ENQUEUE_DEDUP_TTL: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// Why a job could not be enqueued.
@@ -153,20 +155,34 @@ impl Producer {
         self
     }
 
-    /// The job for message `id`, with its idempotency key when enqueue
-    /// deduplication is on.
+    /// The job for `valid`, with its idempotency key when enqueue
+    /// deduplication is on. A scheduled message (`sendAt` ahead) is due
+    /// then, under the job id its message id gives
+    /// ([`MessageId::scheduled_job_id`]) so that it can be recalled.
     fn message_job(
         &self,
         queue: &str,
-        job: &SendMessage,
-        id: MessageId,
+        valid: &ValidMessage,
         now: f64,
     ) -> Result<NewJob, ProducerError> {
         let key = match self.dedup {
-            Some(_) => format!("message:{id}"),
+            Some(_) => format!("message:{}", valid.id),
             None => String::new(),
         };
-        new_job(queue, job, key, now)
+        let mut new = new_job(queue, &valid.to_job(), key, now)?;
+        let due = valid.due_at();
+        if due as f64 > now {
+            new.id = valid.id.scheduled_job_id();
+            new.run_at = due;
+        }
+        Ok(new)
+    }
+
+    /// The enqueue deduplication TTL for jobs due by `due` (Unix seconds):
+    /// the producer's TTL counted from when they run, not from now.
+    fn dedup_until(&self, due: u64, now: f64) -> Option<Duration> {
+        self.dedup
+            .map(|ttl| ttl + Duration::from_secs_f64((due as f64 - now).max(0.0)))
     }
 
     /// The full name of the shard of `queue` that `account`'s jobs go to,
@@ -222,9 +238,28 @@ impl Producer {
         let queue = self
             .queue_for(QueueName::SendMessage, &valid.account.to_hex())
             .await;
-        let new = self.message_job(&queue, &valid.to_job(), valid.id, now_secs())?;
-        self.write(queue, self.dedup, &[new]).await?;
+        let now = now_secs();
+        let new = self.message_job(&queue, valid, now)?;
+        let ttl = self.dedup_until(new.run_at, now);
+        self.write(queue, ttl, &[new]).await?;
         Ok(valid.id)
+    }
+
+    /// Recalls `account`'s scheduled message `id` (enqueued with `sendAt`)
+    /// if its job has not started: then it is never stored nor pushed
+    /// ([`Recall::Recalled`]). A job that started goes on ([`Recall::Started`]);
+    /// [`Recall::Absent`] when the account has no scheduled message of
+    /// this id on its queue (a message sent at once is never recallable).
+    pub async fn recall_message(
+        &mut self,
+        account: AccountId,
+        id: MessageId,
+    ) -> Result<Recall, ProducerError> {
+        let account_hex = account.to_hex();
+        let queue = self.queue_for(QueueName::SendMessage, &account_hex).await;
+        crate::recall::recall(&mut self.conn, &queue, &id.scheduled_job_id(), &account_hex)
+            .await
+            .map_err(|source| ProducerError::Enqueue { queue, source })
     }
 }
 
@@ -305,16 +340,16 @@ impl Producer {
         &mut self,
         jobs: Vec<SendMessage>,
     ) -> Result<Vec<MessageId>, ProducerError> {
-        let mut ids = Vec::with_capacity(jobs.len());
+        let mut valid = Vec::with_capacity(jobs.len());
         let shards = self.shard_count().await;
         // Each shard's jobs in the order of `jobs`.
         let mut per_shard: Vec<Vec<usize>> = vec![Vec::new(); usize::from(shards)];
         for (index, job) in jobs.iter().enumerate() {
-            let valid = job
+            let message = job
                 .validate(&self.limits)
                 .map_err(|error| ProducerError::InvalidInBatch { index, error })?;
-            ids.push(valid.id);
-            per_shard[usize::from(shard_of(&valid.account.to_hex(), shards))].push(index);
+            per_shard[usize::from(shard_of(&message.account.to_hex(), shards))].push(index);
+            valid.push(message);
         }
         for (shard, members) in per_shard.iter().enumerate() {
             let queue = self
@@ -324,12 +359,15 @@ impl Producer {
                 let now = now_secs();
                 let chunk = chunk
                     .iter()
-                    .map(|&i| self.message_job(&queue, &jobs[i], ids[i], now))
+                    .map(|&i| self.message_job(&queue, &valid[i], now))
                     .collect::<Result<Vec<_>, _>>()?;
-                self.write(queue.clone(), self.dedup, &chunk).await?;
+                // Keys of scheduled messages are kept until their time.
+                let last_due = chunk.iter().map(|job| job.run_at).max().unwrap_or(0);
+                let ttl = self.dedup_until(last_due, now);
+                self.write(queue.clone(), ttl, &chunk).await?;
             }
         }
-        Ok(ids)
+        Ok(valid.into_iter().map(|message| message.id).collect())
     }
 }
 

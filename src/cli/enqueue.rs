@@ -38,6 +38,16 @@ pub struct MessageArgs {
     /// Use this message id instead of a new one (re-enqueueing is deduplicated).
     #[arg(long, value_name = "HEX")]
     message_id: Option<MessageId>,
+    /// Store and push it at this time (RFC 3339, e.g. 2026-12-24T09:00:00Z)
+    /// instead of at once; at most message.max_schedule_days ahead.
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    send_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+fn parse_time(s: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    chrono::DateTime::parse_from_rfc3339(s)
+        .map(|at| at.with_timezone(&chrono::Utc))
+        .map_err(|_| format!("'{s}' is not an RFC 3339 time like 2026-12-24T09:00:00Z"))
 }
 
 fn parse_status(s: &str) -> Result<MessageStatus, String> {
@@ -58,6 +68,9 @@ pub async fn run(command: EnqueueCommand, settings: &Settings) -> anyhow::Result
             }
             if let Some(id) = args.message_id {
                 job = job.with_message_id(id);
+            }
+            if let Some(at) = args.send_at {
+                job = job.send_at(at);
             }
             let mut producer = Producer::connect(&settings.redis.url, &settings.redis.namespace)
                 .await?

@@ -17,6 +17,9 @@
 //! }
 //! ```
 //!
+//! A producer may add `"sendAt"` (RFC 3339): the message is then scheduled,
+//! stored and pushed at that time rather than at once ([`SendMessage::send_at`]).
+//!
 //! The enums of the model are in `kinds`, the typed result in `valid`.
 
 mod kinds;
@@ -63,6 +66,11 @@ pub struct SendMessage {
     pub to: Recipient,
     /// `warning`, `error` or `success`.
     pub status: String,
+    /// When to store and push it, RFC 3339 (`2026-12-24T09:00:00Z`); absent:
+    /// at once. A time already past means at once; one further ahead than
+    /// [`MessageLimits::max_schedule_ahead`] is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub send_at: Option<String>,
 }
 
 /// `sender` on the wire: `{"id": "system" | HEX, "from": "system" | "user"}`.
@@ -108,7 +116,14 @@ impl SendMessage {
                 target: RecipientTarget::Account.as_str().to_owned(),
             },
             status: MessageStatus::Success.as_str().to_owned(),
+            send_at: None,
         }
+    }
+
+    /// Schedules the message: stored and pushed at `at` instead of at once.
+    pub fn send_at(mut self, at: chrono::DateTime<chrono::Utc>) -> Self {
+        self.send_at = Some(at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
+        self
     }
 
     /// Sets the status shown with the message.
@@ -177,23 +192,67 @@ impl SendMessage {
         );
         let sender = keep(&mut errors, self.sender.validate());
         let to = keep(&mut errors, self.to.validate(account));
-        match (id, account, title, content, status, sender, to) {
-            (Some(id), Some(account), Some(()), Some(()), Some(status), Some(sender), Some(to))
-                if errors.is_empty() =>
-            {
-                Ok(ValidMessage {
-                    id,
-                    account,
-                    title: self.title.clone(),
-                    content: self.content.clone(),
-                    sender,
-                    to,
-                    status,
-                })
-            }
+        let send_at = keep(
+            &mut errors,
+            check_send_at(self.send_at.as_deref(), limits, chrono::Utc::now()),
+        );
+        match (id, account, title, content, status, sender, to, send_at) {
+            (
+                Some(id),
+                Some(account),
+                Some(()),
+                Some(()),
+                Some(status),
+                Some(sender),
+                Some(to),
+                Some(send_at),
+            ) if errors.is_empty() => Ok(ValidMessage {
+                id,
+                account,
+                title: self.title.clone(),
+                content: self.content.clone(),
+                sender,
+                to,
+                status,
+                send_at,
+            }),
             _ => Err(errors),
         }
     }
+}
+
+/// `sendAt` as a time: `None` when absent; refused when it is not RFC 3339
+/// or lies further than `limits.max_schedule_ahead` after `now`. A time in
+/// the past is kept (the message goes at once).
+fn check_send_at(
+    text: Option<&str>,
+    limits: &MessageLimits,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Option<chrono::DateTime<chrono::Utc>>, ValidationError> {
+    let Some(text) = text else {
+        return Ok(None);
+    };
+    let at = chrono::DateTime::parse_from_rfc3339(text)
+        .map_err(|_| {
+            ValidationError::new(
+                "sendAt",
+                format!("'{text}' is not an RFC 3339 time like 2026-12-24T09:00:00Z"),
+            )
+        })?
+        .with_timezone(&chrono::Utc);
+    let ahead = at.signed_duration_since(now);
+    let limit =
+        chrono::Duration::from_std(limits.max_schedule_ahead).unwrap_or(chrono::Duration::MAX);
+    if ahead > limit {
+        return Err(ValidationError::new(
+            "sendAt",
+            format!(
+                "'{text}' is more than {} days ahead, the longest a message may be scheduled",
+                limits.max_schedule_ahead.as_secs() / 86_400
+            ),
+        ));
+    }
+    Ok(Some(at))
 }
 
 fn check_title(title: &str, limits: &MessageLimits) -> Result<(), ValidationError> {
@@ -278,13 +337,20 @@ pub struct MessageLimits {
     pub max_content_bytes: usize,
     /// Largest accepted `title`, in bytes.
     pub max_title_bytes: usize,
+    /// Furthest ahead `sendAt` may be.
+    pub max_schedule_ahead: std::time::Duration,
 }
+
+/// Default of [`MessageLimits::max_schedule_ahead`]: 30 days.
+pub const DEFAULT_MAX_SCHEDULE_AHEAD: std::time::Duration =
+    std::time::Duration::from_secs(30 * 86_400);
 
 impl Default for MessageLimits {
     fn default() -> Self {
         Self {
             max_content_bytes: DEFAULT_MAX_CONTENT_BYTES,
             max_title_bytes: DEFAULT_MAX_TITLE_BYTES,
+            max_schedule_ahead: DEFAULT_MAX_SCHEDULE_AHEAD,
         }
     }
 }

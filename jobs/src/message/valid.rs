@@ -22,6 +22,8 @@ pub struct ValidMessage {
     pub to: ValidRecipient,
     /// The status shown with it.
     pub status: MessageStatus,
+    /// When to store and push it; `None`: at once.
+    pub send_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl ValidMessage {
@@ -44,7 +46,19 @@ impl ValidMessage {
                 target: self.to.target().as_str().to_owned(),
             },
             status: self.status.as_str().to_owned(),
+            send_at: self
+                .send_at
+                .map(|at| at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
         }
+    }
+
+    /// When its job falls due, in whole Unix seconds rounded up (so it
+    /// never runs before `sendAt`); 0, due at once, without `sendAt`.
+    pub fn due_at(&self) -> u64 {
+        self.send_at.map_or(0, |at| {
+            let millis = at.timestamp_millis().max(0) as u64;
+            millis.div_ceil(1000)
+        })
     }
 }
 

@@ -35,7 +35,9 @@ for _, name in ipairs(dead_workers) do
             end
             redis.call("rpush", active, id)
             local meta_key = meta_prefix .. ":" .. id
-            redis.call("hset", meta_key, "status", "Pending")
+            -- "recovered": it may have run in part, so it cannot be recalled
+            -- (herald-jobs' recall.lua).
+            redis.call("hset", meta_key, "status", "Pending", "recovered", "1")
             redis.call("hdel", meta_key, "locked_by", "locked_at")
             moved = moved + 1
         end

@@ -167,6 +167,18 @@ impl Inbox {
         self.reads.record_cutover().await
     }
 
+    /// Whether `account` has a stored message `id` (another account's
+    /// message of that id does not count).
+    pub async fn account_has(&self, account: AccountId, id: ObjectId) -> Result<bool, StoreError> {
+        let found = self
+            .collection
+            .count_documents(doc! { "_id": id, "accountId": account.object_id() })
+            .limit(1)
+            .await
+            .map_err(StoreError::command("find a message"))?;
+        Ok(found > 0)
+    }
+
     /// Finds up to `limit` documents matching `query`, newest first.
     async fn newest(&self, query: Document, limit: i64) -> Result<Vec<Document>, StoreError> {
         self.collection

@@ -5,6 +5,11 @@
 //! `success`, and `accountId` to the account of an account-bound token.
 //! The answer is 202 with the message id, the `_id` the document will have.
 //!
+//! `sendAt` (RFC 3339) schedules the message: it is stored and pushed at
+//! that time, and until then `POST
+//! /v1/accounts/{accountId}/messages/{messageId}/recall` takes it back
+//! ([`recall`]).
+//!
 //! The id: a caller that retries a request sends the same `idempotencyKey`,
 //! from which the id is derived within its account
 //! ([`MessageId::from_idempotency_key`]), so the message is stored and
@@ -13,9 +18,13 @@
 //! (a trusted backend) may name the id itself (`messageId`): a tenant's
 //! token could otherwise take the id of another account's message first.
 
-use axum::{extract::State, http::StatusCode, Json};
+use axum::{
+    extract::{Path, State},
+    http::StatusCode,
+    Json,
+};
 use herald_jobs::{
-    ids::parse_object_id, AccountId, IdempotencyKey, MessageId, Recipient, RecipientTarget,
+    ids::parse_object_id, AccountId, IdempotencyKey, MessageId, Recall, Recipient, RecipientTarget,
     SendMessage, Sender, SenderFrom, ValidationError,
 };
 use serde::{Deserialize, Serialize};
@@ -59,6 +68,9 @@ pub struct MessageRequest {
     /// `warning`, `error` or `success` (default).
     #[serde(default, deserialize_with = "not_null")]
     pub status: Option<String>,
+    /// When to store and push it, RFC 3339 (default: at once).
+    #[serde(default, deserialize_with = "not_null")]
+    pub send_at: Option<String>,
 }
 
 herald_jobs::object_only!(deserialize MessageRequest, "a message object");
@@ -92,6 +104,18 @@ herald_jobs::object_only!(deserialize RecipientBody, "a recipient object {\"id\"
 #[serde(rename_all = "camelCase")]
 pub struct MessageAccepted {
     /// The message's id: `_id` of its document.
+    pub message_id: String,
+    /// When it will be stored and pushed, for a message scheduled ahead
+    /// (RFC 3339, UTC); absent when it goes at once.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub send_at: Option<String>,
+}
+
+/// The answer to a recalled message.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MessageRecalled {
+    /// The message's id; it will never be stored nor pushed.
     pub message_id: String,
 }
 
@@ -150,6 +174,7 @@ fn job(request: MessageRequest, account: AccountId, message_id: String) -> SendM
             },
         ),
         status: request.status.unwrap_or_else(|| "success".to_owned()),
+        send_at: request.send_at,
     }
 }
 
@@ -206,18 +231,89 @@ pub async fn enqueue(
         .enqueue_valid_message(&valid)
         .await
         .map_err(|e| Problem::unavailable(&e))?;
+    let scheduled = valid.send_at.filter(|at| *at > chrono::Utc::now());
     tracing::info!(
         message_id = %valid.id,
         account_id = %valid.account,
         queue = "send_message",
+        send_at = scheduled.map(|at| at.to_rfc3339()),
         "message enqueued over HTTP"
     );
     Ok((
         StatusCode::ACCEPTED,
         Json(MessageAccepted {
             message_id: valid.id.to_hex(),
+            send_at: scheduled.map(|at| at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
         }),
     ))
+}
+
+/// Recall a scheduled message before it is sent.
+///
+/// A message enqueued with `sendAt` can be recalled until its job starts:
+/// then it is never stored nor pushed (200). Once its job has started it
+/// goes on: the answer is 409, and the stored message stays in the users'
+/// inboxes. A message sent at once is never recallable; schedule it a few
+/// seconds ahead to keep an undo window.
+#[utoipa::path(
+    post,
+    path = "/v1/accounts/{accountId}/messages/{messageId}/recall",
+    tag = "messages",
+    params(
+        ("accountId" = String, Path, description = "The account, 24-hex"),
+        ("messageId" = String, Path, description = "The message, 24-hex"),
+    ),
+    responses(
+        (status = 200, description = "Recalled: it will never be stored nor pushed", body = MessageRecalled),
+        (status = 400, description = "Invalid id", body = ProblemBody),
+        Unauthorized,
+        NotThisAccount,
+        (status = 404, description = "The account has no scheduled message of this id", body = ProblemBody),
+        (status = 409, description = "The message is being sent or was sent", body = ProblemBody),
+    ),
+    security(("token" = []))
+)]
+pub async fn recall(
+    State(state): State<WebState>,
+    caller: Caller,
+    Path((account, message)): Path<(String, String)>,
+) -> Result<Json<MessageRecalled>, Problem> {
+    let parse = |field, text: &str| {
+        parse_object_id(field, text).map_err(|e| Problem::from_validation(vec![e]))
+    };
+    let account = AccountId::from(parse("accountId", &account)?);
+    let id = MessageId::from(parse("messageId", &message)?);
+    caller.check(account)?;
+    let mut producer = state.api.producer.clone();
+    let outcome = producer
+        .recall_message(account, id)
+        .await
+        .map_err(|e| Problem::unavailable(&e))?;
+    tracing::info!(
+        message_id = %id,
+        account_id = %account,
+        queue = "send_message",
+        outcome = ?outcome,
+        "message recall asked over HTTP"
+    );
+    let sent = || {
+        Problem::new(
+            StatusCode::CONFLICT,
+            format!("message {id} is being sent or was sent; it can no longer be recalled"),
+        )
+    };
+    match outcome {
+        Recall::Recalled => Ok(Json(MessageRecalled {
+            message_id: id.to_hex(),
+        })),
+        Recall::Started => Err(sent()),
+        Recall::Absent if state.api.inbox.account_has(account, id.object_id()).await? => {
+            Err(sent())
+        }
+        Recall::Absent => Err(Problem::not_found(format!(
+            "account {account} has no scheduled message {id}"
+        ))),
+    }
 }
 
 #[cfg(test)]

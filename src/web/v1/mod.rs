@@ -109,6 +109,7 @@ impl Modify for BearerScheme {
 fn documented_routes() -> OpenApiRouter<WebState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(messages::enqueue))
+        .routes(routes!(messages::recall))
         .routes(routes!(exports::enqueue))
         .routes(routes!(exports::status, exports::cancel))
         .routes(routes!(exports::file))

@@ -15,6 +15,7 @@ hooks serve a plain `st run` with either kind of token:
         [HERALD_FUZZ_ACCOUNT=<24-hex>] st run http://HOST/openapi.json ...
 """
 
+import datetime
 import os
 
 import schemathesis
@@ -27,6 +28,9 @@ BODIES_WITH_ACCOUNT = ("MessageRequest", "ExportRequest")
 
 # A string's limit in bytes of UTF-8, next to its `maxLength` in characters.
 MAX_BYTES = "x-maxUtf8Bytes"
+
+# How far ahead of the server's clock a date-time may be, in seconds.
+MAX_SECONDS_AHEAD = "x-maxSecondsAhead"
 
 # The document as loaded: request body schemas are looked up in it.
 DOCUMENT = {}
@@ -76,6 +80,30 @@ def _within_bytes(value, schema):
     elif isinstance(value, list) and "items" in schema:
         return [_within_bytes(item, schema["items"]) for item in value]
     return value
+
+
+def _within_schedule(body, schema):
+    """`body` with a `sendAt` further ahead than its `MAX_SECONDS_AHEAD`
+    moved to now: how far ahead a time may be depends on the server's
+    clock, which JSON Schema cannot state. A `sendAt` that does not parse
+    here is left alone for the server to judge."""
+    if not isinstance(body, dict) or not isinstance(body.get("sendAt"), str):
+        return body
+    for alternative in _alternatives(_resolve(schema)):
+        limit = _resolve(alternative).get("properties", {}).get("sendAt", {}).get(MAX_SECONDS_AHEAD)
+        if limit is None:
+            continue
+        try:
+            at = datetime.datetime.fromisoformat(body["sendAt"].upper())
+        except ValueError:
+            return body
+        if at.tzinfo is None:
+            return body
+        now = datetime.datetime.now(datetime.timezone.utc)
+        if (at - now).total_seconds() > limit:
+            body["sendAt"] = now.isoformat()
+        return body
+    return body
 
 
 def _body_schema(operation):
@@ -136,6 +164,8 @@ def before_call(ctx, case, kwargs):
             account = body.get("accountId", ACCOUNT)
             if account is not None:
                 body["to"]["id"] = account
+    # `sendAt` at most so far ahead of the server's clock.
+    body = _within_schedule(body, _body_schema(ctx.operation))
     # Byte limits: `maxLength` counts characters, the server bytes.
     fitted = _within_bytes(body, _body_schema(ctx.operation))
     if fitted is not body:

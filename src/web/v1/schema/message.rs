@@ -6,11 +6,14 @@ use herald_jobs::{
     MessageLimits, MessageStatus, RecipientTarget, SenderFrom,
 };
 use utoipa::openapi::{
-    schema::{AnyOfBuilder, ObjectBuilder},
+    schema::{AnyOfBuilder, KnownFormat, ObjectBuilder, SchemaFormat, SchemaType, Type},
     Schema,
 };
 
-use super::{account_in_body, bytes_limited, choice, not_blank, object, object_id, one_of, string};
+use super::{
+    account_in_body, bytes_limited, choice, not_blank, object, object_id, one_of, string,
+    MAX_SECONDS_AHEAD_EXTENSION,
+};
 
 /// The body: the message's fields with its id named one way or the other,
 /// `messageId` or `idempotencyKey` (each alternative lists only its own, and
@@ -45,6 +48,26 @@ pub(super) fn message_request(limits: &MessageLimits) -> Schema {
         .item(with_id)
         .item(with_key)
         .into()
+}
+
+/// `sendAt`: a date-time at most `message.max_schedule_days` ahead.
+fn send_at(limits: &MessageLimits) -> Schema {
+    let ahead = limits.max_schedule_ahead.as_secs();
+    string(&format!(
+        "When to store and push the message, RFC 3339 (default: at once). A time already \
+         past sends at once; one more than {} days ({ahead} seconds) after the server's \
+         clock is refused with 400 naming `sendAt`. Until then the message can be recalled \
+         (`POST /v1/accounts/{{accountId}}/messages/{{messageId}}/recall`).",
+        ahead / 86_400
+    ))
+    .schema_type(SchemaType::new(Type::String))
+    .format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime)))
+    .extensions(Some(
+        [(MAX_SECONDS_AHEAD_EXTENSION, serde_json::Value::from(ahead))]
+            .into_iter()
+            .collect(),
+    ))
+    .into()
 }
 
 /// Every property of the body but the id's.
@@ -123,6 +146,7 @@ fn message_fields(limits: &MessageLimits) -> ObjectBuilder {
                 "Shown with the message (default `success`)",
             ),
         )
+        .property("sendAt", send_at(limits))
         .required("title")
         .required("content")
 }

@@ -46,6 +46,11 @@ use crate::store::inbox::MAX_PAGE_SIZE;
 /// JSON Schema keyword counts (`maxLength` counts characters).
 pub const MAX_UTF8_BYTES_EXTENSION: &str = "x-maxUtf8Bytes";
 
+/// The extension naming how far ahead of the server's clock a date-time
+/// may be, in seconds (`sendAt`): a rule relative to now, which JSON
+/// Schema cannot state. The fuzz test's hooks read it.
+pub const MAX_SECONDS_AHEAD_EXTENSION: &str = "x-maxSecondsAhead";
+
 /// A string with at least one character that is not white space: what
 /// "must not be blank" means (`str::trim` leaves something).
 const NOT_BLANK_PATTERN: &str = r"\S";
