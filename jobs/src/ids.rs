@@ -227,6 +227,17 @@ mod tests {
     }
 
     #[test]
+    fn a_scheduled_job_id_is_a_ulid_holding_the_message_id() {
+        let a = MessageId::generate();
+        let b = MessageId::generate();
+        let id = a.scheduled_job_id();
+        let parsed = ulid::Ulid::from_string(&id).expect("a ULID");
+        assert_eq!(&parsed.to_bytes()[..12], &a.object_id().bytes());
+        assert_eq!(id, a.scheduled_job_id(), "the same message, the same job");
+        assert_ne!(id, b.scheduled_job_id());
+    }
+
+    #[test]
     fn generated_message_ids_are_distinct() {
         assert_ne!(MessageId::generate(), MessageId::generate());
     }

@@ -571,4 +571,62 @@ mod tests {
         // The first of them is what `validate` reports.
         assert_eq!(field_of(job), "accountId");
     }
+
+    #[test]
+    fn send_at_schedules_within_the_limit_and_a_past_time_sends_at_once() {
+        let now = chrono::Utc::now();
+        let ahead = now + chrono::Duration::hours(1);
+        let valid = SendMessage::new(account(), "t", "c")
+            .send_at(ahead)
+            .validate(&limits())
+            .unwrap();
+        let at = valid.send_at.expect("scheduled");
+        assert_eq!(at.timestamp_millis(), ahead.timestamp_millis());
+        // Due at the whole second at or after it, never before.
+        assert_eq!(valid.due_at(), (ahead.timestamp_millis() as u64).div_ceil(1000));
+        assert!(valid.due_at() as i64 * 1000 >= ahead.timestamp_millis());
+        // Its job carries it in the canonical spelling and validates back.
+        assert_eq!(valid.to_job().validate(&limits()).unwrap(), valid);
+        // A past time is kept: the job is due at once.
+        let past = SendMessage::new(account(), "t", "c")
+            .send_at(now - chrono::Duration::days(400))
+            .validate(&limits())
+            .unwrap();
+        assert!(past.send_at.is_some());
+        // Without it: due at once, and the payload has no `sendAt`.
+        let plain = SendMessage::new(account(), "t", "c");
+        assert_eq!(plain.validate(&limits()).unwrap().due_at(), 0);
+        assert!(serde_json::to_value(&plain).unwrap().get("sendAt").is_none());
+    }
+
+    #[test]
+    fn send_at_too_far_ahead_or_not_rfc3339_is_refused_naming_it() {
+        let limits = MessageLimits {
+            max_schedule_ahead: std::time::Duration::from_secs(86_400),
+            ..MessageLimits::default()
+        };
+        let now = chrono::Utc::now();
+        assert!(SendMessage::new(account(), "t", "c")
+            .send_at(now + chrono::Duration::hours(23))
+            .validate(&limits)
+            .is_ok());
+        let err = SendMessage::new(account(), "t", "c")
+            .send_at(now + chrono::Duration::hours(25))
+            .validate(&limits)
+            .unwrap_err();
+        assert_eq!(err.field, "sendAt");
+        assert!(err.reason.contains("1 days ahead"), "{err}");
+        for bad in ["tomorrow", "2026-12-24", "2026-12-24 09:00", ""] {
+            let mut job = SendMessage::new(account(), "t", "c");
+            job.send_at = Some(bad.to_owned());
+            let err = job.validate(&limits).unwrap_err();
+            assert_eq!(err.field, "sendAt", "{bad}");
+            assert!(err.reason.contains("RFC 3339"), "{err}");
+        }
+        // Any offset is read as the instant it names.
+        let mut job = SendMessage::new(account(), "t", "c");
+        job.send_at = Some("2020-01-01T08:00:00+08:00".to_owned());
+        let at = job.validate(&limits).unwrap().send_at.unwrap();
+        assert_eq!(at.to_rfc3339(), "2020-01-01T00:00:00+00:00");
+    }
 }
