@@ -28,7 +28,7 @@ const QUEUE: &str = "{NAMESPACE:QUEUE}";
 
 /// The sources of the key functions, by path, for
 /// [`every_key_function_is_called`].
-const SOURCES: [(&str, &str); 8] = [
+const SOURCES: [(&str, &str); 9] = [
     ("queue/src/lib.rs", include_str!("../queue/src/lib.rs")),
     (
         "queue/src/dead_index.rs",
@@ -51,6 +51,10 @@ const SOURCES: [(&str, &str); 8] = [
     (
         "src/export/retention.rs",
         include_str!("../src/export/retention.rs"),
+    ),
+    (
+        "src/store/expiry.rs",
+        include_str!("../src/store/expiry.rs"),
     ),
 ];
 
@@ -153,6 +157,10 @@ fn built_keys() -> Vec<Built> {
         slots::running_key(&namespace, "<accountId>"),
     ));
     keys.push(built("turn_key", retention::turn_key(&namespace)));
+    keys.push(built(
+        "turn_key",
+        herald::store::expiry::turn_key(&namespace),
+    ));
 
     let tag = session::key_tag(&namespace);
     keys.push(built(

@@ -237,7 +237,7 @@ fn document(
     let valid = job
         .validate(&settings.message)
         .map_err(|e| BenchError::Invalid(e.to_string()))?;
-    Ok(store::message_document(&valid, created_at))
+    Ok(store::message_document(&valid, created_at, None))
 }
 
 /// Runs both scenarios with the services of `settings`.

@@ -57,13 +57,26 @@ async fn check_redis(settings: &Settings) -> Result<String, String> {
 }
 
 async fn check_mongodb(settings: &Settings) -> Result<String, String> {
-    store::connect(&settings.mongodb)
+    let database = store::connect(&settings.mongodb)
         .await
         .map_err(|e| e.to_string())?;
+    let facts = store::MessageExpiry::new(&database).facts().await;
+    store::close(&database).await;
+    let facts = facts.map_err(|e| e.to_string())?;
+    let oldest = facts
+        .oldest
+        .and_then(herald::message::rfc3339)
+        .map_or_else(|| "none stored".to_owned(), |at| format!("oldest {at}"));
+    let kept = match settings.message_retention.keep {
+        None => "kept until their expiresAt, else forever".to_owned(),
+        Some(keep) => format!("kept {} days", keep.as_secs() / 86_400),
+    };
     Ok(format!(
-        "{} answers ping (database {})",
+        "{} answers ping (database {}; message: {} documents, {:.1} MiB, {oldest}; {kept})",
         herald_jobs::redact_url(&settings.mongodb.url),
-        settings.mongodb.database
+        settings.mongodb.database,
+        facts.documents,
+        facts.bytes as f64 / 1_048_576.0,
     ))
 }
 

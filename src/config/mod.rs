@@ -46,6 +46,7 @@ use self::setting::Values;
 pub use self::{
     export::{ExportSettings, S3Settings, StorageKind},
     log::{LogFormat, LogSettings},
+    message::MessageRetention,
     mongodb::{MongoSettings, WriteAcknowledgment},
     push::{ProviderKind, PushSettings, RateLimitSettings},
     pusher::PusherSettings,
@@ -183,6 +184,8 @@ pub struct Settings {
     pub retention: RetentionSettings,
     /// Limits applied to message jobs.
     pub message: MessageLimits,
+    /// How long stored messages are kept (`[message]`'s `keep_days`).
+    pub message_retention: MessageRetention,
     /// Log output.
     pub log: LogSettings,
     /// The dashboard and API server.
@@ -391,6 +394,7 @@ impl Settings {
             queues: queues::read(values)?,
             retention: retention::read(values)?,
             message: message::read(values)?,
+            message_retention: message::read_retention(values)?,
             web: web::read(values)?,
             export: export::read(values)?,
             unknown_keys: Vec::new(),

@@ -7,16 +7,13 @@
 //! stops the sweep with its record kept, so the next sweep tries again and
 //! no file outlives its record unnoticed.
 //!
-//! [`spawn`] runs a sweep when the worker starts and then every
-//! [`SWEEP_EVERY`]. Workers take turns through a Redis key set with `NX`
-//! that expires after one period: one sweep per period across all workers.
+//! The worker runs a sweep when it starts and then every [`SWEEP_EVERY`],
+//! one worker at a time (`crate::worker::periodic`), under [`turn_key`].
 
 use std::time::Duration;
 
-use herald_jobs::{Namespace, RedisConnection};
+use herald_jobs::Namespace;
 use mongodb::bson::DateTime;
-use tokio::task::JoinHandle;
-use tracing::{info, warn};
 
 use super::{status::ExportStatusStore, storage::ExportStorage};
 use crate::store::StoreError;
@@ -42,9 +39,6 @@ pub enum RetentionError {
         #[source]
         source: std::io::Error,
     },
-    /// The Redis key that takes turns could not be set.
-    #[error("taking the retention turn in Redis failed: {0}")]
-    Turn(#[from] redis::RedisError),
 }
 
 /// Removes the files and records of exports that ended more than `keep`
@@ -89,51 +83,4 @@ pub async fn sweep<S: ExportStorage>(
 /// `{NAMESPACE}:retention:export`.
 pub fn turn_key(namespace: &Namespace) -> String {
     namespace.key("retention:export")
-}
-
-/// Whether this worker takes this period's sweep.
-async fn take_turn(redis: &mut RedisConnection, turn_key: &str) -> Result<bool, RetentionError> {
-    let taken: Option<String> = redis::cmd("SET")
-        .arg(turn_key)
-        .arg(std::process::id())
-        .arg("NX")
-        .arg("PX")
-        .arg(SWEEP_EVERY.as_millis() as u64)
-        .query_async(redis)
-        .await?;
-    Ok(taken.is_some())
-}
-
-/// Sweeps now and every [`SWEEP_EVERY`] while the returned task runs, when
-/// this worker holds the turn under `turn_key`.
-pub fn spawn<S: ExportStorage>(
-    status: ExportStatusStore,
-    storage: S,
-    keep: Duration,
-    mut redis: RedisConnection,
-    turn_key: String,
-) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut every = tokio::time::interval(SWEEP_EVERY);
-        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            every.tick().await;
-            match take_turn(&mut redis, &turn_key).await {
-                Ok(true) => {}
-                Ok(false) => continue,
-                Err(error) => {
-                    warn!(%error, "export retention skipped");
-                    continue;
-                }
-            }
-            match sweep(&status, &storage, keep).await {
-                Ok(removed) => info!(
-                    removed,
-                    keep_days = keep.as_secs() / 86_400,
-                    "export retention swept"
-                ),
-                Err(error) => warn!(%error, "export retention stopped; the next sweep goes on"),
-            }
-        }
-    })
 }

@@ -19,14 +19,20 @@ pub struct StoredMessage {
     pub newly_inserted: bool,
 }
 
-/// The document for `message`, created at `created_at`.
-pub fn to_document(message: &ValidMessage, created_at: DateTime) -> Document {
+/// The document for `message`, created at `created_at`, removed at
+/// `expires_at` if that is set (the message's own `expiresAt`, or the
+/// worker's `message.keep_days` after `created_at`: [`expiry_of`]).
+pub fn to_document(
+    message: &ValidMessage,
+    created_at: DateTime,
+    expires_at: Option<DateTime>,
+) -> Document {
     let sender_id = match message.sender {
         ValidSender::System => Bson::String("system".to_owned()),
         ValidSender::SystemWithId(oid) => Bson::ObjectId(oid),
         ValidSender::User(user) => Bson::ObjectId(user.object_id()),
     };
-    doc! {
+    let mut document = doc! {
         "_id": message.id.object_id(),
         "accountId": message.account.object_id(),
         "title": &message.title,
@@ -37,6 +43,29 @@ pub fn to_document(message: &ValidMessage, created_at: DateTime) -> Document {
         "isRead": false,
         "createdAt": created_at,
         "readAt": Bson::Null,
+    };
+    if let Some(at) = expires_at {
+        document.insert("expiresAt", at);
+    }
+    document
+}
+
+/// When a message stored at `created_at` is removed: its own `expiresAt`,
+/// else `keep` after `created_at`; `None`: it is kept.
+pub fn expiry_of(
+    message: &ValidMessage,
+    created_at: DateTime,
+    keep: Option<std::time::Duration>,
+) -> Option<DateTime> {
+    match (message.expires_at, keep) {
+        (Some(at), _) => Some(DateTime::from_millis(at.timestamp_millis())),
+        (None, Some(keep)) => {
+            let keep = i64::try_from(keep.as_millis()).unwrap_or(i64::MAX);
+            Some(DateTime::from_millis(
+                created_at.timestamp_millis().saturating_add(keep),
+            ))
+        }
+        (None, None) => None,
     }
 }
 
@@ -61,7 +90,7 @@ mod tests {
             .validate(&Default::default())
             .unwrap();
         let now = DateTime::now();
-        let doc = to_document(&message, now);
+        let doc = to_document(&message, now, None);
         let keys: Vec<&str> = doc.keys().map(String::as_str).collect();
         assert_eq!(
             keys,
@@ -93,5 +122,32 @@ mod tests {
         assert!(!doc.get_bool("isRead").unwrap());
         assert_eq!(doc.get_datetime("createdAt").unwrap(), &now);
         assert_eq!(doc.get("readAt"), Some(&Bson::Null));
+    }
+
+    #[test]
+    fn a_message_expires_at_its_own_time_else_keep_after_it_was_stored() {
+        let account = AccountId::parse("5f0c8a3e2b1d4c0012345678").unwrap();
+        let created = DateTime::from_millis(1_700_000_000_000);
+        let keep = Some(std::time::Duration::from_secs(86_400));
+        let plain = SendMessage::new(account, "Hi", "x")
+            .validate(&Default::default())
+            .unwrap();
+        assert_eq!(expiry_of(&plain, created, None), None);
+        assert_eq!(
+            expiry_of(&plain, created, keep),
+            Some(DateTime::from_millis(1_700_000_000_000 + 86_400_000))
+        );
+        let own = chrono::DateTime::from_timestamp_millis(1_800_000_000_000).unwrap();
+        let expiring = SendMessage::new(account, "Hi", "x")
+            .expires_at(own)
+            .validate(&Default::default())
+            .unwrap();
+        let at = expiry_of(&expiring, created, keep);
+        assert_eq!(at, Some(DateTime::from_millis(1_800_000_000_000)));
+        let doc = to_document(&expiring, created, at);
+        assert_eq!(doc.get_datetime("expiresAt").unwrap(), &at.unwrap());
+        assert!(to_document(&plain, created, None)
+            .get("expiresAt")
+            .is_none());
     }
 }

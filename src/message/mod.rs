@@ -9,6 +9,6 @@
 pub mod document;
 pub mod event;
 
-pub use document::{rfc3339, to_document, StoredMessage, MESSAGE_COLLECTION};
+pub use document::{expiry_of, rfc3339, to_document, StoredMessage, MESSAGE_COLLECTION};
 pub use event::{new_message_data, NEW_MESSAGE_EVENT};
 pub use herald_jobs::{MessageLimits, MessageStatus, SendMessage, ValidMessage};

@@ -39,6 +39,7 @@ pub const MAX_BATCH: usize = 256;
 struct Pending {
     message: ValidMessage,
     created_at: DateTime,
+    expires_at: Option<DateTime>,
     reply: oneshot::Sender<Result<StoredMessage, StoreError>>,
 }
 
@@ -49,6 +50,7 @@ struct Pending {
 #[derive(Debug, Clone)]
 pub struct MessageBatcher {
     queue: mpsc::Sender<Pending>,
+    keep: Option<std::time::Duration>,
 }
 
 /// What is told the size of each `insert_many` and how long it took, from
@@ -71,16 +73,25 @@ impl MessageBatcher {
             pending,
             observe,
         ));
-        Self { queue }
+        Self { queue, keep: None }
+    }
+
+    /// Gives every message stored without its own `expiresAt` one `keep`
+    /// after its `createdAt` (`message.keep_days`); `None` keeps them.
+    pub fn keeping(mut self, keep: Option<std::time::Duration>) -> Self {
+        self.keep = keep;
+        self
     }
 
     /// Stores `message` unless a document with its id exists already,
     /// sharing the round trip with other messages handed over meanwhile.
     pub async fn insert(&self, message: ValidMessage) -> Result<StoredMessage, StoreError> {
         let (reply, answer) = oneshot::channel();
+        let created_at = DateTime::now();
         let pending = Pending {
+            expires_at: crate::message::expiry_of(&message, created_at, self.keep),
             message,
-            created_at: DateTime::now(),
+            created_at,
             reply,
         };
         self.queue
@@ -116,7 +127,7 @@ enum Fate {
 async fn store(collection: &Collection<Document>, batch: Vec<Pending>) {
     let documents: Vec<Document> = batch
         .iter()
-        .map(|p| crate::message::to_document(&p.message, p.created_at))
+        .map(|p| crate::message::to_document(&p.message, p.created_at, p.expires_at))
         .collect();
     let fates: Vec<Fate> = match collection.insert_many(documents).ordered(false).await {
         Ok(_) => batch.iter().map(|_| Fate::Inserted).collect(),

@@ -38,7 +38,9 @@ impl MessageStore {
     /// account's messages newest first; a recipient's (a user's, or the
     /// account's messages to everyone) newest first and unread; the
     /// account's unread documents, which the web app reading the
-    /// collection itself may count; and the per-user read marks' own.
+    /// collection itself may count; the messages that expire (sparse:
+    /// only those with `expiresAt`, see [`super::expiry`]); and the
+    /// per-user read marks' own.
     /// Creating an existing index is a no-op.
     pub async fn ensure_indexes(&self) -> Result<(), StoreError> {
         let recipient = |last: &str, order: i32| {
@@ -64,6 +66,15 @@ impl MessageStore {
                 .options(
                     IndexOptions::builder()
                         .name("accountId_1_isRead_1".to_owned())
+                        .build(),
+                )
+                .build(),
+            IndexModel::builder()
+                .keys(doc! { "expiresAt": 1 })
+                .options(
+                    IndexOptions::builder()
+                        .name("expiresAt_1".to_owned())
+                        .sparse(true)
                         .build(),
                 )
                 .build(),

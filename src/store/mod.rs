@@ -8,6 +8,7 @@
 
 pub mod audit;
 mod batch;
+pub mod expiry;
 pub mod inbox;
 mod message;
 pub mod operators;
@@ -25,6 +26,7 @@ use mongodb::{
 /// benchmarks that insert the same documents without Herald.
 pub use crate::message::to_document as message_document;
 pub use batch::{MessageBatcher, MAX_BATCH as MAX_INSERT_BATCH};
+pub use expiry::{CollectionFacts, MessageExpiry};
 pub use inbox::Inbox;
 pub(crate) use message::is_duplicate_key;
 pub use message::{MessageStore, StoredMessage, MESSAGE_COLLECTION};

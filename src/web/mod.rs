@@ -78,6 +78,10 @@ pub struct WebState {
     pub audit: AuditLog,
     /// Longest a request may take before its answer starts.
     pub request_timeout: Duration,
+    /// What the `message` collection holds, for the dashboard.
+    pub messages: crate::store::MessageExpiry,
+    /// `message.keep_days`, for the dashboard: `None` keeps messages.
+    pub message_keep: Option<Duration>,
 }
 
 impl WebState {
@@ -126,6 +130,8 @@ impl WebState {
             settings.web.secure_cookies,
         );
         Ok(Self {
+            messages: crate::store::MessageExpiry::new(database),
+            message_keep: settings.message_retention.keep,
             queues: Arc::new(queues),
             auth: Arc::new(auth),
             api: Arc::new(api),

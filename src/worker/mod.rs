@@ -15,10 +15,12 @@
 //!   restart policy; [`shared_permits`]: one concurrency for a queue's
 //!   shards.
 //!
-//! With `export.keep_days` set, the worker also runs the export retention
-//! task ([`crate::export::retention`]).
+//! The worker also removes expired messages ([`crate::store::expiry`]) and,
+//! with `export.keep_days` set, old exports ([`crate::export::retention`]),
+//! one worker at a time ([`periodic`]).
 
 pub mod monitor;
+pub mod periodic;
 pub mod push;
 pub mod send_message;
 pub mod shared_permits;
@@ -87,8 +89,9 @@ pub struct Worker {
     receipts: Vec<DeliveryLog>,
     /// The operations listener, stopped after the drain.
     ops: Option<(oneshot::Sender<()>, JoinHandle<()>)>,
-    /// The export retention task (`export.keep_days`), stopped after the drain.
-    retention: Option<JoinHandle<()>>,
+    /// The export retention task (`export.keep_days`) and the message
+    /// expiry task, stopped after the drain.
+    sweeps: Vec<JoinHandle<()>>,
     /// Moves jobs written in the earlier key layout (`queue::legacy`).
     legacy_watch: JoinHandle<()>,
     database: Database,
@@ -168,19 +171,21 @@ impl Worker {
         };
 
         let storage = crate::export::storage::ConfiguredStorage::from_settings(&settings.export)?;
-        let retention = settings.export.keep.map(|keep| {
-            crate::export::retention::spawn(
-                crate::export::status::ExportStatusStore::new(&database),
+        let mut sweeps = vec![spawn_message_expiry(&settings, &database, redis.clone())];
+        if let Some(keep) = settings.export.keep {
+            sweeps.push(spawn_export_retention(
+                &settings,
+                &database,
                 storage.clone(),
                 keep,
                 redis.clone(),
-                crate::export::retention::turn_key(&settings.redis.namespace),
-            )
-        });
+            ));
+        }
         let store = MessageBatcher::spawn_observed(&database, {
             let metrics = metrics.clone();
             Box::new(move |documents, elapsed| metrics.message_batch_stored(documents, elapsed))
-        });
+        })
+        .keeping(settings.message_retention.keep);
         let redis_url = settings.redis.url.as_str();
         let mut shards = Vec::new();
         let mut receipts = Vec::new();
@@ -274,7 +279,7 @@ impl Worker {
             heartbeat_interval: settings.worker.heartbeat_interval,
             receipts,
             ops,
-            retention,
+            sweeps,
             legacy_watch: queue::legacy::spawn_watch(
                 redis.clone(),
                 settings.redis.namespace.clone(),
@@ -321,8 +326,8 @@ impl Worker {
             let _ = stop.send(());
             let _ = task.await;
         }
-        if let Some(retention) = self.retention {
-            retention.abort();
+        for sweep in self.sweeps {
+            sweep.abort();
         }
         self.legacy_watch.abort();
         store::close(&self.database).await;
@@ -333,4 +338,65 @@ impl Worker {
         info!("worker stopped");
         Ok(())
     }
+}
+
+/// Removes expired messages every `message.expiry_sweep_secs`, one worker
+/// at a time.
+fn spawn_message_expiry(
+    settings: &Settings,
+    database: &Database,
+    redis: herald_jobs::RedisConnection,
+) -> JoinHandle<()> {
+    let expiry = store::MessageExpiry::new(database);
+    periodic::spawn_taking_turns(
+        "message expiry",
+        settings.message_retention.sweep_every,
+        redis,
+        store::expiry::turn_key(&settings.redis.namespace),
+        move || {
+            let expiry = expiry.clone();
+            async move {
+                match expiry.sweep(mongodb::bson::DateTime::now()).await {
+                    Ok(0) => {}
+                    Ok(removed) => info!(removed, "expired messages removed"),
+                    Err(error) => {
+                        tracing::warn!(%error, "message expiry stopped; the next sweep goes on")
+                    }
+                }
+            }
+        },
+    )
+}
+
+/// Removes exports older than `keep` every hour, one worker at a time.
+fn spawn_export_retention(
+    settings: &Settings,
+    database: &Database,
+    storage: crate::export::storage::ConfiguredStorage,
+    keep: Duration,
+    redis: herald_jobs::RedisConnection,
+) -> JoinHandle<()> {
+    let status = crate::export::status::ExportStatusStore::new(database);
+    periodic::spawn_taking_turns(
+        "export retention",
+        crate::export::retention::SWEEP_EVERY,
+        redis,
+        crate::export::retention::turn_key(&settings.redis.namespace),
+        move || {
+            let (status, storage) = (status.clone(), storage.clone());
+            async move {
+                match crate::export::retention::sweep(&status, &storage, keep).await {
+                    Ok(removed) => info!(
+                        removed,
+                        keep_days = keep.as_secs() / 86_400,
+                        "export retention swept"
+                    ),
+                    Err(error) => tracing::warn!(
+                        %error,
+                        "export retention stopped; the next sweep goes on"
+                    ),
+                }
+            }
+        },
+    )
 }

@@ -6,6 +6,8 @@
 //!   enqueued on the `push` queue by this job's acknowledgement, before the
 //!   job is recorded done (see [`crate::queue::handoff`]), so the push never
 //!   precedes the stored message and costs no round trip of its own.
+//!   A message whose `expiresAt` has passed when its job runs is neither
+//!   stored nor pushed: the hand-off is empty.
 //! - [`AbortError`]: the payload cannot be decoded or fails validation, or
 //!   its id is already another message's ([`StoreError::IdTaken`]). The job
 //!   goes straight to the dead set with the error; retrying cannot help.
@@ -74,6 +76,15 @@ async fn process(payload: RawArgs, deps: &Deps) -> Result<Handoff, BoxDynError> 
     let span = tracing::Span::current();
     span.record("account_id", field::display(message.account));
     span.record("message_id", field::display(message.id));
+    if message
+        .expires_at
+        .is_some_and(|at| at <= chrono::Utc::now())
+    {
+        // A notification whose time has passed is not news: a run this late
+        // (a backlog, a long outage) neither stores nor pushes it.
+        info!("message expired before it was stored; neither stored nor pushed");
+        return Ok(Handoff::many::<PushJob>([])?);
+    }
 
     let stored = match deps.store.insert(message).await {
         Ok(stored) => stored,

@@ -102,6 +102,12 @@ async fn doctor_reports_each_service_on_one_line() {
         lines[0].contains("1 queue shards; no worker has run yet"),
         "{text}"
     );
+    assert!(
+        lines[1].contains(
+            "message: 0 documents, 0.0 MiB, none stored; kept until their expiresAt, else forever"
+        ),
+        "{text}"
+    );
     // A worker's count that differs from this process's setting is named.
     let mut conn = herald::queue::connect(env.settings.redis.url.as_str())
         .await

@@ -26,6 +26,7 @@ mod failures;
 mod helpers;
 mod inbox_browser;
 mod legacy_layout;
+mod message_expiry;
 mod message_pipeline;
 mod openapi_fuzz;
 mod operator_access;

@@ -182,6 +182,7 @@ async fn viewers_see_operators_act_and_every_action_is_on_the_trail() {
         "/api/v1/queues/push/failed",
         "/api/v1/audit",
         "/api/v1/exports",
+        "/api/v1/messages/stats",
     ] {
         let (status, answer) = get_json(&http, &format!("{base}{path}"), &viewer).await;
         assert_eq!(status, StatusCode::OK, "{path}: {answer}");

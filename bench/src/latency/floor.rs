@@ -133,7 +133,7 @@ fn payloads(settings: &Settings, count: u64) -> Result<(Vec<Document>, Vec<Event
     let valid = validated(settings, &messages(settings, count)?)?;
     let documents = valid
         .iter()
-        .map(|m| store::message_document(m, created_at))
+        .map(|m| store::message_document(m, created_at, None))
         .collect();
     Ok((documents, new_message_events(valid, created_at)))
 }

@@ -102,7 +102,7 @@ where
         let documents: Arc<Vec<Document>> = Arc::new(
             validated(&settings, &messages(&settings, jobs)?)?
                 .iter()
-                .map(|m| store::message_document(m, created_at))
+                .map(|m| store::message_document(m, created_at, None))
                 .collect(),
         );
         let collection = database.collection::<Document>(MESSAGE_COLLECTION);

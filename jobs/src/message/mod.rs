@@ -71,6 +71,12 @@ pub struct SendMessage {
     /// [`MessageLimits::max_schedule_ahead`] is refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub send_at: Option<String>,
+    /// When the stored message is removed, RFC 3339; absent: kept (or for
+    /// the worker's `message.keep_days`). Must be after `sendAt`. A message
+    /// whose time has passed before it is stored is neither stored nor
+    /// pushed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
 }
 
 /// `sender` on the wire: `{"id": "system" | HEX, "from": "system" | "user"}`.
@@ -117,7 +123,14 @@ impl SendMessage {
             },
             status: MessageStatus::Success.as_str().to_owned(),
             send_at: None,
+            expires_at: None,
         }
+    }
+
+    /// Removes the stored message at `at` (see [`SendMessage::expires_at`]).
+    pub fn expires_at(mut self, at: chrono::DateTime<chrono::Utc>) -> Self {
+        self.expires_at = Some(at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
+        self
     }
 
     /// Schedules the message: stored and pushed at `at` instead of at once.
@@ -196,7 +209,13 @@ impl SendMessage {
             &mut errors,
             check_send_at(self.send_at.as_deref(), limits, chrono::Utc::now()),
         );
-        match (id, account, title, content, status, sender, to, send_at) {
+        let expires_at = keep(
+            &mut errors,
+            check_expires_at(self.expires_at.as_deref(), send_at.flatten()),
+        );
+        match (
+            id, account, title, content, status, sender, to, send_at, expires_at,
+        ) {
             (
                 Some(id),
                 Some(account),
@@ -206,6 +225,7 @@ impl SendMessage {
                 Some(sender),
                 Some(to),
                 Some(send_at),
+                Some(expires_at),
             ) if errors.is_empty() => Ok(ValidMessage {
                 id,
                 account,
@@ -215,9 +235,46 @@ impl SendMessage {
                 to,
                 status,
                 send_at,
+                expires_at,
             }),
             _ => Err(errors),
         }
+    }
+}
+
+/// `text` as an RFC 3339 time, or a refusal naming `field`.
+fn rfc3339(
+    field: &'static str,
+    text: &str,
+) -> Result<chrono::DateTime<chrono::Utc>, ValidationError> {
+    chrono::DateTime::parse_from_rfc3339(text)
+        .map(|at| at.with_timezone(&chrono::Utc))
+        .map_err(|_| {
+            ValidationError::new(
+                field,
+                format!("'{text}' is not an RFC 3339 time like 2026-12-24T09:00:00Z"),
+            )
+        })
+}
+
+/// `expiresAt` as a time: `None` when absent; refused when it is not RFC
+/// 3339 or not after `send_at`. Not compared with the clock: a job that
+/// runs after it skips its message instead (the worker's handler), so a
+/// late run is not a failure.
+fn check_expires_at(
+    text: Option<&str>,
+    send_at: Option<chrono::DateTime<chrono::Utc>>,
+) -> Result<Option<chrono::DateTime<chrono::Utc>>, ValidationError> {
+    let Some(text) = text else {
+        return Ok(None);
+    };
+    let at = rfc3339("expiresAt", text)?;
+    match send_at {
+        Some(send_at) if at <= send_at => Err(ValidationError::new(
+            "expiresAt",
+            format!("'{text}' must be after sendAt"),
+        )),
+        _ => Ok(Some(at)),
     }
 }
 
@@ -232,14 +289,7 @@ fn check_send_at(
     let Some(text) = text else {
         return Ok(None);
     };
-    let at = chrono::DateTime::parse_from_rfc3339(text)
-        .map_err(|_| {
-            ValidationError::new(
-                "sendAt",
-                format!("'{text}' is not an RFC 3339 time like 2026-12-24T09:00:00Z"),
-            )
-        })?
-        .with_timezone(&chrono::Utc);
+    let at = rfc3339("sendAt", text)?;
     let ahead = at.signed_duration_since(now);
     let limit =
         chrono::Duration::from_std(limits.max_schedule_ahead).unwrap_or(chrono::Duration::MAX);
@@ -583,7 +633,10 @@ mod tests {
         let at = valid.send_at.expect("scheduled");
         assert_eq!(at.timestamp_millis(), ahead.timestamp_millis());
         // Due at the whole second at or after it, never before.
-        assert_eq!(valid.due_at(), (ahead.timestamp_millis() as u64).div_ceil(1000));
+        assert_eq!(
+            valid.due_at(),
+            (ahead.timestamp_millis() as u64).div_ceil(1000)
+        );
         assert!(valid.due_at() as i64 * 1000 >= ahead.timestamp_millis());
         // Its job carries it in the canonical spelling and validates back.
         assert_eq!(valid.to_job().validate(&limits()).unwrap(), valid);
@@ -596,7 +649,10 @@ mod tests {
         // Without it: due at once, and the payload has no `sendAt`.
         let plain = SendMessage::new(account(), "t", "c");
         assert_eq!(plain.validate(&limits()).unwrap().due_at(), 0);
-        assert!(serde_json::to_value(&plain).unwrap().get("sendAt").is_none());
+        assert!(serde_json::to_value(&plain)
+            .unwrap()
+            .get("sendAt")
+            .is_none());
     }
 
     #[test]
@@ -628,5 +684,31 @@ mod tests {
         job.send_at = Some("2020-01-01T08:00:00+08:00".to_owned());
         let at = job.validate(&limits).unwrap().send_at.unwrap();
         assert_eq!(at.to_rfc3339(), "2020-01-01T00:00:00+00:00");
+    }
+
+    #[test]
+    fn expires_at_is_kept_and_must_come_after_send_at() {
+        let now = chrono::Utc::now();
+        let valid = SendMessage::new(account(), "t", "c")
+            .expires_at(now + chrono::Duration::days(7))
+            .validate(&limits())
+            .unwrap();
+        assert!(valid.expires_at.is_some());
+        assert_eq!(valid.to_job().validate(&limits()).unwrap(), valid);
+        // A time already past is not refused: a late run skips the message.
+        assert!(SendMessage::new(account(), "t", "c")
+            .expires_at(now - chrono::Duration::days(1))
+            .validate(&limits())
+            .is_ok());
+        let err = SendMessage::new(account(), "t", "c")
+            .send_at(now + chrono::Duration::hours(2))
+            .expires_at(now + chrono::Duration::hours(1))
+            .validate(&limits())
+            .unwrap_err();
+        assert_eq!(err.field, "expiresAt");
+        assert!(err.reason.contains("after sendAt"), "{err}");
+        let mut job = SendMessage::new(account(), "t", "c");
+        job.expires_at = Some("next week".to_owned());
+        assert_eq!(job.validate(&limits()).unwrap_err().field, "expiresAt");
     }
 }

@@ -24,6 +24,9 @@ pub struct ValidMessage {
     pub status: MessageStatus,
     /// When to store and push it; `None`: at once.
     pub send_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// When the stored message is removed; `None`: kept (or for the
+    /// worker's default).
+    pub expires_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl ValidMessage {
@@ -48,6 +51,9 @@ impl ValidMessage {
             status: self.status.as_str().to_owned(),
             send_at: self
                 .send_at
+                .map(|at| at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
+            expires_at: self
+                .expires_at
                 .map(|at| at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
         }
     }

@@ -119,17 +119,23 @@ impl ReadState {
         }
     }
 
-    /// The index that counts a user's marks after a time.
+    /// The index that counts a user's marks after a time, and the one that
+    /// finds a message's marks when it expires (`crate::store::expiry`).
     pub(super) async fn ensure_indexes(&self) -> Result<(), StoreError> {
-        let index = IndexModel::builder()
-            .keys(doc! { "accountId": 1, "userId": 1, "createdAt": -1 })
-            .options(
-                IndexOptions::builder()
-                    .name("accountId_1_userId_1_createdAt_-1".to_owned())
-                    .build(),
-            )
-            .build();
-        crate::store::ensure_indexes(&self.marks, [index], "createIndexes on message_read").await
+        let index = |keys: Document, name: &str| {
+            IndexModel::builder()
+                .keys(keys)
+                .options(IndexOptions::builder().name(name.to_owned()).build())
+                .build()
+        };
+        let indexes = [
+            index(
+                doc! { "accountId": 1, "userId": 1, "createdAt": -1 },
+                "accountId_1_userId_1_createdAt_-1",
+            ),
+            index(doc! { "messageId": 1 }, "messageId_1"),
+        ];
+        crate::store::ensure_indexes(&self.marks, indexes, "createIndexes on message_read").await
     }
 
     /// Records, once, when per-user read state began: the first worker

@@ -30,6 +30,10 @@ pub struct InboxMessage {
     /// When it was read (RFC 3339, UTC), or null; in a user's inbox, when
     /// that user read it.
     pub read_at: Option<String>,
+    /// When it will be removed (RFC 3339, UTC): its `expiresAt`, or
+    /// `message.keep_days` after it was stored; absent when it is kept.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
 }
 
 /// `sender` of a message.
@@ -110,6 +114,7 @@ impl From<&Document> for InboxMessage {
             is_read: document.get_bool("isRead").unwrap_or(false),
             created_at: time_text(document.get("createdAt")).unwrap_or_default(),
             read_at: time_text(document.get("readAt")),
+            expires_at: time_text(document.get("expiresAt")),
         }
     }
 }

@@ -15,6 +15,7 @@
 //! | `GET /api/v1/queues/{queue}/operations` | the latest bulk operations and their progress |
 //! | `GET /api/v1/queues/{queue}/operations/{id}` | one bulk operation |
 //! | `POST /api/v1/queues/{queue}/pause`, `/resume` | pause or resume the queue |
+//! | `GET /api/v1/messages/stats` | the `message` collection: documents, bytes, the oldest message's `createdAt`, `message.keep_days` |
 //!
 //! Every `POST` is an operator's action (viewers get 403 from the guard)
 //! and goes through [`super::audit::audited`]: recorded with who, what
@@ -42,6 +43,7 @@ use crate::web::{
 pub fn routes() -> Router<WebState> {
     Router::new()
         .route("/api/v1/queues", get(queues))
+        .route("/api/v1/messages/stats", get(message_stats))
         .route("/api/v1/queues/{queue}/failed", get(failed))
         .route("/api/v1/queues/{queue}/failed/groups", get(error_groups))
         .route("/api/v1/queues/{queue}/operations", get(operations))
@@ -110,6 +112,19 @@ fn admin<'a>(state: &'a WebState, queue: &str) -> Result<&'a QueueAdmin, Problem
         let known: Vec<&str> = state.queues.keys().map(String::as_str).collect();
         Problem::not_found(format!("no queue '{queue}' (queues: {})", known.join(", ")))
     })
+}
+
+/// What the `message` collection holds and how long it keeps messages:
+/// `{"documents", "bytes", "oldestCreatedAt" (RFC 3339 or null), "keepDays"
+/// (null: kept)}`.
+async fn message_stats(State(state): State<WebState>) -> Result<Json<Value>, Problem> {
+    let facts = state.messages.facts().await?;
+    Ok(Json(json!({
+        "documents": facts.documents,
+        "bytes": facts.bytes,
+        "oldestCreatedAt": facts.oldest.and_then(crate::message::rfc3339),
+        "keepDays": state.message_keep.map(|keep| keep.as_secs() / 86_400),
+    })))
 }
 
 async fn queues(State(state): State<WebState>) -> Result<Json<Value>, Problem> {

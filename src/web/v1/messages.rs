@@ -71,6 +71,10 @@ pub struct MessageRequest {
     /// When to store and push it, RFC 3339 (default: at once).
     #[serde(default, deserialize_with = "not_null")]
     pub send_at: Option<String>,
+    /// When to remove the stored message, RFC 3339 (default: kept, or for
+    /// `message.keep_days`).
+    #[serde(default, deserialize_with = "not_null")]
+    pub expires_at: Option<String>,
 }
 
 herald_jobs::object_only!(deserialize MessageRequest, "a message object");
@@ -175,6 +179,7 @@ fn job(request: MessageRequest, account: AccountId, message_id: String) -> SendM
         ),
         status: request.status.unwrap_or_else(|| "success".to_owned()),
         send_at: request.send_at,
+        expires_at: request.expires_at,
     }
 }
 

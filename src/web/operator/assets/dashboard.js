@@ -115,6 +115,13 @@ function filtersChanged() { view.failedOffset = 0; selected.clear(); refresh(); 
 
 // ---- queues -------------------------------------------------------------
 
+function renderMessages(m) {
+  const size = m.bytes >= 1048576 ? `${(m.bytes / 1048576).toFixed(1)} MiB` : `${(m.bytes / 1024).toFixed(1)} KiB`;
+  const oldest = m.oldestCreatedAt ? `oldest stored ${m.oldestCreatedAt}` : "none stored";
+  const kept = m.keepDays === null ? "kept until their own expiresAt, else forever (message.keep_days 0)" : `kept ${m.keepDays} days unless their expiresAt says otherwise`;
+  document.getElementById("messages-stats").textContent = `${m.documents} messages, ${size}; ${oldest}; ${kept}.`;
+}
+
 function renderQueues(queues) {
   const body = document.querySelector("#queues tbody");
   body.replaceChildren();
@@ -421,8 +428,9 @@ async function refresh() {
   const wantHistory = Date.now() - historyAt > 10000;
   const auditAsked = auditQuery().toString();
   try {
-    const [who, queues, failed, groups, operations, jobs, exports, history, audit] = await Promise.all([
+    const [who, messages, queues, failed, groups, operations, jobs, exports, history, audit] = await Promise.all([
       api("GET", "/api/v1/me"),
+      api("GET", "/api/v1/messages/stats"),
       api("GET", "/api/v1/queues"),
       api("GET", `${q()}/failed?${failedQuery}`),
       api("GET", `${q()}/failed/groups?limit=50`),
@@ -434,6 +442,7 @@ async function refresh() {
       api("GET", `/api/v1/audit?${auditAsked}`).catch(e => ({ failure: e })),
     ]);
     renderMe(who);
+    renderMessages(messages);
     renderQueues(queues.queues);
     renderFailed(failed);
     renderGroups(groups);

@@ -147,6 +147,16 @@ fn message_fields(limits: &MessageLimits) -> ObjectBuilder {
             ),
         )
         .property("sendAt", send_at(limits))
+        .property(
+            "expiresAt",
+            string(
+                "When to remove the stored message, with every user's read mark of it, RFC \
+                 3339 (default: kept, or removed `message.keep_days` after it was stored). \
+                 Must be after `sendAt`, else 400 naming `expiresAt`. A message whose time \
+                 has passed before it is stored is neither stored nor pushed.",
+            )
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime))),
+        )
         .required("title")
         .required("content")
 }
