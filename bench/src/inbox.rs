@@ -303,7 +303,7 @@ async fn measure(
         )));
     }
     let left = inbox
-        .unread_count(parties.account, parties.user, None)
+        .unread_count(parties.account, parties.user, &Default::default())
         .await?;
     if left != 0 {
         return Err(BenchError::Invalid(format!(
@@ -499,7 +499,7 @@ async fn compare(
     let baseline_call = move || async move { count(database, baseline).await };
     let subject_call = move || async move {
         inbox
-            .unread_count(parties.account, parties.user, None)
+            .unread_count(parties.account, parties.user, &Default::default())
             .await
             .map_err(BenchError::from)
     };

@@ -170,10 +170,14 @@ impl Producer {
             None => String::new(),
         };
         let mut new = new_job(queue, &valid.to_job(), key, now)?;
-        let due = valid.due_at();
-        if due as f64 > now {
+        // Scheduled only when `sendAt` is ahead; due at the whole second
+        // after it. A `sendAt` already past goes at once.
+        let ahead = valid
+            .send_at
+            .is_some_and(|at| at.timestamp_millis() as f64 > now * 1000.0);
+        if ahead {
             new.id = valid.id.scheduled_job_id();
-            new.run_at = due;
+            new.run_at = valid.due_at();
         }
         Ok(new)
     }

@@ -14,6 +14,8 @@ define_settings! {
     MAX_TITLE_BYTES: "max_title_bytes" = "1024", Rule::AtLeast(1), "title limit";
     MAX_SCHEDULE_DAYS: "max_schedule_days" = "30", Rule::AtLeast(1),
         "furthest ahead a message's `sendAt` may be, in days; a later one is refused";
+    MAX_DATA_BYTES: "max_data_bytes" = "4096", Rule::AtLeast(2),
+        "largest `data` object a message may carry, in bytes of JSON";
     KEEP_DAYS: "keep_days" = "0", Rule::AtLeast(0),
         "messages stored without `expiresAt` are removed this many days after `createdAt`, with their read marks; 0 keeps them (messages stored before it was set are kept)";
     EXPIRY_SWEEP_SECS: "expiry_sweep_secs" = "60", Rule::AtLeast(1),
@@ -45,5 +47,6 @@ pub(super) fn read(values: &Values) -> Result<MessageLimits, ConfigError> {
         max_content_bytes: values.whole(&MAX_CONTENT_BYTES)?,
         max_title_bytes: values.whole(&MAX_TITLE_BYTES)?,
         max_schedule_ahead: values.days(&MAX_SCHEDULE_DAYS)?,
+        max_data_bytes: values.whole(&MAX_DATA_BYTES)?,
     })
 }

@@ -47,6 +47,18 @@ pub fn to_document(
     if let Some(at) = expires_at {
         document.insert("expiresAt", at);
     }
+    if let Some(category) = &message.category {
+        document.insert("category", category);
+    }
+    if let Some(url) = &message.action_url {
+        document.insert("actionUrl", url);
+    }
+    if let Some(data) = &message.data {
+        // A JSON object always has a BSON form (numbers beyond i64 become
+        // doubles); `Null` would only stand for a failure that cannot come.
+        let data = Bson::try_from(serde_json::Value::Object(data.clone())).unwrap_or(Bson::Null);
+        document.insert("data", data);
+    }
     document
 }
 

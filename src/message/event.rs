@@ -7,10 +7,11 @@ pub const NEW_MESSAGE_EVENT: &str = "new_message";
 
 /// The whole `new_message` data of a stored message: the message id, the
 /// sender (which the frontend reads), the recipient, title, status and
-/// creation time; no content.
+/// creation time, and its `category`, `actionUrl` and `data` when it has
+/// them; no content.
 pub fn new_message_data(stored: &StoredMessage) -> serde_json::Value {
     let message = &stored.message;
-    serde_json::json!({
+    let mut data = serde_json::json!({
         "id": message.id.to_hex(),
         "messageId": message.id.to_hex(),
         "accountId": message.account.to_hex(),
@@ -26,5 +27,22 @@ pub fn new_message_data(stored: &StoredMessage) -> serde_json::Value {
         },
         // Exactly three fractional digits, as the read API shows it.
         "createdAt": rfc3339(stored.created_at).unwrap_or_default(),
-    })
+    });
+    let extra = [
+        (
+            "category",
+            message.category.clone().map(serde_json::Value::from),
+        ),
+        (
+            "actionUrl",
+            message.action_url.clone().map(serde_json::Value::from),
+        ),
+        ("data", message.data.clone().map(serde_json::Value::Object)),
+    ];
+    for (name, value) in extra {
+        if let Some(value) = value {
+            data[name] = value;
+        }
+    }
+    data
 }

@@ -823,6 +823,7 @@ async fn the_openapi_document_matches_the_routes() {
     }
     let expected: BTreeSet<String> = [
         "POST /v1/messages",
+        "POST /v1/accounts/{accountId}/messages/{messageId}/recall",
         "POST /v1/exports",
         "GET /v1/exports/{key}",
         "DELETE /v1/exports/{key}",
@@ -830,6 +831,7 @@ async fn the_openapi_document_matches_the_routes() {
         "GET /v1/accounts/{accountId}/messages",
         "GET /v1/accounts/{accountId}/users/{userId}/messages",
         "GET /v1/accounts/{accountId}/users/{userId}/messages/unread-count",
+        "GET /v1/accounts/{accountId}/users/{userId}/messages/unread-counts",
         "POST /v1/accounts/{accountId}/users/{userId}/messages/{messageId}/read",
         "POST /v1/accounts/{accountId}/users/{userId}/messages/read",
         "POST /v1/accounts/{accountId}/users/{userId}/messages/read-all",

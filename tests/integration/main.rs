@@ -13,6 +13,7 @@
 mod api;
 mod backlog;
 mod browser;
+mod categories;
 mod claims;
 mod cli;
 mod cluster;
@@ -44,6 +45,7 @@ mod s3_abort;
 mod s3_server;
 mod sandbox;
 mod scaling;
+mod scheduled;
 mod servers;
 mod sharded;
 mod shutdown;

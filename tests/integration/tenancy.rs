@@ -28,19 +28,19 @@ use crate::{
 };
 
 /// One account with two users, and tokens for the account and each user.
-struct Tenant {
-    account: AccountId,
-    users: [UserId; 2],
-    token: String,
-    user_tokens: [String; 2],
+pub(crate) struct Tenant {
+    pub account: AccountId,
+    pub users: [UserId; 2],
+    pub token: String,
+    pub user_tokens: [String; 2],
 }
 
 /// A running `herald web` (and, when asked, a worker) and two tenants.
-struct World {
-    env: TestEnv,
-    url: String,
-    a: Tenant,
-    b: Tenant,
+pub(crate) struct World {
+    pub env: TestEnv,
+    pub url: String,
+    pub a: Tenant,
+    pub b: Tenant,
 }
 
 async fn tenant(tokens: &ApiTokenStore) -> Tenant {
@@ -58,7 +58,7 @@ async fn tenant(tokens: &ApiTokenStore) -> Tenant {
     }
 }
 
-async fn world(extra: &[(&str, &str)], worker: bool) -> World {
+pub(crate) async fn world(extra: &[(&str, &str)], worker: bool) -> World {
     let mut env = env_with(extra).await;
     if worker {
         env.start_worker().await;
@@ -72,7 +72,7 @@ async fn world(extra: &[(&str, &str)], worker: bool) -> World {
 }
 
 impl World {
-    async fn call(
+    pub(crate) async fn call(
         &self,
         method: Method,
         path: &str,
@@ -83,16 +83,16 @@ impl World {
         crate::helpers::call_json(&self.env.http, method, &url, token, body).await
     }
 
-    async fn post(&self, path: &str, token: &str, body: Value) -> (StatusCode, Value) {
+    pub(crate) async fn post(&self, path: &str, token: &str, body: Value) -> (StatusCode, Value) {
         self.call(Method::POST, path, Some(token), Some(body)).await
     }
 
-    async fn get(&self, path: &str, token: &str) -> (StatusCode, Value) {
+    pub(crate) async fn get(&self, path: &str, token: &str) -> (StatusCode, Value) {
         self.call(Method::GET, path, Some(token), None).await
     }
 
     /// The user's inbox path.
-    fn inbox(tenant: &Tenant, user: usize) -> String {
+    pub(crate) fn inbox(tenant: &Tenant, user: usize) -> String {
         format!(
             "/v1/accounts/{}/users/{}/messages",
             tenant.account, tenant.users[user]

@@ -77,7 +77,31 @@ pub struct SendMessage {
     /// pushed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<String>,
+    /// A short label the inbox groups and filters by (`billing`,
+    /// `export`): 1 to 32 letters, digits or `_ . -`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub category: Option<String>,
+    /// Where the message leads when clicked: an `https://` URL or a path on
+    /// the app's own site (`/exports/42`), at most 2,048 bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action_url: Option<String>,
+    /// A small JSON object for the app's own use, stored and pushed as it
+    /// is; at most [`MessageLimits::max_data_bytes`] of JSON, no key
+    /// starting with `$`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<serde_json::Value>,
 }
+
+/// What a `category` may be.
+pub const CATEGORY_PATTERN: &str = "^[A-Za-z0-9_.-]{1,32}$";
+/// What an `actionUrl` may be, as a regular expression; with
+/// [`MAX_ACTION_URL_BYTES`], the rule of [`SendMessage::action_url`].
+pub const ACTION_URL_PATTERN: &str =
+    r#"^(https://[!"$-.0->A-\[\]-~][!-\[\]-~]*|/([!-.0-\[\]-~][!-\[\]-~]*)?)$"#;
+/// Longest `actionUrl`, in bytes.
+pub const MAX_ACTION_URL_BYTES: usize = 2048;
+/// Default of [`MessageLimits::max_data_bytes`]: 4 KiB.
+pub const DEFAULT_MAX_DATA_BYTES: usize = 4096;
 
 /// `sender` on the wire: `{"id": "system" | HEX, "from": "system" | "user"}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -124,7 +148,28 @@ impl SendMessage {
             status: MessageStatus::Success.as_str().to_owned(),
             send_at: None,
             expires_at: None,
+            category: None,
+            action_url: None,
+            data: None,
         }
+    }
+
+    /// Files the message under `category` (see [`SendMessage::category`]).
+    pub fn category(mut self, category: impl Into<String>) -> Self {
+        self.category = Some(category.into());
+        self
+    }
+
+    /// Makes the message lead to `url` (see [`SendMessage::action_url`]).
+    pub fn action_url(mut self, url: impl Into<String>) -> Self {
+        self.action_url = Some(url.into());
+        self
+    }
+
+    /// Attaches `data`, a JSON object (see [`SendMessage::data`]).
+    pub fn data(mut self, data: serde_json::Value) -> Self {
+        self.data = Some(data);
+        self
     }
 
     /// Removes the stored message at `at` (see [`SendMessage::expires_at`]).
@@ -213,19 +258,18 @@ impl SendMessage {
             &mut errors,
             check_expires_at(self.expires_at.as_deref(), send_at.flatten()),
         );
+        let category = keep(&mut errors, check_category(self.category.as_deref()));
+        let action_url = keep(&mut errors, check_action_url(self.action_url.as_deref()));
+        let data = keep(&mut errors, check_data(self.data.as_ref(), limits));
         match (
-            id, account, title, content, status, sender, to, send_at, expires_at,
+            (id, account, title, content, status),
+            (sender, to, send_at, expires_at),
+            (category, action_url, data),
         ) {
             (
-                Some(id),
-                Some(account),
-                Some(()),
-                Some(()),
-                Some(status),
-                Some(sender),
-                Some(to),
-                Some(send_at),
-                Some(expires_at),
+                (Some(id), Some(account), Some(()), Some(()), Some(status)),
+                (Some(sender), Some(to), Some(send_at), Some(expires_at)),
+                (Some(category), Some(action_url), Some(data)),
             ) if errors.is_empty() => Ok(ValidMessage {
                 id,
                 account,
@@ -236,10 +280,126 @@ impl SendMessage {
                 status,
                 send_at,
                 expires_at,
+                category,
+                action_url,
+                data,
             }),
             _ => Err(errors),
         }
     }
+}
+
+/// Whether `text` is a category: 1 to 32 of `A-Z a-z 0-9 _ . -`
+/// ([`CATEGORY_PATTERN`]).
+pub fn is_category(text: &str) -> bool {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-');
+    !text.is_empty() && text.len() <= 32 && text.chars().all(allowed)
+}
+
+/// `category`: 1 to 32 of `A-Z a-z 0-9 _ . -` ([`CATEGORY_PATTERN`]).
+fn check_category(text: Option<&str>) -> Result<Option<String>, ValidationError> {
+    let Some(text) = text else {
+        return Ok(None);
+    };
+    if !is_category(text) {
+        return Err(ValidationError::new(
+            "category",
+            format!("'{text}' must be 1 to 32 letters, digits, '_', '.' or '-'"),
+        ));
+    }
+    Ok(Some(text.to_owned()))
+}
+
+/// `actionUrl`: `https://` and a host, or a path of the app's own site
+/// (`/...`, not `//`, which a browser reads as another host); printable
+/// ASCII only (anything else is percent-encoded in a URL), no space and no
+/// backslash (which browsers read as `/`). [`ACTION_URL_PATTERN`] says the
+/// same as a regular expression.
+fn check_action_url(text: Option<&str>) -> Result<Option<String>, ValidationError> {
+    let Some(text) = text else {
+        return Ok(None);
+    };
+    let refuse = |why: &str| Err(ValidationError::new("actionUrl", format!("'{text}' {why}")));
+    if text.len() > MAX_ACTION_URL_BYTES {
+        return Err(ValidationError::new(
+            "actionUrl",
+            format!(
+                "is {} bytes, over the limit of {MAX_ACTION_URL_BYTES}",
+                text.len()
+            ),
+        ));
+    }
+    if !text
+        .bytes()
+        .all(|b| (0x21..=0x7e).contains(&b) && b != b'\\')
+    {
+        return refuse(
+            "must be printable ASCII without spaces or backslashes (percent-encode the rest)",
+        );
+    }
+    let host_follows = text
+        .strip_prefix("https://")
+        .is_some_and(|rest| !rest.is_empty() && !rest.starts_with(['/', '?', '#', '@']));
+    let own_path = text.starts_with('/') && !text.starts_with("//");
+    if host_follows || own_path {
+        Ok(Some(text.to_owned()))
+    } else {
+        refuse("must be an https:// URL or a path starting with '/'")
+    }
+}
+
+/// `data`: a JSON object of at most `limits.max_data_bytes` of JSON, two
+/// levels deep: each value a scalar, an array of scalars, or an object of
+/// scalars; no empty key, and none starting with `$`, which MongoDB
+/// reserves. (The API's
+/// schema states the same shape, so what one accepts the other does.)
+fn check_data(
+    value: Option<&serde_json::Value>,
+    limits: &MessageLimits,
+) -> Result<Option<serde_json::Map<String, serde_json::Value>>, ValidationError> {
+    use serde_json::Value;
+    let Some(value) = value else {
+        return Ok(None);
+    };
+    let refuse = |why: String| Err(ValidationError::new("data", why));
+    let Value::Object(object) = value else {
+        return refuse("must be a JSON object".to_owned());
+    };
+    let size = serde_json::to_vec(value).map_or(usize::MAX, |bytes| bytes.len());
+    if size > limits.max_data_bytes {
+        return refuse(format!(
+            "is {size} bytes of JSON, over the limit of {} bytes",
+            limits.max_data_bytes
+        ));
+    }
+    let scalar = |value: &Value| !matches!(value, Value::Array(_) | Value::Object(_));
+    let reserved = |key: &String| key.is_empty() || key.starts_with('$');
+    for (key, value) in object {
+        if reserved(key) {
+            return refuse(format!(
+                "has the key '{key}'; keys must not be empty or start with '$'"
+            ));
+        }
+        let fits = match value {
+            Value::Array(items) => items.iter().all(scalar),
+            Value::Object(inner) => {
+                if let Some(key) = inner.keys().find(|key| reserved(key)) {
+                    return refuse(format!(
+                        "has the key '{key}'; keys must not be empty or start with '$'"
+                    ));
+                }
+                inner.values().all(scalar)
+            }
+            _ => true,
+        };
+        if !fits {
+            return refuse(format!(
+                "'{key}' is nested too deep: a value is a scalar, an array of scalars or an \
+                 object of scalars"
+            ));
+        }
+    }
+    Ok(Some(object.clone()))
 }
 
 /// `text` as an RFC 3339 time, or a refusal naming `field`.
@@ -389,6 +549,8 @@ pub struct MessageLimits {
     pub max_title_bytes: usize,
     /// Furthest ahead `sendAt` may be.
     pub max_schedule_ahead: std::time::Duration,
+    /// Largest `data`, in bytes of JSON.
+    pub max_data_bytes: usize,
 }
 
 /// Default of [`MessageLimits::max_schedule_ahead`]: 30 days.
@@ -401,6 +563,7 @@ impl Default for MessageLimits {
             max_content_bytes: DEFAULT_MAX_CONTENT_BYTES,
             max_title_bytes: DEFAULT_MAX_TITLE_BYTES,
             max_schedule_ahead: DEFAULT_MAX_SCHEDULE_AHEAD,
+            max_data_bytes: DEFAULT_MAX_DATA_BYTES,
         }
     }
 }
@@ -710,5 +873,69 @@ mod tests {
         let mut job = SendMessage::new(account(), "t", "c");
         job.expires_at = Some("next week".to_owned());
         assert_eq!(job.validate(&limits()).unwrap_err().field, "expiresAt");
+    }
+
+    #[test]
+    fn category_action_url_and_data_are_checked_each_naming_its_field() {
+        let valid = SendMessage::new(account(), "t", "c")
+            .category("billing.invoices")
+            .action_url("https://app.example.com/invoices/42?tab=pay")
+            .data(serde_json::json!({"invoice": 42, "skus": ["a", 2], "by": {"id": 7, "x": null}}))
+            .validate(&limits())
+            .unwrap();
+        assert_eq!(valid.category.as_deref(), Some("billing.invoices"));
+        assert_eq!(valid.data.as_ref().map(|d| d.len()), Some(3));
+        assert_eq!(valid.to_job().validate(&limits()).unwrap(), valid);
+        assert!(SendMessage::new(account(), "t", "c")
+            .action_url("/exports/42#top")
+            .validate(&limits())
+            .is_ok());
+        let field = |job: SendMessage| job.validate(&limits()).unwrap_err().field;
+        for bad in ["", "has space", "x".repeat(33).as_str(), "é", "a/b"] {
+            assert_eq!(
+                field(SendMessage::new(account(), "t", "c").category(bad)),
+                "category",
+                "{bad}"
+            );
+        }
+        for bad in [
+            "http://app.example.com/",
+            "javascript:alert(1)",
+            "//evil.example.com/x",
+            "https://",
+            "https:///path",
+            "https://@evil.example.com",
+            "/a b",
+            "/a\\b",
+            "relative/path",
+            &format!("/{}", "x".repeat(MAX_ACTION_URL_BYTES)),
+        ] {
+            assert_eq!(
+                field(SendMessage::new(account(), "t", "c").action_url(bad)),
+                "actionUrl",
+                "{bad}"
+            );
+        }
+        for bad in [
+            serde_json::json!([1, 2]),
+            serde_json::json!("text"),
+            serde_json::json!({"$where": "1"}),
+            serde_json::json!({"a": {"$set": 1}}),
+            serde_json::json!({"": 1}),
+            serde_json::json!({"a": [{"b": 1}]}),
+            serde_json::json!({"a": {"b": {"c": 1}}}),
+            serde_json::json!({"big": "x".repeat(DEFAULT_MAX_DATA_BYTES)}),
+        ] {
+            assert_eq!(
+                field(SendMessage::new(account(), "t", "c").data(bad.clone())),
+                "data",
+                "{bad}"
+            );
+        }
+        // Absent, they stay out of the payload.
+        let plain = serde_json::to_value(SendMessage::new(account(), "t", "c")).unwrap();
+        for name in ["category", "actionUrl", "data", "sendAt", "expiresAt"] {
+            assert!(plain.get(name).is_none(), "{name}");
+        }
     }
 }

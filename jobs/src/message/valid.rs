@@ -27,6 +27,12 @@ pub struct ValidMessage {
     /// When the stored message is removed; `None`: kept (or for the
     /// worker's default).
     pub expires_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// The label the inbox groups it by.
+    pub category: Option<String>,
+    /// Where it leads: an `https://` URL or a path of the app's site.
+    pub action_url: Option<String>,
+    /// The app's own small JSON object.
+    pub data: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 impl ValidMessage {
@@ -55,6 +61,9 @@ impl ValidMessage {
             expires_at: self
                 .expires_at
                 .map(|at| at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
+            category: self.category.clone(),
+            action_url: self.action_url.clone(),
+            data: self.data.clone().map(serde_json::Value::Object),
         }
     }
 

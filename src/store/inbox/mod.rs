@@ -16,6 +16,8 @@
 //! The account's whole list ([`Inbox::account_page`]) is the back office's
 //! view, with each document's own `isRead`.
 
+use std::collections::HashMap;
+
 mod cursor;
 mod reads;
 mod view;
@@ -58,6 +60,42 @@ pub struct InboxFilter {
     pub is_read: Option<bool>,
     /// Only messages of this status.
     pub status: Option<MessageStatus>,
+    /// Only messages of this category.
+    pub category: Option<String>,
+}
+
+/// Narrows an unread count. Every set field must match.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CountFilter {
+    /// Only messages of this status.
+    pub status: Option<MessageStatus>,
+    /// Only messages of this category.
+    pub category: Option<String>,
+}
+
+impl CountFilter {
+    /// The filter as query conditions on a message or a read mark.
+    fn conditions(&self) -> Document {
+        let mut conditions = doc! {};
+        if let Some(status) = self.status {
+            conditions.insert("status", status.as_str());
+        }
+        if let Some(category) = &self.category {
+            conditions.insert("category", category);
+        }
+        conditions
+    }
+}
+
+/// A user's unread messages, in all and per category.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UnreadByCategory {
+    /// Every unread message.
+    pub unread: u64,
+    /// Unread messages per category, for each category that has some.
+    pub categories: std::collections::BTreeMap<String, u64>,
+    /// Unread messages without a category.
+    pub uncategorized: u64,
 }
 
 /// Narrows the account's whole list. Every set field must match.
@@ -70,6 +108,8 @@ pub struct AccountFilter {
     /// Only messages whose `to.id` is this id (a user, or the account for
     /// messages addressed to all of it).
     pub to: Option<ObjectId>,
+    /// Only messages of this category.
+    pub category: Option<String>,
 }
 
 /// One page of messages.
@@ -88,6 +128,56 @@ pub struct Marking {
     pub messages: Vec<InboxMessage>,
     /// Ids of those that were unread for the user and are read now.
     pub newly_read: Vec<String>,
+}
+
+/// The three parts of a user's unread count: their own unread messages,
+/// the account's messages since `read_all_before` (all of them without
+/// it), and the time after which their one-by-one marks count.
+fn unread_parts(
+    account: AccountId,
+    user: UserId,
+    read_all_before: Option<DateTime>,
+) -> (Document, Document, DateTime) {
+    let own = with(to_user(account, user), doc! { "isRead": false });
+    let since = match read_all_before {
+        Some(before) => doc! { "createdAt": { "$gt": before } },
+        None => doc! {},
+    };
+    (
+        own,
+        with(to_account(account), since),
+        read_all_before.unwrap_or(DateTime::MIN),
+    )
+}
+
+/// How many documents of `collection` match `query`, per `category`
+/// (`None`: without one), counted by the server in one aggregation.
+async fn by_category(
+    collection: &Collection<Document>,
+    query: Document,
+) -> Result<HashMap<Option<String>, u64>, StoreError> {
+    let groups: Vec<Document> = collection
+        .aggregate([
+            doc! { "$match": query },
+            doc! { "$group": { "_id": "$category", "n": { "$sum": 1 } } },
+        ])
+        .await
+        .map_err(StoreError::command("count per category"))?
+        .try_collect()
+        .await
+        .map_err(StoreError::command("count per category"))?;
+    Ok(groups
+        .iter()
+        .map(|group| {
+            let category = group.get_str("_id").ok().map(str::to_owned);
+            let n = match group.get("n") {
+                Some(Bson::Int32(n)) => u64::try_from(*n).unwrap_or(0),
+                Some(Bson::Int64(n)) => u64::try_from(*n).unwrap_or(0),
+                _ => 0,
+            };
+            (category, n)
+        })
+        .collect())
 }
 
 /// The query for the messages to every user of `account`.
@@ -213,6 +303,9 @@ impl Inbox {
         if let Some(to) = filter.to {
             query.insert("to.id", to);
         }
+        if let Some(category) = &filter.category {
+            query.insert("category", category);
+        }
         if let Some(cursor) = cursor {
             query = doc! { "$and": [query, cursor.after()] };
         }
@@ -317,6 +410,9 @@ impl Inbox {
         if let Some(status) = filter.status {
             query.insert("status", status.as_str());
         }
+        if let Some(category) = &filter.category {
+            query.insert("category", category);
+        }
         let mut after = cursor;
         let mut page: Vec<(InboxMessage, PageCursor)> = Vec::with_capacity(limit + 1);
         let mut scanned = 0;
@@ -367,42 +463,69 @@ impl Inbox {
         })
     }
 
-    /// How many messages of `user`'s inbox in `account` (of `status`, if
-    /// given) the user has not read: their own unread messages, plus the
+    /// How many messages of `user`'s inbox in `account` (matching
+    /// `narrow`) the user has not read: their own unread messages, plus the
     /// account's messages since their last mark-all, less those of them they
     /// read one by one.
     pub async fn unread_count(
         &self,
         account: AccountId,
         user: UserId,
-        status: Option<MessageStatus>,
+        narrow: &CountFilter,
     ) -> Result<u64, StoreError> {
         let read_all = self.reads.read_all(account, user, &self.collection).await?;
-        let status_filter = || match status {
-            Some(status) => doc! { "status": status.as_str() },
-            None => doc! {},
-        };
+        let (own, everyone, after) = unread_parts(account, user, read_all.map(|all| all.before));
         let own = count(
             &self.collection,
-            with(
-                with(to_user(account, user), doc! { "isRead": false }),
-                status_filter(),
-            ),
+            with(own, narrow.conditions()),
             "count unread messages",
         );
-        let since = match read_all {
-            Some(all) => doc! { "createdAt": { "$gt": all.before } },
-            None => doc! {},
-        };
         let everyone = count(
             &self.collection,
-            with(with(to_account(account), since), status_filter()),
+            with(everyone, narrow.conditions()),
             "count unread messages",
         );
-        let after = read_all.map_or(DateTime::MIN, |all| all.before);
-        let marked = self.reads.count_after(account, user, after, status);
+        let marked = self
+            .reads
+            .count_after(account, user, after, narrow.conditions());
         let (own, everyone, marked) = futures::try_join!(own, everyone, marked)?;
         Ok(own + everyone.saturating_sub(marked))
+    }
+
+    /// `user`'s unread messages in `account`, in all and per category, in
+    /// one call: the three parts of [`Self::unread_count`], each grouped by
+    /// category on the server.
+    pub async fn unread_by_category(
+        &self,
+        account: AccountId,
+        user: UserId,
+    ) -> Result<UnreadByCategory, StoreError> {
+        let read_all = self.reads.read_all(account, user, &self.collection).await?;
+        let (own, everyone, after) = unread_parts(account, user, read_all.map(|all| all.before));
+        let (own, everyone, marked) = futures::try_join!(
+            by_category(&self.collection, own),
+            by_category(&self.collection, everyone),
+            self.reads.count_after_by_category(account, user, after),
+        )?;
+        let mut unread = UnreadByCategory::default();
+        let categories: std::collections::BTreeSet<&Option<String>> =
+            own.keys().chain(everyone.keys()).collect();
+        for category in categories {
+            let of =
+                |counts: &HashMap<Option<String>, u64>| counts.get(category).copied().unwrap_or(0);
+            let n = of(&own) + of(&everyone).saturating_sub(of(&marked));
+            if n == 0 {
+                continue;
+            }
+            unread.unread += n;
+            match category {
+                Some(name) => {
+                    unread.categories.insert(name.clone(), n);
+                }
+                None => unread.uncategorized += n,
+            }
+        }
+        Ok(unread)
     }
 
     /// Marks each of `ids` that `user` sees in `account` read for them
@@ -439,14 +562,7 @@ impl Inbox {
                 (false, false) => own.push(id),
                 (true, false) => {
                     everyone.push(id);
-                    marked.push(Marked {
-                        id,
-                        created_at: document
-                            .get_datetime("createdAt")
-                            .copied()
-                            .unwrap_or(DateTime::MIN),
-                        status: document.get_str("status").unwrap_or_default().to_owned(),
-                    });
+                    marked.extend(Marked::of(document));
                 }
             }
         }
@@ -516,7 +632,9 @@ impl Inbox {
         let read_all = self.reads.read_all(account, user, &self.collection).await?;
         let everyone = match status {
             None => {
-                let unread = self.unread_count(account, user, None).await?;
+                let unread = self
+                    .unread_count(account, user, &CountFilter::default())
+                    .await?;
                 let newest = self.newest(to_account(account), 1).await?;
                 if let Some(created) = newest
                     .first()
@@ -571,26 +689,14 @@ impl Inbox {
                 .collection
                 .find(query)
                 .sort(doc! { "createdAt": 1, "_id": 1 })
-                .projection(doc! { "_id": 1, "createdAt": 1, "status": 1 })
+                .projection(doc! { "_id": 1, "createdAt": 1, "status": 1, "category": 1 })
                 .limit(MARK_BATCH)
                 .await
                 .map_err(StoreError::command("list messages"))?
                 .try_collect()
                 .await
                 .map_err(StoreError::command("list messages"))?;
-            let batch: Vec<Marked> = candidates
-                .iter()
-                .filter_map(|d| {
-                    Some(Marked {
-                        id: d.get_object_id("_id").ok()?,
-                        created_at: d
-                            .get_datetime("createdAt")
-                            .copied()
-                            .unwrap_or(DateTime::MIN),
-                        status: d.get_str("status").unwrap_or_default().to_owned(),
-                    })
-                })
-                .collect();
+            let batch: Vec<Marked> = candidates.iter().filter_map(Marked::of).collect();
             let ids: Vec<ObjectId> = batch.iter().map(|m| m.id).collect();
             let already = self.reads.marks_of(user, &ids).await?;
             let unmarked: Vec<Marked> = batch

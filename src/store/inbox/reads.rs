@@ -30,7 +30,7 @@
 use std::collections::HashMap;
 
 use futures::TryStreamExt;
-use herald_jobs::{AccountId, MessageStatus, UserId};
+use herald_jobs::{AccountId, UserId};
 use mongodb::{
     bson::{doc, oid::ObjectId, Bson, DateTime, Document},
     error::{ErrorKind, InsertManyError},
@@ -78,6 +78,23 @@ pub(super) struct Marked {
     pub id: ObjectId,
     pub created_at: DateTime,
     pub status: String,
+    pub category: Option<String>,
+}
+
+impl Marked {
+    /// The mark of `document` (a message with at least `_id`, `createdAt`,
+    /// `status` and, if it has one, `category`).
+    pub fn of(document: &Document) -> Option<Self> {
+        Some(Self {
+            id: document.get_object_id("_id").ok()?,
+            created_at: document
+                .get_datetime("createdAt")
+                .copied()
+                .unwrap_or(DateTime::MIN),
+            status: document.get_str("status").unwrap_or_default().to_owned(),
+            category: document.get_str("category").ok().map(str::to_owned),
+        })
+    }
 }
 
 /// The two collections of per-user read state.
@@ -319,11 +336,15 @@ impl ReadState {
         let documents: Vec<Document> = messages
             .iter()
             .map(|m| {
-                doc! {
+                let mut mark = doc! {
                     "_id": mark_id(user, m.id), "accountId": account.object_id(),
                     "userId": user.object_id(), "messageId": m.id,
                     "createdAt": m.created_at, "status": &m.status, "readAt": at,
+                };
+                if let Some(category) = &m.category {
+                    mark.insert("category", category);
                 }
+                mark
             })
             .collect();
         let total = documents.len() as u64;
@@ -342,22 +363,46 @@ impl ReadState {
         }
     }
 
-    /// How many account-wide messages created after `after` (of `status`,
-    /// if given) `user` marked read one by one.
+    /// How many account-wide messages created after `after` (matching
+    /// `narrow`: `status`, `category`) `user` marked read one by one.
     pub(super) async fn count_after(
         &self,
         account: AccountId,
         user: UserId,
         after: DateTime,
-        status: Option<MessageStatus>,
+        narrow: Document,
     ) -> Result<u64, StoreError> {
+        super::count(
+            &self.marks,
+            self.after(account, user, after, narrow),
+            "count message_read",
+        )
+        .await
+    }
+
+    /// [`Self::count_after`] per category ([`super::by_category`]).
+    pub(super) async fn count_after_by_category(
+        &self,
+        account: AccountId,
+        user: UserId,
+        after: DateTime,
+    ) -> Result<HashMap<Option<String>, u64>, StoreError> {
+        super::by_category(&self.marks, self.after(account, user, after, doc! {})).await
+    }
+
+    /// The marks of `user` for account-wide messages created after `after`.
+    fn after(
+        &self,
+        account: AccountId,
+        user: UserId,
+        after: DateTime,
+        narrow: Document,
+    ) -> Document {
         let mut filter = doc! {
             "accountId": account.object_id(), "userId": user.object_id(),
             "createdAt": { "$gt": after },
         };
-        if let Some(status) = status {
-            filter.insert("status", status.as_str());
-        }
-        super::count(&self.marks, filter, "count message_read").await
+        filter.extend(narrow);
+        filter
     }
 }

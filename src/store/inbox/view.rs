@@ -34,6 +34,16 @@ pub struct InboxMessage {
     /// `message.keep_days` after it was stored; absent when it is kept.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<String>,
+    /// Its category, when it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub category: Option<String>,
+    /// Where it leads when clicked, when it says.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub action_url: Option<String>,
+    /// The producer's own JSON object, when it sent one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub data: Option<serde_json::Value>,
 }
 
 /// `sender` of a message.
@@ -115,6 +125,12 @@ impl From<&Document> for InboxMessage {
             created_at: time_text(document.get("createdAt")).unwrap_or_default(),
             read_at: time_text(document.get("readAt")),
             expires_at: time_text(document.get("expiresAt")),
+            category: document.get_str("category").ok().map(str::to_owned),
+            action_url: document.get_str("actionUrl").ok().map(str::to_owned),
+            data: document
+                .get_document("data")
+                .ok()
+                .map(|data| Bson::Document(data.clone()).into_relaxed_extjson()),
         }
     }
 }

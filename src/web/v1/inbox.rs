@@ -5,6 +5,7 @@
 //! |---|---|
 //! | `GET /v1/accounts/{accountId}/users/{userId}/messages` | the user's inbox, newest first, a page at a time |
 //! | `GET .../users/{userId}/messages/unread-count` | what the user has not read |
+//! | `GET .../users/{userId}/messages/unread-counts` | the same in all and per category, in one call |
 //! | `POST .../users/{userId}/messages/{messageId}/read` | mark one read for the user |
 //! | `POST .../users/{userId}/messages/read` | mark several read (`{"ids": [...]}`) |
 //! | `POST .../users/{userId}/messages/read-all` | mark all read for the user |
@@ -32,8 +33,8 @@ use super::{
 use crate::{
     push::job::PushJob,
     store::inbox::{
-        AccountFilter, InboxFilter, InboxMessage, PageCursor, DEFAULT_PAGE_SIZE, MAX_MARK_IDS,
-        MAX_PAGE_SIZE,
+        AccountFilter, CountFilter, InboxFilter, InboxMessage, PageCursor, DEFAULT_PAGE_SIZE,
+        MAX_MARK_IDS, MAX_PAGE_SIZE,
     },
     web::WebState,
 };
@@ -47,10 +48,23 @@ pub struct InboxQuery {
     is_read: Option<String>,
     /// `warning`, `error` or `success`.
     status: Option<String>,
+    /// Only messages of this category.
+    category: Option<String>,
     /// Messages per page, 1 to 100 (default 20).
     limit: Option<String>,
     /// `nextCursor` of the previous page (empty: the first page).
     cursor: Option<String>,
+}
+
+/// Query parameters of the unread count.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct CountQuery {
+    /// Only messages of this status: `warning`, `error` or `success`.
+    status: Option<String>,
+    /// Only messages of this category.
+    category: Option<String>,
 }
 
 /// Query parameters of the account's whole list.
@@ -64,6 +78,8 @@ pub struct AccountQuery {
     status: Option<String>,
     /// Only messages whose `to.id` is this 24-hex id.
     to: Option<String>,
+    /// Only messages of this category.
+    category: Option<String>,
     /// Messages per page, 1 to 100 (default 20).
     limit: Option<String>,
     /// `nextCursor` of the previous page (empty: the first page).
@@ -94,6 +110,17 @@ pub struct MessagePage {
 pub struct UnreadCount {
     /// Messages of the user's inbox the user has not read.
     pub unread: u64,
+}
+
+/// The unread count in all and per category.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct UnreadCounts {
+    /// Messages of the user's inbox the user has not read.
+    pub unread: u64,
+    /// Of them, per category that has any.
+    pub categories: std::collections::BTreeMap<String, u64>,
+    /// Of them, those without a category.
+    pub uncategorized: u64,
 }
 
 /// The messages to mark read.
@@ -146,6 +173,18 @@ impl Fields {
         }
     }
 
+    fn category(&mut self, value: Option<&str>) -> Option<String> {
+        let value = value?;
+        if !herald_jobs::message::is_category(value) {
+            self.fail(
+                "category",
+                format!("'{value}' must be 1 to 32 letters, digits, '_', '.' or '-'"),
+            );
+            return None;
+        }
+        Some(value.to_owned())
+    }
+
     fn status(&mut self, value: Option<&str>) -> Option<MessageStatus> {
         value.and_then(|s| {
             s.parse::<MessageStatus>()
@@ -191,6 +230,7 @@ fn parse_inbox_query(query: InboxQuery) -> Result<ParsedQuery, Problem> {
     let filter = InboxFilter {
         is_read: fields.is_read(query.is_read.as_deref()),
         status: fields.status(query.status.as_deref()),
+        category: fields.category(query.category.as_deref()),
     };
     let limit = fields.limit(query.limit.as_deref());
     let cursor = fields.cursor(query.cursor.as_deref());
@@ -268,6 +308,7 @@ pub async fn account_list(
                 .map_err(|e| fields.fail("to", e.reason))
                 .ok()
         }),
+        category: fields.category(query.category.as_deref()),
     };
     let limit = fields.limit(query.limit.as_deref());
     let cursor = fields.cursor(query.cursor.as_deref());
@@ -343,12 +384,49 @@ pub async fn unread_count(
     State(state): State<WebState>,
     caller: Caller,
     Path((account, user)): Path<(String, String)>,
-    query: Result<Query<StatusQuery>, QueryRejection>,
+    query: Result<Query<CountQuery>, QueryRejection>,
 ) -> Result<Json<UnreadCount>, Problem> {
     let (account, user) = user_in_path(&caller, &account, &user)?;
-    let status = status_of(query_of(query)?)?;
-    let unread = state.api.inbox.unread_count(account, user, status).await?;
+    let query = query_of(query)?;
+    let mut fields = Fields::default();
+    let narrow = CountFilter {
+        status: fields.status(query.status.as_deref()),
+        category: fields.category(query.category.as_deref()),
+    };
+    let narrow = fields.done(narrow)?;
+    let unread = state.api.inbox.unread_count(account, user, &narrow).await?;
     Ok(Json(UnreadCount { unread }))
+}
+
+/// What a user has not read, in all and per category, in one call.
+#[utoipa::path(
+    get,
+    path = "/v1/accounts/{accountId}/users/{userId}/messages/unread-counts",
+    tag = "inbox",
+    params(
+        ("accountId" = String, Path, description = "The account, 24-hex"),
+        ("userId" = String, Path, description = "The user, 24-hex"),
+    ),
+    responses(
+        (status = 200, description = "The unread count, in all and per category", body = UnreadCounts),
+        (status = 400, description = "Invalid id", body = ProblemBody),
+        Unauthorized,
+        NotThisAccount,
+    ),
+    security(("token" = []))
+)]
+pub async fn unread_counts(
+    State(state): State<WebState>,
+    caller: Caller,
+    Path((account, user)): Path<(String, String)>,
+) -> Result<Json<UnreadCounts>, Problem> {
+    let (account, user) = user_in_path(&caller, &account, &user)?;
+    let counts = state.api.inbox.unread_by_category(account, user).await?;
+    Ok(Json(UnreadCounts {
+        unread: counts.unread,
+        categories: counts.categories,
+        uncategorized: counts.uncategorized,
+    }))
 }
 
 /// Mark one message read for a user (`readAt` keeps the first time).
@@ -437,7 +515,11 @@ pub async fn mark_several_read(
     let unread = if updated > 0 {
         announce(&state, account, user, serde_json::json!(marking.newly_read)).await?
     } else {
-        state.api.inbox.unread_count(account, user, None).await?
+        state
+            .api
+            .inbox
+            .unread_count(account, user, &CountFilter::default())
+            .await?
     };
     Ok(Json(MarkedRead { updated, unread }))
 }
@@ -472,7 +554,11 @@ pub async fn mark_all_read(
     let unread = if updated > 0 {
         announce(&state, account, user, serde_json::json!("all")).await?
     } else {
-        state.api.inbox.unread_count(account, user, None).await?
+        state
+            .api
+            .inbox
+            .unread_count(account, user, &CountFilter::default())
+            .await?
     };
     Ok(Json(MarkedRead { updated, unread }))
 }
@@ -488,7 +574,11 @@ async fn announce(
     user: UserId,
     read: serde_json::Value,
 ) -> Result<u64, Problem> {
-    let unread = state.api.inbox.unread_count(account, user, None).await?;
+    let unread = state
+        .api
+        .inbox
+        .unread_count(account, user, &CountFilter::default())
+        .await?;
     let mark = ulid::Ulid::generate().to_string();
     let job = PushJob::message_read(account, user, &state.api.users, read, unread, &mark);
     let mut producer = state.api.producer.clone();

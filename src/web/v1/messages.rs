@@ -75,6 +75,15 @@ pub struct MessageRequest {
     /// `message.keep_days`).
     #[serde(default, deserialize_with = "not_null")]
     pub expires_at: Option<String>,
+    /// A short label the inbox groups and filters by.
+    #[serde(default, deserialize_with = "not_null")]
+    pub category: Option<String>,
+    /// Where the message leads: `https://...` or a path of the app's site.
+    #[serde(default, deserialize_with = "not_null")]
+    pub action_url: Option<String>,
+    /// The app's own small JSON object.
+    #[serde(default, deserialize_with = "not_null")]
+    pub data: Option<serde_json::Value>,
 }
 
 herald_jobs::object_only!(deserialize MessageRequest, "a message object");
@@ -180,6 +189,9 @@ fn job(request: MessageRequest, account: AccountId, message_id: String) -> SendM
         status: request.status.unwrap_or_else(|| "success".to_owned()),
         send_at: request.send_at,
         expires_at: request.expires_at,
+        category: request.category,
+        action_url: request.action_url,
+        data: request.data,
     }
 }
 

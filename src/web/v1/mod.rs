@@ -116,6 +116,7 @@ fn documented_routes() -> OpenApiRouter<WebState> {
         .routes(routes!(inbox::account_list))
         .routes(routes!(inbox::list))
         .routes(routes!(inbox::unread_count))
+        .routes(routes!(inbox::unread_counts))
         .routes(routes!(inbox::mark_read))
         .routes(routes!(inbox::mark_several_read))
         .routes(routes!(inbox::mark_all_read))

@@ -16,6 +16,7 @@ hooks serve a plain `st run` with either kind of token:
 """
 
 import datetime
+import json
 import os
 
 import schemathesis
@@ -28,6 +29,9 @@ BODIES_WITH_ACCOUNT = ("MessageRequest", "ExportRequest")
 
 # A string's limit in bytes of UTF-8, next to its `maxLength` in characters.
 MAX_BYTES = "x-maxUtf8Bytes"
+
+# A value's limit in bytes of its JSON (`data`).
+MAX_JSON_BYTES = "x-maxJsonBytes"
 
 # How far ahead of the server's clock a date-time may be, in seconds.
 MAX_SECONDS_AHEAD = "x-maxSecondsAhead"
@@ -93,16 +97,54 @@ def _within_schedule(body, schema):
         limit = _resolve(alternative).get("properties", {}).get("sendAt", {}).get(MAX_SECONDS_AHEAD)
         if limit is None:
             continue
-        try:
-            at = datetime.datetime.fromisoformat(body["sendAt"].upper())
-        except ValueError:
-            return body
-        if at.tzinfo is None:
+        at = _parsed_time(body["sendAt"])
+        if at is None:
             return body
         now = datetime.datetime.now(datetime.timezone.utc)
         if (at - now).total_seconds() > limit:
             body["sendAt"] = now.isoformat()
         return body
+    return body
+
+
+def _parsed_time(text):
+    """`text` as an aware datetime, or None when Python cannot read it."""
+    if not isinstance(text, str):
+        return None
+    try:
+        at = datetime.datetime.fromisoformat(text.upper())
+    except ValueError:
+        return None
+    return at if at.tzinfo is not None else None
+
+
+def _expiry_after_sending(body):
+    """`body` without an `expiresAt` at or before its `sendAt`: a rule
+    between two values, which JSON Schema cannot state. A pair Python
+    cannot read is left alone for the server to judge."""
+    if not isinstance(body, dict):
+        return body
+    send_at, expires_at = _parsed_time(body.get("sendAt")), _parsed_time(body.get("expiresAt"))
+    if send_at is not None and expires_at is not None and expires_at <= send_at:
+        del body["expiresAt"]
+    return body
+
+
+def _within_json_bytes(body, schema):
+    """`body` with each property that has a `MAX_JSON_BYTES` limit and is
+    near or over it in JSON replaced by an empty object: JSON Schema cannot
+    count a value's encoded size. The margin covers the two encoders'
+    differences (number formats)."""
+    if not isinstance(body, dict):
+        return body
+    for alternative in _alternatives(_resolve(schema)):
+        for name, prop in _resolve(alternative).get("properties", {}).items():
+            limit = _resolve(prop).get(MAX_JSON_BYTES)
+            if limit is None or name not in body:
+                continue
+            encoded = json.dumps(body[name], ensure_ascii=False, separators=(",", ":"))
+            if len(encoded.encode("utf-8", "surrogatepass")) > limit - 256:
+                body[name] = {}
     return body
 
 
@@ -166,6 +208,10 @@ def before_call(ctx, case, kwargs):
                 body["to"]["id"] = account
     # `sendAt` at most so far ahead of the server's clock.
     body = _within_schedule(body, _body_schema(ctx.operation))
+    # `expiresAt` after `sendAt`.
+    body = _expiry_after_sending(body)
+    # `data` within its bytes of JSON.
+    body = _within_json_bytes(body, _body_schema(ctx.operation))
     # Byte limits: `maxLength` counts characters, the server bytes.
     fitted = _within_bytes(body, _body_schema(ctx.operation))
     if fitted is not body:

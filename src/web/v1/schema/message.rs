@@ -2,7 +2,7 @@
 
 use herald_jobs::{
     ids::{IDEMPOTENCY_KEY_MAX_LEN, IDEMPOTENCY_KEY_PATTERN, OBJECT_ID_PATTERN},
-    message::SYSTEM_SENDER_ID,
+    message::{ACTION_URL_PATTERN, CATEGORY_PATTERN, MAX_ACTION_URL_BYTES, SYSTEM_SENDER_ID},
     MessageLimits, MessageStatus, RecipientTarget, SenderFrom,
 };
 use utoipa::openapi::{
@@ -12,8 +12,11 @@ use utoipa::openapi::{
 
 use super::{
     account_in_body, bytes_limited, choice, not_blank, object, object_id, one_of, string,
-    MAX_SECONDS_AHEAD_EXTENSION,
+    MAX_JSON_BYTES_EXTENSION, MAX_SECONDS_AHEAD_EXTENSION,
 };
+
+/// A key of `data`: not empty, and not starting with `$`.
+const DATA_KEY_PATTERN: &str = "^[^$]";
 
 /// The body: the message's fields with its id named one way or the other,
 /// `messageId` or `idempotencyKey` (each alternative lists only its own, and
@@ -47,6 +50,52 @@ pub(super) fn message_request(limits: &MessageLimits) -> Schema {
         ))
         .item(with_id)
         .item(with_key)
+        .into()
+}
+
+/// `data`: a JSON object of at most `message.max_data_bytes` of JSON, two
+/// levels deep, whose keys are neither empty nor start with `$`.
+fn data(limits: &MessageLimits) -> Schema {
+    object()
+        .description(Some(format!(
+            "The app's own JSON object, stored and pushed with the message as it is: at most \
+             {} bytes of JSON, two levels deep (each value a scalar, an array of scalars or \
+             an object of scalars), no key empty or starting with `$` (else 400 naming \
+             `data`)",
+            limits.max_data_bytes
+        )))
+        .property_names(Some(string("A key").pattern(Some(DATA_KEY_PATTERN))))
+        .additional_properties(Some(data_value()))
+        .extensions(Some(
+            [(
+                MAX_JSON_BYTES_EXTENSION,
+                serde_json::Value::from(limits.max_data_bytes),
+            )]
+            .into_iter()
+            .collect(),
+        ))
+        .into()
+}
+
+/// A value inside `data`: a scalar, an array of scalars, or an object of
+/// scalars whose keys are neither empty nor start with `$`.
+fn data_value() -> Schema {
+    let scalar = || {
+        ObjectBuilder::new().schema_type(SchemaType::from_iter([
+            Type::String,
+            Type::Number,
+            Type::Boolean,
+            Type::Null,
+        ]))
+    };
+    let inner_object = object()
+        .property_names(Some(string("A key").pattern(Some(DATA_KEY_PATTERN))))
+        .additional_properties(Some(scalar()));
+    let array = utoipa::openapi::schema::ArrayBuilder::new().items(scalar());
+    AnyOfBuilder::new()
+        .item(scalar())
+        .item(array)
+        .item(inner_object)
         .into()
 }
 
@@ -147,6 +196,25 @@ fn message_fields(limits: &MessageLimits) -> ObjectBuilder {
             ),
         )
         .property("sendAt", send_at(limits))
+        .property(
+            "category",
+            string(
+                "A short label the inbox groups and filters by (`billing`, `export`): 1 to 32 \
+                 letters, digits or `_ . -`",
+            )
+            .pattern(Some(CATEGORY_PATTERN)),
+        )
+        .property(
+            "actionUrl",
+            string(&format!(
+                "Where the message leads when clicked: an `https://` URL, or a path of the \
+                 app's own site starting with `/` (not `//`); printable ASCII without spaces \
+                 or backslashes (percent-encode the rest), at most {MAX_ACTION_URL_BYTES} bytes"
+            ))
+            .pattern(Some(ACTION_URL_PATTERN))
+            .max_length(Some(MAX_ACTION_URL_BYTES)),
+        )
+        .property("data", data(limits))
         .property(
             "expiresAt",
             string(

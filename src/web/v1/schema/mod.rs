@@ -51,6 +51,10 @@ pub const MAX_UTF8_BYTES_EXTENSION: &str = "x-maxUtf8Bytes";
 /// Schema cannot state. The fuzz test's hooks read it.
 pub const MAX_SECONDS_AHEAD_EXTENSION: &str = "x-maxSecondsAhead";
 
+/// The extension stating a value's limit in bytes of its JSON (`data`),
+/// which no JSON Schema keyword counts. The fuzz test's hooks read it.
+pub const MAX_JSON_BYTES_EXTENSION: &str = "x-maxJsonBytes";
+
 /// A string with at least one character that is not white space: what
 /// "must not be blank" means (`str::trim` leaves something).
 const NOT_BLANK_PATTERN: &str = r"\S";
@@ -163,6 +167,9 @@ fn parameter_schema(name: &str) -> Option<Schema> {
             MessageStatus::ALL.iter().map(|s| s.as_str()),
             "Only messages with this status",
         ),
+        "category" => string("Only messages of this category: 1 to 32 letters, digits or `_ . -`")
+            .pattern(Some(herald_jobs::message::CATEGORY_PATTERN))
+            .into(),
         "limit" => ObjectBuilder::new()
             .schema_type(Type::Integer)
             .minimum(Some(1))
