@@ -17,7 +17,14 @@
 //!    ranges, half of `messages` keys each) and U's read marks (none).
 //!    The baseline is one `count` command over V's messages, `messages`
 //!    index keys of one range of the same index in the same collection.
-//! 2. **read up to date**: after `Inbox::mark_all_read(A, U, None)`, 1,000
+//! 2. **never read, per category**, for information: every seeded message
+//!    has one of [`CATEGORIES`]; the subject is `Inbox::unread_by_category(A,
+//!    U)`, whose total must answer `messages` and whose categories must
+//!    share it evenly. The baseline is one aggregation that groups V's
+//!    `messages` documents by category (`$match` on one index range, then
+//!    `$group`): the least the server does to count per category, since no
+//!    index holds the category.
+//! 3. **read up to date**: after `Inbox::mark_all_read(A, U, None)`, 1,000
 //!    new messages (half to U, half to all of A), of which U marks 100 read
 //!    one by one (50 of each kind). The subject must answer 900: 450 of
 //!    U's own unread, 500 account-wide since the mark-all less 50 marks,
@@ -56,6 +63,9 @@ use mongodb::{
 };
 
 use crate::{pipeline::private_settings, queue::BenchError};
+
+/// The categories the seeded messages have, in turn.
+pub const CATEGORIES: [&str; 4] = ["billing", "export", "security", "team"];
 
 /// Documents per `insert_many` while seeding.
 pub const SEED_BATCH: usize = 5_000;
@@ -198,14 +208,16 @@ pub struct Measured {
     pub seed: Duration,
     /// U has read nothing.
     pub never_read: Scenario,
+    /// U has read nothing, counted per category.
+    pub by_category: Scenario,
     /// U marked all read, then 1,000 new messages came, 100 of them read.
     pub read_up_to_date: Scenario,
 }
 
 impl Measured {
-    /// Both scenarios, in order.
-    pub fn scenarios(&self) -> [&Scenario; 2] {
-        [&self.never_read, &self.read_up_to_date]
+    /// Every scenario, in order.
+    pub fn scenarios(&self) -> [&Scenario; 3] {
+        [&self.never_read, &self.by_category, &self.read_up_to_date]
     }
 }
 
@@ -272,10 +284,15 @@ async fn measure(
     let inbox = Inbox::new(database);
 
     // 1. Never read: U's `messages` against V's `messages`.
+    let colleague = doc! {
+        "accountId": parties.account.object_id(),
+        "to.target": "user", "to.id": parties.colleague.object_id(),
+    };
     let never_read = compare(
         database,
         &inbox,
         parties,
+        Counted::Total,
         Scenario {
             name: "never read",
             unread: workload.messages,
@@ -284,15 +301,31 @@ async fn measure(
             baseline: Vec::new(),
             subject: Vec::new(),
         },
-        doc! {
-            "accountId": parties.account.object_id(),
-            "to.target": "user", "to.id": parties.colleague.object_id(),
-        },
+        colleague.clone(),
         workload.trials,
     )
     .await?;
 
-    // 2. Read up to date: everything marked read, then new messages.
+    // 2. Never read, per category: the same messages, grouped.
+    let by_category = compare(
+        database,
+        &inbox,
+        parties,
+        Counted::PerCategory,
+        Scenario {
+            name: "never read, per category",
+            unread: workload.messages,
+            keys: workload.messages,
+            calls: 0,
+            baseline: Vec::new(),
+            subject: Vec::new(),
+        },
+        colleague,
+        workload.trials,
+    )
+    .await?;
+
+    // 3. Read up to date: everything marked read, then new messages.
     let marked_all = inbox
         .mark_all_read(parties.account, parties.user, None)
         .await?;
@@ -331,6 +364,7 @@ async fn measure(
         database,
         &inbox,
         parties,
+        Counted::Total,
         Scenario {
             name: "read up to date",
             unread: NEW_MESSAGES - MARKED,
@@ -353,6 +387,7 @@ async fn measure(
         seeded,
         seed,
         never_read,
+        by_category,
         read_up_to_date,
     })
 }
@@ -383,8 +418,10 @@ async fn seed(
             _ => SendMessage::new(parties.other, format!("to U in B {i}"), "another account")
                 .to_user(parties.user),
         };
-        for (lane, job) in [mine, colleague, other].iter().enumerate() {
-            batch.push(document(settings, job, created_at(start, i, lane as u64))?);
+        let category = CATEGORIES[(i / 2) as usize % CATEGORIES.len()];
+        for (lane, job) in [mine, colleague, other].into_iter().enumerate() {
+            let job = job.category(category);
+            batch.push(document(settings, &job, created_at(start, i, lane as u64))?);
         }
         if batch.len() >= SEED_BATCH {
             seeded += batch.len() as u64;
@@ -483,25 +520,94 @@ where
     Ok(begun.elapsed() / calls.max(1) as u32)
 }
 
-/// Measures `scenario`: the baseline (one `count` of `baseline`, which
-/// must match `scenario.keys` documents) against `unread_count` (which
-/// must answer `scenario.unread`), alternating over `trials` trials.
+/// What a scenario counts: one total, or a total per category.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Counted {
+    /// `unread_count` against one `count` command.
+    Total,
+    /// `unread_by_category` against one `$group` aggregation.
+    PerCategory,
+}
+
+/// The documents matching `query`, counted per category by one
+/// aggregation; their total, once every category has as many.
+async fn count_per_category(database: &Database, query: &Document) -> Result<u64, BenchError> {
+    use futures::TryStreamExt;
+    let groups: Vec<Document> = database
+        .collection::<Document>(MESSAGE_COLLECTION)
+        .aggregate([
+            doc! { "$match": query.clone() },
+            doc! { "$group": { "_id": "$category", "n": { "$sum": 1 } } },
+        ])
+        .await?
+        .try_collect()
+        .await?;
+    even_total(groups.iter().map(|group| {
+        let n = match group.get("n") {
+            Some(Bson::Int32(n)) => *n as u64,
+            Some(Bson::Int64(n)) => *n as u64,
+            _ => 0,
+        };
+        (group.get_str("_id").unwrap_or_default().to_owned(), n)
+    }))
+}
+
+/// The sum of `counts`, checked to be the same for each of [`CATEGORIES`]
+/// and nothing else (the seeding gives each category as many messages).
+fn even_total(counts: impl Iterator<Item = (String, u64)>) -> Result<u64, BenchError> {
+    let counts: std::collections::BTreeMap<String, u64> = counts.collect();
+    let names: Vec<&str> = counts.keys().map(String::as_str).collect();
+    let mut expected = CATEGORIES.to_vec();
+    expected.sort_unstable();
+    let first = counts.values().next().copied().unwrap_or(0);
+    if names != expected || counts.values().any(|&n| n != first) {
+        return Err(BenchError::Invalid(format!(
+            "per-category counts are not even over {CATEGORIES:?}: {counts:?}"
+        )));
+    }
+    Ok(counts.values().sum())
+}
+
+/// Measures `scenario`: the baseline (one `count` of `baseline`, or one
+/// aggregation per category, which must match `scenario.keys` documents)
+/// against `unread_count` or `unread_by_category` (which must answer
+/// `scenario.unread`), alternating over `trials` trials.
 async fn compare(
     database: &Database,
     inbox: &Inbox,
     parties: Parties,
+    counted: Counted,
     mut scenario: Scenario,
     baseline: Document,
     trials: usize,
 ) -> Result<Scenario, BenchError> {
     scenario.calls = KEYS_PER_MEASUREMENT.div_ceil(scenario.keys.max(1));
     let baseline = &baseline;
-    let baseline_call = move || async move { count(database, baseline).await };
+    let baseline_call = move || async move {
+        match counted {
+            Counted::Total => count(database, baseline).await,
+            Counted::PerCategory => count_per_category(database, baseline).await,
+        }
+    };
     let subject_call = move || async move {
-        inbox
-            .unread_count(parties.account, parties.user, &Default::default())
-            .await
-            .map_err(BenchError::from)
+        match counted {
+            Counted::Total => inbox
+                .unread_count(parties.account, parties.user, &Default::default())
+                .await
+                .map_err(BenchError::from),
+            Counted::PerCategory => {
+                let unread = inbox
+                    .unread_by_category(parties.account, parties.user)
+                    .await?;
+                if unread.uncategorized != 0 {
+                    return Err(BenchError::Invalid(format!(
+                        "{} unread without a category",
+                        unread.uncategorized
+                    )));
+                }
+                even_total(unread.categories.into_iter())
+            }
+        }
     };
     let (keys, unread, calls) = (scenario.keys, scenario.unread, scenario.calls);
     let baseline_what = format!("the baseline of {:?}", scenario.name);

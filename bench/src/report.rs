@@ -490,12 +490,20 @@ fn inbox_sections(m: &inbox::Measured) -> Vec<(String, Vec<Line>)> {
                 ),
                 vec![
                     line(
-                        format!("count command, {} keys of one range", s.keys),
+                        if i == 1 {
+                            format!("$group by category, {} keys of one range", s.keys)
+                        } else {
+                            format!("count command, {} keys of one range", s.keys)
+                        },
                         s.baseline_median(),
                         1.0,
                     ),
                     line(
-                        format!("Inbox::unread_count, {} ({} unread)", s.name, s.unread),
+                        if i == 1 {
+                            format!("Inbox::unread_by_category ({} unread)", s.unread)
+                        } else {
+                            format!("Inbox::unread_count, {} ({} unread)", s.name, s.unread)
+                        },
                         s.subject_median(),
                         s.ratio(),
                     ),
