@@ -370,7 +370,7 @@ pub async fn list(
     params(
         ("accountId" = String, Path, description = "The account, 24-hex"),
         ("userId" = String, Path, description = "The user, 24-hex"),
-        StatusQuery,
+        CountQuery,
     ),
     responses(
         (status = 200, description = "The count", body = UnreadCount),
