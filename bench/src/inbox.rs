@@ -52,9 +52,14 @@ use std::{
     time::{Duration, Instant},
 };
 
+use futures::TryStreamExt;
 use herald::{
     config::Settings,
-    store::{self, Inbox, MessageStore, MESSAGE_COLLECTION},
+    store::{
+        self,
+        inbox::{InboxAction, Selection},
+        Inbox, MessageStore, MESSAGE_COLLECTION,
+    },
 };
 use herald_jobs::{AccountId, SendMessage, UserId};
 use mongodb::{
@@ -77,6 +82,14 @@ pub const NEW_MESSAGES: u64 = 1_000;
 /// Of the new messages, how many U marks read one by one (half of them
 /// addressed to U, half to the whole account).
 pub const MARKED: u64 = 100;
+
+/// Of the new messages, how many U archives (half of each kind, none of
+/// them among those marked read): they are read, and leave the count.
+pub const ARCHIVED: u64 = 50;
+
+/// Of the messages to the whole account from before U's mark-all, how many
+/// U marks unread again: they join the count, through a fourth range.
+pub const UNREAD_AGAIN: u64 = 50;
 
 /// The most the never-read unread count may take, as a multiple of one
 /// count over the same number of index keys (the product's target).
@@ -357,9 +370,10 @@ async fn measure(
             "mark_read marked {marked} of {MARKED} new messages"
         )));
     }
-    // V's newest NEW_MESSAGES messages: one range of as many keys as the
-    // three counts read (450 own unread + 500 account-wide + 50 marks).
-    let since = created_at(start, workload.messages - NEW_MESSAGES, 1);
+    // V's newest messages: one range of as many keys as the four counts
+    // read (425 own unread + 500 account-wide + 75 marks, and 50 marks
+    // unread again).
+    let since = created_at(start, workload.messages - NEW_MESSAGES - UNREAD_AGAIN, 1);
     let read_up_to_date = compare(
         database,
         &inbox,
@@ -367,8 +381,8 @@ async fn measure(
         Counted::Total,
         Scenario {
             name: "read up to date",
-            unread: NEW_MESSAGES - MARKED,
-            keys: NEW_MESSAGES,
+            unread: NEW_MESSAGES - MARKED - ARCHIVED + UNREAD_AGAIN,
+            keys: NEW_MESSAGES + UNREAD_AGAIN,
             calls: 0,
             baseline: Vec::new(),
             subject: Vec::new(),
@@ -470,11 +484,46 @@ async fn add_new_messages(
         .await?;
     // Every tenth of each kind: spread over the new messages.
     let half = (MARKED / 2) as usize;
-    let ids: Vec<ObjectId> = [to_user, to_all]
+    let ids: Vec<ObjectId> = [&to_user, &to_all]
         .iter()
         .flat_map(|ids| ids.iter().step_by(10).take(half).copied())
         .collect();
     let marking = inbox.mark_read(parties.account, parties.user, &ids).await?;
+    let archive: Vec<ObjectId> = [&to_user, &to_all]
+        .iter()
+        .flat_map(|ids| ids.iter().skip(5).step_by(10).take((ARCHIVED / 2) as usize))
+        .copied()
+        .collect();
+    let older: Vec<ObjectId> = database
+        .collection::<Document>(MESSAGE_COLLECTION)
+        .find(doc! {
+            "accountId": parties.account.object_id(),
+            "to.target": "account", "to.id": parties.account.object_id(),
+        })
+        .sort(doc! { "createdAt": 1 })
+        .limit(UNREAD_AGAIN as i64)
+        .projection(doc! { "_id": 1 })
+        .await?
+        .try_collect::<Vec<Document>>()
+        .await?
+        .iter()
+        .filter_map(|d| d.get_object_id("_id").ok())
+        .collect();
+    for (action, ids, expected) in [
+        (InboxAction::Archive, archive, ARCHIVED),
+        (InboxAction::Unread, older, UNREAD_AGAIN),
+    ] {
+        let changed = inbox
+            .apply(parties.account, parties.user, action, &Selection::Ids(ids))
+            .await?
+            .count;
+        if changed != expected {
+            return Err(BenchError::Invalid(format!(
+                "{} changed {changed} of {expected} messages",
+                action.as_str()
+            )));
+        }
+    }
     Ok(marking.newly_read.len() as u64)
 }
 
@@ -532,7 +581,6 @@ enum Counted {
 /// The documents matching `query`, counted per category by one
 /// aggregation; their total, once every category has as many.
 async fn count_per_category(database: &Database, query: &Document) -> Result<u64, BenchError> {
-    use futures::TryStreamExt;
     let groups: Vec<Document> = database
         .collection::<Document>(MESSAGE_COLLECTION)
         .aggregate([

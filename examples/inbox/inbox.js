@@ -30,8 +30,9 @@
 // for `user`: the account's presence channel (messages to everyone, a
 // notice without title or content of a message to one user, and the
 // exports' progress) and the user's own private channel (messages to this
-// user in full, and `message_read` when this user marks something read on
-// another tab or device).
+// user in full, `message_read` when this user marks something read on
+// another tab or device, and `inbox_changed` when they archive, unarchive,
+// mark unread or delete something).
 //
 // In a real product the page belongs to the web app (say PHP), which holds
 // the session: it forwards `api` calls to Herald adding its token, and takes
@@ -68,6 +69,8 @@
     inbox: $('inbox'),
     list: $('messages'),
     empty: $('empty'),
+    views: $('views'),
+    tabs: $('tabs'),
     markAll: $('mark-all-read'),
     exportStart: $('export-start'),
     exportBar: $('export-bar'),
@@ -111,18 +114,48 @@
   // messages to this user, with this user's read state.
   const inboxPath = () => `/accounts/${config.account}/users/${config.user}/messages`;
 
-  // ---- The bell and the list ----------------------------------------------
+  // ---- The bell, the tabs and the list -----------------------------------
 
   // Answers may come back out of order (two events, two reads): each kind
   // of read is numbered, and only the latest one asked is shown. A count
-  // that arrives with an event (`message_read`) or a mark's answer also
-  // takes a number, so a read asked before it cannot put an older count back.
+  // that arrives with an event (`message_read`, `inbox_changed`) or a mark's
+  // answer also takes a number, so a read asked before it cannot put an
+  // older count back.
   let unreadAsked = 0;
   let listAsked = 0;
 
+  // What the list shows: the inbox or the archived messages, of every
+  // category ('') or of one.
+  const shown = { archived: false, category: '' };
+  // A tab per category ever seen, kept when its unread count drops to 0.
+  const tabs = new Map([['', ui.tabs.querySelector('[data-category=""]')]]);
+
+  /** The bell and the "All" tab. */
   function paintUnread(unread) {
     ui.unread.textContent = unread > 99 ? '99+' : String(unread);
     ui.unread.dataset.count = String(unread);
+    paintTab('', unread);
+  }
+
+  /** Sets tab `category`'s count (adding the tab when it is new). */
+  function paintTab(category, count) {
+    let tab = tabs.get(category);
+    if (!tab) {
+      tab = document.createElement('button');
+      tab.type = 'button';
+      tab.dataset.category = category;
+      tab.setAttribute('aria-pressed', 'false');
+      tab.append(category, ' ', Object.assign(document.createElement('span'), { className: 'count' }));
+      tab.addEventListener('click', () => show({ category }));
+      tabs.set(category, tab);
+      // In name order, after "All".
+      const after = [...tabs.keys()].filter((c) => c && c < category).sort().pop() ?? '';
+      tabs.get(after).after(tab);
+    }
+    if (count !== undefined) {
+      tab.dataset.count = String(count);
+      tab.querySelector('.count').textContent = String(count);
+    }
   }
 
   /** Shows a count known without asking (an event's, a mark's answer). */
@@ -131,24 +164,70 @@
     paintUnread(unread);
   }
 
+  // The bell, "All" and each category's tab, from one call. Archived and
+  // deleted messages are not counted.
   async function refreshUnread() {
     const asked = ++unreadAsked;
-    const { unread } = await (await api(`${inboxPath()}/unread-count`)).json();
-    if (asked === unreadAsked) paintUnread(unread);
+    const counts = await (await api(`${inboxPath()}/unread-counts`)).json();
+    if (asked !== unreadAsked) return;
+    paintUnread(counts.unread);
+    const perCategory = counts.categories || {};
+    for (const category of new Set([...tabs.keys(), ...Object.keys(perCategory)])) {
+      if (category) paintTab(category, perCategory[category] || 0);
+    }
   }
 
   async function refreshList(freshId) {
     const asked = ++listAsked;
-    const page = await (await api(`${inboxPath()}?limit=20`)).json();
+    const { archived, category } = shown;
+    const query = new URLSearchParams({ limit: '20' });
+    if (archived) query.set('archived', 'true');
+    if (category) query.set('category', category);
+    const page = await (await api(`${inboxPath()}?${query}`)).json();
     if (asked !== listAsked) return;
     ui.list.replaceChildren(...page.messages.map((m) => messageItem(m, m.id === freshId)));
+    // What is listed, for tests and styles: set once the list shows it.
+    ui.list.dataset.view = archived ? 'archived' : 'inbox';
+    ui.list.dataset.category = category;
+    ui.empty.textContent = archived ? 'Nothing archived.' : 'No messages yet.';
     ui.empty.hidden = page.messages.length > 0;
+    for (const m of page.messages) if (m.category) paintTab(m.category);
   }
 
-  /** Both the count and the list; problems go to the notice. */
+  /** Both the counts and the list; problems go to the notice. */
   function refresh(freshId) {
     return Promise.all([refreshUnread(), refreshList(freshId)]).catch((e) => notify(e.message));
   }
+
+  /** Switches the view and/or the category tab, and lists again. */
+  function show(change) {
+    Object.assign(shown, change);
+    for (const button of ui.views.querySelectorAll('[data-view]')) {
+      button.setAttribute('aria-pressed', String((button.dataset.view === 'archived') === shown.archived));
+    }
+    for (const [category, tab] of tabs) {
+      tab.setAttribute('aria-pressed', String(category === shown.category));
+    }
+    refreshList().catch((e) => notify(e.message));
+  }
+
+  for (const button of ui.views.querySelectorAll('[data-view]')) {
+    button.addEventListener('click', () => show({ archived: button.dataset.view === 'archived' }));
+  }
+  tabs.get('').addEventListener('click', () => show({ category: '' }));
+
+  function actionButton(className, text, onClick) {
+    const element = document.createElement('button');
+    element.type = 'button';
+    element.className = className;
+    element.textContent = text;
+    element.addEventListener('click', () => onClick(element));
+    return element;
+  }
+
+  // Where a message leads: an https:// URL or a path of this site. Herald
+  // accepts nothing else; the page checks again before making it a link.
+  const safeUrl = (url) => /^(https:\/\/|\/(?!\/))/.test(url || '');
 
   /** One message as a list item. */
   function messageItem(message, fresh) {
@@ -156,8 +235,10 @@
     item.className = fresh ? 'message fresh' : 'message';
     item.dataset.id = message.id;
     item.dataset.read = String(message.isRead);
+    item.dataset.archived = String(Boolean(message.archivedAt));
     item.dataset.status = message.status;
     item.dataset.to = message.to.target;
+    if (message.category) item.dataset.category = message.category;
 
     const title = document.createElement('span');
     title.className = 'title';
@@ -169,28 +250,43 @@
     content.textContent = message.content;
     const meta = document.createElement('span');
     meta.className = 'meta';
+    const category = message.category ? ` · ${message.category}` : '';
     const to = message.to.target === 'user' ? ' · to you' : '';
-    meta.textContent = `${message.status}${to} · ${new Date(message.createdAt).toLocaleString()}`;
+    meta.textContent = `${message.status}${category}${to} · ${new Date(message.createdAt).toLocaleString()}`;
     item.append(title, content, meta);
-
-    if (!message.isRead) {
-      const read = document.createElement('button');
-      read.type = 'button';
-      read.className = 'mark-read';
-      read.textContent = 'Mark read';
-      read.addEventListener('click', () => markRead(message.id, read));
-      item.append(read);
+    if (safeUrl(message.actionUrl)) {
+      const link = document.createElement('a');
+      link.className = 'action';
+      link.href = message.actionUrl;
+      link.textContent = 'Open';
+      item.append(link);
     }
+
+    // Each acts for this user only; Herald then tells the user's other pages.
+    const id = message.id;
+    const actions = document.createElement('span');
+    actions.className = 'actions';
+    actions.append(
+      message.isRead
+        ? actionButton('mark-unread', 'Mark unread', (b) => act(b, 'POST', `${id}/unread`))
+        : actionButton('mark-read', 'Mark read', (b) => act(b, 'POST', `${id}/read`)),
+      message.archivedAt
+        ? actionButton('unarchive', 'Unarchive', (b) => act(b, 'POST', `${id}/unarchive`))
+        : actionButton('archive', 'Archive', (b) => act(b, 'POST', `${id}/archive`)),
+      actionButton('delete', 'Delete', (b) => act(b, 'DELETE', id)),
+    );
+    item.append(actions);
     return item;
   }
 
-  // A mark reads for this user only. Herald then pushes `message_read` to
-  // the user's channel, for the user's other pages (this one hears it too,
-  // and reads again what it has just read: harmless).
-  async function markRead(id, button) {
+  // A mark, archive or delete acts for this user only. Herald then pushes
+  // `message_read` or `inbox_changed` to the user's channel, for the user's
+  // other pages (this one hears it too, and reads again what it has just
+  // read: harmless).
+  async function act(button, method, path) {
     button.disabled = true;
     try {
-      await api(`${inboxPath()}/${id}/read`, { method: 'POST' });
+      await api(`${inboxPath()}/${path}`, { method });
     } catch (e) {
       notify(e.message);
     }
@@ -201,7 +297,7 @@
     try {
       const { unread } = await (await api(`${inboxPath()}/read-all`, { method: 'POST' })).json();
       showUnread(unread);
-      await refreshList();
+      await refresh();
     } catch (e) {
       notify(e.message);
     }
@@ -413,13 +509,17 @@
       channel.bind('new_message', (data) => refresh(data.messageId));
     }
 
-    // This user marked something read on another page (or this one): the
-    // bell shows the event's count at once; then the list is read again for
-    // its markers, and the count with it (an event may overtake another).
-    pusher.channel(userChannel).bind('message_read', (data) => {
-      if (typeof data.unread === 'number') showUnread(data.unread);
-      refresh();
-    });
+    // This user marked something read (`message_read`), or archived,
+    // unarchived, marked unread or deleted something (`inbox_changed`), on
+    // another page or this one: the bell shows the event's count at once;
+    // then the list is read again, and the counts with it (an event may
+    // overtake another).
+    for (const event of ['message_read', 'inbox_changed']) {
+      pusher.channel(userChannel).bind(event, (data) => {
+        if (typeof data.unread === 'number') showUnread(data.unread);
+        refresh();
+      });
+    }
 
     const account = pusher.channel(accountChannel);
     account.bind('export_progress', exportEvent('progress'));

@@ -115,6 +115,32 @@ impl PushJob {
     }
 }
 
+impl PushJob {
+    /// An `inbox_changed` event on `user`'s channel: what the user did
+    /// (`action`), to which messages (`ids`, or `"all"` for a filter), and
+    /// their unread count after it. `mark` tells changes apart, so each one
+    /// is pushed once.
+    pub fn inbox_changed(
+        account: AccountId,
+        user: herald_jobs::UserId,
+        users: &UserChannels,
+        action: &str,
+        ids: serde_json::Value,
+        unread: u64,
+        mark: &str,
+    ) -> Self {
+        Self {
+            idempotency_key: format!("{}:{account}:{user}:{mark}", super::INBOX_CHANGED_EVENT),
+            account_id: account.to_hex(),
+            event: Event {
+                name: super::INBOX_CHANGED_EVENT.to_owned(),
+                data: serde_json::json!({ "action": action, "ids": ids, "unread": unread }),
+                channels: vec![users.channel(account, user)],
+            },
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

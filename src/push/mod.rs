@@ -41,6 +41,9 @@ pub use crate::message::NEW_MESSAGE_EVENT;
 
 /// Event sent to a user's channel after messages were marked read.
 pub const MESSAGE_READ_EVENT: &str = "message_read";
+/// The event that tells a user's pages they archived, unarchived, deleted
+/// or marked unread some messages (`crate::web::v1::inbox_actions`).
+pub const INBOX_CHANGED_EVENT: &str = "inbox_changed";
 
 /// One realtime event, as the provider's REST API takes it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -835,6 +835,14 @@ async fn the_openapi_document_matches_the_routes() {
         "POST /v1/accounts/{accountId}/users/{userId}/messages/{messageId}/read",
         "POST /v1/accounts/{accountId}/users/{userId}/messages/read",
         "POST /v1/accounts/{accountId}/users/{userId}/messages/read-all",
+        "POST /v1/accounts/{accountId}/users/{userId}/messages/{messageId}/archive",
+        "POST /v1/accounts/{accountId}/users/{userId}/messages/{messageId}/unarchive",
+        "POST /v1/accounts/{accountId}/users/{userId}/messages/{messageId}/unread",
+        "DELETE /v1/accounts/{accountId}/users/{userId}/messages/{messageId}",
+        "POST /v1/accounts/{accountId}/users/{userId}/messages/archive",
+        "POST /v1/accounts/{accountId}/users/{userId}/messages/unarchive",
+        "POST /v1/accounts/{accountId}/users/{userId}/messages/unread",
+        "POST /v1/accounts/{accountId}/users/{userId}/messages/delete",
         "POST /v1/push/auth",
     ]
     .into_iter()

@@ -12,12 +12,15 @@
 
 use std::time::{Duration, Instant};
 
+use chrono::{SecondsFormat, Utc};
 use fantoccini::{Client, Locator};
 use mongodb::bson::{doc, oid::ObjectId, DateTime, Document};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
 
 use crate::{
     browser::browser,
-    helpers::{account, env_with, HeraldProcess, TestEnv},
+    helpers::{account, call_json, env_with, HeraldProcess, TestEnv},
     ops::free_port,
     sockudo_server::{SockudoServer, APP_KEY},
 };
@@ -28,6 +31,10 @@ const PATIENCE: Duration = Duration::from_secs(40);
 
 /// How long a page is watched for a change that must not come.
 const QUIET: Duration = Duration::from_secs(2);
+
+/// How far ahead the scheduled message is sent: time enough to watch the
+/// page not show it.
+const SCHEDULE_LEAD: chrono::Duration = chrono::Duration::seconds(8);
 
 /// Older messages written straight into the collection, so that the export
 /// has enough rows for several `export_progress` events.
@@ -398,6 +405,431 @@ async fn the_same_users_pages_stay_in_sync_and_a_colleagues_badge_does_not_move(
     }
 }
 
+/// Categories as tabs: one per category the user's inbox has, each with its
+/// unread count from `unread-counts`, that filters the list with
+/// `?category=`; and a message's `actionUrl` as a link.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_inbox_page_has_a_tab_per_category_with_its_unread_count_and_links_actions() {
+    let stack = Stack::start(&[]).await;
+    let account = account().to_hex();
+    let user = ObjectId::new().to_hex();
+    // The app's server sends with its token; the page holds the user's.
+    let app = stack.token(&account, None);
+    let token = stack.token(&account, Some(&user));
+    let (_driver, client) = browser().await;
+    client
+        .goto(&stack.page(&account, &user, &token))
+        .await
+        .expect("the inbox page");
+    let check = stack.check(&client);
+    check
+        .attr("#connection", "data-state", |s| s == "subscribed")
+        .await;
+    check
+        .attr("#tabs [data-category='']", "data-count", |c| c == "0")
+        .await;
+
+    // Two billing messages (one to the user alone), one export message and
+    // one without a category; two of them lead somewhere.
+    const INVOICE_URL: &str = "https://billing.example.com/invoices/1042?from=inbox";
+    let invoice = stack
+        .send(
+            &app,
+            json!({"title": "Invoice 1042 is due", "content": "Pay by Friday",
+                   "category": "billing", "actionUrl": INVOICE_URL, "status": "warning"}),
+        )
+        .await;
+    let seats = stack
+        .send(
+            &app,
+            json!({"title": "3 seats renewed", "content": "Until next year", "category": "billing",
+                   "to": {"id": user, "target": "user"}}),
+        )
+        .await;
+    let export = stack
+        .send(
+            &app,
+            json!({"title": "Export ready", "content": "customers.csv", "category": "export",
+                   "actionUrl": "/exports/customers"}),
+        )
+        .await;
+    let welcome = stack
+        .send(
+            &app,
+            json!({"title": "Welcome", "content": "Glad to have you"}),
+        )
+        .await;
+    let everything = [&invoice, &seats, &export, &welcome];
+    check
+        .listed("the four messages", |ids| same(ids, &everything))
+        .await;
+    for (category, count) in [("", "4"), ("billing", "2"), ("export", "1")] {
+        check
+            .attr(
+                &format!("#tabs [data-category='{category}']"),
+                "data-count",
+                |c| c == count,
+            )
+            .await;
+    }
+    let tab = check.text("#tabs [data-category='billing']").await;
+    assert!(tab.contains("billing") && tab.contains('2'), "{tab:?}");
+    check
+        .attr("#tabs [data-category='']", "aria-pressed", |p| p == "true")
+        .await;
+
+    // The links: as the producer gave them (a path resolves on the page's
+    // own site); a message without one has none.
+    let link = |id: &str| format!("{} a.action", item(id));
+    let href = check.property(&link(&invoice), "href").await;
+    assert_eq!(href, INVOICE_URL);
+    let href = check.property(&link(&export), "href").await;
+    assert_eq!(href, format!("{}/exports/customers", stack.web));
+    assert!(
+        client.find(Locator::Css(&link(&welcome))).await.is_err(),
+        "a link on a message without actionUrl"
+    );
+
+    // A tab filters the list; another changes the filter.
+    check.click("#tabs [data-category='billing']").await;
+    check
+        .attr("#messages", "data-category", |c| c == "billing")
+        .await;
+    check
+        .listed("billing's two", |ids| same(ids, &[&invoice, &seats]))
+        .await;
+    check
+        .attr("#tabs [data-category='billing']", "aria-pressed", |p| {
+            p == "true"
+        })
+        .await;
+    check.click("#tabs [data-category='export']").await;
+    check
+        .attr("#messages", "data-category", |c| c == "export")
+        .await;
+    check
+        .listed("export's one", |ids| same(ids, &[&export]))
+        .await;
+
+    // Reading it sets its tab to 0 (kept) and All to 3.
+    check
+        .click(&format!("{} button.mark-read", item(&export)))
+        .await;
+    check
+        .attr("#tabs [data-category='export']", "data-count", |c| c == "0")
+        .await;
+    check
+        .attr("#tabs [data-category='']", "data-count", |c| c == "3")
+        .await;
+    check
+        .attr("#unread-count", "data-count", |c| c == "3")
+        .await;
+
+    // A message of a new category arrives while a tab is on: its tab
+    // appears counting it, and the list stays filtered.
+    let login = stack
+        .send(
+            &app,
+            json!({"title": "Sign-in from a new device", "content": "Chromium on Linux",
+                   "category": "security", "status": "error"}),
+        )
+        .await;
+    check
+        .attr("#tabs [data-category='security']", "data-count", |c| {
+            c == "1"
+        })
+        .await;
+    check
+        .attr("#tabs [data-category='']", "data-count", |c| c == "4")
+        .await;
+    check
+        .keeps("the export tab's list", || async {
+            let ids = check.ids().await;
+            ids.as_deref().is_some_and(|ids| same(ids, &[&export]))
+        })
+        .await;
+
+    // All lists everything again.
+    check.click("#tabs [data-category='']").await;
+    check
+        .attr("#messages", "data-category", |c| c.is_empty())
+        .await;
+    check
+        .listed("all five", |ids| {
+            same(ids, &[&invoice, &seats, &export, &welcome, &login])
+        })
+        .await;
+    client.close().await.expect("the browser closes");
+}
+
+/// Archive, unarchive, mark unread and delete, for the user alone, on one
+/// page; the user's other page follows through `inbox_changed`, without a
+/// reload.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn archive_unarchive_mark_unread_and_delete_reach_the_users_other_page() {
+    let stack = Stack::start(&[]).await;
+    let env = &stack.env;
+    let account = account().to_hex();
+    let user = ObjectId::new().to_hex();
+    let user_channel = format!("private-message-wm-user-{account}-{user}");
+    let token = stack.token(&account, Some(&user));
+    let (_driver_1, client_1) = browser().await;
+    let (_driver_2, client_2) = browser().await;
+    for client in [&client_1, &client_2] {
+        client
+            .goto(&stack.page(&account, &user, &token))
+            .await
+            .expect("the inbox page");
+    }
+    let (first, second) = (stack.check(&client_1), stack.check(&client_2));
+    let pages = [&first, &second];
+    for page in pages {
+        page.attr("#connection", "data-state", |s| s == "subscribed")
+            .await;
+    }
+
+    let mut sent = Vec::new();
+    for title in ["Quota at 90%", "Import failed", "Export ready"] {
+        sent.push(run_ok(
+            env,
+            &[
+                "enqueue",
+                "message",
+                "--account",
+                &account,
+                "--title",
+                title,
+                "--content",
+                "customers.csv",
+            ],
+        ));
+    }
+    let [quota, import, export] = [&sent[0], &sent[1], &sent[2]];
+    for page in pages {
+        page.listed("the three", |ids| same(ids, &[quota, import, export]))
+            .await;
+        page.attr("#unread-count", "data-count", |c| c == "3").await;
+    }
+    let changed = |action: &'static str| {
+        move |e: &Value| e["event"] == "inbox_changed" && e["data"]["action"] == action
+    };
+
+    // (a) Archive on the first page: out of both pages' inbox, and read.
+    first
+        .click(&format!("{} button.archive", item(quota)))
+        .await;
+    for page in pages {
+        page.listed("the inbox without the archived one", |ids| {
+            same(ids, &[import, export])
+        })
+        .await;
+        page.attr("#unread-count", "data-count", |c| c == "2").await;
+    }
+    let event = second
+        .heard("inbox_changed (archive)", changed("archive"))
+        .await;
+    assert_eq!(event["channel"], user_channel.as_str(), "{event}");
+    assert_eq!(event["data"]["ids"], json!([quota]), "{event}");
+    assert_eq!(event["data"]["unread"], 2, "{event}");
+
+    // (b) The Archived view lists it, read; Unarchive takes it back to the
+    // inbox, still read.
+    first.click("#views [data-view='archived']").await;
+    first
+        .attr("#messages", "data-view", |v| v == "archived")
+        .await;
+    first
+        .listed("the archived one", |ids| same(ids, &[quota]))
+        .await;
+    first
+        .attr(&item(quota), "data-archived", |a| a == "true")
+        .await;
+    first.attr(&item(quota), "data-read", |r| r == "true").await;
+    first
+        .click(&format!("{} button.unarchive", item(quota)))
+        .await;
+    first.listed("nothing archived", <[String]>::is_empty).await;
+    first.shown("#empty").await;
+    second
+        .listed("the three again", |ids| same(ids, &[quota, import, export]))
+        .await;
+    second
+        .heard("inbox_changed (unarchive)", changed("unarchive"))
+        .await;
+    first.click("#views [data-view='inbox']").await;
+    first.attr("#messages", "data-view", |v| v == "inbox").await;
+    first
+        .listed("the three again", |ids| same(ids, &[quota, import, export]))
+        .await;
+    first
+        .attr(&item(quota), "data-archived", |a| a == "false")
+        .await;
+    first.attr(&item(quota), "data-read", |r| r == "true").await;
+    first
+        .attr("#unread-count", "data-count", |c| c == "2")
+        .await;
+
+    // (c) Mark unread: the count rises on both pages.
+    first
+        .click(&format!("{} button.mark-unread", item(quota)))
+        .await;
+    for page in pages {
+        page.attr(&item(quota), "data-read", |r| r == "false").await;
+        page.attr("#unread-count", "data-count", |c| c == "3").await;
+        page.attr("#tabs [data-category='']", "data-count", |c| c == "3")
+            .await;
+    }
+    let event = second
+        .heard("inbox_changed (unread)", changed("unread"))
+        .await;
+    assert_eq!(event["data"]["unread"], 3, "{event}");
+
+    // (d) On the second page, an archived message marked unread goes back
+    // to the inbox, unread.
+    second
+        .click(&format!("{} button.archive", item(export)))
+        .await;
+    first
+        .listed("the inbox without export", |ids| {
+            same(ids, &[quota, import])
+        })
+        .await;
+    second.click("#views [data-view='archived']").await;
+    second
+        .listed("the archived export", |ids| same(ids, &[export]))
+        .await;
+    second
+        .click(&format!("{} button.mark-unread", item(export)))
+        .await;
+    second
+        .listed("nothing archived", <[String]>::is_empty)
+        .await;
+    first
+        .listed("the three again", |ids| same(ids, &[quota, import, export]))
+        .await;
+    first
+        .attr(&item(export), "data-read", |r| r == "false")
+        .await;
+    first
+        .attr(&item(export), "data-archived", |a| a == "false")
+        .await;
+    for page in pages {
+        page.attr("#unread-count", "data-count", |c| c == "3").await;
+    }
+    second.click("#views [data-view='inbox']").await;
+
+    // (e) Delete: gone from both pages and uncounted, and still gone after
+    // a reload.
+    first
+        .click(&format!("{} button.delete", item(import)))
+        .await;
+    for page in pages {
+        page.listed("the inbox without the deleted one", |ids| {
+            same(ids, &[quota, export])
+        })
+        .await;
+        page.attr("#unread-count", "data-count", |c| c == "2").await;
+    }
+    let event = second
+        .heard("inbox_changed (delete)", changed("delete"))
+        .await;
+    assert_eq!(event["data"]["ids"], json!([import]), "{event}");
+    client_1.refresh().await.expect("the page reloads");
+    first
+        .attr("#connection", "data-state", |s| s == "subscribed")
+        .await;
+    first
+        .listed("the two left", |ids| same(ids, &[quota, export]))
+        .await;
+    first
+        .attr("#unread-count", "data-count", |c| c == "2")
+        .await;
+    first.click("#views [data-view='archived']").await;
+    first
+        .attr("#messages", "data-view", |v| v == "archived")
+        .await;
+    first.listed("nothing archived", <[String]>::is_empty).await;
+
+    for client in [client_1, client_2] {
+        client.close().await.expect("the browser closes");
+    }
+}
+
+/// A message enqueued with `--send-at` shows on the page live when its time
+/// comes, through `new_message`, and not before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scheduled_message_appears_live_at_its_time_and_not_before() {
+    let stack = Stack::start(&[]).await;
+    let account = account().to_hex();
+    let user = ObjectId::new().to_hex();
+    let token = stack.token(&account, Some(&user));
+    let (_driver, client) = browser().await;
+    client
+        .goto(&stack.page(&account, &user, &token))
+        .await
+        .expect("the inbox page");
+    let check = stack.check(&client);
+    check
+        .attr("#connection", "data-state", |s| s == "subscribed")
+        .await;
+    check
+        .attr("#unread-count", "data-count", |c| c == "0")
+        .await;
+
+    let at = Utc::now() + SCHEDULE_LEAD;
+    let id = run_ok(
+        &stack.env,
+        &[
+            "enqueue",
+            "message",
+            "--account",
+            &account,
+            "--title",
+            "Stand-up in 5 minutes",
+            "--content",
+            "Room 3",
+            "--send-at",
+            &at.to_rfc3339_opts(SecondsFormat::Millis, true),
+        ],
+    );
+    let scheduled = item(&id);
+
+    // Until a second before its time, it is neither listed nor counted.
+    let mut looks = 0;
+    while Utc::now() < at - chrono::Duration::seconds(1) {
+        let listed = client.find(Locator::Css(&scheduled)).await.is_ok();
+        let count = check.attr_value("#unread-count", "data-count").await;
+        if listed || count != "0" {
+            check
+                .report(&format!(
+                    "the message due at {at} shown at {} (count {count})",
+                    Utc::now()
+                ))
+                .await;
+        }
+        looks += 1;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(looks > 0, "enqueueing took until the message's time");
+
+    // Then it arrives live, counted on the bell and the All tab.
+    check.attr(&scheduled, "data-read", |r| r == "false").await;
+    let text = check.text(&scheduled).await;
+    assert!(text.contains("Stand-up in 5 minutes"), "{text}");
+    check
+        .attr("#unread-count", "data-count", |c| c == "1")
+        .await;
+    check
+        .attr("#tabs [data-category='']", "data-count", |c| c == "1")
+        .await;
+    check
+        .heard("its new_message", |e| {
+            e["event"] == "new_message" && e["data"]["messageId"] == id.as_str()
+        })
+        .await;
+    client.close().await.expect("the browser closes");
+}
+
 /// Sockudo, and `herald worker` and `herald web` pushing to it, with the
 /// example page served. (Fields drop in order: the processes first.)
 struct Stack {
@@ -444,6 +876,35 @@ impl Stack {
              &wsHost=127.0.0.1&wsPort={}",
             self.web, self.sockudo.port
         )
+    }
+
+    /// A token bound to `account`, or to its `user`, as printed by
+    /// `herald token create`.
+    fn token(&self, account: &str, user: Option<&str>) -> String {
+        let mut args = vec!["token", "create", "--name", "inbox", "--account", account];
+        if let Some(user) = user {
+            args.extend(["--user", user]);
+        }
+        run_ok(&self.env, &args)
+    }
+
+    /// Sends `message` of the account with the app's `token` over
+    /// `POST /v1/messages`; returns its id.
+    async fn send(&self, token: &str, message: Value) -> String {
+        let url = format!("{}/v1/messages", self.web);
+        let (status, answer) = call_json(
+            &self.env.http,
+            Method::POST,
+            &url,
+            Some(token),
+            Some(message),
+        )
+        .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+        answer["messageId"]
+            .as_str()
+            .expect("the message id")
+            .to_owned()
     }
 
     fn check<'a>(&'a self, client: &'a Client) -> Check<'a> {
@@ -560,6 +1021,29 @@ impl Check<'_> {
         .await
     }
 
+    /// The ids the list shows, in order (None while the page cannot say).
+    async fn ids(&self) -> Option<Vec<String>> {
+        let ids = self
+            .client
+            .execute(
+                "return [...document.querySelectorAll('#messages li[data-id]')]\
+                 .map(li => li.dataset.id);",
+                vec![],
+            )
+            .await
+            .ok()?;
+        serde_json::from_value(ids).ok()
+    }
+
+    /// Waits until the list shows ids `ok` accepts; returns them.
+    async fn listed(&self, what: &str, ok: impl Fn(&[String]) -> bool) -> Vec<String> {
+        self.until(&format!("the list with {what}"), || async {
+            let ids = self.ids().await?;
+            ok(&ids).then_some(ids)
+        })
+        .await
+    }
+
     /// Every event the page heard (`window.heraldInbox.heard`: channel,
     /// event, data), oldest first.
     async fn all_heard(&self) -> serde_json::Value {
@@ -638,6 +1122,21 @@ impl Check<'_> {
             self.sockudo.log()
         )
     }
+}
+
+/// The list item of message `id`.
+fn item(id: &str) -> String {
+    format!("#messages li[data-id='{id}']")
+}
+
+/// Whether `ids` are `expected`, in any order (messages stored within one
+/// millisecond list in any order).
+fn same(ids: &[String], expected: &[&String]) -> bool {
+    let mut ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let mut expected: Vec<&str> = expected.iter().map(|id| id.as_str()).collect();
+    ids.sort_unstable();
+    expected.sort_unstable();
+    ids == expected
 }
 
 /// Runs `herald ARGS` and returns its standard output, trimmed.

@@ -25,6 +25,7 @@ mod exports_s3;
 mod failed_list;
 mod failures;
 mod helpers;
+mod inbox_actions;
 mod inbox_browser;
 mod legacy_layout;
 mod message_expiry;

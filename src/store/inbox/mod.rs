@@ -18,6 +18,7 @@
 
 use std::collections::HashMap;
 
+mod actions;
 mod cursor;
 mod reads;
 mod view;
@@ -29,11 +30,13 @@ use mongodb::{
     Collection, Database,
 };
 
+pub use actions::{ActionFilter, Changed, InboxAction, Selection, MAX_ACTION_IDS, TOMBSTONE_DAYS};
 pub use cursor::{BadCursor, PageCursor, CURSOR_PATTERN};
 pub use reads::{READ_COLLECTION, STATE_COLLECTION};
 pub use view::{rfc3339, InboxMessage, InboxRecipient, InboxSender};
 
-use reads::{Marked, ReadAll, ReadState};
+use actions::{not_deleted, UserState};
+use reads::{ReadAll, ReadState};
 
 use super::{StoreError, MESSAGE_COLLECTION};
 
@@ -41,8 +44,6 @@ use super::{StoreError, MESSAGE_COLLECTION};
 pub const DEFAULT_PAGE_SIZE: u32 = 20;
 /// The largest page a caller may ask for.
 pub const MAX_PAGE_SIZE: u32 = 100;
-/// Most messages one mark-read call names.
-pub const MAX_MARK_IDS: usize = 100;
 
 /// Most documents one page of a user's inbox looks at. A filter on the
 /// user's read state is partly applied here rather than in the query; a
@@ -50,8 +51,10 @@ pub const MAX_MARK_IDS: usize = 100;
 /// cursor to go on from.
 const MAX_SCANNED: usize = 5_000;
 
-/// Account-wide messages marked read per round of a filtered mark-all.
-const MARK_BATCH: i64 = 1_000;
+/// Most messages marked unread again that a page of unread messages names
+/// in its query; a user with more is served by scanning (see
+/// [`MAX_SCANNED`]).
+const MAX_UNREAD_AGAIN: i64 = 1_000;
 
 /// Narrows a user's inbox. Every set field must match.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -62,6 +65,8 @@ pub struct InboxFilter {
     pub status: Option<MessageStatus>,
     /// Only messages of this category.
     pub category: Option<String>,
+    /// The user's archive (`true`) instead of their inbox.
+    pub archived: bool,
 }
 
 /// Narrows an unread count. Every set field must match.
@@ -202,6 +207,11 @@ fn with(mut query: Document, extra: Document) -> Document {
     query
 }
 
+/// The query for the messages `ids`.
+fn actions_ids(ids: &[ObjectId]) -> Document {
+    doc! { "_id": { "$in": ids.iter().map(|id| Bson::ObjectId(*id)).collect::<Vec<_>>() } }
+}
+
 /// Whether `document` is addressed to the whole account.
 fn is_account_wide(document: &Document) -> bool {
     document
@@ -293,7 +303,8 @@ impl Inbox {
         limit: u32,
     ) -> Result<InboxPage, StoreError> {
         let limit = limit.clamp(1, MAX_PAGE_SIZE) as usize;
-        let mut query = doc! { "accountId": account.object_id() };
+        // A user's deleted message is a tombstone ([`actions`]): not listed.
+        let mut query = with(doc! { "accountId": account.object_id() }, not_deleted());
         if let Some(is_read) = filter.is_read {
             query.insert("isRead", is_read);
         }
@@ -323,52 +334,71 @@ impl Inbox {
         })
     }
 
-    /// Each of `documents` with `user`'s read state: for a message to the
-    /// user, its document's; for one to the account, read up to the
-    /// user's last mark-all, or when they marked it.
+    /// Each of `documents` with `user`'s state of it: for a message to the
+    /// user, its document's; for one to the account, from the user's
+    /// watermark and their mark of it ([`reads`]).
     async fn with_user_state(
         &self,
         user: UserId,
         read_all: Option<ReadAll>,
         documents: &[Document],
-    ) -> Result<Vec<(InboxMessage, bool)>, StoreError> {
-        let newer = |d: &Document| {
-            let created = d
-                .get_datetime("createdAt")
-                .copied()
-                .unwrap_or(DateTime::MIN);
-            read_all.is_none_or(|all| created > all.before)
-        };
+    ) -> Result<Vec<(InboxMessage, UserState)>, StoreError> {
         let ids: Vec<ObjectId> = documents
             .iter()
-            .filter(|d| is_account_wide(d) && newer(d))
+            .filter(|d| is_account_wide(d))
             .filter_map(|d| d.get_object_id("_id").ok())
             .collect();
         let marks = self.reads.marks_of(user, &ids).await?;
         Ok(documents
             .iter()
             .map(|d| {
-                let message = InboxMessage::from(d);
-                if !is_account_wide(d) {
-                    let read = message.is_read;
-                    return (message, read);
-                }
-                let read_at = match read_all {
-                    Some(all) if !newer(d) => {
-                        let created = d
-                            .get_datetime("createdAt")
+                let state = if is_account_wide(d) {
+                    UserState::of_account_wide(
+                        d.get_datetime("createdAt")
                             .copied()
-                            .unwrap_or(DateTime::MIN);
-                        Some(all.read_at(created, d.get_datetime("readAt").ok().copied()))
-                    }
-                    _ => d
-                        .get_object_id("_id")
-                        .ok()
-                        .and_then(|id| marks.get(&id).copied()),
+                            .unwrap_or(DateTime::MIN),
+                        read_all,
+                        d.get_object_id("_id").ok().and_then(|id| marks.get(&id)),
+                        d.get_datetime("readAt").ok().copied(),
+                    )
+                } else {
+                    UserState::of_own(d)
                 };
-                (message.read_as(read_at), read_at.is_some())
+                let message = InboxMessage::from(d)
+                    .read_as(state.read_at)
+                    .archived_as(state.archived_at);
+                (message, state)
             })
             .collect())
+    }
+
+    /// The account-wide messages that may be unread for a user with the
+    /// watermark `read_all`: those after it and those they marked unread
+    /// again (all of them, when they marked too many to name).
+    async fn unread_candidates(
+        &self,
+        account: AccountId,
+        user: UserId,
+        read_all: Option<ReadAll>,
+    ) -> Result<Document, StoreError> {
+        let Some(all) = read_all else {
+            return Ok(to_account(account));
+        };
+        let again = self
+            .reads
+            .unread_again_ids(account, user, all.before, MAX_UNREAD_AGAIN)
+            .await?;
+        if again.len() as i64 >= MAX_UNREAD_AGAIN {
+            return Ok(to_account(account));
+        }
+        let again: Vec<Bson> = again.into_iter().map(Bson::ObjectId).collect();
+        Ok(with(
+            to_account(account),
+            doc! { "$or": [
+                { "createdAt": { "$gt": all.before } },
+                { "_id": { "$in": again } },
+            ] },
+        ))
     }
 
     /// A page of `user`'s inbox in `account` (the account's messages to
@@ -385,26 +415,20 @@ impl Inbox {
     ) -> Result<InboxPage, StoreError> {
         let limit = limit.clamp(1, MAX_PAGE_SIZE) as usize;
         let read_all = self.reads.read_all(account, user, &self.collection).await?;
+        let shelf = doc! { "archivedAt": { "$exists": filter.archived } };
+        let mine = with(with(to_user(account, user), not_deleted()), shelf);
         let (everyone, mine) = match filter.is_read {
-            None => (to_account(account), to_user(account, user)),
-            // Unread: what the user's last mark-all did not cover (the
-            // marks made since are dropped below), and their own unread.
+            None => (to_account(account), mine),
+            // Unread: what the user's last mark-all did not cover and what
+            // they marked unread again (the marks made since are dropped
+            // below), and their own unread.
             Some(false) => (
-                match read_all {
-                    Some(all) => with(
-                        to_account(account),
-                        doc! { "createdAt": { "$gt": all.before } },
-                    ),
-                    None => to_account(account),
-                },
-                with(to_user(account, user), doc! { "isRead": false }),
+                self.unread_candidates(account, user, read_all).await?,
+                with(mine, doc! { "isRead": false }),
             ),
             // Read: the account's (the unread among them dropped below),
             // and their own read.
-            Some(true) => (
-                to_account(account),
-                with(to_user(account, user), doc! { "isRead": true }),
-            ),
+            Some(true) => (to_account(account), with(mine, doc! { "isRead": true })),
         };
         let mut query = doc! { "$or": [everyone, mine] };
         if let Some(status) = filter.status {
@@ -425,11 +449,16 @@ impl Inbox {
             let documents = self.newest(bounded, chunk as i64).await?;
             let exhausted = documents.len() < chunk;
             let states = self.with_user_state(user, read_all, &documents).await?;
-            for (document, (message, read)) in documents.iter().zip(states) {
+            for (document, (message, state)) in documents.iter().zip(states) {
                 scanned += 1;
                 let here = PageCursor::after_document(document);
                 after = Some(here);
-                if filter.is_read.is_none_or(|wanted| wanted == read) {
+                let shown = !state.deleted
+                    && state.is_archived() == filter.archived
+                    && filter
+                        .is_read
+                        .is_none_or(|wanted| wanted == state.is_read());
+                if shown {
                     page.push((message, here));
                     if page.len() > limit {
                         break;
@@ -466,7 +495,9 @@ impl Inbox {
     /// How many messages of `user`'s inbox in `account` (matching
     /// `narrow`) the user has not read: their own unread messages, plus the
     /// account's messages since their last mark-all, less those of them they
-    /// read one by one.
+    /// read one by one, plus those up to it they marked unread again.
+    /// Archived and deleted messages are read ([`actions`]), so no count
+    /// counts them.
     pub async fn unread_count(
         &self,
         account: AccountId,
@@ -488,8 +519,11 @@ impl Inbox {
         let marked = self
             .reads
             .count_after(account, user, after, narrow.conditions());
-        let (own, everyone, marked) = futures::try_join!(own, everyone, marked)?;
-        Ok(own + everyone.saturating_sub(marked))
+        let again = self
+            .reads
+            .count_unread_again(account, user, after, narrow.conditions());
+        let (own, everyone, marked, again) = futures::try_join!(own, everyone, marked, again)?;
+        Ok(own + everyone.saturating_sub(marked) + again)
     }
 
     /// `user`'s unread messages in `account`, in all and per category, in
@@ -502,18 +536,23 @@ impl Inbox {
     ) -> Result<UnreadByCategory, StoreError> {
         let read_all = self.reads.read_all(account, user, &self.collection).await?;
         let (own, everyone, after) = unread_parts(account, user, read_all.map(|all| all.before));
-        let (own, everyone, marked) = futures::try_join!(
+        let (own, everyone, marked, again) = futures::try_join!(
             by_category(&self.collection, own),
             by_category(&self.collection, everyone),
             self.reads.count_after_by_category(account, user, after),
+            self.reads
+                .count_unread_again_by_category(account, user, after),
         )?;
         let mut unread = UnreadByCategory::default();
-        let categories: std::collections::BTreeSet<&Option<String>> =
-            own.keys().chain(everyone.keys()).collect();
+        let categories: std::collections::BTreeSet<&Option<String>> = own
+            .keys()
+            .chain(everyone.keys())
+            .chain(again.keys())
+            .collect();
         for category in categories {
             let of =
                 |counts: &HashMap<Option<String>, u64>| counts.get(category).copied().unwrap_or(0);
-            let n = of(&own) + of(&everyone).saturating_sub(of(&marked));
+            let n = of(&own) + of(&everyone).saturating_sub(of(&marked)) + of(&again);
             if n == 0 {
                 continue;
             }
@@ -530,8 +569,8 @@ impl Inbox {
 
     /// Marks each of `ids` that `user` sees in `account` read for them
     /// (`readAt` keeps the first time). Messages of other accounts or
-    /// other users among `ids` are left out of the answer as if they did
-    /// not exist.
+    /// other users among `ids`, and those the user deleted, are left out of
+    /// the answer as if they did not exist.
     ///
     /// A message to the whole account is read for this user alone; its
     /// document's `isRead` and `readAt` then say that someone in the
@@ -542,61 +581,41 @@ impl Inbox {
         user: UserId,
         ids: &[ObjectId],
     ) -> Result<Marking, StoreError> {
-        let named =
-            doc! { "_id": { "$in": ids.iter().map(|id| Bson::ObjectId(*id)).collect::<Vec<_>>() } };
+        let changed = self
+            .apply(
+                account,
+                user,
+                InboxAction::Read,
+                &Selection::Ids(ids.to_vec()),
+            )
+            .await?;
+        Ok(Marking {
+            messages: self.user_messages(account, user, ids).await?,
+            newly_read: changed.ids.iter().map(|id| id.to_hex()).collect(),
+        })
+    }
+
+    /// Those of `ids` that `user` sees in `account`, newest first, with
+    /// their state for the user; deleted ones are not seen.
+    pub async fn user_messages(
+        &self,
+        account: AccountId,
+        user: UserId,
+        ids: &[ObjectId],
+    ) -> Result<Vec<InboxMessage>, StoreError> {
         let query = with(
-            doc! { "$or": [to_account(account), to_user(account, user)] },
-            named,
+            doc! { "$or": [to_account(account), with(to_user(account, user), not_deleted())] },
+            actions_ids(ids),
         );
         let documents = self.newest(query, ids.len() as i64).await?;
         let read_all = self.reads.read_all(account, user, &self.collection).await?;
-        let before = self.with_user_state(user, read_all, &documents).await?;
-        let now = DateTime::now();
-        let (mut own, mut everyone, mut marked) = (Vec::new(), Vec::new(), Vec::new());
-        for (document, (_, read)) in documents.iter().zip(&before) {
-            let Ok(id) = document.get_object_id("_id") else {
-                continue;
-            };
-            match (is_account_wide(document), read) {
-                (_, true) => {}
-                (false, false) => own.push(id),
-                (true, false) => {
-                    everyone.push(id);
-                    marked.extend(Marked::of(document));
-                }
-            }
-        }
-        self.reads.mark(account, user, &marked, now).await?;
-        let first_read = |ids: &[ObjectId]| {
-            (
-                doc! { "_id": { "$in": ids.iter().map(|id| Bson::ObjectId(*id)).collect::<Vec<_>>() }, "isRead": false },
-                doc! { "$set": { "isRead": true, "readAt": now } },
-            )
-        };
-        for ids in [&own, &everyone] {
-            if !ids.is_empty() {
-                let (filter, update) = first_read(ids);
-                self.collection
-                    .update_many(filter, update)
-                    .await
-                    .map_err(StoreError::command("mark messages read"))?;
-            }
-        }
-        let newly_read: Vec<String> = own.iter().chain(&everyone).map(|id| id.to_hex()).collect();
-        let messages = before
+        Ok(self
+            .with_user_state(user, read_all, &documents)
+            .await?
             .into_iter()
-            .map(|(message, read)| {
-                if read || !newly_read.contains(&message.id) {
-                    message
-                } else {
-                    message.read_as(Some(now))
-                }
-            })
-            .collect();
-        Ok(Marking {
-            messages,
-            newly_read,
-        })
+            .filter(|(_, state)| !state.deleted)
+            .map(|(message, _)| message)
+            .collect())
     }
 
     /// Marks every message of `user`'s inbox in `account` (of `status`, if
@@ -612,117 +631,53 @@ impl Inbox {
         user: UserId,
         status: Option<MessageStatus>,
     ) -> Result<u64, StoreError> {
+        if let Some(status) = status {
+            let filter = ActionFilter {
+                status: Some(status),
+                ..ActionFilter::default()
+            };
+            let read = self
+                .apply(account, user, InboxAction::Read, &Selection::Filter(filter))
+                .await?;
+            return Ok(read.count);
+        }
         let now = DateTime::now();
-        let status_filter = || match status {
-            Some(status) => doc! { "status": status.as_str() },
-            None => doc! {},
-        };
         let own = self
             .collection
             .update_many(
-                with(
-                    with(to_user(account, user), doc! { "isRead": false }),
-                    status_filter(),
-                ),
+                with(to_user(account, user), doc! { "isRead": false }),
                 doc! { "$set": { "isRead": true, "readAt": now } },
             )
             .await
             .map_err(StoreError::command("mark messages read"))?
             .modified_count;
-        let read_all = self.reads.read_all(account, user, &self.collection).await?;
-        let everyone = match status {
-            None => {
-                let unread = self
-                    .unread_count(account, user, &CountFilter::default())
-                    .await?;
-                let newest = self.newest(to_account(account), 1).await?;
-                if let Some(created) = newest
-                    .first()
-                    .and_then(|d| d.get_datetime("createdAt").ok().copied())
-                {
-                    self.reads.mark_all(account, user, created, now).await?;
-                    self.first_read_of_account_messages(
-                        with(
-                            to_account(account),
-                            doc! { "createdAt": { "$lte": created } },
-                        ),
-                        now,
-                    )
-                    .await?;
-                }
-                // The count came after the user's own were marked: what it
-                // counted is the account's messages they had not read.
-                unread
-            }
-            Some(_) => {
-                self.mark_each(account, user, read_all, status_filter(), now)
-                    .await?
-            }
-        };
-        Ok(own + everyone)
-    }
-
-    /// Marks each account-wide message of `account` matching `filter` that
-    /// `user` has not read, oldest first, [`MARK_BATCH`] at a time; how many.
-    async fn mark_each(
-        &self,
-        account: AccountId,
-        user: UserId,
-        read_all: Option<ReadAll>,
-        filter: Document,
-        now: DateTime,
-    ) -> Result<u64, StoreError> {
-        let mut marked = 0;
-        // Where the last batch ended, oldest first: (createdAt, _id).
-        let mut after: Option<(DateTime, ObjectId)> = None;
-        loop {
-            let position = match (after, read_all) {
-                (Some((created, id)), _) => doc! { "$or": [
-                    { "createdAt": { "$gt": created } },
-                    { "createdAt": created, "_id": { "$gt": id } },
-                ] },
-                (None, Some(all)) => doc! { "createdAt": { "$gt": all.before } },
-                (None, None) => doc! {},
-            };
-            let query = with(with(to_account(account), filter.clone()), position);
-            let candidates: Vec<Document> = self
-                .collection
-                .find(query)
-                .sort(doc! { "createdAt": 1, "_id": 1 })
-                .projection(doc! { "_id": 1, "createdAt": 1, "status": 1, "category": 1 })
-                .limit(MARK_BATCH)
-                .await
-                .map_err(StoreError::command("list messages"))?
-                .try_collect()
-                .await
-                .map_err(StoreError::command("list messages"))?;
-            let batch: Vec<Marked> = candidates.iter().filter_map(Marked::of).collect();
-            let ids: Vec<ObjectId> = batch.iter().map(|m| m.id).collect();
-            let already = self.reads.marks_of(user, &ids).await?;
-            let unmarked: Vec<Marked> = batch
-                .iter()
-                .filter(|m| !already.contains_key(&m.id))
-                .cloned()
-                .collect();
-            marked += self.reads.mark(account, user, &unmarked, now).await?;
-            if !unmarked.is_empty() {
-                let ids: Vec<Bson> = unmarked.iter().map(|m| Bson::ObjectId(m.id)).collect();
-                self.first_read_of_account_messages(doc! { "_id": { "$in": ids } }, now)
-                    .await?;
-            }
-            match batch.last() {
-                Some(last) if batch.len() as i64 == MARK_BATCH => {
-                    after = Some((last.created_at, last.id));
-                }
-                _ => return Ok(marked),
-            }
+        let unread = self
+            .unread_count(account, user, &CountFilter::default())
+            .await?;
+        let newest = self.newest(to_account(account), 1).await?;
+        if let Some(created) = newest
+            .first()
+            .and_then(|d| d.get_datetime("createdAt").ok().copied())
+        {
+            self.reads.mark_all(account, user, created, now).await?;
+            self.first_read_of_account_messages(
+                with(
+                    to_account(account),
+                    doc! { "createdAt": { "$lte": created } },
+                ),
+                now,
+            )
+            .await?;
         }
+        // The count came after the user's own were marked: what it counted
+        // is the account's messages they had not read.
+        Ok(own + unread)
     }
 
     /// Sets `isRead` and `readAt` on the account-wide messages matching
     /// `query` that no user had read: their documents say when the account
     /// first read them, as before read state was per user.
-    async fn first_read_of_account_messages(
+    pub(super) async fn first_read_of_account_messages(
         &self,
         query: Document,
         now: DateTime,

@@ -30,6 +30,10 @@ pub struct InboxMessage {
     /// When it was read (RFC 3339, UTC), or null; in a user's inbox, when
     /// that user read it.
     pub read_at: Option<String>,
+    /// When this user archived it (RFC 3339, UTC); absent while it is in
+    /// their inbox.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub archived_at: Option<String>,
     /// When it will be removed (RFC 3339, UTC): its `expiresAt`, or
     /// `message.keep_days` after it was stored; absent when it is kept.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -95,6 +99,12 @@ fn party(document: &Document, name: &str, kind: &str) -> (String, String) {
 }
 
 impl InboxMessage {
+    /// This message as archived at `archived_at` (`None`: in the inbox).
+    pub(super) fn archived_as(mut self, archived_at: Option<DateTime>) -> Self {
+        self.archived_at = archived_at.and_then(rfc3339);
+        self
+    }
+
     /// This message with the read state `read_at` (`None`: unread).
     pub(super) fn read_as(mut self, read_at: Option<DateTime>) -> Self {
         self.is_read = read_at.is_some();
@@ -124,6 +134,7 @@ impl From<&Document> for InboxMessage {
             is_read: document.get_bool("isRead").unwrap_or(false),
             created_at: time_text(document.get("createdAt")).unwrap_or_default(),
             read_at: time_text(document.get("readAt")),
+            archived_at: time_text(document.get("archivedAt")),
             expires_at: time_text(document.get("expiresAt")),
             category: document.get_str("category").ok().map(str::to_owned),
             action_url: document.get_str("actionUrl").ok().map(str::to_owned),

@@ -7,9 +7,11 @@
 //! | `GET .../users/{userId}/messages/unread-count` | what the user has not read |
 //! | `GET .../users/{userId}/messages/unread-counts` | the same in all and per category, in one call |
 //! | `POST .../users/{userId}/messages/{messageId}/read` | mark one read for the user |
-//! | `POST .../users/{userId}/messages/read` | mark several read (`{"ids": [...]}`) |
+//! | `POST .../users/{userId}/messages/read` | mark several read (`{"ids": [...]}` or `{"filter": {...}}`, [`super::inbox_actions`]) |
 //! | `POST .../users/{userId}/messages/read-all` | mark all read for the user |
 //! | `GET /v1/accounts/{accountId}/messages` | every message of the account (not for a user's inbox) |
+//!
+//! Archive, unarchive, delete and mark unread are [`super::inbox_actions`].
 //!
 //! A user's inbox is the account's messages to everyone and the messages to
 //! that user, with that user's read state: one user reading a message to
@@ -23,18 +25,17 @@ use axum::{
     Json,
 };
 use herald_jobs::{ids::parse_object_id, AccountId, MessageStatus, QueueName, UserId};
-use mongodb::bson::oid::ObjectId;
 use serde::{Deserialize, Serialize};
 
 use super::{
     caller::Caller,
-    problem::{ApiJson, BodyRefused, NotThisAccount, Problem, ProblemBody, Unauthorized},
+    problem::{NotThisAccount, Problem, ProblemBody, Unauthorized},
 };
 use crate::{
     push::job::PushJob,
     store::inbox::{
         AccountFilter, CountFilter, InboxFilter, InboxMessage, PageCursor, DEFAULT_PAGE_SIZE,
-        MAX_MARK_IDS, MAX_PAGE_SIZE,
+        MAX_PAGE_SIZE,
     },
     web::WebState,
 };
@@ -54,6 +55,8 @@ pub struct InboxQuery {
     limit: Option<String>,
     /// `nextCursor` of the previous page (empty: the first page).
     cursor: Option<String>,
+    /// `true`: the user's archive instead of their inbox (default `false`).
+    archived: Option<String>,
 }
 
 /// Query parameters of the unread count.
@@ -123,23 +126,11 @@ pub struct UnreadCounts {
     pub uncategorized: u64,
 }
 
-/// The messages to mark read.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(remote = "Self", deny_unknown_fields)]
-pub struct MarkRequest {
-    /// 1 to 100 message ids, 24-hex. Ids of messages the user does not see
-    /// are left out of the answer as if they did not exist.
-    #[schema(min_items = 1, max_items = 100)]
-    pub ids: Vec<String>,
-}
-
-herald_jobs::object_only!(deserialize MarkRequest, "an object {\"ids\": [...]}");
-
-/// What a mark changed.
+/// What a mark or another action changed.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MarkedRead {
-    /// Messages that were unread for the user and now are read.
+    /// Messages whose state the action changed for the user.
     pub updated: u64,
     /// The user's unread count now.
     pub unread: u64,
@@ -162,12 +153,16 @@ impl Fields {
     }
 
     fn is_read(&mut self, value: Option<&str>) -> Option<bool> {
+        self.boolean("isRead", value)
+    }
+
+    fn boolean(&mut self, field: &str, value: Option<&str>) -> Option<bool> {
         match value {
             None => None,
             Some("true") => Some(true),
             Some("false") => Some(false),
             Some(other) => {
-                self.fail("isRead", format!("'{other}' is not true or false"));
+                self.fail(field, format!("'{other}' is not true or false"));
                 None
             }
         }
@@ -231,6 +226,9 @@ fn parse_inbox_query(query: InboxQuery) -> Result<ParsedQuery, Problem> {
         is_read: fields.is_read(query.is_read.as_deref()),
         status: fields.status(query.status.as_deref()),
         category: fields.category(query.category.as_deref()),
+        archived: fields
+            .boolean("archived", query.archived.as_deref())
+            .unwrap_or(false),
     };
     let limit = fields.limit(query.limit.as_deref());
     let cursor = fields.cursor(query.cursor.as_deref());
@@ -249,7 +247,7 @@ fn account_of(text: &str) -> Result<AccountId, Problem> {
 }
 
 /// The account and user in the path, which the caller must reach.
-fn user_in_path(
+pub(super) fn user_in_path(
     caller: &Caller,
     account: &str,
     user: &str,
@@ -470,58 +468,6 @@ pub async fn mark_read(
                 "the inbox of user {user} in account {account} has no message {message}"
             ))
         })
-}
-
-/// Mark several messages read for a user.
-#[utoipa::path(
-    post,
-    path = "/v1/accounts/{accountId}/users/{userId}/messages/read",
-    tag = "inbox",
-    params(
-        ("accountId" = String, Path, description = "The account, 24-hex"),
-        ("userId" = String, Path, description = "The user, 24-hex"),
-    ),
-    request_body = MarkRequest,
-    responses(
-        (status = 200, description = "How many changed, and the unread count now", body = MarkedRead),
-        (status = 400, description = "Invalid ids", body = ProblemBody),
-        Unauthorized,
-        NotThisAccount,
-        BodyRefused,
-    ),
-    security(("token" = []))
-)]
-pub async fn mark_several_read(
-    State(state): State<WebState>,
-    caller: Caller,
-    Path((account, user)): Path<(String, String)>,
-    ApiJson(request): ApiJson<MarkRequest>,
-) -> Result<Json<MarkedRead>, Problem> {
-    let (account, user) = user_in_path(&caller, &account, &user)?;
-    if request.ids.is_empty() || request.ids.len() > MAX_MARK_IDS {
-        return Err(Problem::invalid([(
-            "ids".to_owned(),
-            format!("must name 1 to {MAX_MARK_IDS} messages"),
-        )]));
-    }
-    let ids = request
-        .ids
-        .iter()
-        .map(|id| parse_object_id("ids", id))
-        .collect::<Result<Vec<ObjectId>, _>>()
-        .map_err(|e| Problem::from_validation(vec![e]))?;
-    let marking = state.api.inbox.mark_read(account, user, &ids).await?;
-    let updated = marking.newly_read.len() as u64;
-    let unread = if updated > 0 {
-        announce(&state, account, user, serde_json::json!(marking.newly_read)).await?
-    } else {
-        state
-            .api
-            .inbox
-            .unread_count(account, user, &CountFilter::default())
-            .await?
-    };
-    Ok(Json(MarkedRead { updated, unread }))
 }
 
 /// Mark every message of a user's inbox read for them (`status` narrows).

@@ -270,7 +270,8 @@ pub async fn enqueue(
 /// A message enqueued with `sendAt` can be recalled until its job starts:
 /// then it is never stored nor pushed (200). Once its job has started it
 /// goes on: the answer is 409, and the stored message stays in the users'
-/// inboxes. A message sent at once is never recallable; schedule it a few
+/// inboxes, from which each user may delete it
+/// (`DELETE /v1/accounts/{accountId}/users/{userId}/messages/{messageId}`). A message sent at once is never recallable; schedule it a few
 /// seconds ahead to keep an undo window.
 #[utoipa::path(
     post,
@@ -286,7 +287,7 @@ pub async fn enqueue(
         Unauthorized,
         NotThisAccount,
         (status = 404, description = "The account has no scheduled message of this id", body = ProblemBody),
-        (status = 409, description = "The message is being sent or was sent", body = ProblemBody),
+        (status = 409, description = "The message is being sent or was sent; each user may delete it from their inbox", body = ProblemBody),
     ),
     security(("token" = []))
 )]
@@ -316,7 +317,11 @@ pub async fn recall(
     let sent = || {
         Problem::new(
             StatusCode::CONFLICT,
-            format!("message {id} is being sent or was sent; it can no longer be recalled"),
+            format!(
+                "message {id} is being sent or was sent; it can no longer be recalled. Once \
+                 stored, each user removes it from their inbox with DELETE \
+                 /v1/accounts/{account}/users/{{userId}}/messages/{id}"
+            ),
         )
     };
     match outcome {

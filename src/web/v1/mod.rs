@@ -5,6 +5,8 @@
 //! - [`exports`]: enqueue, follow, download and cancel exports.
 //! - [`inbox`]: the read side: a user's inbox, unread count and read marks,
 //!   and the account's whole list.
+//! - [`inbox_actions`]: a user's archive, unarchive, delete and mark unread
+//!   (and mark read), by ids or by a filter.
 //! - [`push_auth`]: signs a browser's subscription to its account's channel
 //!   or its user's own.
 //! - [`caller`]: bearer tokens, and the account or user a token may reach.
@@ -22,6 +24,7 @@ pub mod caller;
 pub mod exports;
 pub mod fields;
 pub mod inbox;
+pub mod inbox_actions;
 pub mod messages;
 pub mod push_auth;
 pub mod schema;
@@ -118,7 +121,15 @@ fn documented_routes() -> OpenApiRouter<WebState> {
         .routes(routes!(inbox::unread_count))
         .routes(routes!(inbox::unread_counts))
         .routes(routes!(inbox::mark_read))
-        .routes(routes!(inbox::mark_several_read))
+        .routes(routes!(inbox_actions::mark_several_read))
+        .routes(routes!(inbox_actions::archive))
+        .routes(routes!(inbox_actions::unarchive))
+        .routes(routes!(inbox_actions::mark_unread))
+        .routes(routes!(inbox_actions::delete))
+        .routes(routes!(inbox_actions::archive_several))
+        .routes(routes!(inbox_actions::unarchive_several))
+        .routes(routes!(inbox_actions::mark_several_unread))
+        .routes(routes!(inbox_actions::delete_several))
         .routes(routes!(inbox::mark_all_read))
         .routes(routes!(push_auth::authorize))
 }

@@ -24,6 +24,7 @@
 
 mod export;
 mod message;
+mod selection;
 
 use herald_jobs::{
     export::{key_pattern, KEY_MAX_LEN},
@@ -39,6 +40,7 @@ use utoipa::openapi::{
 
 use export::{export_request, filter_schemas};
 use message::message_request;
+use selection::selection_request;
 
 use crate::store::inbox::MAX_PAGE_SIZE;
 
@@ -163,6 +165,10 @@ fn parameter_schema(name: &str) -> Option<Schema> {
             ["true", "false"],
             "`true` for read messages only, `false` for unread only",
         ),
+        "archived" => one_of(
+            ["true", "false"],
+            "`true` for the user's archive instead of their inbox (default `false`)",
+        ),
         "status" => one_of(
             MessageStatus::ALL.iter().map(|s| s.as_str()),
             "Only messages with this status",
@@ -255,13 +261,6 @@ impl Rules<'_> {
                 .trim_end_matches('$')
         );
         set_pattern(components, "PushAuthRequest", "channelName", None, channels);
-        set_pattern(
-            components,
-            "MarkRequest",
-            "ids",
-            Some(()),
-            OBJECT_ID_PATTERN.to_owned(),
-        );
         for item in openapi.paths.paths.values_mut() {
             for operation in [
                 &mut item.get,
@@ -305,6 +304,7 @@ request_schema!(
     super::messages::MessageRequest,
     message_request(&MessageLimits::default())
 );
+request_schema!(super::inbox_actions::SelectionRequest, selection_request());
 request_schema!(
     super::exports::ExportRequest,
     export_request(&ExportLimits::new(Default::default(), chrono_tz::UTC))
@@ -388,7 +388,8 @@ mod tests {
                 "status",
                 "category",
                 "limit",
-                "cursor"
+                "cursor",
+                "archived"
             ]
         );
     }
@@ -523,9 +524,16 @@ mod tests {
             .expect("a channel pattern");
         assert!(channel.contains("presence-message-wm-global"), "{channel}");
         assert!(channel.contains("private-message-wm-user-"), "{channel}");
+        let selection = &schemas["SelectionRequest"]["oneOf"];
         assert_eq!(
-            schemas["MarkRequest"]["properties"]["ids"]["items"]["pattern"],
+            selection[0]["properties"]["ids"]["items"]["pattern"],
             OBJECT_ID_PATTERN
+        );
+        assert_eq!(selection[0]["required"], serde_json::json!(["ids"]));
+        assert_eq!(selection[1]["required"], serde_json::json!(["filter"]));
+        assert_eq!(
+            selection[1]["properties"]["filter"]["additionalProperties"],
+            false
         );
         // The filter's keys are the allowed operators: $expr is not one.
         let keys = schemas["Filter"]["propertyNames"]["pattern"]
