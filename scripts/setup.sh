@@ -23,7 +23,11 @@
 #     reused; the build takes about 6 minutes on one core;
 #   - Debian's chromium and chromium-driver, which the dashboard's and the
 #     inbox example's tests drive;
-#   - Sockudo (below).
+#   - Sockudo (below);
+#   - the operations tools: Debian's prometheus (its `prometheus` and
+#     `promtool` binaries, for the alert rules' tests; the package's own
+#     service is not started) and supervisor (PyPI, pinned, in the same
+#     virtualenv), which runs the Procfile in the supervision tests.
 #
 # With --tests, --browser or --sockudo it installs Sockudo (crates.io,
 # pinned) into ~/.cargo/bin, once: a Pusher-protocol server this project did
@@ -44,6 +48,7 @@ REDIS_PORT=6379
 MONGO_PORT=27017
 SECANTUS_CRATE_VERSION=0.5.3-beta.196
 SCHEMATHESIS_VERSION=4.32.5
+SUPERVISOR_VERSION=4.2.5
 # The s3s-fs cargo chooses for Rust 1.95 (0.17, the newest, wants 1.96).
 S3S_FS_VERSION=0.14.1
 # The newest Sockudo; it declares Rust 1.95. Built with only its `local`
@@ -233,6 +238,31 @@ ensure_schemathesis() {
   fi
 }
 
+ensure_ops_tools() {
+  if command -v promtool >/dev/null && command -v prometheus >/dev/null; then
+    say "Prometheus: reusing $(prometheus --version 2>&1 | head -n 1)"
+  else
+    say "Prometheus: installing Debian's prometheus (prometheus and promtool; its service is not started)"
+    # A policy-rc.d that forbids starting services keeps the package's
+    # postinst from starting a system Prometheus on :9090; the tests start
+    # their own on free ports.
+    local policy=/usr/sbin/policy-rc.d had_policy=0
+    [ -e "$policy" ] && had_policy=1
+    [ "$had_policy" -eq 1 ] || { printf '#!/bin/sh\nexit 101\n' | as_root tee "$policy" >/dev/null && as_root chmod +x "$policy"; }
+    apt_install prometheus || say "Prometheus: the install failed; the alerting tests will fail until it succeeds"
+    [ "$had_policy" -eq 1 ] || as_root rm -f "$policy"
+  fi
+  local venv="$STATE_DIR/venv"
+  if "$venv/bin/supervisord" --version 2>/dev/null | grep -q "$SUPERVISOR_VERSION"; then
+    say "supervisor: reusing $SUPERVISOR_VERSION in $venv"
+    return
+  fi
+  say "supervisor: installing $SUPERVISOR_VERSION from PyPI into $venv"
+  [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "supervisor==$SUPERVISOR_VERSION" ||
+    say "supervisor: the install failed; the supervision tests will fail until it succeeds"
+}
+
 ensure_s3s_fs() {
   if s3s-fs --version 2>/dev/null | grep -q "$S3S_FS_VERSION"; then
     say "s3s-fs: reusing $S3S_FS_VERSION ($(command -v s3s-fs))"
@@ -282,6 +312,7 @@ if [ "$WANT_TESTS" -eq 1 ]; then
   ensure_schemathesis
   ensure_s3s_fs
   ensure_browser
+  ensure_ops_tools
 fi
 if [ "$WANT_SOCKUDO" -eq 1 ]; then ensure_sockudo; fi
 say "services ready: redis://127.0.0.1:$REDIS_PORT mongodb://127.0.0.1:$MONGO_PORT"
