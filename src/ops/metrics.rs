@@ -10,7 +10,10 @@
 //! from Redis when `/metrics` is scraped, so every process reports the same
 //! shared depth whichever one is asked.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{atomic::AtomicU64, Arc},
+    time::Duration,
+};
 
 use prometheus_client::{
     encoding::EncodeLabelSet,
@@ -42,6 +45,21 @@ struct QueueLabels {
 struct DepthLabels {
     queue: &'static str,
     state: &'static str,
+}
+
+/// Labels of the enqueue-to-finish latency gauge.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LatencyLabels {
+    queue: &'static str,
+    /// `0.5` or `0.99`.
+    quantile: &'static str,
+}
+
+/// Labels of the dependency gauge.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ServiceLabels {
+    /// `redis` or `mongodb`.
+    service: &'static str,
 }
 
 /// Labels of the trimmed dead jobs counter.
@@ -106,6 +124,8 @@ struct Inner {
     queue_workers: Family<QueueLabels, Gauge>,
     jobs_trimmed: Family<TrimLabels, Counter>,
     queue_paused: Family<QueueLabels, Gauge>,
+    queue_latency: Family<LatencyLabels, Gauge<f64, AtomicU64>>,
+    dependency_up: Family<ServiceLabels, Gauge>,
 }
 
 /// The metrics of one Herald process. Clones share the same figures.
@@ -214,6 +234,18 @@ impl Metrics {
             "1 while an operator has paused the queue, read from Redis at scrape time",
             Family::<QueueLabels, Gauge>::default(),
         );
+        let queue_latency = registered_seconds(
+            &mut registry,
+            "queue_latency",
+            "Enqueue-to-finish time of the jobs done in the last 5 minutes, per quantile, read from Redis (shared by every process) at scrape time; 0 when none finished",
+            Family::<LatencyLabels, Gauge<f64, AtomicU64>>::default(),
+        );
+        let dependency_up = registered(
+            &mut registry,
+            "dependency_up",
+            "1 when the service (redis, mongodb) answered a ping within 2 s at scrape time, else 0",
+            Family::<ServiceLabels, Gauge>::default(),
+        );
         // Every series exists from the start, at zero, so that rates and
         // alerts see a value before the first job rather than nothing.
         for queue in QueueName::ALL {
@@ -255,6 +287,8 @@ impl Metrics {
                 queue_workers,
                 jobs_trimmed,
                 queue_paused,
+                queue_latency,
+                dependency_up,
             }),
         }
     }
@@ -307,6 +341,25 @@ impl Metrics {
     /// Adds the rows of a finished export.
     pub fn export_rows(&self, rows: u64) {
         self.inner.export_rows.inc_by(rows);
+    }
+
+    /// Sets `queue`'s enqueue-to-finish latency gauges from the 50th and
+    /// 99th percentiles in milliseconds (`None`: no job finished).
+    pub fn set_queue_latency(&self, queue: &'static str, p50_ms: Option<u64>, p99_ms: Option<u64>) {
+        for (quantile, ms) in [("0.5", p50_ms), ("0.99", p99_ms)] {
+            self.inner
+                .queue_latency
+                .get_or_create(&LatencyLabels { queue, quantile })
+                .set(ms.unwrap_or(0) as f64 / 1_000.0);
+        }
+    }
+
+    /// Records whether `service` (`redis`, `mongodb`) answered.
+    pub fn set_dependency_up(&self, service: &'static str, up: bool) {
+        self.inner
+            .dependency_up
+            .get_or_create(&ServiceLabels { service })
+            .set(i64::from(up));
     }
 
     /// Sets the depth gauges of `queue` from a fresh reading.
@@ -394,8 +447,17 @@ mod tests {
                 ..QueueStats::default()
             },
         );
+        metrics.set_queue_latency("push", Some(250), Some(2_500));
+        metrics.set_queue_latency("export", None, None);
+        metrics.set_dependency_up("redis", true);
+        metrics.set_dependency_up("mongodb", false);
         let text = metrics.encode();
         for line in [
+            "herald_queue_latency_seconds{queue=\"push\",quantile=\"0.5\"} 0.25",
+            "herald_queue_latency_seconds{queue=\"push\",quantile=\"0.99\"} 2.5",
+            "herald_queue_latency_seconds{queue=\"export\",quantile=\"0.99\"} 0.0",
+            "herald_dependency_up{service=\"redis\"} 1",
+            "herald_dependency_up{service=\"mongodb\"} 0",
             "# TYPE herald_jobs_done counter",
             "herald_jobs_done_total{queue=\"push\"} 2",
             "herald_jobs_failed_total{queue=\"push\"} 1",

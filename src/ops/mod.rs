@@ -102,13 +102,36 @@ async fn readyz(State(state): State<OpsState>) -> Response {
     (status, Json(readiness)).into_response()
 }
 
+/// Minutes of Redis's per-minute latency histograms the latency gauge reads.
+const LATENCY_MINUTES: usize = 5;
+
 async fn metrics(State(state): State<OpsState>) -> Response {
-    for (queue, admin) in state.queues.iter() {
+    let readiness = state.probe.check().await;
+    state
+        .metrics
+        .set_dependency_up("redis", readiness.redis.is_up());
+    state
+        .metrics
+        .set_dependency_up("mongodb", readiness.mongodb.is_up());
+    // With Redis down each read would wait out its timeout, and the scrape
+    // its own: the queue gauges keep their last reading instead.
+    let queues = if readiness.redis.is_up() {
+        state.queues.iter().as_slice()
+    } else {
+        &[]
+    };
+    for (queue, admin) in queues {
         match tokio::time::timeout(health::CHECK_TIMEOUT, admin.stats()).await {
             Ok(Ok(stats)) => state.metrics.set_queue_stats(queue, &stats),
             // The gauges keep their last reading; the counters are still worth serving.
             Ok(Err(e)) => tracing::warn!(queue, error = %e, "queue depth not read for /metrics"),
             Err(_) => tracing::warn!(queue, "queue depth not read for /metrics: Redis too slow"),
+        }
+        let latency = admin.recent_latency_ms(LATENCY_MINUTES);
+        match tokio::time::timeout(health::CHECK_TIMEOUT, latency).await {
+            Ok(Ok((p50, p99))) => state.metrics.set_queue_latency(queue, p50, p99),
+            Ok(Err(e)) => tracing::warn!(queue, error = %e, "queue latency not read for /metrics"),
+            Err(_) => tracing::warn!(queue, "queue latency not read for /metrics: Redis too slow"),
         }
     }
     (

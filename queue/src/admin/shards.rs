@@ -200,6 +200,28 @@ impl QueueAdmin {
         Ok(total.into_iter().map(MinuteCounts::into_minute).collect())
     }
 
+    /// The enqueue-to-finish latency of the jobs done in the last
+    /// `minutes` minutes, every shard's together, as the 50th and 99th
+    /// percentiles in milliseconds (the upper bound of the bucket each
+    /// falls in); `None` when no job finished.
+    pub async fn recent_latency_ms(
+        &self,
+        minutes: usize,
+    ) -> Result<(Option<u64>, Option<u64>), QueueError> {
+        let mut latency: std::collections::HashMap<usize, u64> = Default::default();
+        for shard in &self.shards {
+            for minute in shard.history(minutes).await? {
+                for (bucket, count) in minute.latency {
+                    *latency.entry(bucket).or_default() += count;
+                }
+            }
+        }
+        Ok((
+            super::history::quantile_ms(&latency, 0.5),
+            super::history::quantile_ms(&latency, 0.99),
+        ))
+    }
+
     /// Jobs in `state`, a page of `limit` from `offset`: pending in queue
     /// order (the shards' lists side by side, as workers take them),
     /// scheduled soonest first, running by shard and worker. Returns the
