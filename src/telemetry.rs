@@ -4,6 +4,12 @@
 //! `account_id`, so a line can be traced back to its job whichever format is
 //! chosen. `RUST_LOG` overrides the configured level.
 //!
+//! Each job's span is also a span of a W3C trace ([`record_trace`]): a
+//! child of the span its job's `traceparent` names (the request or the
+//! producer's code that enqueued it, or the job that handed it on), so the
+//! log lines of one notification, from the request to the push, carry one
+//! `trace_id`, and each its own `span_id`.
+//!
 //! Logged values come from outside (a user id in a channel signature, a
 //! provider's answer, a job's payload): in the pretty format every control
 //! character in them is written escaped (`\n`, `\u{1b}`), so no value can
@@ -118,11 +124,34 @@ macro_rules! job_span {
             queue = %$queue,
             attempt = $attempt.current(),
             account_id = tracing::field::Empty,
+            trace_id = tracing::field::Empty,
+            span_id = tracing::field::Empty,
+            parent_span_id = tracing::field::Empty,
             $($field = tracing::field::Empty),*
         )
     };
 }
 pub(crate) use job_span;
+
+/// Records on the current job span ([`job_span!`]) the trace span it is: a
+/// child of the span `parent` names (a job's `traceparent`), or the first
+/// span of a new trace without one. Returns it, for the jobs the run hands
+/// on ([`herald_jobs::TraceParent`]).
+pub fn record_trace(parent: Option<herald_jobs::TraceParent>) -> herald_jobs::TraceParent {
+    let trace = parent.map_or_else(herald_jobs::TraceParent::new_root, |p| p.child());
+    let span = tracing::Span::current();
+    span.record("trace_id", tracing::field::display(trace.trace_id()));
+    span.record("span_id", tracing::field::display(trace.span_id()));
+    if let Some(parent) = parent {
+        span.record("parent_span_id", tracing::field::display(parent.span_id()));
+    }
+    trace
+}
+
+/// A job's `traceparent` field, when it is one of the W3C form.
+pub fn parent_of(traceparent: Option<&str>) -> Option<herald_jobs::TraceParent> {
+    traceparent.and_then(|text| herald_jobs::TraceParent::parse(text).ok())
+}
 
 #[cfg(test)]
 mod tests {

@@ -115,6 +115,8 @@ pub fn job(account: AccountId, key: &str) -> Export {
             order: "asc".to_owned(),
         }],
         time_zone: None,
+
+        traceparent: None,
     }
 }
 

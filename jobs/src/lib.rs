@@ -22,6 +22,7 @@
 //! - [`redis_url`]: Redis URLs, including `redis+sentinel://` and
 //!   `redis+cluster://`; [`connection`]: the one connection type for them.
 //! - [`task_order`]: job ids that sort in the order one process made them.
+//! - [`trace`]: the W3C `traceparent` a job carries across the hop.
 //!
 //! Producers in other languages write the same JSON; its shape is documented on
 //! [`SendMessage`] and in the repository's README.
@@ -41,6 +42,7 @@ pub mod redact;
 pub mod redis_url;
 mod string_enum;
 pub mod task_order;
+pub mod trace;
 
 pub use connection::{Patience, RedisConnection};
 pub use error::ValidationError;
@@ -57,3 +59,4 @@ pub use producer::{Producer, ProducerError};
 pub use queue::{Namespace, QueueName};
 pub use recall::Recall;
 pub use redact::redact_url;
+pub use trace::TraceParent;

@@ -99,6 +99,8 @@ pub async fn enqueue(args: EnqueueExportArgs, settings: &Settings) -> anyhow::Re
         fields: args.fields,
         sort: args.sort,
         time_zone: args.time_zone,
+
+        traceparent: None,
     };
     let database = store::connect(&settings.mongodb).await?;
     let outcome = enqueue_with(&database, job, args.account, &key, args.follow, settings).await;

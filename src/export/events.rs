@@ -38,6 +38,7 @@ pub(super) fn finish(
     account: AccountId,
     key: &ExportKey,
     run: &str,
+    trace: &herald_jobs::TraceParent,
 ) -> Result<Handoff, serde_json::Error> {
     let job = event_job(
         account,
@@ -45,7 +46,8 @@ pub(super) fn finish(
         json!({ "key": key.as_str() }),
         key,
         run,
-    );
+    )
+    .in_trace(trace);
     Handoff::one(&job, &job.idempotency_key)
 }
 

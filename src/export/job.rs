@@ -100,6 +100,8 @@ where
         span.record("account_id", field::display(account));
         span.record("key", key.as_str());
     }
+    let trace =
+        crate::telemetry::record_trace(crate::telemetry::parent_of(job.traceparent.as_deref()));
 
     let valid = match job.validate(&deps.settings.limits) {
         Ok(valid) => valid,
@@ -139,7 +141,7 @@ where
             deps.metrics.export_rows(rows);
             // Encoding a push job of a valid key cannot fail; if it ever
             // did, the job is kept dead with the reason rather than re-run.
-            match events::finish(valid.account, &valid.key, run) {
+            match events::finish(valid.account, &valid.key, run, &trace) {
                 Ok(handoff) => Ok(Some(handoff)),
                 Err(e) => {
                     warn!(error = %e, "export_finish could not be encoded");

@@ -81,6 +81,8 @@ mod tests {
             }],
             sort: Vec::new(),
             time_zone: None,
+
+            traceparent: None,
         };
         job.validate(&limits).unwrap()
     }

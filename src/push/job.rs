@@ -35,11 +35,21 @@ pub struct PushJob {
     pub account_id: String,
     /// What to send.
     pub event: Event,
+    /// The W3C `traceparent` of the job that handed this one on (absent
+    /// from other producers): the push's span continues its trace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
 }
 
 herald_jobs::object_only!(PushJob, "a push job (a JSON object)");
 
 impl PushJob {
+    /// This job, continuing the trace of the span `trace` names.
+    pub fn in_trace(mut self, trace: &herald_jobs::TraceParent) -> Self {
+        self.traceparent = Some(trace.to_string());
+        self
+    }
+
     /// An event on `account`'s channel (used by exports:
     /// `export_progress`, `export_finish`, `export_failed`).
     pub fn account_event(
@@ -52,6 +62,7 @@ impl PushJob {
             idempotency_key,
             account_id: account.to_hex(),
             event: Event::to_account(account, name, data),
+            traceparent: None,
         }
     }
 
@@ -70,6 +81,7 @@ impl PushJob {
                 data,
                 channels: vec![channel],
             },
+            traceparent: None,
         };
         match message.to {
             ValidRecipient::Account(_) => {
@@ -111,6 +123,7 @@ impl PushJob {
                 data: serde_json::json!({ "ids": read, "unread": unread }),
                 channels: vec![users.channel(account, user)],
             },
+            traceparent: None,
         }
     }
 }
@@ -137,6 +150,7 @@ impl PushJob {
                 data: serde_json::json!({ "action": action, "ids": ids, "unread": unread }),
                 channels: vec![users.channel(account, user)],
             },
+            traceparent: None,
         }
     }
 }

@@ -94,6 +94,7 @@ async fn deliver<P: EventPusher>(
     span.record("account_id", job.account_id.as_str());
     span.record("event", job.event.name.as_str());
     span.record("key", job.idempotency_key.as_str());
+    crate::telemetry::record_trace(crate::telemetry::parent_of(job.traceparent.as_deref()));
 
     if let Some(at) = delivered
         .delivered_at(metadata, &job.idempotency_key)

@@ -76,6 +76,7 @@ async fn process(payload: RawArgs, deps: &Deps) -> Result<Handoff, BoxDynError> 
     let span = tracing::Span::current();
     span.record("account_id", field::display(message.account));
     span.record("message_id", field::display(message.id));
+    let trace = crate::telemetry::record_trace(message.traceparent);
     if message
         .expires_at
         .is_some_and(|at| at <= chrono::Utc::now())
@@ -103,7 +104,10 @@ async fn process(payload: RawArgs, deps: &Deps) -> Result<Handoff, BoxDynError> 
         info!("message already stored by an earlier run");
     }
 
-    let pushes = PushJob::for_message(&stored, &deps.users);
+    let pushes: Vec<PushJob> = PushJob::for_message(&stored, &deps.users)
+        .into_iter()
+        .map(|push| push.in_trace(&trace))
+        .collect();
     let handoff = Handoff::many(pushes.iter().map(|p| (p, p.idempotency_key.as_str())))?;
     for push in &pushes {
         info!(key = %push.idempotency_key, "push handed to the push queue");

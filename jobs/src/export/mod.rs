@@ -156,6 +156,11 @@ pub struct Export {
     /// IANA time zone for dates (default: the worker's `export.time_zone`).
     #[serde(default)]
     pub time_zone: Option<String>,
+    /// The W3C `traceparent` of the code that enqueued it
+    /// ([`crate::TraceParent`]): the worker's spans continue that trace; one
+    /// not of the W3C form is ignored, never refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
 }
 
 crate::object_only!(Export, "an export job (a JSON object)");

@@ -90,6 +90,12 @@ pub struct SendMessage {
     /// starting with `$`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data: Option<serde_json::Value>,
+    /// The W3C `traceparent` of the code that enqueued it
+    /// ([`crate::TraceParent`]): the worker's spans continue that trace. One
+    /// not of the W3C form is ignored (the job starts a trace of its own),
+    /// never refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
 }
 
 /// What a `category` may be.
@@ -151,7 +157,15 @@ impl SendMessage {
             category: None,
             action_url: None,
             data: None,
+            traceparent: None,
         }
+    }
+
+    /// Carries `trace` so the worker's spans continue it (see
+    /// [`SendMessage::traceparent`]).
+    pub fn traceparent(mut self, trace: &crate::TraceParent) -> Self {
+        self.traceparent = Some(trace.to_string());
+        self
     }
 
     /// Files the message under `category` (see [`SendMessage::category`]).
@@ -283,6 +297,10 @@ impl SendMessage {
                 category,
                 action_url,
                 data,
+                traceparent: self
+                    .traceparent
+                    .as_deref()
+                    .and_then(|text| crate::TraceParent::parse(text).ok()),
             }),
             _ => Err(errors),
         }

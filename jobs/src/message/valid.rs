@@ -33,6 +33,9 @@ pub struct ValidMessage {
     pub action_url: Option<String>,
     /// The app's own small JSON object.
     pub data: Option<serde_json::Map<String, serde_json::Value>>,
+    /// The trace the enqueuing code was in, when it said (and said it in
+    /// the W3C form).
+    pub traceparent: Option<crate::TraceParent>,
 }
 
 impl ValidMessage {
@@ -64,6 +67,7 @@ impl ValidMessage {
             category: self.category.clone(),
             action_url: self.action_url.clone(),
             data: self.data.clone().map(serde_json::Value::Object),
+            traceparent: self.traceparent.map(|trace| trace.to_string()),
         }
     }
 

@@ -286,6 +286,8 @@ pub async fn enqueue(
             })
             .collect(),
         time_zone: request.time_zone,
+
+        traceparent: crate::web::request::trace().map(|trace| trace.to_string()),
     };
     let mut producer = state.api.producer.clone();
     let valid = submit(

@@ -192,6 +192,7 @@ fn job(request: MessageRequest, account: AccountId, message_id: String) -> SendM
         category: request.category,
         action_url: request.action_url,
         data: request.data,
+        traceparent: crate::web::request::trace().map(|trace| trace.to_string()),
     }
 }
 
