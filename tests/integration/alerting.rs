@@ -1,0 +1,777 @@
+//! The Prometheus rules of `deploy/prometheus`: promtool's checks and unit
+//! tests, the metric names they read against what a real worker and
+//! `herald web` export, and a real Prometheus (Debian's `prometheus`)
+//! scraping both and firing the dead-set alert when pushes fail for good.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use herald_jobs::{QueueName, SendMessage};
+use serde_json::Value;
+
+use crate::{
+    helpers::{account, env_with, installed_binary, wait_for, TestEnv},
+    ops::free_port,
+};
+
+const RULES: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/deploy/prometheus/herald-rules.yml"
+);
+const RULE_TESTS: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/deploy/prometheus/herald-rules.test.yml"
+);
+
+/// The alert the end-to-end test waits for.
+const DEAD_SET_ALERT: &str = "HeraldDeadSetGrowing";
+
+/// Its `for:` in the rules Prometheus loads in that test (5m in the real
+/// rules): long enough to go through `pending`, short enough for a test.
+const TEST_DEAD_SET_FOR: &str = "3s";
+
+/// How long the end-to-end test waits for the alert to fire: a deadline
+/// against hangs, not a speed assertion.
+const FIRING_PATIENCE: Duration = Duration::from_secs(60);
+
+/// A program of Debian's `prometheus` package: `override_var`, else on
+/// `PATH`, else `/usr/bin`.
+fn prometheus_tool(override_var: &str, name: &str) -> PathBuf {
+    installed_binary(override_var, name)
+        .or_else(|| {
+            let path = Path::new("/usr/bin").join(name);
+            path.is_file().then_some(path)
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "{name} is not installed (nor named by {override_var}): run \
+                 `bash scripts/setup.sh --tests`, which installs Debian's prometheus \
+                 package (prometheus and promtool)"
+            )
+        })
+}
+
+fn promtool() -> PathBuf {
+    prometheus_tool("HERALD_TEST_PROMTOOL", "promtool")
+}
+
+fn prometheus_binary() -> PathBuf {
+    prometheus_tool("HERALD_TEST_PROMETHEUS", "prometheus")
+}
+
+/// Runs promtool with `args` in `deploy/prometheus` and fails with its
+/// output unless it succeeds.
+fn run_promtool(args: &[&str]) {
+    let output = Command::new(promtool())
+        .args(args)
+        .current_dir(Path::new(RULES).parent().expect("rules directory"))
+        .output()
+        .expect("promtool runs");
+    assert!(
+        output.status.success(),
+        "promtool {} failed ({}):\n{}\n{}",
+        args.join(" "),
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// What a rules file defines, read line by line (the file keeps one
+/// `- record:`/`- alert:` per line and each `expr:` inline or as a `|`
+/// block; no YAML library is among the dependencies).
+#[derive(Debug, Default)]
+struct RuleFile {
+    /// Recording rule names.
+    records: Vec<String>,
+    /// Alert names.
+    alerts: Vec<String>,
+    /// Every expression, with the rule it belongs to.
+    exprs: Vec<(String, String)>,
+}
+
+fn read_rules(text: &str) -> RuleFile {
+    let mut rules = RuleFile::default();
+    let mut current = String::new();
+    let lines: Vec<&str> = text.lines().collect();
+    let mut i = 0;
+    while i < lines.len() {
+        let line = lines[i];
+        let trimmed = line.trim_start();
+        let indent = line.len() - trimmed.len();
+        i += 1;
+        if let Some(name) = trimmed.strip_prefix("- record:") {
+            current = name.trim().to_owned();
+            rules.records.push(current.clone());
+        } else if let Some(name) = trimmed.strip_prefix("- alert:") {
+            current = name.trim().to_owned();
+            rules.alerts.push(current.clone());
+        } else if let Some(rest) = trimmed.strip_prefix("expr:") {
+            let rest = rest.trim();
+            let expr = if rest.starts_with('|') || rest.starts_with('>') {
+                let mut block = Vec::new();
+                while i < lines.len() {
+                    let next = lines[i];
+                    let next_indent = next.len() - next.trim_start().len();
+                    if !next.trim().is_empty() && next_indent <= indent {
+                        break;
+                    }
+                    block.push(next.trim());
+                    i += 1;
+                }
+                block.join("\n")
+            } else {
+                rest.trim_matches(|c| c == '"' || c == '\'').to_owned()
+            };
+            assert!(!current.is_empty(), "expr before any rule: {expr}");
+            rules.exprs.push((current.clone(), expr));
+        }
+    }
+    rules
+}
+
+/// PromQL words that are not metric names: aggregations, set and grouping
+/// operators, modifiers and literals.
+const PROMQL_KEYWORDS: &[&str] = &[
+    "sum",
+    "min",
+    "max",
+    "avg",
+    "group",
+    "stddev",
+    "stdvar",
+    "count",
+    "count_values",
+    "bottomk",
+    "topk",
+    "quantile",
+    "and",
+    "or",
+    "unless",
+    "by",
+    "without",
+    "on",
+    "ignoring",
+    "group_left",
+    "group_right",
+    "bool",
+    "offset",
+    "inf",
+    "nan",
+];
+
+/// Words followed by a parenthesised list of label names.
+const LABEL_LISTS: &[&str] = &[
+    "by",
+    "without",
+    "on",
+    "ignoring",
+    "group_left",
+    "group_right",
+];
+
+/// Index just past the delimiter that closes the one at `start`
+/// (`{`/`}`, `[`/`]`, `(`/`)`), skipping quoted strings.
+fn skip_delimited(chars: &[char], start: usize, close: char) -> usize {
+    let mut i = start + 1;
+    while i < chars.len() {
+        match chars[i] {
+            '"' | '\'' | '`' => i = skip_string(chars, i),
+            c if c == close => return i + 1,
+            _ => i += 1,
+        }
+    }
+    i
+}
+
+/// Index just past the string literal that opens at `start`.
+fn skip_string(chars: &[char], start: usize) -> usize {
+    let quote = chars[start];
+    let mut i = start + 1;
+    while i < chars.len() {
+        match chars[i] {
+            '\\' if quote != '`' => i += 2,
+            c if c == quote => return i + 1,
+            _ => i += 1,
+        }
+    }
+    i
+}
+
+/// The metric names a PromQL expression reads: identifiers outside label
+/// matchers, ranges and strings that are neither functions (followed by
+/// `(`) nor keywords.
+fn metric_names(expr: &str) -> BTreeSet<String> {
+    let chars: Vec<char> = expr.chars().collect();
+    let mut names = BTreeSet::new();
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        if c == '"' || c == '\'' || c == '`' {
+            i = skip_string(&chars, i);
+        } else if c == '{' {
+            i = skip_delimited(&chars, i, '}');
+        } else if c == '[' {
+            i = skip_delimited(&chars, i, ']');
+        } else if c == '#' {
+            while i < chars.len() && chars[i] != '\n' {
+                i += 1;
+            }
+        } else if c.is_ascii_digit()
+            || (c == '.' && chars.get(i + 1).is_some_and(char::is_ascii_digit))
+        {
+            // A number or a duration (`0.99`, `1e3`, `5m`).
+            while i < chars.len() && (chars[i].is_ascii_alphanumeric() || chars[i] == '.') {
+                i += 1;
+            }
+        } else if c.is_ascii_alphabetic() || c == '_' || c == ':' {
+            let start = i;
+            while i < chars.len()
+                && (chars[i].is_ascii_alphanumeric() || chars[i] == '_' || chars[i] == ':')
+            {
+                i += 1;
+            }
+            let word: String = chars[start..i].iter().collect();
+            let mut next = i;
+            while next < chars.len() && chars[next].is_whitespace() {
+                next += 1;
+            }
+            let call = chars.get(next) == Some(&'(');
+            if LABEL_LISTS.contains(&word.as_str()) && call {
+                i = skip_delimited(&chars, next, ')');
+            } else if !call && !PROMQL_KEYWORDS.contains(&word.to_ascii_lowercase().as_str()) {
+                names.insert(word);
+            }
+        } else {
+            i += 1;
+        }
+    }
+    names
+}
+
+/// The sample names in an OpenMetrics/Prometheus text.
+fn exported_names(text: &str) -> BTreeSet<String> {
+    text.lines()
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .filter_map(|line| line.split(['{', ' ']).next())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Each alert's unit-test cases in the promtool test file: `(fires, does
+/// not fire)` counts, read from `alertname:` lines and the `exp_alerts:`
+/// that follows each.
+fn alert_cases(text: &str) -> BTreeMap<String, (usize, usize)> {
+    let mut cases: BTreeMap<String, (usize, usize)> = BTreeMap::new();
+    let mut lines = text.lines().map(str::trim).peekable();
+    while let Some(line) = lines.next() {
+        let Some(name) = line.strip_prefix("alertname:") else {
+            continue;
+        };
+        let expected = lines.peek().copied().unwrap_or_default();
+        let entry = cases.entry(name.trim().to_owned()).or_default();
+        match expected {
+            "exp_alerts: []" => entry.1 += 1,
+            "exp_alerts:" => entry.0 += 1,
+            other => panic!("alertname {name} followed by {other:?}, not exp_alerts"),
+        }
+    }
+    cases
+}
+
+#[test]
+fn the_metric_name_reader_skips_functions_labels_and_keywords() {
+    let names = metric_names(
+        "histogram_quantile(0.99, sum by (queue, le) (rate(herald_job_duration_seconds_bucket{queue=~\"a|b\"}[5m])))\n\
+         / on (queue) group_left max(herald:queue_jobs:max{state=\"failed\"} offset 1m) > 1e3\n\
+         and absent(up) unless sum(x) without (instance) == bool 2",
+    );
+    let expected: BTreeSet<String> = [
+        "herald_job_duration_seconds_bucket",
+        "herald:queue_jobs:max",
+        "up",
+        "x",
+    ]
+    .into_iter()
+    .map(str::to_owned)
+    .collect();
+    assert_eq!(names, expected);
+}
+
+#[test]
+fn the_rules_pass_promtool_check_and_their_unit_tests() {
+    run_promtool(&["check", "rules", RULES]);
+    run_promtool(&["test", "rules", RULE_TESTS]);
+
+    // The unit tests show every alert both firing and not firing.
+    let rules = read_rules(&std::fs::read_to_string(RULES).expect("rules file"));
+    let cases = alert_cases(&std::fs::read_to_string(RULE_TESTS).expect("rule tests file"));
+    for alert in [
+        "HeraldNoWorker",
+        "HeraldMetricsAbsent",
+        "HeraldDeadSetGrowing",
+        "HeraldDeadJobsTrimmedByCap",
+        "HeraldPushFailureRateHigh",
+        "HeraldJobDurationP99High",
+        "HeraldQueueBacklog",
+        "HeraldRedisUnreachable",
+        "HeraldMongoDBUnreachable",
+        "HeraldExportsFailing",
+    ] {
+        assert!(
+            rules.alerts.iter().any(|a| a == alert),
+            "{alert} missing: {:?}",
+            rules.alerts
+        );
+    }
+    for alert in &rules.alerts {
+        let (fires, quiet) = cases.get(alert).copied().unwrap_or_default();
+        assert!(
+            fires > 0 && quiet > 0,
+            "{alert}: {fires} firing and {quiet} not-firing cases in {RULE_TESTS}"
+        );
+    }
+    let unknown: Vec<_> = cases.keys().filter(|a| !rules.alerts.contains(a)).collect();
+    assert!(
+        unknown.is_empty(),
+        "tests of alerts the rules lack: {unknown:?}"
+    );
+}
+
+/// Scrapes `{base}/metrics` and returns its text.
+async fn scrape(env: &TestEnv, base: &str) -> String {
+    let response = env
+        .http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .expect("/metrics answers");
+    assert_eq!(response.status(), 200, "{base}/metrics");
+    response.text().await.expect("metrics text")
+}
+
+/// Waits until `{base}/healthz` answers 200.
+async fn wait_healthy(env: &TestEnv, base: &str, what: &str) {
+    wait_for(what, || async {
+        let response = env.http.get(format!("{base}/healthz")).send().await.ok()?;
+        (response.status() == 200).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_metric_the_rules_read_is_one_herald_exports() {
+    let bind = format!("127.0.0.1:{}", free_port());
+    let mut env = env_with(&[("HERALD_WORKER_OPS_BIND", &bind)]).await;
+    env.start_worker().await;
+    let worker = format!("http://{bind}");
+    let web = env.start_web().await;
+    wait_healthy(&env, &worker, "the worker's ops listener").await;
+    wait_healthy(&env, &web, "herald web").await;
+
+    // Some work first: a message stored and pushed.
+    env.enqueue(SendMessage::new(account(), "alerting", "names"))
+        .await;
+    wait_for("the push", || async {
+        (!env.delivered("new_message").await.is_empty()).then_some(())
+    })
+    .await;
+
+    let mut exported = exported_names(&scrape(&env, &worker).await);
+    exported.extend(exported_names(&scrape(&env, &web).await));
+    assert!(
+        exported.contains("herald_jobs_done_total") && exported.contains("herald_queue_jobs"),
+        "{exported:?}"
+    );
+
+    let rules = read_rules(&std::fs::read_to_string(RULES).expect("rules file"));
+    assert!(!rules.records.is_empty() && !rules.alerts.is_empty());
+    for record in &rules.records {
+        assert!(
+            record.starts_with("herald:") && record.matches(':').count() == 2,
+            "recording rule {record} is not named level:metric:operations"
+        );
+    }
+    let mut unknown = Vec::new();
+    let mut read = BTreeSet::new();
+    for (rule, expr) in &rules.exprs {
+        for name in metric_names(expr) {
+            if !exported.contains(&name) && !rules.records.contains(&name) {
+                unknown.push(format!("{name} (in {rule})"));
+            }
+            read.insert(name);
+        }
+    }
+    assert!(
+        unknown.is_empty(),
+        "the rules read metrics neither Herald nor a recording rule provides: {unknown:#?}\n\
+         exported by the worker and herald web: {exported:#?}"
+    );
+    // The reader did find the names (a reader that found none would pass).
+    for name in [
+        "herald_queue_jobs",
+        "herald_queue_workers",
+        "herald_jobs_failed_total",
+        "herald_push_duration_seconds_count",
+        "herald_job_duration_seconds_bucket",
+    ] {
+        assert!(
+            read.contains(name),
+            "{name} not read from the rules: {read:?}"
+        );
+    }
+}
+
+/// A Prometheus server started by a test: killed, and its directory
+/// (configuration, rules, TSDB, log) removed, when dropped — on success and
+/// when the test fails.
+struct PrometheusServer {
+    child: Child,
+    dir: PathBuf,
+    base: String,
+}
+
+impl PrometheusServer {
+    /// Starts Prometheus on a free loopback port, scraping `targets`
+    /// (`host:port`, path `/metrics`) every second and evaluating `rules`
+    /// every second.
+    fn start(name: &str, targets: &[&str], rules: &str) -> Self {
+        let port = free_port();
+        let dir = std::env::temp_dir().join(format!("herald-prometheus-{name}"));
+        std::fs::create_dir_all(&dir).expect("Prometheus's scratch directory");
+        std::fs::write(dir.join("herald-rules.yml"), rules).expect("rules copy");
+        let targets = targets
+            .iter()
+            .map(|t| format!("\"{t}\""))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let config = format!(
+            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n\
+             rule_files:\n  - {rules}\n\
+             scrape_configs:\n  - job_name: herald\n    metrics_path: /metrics\n    \
+             static_configs:\n      - targets: [{targets}]\n",
+            rules = dir.join("herald-rules.yml").display(),
+        );
+        std::fs::write(dir.join("prometheus.yml"), config).expect("Prometheus's configuration");
+        let log = std::fs::File::create(dir.join("prometheus.log")).expect("Prometheus's log");
+        let child = Command::new(prometheus_binary())
+            .arg(format!(
+                "--config.file={}",
+                dir.join("prometheus.yml").display()
+            ))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .unwrap_or_else(|e| panic!("prometheus runs: {e}"));
+        Self {
+            child,
+            dir,
+            base: format!("http://127.0.0.1:{port}"),
+        }
+    }
+
+    /// The last lines of its log.
+    fn log_tail(&self) -> String {
+        let log = std::fs::read_to_string(self.dir.join("prometheus.log")).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
+    }
+
+    /// `GET /api/v1/{path}`'s `data`, or `None` if Prometheus does not
+    /// answer with success.
+    async fn api(&self, http: &reqwest::Client, path: &str) -> Option<Value> {
+        let answer: Value = http
+            .get(format!("{}/api/v1/{path}", self.base))
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        (answer["status"] == "success").then(|| answer["data"].clone())
+    }
+
+    /// An instant query's result vector.
+    async fn query(&self, http: &reqwest::Client, promql: &str) -> Vec<Value> {
+        let data = self
+            .api(http, &format!("query?query={}", urlencode(promql)))
+            .await
+            .unwrap_or_default();
+        data["result"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// What Prometheus says about the alerts, the rules and itself, for a
+    /// failure message.
+    async fn report(&self, http: &reqwest::Client) -> String {
+        let alerts = self.api(http, "alerts").await.unwrap_or_default();
+        let targets = self.api(http, "targets").await.unwrap_or_default();
+        let dead = self
+            .query(http, "herald_queue_jobs{state=\"failed\"}")
+            .await;
+        let rules = self.api(http, "rules").await.unwrap_or_default();
+        let rule_health: Vec<String> = rules["groups"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|g| g["rules"].as_array().cloned().unwrap_or_default())
+            .map(|r| format!("{} {} {}", r["name"], r["health"], r["lastError"]))
+            .collect();
+        format!(
+            "alerts: {alerts:#}\ntargets: {}\ndead-set series: {:#}\nrules: {rule_health:#?}\nlog:\n{}",
+            targets["activeTargets"],
+            Value::Array(dead),
+            self.log_tail()
+        )
+    }
+}
+
+impl Drop for PrometheusServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Percent-encodes a query parameter.
+fn urlencode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// The rules with `alert`'s `for:` replaced by `duration`.
+fn with_shorter_for(rules: &str, alert: &str, duration: &str) -> String {
+    let mut lines: Vec<String> = rules.lines().map(str::to_owned).collect();
+    let start = lines
+        .iter()
+        .position(|l| l.trim() == format!("- alert: {alert}"))
+        .unwrap_or_else(|| panic!("{alert} is in the rules"));
+    let for_line = lines[start + 1..]
+        .iter()
+        .take_while(|l| !l.trim_start().starts_with("- alert:"))
+        .position(|l| l.trim_start().starts_with("for:"))
+        .map(|i| start + 1 + i)
+        .unwrap_or_else(|| panic!("{alert} has a for:"));
+    let indent = lines[for_line].len() - lines[for_line].trim_start().len();
+    lines[for_line] = format!("{}for: {duration}", " ".repeat(indent));
+    lines.join("\n") + "\n"
+}
+
+/// The alert called `name` with `queue` (if given) in `/api/v1/alerts`.
+fn find_alert<'a>(alerts: &'a Value, name: &str, queue: Option<&str>) -> Option<&'a Value> {
+    alerts["alerts"].as_array()?.iter().find(|a| {
+        a["labels"]["alertname"] == name && queue.is_none_or(|q| a["labels"]["queue"] == q)
+    })
+}
+
+/// Polls `check` every 250 ms until it returns `Some`, or fails the test
+/// after `patience` naming `what` and printing what Prometheus reported.
+/// A deadline against hangs, not a speed assertion.
+async fn until<T, F, Fut>(
+    prometheus: &PrometheusServer,
+    http: &reqwest::Client,
+    what: &str,
+    patience: Duration,
+    mut check: F,
+) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + patience;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        if Instant::now() > deadline {
+            panic!(
+                "timed out after {patience:?} waiting for {what}; Prometheus reported:\n{}",
+                prometheus.report(http).await
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Messages whose pushes fail for good.
+const DOOMED: usize = 5;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_fires_the_dead_set_alert_when_pushes_fail_for_good() {
+    let bind = format!("127.0.0.1:{}", free_port());
+    let mut env = env_with(&[
+        ("HERALD_WORKER_OPS_BIND", &bind),
+        ("HERALD_WORKER_RETRY_BASE_MS", "100"),
+        ("HERALD_QUEUES_PUSH_MAX_ATTEMPTS", "2"),
+    ])
+    .await;
+    // The provider answers every push 503: each is tried twice, then dead.
+    env.script_failures(Some(503), 0, 1_000).await;
+    env.start_worker().await;
+    let web = env.start_web().await;
+    let worker = format!("http://{bind}");
+    wait_healthy(&env, &worker, "the worker's ops listener").await;
+    wait_healthy(&env, &web, "herald web").await;
+
+    // The real rules, but the dead-set alert fires 3 s after the dead set
+    // grows instead of 5 minutes (everything else as shipped).
+    let real = std::fs::read_to_string(RULES).expect("rules file");
+    let rules = with_shorter_for(&real, DEAD_SET_ALERT, TEST_DEAD_SET_FOR);
+    let web_target = web.trim_start_matches("http://").to_owned();
+    let prometheus = PrometheusServer::start(&env.namespace, &[&bind, &web_target], &rules);
+    let http = env.http.clone();
+    let started = Instant::now();
+
+    // Prometheus is up with every rule loaded, both targets scraped, and a
+    // sample of the push queue's empty dead set from each before any job
+    // fails.
+    let expected = read_rules(&real);
+    let rule_count = expected.records.len() + expected.alerts.len();
+    until(
+        &prometheus,
+        &http,
+        "Prometheus to load the rules and scrape the worker and herald web",
+        FIRING_PATIENCE,
+        || async {
+            let groups = prometheus.api(&http, "rules").await?;
+            let loaded: usize = groups["groups"]
+                .as_array()?
+                .iter()
+                .map(|g| g["rules"].as_array().map_or(0, Vec::len))
+                .sum();
+            if loaded != rule_count {
+                return None;
+            }
+            let dead = prometheus
+                .query(
+                    &http,
+                    "herald_queue_jobs{queue=\"push\",state=\"failed\"} == 0",
+                )
+                .await;
+            (dead.len() == 2).then_some(())
+        },
+    )
+    .await;
+    let alerts = prometheus.api(&http, "alerts").await.expect("alerts");
+    assert!(
+        find_alert(&alerts, DEAD_SET_ALERT, None).is_none(),
+        "{DEAD_SET_ALERT} before any job failed:\n{}",
+        prometheus.report(&http).await
+    );
+
+    let account = account();
+    for i in 0..DOOMED {
+        env.enqueue(SendMessage::new(
+            account,
+            format!("doomed {i}"),
+            "never delivered",
+        ))
+        .await;
+    }
+    wait_for("every push in the dead set", || async {
+        (env.queue_set(QueueName::Push, "dead").await.len() == DOOMED).then_some(())
+    })
+    .await;
+
+    let firing = until(
+        &prometheus,
+        &http,
+        &format!("{DEAD_SET_ALERT} to fire after the dead set grew"),
+        FIRING_PATIENCE,
+        || async {
+            let alerts = prometheus.api(&http, "alerts").await?;
+            find_alert(&alerts, DEAD_SET_ALERT, Some("push"))
+                .filter(|alert| alert["state"] == "firing")
+                .cloned()
+        },
+    )
+    .await;
+    eprintln!(
+        "{DEAD_SET_ALERT} firing {:.1} s after Prometheus started",
+        started.elapsed().as_secs_f64()
+    );
+
+    // The alert as an operator gets it: the queue, the severity, the dead
+    // set's size, and the annotations filled in.
+    let report = format!("{firing:#}");
+    assert_eq!(firing["labels"]["severity"], "warning", "{report}");
+    let value: f64 = firing["value"]
+        .as_str()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("value in {report}"));
+    assert_eq!(value, DOOMED as f64, "{report}");
+    let annotations = &firing["annotations"];
+    assert!(
+        annotations["summary"]
+            .as_str()
+            .is_some_and(|s| s.contains("push")),
+        "{report}"
+    );
+    assert!(
+        annotations["description"]
+            .as_str()
+            .is_some_and(|s| s.contains(&format!("holds {DOOMED} jobs"))),
+        "{report}"
+    );
+    assert!(
+        annotations["runbook"]
+            .as_str()
+            .is_some_and(|s| s.contains("herald failed groups --queue push")),
+        "{report}"
+    );
+
+    // Every call to the provider failed: the push failure alert is on its
+    // way (pending, its `for:` is 10 minutes), and no rule failed to
+    // evaluate on real series from two processes.
+    let alerts = until(
+        &prometheus,
+        &http,
+        "HeraldPushFailureRateHigh to be pending",
+        FIRING_PATIENCE,
+        || async {
+            let alerts = prometheus.api(&http, "alerts").await?;
+            find_alert(&alerts, "HeraldPushFailureRateHigh", None)
+                .is_some_and(|a| a["state"] == "pending")
+                .then_some(alerts)
+        },
+    )
+    .await;
+    let groups = prometheus.api(&http, "rules").await.expect("rules");
+    let broken: Vec<String> = groups["groups"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|g| g["rules"].as_array().cloned().unwrap_or_default())
+        .filter(|r| r["health"] == "err")
+        .map(|r| format!("{}: {}", r["name"], r["lastError"]))
+        .collect();
+    assert!(broken.is_empty(), "rules failing to evaluate: {broken:#?}");
+    // The worker is up, so nothing says otherwise.
+    for quiet in [
+        "HeraldNoWorker",
+        "HeraldRedisUnreachable",
+        "HeraldMongoDBUnreachable",
+    ] {
+        assert!(
+            find_alert(&alerts, quiet, None).is_none(),
+            "{quiet}:\n{}",
+            prometheus.report(&http).await
+        );
+    }
+    drop(prometheus);
+}
