@@ -12,6 +12,12 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+/// The exit status of a configuration Herald refuses (`EX_CONFIG` of
+/// sysexits.h): running again cannot help, so a supervisor told of it
+/// (systemd's `RestartPreventExitStatus=78`) does not restart the process.
+/// Every other fatal error exits 1, and a restart may well help.
+const EXIT_CONFIG: u8 = 78;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = cli::Cli::parse();
@@ -19,7 +25,14 @@ async fn main() -> ExitCode {
         Ok(code) => code,
         Err(err) => {
             eprintln!("error: {err:#}");
-            ExitCode::FAILURE
+            let refused_configuration = err
+                .chain()
+                .any(|cause| cause.is::<herald::config::ConfigError>());
+            if refused_configuration {
+                ExitCode::from(EXIT_CONFIG)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }

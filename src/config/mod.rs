@@ -130,9 +130,10 @@ pub fn reference_text() -> String {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// A configuration file exists but cannot be read or parsed, or a value
-    /// has the wrong type.
+    /// has the wrong type. The cause is in the message, not a `source`, so
+    /// a printed chain states it once.
     #[error("configuration could not be read: {0}")]
-    Load(#[from] config::ConfigError),
+    Load(config::ConfigError),
     /// `HERALD_ENV` names an environment with no file.
     #[error("HERALD_ENV is '{env}' but {path} does not exist")]
     MissingEnvironmentFile {
@@ -151,6 +152,12 @@ pub enum ConfigError {
         /// What is wrong.
         reason: String,
     },
+}
+
+impl From<config::ConfigError> for ConfigError {
+    fn from(error: config::ConfigError) -> Self {
+        ConfigError::Load(error)
+    }
 }
 
 impl ConfigError {

@@ -122,13 +122,15 @@ fn skip_balanced(chars: &[char], i: usize, open: char, close: char) -> usize {
     j
 }
 
+/// What [`read_matchers`] finds: the metric name the braces give, if any;
+/// each label named, with its value when matched literally by `=`; and the
+/// index after `}`.
+type Matchers = (Option<String>, Vec<(String, Option<String>)>, usize);
+
 /// Parses the matchers in the braces opening at `i`: the labels they name
 /// (a literal `=` matcher with its value), a metric name given as
 /// `__name__="..."` or as a bare quoted string, and the index after `}`.
-fn read_matchers(
-    chars: &[char],
-    i: usize,
-) -> (Option<String>, Vec<(String, Option<String>)>, usize) {
+fn read_matchers(chars: &[char], i: usize) -> Matchers {
     let mut name = None;
     let mut labels = Vec::new();
     let mut j = i + 1;
