@@ -189,8 +189,10 @@ async fn an_invalid_setting_stops_start_up_naming_it() {
         &["worker"],
         &[("HERALD_QUEUES_SEND_MESSAGE_CONCURRENCY", "0")],
     );
-    assert!(!output.status.success());
+    // EX_CONFIG: a supervisor told of it does not restart the process.
+    assert_eq!(output.status.code(), Some(78));
     let text = stderr(&output);
+    assert_eq!(text.lines().count(), 1, "one line: {text}");
     assert!(
         text.contains("queues.send_message.concurrency")
             && text.contains("HERALD_QUEUES_SEND_MESSAGE_CONCURRENCY"),
@@ -198,7 +200,16 @@ async fn an_invalid_setting_stops_start_up_naming_it() {
     );
 
     let output = env.run_herald(&["worker"], &[("HERALD_MONGODB_URL", "postgres://x")]);
-    assert!(!output.status.success());
+    assert_eq!(output.status.code(), Some(78));
+    let output = env.run_herald(&["worker"], &[("HERALD_QUEUES_PUSH_CONCURRENCY", "lots")]);
+    assert_eq!(output.status.code(), Some(78));
+    let text = stderr(&output);
+    assert_eq!(
+        text.matches("invalid type").count(),
+        1,
+        "the cause once: {text}"
+    );
+    let output = env.run_herald(&["worker"], &[("HERALD_MONGODB_URL", "postgres://x")]);
     assert!(
         stderr(&output).contains("HERALD_MONGODB_URL"),
         "{}",
