@@ -58,6 +58,9 @@ while i <= #ARGV do
         end
         if run_at > now then
             redis.call("zadd", scheduled, run_at, id)
+            -- Its latency counts from when it falls due, not from now
+            -- (complete.lua).
+            redis.call("hset", meta_prefix .. ":" .. id, "due_at", run_at)
             delayed = delayed + 1
         else
             redis.call("rpush", active, id)

@@ -1,7 +1,9 @@
 //! The Prometheus rules of `deploy/prometheus`: promtool's checks and unit
 //! tests, the metric names they read against what a real worker and
 //! `herald web` export, and a real Prometheus (Debian's `prometheus`)
-//! scraping both and firing the dead-set alert when pushes fail for good.
+//! scraping both: firing the dead-set alert when pushes fail for good (the
+//! dependency alerts staying quiet meanwhile), and firing the Redis alert
+//! when the Redis of a `herald worker` and a `herald web` stops.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -14,7 +16,10 @@ use herald_jobs::{QueueName, SendMessage};
 use serde_json::Value;
 
 use crate::{
-    helpers::{account, env_with, installed_binary, wait_for, TestEnv},
+    helpers::{
+        account, env_with, installed_binary, try_redis, wait_for, HeraldProcess, ScratchProcess,
+        TestEnv,
+    },
     ops::free_port,
 };
 
@@ -34,9 +39,20 @@ const DEAD_SET_ALERT: &str = "HeraldDeadSetGrowing";
 /// rules): long enough to go through `pending`, short enough for a test.
 const TEST_DEAD_SET_FOR: &str = "3s";
 
-/// How long the end-to-end test waits for the alert to fire: a deadline
+/// How long the end-to-end tests wait for an alert to fire: a deadline
 /// against hangs, not a speed assertion.
 const FIRING_PATIENCE: Duration = Duration::from_secs(60);
+
+/// The alert the Redis outage test waits for.
+const REDIS_ALERT: &str = "HeraldRedisUnreachable";
+
+/// Its `for:` in the rules Prometheus loads in that test (1m in the real
+/// rules): a scrape or two reporting Redis down, so that it goes through
+/// `pending` first, and fires well within [`FIRING_PATIENCE`].
+const TEST_REDIS_FOR: &str = "3s";
+
+/// The dependency alerts, which stay quiet while Redis and MongoDB answer.
+const DEPENDENCY_ALERTS: [&str; 2] = ["HeraldRedisUnreachable", "HeraldMongoDBUnreachable"];
 
 /// A program of Debian's `prometheus` package: `override_var`, else on
 /// `PATH`, else `/usr/bin`.
@@ -317,6 +333,7 @@ fn the_rules_pass_promtool_check_and_their_unit_tests() {
         "HeraldDeadJobsTrimmedByCap",
         "HeraldPushFailureRateHigh",
         "HeraldJobDurationP99High",
+        "HeraldEnqueueToFinishP99High",
         "HeraldQueueBacklog",
         "HeraldRedisUnreachable",
         "HeraldMongoDBUnreachable",
@@ -418,6 +435,8 @@ async fn every_metric_the_rules_read_is_one_herald_exports() {
         "herald_jobs_failed_total",
         "herald_push_duration_seconds_count",
         "herald_job_duration_seconds_bucket",
+        "herald_dependency_up",
+        "herald_queue_latency_seconds",
     ] {
         assert!(
             read.contains(name),
@@ -437,9 +456,9 @@ struct PrometheusServer {
 
 impl PrometheusServer {
     /// Starts Prometheus on a free loopback port, scraping `targets`
-    /// (`host:port`, path `/metrics`) every second and evaluating `rules`
-    /// every second.
-    fn start(name: &str, targets: &[&str], rules: &str) -> Self {
+    /// (`host:port`, path `/metrics`) every `scrape` (which is also the
+    /// scrape's timeout, e.g. `1s`) and evaluating `rules` every second.
+    fn start(name: &str, targets: &[&str], rules: &str, scrape: &str) -> Self {
         let port = free_port();
         let dir = std::env::temp_dir().join(format!("herald-prometheus-{name}"));
         std::fs::create_dir_all(&dir).expect("Prometheus's scratch directory");
@@ -450,7 +469,7 @@ impl PrometheusServer {
             .collect::<Vec<_>>()
             .join(", ");
         let config = format!(
-            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n\
+            "global:\n  scrape_interval: {scrape}\n  scrape_timeout: {scrape}\n  evaluation_interval: 1s\n\
              rule_files:\n  - {rules}\n\
              scrape_configs:\n  - job_name: herald\n    metrics_path: /metrics\n    \
              static_configs:\n      - targets: [{targets}]\n",
@@ -517,6 +536,7 @@ impl PrometheusServer {
         let dead = self
             .query(http, "herald_queue_jobs{state=\"failed\"}")
             .await;
+        let dependencies = self.query(http, "herald_dependency_up").await;
         let rules = self.api(http, "rules").await.unwrap_or_default();
         let rule_health: Vec<String> = rules["groups"]
             .as_array()
@@ -526,9 +546,11 @@ impl PrometheusServer {
             .map(|r| format!("{} {} {}", r["name"], r["health"], r["lastError"]))
             .collect();
         format!(
-            "alerts: {alerts:#}\ntargets: {}\ndead-set series: {:#}\nrules: {rule_health:#?}\nlog:\n{}",
+            "alerts: {alerts:#}\ntargets: {}\ndead-set series: {:#}\ndependency series: {:#}\n\
+             rules: {rule_health:#?}\nlog:\n{}",
             targets["activeTargets"],
             Value::Array(dead),
+            Value::Array(dependencies),
             self.log_tail()
         )
     }
@@ -577,6 +599,42 @@ fn find_alert<'a>(alerts: &'a Value, name: &str, queue: Option<&str>) -> Option<
     alerts["alerts"].as_array()?.iter().find(|a| {
         a["labels"]["alertname"] == name && queue.is_none_or(|q| a["labels"]["queue"] == q)
     })
+}
+
+/// Whether, since Prometheus started, every one of `processes` scraped has
+/// reported `service` up at each scrape and `alert` has never been pending
+/// or firing (Prometheus's own `ALERTS` series keep both states); `Err`
+/// says what Prometheus saw instead.
+async fn stayed_quiet(
+    prometheus: &PrometheusServer,
+    http: &reqwest::Client,
+    service: &str,
+    alert: &str,
+    processes: usize,
+) -> Result<(), String> {
+    let lowest = prometheus
+        .query(
+            http,
+            &format!("min_over_time(herald_dependency_up{{service=\"{service}\"}}[1h])"),
+        )
+        .await;
+    let always_up = lowest.iter().filter(|s| s["value"][1] == "1").count();
+    if lowest.len() != processes || always_up != processes {
+        return Err(format!(
+            "lowest herald_dependency_up{{service=\"{service}\"}} of {processes} processes: {:#}",
+            Value::Array(lowest)
+        ));
+    }
+    let raised = prometheus
+        .query(
+            http,
+            &format!("max_over_time(ALERTS{{alertname=\"{alert}\"}}[1h])"),
+        )
+        .await;
+    if !raised.is_empty() {
+        return Err(format!("{alert} was raised: {:#}", Value::Array(raised)));
+    }
+    Ok(())
 }
 
 /// Polls `check` every 250 ms until it returns `Some`, or fails the test
@@ -633,13 +691,13 @@ async fn prometheus_fires_the_dead_set_alert_when_pushes_fail_for_good() {
     let real = std::fs::read_to_string(RULES).expect("rules file");
     let rules = with_shorter_for(&real, DEAD_SET_ALERT, TEST_DEAD_SET_FOR);
     let web_target = web.trim_start_matches("http://").to_owned();
-    let prometheus = PrometheusServer::start(&env.namespace, &[&bind, &web_target], &rules);
+    let prometheus = PrometheusServer::start(&env.namespace, &[&bind, &web_target], &rules, "1s");
     let http = env.http.clone();
     let started = Instant::now();
 
     // Prometheus is up with every rule loaded, both targets scraped, and a
-    // sample of the push queue's empty dead set from each before any job
-    // fails.
+    // sample of the push queue's empty dead set and of Redis and MongoDB up
+    // from each before any job fails.
     let expected = read_rules(&real);
     let rule_count = expected.records.len() + expected.alerts.len();
     until(
@@ -663,16 +721,19 @@ async fn prometheus_fires_the_dead_set_alert_when_pushes_fail_for_good() {
                     "herald_queue_jobs{queue=\"push\",state=\"failed\"} == 0",
                 )
                 .await;
-            (dead.len() == 2).then_some(())
+            let up = prometheus.query(&http, "herald_dependency_up == 1").await;
+            (dead.len() == 2 && up.len() == 4).then_some(())
         },
     )
     .await;
     let alerts = prometheus.api(&http, "alerts").await.expect("alerts");
-    assert!(
-        find_alert(&alerts, DEAD_SET_ALERT, None).is_none(),
-        "{DEAD_SET_ALERT} before any job failed:\n{}",
-        prometheus.report(&http).await
-    );
+    for quiet in [DEAD_SET_ALERT].iter().chain(&DEPENDENCY_ALERTS) {
+        assert!(
+            find_alert(&alerts, quiet, None).is_none(),
+            "{quiet} before any job failed:\n{}",
+            prometheus.report(&http).await
+        );
+    }
 
     let account = account();
     for i in 0..DOOMED {
@@ -761,16 +822,263 @@ async fn prometheus_fires_the_dead_set_alert_when_pushes_fail_for_good() {
         .map(|r| format!("{}: {}", r["name"], r["lastError"]))
         .collect();
     assert!(broken.is_empty(), "rules failing to evaluate: {broken:#?}");
-    // The worker is up, so nothing says otherwise.
-    for quiet in [
-        "HeraldNoWorker",
-        "HeraldRedisUnreachable",
-        "HeraldMongoDBUnreachable",
-    ] {
+    // The worker, Redis and MongoDB are up, so nothing says otherwise: not
+    // now, and (for the dependency alerts) not at any evaluation of the
+    // test, with every scrape of both processes reporting both up.
+    for quiet in ["HeraldNoWorker"].iter().chain(&DEPENDENCY_ALERTS) {
         assert!(
             find_alert(&alerts, quiet, None).is_none(),
             "{quiet}:\n{}",
             prometheus.report(&http).await
+        );
+    }
+    for (service, alert) in ["redis", "mongodb"].into_iter().zip(DEPENDENCY_ALERTS) {
+        if let Err(seen) = stayed_quiet(&prometheus, &http, service, alert, 2).await {
+            panic!("{seen}\n{}", prometheus.report(&http).await);
+        }
+    }
+    drop(prometheus);
+}
+
+/// A private `redis-server` on a free port, without persistence: killed
+/// (and its directory removed) by [`PrivateRedis::kill`] or on drop.
+struct PrivateRedis {
+    process: Option<ScratchProcess>,
+    port: u16,
+}
+
+impl PrivateRedis {
+    async fn start() -> Self {
+        let port = free_port();
+        let dir = std::env::temp_dir().join(format!("herald-alerting-redis-{port}"));
+        std::fs::create_dir_all(&dir).expect("private Redis directory");
+        let mut command = Command::new("redis-server");
+        command
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no", "--dir"])
+            .arg(&dir);
+        let server = Self {
+            process: Some(ScratchProcess::spawn(
+                &mut command,
+                dir,
+                "redis-server (Debian: redis-server)",
+            )),
+            port,
+        };
+        let url = server.url();
+        wait_for("the private Redis to answer", || {
+            let url = url.clone();
+            async move {
+                let mut conn = try_redis(&url).await?;
+                redis::cmd("PING")
+                    .query_async::<String>(&mut conn)
+                    .await
+                    .ok()
+                    .map(|_| ())
+            }
+        })
+        .await;
+        server
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Kills the server (SIGKILL: a crash, as far as its clients can tell).
+    fn kill(&mut self) {
+        self.process.take();
+    }
+}
+
+/// A scratch directory for the logs of the processes a test starts:
+/// removed when dropped, after printing the end of each log if the test is
+/// failing.
+struct LogDir(PathBuf);
+
+impl LogDir {
+    fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(name);
+        std::fs::create_dir_all(&dir).expect("log directory");
+        Self(dir)
+    }
+
+    fn file(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for LogDir {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            for entry in std::fs::read_dir(&self.0).into_iter().flatten().flatten() {
+                let log = std::fs::read_to_string(entry.path()).unwrap_or_default();
+                let lines: Vec<&str> = log.lines().collect();
+                eprintln!(
+                    "--- end of {}:\n{}",
+                    entry.path().display(),
+                    lines[lines.len().saturating_sub(20)..].join("\n")
+                );
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// How often Prometheus scrapes in the Redis outage test, and the scrape's
+/// timeout: above the 2 s a `/metrics` may spend on its Redis ping while
+/// Redis does not answer (a scrape that times out records nothing, not 0).
+const OUTAGE_SCRAPE: &str = "3s";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_fires_the_redis_alert_when_redis_stops() {
+    // Dropped in reverse: Prometheus, the Herald processes, their logs, the
+    // test environment, then Redis (if the test has not killed it already).
+    let mut redis = PrivateRedis::start().await;
+    let worker_bind = format!("127.0.0.1:{}", free_port());
+    let web_bind = format!("127.0.0.1:{}", free_port());
+    let env = env_with(&[
+        ("HERALD_REDIS_URL", &redis.url()),
+        ("HERALD_WORKER_OPS_BIND", &worker_bind),
+        ("HERALD_WEB_BIND", &web_bind),
+    ])
+    .await;
+    let logs = LogDir::new(&format!("herald-alerting-logs-{}", env.namespace));
+    // The real binaries, as deployed.
+    let mut worker: HeraldProcess =
+        env.spawn_herald_logged(&["worker"], &[], &logs.file("worker.log"));
+    let mut web: HeraldProcess = env.spawn_herald_logged(&["web"], &[], &logs.file("web.log"));
+    wait_healthy(&env, &format!("http://{worker_bind}"), "herald worker").await;
+    wait_healthy(&env, &format!("http://{web_bind}"), "herald web").await;
+
+    // The real rules, but the Redis alert fires after 3 s of scrapes
+    // reporting Redis down instead of 1 minute (everything else as shipped).
+    let real = std::fs::read_to_string(RULES).expect("rules file");
+    let rules = with_shorter_for(&real, REDIS_ALERT, TEST_REDIS_FOR);
+    let prometheus = PrometheusServer::start(
+        &env.namespace,
+        &[&worker_bind, &web_bind],
+        &rules,
+        OUTAGE_SCRAPE,
+    );
+    let http = env.http.clone();
+
+    // Every rule loaded, and Redis and MongoDB up from both processes.
+    let expected = read_rules(&real);
+    let rule_count = expected.records.len() + expected.alerts.len();
+    until(
+        &prometheus,
+        &http,
+        "Prometheus to load the rules and see Redis and MongoDB up from both processes",
+        FIRING_PATIENCE,
+        || async {
+            let groups = prometheus.api(&http, "rules").await?;
+            let loaded: usize = groups["groups"]
+                .as_array()?
+                .iter()
+                .map(|g| g["rules"].as_array().map_or(0, Vec::len))
+                .sum();
+            let up = prometheus.query(&http, "herald_dependency_up == 1").await;
+            (loaded == rule_count && up.len() == 4).then_some(())
+        },
+    )
+    .await;
+    // A few more scrapes: any reporting Redis down would have raised the
+    // shortened Redis alert (pending at least, in Prometheus's ALERTS
+    // series). It stays quiet while Redis answers.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    for (service, alert) in ["redis", "mongodb"].into_iter().zip(DEPENDENCY_ALERTS) {
+        if let Err(seen) = stayed_quiet(&prometheus, &http, service, alert, 2).await {
+            panic!("with Redis up: {seen}\n{}", prometheus.report(&http).await);
+        }
+    }
+
+    redis.kill();
+    let killed = Instant::now();
+    // What a scrape costs with Redis gone (Prometheus's scrapes have to
+    // fit in OUTAGE_SCRAPE).
+    for base in [&worker_bind, &web_bind] {
+        let asked = Instant::now();
+        let text = scrape(&env, &format!("http://{base}")).await;
+        eprintln!(
+            "/metrics of {base} with Redis killed: {:.2} s, {}",
+            asked.elapsed().as_secs_f64(),
+            text.lines()
+                .find(|l| l.starts_with("herald_dependency_up{service=\"redis\"}"))
+                .unwrap_or("no herald_dependency_up for redis")
+        );
+    }
+
+    let firing = until(
+        &prometheus,
+        &http,
+        &format!("{REDIS_ALERT} to fire for both processes after Redis was killed"),
+        FIRING_PATIENCE.saturating_sub(killed.elapsed()),
+        || async {
+            let alerts = prometheus.api(&http, "alerts").await?;
+            let firing: Vec<Value> = alerts["alerts"]
+                .as_array()?
+                .iter()
+                .filter(|a| a["labels"]["alertname"] == REDIS_ALERT && a["state"] == "firing")
+                .cloned()
+                .collect();
+            (firing.len() == 2).then_some(firing)
+        },
+    )
+    .await;
+    eprintln!(
+        "{REDIS_ALERT} firing for both processes {:.1} s after Redis was killed",
+        killed.elapsed().as_secs_f64()
+    );
+
+    // One alert per process, as an operator gets it.
+    let mut instances: Vec<String> = Vec::new();
+    for alert in &firing {
+        let report = format!("{alert:#}");
+        let labels = &alert["labels"];
+        assert_eq!(labels["severity"], "critical", "{report}");
+        assert_eq!(labels["service"], "redis", "{report}");
+        let instance = labels["instance"].as_str().expect("instance").to_owned();
+        let value: Option<f64> = alert["value"].as_str().and_then(|v| v.parse().ok());
+        assert_eq!(value, Some(0.0), "{report}");
+        let annotations = &alert["annotations"];
+        assert_eq!(
+            annotations["summary"],
+            format!("Herald: {instance} cannot reach Redis"),
+            "{report}"
+        );
+        assert!(
+            annotations["description"]
+                .as_str()
+                .is_some_and(|d| d.contains(&format!("answered {instance}'s ping"))),
+            "{report}"
+        );
+        assert!(
+            annotations["runbook"]
+                .as_str()
+                .is_some_and(|r| r.contains("/readyz")),
+            "{report}"
+        );
+        instances.push(instance);
+    }
+    instances.sort();
+    let mut expected_instances = vec![worker_bind.clone(), web_bind.clone()];
+    expected_instances.sort();
+    assert_eq!(instances, expected_instances);
+
+    // MongoDB still answered every scrape: its alert never moved.
+    if let Err(seen) = stayed_quiet(&prometheus, &http, "mongodb", DEPENDENCY_ALERTS[1], 2).await {
+        panic!(
+            "with MongoDB up: {seen}\n{}",
+            prometheus.report(&http).await
+        );
+    }
+    // Neither process gave up on Redis (docs/operations.md: neither needs
+    // restarting while Redis is away).
+    for (name, process) in [("herald worker", &mut worker), ("herald web", &mut web)] {
+        assert!(
+            process.try_wait().expect("try_wait").is_none(),
+            "{name} exited while Redis was away"
         );
     }
     drop(prometheus);

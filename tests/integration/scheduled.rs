@@ -348,6 +348,22 @@ async fn a_message_scheduled_over_http_is_stored_and_pushed_once_at_its_time_not
     assert_outcomes(env, &[], &[id]).await;
     assert_eq!(env.delivered("new_message").await.len(), 1);
     assert!(scheduled_jobs(env).await.is_empty());
+
+    // Its enqueue-to-finish latency counts from when it fell due: counted
+    // from its enqueue, 3 s earlier, it would fall in the 5 s bucket.
+    let history = api_get_json(
+        env,
+        format!("{}/api/v1/queues/send_message/history?minutes=5", desk.url),
+    )
+    .await;
+    let p99: Vec<u64> = history["minutes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|minute| minute["latency_p99_ms"].as_u64())
+        .collect();
+    assert_eq!(p99.len(), 1, "{history}");
+    assert!(p99[0] <= 2_500, "{history}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

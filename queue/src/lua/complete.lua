@@ -8,7 +8,8 @@
 -- ARGV[4] history entries kept per job
 -- ARGV[5] counter key prefix ("<queue>:stats"): per-minute counters, kept
 --         an hour, and "<stats>:total:done", kept for good; and the
---         enqueue-to-finish latency of the jobs done each minute, as a
+--         enqueue-to-finish latency of the jobs done each minute (from
+--         the time a scheduled job fell due), as a
 --         histogram ("<stats>:latency:<minute>", bucket -> count, kept an
 --         hour; see LATENCY_BOUNDS_MS)
 -- ARGV[6] the labels dead jobs are indexed by ("name=/pointer;...", see
@@ -64,7 +65,10 @@ for n = 1, #ids do
         if outcome == "done" then
             redis.call("hset", meta_key, "status", status, "attempts", attempts, "result", result, "done_at", now)
             finished[#finished + 1] = id
-            local enqueued_at = tonumber(redis.call("hget", meta_key, "enqueued_at"))
+            -- From when it could first run: its enqueue, or the time a
+            -- scheduled job fell due (enqueue.lua's due_at).
+            local since = redis.call("hmget", meta_key, "due_at", "enqueued_at")
+            local enqueued_at = tonumber(since[1]) or tonumber(since[2])
             if enqueued_at then
                 local ms = (tonumber(now) - enqueued_at) * 1000
                 local bucket = #LATENCY_BOUNDS_MS + 1
