@@ -10,6 +10,7 @@
 //! `scripts/redis-cluster.sh` runs on 127.0.0.1:7100-7105). The README's
 //! test command starts them.
 
+mod alerting;
 mod api;
 mod backlog;
 mod browser;
@@ -24,6 +25,7 @@ mod exports;
 mod exports_s3;
 mod failed_list;
 mod failures;
+mod grafana_dashboard;
 mod helpers;
 mod inbox_actions;
 mod inbox_browser;
@@ -52,5 +54,7 @@ mod sharded;
 mod shutdown;
 mod sockudo_server;
 mod store_batch;
+mod supervision;
 mod tenancy;
+mod trace_context;
 mod wakeup;
