@@ -21,6 +21,7 @@ use crate::{
         TestEnv,
     },
     ops::free_port,
+    promql::{metric_names, scrape},
 };
 
 const RULES: &str = concat!(
@@ -150,125 +151,6 @@ fn read_rules(text: &str) -> RuleFile {
     rules
 }
 
-/// PromQL words that are not metric names: aggregations, set and grouping
-/// operators, modifiers and literals.
-const PROMQL_KEYWORDS: &[&str] = &[
-    "sum",
-    "min",
-    "max",
-    "avg",
-    "group",
-    "stddev",
-    "stdvar",
-    "count",
-    "count_values",
-    "bottomk",
-    "topk",
-    "quantile",
-    "and",
-    "or",
-    "unless",
-    "by",
-    "without",
-    "on",
-    "ignoring",
-    "group_left",
-    "group_right",
-    "bool",
-    "offset",
-    "inf",
-    "nan",
-];
-
-/// Words followed by a parenthesised list of label names.
-const LABEL_LISTS: &[&str] = &[
-    "by",
-    "without",
-    "on",
-    "ignoring",
-    "group_left",
-    "group_right",
-];
-
-/// Index just past the delimiter that closes the one at `start`
-/// (`{`/`}`, `[`/`]`, `(`/`)`), skipping quoted strings.
-fn skip_delimited(chars: &[char], start: usize, close: char) -> usize {
-    let mut i = start + 1;
-    while i < chars.len() {
-        match chars[i] {
-            '"' | '\'' | '`' => i = skip_string(chars, i),
-            c if c == close => return i + 1,
-            _ => i += 1,
-        }
-    }
-    i
-}
-
-/// Index just past the string literal that opens at `start`.
-fn skip_string(chars: &[char], start: usize) -> usize {
-    let quote = chars[start];
-    let mut i = start + 1;
-    while i < chars.len() {
-        match chars[i] {
-            '\\' if quote != '`' => i += 2,
-            c if c == quote => return i + 1,
-            _ => i += 1,
-        }
-    }
-    i
-}
-
-/// The metric names a PromQL expression reads: identifiers outside label
-/// matchers, ranges and strings that are neither functions (followed by
-/// `(`) nor keywords.
-fn metric_names(expr: &str) -> BTreeSet<String> {
-    let chars: Vec<char> = expr.chars().collect();
-    let mut names = BTreeSet::new();
-    let mut i = 0;
-    while i < chars.len() {
-        let c = chars[i];
-        if c == '"' || c == '\'' || c == '`' {
-            i = skip_string(&chars, i);
-        } else if c == '{' {
-            i = skip_delimited(&chars, i, '}');
-        } else if c == '[' {
-            i = skip_delimited(&chars, i, ']');
-        } else if c == '#' {
-            while i < chars.len() && chars[i] != '\n' {
-                i += 1;
-            }
-        } else if c.is_ascii_digit()
-            || (c == '.' && chars.get(i + 1).is_some_and(char::is_ascii_digit))
-        {
-            // A number or a duration (`0.99`, `1e3`, `5m`).
-            while i < chars.len() && (chars[i].is_ascii_alphanumeric() || chars[i] == '.') {
-                i += 1;
-            }
-        } else if c.is_ascii_alphabetic() || c == '_' || c == ':' {
-            let start = i;
-            while i < chars.len()
-                && (chars[i].is_ascii_alphanumeric() || chars[i] == '_' || chars[i] == ':')
-            {
-                i += 1;
-            }
-            let word: String = chars[start..i].iter().collect();
-            let mut next = i;
-            while next < chars.len() && chars[next].is_whitespace() {
-                next += 1;
-            }
-            let call = chars.get(next) == Some(&'(');
-            if LABEL_LISTS.contains(&word.as_str()) && call {
-                i = skip_delimited(&chars, next, ')');
-            } else if !call && !PROMQL_KEYWORDS.contains(&word.to_ascii_lowercase().as_str()) {
-                names.insert(word);
-            }
-        } else {
-            i += 1;
-        }
-    }
-    names
-}
-
 /// The sample names in an OpenMetrics/Prometheus text.
 fn exported_names(text: &str) -> BTreeSet<String> {
     text.lines()
@@ -357,18 +239,6 @@ fn the_rules_pass_promtool_check_and_their_unit_tests() {
         unknown.is_empty(),
         "tests of alerts the rules lack: {unknown:?}"
     );
-}
-
-/// Scrapes `{base}/metrics` and returns its text.
-async fn scrape(env: &TestEnv, base: &str) -> String {
-    let response = env
-        .http
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .expect("/metrics answers");
-    assert_eq!(response.status(), 200, "{base}/metrics");
-    response.text().await.expect("metrics text")
 }
 
 /// Waits until `{base}/healthz` answers 200.

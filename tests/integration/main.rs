@@ -38,6 +38,7 @@ mod operator_browser;
 mod ops;
 mod pause;
 mod poison_jobs;
+mod promql;
 mod providers;
 mod push_auth;
 mod rate_limit;

@@ -259,87 +259,60 @@ fn shown(message: Option<InboxMessage>) -> Result<Json<InboxMessage>, Problem> {
         .ok_or_else(|| Problem::not_found("the message is no longer in the user's inbox"))
 }
 
-/// Archive one message for a user: out of their inbox, read.
-#[utoipa::path(
-    post,
-    path = "/v1/accounts/{accountId}/users/{userId}/messages/{messageId}/archive",
-    tag = "inbox",
-    params(
-        ("accountId" = String, Path, description = "The account, 24-hex"),
-        ("userId" = String, Path, description = "The user, 24-hex"),
-        ("messageId" = String, Path, description = "The message, 24-hex"),
-    ),
-    responses(
-        (status = 200, description = "The message, now archived and read for the user", body = InboxMessage),
-        (status = 400, description = "Invalid id", body = ProblemBody),
-        Unauthorized,
-        NotThisAccount,
-        (status = 404, description = "The user's inbox has no such message", body = ProblemBody),
-    ),
-    security(("token" = []))
-)]
-pub async fn archive(
-    State(state): State<WebState>,
-    caller: Caller,
-    Path(path): Path<(String, String, String)>,
-) -> Result<Json<InboxMessage>, Problem> {
-    shown(act_on_one(&state, &caller, path, InboxAction::Archive).await?)
+/// The routes acting on one message that answer it as the user now sees
+/// it: one handler per action.
+macro_rules! one_route {
+    ($name:ident, $action:expr, $segment:literal, $doc:literal, $what:literal) => {
+        #[doc = $doc]
+        #[utoipa::path(
+            post,
+            path = concat!("/v1/accounts/{accountId}/users/{userId}/messages/{messageId}/", $segment),
+            tag = "inbox",
+            params(
+                ("accountId" = String, Path, description = "The account, 24-hex"),
+                ("userId" = String, Path, description = "The user, 24-hex"),
+                ("messageId" = String, Path, description = "The message, 24-hex"),
+            ),
+            responses(
+                (status = 200, description = $what, body = InboxMessage),
+                (status = 400, description = "Invalid id", body = ProblemBody),
+                Unauthorized,
+                NotThisAccount,
+                (status = 404, description = "The user's inbox has no such message", body = ProblemBody),
+            ),
+            security(("token" = []))
+        )]
+        pub async fn $name(
+            State(state): State<WebState>,
+            caller: Caller,
+            Path(path): Path<(String, String, String)>,
+        ) -> Result<Json<InboxMessage>, Problem> {
+            shown(act_on_one(&state, &caller, path, $action).await?)
+        }
+    };
 }
 
-/// Move one archived message back into a user's inbox (it stays read).
-#[utoipa::path(
-    post,
-    path = "/v1/accounts/{accountId}/users/{userId}/messages/{messageId}/unarchive",
-    tag = "inbox",
-    params(
-        ("accountId" = String, Path, description = "The account, 24-hex"),
-        ("userId" = String, Path, description = "The user, 24-hex"),
-        ("messageId" = String, Path, description = "The message, 24-hex"),
-    ),
-    responses(
-        (status = 200, description = "The message, back in the user's inbox", body = InboxMessage),
-        (status = 400, description = "Invalid id", body = ProblemBody),
-        Unauthorized,
-        NotThisAccount,
-        (status = 404, description = "The user's inbox has no such message", body = ProblemBody),
-    ),
-    security(("token" = []))
-)]
-pub async fn unarchive(
-    State(state): State<WebState>,
-    caller: Caller,
-    Path(path): Path<(String, String, String)>,
-) -> Result<Json<InboxMessage>, Problem> {
-    shown(act_on_one(&state, &caller, path, InboxAction::Unarchive).await?)
-}
-
-/// Mark one message unread for a user; an archived one goes back to the
-/// inbox.
-#[utoipa::path(
-    post,
-    path = "/v1/accounts/{accountId}/users/{userId}/messages/{messageId}/unread",
-    tag = "inbox",
-    params(
-        ("accountId" = String, Path, description = "The account, 24-hex"),
-        ("userId" = String, Path, description = "The user, 24-hex"),
-        ("messageId" = String, Path, description = "The message, 24-hex"),
-    ),
-    responses(
-        (status = 200, description = "The message, now unread for the user", body = InboxMessage),
-        (status = 400, description = "Invalid id", body = ProblemBody),
-        Unauthorized,
-        NotThisAccount,
-        (status = 404, description = "The user's inbox has no such message", body = ProblemBody),
-    ),
-    security(("token" = []))
-)]
-pub async fn mark_unread(
-    State(state): State<WebState>,
-    caller: Caller,
-    Path(path): Path<(String, String, String)>,
-) -> Result<Json<InboxMessage>, Problem> {
-    shown(act_on_one(&state, &caller, path, InboxAction::Unread).await?)
-}
+one_route!(
+    archive,
+    InboxAction::Archive,
+    "archive",
+    "Archive one message for a user: out of their inbox, read.",
+    "The message, now archived and read for the user"
+);
+one_route!(
+    unarchive,
+    InboxAction::Unarchive,
+    "unarchive",
+    "Move one archived message back into a user's inbox (it stays read).",
+    "The message, back in the user's inbox"
+);
+one_route!(
+    mark_unread,
+    InboxAction::Unread,
+    "unread",
+    "Mark one message unread for a user; an archived one goes back to the inbox.",
+    "The message, now unread for the user"
+);
 
 /// Delete one message from a user's inbox: gone for them for good; a
 /// message to the whole account stays for its other users.
