@@ -5,8 +5,9 @@
 //! A provider counts requests per app, not per process, so the limit lives
 //! in Redis: one Lua script (`rate_limit.lua`) runs GCRA (the generic cell
 //! rate algorithm, as "virtual scheduling") on one hash,
-//! `{NAMESPACE:push}:rate` (beside the push queue's keys), on Redis's clock. Each call takes the next turn
-//! of a schedule spaced `1.04 s / max_requests_per_sec` apart and answers
+//! `{NAMESPACE:push}:rate` (beside the push queue's keys), on Redis's
+//! clock. Each call takes the next turn of a schedule spaced
+//! `1.1 s / max_requests_per_sec` apart and answers
 //! how long until it; the caller sleeps that long and sends. There is no
 //! burst: a quiet minute does not buy a busy second.
 //!
@@ -15,11 +16,17 @@
 //! wakes, the request is written. If those delays differed freely, one
 //! late request followed by one on time would squeeze 51 requests of a
 //! 50-per-second schedule into one of the provider's seconds. Two things
-//! bound it: a request that finds itself more than [`LATE_LIMIT`] past its
-//! turn (counted from when it asked, so a slow answer counts too) gives the
-//! turn up and takes the next one, at most [`MAX_RETAKES`] times; and the
-//! 4 % of headroom in the spacing (40 ms a second) absorbs that lateness
-//! plus the differences in the request's own journey.
+//! bound it:
+//!
+//! - a request that finds itself more than [`LATE_LIMIT`] past its turn
+//!   (counted from when it asked, so a slow answer counts too) gives the
+//!   turn up and takes the next one; after [`MAX_RETAKES`] such retakes it
+//!   is not sent late but deferred ([`RateLimitError::Late`]), so no
+//!   request leaves more than [`LATE_LIMIT`] after its turn;
+//! - the 10 % of headroom in the spacing (100 ms a second) absorbs that
+//!   lateness plus the differences in the request's journey to the
+//!   provider: a second at the provider holds more than the limit only if
+//!   two requests' journeys differ by more than 85 ms.
 //!
 //! - [`RateLimiter::acquire`] is called by the provider clients before
 //!   every request (a slice of channels, a Pusher `batch_events` call): it
@@ -57,14 +64,13 @@ static GCRA: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("rate_
 /// How much longer than a second the schedule of `max_requests_per_sec`
 /// turns is stretched, in parts per thousand: the headroom for requests
 /// that reach the provider later than their turn (see the module docs).
-const HEADROOM_PERMILLE: u64 = 40;
+const HEADROOM_PERMILLE: u64 = 100;
 
 /// How late past its turn a request may still be sent.
 pub const LATE_LIMIT: Duration = Duration::from_millis(15);
 
 /// How many times a request too late for its turn takes another before it
-/// is sent late all the same (a machine that is that overloaded would
-/// otherwise send nothing at all).
+/// is deferred ([`RateLimitError::Late`]).
 pub const MAX_RETAKES: usize = 2;
 
 /// Why a request (or a job) may not go now.
@@ -77,6 +83,17 @@ pub enum RateLimitError {
         per_sec: u32,
         /// `push.rate_wait_ms`.
         max_wait_ms: u64,
+        /// When to try again.
+        retry_in: Duration,
+    },
+    /// Every turn taken came more than [`LATE_LIMIT`] late (a machine too
+    /// busy to keep the schedule); nothing was sent.
+    #[error("the rate limit's turn came {} ms late {turns} times in a row (a busy machine); not sent late, deferred by {} ms", late.as_millis(), retry_in.as_millis())]
+    Late {
+        /// How late the last turn came.
+        late: Duration,
+        /// How many turns were taken.
+        turns: usize,
         /// When to try again.
         retry_in: Duration,
     },
@@ -105,9 +122,9 @@ impl RateLimitError {
     /// deferred (not for a Redis failure, which is an ordinary failure).
     pub fn retry_in(&self) -> Option<Duration> {
         match self {
-            RateLimitError::Busy { retry_in, .. } | RateLimitError::OverShare { retry_in, .. } => {
-                Some(*retry_in)
-            }
+            RateLimitError::Busy { retry_in, .. }
+            | RateLimitError::Late { retry_in, .. }
+            | RateLimitError::OverShare { retry_in, .. } => Some(*retry_in),
             RateLimitError::Redis { .. } => None,
         }
     }
@@ -240,7 +257,7 @@ impl RateLimiter {
             // counted from the asking includes a slow answer.
             tokio::time::sleep_until(Instant::now() + wait).await;
             let late = asked.elapsed().saturating_sub(wait);
-            if late <= LATE_LIMIT || retakes == MAX_RETAKES {
+            if late <= LATE_LIMIT {
                 if !wait.is_zero() {
                     debug!(
                         wait_ms = wait.as_millis() as u64,
@@ -250,12 +267,26 @@ impl RateLimiter {
                 }
                 return Ok(());
             }
+            if retakes == MAX_RETAKES {
+                return Err(RateLimitError::Late {
+                    late,
+                    turns: retakes + 1,
+                    retry_in: self.pace().map_or(Duration::ZERO, |p| {
+                        Duration::from_micros(p.request_interval_us)
+                    }),
+                });
+            }
             retakes += 1;
             debug!(
                 late_ms = late.as_millis() as u64,
                 "too late for the rate limit's turn; taking the next one"
             );
         }
+    }
+
+    /// The spacing in force, when a limit is set.
+    fn pace(&self) -> Option<Pace> {
+        self.limited.as_ref().map(|l| l.pace)
     }
 
     /// Takes the turn of one provider request and answers how long until
@@ -339,13 +370,13 @@ mod tests {
     #[test]
     fn turns_are_spaced_a_little_wider_than_the_rate() {
         let pace = Pace::new(per_sec(50), 1.0, Duration::from_secs(1));
-        // 1.04 s / 50
-        assert_eq!(pace.request_interval_us, 20_800);
+        // 1.1 s / 50
+        assert_eq!(pace.request_interval_us, 22_000);
         assert_eq!(pace.account_interval_us, None);
         assert_eq!(pace.tolerance_us, 1_000_000);
-        // So 51 turns span 1.04 s: they fit into no second unless the
-        // provider sees them more than 40 ms apart from their turns.
-        assert_eq!(50 * pace.request_interval_us, 1_040_000);
+        // So 51 turns span 1.1 s: they fit into no second unless the
+        // provider sees them more than 100 ms apart from their turns.
+        assert_eq!(50 * pace.request_interval_us, 1_100_000);
         let fast = Pace::new(per_sec(1_000_000), 1.0, Duration::from_millis(5));
         assert_eq!(fast.request_interval_us, 2, "rounded up, never 0");
     }
@@ -353,16 +384,16 @@ mod tests {
     #[test]
     fn an_account_share_widens_the_accounts_spacing() {
         let pace = Pace::new(per_sec(50), 0.5, Duration::from_secs(1));
-        assert_eq!(pace.account_interval_us, Some(41_600));
+        assert_eq!(pace.account_interval_us, Some(44_000));
         let pace = Pace::new(per_sec(100), 0.3, Duration::from_secs(1));
-        assert_eq!(pace.account_interval_us, Some(34_667));
+        assert_eq!(pace.account_interval_us, Some(36_667));
     }
 
     #[test]
     fn the_scripts_reply_becomes_a_verdict() {
         assert_eq!(
-            Verdict::from_reply((1, 20_800)),
-            Verdict::Admitted(Duration::from_micros(20_800))
+            Verdict::from_reply((1, 22_000)),
+            Verdict::Admitted(Duration::from_micros(22_000))
         );
         assert_eq!(
             Verdict::from_reply((0, 1_500_000)),

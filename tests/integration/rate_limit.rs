@@ -87,8 +87,17 @@ async fn two_limiters_on_one_redis_share_one_schedule() {
                 second.clone()
             };
             tokio::spawn(async move {
-                limiter.acquire().await.expect("a turn within 5 s");
-                start.elapsed().as_millis() as u64
+                // A turn that came too late (a busy machine) is not used;
+                // the job would be deferred and ask again, and so does this.
+                loop {
+                    match limiter.acquire().await {
+                        Ok(()) => return start.elapsed().as_millis() as u64,
+                        Err(RateLimitError::Late { retry_in, .. }) => {
+                            tokio::time::sleep(retry_in).await
+                        }
+                        Err(other) => panic!("no turn within 5 s: {other}"),
+                    }
+                }
             })
         })
         .collect();
@@ -99,15 +108,15 @@ async fn two_limiters_on_one_redis_share_one_schedule() {
     let busiest = busiest_second(&times);
     assert!(busiest <= PER_SEC as usize, "{busiest} turns in one second");
     let last = times.iter().max().copied().unwrap_or_default();
-    // 60 turns 20.8 ms apart: the last one about 1.2 s after the first.
-    assert!(last >= 1_150, "the 60th turn came after {last} ms");
+    // 60 turns 22 ms apart: the last one about 1.3 s after the first.
+    assert!(last >= 1_250, "the 60th turn came after {last} ms");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_turn_too_far_away_is_refused_with_times_spread_a_turn_apart() {
     let env = env_with(&[]).await;
     // 10 requests a second, waiting at most 250 ms: 3 or 4 turns are taken,
-    // the others are told to come back, each a turn (104 ms) after the last.
+    // the others are told to come back, each a turn (110 ms) after the last.
     let limiter = limiter(&env, limit(10, 1.0, 250)).await;
     let mut admitted = 0;
     let mut retry_in = Vec::new();
@@ -126,7 +135,7 @@ async fn a_turn_too_far_away_is_refused_with_times_spread_a_turn_apart() {
         // A turn, less the time between the two asks.
         let gap = pair[1] - pair[0];
         assert!(
-            (Duration::from_millis(60)..=Duration::from_millis(105)).contains(&gap),
+            (Duration::from_millis(60)..=Duration::from_millis(111)).contains(&gap),
             "deferred jobs are spread a turn apart: {retry_in:?}"
         );
     }
