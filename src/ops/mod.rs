@@ -120,15 +120,26 @@ async fn metrics(State(state): State<OpsState>) -> Response {
     } else {
         &[]
     };
-    for (queue, admin) in queues {
-        match tokio::time::timeout(health::CHECK_TIMEOUT, admin.stats()).await {
+    // Every queue's two reads at once: a slow Redis costs the scrape one
+    // timeout, not one per read.
+    let reads = queues.iter().map(|(queue, admin)| async move {
+        let (stats, latency) = tokio::join!(
+            tokio::time::timeout(health::CHECK_TIMEOUT, admin.stats()),
+            tokio::time::timeout(
+                health::CHECK_TIMEOUT,
+                admin.recent_latency_ms(LATENCY_MINUTES)
+            ),
+        );
+        (queue, stats, latency)
+    });
+    for (queue, stats, latency) in futures::future::join_all(reads).await {
+        match stats {
             Ok(Ok(stats)) => state.metrics.set_queue_stats(queue, &stats),
             // The gauges keep their last reading; the counters are still worth serving.
             Ok(Err(e)) => tracing::warn!(queue, error = %e, "queue depth not read for /metrics"),
             Err(_) => tracing::warn!(queue, "queue depth not read for /metrics: Redis too slow"),
         }
-        let latency = admin.recent_latency_ms(LATENCY_MINUTES);
-        match tokio::time::timeout(health::CHECK_TIMEOUT, latency).await {
+        match latency {
             Ok(Ok((p50, p99))) => state.metrics.set_queue_latency(queue, p50, p99),
             Ok(Err(e)) => tracing::warn!(queue, error = %e, "queue latency not read for /metrics"),
             Err(_) => tracing::warn!(queue, "queue latency not read for /metrics: Redis too slow"),
