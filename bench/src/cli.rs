@@ -53,7 +53,8 @@ pub(crate) async fn run(command: BenchCommand, settings: &Settings) -> anyhow::R
             Ok(ExitCode::SUCCESS)
         }
         BenchCommand::Worker => {
-            telemetry::init(&settings.log);
+            // The benchmarks measure the work, not a span export.
+            let _no_export = telemetry::init(&settings.log, None, "worker");
             worker::run(settings.clone(), shutdown::signal())
                 .await
                 .context("worker stopped with an error")?;

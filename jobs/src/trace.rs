@@ -9,9 +9,9 @@
 //! and a job whose `traceparent` does not parse starts a trace of its own:
 //! tracing is never a reason to refuse work.
 //!
-//! Herald writes ids from the thread's random generator; it does not
-//! sample (the flags are passed on as they came, `01` for a trace it
-//! starts).
+//! Herald writes ids from the thread's random generator and passes the
+//! flags on as they came (`01` for a trace it starts); an exporter that
+//! samples reads them ([`TraceParent::flags`]).
 
 use std::fmt;
 
@@ -111,6 +111,11 @@ impl TraceParent {
     /// 16 hex digits.
     pub fn span_id(&self) -> String {
         hex(&self.parent_id)
+    }
+
+    /// The trace flags, as they came (`01`: sampled).
+    pub fn flags(&self) -> u8 {
+        self.flags
     }
 
     fn span_id_bytes() -> [u8; 8] {

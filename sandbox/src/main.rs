@@ -55,7 +55,7 @@ async fn main() -> ExitCode {
 async fn run(args: Args) -> anyhow::Result<()> {
     let settings = Settings::load();
     if let Ok(settings) = &settings {
-        telemetry::init(&settings.log);
+        let _no_export = telemetry::init(&settings.log, None, "sandbox");
     }
     let configured = settings.as_ref().ok().map(|s| match s.push.provider {
         ProviderKind::Tuisongbao => (

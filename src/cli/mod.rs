@@ -66,11 +66,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Worker => {
             let settings = load_settings()?;
-            telemetry::init(&settings.log);
+            let telemetry =
+                telemetry::init(&settings.log, settings.trace_export.as_ref(), "worker");
             settings.warn_unknown();
-            worker::run(settings, shutdown::signal())
-                .await
-                .context("worker stopped with an error")?;
+            let outcome = worker::run(settings, shutdown::signal()).await;
+            telemetry.shutdown().await;
+            outcome.context("worker stopped with an error")?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Enqueue(command) => {
@@ -91,9 +92,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Web => {
             let settings = load_settings()?;
-            telemetry::init(&settings.log);
+            let telemetry = telemetry::init(&settings.log, settings.trace_export.as_ref(), "web");
             settings.warn_unknown();
-            run_web(settings).await
+            let outcome = run_web(settings).await;
+            telemetry.shutdown().await;
+            outcome
         }
         Command::Failed(args) => {
             let settings = load_settings()?;

@@ -34,6 +34,7 @@ mod retention;
 mod setting;
 #[cfg(test)]
 mod tests;
+mod trace;
 mod tuisongbao;
 mod web;
 mod worker;
@@ -54,6 +55,7 @@ pub use self::{
     redis::RedisSettings,
     retention::RetentionSettings,
     setting::{env_var_for, Rule, Setting},
+    trace::TraceExportSettings,
     tuisongbao::TuisongbaoSettings,
     web::WebSettings,
     worker::WorkerSettings,
@@ -76,6 +78,7 @@ const SECTIONS: &[&[Setting]] = &[
     retention::SETTINGS,
     message::SETTINGS,
     log::SETTINGS,
+    trace::SETTINGS,
     web::SETTINGS,
     export::SETTINGS,
 ];
@@ -195,6 +198,8 @@ pub struct Settings {
     pub message_retention: MessageRetention,
     /// Log output.
     pub log: LogSettings,
+    /// The OTLP export of trace spans (`[trace]`); `None`: off.
+    pub trace_export: Option<TraceExportSettings>,
     /// The dashboard and API server.
     pub web: WebSettings,
     /// Export jobs.
@@ -397,6 +402,7 @@ impl Settings {
             tuisongbao,
             pusher,
             log: log::read(values)?,
+            trace_export: trace::read(values)?,
             worker: worker::read(values)?,
             queues: queues::read(values)?,
             retention: retention::read(values)?,

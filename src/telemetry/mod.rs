@@ -10,26 +10,66 @@
 //! log lines of one notification, from the request to the push, carry one
 //! `trace_id`, and each its own `span_id`.
 //!
+//! Those spans can also go to an OpenTelemetry collector, with the same
+//! ids ([`otlp`], off unless `trace.otlp_endpoint` is set).
+//!
 //! Logged values come from outside (a user id in a channel signature, a
 //! provider's answer, a job's payload): in the pretty format every control
 //! character in them is written escaped (`\n`, `\u{1b}`), so no value can
 //! start a line that looks like another log record or move a terminal's
 //! cursor. The JSON format escapes them as JSON does.
 
+pub mod otlp;
+
 use tracing_subscriber::{
-    field::MakeExt, fmt, layer::SubscriberExt, util::SubscriberInitExt, EnvFilter,
+    field::MakeExt, filter::filter_fn, fmt, layer::SubscriberExt, util::SubscriberInitExt,
+    EnvFilter, Layer,
 };
 
-use crate::config::{LogFormat, LogSettings};
+use crate::config::{LogFormat, LogSettings, TraceExportSettings};
 
-/// Installs the global subscriber writing to standard error. Calling it twice
-/// is harmless (the second call keeps the first subscriber), which lets tests
-/// and the binary share code.
-pub fn init(settings: &LogSettings) {
+/// What [`init`] set up that needs an orderly end: the span export, when on.
+#[derive(Debug, Default)]
+#[must_use = "call shutdown at exit, or spans still queued are lost"]
+pub struct Telemetry {
+    export: Option<otlp::SpanExport>,
+}
+
+impl Telemetry {
+    /// Sends the spans still queued for the collector (for at most 5 s);
+    /// nothing to do without an export.
+    pub async fn shutdown(self) {
+        if let Some(export) = self.export {
+            let _ = tokio::task::spawn_blocking(move || export.shutdown()).await;
+        }
+    }
+}
+
+/// Installs the global subscriber writing to standard error and, with
+/// `export` set, sending trace spans to the collector, for the process
+/// running `command` (`web`, `worker`). Calling it twice is harmless (the
+/// second call keeps the first subscriber), which lets tests and the binary
+/// share code.
+///
+/// The log level filters the log lines only: a `log.level` of `warn`
+/// still exports the spans.
+pub fn init(
+    settings: &LogSettings,
+    export: Option<&TraceExportSettings>,
+    command: &'static str,
+) -> Telemetry {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&settings.level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
-    let registry = tracing_subscriber::registry().with(filter);
+    let (export, export_error) = match export.map(|s| otlp::SpanExport::start(s, command)) {
+        Some(Ok(export)) => (Some(export), None),
+        Some(Err(e)) => (None, Some(e)),
+        None => (None, None),
+    };
+    let export_layer = export
+        .clone()
+        .map(|layer| layer.with_filter(filter_fn(otlp::SpanExport::wants)));
+    let registry = tracing_subscriber::registry().with(export_layer);
     let result = match settings.format {
         LogFormat::Json => registry
             .with(
@@ -37,7 +77,8 @@ pub fn init(settings: &LogSettings) {
                     .json()
                     .with_current_span(true)
                     .with_span_list(false)
-                    .with_writer(std::io::stderr),
+                    .with_writer(std::io::stderr)
+                    .with_filter(filter),
             )
             .try_init(),
         LogFormat::Pretty => registry
@@ -45,7 +86,8 @@ pub fn init(settings: &LogSettings) {
                 fmt::layer()
                     .with_target(false)
                     .fmt_fields(escaped_fields())
-                    .with_writer(std::io::stderr),
+                    .with_writer(std::io::stderr)
+                    .with_filter(filter),
             )
             .try_init(),
     };
@@ -53,6 +95,10 @@ pub fn init(settings: &LogSettings) {
     if result.is_ok() {
         log_panics();
     }
+    if let Some(e) = export_error {
+        tracing::error!(error = %e, "trace spans are not exported");
+    }
+    Telemetry { export }
 }
 
 /// The pretty format's fields: `name=value`, the message bare, every
@@ -127,6 +173,7 @@ macro_rules! job_span {
             trace_id = tracing::field::Empty,
             span_id = tracing::field::Empty,
             parent_span_id = tracing::field::Empty,
+            trace_flags = tracing::field::Empty,
             $($field = tracing::field::Empty),*
         )
     };
@@ -142,10 +189,16 @@ pub fn record_trace(parent: Option<herald_jobs::TraceParent>) -> herald_jobs::Tr
     let span = tracing::Span::current();
     span.record("trace_id", tracing::field::display(trace.trace_id()));
     span.record("span_id", tracing::field::display(trace.span_id()));
+    span.record("trace_flags", tracing::field::display(trace_flags(&trace)));
     if let Some(parent) = parent {
         span.record("parent_span_id", tracing::field::display(parent.span_id()));
     }
     trace
+}
+
+/// The trace flags as a span field shows them: two hex digits.
+pub fn trace_flags(trace: &herald_jobs::TraceParent) -> String {
+    format!("{:02x}", trace.flags())
 }
 
 /// A job's `traceparent` field, when it is one of the W3C form.

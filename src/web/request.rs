@@ -55,16 +55,22 @@ pub async fn with_id(request: Request, next: Next) -> Response {
     let caller = request
         .headers()
         .get(&TRACEPARENT)
-        .and_then(|value| value.to_str().ok());
-    let trace = herald_jobs::TraceParent::child_of(caller);
+        .and_then(|value| value.to_str().ok())
+        .and_then(|text| herald_jobs::TraceParent::parse(text).ok());
+    let trace = caller.map_or_else(herald_jobs::TraceParent::new_root, |c| c.child());
     let span = tracing::info_span!(
-        "request",
+        crate::telemetry::otlp::REQUEST_SPAN,
         request_id = %id,
         method = %request.method(),
         path = %request.uri().path(),
         trace_id = %trace.trace_id(),
         span_id = %trace.span_id(),
+        parent_span_id = tracing::field::Empty,
+        trace_flags = %crate::telemetry::trace_flags(&trace),
     );
+    if let Some(caller) = caller {
+        span.record("parent_span_id", tracing::field::display(caller.span_id()));
+    }
     let mut response = CURRENT
         .scope(
             id.clone(),

@@ -102,10 +102,14 @@ pub async fn env() -> TestEnv {
 /// Like [`env`], with extra `HERALD_*` variables (e.g. a wrong secret).
 pub async fn env_with(extra: &[(&str, &str)]) -> TestEnv {
     if std::env::var_os("TEST_LOG").is_some() {
-        herald::telemetry::init(&herald::config::LogSettings {
-            format: herald::config::LogFormat::Pretty,
-            level: "info,herald=debug".into(),
-        });
+        let _no_export = herald::telemetry::init(
+            &herald::config::LogSettings {
+                format: herald::config::LogFormat::Pretty,
+                level: "info,herald=debug".into(),
+            },
+            None,
+            "test",
+        );
     }
     let (addr, _handle) = sandbox::spawn(
         "127.0.0.1:0".parse().expect("literal address"),

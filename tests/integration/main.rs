@@ -36,6 +36,7 @@ mod openapi_fuzz;
 mod operator_access;
 mod operator_browser;
 mod ops;
+mod otlp_export;
 mod pause;
 mod poison_jobs;
 mod promql;
