@@ -151,6 +151,13 @@ impl QueuePersistence {
             enqueue(&mut self.conn, downstream, &handed_off, now).await?;
             doorbell.ring();
         }
+        let earliest_retry = acks
+            .iter()
+            .filter_map(|ack| match ack.outcome {
+                Outcome::Retry(delay) => Some(now + delay.as_secs_f64()),
+                _ => None,
+            })
+            .min_by(f64::total_cmp);
         let labels = encode_labels(&self.config.dead_labels);
         for chunk in acks.chunks(COMPLETE_CHUNK) {
             let mut call = COMPLETE.prepare_invoke();
@@ -204,6 +211,11 @@ impl QueuePersistence {
                     "results ignored: these jobs were handed to another worker while this one was presumed dead"
                 );
             }
+        }
+        // This worker fetched before these retries were scheduled: tell it
+        // when the first falls due, or it would learn only at its next fetch.
+        if let Some(at) = earliest_retry {
+            self.doorbell.expect_due(at);
         }
         Ok(())
     }

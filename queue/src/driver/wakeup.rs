@@ -13,7 +13,9 @@
 //! - **the doorbell** rings: this process enqueued onto the queue
 //!   ([`crate::Doorbell`]);
 //! - **a scheduled job falls due**: the fetch said when the earliest one
-//!   is due, and a timer fires then;
+//!   is due, or this process's acknowledgement scheduled a retry since and
+//!   told the doorbell when ([`crate::Doorbell::expect_due`]), and a timer
+//!   fires then;
 //! - **the idle wait** ([`crate::QueueConfig::idle_wait`]) ends
 //!   without any of these: the fallback that makes a missed token (say, a
 //!   job written by a producer that does not push tokens) cost at most
@@ -58,6 +60,9 @@ pub(super) struct Wakeup {
     /// The due time a timer last fired for: a job that stays due (the
     /// queue is paused) does not wake the worker twice.
     fired_for: Option<f64>,
+    /// The earliest due time the doorbell told of and no timer has fired
+    /// for yet.
+    told_due: Option<f64>,
 }
 
 impl Wakeup {
@@ -68,6 +73,7 @@ impl Wakeup {
             conn: None,
             due: None,
             fired_for: None,
+            told_due: None,
         }
     }
 
@@ -82,7 +88,13 @@ impl Wakeup {
         if shared.persistence.doorbell.take_rung() {
             return Poll::Ready(());
         }
-        if self.poll_due(cx, next_due).is_ready() {
+        if let Some(told) = shared.persistence.doorbell.take_due() {
+            self.told_due = Some(self.told_due.map_or(told, |t| t.min(told)));
+        }
+        if self
+            .poll_due(cx, earliest(next_due, self.told_due))
+            .is_ready()
+        {
             return Poll::Ready(());
         }
         if self.listen.is_none() {
@@ -118,6 +130,10 @@ impl Wakeup {
         }
         self.due = None;
         self.fired_for = Some(due);
+        // The fetch this causes reads the queue's own earliest due time.
+        if self.told_due.is_some_and(|told| told <= due) {
+            self.told_due = None;
+        }
         Poll::Ready(())
     }
 
@@ -162,6 +178,14 @@ impl Wakeup {
     }
 }
 
+/// The earlier of two optional due times.
+fn earliest(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
 /// Opens the blocking connection: its answers may take the whole wait.
 async fn open(url: &Arc<str>, wait: Duration) -> redis::RedisResult<RedisConnection> {
     let patience = Patience {
@@ -197,6 +221,22 @@ mod tests {
         assert!(poll_due(&mut wakeup, Some(due + 1.0)).is_pending());
         assert!(poll_due(&mut wakeup, None).is_pending());
         assert!(wakeup.due.is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_due_time_told_by_the_doorbell_wakes_the_worker_before_the_fetch_knows() {
+        let mut wakeup = Wakeup::new();
+        // The last fetch knew of nothing scheduled; a retry was told since.
+        wakeup.told_due = Some(now_secs() + 1.0);
+        let told = earliest(None, wakeup.told_due);
+        assert!(poll_due(&mut wakeup, told).is_pending());
+        tokio::time::advance(Duration::from_millis(1_100)).await;
+        assert!(poll_due(&mut wakeup, told).is_ready());
+        assert_eq!(wakeup.told_due, None, "fired for: forgotten");
+        // A later fetch's own earlier time wins over a time told.
+        assert_eq!(earliest(Some(5.0), Some(7.0)), Some(5.0));
+        assert_eq!(earliest(Some(9.0), Some(7.0)), Some(7.0));
+        assert_eq!(earliest(None, None), None);
     }
 
     #[tokio::test(start_paused = true)]
