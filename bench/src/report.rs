@@ -270,11 +270,11 @@ impl Report {
         }
         for m in &self.pipeline {
             let limit = m.limit().max(1e-9);
-            let trials: Vec<String> = m.trial_ratios.iter().map(|r| format!("{r:.2}")).collect();
             let mut lines = vec![
                 Line::from_row(&m.raw_insert, Some(m.raw_insert.rate() / limit)),
                 Line::from_row(&m.raw_insert_many, Some(m.raw_insert_many.rate() / limit)),
                 Line::from_row(&m.raw_post, Some(m.raw_post.rate() / limit)),
+                Line::from_row(&m.raw_both, Some(m.raw_both.rate() / limit)),
             ];
             for timed in std::iter::once(&m.herald).chain(&m.one_job_at_a_time) {
                 let mut line = Line::from_row(&timed.row, Some(timed.row.rate() / limit));
@@ -284,14 +284,15 @@ impl Report {
             }
             sections.push((
                 format!(
-                    "Messages end to end, concurrency {} (at most {} request(s) in flight to each service; Herald's insert_many carried {:.1} messages on average and took {:.2} ms a call, the raw one {:.2} ms; ratio: to the lower of raw insert_many and raw push; the median of {} trial(s), whose ratios were {})",
+                    "Messages end to end, concurrency {} (at most {} request(s) in flight to each service; Herald's insert_many carried {:.1} messages on average and took {:.2} ms a call, the raw one {:.2} ms; ratio: to the lower of raw insert_many and raw push; the median of {} trial(s), whose ratios were {}; to the two raw stages run at once, for information: {})",
                     m.concurrency,
                     m.concurrency,
                     m.batch_size,
                     m.insert_call.as_secs_f64() * 1000.0,
                     m.raw_insert_call().as_secs_f64() * 1000.0,
                     m.trial_ratios.len(),
-                    trials.join(" ")
+                    listed(&m.trial_ratios),
+                    listed(&m.both_trial_ratios)
                 ),
                 lines,
             ));
@@ -343,13 +344,6 @@ impl Report {
                 s3.peak_kib = Some(*peak);
                 lines.push(s3);
             }
-            let listed = |ratios: &[f64]| {
-                ratios
-                    .iter()
-                    .map(|r| format!("{r:.2}"))
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            };
             let s3_trials = match m.s3 {
                 Some(_) => format!(", to S3 {}", listed(&m.s3_trial_ratios)),
                 None => String::new(),
@@ -650,6 +644,15 @@ fn render_latency_details(out: &mut String, m: &latency::Measured) {
         m.idle.commands,
         m.idle.commands_per_sec()
     );
+}
+
+/// Trial ratios as the section titles list them: two decimals, spaced.
+fn listed(ratios: &[f64]) -> String {
+    ratios
+        .iter()
+        .map(|r| format!("{r:.2}"))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 #[cfg(test)]

@@ -56,7 +56,7 @@ use herald_jobs::{queue::shard_of, AccountId, Namespace, Producer, SendMessage, 
 use mongodb::bson::{doc, Document};
 
 use self::{
-    baseline::{raw_insert, raw_insert_many, raw_post},
+    baseline::{raw_insert, raw_insert_many, raw_insert_many_and_post, raw_post},
     recorder::{Receipts, Recorder},
 };
 use crate::{queue::BenchError, Row};
@@ -92,6 +92,9 @@ pub struct Measured {
     pub insert_call: Duration,
     /// Raw sandbox POST rate.
     pub raw_post: Row,
+    /// Raw `insert_many` (Herald's batch size) and raw POST run at once,
+    /// timed to the later finish: both stages sharing the machine.
+    pub raw_both: Row,
     /// Herald end to end, at most `concurrency` requests in flight to each
     /// service.
     pub herald: Timed,
@@ -106,6 +109,8 @@ pub struct Measured {
     pub pushed_distinct: u64,
     /// Each trial's own ratio of Herald to its lower raw limit, in order.
     pub trial_ratios: Vec<f64>,
+    /// Each trial's own ratio of Herald to its raw stages run at once.
+    pub both_trial_ratios: Vec<f64>,
 }
 
 /// A Herald row with its latencies from enqueue to the sandbox and the
@@ -161,6 +166,7 @@ pub async fn run(settings: &Settings, workload: &Workload) -> Result<Vec<Measure
         let mut posts = Vec::new();
         let mut runs = Vec::new();
         let mut batched = Vec::new();
+        let mut both = Vec::new();
         let mut serial_runs = Vec::new();
         let jobs_in_flight = settings.queues.send_message.concurrency.max(concurrency);
         for _ in 0..workload.trials.max(1) {
@@ -174,6 +180,7 @@ pub async fn run(settings: &Settings, workload: &Workload) -> Result<Vec<Measure
             .await?;
             let batch = run.batch_size.round().max(1.0) as usize;
             batched.push(raw_insert_many(settings, workload.jobs, batch).await?);
+            both.push(raw_insert_many_and_post(settings, workload.jobs, batch, concurrency).await?);
             runs.push(run);
             if concurrency == 1 {
                 serial_runs.push(end_to_end(settings, workload, Lanes::OneJobAtATime).await?);
@@ -184,6 +191,11 @@ pub async fn run(settings: &Settings, workload: &Workload) -> Result<Vec<Measure
             .zip(&posts)
             .zip(&runs)
             .map(|((insert, post), run)| run.row.rate() / insert.rate().min(post.rate()).max(1e-9))
+            .collect();
+        let both_trial_ratios: Vec<f64> = both
+            .iter()
+            .zip(&runs)
+            .map(|(both, run)| run.row.rate() / both.rate().max(1e-9))
             .collect();
         let median = super::median_index(&trial_ratios, |ratio| *ratio);
         let counts = runs
@@ -202,12 +214,14 @@ pub async fn run(settings: &Settings, workload: &Workload) -> Result<Vec<Measure
             batch_size,
             insert_call,
             raw_post: posts.swap_remove(median),
+            raw_both: both.swap_remove(median),
             herald: runs.swap_remove(median).timed(),
             one_job_at_a_time,
             stored: counts.0,
             pushed: counts.1,
             pushed_distinct: counts.2,
             trial_ratios,
+            both_trial_ratios,
         });
     }
     Ok(results)
