@@ -552,6 +552,7 @@ async fn the_spans_of_a_sampled_trace_reach_the_collector_with_the_ids_the_logs_
 
     let spans = collector.trace(TRACE_ID);
     let all = describe(&spans);
+    eprintln!("the trace the collector received:\n{all}");
     let request = one_span(&spans, "request");
     let stored = one_span(&spans, "send_message");
     let pushed = one_span(&spans, "push");
