@@ -1,4 +1,5 @@
-//! `herald doctor`: one line per dependency, non-zero exit if any fails.
+//! `herald doctor`: one line per dependency, non-zero exit if any fails;
+//! the trace collector is one only when `trace.otlp_endpoint` is set.
 
 use std::process::ExitCode;
 
@@ -12,11 +13,14 @@ use herald::{
 const DOCTOR_CHANNEL: &str = "private-herald-doctor";
 
 pub async fn run(settings: &Settings) -> ExitCode {
-    let checks = [
+    let mut checks = vec![
         ("redis", check_redis(settings).await),
         ("mongodb", check_mongodb(settings).await),
         ("push", check_push(settings).await),
     ];
+    if let Some(export) = &settings.trace_export {
+        checks.push(("traces", check_traces(export).await));
+    }
     let mut failed = false;
     for (name, result) in &checks {
         match result {
@@ -112,5 +116,17 @@ async fn check_push(settings: &Settings) -> Result<String, String> {
             "{e} (the app is over its call limit or quota; pushes are retried until it is not)"
         )),
         Err(e) => Err(e.to_string()),
+    }
+}
+
+async fn check_traces(export: &herald::config::TraceExportSettings) -> Result<String, String> {
+    let probe = export.clone();
+    match tokio::task::spawn_blocking(move || herald::telemetry::otlp::probe(&probe)).await {
+        Ok(Ok(())) => Ok(format!(
+            "{} accepted a test span (OTLP/HTTP, service.name {})",
+            export.traces_url, export.service_name
+        )),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("the probe panicked".to_owned()),
     }
 }

@@ -45,7 +45,7 @@ use opentelemetry::{
 };
 use opentelemetry_otlp::{Protocol, WithExportConfig};
 use opentelemetry_sdk::{
-    trace::{BatchSpanProcessor, SpanData, SpanEvents, SpanLinks, SpanProcessor},
+    trace::{BatchSpanProcessor, SpanData, SpanEvents, SpanExporter, SpanLinks, SpanProcessor},
     Resource,
 };
 use tracing::{
@@ -67,9 +67,9 @@ const EXPORT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long the flush at shutdown may take.
 const SHUTDOWN_FLUSH: Duration = Duration::from_secs(5);
 
-/// The export could not be set up.
+/// The export could not be set up, or (for [`probe`]) was refused.
 #[derive(Debug, thiserror::Error)]
-#[error("the OTLP trace export to {url} cannot start: {reason}")]
+#[error("the OTLP trace export to {url} failed: {reason}")]
 pub struct ExportSetupError {
     url: String,
     reason: String,
@@ -98,39 +98,15 @@ impl SpanExport {
         settings: &TraceExportSettings,
         command: &'static str,
     ) -> Result<Self, ExportSetupError> {
-        let url = settings.traces_url.to_string();
-        let resource = Resource::builder_empty()
-            .with_service_name(settings.service_name.clone())
-            .with_attributes([
-                KeyValue::new("service.version", env!("CARGO_PKG_VERSION")),
-                KeyValue::new("herald.command", command),
-            ])
-            .build();
-        // The exporter's blocking HTTP client owns a runtime of its own,
-        // which may be neither built nor dropped on a Tokio worker thread:
-        // it is built on a plain thread and lives on the processor's.
-        let build_url = url.clone();
-        let processor = std::thread::spawn(move || {
-            let exporter = opentelemetry_otlp::SpanExporter::builder()
-                .with_http()
-                .with_protocol(Protocol::HttpBinary)
-                .with_endpoint(build_url)
-                .with_timeout(EXPORT_TIMEOUT)
-                .build()
-                .map_err(|e| e.to_string())?;
+        let resource = resource(settings, command);
+        let processor = on_plain_thread(settings, move |exporter| {
             let mut processor = BatchSpanProcessor::builder(exporter).build();
             processor.set_resource(&resource);
-            Ok::<_, String>(processor)
-        })
-        .join()
-        .map_err(|_| "the exporter's set-up panicked".to_owned())
-        .and_then(|built| built)
-        .map_err(|reason| ExportSetupError { url, reason })?;
+            Ok(processor)
+        })?;
         Ok(Self {
             processor: Arc::new(processor),
-            scope: InstrumentationScope::builder("herald")
-                .with_version(env!("CARGO_PKG_VERSION"))
-                .build(),
+            scope: scope(),
             sample_ratio: settings.sample_ratio,
         })
     }
@@ -152,6 +128,71 @@ impl SpanExport {
             *metadata.level() <= Level::WARN
         }
     }
+}
+
+/// Exports one span, `herald doctor`, of a trace of its own, through the
+/// exporter the workers use (its endpoint, timeout and `OTEL_EXPORTER_OTLP_*`
+/// headers), and says whether the collector accepted it.
+pub fn probe(settings: &TraceExportSettings) -> Result<(), ExportSetupError> {
+    let resource = resource(settings, "doctor");
+    on_plain_thread(settings, move |mut exporter| {
+        exporter.set_resource(&resource);
+        let root = herald_jobs::TraceParent::new_root();
+        let mut span = PendingSpan::new("herald doctor");
+        span.set("trace_id", &root.trace_id());
+        span.set("span_id", &root.span_id());
+        let mut data = span
+            .finish(&scope(), 1.0)
+            .ok_or_else(|| "the probe span has no ids".to_owned())?;
+        data.span_kind = SpanKind::Internal;
+        let sent = futures::executor::block_on(exporter.export(vec![data]));
+        let _ = exporter.shutdown();
+        sent.map_err(|e| e.to_string())
+    })
+}
+
+/// The resource of the spans a process running `command` exports.
+fn resource(settings: &TraceExportSettings, command: &'static str) -> Resource {
+    Resource::builder_empty()
+        .with_service_name(settings.service_name.clone())
+        .with_attributes([
+            KeyValue::new("service.version", env!("CARGO_PKG_VERSION")),
+            KeyValue::new("herald.command", command),
+        ])
+        .build()
+}
+
+/// Herald as the instrumentation scope of its spans.
+fn scope() -> InstrumentationScope {
+    InstrumentationScope::builder("herald")
+        .with_version(env!("CARGO_PKG_VERSION"))
+        .build()
+}
+
+/// Builds the OTLP/HTTP exporter of `settings` and runs `with` on it, on
+/// a plain thread: the exporter's blocking HTTP client owns a runtime of
+/// its own, which may be neither built nor dropped on a Tokio worker
+/// thread.
+fn on_plain_thread<T: Send + 'static>(
+    settings: &TraceExportSettings,
+    with: impl FnOnce(opentelemetry_otlp::SpanExporter) -> Result<T, String> + Send + 'static,
+) -> Result<T, ExportSetupError> {
+    let url = settings.traces_url.to_string();
+    let endpoint = url.clone();
+    std::thread::spawn(move || {
+        let exporter = opentelemetry_otlp::SpanExporter::builder()
+            .with_http()
+            .with_protocol(Protocol::HttpBinary)
+            .with_endpoint(endpoint)
+            .with_timeout(EXPORT_TIMEOUT)
+            .build()
+            .map_err(|e| e.to_string())?;
+        with(exporter)
+    })
+    .join()
+    .map_err(|_| "the exporter panicked".to_owned())
+    .and_then(|outcome| outcome)
+    .map_err(|reason| ExportSetupError { url, reason })
 }
 
 /// Whether a trace whose id is `trace_id` is exported at `ratio`: the

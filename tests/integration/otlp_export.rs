@@ -913,3 +913,45 @@ async fn a_collector_that_never_answers_costs_the_work_nothing() {
     work_goes_on_without_a_collector(&endpoint, "silent").await;
     drop(silent);
 }
+
+/// `herald doctor` with an endpoint set checks the collector the way the
+/// export uses it: one test span through the same exporter. The three
+/// other lines are unchanged; without an endpoint there is no fourth line
+/// (tests/integration/cli.rs counts three).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_sends_the_collector_a_test_span_and_says_when_it_cannot() {
+    let collector = Collector::start();
+    let env = env_with(&[]).await;
+    let output = env.run_herald(&["doctor"], &export_to(&collector.endpoint));
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(output.status.success(), "{text}");
+    let traces = text
+        .lines()
+        .find(|l| l.starts_with("traces"))
+        .unwrap_or_default();
+    assert!(
+        traces.contains(" ok ") && traces.contains("/v1/traces"),
+        "{text}"
+    );
+    let spans = collector.spans();
+    let [probe] = spans.as_slice() else {
+        panic!("one test span: {}", describe(&spans))
+    };
+    assert_eq!(probe.span.name, "herald doctor");
+    assert_eq!(
+        probe.resource_attribute("herald.command").as_deref(),
+        Some("doctor")
+    );
+
+    // Nothing listens: the line fails, the exit status is 1, and the
+    // reason names the endpoint.
+    let dead = format!("http://127.0.0.1:{}", free_port());
+    let output = env.run_herald(&["doctor"], &export_to(&dead));
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    let traces = text
+        .lines()
+        .find(|l| l.starts_with("traces"))
+        .unwrap_or_default();
+    assert!(traces.contains("FAIL") && traces.contains(&dead), "{text}");
+}
