@@ -222,15 +222,7 @@ async fn a_push_endpoint_that_is_down_is_retried_until_it_comes_up() {
     .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
 
-    let (_addr, _handle) = herald_push_sandbox::spawn(
-        format!("127.0.0.1:{port}").parse().unwrap(),
-        herald_push_sandbox::SandboxCredentials {
-            app_id: crate::helpers::APP_ID.into(),
-            secret: crate::helpers::SECRET.into(),
-        },
-    )
-    .await
-    .expect("port still free");
+    let _sandbox = crate::helpers::SandboxProcess::start(port);
     let client = reqwest::Client::new();
     let events = wait_for("delivery once the endpoint is up", || async {
         let events: Vec<herald_push_sandbox::RecordedRequest> = client

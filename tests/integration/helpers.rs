@@ -11,7 +11,7 @@ use std::{
 use apalis::prelude::TaskSink;
 use herald::{config::Settings, store::MESSAGE_COLLECTION, worker};
 use herald_jobs::{AccountId, MessageId, Producer, QueueName, SendMessage};
-use herald_push_sandbox::{self as sandbox, RecordedRequest, SandboxCredentials};
+use herald_push_sandbox::{self as sandbox, RecordedRequest};
 use mongodb::bson::{doc, Document};
 use serde_json::Value;
 use tokio::{sync::oneshot, task::JoinHandle};
@@ -92,6 +92,8 @@ pub struct TestEnv {
     pub http: reqwest::Client,
     redis: herald_jobs::RedisConnection,
     worker: Option<RunningWorker>,
+    /// Killed with the environment.
+    _sandbox: SandboxProcess,
 }
 
 /// Builds a test environment whose sandbox accepts `APP_ID`/`SECRET`.
@@ -111,19 +113,11 @@ pub async fn env_with(extra: &[(&str, &str)]) -> TestEnv {
             "test",
         );
     }
-    let (addr, _handle) = sandbox::spawn(
-        "127.0.0.1:0".parse().expect("literal address"),
-        SandboxCredentials {
-            app_id: APP_ID.into(),
-            secret: SECRET.into(),
-        },
-    )
-    .await
-    .expect("sandbox binds a free port");
+    let sandbox = SandboxProcess::start(0);
     let suffix = unique_suffix();
     let namespace = format!("herald-test-{suffix}");
     let database_name = format!("herald_test_{suffix}");
-    let sandbox_url = format!("http://{addr}");
+    let sandbox_url = sandbox.url.clone();
 
     let mut vars: HashMap<String, String> = [
         (
@@ -181,6 +175,61 @@ pub async fn env_with(extra: &[(&str, &str)]) -> TestEnv {
         http: reqwest::Client::new(),
         redis,
         worker: None,
+        _sandbox: sandbox,
+    }
+}
+
+/// The push sandbox as a process (the `herald-push-sandbox` binary), as
+/// the tests start s3s-fs and Sockudo: accepting [`APP_ID`], [`SECRET`]
+/// and the default Pusher key, on 127.0.0.1. Killed when dropped.
+pub struct SandboxProcess {
+    child: Child,
+    /// `http://127.0.0.1:<port>`.
+    pub url: String,
+}
+
+impl SandboxProcess {
+    /// Starts it on `port` (0: a free one) and waits until it listens.
+    pub fn start(port: u16) -> Self {
+        use std::io::{BufRead, BufReader};
+        let bin = std::path::Path::new(env!("CARGO_BIN_EXE_herald"))
+            .with_file_name("herald-push-sandbox");
+        assert!(
+            bin.exists(),
+            "{} is not built: `cargo build -p herald-push-sandbox` (the README's test command builds the whole workspace)",
+            bin.display()
+        );
+        let mut child = Command::new(&bin)
+            .args(["--port", &port.to_string(), "--app-id", APP_ID])
+            .args(["--secret", SECRET, "--key", sandbox::DEFAULT_PUSHER_KEY])
+            // Its own configuration is not read: the arguments say it all.
+            .env("HERALD_CONFIG_DIR", "/nonexistent")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("the sandbox binary starts");
+        let mut first = String::new();
+        if let Some(stdout) = child.stdout.take() {
+            let _ = BufReader::new(stdout).read_line(&mut first);
+        }
+        let Some(url) = first
+            .split_whitespace()
+            .find(|word| word.starts_with("http://"))
+            .map(str::to_owned)
+        else {
+            let _ = child.kill();
+            let status = child.wait();
+            panic!("the sandbox did not start ({status:?}): {first:?}");
+        };
+        Self { child, url }
+    }
+}
+
+impl Drop for SandboxProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
