@@ -204,6 +204,10 @@ impl SandboxProcess {
             .args(["--secret", SECRET, "--key", sandbox::DEFAULT_PUSHER_KEY])
             // Its own configuration is not read: the arguments say it all.
             .env("HERALD_CONFIG_DIR", "/nonexistent")
+            // Its compiled-in defaults log each event at info, on the
+            // test's standard error: only what went wrong is worth that.
+            .env("HERALD_LOG_LEVEL", "warn")
+            .env_remove("RUST_LOG")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
