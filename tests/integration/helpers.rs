@@ -776,6 +776,14 @@ impl Drop for HeraldProcess {
     }
 }
 
+/// The lines of `text` that are JSON (a log with `HERALD_LOG_FORMAT=json`,
+/// `herald queue status`), as values; any other line is skipped.
+pub fn json_lines(log: &str) -> Vec<Value> {
+    log.lines()
+        .filter_map(|line| serde_json::from_str(line).ok())
+        .collect()
+}
+
 /// Stops a `herald` process started with its standard error in `log`
 /// (SIGTERM), and returns how it exited and what it logged; the log file
 /// is removed.

@@ -41,7 +41,9 @@ use serde_json::{json, Value};
 use tokio::sync::oneshot;
 
 use crate::{
-    helpers::{account, env_with, exited, signal, stop_logged, wait_for, TestEnv, WEB_TOKEN},
+    helpers::{
+        account, env_with, exited, json_lines, signal, stop_logged, wait_for, TestEnv, WEB_TOKEN,
+    },
     ops::free_port,
 };
 
@@ -344,12 +346,6 @@ async fn receive(
     }
 }
 
-fn parse(log: &str) -> Vec<Value> {
-    log.lines()
-        .filter_map(|line| serde_json::from_str(line).ok())
-        .collect()
-}
-
 /// The JSON log lines of `log` in span `span` of trace `trace` whose
 /// message is `message`.
 fn lines<'a>(log: &'a [Value], span: &str, trace: &str, message: &str) -> Vec<&'a Value> {
@@ -385,7 +381,7 @@ async fn wait_for_line(
     wait_for(
         &format!("{count} {span} line(s) {message:?} of trace {trace}"),
         || async {
-            let now = parse(&std::fs::read_to_string(log).unwrap_or_default());
+            let now = json_lines(&std::fs::read_to_string(log).unwrap_or_default());
             (lines(&now, span, trace, message).len() >= count).then_some(())
         },
     )
@@ -547,7 +543,7 @@ async fn the_spans_of_a_sampled_trace_reach_the_collector_with_the_ids_the_logs_
         )
         .await;
     let (web_text, worker_text) = pair.stop();
-    let (web_lines, worker_lines) = (parse(&web_text), parse(&worker_text));
+    let (web_lines, worker_lines) = (json_lines(&web_text), json_lines(&worker_text));
     collector.assert_protocol();
 
     let spans = collector.trace(TRACE_ID);
@@ -749,7 +745,7 @@ async fn the_sample_ratio_keeps_or_drops_a_whole_trace_by_its_id() {
     );
     // The dropped trace ran (its request is in the log) but left no span.
     one_line(
-        &parse(&web_text),
+        &json_lines(&web_text),
         &web_text,
         "request",
         DROPPED,
@@ -891,7 +887,7 @@ async fn work_goes_on_without_a_collector(endpoint: &str, label: &str) {
             "{queue:?}\n{text}"
         );
     }
-    let lines = parse(&text);
+    let lines = json_lines(&text);
     one_line(&lines, &text, "send_message", TRACE, "message stored");
     one_line(&lines, &text, "push", TRACE, "event delivered");
 }

@@ -58,9 +58,8 @@ async fn a_paused_queue_holds_its_jobs_across_a_worker_restart_while_the_others_
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert!(env.delivered("new_message").await.is_empty());
     let status = herald(&env, &["queue", "status"]);
-    let push: Value = status
-        .lines()
-        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+    let push: Value = crate::helpers::json_lines(&status)
+        .into_iter()
         .find(|q| q["queue"].as_str().is_some_and(|n| n.ends_with(":push")))
         .expect("the push queue's line");
     assert_eq!(push["paused"], true, "{status}");

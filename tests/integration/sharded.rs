@@ -51,9 +51,8 @@ async fn per_shard(env: &TestEnv, queue: QueueName, set: &str) -> Vec<usize> {
 fn status_line(env: &TestEnv, queue: QueueName) -> Value {
     let status = crate::pause::herald(env, &["queue", "status"]);
     let name = format!("{}:{}", env.settings.redis.namespace, queue.as_str());
-    let lines: Vec<Value> = status
-        .lines()
-        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+    let lines: Vec<Value> = crate::helpers::json_lines(&status)
+        .into_iter()
         .filter(|q| q["queue"] == name.as_str())
         .collect();
     assert_eq!(lines.len(), 1, "one line for {name}: {status}");

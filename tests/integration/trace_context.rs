@@ -8,7 +8,7 @@
 use serde_json::{json, Value};
 
 use crate::{
-    helpers::{account, env_with, stop_logged, wait_for, WEB_TOKEN},
+    helpers::{account, env_with, json_lines, stop_logged, wait_for, WEB_TOKEN},
     ops::free_port,
 };
 
@@ -23,12 +23,6 @@ fn lines<'a>(log: &'a [Value], span: &str, message: &str) -> Vec<&'a Value> {
         .filter(|line| {
             line["span"]["name"] == span && line["fields"]["message"].as_str() == Some(message)
         })
-        .collect()
-}
-
-fn parse(log: &str) -> Vec<Value> {
-    log.lines()
-        .filter_map(|line| serde_json::from_str(line).ok())
         .collect()
 }
 
@@ -79,13 +73,13 @@ async fn one_trace_runs_from_the_request_through_the_store_to_the_push() {
     // The worker logs the push after the provider answered; give the line
     // a moment to reach the file before stopping.
     wait_for("the push's log line", || async {
-        let log = parse(&std::fs::read_to_string(&worker_log).unwrap_or_default());
+        let log = json_lines(&std::fs::read_to_string(&worker_log).unwrap_or_default());
         (!lines(&log, "push", "event delivered").is_empty()).then_some(())
     })
     .await;
     let (_, web_text) = stop_logged(&mut web, &web_log);
     let (_, worker_text) = stop_logged(&mut worker, &worker_log);
-    let (web_lines, worker_lines) = (parse(&web_text), parse(&worker_text));
+    let (web_lines, worker_lines) = (json_lines(&web_text), json_lines(&worker_text));
 
     let request = lines(&web_lines, "request", "message enqueued over HTTP");
     let [request] = request.as_slice() else {
@@ -154,12 +148,12 @@ async fn a_job_without_a_trace_or_with_a_malformed_one_starts_its_own() {
     })
     .await;
     wait_for("the pushes' log lines", || async {
-        let lines_now = parse(&std::fs::read_to_string(&log).unwrap_or_default());
+        let lines_now = json_lines(&std::fs::read_to_string(&log).unwrap_or_default());
         (lines(&lines_now, "push", "event delivered").len() == 2).then_some(())
     })
     .await;
     let (_, text) = stop_logged(&mut worker, &log);
-    let all = parse(&text);
+    let all = json_lines(&text);
     let stored = lines(&all, "send_message", "message stored");
     assert_eq!(stored.len(), 2, "{text}");
     let traces: Vec<&Value> = stored.iter().map(|l| &l["span"]["trace_id"]).collect();
