@@ -18,9 +18,8 @@ use serde_json::Value;
 use crate::{
     helpers::{
         account, env_with, installed_binary, try_redis, wait_for, HeraldProcess, ScratchProcess,
-        TestEnv,
     },
-    ops::free_port,
+    ops::{free_port, wait_healthy},
     promql::{metric_names, scrape},
 };
 
@@ -241,15 +240,6 @@ fn the_rules_pass_promtool_check_and_their_unit_tests() {
     );
 }
 
-/// Waits until `{base}/healthz` answers 200.
-async fn wait_healthy(env: &TestEnv, base: &str, what: &str) {
-    wait_for(what, || async {
-        let response = env.http.get(format!("{base}/healthz")).send().await.ok()?;
-        (response.status() == 200).then_some(())
-    })
-    .await;
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_metric_the_rules_read_is_one_herald_exports() {
     let bind = format!("127.0.0.1:{}", free_port());
@@ -387,6 +377,18 @@ impl PrometheusServer {
             .await
             .ok()?;
         (answer["status"] == "success").then(|| answer["data"].clone())
+    }
+
+    /// How many rules Prometheus has loaded, or `None` before it answers.
+    async fn loaded_rules(&self, http: &reqwest::Client) -> Option<usize> {
+        let groups = self.api(http, "rules").await?;
+        Some(
+            groups["groups"]
+                .as_array()?
+                .iter()
+                .map(|g| g["rules"].as_array().map_or(0, Vec::len))
+                .sum(),
+        )
     }
 
     /// An instant query's result vector.
@@ -576,12 +578,7 @@ async fn prometheus_fires_the_dead_set_alert_when_pushes_fail_for_good() {
         "Prometheus to load the rules and scrape the worker and herald web",
         FIRING_PATIENCE,
         || async {
-            let groups = prometheus.api(&http, "rules").await?;
-            let loaded: usize = groups["groups"]
-                .as_array()?
-                .iter()
-                .map(|g| g["rules"].as_array().map_or(0, Vec::len))
-                .sum();
+            let loaded = prometheus.loaded_rules(&http).await?;
             if loaded != rule_count {
                 return None;
             }
@@ -842,12 +839,7 @@ async fn prometheus_fires_the_redis_alert_when_redis_stops() {
         "Prometheus to load the rules and see Redis and MongoDB up from both processes",
         FIRING_PATIENCE,
         || async {
-            let groups = prometheus.api(&http, "rules").await?;
-            let loaded: usize = groups["groups"]
-                .as_array()?
-                .iter()
-                .map(|g| g["rules"].as_array().map_or(0, Vec::len))
-                .sum();
+            let loaded = prometheus.loaded_rules(&http).await?;
             let up = prometheus.query(&http, "herald_dependency_up == 1").await;
             (loaded == rule_count && up.len() == 4).then_some(())
         },

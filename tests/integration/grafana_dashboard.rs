@@ -5,13 +5,12 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use herald::export::status::ExportStatusStore;
-use herald_jobs::{Export, Producer, QueueName, SendMessage};
+use herald_jobs::{QueueName, SendMessage};
 use serde_json::{json, Value};
 
 use crate::{
-    helpers::{account, env_with, redis_url, wait_for},
-    ops::free_port,
+    helpers::{account, env_with, wait_for},
+    ops::{enqueue_title_export, free_port},
     promql::{is_ident_char, read_matchers, scrape, selectors, Selector},
 };
 
@@ -407,28 +406,7 @@ async fn the_grafana_dashboard_reads_only_metrics_herald_exports() {
             .await;
     }
     env.push_raw(json!({"accountId": "nope"})).await;
-    let key = mongodb::bson::oid::ObjectId::new().to_hex();
-    ExportStatusStore::new(&env.database)
-        .queued(
-            account,
-            &herald_jobs::ExportKey::parse(&key).expect("export key"),
-            "message",
-        )
-        .await
-        .expect("status record");
-    let export: Export = serde_json::from_value(json!({
-        "accountId": account.to_hex(),
-        "key": key,
-        "collection": "message",
-        "fields": [{ "path": "title", "title": "Title" }],
-    }))
-    .expect("export job");
-    Producer::connect(&redis_url(), &env.settings.redis.namespace)
-        .await
-        .expect("producer")
-        .enqueue_export(export)
-        .await
-        .expect("enqueue export");
+    enqueue_title_export(&env, account).await;
     wait_for("two pushes, a dead job and a finished export", || async {
         let dead = env.queue_set(QueueName::SendMessage, "dead").await.len();
         let pushed = env.delivered("new_message").await.len();

@@ -131,8 +131,35 @@ async fn scrape(env: &TestEnv, base: &str) -> (HashMap<String, String>, Vec<Samp
     parse_metrics(&response.text().await.unwrap())
 }
 
+/// Enqueues an export of `account`'s messages (their titles) under a new
+/// key, with its status record queued as `/v1/exports` would.
+pub async fn enqueue_title_export(env: &TestEnv, account: herald_jobs::AccountId) {
+    let key = mongodb::bson::oid::ObjectId::new().to_hex();
+    ExportStatusStore::new(&env.database)
+        .queued(
+            account,
+            &herald_jobs::ExportKey::parse(&key).expect("export key"),
+            "message",
+        )
+        .await
+        .expect("status record");
+    let export: Export = serde_json::from_value(json!({
+        "accountId": account.to_hex(),
+        "key": key,
+        "collection": "message",
+        "fields": [{ "path": "title", "title": "Title" }],
+    }))
+    .expect("export job");
+    Producer::connect(&redis_url(), &env.settings.redis.namespace)
+        .await
+        .expect("producer")
+        .enqueue_export(export)
+        .await
+        .expect("enqueue export");
+}
+
 /// Waits until `{base}/healthz` answers 200.
-async fn wait_healthy(env: &TestEnv, base: &str, what: &str) {
+pub async fn wait_healthy(env: &TestEnv, base: &str, what: &str) {
     wait_for(what, || async {
         let response = env.http.get(format!("{base}/healthz")).send().await.ok()?;
         (response.status() == 200).then_some(())
@@ -193,28 +220,7 @@ async fn the_worker_serves_health_readiness_and_job_metrics() {
     })
     .await;
     // And an export of those three messages.
-    let key = mongodb::bson::oid::ObjectId::new().to_hex();
-    ExportStatusStore::new(&env.database)
-        .queued(
-            account,
-            &herald_jobs::ExportKey::parse(&key).unwrap(),
-            "message",
-        )
-        .await
-        .expect("status record");
-    let export: Export = serde_json::from_value(json!({
-        "accountId": account.to_hex(),
-        "key": key,
-        "collection": "message",
-        "fields": [{ "path": "title", "title": "Title" }],
-    }))
-    .expect("export job");
-    Producer::connect(&redis_url(), &env.settings.redis.namespace)
-        .await
-        .expect("producer")
-        .enqueue_export(export)
-        .await
-        .expect("enqueue export");
+    enqueue_title_export(&env, account).await;
     wait_for("export_finish", || async {
         (env.delivered("export_finish").await.len() == 1).then_some(())
     })
