@@ -43,12 +43,15 @@ local function claim_bucket(prefix, grid, n, sub)
     return prefix .. ":" .. grid .. ":" .. n .. ":" .. sub
 end
 
--- Whether the queue whose claims are under `prefix` ran before: its job
--- hash, finished or dead jobs, counters or workers exist.
+-- Whether the queue whose claims are under `prefix` ever held a job: its
+-- job hash, finished or dead jobs or its counters exist (the total of
+-- done jobs is kept for good). Claim strings were written by enqueues, so
+-- a queue that never held one has none, even where workers registered
+-- first (a new deployment): its claims are then never probed as strings.
 local function claim_queue_ran(prefix)
     local queue = string.sub(prefix, 1, #prefix - #":idempotency")
     return redis.call("exists", queue .. ":data", queue .. ":done", queue .. ":dead",
-        queue .. ":stats", queue .. ":workers") > 0
+        queue .. ":stats:total:done") > 0
 end
 
 -- The grids that may hold live claims at `now` (drops the others), and

@@ -234,3 +234,52 @@ async fn strings_of_the_earlier_layout_count_on_a_queue_that_ran_before() {
         .expect("enqueue");
     assert_eq!(stray.ready, 1);
 }
+
+/// Whether the grids of `prefix` say strings of the earlier layout may
+/// still exist (so every lookup probes for one).
+async fn strings_probed(conn: &mut RedisConnection, prefix: &str) -> bool {
+    let score: Option<f64> = redis::cmd("ZSCORE")
+        .arg(format!("{prefix}:grids"))
+        .arg("strings")
+        .query_async(conn)
+        .await
+        .expect("ZSCORE");
+    score.is_some()
+}
+
+#[tokio::test]
+async fn a_queue_that_never_held_a_job_has_no_strings_to_probe_though_its_workers_registered() {
+    let env = env().await;
+    let ttl = Some(Duration::from_secs(600));
+    let mut conn = conn().await;
+
+    // A new deployment: the workers register before anything is enqueued.
+    let fresh = env.settings.redis.namespace.queue(QueueName::Push);
+    let prefix = queue_key(&fresh, "idempotency");
+    let _: () = redis::cmd("ZADD")
+        .arg(queue_key(&fresh, "workers"))
+        .arg(now_secs())
+        .arg("worker-1")
+        .query_async(&mut conn)
+        .await
+        .expect("ZADD");
+    enqueue(&mut conn, &fresh, ttl, &[job("j1", "k1")], now_secs())
+        .await
+        .expect("enqueue");
+    assert!(!strings_probed(&mut conn, &prefix).await);
+
+    // A queue whose jobs are all gone but which did finish some: its total
+    // of done jobs, kept for good, says it ran before.
+    let ran = env.settings.redis.namespace.queue(QueueName::SendMessage);
+    let prefix = queue_key(&ran, "idempotency");
+    let _: () = redis::cmd("SET")
+        .arg(queue_key(&ran, "stats:total:done"))
+        .arg(3)
+        .query_async(&mut conn)
+        .await
+        .expect("SET");
+    enqueue(&mut conn, &ran, ttl, &[job("j2", "k2")], now_secs())
+        .await
+        .expect("enqueue");
+    assert!(strings_probed(&mut conn, &prefix).await);
+}
