@@ -27,6 +27,9 @@ local ttl = tonumber(ARGV[4])
 local enqueued, delayed, duplicates = 0, 0, 0
 local grids = nil
 local expiring = {}
+-- Ids that are due, in order: pushed onto the ready list together at the
+-- end (one command per 1,000 rather than one per job).
+local ready = {}
 
 local i = 5
 while i <= #ARGV do
@@ -63,8 +66,7 @@ while i <= #ARGV do
             redis.call("hset", meta_prefix .. ":" .. id, "due_at", run_at)
             delayed = delayed + 1
         else
-            redis.call("rpush", active, id)
-            enqueued = enqueued + 1
+            ready[#ready + 1] = id
         end
     else
         duplicates = duplicates + 1
@@ -72,6 +74,11 @@ while i <= #ARGV do
 end
 
 claim_expire(expiring)
+
+enqueued = #ready
+for first = 1, #ready, 1000 do
+    redis.call("rpush", active, unpack(ready, first, math.min(first + 999, #ready)))
+end
 
 if enqueued + delayed > 0 and redis.call("llen", wake) == 0 then
     redis.call("lpush", wake, "1")

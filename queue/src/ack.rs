@@ -52,6 +52,21 @@ pub(super) struct Finished {
     /// Its error deferred it by this long, no attempt spent
     /// ([`super::retry::Defer`]).
     pub deferred: Option<std::time::Duration>,
+    /// When it could first run, as its metadata says (Unix seconds: the
+    /// time a scheduled job fell due, else its enqueue), for the latency
+    /// the acknowledgement records; `None` when the fetch did not say.
+    pub since: Option<String>,
+}
+
+impl Finished {
+    /// The `since` of a job whose metadata is `metadata`: its `due_at`,
+    /// else its `enqueued_at` (what the enqueue script wrote).
+    pub fn since_of(metadata: &apalis_core::task::metadata::MetadataStore) -> Option<String> {
+        metadata
+            .get("due_at")
+            .or_else(|| metadata.get("enqueued_at"))
+            .map(str::to_owned)
+    }
 }
 
 /// Where finished jobs are reported.
@@ -152,6 +167,7 @@ where
 
     fn call(&mut self, task: Task<Args>) -> Self::Future {
         let ctx = task.ctx().clone();
+        let since = Finished::since_of(ctx.metadata());
         let mut turn = self.order.as_ref().map(StartOrder::take_turn);
         let job = self.inner.call(task);
         let finished = self.finished.clone();
@@ -184,6 +200,7 @@ where
                         handoff,
                         not_before,
                         deferred,
+                        since,
                     };
                     // A closed channel means the worker stopped; its lease
                     // runs out and the job runs again elsewhere.
@@ -204,6 +221,24 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use apalis_core::task::metadata::MetadataStore;
+
+    #[test]
+    fn a_job_could_first_run_when_it_fell_due_else_when_it_was_enqueued() {
+        let metadata = |fields: &[(&str, &str)]| {
+            MetadataStore::from_map(
+                fields
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                    .collect(),
+            )
+        };
+        let enqueued = metadata(&[("enqueued_at", "100.5"), ("attempts", "0")]);
+        assert_eq!(Finished::since_of(&enqueued).as_deref(), Some("100.5"));
+        let scheduled = metadata(&[("enqueued_at", "100.5"), ("due_at", "160")]);
+        assert_eq!(Finished::since_of(&scheduled).as_deref(), Some("160"));
+        assert_eq!(Finished::since_of(&metadata(&[])), None);
+    }
 
     #[tokio::test]
     async fn a_turn_waits_for_the_one_before_it_and_no_longer() {

@@ -37,6 +37,8 @@ struct Ack {
     history: String,
     /// The error group of a job that is dead ("" otherwise).
     error_group: String,
+    /// When it could first run ([`Finished::since`]; "" when unknown).
+    since: String,
 }
 
 impl QueuePersistence {
@@ -59,6 +61,7 @@ impl QueuePersistence {
                 result: serde_json::to_string(error).unwrap_or_else(|_| "null".into()),
                 history: String::new(),
                 error_group: String::new(),
+                since: String::new(),
             };
         }
         let handed = match (&finished.result, &finished.handoff) {
@@ -102,6 +105,7 @@ impl QueuePersistence {
             attempts: finished.attempt,
             result: serde_json::to_string(recorded).unwrap_or_else(|_| "null".into()),
             history,
+            since: finished.since.clone().unwrap_or_default(),
         }
     }
 
@@ -190,7 +194,8 @@ impl QueuePersistence {
                     .arg(&ack.result)
                     .arg(format!("{retry_at:.3}"))
                     .arg(&ack.history)
-                    .arg(&ack.error_group);
+                    .arg(&ack.error_group)
+                    .arg(&ack.since);
             }
             let (_recorded, lost): (u64, u64) = call
                 .invoke_async(&mut self.conn)

@@ -172,6 +172,7 @@ impl WorkerDriver {
             return;
         };
         let attempt = task.attempt() + 1;
+        let since = Finished::since_of(task.ctx().metadata());
         tracing::warn!(
             job_id = %task_id,
             queue = %self.persistence.config.name,
@@ -187,6 +188,7 @@ impl WorkerDriver {
             handoff: None,
             not_before: None,
             deferred: None,
+            since,
         });
     }
 

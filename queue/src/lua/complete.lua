@@ -14,10 +14,11 @@
 --         hour; see LATENCY_BOUNDS_MS)
 -- ARGV[6] the labels dead jobs are indexed by ("name=/pointer;...", see
 --         dead_index.lua, which this script begins with)
--- ARGV[7..] groups of 8: id, outcome ("done" | "retry" | "dead"), status,
+-- ARGV[7..] groups of 9: id, outcome ("done" | "retry" | "dead"), status,
 --           attempts, result (JSON), retry_at (seconds; used when "retry"),
 --           history entry (JSON; "" records none), error group (used when
---           "dead").
+--           "dead"), since (seconds: when the job could first run, as the
+--           worker's fetch read it from the metadata; "" to read it here).
 -- The caller sends at most a few hundred jobs per call.
 --
 -- A job no longer in this worker's inflight set lost its lease (the worker
@@ -30,7 +31,7 @@ local meta_prefix, history_prefix = ARGV[2], ARGV[3]
 local keep = tonumber(ARGV[4])
 local stats_prefix = ARGV[5]
 local labels = ARGV[6]
-local FIRST, WIDTH = 7, 8
+local FIRST, WIDTH = 7, 9
 local rescheduled = false
 -- Upper bounds (ms) of the latency buckets 1..14; bucket 15 is the rest.
 -- queue/src/admin/history.rs reads them with the same bounds.
@@ -66,9 +67,13 @@ for n = 1, #ids do
             redis.call("hset", meta_key, "status", status, "attempts", attempts, "result", result, "done_at", now)
             finished[#finished + 1] = id
             -- From when it could first run: its enqueue, or the time a
-            -- scheduled job fell due (enqueue.lua's due_at).
-            local since = redis.call("hmget", meta_key, "due_at", "enqueued_at")
-            local enqueued_at = tonumber(since[1]) or tonumber(since[2])
+            -- scheduled job fell due (enqueue.lua's due_at), as the fetch
+            -- read them; read here only when the worker did not say.
+            local enqueued_at = tonumber(ARGV[i + 8])
+            if not enqueued_at then
+                local since = redis.call("hmget", meta_key, "due_at", "enqueued_at")
+                enqueued_at = tonumber(since[1]) or tonumber(since[2])
+            end
             if enqueued_at then
                 local ms = (tonumber(now) - enqueued_at) * 1000
                 local bucket = #LATENCY_BOUNDS_MS + 1
