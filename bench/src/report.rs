@@ -284,12 +284,13 @@ impl Report {
             }
             sections.push((
                 format!(
-                    "Messages end to end, concurrency {} (at most {} request(s) in flight to each service; Herald's insert_many carried {:.1} messages on average and took {:.2} ms a call, the raw one {:.2} ms; ratio: to the lower of raw insert_many and raw push; the median of {} trial(s), whose ratios were {}; to the two raw stages run at once, for information: {})",
+                    "Messages end to end, concurrency {} (at most {} request(s) in flight to each service; Herald's insert_many carried {:.1} messages on average and took {:.2} ms a call, the raw one {:.2} ms; {}; ratio: to the lower of raw insert_many and raw push; the median of {} trial(s), whose ratios were {}; to the two raw stages run at once, for information: {})",
                     m.concurrency,
                     m.concurrency,
                     m.batch_size,
                     m.insert_call.as_secs_f64() * 1000.0,
                     m.raw_insert_call().as_secs_f64() * 1000.0,
+                    m.redis.describe(),
                     m.trial_ratios.len(),
                     listed(&m.trial_ratios),
                     listed(&m.both_trial_ratios)

@@ -25,7 +25,10 @@
 //!    many messages its `insert_many` calls carried on average, and
 //!    `herald_message_insert_seconds` how long each took: set beside the
 //!    raw calls of step 4, that shows how much the rest of Herald's work
-//!    on the same cores slows the database down;
+//!    on the same cores slows the database down. Redis's own counters,
+//!    read before the first enqueue and after the last event
+//!    ([`RedisWork`]), tell the script calls and commands each message
+//!    cost and the time Redis spent on them;
 //! 4. the physical limit of the database for what Herald asks of it: one
 //!    task inserting the same `jobs` documents with unordered `insert_many`
 //!    calls of the size Herald's averaged in step 3, one after another;
@@ -40,6 +43,7 @@
 
 mod baseline;
 pub(crate) mod recorder;
+mod redis_work;
 
 use std::{
     collections::{HashMap, HashSet},
@@ -55,6 +59,7 @@ use herald::{
 use herald_jobs::{queue::shard_of, AccountId, Namespace, Producer, SendMessage, ValidMessage};
 use mongodb::bson::{doc, Document};
 
+pub use self::redis_work::RedisWork;
 use self::{
     baseline::{raw_insert, raw_insert_many, raw_insert_many_and_post, raw_post},
     recorder::{Receipts, Recorder},
@@ -90,6 +95,8 @@ pub struct Measured {
     pub batch_size: f64,
     /// Mean time of one of Herald's `insert_many` calls in that trial.
     pub insert_call: Duration,
+    /// What Redis did per message in that trial's Herald run.
+    pub redis: RedisWork,
     /// Raw sandbox POST rate.
     pub raw_post: Row,
     /// Raw `insert_many` (Herald's batch size) and raw POST run at once,
@@ -206,13 +213,18 @@ pub async fn run(settings: &Settings, workload: &Workload) -> Result<Vec<Measure
             .counts();
         let one_job_at_a_time =
             (median < serial_runs.len()).then(|| serial_runs.swap_remove(median).timed());
-        let (batch_size, insert_call) = (runs[median].batch_size, runs[median].insert_call);
+        let (batch_size, insert_call, redis) = (
+            runs[median].batch_size,
+            runs[median].insert_call,
+            runs[median].redis,
+        );
         results.push(Measured {
             concurrency,
             raw_insert: inserts.swap_remove(median),
             raw_insert_many: batched.swap_remove(median),
             batch_size,
             insert_call,
+            redis,
             raw_post: posts.swap_remove(median),
             raw_both: both.swap_remove(median),
             herald: runs.swap_remove(median).timed(),
@@ -339,6 +351,8 @@ struct EndToEnd {
     batch_size: f64,
     /// Mean time of one of those calls.
     insert_call: Duration,
+    /// What Redis did per message, from its counters around the run.
+    redis: RedisWork,
     p50: Duration,
     p99: Duration,
     out_of_order: u64,
@@ -449,6 +463,7 @@ async fn drive(
     let mut enqueued: HashMap<String, (Instant, u64)> = HashMap::with_capacity(jobs as usize);
     let mut pending = messages.into_iter();
     let mut sent: u64 = 0;
+    let redis_before = RedisWork::read(&mut redis).await?;
     let start = Instant::now();
     let deadline = Duration::from_secs(600);
     while sent < jobs {
@@ -473,6 +488,9 @@ async fn drive(
     while receipts.count.load(Ordering::Acquire) < jobs {
         wait_for_receipt(receipts, start, deadline, &running).await?;
     }
+    let redis_work = RedisWork::read(&mut redis)
+        .await?
+        .since(&redis_before, jobs);
     let times = receipts.take();
     let last = times.iter().map(|(_, at)| *at).max().unwrap_or(start);
     let elapsed = last.saturating_duration_since(start);
@@ -517,6 +535,7 @@ async fn drive(
         },
         batch_size,
         insert_call,
+        redis: redis_work,
         p50: percentile(&latencies, 0.50),
         p99: percentile(&latencies, 0.99),
         out_of_order: arrived_late(&places),
