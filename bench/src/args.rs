@@ -125,8 +125,8 @@ pub(crate) struct PipelineArgs {
     pub(crate) window: u64,
     /// Trials per concurrency; the table shows the trial with the median
     /// ratio and lists every trial's ratio, and the targets are judged on
-    /// the trials' quartiles (at least 5 trials; fewer are judged on the
-    /// median alone).
+    /// a 90% confidence interval of the trials' median (at least 5 trials;
+    /// fewer are judged on the median alone).
     #[arg(long, default_value_t = 5)]
     pub(crate) trials: usize,
 }
@@ -196,8 +196,8 @@ pub(crate) struct ExportArgs {
     pub(crate) rows: Vec<u64>,
     /// Trials per size, each a scan and an export back to back; the table
     /// shows the trial with the median ratio, and the targets are judged
-    /// on the trials' quartiles (at least 5 trials; fewer are judged on
-    /// the median alone).
+    /// on a 90% confidence interval of the trials' median (at least 5
+    /// trials; fewer are judged on the median alone).
     #[arg(long, default_value_t = 5)]
     pub(crate) export_trials: usize,
     /// Where the exports write, comma-separated: `local` (a file, always

@@ -19,7 +19,8 @@
 //! export) back to back, so baseline and subject alternate and a slow spell
 //! of the machine lands on both sides of a ratio; the result is the trial
 //! with the median ratio, and every trial's ratios, local and S3, which the
-//! targets judge by their quartiles ([`crate::report::Verdict`]).
+//! targets judge by a confidence interval of their median
+//! ([`crate::report::Verdict`]).
 //! Before the first measurement every account's documents are read once,
 //! untimed. Each child's peak resident memory (`VmHWM` in `/proc/<pid>/status`) is
 //! its own, so the figure is the export's and the scan's, not the

@@ -60,17 +60,52 @@ pub struct Target {
 /// What a run says about a target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
-    /// Met (with trials: by at least three quarters of them).
+    /// Met (with trials: the whole confidence interval of their median
+    /// meets it).
     Met,
-    /// Missed (with trials: by at least three quarters of them).
+    /// Missed (with trials: the whole interval misses it).
     Missed,
-    /// The trials straddle the target: on this machine's noise the run
+    /// The interval straddles the target: on this machine's noise the run
     /// cannot tell, and says so rather than pass or fail by chance.
     Inconclusive,
 }
 
-/// Fewest trials for which [`Target::verdict`] judges by quartiles.
+/// Fewest trials for which [`Target::verdict`] judges by a confidence
+/// interval of the median (five is the fewest whose widest interval,
+/// lowest to highest trial, reaches [`MEDIAN_CONFIDENCE`]).
 pub const JUDGED_TRIALS: usize = 5;
+
+/// The least confidence a verdict over trials must have that the true
+/// median lies inside the interval it judges on.
+pub const MEDIAN_CONFIDENCE: f64 = 0.90;
+
+/// The narrowest interval of order statistics that holds the median of
+/// the distribution `n` independent trials came from with at least
+/// [`MEDIAN_CONFIDENCE`], as `(k, confidence)`: the interval runs from
+/// the `k`-th lowest trial to the `k`-th highest (`k` from 1). `None`
+/// when even the lowest-to-highest interval falls short (too few trials).
+///
+/// It makes no assumption about the distribution: the median lies
+/// between the `k`-th lowest and the `k`-th highest of `n` trials unless
+/// at least `n - k + 1` of them fall on one side of it, each side with a
+/// binomial chance of one half per trial.
+pub fn median_interval(n: usize) -> Option<(usize, f64)> {
+    // P(X <= j) for X ~ Binomial(n, 1/2), built up term by term.
+    let mut term = 0.5f64.powi(n as i32);
+    let mut below = 0.0;
+    let mut best = None;
+    for k in 1..=n.div_ceil(2) {
+        // Coverage of [x(k), x(n-k+1)] = 1 - 2 P(X <= k - 1).
+        below += term;
+        term *= (n - (k - 1)) as f64 / k as f64;
+        let coverage = 1.0 - 2.0 * below;
+        if coverage < MEDIAN_CONFIDENCE {
+            break;
+        }
+        best = Some((k, coverage));
+    }
+    best
+}
 
 impl Target {
     /// A target judged on one figure.
@@ -110,28 +145,39 @@ impl Target {
     }
 
     /// What this run says. With at least [`JUDGED_TRIALS`] trials, the
-    /// lower and upper quartiles of the trials' ratios decide: both on the
-    /// right side, met; both on the wrong side, missed; one on each side,
-    /// inconclusive. With fewer, the single figure decides.
+    /// confidence interval of their median ([`median_interval`]) decides:
+    /// both ends on the right side, met; both on the wrong side, missed;
+    /// one on each side, inconclusive. (Judging by fewer trials' agreement,
+    /// four of five say, gives a verdict by chance more than a third of the
+    /// time to a figure whose true median sits on the target; this rule
+    /// about one time in sixteen.) With fewer trials the median decides.
     /// A figure that misses while [`Target::noise`] names something
     /// outside Herald larger than the allowance is inconclusive.
     pub fn verdict(&self) -> Verdict {
-        if self.trials.len() < JUDGED_TRIALS {
-            return match (self.holds(self.ratio), &self.noise) {
-                (true, _) => Verdict::Met,
-                (false, Some(_)) => Verdict::Inconclusive,
-                (false, None) => Verdict::Missed,
-            };
-        }
-        let mut sorted = self.trials.clone();
-        sorted.sort_by(f64::total_cmp);
-        let last = sorted.len() - 1;
-        let (lower, upper) = (sorted[last / 4], sorted[(3 * last).div_ceil(4)]);
-        match (self.holds(lower), self.holds(upper)) {
+        let interval = match self.interval() {
+            Some((low, high, _)) if self.trials.len() >= JUDGED_TRIALS => (low, high),
+            _ => {
+                return match (self.holds(self.ratio), &self.noise) {
+                    (true, _) => Verdict::Met,
+                    (false, Some(_)) => Verdict::Inconclusive,
+                    (false, None) => Verdict::Missed,
+                }
+            }
+        };
+        match (self.holds(interval.0), self.holds(interval.1)) {
             (true, true) => Verdict::Met,
             (false, false) => Verdict::Missed,
             _ => Verdict::Inconclusive,
         }
+    }
+
+    /// The trials' confidence interval for their median: its lower and
+    /// upper end and its confidence; `None` with too few trials.
+    fn interval(&self) -> Option<(f64, f64, f64)> {
+        let (k, confidence) = median_interval(self.trials.len())?;
+        let mut sorted = self.trials.clone();
+        sorted.sort_by(f64::total_cmp);
+        Some((sorted[k - 1], sorted[sorted.len() - k], confidence))
     }
 
     /// Whether the run missed it (an inconclusive run did not).
@@ -139,8 +185,8 @@ impl Target {
         self.verdict() == Verdict::Missed
     }
 
-    /// The trials' spread as printed: lowest, quartiles, highest; or why
-    /// the figure cannot judge the target.
+    /// The trials' spread as printed: lowest, the median's confidence
+    /// interval, highest; or why the figure cannot judge the target.
     fn spread(&self) -> String {
         if self.verdict() == Verdict::Inconclusive {
             if let Some(noise) = &self.noise {
@@ -152,15 +198,18 @@ impl Target {
         }
         let mut sorted = self.trials.clone();
         sorted.sort_by(f64::total_cmp);
-        let last = sorted.len() - 1;
-        format!(
-            "; {} trials: min {:.2}, quartiles {:.2}-{:.2}, max {:.2}",
-            sorted.len(),
-            sorted[0],
-            sorted[last / 4],
-            sorted[(3 * last).div_ceil(4)],
-            sorted[last]
-        )
+        let (first, last) = (sorted[0], sorted[sorted.len() - 1]);
+        match self.interval() {
+            Some((low, high, confidence)) => format!(
+                "; {} trials: min {first:.2}, median's {:.0}% interval {low:.2}-{high:.2}, max {last:.2}",
+                sorted.len(),
+                confidence * 100.0,
+            ),
+            None => format!(
+                "; {} trials: min {first:.2}, max {last:.2}, too few to judge by an interval",
+                sorted.len()
+            ),
+        }
     }
 }
 
@@ -665,21 +714,54 @@ mod tests {
     }
 
     #[test]
-    fn trials_are_judged_by_their_quartiles() {
-        // Four of five on the right side: met, whatever the fifth.
-        assert_eq!(floor(&[0.95, 0.5, 0.92, 0.99, 1.1]), Verdict::Met);
-        // Four of five on the wrong side: missed.
-        assert_eq!(floor(&[0.85, 0.5, 0.88, 0.99, 0.7]), Verdict::Missed);
-        // Quartiles on both sides: the run cannot tell.
-        assert_eq!(
-            floor(&[0.85, 0.95, 0.88, 0.99, 0.93]),
-            Verdict::Inconclusive
-        );
+    fn five_trials_are_judged_by_their_lowest_and_highest() {
+        // Every trial on the right side: met.
+        assert_eq!(floor(&[0.95, 0.91, 0.92, 0.99, 1.1]), Verdict::Met);
+        // Every trial on the wrong side: missed.
+        assert_eq!(floor(&[0.85, 0.5, 0.88, 0.89, 0.7]), Verdict::Missed);
+        // Four of five on one side is not enough: the fifth could be where
+        // the median lies.
+        assert_eq!(floor(&[0.95, 0.5, 0.92, 0.99, 1.1]), Verdict::Inconclusive);
+        assert_eq!(floor(&[0.85, 0.5, 0.88, 0.99, 0.7]), Verdict::Inconclusive);
         // Fewer trials: the median decides.
         assert_eq!(floor(&[0.85, 0.95, 0.91]), Verdict::Met);
         assert_eq!(floor(&[0.85, 0.95, 0.89]), Verdict::Missed);
         let figure = Target::over_trials("t".into(), &[0.85, 0.95, 0.89], 0.9);
         assert_eq!(figure.ratio, 0.89, "the median is the figure shown");
+    }
+
+    #[test]
+    fn more_trials_narrow_the_median_interval() {
+        // Four trials cannot give 90%: even lowest to highest is 87.5%.
+        assert_eq!(median_interval(4), None);
+        let (k, confidence) = median_interval(5).unwrap();
+        assert_eq!(k, 1);
+        assert!((confidence - 0.9375).abs() < 1e-9, "{confidence}");
+        // Seven: second lowest to second highest would be 87.5%, too little.
+        assert_eq!(median_interval(7).unwrap().0, 1);
+        // Nine: 96.1% from the second lowest to the second highest.
+        let (k, confidence) = median_interval(9).unwrap();
+        assert_eq!(k, 2);
+        assert!((confidence - 0.9609375).abs() < 1e-9, "{confidence}");
+        // Nine trials with one outlier on each side still judge.
+        assert_eq!(
+            floor(&[0.5, 0.93, 0.95, 0.92, 0.94, 0.96, 0.91, 0.97, 1.3]),
+            Verdict::Met
+        );
+    }
+
+    #[test]
+    fn the_spread_names_the_interval_and_its_confidence() {
+        let target = Target::over_trials("t".into(), &[0.85, 0.5, 0.88, 0.99, 0.7], 0.9);
+        assert_eq!(
+            target.spread(),
+            "; 5 trials: min 0.50, median's 94% interval 0.50-0.99, max 0.99"
+        );
+        let few = Target::over_trials("t".into(), &[0.85, 0.5], 0.9);
+        assert_eq!(
+            few.spread(),
+            "; 2 trials: min 0.50, max 0.85, too few to judge by an interval"
+        );
     }
 
     #[test]
