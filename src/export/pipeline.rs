@@ -13,10 +13,9 @@
 //! - the cancellation check ([`super::cancel`]) runs in the background
 //!   while the next batches are written;
 //! - progress, with the count that gives its total, is handled by a
-//!   [`ProgressReporter`] task. Its last report is sent while the file is
-//!   committed ([`AllRows::report_last`]), and the run waits for both
-//!   before it records the export finished, so every `export_progress`
-//!   still reaches the provider before the run's `export_finish`.
+//!   [`ProgressReporter`] task, which always finishes before
+//!   [`write_rows`] returns, so every `export_progress` still reaches the
+//!   provider before the run's `export_finish`.
 //!
 //! The file is the UTF-8 byte order mark (spreadsheet programs then read
 //! Chinese text right), a header row of the column titles, then one row
@@ -56,15 +55,14 @@ const READ_AHEAD_BATCHES: usize = 2;
 /// Batches rendered at once, each by its own task.
 const RENDER_AHEAD_BATCHES: usize = 3;
 
-/// Streams the rows matching `filter` into `file`; their number with the
-/// last progress report still to send, or `Ok(None)` when the export was
-/// cancelled.
+/// Streams the rows matching `filter` into `file`; their number, or
+/// `Ok(None)` when the export was cancelled.
 pub(super) async fn write_rows<S, P>(
     valid: &ValidExport,
     deps: &Deps<S, P>,
     filter: Document,
     file: &mut (impl AsyncWrite + Unpin),
-) -> Result<Option<AllRows>, ExportError>
+) -> Result<Option<u64>, ExportError>
 where
     P: EventPusher + Clone,
 {
@@ -175,30 +173,11 @@ where
             return Ok(None);
         }
     }
-    Ok(Some(AllRows {
-        rows: processed,
-        progress,
-    }))
-}
-
-/// Every row written: their number, and the progress reports still owed.
-///
-/// The last report is left to the caller so that it can be sent while the
-/// file is committed ([`AllRows::report_last`]); a cancellation that lands
-/// after the last batch is caught by the record's finishing update, which
-/// only a running export passes.
-pub(super) struct AllRows {
-    /// Rows written.
-    pub(super) rows: u64,
-    progress: ProgressReporter,
-}
-
-impl AllRows {
-    /// Hands the reporting task the final count and waits until every
-    /// `export_progress` is recorded and sent.
-    pub(super) async fn report_last(self) {
-        self.progress.finish(self.rows).await;
+    progress.finish(processed).await;
+    if deps.status.is_cancelled(valid.account, &valid.key).await? {
+        return Ok(None);
     }
+    Ok(Some(processed))
 }
 
 /// A batch of documents as CSV rows.

@@ -4,10 +4,9 @@
 //! while queued), starts a partial file in the storage, streams the rows
 //! into it (`super::pipeline`), and then:
 //!
-//! - all rows written: commits the file (while the last progress report
-//!   is sent), then records `finished`, which only a running record
-//!   accepts. If the record was cancelled after the last batch was
-//!   written, the cancellation wins and the committed file is deleted;
+//! - all rows written: commits the file, then records `finished`. If the
+//!   record was cancelled in the instant between, the cancellation wins
+//!   and the committed file is deleted;
 //! - cancelled while writing: discards the partial file;
 //! - failed: discards the partial file and hands the error on.
 //!
@@ -52,12 +51,8 @@ where
     }
     let mut file = deps.storage.create(valid.account, &valid.key, run).await?;
     match pipeline::write_rows(valid, deps, filter, &mut file).await {
-        Ok(Some(written)) => {
-            let rows = written.rows;
-            // The file's sync and the last progress report overlap; both
-            // are done before the record says finished.
-            let (stored, ()) = tokio::join!(deps.storage.commit(file), written.report_last());
-            let stored = stored?;
+        Ok(Some(rows)) => {
+            let stored = deps.storage.commit(file).await?;
             if deps
                 .status
                 .finish(valid.account, &valid.key, rows, &stored)
